@@ -1,0 +1,111 @@
+/*  zfed_broker - a Majordomo (7/MDP, MDP/0.1 + 8/MMI) broker.
+
+    One ROUTER socket serves clients and workers; one thread owns all
+    state.  Requests are routed by service name to the worker that has been
+    idle longest, and queue while no worker is free.  Everything the broker
+    can hold is bounded by a named, configurable limit; past a limit the
+    sender gets an error reply or the message is dropped and counted, and
+    the broker keeps serving.
+
+    Beyond the reference broker: a worker that dies while busy is noticed
+    through heartbeats and its request goes to another worker (at most
+    max_attempts dispatches per request); queued requests expire; and no
+    input, however malformed, stops the loop.
+
+    zfed extension (interoperable): a worker may append a fifth READY frame
+    "credit=N" to accept up to N requests at once.  Plain MDP workers send
+    four frames and get one request at a time; plain MDP brokers ignore the
+    extra frame.
+*/
+#ifndef ZFED_BROKER_H_INCLUDED
+#define ZFED_BROKER_H_INCLUDED
+
+#include <czmq.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZFED_BROKER_ENDPOINT_DEFAULT "tcp://127.0.0.1:5555"
+
+//  Defaults of every limit (see zfed_broker_config_t).
+#define ZFED_BROKER_MAX_WORKERS_DEFAULT    100000
+#define ZFED_BROKER_MAX_SERVICES_DEFAULT   1024
+#define ZFED_BROKER_MAX_QUEUE_DEFAULT      1000000
+#define ZFED_BROKER_MAX_MESSAGE_DEFAULT    (8 << 20)
+#define ZFED_BROKER_REQUEST_TTL_MS_DEFAULT 300000
+#define ZFED_BROKER_MAX_ATTEMPTS_DEFAULT   3
+#define ZFED_BROKER_HWM_DEFAULT            100000
+#define ZFED_BROKER_MAX_CREDIT             256
+#define ZFED_BROKER_MAX_BODY_FRAMES        4
+
+typedef struct {
+    int heartbeat_ms;         //  interval between heartbeats to workers
+    int liveness;             //  intervals of silence before a worker is dead
+    size_t max_workers;       //  registered workers, all services
+    size_t max_services;      //  distinct service names
+    size_t max_queue;         //  queued requests, all services together
+    int64_t max_message;      //  bytes; larger messages cost the sender its connection
+    int64_t request_ttl_ms;   //  lifetime of a queued request; 0 = forever
+    uint32_t max_attempts;    //  dispatches per request before it fails with 503
+    int hwm;                  //  ZeroMQ high-water marks on the ROUTER
+} zfed_broker_config_t;
+
+//  Counters, for logs, tests and the status service.
+typedef struct {
+    uint64_t requests;          //  client requests accepted into a queue
+    uint64_t dispatched;        //  REQUESTs sent to workers (includes re-dispatches)
+    uint64_t replies;           //  replies delivered to clients
+    uint64_t redispatched;      //  requests re-queued after their worker died
+    uint64_t failed;            //  requests answered with an error (expired, attempts, full)
+    uint64_t expired;           //  of which: waited past request_ttl_ms
+    uint64_t rejected;          //  of which: refused because a limit was reached
+    uint64_t malformed;         //  messages dropped as invalid
+    uint64_t unexpected;        //  valid but unexpected worker commands (answered by DISCONNECT)
+    uint64_t stale_replies;     //  replies for requests the worker no longer holds
+    uint64_t unroutable;        //  messages ROUTER could not deliver (peer gone or full)
+    uint64_t mmi;               //  8/MMI requests answered
+    uint64_t workers_ready;     //  READY accepted
+    uint64_t workers_expired;   //  workers dropped for silence
+    uint64_t workers_left;      //  workers that sent DISCONNECT
+    size_t workers;             //  registered now
+    size_t services;            //  known now
+    size_t queued;              //  waiting for a worker now
+    size_t in_flight;           //  held by workers now
+} zfed_broker_stats_t;
+
+typedef struct _zfed_broker_t zfed_broker_t;
+
+void zfed_broker_config_defaults(zfed_broker_config_t *config);
+
+//  NULL on invalid configuration or failure to create the socket.
+zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config);
+void zfed_broker_destroy(zfed_broker_t **self_p);
+
+//  Binds one more endpoint ("tcp://127.0.0.1:*" picks a free port).
+//  Returns 0, or -1 with the reason logged.  The endpoint actually bound
+//  is then in zfed_broker_endpoint(self, index).
+int zfed_broker_bind(zfed_broker_t *self, const char *endpoint);
+const char *zfed_broker_endpoint(zfed_broker_t *self, size_t index);
+size_t zfed_broker_endpoints(zfed_broker_t *self);
+
+//  Serves until zsys_interrupted is set (SIGINT/SIGTERM with czmq's
+//  handler), or, when pipe is not NULL, until "$TERM" arrives on it.  The
+//  pipe also answers "STATS" with the counters as a zfed_broker_stats_t
+//  frame.  Returns 0 on a clean stop, -1 on a fatal socket error.
+int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe);
+
+void zfed_broker_stats(zfed_broker_t *self, zfed_broker_stats_t *stats);
+
+//  zactor body: args is a const zfed_broker_config_t * (or NULL for the
+//  defaults).  Commands: "BIND" endpoint -> "0"/"-1" and the bound
+//  endpoint; "STATS" -> stats frame; "$TERM".
+void zfed_broker_actor(zsock_t *pipe, void *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,104 @@
+/*  zfed_mdp - the Majordomo Protocol envelope (7/MDP, MDP/0.1) and 8/MMI.
+
+    Parsing works on views of the frames of one multipart message, without
+    copying or allocating, so the broker can validate a message and then
+    forward its body frames untouched.  Each parse function is given the
+    frames as its peer's socket delivers them:
+
+    at a broker (ROUTER, routing id already removed):
+        client REQUEST  ""  "MDPC01"  service  body...
+        worker command  ""  "MDPW01"  cmd  ...
+    at a worker (DEALER):   ""  "MDPW01"  cmd  ...
+    at a client (DEALER):   ""  "MDPC01"  service  body...
+
+    A parse never looks at bodies: those are opaque to MDP.
+*/
+#ifndef ZFED_MDP_H_INCLUDED
+#define ZFED_MDP_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZFED_MDPC_HEADER "MDPC01"
+#define ZFED_MDPW_HEADER "MDPW01"
+#define ZFED_MDP_HEADER_SIZE 6
+
+//  Worker command bytes (frame 2 of every MDP/Worker message).
+#define ZFED_MDPW_READY      0x01
+#define ZFED_MDPW_REQUEST    0x02
+#define ZFED_MDPW_REPLY      0x03
+#define ZFED_MDPW_HEARTBEAT  0x04
+#define ZFED_MDPW_DISCONNECT 0x05
+
+//  Limits on envelope frames.  Service names are printable ASCII without
+//  spaces; client addresses are routing ids (libzmq: at most 255 bytes).
+#define ZFED_MDP_SERVICE_MAX 255
+#define ZFED_MDP_ADDRESS_MAX 255
+
+//  8/MMI: services under this prefix are answered by the broker itself.
+#define ZFED_MMI_PREFIX  "mmi."
+#define ZFED_MMI_SERVICE "mmi.service"
+#define ZFED_MMI_FOUND           "200"
+#define ZFED_MMI_NOT_FOUND       "404"
+#define ZFED_MMI_NOT_IMPLEMENTED "501"
+
+//  Default heartbeat timing (zguide's): interval, and intervals missed
+//  before the peer counts as gone.
+#define ZFED_MDP_HEARTBEAT_MS_DEFAULT 2500
+#define ZFED_MDP_LIVENESS_DEFAULT     3
+
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+} zfed_view_t;
+
+typedef enum {
+    ZFED_MDP_CLIENT = 0,                     //  MDPC01 request (at broker) or reply (at client)
+    ZFED_MDP_READY = ZFED_MDPW_READY,        //  with service
+    ZFED_MDP_REQUEST = ZFED_MDPW_REQUEST,    //  with address and body
+    ZFED_MDP_REPLY = ZFED_MDPW_REPLY,        //  with address and body
+    ZFED_MDP_HEARTBEAT = ZFED_MDPW_HEARTBEAT,
+    ZFED_MDP_DISCONNECT = ZFED_MDPW_DISCONNECT
+} zfed_mdp_command_t;
+
+//  One parsed message: views into the caller's frames.
+typedef struct {
+    zfed_mdp_command_t command;
+    zfed_view_t service;   //  CLIENT, READY
+    zfed_view_t address;   //  REQUEST, REPLY
+    zfed_view_t extension; //  READY: optional fifth frame (zfed "credit=N"), else empty
+    size_t body_index;   //  first body frame (CLIENT, REQUEST, REPLY)
+    size_t body_count;   //  number of body frames, at least 1 where there is a body
+} zfed_mdp_t;
+
+//  Each returns 0 and fills *mdp, or -1 and points *reason at a constant
+//  string saying what was wrong (for logs and counters).
+int zfed_mdp_parse_at_broker(const zfed_view_t *frames, size_t count, zfed_mdp_t *mdp,
+                             const char **reason);
+int zfed_mdp_parse_at_worker(const zfed_view_t *frames, size_t count, zfed_mdp_t *mdp,
+                             const char **reason);
+int zfed_mdp_parse_at_client(const zfed_view_t *frames, size_t count, zfed_mdp_t *mdp,
+                             const char **reason);
+
+//  Parses a READY extension frame "credit=N" (N in 1..max).  Returns N, or
+//  1 (plain MDP: one request at a time) when the frame is empty or
+//  unrecognised.
+unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max);
+
+//  True when view is a valid service name (1..255 printable, no spaces).
+bool zfed_mdp_service_valid(zfed_view_t service);
+//  True when the service belongs to the broker (8/MMI namespace).
+bool zfed_mdp_is_mmi(zfed_view_t service);
+//  Name of a worker command for logs ("READY", ...), "?" if unknown.
+const char *zfed_mdp_command_name(zfed_mdp_command_t command);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

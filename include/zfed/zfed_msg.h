@@ -1,0 +1,122 @@
+/*  zfed_msg - the zfed message bodies: task, result, error (protocol v1).
+
+    A body is ONE msgpack array with a fixed positional layout per kind
+    (schemas/PROTOCOL.md is the normative description):
+
+    task    ["zfed.task",   1, job_id, round, task_id, attempt, params, global]
+            global = [global_round, global_value]
+    result  ["zfed.result", 1, job_id, round, task_id, attempt, worker,
+             compute_us, outputs]
+    error   ["zfed.error",  1, job_id, round, task_id, attempt, worker,
+             code, field, message]
+
+    params and outputs are msgpack maps with string keys, and global_value
+    is any msgpack value; their meaning belongs to the service (see
+    zfed_service.h).  This module checks their structure and keeps them as
+    canonical msgpack bytes, so the messaging layer never interprets a
+    parameter and a service never parses an envelope.
+
+    zfed_msg_decode validates everything once; a message that decodes is
+    whole and every field is within its documented limits.
+*/
+#ifndef ZFED_MSG_H_INCLUDED
+#define ZFED_MSG_H_INCLUDED
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZFED_PROTOCOL_VERSION 1
+
+#define ZFED_KIND_TASK   "zfed.task"
+#define ZFED_KIND_RESULT "zfed.result"
+#define ZFED_KIND_ERROR  "zfed.error"
+
+//  Limits, all enforced by decode and by the constructors.
+#define ZFED_JOB_ID_MAX      64        //  characters of [A-Za-z0-9._-]
+#define ZFED_WORKER_NAME_MAX 128       //  printable ASCII, no spaces
+#define ZFED_FIELD_MAX       64        //  error field name
+#define ZFED_ERROR_TEXT_MAX  512       //  error message
+#define ZFED_BODY_MAX        (4 << 20) //  encoded body, bytes
+#define ZFED_NESTING_MAX     8         //  arrays/maps inside arrays/maps
+
+//  Error codes, after HTTP's where one fits.
+#define ZFED_ERR_MALFORMED     400 //  body is not a valid zfed message
+#define ZFED_ERR_NOT_FOUND     404 //  no such service
+#define ZFED_ERR_TOO_LARGE     413 //  over a size limit
+#define ZFED_ERR_INVALID_PARAM 422 //  a parameter is missing, mistyped or out of range
+#define ZFED_ERR_OVERLOADED    429 //  a queue is full: try later
+#define ZFED_ERR_INTERNAL      500 //  the worker failed on a valid task
+#define ZFED_ERR_UNAVAILABLE   503 //  the request lost its workers too many times
+#define ZFED_ERR_EXPIRED       504 //  the request waited in a queue past its lifetime
+#define ZFED_ERR_VERSION       505 //  unsupported protocol version
+
+typedef enum { ZFED_MSG_TASK = 1, ZFED_MSG_RESULT = 2, ZFED_MSG_ERROR = 3 } zfed_msg_kind_t;
+
+typedef struct _zfed_msg_t zfed_msg_t;
+
+//  Constructors copy every argument and return NULL when one breaks a
+//  limit: a job id that is not a safe name (an error may carry "" when the
+//  job is unknown), a worker name with spaces, params or outputs that are
+//  not a msgpack map with string keys, and so on.
+zfed_msg_t *zfed_msg_new_task(const char *job_id, uint32_t round, uint32_t task_id,
+                              uint32_t attempt, const void *params, size_t params_size,
+                              int64_t global_round, const void *global_value,
+                              size_t global_value_size);
+zfed_msg_t *zfed_msg_new_result(const char *job_id, uint32_t round, uint32_t task_id,
+                                uint32_t attempt, const char *worker, uint64_t compute_us,
+                                const void *outputs, size_t outputs_size);
+zfed_msg_t *zfed_msg_new_error(const char *job_id, uint32_t round, uint32_t task_id,
+                               uint32_t attempt, const char *worker, uint32_t code,
+                               const char *field, const char *text);
+void zfed_msg_destroy(zfed_msg_t **self_p);
+
+//  Decodes one body.  On failure returns NULL and writes a one-line reason
+//  into reason[0..reason_size) (e.g. "element 3 (round): expected an
+//  unsigned integer, got str").
+zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t reason_size);
+
+//  Encodes into buffer (cleared first).  The encoding is canonical: the
+//  shortest msgpack form of every integer and string, maps in the order
+//  they were given.  Returns 0, or -1 on allocation failure.
+int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer);
+
+zfed_msg_kind_t zfed_msg_kind(const zfed_msg_t *self);
+const char *zfed_msg_kind_name(zfed_msg_kind_t kind);
+const char *zfed_msg_job_id(const zfed_msg_t *self);
+uint32_t zfed_msg_round(const zfed_msg_t *self);
+uint32_t zfed_msg_task_id(const zfed_msg_t *self);
+uint32_t zfed_msg_attempt(const zfed_msg_t *self);
+
+//  Task fields.  Bytes are owned by self.
+const uint8_t *zfed_msg_params(const zfed_msg_t *self, size_t *size);
+int64_t zfed_msg_global_round(const zfed_msg_t *self);
+const uint8_t *zfed_msg_global_value(const zfed_msg_t *self, size_t *size);
+
+//  Result and error fields.
+const char *zfed_msg_worker(const zfed_msg_t *self);
+uint64_t zfed_msg_compute_us(const zfed_msg_t *self);
+const uint8_t *zfed_msg_outputs(const zfed_msg_t *self, size_t *size);
+uint32_t zfed_msg_error_code(const zfed_msg_t *self);
+const char *zfed_msg_error_field(const zfed_msg_t *self);
+const char *zfed_msg_error_text(const zfed_msg_t *self);
+
+//  Checks that data[0..size) is exactly one msgpack value no deeper than
+//  ZFED_NESTING_MAX, whose every array and map count fits in the bytes
+//  that follow.  Run before handing untrusted bytes to msgpack-c, whose
+//  unpacker allocates what a header claims before reading the elements.
+//  Returns 0, or -1 with a reason.
+int zfed_msgpack_check(const void *data, size_t size, char *reason, size_t reason_size);
+
+//  Name of a msgpack object type for error text ("str", "map", ...).
+const char *zfed_msgpack_type_name(int type);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,52 @@
+/*  zfed_number - exact numbers as decimal text.
+
+    Values that can outgrow 64 bits (Fibonacci sums, aggregates of them)
+    travel on the wire and sit in files as decimal strings, so every peer and
+    every JSON parser reads them exactly.  Two textual types exist (see
+    schemas/PROTOCOL.md, "Types"):
+
+    bigint   a non-negative integer: "0" or [1-9][0-9]*
+    decimal  a signed number: -?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?  written
+             with no trailing fractional zeros and never as "-0"
+*/
+#ifndef ZFED_NUMBER_H_INCLUDED
+#define ZFED_NUMBER_H_INCLUDED
+
+#include <gmp.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  Longest accepted textual number, in characters.  F(100000) has 20,899
+//  digits; this leaves room for sums and aggregates of it.
+#define ZFED_NUMBER_MAX_CHARS 32768
+
+//  Fraction digits kept when an aggregate is not a whole number.
+#define ZFED_DECIMAL_FRACTION_DIGITS 6
+
+//  Parse text[0..length) as a canonical bigint into an initialised mpz.
+//  Returns 0, or -1 (value untouched) for anything else, including
+//  leading zeros, signs, spaces and empty text.
+int zfed_bigint_parse(const char *text, size_t length, mpz_t value);
+
+//  Decimal text of a non-negative integer; the caller frees it with free().
+//  Returns NULL if value is negative or on allocation failure.
+char *zfed_bigint_format(const mpz_t value);
+
+//  Parse text[0..length) as a canonical decimal into an initialised mpq.
+int zfed_decimal_parse(const char *text, size_t length, mpq_t value);
+
+//  Decimal text of value, rounded half away from zero to at most
+//  fraction_digits digits after the point, trailing zeros removed.  *exact
+//  (if not NULL) says whether the text equals value exactly.  The caller
+//  frees the result with free().  NULL on allocation failure.
+char *zfed_decimal_format(const mpq_t value, unsigned fraction_digits, bool *exact);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,367 @@
+/*  zfed_aggregate - combining one round's results into its aggregate.
+
+    Results are kept (copied) until the aggregate is asked for, because
+    median and trimmed-mean need every value at once.  All arithmetic is on
+    canonical GMP rationals, so sums and comparisons are exact and the
+    aggregate cannot depend on the order in which results arrived.
+*/
+#include "zfed/zfed_aggregate.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Result slots reserved by the first add; the array doubles from there,
+//  so a round of n results costs O(log n) reallocations.
+#define AGG_INITIAL_CAPACITY 16
+
+//  Direction multipliers for s_extreme: keep a value when
+//  direction * mpq_cmp(value, best) > 0.
+#define AGG_KEEP_SMALLER -1
+#define AGG_KEEP_LARGER  1
+
+typedef struct {
+    mpq_t *values;   //  dims canonical rationals, owned
+    uint64_t weight; //  samples behind this result (fedavg only)
+} agg_entry_t;
+
+struct _zfed_agg_t {
+    zfed_agg_strategy_t strategy;
+    size_t dims;
+    double trim; //  fraction cut from each end by trimmed-mean
+    agg_entry_t *entries;
+    size_t count;
+    size_t capacity;
+};
+
+//  Indexed by strategy; designated so a reordered enum cannot mislabel.
+static const char *const s_strategy_names[] = {
+    [ZFED_AGG_FEDAVG] = "fedavg", [ZFED_AGG_MEAN] = "mean",
+    [ZFED_AGG_MEDIAN] = "median", [ZFED_AGG_TRIMMED_MEAN] = "trimmed-mean",
+    [ZFED_AGG_MIN] = "min",       [ZFED_AGG_MAX] = "max",
+    [ZFED_AGG_SUM] = "sum",
+};
+_Static_assert(sizeof s_strategy_names / sizeof s_strategy_names[0] == ZFED_AGG_STRATEGY_COUNT,
+               "every strategy needs a name");
+
+//  Kept literal (not joined at run time) so it can be returned without
+//  allocation or a once-only initialiser; the unit test checks it against
+//  the names above.
+static const char s_strategy_list[] = "fedavg, mean, median, trimmed-mean, min, max, sum";
+
+//  True for a value inside the enum; the unsigned cast folds a negative
+//  value (the enum's underlying type may be signed) into the too-large range.
+static int s_strategy_valid(zfed_agg_strategy_t strategy)
+{
+    return (unsigned)strategy < (unsigned)ZFED_AGG_STRATEGY_COUNT;
+}
+
+int zfed_agg_strategy_parse(const char *name, zfed_agg_strategy_t *strategy)
+{
+    if (!name || !strategy)
+        return -1;
+    for (int index = 0; index < ZFED_AGG_STRATEGY_COUNT; index++) {
+        if (strcmp(name, s_strategy_names[index]) == 0) {
+            *strategy = (zfed_agg_strategy_t)index;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *zfed_agg_strategy_name(zfed_agg_strategy_t strategy)
+{
+    return s_strategy_valid(strategy) ? s_strategy_names[strategy] : "unknown";
+}
+
+const char *zfed_agg_strategy_list(void)
+{
+    return s_strategy_list;
+}
+
+//  mpz_set_ui takes an unsigned long, which is only 32 bits on some ABIs
+//  (LLP64, 32-bit targets); a weight must never be silently truncated.
+static void s_mpz_set_u64(mpz_t target, uint64_t value)
+{
+#if ULONG_MAX >= UINT64_MAX
+    mpz_set_ui(target, (unsigned long)value);
+#else
+    mpz_set_ui(target, (unsigned long)(value >> 32));
+    mpz_mul_2exp(target, target, 32);
+    mpz_add_ui(target, target, (unsigned long)(value & UINT32_MAX));
+#endif
+}
+
+//  value/1 is already canonical, so no mpq_canonicalize is needed.
+static void s_mpq_set_u64(mpq_t target, uint64_t value)
+{
+    s_mpz_set_u64(mpq_numref(target), value);
+    mpz_set_ui(mpq_denref(target), 1);
+}
+
+static void s_entry_clear(agg_entry_t *entry, size_t dims)
+{
+    if (!entry->values)
+        return;
+    for (size_t dim = 0; dim < dims; dim++)
+        mpq_clear(entry->values[dim]);
+    free(entry->values);
+    entry->values = NULL;
+}
+
+zfed_agg_t *zfed_agg_new(zfed_agg_strategy_t strategy, size_t dims, double trim)
+{
+    if (!s_strategy_valid(strategy))
+        return NULL;
+    if (dims == 0 || dims > ZFED_AGG_MAX_DIMS)
+        return NULL;
+    //  Phrased positively so NaN, for which every comparison is false,
+    //  is rejected too.
+    if (!(trim >= 0.0 && trim < 0.5))
+        return NULL;
+
+    zfed_agg_t *self = malloc(sizeof *self);
+    if (!self)
+        return NULL;
+    self->strategy = strategy;
+    self->dims = dims;
+    self->trim = trim;
+    self->entries = NULL; //  allocated by the first add: empty rounds cost nothing
+    self->count = 0;
+    self->capacity = 0;
+    return self;
+}
+
+void zfed_agg_destroy(zfed_agg_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_agg_t *self = *self_p;
+    for (size_t index = 0; index < self->count; index++)
+        s_entry_clear(&self->entries[index], self->dims);
+    free(self->entries);
+    free(self);
+    *self_p = NULL;
+}
+
+//  Makes room for at least one more entry.  On failure the old array is
+//  untouched (realloc keeps it), so the accumulator stays usable.
+static int s_grow(zfed_agg_t *self)
+{
+    size_t capacity = self->capacity ? self->capacity * 2 : AGG_INITIAL_CAPACITY;
+    if (capacity > ZFED_AGG_MAX_RESULTS)
+        capacity = ZFED_AGG_MAX_RESULTS;
+    if (capacity <= self->capacity || capacity > SIZE_MAX / sizeof(agg_entry_t))
+        return -1;
+    agg_entry_t *entries = realloc(self->entries, capacity * sizeof *entries);
+    if (!entries)
+        return -1;
+    self->entries = entries;
+    self->capacity = capacity;
+    return 0;
+}
+
+int zfed_agg_add(zfed_agg_t *self, const mpq_t *values, uint64_t weight)
+{
+    if (!self || !values)
+        return -1;
+    if (self->count >= ZFED_AGG_MAX_RESULTS)
+        return -1;
+    //  A zero denominator is not a number; mpq_canonicalize below would
+    //  divide by it and kill the process, so refuse it up front.
+    for (size_t dim = 0; dim < self->dims; dim++) {
+        if (mpz_sgn(mpq_denref(values[dim])) == 0)
+            return -1;
+    }
+    if (self->count == self->capacity && s_grow(self) != 0)
+        return -1;
+    if (self->dims > SIZE_MAX / sizeof(mpq_t))
+        return -1;
+    mpq_t *copy = malloc(self->dims * sizeof *copy);
+    if (!copy)
+        return -1;
+    for (size_t dim = 0; dim < self->dims; dim++) {
+        //  mpq_cmp and mpq_equal assume canonical operands, and a caller
+        //  that filled numerator and denominator by hand may not have
+        //  reduced.  Copied part by part because mpq_set itself assumes a
+        //  positive denominator and misreads a negative one.
+        mpq_init(copy[dim]);
+        mpz_set(mpq_numref(copy[dim]), mpq_numref(values[dim]));
+        mpz_set(mpq_denref(copy[dim]), mpq_denref(values[dim]));
+        mpq_canonicalize(copy[dim]);
+    }
+    self->entries[self->count].values = copy;
+    self->entries[self->count].weight = weight;
+    self->count++;
+    return 0;
+}
+
+size_t zfed_agg_count(const zfed_agg_t *self)
+{
+    return self ? self->count : 0;
+}
+
+size_t zfed_agg_dims(const zfed_agg_t *self)
+{
+    return self ? self->dims : 0;
+}
+
+//  out[dim] = sum of every result's value, element-wise.
+static void s_sum(const zfed_agg_t *self, mpq_t *out)
+{
+    for (size_t dim = 0; dim < self->dims; dim++) {
+        mpq_set_ui(out[dim], 0, 1);
+        for (size_t index = 0; index < self->count; index++)
+            mpq_add(out[dim], out[dim], self->entries[index].values[dim]);
+    }
+}
+
+static void s_mean(const zfed_agg_t *self, mpq_t *out)
+{
+    mpq_t count;
+    mpq_init(count);
+    s_mpq_set_u64(count, (uint64_t)self->count);
+    s_sum(self, out);
+    for (size_t dim = 0; dim < self->dims; dim++)
+        mpq_div(out[dim], out[dim], count);
+    mpq_clear(count);
+}
+
+//  Weighted mean.  The total weight lives in an mpz: two results of weight
+//  UINT64_MAX already overflow a uint64_t, and a wrapped total would give a
+//  wrong aggregate (or a division by zero) without any error.
+static int s_fedavg(const zfed_agg_t *self, mpq_t *out)
+{
+    int rc = -1;
+    mpq_t total, weight, term, sum;
+    mpq_inits(total, weight, term, sum, NULL);
+
+    mpq_set_ui(total, 0, 1);
+    for (size_t index = 0; index < self->count; index++) {
+        s_mpq_set_u64(weight, self->entries[index].weight);
+        mpq_add(total, total, weight);
+    }
+    //  Checked before any out[] is written, so a failed call leaves the
+    //  caller's values as they were.
+    if (mpq_sgn(total) == 0)
+        goto done;
+
+    for (size_t dim = 0; dim < self->dims; dim++) {
+        mpq_set_ui(sum, 0, 1);
+        for (size_t index = 0; index < self->count; index++) {
+            s_mpq_set_u64(weight, self->entries[index].weight);
+            mpq_mul(term, weight, self->entries[index].values[dim]);
+            mpq_add(sum, sum, term);
+        }
+        mpq_div(out[dim], sum, total);
+    }
+    rc = 0;
+done:
+    mpq_clears(total, weight, term, sum, NULL);
+    return rc;
+}
+
+static void s_extreme(const zfed_agg_t *self, mpq_t *out, int direction)
+{
+    for (size_t dim = 0; dim < self->dims; dim++) {
+        mpq_srcptr best = self->entries[0].values[dim];
+        for (size_t index = 1; index < self->count; index++) {
+            mpq_srcptr candidate = self->entries[index].values[dim];
+            if (direction * mpq_cmp(candidate, best) > 0)
+                best = candidate;
+        }
+        mpq_set(out[dim], best);
+    }
+}
+
+//  qsort comparator over an array of mpq_srcptr.  Equal values are equal
+//  rationals, so the instability of qsort cannot change any aggregate.
+static int s_compare_values(const void *left, const void *right)
+{
+    mpq_srcptr const *left_value = left;
+    mpq_srcptr const *right_value = right;
+    return mpq_cmp(*left_value, *right_value);
+}
+
+//  Number of values trimmed from each end.  Computed in double precision,
+//  like the common reference implementations (e.g. scipy's trim_mean takes
+//  int(trim * n)), so cut counts agree with them.  trim < 0.5 keeps
+//  2k < count exactly, but the product is rounded: the clamp guarantees at
+//  least one value survives whatever the rounding did.
+static size_t s_trim_count(double trim, size_t count)
+{
+    double cut = floor(trim * (double)count);
+    size_t trimmed = cut > 0.0 ? (size_t)cut : 0;
+    size_t most = (count - 1) / 2;
+    return trimmed > most ? most : trimmed;
+}
+
+//  median and trimmed-mean: both need each dimension's values in order.
+//  Sorting pointers to the stored values (not copies of them) keeps the
+//  sort cheap for huge numbers and leaves the stored order alone.
+static int s_ordered(const zfed_agg_t *self, mpq_t *out)
+{
+    size_t count = self->count;
+    if (count > SIZE_MAX / sizeof(mpq_srcptr))
+        return -1;
+    //  Allocated before any out[] is written: on failure out is untouched.
+    mpq_srcptr *column = malloc(count * sizeof *column);
+    if (!column)
+        return -1;
+
+    size_t trimmed = self->strategy == ZFED_AGG_TRIMMED_MEAN ? s_trim_count(self->trim, count) : 0;
+    mpq_t kept;
+    mpq_init(kept);
+    s_mpq_set_u64(kept, (uint64_t)(count - 2 * trimmed));
+
+    for (size_t dim = 0; dim < self->dims; dim++) {
+        for (size_t index = 0; index < count; index++)
+            column[index] = self->entries[index].values[dim];
+        qsort(column, count, sizeof *column, s_compare_values);
+
+        if (self->strategy == ZFED_AGG_MEDIAN) {
+            if (count % 2 == 1) {
+                mpq_set(out[dim], column[count / 2]);
+            } else {
+                mpq_add(out[dim], column[count / 2 - 1], column[count / 2]);
+                mpq_div_2exp(out[dim], out[dim], 1);
+            }
+        } else {
+            mpq_set_ui(out[dim], 0, 1);
+            for (size_t index = trimmed; index < count - trimmed; index++)
+                mpq_add(out[dim], out[dim], column[index]);
+            mpq_div(out[dim], out[dim], kept);
+        }
+    }
+    mpq_clear(kept);
+    free(column);
+    return 0;
+}
+
+int zfed_agg_result(const zfed_agg_t *self, mpq_t *out)
+{
+    if (!self || !out || self->count == 0)
+        return -1;
+    switch (self->strategy) {
+    case ZFED_AGG_FEDAVG:
+        return s_fedavg(self, out);
+    case ZFED_AGG_MEAN:
+        s_mean(self, out);
+        return 0;
+    case ZFED_AGG_MEDIAN:
+    case ZFED_AGG_TRIMMED_MEAN:
+        return s_ordered(self, out);
+    case ZFED_AGG_MIN:
+        s_extreme(self, out, AGG_KEEP_SMALLER);
+        return 0;
+    case ZFED_AGG_MAX:
+        s_extreme(self, out, AGG_KEEP_LARGER);
+        return 0;
+    case ZFED_AGG_SUM:
+        s_sum(self, out);
+        return 0;
+    default:
+        return -1; //  unreachable: zfed_agg_new validated the strategy
+    }
+}

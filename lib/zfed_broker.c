@@ -1,0 +1,963 @@
+/*  zfed_broker - the Majordomo broker.
+
+    State lives in one struct owned by one loop: services (hash by name),
+    workers (hash by routing id), and three kinds of intrusive list that
+    make every step O(1):
+
+    service->requests  queued requests, oldest first
+    service->waiting   workers with spare credit, longest idle first (LRU)
+    broker->liveness   every worker, soonest to expire first; all workers
+                       share one timeout, so appending on each sign of life
+                       keeps the list sorted and expiry only looks at the head
+    worker->in_flight  requests the worker holds
+
+    A request keeps its body frames until its reply arrives: it is sent as a
+    copy (libzmq shares the content of large frames by reference count), so
+    if the worker dies the same bytes go to another worker.  The REQUEST's
+    "client address" frame, which MDP makes opaque to workers, carries the
+    broker's 8-byte request id; the worker echoes it and the reply is
+    matched to exactly one in-flight request, so a stale or duplicate reply
+    can be recognised and dropped.
+*/
+#include "zfed/zfed_broker.h"
+#include "zfed/zfed_frames.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_util.h"
+#include "zfed_list.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Messages handled per wake-up before timers are looked at again.
+#define DRAIN_BATCH 1024
+//  Request ids travel as 8 big-endian bytes in the address frame.
+#define REQUEST_ID_SIZE 8
+//  Hex text of a routing id: 2 characters per byte, plus NUL.
+#define IDENTITY_KEY_SIZE (2 * ZFED_MDP_ADDRESS_MAX + 1)
+//  Warnings about bad input are capped per second so a flood of garbage
+//  cannot turn into a flood of log lines; the rest are counted.
+#define WARNINGS_PER_SECOND 20
+//  Linger on close, so the DISCONNECTs sent at shutdown leave the process.
+#define SHUTDOWN_LINGER_MS 200
+//  Name the broker signs its own error replies with.
+#define BROKER_NAME "broker"
+
+typedef struct _service_t service_t;
+typedef struct _worker_t worker_t;
+typedef struct _request_t request_t;
+
+struct _service_t {
+    char *name;
+    zfed_link_t requests;
+    zfed_link_t waiting;
+    size_t workers;
+    size_t queued;
+};
+
+struct _worker_t {
+    char key[IDENTITY_KEY_SIZE];
+    uint8_t identity[ZFED_MDP_ADDRESS_MAX];
+    size_t identity_size;
+    service_t *service;
+    zfed_link_t waiting_link;
+    zfed_link_t liveness_link;
+    zfed_link_t in_flight;
+    size_t in_flight_count;
+    size_t credit;
+    int64_t expiry_ms;
+    int64_t last_sent_ms;
+};
+
+struct _request_t {
+    zfed_link_t link;
+    uint64_t id;
+    service_t *service;
+    worker_t *worker;
+    int64_t enqueued_ms;
+    uint32_t attempts;
+    zmq_msg_t client;
+    size_t body_count;
+    zmq_msg_t body[];
+};
+
+struct _zfed_broker_t {
+    zfed_broker_config_t config;
+    zsock_t *router;
+    void *handle;
+    zhashx_t *services;
+    zhashx_t *workers;
+    zlistx_t *endpoints;
+    zfed_link_t liveness;
+    uint64_t next_request_id;
+    int64_t tick_at_ms;
+    zfed_frames_t frames;
+    msgpack_sbuffer scratch;
+    zfed_broker_stats_t stats;
+    int64_t warning_window_ms;
+    unsigned warnings_in_window;
+    uint64_t warnings_suppressed;
+    bool terminated;
+};
+
+//  ---------------------------------------------------------------------
+//  Small helpers
+
+static void s_identity_key(const uint8_t *identity, size_t size, char *key)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t index = 0; index < size; index++) {
+        key[2 * index] = digits[identity[index] >> 4];
+        key[2 * index + 1] = digits[identity[index] & 0x0f];
+    }
+    key[2 * size] = '\0';
+}
+
+//  Warn about a peer's bad input, within the per-second budget.
+static void s_warn_peer(zfed_broker_t *self, const zfed_view_t *peer, const char *what,
+                        const char *reason)
+{
+    int64_t now = zfed_clock_ms();
+    if (now - self->warning_window_ms >= 1000) {
+        if (self->warnings_suppressed > 0)
+            zfed_warn("%" PRIu64 " more warnings about bad input were suppressed",
+                      self->warnings_suppressed);
+        self->warning_window_ms = now;
+        self->warnings_in_window = 0;
+        self->warnings_suppressed = 0;
+    }
+    if (self->warnings_in_window >= WARNINGS_PER_SECOND) {
+        self->warnings_suppressed++;
+        return;
+    }
+    self->warnings_in_window++;
+    char key[IDENTITY_KEY_SIZE];
+    s_identity_key(peer->data, peer->size, key);
+    zfed_warn("peer %s: %s: %s", key, what, reason);
+}
+
+//  Sends the next part of a message to a peer; with ROUTER_MANDATORY and
+//  DONTWAIT an unknown or congested peer fails the first part instead of
+//  silently swallowing the message.
+static int s_send(zfed_broker_t *self, const void *data, size_t size, int flags)
+{
+    return zfed_send_bytes(self->handle, data, size, flags | ZMQ_DONTWAIT);
+}
+
+static int s_send_msg(zfed_broker_t *self, zmq_msg_t *message, int flags)
+{
+    while (zmq_msg_send(message, self->handle, flags | ZMQ_DONTWAIT) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    return 0;
+}
+
+static void s_count_unroutable(zfed_broker_t *self, const char *what)
+{
+    self->stats.unroutable++;
+    zfed_debug("could not deliver %s: %s", what, zmq_strerror(errno));
+}
+
+//  ---------------------------------------------------------------------
+//  Services
+
+static service_t *s_service_lookup(zfed_broker_t *self, zfed_view_t name)
+{
+    char text[ZFED_MDP_SERVICE_MAX + 1];
+    memcpy(text, name.data, name.size);
+    text[name.size] = '\0';
+    return zhashx_lookup(self->services, text);
+}
+
+static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name)
+{
+    service_t *service = s_service_lookup(self, name);
+    if (service)
+        return service;
+    if (zhashx_size(self->services) >= self->config.max_services)
+        return NULL;
+    service = calloc(1, sizeof *service);
+    if (!service)
+        return NULL;
+    service->name = malloc(name.size + 1);
+    if (!service->name) {
+        free(service);
+        return NULL;
+    }
+    memcpy(service->name, name.data, name.size);
+    service->name[name.size] = '\0';
+    zfed_link_init(&service->requests);
+    zfed_link_init(&service->waiting);
+    zhashx_insert(self->services, service->name, service);
+    zfed_debug("service %s created", service->name);
+    return service;
+}
+
+static void s_service_destroy(zfed_broker_t *self, service_t **service_p)
+{
+    service_t *service = *service_p;
+    zhashx_delete(self->services, service->name);
+    free(service->name);
+    free(service);
+    *service_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Requests
+
+static request_t *s_request_new(zfed_broker_t *self, zmq_msg_t *client, zmq_msg_t *body,
+                                size_t body_count, service_t *service)
+{
+    request_t *request = malloc(sizeof *request + body_count * sizeof(zmq_msg_t));
+    if (!request)
+        return NULL;
+    zfed_link_init(&request->link);
+    request->id = ++self->next_request_id;
+    request->service = service;
+    request->worker = NULL;
+    request->enqueued_ms = zfed_clock_ms();
+    request->attempts = 0;
+    zmq_msg_init(&request->client);
+    zmq_msg_move(&request->client, client);
+    request->body_count = body_count;
+    for (size_t index = 0; index < body_count; index++) {
+        zmq_msg_init(&request->body[index]);
+        zmq_msg_move(&request->body[index], &body[index]);
+    }
+    return request;
+}
+
+static void s_request_destroy(request_t **request_p)
+{
+    request_t *request = *request_p;
+    zfed_link_remove(&request->link);
+    zmq_msg_close(&request->client);
+    for (size_t index = 0; index < request->body_count; index++)
+        zmq_msg_close(&request->body[index]);
+    free(request);
+    *request_p = NULL;
+}
+
+//  Sends [client] "" MDPC01 service body... ; body frames are sent as given.
+static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client,
+                               const char *service, const void *body, size_t body_size)
+{
+    if (s_send(self, client->data, client->size, ZMQ_SNDMORE) != 0)
+        return -1;
+    //  Once the first part is accepted the rest cannot fail on routing.
+    s_send(self, "", 0, ZMQ_SNDMORE);
+    s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    s_send(self, service, strlen(service), ZMQ_SNDMORE);
+    s_send(self, body, body_size, 0);
+    return 0;
+}
+
+//  Answers a client with a zfed error.  When the request body is a zfed
+//  task the error names its job, round and task so the client can match
+//  it; for other bodies those fields are empty.
+static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, const char *service,
+                          const zfed_view_t *request_body, uint32_t code, const char *text)
+{
+    zfed_msg_t *task = NULL;
+    if (request_body)
+        task = zfed_msg_decode(request_body->data, request_body->size, NULL, 0);
+    bool is_task = task && zfed_msg_kind(task) == ZFED_MSG_TASK;
+    zfed_msg_t *error = zfed_msg_new_error(
+        is_task ? zfed_msg_job_id(task) : "", is_task ? zfed_msg_round(task) : 0,
+        is_task ? zfed_msg_task_id(task) : 0, is_task ? zfed_msg_attempt(task) : 0, BROKER_NAME,
+        code, "", text);
+    zfed_msg_destroy(&task);
+    self->stats.failed++;
+    if (!error || zfed_msg_encode(error, &self->scratch) != 0) {
+        zfed_error("could not build an error reply (out of memory)");
+        zfed_msg_destroy(&error);
+        return;
+    }
+    zfed_msg_destroy(&error);
+    if (s_send_client_reply(self, client, service, self->scratch.data, self->scratch.size) != 0)
+        s_count_unroutable(self, "error reply");
+}
+
+static void s_request_fail(zfed_broker_t *self, request_t **request_p, uint32_t code,
+                           const char *text)
+{
+    request_t *request = *request_p;
+    zfed_view_t client = {zmq_msg_data(&request->client), zmq_msg_size(&request->client)};
+    zfed_view_t body = {zmq_msg_data(&request->body[0]), zmq_msg_size(&request->body[0])};
+    zfed_warn("request %" PRIu64 " for %s failed: %s", request->id, request->service->name, text);
+    s_reply_error(self, &client, request->service->name, &body, code, text);
+    s_request_destroy(request_p);
+}
+
+//  ---------------------------------------------------------------------
+//  Workers
+
+static void s_worker_send_command(zfed_broker_t *self, worker_t *worker, uint8_t command)
+{
+    if (s_send(self, worker->identity, worker->identity_size, ZMQ_SNDMORE) != 0) {
+        s_count_unroutable(self, zfed_mdp_command_name(command));
+        return;
+    }
+    s_send(self, "", 0, ZMQ_SNDMORE);
+    s_send(self, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    s_send(self, &command, 1, 0);
+    worker->last_sent_ms = zfed_clock_ms();
+}
+
+//  DISCONNECT to a peer we hold no worker for (unknown or just removed).
+static void s_send_disconnect_to(zfed_broker_t *self, const zfed_view_t *peer)
+{
+    uint8_t command = ZFED_MDPW_DISCONNECT;
+    if (s_send(self, peer->data, peer->size, ZMQ_SNDMORE) != 0) {
+        s_count_unroutable(self, "DISCONNECT");
+        return;
+    }
+    s_send(self, "", 0, ZMQ_SNDMORE);
+    s_send(self, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    s_send(self, &command, 1, 0);
+}
+
+static void s_worker_touch(zfed_broker_t *self, worker_t *worker)
+{
+    worker->expiry_ms = zfed_clock_ms() + (int64_t)self->config.heartbeat_ms * self->config.liveness;
+    zfed_list_push_back(&self->liveness, &worker->liveness_link);
+}
+
+static void s_dispatch(zfed_broker_t *self, service_t *service);
+
+//  Puts a request that lost its worker back at the head of its queue, or
+//  fails it once it has used its attempts.
+static void s_request_requeue(zfed_broker_t *self, request_t *request)
+{
+    request->worker = NULL;
+    zfed_link_remove(&request->link);
+    self->stats.in_flight--;
+    if (request->attempts >= self->config.max_attempts) {
+        char text[128];
+        snprintf(text, sizeof text, "request lost its worker %u times; giving up",
+                 request->attempts);
+        s_request_fail(self, &request, ZFED_ERR_UNAVAILABLE, text);
+        return;
+    }
+    zfed_list_push_front(&request->service->requests, &request->link);
+    request->service->queued++;
+    self->stats.queued++;
+    self->stats.redispatched++;
+}
+
+//  Forgets a worker, optionally telling it so; what it held is re-queued.
+static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect)
+{
+    worker_t *worker = *worker_p;
+    service_t *service = worker->service;
+    if (send_disconnect)
+        s_worker_send_command(self, worker, ZFED_MDPW_DISCONNECT);
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&worker->in_flight)) != NULL)
+        s_request_requeue(self, zfed_container_of(link, request_t, link));
+    zfed_link_remove(&worker->waiting_link);
+    zfed_link_remove(&worker->liveness_link);
+    zhashx_delete(self->workers, worker->key);
+    service->workers--;
+    self->stats.workers--;
+    free(worker);
+    *worker_p = NULL;
+    s_dispatch(self, service);
+}
+
+static worker_t *s_worker_lookup(zfed_broker_t *self, const zfed_view_t *identity)
+{
+    char key[IDENTITY_KEY_SIZE];
+    s_identity_key(identity->data, identity->size, key);
+    return zhashx_lookup(self->workers, key);
+}
+
+//  ---------------------------------------------------------------------
+//  Dispatch
+
+static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *request)
+{
+    uint8_t address[REQUEST_ID_SIZE];
+    for (int index = 0; index < REQUEST_ID_SIZE; index++)
+        address[index] = (uint8_t)(request->id >> (8 * (REQUEST_ID_SIZE - 1 - index)));
+    uint8_t command = ZFED_MDPW_REQUEST;
+    if (s_send(self, worker->identity, worker->identity_size, ZMQ_SNDMORE) != 0)
+        return -1;
+    s_send(self, "", 0, ZMQ_SNDMORE);
+    s_send(self, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    s_send(self, &command, 1, ZMQ_SNDMORE);
+    s_send(self, address, sizeof address, ZMQ_SNDMORE);
+    s_send(self, "", 0, ZMQ_SNDMORE);
+    for (size_t index = 0; index < request->body_count; index++) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, &request->body[index]);
+        int flags = index + 1 < request->body_count ? ZMQ_SNDMORE : 0;
+        if (s_send_msg(self, &copy, flags) != 0)
+            zmq_msg_close(&copy);
+    }
+    worker->last_sent_ms = zfed_clock_ms();
+    return 0;
+}
+
+static void s_dispatch(zfed_broker_t *self, service_t *service)
+{
+    zfed_link_t *request_link, *worker_link;
+    while ((request_link = zfed_list_first(&service->requests)) != NULL &&
+           (worker_link = zfed_list_first(&service->waiting)) != NULL) {
+        request_t *request = zfed_container_of(request_link, request_t, link);
+        worker_t *worker = zfed_container_of(worker_link, worker_t, waiting_link);
+        if (s_send_request(self, worker, request) != 0) {
+            //  The peer is gone (or its pipe is full): forget it rather
+            //  than wait for its heartbeats to lapse.
+            s_count_unroutable(self, "REQUEST");
+            zfed_warn("worker %s (%s) unreachable; dropping it", worker->key, service->name);
+            s_worker_delete(self, &worker, false);
+            return; //  s_worker_delete dispatched what was left
+        }
+        zfed_link_remove(&request->link);
+        service->queued--;
+        self->stats.queued--;
+        request->worker = worker;
+        request->attempts++;
+        zfed_list_push_back(&worker->in_flight, &request->link);
+        worker->in_flight_count++;
+        self->stats.in_flight++;
+        self->stats.dispatched++;
+        if (worker->in_flight_count >= worker->credit)
+            zfed_link_remove(&worker->waiting_link);
+        else //  spare credit: to the back, so workers take turns
+            zfed_list_push_back(&service->waiting, &worker->waiting_link);
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Client side
+
+//  8/MMI: answered by the broker itself.
+static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const zfed_mdp_t *mdp,
+                         const zfed_view_t *frames)
+{
+    char service[ZFED_MDP_SERVICE_MAX + 1];
+    memcpy(service, mdp->service.data, mdp->service.size);
+    service[mdp->service.size] = '\0';
+    const char *answer = ZFED_MMI_NOT_IMPLEMENTED;
+    if (strcmp(service, ZFED_MMI_SERVICE) == 0) {
+        const zfed_view_t *asked = &frames[mdp->body_index];
+        service_t *found = NULL;
+        if (zfed_mdp_service_valid(*asked))
+            found = s_service_lookup(self, *asked);
+        answer = found && found->workers > 0 ? ZFED_MMI_FOUND : ZFED_MMI_NOT_FOUND;
+    }
+    self->stats.mmi++;
+    if (s_send_client_reply(self, client, service, answer, strlen(answer)) != 0)
+        s_count_unroutable(self, "MMI reply");
+}
+
+static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
+{
+    //  frames[0] is the sender; MDP frames start at 1.
+    zfed_frames_t *frames = &self->frames;
+    const zfed_view_t *client = &frames->view[0];
+    const zfed_view_t *mdp_frames = &frames->view[1];
+    if (zfed_mdp_is_mmi(mdp->service)) {
+        s_client_mmi(self, client, mdp, mdp_frames);
+        return;
+    }
+    char service_name[ZFED_MDP_SERVICE_MAX + 1];
+    memcpy(service_name, mdp->service.data, mdp->service.size);
+    service_name[mdp->service.size] = '\0';
+    const zfed_view_t *body = &mdp_frames[mdp->body_index];
+    if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
+        self->stats.malformed++;
+        s_warn_peer(self, client, "request refused", "too many body frames");
+        s_reply_error(self, client, service_name, body, ZFED_ERR_TOO_LARGE,
+                      "too many body frames");
+        return;
+    }
+    if (self->stats.queued >= self->config.max_queue) {
+        self->stats.rejected++;
+        s_warn_peer(self, client, "request refused", "broker queue is full");
+        s_reply_error(self, client, service_name, body, ZFED_ERR_OVERLOADED,
+                      "broker queue is full; retry later");
+        return;
+    }
+    service_t *service = s_service_require(self, mdp->service);
+    if (!service) {
+        self->stats.rejected++;
+        s_warn_peer(self, client, "request refused", "too many services");
+        s_reply_error(self, client, service_name, body, ZFED_ERR_OVERLOADED,
+                      "broker has reached its limit of services");
+        return;
+    }
+    //  Frame 0 of frames->part is the sender, MDP frame i is part i + 1.
+    request_t *request = s_request_new(self, &frames->part[0], &frames->part[1 + mdp->body_index],
+                                       mdp->body_count, service);
+    if (!request) {
+        zfed_error("out of memory queuing a request");
+        self->stats.rejected++;
+        return;
+    }
+    zfed_list_push_back(&service->requests, &request->link);
+    service->queued++;
+    self->stats.queued++;
+    self->stats.requests++;
+    s_dispatch(self, service);
+}
+
+//  ---------------------------------------------------------------------
+//  Worker side
+
+static void s_worker_ready(zfed_broker_t *self, const zfed_mdp_t *mdp)
+{
+    const zfed_view_t *peer = &self->frames.view[0];
+    worker_t *worker = s_worker_lookup(self, peer);
+    if (worker) {
+        self->stats.unexpected++;
+        s_warn_peer(self, peer, "second READY", "disconnecting the worker");
+        s_worker_delete(self, &worker, true);
+        return;
+    }
+    if (zfed_mdp_is_mmi(mdp->service)) {
+        self->stats.unexpected++;
+        s_warn_peer(self, peer, "READY refused", "mmi.* services belong to the broker");
+        s_send_disconnect_to(self, peer);
+        return;
+    }
+    if (self->stats.workers >= self->config.max_workers) {
+        self->stats.rejected++;
+        s_warn_peer(self, peer, "READY refused", "broker has reached its limit of workers");
+        s_send_disconnect_to(self, peer);
+        return;
+    }
+    service_t *service = s_service_require(self, mdp->service);
+    worker = service ? calloc(1, sizeof *worker) : NULL;
+    if (!worker) {
+        self->stats.rejected++;
+        s_warn_peer(self, peer, "READY refused", service ? "out of memory" : "too many services");
+        s_send_disconnect_to(self, peer);
+        return;
+    }
+    memcpy(worker->identity, peer->data, peer->size);
+    worker->identity_size = peer->size;
+    s_identity_key(peer->data, peer->size, worker->key);
+    worker->service = service;
+    worker->credit = zfed_mdp_ready_credit(mdp->extension, ZFED_BROKER_MAX_CREDIT);
+    zfed_link_init(&worker->waiting_link);
+    zfed_link_init(&worker->liveness_link);
+    zfed_link_init(&worker->in_flight);
+    zhashx_insert(self->workers, worker->key, worker);
+    service->workers++;
+    self->stats.workers++;
+    self->stats.workers_ready++;
+    s_worker_touch(self, worker);
+    zfed_list_push_back(&service->waiting, &worker->waiting_link);
+    zfed_info("worker %s ready for %s (credit %zu; %zu workers on it)", worker->key, service->name,
+              worker->credit, service->workers);
+    s_dispatch(self, service);
+}
+
+static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp_t *mdp)
+{
+    zfed_frames_t *frames = &self->frames;
+    const zfed_view_t *peer = &frames->view[0];
+    request_t *request = NULL;
+    if (mdp->address.size == REQUEST_ID_SIZE) {
+        uint64_t id = 0;
+        for (int index = 0; index < REQUEST_ID_SIZE; index++)
+            id = (id << 8) | mdp->address.data[index];
+        //  Linear in the worker's credit (1 for plain MDP, a few dozen at most).
+        for (zfed_link_t *link = worker->in_flight.next; link != &worker->in_flight;
+             link = link->next) {
+            request_t *candidate = zfed_container_of(link, request_t, link);
+            if (candidate->id == id) {
+                request = candidate;
+                break;
+            }
+        }
+    }
+    if (!request) {
+        self->stats.stale_replies++;
+        s_warn_peer(self, peer, "reply dropped", "worker holds no such request; disconnecting it");
+        s_worker_delete(self, &worker, true);
+        return;
+    }
+    if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
+        self->stats.malformed++;
+        s_warn_peer(self, peer, "reply dropped", "too many body frames; disconnecting it");
+        s_worker_delete(self, &worker, true);
+        return;
+    }
+    //  Forward: [client] "" MDPC01 service body... (body frames moved).
+    service_t *service = request->service;
+    int rc = s_send_msg(self, &request->client, ZMQ_SNDMORE);
+    if (rc == 0) {
+        s_send(self, "", 0, ZMQ_SNDMORE);
+        s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+        s_send(self, service->name, strlen(service->name), ZMQ_SNDMORE);
+        //  frames->part[i + 1] holds MDP frame i.
+        for (size_t index = 0; index < mdp->body_count; index++) {
+            int flags = index + 1 < mdp->body_count ? ZMQ_SNDMORE : 0;
+            zfed_frames_send(frames, 1 + mdp->body_index + index, self->handle,
+                             flags | ZMQ_DONTWAIT);
+        }
+        self->stats.replies++;
+    } else
+        s_count_unroutable(self, "reply to client");
+    request->worker = NULL;
+    s_request_destroy(&request);
+    self->stats.in_flight--;
+    worker->in_flight_count--;
+    if (!zfed_link_linked(&worker->waiting_link))
+        zfed_list_push_back(&service->waiting, &worker->waiting_link);
+    s_dispatch(self, service);
+}
+
+static void s_worker_command(zfed_broker_t *self, const zfed_mdp_t *mdp)
+{
+    const zfed_view_t *peer = &self->frames.view[0];
+    if (mdp->command == ZFED_MDP_READY) {
+        s_worker_ready(self, mdp);
+        return;
+    }
+    worker_t *worker = s_worker_lookup(self, peer);
+    if (!worker) {
+        //  A worker we do not know (we restarted, or expired it): tell it
+        //  to start over, which makes it re-register.
+        if (mdp->command != ZFED_MDP_DISCONNECT) {
+            self->stats.unexpected++;
+            if (mdp->command == ZFED_MDP_REPLY)
+                self->stats.stale_replies++;
+            zfed_debug("%s from unknown worker: sending DISCONNECT",
+                       zfed_mdp_command_name(mdp->command));
+            s_send_disconnect_to(self, peer);
+        }
+        return;
+    }
+    //  Any command but DISCONNECT is a sign of life.
+    if (mdp->command != ZFED_MDP_DISCONNECT)
+        s_worker_touch(self, worker);
+    switch (mdp->command) {
+    case ZFED_MDP_REPLY:
+        s_worker_reply(self, worker, mdp);
+        break;
+    case ZFED_MDP_HEARTBEAT:
+        break;
+    case ZFED_MDP_DISCONNECT:
+        zfed_info("worker %s (%s) disconnected; re-queuing %zu requests", worker->key,
+                  worker->service->name, worker->in_flight_count);
+        self->stats.workers_left++;
+        s_worker_delete(self, &worker, false);
+        break;
+    default: //  REQUEST is for workers, not from them
+        self->stats.unexpected++;
+        s_warn_peer(self, peer, "unexpected command", "disconnecting the worker");
+        s_worker_delete(self, &worker, true);
+        break;
+    }
+}
+
+static void s_handle_message(zfed_broker_t *self)
+{
+    zfed_frames_t *frames = &self->frames;
+    if (frames->count < 1)
+        return;
+    const zfed_view_t *peer = &frames->view[0];
+    if (frames->dropped > 0) {
+        self->stats.malformed++;
+        s_warn_peer(self, peer, "message dropped", "more frames than the broker accepts");
+        return;
+    }
+    zfed_mdp_t mdp;
+    const char *reason = NULL;
+    if (zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason) != 0) {
+        self->stats.malformed++;
+        s_warn_peer(self, peer, "message dropped", reason);
+        return;
+    }
+    if (mdp.command == ZFED_MDP_CLIENT)
+        s_client_request(self, &mdp);
+    else
+        s_worker_command(self, &mdp);
+}
+
+//  ---------------------------------------------------------------------
+//  Timers
+
+static void s_purge_workers(zfed_broker_t *self, int64_t now)
+{
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&self->liveness)) != NULL) {
+        worker_t *worker = zfed_container_of(link, worker_t, liveness_link);
+        if (worker->expiry_ms > now)
+            break;
+        zfed_warn("worker %s (%s) silent for %d heartbeats: dropping it, re-queuing %zu requests",
+                  worker->key, worker->service->name, self->config.liveness,
+                  worker->in_flight_count);
+        self->stats.workers_expired++;
+        s_worker_delete(self, &worker, true);
+    }
+}
+
+static void s_send_heartbeats(zfed_broker_t *self, int64_t now)
+{
+    for (zfed_link_t *link = self->liveness.next; link != &self->liveness; link = link->next) {
+        worker_t *worker = zfed_container_of(link, worker_t, liveness_link);
+        //  Any command is a heartbeat: only idle links need one.
+        if (now - worker->last_sent_ms >= self->config.heartbeat_ms)
+            s_worker_send_command(self, worker, ZFED_MDPW_HEARTBEAT);
+    }
+}
+
+static void s_expire_requests(zfed_broker_t *self, int64_t now)
+{
+    if (self->config.request_ttl_ms <= 0)
+        return;
+    zlistx_t *idle = zlistx_new();
+    for (service_t *service = zhashx_first(self->services); service;
+         service = zhashx_next(self->services)) {
+        zfed_link_t *link;
+        while ((link = zfed_list_first(&service->requests)) != NULL) {
+            request_t *request = zfed_container_of(link, request_t, link);
+            if (now - request->enqueued_ms < self->config.request_ttl_ms)
+                break;
+            service->queued--;
+            self->stats.queued--;
+            self->stats.expired++;
+            char text[128];
+            snprintf(text, sizeof text, "request waited %" PRId64 " ms for a %s worker; expired",
+                     now - request->enqueued_ms, service->name);
+            s_request_fail(self, &request, ZFED_ERR_EXPIRED, text);
+        }
+        if (service->workers == 0 && service->queued == 0 && idle)
+            zlistx_add_end(idle, service);
+    }
+    //  Forget services nobody serves or asks for, so names that come and
+    //  go cannot use up max_services.
+    for (service_t *service = idle ? zlistx_first(idle) : NULL; service;
+         service = zlistx_next(idle))
+        s_service_destroy(self, &service);
+    zlistx_destroy(&idle);
+}
+
+static void s_tick(zfed_broker_t *self)
+{
+    int64_t now = zfed_clock_ms();
+    s_purge_workers(self, now);
+    s_send_heartbeats(self, now);
+    s_expire_requests(self, now);
+    self->tick_at_ms = now + self->config.heartbeat_ms;
+}
+
+//  ---------------------------------------------------------------------
+//  Public API
+
+void zfed_broker_config_defaults(zfed_broker_config_t *config)
+{
+    config->heartbeat_ms = ZFED_MDP_HEARTBEAT_MS_DEFAULT;
+    config->liveness = ZFED_MDP_LIVENESS_DEFAULT;
+    config->max_workers = ZFED_BROKER_MAX_WORKERS_DEFAULT;
+    config->max_services = ZFED_BROKER_MAX_SERVICES_DEFAULT;
+    config->max_queue = ZFED_BROKER_MAX_QUEUE_DEFAULT;
+    config->max_message = ZFED_BROKER_MAX_MESSAGE_DEFAULT;
+    config->request_ttl_ms = ZFED_BROKER_REQUEST_TTL_MS_DEFAULT;
+    config->max_attempts = ZFED_BROKER_MAX_ATTEMPTS_DEFAULT;
+    config->hwm = ZFED_BROKER_HWM_DEFAULT;
+}
+
+zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
+{
+    zfed_broker_config_t defaults;
+    if (!config) {
+        zfed_broker_config_defaults(&defaults);
+        config = &defaults;
+    }
+    if (config->heartbeat_ms <= 0 || config->liveness <= 0 || config->max_workers == 0 ||
+        config->max_services == 0 || config->max_queue == 0 || config->max_message <= 0 ||
+        config->max_attempts == 0 || config->hwm < 0) {
+        zfed_error("invalid broker configuration");
+        return NULL;
+    }
+    zfed_broker_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    zfed_link_init(&self->liveness);
+    msgpack_sbuffer_init(&self->scratch);
+    self->services = zhashx_new();
+    self->workers = zhashx_new();
+    self->endpoints = zlistx_new();
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->services || !self->workers || !self->endpoints || !self->router)
+        goto err;
+    zlistx_set_destructor(self->endpoints, (zlistx_destructor_fn *)zstr_free);
+    self->handle = zsock_resolve(self->router);
+    //  MANDATORY: an undeliverable message is an error we count, not a
+    //  silent drop.  HANDOVER: a restarted peer that reuses its routing id
+    //  takes over instead of being locked out.
+    zsock_set_router_mandatory(self->router, 1);
+    zsock_set_router_handover(self->router, 1);
+    zsock_set_sndhwm(self->router, config->hwm);
+    zsock_set_rcvhwm(self->router, config->hwm);
+    int64_t max_message = config->max_message;
+    zmq_setsockopt(self->handle, ZMQ_MAXMSGSIZE, &max_message, sizeof max_message);
+    zsock_set_linger(self->router, 0);
+    self->tick_at_ms = zfed_clock_ms() + config->heartbeat_ms;
+    return self;
+err:
+    zfed_broker_destroy(&self);
+    return NULL;
+}
+
+void zfed_broker_destroy(zfed_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_broker_t *self = *self_p;
+    if (self->workers) {
+        zlistx_t *all = zhashx_values(self->workers);
+        for (worker_t *worker = all ? zlistx_first(all) : NULL; worker; worker = zlistx_next(all))
+            s_worker_delete(self, &worker, false);
+        zlistx_destroy(&all);
+    }
+    if (self->services) {
+        zlistx_t *all = zhashx_values(self->services);
+        for (service_t *service = all ? zlistx_first(all) : NULL; service;
+             service = zlistx_next(all)) {
+            zfed_link_t *link;
+            while ((link = zfed_list_first(&service->requests)) != NULL) {
+                request_t *request = zfed_container_of(link, request_t, link);
+                s_request_destroy(&request);
+            }
+            s_service_destroy(self, &service);
+        }
+        zlistx_destroy(&all);
+    }
+    zhashx_destroy(&self->services);
+    zhashx_destroy(&self->workers);
+    zlistx_destroy(&self->endpoints);
+    zsock_destroy(&self->router);
+    msgpack_sbuffer_destroy(&self->scratch);
+    free(self);
+    *self_p = NULL;
+}
+
+int zfed_broker_bind(zfed_broker_t *self, const char *endpoint)
+{
+    if (zsock_bind(self->router, "%s", endpoint) < 0) {
+        zfed_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    char *bound = zsock_last_endpoint(self->router);
+    zfed_info("listening on %s", bound ? bound : endpoint);
+    zlistx_add_end(self->endpoints, bound ? bound : strdup(endpoint));
+    return 0;
+}
+
+const char *zfed_broker_endpoint(zfed_broker_t *self, size_t index)
+{
+    const char *endpoint = zlistx_first(self->endpoints);
+    for (size_t skipped = 0; endpoint && skipped < index; skipped++)
+        endpoint = zlistx_next(self->endpoints);
+    return endpoint;
+}
+
+size_t zfed_broker_endpoints(zfed_broker_t *self)
+{
+    return zlistx_size(self->endpoints);
+}
+
+void zfed_broker_stats(zfed_broker_t *self, zfed_broker_stats_t *stats)
+{
+    *stats = self->stats;
+    stats->services = zhashx_size(self->services);
+}
+
+//  Commands from an embedding thread.  Returns -1 on $TERM.
+static int s_handle_pipe(zfed_broker_t *self, zsock_t *pipe)
+{
+    zmsg_t *message = zmsg_recv(pipe);
+    if (!message)
+        return -1;
+    char *command = zmsg_popstr(message);
+    int rc = 0;
+    if (!command || streq(command, "$TERM"))
+        rc = -1;
+    else if (streq(command, "BIND")) {
+        char *endpoint = zmsg_popstr(message);
+        int bound = endpoint ? zfed_broker_bind(self, endpoint) : -1;
+        const char *last = bound == 0 ? zlistx_last(self->endpoints) : "";
+        zsock_send(pipe, "ss", bound == 0 ? "0" : "-1", last);
+        zstr_free(&endpoint);
+    } else if (streq(command, "STATS")) {
+        zfed_broker_stats_t stats;
+        zfed_broker_stats(self, &stats);
+        zsock_send(pipe, "b", &stats, sizeof stats);
+    } else
+        zfed_warn("unknown pipe command %s", command);
+    zstr_free(&command);
+    zmsg_destroy(&message);
+    return rc;
+}
+
+int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
+{
+    zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0}};
+    int item_count = 1;
+    if (pipe) {
+        items[1].socket = zsock_resolve(pipe);
+        item_count = 2;
+    }
+    int rc = 0;
+    while (!self->terminated) {
+        if (!pipe && zsys_interrupted)
+            break;
+        int64_t wait = self->tick_at_ms - zfed_clock_ms();
+        if (wait < 0)
+            wait = 0;
+        if (zmq_poll(items, item_count, (long)wait) < 0) {
+            if (errno == EINTR)
+                continue;
+            zfed_error("poll failed: %s", zmq_strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (pipe && items[1].revents & ZMQ_POLLIN && s_handle_pipe(self, pipe) != 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            for (int handled = 0; handled < DRAIN_BATCH; handled++) {
+                if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)
+                    break;
+                s_handle_message(self);
+                zfed_frames_close(&self->frames);
+            }
+        }
+        if (zfed_clock_ms() >= self->tick_at_ms)
+            s_tick(self);
+    }
+    //  Tell workers we are going, so they re-register with our successor
+    //  at once instead of after their heartbeats lapse.
+    zsock_set_linger(self->router, SHUTDOWN_LINGER_MS);
+    for (zfed_link_t *link = self->liveness.next; link != &self->liveness; link = link->next)
+        s_worker_send_command(self, zfed_container_of(link, worker_t, liveness_link),
+                              ZFED_MDPW_DISCONNECT);
+    zfed_info("stopped: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64 " failed, %" PRIu64
+              " malformed",
+              self->stats.requests, self->stats.replies, self->stats.failed,
+              self->stats.malformed);
+    return rc;
+}
+
+void zfed_broker_actor(zsock_t *pipe, void *args)
+{
+    zfed_broker_t *broker = zfed_broker_new((const zfed_broker_config_t *)args);
+    zsock_signal(pipe, broker ? 0 : 1);
+    if (!broker)
+        return;
+    zfed_broker_run(broker, pipe);
+    zfed_broker_destroy(&broker);
+}

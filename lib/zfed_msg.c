@@ -1,0 +1,809 @@
+/*  zfed_msg - encode and decode the zfed message bodies (protocol v1).
+
+    Decoding runs in two passes.  zfed_msgpack_check walks the raw bytes
+    first and refuses anything whose headers promise more elements than
+    there are bytes, or that nests too deep; only then does msgpack-c build
+    an object tree, so a 5-byte message can never make it allocate
+    gigabytes.  The tree is then checked element by element against the
+    layout of its kind, and service-defined parts (params, outputs, global
+    value) are re-encoded into canonical bytes the message owns.
+*/
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_util.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Most keys a params or outputs map may have.  Duplicate detection is a
+//  pairwise compare, O(n^2), which this bound keeps trivial.
+#define MAP_KEYS_MAX 256
+
+//  Elements of each kind's top-level array.
+#define TASK_ELEMENTS   8
+#define RESULT_ELEMENTS 9
+#define ERROR_ELEMENTS  10
+
+//  Lowest and highest acceptable error codes.
+#define ERROR_CODE_MIN 100
+#define ERROR_CODE_MAX 599
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+} s_blob_t;
+
+struct _zfed_msg_t {
+    zfed_msg_kind_t kind;
+    char job_id[ZFED_JOB_ID_MAX + 1];
+    uint32_t round;
+    uint32_t task_id;
+    uint32_t attempt;
+    //  task
+    s_blob_t params;
+    int64_t global_round;
+    s_blob_t global_value;
+    //  result and error
+    char worker[ZFED_WORKER_NAME_MAX + 1];
+    uint64_t compute_us;
+    s_blob_t outputs;
+    uint32_t error_code;
+    char error_field[ZFED_FIELD_MAX + 1];
+    char error_text[ZFED_ERROR_TEXT_MAX + 1];
+};
+
+static void s_reason(char *reason, size_t reason_size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void s_reason(char *reason, size_t reason_size, const char *format, ...)
+{
+    if (!reason || reason_size == 0)
+        return;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(reason, reason_size, format, args);
+    va_end(args);
+}
+
+const char *zfed_msgpack_type_name(int type)
+{
+    switch (type) {
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return "positive int";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "negative int";
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return "float";
+    case MSGPACK_OBJECT_STR:
+        return "str";
+    case MSGPACK_OBJECT_ARRAY:
+        return "array";
+    case MSGPACK_OBJECT_MAP:
+        return "map";
+    case MSGPACK_OBJECT_BIN:
+        return "bin";
+    case MSGPACK_OBJECT_EXT:
+        return "ext";
+    default:
+        return "unknown";
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Structural pre-check of raw msgpack bytes
+
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    size_t position;
+} s_cursor_t;
+
+static int s_take(s_cursor_t *cursor, size_t count)
+{
+    if (cursor->size - cursor->position < count)
+        return -1;
+    cursor->position += count;
+    return 0;
+}
+
+static uint64_t s_read_be(const uint8_t *bytes, size_t width)
+{
+    uint64_t value = 0;
+    for (size_t index = 0; index < width; index++)
+        value = (value << 8) | bytes[index];
+    return value;
+}
+
+//  Reads a big-endian length of width bytes at the cursor.
+static int s_take_length(s_cursor_t *cursor, size_t width, uint64_t *length)
+{
+    if (cursor->size - cursor->position < width)
+        return -1;
+    *length = s_read_be(cursor->data + cursor->position, width);
+    cursor->position += width;
+    return 0;
+}
+
+static int s_scan_value(s_cursor_t *cursor, int depth, char *reason, size_t reason_size);
+
+static int s_scan_container(s_cursor_t *cursor, uint64_t count, int per_entry, int depth,
+                            char *reason, size_t reason_size)
+{
+    if (depth >= ZFED_NESTING_MAX) {
+        s_reason(reason, reason_size, "msgpack nesting deeper than %d", ZFED_NESTING_MAX);
+        return -1;
+    }
+    //  Every element takes at least one byte, so a count larger than what
+    //  is left is a lie we can refuse before anyone allocates for it.
+    uint64_t elements = count * (uint64_t)per_entry;
+    if (count > cursor->size || elements > cursor->size - cursor->position) {
+        s_reason(reason, reason_size,
+                 "msgpack container claims %llu elements but only %zu bytes follow",
+                 (unsigned long long)elements, cursor->size - cursor->position);
+        return -1;
+    }
+    for (uint64_t index = 0; index < elements; index++)
+        if (s_scan_value(cursor, depth + 1, reason, reason_size) != 0)
+            return -1;
+    return 0;
+}
+
+static int s_scan_value(s_cursor_t *cursor, int depth, char *reason, size_t reason_size)
+{
+    if (cursor->position >= cursor->size) {
+        s_reason(reason, reason_size, "msgpack truncated at byte %zu", cursor->position);
+        return -1;
+    }
+    uint8_t head = cursor->data[cursor->position++];
+    uint64_t length = 0;
+    int rc = 0;
+
+    if (head <= 0x7f || head >= 0xe0 || head == 0xc0 || head == 0xc2 || head == 0xc3)
+        return 0; //  fixints, nil, booleans: the head is the value
+    if (head >= 0xa0 && head <= 0xbf)
+        rc = s_take(cursor, head & 0x1f);
+    else if (head >= 0x90 && head <= 0x9f)
+        return s_scan_container(cursor, head & 0x0f, 1, depth, reason, reason_size);
+    else if (head >= 0x80 && head <= 0x8f)
+        return s_scan_container(cursor, head & 0x0f, 2, depth, reason, reason_size);
+    else {
+        switch (head) {
+        case 0xcc: case 0xd0: rc = s_take(cursor, 1); break;
+        case 0xcd: case 0xd1: rc = s_take(cursor, 2); break;
+        case 0xce: case 0xd2: case 0xca: rc = s_take(cursor, 4); break;
+        case 0xcf: case 0xd3: case 0xcb: rc = s_take(cursor, 8); break;
+        case 0xd4: rc = s_take(cursor, 2); break;
+        case 0xd5: rc = s_take(cursor, 3); break;
+        case 0xd6: rc = s_take(cursor, 5); break;
+        case 0xd7: rc = s_take(cursor, 9); break;
+        case 0xd8: rc = s_take(cursor, 17); break;
+        case 0xc4: case 0xd9:
+            rc = s_take_length(cursor, 1, &length) ?: s_take(cursor, length);
+            break;
+        case 0xc5: case 0xda:
+            rc = s_take_length(cursor, 2, &length) ?: s_take(cursor, length);
+            break;
+        case 0xc6: case 0xdb:
+            rc = s_take_length(cursor, 4, &length) ?: s_take(cursor, length);
+            break;
+        case 0xc7:
+            rc = s_take_length(cursor, 1, &length) ?: s_take(cursor, length + 1);
+            break;
+        case 0xc8:
+            rc = s_take_length(cursor, 2, &length) ?: s_take(cursor, length + 1);
+            break;
+        case 0xc9:
+            rc = s_take_length(cursor, 4, &length) ?: s_take(cursor, length + 1);
+            break;
+        case 0xdc: case 0xde:
+            if (s_take_length(cursor, 2, &length) != 0) {
+                rc = -1;
+                break;
+            }
+            return s_scan_container(cursor, length, head == 0xde ? 2 : 1, depth, reason,
+                                    reason_size);
+        case 0xdd: case 0xdf:
+            if (s_take_length(cursor, 4, &length) != 0) {
+                rc = -1;
+                break;
+            }
+            return s_scan_container(cursor, length, head == 0xdf ? 2 : 1, depth, reason,
+                                    reason_size);
+        default: //  0xc1 is reserved and never valid
+            s_reason(reason, reason_size, "invalid msgpack byte 0x%02x at %zu", head,
+                     cursor->position - 1);
+            return -1;
+        }
+    }
+    if (rc != 0)
+        s_reason(reason, reason_size, "msgpack truncated at byte %zu", cursor->position);
+    return rc;
+}
+
+int zfed_msgpack_check(const void *data, size_t size, char *reason, size_t reason_size)
+{
+    if (!data || size == 0) {
+        s_reason(reason, reason_size, "empty body");
+        return -1;
+    }
+    s_cursor_t cursor = {data, size, 0};
+    if (s_scan_value(&cursor, 0, reason, reason_size) != 0)
+        return -1;
+    if (cursor.position != size) {
+        s_reason(reason, reason_size, "%zu trailing bytes after the msgpack value",
+                 size - cursor.position);
+        return -1;
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Helpers over msgpack-c objects
+
+static void s_blob_free(s_blob_t *blob)
+{
+    free(blob->data);
+    blob->data = NULL;
+    blob->size = 0;
+}
+
+//  Canonical bytes of one object, owned by blob.
+static int s_blob_pack(s_blob_t *blob, const msgpack_object *object)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &buffer, msgpack_sbuffer_write);
+    if (msgpack_pack_object(&packer, *object) != 0) {
+        msgpack_sbuffer_destroy(&buffer);
+        return -1;
+    }
+    blob->size = buffer.size;
+    blob->data = (uint8_t *)msgpack_sbuffer_release(&buffer);
+    return blob->data ? 0 : -1;
+}
+
+static bool s_is_uint(const msgpack_object *object, uint64_t max)
+{
+    return object->type == MSGPACK_OBJECT_POSITIVE_INTEGER && object->via.u64 <= max;
+}
+
+static bool s_str_equals(const msgpack_object *object, const char *text)
+{
+    size_t length = strlen(text);
+    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == length &&
+           memcmp(object->via.str.ptr, text, length) == 0;
+}
+
+//  A map whose keys are distinct strings, at most MAP_KEYS_MAX of them.
+static int s_check_string_map(const msgpack_object *object, const char *what, char *reason,
+                              size_t reason_size)
+{
+    if (object->type != MSGPACK_OBJECT_MAP) {
+        s_reason(reason, reason_size, "%s: expected a map, got %s", what,
+                 zfed_msgpack_type_name(object->type));
+        return -1;
+    }
+    const msgpack_object_map *map = &object->via.map;
+    if (map->size > MAP_KEYS_MAX) {
+        s_reason(reason, reason_size, "%s: %u keys, at most %d allowed", what, map->size,
+                 MAP_KEYS_MAX);
+        return -1;
+    }
+    for (uint32_t index = 0; index < map->size; index++) {
+        const msgpack_object *key = &map->ptr[index].key;
+        if (key->type != MSGPACK_OBJECT_STR || key->via.str.size == 0) {
+            s_reason(reason, reason_size, "%s: key %u is not a non-empty string", what, index);
+            return -1;
+        }
+        for (uint32_t earlier = 0; earlier < index; earlier++) {
+            const msgpack_object *other = &map->ptr[earlier].key;
+            if (other->via.str.size == key->via.str.size &&
+                memcmp(other->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0) {
+                s_reason(reason, reason_size, "%s: duplicate key '%.*s'", what,
+                         (int)key->via.str.size, key->via.str.ptr);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+//  Decodes bytes that must be a string-keyed map into canonical bytes.
+static int s_blob_from_map_bytes(s_blob_t *blob, const void *data, size_t size, const char *what)
+{
+    char reason[128];
+    if (zfed_msgpack_check(data, size, reason, sizeof reason) != 0)
+        return -1;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    size_t offset = 0;
+    int rc = -1;
+    if (msgpack_unpack_next(&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS &&
+        s_check_string_map(&unpacked.data, what, reason, sizeof reason) == 0)
+        rc = s_blob_pack(blob, &unpacked.data);
+    msgpack_unpacked_destroy(&unpacked);
+    return rc;
+}
+
+static int s_blob_from_any_bytes(s_blob_t *blob, const void *data, size_t size)
+{
+    if (zfed_msgpack_check(data, size, NULL, 0) != 0)
+        return -1;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    size_t offset = 0;
+    int rc = -1;
+    if (msgpack_unpack_next(&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS)
+        rc = s_blob_pack(blob, &unpacked.data);
+    msgpack_unpacked_destroy(&unpacked);
+    return rc;
+}
+
+//  Printable ASCII without spaces, 1..max_length characters.
+static bool s_is_token(const char *text, size_t length, size_t max_length)
+{
+    if (length == 0 || length > max_length)
+        return false;
+    for (size_t index = 0; index < length; index++)
+        if (text[index] < 0x21 || text[index] > 0x7e)
+            return false;
+    return true;
+}
+
+//  Free text for error messages: no control characters (UTF-8 allowed).
+static bool s_is_text(const char *text, size_t length, size_t max_length)
+{
+    if (length > max_length)
+        return false;
+    for (size_t index = 0; index < length; index++) {
+        unsigned char c = (unsigned char)text[index];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool s_job_id_valid(const char *job_id, zfed_msg_kind_t kind)
+{
+    if (kind == ZFED_MSG_ERROR && job_id[0] == '\0')
+        return true; //  an error about a body we could not read names no job
+    return zfed_is_safe_name(job_id, ZFED_JOB_ID_MAX);
+}
+
+//  ---------------------------------------------------------------------
+//  Construction
+
+static zfed_msg_t *s_new(zfed_msg_kind_t kind, const char *job_id, uint32_t round,
+                         uint32_t task_id, uint32_t attempt)
+{
+    if (!job_id || strlen(job_id) > ZFED_JOB_ID_MAX || !s_job_id_valid(job_id, kind))
+        return NULL;
+    zfed_msg_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->kind = kind;
+    snprintf(self->job_id, sizeof self->job_id, "%s", job_id);
+    self->round = round;
+    self->task_id = task_id;
+    self->attempt = attempt;
+    return self;
+}
+
+zfed_msg_t *zfed_msg_new_task(const char *job_id, uint32_t round, uint32_t task_id,
+                              uint32_t attempt, const void *params, size_t params_size,
+                              int64_t global_round, const void *global_value,
+                              size_t global_value_size)
+{
+    if (global_round < -1 || global_round > (int64_t)UINT32_MAX)
+        return NULL;
+    zfed_msg_t *self = s_new(ZFED_MSG_TASK, job_id, round, task_id, attempt);
+    if (!self)
+        return NULL;
+    self->global_round = global_round;
+    if (s_blob_from_map_bytes(&self->params, params, params_size, "params") != 0 ||
+        s_blob_from_any_bytes(&self->global_value, global_value, global_value_size) != 0)
+        zfed_msg_destroy(&self);
+    return self;
+}
+
+zfed_msg_t *zfed_msg_new_result(const char *job_id, uint32_t round, uint32_t task_id,
+                                uint32_t attempt, const char *worker, uint64_t compute_us,
+                                const void *outputs, size_t outputs_size)
+{
+    if (!worker || !s_is_token(worker, strlen(worker), ZFED_WORKER_NAME_MAX))
+        return NULL;
+    zfed_msg_t *self = s_new(ZFED_MSG_RESULT, job_id, round, task_id, attempt);
+    if (!self)
+        return NULL;
+    snprintf(self->worker, sizeof self->worker, "%s", worker);
+    self->compute_us = compute_us;
+    if (s_blob_from_map_bytes(&self->outputs, outputs, outputs_size, "outputs") != 0)
+        zfed_msg_destroy(&self);
+    return self;
+}
+
+zfed_msg_t *zfed_msg_new_error(const char *job_id, uint32_t round, uint32_t task_id,
+                               uint32_t attempt, const char *worker, uint32_t code,
+                               const char *field, const char *text)
+{
+    if (!worker || !s_is_token(worker, strlen(worker), ZFED_WORKER_NAME_MAX) || !field ||
+        (field[0] && !s_is_token(field, strlen(field), ZFED_FIELD_MAX)) || !text ||
+        !s_is_text(text, strlen(text), ZFED_ERROR_TEXT_MAX) || code < ERROR_CODE_MIN ||
+        code > ERROR_CODE_MAX)
+        return NULL;
+    zfed_msg_t *self = s_new(ZFED_MSG_ERROR, job_id, round, task_id, attempt);
+    if (!self)
+        return NULL;
+    snprintf(self->worker, sizeof self->worker, "%s", worker);
+    self->error_code = code;
+    snprintf(self->error_field, sizeof self->error_field, "%s", field);
+    snprintf(self->error_text, sizeof self->error_text, "%s", text);
+    return self;
+}
+
+void zfed_msg_destroy(zfed_msg_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_msg_t *self = *self_p;
+    s_blob_free(&self->params);
+    s_blob_free(&self->global_value);
+    s_blob_free(&self->outputs);
+    free(self);
+    *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Decoding
+
+static const char *s_task_names[] = {"kind",    "version", "job_id", "round",
+                                     "task_id", "attempt", "params", "global"};
+static const char *s_result_names[] = {"kind",    "version", "job_id",     "round",  "task_id",
+                                       "attempt", "worker",  "compute_us", "outputs"};
+static const char *s_error_names[] = {"kind",    "version", "job_id", "round", "task_id",
+                                      "attempt", "worker",  "code",   "field", "message"};
+
+typedef struct {
+    const msgpack_object *element;
+    const char **names;
+    char *reason;
+    size_t reason_size;
+} s_reader_t;
+
+static int s_type_error(s_reader_t *reader, int index, const char *expected)
+{
+    s_reason(reader->reason, reader->reason_size, "element %d (%s): expected %s, got %s", index,
+             reader->names[index], expected, zfed_msgpack_type_name(reader->element[index].type));
+    return -1;
+}
+
+static int s_read_u32(s_reader_t *reader, int index, uint32_t *out)
+{
+    if (!s_is_uint(&reader->element[index], UINT32_MAX))
+        return s_type_error(reader, index, "an unsigned integer below 2^32");
+    *out = (uint32_t)reader->element[index].via.u64;
+    return 0;
+}
+
+//  Copies a string element into out (capacity max_length + 1) after
+//  checking it with is_valid; an empty string passes when allow_empty.
+static int s_read_string(s_reader_t *reader, int index, char *out, size_t max_length,
+                         bool (*is_valid)(const char *, size_t, size_t), bool allow_empty)
+{
+    const msgpack_object *element = &reader->element[index];
+    if (element->type != MSGPACK_OBJECT_STR)
+        return s_type_error(reader, index, "a string");
+    uint32_t length = element->via.str.size;
+    if (!(allow_empty && length == 0) && !is_valid(element->via.str.ptr, length, max_length)) {
+        s_reason(reader->reason, reader->reason_size,
+                 "element %d (%s): invalid string of %u bytes (at most %zu, no control "
+                 "characters%s)",
+                 index, reader->names[index], length, max_length,
+                 is_valid == s_is_token ? " or spaces" : "");
+        return -1;
+    }
+    memcpy(out, element->via.str.ptr, length);
+    out[length] = '\0';
+    return 0;
+}
+
+static bool s_is_job_id(const char *text, size_t length, size_t max_length)
+{
+    if (length == 0 || length > max_length)
+        return false;
+    char copy[ZFED_JOB_ID_MAX + 1];
+    memcpy(copy, text, length);
+    copy[length] = '\0';
+    return zfed_is_safe_name(copy, max_length);
+}
+
+static int s_decode_common(zfed_msg_t *self, s_reader_t *reader)
+{
+    if (s_read_string(reader, 2, self->job_id, ZFED_JOB_ID_MAX, s_is_job_id,
+                      self->kind == ZFED_MSG_ERROR) != 0 ||
+        s_read_u32(reader, 3, &self->round) != 0 || s_read_u32(reader, 4, &self->task_id) != 0 ||
+        s_read_u32(reader, 5, &self->attempt) != 0)
+        return -1;
+    return 0;
+}
+
+static int s_decode_task(zfed_msg_t *self, s_reader_t *reader)
+{
+    if (s_check_string_map(&reader->element[6], "element 6 (params)", reader->reason,
+                           reader->reason_size) != 0)
+        return -1;
+    const msgpack_object *global = &reader->element[7];
+    if (global->type != MSGPACK_OBJECT_ARRAY || global->via.array.size != 2) {
+        s_reason(reader->reason, reader->reason_size,
+                 "element 7 (global): expected an array [global_round, global_value]");
+        return -1;
+    }
+    const msgpack_object *global_round = &global->via.array.ptr[0];
+    if (global_round->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && global_round->via.i64 == -1)
+        self->global_round = -1;
+    else if (s_is_uint(global_round, UINT32_MAX))
+        self->global_round = (int64_t)global_round->via.u64;
+    else {
+        s_reason(reader->reason, reader->reason_size,
+                 "element 7 (global): global_round must be -1 or an unsigned integer below 2^32");
+        return -1;
+    }
+    if (s_blob_pack(&self->params, &reader->element[6]) != 0 ||
+        s_blob_pack(&self->global_value, &global->via.array.ptr[1]) != 0) {
+        s_reason(reader->reason, reader->reason_size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int s_decode_result(zfed_msg_t *self, s_reader_t *reader)
+{
+    if (s_read_string(reader, 6, self->worker, ZFED_WORKER_NAME_MAX, s_is_token, false) != 0)
+        return -1;
+    if (reader->element[7].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return s_type_error(reader, 7, "an unsigned integer");
+    self->compute_us = reader->element[7].via.u64;
+    if (s_check_string_map(&reader->element[8], "element 8 (outputs)", reader->reason,
+                           reader->reason_size) != 0)
+        return -1;
+    if (s_blob_pack(&self->outputs, &reader->element[8]) != 0) {
+        s_reason(reader->reason, reader->reason_size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int s_decode_error(zfed_msg_t *self, s_reader_t *reader)
+{
+    if (s_read_string(reader, 6, self->worker, ZFED_WORKER_NAME_MAX, s_is_token, false) != 0)
+        return -1;
+    if (!s_is_uint(&reader->element[7], ERROR_CODE_MAX) ||
+        reader->element[7].via.u64 < ERROR_CODE_MIN)
+        return s_type_error(reader, 7, "an error code from 100 to 599");
+    self->error_code = (uint32_t)reader->element[7].via.u64;
+    if (s_read_string(reader, 8, self->error_field, ZFED_FIELD_MAX, s_is_token, true) != 0 ||
+        s_read_string(reader, 9, self->error_text, ZFED_ERROR_TEXT_MAX, s_is_text, true) != 0)
+        return -1;
+    return 0;
+}
+
+zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t reason_size)
+{
+    s_reason(reason, reason_size, "no reason");
+    if (size > ZFED_BODY_MAX) {
+        s_reason(reason, reason_size, "body of %zu bytes is over the %d-byte limit", size,
+                 ZFED_BODY_MAX);
+        return NULL;
+    }
+    if (zfed_msgpack_check(data, size, reason, reason_size) != 0)
+        return NULL;
+
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    zfed_msg_t *self = NULL;
+    size_t offset = 0;
+    if (msgpack_unpack_next(&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS ||
+        offset != size) {
+        s_reason(reason, reason_size, "body is not one msgpack value");
+        goto done;
+    }
+    const msgpack_object *root = &unpacked.data;
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2) {
+        s_reason(reason, reason_size, "body must be an array [kind, version, ...], got %s",
+                 zfed_msgpack_type_name(root->type));
+        goto done;
+    }
+    const msgpack_object *element = root->via.array.ptr;
+    zfed_msg_kind_t kind;
+    uint32_t expected;
+    const char **names;
+    if (s_str_equals(&element[0], ZFED_KIND_TASK)) {
+        kind = ZFED_MSG_TASK, expected = TASK_ELEMENTS, names = s_task_names;
+    } else if (s_str_equals(&element[0], ZFED_KIND_RESULT)) {
+        kind = ZFED_MSG_RESULT, expected = RESULT_ELEMENTS, names = s_result_names;
+    } else if (s_str_equals(&element[0], ZFED_KIND_ERROR)) {
+        kind = ZFED_MSG_ERROR, expected = ERROR_ELEMENTS, names = s_error_names;
+    } else {
+        if (element[0].type == MSGPACK_OBJECT_STR)
+            s_reason(reason, reason_size, "element 0 (kind): unknown kind '%.*s'",
+                     (int)(element[0].via.str.size > 32 ? 32 : element[0].via.str.size),
+                     element[0].via.str.ptr);
+        else
+            s_reason(reason, reason_size, "element 0 (kind): expected a string, got %s",
+                     zfed_msgpack_type_name(element[0].type));
+        goto done;
+    }
+    if (!s_is_uint(&element[1], UINT32_MAX) || element[1].via.u64 != ZFED_PROTOCOL_VERSION) {
+        s_reason(reason, reason_size, "element 1 (version): unsupported version, this peer speaks %d",
+                 ZFED_PROTOCOL_VERSION);
+        goto done;
+    }
+    if (root->via.array.size != expected) {
+        s_reason(reason, reason_size, "%s v%d has %u elements, got %u", zfed_msg_kind_name(kind),
+                 ZFED_PROTOCOL_VERSION, expected, root->via.array.size);
+        goto done;
+    }
+    self = calloc(1, sizeof *self);
+    if (!self) {
+        s_reason(reason, reason_size, "out of memory");
+        goto done;
+    }
+    self->kind = kind;
+    s_reader_t reader = {element, names, reason, reason_size};
+    int rc = s_decode_common(self, &reader);
+    if (rc == 0 && kind == ZFED_MSG_TASK)
+        rc = s_decode_task(self, &reader);
+    else if (rc == 0 && kind == ZFED_MSG_RESULT)
+        rc = s_decode_result(self, &reader);
+    else if (rc == 0)
+        rc = s_decode_error(self, &reader);
+    if (rc != 0)
+        zfed_msg_destroy(&self);
+done:
+    msgpack_unpacked_destroy(&unpacked);
+    return self;
+}
+
+//  ---------------------------------------------------------------------
+//  Encoding
+
+static int s_pack_string(msgpack_packer *packer, const char *text)
+{
+    size_t length = strlen(text);
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1
+                                                                                            : 0;
+}
+
+int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)
+{
+    msgpack_sbuffer_clear(buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
+    static const size_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
+
+    int rc = msgpack_pack_array(&packer, elements[self->kind]);
+    rc |= s_pack_string(&packer, zfed_msg_kind_name(self->kind));
+    rc |= msgpack_pack_uint32(&packer, ZFED_PROTOCOL_VERSION);
+    rc |= s_pack_string(&packer, self->job_id);
+    rc |= msgpack_pack_uint32(&packer, self->round);
+    rc |= msgpack_pack_uint32(&packer, self->task_id);
+    rc |= msgpack_pack_uint32(&packer, self->attempt);
+    switch (self->kind) {
+    case ZFED_MSG_TASK:
+        rc |= msgpack_sbuffer_write(buffer, (const char *)self->params.data, self->params.size);
+        rc |= msgpack_pack_array(&packer, 2);
+        rc |= msgpack_pack_int64(&packer, self->global_round);
+        rc |= msgpack_sbuffer_write(buffer, (const char *)self->global_value.data,
+                                    self->global_value.size);
+        break;
+    case ZFED_MSG_RESULT:
+        rc |= s_pack_string(&packer, self->worker);
+        rc |= msgpack_pack_uint64(&packer, self->compute_us);
+        rc |= msgpack_sbuffer_write(buffer, (const char *)self->outputs.data, self->outputs.size);
+        break;
+    case ZFED_MSG_ERROR:
+        rc |= s_pack_string(&packer, self->worker);
+        rc |= msgpack_pack_uint32(&packer, self->error_code);
+        rc |= s_pack_string(&packer, self->error_field);
+        rc |= s_pack_string(&packer, self->error_text);
+        break;
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+//  ---------------------------------------------------------------------
+//  Accessors
+
+zfed_msg_kind_t zfed_msg_kind(const zfed_msg_t *self)
+{
+    return self->kind;
+}
+
+const char *zfed_msg_kind_name(zfed_msg_kind_t kind)
+{
+    switch (kind) {
+    case ZFED_MSG_TASK:
+        return ZFED_KIND_TASK;
+    case ZFED_MSG_RESULT:
+        return ZFED_KIND_RESULT;
+    case ZFED_MSG_ERROR:
+        return ZFED_KIND_ERROR;
+    }
+    return "unknown";
+}
+
+const char *zfed_msg_job_id(const zfed_msg_t *self)
+{
+    return self->job_id;
+}
+
+uint32_t zfed_msg_round(const zfed_msg_t *self)
+{
+    return self->round;
+}
+
+uint32_t zfed_msg_task_id(const zfed_msg_t *self)
+{
+    return self->task_id;
+}
+
+uint32_t zfed_msg_attempt(const zfed_msg_t *self)
+{
+    return self->attempt;
+}
+
+const uint8_t *zfed_msg_params(const zfed_msg_t *self, size_t *size)
+{
+    *size = self->params.size;
+    return self->params.data;
+}
+
+int64_t zfed_msg_global_round(const zfed_msg_t *self)
+{
+    return self->global_round;
+}
+
+const uint8_t *zfed_msg_global_value(const zfed_msg_t *self, size_t *size)
+{
+    *size = self->global_value.size;
+    return self->global_value.data;
+}
+
+const char *zfed_msg_worker(const zfed_msg_t *self)
+{
+    return self->worker;
+}
+
+uint64_t zfed_msg_compute_us(const zfed_msg_t *self)
+{
+    return self->compute_us;
+}
+
+const uint8_t *zfed_msg_outputs(const zfed_msg_t *self, size_t *size)
+{
+    *size = self->outputs.size;
+    return self->outputs.data;
+}
+
+uint32_t zfed_msg_error_code(const zfed_msg_t *self)
+{
+    return self->error_code;
+}
+
+const char *zfed_msg_error_field(const zfed_msg_t *self)
+{
+    return self->error_field;
+}
+
+const char *zfed_msg_error_text(const zfed_msg_t *self)
+{
+    return self->error_text;
+}

@@ -1,0 +1,222 @@
+/*  zfed_util - clocks, strict parsing, durable writes.  */
+#include "zfed/zfed_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t zfed_clock_ms(void)
+{
+    return zfed_clock_us() / 1000;
+}
+
+int64_t zfed_clock_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+int64_t zfed_wall_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int zfed_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!text || *text < '0' || *text > '9')
+        return -1; //  strtoull accepts "-1", " 1" and "+1": we do not
+    errno = 0;
+    char *end = NULL;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value < min || value > max)
+        return -1;
+    *out = (uint64_t)value;
+    return 0;
+}
+
+int zfed_parse_u32(const char *text, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t value;
+    if (zfed_parse_u64(text, min, max, &value) != 0)
+        return -1;
+    *out = (uint32_t)value;
+    return 0;
+}
+
+int zfed_parse_double(const char *text, double min, double max, double *out)
+{
+    if (!text || !((*text >= '0' && *text <= '9') || *text == '.' || *text == '-'))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(value) || value < min ||
+        value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static int s_write_all(int fd, const void *data, size_t size)
+{
+    const char *cursor = data;
+    while (size > 0) {
+        ssize_t written = write(fd, cursor, size);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written < 0)
+            return -1;
+        cursor += written;
+        size -= (size_t)written;
+    }
+    return 0;
+}
+
+static int s_fsync_parent(const char *path)
+{
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int zfed_write_file_durable(const char *path, const void *data, size_t size)
+{
+    char temporary[PATH_MAX];
+    if (snprintf(temporary, sizeof temporary, "%s.tmp", path) >= (int)sizeof temporary) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (s_write_all(fd, data, size) != 0 || fsync(fd) != 0)
+        goto err;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto err;
+    }
+    fd = -1;
+    if (rename(temporary, path) != 0)
+        goto err;
+    return s_fsync_parent(path);
+
+err : {
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(temporary);
+    errno = saved;
+    return -1;
+}
+}
+
+char *zfed_read_file(const char *path, size_t max_size, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat info;
+    if (fstat(fd, &info) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return NULL;
+    }
+    if (!S_ISREG(info.st_mode) || (size_t)info.st_size > max_size) {
+        close(fd);
+        errno = S_ISREG(info.st_mode) ? EFBIG : EINVAL;
+        return NULL;
+    }
+    size_t capacity = (size_t)info.st_size;
+    char *buffer = malloc(capacity + 1);
+    if (!buffer) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t filled = 0;
+    while (filled < capacity) {
+        ssize_t got = read(fd, buffer + filled, capacity - filled);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int saved = errno;
+            free(buffer);
+            close(fd);
+            errno = saved;
+            return NULL;
+        }
+        if (got == 0)
+            break; //  file shrank while we read it: keep what is there
+        filled += (size_t)got;
+    }
+    close(fd);
+    buffer[filled] = '\0';
+    if (size)
+        *size = filled;
+    return buffer;
+}
+
+int zfed_mkdir_p(const char *path)
+{
+    char partial[PATH_MAX];
+    if (snprintf(partial, sizeof partial, "%s", path) >= (int)sizeof partial) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *cursor = partial + 1; *cursor; cursor++) {
+        if (*cursor != '/')
+            continue;
+        *cursor = '\0';
+        if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *cursor = '/';
+    }
+    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+        return -1;
+    struct stat info;
+    if (stat(partial, &info) != 0)
+        return -1;
+    if (!S_ISDIR(info.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+bool zfed_is_safe_name(const char *name, size_t max_len)
+{
+    if (!name || !*name || *name == '.')
+        return false;
+    size_t length = 0;
+    for (const char *cursor = name; *cursor; cursor++, length++) {
+        char c = *cursor;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok || length >= max_len)
+            return false;
+    }
+    return true;
+}
