@@ -1,1 +1,193 @@
-int main(void) { return 0; }
+/*  zfed-broker - the Majordomo broker zfed's workers and controllers meet at.  */
+#include "zfed/zfed_broker.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed/zfed_util.h"
+#include "zfed/zfed_version.h"
+#include "zfed_cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROGRAM "zfed-broker"
+#define MAX_ENDPOINTS 16
+
+static void s_usage(void)
+{
+    printf("Usage: " PROGRAM " [OPTION]...\n"
+           "Route zfed tasks (7/MDP Majordomo, MDP/0.1) from controllers to workers.\n"
+           "\n"
+           "  --bind EP            endpoint to listen on; repeatable (default " ZFED_BROKER_ENDPOINT_DEFAULT ")\n"
+           "                       \"tcp://127.0.0.1:*\" picks a free port (see --endpoint-file)\n"
+           "  --endpoint-file F    write the endpoints actually bound to F, one per line\n"
+           "  --heartbeat-ms N     heartbeat interval, must match the workers' (default %d)\n"
+           "  --liveness N         silent intervals before a worker is dropped (default %d)\n"
+           "  --max-workers N      registered workers, all services (default %d)\n"
+           "  --max-services N     distinct service names (default %d)\n"
+           "  --max-queue N        queued requests, all services (default %d)\n"
+           "  --max-message BYTES  largest message accepted; bigger ones cost the sender its\n"
+           "                       connection (default %d)\n"
+           "  --request-ttl S      seconds a request may wait for a worker, 0 = forever (default %d)\n"
+           "  --max-attempts N     dispatches per request before it fails (default %d)\n"
+           "  --hwm N              ZeroMQ high-water mark, messages per peer (default %d)\n"
+           "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+           "  -v, --verbose        same as --log-level debug\n"
+           "  -q, --quiet          same as --log-level warn\n"
+           "  -h, --help           show this help and exit\n"
+           "  -V, --version        show the version and exit\n"
+           "\n"
+           "Logs go to stderr.  SIGINT or SIGTERM stops the broker cleanly; workers are told\n"
+           "to register again elsewhere.  Exit status: 0 on a clean stop, 1 on failure, 2 on\n"
+           "bad usage.\n",
+           ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT,
+           ZFED_BROKER_MAX_WORKERS_DEFAULT, ZFED_BROKER_MAX_SERVICES_DEFAULT,
+           ZFED_BROKER_MAX_QUEUE_DEFAULT, ZFED_BROKER_MAX_MESSAGE_DEFAULT,
+           ZFED_BROKER_REQUEST_TTL_MS_DEFAULT / 1000, ZFED_BROKER_MAX_ATTEMPTS_DEFAULT,
+           ZFED_BROKER_HWM_DEFAULT);
+}
+
+enum {
+    OPT_BIND = 256,
+    OPT_ENDPOINT_FILE,
+    OPT_HEARTBEAT,
+    OPT_LIVENESS,
+    OPT_MAX_WORKERS,
+    OPT_MAX_SERVICES,
+    OPT_MAX_QUEUE,
+    OPT_MAX_MESSAGE,
+    OPT_REQUEST_TTL,
+    OPT_MAX_ATTEMPTS,
+    OPT_HWM,
+    OPT_LOG_LEVEL,
+};
+
+static int s_write_endpoints(zfed_broker_t *broker, const char *path)
+{
+    size_t capacity = 64 * MAX_ENDPOINTS + 1;
+    char *text = calloc(1, capacity);
+    if (!text)
+        return -1;
+    size_t used = 0;
+    for (size_t index = 0; index < zfed_broker_endpoints(broker); index++)
+        used += (size_t)snprintf(text + used, capacity - used, "%s\n",
+                                 zfed_broker_endpoint(broker, index));
+    int rc = zfed_write_file_durable(path, text, used);
+    free(text);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"bind", required_argument, NULL, OPT_BIND},
+        {"endpoint-file", required_argument, NULL, OPT_ENDPOINT_FILE},
+        {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+        {"liveness", required_argument, NULL, OPT_LIVENESS},
+        {"max-workers", required_argument, NULL, OPT_MAX_WORKERS},
+        {"max-services", required_argument, NULL, OPT_MAX_SERVICES},
+        {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+        {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+        {"request-ttl", required_argument, NULL, OPT_REQUEST_TTL},
+        {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+        {"hwm", required_argument, NULL, OPT_HWM},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    zfed_broker_config_t config;
+    zfed_broker_config_defaults(&config);
+    const char *endpoints[MAX_ENDPOINTS];
+    size_t endpoint_count = 0;
+    const char *endpoint_file = NULL;
+
+    opterr = 0;
+    int option;
+    while ((option = getopt_long(argc, argv, ":vqhV", options, NULL)) != -1) {
+        switch (option) {
+        case OPT_BIND:
+            if (endpoint_count == MAX_ENDPOINTS)
+                zfed_cli_fail(PROGRAM, "--bind: at most %d endpoints", MAX_ENDPOINTS);
+            endpoints[endpoint_count++] = optarg;
+            break;
+        case OPT_ENDPOINT_FILE:
+            endpoint_file = optarg;
+            break;
+        case OPT_HEARTBEAT:
+            config.heartbeat_ms = (int)zfed_cli_u32(PROGRAM, "--heartbeat-ms", optarg, 10, 600000);
+            break;
+        case OPT_LIVENESS:
+            config.liveness = (int)zfed_cli_u32(PROGRAM, "--liveness", optarg, 1, 100);
+            break;
+        case OPT_MAX_WORKERS:
+            config.max_workers = zfed_cli_u32(PROGRAM, "--max-workers", optarg, 1, 10000000);
+            break;
+        case OPT_MAX_SERVICES:
+            config.max_services = zfed_cli_u32(PROGRAM, "--max-services", optarg, 1, 1000000);
+            break;
+        case OPT_MAX_QUEUE:
+            config.max_queue = zfed_cli_u32(PROGRAM, "--max-queue", optarg, 1, 100000000);
+            break;
+        case OPT_MAX_MESSAGE:
+            config.max_message =
+                (int64_t)zfed_cli_u64(PROGRAM, "--max-message", optarg, 1024, INT32_MAX);
+            break;
+        case OPT_REQUEST_TTL:
+            config.request_ttl_ms = zfed_cli_seconds_ms(PROGRAM, "--request-ttl", optarg, 0, 86400);
+            break;
+        case OPT_MAX_ATTEMPTS:
+            config.max_attempts = zfed_cli_u32(PROGRAM, "--max-attempts", optarg, 1, 1000);
+            break;
+        case OPT_HWM:
+            config.hwm = (int)zfed_cli_u32(PROGRAM, "--hwm", optarg, 0, 100000000);
+            break;
+        case OPT_LOG_LEVEL:
+            zfed_cli_log_level(PROGRAM, optarg);
+            break;
+        case 'v':
+            zfed_log_set_level(ZFED_LOG_DEBUG);
+            break;
+        case 'q':
+            zfed_log_set_level(ZFED_LOG_WARN);
+            break;
+        case 'h':
+            s_usage();
+            return ZFED_EXIT_OK;
+        case 'V':
+            zfed_cli_version(PROGRAM);
+            return ZFED_EXIT_OK;
+        default:
+            zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        }
+    }
+    if (optind < argc)
+        zfed_cli_fail(PROGRAM, "unexpected argument '%s'", argv[optind]);
+    if (endpoint_count == 0)
+        endpoints[endpoint_count++] = ZFED_BROKER_ENDPOINT_DEFAULT;
+
+    zfed_log_set_ident("broker");
+    zfed_broker_t *broker = zfed_broker_new(&config);
+    if (!broker)
+        return ZFED_EXIT_FAILED;
+    for (size_t index = 0; index < endpoint_count; index++) {
+        if (zfed_broker_bind(broker, endpoints[index]) != 0) {
+            zfed_broker_destroy(&broker);
+            return ZFED_EXIT_FAILED;
+        }
+    }
+    if (endpoint_file && s_write_endpoints(broker, endpoint_file) != 0) {
+        zfed_error("cannot write %s", endpoint_file);
+        zfed_broker_destroy(&broker);
+        return ZFED_EXIT_FAILED;
+    }
+    zfed_info("zfed-broker %s ready (heartbeat %d ms x %d, request ttl %lld ms)",
+              ZFED_VERSION_STRING, config.heartbeat_ms, config.liveness,
+              (long long)config.request_ttl_ms);
+    int rc = zfed_broker_run(broker, NULL);
+    zfed_broker_destroy(&broker);
+    return rc == 0 ? ZFED_EXIT_OK : ZFED_EXIT_FAILED;
+}

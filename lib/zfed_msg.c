@@ -672,6 +672,36 @@ done:
     return self;
 }
 
+int zfed_msg_peek_ids(const void *data, size_t size, char *job_id, uint32_t *round,
+                      uint32_t *task_id, uint32_t *attempt)
+{
+    if (size > ZFED_BODY_MAX || zfed_msgpack_check(data, size, NULL, 0) != 0)
+        return -1;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    size_t offset = 0;
+    int rc = -1;
+    if (msgpack_unpack_next(&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS &&
+        unpacked.data.type == MSGPACK_OBJECT_ARRAY && unpacked.data.via.array.size >= 6) {
+        const msgpack_object *element = unpacked.data.via.array.ptr;
+        char id[ZFED_JOB_ID_MAX + 1];
+        if (element[2].type == MSGPACK_OBJECT_STR &&
+            s_is_job_id(element[2].via.str.ptr, element[2].via.str.size, ZFED_JOB_ID_MAX) &&
+            s_is_uint(&element[3], UINT32_MAX) && s_is_uint(&element[4], UINT32_MAX) &&
+            s_is_uint(&element[5], UINT32_MAX)) {
+            memcpy(id, element[2].via.str.ptr, element[2].via.str.size);
+            id[element[2].via.str.size] = '\0';
+            memcpy(job_id, id, element[2].via.str.size + 1);
+            *round = (uint32_t)element[3].via.u64;
+            *task_id = (uint32_t)element[4].via.u64;
+            *attempt = (uint32_t)element[5].via.u64;
+            rc = 0;
+        }
+    }
+    msgpack_unpacked_destroy(&unpacked);
+    return rc;
+}
+
 //  ---------------------------------------------------------------------
 //  Encoding
 

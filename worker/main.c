@@ -1,1 +1,181 @@
-int main(void) { return 0; }
+/*  zfed-worker - stateless workers: pull tasks from a broker, run them, reply.  */
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed/zfed_service.h"
+#include "zfed/zfed_version.h"
+#include "zfed/zfed_worker.h"
+#include "zfed_cli.h"
+
+#include <czmq.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROGRAM "zfed-worker"
+
+static void s_usage(void)
+{
+    printf("Usage: " PROGRAM " [OPTION]...\n"
+           "Serve zfed tasks from a Majordomo broker.  Stateless: start as many as you like,\n"
+           "on as many hosts as you like, pointed at the same broker.\n"
+           "\n"
+           "  --connect EP         broker endpoint (default tcp://127.0.0.1:5555)\n"
+           "  --service NAME       service to serve (default fib; see below)\n"
+           "  --concurrency N      Majordomo workers in this process (default 1, at most %d)\n"
+           "  --threads N          compute threads (default: concurrency, at most the CPU count;\n"
+           "                       0 runs tasks on the I/O thread: fastest for tiny tasks, but\n"
+           "                       heartbeats pause while one runs)\n"
+           "  --credit N           requests each worker may hold at once (default 1 = strict\n"
+           "                       MDP/0.1; >1 announces a zfed credit plain brokers ignore)\n"
+           "  --pyramid            print each task's display on stdout (fib: its pyramid)\n"
+           "  --name NAME          name reported in results (default HOST-PID; .N per worker)\n"
+           "  --heartbeat-ms N     heartbeat interval, must match the broker's (default %d)\n"
+           "  --liveness N         silent intervals before the broker counts as gone (default %d)\n"
+           "  --delay-ms N         extra time per task, to play a straggler (default 0)\n"
+           "  --curve-cert FILE    our CURVE certificate (the _secret file): encrypt and\n"
+           "                       authenticate to the broker\n"
+           "  --server-key KEY     the broker's public key: 40 Z85 characters or a certificate file\n"
+           "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+           "  -v, --verbose        same as --log-level debug\n"
+           "  -q, --quiet          same as --log-level warn\n"
+           "  -h, --help           show this help and exit\n"
+           "  -V, --version        show the version and exit\n"
+           "\n"
+           "Services:\n",
+           ZFED_WORKER_MAX_CONCURRENCY, ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT);
+    for (const zfed_service_t *const *service = zfed_services(); *service; service++)
+        printf("  %-20s %s\n", (*service)->name, (*service)->description);
+    printf("\nA worker reconnects on its own when the broker goes away.  SIGINT or SIGTERM\n"
+           "stops it cleanly.  Exit status: 0 on a clean stop, 1 on failure, 2 on bad usage.\n");
+}
+
+enum {
+    OPT_CONNECT = 256,
+    OPT_SERVICE,
+    OPT_CONCURRENCY,
+    OPT_THREADS,
+    OPT_CREDIT,
+    OPT_PYRAMID,
+    OPT_NAME,
+    OPT_HEARTBEAT,
+    OPT_LIVENESS,
+    OPT_DELAY,
+    OPT_CURVE_CERT,
+    OPT_SERVER_KEY,
+    OPT_LOG_LEVEL,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"connect", required_argument, NULL, OPT_CONNECT},
+        {"service", required_argument, NULL, OPT_SERVICE},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"credit", required_argument, NULL, OPT_CREDIT},
+        {"pyramid", no_argument, NULL, OPT_PYRAMID},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+        {"liveness", required_argument, NULL, OPT_LIVENESS},
+        {"delay-ms", required_argument, NULL, OPT_DELAY},
+        {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
+        {"server-key", required_argument, NULL, OPT_SERVER_KEY},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    zfed_worker_config_t config;
+    zfed_worker_config_defaults(&config);
+    bool threads_given = false;
+
+    opterr = 0;
+    int option;
+    while ((option = getopt_long(argc, argv, ":vqhV", options, NULL)) != -1) {
+        switch (option) {
+        case OPT_CONNECT:
+            config.endpoint = optarg;
+            break;
+        case OPT_SERVICE:
+            if (!zfed_service_find(optarg))
+                zfed_cli_fail(PROGRAM, "--service: unknown service '%s' (see --help)", optarg);
+            config.service = optarg;
+            break;
+        case OPT_CONCURRENCY:
+            config.concurrency =
+                zfed_cli_u32(PROGRAM, "--concurrency", optarg, 1, ZFED_WORKER_MAX_CONCURRENCY);
+            break;
+        case OPT_THREADS:
+            config.threads = zfed_cli_u32(PROGRAM, "--threads", optarg, 0, ZFED_WORKER_MAX_THREADS);
+            threads_given = true;
+            break;
+        case OPT_CREDIT:
+            config.credit = zfed_cli_u32(PROGRAM, "--credit", optarg, 1, ZFED_WORKER_MAX_CREDIT);
+            break;
+        case OPT_PYRAMID:
+            config.pyramid = true;
+            break;
+        case OPT_NAME:
+            config.name = optarg;
+            break;
+        case OPT_HEARTBEAT:
+            config.heartbeat_ms = (int)zfed_cli_u32(PROGRAM, "--heartbeat-ms", optarg, 10, 600000);
+            break;
+        case OPT_LIVENESS:
+            config.liveness = (int)zfed_cli_u32(PROGRAM, "--liveness", optarg, 1, 100);
+            break;
+        case OPT_DELAY:
+            config.delay_ms = (int)zfed_cli_u32(PROGRAM, "--delay-ms", optarg, 0, 3600000);
+            break;
+        case OPT_CURVE_CERT:
+            config.curve_cert = optarg;
+            break;
+        case OPT_SERVER_KEY:
+            config.curve_server_key = optarg;
+            break;
+        case OPT_LOG_LEVEL:
+            zfed_cli_log_level(PROGRAM, optarg);
+            break;
+        case 'v':
+            zfed_log_set_level(ZFED_LOG_DEBUG);
+            break;
+        case 'q':
+            zfed_log_set_level(ZFED_LOG_WARN);
+            break;
+        case 'h':
+            s_usage();
+            return ZFED_EXIT_OK;
+        case 'V':
+            zfed_cli_version(PROGRAM);
+            return ZFED_EXIT_OK;
+        default:
+            zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        }
+    }
+    if (optind < argc)
+        zfed_cli_fail(PROGRAM, "unexpected argument '%s'", argv[optind]);
+    if (config.name && (!*config.name || strlen(config.name) > ZFED_WORKER_NAME_MAX - 6 ||
+                        strpbrk(config.name, " \t\r\n")))
+        zfed_cli_fail(PROGRAM, "--name: 1 to %d printable characters without spaces",
+                      ZFED_WORKER_NAME_MAX - 6);
+    if ((config.curve_cert == NULL) != (config.curve_server_key == NULL))
+        zfed_cli_fail(PROGRAM, "%s: CURVE needs both --curve-cert and --server-key",
+                      config.curve_cert ? "--server-key" : "--curve-cert");
+    if (!threads_given) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        config.threads = config.concurrency;
+        if (cpus > 0 && config.threads > (unsigned)cpus)
+            config.threads = (unsigned)cpus;
+    }
+
+    zfed_log_set_ident(config.name ? config.name : "worker");
+    zfed_worker_t *worker = zfed_worker_new(&config);
+    if (!worker)
+        return ZFED_EXIT_FAILED;
+    int rc = zfed_worker_run(worker);
+    zfed_worker_destroy(&worker);
+    return rc == 0 ? ZFED_EXIT_OK : ZFED_EXIT_FAILED;
+}

@@ -53,7 +53,6 @@ extern "C" {
 #define ZFED_ERR_INTERNAL      500 //  the worker failed on a valid task
 #define ZFED_ERR_UNAVAILABLE   503 //  the request lost its workers too many times
 #define ZFED_ERR_EXPIRED       504 //  the request waited in a queue past its lifetime
-#define ZFED_ERR_VERSION       505 //  unsupported protocol version
 
 typedef enum { ZFED_MSG_TASK = 1, ZFED_MSG_RESULT = 2, ZFED_MSG_ERROR = 3 } zfed_msg_kind_t;
 
@@ -79,6 +78,13 @@ void zfed_msg_destroy(zfed_msg_t **self_p);
 //  into reason[0..reason_size) (e.g. "element 3 (round): expected an
 //  unsigned integer, got str").
 zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t reason_size);
+
+//  Best effort for error replies: reads job_id, round, task_id and attempt
+//  from a body that failed to decode, when those four elements are
+//  readable, so the error can still name its task.  Returns 0 when they
+//  were found (job_id has room for ZFED_JOB_ID_MAX + 1), else -1.
+int zfed_msg_peek_ids(const void *data, size_t size, char *job_id, uint32_t *round,
+                      uint32_t *task_id, uint32_t *attempt);
 
 //  Encodes into buffer (cleared first).  The encoding is canonical: the
 //  shortest msgpack form of every integer and string, maps in the order

@@ -1,0 +1,108 @@
+/*  zfed_service - what a kind of task is, seen from both ends.
+
+    A service is one table of functions in one file (lib/zfed_svc_*.c) plus
+    one line in lib/zfed_services.c.  The worker side runs a task; the
+    controller side checks parameters before sending them and reads results
+    into numbers it can aggregate.  Neither side sees ZeroMQ: they get
+    msgpack objects that zfed_msg already checked for structure (params and
+    outputs are string-keyed maps), and they check the meaning.
+
+    Values aggregate as vectors of exact rationals (one element for a
+    scalar service such as fib), weighted by the result's sample count.
+*/
+#ifndef ZFED_SERVICE_H_INCLUDED
+#define ZFED_SERVICE_H_INCLUDED
+
+#include "zfed/zfed_msg.h"
+
+#include <gmp.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  Why a task or result was refused: becomes a zfed.error body or a log
+//  line.  field names the parameter or output at fault ("" if none).
+typedef struct {
+    uint32_t code;
+    char field[ZFED_FIELD_MAX + 1];
+    char text[ZFED_ERROR_TEXT_MAX + 1];
+} zfed_fault_t;
+
+void zfed_fault_set(zfed_fault_t *fault, uint32_t code, const char *field, const char *format,
+                    ...) __attribute__((format(printf, 4, 5)));
+
+//  One result reduced to what aggregation needs.
+typedef struct {
+    size_t dims;
+    mpq_t *values; //  dims entries, owned
+    uint64_t weight;
+} zfed_sample_t;
+
+//  Allocates and initialises dims values.  Returns 0 or -1.
+int zfed_sample_init(zfed_sample_t *sample, size_t dims);
+void zfed_sample_clear(zfed_sample_t *sample);
+
+typedef struct {
+    const char *name;        //  MDP service name
+    const char *description; //  one line, for --help
+
+    //  Worker: runs one task and packs its outputs map.  global_value is
+    //  the previous round's aggregate (or the initial value when
+    //  global_round is -1).  display, when not NULL, may receive a text for
+    //  people (fib: the pyramid), freed by the caller.  0, or -1 + fault.
+    int (*run)(const msgpack_object *params, int64_t global_round,
+               const msgpack_object *global_value, msgpack_packer *outputs, char **display,
+               zfed_fault_t *fault);
+
+    //  Controller: checks params before any task is sent.  0 or -1 + fault.
+    int (*check_params)(const msgpack_object *params, zfed_fault_t *fault);
+
+    //  Controller: checks a result's outputs against the params it was
+    //  asked with and reduces it to a sample (sample is initialised by this
+    //  call; the caller clears it on success).  0 or -1 + fault.
+    int (*read_outputs)(const msgpack_object *params, const msgpack_object *outputs,
+                        zfed_sample_t *sample, zfed_fault_t *fault);
+
+    //  Controller: record fields for one accepted result (fib: level, sum,
+    //  terms, last), added to object.  0 or -1.
+    int (*describe)(const msgpack_object *params, const msgpack_object *outputs, json_t *object);
+
+    //  The global value sent before any round has closed (fib: "0"), and
+    //  the aggregate packed as the next round's global value.  0 or -1.
+    int (*pack_initial)(msgpack_packer *packer);
+    int (*pack_aggregate)(const mpq_t *values, size_t dims, msgpack_packer *packer);
+
+    //  The aggregate as JSON for records and selection (fib: a decimal
+    //  string), and as one short line for people.  NULL on failure.
+    json_t *(*aggregate_json)(const mpq_t *values, size_t dims);
+    char *(*aggregate_text)(const mpq_t *values, size_t dims);
+
+    //  True when the aggregate is one number, usable as a selection metric.
+    int scalar;
+} zfed_service_t;
+
+//  The registered services, NULL-terminated, and lookup by name.
+const zfed_service_t *const *zfed_services(void);
+const zfed_service_t *zfed_service_find(const char *name);
+
+//  Helpers for service files: find a key in a string-keyed map (NULL if
+//  absent), and report the first key not in allowed (NULL-terminated).
+const msgpack_object *zfed_map_get(const msgpack_object *map, const char *key);
+int zfed_map_check_keys(const msgpack_object *map, const char *const *allowed, const char *what,
+                        zfed_fault_t *fault);
+
+//  Decodes bytes known to hold one msgpack value (zfed_msg output) into
+//  unpacked, which the caller destroys.  0 or -1.
+int zfed_unpack(msgpack_unpacked *unpacked, const uint8_t *data, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,40 @@
+/*  zfed_cli - what the three programs share on their command lines
+    (private header).
+
+    Usage errors name the flag and exit with status 2; --version prints
+    one line.  Values are parsed strictly: "10x", "-1" and "" are errors,
+    never silently 0.
+*/
+#ifndef ZFED_CLI_H_INCLUDED
+#define ZFED_CLI_H_INCLUDED
+
+#include <stdint.h>
+
+#define ZFED_EXIT_OK      0
+#define ZFED_EXIT_FAILED  1
+#define ZFED_EXIT_USAGE   2
+
+//  Prints "program: message" and a hint to stderr, exits 2.
+void zfed_cli_fail(const char *program, const char *format, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+//  Reports getopt_long's complaint about argv (unknown option, missing
+//  value) by name and exits 2.  Call on getopt_long returning '?' or ':'.
+void zfed_cli_bad_option(const char *program, int argc, char **argv, int option);
+
+//  Flag value parsers: exit 2 naming flag when value is not acceptable.
+uint32_t zfed_cli_u32(const char *program, const char *flag, const char *value, uint32_t min,
+                      uint32_t max);
+uint64_t zfed_cli_u64(const char *program, const char *flag, const char *value, uint64_t min,
+                      uint64_t max);
+//  Seconds ("2.5") in [min_s, max_s], returned in milliseconds.
+int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value,
+                            double min_s, double max_s);
+
+//  "program (zfed) X.Y.Z" and the versions of the libraries it uses.
+void zfed_cli_version(const char *program);
+
+//  --log-level NAME, and -v/-q shortcuts, applied to zfed_log.
+void zfed_cli_log_level(const char *program, const char *value);
+
+#endif

@@ -1,0 +1,310 @@
+/*  zfed_svc_fib - the "fib" service: the Fibonacci job of the FLARE seed.
+
+    Task params:   {"fibonacci_level": int 1..ZFED_FIB_MAX_LEVEL}
+    Result outputs: {"sum": bigint, "terms": int, "last": bigint,
+                     "sequence": [bigint...]}   (empty past ZFED_FIB_SEQUENCE_MAX)
+    Global value:  decimal string, the previous round's aggregate ("0" before
+                   the first round closes).
+
+    The level is named, typed and range-checked at both ends; nothing is
+    ever read out of an array position or defaulted behind the user's back.
+*/
+#include "zfed/zfed_fib.h"
+#include "zfed/zfed_number.h"
+#include "zfed/zfed_service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PARAM_LEVEL    "fibonacci_level"
+#define OUTPUT_SUM     "sum"
+#define OUTPUT_TERMS   "terms"
+#define OUTPUT_LAST    "last"
+#define OUTPUT_SEQ     "sequence"
+#define OUTPUT_FIELDS  4
+#define INITIAL_GLOBAL "0"
+
+//  Aggregates longer than this are shortened in progress lines.
+#define TEXT_DIGITS_MAX 24
+
+static int s_read_level(const msgpack_object *params, uint32_t *level, zfed_fault_t *fault)
+{
+    static const char *const allowed[] = {PARAM_LEVEL, NULL};
+    if (zfed_map_check_keys(params, allowed, "parameter", fault) != 0)
+        return -1;
+    const msgpack_object *value = zfed_map_get(params, PARAM_LEVEL);
+    if (!value) {
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL,
+                       "missing: a fib task needs " PARAM_LEVEL ", an integer from 1 to %d",
+                       ZFED_FIB_MAX_LEVEL);
+        return -1;
+    }
+    if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL,
+                       "must be at least 1, got %lld", (long long)value->via.i64);
+        return -1;
+    }
+    if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL,
+                       "must be an integer from 1 to %d, got %s", ZFED_FIB_MAX_LEVEL,
+                       zfed_msgpack_type_name(value->type));
+        return -1;
+    }
+    if (value->via.u64 < 1 || value->via.u64 > ZFED_FIB_MAX_LEVEL) {
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL,
+                       "must be %s %d, got %llu", value->via.u64 < 1 ? "at least" : "at most",
+                       value->via.u64 < 1 ? 1 : ZFED_FIB_MAX_LEVEL,
+                       (unsigned long long)value->via.u64);
+        return -1;
+    }
+    *level = (uint32_t)value->via.u64;
+    return 0;
+}
+
+static int s_pack_string(msgpack_packer *packer, const char *text)
+{
+    size_t length = strlen(text);
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1
+                                                                                            : 0;
+}
+
+static int s_pack_bigint(msgpack_packer *packer, const mpz_t *value)
+{
+    char *text = zfed_bigint_format(*value);
+    if (!text)
+        return -1;
+    int rc = s_pack_string(packer, text);
+    free(text);
+    return rc;
+}
+
+static int s_pack_outputs(const zfed_fib_t *fib, msgpack_packer *packer)
+{
+    uint32_t kept = zfed_fib_has_sequence(fib) ? zfed_fib_terms(fib) : 0;
+    int rc = msgpack_pack_map(packer, OUTPUT_FIELDS);
+    rc |= s_pack_string(packer, OUTPUT_SUM);
+    rc |= s_pack_bigint(packer, zfed_fib_sum(fib));
+    rc |= s_pack_string(packer, OUTPUT_TERMS);
+    rc |= msgpack_pack_uint32(packer, zfed_fib_terms(fib));
+    rc |= s_pack_string(packer, OUTPUT_LAST);
+    rc |= s_pack_bigint(packer, zfed_fib_last(fib));
+    rc |= s_pack_string(packer, OUTPUT_SEQ);
+    rc |= msgpack_pack_array(packer, kept);
+    for (uint32_t index = 0; index < kept && rc == 0; index++)
+        rc |= s_pack_bigint(packer, zfed_fib_term(fib, index));
+    return rc == 0 ? 0 : -1;
+}
+
+static int s_run(const msgpack_object *params, int64_t global_round,
+                 const msgpack_object *global_value, msgpack_packer *outputs, char **display,
+                 zfed_fault_t *fault)
+{
+    uint32_t level;
+    if (s_read_level(params, &level, fault) != 0)
+        return -1;
+    if (global_value->type != MSGPACK_OBJECT_STR) {
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, "global",
+                       "fib's global value must be a decimal string, got %s",
+                       zfed_msgpack_type_name(global_value->type));
+        return -1;
+    }
+    zfed_fib_t *fib = zfed_fib_new(level);
+    if (!fib) {
+        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory computing level %u", level);
+        return -1;
+    }
+    int rc = s_pack_outputs(fib, outputs);
+    if (rc != 0)
+        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory packing level %u", level);
+    if (rc == 0 && display)
+        *display = zfed_fib_pyramid(fib);
+    zfed_fib_destroy(&fib);
+    return rc;
+}
+
+static int s_check_params(const msgpack_object *params, zfed_fault_t *fault)
+{
+    uint32_t level;
+    return s_read_level(params, &level, fault);
+}
+
+//  A bigint output: a canonical decimal string.
+static int s_read_bigint(const msgpack_object *outputs, const char *key, mpz_t value,
+                         zfed_fault_t *fault)
+{
+    const msgpack_object *object = zfed_map_get(outputs, key);
+    if (!object) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, key, "missing output");
+        return -1;
+    }
+    if (object->type != MSGPACK_OBJECT_STR ||
+        zfed_bigint_parse(object->via.str.ptr, object->via.str.size, value) != 0) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, key,
+                       "must be a non-negative integer as a decimal string, got %s",
+                       zfed_msgpack_type_name(object->type));
+        return -1;
+    }
+    return 0;
+}
+
+//  The sequence, when sent, must hold exactly the terms and agree with the
+//  sum and last term: cheap checks that catch a confused peer.
+static int s_check_sequence(const msgpack_object *outputs, uint32_t terms, const mpz_t sum,
+                            const mpz_t last, zfed_fault_t *fault)
+{
+    const msgpack_object *sequence = zfed_map_get(outputs, OUTPUT_SEQ);
+    if (!sequence || sequence->type != MSGPACK_OBJECT_ARRAY) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_SEQ, "must be an array");
+        return -1;
+    }
+    uint32_t size = sequence->via.array.size;
+    if (size == 0)
+        return 0;
+    if (size != terms) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_SEQ,
+                       "has %u entries; must be empty or hold all %u terms", size, terms);
+        return -1;
+    }
+    mpz_t total, term;
+    mpz_inits(total, term, NULL);
+    int rc = 0;
+    for (uint32_t index = 0; index < size && rc == 0; index++) {
+        const msgpack_object *entry = &sequence->via.array.ptr[index];
+        if (entry->type != MSGPACK_OBJECT_STR ||
+            zfed_bigint_parse(entry->via.str.ptr, entry->via.str.size, term) != 0) {
+            zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_SEQ,
+                           "entry %u is not a decimal string", index);
+            rc = -1;
+        } else
+            mpz_add(total, total, term);
+    }
+    if (rc == 0 && (mpz_cmp(total, sum) != 0 || mpz_cmp(term, last) != 0)) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_SEQ,
+                       "does not add up to the reported sum and last term");
+        rc = -1;
+    }
+    mpz_clears(total, term, NULL);
+    return rc;
+}
+
+static int s_read_outputs(const msgpack_object *params, const msgpack_object *outputs,
+                          zfed_sample_t *sample, zfed_fault_t *fault)
+{
+    static const char *const allowed[] = {OUTPUT_SUM, OUTPUT_TERMS, OUTPUT_LAST, OUTPUT_SEQ, NULL};
+    uint32_t level;
+    if (s_read_level(params, &level, fault) != 0 ||
+        zfed_map_check_keys(outputs, allowed, "output", fault) != 0)
+        return -1;
+    const msgpack_object *terms = zfed_map_get(outputs, OUTPUT_TERMS);
+    if (!terms || terms->type != MSGPACK_OBJECT_POSITIVE_INTEGER || terms->via.u64 != level) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_TERMS,
+                       "must be the integer %u (the task's " PARAM_LEVEL ")", level);
+        return -1;
+    }
+    mpz_t sum, last;
+    mpz_inits(sum, last, NULL);
+    int rc = -1;
+    if (s_read_bigint(outputs, OUTPUT_SUM, sum, fault) == 0 &&
+        s_read_bigint(outputs, OUTPUT_LAST, last, fault) == 0 &&
+        s_check_sequence(outputs, level, sum, last, fault) == 0) {
+        if (zfed_sample_init(sample, 1) == 0) {
+            mpq_set_z(sample->values[0], sum);
+            sample->weight = level;
+            rc = 0;
+        } else
+            zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory");
+    }
+    mpz_clears(sum, last, NULL);
+    return rc;
+}
+
+static json_t *s_string_output(const msgpack_object *outputs, const char *key)
+{
+    const msgpack_object *object = zfed_map_get(outputs, key);
+    if (!object || object->type != MSGPACK_OBJECT_STR)
+        return json_null();
+    return json_stringn(object->via.str.ptr, object->via.str.size);
+}
+
+static int s_describe(const msgpack_object *params, const msgpack_object *outputs, json_t *object)
+{
+    const msgpack_object *level = zfed_map_get(params, PARAM_LEVEL);
+    const msgpack_object *terms = zfed_map_get(outputs, OUTPUT_TERMS);
+    int rc = json_object_set_new(object, "level",
+                                 level && level->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                                     ? json_integer((json_int_t)level->via.u64)
+                                     : json_null());
+    rc |= json_object_set_new(object, "sum", s_string_output(outputs, OUTPUT_SUM));
+    rc |= json_object_set_new(object, "terms",
+                              terms && terms->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                                  ? json_integer((json_int_t)terms->via.u64)
+                                  : json_null());
+    rc |= json_object_set_new(object, "last", s_string_output(outputs, OUTPUT_LAST));
+    return rc == 0 ? 0 : -1;
+}
+
+static int s_pack_initial(msgpack_packer *packer)
+{
+    return s_pack_string(packer, INITIAL_GLOBAL);
+}
+
+static char *s_decimal(const mpq_t *values, size_t dims)
+{
+    if (dims != 1)
+        return NULL;
+    return zfed_decimal_format(values[0], ZFED_DECIMAL_FRACTION_DIGITS, NULL);
+}
+
+static int s_pack_aggregate(const mpq_t *values, size_t dims, msgpack_packer *packer)
+{
+    char *text = s_decimal(values, dims);
+    if (!text)
+        return -1;
+    int rc = s_pack_string(packer, text);
+    free(text);
+    return rc;
+}
+
+static json_t *s_aggregate_json(const mpq_t *values, size_t dims)
+{
+    char *text = s_decimal(values, dims);
+    if (!text)
+        return NULL;
+    json_t *json = json_string(text);
+    free(text);
+    return json;
+}
+
+//  Short for people: 1234567890123...789 (2090 digits).
+static char *s_aggregate_text(const mpq_t *values, size_t dims)
+{
+    char *text = s_decimal(values, dims);
+    if (!text)
+        return NULL;
+    size_t length = strlen(text);
+    if (length <= TEXT_DIGITS_MAX)
+        return text;
+    char *shortened = malloc(TEXT_DIGITS_MAX + 48);
+    if (shortened) {
+        size_t digits = strcspn(text, ".");
+        snprintf(shortened, TEXT_DIGITS_MAX + 48, "%.12s...%.6s (%zu digits)", text,
+                 text + digits - 6, digits);
+    }
+    free(text);
+    return shortened;
+}
+
+const zfed_service_t zfed_service_fib = {
+    .name = "fib",
+    .description = "Fibonacci: the first fibonacci_level terms, their sum (exact), count and last",
+    .run = s_run,
+    .check_params = s_check_params,
+    .read_outputs = s_read_outputs,
+    .describe = s_describe,
+    .pack_initial = s_pack_initial,
+    .pack_aggregate = s_pack_aggregate,
+    .aggregate_json = s_aggregate_json,
+    .aggregate_text = s_aggregate_text,
+    .scalar = 1,
+};

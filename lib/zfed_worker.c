@@ -1,0 +1,715 @@
+/*  zfed_worker - Majordomo workers: one I/O thread, a pool of compute threads.
+
+    The I/O thread owns every socket.  A REQUEST becomes a job (its address
+    frame and body, moved, not copied) that goes to an idle compute thread
+    as a pointer over an inproc pipe, and comes back with its reply bytes.
+    Each job remembers the generation of the connection it came on: a reply
+    finished after its connection was reset (broker restart, DISCONNECT) is
+    dropped, since the new broker session never issued that request.
+
+    With threads == 0 jobs run inline on the I/O thread: fastest for tiny
+    tasks, at the cost of heartbeats pausing while a task runs.
+*/
+#include "zfed/zfed_worker.h"
+#include "zfed/zfed_frames.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_service.h"
+#include "zfed/zfed_util.h"
+#include "zfed_list.h"
+#include "zfed_curve.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+//  Messages read from one connection per wake-up, so one busy connection
+//  cannot starve the others or the timers.
+#define DRAIN_BATCH 64
+//  Linger on close, so a final DISCONNECT leaves the process.
+#define CLOSE_LINGER_MS 100
+//  Longest reason text we keep from a failed decode.
+#define REASON_MAX 256
+
+typedef struct _connection_t connection_t;
+
+typedef struct {
+    zfed_link_t link; //  in the pending queue while no compute thread is idle
+    connection_t *connection;
+    uint64_t generation;
+    uint8_t address[ZFED_MDP_ADDRESS_MAX];
+    size_t address_size;
+    zmq_msg_t body;
+    msgpack_sbuffer reply;
+    bool is_error;
+} job_t;
+
+struct _connection_t {
+    zfed_worker_t *owner;
+    unsigned index;
+    char name[ZFED_WORKER_NAME_MAX + 1];
+    zsock_t *socket;
+    void *handle;
+    uint64_t generation;
+    int64_t last_heard_ms;
+    int64_t last_sent_ms;
+    int64_t reconnect_at_ms;
+    int backoff_ms;
+    unsigned in_flight;
+    bool heard_since_ready;
+};
+
+typedef struct {
+    zactor_t *actor;
+    void *handle;
+    bool busy;
+} compute_t;
+
+struct _zfed_worker_t {
+    zfed_worker_config_t config;
+    const zfed_service_t *service;
+    zfed_curve_client_t *curve;
+    connection_t *connections;
+    compute_t *computes;
+    zfed_link_t pending;
+    zmq_pollitem_t *items;
+    size_t item_count;
+    bool items_dirty;
+    int64_t tick_at_ms;
+    zfed_frames_t frames;
+    zfed_worker_stats_t stats;
+};
+
+//  ---------------------------------------------------------------------
+//  Executing a task (compute thread or inline)
+
+//  Writes a whole text with one write(2), so pyramids from several
+//  threads or processes sharing a terminal never interleave.
+static void s_print(const char *text)
+{
+    size_t size = strlen(text);
+    while (size > 0) {
+        ssize_t written = write(STDOUT_FILENO, text, size);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0)
+            return;
+        text += written;
+        size -= (size_t)written;
+    }
+}
+
+static void s_show(const connection_t *connection, const zfed_msg_t *task, const char *display,
+                   uint64_t compute_us)
+{
+    size_t size = strlen(display) + 256;
+    char *text = malloc(size);
+    if (!text)
+        return;
+    snprintf(text, size, "--- %s: job %s round %u task %u (%" PRIu64 " us)\n%s",
+             connection->name, zfed_msg_job_id(task), zfed_msg_round(task),
+             zfed_msg_task_id(task), compute_us, display);
+    s_print(text);
+    free(text);
+}
+
+//  Runs the service on a decoded task; fills outputs or fault.
+static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
+                      const zfed_msg_t *task, msgpack_sbuffer *outputs, uint64_t *compute_us,
+                      zfed_fault_t *fault)
+{
+    size_t params_size, global_size;
+    const uint8_t *params_data = zfed_msg_params(task, &params_size);
+    const uint8_t *global_data = zfed_msg_global_value(task, &global_size);
+    msgpack_unpacked params, global;
+    if (zfed_unpack(&params, params_data, params_size) != 0 ||
+        zfed_unpack(&global, global_data, global_size) != 0) {
+        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "cannot unpack a decoded task");
+        msgpack_unpacked_destroy(&params);
+        return -1;
+    }
+    if (self->config.delay_ms > 0)
+        zclock_sleep(self->config.delay_ms);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, outputs, msgpack_sbuffer_write);
+    char *display = NULL;
+    int64_t started = zfed_clock_us();
+    int rc = self->service->run(&params.data, zfed_msg_global_round(task), &global.data, &packer,
+                                self->config.pyramid ? &display : NULL, fault);
+    *compute_us = (uint64_t)(zfed_clock_us() - started);
+    if (rc == 0 && display)
+        s_show(connection, task, display, *compute_us);
+    free(display);
+    msgpack_unpacked_destroy(&params);
+    msgpack_unpacked_destroy(&global);
+    return rc;
+}
+
+static void s_execute(const zfed_worker_t *self, job_t *job)
+{
+    const connection_t *connection = job->connection;
+    char reason[REASON_MAX];
+    zfed_fault_t fault = {0};
+    const void *data = zmq_msg_data(&job->body);
+    size_t size = zmq_msg_size(&job->body);
+    zfed_msg_t *task = zfed_msg_decode(data, size, reason, sizeof reason);
+    msgpack_sbuffer outputs;
+    msgpack_sbuffer_init(&outputs);
+    uint64_t compute_us = 0;
+    int rc = -1;
+    if (!task)
+        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "bad task: %s", reason);
+    else if (zfed_msg_kind(task) != ZFED_MSG_TASK)
+        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "expected %s, got %s", ZFED_KIND_TASK,
+                       zfed_msg_kind_name(zfed_msg_kind(task)));
+    else
+        rc = s_run_task(self, connection, task, &outputs, &compute_us, &fault);
+
+    zfed_msg_t *reply = NULL;
+    if (rc == 0)
+        reply = zfed_msg_new_result(zfed_msg_job_id(task), zfed_msg_round(task),
+                                    zfed_msg_task_id(task), zfed_msg_attempt(task),
+                                    connection->name, compute_us, outputs.data, outputs.size);
+    else {
+        char job_id[ZFED_JOB_ID_MAX + 1] = "";
+        uint32_t round = 0, task_id = 0, attempt = 0;
+        if (task) {
+            snprintf(job_id, sizeof job_id, "%s", zfed_msg_job_id(task));
+            round = zfed_msg_round(task);
+            task_id = zfed_msg_task_id(task);
+            attempt = zfed_msg_attempt(task);
+        } else if (zfed_msg_peek_ids(data, size, job_id, &round, &task_id, &attempt) != 0)
+            job_id[0] = '\0';
+        zfed_debug("%s: refusing task %s/%u/%u: %s%s%s", connection->name, job_id, round, task_id,
+                   fault.field, fault.field[0] ? ": " : "", fault.text);
+        reply = zfed_msg_new_error(job_id, round, task_id, attempt, connection->name, fault.code,
+                                   fault.field, fault.text);
+    }
+    job->is_error = rc != 0;
+    if (!reply || zfed_msg_encode(reply, &job->reply) != 0) {
+        //  Nothing sensible to send: an empty body still frees the broker's
+        //  slot and the client sees a malformed reply it will retry.
+        zfed_error("%s: cannot encode a reply (out of memory)", connection->name);
+        msgpack_sbuffer_clear(&job->reply);
+        job->is_error = true;
+    }
+    zfed_msg_destroy(&reply);
+    zfed_msg_destroy(&task);
+    msgpack_sbuffer_destroy(&outputs);
+}
+
+static void s_job_destroy(job_t **job_p)
+{
+    job_t *job = *job_p;
+    if (!job)
+        return;
+    zfed_link_remove(&job->link);
+    zmq_msg_close(&job->body);
+    msgpack_sbuffer_destroy(&job->reply);
+    free(job);
+    *job_p = NULL;
+}
+
+//  Compute thread: receives job pointers, runs them, sends them back.
+static void s_compute_actor(zsock_t *pipe, void *args)
+{
+    const zfed_worker_t *self = args;
+    void *handle = zsock_resolve(pipe);
+    zsock_signal(pipe, 0);
+    while (true) {
+        zmq_msg_t message;
+        zmq_msg_init(&message);
+        if (zmq_msg_recv(&message, handle, 0) < 0) {
+            zmq_msg_close(&message);
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        //  A pointer-sized frame is a job; anything else ("$TERM") ends us.
+        job_t *job = NULL;
+        if (zmq_msg_size(&message) == sizeof job)
+            memcpy(&job, zmq_msg_data(&message), sizeof job);
+        zmq_msg_close(&message);
+        if (!job)
+            break;
+        s_execute(self, job);
+        while (zmq_send(handle, &job, sizeof job, 0) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Connections
+
+static void s_send_command(connection_t *connection, uint8_t command, const char *service,
+                           const char *extension)
+{
+    void *handle = connection->handle;
+    int more = service ? ZMQ_SNDMORE : 0;
+    if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
+        return; //  nothing queued: the connection is congested or closing
+    zfed_send_bytes(handle, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    zfed_send_bytes(handle, &command, 1, more);
+    if (service) {
+        zfed_send_bytes(handle, service, strlen(service), extension ? ZMQ_SNDMORE : 0);
+        if (extension)
+            zfed_send_bytes(handle, extension, strlen(extension), 0);
+    }
+    connection->last_sent_ms = zfed_clock_ms();
+}
+
+static void s_close(connection_t *connection, bool say_goodbye)
+{
+    if (!connection->socket)
+        return;
+    if (say_goodbye) {
+        s_send_command(connection, ZFED_MDPW_DISCONNECT, NULL, NULL);
+        zsock_set_linger(connection->socket, CLOSE_LINGER_MS);
+    }
+    zsock_destroy(&connection->socket);
+    connection->handle = NULL;
+    connection->owner->items_dirty = true;
+}
+
+static int s_open(connection_t *connection)
+{
+    zfed_worker_t *self = connection->owner;
+    connection->socket = zsock_new(ZMQ_DEALER);
+    if (!connection->socket)
+        return -1;
+    zsock_set_linger(connection->socket, 0);
+    if (self->curve && zfed_curve_client_apply(self->curve, connection->socket) != 0) {
+        zsock_destroy(&connection->socket);
+        return -1;
+    }
+    if (zsock_connect(connection->socket, "%s", self->config.endpoint) != 0) {
+        zfed_error("%s: cannot connect to %s", connection->name, self->config.endpoint);
+        zsock_destroy(&connection->socket);
+        return -1;
+    }
+    connection->handle = zsock_resolve(connection->socket);
+    connection->generation++;
+    connection->in_flight = 0;
+    connection->heard_since_ready = false;
+    connection->last_heard_ms = zfed_clock_ms();
+    char extension[32];
+    snprintf(extension, sizeof extension, "credit=%u", self->config.credit);
+    s_send_command(connection, ZFED_MDPW_READY, self->config.service,
+                   self->config.credit > 1 ? extension : NULL);
+    self->items_dirty = true;
+    return 0;
+}
+
+//  Drops the socket and schedules a fresh one after the current back-off,
+//  doubling the back-off for next time (reset when the broker answers).
+static void s_reconnect_later(connection_t *connection, const char *why)
+{
+    zfed_worker_t *self = connection->owner;
+    s_close(connection, false);
+    connection->reconnect_at_ms = zfed_clock_ms() + connection->backoff_ms;
+    if (connection->index == 0 || zfed_log_level() >= ZFED_LOG_DEBUG)
+        zfed_warn("%s: %s; reconnecting in %d ms", connection->name, why, connection->backoff_ms);
+    connection->backoff_ms *= 2;
+    if (connection->backoff_ms > self->config.reconnect_max_ms)
+        connection->backoff_ms = self->config.reconnect_max_ms;
+}
+
+//  ---------------------------------------------------------------------
+//  Jobs in and out
+
+static void s_send_reply(zfed_worker_t *self, job_t *job)
+{
+    connection_t *connection = job->connection;
+    if (job->is_error)
+        self->stats.errors++;
+    else
+        self->stats.tasks++;
+    if (job->generation != connection->generation || !connection->socket) {
+        self->stats.abandoned++;
+        return;
+    }
+    connection->in_flight--;
+    uint8_t command = ZFED_MDPW_REPLY;
+    void *handle = connection->handle;
+    if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
+        zfed_warn("%s: reply dropped: %s", connection->name, zmq_strerror(errno));
+        return;
+    }
+    zfed_send_bytes(handle, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    zfed_send_bytes(handle, &command, 1, ZMQ_SNDMORE);
+    zfed_send_bytes(handle, job->address, job->address_size, ZMQ_SNDMORE);
+    zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE);
+    zfed_send_bytes(handle, job->reply.data, job->reply.size, 0);
+    connection->last_sent_ms = zfed_clock_ms();
+}
+
+static compute_t *s_idle_compute(zfed_worker_t *self)
+{
+    for (unsigned index = 0; index < self->config.threads; index++)
+        if (!self->computes[index].busy)
+            return &self->computes[index];
+    return NULL;
+}
+
+static void s_hand_to_compute(zfed_worker_t *self, compute_t *compute, job_t *job)
+{
+    compute->busy = true;
+    while (zmq_send(compute->handle, &job, sizeof job, 0) < 0 && errno == EINTR)
+        ;
+}
+
+static void s_submit(zfed_worker_t *self, job_t *job)
+{
+    if (self->config.threads == 0) {
+        s_execute(self, job);
+        s_send_reply(self, job);
+        s_job_destroy(&job);
+        return;
+    }
+    compute_t *compute = s_idle_compute(self);
+    if (compute)
+        s_hand_to_compute(self, compute, job);
+    else
+        zfed_list_push_back(&self->pending, &job->link);
+}
+
+static void s_compute_done(zfed_worker_t *self, compute_t *compute)
+{
+    job_t *job = NULL;
+    zmq_msg_t message;
+    zmq_msg_init(&message);
+    if (zmq_msg_recv(&message, compute->handle, ZMQ_DONTWAIT) >= 0 &&
+        zmq_msg_size(&message) == sizeof job)
+        memcpy(&job, zmq_msg_data(&message), sizeof job);
+    zmq_msg_close(&message);
+    if (!job)
+        return;
+    compute->busy = false;
+    s_send_reply(self, job);
+    s_job_destroy(&job);
+    zfed_link_t *next = zfed_list_first(&self->pending);
+    if (next) {
+        zfed_link_remove(next);
+        s_hand_to_compute(self, compute, zfed_container_of(next, job_t, link));
+    }
+}
+
+static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_mdp_t *mdp)
+{
+    zfed_frames_t *frames = &self->frames;
+    job_t *job = calloc(1, sizeof *job);
+    if (!job) {
+        zfed_error("%s: out of memory for a task", connection->name);
+        return;
+    }
+    zfed_link_init(&job->link);
+    job->connection = connection;
+    job->generation = connection->generation;
+    memcpy(job->address, mdp->address.data, mdp->address.size);
+    job->address_size = mdp->address.size;
+    zmq_msg_init(&job->body);
+    msgpack_sbuffer_init(&job->reply);
+    //  zfed bodies are one frame; anything else gets a clear error reply.
+    if (mdp->body_count == 1)
+        zmq_msg_move(&job->body, &frames->part[mdp->body_index]);
+    connection->in_flight++;
+    if (mdp->body_count != 1) {
+        zfed_msg_t *error = zfed_msg_new_error("", 0, 0, 0, connection->name, ZFED_ERR_MALFORMED,
+                                               "", "a zfed task body is exactly one frame");
+        if (!error || zfed_msg_encode(error, &job->reply) != 0)
+            msgpack_sbuffer_clear(&job->reply);
+        zfed_msg_destroy(&error);
+        job->is_error = true;
+        s_send_reply(self, job);
+        s_job_destroy(&job);
+        return;
+    }
+    s_submit(self, job);
+}
+
+static void s_connection_message(zfed_worker_t *self, connection_t *connection)
+{
+    zfed_frames_t *frames = &self->frames;
+    zfed_mdp_t mdp;
+    const char *reason = "too many frames";
+    if (frames->dropped > 0 ||
+        zfed_mdp_parse_at_worker(frames->view, frames->count, &mdp, &reason) != 0) {
+        self->stats.malformed++;
+        zfed_warn("%s: dropped a message from the broker: %s", connection->name, reason);
+        return;
+    }
+    connection->last_heard_ms = zfed_clock_ms();
+    if (!connection->heard_since_ready) {
+        connection->heard_since_ready = true;
+        connection->backoff_ms = self->config.reconnect_ms;
+    }
+    switch (mdp.command) {
+    case ZFED_MDP_REQUEST:
+        s_request(self, connection, &mdp);
+        break;
+    case ZFED_MDP_HEARTBEAT:
+        break;
+    case ZFED_MDP_DISCONNECT:
+        //  RFC 7: close the socket and register again on a new one.
+        zfed_info("%s: broker sent DISCONNECT; registering again", connection->name);
+        s_close(connection, false);
+        connection->reconnect_at_ms = zfed_clock_ms();
+        break;
+    default:
+        self->stats.malformed++;
+        zfed_warn("%s: unexpected %s from the broker ignored", connection->name,
+                  zfed_mdp_command_name(mdp.command));
+        break;
+    }
+}
+
+static void s_connection_readable(zfed_worker_t *self, connection_t *connection)
+{
+    for (int handled = 0; handled < DRAIN_BATCH && connection->socket; handled++) {
+        if (zfed_frames_recv(&self->frames, connection->handle, ZMQ_DONTWAIT) != 0)
+            break;
+        s_connection_message(self, connection);
+        zfed_frames_close(&self->frames);
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Timers and the loop
+
+static void s_tick(zfed_worker_t *self, int64_t now)
+{
+    int64_t silence_ms = (int64_t)self->config.heartbeat_ms * self->config.liveness;
+    for (unsigned index = 0; index < self->config.concurrency; index++) {
+        connection_t *connection = &self->connections[index];
+        if (!connection->socket) {
+            if (now >= connection->reconnect_at_ms && s_open(connection) == 0 &&
+                connection->generation > 1)
+                self->stats.reconnects++;
+            continue;
+        }
+        if (now - connection->last_heard_ms > silence_ms)
+            s_reconnect_later(connection, "broker silent");
+        else if (now - connection->last_sent_ms >= self->config.heartbeat_ms)
+            s_send_command(connection, ZFED_MDPW_HEARTBEAT, NULL, NULL);
+    }
+    self->tick_at_ms = now + self->config.heartbeat_ms;
+}
+
+//  Earliest moment something is due: the next heartbeat tick, or a
+//  pending reconnect.
+static int64_t s_next_deadline(zfed_worker_t *self)
+{
+    int64_t deadline = self->tick_at_ms;
+    for (unsigned index = 0; index < self->config.concurrency; index++) {
+        connection_t *connection = &self->connections[index];
+        if (!connection->socket && connection->reconnect_at_ms < deadline)
+            deadline = connection->reconnect_at_ms;
+    }
+    return deadline;
+}
+
+static int s_rebuild_items(zfed_worker_t *self)
+{
+    size_t count = 0;
+    for (unsigned index = 0; index < self->config.threads; index++) {
+        self->items[count] = (zmq_pollitem_t){self->computes[index].handle, 0, ZMQ_POLLIN, 0};
+        count++;
+    }
+    for (unsigned index = 0; index < self->config.concurrency; index++) {
+        if (!self->connections[index].socket)
+            continue;
+        self->items[count] = (zmq_pollitem_t){self->connections[index].handle, 0, ZMQ_POLLIN, 0};
+        count++;
+    }
+    self->item_count = count;
+    self->items_dirty = false;
+    return 0;
+}
+
+static connection_t *s_connection_for_item(zfed_worker_t *self, size_t item)
+{
+    void *handle = self->items[item].socket;
+    for (unsigned index = 0; index < self->config.concurrency; index++)
+        if (self->connections[index].handle == handle)
+            return &self->connections[index];
+    return NULL;
+}
+
+int zfed_worker_run(zfed_worker_t *self)
+{
+    for (unsigned index = 0; index < self->config.concurrency; index++)
+        s_open(&self->connections[index]);
+    zfed_info("%u worker%s for %s on %s (credit %u, %u compute thread%s)",
+              self->config.concurrency, self->config.concurrency == 1 ? "" : "s",
+              self->config.service, self->config.endpoint, self->config.credit,
+              self->config.threads, self->config.threads == 1 ? "" : "s");
+    self->tick_at_ms = zfed_clock_ms() + self->config.heartbeat_ms;
+    int rc = 0;
+    while (!zsys_interrupted) {
+        if (self->items_dirty)
+            s_rebuild_items(self);
+        int64_t wait = s_next_deadline(self) - zfed_clock_ms();
+        if (wait < 0)
+            wait = 0;
+        if (zmq_poll(self->items, (int)self->item_count, (long)wait) < 0) {
+            if (errno == EINTR)
+                continue;
+            zfed_error("poll failed: %s", zmq_strerror(errno));
+            rc = -1;
+            break;
+        }
+        size_t computes = self->config.threads;
+        for (size_t item = 0; item < self->item_count; item++) {
+            if (!(self->items[item].revents & ZMQ_POLLIN))
+                continue;
+            if (item < computes)
+                s_compute_done(self, &self->computes[item]);
+            else {
+                connection_t *connection = s_connection_for_item(self, item);
+                if (connection)
+                    s_connection_readable(self, connection);
+            }
+        }
+        int64_t now = zfed_clock_ms();
+        if (now >= s_next_deadline(self))
+            s_tick(self, now);
+    }
+    for (unsigned index = 0; index < self->config.concurrency; index++)
+        s_close(&self->connections[index], true);
+    zfed_info("stopping: %" PRIu64 " results, %" PRIu64 " errors, %" PRIu64 " reconnects",
+              self->stats.tasks, self->stats.errors, self->stats.reconnects);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Construction
+
+void zfed_worker_config_defaults(zfed_worker_config_t *config)
+{
+    memset(config, 0, sizeof *config);
+    config->endpoint = "tcp://127.0.0.1:5555";
+    config->service = "fib";
+    config->concurrency = 1;
+    config->threads = 1;
+    config->credit = 1;
+    config->heartbeat_ms = ZFED_MDP_HEARTBEAT_MS_DEFAULT;
+    config->liveness = ZFED_MDP_LIVENESS_DEFAULT;
+    config->reconnect_ms = ZFED_WORKER_RECONNECT_MS;
+    config->reconnect_max_ms = ZFED_WORKER_RECONNECT_MAX_MS;
+}
+
+static void s_default_name(char *name, size_t size)
+{
+    char host[64] = "host";
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    for (char *cursor = host; *cursor; cursor++)
+        if (*cursor <= 0x20 || *cursor >= 0x7f)
+            *cursor = '_';
+    snprintf(name, size, "%s-%d", host, (int)getpid());
+}
+
+zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
+{
+    const zfed_service_t *service = zfed_service_find(config->service);
+    if (!service) {
+        zfed_error("unknown service '%s'", config->service ? config->service : "(null)");
+        return NULL;
+    }
+    if (!config->endpoint || config->concurrency < 1 ||
+        config->concurrency > ZFED_WORKER_MAX_CONCURRENCY ||
+        config->threads > ZFED_WORKER_MAX_THREADS || config->credit < 1 ||
+        config->credit > ZFED_WORKER_MAX_CREDIT || config->heartbeat_ms <= 0 ||
+        config->liveness <= 0 || config->reconnect_ms <= 0 ||
+        config->reconnect_max_ms < config->reconnect_ms || config->delay_ms < 0) {
+        zfed_error("invalid worker configuration");
+        return NULL;
+    }
+    zfed_worker_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->service = service;
+    zfed_link_init(&self->pending);
+    if (config->curve_cert) {
+        self->curve = zfed_curve_client_new(config->curve_cert, config->curve_server_key);
+        if (!self->curve)
+            goto err;
+    }
+    char base[ZFED_WORKER_NAME_MAX + 1];
+    if (config->name)
+        snprintf(base, sizeof base, "%s", config->name);
+    else
+        s_default_name(base, sizeof base);
+    self->connections = calloc(config->concurrency, sizeof *self->connections);
+    self->computes = calloc(config->threads ? config->threads : 1, sizeof *self->computes);
+    self->items = calloc(config->concurrency + config->threads, sizeof *self->items);
+    if (!self->connections || !self->computes || !self->items)
+        goto err;
+    for (unsigned index = 0; index < config->concurrency; index++) {
+        connection_t *connection = &self->connections[index];
+        connection->owner = self;
+        connection->index = index;
+        connection->backoff_ms = config->reconnect_ms;
+        //  Connection i of several is "base.i"; the base is cut so the
+        //  suffix (at most ".4095") always fits.
+        char suffix[16] = "";
+        if (config->concurrency > 1)
+            snprintf(suffix, sizeof suffix, ".%u", index % ZFED_WORKER_MAX_CONCURRENCY);
+        snprintf(connection->name, sizeof connection->name, "%.*s%s",
+                 (int)(ZFED_WORKER_NAME_MAX - strlen(suffix)), base, suffix);
+    }
+    for (unsigned index = 0; index < config->threads; index++) {
+        self->computes[index].actor = zactor_new(s_compute_actor, self);
+        if (!self->computes[index].actor)
+            goto err;
+        self->computes[index].handle = zsock_resolve(self->computes[index].actor);
+    }
+    self->items_dirty = true;
+    return self;
+err:
+    zfed_error("cannot start the worker");
+    zfed_worker_destroy(&self);
+    return NULL;
+}
+
+void zfed_worker_destroy(zfed_worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_worker_t *self = *self_p;
+    //  Stop compute threads first: they may hold jobs that point at
+    //  connections.  A busy one hands its job back before it reads $TERM.
+    for (unsigned index = 0; self->computes && index < self->config.threads; index++) {
+        compute_t *compute = &self->computes[index];
+        if (compute->busy) {
+            job_t *job = NULL;
+            if (zmq_recv(compute->handle, &job, sizeof job, 0) == sizeof job)
+                s_job_destroy(&job);
+        }
+        zactor_destroy(&compute->actor);
+    }
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&self->pending)) != NULL) {
+        job_t *job = zfed_container_of(link, job_t, link);
+        s_job_destroy(&job);
+    }
+    for (unsigned index = 0; self->connections && index < self->config.concurrency; index++)
+        s_close(&self->connections[index], false);
+    zfed_curve_client_destroy(&self->curve);
+    free(self->connections);
+    free(self->computes);
+    free(self->items);
+    free(self);
+    *self_p = NULL;
+}
+
+void zfed_worker_stats(zfed_worker_t *self, zfed_worker_stats_t *stats)
+{
+    *stats = self->stats;
+}
