@@ -1,0 +1,53 @@
+/*  zfed_controller - runs a job: rounds of tasks through a broker.
+
+    Each round: send every task (carrying the previous round's aggregate as
+    global state), collect results until all are in, or the quorum is in
+    and the grace period has passed; resend a task whose answer is late
+    (bounded by retries); aggregate; write the round record durably; go on.
+    A result for a closed round is counted late and never aggregated; a
+    second result for the same (round, task) is counted once.  A round that
+    cannot reach its quorum by its deadline fails the job.
+
+    With resume, the job continues from the last round record in its work
+    folder, rebuilding the global state and the best round from the
+    records, so the finished summary equals an undisturbed run's.
+*/
+#ifndef ZFED_CONTROLLER_H_INCLUDED
+#define ZFED_CONTROLLER_H_INCLUDED
+
+#include "zfed/zfed_job.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  Outcomes; also the controller program's exit statuses.
+#define ZFED_RUN_COMPLETED   0
+#define ZFED_RUN_FAILED      1
+#define ZFED_RUN_USAGE       2
+#define ZFED_RUN_INTERRUPTED 130
+
+typedef struct _zfed_controller_t zfed_controller_t;
+
+//  job must have passed zfed_job_finish and outlive the controller.
+//  progress receives one line per round and the final table (NULL: none).
+//  NULL with a reason in error when the work folder cannot be set up
+//  (resume: when it holds no job, or a corrupt record).
+zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progress,
+                                       char *error, size_t error_size);
+void zfed_controller_destroy(zfed_controller_t **self_p);
+
+//  Runs the remaining rounds.  Returns a ZFED_RUN_ value.
+int zfed_controller_run(zfed_controller_t *self);
+
+//  The job folder.
+const char *zfed_controller_path(zfed_controller_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,34 @@
+/*  zfed_json - moving values between JSON (job files, records) and msgpack
+    (the wire).
+
+    Integers stay integers and exact both ways; a msgpack integer outside
+    JSON's (jansson's) 64-bit signed range becomes its decimal string, never
+    a rounded float.  Binary and extension types have no JSON form and are
+    refused.
+*/
+#ifndef ZFED_JSON_H_INCLUDED
+#define ZFED_JSON_H_INCLUDED
+
+#include <jansson.h>
+#include <msgpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  Packs a JSON value.  Returns 0, or -1 (with reason) for values msgpack
+//  cannot carry exactly or nesting past ZFED_NESTING_MAX.
+int zfed_json_pack(const json_t *value, msgpack_packer *packer, char *reason, size_t reason_size);
+
+//  A JSON copy of a msgpack object (new reference), or NULL when it holds
+//  bin/ext values, non-string map keys, or nests too deep.
+json_t *zfed_json_from_msgpack(const msgpack_object *object);
+
+//  Writes value as indented JSON through zfed_write_file_durable.  0 or -1.
+int zfed_json_write_durable(const char *path, const json_t *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,57 @@
+/*  zfed_store - a job's work folder.
+
+        WORKDIR/JOB_ID/job.json              settings as run (a loadable job file)
+        WORKDIR/JOB_ID/rounds/round-NNNNNN.json  one record per closed round
+        WORKDIR/JOB_ID/global.json           the final global state
+        WORKDIR/JOB_ID/best.json             the best round
+        WORKDIR/JOB_ID/summary.json          the whole job
+
+    Every file is written whole or not at all (temporary file, fsync,
+    rename, fsync of the folder), so a crash leaves the previous version
+    or the new one, never a torn file.
+*/
+#ifndef ZFED_STORE_H_INCLUDED
+#define ZFED_STORE_H_INCLUDED
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZFED_STORE_JOB     "job.json"
+#define ZFED_STORE_GLOBAL  "global.json"
+#define ZFED_STORE_BEST    "best.json"
+#define ZFED_STORE_SUMMARY "summary.json"
+
+typedef struct _zfed_store_t zfed_store_t;
+
+//  Creates WORKDIR/JOB_ID (and rounds/).  A folder that already holds a
+//  job is refused unless resume is true; with resume it must hold one.
+//  NULL with a reason in error.
+zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume, char *error,
+                              size_t error_size);
+void zfed_store_destroy(zfed_store_t **self_p);
+
+//  The job folder.
+const char *zfed_store_path(zfed_store_t *self);
+
+//  Writes name (relative to the job folder) durably.  0 or -1 (errno).
+int zfed_store_write(zfed_store_t *self, const char *name, const json_t *value);
+int zfed_store_write_round(zfed_store_t *self, uint32_t round, const json_t *record);
+
+//  Reads a round record back (new reference).  NULL when it does not exist
+//  (errno ENOENT) or cannot be trusted: not valid JSON, or not the record
+//  of that round (errno EBADMSG, reason in error).
+json_t *zfed_store_read_round(zfed_store_t *self, uint32_t round, char *error, size_t error_size);
+
+//  Reads name (relative to the job folder) as JSON; NULL as above.
+json_t *zfed_store_read(zfed_store_t *self, const char *name, char *error, size_t error_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

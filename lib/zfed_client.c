@@ -1,0 +1,125 @@
+/*  zfed_client - asynchronous MDP/0.1 client.  */
+#include "zfed/zfed_client.h"
+#include "zfed/zfed_frames.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed_curve.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <string.h>
+
+//  A full send queue means the broker is away; waiting longer than this
+//  only hides that from the caller, who has its own timeouts.
+#define SEND_TIMEOUT_MS 1000
+
+struct _zfed_client_t {
+    zsock_t *socket;
+    void *handle;
+    zfed_frames_t frames;
+    bool holding;
+    char service[ZFED_MDP_SERVICE_MAX + 1];
+    uint64_t malformed;
+};
+
+zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert,
+                               const char *server_key)
+{
+    zfed_client_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->socket = zsock_new(ZMQ_DEALER);
+    if (!self->socket)
+        goto err;
+    zsock_set_linger(self->socket, 0);
+    //  A round is sent at once; let it queue whole rather than block.
+    zsock_set_sndhwm(self->socket, 0);
+    zsock_set_rcvhwm(self->socket, 0);
+    zsock_set_sndtimeo(self->socket, SEND_TIMEOUT_MS);
+    if (curve_cert) {
+        zfed_curve_client_t *curve = zfed_curve_client_new(curve_cert, server_key);
+        int rc = curve ? zfed_curve_client_apply(curve, self->socket) : -1;
+        zfed_curve_client_destroy(&curve);
+        if (rc != 0)
+            goto err;
+    }
+    if (zsock_connect(self->socket, "%s", endpoint) != 0) {
+        zfed_error("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto err;
+    }
+    self->handle = zsock_resolve(self->socket);
+    return self;
+err:
+    zfed_client_destroy(&self);
+    return NULL;
+}
+
+void zfed_client_destroy(zfed_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_client_t *self = *self_p;
+    if (self->holding)
+        zfed_frames_close(&self->frames);
+    zsock_destroy(&self->socket);
+    free(self);
+    *self_p = NULL;
+}
+
+int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size)
+{
+    if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE) != 0) {
+        zfed_warn("cannot send to the broker: %s", zmq_strerror(errno));
+        return -1;
+    }
+    zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
+    zfed_send_bytes(self->handle, body, size, 0);
+    return 0;
+}
+
+int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **service,
+                     const uint8_t **body, size_t *size)
+{
+    if (self->holding) {
+        zfed_frames_close(&self->frames);
+        self->holding = false;
+    }
+    int64_t deadline = zclock_mono() + (timeout_ms < 0 ? 0 : timeout_ms);
+    while (true) {
+        int64_t wait = deadline - zclock_mono();
+        zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&item, 1, (long)(wait > 0 ? wait : 0));
+        if (rc < 0)
+            return -1; //  EINTR: the caller checks zsys_interrupted
+        if (rc == 0)
+            return 0;
+        if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)
+            continue;
+        zfed_mdp_t mdp = {0};
+        const char *reason = "too many frames";
+        if (self->frames.dropped == 0 && zfed_mdp_parse_at_client(self->frames.view,
+                                                                  self->frames.count, &mdp,
+                                                                  &reason) == 0 &&
+            mdp.body_count == 1) {
+            memcpy(self->service, mdp.service.data, mdp.service.size);
+            self->service[mdp.service.size] = '\0';
+            *service = self->service;
+            *body = self->frames.view[mdp.body_index].data;
+            *size = self->frames.view[mdp.body_index].size;
+            self->holding = true;
+            return 1;
+        }
+        self->malformed++;
+        zfed_warn("dropped a malformed reply: %s", mdp.body_count > 1 ? "several body frames"
+                                                                       : reason);
+        zfed_frames_close(&self->frames);
+        if (timeout_ms >= 0 && zclock_mono() >= deadline)
+            return 0;
+    }
+}
+
+uint64_t zfed_client_malformed(zfed_client_t *self)
+{
+    return self->malformed;
+}

@@ -1,0 +1,441 @@
+/*  zfed_job - job settings: defaults, job files, derived values, checks.  */
+#include "zfed/zfed_job.h"
+#include "zfed/zfed_json.h"
+#include "zfed/zfed_service.h"
+#include "zfed/zfed_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+//  Largest job file read, and most (round, task) parameter sets checked up
+//  front (past it, each round is checked as it starts).
+#define JOB_FILE_MAX (16 << 20)
+#define CHECK_MAX    1000000
+
+static const char *s_metric_names[] = {"aggregate", "results", "duration_ms"};
+
+const char *zfed_metric_name(zfed_metric_t metric)
+{
+    return metric <= ZFED_METRIC_DURATION ? s_metric_names[metric] : "unknown";
+}
+
+int zfed_metric_parse(const char *name, zfed_metric_t *metric)
+{
+    for (int index = 0; index <= ZFED_METRIC_DURATION; index++) {
+        if (name && strcmp(name, s_metric_names[index]) == 0) {
+            *metric = (zfed_metric_t)index;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int s_fail(char *error, size_t error_size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int s_fail(char *error, size_t error_size, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(error, error_size, format, args);
+    va_end(args);
+    return -1;
+}
+
+int zfed_job_init(zfed_job_t *job)
+{
+    memset(job, 0, sizeof *job);
+    snprintf(job->service, sizeof job->service, "fib");
+    snprintf(job->endpoint, sizeof job->endpoint, "%s", ZFED_JOB_DEFAULT_ENDPOINT);
+    snprintf(job->workdir, sizeof job->workdir, "%s", ZFED_JOB_DEFAULT_WORKDIR);
+    job->rounds = ZFED_JOB_DEFAULT_ROUNDS;
+    job->tasks = ZFED_JOB_DEFAULT_TASKS;
+    job->params = json_pack("{s:i}", "fibonacci_level", ZFED_JOB_DEFAULT_LEVEL);
+    job->quorum_fraction = 1.0;
+    job->round_timeout_ms = ZFED_JOB_DEFAULT_ROUND_TIMEOUT;
+    job->grace_ms = ZFED_JOB_DEFAULT_GRACE;
+    job->retries = ZFED_JOB_DEFAULT_RETRIES;
+    job->strategy = ZFED_AGG_FEDAVG;
+    job->trim = ZFED_AGG_DEFAULT_TRIM;
+    job->metric = ZFED_METRIC_AGGREGATE;
+    job->maximize = true;
+    return job->params ? 0 : -1;
+}
+
+void zfed_job_clear(zfed_job_t *job)
+{
+    json_decref(job->params);
+    json_decref(job->task_params);
+    json_decref(job->round_params);
+    job->params = job->task_params = job->round_params = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Job files
+
+static int s_get_uint(const json_t *value, const char *field, uint64_t min, uint64_t max,
+                      uint64_t *out, char *error, size_t error_size)
+{
+    if (!json_is_integer(value) || json_integer_value(value) < 0 ||
+        (uint64_t)json_integer_value(value) < min || (uint64_t)json_integer_value(value) > max)
+        return s_fail(error, error_size, "%s: expected an integer from %llu to %llu", field,
+                      (unsigned long long)min, (unsigned long long)max);
+    *out = (uint64_t)json_integer_value(value);
+    return 0;
+}
+
+static int s_get_seconds(const json_t *value, const char *field, double min, double max,
+                         int64_t *out_ms, char *error, size_t error_size)
+{
+    if (!json_is_number(value) || !isfinite(json_number_value(value)) ||
+        json_number_value(value) < min || json_number_value(value) > max)
+        return s_fail(error, error_size, "%s: expected seconds from %g to %g", field, min, max);
+    *out_ms = (int64_t)(json_number_value(value) * 1000.0 + 0.5);
+    return 0;
+}
+
+static int s_get_string(const json_t *value, const char *field, char *out, size_t out_size,
+                        char *error, size_t error_size)
+{
+    if (!json_is_string(value) || json_string_length(value) == 0 ||
+        json_string_length(value) >= out_size)
+        return s_fail(error, error_size, "%s: expected a string of 1 to %zu characters", field,
+                      out_size - 1);
+    snprintf(out, out_size, "%s", json_string_value(value));
+    return 0;
+}
+
+//  task_params: an array of objects; round_params: an array whose entries
+//  are objects or arrays of objects.  Lengths are checked by finish, once
+//  rounds and tasks are known from every source.
+static int s_check_param_levels(const json_t *value, const char *field, bool allow_table,
+                                char *error, size_t error_size)
+{
+    if (!json_is_array(value))
+        return s_fail(error, error_size, "%s: expected an array", field);
+    size_t index;
+    json_t *entry;
+    json_array_foreach(value, index, entry)
+    {
+        if (json_is_object(entry))
+            continue;
+        if (allow_table && json_is_array(entry)) {
+            size_t inner;
+            json_t *cell;
+            json_array_foreach(entry, inner, cell)
+            {
+                if (!json_is_object(cell))
+                    return s_fail(error, error_size, "%s[%zu][%zu]: expected an object", field,
+                                  index, inner);
+            }
+            continue;
+        }
+        return s_fail(error, error_size, "%s[%zu]: expected an object%s", field, index,
+                      allow_table ? " or an array of objects" : "");
+    }
+    return 0;
+}
+
+static int s_apply_quorum(zfed_job_t *job, const json_t *value, char *error, size_t error_size)
+{
+    if (json_is_integer(value) && json_integer_value(value) >= 1 &&
+        json_integer_value(value) <= ZFED_JOB_TASKS_MAX) {
+        job->quorum_count = (uint32_t)json_integer_value(value);
+        job->quorum_fraction = 0;
+        return 0;
+    }
+    if (json_is_real(value) && json_real_value(value) > 0 && json_real_value(value) <= 1.0) {
+        job->quorum_fraction = json_real_value(value);
+        job->quorum_count = 0;
+        return 0;
+    }
+    return s_fail(error, error_size,
+                  "quorum: expected a count (integer >= 1) or a fraction of the tasks in (0, 1]");
+}
+
+static int s_apply_select(zfed_job_t *job, const char *text, char *error, size_t error_size)
+{
+    char metric[32];
+    const char *colon = strchr(text, ':');
+    size_t length = colon ? (size_t)(colon - text) : strlen(text);
+    if (length >= sizeof metric)
+        return s_fail(error, error_size, "select: unknown metric");
+    memcpy(metric, text, length);
+    metric[length] = '\0';
+    if (zfed_metric_parse(metric, &job->metric) != 0)
+        return s_fail(error, error_size,
+                      "select: unknown metric '%s' (aggregate, results or duration_ms)", metric);
+    if (!colon || strcmp(colon + 1, "max") == 0)
+        job->maximize = true;
+    else if (strcmp(colon + 1, "min") == 0)
+        job->maximize = false;
+    else
+        return s_fail(error, error_size, "select: direction must be max or min, got '%s'",
+                      colon + 1);
+    return 0;
+}
+
+int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error,
+                 size_t error_size)
+{
+    uint64_t number;
+    if (strcmp(key, "job_id") == 0) {
+        if (!json_is_string(value) || !zfed_is_safe_name(json_string_value(value), ZFED_JOB_ID_MAX))
+            return s_fail(error, error_size,
+                          "job_id: 1 to %d characters of A-Z a-z 0-9 . _ - not starting with '.'",
+                          ZFED_JOB_ID_MAX);
+        snprintf(job->job_id, sizeof job->job_id, "%s", json_string_value(value));
+    } else if (strcmp(key, "service") == 0)
+        return s_get_string(value, key, job->service, sizeof job->service, error, error_size);
+    else if (strcmp(key, "connect") == 0)
+        return s_get_string(value, key, job->endpoint, sizeof job->endpoint, error, error_size);
+    else if (strcmp(key, "workdir") == 0)
+        return s_get_string(value, key, job->workdir, sizeof job->workdir, error, error_size);
+    else if (strcmp(key, "rounds") == 0) {
+        if (s_get_uint(value, key, 1, ZFED_JOB_ROUNDS_MAX, &number, error, error_size) != 0)
+            return -1;
+        job->rounds = (uint32_t)number;
+    } else if (strcmp(key, "tasks") == 0) {
+        if (s_get_uint(value, key, 1, ZFED_JOB_TASKS_MAX, &number, error, error_size) != 0)
+            return -1;
+        job->tasks = (uint32_t)number;
+    } else if (strcmp(key, "params") == 0) {
+        if (!json_is_object(value))
+            return s_fail(error, error_size, "params: expected an object");
+        json_decref(job->params);
+        job->params = json_incref(value);
+    } else if (strcmp(key, "task_params") == 0) {
+        if (s_check_param_levels(value, key, false, error, error_size) != 0)
+            return -1;
+        json_decref(job->task_params);
+        job->task_params = json_incref(value);
+    } else if (strcmp(key, "round_params") == 0) {
+        if (s_check_param_levels(value, key, true, error, error_size) != 0)
+            return -1;
+        json_decref(job->round_params);
+        job->round_params = json_incref(value);
+    } else if (strcmp(key, "quorum") == 0)
+        return s_apply_quorum(job, value, error, error_size);
+    else if (strcmp(key, "round_timeout") == 0)
+        return s_get_seconds(value, key, 0.001, ZFED_JOB_TIMEOUT_MAX_S, &job->round_timeout_ms,
+                             error, error_size);
+    else if (strcmp(key, "grace") == 0)
+        return s_get_seconds(value, key, 0, ZFED_JOB_TIMEOUT_MAX_S, &job->grace_ms, error,
+                             error_size);
+    else if (strcmp(key, "task_timeout") == 0)
+        return s_get_seconds(value, key, 0, ZFED_JOB_TIMEOUT_MAX_S, &job->task_timeout_ms, error,
+                             error_size);
+    else if (strcmp(key, "retries") == 0) {
+        if (s_get_uint(value, key, 0, ZFED_JOB_RETRIES_MAX, &number, error, error_size) != 0)
+            return -1;
+        job->retries = (uint32_t)number;
+    } else if (strcmp(key, "aggregate") == 0) {
+        if (!json_is_string(value) ||
+            zfed_agg_strategy_parse(json_string_value(value), &job->strategy) != 0)
+            return s_fail(error, error_size, "aggregate: expected one of %s",
+                          zfed_agg_strategy_list());
+    } else if (strcmp(key, "trim") == 0) {
+        if (!json_is_number(value) || json_number_value(value) < 0 ||
+            json_number_value(value) >= 0.5)
+            return s_fail(error, error_size, "trim: expected a fraction in [0, 0.5)");
+        job->trim = json_number_value(value);
+    } else if (strcmp(key, "select") == 0) {
+        if (!json_is_string(value))
+            return s_fail(error, error_size, "select: expected \"METRIC:max\" or \"METRIC:min\"");
+        return s_apply_select(job, json_string_value(value), error, error_size);
+    } else if (strcmp(key, "curve_cert") == 0)
+        return s_get_string(value, key, job->curve_cert, sizeof job->curve_cert, error,
+                            error_size);
+    else if (strcmp(key, "server_key") == 0)
+        return s_get_string(value, key, job->server_key, sizeof job->server_key, error,
+                            error_size);
+    else
+        return s_fail(error, error_size, "%s: unknown setting", key);
+    return 0;
+}
+
+int zfed_job_load(zfed_job_t *job, const char *path, char *error, size_t error_size)
+{
+    json_error_t parse_error;
+    size_t size = 0;
+    char *text = zfed_read_file(path, JOB_FILE_MAX, &size);
+    if (!text)
+        return s_fail(error, error_size, "cannot read: %s", strerror(errno));
+    json_t *root = json_loadb(text, size, JSON_REJECT_DUPLICATES, &parse_error);
+    free(text);
+    if (!root)
+        return s_fail(error, error_size, "line %d, column %d: %s", parse_error.line,
+                      parse_error.column, parse_error.text);
+    int rc = 0;
+    if (!json_is_object(root))
+        rc = s_fail(error, error_size, "the job file must hold one JSON object");
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value)
+    {
+        if (rc == 0)
+            rc = zfed_job_set(job, key, value, error, error_size);
+    }
+    json_decref(root);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Derived values and checks
+
+json_t *zfed_job_task_params(const zfed_job_t *job, uint32_t round, uint32_t task)
+{
+    json_t *merged = json_deep_copy(job->params);
+    if (!merged)
+        return NULL;
+    json_t *per_task = job->task_params ? json_array_get(job->task_params, task) : NULL;
+    json_t *per_round = job->round_params ? json_array_get(job->round_params, round) : NULL;
+    json_t *per_cell = json_is_array(per_round) ? json_array_get(per_round, task) : NULL;
+    if ((per_task && json_object_update(merged, per_task) != 0) ||
+        (json_is_object(per_round) && json_object_update(merged, per_round) != 0) ||
+        (per_cell && json_object_update(merged, per_cell) != 0)) {
+        json_decref(merged);
+        return NULL;
+    }
+    return merged;
+}
+
+//  Packs one task's params and lets the service judge them.
+static int s_check_task(const zfed_job_t *job, const zfed_service_t *service, uint32_t round,
+                        uint32_t task, char *error, size_t error_size)
+{
+    json_t *params = zfed_job_task_params(job, round, task);
+    if (!params)
+        return s_fail(error, error_size, "out of memory");
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &buffer, msgpack_sbuffer_write);
+    char reason[128];
+    int rc = zfed_json_pack(params, &packer, reason, sizeof reason);
+    json_decref(params);
+    if (rc != 0) {
+        msgpack_sbuffer_destroy(&buffer);
+        return s_fail(error, error_size, "params (round %u, task %u): %s", round, task, reason);
+    }
+    msgpack_unpacked unpacked;
+    zfed_fault_t fault = {0};
+    rc = zfed_unpack(&unpacked, (const uint8_t *)buffer.data, buffer.size);
+    if (rc == 0 && service->check_params(&unpacked.data, &fault) != 0)
+        rc = s_fail(error, error_size, "%s%s(round %u, task %u): %s", fault.field,
+                    fault.field[0] ? " " : "", round, task, fault.text);
+    msgpack_unpacked_destroy(&unpacked);
+    msgpack_sbuffer_destroy(&buffer);
+    return rc;
+}
+
+static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_size)
+{
+    const zfed_service_t *service = zfed_service_find(job->service);
+    if (job->task_params && json_array_size(job->task_params) != job->tasks)
+        return s_fail(error, error_size, "task_params: has %zu entries for %u tasks",
+                      json_array_size(job->task_params), job->tasks);
+    if (job->round_params) {
+        if (json_array_size(job->round_params) != job->rounds)
+            return s_fail(error, error_size, "round_params: has %zu entries for %u rounds",
+                          json_array_size(job->round_params), job->rounds);
+        size_t index;
+        json_t *entry;
+        json_array_foreach(job->round_params, index, entry)
+        {
+            if (json_is_array(entry) && json_array_size(entry) != job->tasks)
+                return s_fail(error, error_size, "round_params[%zu]: has %zu entries for %u tasks",
+                              index, json_array_size(entry), job->tasks);
+        }
+    }
+    //  Only the levels that vary need walking: one round when no per-round
+    //  parameters exist, one task when no per-task ones do.
+    uint32_t rounds = job->round_params ? job->rounds : 1;
+    uint32_t tasks = job->task_params || job->round_params ? job->tasks : 1;
+    uint64_t checks = 0;
+    for (uint32_t round = 0; round < rounds; round++)
+        for (uint32_t task = 0; task < tasks && checks < CHECK_MAX; task++, checks++)
+            if (s_check_task(job, service, round, task, error, error_size) != 0)
+                return -1;
+    return 0;
+}
+
+int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
+{
+    if (!zfed_service_find(job->service))
+        return s_fail(error, error_size, "service: unknown service '%s'", job->service);
+    if (job->quorum_count > job->tasks)
+        return s_fail(error, error_size, "quorum: %u is more than the %u tasks of a round",
+                      job->quorum_count, job->tasks);
+    if (job->quorum_count > 0)
+        job->quorum = job->quorum_count;
+    else {
+        double needed = ceil(job->quorum_fraction * job->tasks - 1e-9);
+        job->quorum = needed < 1 ? 1 : (uint32_t)needed;
+    }
+    if (job->task_timeout_ms == 0)
+        job->task_timeout_ms = job->round_timeout_ms / (job->retries + 1);
+    if (job->task_timeout_ms <= 0)
+        job->task_timeout_ms = 1;
+    if (job->metric == ZFED_METRIC_AGGREGATE && !zfed_service_find(job->service)->scalar)
+        return s_fail(error, error_size,
+                      "select: service %s has no scalar aggregate; use results or duration_ms",
+                      job->service);
+    if (job->job_id[0] == '\0') {
+        //  Sortable and unique enough for one user: UTC time + pid + random.
+        time_t now = time(NULL);
+        struct tm parts;
+        gmtime_r(&now, &parts);
+        unsigned salt = (unsigned)(zfed_clock_us() ^ getpid()) & 0xffff;
+        snprintf(job->job_id, sizeof job->job_id, "job-%04d%02d%02d-%02d%02d%02d-%04x",
+                 parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
+                 parts.tm_min, parts.tm_sec, salt);
+    }
+    return s_check_all_params(job, error, error_size);
+}
+
+json_t *zfed_job_to_json(const zfed_job_t *job)
+{
+    char select[48];
+    snprintf(select, sizeof select, "%s:%s", zfed_metric_name(job->metric),
+             job->maximize ? "max" : "min");
+    json_t *root = json_object();
+    if (!root)
+        return NULL;
+    int rc = json_object_set_new(root, "job_id", json_string(job->job_id));
+    rc |= json_object_set_new(root, "service", json_string(job->service));
+    rc |= json_object_set_new(root, "connect", json_string(job->endpoint));
+    rc |= json_object_set_new(root, "workdir", json_string(job->workdir));
+    rc |= json_object_set_new(root, "rounds", json_integer(job->rounds));
+    rc |= json_object_set_new(root, "tasks", json_integer(job->tasks));
+    rc |= json_object_set(root, "params", job->params);
+    if (job->task_params)
+        rc |= json_object_set(root, "task_params", job->task_params);
+    if (job->round_params)
+        rc |= json_object_set(root, "round_params", job->round_params);
+    rc |= json_object_set_new(root, "quorum",
+                              job->quorum_count ? json_integer(job->quorum_count)
+                                                : json_real(job->quorum_fraction));
+    rc |= json_object_set_new(root, "round_timeout", json_real(job->round_timeout_ms / 1000.0));
+    rc |= json_object_set_new(root, "grace", json_real(job->grace_ms / 1000.0));
+    rc |= json_object_set_new(root, "task_timeout", json_real(job->task_timeout_ms / 1000.0));
+    rc |= json_object_set_new(root, "retries", json_integer(job->retries));
+    rc |= json_object_set_new(root, "aggregate", json_string(zfed_agg_strategy_name(job->strategy)));
+    rc |= json_object_set_new(root, "trim", json_real(job->trim));
+    rc |= json_object_set_new(root, "select", json_string(select));
+    if (job->curve_cert[0])
+        rc |= json_object_set_new(root, "curve_cert", json_string(job->curve_cert));
+    if (job->server_key[0])
+        rc |= json_object_set_new(root, "server_key", json_string(job->server_key));
+    if (rc != 0) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}

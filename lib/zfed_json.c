@@ -1,0 +1,161 @@
+/*  zfed_json - JSON <-> msgpack, and durable JSON files.  */
+#include "zfed/zfed_json.h"
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int s_pack(const json_t *value, msgpack_packer *packer, int depth, char *reason,
+                  size_t reason_size)
+{
+    if (depth > ZFED_NESTING_MAX) {
+        snprintf(reason, reason_size, "nested deeper than %d levels", ZFED_NESTING_MAX);
+        return -1;
+    }
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        if (msgpack_pack_map(packer, json_object_size(value)) != 0)
+            return -1;
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)value, key, member)
+        {
+            size_t length = strlen(key);
+            if (msgpack_pack_str(packer, length) != 0 ||
+                msgpack_pack_str_body(packer, key, length) != 0 ||
+                s_pack(member, packer, depth + 1, reason, reason_size) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    case JSON_ARRAY: {
+        if (msgpack_pack_array(packer, json_array_size(value)) != 0)
+            return -1;
+        size_t index;
+        json_t *member;
+        json_array_foreach(value, index, member)
+        {
+            if (s_pack(member, packer, depth + 1, reason, reason_size) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    case JSON_STRING: {
+        size_t length = json_string_length(value);
+        return msgpack_pack_str(packer, length) ||
+                       msgpack_pack_str_body(packer, json_string_value(value), length)
+                   ? -1
+                   : 0;
+    }
+    case JSON_INTEGER:
+        return msgpack_pack_int64(packer, json_integer_value(value));
+    case JSON_REAL:
+        return msgpack_pack_double(packer, json_real_value(value));
+    case JSON_TRUE:
+        return msgpack_pack_true(packer);
+    case JSON_FALSE:
+        return msgpack_pack_false(packer);
+    case JSON_NULL:
+        return msgpack_pack_nil(packer);
+    }
+    snprintf(reason, reason_size, "unknown JSON type");
+    return -1;
+}
+
+int zfed_json_pack(const json_t *value, msgpack_packer *packer, char *reason, size_t reason_size)
+{
+    char ignored[8];
+    if (!reason || reason_size == 0) {
+        reason = ignored;
+        reason_size = sizeof ignored;
+    }
+    snprintf(reason, reason_size, "out of memory");
+    return s_pack(value, packer, 0, reason, reason_size);
+}
+
+static json_t *s_from_msgpack(const msgpack_object *object, int depth)
+{
+    if (depth > ZFED_NESTING_MAX)
+        return NULL;
+    switch (object->type) {
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(object->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (object->via.u64 > (uint64_t)INT64_MAX) {
+            char text[24];
+            snprintf(text, sizeof text, "%" PRIu64, object->via.u64);
+            return json_string(text);
+        }
+        return json_integer((json_int_t)object->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t)object->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return json_real(object->via.f64);
+    case MSGPACK_OBJECT_STR:
+        return json_stringn(object->via.str.ptr, object->via.str.size);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *array = json_array();
+        for (uint32_t index = 0; array && index < object->via.array.size; index++) {
+            json_t *member = s_from_msgpack(&object->via.array.ptr[index], depth + 1);
+            if (!member || json_array_append_new(array, member) != 0) {
+                json_decref(array);
+                return NULL;
+            }
+        }
+        return array;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        json_t *map = json_object();
+        for (uint32_t index = 0; map && index < object->via.map.size; index++) {
+            const msgpack_object_kv *pair = &object->via.map.ptr[index];
+            if (pair->key.type != MSGPACK_OBJECT_STR) {
+                json_decref(map);
+                return NULL;
+            }
+            char *key = strndup(pair->key.via.str.ptr, pair->key.via.str.size);
+            json_t *member = s_from_msgpack(&pair->val, depth + 1);
+            int rc = key && member ? json_object_set_new(map, key, member) : -1;
+            if (rc != 0 && !key)
+                json_decref(member);
+            free(key);
+            if (rc != 0) {
+                json_decref(map);
+                return NULL;
+            }
+        }
+        return map;
+    }
+    default:
+        return NULL;
+    }
+}
+
+json_t *zfed_json_from_msgpack(const msgpack_object *object)
+{
+    return s_from_msgpack(object, 0);
+}
+
+int zfed_json_write_durable(const char *path, const json_t *value)
+{
+    char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text)
+        return -1;
+    size_t length = strlen(text);
+    //  A trailing newline makes the files friendly to cat and diff.
+    char *with_newline = realloc(text, length + 2);
+    if (!with_newline) {
+        free(text);
+        return -1;
+    }
+    with_newline[length] = '\n';
+    with_newline[length + 1] = '\0';
+    int rc = zfed_write_file_durable(path, with_newline, length + 1);
+    free(with_newline);
+    return rc;
+}
