@@ -11,41 +11,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROGRAM "zfed-broker"
+#define PROGRAM       "zfed-broker"
 #define MAX_ENDPOINTS 16
 
 static void s_usage(void)
 {
-    printf("Usage: " PROGRAM " [OPTION]...\n"
-           "Route zfed tasks (7/MDP Majordomo, MDP/0.1) from controllers to workers.\n"
-           "\n"
-           "  --bind EP            endpoint to listen on; repeatable (default " ZFED_BROKER_ENDPOINT_DEFAULT ")\n"
-           "                       \"tcp://127.0.0.1:*\" picks a free port (see --endpoint-file)\n"
-           "  --endpoint-file F    write the endpoints actually bound to F, one per line\n"
-           "  --heartbeat-ms N     heartbeat interval, must match the workers' (default %d)\n"
-           "  --liveness N         silent intervals before a worker is dropped (default %d)\n"
-           "  --max-workers N      registered workers, all services (default %d)\n"
-           "  --max-services N     distinct service names (default %d)\n"
-           "  --max-queue N        queued requests, all services (default %d)\n"
-           "  --max-message BYTES  largest message accepted; bigger ones cost the sender its\n"
-           "                       connection (default %d)\n"
-           "  --request-ttl S      seconds a request may wait for a worker, 0 = forever (default %d)\n"
-           "  --max-attempts N     dispatches per request before it fails (default %d)\n"
-           "  --hwm N              ZeroMQ high-water mark, messages per peer (default %d)\n"
-           "  --log-level LEVEL    error, warn, info or debug (default info)\n"
-           "  -v, --verbose        same as --log-level debug\n"
-           "  -q, --quiet          same as --log-level warn\n"
-           "  -h, --help           show this help and exit\n"
-           "  -V, --version        show the version and exit\n"
-           "\n"
-           "Logs go to stderr.  SIGINT or SIGTERM stops the broker cleanly; workers are told\n"
-           "to register again elsewhere.  Exit status: 0 on a clean stop, 1 on failure, 2 on\n"
-           "bad usage.\n",
-           ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT,
-           ZFED_BROKER_MAX_WORKERS_DEFAULT, ZFED_BROKER_MAX_SERVICES_DEFAULT,
-           ZFED_BROKER_MAX_QUEUE_DEFAULT, ZFED_BROKER_MAX_MESSAGE_DEFAULT,
-           ZFED_BROKER_REQUEST_TTL_MS_DEFAULT / 1000, ZFED_BROKER_MAX_ATTEMPTS_DEFAULT,
-           ZFED_BROKER_HWM_DEFAULT);
+    printf(
+        "Usage: " PROGRAM " [OPTION]...\n"
+        "Route zfed tasks (7/MDP Majordomo, MDP/0.1) from controllers to workers.\n"
+        "\n"
+        "  --bind EP            endpoint to listen on; repeatable "
+        "(default " ZFED_BROKER_ENDPOINT_DEFAULT ")\n"
+        "                       \"tcp://127.0.0.1:*\" picks a free port (see --endpoint-file)\n"
+        "  --endpoint-file F    write the endpoints actually bound to F, one per line\n"
+        "  --heartbeat-ms N     heartbeat interval, must match the workers' (default %d)\n"
+        "  --liveness N         silent intervals before a worker is dropped (default %d)\n"
+        "  --max-workers N      registered workers, all services (default %d)\n"
+        "  --max-services N     distinct service names (default %d)\n"
+        "  --max-queue N        queued requests, all services (default %d)\n"
+        "  --max-message BYTES  largest message accepted; bigger ones cost the sender its\n"
+        "                       connection (default %d)\n"
+        "  --request-ttl S      seconds a request may wait for a worker, 0 = forever (default %d)\n"
+        "  --max-attempts N     dispatches per request before it fails (default %d)\n"
+        "  --hwm N              ZeroMQ high-water mark, messages per peer (default %d)\n"
+        "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+        "  -v, --verbose        same as --log-level debug\n"
+        "  -q, --quiet          same as --log-level warn\n"
+        "  -h, --help           show this help and exit\n"
+        "  -V, --version        show the version and exit\n"
+        "\n"
+        "Logs go to stderr.  SIGINT or SIGTERM stops the broker cleanly; workers are told\n"
+        "to register again elsewhere.  Exit status: 0 on a clean stop, 1 on failure, 2 on\n"
+        "bad usage.\n",
+        ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT, ZFED_BROKER_MAX_WORKERS_DEFAULT,
+        ZFED_BROKER_MAX_SERVICES_DEFAULT, ZFED_BROKER_MAX_QUEUE_DEFAULT,
+        ZFED_BROKER_MAX_MESSAGE_DEFAULT, ZFED_BROKER_REQUEST_TTL_MS_DEFAULT / 1000,
+        ZFED_BROKER_MAX_ATTEMPTS_DEFAULT, ZFED_BROKER_HWM_DEFAULT);
 }
 
 enum {

@@ -16,61 +16,60 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PROGRAM "zfed-controller"
+#define PROGRAM   "zfed-controller"
 #define ERROR_MAX 768
 
 static void s_usage(void)
 {
-    printf(
-        "Usage: " PROGRAM " [OPTION]...\n"
-        "Run a federated job through a zfed broker: each round sends its tasks, waits for a\n"
-        "quorum of results, aggregates them, and the aggregate travels to the next round.\n"
-        "\n"
-        "Job:\n"
-        "  --job FILE           read settings from a JSON job file (flags override it;\n"
-        "                       see schemas/JOB.md and examples/jobs/)\n"
-        "  --service NAME       service the tasks go to (default fib)\n"
-        "  --rounds N           rounds (default %d)\n"
-        "  --tasks N            tasks per round (default %d, or the number of --levels)\n"
-        "  --level N            fibonacci_level of every task (default %d)\n"
-        "  --levels A,B,...     one fibonacci_level per task\n"
-        "  --schedule A,B,...   one fibonacci_level per round\n"
-        "  --quorum N|F         results needed to close a round: a count (3) or a fraction\n"
-        "                       of the tasks (0.6); default all tasks\n"
-        "  --round-timeout S    seconds before a round without its quorum fails the job\n"
-        "                       (default %d)\n"
-        "  --grace S            seconds to wait for more results once the quorum is in\n"
-        "                       (default %g)\n"
-        "  --task-timeout S     seconds before an unanswered task is sent again\n"
-        "                       (default: round timeout / (retries + 1))\n"
-        "  --retries N          times a task may be sent again (default %d)\n"
-        "  --aggregate NAME     %s (default fedavg)\n"
-        "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
-        "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
-        "                       max or min (default aggregate:max)\n"
-        "\n"
-        "Where:\n"
-        "  --connect EP         broker endpoint (default " ZFED_JOB_DEFAULT_ENDPOINT ")\n"
-        "  --workdir DIR        work folder (default " ZFED_JOB_DEFAULT_WORKDIR ")\n"
-        "  --job-id ID          job name, the folder under DIR (default job-DATE-TIME-XXXX)\n"
-        "  --resume ID          continue job ID from its last completed round\n"
-        "  --curve-cert FILE    our CURVE certificate (the _secret file)\n"
-        "  --server-key KEY     the broker's public key: 40 Z85 characters or a certificate\n"
-        "\n"
-        "Output:\n"
-        "  --no-progress        no per-round lines or final table on stdout\n"
-        "  --log-level LEVEL    error, warn, info or debug (default info); logs go to stderr\n"
-        "  -v, --verbose        same as --log-level debug\n"
-        "  -q, --quiet          same as --log-level warn\n"
-        "  -h, --help           show this help and exit\n"
-        "  -V, --version        show the version and exit\n"
-        "\n"
-        "fib levels run from 1 to %d.  Exit status: 0 job completed, 1 job failed (the\n"
-        "summary says why), 2 bad usage, 130 interrupted (resume it with --resume).\n",
-        ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
-        ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
-        ZFED_JOB_DEFAULT_RETRIES, zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM,
-        ZFED_FIB_MAX_LEVEL);
+    printf("Usage: " PROGRAM " [OPTION]...\n"
+           "Run a federated job through a zfed broker: each round sends its tasks, waits for a\n"
+           "quorum of results, aggregates them, and the aggregate travels to the next round.\n"
+           "\n"
+           "Job:\n"
+           "  --job FILE           read settings from a JSON job file (flags override it;\n"
+           "                       see schemas/JOB.md and examples/jobs/)\n"
+           "  --service NAME       service the tasks go to (default fib)\n"
+           "  --rounds N           rounds (default %d)\n"
+           "  --tasks N            tasks per round (default %d, or the number of --levels)\n"
+           "  --level N            fibonacci_level of every task (default %d)\n"
+           "  --levels A,B,...     one fibonacci_level per task\n"
+           "  --schedule A,B,...   one fibonacci_level per round\n"
+           "  --quorum N|F         results needed to close a round: a count (3) or a fraction\n"
+           "                       of the tasks (0.6); default all tasks\n"
+           "  --round-timeout S    seconds before a round without its quorum fails the job\n"
+           "                       (default %d)\n"
+           "  --grace S            seconds to wait for more results once the quorum is in\n"
+           "                       (default %g)\n"
+           "  --task-timeout S     seconds before an unanswered task is sent again\n"
+           "                       (default: round timeout / (retries + 1))\n"
+           "  --retries N          times a task may be sent again (default %d)\n"
+           "  --aggregate NAME     %s (default fedavg)\n"
+           "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
+           "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
+           "                       max or min (default aggregate:max)\n"
+           "\n"
+           "Where:\n"
+           "  --connect EP         broker endpoint (default " ZFED_JOB_DEFAULT_ENDPOINT ")\n"
+           "  --workdir DIR        work folder (default " ZFED_JOB_DEFAULT_WORKDIR ")\n"
+           "  --job-id ID          job name, the folder under DIR (default job-DATE-TIME-XXXX)\n"
+           "  --resume ID          continue job ID from its last completed round\n"
+           "  --curve-cert FILE    our CURVE certificate (the _secret file)\n"
+           "  --server-key KEY     the broker's public key: 40 Z85 characters or a certificate\n"
+           "\n"
+           "Output:\n"
+           "  --no-progress        no per-round lines or final table on stdout\n"
+           "  --log-level LEVEL    error, warn, info or debug (default info); logs go to stderr\n"
+           "  -v, --verbose        same as --log-level debug\n"
+           "  -q, --quiet          same as --log-level warn\n"
+           "  -h, --help           show this help and exit\n"
+           "  -V, --version        show the version and exit\n"
+           "\n"
+           "fib levels run from 1 to %d.  Exit status: 0 job completed, 1 job failed (the\n"
+           "summary says why), 2 bad usage, 130 interrupted (resume it with --resume).\n",
+           ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
+           ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
+           ZFED_JOB_DEFAULT_RETRIES, zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM,
+           ZFED_FIB_MAX_LEVEL);
 }
 
 enum {
@@ -211,15 +210,15 @@ static void s_apply(zfed_job_t *job, int option, const char *value, s_given_t *g
         break;
     }
     case OPT_ROUND_TIMEOUT:
-        job->round_timeout_ms = zfed_cli_seconds_ms(PROGRAM, "--round-timeout", value, 0.001,
-                                                    ZFED_JOB_TIMEOUT_MAX_S);
+        job->round_timeout_ms =
+            zfed_cli_seconds_ms(PROGRAM, "--round-timeout", value, 0.001, ZFED_JOB_TIMEOUT_MAX_S);
         break;
     case OPT_GRACE:
         job->grace_ms = zfed_cli_seconds_ms(PROGRAM, "--grace", value, 0, ZFED_JOB_TIMEOUT_MAX_S);
         break;
     case OPT_TASK_TIMEOUT:
-        job->task_timeout_ms = zfed_cli_seconds_ms(PROGRAM, "--task-timeout", value, 0.001,
-                                                   ZFED_JOB_TIMEOUT_MAX_S);
+        job->task_timeout_ms =
+            zfed_cli_seconds_ms(PROGRAM, "--task-timeout", value, 0.001, ZFED_JOB_TIMEOUT_MAX_S);
         break;
     case OPT_RETRIES:
         job->retries = zfed_cli_u32(PROGRAM, "--retries", value, 0, ZFED_JOB_RETRIES_MAX);
@@ -328,9 +327,9 @@ int main(int argc, char **argv)
     s_given_t given = {0};
     optind = 0;
     while ((option = getopt_long(argc, argv, ":vqhV", s_options, NULL)) != -1) {
-        if (resume && option != OPT_CONNECT && option != OPT_WORKDIR &&
-            option != OPT_CURVE_CERT && option != OPT_SERVER_KEY && option != OPT_RESUME &&
-            option != OPT_NO_PROGRESS && option != OPT_LOG_LEVEL && option != 'v' && option != 'q')
+        if (resume && option != OPT_CONNECT && option != OPT_WORKDIR && option != OPT_CURVE_CERT &&
+            option != OPT_SERVER_KEY && option != OPT_RESUME && option != OPT_NO_PROGRESS &&
+            option != OPT_LOG_LEVEL && option != 'v' && option != 'q')
             zfed_cli_fail(PROGRAM,
                           "--resume: a resumed job keeps its own settings; only --connect, "
                           "--workdir, --curve-cert and --server-key may change");

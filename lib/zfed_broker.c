@@ -25,6 +25,7 @@
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_util.h"
+#include "zfed/zfed_version.h"
 #include "zfed_list.h"
 
 #include <errno.h>
@@ -56,6 +57,7 @@ struct _service_t {
     zfed_link_t waiting;
     size_t workers;
     size_t queued;
+    size_t in_flight;
 };
 
 struct _worker_t {
@@ -101,6 +103,7 @@ struct _zfed_broker_t {
     unsigned warnings_in_window;
     uint64_t warnings_suppressed;
     bool terminated;
+    int64_t started_ms;
 };
 
 //  ---------------------------------------------------------------------
@@ -243,8 +246,8 @@ static void s_request_destroy(request_t **request_p)
 }
 
 //  Sends [client] "" MDPC01 service body... ; body frames are sent as given.
-static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client,
-                               const char *service, const void *body, size_t body_size)
+static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, const char *service,
+                               const void *body, size_t body_size)
 {
     if (s_send(self, client->data, client->size, ZMQ_SNDMORE) != 0)
         return -1;
@@ -266,10 +269,10 @@ static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, const 
     if (request_body)
         task = zfed_msg_decode(request_body->data, request_body->size, NULL, 0);
     bool is_task = task && zfed_msg_kind(task) == ZFED_MSG_TASK;
-    zfed_msg_t *error = zfed_msg_new_error(
-        is_task ? zfed_msg_job_id(task) : "", is_task ? zfed_msg_round(task) : 0,
-        is_task ? zfed_msg_task_id(task) : 0, is_task ? zfed_msg_attempt(task) : 0, BROKER_NAME,
-        code, "", text);
+    zfed_msg_t *error =
+        zfed_msg_new_error(is_task ? zfed_msg_job_id(task) : "", is_task ? zfed_msg_round(task) : 0,
+                           is_task ? zfed_msg_task_id(task) : 0,
+                           is_task ? zfed_msg_attempt(task) : 0, BROKER_NAME, code, "", text);
     zfed_msg_destroy(&task);
     self->stats.failed++;
     if (!error || zfed_msg_encode(error, &self->scratch) != 0) {
@@ -323,7 +326,8 @@ static void s_send_disconnect_to(zfed_broker_t *self, const zfed_view_t *peer)
 
 static void s_worker_touch(zfed_broker_t *self, worker_t *worker)
 {
-    worker->expiry_ms = zfed_clock_ms() + (int64_t)self->config.heartbeat_ms * self->config.liveness;
+    worker->expiry_ms =
+        zfed_clock_ms() + (int64_t)self->config.heartbeat_ms * self->config.liveness;
     zfed_list_push_back(&self->liveness, &worker->liveness_link);
 }
 
@@ -336,6 +340,7 @@ static void s_request_requeue(zfed_broker_t *self, request_t *request)
     request->worker = NULL;
     zfed_link_remove(&request->link);
     self->stats.in_flight--;
+    request->service->in_flight--;
     if (request->attempts >= self->config.max_attempts) {
         char text[128];
         snprintf(text, sizeof text, "request lost its worker %u times; giving up",
@@ -427,6 +432,7 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
         zfed_list_push_back(&worker->in_flight, &request->link);
         worker->in_flight_count++;
         self->stats.in_flight++;
+        service->in_flight++;
         self->stats.dispatched++;
         if (worker->in_flight_count >= worker->credit)
             zfed_link_remove(&worker->waiting_link);
@@ -438,6 +444,64 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
 //  ---------------------------------------------------------------------
 //  Client side
 
+static int s_pack_string(msgpack_packer *packer, const char *text)
+{
+    size_t length = strlen(text);
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
+}
+
+static int s_pack_counter(msgpack_packer *packer, const char *name, uint64_t value)
+{
+    return s_pack_string(packer, name) || msgpack_pack_uint64(packer, value) ? -1 : 0;
+}
+
+//  mmi.status: a msgpack map of the broker's load and counters (see
+//  schemas/PROTOCOL.md).  Walks services and their waiting lists: O(workers),
+//  fine for an occasional query.
+static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
+{
+    msgpack_sbuffer_clear(buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
+    const zfed_broker_stats_t *stats = &self->stats;
+    int rc = msgpack_pack_map(&packer, 5);
+    rc |= s_pack_string(&packer, "version") | s_pack_string(&packer, ZFED_VERSION_STRING);
+    rc |= s_pack_counter(&packer, "uptime_ms", (uint64_t)(zfed_clock_ms() - self->started_ms));
+    rc |= s_pack_counter(&packer, "workers", stats->workers);
+    rc |= s_pack_string(&packer, "services");
+    rc |= msgpack_pack_map(&packer, zhashx_size(self->services));
+    for (service_t *service = zhashx_first(self->services); service;
+         service = zhashx_next(self->services)) {
+        size_t idle = 0;
+        for (zfed_link_t *link = service->waiting.next; link != &service->waiting;
+             link = link->next)
+            idle++;
+        rc |= s_pack_string(&packer, service->name) | msgpack_pack_map(&packer, 4);
+        rc |= s_pack_counter(&packer, "workers", service->workers);
+        rc |= s_pack_counter(&packer, "idle", idle);
+        rc |= s_pack_counter(&packer, "queued", service->queued);
+        rc |= s_pack_counter(&packer, "in_flight", service->in_flight);
+    }
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 16);
+    rc |= s_pack_counter(&packer, "requests", stats->requests);
+    rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
+    rc |= s_pack_counter(&packer, "replies", stats->replies);
+    rc |= s_pack_counter(&packer, "redispatched", stats->redispatched);
+    rc |= s_pack_counter(&packer, "failed", stats->failed);
+    rc |= s_pack_counter(&packer, "expired", stats->expired);
+    rc |= s_pack_counter(&packer, "rejected", stats->rejected);
+    rc |= s_pack_counter(&packer, "malformed", stats->malformed);
+    rc |= s_pack_counter(&packer, "unexpected", stats->unexpected);
+    rc |= s_pack_counter(&packer, "stale_replies", stats->stale_replies);
+    rc |= s_pack_counter(&packer, "unroutable", stats->unroutable);
+    rc |= s_pack_counter(&packer, "mmi", stats->mmi);
+    rc |= s_pack_counter(&packer, "workers_ready", stats->workers_ready);
+    rc |= s_pack_counter(&packer, "workers_expired", stats->workers_expired);
+    rc |= s_pack_counter(&packer, "workers_left", stats->workers_left);
+    rc |= s_pack_counter(&packer, "queued", stats->queued);
+    return rc == 0 ? 0 : -1;
+}
+
 //  8/MMI: answered by the broker itself.
 static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const zfed_mdp_t *mdp,
                          const zfed_view_t *frames)
@@ -446,7 +510,11 @@ static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const z
     memcpy(service, mdp->service.data, mdp->service.size);
     service[mdp->service.size] = '\0';
     const char *answer = ZFED_MMI_NOT_IMPLEMENTED;
-    if (strcmp(service, ZFED_MMI_SERVICE) == 0) {
+    size_t answer_size = 0;
+    if (strcmp(service, ZFED_MMI_STATUS) == 0 && s_pack_status(self, &self->scratch) == 0) {
+        answer = self->scratch.data;
+        answer_size = self->scratch.size;
+    } else if (strcmp(service, ZFED_MMI_SERVICE) == 0) {
         const zfed_view_t *asked = &frames[mdp->body_index];
         service_t *found = NULL;
         if (zfed_mdp_service_valid(*asked))
@@ -454,7 +522,9 @@ static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const z
         answer = found && found->workers > 0 ? ZFED_MMI_FOUND : ZFED_MMI_NOT_FOUND;
     }
     self->stats.mmi++;
-    if (s_send_client_reply(self, client, service, answer, strlen(answer)) != 0)
+    if (answer_size == 0)
+        answer_size = strlen(answer);
+    if (s_send_client_reply(self, client, service, answer, answer_size) != 0)
         s_count_unroutable(self, "MMI reply");
 }
 
@@ -475,8 +545,7 @@ static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
     if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
         self->stats.malformed++;
         s_warn_peer(self, client, "request refused", "too many body frames");
-        s_reply_error(self, client, service_name, body, ZFED_ERR_TOO_LARGE,
-                      "too many body frames");
+        s_reply_error(self, client, service_name, body, ZFED_ERR_TOO_LARGE, "too many body frames");
         return;
     }
     if (self->stats.queued >= self->config.max_queue) {
@@ -611,6 +680,7 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
     request->worker = NULL;
     s_request_destroy(&request);
     self->stats.in_flight--;
+    service->in_flight--;
     worker->in_flight_count--;
     if (!zfed_link_linked(&worker->waiting_link))
         zfed_list_push_back(&service->waiting, &worker->waiting_link);
@@ -806,7 +876,8 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     int64_t max_message = config->max_message;
     zmq_setsockopt(self->handle, ZMQ_MAXMSGSIZE, &max_message, sizeof max_message);
     zsock_set_linger(self->router, 0);
-    self->tick_at_ms = zfed_clock_ms() + config->heartbeat_ms;
+    self->started_ms = zfed_clock_ms();
+    self->tick_at_ms = self->started_ms + config->heartbeat_ms;
     return self;
 err:
     zfed_broker_destroy(&self);
@@ -947,8 +1018,7 @@ int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
                               ZFED_MDPW_DISCONNECT);
     zfed_info("stopped: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64 " failed, %" PRIu64
               " malformed",
-              self->stats.requests, self->stats.replies, self->stats.failed,
-              self->stats.malformed);
+              self->stats.requests, self->stats.replies, self->stats.failed, self->stats.malformed);
     return rc;
 }
 

@@ -51,8 +51,8 @@ uint32_t zfed_cli_u32(const char *program, const char *flag, const char *value, 
     return (uint32_t)zfed_cli_u64(program, flag, value, min, max);
 }
 
-int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value,
-                            double min_s, double max_s)
+int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value, double min_s,
+                            double max_s)
 {
     double seconds;
     if (zfed_parse_double(value, min_s, max_s, &seconds) != 0)
@@ -67,8 +67,7 @@ void zfed_cli_version(const char *program)
     zmq_version(&major, &minor, &patch);
     printf("%s (zfed) %s\nlibzmq %d.%d.%d, czmq %d.%d.%d, msgpack-c %s, jansson %s, gmp %s\n",
            program, ZFED_VERSION_STRING, major, minor, patch, CZMQ_VERSION_MAJOR,
-           CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH, msgpack_version(), JANSSON_VERSION,
-           gmp_version);
+           CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH, msgpack_version(), JANSSON_VERSION, gmp_version);
 }
 
 void zfed_cli_log_level(const char *program, const char *value)

@@ -10,9 +10,9 @@
 
 #include <stdint.h>
 
-#define ZFED_EXIT_OK      0
-#define ZFED_EXIT_FAILED  1
-#define ZFED_EXIT_USAGE   2
+#define ZFED_EXIT_OK     0
+#define ZFED_EXIT_FAILED 1
+#define ZFED_EXIT_USAGE  2
 
 //  Prints "program: message" and a hint to stderr, exits 2.
 void zfed_cli_fail(const char *program, const char *format, ...)
@@ -28,8 +28,8 @@ uint32_t zfed_cli_u32(const char *program, const char *flag, const char *value, 
 uint64_t zfed_cli_u64(const char *program, const char *flag, const char *value, uint64_t min,
                       uint64_t max);
 //  Seconds ("2.5") in [min_s, max_s], returned in milliseconds.
-int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value,
-                            double min_s, double max_s);
+int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value, double min_s,
+                            double max_s);
 
 //  "program (zfed) X.Y.Z" and the versions of the libraries it uses.
 void zfed_cli_version(const char *program);

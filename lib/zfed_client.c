@@ -22,8 +22,7 @@ struct _zfed_client_t {
     uint64_t malformed;
 };
 
-zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert,
-                               const char *server_key)
+zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert, const char *server_key)
 {
     zfed_client_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -98,9 +97,8 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
             continue;
         zfed_mdp_t mdp = {0};
         const char *reason = "too many frames";
-        if (self->frames.dropped == 0 && zfed_mdp_parse_at_client(self->frames.view,
-                                                                  self->frames.count, &mdp,
-                                                                  &reason) == 0 &&
+        if (self->frames.dropped == 0 &&
+            zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp, &reason) == 0 &&
             mdp.body_count == 1) {
             memcpy(self->service, mdp.service.data, mdp.service.size);
             self->service[mdp.service.size] = '\0';
@@ -111,8 +109,8 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
             return 1;
         }
         self->malformed++;
-        zfed_warn("dropped a malformed reply: %s", mdp.body_count > 1 ? "several body frames"
-                                                                       : reason);
+        zfed_warn("dropped a malformed reply: %s",
+                  mdp.body_count > 1 ? "several body frames" : reason);
         zfed_frames_close(&self->frames);
         if (timeout_ms >= 0 && zclock_mono() >= deadline)
             return 0;

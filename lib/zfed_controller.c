@@ -49,9 +49,11 @@ typedef struct {
     zfed_sample_t sample;
 } task_t;
 
+//  A resend deadline; stale once the task is answered or sent again
+//  (its send count no longer equals sends).
 typedef struct {
     uint32_t task;
-    uint32_t attempt;
+    uint32_t sends;
     int64_t due_ms;
 } resend_t;
 
@@ -242,8 +244,8 @@ static int s_round_prepare(zfed_controller_t *self, round_t *round, uint32_t num
         shared = true;
     if (shared) {
         json_t *params = zfed_job_task_params(job, number, 0);
-        int rc = params ? s_pack_params(params, &round->shared_params, &round->shared_params_size)
-                        : -1;
+        int rc =
+            params ? s_pack_params(params, &round->shared_params, &round->shared_params_size) : -1;
         json_decref(params);
         if (rc != 0)
             return -1;
@@ -268,10 +270,9 @@ static int s_round_prepare(zfed_controller_t *self, round_t *round, uint32_t num
 static int s_send_task(zfed_controller_t *self, round_t *round, uint32_t index, int64_t now)
 {
     task_t *task = &round->tasks[index];
-    zfed_msg_t *message = zfed_msg_new_task(self->job->job_id, round->number, index,
-                                            task->attempts, task->params, task->params_size,
-                                            self->global_round, self->global_value,
-                                            self->global_size);
+    zfed_msg_t *message = zfed_msg_new_task(self->job->job_id, round->number, index, task->attempts,
+                                            task->params, task->params_size, self->global_round,
+                                            self->global_value, self->global_size);
     if (!message || zfed_msg_encode(message, &self->buffer) != 0) {
         zfed_msg_destroy(&message);
         return -1;
@@ -324,8 +325,7 @@ static void s_handle_error(zfed_controller_t *self, round_t *round, const zfed_m
     round->errors++;
     snprintf(round->last_error_text, sizeof round->last_error_text, "task %u: %s%s%s (%u, from %s)",
              index, zfed_msg_error_field(message), zfed_msg_error_field(message)[0] ? ": " : "",
-             zfed_msg_error_text(message), zfed_msg_error_code(message),
-             zfed_msg_worker(message));
+             zfed_msg_error_text(message), zfed_msg_error_code(message), zfed_msg_worker(message));
     round->last_error = round->last_error_text;
     if (json_array_size(round->error_list) < ROUND_ERRORS_KEPT)
         json_array_append_new(
@@ -356,8 +356,8 @@ static void s_handle_result(zfed_controller_t *self, round_t *round, const zfed_
     task_t *task = &round->tasks[index];
     if (task->state == TASK_DONE) {
         round->duplicates++;
-        zfed_debug("round %u task %u: duplicate result from %s counted once", round->number,
-                   index, zfed_msg_worker(message));
+        zfed_debug("round %u task %u: duplicate result from %s counted once", round->number, index,
+                   zfed_msg_worker(message));
         return;
     }
     size_t outputs_size;
@@ -375,8 +375,7 @@ static void s_handle_result(zfed_controller_t *self, round_t *round, const zfed_
         //  shape; the task stays open for its resend.
         round->invalid++;
         s_round_warn(round, "task %u: result from %s refused: %s%s%s", index,
-                     zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "",
-                     fault.text);
+                     zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "", fault.text);
     } else {
         json_t *entry = json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker",
                                   zfed_msg_worker(message), "attempt", zfed_msg_attempt(message),
@@ -470,8 +469,8 @@ static int s_aggregate(zfed_controller_t *self, round_t *round, mpq_t **values_p
             mpq_init(values[dim]);
         if (zfed_agg_result(agg, values) != 0) {
             snprintf(self->failure, sizeof self->failure,
-                     "round %u: %s cannot aggregate these results (total weight 0?)",
-                     round->number, zfed_agg_strategy_name(self->job->strategy));
+                     "round %u: %s cannot aggregate these results (total weight 0?)", round->number,
+                     zfed_agg_strategy_name(self->job->strategy));
             rc = -1;
         }
     } else if (rc == 0) {
@@ -564,14 +563,13 @@ static json_t *s_round_summary(const json_t *record)
         json_object_del(brief, "compute_us");
         json_array_append_new(results, brief);
     }
-    return json_pack("{s:O,s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:I}", "round",
-                     json_object_get(record, "round"), "results", results, "aggregate",
-                     json_object_get(record, "aggregate"), "duration_ms",
-                     json_object_get(record, "duration_ms"), "missing",
-                     json_object_get(record, "missing"), "duplicates",
-                     json_object_get(record, "duplicates"), "errors",
-                     json_object_get(record, "errors"), "invalid",
-                     json_object_get(record, "invalid"), "late", (json_int_t)0);
+    return json_pack(
+        "{s:O,s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:I}", "round", json_object_get(record, "round"),
+        "results", results, "aggregate", json_object_get(record, "aggregate"), "duration_ms",
+        json_object_get(record, "duration_ms"), "missing", json_object_get(record, "missing"),
+        "duplicates", json_object_get(record, "duplicates"), "errors",
+        json_object_get(record, "errors"), "invalid", json_object_get(record, "invalid"), "late",
+        (json_int_t)0);
 }
 
 static void s_print_round(zfed_controller_t *self, const round_t *round, const char *aggregate,
@@ -628,14 +626,14 @@ static int s_close_round(zfed_controller_t *self, round_t *round)
         "{s:i,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:o,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}",
         "round", round->number, "status", "closed", "started_at",
         s_iso_time(round->started_wall_ms, started, sizeof started), "duration_ms",
-        (json_int_t)duration_ms, "duration_us", (json_int_t)duration_us, "tasks",
-        self->job->tasks, "quorum", self->job->quorum, "answered", round->answered, "results",
-        results, "missing", missing, "aggregate", aggregate_json ? aggregate_json : json_null(),
-        "aggregate_exact", s_exact_json(values, dims), "duplicates",
-        (json_int_t)round->duplicates, "errors", (json_int_t)round->errors, "invalid",
-        (json_int_t)round->invalid, "resent", (json_int_t)round->resent, "late_at_close",
-        (json_int_t)self->late[round->number], "error_list", json_incref(round->error_list),
-        "global_in", global_in, "global_out", global_out ? global_out : json_null());
+        (json_int_t)duration_ms, "duration_us", (json_int_t)duration_us, "tasks", self->job->tasks,
+        "quorum", self->job->quorum, "answered", round->answered, "results", results, "missing",
+        missing, "aggregate", aggregate_json ? aggregate_json : json_null(), "aggregate_exact",
+        s_exact_json(values, dims), "duplicates", (json_int_t)round->duplicates, "errors",
+        (json_int_t)round->errors, "invalid", (json_int_t)round->invalid, "resent",
+        (json_int_t)round->resent, "late_at_close", (json_int_t)self->late[round->number],
+        "error_list", json_incref(round->error_list), "global_in", global_in, "global_out",
+        global_out ? global_out : json_null());
     if (!record || !global_out || !aggregate_json || !aggregate_text) {
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
         rc = -1;
@@ -647,8 +645,7 @@ static int s_close_round(zfed_controller_t *self, round_t *round)
     }
     if (rc == 0) {
         double number;
-        json_t *value =
-            s_metric_value(self, aggregate_json, round->answered, duration_ms, &number);
+        json_t *value = s_metric_value(self, aggregate_json, round->answered, duration_ms, &number);
         s_consider_best(self, round->number, (const mpq_t *)values, number, value);
         json_array_append_new(self->summaries, s_round_summary(record));
         s_print_round(self, round, aggregate_text, duration_us);
@@ -672,7 +669,7 @@ static int64_t s_next_due(zfed_controller_t *self, round_t *round)
     while (round->resend_head < round->resend_count) {
         resend_t *head = &round->resends[round->resend_head];
         task_t *task = &round->tasks[head->task];
-        if (task->state == TASK_PENDING && task->attempts == head->attempt + 1 &&
+        if (task->state == TASK_PENDING && task->attempts == head->sends &&
             task->attempts <= self->job->retries) {
             if (head->due_ms < due)
                 due = head->due_ms;
@@ -688,7 +685,7 @@ static void s_resend_due(zfed_controller_t *self, round_t *round, int64_t now)
     while (round->resend_head < round->resend_count) {
         resend_t head = round->resends[round->resend_head];
         task_t *task = &round->tasks[head.task];
-        bool live = task->state == TASK_PENDING && task->attempts == head.attempt + 1 &&
+        bool live = task->state == TASK_PENDING && task->attempts == head.sends &&
                     task->attempts <= self->job->retries;
         if (live && head.due_ms > now)
             break;
@@ -718,8 +715,8 @@ static int s_run_round(zfed_controller_t *self, uint32_t number)
     round.deadline_ms = now + job->round_timeout_ms;
     for (uint32_t index = 0; index < job->tasks; index++)
         if (s_send_task(self, &round, index, now) != 0) {
-            snprintf(self->failure, sizeof self->failure, "round %u: cannot build task %u",
-                     number, index);
+            snprintf(self->failure, sizeof self->failure, "round %u: cannot build task %u", number,
+                     index);
             s_round_clear(&round, job->tasks);
             return -1;
         }
@@ -858,8 +855,8 @@ int zfed_controller_run(zfed_controller_t *self)
                    zfed_agg_strategy_name(job->strategy), zfed_metric_name(job->metric),
                    job->maximize ? "max" : "min");
     else
-        s_progress(self, "job %s: resuming at round %u of %u\n", job->job_id,
-                   self->next_round + 1, job->rounds);
+        s_progress(self, "job %s: resuming at round %u of %u\n", job->job_id, self->next_round + 1,
+                   job->rounds);
     int outcome = ZFED_RUN_COMPLETED;
     for (; self->next_round < job->rounds; self->next_round++) {
         int rc = s_run_round(self, self->next_round);
@@ -913,12 +910,12 @@ static int s_resume(zfed_controller_t *self, char *error, size_t error_size)
         json_t *global = json_object_get(json_object_get(record, "global_out"), "value");
         mpq_t aggregate;
         mpq_init(aggregate);
-        int rc = json_is_array(exact) && json_array_size(exact) >= 1 &&
-                         json_is_string(json_array_get(exact, 0)) &&
-                         mpq_set_str(aggregate, json_string_value(json_array_get(exact, 0)), 10) ==
-                             0
-                     ? 0
-                     : -1;
+        int rc =
+            json_is_array(exact) && json_array_size(exact) >= 1 &&
+                    json_is_string(json_array_get(exact, 0)) &&
+                    mpq_set_str(aggregate, json_string_value(json_array_get(exact, 0)), 10) == 0
+                ? 0
+                : -1;
         msgpack_sbuffer packed;
         msgpack_sbuffer_init(&packed);
         msgpack_packer packer;
@@ -937,10 +934,10 @@ static int s_resume(zfed_controller_t *self, char *error, size_t error_size)
         }
         mpq_canonicalize(aggregate);
         double number;
-        json_t *value = s_metric_value(
-            self, json_object_get(record, "aggregate"),
-            (uint32_t)json_integer_value(json_object_get(record, "answered")),
-            json_integer_value(json_object_get(record, "duration_ms")), &number);
+        json_t *value =
+            s_metric_value(self, json_object_get(record, "aggregate"),
+                           (uint32_t)json_integer_value(json_object_get(record, "answered")),
+                           json_integer_value(json_object_get(record, "duration_ms")), &number);
         s_consider_best(self, round, (const mpq_t *)&aggregate, number, value);
         self->late[round] = (uint64_t)json_integer_value(json_object_get(record, "late_at_close"));
         json_array_append_new(self->summaries, s_round_summary(record));
@@ -964,8 +961,8 @@ static int s_initial_global(zfed_controller_t *self)
     return rc;
 }
 
-zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progress,
-                                       char *error, size_t error_size)
+zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progress, char *error,
+                                       size_t error_size)
 {
     zfed_controller_t *self = calloc(1, sizeof *self);
     if (!self) {

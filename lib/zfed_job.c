@@ -181,8 +181,7 @@ static int s_apply_select(zfed_job_t *job, const char *text, char *error, size_t
     return 0;
 }
 
-int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error,
-                 size_t error_size)
+int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error, size_t error_size)
 {
     uint64_t number;
     if (strcmp(key, "job_id") == 0) {
@@ -250,11 +249,9 @@ int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error,
             return s_fail(error, error_size, "select: expected \"METRIC:max\" or \"METRIC:min\"");
         return s_apply_select(job, json_string_value(value), error, error_size);
     } else if (strcmp(key, "curve_cert") == 0)
-        return s_get_string(value, key, job->curve_cert, sizeof job->curve_cert, error,
-                            error_size);
+        return s_get_string(value, key, job->curve_cert, sizeof job->curve_cert, error, error_size);
     else if (strcmp(key, "server_key") == 0)
-        return s_get_string(value, key, job->server_key, sizeof job->server_key, error,
-                            error_size);
+        return s_get_string(value, key, job->server_key, sizeof job->server_key, error, error_size);
     else
         return s_fail(error, error_size, "%s: unknown setting", key);
     return 0;
@@ -394,8 +391,8 @@ int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
         gmtime_r(&now, &parts);
         unsigned salt = (unsigned)(zfed_clock_us() ^ getpid()) & 0xffff;
         snprintf(job->job_id, sizeof job->job_id, "job-%04d%02d%02d-%02d%02d%02d-%04x",
-                 parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
-                 parts.tm_min, parts.tm_sec, salt);
+                 parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min,
+                 parts.tm_sec, salt);
     }
     return s_check_all_params(job, error, error_size);
 }
@@ -426,7 +423,8 @@ json_t *zfed_job_to_json(const zfed_job_t *job)
     rc |= json_object_set_new(root, "grace", json_real(job->grace_ms / 1000.0));
     rc |= json_object_set_new(root, "task_timeout", json_real(job->task_timeout_ms / 1000.0));
     rc |= json_object_set_new(root, "retries", json_integer(job->retries));
-    rc |= json_object_set_new(root, "aggregate", json_string(zfed_agg_strategy_name(job->strategy)));
+    rc |=
+        json_object_set_new(root, "aggregate", json_string(zfed_agg_strategy_name(job->strategy)));
     rc |= json_object_set_new(root, "trim", json_real(job->trim));
     rc |= json_object_set_new(root, "select", json_string(select));
     if (job->curve_cert[0])

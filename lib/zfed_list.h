@@ -18,7 +18,7 @@ typedef struct zfed_link {
 } zfed_link_t;
 
 #define zfed_container_of(pointer, type, member)                                                   \
-    ((type *)((char *)(pointer) - offsetof(type, member)))
+    ((type *)((char *)(pointer)-offsetof(type, member)))
 
 static inline void zfed_link_init(zfed_link_t *link)
 {

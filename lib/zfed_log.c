@@ -65,10 +65,10 @@ void zfed_log_write(zfed_log_level_t level, const char *format, ...)
     gettimeofday(&now, NULL);
     gmtime_r(&now.tv_sec, &parts);
 
-    int size = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ",
-                        parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
-                        parts.tm_min, parts.tm_sec, (int)(now.tv_usec / 1000), s_ident,
-                        s_level_names[level]);
+    int size = snprintf(line, sizeof line,
+                        "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ", parts.tm_year + 1900,
+                        parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
+                        (int)(now.tv_usec / 1000), s_ident, s_level_names[level]);
     va_list args;
     va_start(args, format);
     int body = vsnprintf(line + size, sizeof line - (size_t)size - 1, format, args);

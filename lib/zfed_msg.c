@@ -175,22 +175,49 @@ static int s_scan_value(s_cursor_t *cursor, int depth, char *reason, size_t reas
         return s_scan_container(cursor, head & 0x0f, 2, depth, reason, reason_size);
     else {
         switch (head) {
-        case 0xcc: case 0xd0: rc = s_take(cursor, 1); break;
-        case 0xcd: case 0xd1: rc = s_take(cursor, 2); break;
-        case 0xce: case 0xd2: case 0xca: rc = s_take(cursor, 4); break;
-        case 0xcf: case 0xd3: case 0xcb: rc = s_take(cursor, 8); break;
-        case 0xd4: rc = s_take(cursor, 2); break;
-        case 0xd5: rc = s_take(cursor, 3); break;
-        case 0xd6: rc = s_take(cursor, 5); break;
-        case 0xd7: rc = s_take(cursor, 9); break;
-        case 0xd8: rc = s_take(cursor, 17); break;
-        case 0xc4: case 0xd9:
+        case 0xcc:
+        case 0xd0:
+            rc = s_take(cursor, 1);
+            break;
+        case 0xcd:
+        case 0xd1:
+            rc = s_take(cursor, 2);
+            break;
+        case 0xce:
+        case 0xd2:
+        case 0xca:
+            rc = s_take(cursor, 4);
+            break;
+        case 0xcf:
+        case 0xd3:
+        case 0xcb:
+            rc = s_take(cursor, 8);
+            break;
+        case 0xd4:
+            rc = s_take(cursor, 2);
+            break;
+        case 0xd5:
+            rc = s_take(cursor, 3);
+            break;
+        case 0xd6:
+            rc = s_take(cursor, 5);
+            break;
+        case 0xd7:
+            rc = s_take(cursor, 9);
+            break;
+        case 0xd8:
+            rc = s_take(cursor, 17);
+            break;
+        case 0xc4:
+        case 0xd9:
             rc = s_take_length(cursor, 1, &length) ?: s_take(cursor, length);
             break;
-        case 0xc5: case 0xda:
+        case 0xc5:
+        case 0xda:
             rc = s_take_length(cursor, 2, &length) ?: s_take(cursor, length);
             break;
-        case 0xc6: case 0xdb:
+        case 0xc6:
+        case 0xdb:
             rc = s_take_length(cursor, 4, &length) ?: s_take(cursor, length);
             break;
         case 0xc7:
@@ -202,14 +229,16 @@ static int s_scan_value(s_cursor_t *cursor, int depth, char *reason, size_t reas
         case 0xc9:
             rc = s_take_length(cursor, 4, &length) ?: s_take(cursor, length + 1);
             break;
-        case 0xdc: case 0xde:
+        case 0xdc:
+        case 0xde:
             if (s_take_length(cursor, 2, &length) != 0) {
                 rc = -1;
                 break;
             }
             return s_scan_container(cursor, length, head == 0xde ? 2 : 1, depth, reason,
                                     reason_size);
-        case 0xdd: case 0xdf:
+        case 0xdd:
+        case 0xdf:
             if (s_take_length(cursor, 4, &length) != 0) {
                 rc = -1;
                 break;
@@ -381,8 +410,8 @@ static bool s_job_id_valid(const char *job_id, zfed_msg_kind_t kind)
 //  ---------------------------------------------------------------------
 //  Construction
 
-static zfed_msg_t *s_new(zfed_msg_kind_t kind, const char *job_id, uint32_t round,
-                         uint32_t task_id, uint32_t attempt)
+static zfed_msg_t *s_new(zfed_msg_kind_t kind, const char *job_id, uint32_t round, uint32_t task_id,
+                         uint32_t attempt)
 {
     if (!job_id || strlen(job_id) > ZFED_JOB_ID_MAX || !s_job_id_valid(job_id, kind))
         return NULL;
@@ -642,7 +671,8 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
         goto done;
     }
     if (!s_is_uint(&element[1], UINT32_MAX) || element[1].via.u64 != ZFED_PROTOCOL_VERSION) {
-        s_reason(reason, reason_size, "element 1 (version): unsupported version, this peer speaks %d",
+        s_reason(reason, reason_size,
+                 "element 1 (version): unsupported version, this peer speaks %d",
                  ZFED_PROTOCOL_VERSION);
         goto done;
     }
@@ -708,8 +738,7 @@ int zfed_msg_peek_ids(const void *data, size_t size, char *job_id, uint32_t *rou
 static int s_pack_string(msgpack_packer *packer, const char *text)
 {
     size_t length = strlen(text);
-    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1
-                                                                                            : 0;
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
 }
 
 int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)

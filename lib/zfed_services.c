@@ -29,8 +29,7 @@ const zfed_service_t *zfed_service_find(const char *name)
     return NULL;
 }
 
-void zfed_fault_set(zfed_fault_t *fault, uint32_t code, const char *field, const char *format,
-                    ...)
+void zfed_fault_set(zfed_fault_t *fault, uint32_t code, const char *field, const char *format, ...)
 {
     fault->code = code;
     snprintf(fault->field, sizeof fault->field, "%s", field ? field : "");
@@ -92,8 +91,8 @@ int zfed_map_check_keys(const msgpack_object *map, const char *const *allowed, c
             bool token = key->via.str.size <= ZFED_FIELD_MAX;
             for (uint32_t at = 0; token && at < key->via.str.size; at++)
                 token = key->via.str.ptr[at] > 0x20 && key->via.str.ptr[at] < 0x7f;
-            zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, token ? field : "",
-                           "unknown %s '%s'", what, field);
+            zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, token ? field : "", "unknown %s '%s'",
+                           what, field);
             return -1;
         }
     }

@@ -41,8 +41,8 @@ static int s_read_level(const msgpack_object *params, uint32_t *level, zfed_faul
         return -1;
     }
     if (value->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL,
-                       "must be at least 1, got %lld", (long long)value->via.i64);
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL, "must be at least 1, got %lld",
+                       (long long)value->via.i64);
         return -1;
     }
     if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
@@ -52,8 +52,8 @@ static int s_read_level(const msgpack_object *params, uint32_t *level, zfed_faul
         return -1;
     }
     if (value->via.u64 < 1 || value->via.u64 > ZFED_FIB_MAX_LEVEL) {
-        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL,
-                       "must be %s %d, got %llu", value->via.u64 < 1 ? "at least" : "at most",
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, PARAM_LEVEL, "must be %s %d, got %llu",
+                       value->via.u64 < 1 ? "at least" : "at most",
                        value->via.u64 < 1 ? 1 : ZFED_FIB_MAX_LEVEL,
                        (unsigned long long)value->via.u64);
         return -1;
@@ -65,8 +65,7 @@ static int s_read_level(const msgpack_object *params, uint32_t *level, zfed_faul
 static int s_pack_string(msgpack_packer *packer, const char *text)
 {
     size_t length = strlen(text);
-    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1
-                                                                                            : 0;
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
 }
 
 static int s_pack_bigint(msgpack_packer *packer, const mpz_t *value)
@@ -96,6 +95,40 @@ static int s_pack_outputs(const zfed_fib_t *fib, msgpack_packer *packer)
     return rc == 0 ? 0 : -1;
 }
 
+//  Long numbers shortened for people: 123456789012...987654 (2090 digits).
+//  Takes ownership of text.
+static char *s_shorten(char *text)
+{
+    if (!text || strlen(text) <= TEXT_DIGITS_MAX)
+        return text;
+    char *shortened = malloc(TEXT_DIGITS_MAX + 48);
+    if (shortened) {
+        size_t digits = strcspn(text, ".");
+        snprintf(shortened, TEXT_DIGITS_MAX + 48, "%.12s...%.6s (%zu digits)", text,
+                 text + digits - 6, digits);
+    }
+    free(text);
+    return shortened;
+}
+
+//  The pyramid and one line of totals, for a person watching a worker.
+static char *s_display(const zfed_fib_t *fib)
+{
+    char *pyramid = zfed_fib_pyramid(fib);
+    char *sum = s_shorten(zfed_bigint_format(*zfed_fib_sum(fib)));
+    char *text = NULL;
+    if (pyramid && sum) {
+        size_t size = strlen(pyramid) + strlen(sum) + 64;
+        text = malloc(size);
+        if (text)
+            snprintf(text, size, "%s" PARAM_LEVEL " %u: sum %s\n", pyramid, zfed_fib_terms(fib),
+                     sum);
+    }
+    free(pyramid);
+    free(sum);
+    return text;
+}
+
 static int s_run(const msgpack_object *params, int64_t global_round,
                  const msgpack_object *global_value, msgpack_packer *outputs, char **display,
                  zfed_fault_t *fault)
@@ -118,7 +151,7 @@ static int s_run(const msgpack_object *params, int64_t global_round,
     if (rc != 0)
         zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory packing level %u", level);
     if (rc == 0 && display)
-        *display = zfed_fib_pyramid(fib);
+        *display = s_display(fib);
     zfed_fib_destroy(&fib);
     return rc;
 }
@@ -276,23 +309,9 @@ static json_t *s_aggregate_json(const mpq_t *values, size_t dims)
     return json;
 }
 
-//  Short for people: 1234567890123...789 (2090 digits).
 static char *s_aggregate_text(const mpq_t *values, size_t dims)
 {
-    char *text = s_decimal(values, dims);
-    if (!text)
-        return NULL;
-    size_t length = strlen(text);
-    if (length <= TEXT_DIGITS_MAX)
-        return text;
-    char *shortened = malloc(TEXT_DIGITS_MAX + 48);
-    if (shortened) {
-        size_t digits = strcspn(text, ".");
-        snprintf(shortened, TEXT_DIGITS_MAX + 48, "%.12s...%.6s (%zu digits)", text,
-                 text + digits - 6, digits);
-    }
-    free(text);
-    return shortened;
+    return s_shorten(s_decimal(values, dims));
 }
 
 const zfed_service_t zfed_service_fib = {

@@ -60,8 +60,7 @@ int zfed_parse_double(const char *text, double min, double max, double *out)
     errno = 0;
     char *end = NULL;
     double value = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !isfinite(value) || value < min ||
-        value > max)
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(value) || value < min || value > max)
         return -1;
     *out = value;
     return 0;

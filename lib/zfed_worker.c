@@ -111,9 +111,9 @@ static void s_show(const connection_t *connection, const zfed_msg_t *task, const
     char *text = malloc(size);
     if (!text)
         return;
-    snprintf(text, size, "--- %s: job %s round %u task %u (%" PRIu64 " us)\n%s",
-             connection->name, zfed_msg_job_id(task), zfed_msg_round(task),
-             zfed_msg_task_id(task), compute_us, display);
+    snprintf(text, size, "--- %s: job %s round %u task %u (%" PRIu64 " us)\n%s", connection->name,
+             zfed_msg_job_id(task), zfed_msg_round(task), zfed_msg_task_id(task), compute_us,
+             display);
     s_print(text);
     free(text);
 }
@@ -544,10 +544,9 @@ int zfed_worker_run(zfed_worker_t *self)
 {
     for (unsigned index = 0; index < self->config.concurrency; index++)
         s_open(&self->connections[index]);
-    zfed_info("%u worker%s for %s on %s (credit %u, %u compute thread%s)",
-              self->config.concurrency, self->config.concurrency == 1 ? "" : "s",
-              self->config.service, self->config.endpoint, self->config.credit,
-              self->config.threads, self->config.threads == 1 ? "" : "s");
+    zfed_info("%u worker%s for %s on %s (credit %u, %u compute thread%s)", self->config.concurrency,
+              self->config.concurrency == 1 ? "" : "s", self->config.service, self->config.endpoint,
+              self->config.credit, self->config.threads, self->config.threads == 1 ? "" : "s");
     self->tick_at_ms = zfed_clock_ms() + self->config.heartbeat_ms;
     int rc = 0;
     while (!zsys_interrupted) {

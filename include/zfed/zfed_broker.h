@@ -42,38 +42,38 @@ extern "C" {
 #define ZFED_BROKER_MAX_BODY_FRAMES        4
 
 typedef struct {
-    int heartbeat_ms;         //  interval between heartbeats to workers
-    int liveness;             //  intervals of silence before a worker is dead
-    size_t max_workers;       //  registered workers, all services
-    size_t max_services;      //  distinct service names
-    size_t max_queue;         //  queued requests, all services together
-    int64_t max_message;      //  bytes; larger messages cost the sender its connection
-    int64_t request_ttl_ms;   //  lifetime of a queued request; 0 = forever
-    uint32_t max_attempts;    //  dispatches per request before it fails with 503
-    int hwm;                  //  ZeroMQ high-water marks on the ROUTER
+    int heartbeat_ms;       //  interval between heartbeats to workers
+    int liveness;           //  intervals of silence before a worker is dead
+    size_t max_workers;     //  registered workers, all services
+    size_t max_services;    //  distinct service names
+    size_t max_queue;       //  queued requests, all services together
+    int64_t max_message;    //  bytes; larger messages cost the sender its connection
+    int64_t request_ttl_ms; //  lifetime of a queued request; 0 = forever
+    uint32_t max_attempts;  //  dispatches per request before it fails with 503
+    int hwm;                //  ZeroMQ high-water marks on the ROUTER
 } zfed_broker_config_t;
 
 //  Counters, for logs, tests and the status service.
 typedef struct {
-    uint64_t requests;          //  client requests accepted into a queue
-    uint64_t dispatched;        //  REQUESTs sent to workers (includes re-dispatches)
-    uint64_t replies;           //  replies delivered to clients
-    uint64_t redispatched;      //  requests re-queued after their worker died
-    uint64_t failed;            //  requests answered with an error (expired, attempts, full)
-    uint64_t expired;           //  of which: waited past request_ttl_ms
-    uint64_t rejected;          //  of which: refused because a limit was reached
-    uint64_t malformed;         //  messages dropped as invalid
-    uint64_t unexpected;        //  valid but unexpected worker commands (answered by DISCONNECT)
-    uint64_t stale_replies;     //  replies for requests the worker no longer holds
-    uint64_t unroutable;        //  messages ROUTER could not deliver (peer gone or full)
-    uint64_t mmi;               //  8/MMI requests answered
-    uint64_t workers_ready;     //  READY accepted
-    uint64_t workers_expired;   //  workers dropped for silence
-    uint64_t workers_left;      //  workers that sent DISCONNECT
-    size_t workers;             //  registered now
-    size_t services;            //  known now
-    size_t queued;              //  waiting for a worker now
-    size_t in_flight;           //  held by workers now
+    uint64_t requests;        //  client requests accepted into a queue
+    uint64_t dispatched;      //  REQUESTs sent to workers (includes re-dispatches)
+    uint64_t replies;         //  replies delivered to clients
+    uint64_t redispatched;    //  requests re-queued after their worker died
+    uint64_t failed;          //  requests answered with an error (expired, attempts, full)
+    uint64_t expired;         //  of which: waited past request_ttl_ms
+    uint64_t rejected;        //  of which: refused because a limit was reached
+    uint64_t malformed;       //  messages dropped as invalid
+    uint64_t unexpected;      //  valid but unexpected worker commands (answered by DISCONNECT)
+    uint64_t stale_replies;   //  replies for requests the worker no longer holds
+    uint64_t unroutable;      //  messages ROUTER could not deliver (peer gone or full)
+    uint64_t mmi;             //  8/MMI requests answered
+    uint64_t workers_ready;   //  READY accepted
+    uint64_t workers_expired; //  workers dropped for silence
+    uint64_t workers_left;    //  workers that sent DISCONNECT
+    size_t workers;           //  registered now
+    size_t services;          //  known now
+    size_t queued;            //  waiting for a worker now
+    size_t in_flight;         //  held by workers now
 } zfed_broker_stats_t;
 
 typedef struct _zfed_broker_t zfed_broker_t;

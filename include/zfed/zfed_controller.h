@@ -36,8 +36,8 @@ typedef struct _zfed_controller_t zfed_controller_t;
 //  progress receives one line per round and the final table (NULL: none).
 //  NULL with a reason in error when the work folder cannot be set up
 //  (resume: when it holds no job, or a corrupt record).
-zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progress,
-                                       char *error, size_t error_size);
+zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progress, char *error,
+                                       size_t error_size);
 void zfed_controller_destroy(zfed_controller_t **self_p);
 
 //  Runs the remaining rounds.  Returns a ZFED_RUN_ value.

@@ -29,11 +29,11 @@
 extern "C" {
 #endif
 
-#define ZFED_JOB_ROUNDS_MAX   1000000
-#define ZFED_JOB_TASKS_MAX    1000000
-#define ZFED_JOB_RETRIES_MAX  100
-#define ZFED_JOB_ENDPOINT_MAX 256
-#define ZFED_JOB_PATH_MAX     1024
+#define ZFED_JOB_ROUNDS_MAX    1000000
+#define ZFED_JOB_TASKS_MAX     1000000
+#define ZFED_JOB_RETRIES_MAX   100
+#define ZFED_JOB_ENDPOINT_MAX  256
+#define ZFED_JOB_PATH_MAX      1024
 #define ZFED_JOB_TIMEOUT_MAX_S 86400.0
 
 #define ZFED_JOB_DEFAULT_ROUNDS        5
@@ -91,8 +91,7 @@ int zfed_job_load(zfed_job_t *job, const char *path, char *error, size_t error_s
 
 //  Applies one job-file setting (key as in schemas/JOB.md).  0, or -1 with
 //  "KEY: reason" in error.
-int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error,
-                 size_t error_size);
+int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error, size_t error_size);
 
 //  Resolves derived settings (quorum, task timeout, job id) and checks the
 //  whole job, including every task's parameters against the service.  On

@@ -24,8 +24,8 @@
 extern "C" {
 #endif
 
-#define ZFED_MDPC_HEADER "MDPC01"
-#define ZFED_MDPW_HEADER "MDPW01"
+#define ZFED_MDPC_HEADER     "MDPC01"
+#define ZFED_MDPW_HEADER     "MDPW01"
 #define ZFED_MDP_HEADER_SIZE 6
 
 //  Worker command bytes (frame 2 of every MDP/Worker message).
@@ -41,8 +41,9 @@ extern "C" {
 #define ZFED_MDP_ADDRESS_MAX 255
 
 //  8/MMI: services under this prefix are answered by the broker itself.
-#define ZFED_MMI_PREFIX  "mmi."
-#define ZFED_MMI_SERVICE "mmi.service"
+#define ZFED_MMI_PREFIX          "mmi."
+#define ZFED_MMI_SERVICE         "mmi.service"
+#define ZFED_MMI_STATUS          "mmi.status" //  zfed: broker load and counters (msgpack map)
 #define ZFED_MMI_FOUND           "200"
 #define ZFED_MMI_NOT_FOUND       "404"
 #define ZFED_MMI_NOT_IMPLEMENTED "501"
@@ -58,10 +59,10 @@ typedef struct {
 } zfed_view_t;
 
 typedef enum {
-    ZFED_MDP_CLIENT = 0,                     //  MDPC01 request (at broker) or reply (at client)
-    ZFED_MDP_READY = ZFED_MDPW_READY,        //  with service
-    ZFED_MDP_REQUEST = ZFED_MDPW_REQUEST,    //  with address and body
-    ZFED_MDP_REPLY = ZFED_MDPW_REPLY,        //  with address and body
+    ZFED_MDP_CLIENT = 0,                  //  MDPC01 request (at broker) or reply (at client)
+    ZFED_MDP_READY = ZFED_MDPW_READY,     //  with service
+    ZFED_MDP_REQUEST = ZFED_MDPW_REQUEST, //  with address and body
+    ZFED_MDP_REPLY = ZFED_MDPW_REPLY,     //  with address and body
     ZFED_MDP_HEARTBEAT = ZFED_MDPW_HEARTBEAT,
     ZFED_MDP_DISCONNECT = ZFED_MDPW_DISCONNECT
 } zfed_mdp_command_t;
@@ -72,8 +73,8 @@ typedef struct {
     zfed_view_t service;   //  CLIENT, READY
     zfed_view_t address;   //  REQUEST, REPLY
     zfed_view_t extension; //  READY: optional fifth frame (zfed "credit=N"), else empty
-    size_t body_index;   //  first body frame (CLIENT, REQUEST, REPLY)
-    size_t body_count;   //  number of body frames, at least 1 where there is a body
+    size_t body_index;     //  first body frame (CLIENT, REQUEST, REPLY)
+    size_t body_count;     //  number of body frames, at least 1 where there is a body
 } zfed_mdp_t;
 
 //  Each returns 0 and fills *mdp, or -1 and points *reason at a constant

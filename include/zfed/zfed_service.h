@@ -34,8 +34,8 @@ typedef struct {
     char text[ZFED_ERROR_TEXT_MAX + 1];
 } zfed_fault_t;
 
-void zfed_fault_set(zfed_fault_t *fault, uint32_t code, const char *field, const char *format,
-                    ...) __attribute__((format(printf, 4, 5)));
+void zfed_fault_set(zfed_fault_t *fault, uint32_t code, const char *field, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
 
 //  One result reduced to what aggregation needs.
 typedef struct {

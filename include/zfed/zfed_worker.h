@@ -26,32 +26,32 @@ extern "C" {
 #define ZFED_WORKER_MAX_CONCURRENCY  4096
 #define ZFED_WORKER_MAX_THREADS      256
 #define ZFED_WORKER_MAX_CREDIT       256
-#define ZFED_WORKER_RECONNECT_MS     250   //  first back-off step
-#define ZFED_WORKER_RECONNECT_MAX_MS 8000  //  back-off ceiling
+#define ZFED_WORKER_RECONNECT_MS     250  //  first back-off step
+#define ZFED_WORKER_RECONNECT_MAX_MS 8000 //  back-off ceiling
 
 typedef struct {
-    const char *endpoint;  //  broker endpoint
-    const char *service;   //  service to serve (must be registered, see zfed_service.h)
-    const char *name;      //  worker name in results; connection i is "name.i" when concurrency > 1
-    unsigned concurrency;  //  MDP workers (connections)
-    unsigned threads;      //  compute threads; 0 = run tasks on the I/O thread
-    unsigned credit;       //  requests per connection (1 = strict MDP)
-    int heartbeat_ms;      //  must match the broker's
-    int liveness;          //  silent intervals before the broker counts as gone
-    int reconnect_ms;      //  first back-off step
-    int reconnect_max_ms;  //  back-off ceiling
-    bool pyramid;          //  print each task's display text (fib: the pyramid) on stdout
-    int delay_ms;          //  extra time per task, to play a straggler in tests and demos
+    const char *endpoint; //  broker endpoint
+    const char *service;  //  service to serve (must be registered, see zfed_service.h)
+    const char *name;     //  worker name in results; connection i is "name.i" when concurrency > 1
+    unsigned concurrency; //  MDP workers (connections)
+    unsigned threads;     //  compute threads; 0 = run tasks on the I/O thread
+    unsigned credit;      //  requests per connection (1 = strict MDP)
+    int heartbeat_ms;     //  must match the broker's
+    int liveness;         //  silent intervals before the broker counts as gone
+    int reconnect_ms;     //  first back-off step
+    int reconnect_max_ms; //  back-off ceiling
+    bool pyramid;         //  print each task's display text (fib: the pyramid) on stdout
+    int delay_ms;         //  extra time per task, to play a straggler in tests and demos
     const char *curve_cert;       //  our certificate file (secret), or NULL for plaintext
     const char *curve_server_key; //  broker public key (Z85 or certificate file)
 } zfed_worker_config_t;
 
 typedef struct {
-    uint64_t tasks;       //  results returned
-    uint64_t errors;      //  error replies returned
-    uint64_t malformed;   //  messages from the broker dropped as invalid
-    uint64_t reconnects;  //  fresh sockets opened after the first
-    uint64_t abandoned;   //  finished tasks whose connection was reset meanwhile
+    uint64_t tasks;      //  results returned
+    uint64_t errors;     //  error replies returned
+    uint64_t malformed;  //  messages from the broker dropped as invalid
+    uint64_t reconnects; //  fresh sockets opened after the first
+    uint64_t abandoned;  //  finished tasks whose connection was reset meanwhile
 } zfed_worker_stats_t;
 
 typedef struct _zfed_worker_t zfed_worker_t;

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The zfed demo on this machine: one broker, WORKERS workers (default 5)
+# and a controller running 5 rounds of fib at fibonacci_level 10.
+#
+#   scripts/run_local.sh                         # the demo
+#   scripts/run_local.sh --rounds 20 --level 30  # arguments go to zfed-controller
+#   WORKERS=8 scripts/run_local.sh               # more workers
+#
+# Installs missing packages and builds first.  Every process it starts is
+# stopped when it ends, also on Ctrl-C.  Exits with the controller's status
+# (0: job completed).  Logs of the broker and workers stay in the run folder
+# it prints; results go to the controller's work folder (/tmp/zfed/jobs).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+workers=${WORKERS:-5}
+if ! [[ "$workers" =~ ^[1-9][0-9]*$ ]] || ((workers > 1000)); then
+    echo "run_local.sh: WORKERS must be a number from 1 to 1000, got '$workers'" >&2
+    exit 2
+fi
+
+"$root/scripts/install-deps.sh"
+"$root/scripts/build.sh"
+bin="$root/build"
+
+run_dir=$(mktemp -d /tmp/zfed-demo.XXXXXX)
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    if ((${#pids[@]})); then
+        kill "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+    fi
+    echo "run_local.sh: logs of the broker and workers are in $run_dir" >&2
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+
+# A free port, found by the broker itself, so the demo never collides with
+# another broker on this machine.
+"$bin/zfed-broker" --bind 'tcp://127.0.0.1:*' --endpoint-file "$run_dir/endpoint" \
+    2>"$run_dir/broker.log" &
+pids+=($!)
+for _ in $(seq 1 100); do
+    [[ -s "$run_dir/endpoint" ]] && break
+    kill -0 "${pids[0]}" 2>/dev/null || { cat "$run_dir/broker.log" >&2; exit 1; }
+    sleep 0.05
+done
+endpoint=$(head -n 1 "$run_dir/endpoint")
+echo "run_local.sh: broker on $endpoint, starting $workers workers" >&2
+
+for index in $(seq 1 "$workers"); do
+    "$bin/zfed-worker" --connect "$endpoint" --name "worker-$index" --pyramid \
+        2>"$run_dir/worker-$index.log" &
+    pids+=($!)
+done
+
+status=0
+"$bin/zfed-controller" --connect "$endpoint" "$@" || status=$?
+exit "$status"

@@ -1,0 +1,317 @@
+"""zfedtest: start real zfed brokers, workers and controllers on loopback.
+
+Shared by the integration tests.  Every process gets its own temporary
+folder and free port (the broker binds tcp://127.0.0.1:* and reports the
+port it got), so tests never collide with each other or with a broker the
+user is running.  Everything started is stopped when the cluster closes.
+
+Besides the C programs, it offers two MDP peers written straight from
+schemas/PROTOCOL.md, for situations the C worker will not produce on
+purpose: ScriptedWorker (holds requests and answers them when and how a
+test says) and raw DEALER/ROUTER sockets for malformed traffic.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import msgpack
+import zmq
+
+BUILD_DIR = os.environ.get("ZFED_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+MDPC = b"MDPC01"
+MDPW = b"MDPW01"
+READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05"
+
+
+def binary(name):
+    return os.path.join(BUILD_DIR, name)
+
+
+def fib_sum(level):
+    """Sum of F(0)..F(level-1), computed here independently of zfed."""
+    a, b, total = 0, 1, 0
+    for _ in range(level):
+        total += a
+        a, b = b, a + b
+    return total
+
+
+def fib_last(level):
+    a, b = 0, 1
+    for _ in range(level - 1):
+        a, b = b, a + b
+    return a
+
+
+def task_body(job_id, round_, task, level, attempt=0, global_round=-1, global_value="0"):
+    return msgpack.packb(["zfed.task", 1, job_id, round_, task, attempt,
+                          {"fibonacci_level": level}, [global_round, global_value]],
+                         use_bin_type=True)
+
+
+def fib_outputs(level, sum_override=None):
+    sequence = []
+    if level <= 100:
+        a, b = 0, 1
+        for _ in range(level):
+            sequence.append(str(a))
+            a, b = b, a + b
+    total = fib_sum(level) if sum_override is None else sum_override
+    if sum_override is not None:
+        sequence = []  # a made-up sum cannot come with a consistent sequence
+    return {"sum": str(total), "terms": level, "last": str(fib_last(level)), "sequence": sequence}
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+
+
+class Process:
+    """A started program with its log file."""
+
+    def __init__(self, name, argv, log_path, stdout=None, env=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=stdout or self._log, stderr=self._log,
+                                     env=env, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def signal(self, signum):
+        if self.alive():
+            os.kill(self.proc.pid, signum)
+
+    def stop(self, timeout=5.0):
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGCONT)
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self):
+        self._log.flush()
+        with open(self.log_path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+
+
+class Cluster:
+    """Brokers, workers and controllers for one test, cleaned up on close."""
+
+    def __init__(self, name="zfed"):
+        self.dir = tempfile.mkdtemp(prefix="zfedtest-%s-" % name)
+        self.workdir = os.path.join(self.dir, "jobs")
+        self.processes = []
+        self.context = zmq.Context()
+        self.endpoint = None
+        self._count = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close(keep=exc[0] is not None)
+
+    def close(self, keep=False):
+        for process in reversed(self.processes):
+            process.stop()
+        self.context.destroy(linger=0)
+        if keep or os.environ.get("ZFED_KEEP"):
+            sys.stderr.write("zfedtest: logs kept in %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _name(self, prefix):
+        self._count += 1
+        return "%s-%d" % (prefix, self._count)
+
+    def start(self, name, argv, stdout=None, env=None):
+        process = Process(name, argv, os.path.join(self.dir, name + ".log"), stdout, env)
+        self.processes.append(process)
+        return process
+
+    def start_broker(self, *args, endpoint="tcp://127.0.0.1:*", name=None):
+        name = name or self._name("broker")
+        endpoint_file = os.path.join(self.dir, name + ".endpoint")
+        process = self.start(name, [binary("zfed-broker"), "--bind", endpoint,
+                                    "--endpoint-file", endpoint_file] + list(args))
+        wait_for(lambda: os.path.exists(endpoint_file) or not process.alive(), 10,
+                 what="the broker to bind")
+        if not process.alive():
+            raise AssertionError("broker did not start:\n" + process.log())
+        with open(endpoint_file) as handle:
+            self.endpoint = handle.readline().strip()
+        process.endpoint = self.endpoint
+        return process
+
+    def start_worker(self, *args, name=None, endpoint=None):
+        name = name or self._name("worker")
+        return self.start(name, [binary("zfed-worker"), "--connect", endpoint or self.endpoint,
+                                 "--name", name] + list(args))
+
+    def controller_argv(self, *args, endpoint=None):
+        return [binary("zfed-controller"), "--connect", endpoint or self.endpoint,
+                "--workdir", self.workdir] + list(args)
+
+    def run_controller(self, *args, timeout=60, endpoint=None):
+        started = time.monotonic()
+        result = subprocess.run(self.controller_argv(*args, endpoint=endpoint),
+                                capture_output=True, timeout=timeout)
+        result.elapsed = time.monotonic() - started
+        result.out = result.stdout.decode("utf-8", "replace")
+        result.err = result.stderr.decode("utf-8", "replace")
+        return result
+
+    def start_controller(self, *args, name=None, endpoint=None):
+        name = name or self._name("controller")
+        return self.start(name, self.controller_argv(*args, endpoint=endpoint),
+                          stdout=subprocess.DEVNULL)
+
+    def summary(self, job_id):
+        return self.read_json(job_id, "summary.json")
+
+    def read_json(self, job_id, name):
+        with open(os.path.join(self.workdir, job_id, name)) as handle:
+            return json.load(handle)
+
+    def client(self, endpoint=None):
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(endpoint or self.endpoint)
+        return socket
+
+    def mmi(self, service, body=b"", timeout=5.0, endpoint=None):
+        socket = self.client(endpoint)
+        try:
+            socket.send_multipart([b"", MDPC, service.encode(), body])
+            if not socket.poll(int(timeout * 1000)):
+                raise AssertionError("no answer from %s" % service)
+            frames = socket.recv_multipart()
+            assert frames[:3] == [b"", MDPC, service.encode()], frames
+            return frames[3]
+        finally:
+            socket.close()
+
+    def status(self, endpoint=None):
+        return msgpack.unpackb(self.mmi("mmi.status", endpoint=endpoint), raw=False)
+
+    def wait_workers(self, count, service="fib", timeout=10.0, endpoint=None):
+        def ready():
+            services = self.status(endpoint)["services"]
+            return services.get(service, {}).get("workers", 0) >= count
+        wait_for(ready, timeout, what="%d %s workers to register" % (count, service))
+
+
+class ScriptedWorker:
+    """An MDP worker whose every answer the test decides.
+
+    It registers with credit (a zfed extension) so the broker may hand it
+    several requests at once; requests are kept in `held` until the test
+    answers them with reply()/reply_error(), or forever.  Heartbeats are
+    sent from a background thread, so the broker keeps it registered.
+    """
+
+    def __init__(self, cluster, credit=16, service="fib", name="scripted", auto=None):
+        self.name = name
+        self.auto = auto  # callable(task) -> outputs dict or None to hold
+        self.socket = cluster.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(cluster.endpoint)
+        self.lock = threading.Lock()
+        self.held = []  # (address, decoded task)
+        self.received = []
+        self.running = True
+        frames = [b"", MDPW, READY, service.encode()]
+        if credit > 1:
+            frames.append(b"credit=%d" % credit)
+        self.socket.send_multipart(frames)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        next_beat = time.monotonic() + 1.0
+        while self.running:
+            if self.socket.poll(50):
+                with self.lock:
+                    frames = self.socket.recv_multipart()
+                    if frames[2] == REQUEST:
+                        task = msgpack.unpackb(frames[5], raw=False)
+                        self.received.append(task)
+                        outputs = self.auto(task) if self.auto else None
+                        if outputs is not None:
+                            self._send(frames[3], task, outputs)
+                        else:
+                            self.held.append((frames[3], task))
+            if time.monotonic() >= next_beat:
+                with self.lock:
+                    self.socket.send_multipart([b"", MDPW, HEARTBEAT])
+                next_beat = time.monotonic() + 1.0
+
+    def _send(self, address, task, outputs, error=None):
+        if error:
+            body = ["zfed.error", 1, task[2], task[3], task[4], task[5], self.name] + list(error)
+        else:
+            body = ["zfed.result", 1, task[2], task[3], task[4], task[5], self.name, 1, outputs]
+        self.socket.send_multipart([b"", MDPW, REPLY, address, b"",
+                                    msgpack.packb(body, use_bin_type=True)])
+
+    def wait_held(self, count, timeout=10.0):
+        wait_for(lambda: len(self.held) >= count, timeout, what="%d held requests" % count)
+
+    def take(self, round_, task, attempt):
+        """Removes and returns the held request for (round, task, attempt)."""
+        with self.lock:
+            for index, (address, body) in enumerate(self.held):
+                if (body[3], body[4], body[5]) == (round_, task, attempt):
+                    del self.held[index]
+                    return address, body
+        raise AssertionError("no held request for round %d task %d attempt %d"
+                             % (round_, task, attempt))
+
+    def reply(self, round_, task, attempt, outputs=None):
+        address, body = self.take(round_, task, attempt)
+        level = body[6]["fibonacci_level"]
+        with self.lock:
+            self._send(address, body, outputs or fib_outputs(level))
+
+    def reply_error(self, round_, task, attempt, code, field, message):
+        address, body = self.take(round_, task, attempt)
+        with self.lock:
+            self._send(address, body, None, (code, field, message))
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.socket.close()
+
+
+def main():
+    unittest.main(verbosity=2)
