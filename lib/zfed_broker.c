@@ -27,6 +27,7 @@
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "zfed_list.h"
+#include "zfed_netmon.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -90,6 +91,7 @@ struct _zfed_broker_t {
     zfed_broker_config_t config;
     zsock_t *router;
     void *handle;
+    zfed_netmon_t *netmon;
     zhashx_t *services;
     zhashx_t *workers;
     zlistx_t *endpoints;
@@ -411,6 +413,8 @@ static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *requ
 
 static void s_dispatch(zfed_broker_t *self, service_t *service)
 {
+    if (self->terminated)
+        return; //  tearing down: nothing goes out any more
     zfed_link_t *request_link, *worker_link;
     while ((request_link = zfed_list_first(&service->requests)) != NULL &&
            (worker_link = zfed_list_first(&service->waiting)) != NULL) {
@@ -482,7 +486,10 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
         rc |= s_pack_counter(&packer, "queued", service->queued);
         rc |= s_pack_counter(&packer, "in_flight", service->in_flight);
     }
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 16);
+    zfed_netmon_stats_t net = {0};
+    if (self->netmon)
+        zfed_netmon_stats(self->netmon, &net);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 20);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -499,6 +506,10 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "workers_expired", stats->workers_expired);
     rc |= s_pack_counter(&packer, "workers_left", stats->workers_left);
     rc |= s_pack_counter(&packer, "queued", stats->queued);
+    rc |= s_pack_counter(&packer, "connections_accepted", net.accepted);
+    rc |= s_pack_counter(&packer, "connections_closed", net.closed);
+    rc |= s_pack_counter(&packer, "handshakes_failed", net.handshake_failed);
+    rc |= s_pack_counter(&packer, "auth_failed", net.auth_failed);
     return rc == 0 ? 0 : -1;
 }
 
@@ -876,6 +887,11 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     int64_t max_message = config->max_message;
     zmq_setsockopt(self->handle, ZMQ_MAXMSGSIZE, &max_message, sizeof max_message);
     zsock_set_linger(self->router, 0);
+    //  Transport events: connections libzmq drops on its own are logged
+    //  with the peer's address and counted.
+    self->netmon = zfed_netmon_new(self->handle);
+    if (!self->netmon)
+        zfed_warn("connection monitor unavailable; transport drops will not be logged");
     self->started_ms = zfed_clock_ms();
     self->tick_at_ms = self->started_ms + config->heartbeat_ms;
     return self;
@@ -889,6 +905,7 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     zfed_broker_t *self = *self_p;
+    self->terminated = true;
     if (self->workers) {
         zlistx_t *all = zhashx_values(self->workers);
         for (worker_t *worker = all ? zlistx_first(all) : NULL; worker; worker = zlistx_next(all))
@@ -908,6 +925,7 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
         }
         zlistx_destroy(&all);
     }
+    zfed_netmon_destroy(&self->netmon);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->workers);
     zlistx_destroy(&self->endpoints);
@@ -977,12 +995,14 @@ static int s_handle_pipe(zfed_broker_t *self, zsock_t *pipe)
 
 int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
 {
-    zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0}};
-    int item_count = 1;
-    if (pipe) {
-        items[1].socket = zsock_resolve(pipe);
-        item_count = 2;
-    }
+    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_PIPE };
+    zmq_pollitem_t items[3] = {{self->handle, 0, ZMQ_POLLIN, 0},
+                               {self->netmon ? zfed_netmon_socket(self->netmon) : NULL, 0,
+                                self->netmon ? ZMQ_POLLIN : 0, 0},
+                               {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
+    int item_count = pipe ? 3 : 2;
+    if (!self->netmon) //  zmq_poll reads a NULL socket as fd 0: point it at the router
+        items[ITEM_NETMON].socket = self->handle;
     int rc = 0;
     while (!self->terminated) {
         if (!pipe && zsys_interrupted)
@@ -997,9 +1017,11 @@ int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
             rc = -1;
             break;
         }
-        if (pipe && items[1].revents & ZMQ_POLLIN && s_handle_pipe(self, pipe) != 0)
+        if (pipe && items[ITEM_PIPE].revents & ZMQ_POLLIN && s_handle_pipe(self, pipe) != 0)
             break;
-        if (items[0].revents & ZMQ_POLLIN) {
+        if (self->netmon && items[ITEM_NETMON].revents & ZMQ_POLLIN)
+            zfed_netmon_handle(self->netmon);
+        if (items[ITEM_ROUTER].revents & ZMQ_POLLIN) {
             for (int handled = 0; handled < DRAIN_BATCH; handled++) {
                 if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)
                     break;

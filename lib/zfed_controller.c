@@ -583,8 +583,9 @@ static void s_print_round(zfed_controller_t *self, const round_t *round, const c
         if (counts[index] && used < sizeof notes)
             used += (size_t)snprintf(notes + used, sizeof notes - used, ", %" PRIu64 " %s",
                                      counts[index], names[index]);
-    s_progress(self, "round %u/%u: %u/%u results (quorum %u), aggregate %s, %.1f ms%s\n",
-               round->number + 1, self->job->rounds, round->answered, self->job->tasks,
+    s_progress(self, "round %u (%u/%u): %u/%u results (quorum %u), aggregate %s, %.1f ms%s\n",
+               round->number, round->number + 1, self->job->rounds, round->answered,
+               self->job->tasks,
                self->job->quorum, aggregate, duration_us / 1000.0, notes);
 }
 
@@ -778,8 +779,10 @@ static void s_print_table(zfed_controller_t *self)
     json_array_foreach(self->summaries, index, summary)
     {
         json_t *aggregate = json_object_get(summary, "aggregate");
-        char *text = json_is_string(aggregate) ? strdup(json_string_value(aggregate))
-                                               : json_dumps(aggregate, JSON_ENCODE_ANY);
+        char *text = json_is_string(aggregate)
+                         ? zfed_number_abbreviate(json_string_value(aggregate),
+                                                  ZFED_NUMBER_DISPLAY_MAX)
+                         : json_dumps(aggregate, JSON_ENCODE_ANY);
         uint32_t round = (uint32_t)json_integer_value(json_object_get(summary, "round"));
         char results[32];
         snprintf(results, sizeof results, "%zu/%u",
@@ -883,7 +886,10 @@ int zfed_controller_run(zfed_controller_t *self)
         s_progress(self, "\njob %s interrupted; continue it with --resume %s\n", job->job_id,
                    job->job_id);
     if (outcome == ZFED_RUN_COMPLETED && self->best_round >= 0) {
-        char *value = json_dumps(self->best_value, JSON_ENCODE_ANY);
+        char *value = json_is_string(self->best_value)
+                          ? zfed_number_abbreviate(json_string_value(self->best_value),
+                                                   ZFED_NUMBER_DISPLAY_MAX)
+                          : json_dumps(self->best_value, JSON_ENCODE_ANY);
         s_progress(self, "\nbest round: %" PRId64 " (%s %s: %s)\n", self->best_round,
                    zfed_metric_name(job->metric), job->maximize ? "max" : "min", value);
         free(value);

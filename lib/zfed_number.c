@@ -7,6 +7,7 @@
 #include "zfed/zfed_number.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define DECIMAL_BASE  10
@@ -212,4 +213,18 @@ done:
     free(digits);
     mpz_clears(scaled, remainder, NULL);
     return text;
+}
+
+char *zfed_number_abbreviate(const char *text, size_t max)
+{
+    enum { HEAD = 12, TAIL = 6, EXTRA = 48 };
+    size_t length = strlen(text);
+    size_t digits = strcspn(text, ".");
+    if (length <= max || digits < HEAD + TAIL)
+        return strdup(text);
+    char *shortened = malloc(HEAD + TAIL + EXTRA);
+    if (shortened)
+        snprintf(shortened, HEAD + TAIL + EXTRA, "%.*s...%.*s (%zu digits)", HEAD, text, TAIL,
+                 text + digits - TAIL, digits - (text[0] == '-'));
+    return shortened;
 }

@@ -25,9 +25,6 @@
 #define OUTPUT_FIELDS  4
 #define INITIAL_GLOBAL "0"
 
-//  Aggregates longer than this are shortened in progress lines.
-#define TEXT_DIGITS_MAX 24
-
 static int s_read_level(const msgpack_object *params, uint32_t *level, zfed_fault_t *fault)
 {
     static const char *const allowed[] = {PARAM_LEVEL, NULL};
@@ -95,18 +92,10 @@ static int s_pack_outputs(const zfed_fib_t *fib, msgpack_packer *packer)
     return rc == 0 ? 0 : -1;
 }
 
-//  Long numbers shortened for people: 123456789012...987654 (2090 digits).
-//  Takes ownership of text.
+//  Long numbers shortened for people.  Takes ownership of text.
 static char *s_shorten(char *text)
 {
-    if (!text || strlen(text) <= TEXT_DIGITS_MAX)
-        return text;
-    char *shortened = malloc(TEXT_DIGITS_MAX + 48);
-    if (shortened) {
-        size_t digits = strcspn(text, ".");
-        snprintf(shortened, TEXT_DIGITS_MAX + 48, "%.12s...%.6s (%zu digits)", text,
-                 text + digits - 6, digits);
-    }
+    char *shortened = text ? zfed_number_abbreviate(text, ZFED_NUMBER_DISPLAY_MAX) : NULL;
     free(text);
     return shortened;
 }

@@ -118,6 +118,18 @@ static void s_show(const connection_t *connection, const zfed_msg_t *task, const
     free(text);
 }
 
+//  --delay-ms: sleeps in short steps so SIGINT/SIGTERM still stop the
+//  process within a second.
+static void s_play_straggler(int delay_ms)
+{
+    enum { STEP_MS = 20 };
+    int64_t until = zfed_clock_ms() + delay_ms;
+    while (!zsys_interrupted && zfed_clock_ms() < until) {
+        int64_t left = until - zfed_clock_ms();
+        zclock_sleep((int)(left < STEP_MS ? left : STEP_MS));
+    }
+}
+
 //  Runs the service on a decoded task; fills outputs or fault.
 static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
                       const zfed_msg_t *task, msgpack_sbuffer *outputs, uint64_t *compute_us,
@@ -133,8 +145,7 @@ static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
         msgpack_unpacked_destroy(&params);
         return -1;
     }
-    if (self->config.delay_ms > 0)
-        zclock_sleep(self->config.delay_ms);
+    s_play_straggler(self->config.delay_ms);
     msgpack_packer packer;
     msgpack_packer_init(&packer, outputs, msgpack_sbuffer_write);
     char *display = NULL;
@@ -444,7 +455,10 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
         return;
     }
     connection->last_heard_ms = zfed_clock_ms();
-    if (!connection->heard_since_ready) {
+    //  A REQUEST or HEARTBEAT means the broker took our READY: the next
+    //  outage starts again from the shortest back-off.  A DISCONNECT does
+    //  not, so a broker that keeps refusing us is not hammered.
+    if (!connection->heard_since_ready && mdp.command != ZFED_MDP_DISCONNECT) {
         connection->heard_since_ready = true;
         connection->backoff_ms = self->config.reconnect_ms;
     }
@@ -456,9 +470,7 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
         break;
     case ZFED_MDP_DISCONNECT:
         //  RFC 7: close the socket and register again on a new one.
-        zfed_info("%s: broker sent DISCONNECT; registering again", connection->name);
-        s_close(connection, false);
-        connection->reconnect_at_ms = zfed_clock_ms();
+        s_reconnect_later(connection, "broker sent DISCONNECT");
         break;
     default:
         self->stats.malformed++;

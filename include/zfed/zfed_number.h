@@ -45,6 +45,14 @@ int zfed_decimal_parse(const char *text, size_t length, mpq_t value);
 //  frees the result with free().  NULL on allocation failure.
 char *zfed_decimal_format(const mpq_t value, unsigned fraction_digits, bool *exact);
 
+//  Longest number shown whole to people; longer ones are abbreviated.
+#define ZFED_NUMBER_DISPLAY_MAX 24
+
+//  For people: text itself when at most max characters, else its first 12
+//  and last 6 integer digits and the digit count, "123456789012...537500
+//  (20899 digits)".  Caller frees; NULL on allocation failure.
+char *zfed_number_abbreviate(const char *text, size_t max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,9 +37,9 @@ class DemoJob(unittest.TestCase):
 
     def test_exit_status_and_progress(self):
         self.assertEqual(self.run_result.returncode, 0, self.run_result.err)
-        for round_ in range(1, 6):
-            self.assertIn("round %d/5: 5/5 results (quorum 5), aggregate 88" % round_,
-                          self.run_result.out)
+        for round_ in range(5):
+            self.assertIn("round %d (%d/5): 5/5 results (quorum 5), aggregate 88"
+                          % (round_, round_ + 1), self.run_result.out)
         self.assertIn("best round: 0", self.run_result.out)
 
     def test_summary_rounds(self):

@@ -88,6 +88,7 @@ class Quorum(unittest.TestCase):
         worker.wait_held(3)
         for task in range(3):
             worker.reply_error(0, task, 0, 422, "fibonacci_level", "made up for the test")
+        controller.expect_clean_exit = False  # it is meant to fail
         wait_for(lambda: not controller.alive(), 10, what="the controller to give up")
         self.assertEqual(controller.proc.returncode, 1)
         self.assertIn("out of reach", self.cluster.summary("errors")["error"])

@@ -73,6 +73,18 @@ def fib_outputs(level, sum_override=None):
     return {"sum": str(total), "terms": level, "last": str(fib_last(level)), "sequence": sequence}
 
 
+# What sanitizers and valgrind print when they catch something.
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                   "runtime error:", "ThreadSanitizer")
+
+
+def sanitizer_report(text):
+    for mark in SANITIZER_MARKS:
+        if mark in text:
+            return text[max(0, text.index(mark) - 200):text.index(mark) + 2000]
+    return None
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,6 +105,8 @@ class Process:
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=stdout or self._log, stderr=self._log,
                                      env=env, start_new_session=True)
+        # A process the test kills on purpose is not expected to exit cleanly.
+        self.expect_clean_exit = True
 
     @property
     def pid(self):
@@ -103,7 +117,13 @@ class Process:
 
     def signal(self, signum):
         if self.alive():
+            if signum in (signal.SIGKILL, signal.SIGSTOP):
+                self.expect_clean_exit = False
             os.kill(self.proc.pid, signum)
+
+    def kill(self):
+        self.signal(signal.SIGKILL)
+        self.proc.wait()
 
     def stop(self, timeout=5.0):
         if self.alive():
@@ -118,7 +138,8 @@ class Process:
         return self.proc.returncode
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as handle:
             return handle.read().decode("utf-8", "replace")
 
@@ -141,13 +162,24 @@ class Cluster:
         self.close(keep=exc[0] is not None)
 
     def close(self, keep=False):
+        problems = []
         for process in reversed(self.processes):
-            process.stop()
+            code = process.stop()
+            report = sanitizer_report(process.log())
+            if report:
+                problems.append("%s: sanitizer report:\n%s" % (process.name, report))
+            elif process.expect_clean_exit and code not in (0, 130, -signal.SIGTERM):
+                problems.append("%s exited with status %s:\n%s"
+                                % (process.name, code, process.log()[-2000:]))
         self.context.destroy(linger=0)
+        if problems:
+            keep = True
         if keep or os.environ.get("ZFED_KEEP"):
             sys.stderr.write("zfedtest: logs kept in %s\n" % self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            raise AssertionError("\n".join(problems))
 
     def _name(self, prefix):
         self._count += 1
@@ -188,6 +220,9 @@ class Cluster:
         result.elapsed = time.monotonic() - started
         result.out = result.stdout.decode("utf-8", "replace")
         result.err = result.stderr.decode("utf-8", "replace")
+        report = sanitizer_report(result.err)
+        if report:
+            raise AssertionError("controller: sanitizer report:\n" + report)
         return result
 
     def start_controller(self, *args, name=None, endpoint=None):

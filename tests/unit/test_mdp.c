@@ -1,0 +1,574 @@
+/*  test_mdp - the Majordomo envelope: every valid command shape at the
+    broker, worker and client, every output field, every refusal, and the
+    small helpers (READY credit, MMI, service names, command names).
+
+    Each parse gets copies of its frames in allocations of exactly the
+    right size and a frame array of exactly count entries, so a parser that
+    looks one frame or one byte too far is caught by valgrind or ASan.
+*/
+#include "zfed/zfed_mdp.h"
+#include "zfed_test.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FRAMES_MAX 16
+
+//  One frame given as a literal (embedded NULs allowed).
+typedef struct {
+    const char *data;
+    size_t size;
+} s_frame_t;
+
+#define F(literal)                                                                                 \
+    {                                                                                              \
+        literal, sizeof(literal) - 1                                                               \
+    }
+#define EMPTY F("")
+#define MDPC  F("MDPC01")
+#define MDPW  F("MDPW01")
+
+typedef enum { AT_BROKER, AT_WORKER, AT_CLIENT } s_side_t;
+
+static const char *s_side_name(s_side_t side)
+{
+    return side == AT_BROKER ? "broker" : side == AT_WORKER ? "worker" : "client";
+}
+
+//  Frames copied into exact allocations; views point into them.
+typedef struct {
+    zfed_view_t *views;
+    uint8_t *copies[FRAMES_MAX];
+    size_t count;
+} s_message_t;
+
+static void s_message_init(s_message_t *message, const s_frame_t *frames, size_t count)
+{
+    message->count = count;
+    message->views = malloc((count ? count : 1) * sizeof(zfed_view_t));
+    if (!message->views)
+        abort();
+    for (size_t index = 0; index < count; index++) {
+        message->copies[index] = malloc(frames[index].size ? frames[index].size : 1);
+        if (!message->copies[index])
+            abort();
+        memcpy(message->copies[index], frames[index].data, frames[index].size);
+        message->views[index].data = message->copies[index];
+        message->views[index].size = frames[index].size;
+    }
+}
+
+static void s_message_clear(s_message_t *message)
+{
+    for (size_t index = 0; index < message->count; index++)
+        free(message->copies[index]);
+    free(message->views);
+    message->views = NULL;
+    message->count = 0;
+}
+
+static int s_parse(s_side_t side, const s_message_t *message, zfed_mdp_t *mdp, const char **reason)
+{
+    switch (side) {
+    case AT_BROKER:
+        return zfed_mdp_parse_at_broker(message->views, message->count, mdp, reason);
+    case AT_WORKER:
+        return zfed_mdp_parse_at_worker(message->views, message->count, mdp, reason);
+    case AT_CLIENT:
+        return zfed_mdp_parse_at_client(message->views, message->count, mdp, reason);
+    }
+    return -2;
+}
+
+//  Index of view in message, or -1 when it points elsewhere.
+static int s_frame_of(const s_message_t *message, zfed_view_t view)
+{
+    for (size_t index = 0; index < message->count; index++)
+        if (view.data == message->views[index].data && view.size == message->views[index].size)
+            return (int)index;
+    return -1;
+}
+
+//  What a successful parse must produce.  Frame indexes: -1 for a view
+//  that must be empty.
+typedef struct {
+    zfed_mdp_command_t command;
+    int service;
+    int address;
+    int extension;
+    size_t body_index;
+    size_t body_count;
+} s_expected_t;
+
+static void s_check_accepted(s_side_t side, const s_frame_t *frames, size_t count,
+                             s_expected_t expected, const char *label)
+{
+    s_message_t message;
+    s_message_init(&message, frames, count);
+    zfed_mdp_t mdp;
+    memset(&mdp, 0xa5, sizeof mdp); //  every field must be written
+    const char *reason = "untouched";
+    int rc = s_parse(side, &message, &mdp, &reason);
+    int failures = zfed_test_failures;
+    CHECK_INT(rc, 0);
+    if (rc == 0) {
+        CHECK_INT(mdp.command, expected.command);
+        if (expected.service >= 0)
+            CHECK_INT(s_frame_of(&message, mdp.service), expected.service);
+        else
+            CHECK(mdp.service.size == 0 && mdp.service.data == NULL);
+        if (expected.address >= 0)
+            CHECK_INT(s_frame_of(&message, mdp.address), expected.address);
+        else
+            CHECK(mdp.address.size == 0 && mdp.address.data == NULL);
+        if (expected.extension >= 0)
+            CHECK_INT(s_frame_of(&message, mdp.extension), expected.extension);
+        else
+            CHECK(mdp.extension.size == 0 && mdp.extension.data == NULL);
+        CHECK_INT(mdp.body_index, expected.body_index);
+        CHECK_INT(mdp.body_count, expected.body_count);
+        if (expected.body_count)
+            CHECK(mdp.body_index + mdp.body_count == count);
+    }
+    if (zfed_test_failures != failures)
+        fprintf(stderr, "  case '%s' at %s (rc %d, reason %s)\n", label, s_side_name(side), rc,
+                rc == 0 ? "-" : reason);
+    s_message_clear(&message);
+}
+
+//  The parse fails with a non-empty constant reason; when needle is not
+//  NULL the reason holds it.
+static void s_check_refused(s_side_t side, const s_frame_t *frames, size_t count,
+                            const char *needle, const char *label)
+{
+    s_message_t message;
+    s_message_init(&message, frames, count);
+    zfed_mdp_t mdp;
+    const char *reason = NULL;
+    int rc = s_parse(side, &message, &mdp, &reason);
+    bool ok = rc == -1 && reason != NULL && reason[0] != '\0' &&
+              (!needle || strstr(reason, needle) != NULL);
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "  case '%s' at %s: rc %d, reason '%s', wanted '%s'\n", label,
+                s_side_name(side), rc, reason ? reason : "(null)", needle ? needle : "(any)");
+    s_message_clear(&message);
+}
+
+#define COUNT(array) (sizeof(array) / sizeof((array)[0]))
+
+//  A frame of size bytes of c, in storage the caller provides.
+static s_frame_t s_filled(char *storage, char c, size_t size)
+{
+    memset(storage, c, size);
+    return (s_frame_t){storage, size};
+}
+
+//  ---------------------------------------------------------------------
+//  Valid shapes
+
+static void s_test_client_messages(void)
+{
+    //  Client request at the broker, and the reply at the client: same shape.
+    s_frame_t one[] = {EMPTY, MDPC, F("fib"), F("body")};
+    s_frame_t several[] = {EMPTY, MDPC, F("fib"), F("b1"), EMPTY, F("b3\0x")};
+    s_expected_t expect_one = {ZFED_MDP_CLIENT, 2, -1, -1, 3, 1};
+    s_expected_t expect_several = {ZFED_MDP_CLIENT, 2, -1, -1, 3, 3};
+    s_check_accepted(AT_BROKER, one, COUNT(one), expect_one, "request, one body frame");
+    s_check_accepted(AT_CLIENT, one, COUNT(one), expect_one, "reply, one body frame");
+    s_check_accepted(AT_BROKER, several, COUNT(several), expect_several, "request, 3 bodies");
+    s_check_accepted(AT_CLIENT, several, COUNT(several), expect_several, "reply, 3 bodies");
+    //  An empty body frame is still a body frame.
+    s_frame_t empty_body[] = {EMPTY, MDPC, F("fib"), EMPTY};
+    s_check_accepted(AT_BROKER, empty_body, COUNT(empty_body), expect_one, "empty body");
+    //  MMI requests parse like any other service.
+    s_frame_t mmi[] = {EMPTY, MDPC, F("mmi.service"), F("fib")};
+    s_check_accepted(AT_BROKER, mmi, COUNT(mmi), expect_one, "mmi.service request");
+
+    //  Service name at its longest.
+    char longest[ZFED_MDP_SERVICE_MAX];
+    s_frame_t max_service[] = {EMPTY, MDPC, s_filled(longest, 's', sizeof longest), F("b")};
+    s_check_accepted(AT_BROKER, max_service, COUNT(max_service), expect_one, "255-byte service");
+    s_frame_t punctuation[] = {EMPTY, MDPC, F("!~svc.v2/x:y"), F("b")};
+    s_check_accepted(AT_CLIENT, punctuation, COUNT(punctuation), expect_one, "punctuation");
+}
+
+static void s_test_worker_messages(void)
+{
+    const s_side_t sides[] = {AT_BROKER, AT_WORKER};
+    for (size_t side = 0; side < 2; side++) {
+        s_frame_t ready4[] = {EMPTY, MDPW, F("\x01"), F("fib")};
+        s_check_accepted(sides[side], ready4, COUNT(ready4),
+                         (s_expected_t){ZFED_MDP_READY, 3, -1, -1, 0, 0}, "READY, 4 frames");
+        s_frame_t ready5[] = {EMPTY, MDPW, F("\x01"), F("fib"), F("credit=8")};
+        s_check_accepted(sides[side], ready5, COUNT(ready5),
+                         (s_expected_t){ZFED_MDP_READY, 3, -1, 4, 0, 0}, "READY, 5 frames");
+        //  An empty fifth frame is an (empty) extension.
+        s_frame_t ready5_empty[] = {EMPTY, MDPW, F("\x01"), F("fib"), EMPTY};
+        s_message_t message;
+        s_message_init(&message, ready5_empty, COUNT(ready5_empty));
+        zfed_mdp_t mdp;
+        const char *reason = NULL;
+        CHECK_INT(s_parse(sides[side], &message, &mdp, &reason), 0);
+        CHECK_INT(mdp.extension.size, 0);
+        CHECK_INT(mdp.command, ZFED_MDP_READY);
+        s_message_clear(&message);
+
+        s_frame_t request[] = {EMPTY, MDPW, F("\x02"), F("\x00k\x8b\x45\x67"), EMPTY, F("body")};
+        s_check_accepted(sides[side], request, COUNT(request),
+                         (s_expected_t){ZFED_MDP_REQUEST, -1, 3, -1, 5, 1}, "REQUEST");
+        s_frame_t request3[] = {EMPTY, MDPW, F("\x02"), F("A"), EMPTY, F("b1"), F("b2"), EMPTY};
+        s_check_accepted(sides[side], request3, COUNT(request3),
+                         (s_expected_t){ZFED_MDP_REQUEST, -1, 3, -1, 5, 3},
+                         "REQUEST, 3 body frames");
+        s_frame_t reply[] = {EMPTY, MDPW, F("\x03"), F("client-7"), EMPTY, F("result")};
+        s_check_accepted(sides[side], reply, COUNT(reply),
+                         (s_expected_t){ZFED_MDP_REPLY, -1, 3, -1, 5, 1}, "REPLY");
+        s_frame_t reply2[] = {EMPTY, MDPW, F("\x03"), F("c"), EMPTY, F("r1"), F("r2")};
+        s_check_accepted(sides[side], reply2, COUNT(reply2),
+                         (s_expected_t){ZFED_MDP_REPLY, -1, 3, -1, 5, 2}, "REPLY, 2 bodies");
+        char address[ZFED_MDP_ADDRESS_MAX];
+        s_frame_t long_address[] = {
+            EMPTY, MDPW, F("\x03"), s_filled(address, '\xff', sizeof address), EMPTY, F("r")};
+        s_check_accepted(sides[side], long_address, COUNT(long_address),
+                         (s_expected_t){ZFED_MDP_REPLY, -1, 3, -1, 5, 1}, "255-byte address");
+        s_frame_t heartbeat[] = {EMPTY, MDPW, F("\x04")};
+        s_check_accepted(sides[side], heartbeat, COUNT(heartbeat),
+                         (s_expected_t){ZFED_MDP_HEARTBEAT, -1, -1, -1, 0, 0}, "HEARTBEAT");
+        s_frame_t disconnect[] = {EMPTY, MDPW, F("\x05")};
+        s_check_accepted(sides[side], disconnect, COUNT(disconnect),
+                         (s_expected_t){ZFED_MDP_DISCONNECT, -1, -1, -1, 0, 0}, "DISCONNECT");
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Refusals
+
+static void s_test_header_refusals(void)
+{
+    const s_side_t all[] = {AT_BROKER, AT_WORKER, AT_CLIENT};
+    for (size_t side = 0; side < 3; side++) {
+        s_side_t at = all[side];
+        //  0 and 1 frames.
+        s_check_refused(at, NULL, 0, "too few frames", "no frames");
+        s_frame_t lone_empty[] = {EMPTY};
+        s_check_refused(at, lone_empty, 1, "too few frames", "one empty frame");
+        s_frame_t lone_header[] = {MDPC};
+        s_check_refused(at, lone_header, 1, "too few frames", "one header frame");
+        //  First frame not empty.
+        s_frame_t not_empty[] = {F("x"), MDPC, F("fib"), F("b")};
+        s_check_refused(at, not_empty, COUNT(not_empty), "first frame must be empty",
+                        "non-empty first frame (client)");
+        s_frame_t not_empty_w[] = {F("\0"), MDPW, F("\x04")};
+        s_check_refused(at, not_empty_w, COUNT(not_empty_w), "first frame must be empty",
+                        "NUL first frame (worker)");
+        //  Unknown headers, including near misses.
+        const s_frame_t headers[] = {F("MDPC02"), F("MDPW00"), F("mdpc01"), F("MDPC0"),
+                                     F("MDPC01\0"), F("MDPW01 "), EMPTY, F("MDP/0.1")};
+        for (size_t index = 0; index < COUNT(headers); index++) {
+            s_frame_t frames[] = {EMPTY, headers[index], F("\x04"), F("fib"), F("b")};
+            s_check_refused(at, frames, COUNT(frames), "unknown protocol header",
+                            "unknown header");
+        }
+    }
+    //  The right header for the wrong side.
+    s_frame_t client_request[] = {EMPTY, MDPC, F("fib"), F("b")};
+    s_check_refused(AT_WORKER, client_request, COUNT(client_request), "expected MDPW01",
+                    "MDPC01 at a worker");
+    s_frame_t heartbeat[] = {EMPTY, MDPW, F("\x04")};
+    s_check_refused(AT_CLIENT, heartbeat, COUNT(heartbeat), "expected MDPC01",
+                    "MDPW01 at a client");
+    s_frame_t ready[] = {EMPTY, MDPW, F("\x01"), F("fib")};
+    s_check_refused(AT_CLIENT, ready, COUNT(ready), "expected MDPC01", "READY at a client");
+    //  A two-frame message with a valid header still lacks the rest.
+    s_frame_t two_c[] = {EMPTY, MDPC};
+    s_check_refused(AT_BROKER, two_c, 2, "service", "MDPC01 with nothing else");
+    s_check_refused(AT_CLIENT, two_c, 2, "service", "MDPC01 with nothing else");
+    s_frame_t two_w[] = {EMPTY, MDPW};
+    s_check_refused(AT_BROKER, two_w, 2, "one-byte command", "MDPW01 with nothing else");
+    s_check_refused(AT_WORKER, two_w, 2, "one-byte command", "MDPW01 with nothing else");
+}
+
+static void s_test_client_refusals(void)
+{
+    const s_side_t sides[] = {AT_BROKER, AT_CLIENT};
+    char long_service[ZFED_MDP_SERVICE_MAX + 1];
+    for (size_t side = 0; side < 2; side++) {
+        s_side_t at = sides[side];
+        //  Service but no body.
+        s_frame_t no_body[] = {EMPTY, MDPC, F("fib")};
+        s_check_refused(at, no_body, COUNT(no_body), "at least one body frame", "no body");
+        //  Bad service names.
+        const s_frame_t services[] = {EMPTY,        F("fi b"),    F(" fib"),  F("fib\t"),
+                                      F("fib\n"),   F("f\0b"),    F("\x7f"),  F("caf\xc3\xa9"),
+                                      F("\x1b[0m"), F("fib\x80")};
+        for (size_t index = 0; index < COUNT(services); index++) {
+            s_frame_t frames[] = {EMPTY, MDPC, services[index], F("b")};
+            char label[32];
+            snprintf(label, sizeof label, "bad service #%zu", index);
+            s_check_refused(at, frames, COUNT(frames), "invalid service name", label);
+        }
+        s_frame_t too_long[] = {EMPTY, MDPC,
+                                s_filled(long_service, 's', sizeof long_service), F("b")};
+        s_check_refused(at, too_long, COUNT(too_long), "invalid service name",
+                        "256-byte service");
+    }
+}
+
+static void s_test_worker_refusals(void)
+{
+    const s_side_t sides[] = {AT_BROKER, AT_WORKER};
+    char address[ZFED_MDP_ADDRESS_MAX + 1];
+    char long_service[ZFED_MDP_SERVICE_MAX + 1];
+    for (size_t side = 0; side < 2; side++) {
+        s_side_t at = sides[side];
+        //  Command frame of 0 or 2 bytes.
+        s_frame_t zero[] = {EMPTY, MDPW, EMPTY};
+        s_check_refused(at, zero, COUNT(zero), "one-byte command", "empty command frame");
+        s_frame_t two[] = {EMPTY, MDPW, F("\x04\x00")};
+        s_check_refused(at, two, COUNT(two), "one-byte command", "two-byte command frame");
+        s_frame_t two_ready[] = {EMPTY, MDPW, F("\x01\x01"), F("fib")};
+        s_check_refused(at, two_ready, COUNT(two_ready), "one-byte command",
+                        "two-byte READY");
+        //  Unknown command bytes.
+        const s_frame_t commands[] = {F("\x00"), F("\x06"), F("\x07"), F("\x7f"), F("\xff"),
+                                      F("1")};
+        for (size_t index = 0; index < COUNT(commands); index++) {
+            s_frame_t frames[] = {EMPTY, MDPW, commands[index]};
+            s_check_refused(at, frames, COUNT(frames), "unknown MDPW01 command",
+                            "unknown command");
+            s_frame_t longer[] = {EMPTY, MDPW, commands[index], F("a"), EMPTY, F("b")};
+            s_check_refused(at, longer, COUNT(longer), "unknown MDPW01 command",
+                            "unknown command with frames");
+        }
+        //  READY with 3 or 6 frames, or a bad service.
+        s_frame_t ready3[] = {EMPTY, MDPW, F("\x01")};
+        s_check_refused(at, ready3, COUNT(ready3), "READY", "READY with 3 frames");
+        s_frame_t ready6[] = {EMPTY, MDPW, F("\x01"), F("fib"), F("credit=2"), F("x")};
+        s_check_refused(at, ready6, COUNT(ready6), "READY", "READY with 6 frames");
+        s_frame_t ready_empty[] = {EMPTY, MDPW, F("\x01"), EMPTY};
+        s_check_refused(at, ready_empty, COUNT(ready_empty), "READY", "READY, empty service");
+        s_frame_t ready_space[] = {EMPTY, MDPW, F("\x01"), F("my service")};
+        s_check_refused(at, ready_space, COUNT(ready_space), "READY", "READY, service space");
+        s_frame_t ready_long[] = {EMPTY, MDPW, F("\x01"),
+                                  s_filled(long_service, 'x', sizeof long_service)};
+        s_check_refused(at, ready_long, COUNT(ready_long), "READY", "READY, 256-byte service");
+        s_frame_t ready_long5[] = {EMPTY, MDPW, F("\x01"),
+                                   s_filled(long_service, 'x', sizeof long_service), F("c")};
+        s_check_refused(at, ready_long5, COUNT(ready_long5), "READY",
+                        "READY, 256-byte service, 5 frames");
+
+        for (int command = ZFED_MDPW_REQUEST; command <= ZFED_MDPW_REPLY; command++) {
+            char byte[1] = {(char)command};
+            s_frame_t cmd = {byte, 1};
+            //  Too few frames: no body, no delimiter, no address.
+            s_frame_t no_body[] = {EMPTY, MDPW, cmd, F("addr"), EMPTY};
+            s_check_refused(at, no_body, COUNT(no_body), "needs address, empty frame and body",
+                            "REQUEST/REPLY without body");
+            s_frame_t bare[] = {EMPTY, MDPW, cmd};
+            s_check_refused(at, bare, COUNT(bare), "needs address", "REQUEST/REPLY bare");
+            s_frame_t address_only[] = {EMPTY, MDPW, cmd, F("addr")};
+            s_check_refused(at, address_only, COUNT(address_only), "needs address",
+                            "REQUEST/REPLY with only an address");
+            //  Delimiter missing: the body sits where the empty frame goes.
+            s_frame_t no_delimiter[] = {EMPTY, MDPW, cmd, F("addr"), F("body"), F("more")};
+            s_check_refused(at, no_delimiter, COUNT(no_delimiter), "followed by an empty frame",
+                            "REQUEST/REPLY without delimiter");
+            s_frame_t nul_delimiter[] = {EMPTY, MDPW, cmd, F("addr"), F("\0"), F("body")};
+            s_check_refused(at, nul_delimiter, COUNT(nul_delimiter),
+                            "followed by an empty frame", "REQUEST/REPLY with NUL delimiter");
+            //  Address of 0 or 256 bytes.
+            s_frame_t empty_address[] = {EMPTY, MDPW, cmd, EMPTY, EMPTY, F("body")};
+            s_check_refused(at, empty_address, COUNT(empty_address), "1-255 bytes",
+                            "empty address");
+            s_frame_t long_address[] = {EMPTY, MDPW, cmd, s_filled(address, 'a', sizeof address),
+                                        EMPTY, F("body")};
+            s_check_refused(at, long_address, COUNT(long_address), "1-255 bytes",
+                            "256-byte address");
+        }
+        //  HEARTBEAT and DISCONNECT take nothing more.
+        for (int command = ZFED_MDPW_HEARTBEAT; command <= ZFED_MDPW_DISCONNECT; command++) {
+            char byte[1] = {(char)command};
+            s_frame_t cmd = {byte, 1};
+            s_frame_t extra[] = {EMPTY, MDPW, cmd, EMPTY};
+            s_check_refused(at, extra, COUNT(extra), "take no frames after the command",
+                            "HEARTBEAT/DISCONNECT + empty frame");
+            s_frame_t extra2[] = {EMPTY, MDPW, cmd, F("x"), F("y")};
+            s_check_refused(at, extra2, COUNT(extra2), "take no frames after the command",
+                            "HEARTBEAT/DISCONNECT + 2 frames");
+        }
+    }
+}
+
+//  A failed parse leaves the output without stale data from an earlier
+//  successful one (it is cleared before anything is checked).
+static void s_test_output_cleared(void)
+{
+    s_frame_t good[] = {EMPTY, MDPW, F("\x03"), F("addr"), EMPTY, F("r")};
+    s_frame_t bad[] = {EMPTY, F("XXXX01"), F("\x04")};
+    s_message_t first, second;
+    s_message_init(&first, good, COUNT(good));
+    s_message_init(&second, bad, COUNT(bad));
+    zfed_mdp_t mdp;
+    const char *reason = NULL;
+    CHECK_INT(zfed_mdp_parse_at_broker(first.views, first.count, &mdp, &reason), 0);
+    CHECK_INT(mdp.body_index, 5);
+    CHECK_INT(zfed_mdp_parse_at_broker(second.views, second.count, &mdp, &reason), -1);
+    CHECK(mdp.address.data == NULL && mdp.address.size == 0);
+    CHECK_INT(mdp.body_index, 0);
+    CHECK_INT(mdp.body_count, 0);
+    s_message_clear(&first);
+    s_message_clear(&second);
+}
+
+//  ---------------------------------------------------------------------
+//  Helpers
+
+static unsigned s_credit(const char *text, size_t size, unsigned max)
+{
+    uint8_t *copy = malloc(size ? size : 1);
+    memcpy(copy, text, size);
+    zfed_view_t view = {copy, size};
+    unsigned credit = zfed_mdp_ready_credit(view, max);
+    free(copy);
+    return credit;
+}
+
+#define CREDIT(literal, max) s_credit(literal, sizeof(literal) - 1, max)
+
+static void s_test_ready_credit(void)
+{
+    CHECK_INT(CREDIT("credit=8", 64), 8);
+    CHECK_INT(CREDIT("credit=1", 64), 1);
+    CHECK_INT(CREDIT("credit=64", 64), 64);
+    CHECK_INT(CREDIT("credit=65", 64), 64);   //  clamped to max
+    CHECK_INT(CREDIT("credit=999999", 64), 64);
+    CHECK_INT(CREDIT("credit=999999", 1000000), 999999); //  six digits: the longest read
+    CHECK_INT(CREDIT("credit=000012", 64), 12);
+    CHECK_INT(CREDIT("credit=0", 64), 1);
+    CHECK_INT(CREDIT("credit=000000", 64), 1);
+    CHECK_INT(CREDIT("credit=", 64), 1);
+    CHECK_INT(CREDIT("credit", 64), 1);
+    CHECK_INT(CREDIT("", 64), 1);
+    zfed_view_t nothing = {NULL, 0};
+    CHECK_INT(zfed_mdp_ready_credit(nothing, 64), 1);
+    //  Seven or more digits are not read at all (so the arithmetic can
+    //  never overflow): plain MDP credit, not the max.
+    CHECK_INT(CREDIT("credit=99999999", 64), 1);
+    CHECK_INT(CREDIT("credit=0000001", 64), 1);
+    CHECK_INT(CREDIT("credit=4294967297", 64), 1);
+    //  Anything else is not a credit frame.
+    CHECK_INT(CREDIT("crdit=4", 64), 1);
+    CHECK_INT(CREDIT("Credit=4", 64), 1);
+    CHECK_INT(CREDIT("credit:4", 64), 1);
+    CHECK_INT(CREDIT("credit= 4", 64), 1);
+    CHECK_INT(CREDIT("credit=4 ", 64), 1);
+    CHECK_INT(CREDIT("credit=+4", 64), 1);
+    CHECK_INT(CREDIT("credit=-4", 64), 1);
+    CHECK_INT(CREDIT("credit=4x", 64), 1);
+    CHECK_INT(CREDIT("credit=0x10", 64), 1);
+    CHECK_INT(CREDIT("credit=4\0", 64), 1);
+    CHECK_INT(CREDIT("xcredit=4", 64), 1);
+    CHECK_INT(CREDIT("credit=12", 12), 12);
+    CHECK_INT(CREDIT("credit=13", 12), 12);
+    CHECK_INT(CREDIT("credit=5", 1), 1);
+}
+
+static bool s_service_valid(const char *text, size_t size)
+{
+    uint8_t *copy = malloc(size ? size : 1);
+    memcpy(copy, text, size);
+    zfed_view_t view = {copy, size};
+    bool valid = zfed_mdp_service_valid(view);
+    free(copy);
+    return valid;
+}
+
+static bool s_is_mmi(const char *text, size_t size)
+{
+    uint8_t *copy = malloc(size ? size : 1);
+    memcpy(copy, text, size);
+    zfed_view_t view = {copy, size};
+    bool mmi = zfed_mdp_is_mmi(view);
+    free(copy);
+    return mmi;
+}
+
+#define SERVICE_VALID(literal) s_service_valid(literal, sizeof(literal) - 1)
+#define IS_MMI(literal)        s_is_mmi(literal, sizeof(literal) - 1)
+
+static void s_test_service_names(void)
+{
+    CHECK(SERVICE_VALID("fib"));
+    CHECK(SERVICE_VALID("a"));
+    CHECK(SERVICE_VALID("!"));
+    CHECK(SERVICE_VALID("~"));
+    CHECK(SERVICE_VALID("mmi.service"));
+    CHECK(!SERVICE_VALID(""));
+    CHECK(!SERVICE_VALID(" "));
+    CHECK(!SERVICE_VALID("a b"));
+    CHECK(!SERVICE_VALID("ab\0"));
+    CHECK(!SERVICE_VALID("tab\t"));
+    CHECK(!SERVICE_VALID("\x7f"));
+    CHECK(!SERVICE_VALID("\x80"));
+    CHECK(!SERVICE_VALID("\xff"));
+    CHECK(!SERVICE_VALID("caf\xc3\xa9"));
+    char name[ZFED_MDP_SERVICE_MAX + 1];
+    memset(name, 'n', sizeof name);
+    CHECK(s_service_valid(name, ZFED_MDP_SERVICE_MAX));
+    CHECK(!s_service_valid(name, ZFED_MDP_SERVICE_MAX + 1));
+    //  Every byte alone: exactly 0x21..0x7e pass.
+    for (int c = 0; c <= 0xff; c++) {
+        char byte = (char)c;
+        CHECK(s_service_valid(&byte, 1) == (c >= 0x21 && c <= 0x7e));
+    }
+
+    CHECK(IS_MMI("mmi.service"));
+    CHECK(IS_MMI("mmi."));
+    CHECK(IS_MMI("mmi.echo"));
+    CHECK(!IS_MMI("mmi"));
+    CHECK(!IS_MMI("mmi_service"));
+    CHECK(!IS_MMI("MMI.service"));
+    CHECK(!IS_MMI("xmmi.service"));
+    CHECK(!IS_MMI("fib"));
+    CHECK(!IS_MMI(""));
+    zfed_view_t nothing = {NULL, 0};
+    CHECK(!zfed_mdp_is_mmi(nothing));
+}
+
+static void s_test_command_names(void)
+{
+    CHECK_STR(zfed_mdp_command_name(ZFED_MDP_CLIENT), "CLIENT");
+    CHECK_STR(zfed_mdp_command_name(ZFED_MDP_READY), "READY");
+    CHECK_STR(zfed_mdp_command_name(ZFED_MDP_REQUEST), "REQUEST");
+    CHECK_STR(zfed_mdp_command_name(ZFED_MDP_REPLY), "REPLY");
+    CHECK_STR(zfed_mdp_command_name(ZFED_MDP_HEARTBEAT), "HEARTBEAT");
+    CHECK_STR(zfed_mdp_command_name(ZFED_MDP_DISCONNECT), "DISCONNECT");
+    CHECK_STR(zfed_mdp_command_name((zfed_mdp_command_t)6), "?");
+    CHECK_STR(zfed_mdp_command_name((zfed_mdp_command_t)0xff), "?");
+    //  The wire bytes are RFC 7's.
+    CHECK_INT(ZFED_MDPW_READY, 1);
+    CHECK_INT(ZFED_MDPW_REQUEST, 2);
+    CHECK_INT(ZFED_MDPW_REPLY, 3);
+    CHECK_INT(ZFED_MDPW_HEARTBEAT, 4);
+    CHECK_INT(ZFED_MDPW_DISCONNECT, 5);
+    CHECK_STR(ZFED_MDPC_HEADER, "MDPC01");
+    CHECK_STR(ZFED_MDPW_HEADER, "MDPW01");
+}
+
+int main(void)
+{
+    s_test_client_messages();
+    s_test_worker_messages();
+    s_test_header_refusals();
+    s_test_client_refusals();
+    s_test_worker_refusals();
+    s_test_output_cleared();
+    s_test_ready_credit();
+    s_test_service_names();
+    s_test_command_names();
+    ZFED_TEST_END();
+}
