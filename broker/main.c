@@ -1,6 +1,7 @@
 /*  zfed-broker - the Majordomo broker zfed's workers and controllers meet at.  */
 #include "zfed/zfed_broker.h"
 #include "zfed/zfed_log.h"
+#include "zfed/zfed_signal.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
@@ -171,6 +172,8 @@ int main(int argc, char **argv)
         endpoints[endpoint_count++] = ZFED_BROKER_ENDPOINT_DEFAULT;
 
     zfed_log_set_ident("broker");
+    if (zfed_signal_install() != 0)
+        zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
     zfed_broker_t *broker = zfed_broker_new(&config);
     if (!broker)
         return ZFED_EXIT_FAILED;

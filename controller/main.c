@@ -5,6 +5,7 @@
 #include "zfed/zfed_fib.h"
 #include "zfed/zfed_job.h"
 #include "zfed/zfed_log.h"
+#include "zfed/zfed_signal.h"
 #include "zfed/zfed_service.h"
 #include "zfed/zfed_util.h"
 #include "zfed_cli.h"
@@ -389,6 +390,8 @@ int main(int argc, char **argv)
     }
 
     zfed_log_set_ident("controller");
+    if (zfed_signal_install() != 0)
+        zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
     zfed_controller_t *controller =
         zfed_controller_new(&job, resuming, progress ? stdout : NULL, error, sizeof error);
     if (!controller) {

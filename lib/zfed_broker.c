@@ -24,6 +24,7 @@
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
+#include "zfed/zfed_signal.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "zfed_list.h"
@@ -995,14 +996,17 @@ static int s_handle_pipe(zfed_broker_t *self, zsock_t *pipe)
 
 int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
 {
-    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_PIPE };
-    zmq_pollitem_t items[3] = {{self->handle, 0, ZMQ_POLLIN, 0},
-                               {self->netmon ? zfed_netmon_socket(self->netmon) : NULL, 0,
-                                self->netmon ? ZMQ_POLLIN : 0, 0},
-                               {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
-    int item_count = pipe ? 3 : 2;
-    if (!self->netmon) //  zmq_poll reads a NULL socket as fd 0: point it at the router
-        items[ITEM_NETMON].socket = self->handle;
+    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_PIPE };
+    //  zmq_poll reads a NULL socket as a file descriptor: unused slots point
+    //  at the router with no events.
+    zmq_pollitem_t items[4] = {
+        {self->handle, 0, ZMQ_POLLIN, 0},
+        {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
+         self->netmon ? ZMQ_POLLIN : 0, 0},
+        {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
+         zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
+        {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
+    int item_count = pipe ? 4 : 3;
     int rc = 0;
     while (!self->terminated) {
         if (!pipe && zsys_interrupted)

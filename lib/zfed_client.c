@@ -3,6 +3,7 @@
 #include "zfed/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
+#include "zfed/zfed_signal.h"
 #include "zfed_curve.h"
 
 #include <czmq.h>
@@ -87,10 +88,12 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
     int64_t deadline = zclock_mono() + (timeout_ms < 0 ? 0 : timeout_ms);
     while (true) {
         int64_t wait = deadline - zclock_mono();
-        zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&item, 1, (long)(wait > 0 ? wait : 0));
-        if (rc < 0)
-            return -1; //  EINTR: the caller checks zsys_interrupted
+        int signal_fd = zfed_signal_fd();
+        zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0},
+                                   {NULL, signal_fd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll(items, signal_fd >= 0 ? 2 : 1, (long)(wait > 0 ? wait : 0));
+        if (rc < 0 || zsys_interrupted)
+            return -1; //  the caller checks zsys_interrupted
         if (rc == 0)
             return 0;
         if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)

@@ -16,6 +16,7 @@
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_service.h"
+#include "zfed/zfed_signal.h"
 #include "zfed/zfed_util.h"
 #include "zfed_list.h"
 #include "zfed_curve.h"
@@ -525,9 +526,16 @@ static int64_t s_next_deadline(zfed_worker_t *self)
     return deadline;
 }
 
+//  Item 0 is the signal pipe (or an inert entry), then compute threads,
+//  then connections.
+#define ITEMS_BEFORE_COMPUTES 1
+
 static int s_rebuild_items(zfed_worker_t *self)
 {
     size_t count = 0;
+    int signal_fd = zfed_signal_fd();
+    self->items[count++] = (zmq_pollitem_t){NULL, signal_fd >= 0 ? signal_fd : 0,
+                                            (short)(signal_fd >= 0 ? ZMQ_POLLIN : 0), 0};
     for (unsigned index = 0; index < self->config.threads; index++) {
         self->items[count] = (zmq_pollitem_t){self->computes[index].handle, 0, ZMQ_POLLIN, 0};
         count++;
@@ -574,12 +582,12 @@ int zfed_worker_run(zfed_worker_t *self)
             rc = -1;
             break;
         }
-        size_t computes = self->config.threads;
-        for (size_t item = 0; item < self->item_count; item++) {
+        size_t computes_end = ITEMS_BEFORE_COMPUTES + self->config.threads;
+        for (size_t item = ITEMS_BEFORE_COMPUTES; item < self->item_count; item++) {
             if (!(self->items[item].revents & ZMQ_POLLIN))
                 continue;
-            if (item < computes)
-                s_compute_done(self, &self->computes[item]);
+            if (item < computes_end)
+                s_compute_done(self, &self->computes[item - ITEMS_BEFORE_COMPUTES]);
             else {
                 connection_t *connection = s_connection_for_item(self, item);
                 if (connection)
@@ -659,7 +667,8 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         s_default_name(base, sizeof base);
     self->connections = calloc(config->concurrency, sizeof *self->connections);
     self->computes = calloc(config->threads ? config->threads : 1, sizeof *self->computes);
-    self->items = calloc(config->concurrency + config->threads, sizeof *self->items);
+    self->items = calloc(ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads,
+                         sizeof *self->items);
     if (!self->connections || !self->computes || !self->items)
         goto err;
     for (unsigned index = 0; index < config->concurrency; index++) {

@@ -1,5 +1,6 @@
 /*  zfed-worker - stateless workers: pull tasks from a broker, run them, reply.  */
 #include "zfed/zfed_log.h"
+#include "zfed/zfed_signal.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_service.h"
 #include "zfed/zfed_version.h"
@@ -173,6 +174,8 @@ int main(int argc, char **argv)
     }
 
     zfed_log_set_ident(config.name ? config.name : "worker");
+    if (zfed_signal_install() != 0)
+        zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
     zfed_worker_t *worker = zfed_worker_new(&config);
     if (!worker)
         return ZFED_EXIT_FAILED;
