@@ -351,6 +351,11 @@ static void s_request_requeue(zfed_broker_t *self, request_t *request)
         s_request_fail(self, &request, ZFED_ERR_UNAVAILABLE, text);
         return;
     }
+    //  Its lifetime in the queue starts again: time spent at a worker that
+    //  died is not waiting for a worker.  (The queue is then not quite in
+    //  age order; the expiry sweep stops at this fresh head, which at worst
+    //  delays expiring the requests behind it by one lifetime.)
+    request->enqueued_ms = zfed_clock_ms();
     zfed_list_push_front(&request->service->requests, &request->link);
     request->service->queued++;
     self->stats.queued++;
@@ -826,13 +831,20 @@ static void s_expire_requests(zfed_broker_t *self, int64_t now)
     zlistx_destroy(&idle);
 }
 
+static int64_t s_tick_ms(int heartbeat_ms)
+{
+    return heartbeat_ms / 4 > 0 ? heartbeat_ms / 4 : 1;
+}
+
 static void s_tick(zfed_broker_t *self)
 {
     int64_t now = zfed_clock_ms();
     s_purge_workers(self, now);
     s_send_heartbeats(self, now);
     s_expire_requests(self, now);
-    self->tick_at_ms = now + self->config.heartbeat_ms;
+    //  Ticking at a quarter interval keeps every gap between heartbeats
+    //  under 1.25 intervals, well inside the peer's liveness.
+    self->tick_at_ms = now + s_tick_ms(self->config.heartbeat_ms);
 }
 
 //  ---------------------------------------------------------------------
@@ -999,13 +1011,12 @@ int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
     enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_PIPE };
     //  zmq_poll reads a NULL socket as a file descriptor: unused slots point
     //  at the router with no events.
-    zmq_pollitem_t items[4] = {
-        {self->handle, 0, ZMQ_POLLIN, 0},
-        {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
-         self->netmon ? ZMQ_POLLIN : 0, 0},
-        {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
-         zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
-        {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[4] = {{self->handle, 0, ZMQ_POLLIN, 0},
+                               {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
+                                self->netmon ? ZMQ_POLLIN : 0, 0},
+                               {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
+                                zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
+                               {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
     int item_count = pipe ? 4 : 3;
     int rc = 0;
     while (!self->terminated) {

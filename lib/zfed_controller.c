@@ -585,8 +585,7 @@ static void s_print_round(zfed_controller_t *self, const round_t *round, const c
                                      counts[index], names[index]);
     s_progress(self, "round %u (%u/%u): %u/%u results (quorum %u), aggregate %s, %.1f ms%s\n",
                round->number, round->number + 1, self->job->rounds, round->answered,
-               self->job->tasks,
-               self->job->quorum, aggregate, duration_us / 1000.0, notes);
+               self->job->tasks, self->job->quorum, aggregate, duration_us / 1000.0, notes);
 }
 
 static int s_close_round(zfed_controller_t *self, round_t *round)
@@ -779,10 +778,10 @@ static void s_print_table(zfed_controller_t *self)
     json_array_foreach(self->summaries, index, summary)
     {
         json_t *aggregate = json_object_get(summary, "aggregate");
-        char *text = json_is_string(aggregate)
-                         ? zfed_number_abbreviate(json_string_value(aggregate),
-                                                  ZFED_NUMBER_DISPLAY_MAX)
-                         : json_dumps(aggregate, JSON_ENCODE_ANY);
+        char *text =
+            json_is_string(aggregate)
+                ? zfed_number_abbreviate(json_string_value(aggregate), ZFED_NUMBER_DISPLAY_MAX)
+                : json_dumps(aggregate, JSON_ENCODE_ANY);
         uint32_t round = (uint32_t)json_integer_value(json_object_get(summary, "round"));
         char results[32];
         snprintf(results, sizeof results, "%zu/%u",

@@ -98,7 +98,9 @@ static json_t *s_from_msgpack(const msgpack_object *object, int depth)
     case MSGPACK_OBJECT_FLOAT64:
         return json_real(object->via.f64);
     case MSGPACK_OBJECT_STR:
-        return json_stringn(object->via.str.ptr, object->via.str.size);
+        //  msgpack-c leaves ptr NULL for an empty string.
+        return object->via.str.size ? json_stringn(object->via.str.ptr, object->via.str.size)
+                                    : json_string("");
     case MSGPACK_OBJECT_ARRAY: {
         json_t *array = json_array();
         for (uint32_t index = 0; array && index < object->via.array.size; index++) {
@@ -118,7 +120,9 @@ static json_t *s_from_msgpack(const msgpack_object *object, int depth)
                 json_decref(map);
                 return NULL;
             }
-            char *key = strndup(pair->key.via.str.ptr, pair->key.via.str.size);
+            char *key = pair->key.via.str.size
+                            ? strndup(pair->key.via.str.ptr, pair->key.via.str.size)
+                            : strdup("");
             json_t *member = s_from_msgpack(&pair->val, depth + 1);
             int rc = key && member ? json_object_set_new(map, key, member) : -1;
             if (rc != 0 && !key)

@@ -103,174 +103,226 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     size_t position;
-} s_cursor_t;
+    int max_depth;
+    char *reason;
+    size_t reason_size;
+} s_scanner_t;
 
-static int s_take(s_cursor_t *cursor, size_t count)
+//  Bytes that follow the cursor.
+static size_t s_left(const s_scanner_t *scan)
 {
-    if (cursor->size - cursor->position < count)
-        return -1;
-    cursor->position += count;
-    return 0;
+    return scan->size - scan->position;
 }
 
-static uint64_t s_read_be(const uint8_t *bytes, size_t width)
+static int s_truncated(s_scanner_t *scan)
 {
-    uint64_t value = 0;
-    for (size_t index = 0; index < width; index++)
-        value = (value << 8) | bytes[index];
-    return value;
+    s_reason(scan->reason, scan->reason_size, "msgpack truncated at byte %zu", scan->position);
+    return -1;
+}
+
+static int s_take(s_scanner_t *scan, uint64_t count)
+{
+    if (s_left(scan) < count)
+        return s_truncated(scan);
+    scan->position += (size_t)count;
+    return 0;
 }
 
 //  Reads a big-endian length of width bytes at the cursor.
-static int s_take_length(s_cursor_t *cursor, size_t width, uint64_t *length)
+static int s_take_length(s_scanner_t *scan, size_t width, uint64_t *length)
 {
-    if (cursor->size - cursor->position < width)
-        return -1;
-    *length = s_read_be(cursor->data + cursor->position, width);
-    cursor->position += width;
+    if (s_left(scan) < width)
+        return s_truncated(scan);
+    *length = 0;
+    for (size_t index = 0; index < width; index++)
+        *length = (*length << 8) | scan->data[scan->position + index];
+    scan->position += width;
     return 0;
 }
 
-static int s_scan_value(s_cursor_t *cursor, int depth, char *reason, size_t reason_size);
-
-static int s_scan_container(s_cursor_t *cursor, uint64_t count, int per_entry, int depth,
-                            char *reason, size_t reason_size)
+//  Well-formed UTF-8: no overlong forms, no surrogates, nothing past
+//  U+10FFFF.  msgpack says str is UTF-8; peers in other languages rely on it.
+static bool s_utf8_valid(const uint8_t *text, size_t length)
 {
-    if (depth >= ZFED_NESTING_MAX) {
-        s_reason(reason, reason_size, "msgpack nesting deeper than %d", ZFED_NESTING_MAX);
+    size_t index = 0;
+    while (index < length) {
+        uint8_t lead = text[index];
+        size_t extra;
+        uint32_t point;
+        if (lead < 0x80) {
+            index++;
+            continue;
+        } else if (lead >= 0xc2 && lead <= 0xdf)
+            extra = 1, point = lead & 0x1f;
+        else if (lead >= 0xe0 && lead <= 0xef)
+            extra = 2, point = lead & 0x0f;
+        else if (lead >= 0xf0 && lead <= 0xf4)
+            extra = 3, point = lead & 0x07;
+        else
+            return false;
+        if (length - index <= extra)
+            return false;
+        for (size_t next = 1; next <= extra; next++) {
+            if ((text[index + next] & 0xc0) != 0x80)
+                return false;
+            point = (point << 6) | (text[index + next] & 0x3f);
+        }
+        if ((extra == 2 && (point < 0x800 || (point >= 0xd800 && point <= 0xdfff))) ||
+            (extra == 3 && (point < 0x10000 || point > 0x10ffff)))
+            return false;
+        index += extra + 1;
+    }
+    return true;
+}
+
+static int s_scan_string(s_scanner_t *scan, uint64_t length)
+{
+    size_t start = scan->position;
+    if (s_take(scan, length) != 0)
+        return -1;
+    if (!s_utf8_valid(scan->data + start, (size_t)length)) {
+        s_reason(scan->reason, scan->reason_size, "string at byte %zu is not valid UTF-8", start);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_scan_value(s_scanner_t *scan, int depth, bool is_key);
+
+static int s_scan_container(s_scanner_t *scan, uint64_t count, bool is_map, int depth)
+{
+    if (depth >= scan->max_depth) {
+        s_reason(scan->reason, scan->reason_size, "msgpack nesting deeper than %d",
+                 scan->max_depth);
         return -1;
     }
     //  Every element takes at least one byte, so a count larger than what
     //  is left is a lie we can refuse before anyone allocates for it.
-    uint64_t elements = count * (uint64_t)per_entry;
-    if (count > cursor->size || elements > cursor->size - cursor->position) {
-        s_reason(reason, reason_size,
+    uint64_t elements = is_map ? 2 * count : count;
+    if (elements > s_left(scan)) {
+        s_reason(scan->reason, scan->reason_size,
                  "msgpack container claims %llu elements but only %zu bytes follow",
-                 (unsigned long long)elements, cursor->size - cursor->position);
+                 (unsigned long long)elements, s_left(scan));
         return -1;
     }
     for (uint64_t index = 0; index < elements; index++)
-        if (s_scan_value(cursor, depth + 1, reason, reason_size) != 0)
+        if (s_scan_value(scan, depth + 1, is_map && index % 2 == 0) != 0)
             return -1;
     return 0;
 }
 
-static int s_scan_value(s_cursor_t *cursor, int depth, char *reason, size_t reason_size)
+//  Bytes after the head of fixed-size types: ints, floats, fixext.
+static int s_fixed_payload(uint8_t head)
 {
-    if (cursor->position >= cursor->size) {
-        s_reason(reason, reason_size, "msgpack truncated at byte %zu", cursor->position);
+    switch (head) {
+    case 0xcc:
+    case 0xd0:
+        return 1;
+    case 0xcd:
+    case 0xd1:
+    case 0xd4:
+        return 2;
+    case 0xd5:
+        return 3;
+    case 0xce:
+    case 0xd2:
+    case 0xca:
+        return 4;
+    case 0xd6:
+        return 5;
+    case 0xcf:
+    case 0xd3:
+    case 0xcb:
+        return 8;
+    case 0xd7:
+        return 9;
+    case 0xd8:
+        return 17;
+    default:
         return -1;
     }
-    uint8_t head = cursor->data[cursor->position++];
-    uint64_t length = 0;
-    int rc = 0;
+}
 
+static int s_scan_value(s_scanner_t *scan, int depth, bool is_key)
+{
+    if (s_left(scan) == 0)
+        return s_truncated(scan);
+    uint8_t head = scan->data[scan->position++];
+    uint64_t length = 0;
+    bool is_string = (head >= 0xa0 && head <= 0xbf) || (head >= 0xd9 && head <= 0xdb);
+    if (is_key && !is_string) {
+        s_reason(scan->reason, scan->reason_size, "map key at byte %zu is not a string",
+                 scan->position - 1);
+        return -1;
+    }
     if (head <= 0x7f || head >= 0xe0 || head == 0xc0 || head == 0xc2 || head == 0xc3)
         return 0; //  fixints, nil, booleans: the head is the value
     if (head >= 0xa0 && head <= 0xbf)
-        rc = s_take(cursor, head & 0x1f);
-    else if (head >= 0x90 && head <= 0x9f)
-        return s_scan_container(cursor, head & 0x0f, 1, depth, reason, reason_size);
-    else if (head >= 0x80 && head <= 0x8f)
-        return s_scan_container(cursor, head & 0x0f, 2, depth, reason, reason_size);
-    else {
-        switch (head) {
-        case 0xcc:
-        case 0xd0:
-            rc = s_take(cursor, 1);
-            break;
-        case 0xcd:
-        case 0xd1:
-            rc = s_take(cursor, 2);
-            break;
-        case 0xce:
-        case 0xd2:
-        case 0xca:
-            rc = s_take(cursor, 4);
-            break;
-        case 0xcf:
-        case 0xd3:
-        case 0xcb:
-            rc = s_take(cursor, 8);
-            break;
-        case 0xd4:
-            rc = s_take(cursor, 2);
-            break;
-        case 0xd5:
-            rc = s_take(cursor, 3);
-            break;
-        case 0xd6:
-            rc = s_take(cursor, 5);
-            break;
-        case 0xd7:
-            rc = s_take(cursor, 9);
-            break;
-        case 0xd8:
-            rc = s_take(cursor, 17);
-            break;
-        case 0xc4:
-        case 0xd9:
-            rc = s_take_length(cursor, 1, &length) ?: s_take(cursor, length);
-            break;
-        case 0xc5:
-        case 0xda:
-            rc = s_take_length(cursor, 2, &length) ?: s_take(cursor, length);
-            break;
-        case 0xc6:
-        case 0xdb:
-            rc = s_take_length(cursor, 4, &length) ?: s_take(cursor, length);
-            break;
-        case 0xc7:
-            rc = s_take_length(cursor, 1, &length) ?: s_take(cursor, length + 1);
-            break;
-        case 0xc8:
-            rc = s_take_length(cursor, 2, &length) ?: s_take(cursor, length + 1);
-            break;
-        case 0xc9:
-            rc = s_take_length(cursor, 4, &length) ?: s_take(cursor, length + 1);
-            break;
-        case 0xdc:
-        case 0xde:
-            if (s_take_length(cursor, 2, &length) != 0) {
-                rc = -1;
-                break;
-            }
-            return s_scan_container(cursor, length, head == 0xde ? 2 : 1, depth, reason,
-                                    reason_size);
-        case 0xdd:
-        case 0xdf:
-            if (s_take_length(cursor, 4, &length) != 0) {
-                rc = -1;
-                break;
-            }
-            return s_scan_container(cursor, length, head == 0xdf ? 2 : 1, depth, reason,
-                                    reason_size);
-        default: //  0xc1 is reserved and never valid
-            s_reason(reason, reason_size, "invalid msgpack byte 0x%02x at %zu", head,
-                     cursor->position - 1);
-            return -1;
-        }
+        return s_scan_string(scan, head & 0x1f);
+    if (head >= 0x90 && head <= 0x9f)
+        return s_scan_container(scan, head & 0x0f, false, depth);
+    if (head >= 0x80 && head <= 0x8f)
+        return s_scan_container(scan, head & 0x0f, true, depth);
+    int fixed = s_fixed_payload(head);
+    if (fixed >= 0)
+        return s_take(scan, (uint64_t)fixed);
+    //  Variable lengths: 1, 2 or 4 length bytes by the low bits of the head.
+    static const size_t widths[] = {1, 2, 4};
+    switch (head) {
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
+        return s_take_length(scan, widths[head - 0xd9], &length) ?: s_scan_string(scan, length);
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return s_take_length(scan, widths[head - 0xc4], &length) ?: s_take(scan, length);
+    case 0xc7:
+    case 0xc8:
+    case 0xc9: //  ext: a type byte after the length
+        return s_take_length(scan, widths[head - 0xc7], &length) ?: s_take(scan, length + 1);
+    case 0xdc:
+    case 0xdd:
+        return s_take_length(scan, head == 0xdc ? 2 : 4, &length)
+                   ?: s_scan_container(scan, length, false, depth);
+    case 0xde:
+    case 0xdf:
+        return s_take_length(scan, head == 0xde ? 2 : 4, &length)
+                   ?: s_scan_container(scan, length, true, depth);
+    default: //  0xc1 is reserved and never valid
+        s_reason(scan->reason, scan->reason_size, "invalid msgpack byte 0x%02x at %zu", head,
+                 scan->position - 1);
+        return -1;
     }
-    if (rc != 0)
-        s_reason(reason, reason_size, "msgpack truncated at byte %zu", cursor->position);
-    return rc;
 }
 
-int zfed_msgpack_check(const void *data, size_t size, char *reason, size_t reason_size)
+//  zfed_msgpack_check with an explicit nesting budget: a part that will sit
+//  inside a body gets what the body leaves it.
+static int s_check(const void *data, size_t size, int max_depth, char *reason, size_t reason_size)
 {
+    char ignored[8];
+    if (!reason || reason_size == 0) {
+        reason = ignored;
+        reason_size = sizeof ignored;
+    }
     if (!data || size == 0) {
         s_reason(reason, reason_size, "empty body");
         return -1;
     }
-    s_cursor_t cursor = {data, size, 0};
-    if (s_scan_value(&cursor, 0, reason, reason_size) != 0)
+    s_scanner_t scan = {data, size, 0, max_depth, reason, reason_size};
+    if (s_scan_value(&scan, 0, false) != 0)
         return -1;
-    if (cursor.position != size) {
+    if (scan.position != size) {
         s_reason(reason, reason_size, "%zu trailing bytes after the msgpack value",
-                 size - cursor.position);
+                 size - scan.position);
         return -1;
     }
     return 0;
+}
+
+int zfed_msgpack_check(const void *data, size_t size, char *reason, size_t reason_size)
+{
+    return s_check(data, size, ZFED_NESTING_MAX, reason, reason_size);
 }
 
 //  ---------------------------------------------------------------------
@@ -346,10 +398,15 @@ static int s_check_string_map(const msgpack_object *object, const char *what, ch
 }
 
 //  Decodes bytes that must be a string-keyed map into canonical bytes.
+//  Depth budgets of the parts a body holds: params and outputs sit one
+//  level down, the global value two (inside the [round, value] pair).
+#define PART_DEPTH_MAX   (ZFED_NESTING_MAX - 1)
+#define GLOBAL_DEPTH_MAX (ZFED_NESTING_MAX - 2)
+
 static int s_blob_from_map_bytes(s_blob_t *blob, const void *data, size_t size, const char *what)
 {
     char reason[128];
-    if (zfed_msgpack_check(data, size, reason, sizeof reason) != 0)
+    if (size > ZFED_BODY_MAX || s_check(data, size, PART_DEPTH_MAX, reason, sizeof reason) != 0)
         return -1;
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
@@ -364,7 +421,7 @@ static int s_blob_from_map_bytes(s_blob_t *blob, const void *data, size_t size, 
 
 static int s_blob_from_any_bytes(s_blob_t *blob, const void *data, size_t size)
 {
-    if (zfed_msgpack_check(data, size, NULL, 0) != 0)
+    if (size > ZFED_BODY_MAX || s_check(data, size, GLOBAL_DEPTH_MAX, NULL, 0) != 0)
         return -1;
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
@@ -387,10 +444,11 @@ static bool s_is_token(const char *text, size_t length, size_t max_length)
     return true;
 }
 
-//  Free text for error messages: no control characters (UTF-8 allowed).
+//  Free text for error messages: well-formed UTF-8 without control
+//  characters.
 static bool s_is_text(const char *text, size_t length, size_t max_length)
 {
-    if (length > max_length)
+    if (length > max_length || !s_utf8_valid((const uint8_t *)text, length))
         return false;
     for (size_t index = 0; index < length; index++) {
         unsigned char c = (unsigned char)text[index];
@@ -524,8 +582,12 @@ static int s_read_u32(s_reader_t *reader, int index, uint32_t *out)
 
 //  Copies a string element into out (capacity max_length + 1) after
 //  checking it with is_valid; an empty string passes when allow_empty.
+//  Copies a string element into out (capacity max_length + 1) after
+//  checking it with is_valid; rule says what is_valid wants, for the reason.
+//  An empty string passes when allow_empty.
 static int s_read_string(s_reader_t *reader, int index, char *out, size_t max_length,
-                         bool (*is_valid)(const char *, size_t, size_t), bool allow_empty)
+                         bool (*is_valid)(const char *, size_t, size_t), const char *rule,
+                         bool allow_empty)
 {
     const msgpack_object *element = &reader->element[index];
     if (element->type != MSGPACK_OBJECT_STR)
@@ -533,10 +595,8 @@ static int s_read_string(s_reader_t *reader, int index, char *out, size_t max_le
     uint32_t length = element->via.str.size;
     if (!(allow_empty && length == 0) && !is_valid(element->via.str.ptr, length, max_length)) {
         s_reason(reader->reason, reader->reason_size,
-                 "element %d (%s): invalid string of %u bytes (at most %zu, no control "
-                 "characters%s)",
-                 index, reader->names[index], length, max_length,
-                 is_valid == s_is_token ? " or spaces" : "");
+                 "element %d (%s): invalid string of %u bytes: expected %s", index,
+                 reader->names[index], length, rule);
         return -1;
     }
     memcpy(out, element->via.str.ptr, length);
@@ -544,9 +604,14 @@ static int s_read_string(s_reader_t *reader, int index, char *out, size_t max_le
     return 0;
 }
 
+//  Rules, for reasons (keep in step with the limits above).
+#define RULE_JOB_ID "1-64 characters of A-Z a-z 0-9 . _ - not starting with '.'"
+#define RULE_TEXT   "at most 512 bytes without control characters"
+
 static bool s_is_job_id(const char *text, size_t length, size_t max_length)
 {
-    if (length == 0 || length > max_length)
+    //  A NUL inside would cut the copy short: "ab\0cd" must not pass as "ab".
+    if (length == 0 || length > max_length || memchr(text, '\0', length))
         return false;
     char copy[ZFED_JOB_ID_MAX + 1];
     memcpy(copy, text, length);
@@ -556,7 +621,7 @@ static bool s_is_job_id(const char *text, size_t length, size_t max_length)
 
 static int s_decode_common(zfed_msg_t *self, s_reader_t *reader)
 {
-    if (s_read_string(reader, 2, self->job_id, ZFED_JOB_ID_MAX, s_is_job_id,
+    if (s_read_string(reader, 2, self->job_id, ZFED_JOB_ID_MAX, s_is_job_id, RULE_JOB_ID,
                       self->kind == ZFED_MSG_ERROR) != 0 ||
         s_read_u32(reader, 3, &self->round) != 0 || s_read_u32(reader, 4, &self->task_id) != 0 ||
         s_read_u32(reader, 5, &self->attempt) != 0)
@@ -595,7 +660,8 @@ static int s_decode_task(zfed_msg_t *self, s_reader_t *reader)
 
 static int s_decode_result(zfed_msg_t *self, s_reader_t *reader)
 {
-    if (s_read_string(reader, 6, self->worker, ZFED_WORKER_NAME_MAX, s_is_token, false) != 0)
+    if (s_read_string(reader, 6, self->worker, ZFED_WORKER_NAME_MAX, s_is_token,
+                      "1-128 printable ASCII characters without spaces", false) != 0)
         return -1;
     if (reader->element[7].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return s_type_error(reader, 7, "an unsigned integer");
@@ -612,14 +678,17 @@ static int s_decode_result(zfed_msg_t *self, s_reader_t *reader)
 
 static int s_decode_error(zfed_msg_t *self, s_reader_t *reader)
 {
-    if (s_read_string(reader, 6, self->worker, ZFED_WORKER_NAME_MAX, s_is_token, false) != 0)
+    if (s_read_string(reader, 6, self->worker, ZFED_WORKER_NAME_MAX, s_is_token,
+                      "1-128 printable ASCII characters without spaces", false) != 0)
         return -1;
     if (!s_is_uint(&reader->element[7], ERROR_CODE_MAX) ||
         reader->element[7].via.u64 < ERROR_CODE_MIN)
         return s_type_error(reader, 7, "an error code from 100 to 599");
     self->error_code = (uint32_t)reader->element[7].via.u64;
-    if (s_read_string(reader, 8, self->error_field, ZFED_FIELD_MAX, s_is_token, true) != 0 ||
-        s_read_string(reader, 9, self->error_text, ZFED_ERROR_TEXT_MAX, s_is_text, true) != 0)
+    if (s_read_string(reader, 8, self->error_field, ZFED_FIELD_MAX, s_is_token,
+                      "0-64 printable ASCII characters without spaces", true) != 0 ||
+        s_read_string(reader, 9, self->error_text, ZFED_ERROR_TEXT_MAX, s_is_text, RULE_TEXT,
+                      true) != 0)
         return -1;
     return 0;
 }
@@ -646,8 +715,13 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
     }
     const msgpack_object *root = &unpacked.data;
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2) {
-        s_reason(reason, reason_size, "body must be an array [kind, version, ...], got %s",
-                 zfed_msgpack_type_name(root->type));
+        if (root->type == MSGPACK_OBJECT_ARRAY)
+            s_reason(reason, reason_size,
+                     "body must be an array [kind, version, ...], got an array of %u",
+                     root->via.array.size);
+        else
+            s_reason(reason, reason_size, "body must be an array [kind, version, ...], got %s",
+                     zfed_msgpack_type_name(root->type));
         goto done;
     }
     const msgpack_object *element = root->via.array.ptr;
@@ -670,10 +744,15 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
                      zfed_msgpack_type_name(element[0].type));
         goto done;
     }
-    if (!s_is_uint(&element[1], UINT32_MAX) || element[1].via.u64 != ZFED_PROTOCOL_VERSION) {
+    if (element[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        s_reason(reason, reason_size, "element 1 (version): expected an unsigned integer, got %s",
+                 zfed_msgpack_type_name(element[1].type));
+        goto done;
+    }
+    if (element[1].via.u64 != ZFED_PROTOCOL_VERSION) {
         s_reason(reason, reason_size,
-                 "element 1 (version): unsupported version, this peer speaks %d",
-                 ZFED_PROTOCOL_VERSION);
+                 "element 1 (version): unsupported version %llu, this peer speaks %d",
+                 (unsigned long long)element[1].via.u64, ZFED_PROTOCOL_VERSION);
         goto done;
     }
     if (root->via.array.size != expected) {
@@ -775,7 +854,8 @@ int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)
         rc |= s_pack_string(&packer, self->error_text);
         break;
     }
-    return rc == 0 ? 0 : -1;
+    //  What a peer would refuse is never sent.
+    return rc == 0 && buffer->size <= ZFED_BODY_MAX ? 0 : -1;
 }
 
 //  ---------------------------------------------------------------------

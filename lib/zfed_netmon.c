@@ -15,7 +15,7 @@
     (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |          \
      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 //  Remembered fd -> address pairs: more than the open-file limit allows.
-#define ADDRESSES_MAX 1048576
+#define ADDRESSES_MAX    1048576
 #define ADDRESS_TEXT_MAX 64
 //  Warnings per second about failed handshakes, so a scan or an attack
 //  does not flood the log; all are counted.
@@ -145,8 +145,7 @@ void zfed_netmon_handle(zfed_netmon_t *self)
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         self->stats.auth_failed++;
         if (s_may_warn(self))
-            zfed_warn("connection from %s refused: authentication failed (status %d)", peer,
-                      value);
+            zfed_warn("connection from %s refused: authentication failed (status %d)", peer, value);
         break;
     default:
         self->stats.handshake_failed++;

@@ -4,6 +4,7 @@
     declare it below and add it to s_registry.  Nothing else changes.
 */
 #include "zfed/zfed_service.h"
+#include "zfed/zfed_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,14 +30,60 @@ const zfed_service_t *zfed_service_find(const char *name)
     return NULL;
 }
 
+//  Length of the UTF-8 sequence starting at text (1..4), or 0 when the
+//  bytes there are not well-formed UTF-8.
+static size_t s_utf8_sequence(const unsigned char *text)
+{
+    unsigned char lead = text[0];
+    size_t extra;
+    if (lead < 0x80)
+        return 1;
+    else if (lead >= 0xc2 && lead <= 0xdf)
+        extra = 1;
+    else if (lead >= 0xe0 && lead <= 0xef)
+        extra = 2;
+    else if (lead >= 0xf0 && lead <= 0xf4)
+        extra = 3;
+    else
+        return 0;
+    for (size_t next = 1; next <= extra; next++)
+        if ((text[next] & 0xc0) != 0x80)
+            return 0;
+    //  Overlong, surrogate and out-of-range forms.
+    if ((lead == 0xe0 && text[1] < 0xa0) || (lead == 0xed && text[1] > 0x9f) ||
+        (lead == 0xf0 && text[1] < 0x90) || (lead == 0xf4 && text[1] > 0x8f))
+        return 0;
+    return extra + 1;
+}
+
 void zfed_fault_set(zfed_fault_t *fault, uint32_t code, const char *field, const char *format, ...)
 {
     fault->code = code;
-    snprintf(fault->field, sizeof fault->field, "%s", field ? field : "");
+    //  A fault becomes a zfed.error body, whose field is a token and whose
+    //  text is UTF-8 without control characters.  Texts often quote what a
+    //  peer sent, so both are made to fit here rather than trusted.
+    snprintf(fault->field, sizeof fault->field, "%s",
+             field && zfed_is_token(field, ZFED_FIELD_MAX) ? field : "");
+    char raw[ZFED_ERROR_TEXT_MAX * 2];
     va_list args;
     va_start(args, format);
-    vsnprintf(fault->text, sizeof fault->text, format, args);
+    vsnprintf(raw, sizeof raw, format, args);
     va_end(args);
+    size_t in = 0, out = 0;
+    while (raw[in] && out < ZFED_ERROR_TEXT_MAX) {
+        const unsigned char *at = (const unsigned char *)raw + in;
+        size_t length = *at < 0x20 || *at == 0x7f ? 0 : s_utf8_sequence(at);
+        if (length == 0) {
+            fault->text[out++] = '?';
+            in++;
+        } else if (out + length <= ZFED_ERROR_TEXT_MAX) {
+            memcpy(fault->text + out, at, length);
+            out += length;
+            in += length;
+        } else
+            break; //  never cut a character in half
+    }
+    fault->text[out] = '\0';
 }
 
 int zfed_sample_init(zfed_sample_t *sample, size_t dims)
@@ -87,12 +134,10 @@ int zfed_map_check_keys(const msgpack_object *map, const char *const *allowed, c
         if (!known) {
             char field[ZFED_FIELD_MAX + 1];
             snprintf(field, sizeof field, "%.*s", (int)key->via.str.size, key->via.str.ptr);
-            //  The field must be a token; a key with spaces is named in the text only.
-            bool token = key->via.str.size <= ZFED_FIELD_MAX;
-            for (uint32_t at = 0; token && at < key->via.str.size; at++)
-                token = key->via.str.ptr[at] > 0x20 && key->via.str.ptr[at] < 0x7f;
-            zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, token ? field : "", "unknown %s '%s'",
-                           what, field);
+            zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM,
+                           key->via.str.size <= ZFED_FIELD_MAX ? field : "", "unknown %s '%.*s'",
+                           what, (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
+                           key->via.str.ptr);
             return -1;
         }
     }

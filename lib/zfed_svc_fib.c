@@ -125,10 +125,18 @@ static int s_run(const msgpack_object *params, int64_t global_round,
     uint32_t level;
     if (s_read_level(params, &level, fault) != 0)
         return -1;
-    if (global_value->type != MSGPACK_OBJECT_STR) {
+    mpq_t global;
+    mpq_init(global);
+    bool decimal =
+        global_value->type == MSGPACK_OBJECT_STR &&
+        zfed_decimal_parse(global_value->via.str.ptr, global_value->via.str.size, global) == 0;
+    mpq_clear(global);
+    if (!decimal) {
         zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, "global",
                        "fib's global value must be a decimal string, got %s",
-                       zfed_msgpack_type_name(global_value->type));
+                       global_value->type == MSGPACK_OBJECT_STR
+                           ? "a string that is not a canonical decimal"
+                           : zfed_msgpack_type_name(global_value->type));
         return -1;
     }
     zfed_fib_t *fib = zfed_fib_new(level);

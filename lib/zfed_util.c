@@ -57,6 +57,9 @@ int zfed_parse_double(const char *text, double min, double max, double *out)
 {
     if (!text || !((*text >= '0' && *text <= '9') || *text == '.' || *text == '-'))
         return -1;
+    //  strtod also reads hex ("0x1p-1"), infinities and NaN: decimal only.
+    if (text[strspn(text, "0123456789.eE+-")] != '\0')
+        return -1;
     errno = 0;
     char *end = NULL;
     double value = strtod(text, &end);
@@ -217,5 +220,15 @@ bool zfed_is_safe_name(const char *name, size_t max_len)
         if (!ok || length >= max_len)
             return false;
     }
+    return true;
+}
+
+bool zfed_is_token(const char *text, size_t max_len)
+{
+    if (!text || !*text || strlen(text) > max_len)
+        return false;
+    for (const char *cursor = text; *cursor; cursor++)
+        if (*cursor < 0x21 || *cursor > 0x7e)
+            return false;
     return true;
 }

@@ -510,7 +510,9 @@ static void s_tick(zfed_worker_t *self, int64_t now)
         else if (now - connection->last_sent_ms >= self->config.heartbeat_ms)
             s_send_command(connection, ZFED_MDPW_HEARTBEAT, NULL, NULL);
     }
-    self->tick_at_ms = now + self->config.heartbeat_ms;
+    //  A quarter interval: heartbeats leave at most 1.25 intervals apart.
+    self->tick_at_ms =
+        now + (self->config.heartbeat_ms / 4 > 0 ? self->config.heartbeat_ms / 4 : 1);
 }
 
 //  Earliest moment something is due: the next heartbeat tick, or a
@@ -640,7 +642,8 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         zfed_error("unknown service '%s'", config->service ? config->service : "(null)");
         return NULL;
     }
-    if (!config->endpoint || config->concurrency < 1 ||
+    if ((config->name && !zfed_is_token(config->name, ZFED_WORKER_NAME_MAX - 6)) ||
+        !config->endpoint || config->concurrency < 1 ||
         config->concurrency > ZFED_WORKER_MAX_CONCURRENCY ||
         config->threads > ZFED_WORKER_MAX_THREADS || config->credit < 1 ||
         config->credit > ZFED_WORKER_MAX_CREDIT || config->heartbeat_ms <= 0 ||
@@ -667,8 +670,8 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         s_default_name(base, sizeof base);
     self->connections = calloc(config->concurrency, sizeof *self->connections);
     self->computes = calloc(config->threads ? config->threads : 1, sizeof *self->computes);
-    self->items = calloc(ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads,
-                         sizeof *self->items);
+    self->items =
+        calloc(ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads, sizeof *self->items);
     if (!self->connections || !self->computes || !self->items)
         goto err;
     for (unsigned index = 0; index < config->concurrency; index++) {

@@ -1,20 +1,46 @@
 #!/usr/bin/env bash
-# Runs every zfed test on this machine: installs what is missing, builds,
-# and runs the whole suite with ctest.
+# Runs every zfed test on this machine: installs what is missing, then
+#   1. builds (gcc, warnings as errors) and runs the whole suite: unit
+#      tests, integration tests on loopback, fault injection, network
+#      namespaces (as root), valgrind over an end-to-end job;
+#   2. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and
+#      runs the whole suite on those binaries;
+#   3. builds the libFuzzer targets with clang and fuzzes each for
+#      ZFED_FUZZ_SECONDS (default 20) from the committed seed corpus.
 #
 #   scripts/test.sh            everything (what CI runs)
-#   scripts/test.sh -R NAME    only the ctest tests matching NAME
+#   scripts/test.sh -R NAME    only ctest tests matching NAME, in every stage
+#   ZFED_STAGES="build" scripts/test.sh   only some stages (build asan fuzz)
 #
 # Exit status: 0 when every test passed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+stages=${ZFED_STAGES:-"build asan fuzz"}
+fuzz_seconds=${ZFED_FUZZ_SECONDS:-20}
 
 scripts/install-deps.sh --test
 
 started=$(date +%s)
-echo "== build (build/)"
-scripts/build.sh "$root/build"
-echo "== ctest"
-(cd build && ctest --output-on-failure --timeout 300 "$@")
-echo "== all tests passed in $(($(date +%s) - started)) s"
+stage() { echo "== $1 ($(($(date +%s) - started)) s)"; }
+run_ctest() { (cd "$1" && shift && ctest --output-on-failure --timeout 600 "$@"); }
+
+if [[ " $stages " == *" build "* ]]; then
+    stage "build/: gcc"
+    scripts/build.sh "$root/build"
+    run_ctest build "$@"
+fi
+if [[ " $stages " == *" asan "* ]]; then
+    stage "build-asan/: AddressSanitizer + UndefinedBehaviorSanitizer"
+    scripts/build.sh "$root/build-asan" -DZFED_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_ctest build-asan -LE fuzz "$@"
+fi
+if [[ " $stages " == *" fuzz "* ]]; then
+    stage "build-fuzz/: libFuzzer, ${fuzz_seconds} s per target"
+    CC=clang scripts/build.sh "$root/build-fuzz" -DZFED_FUZZ=ON \
+        -DZFED_FUZZ_SECONDS="$fuzz_seconds" -DCMAKE_C_COMPILER=clang
+    run_ctest build-fuzz -L fuzz "$@"
+fi
+stage "all tests passed"

@@ -3,6 +3,7 @@
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_service.h"
+#include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "zfed/zfed_worker.h"
 #include "zfed_cli.h"
@@ -159,9 +160,8 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         zfed_cli_fail(PROGRAM, "unexpected argument '%s'", argv[optind]);
-    if (config.name && (!*config.name || strlen(config.name) > ZFED_WORKER_NAME_MAX - 6 ||
-                        strpbrk(config.name, " \t\r\n")))
-        zfed_cli_fail(PROGRAM, "--name: 1 to %d printable characters without spaces",
+    if (config.name && !zfed_is_token(config.name, ZFED_WORKER_NAME_MAX - 6))
+        zfed_cli_fail(PROGRAM, "--name: 1 to %d printable ASCII characters without spaces",
                       ZFED_WORKER_NAME_MAX - 6);
     if ((config.curve_cert == NULL) != (config.curve_server_key == NULL))
         zfed_cli_fail(PROGRAM, "%s: CURVE needs both --curve-cert and --server-key",

@@ -43,6 +43,10 @@ int zfed_mkdir_p(const char *path);
 //  start with '.', i.e. safe as a single path component and on the wire.
 bool zfed_is_safe_name(const char *name, size_t max_len);
 
+//  True when text is 1..max_len printable ASCII characters without spaces
+//  (worker names, error fields).
+bool zfed_is_token(const char *text, size_t max_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -351,7 +351,7 @@ def build():
             "element 0 (kind): expected a string, got bin", "kind must be str, not bin.")
     invalid("wrong-version", "task", pack(obj[:1] + [2] + obj[2:]), "unsupported version",
             "version 2 is not spoken by a v1 peer.")
-    invalid("version-as-str", "task", pack(obj[:1] + ["1"] + obj[2:]), "unsupported version",
+    invalid("version-as-str", "task", pack(obj[:1] + ["1"] + obj[2:]), "element 1 (version): expected an unsigned integer",
             "version must be the integer 1.")
     invalid("task-7-elements", "task", pack(obj[:7]), "zfed.task v1 has 8 elements, got 7",
             "A task without its global element.")
@@ -374,7 +374,7 @@ def build():
     invalid("params-empty-key", "task", pack(obj[:6] + [{"": 1}] + obj[7:]),
             "key 0 is not a non-empty string", "Map keys must be non-empty strings.")
     invalid("params-integer-key", "task", pack(obj[:6] + [{1: 1}] + obj[7:]),
-            "key 0 is not a non-empty string", "Map keys must be strings.")
+            "is not a string", "Map keys must be strings.")
     invalid("global-not-pair", "task", pack(obj[:7] + [[-1]]),
             "element 7 (global): expected an array [global_round, global_value]",
             "global must be a 2-element array.")

@@ -147,8 +147,10 @@ class Process:
 class Cluster:
     """Brokers, workers and controllers for one test, cleaned up on close."""
 
-    def __init__(self, name="zfed"):
+    def __init__(self, name="zfed", wrapper=None):
         self.dir = tempfile.mkdtemp(prefix="zfedtest-%s-" % name)
+        # A command every program runs under (valgrind in test_valgrind).
+        self.wrapper = list(wrapper or [])
         self.workdir = os.path.join(self.dir, "jobs")
         self.processes = []
         self.context = zmq.Context()
@@ -186,6 +188,7 @@ class Cluster:
         return "%s-%d" % (prefix, self._count)
 
     def start(self, name, argv, stdout=None, env=None):
+        argv = [part.replace("{name}", name) for part in self.wrapper] + argv
         process = Process(name, argv, os.path.join(self.dir, name + ".log"), stdout, env)
         self.processes.append(process)
         return process
@@ -215,7 +218,8 @@ class Cluster:
 
     def run_controller(self, *args, timeout=60, endpoint=None):
         started = time.monotonic()
-        result = subprocess.run(self.controller_argv(*args, endpoint=endpoint),
+        wrapper = [part.replace("{name}", "controller-run") for part in self.wrapper]
+        result = subprocess.run(wrapper + self.controller_argv(*args, endpoint=endpoint),
                                 capture_output=True, timeout=timeout)
         result.elapsed = time.monotonic() - started
         result.out = result.stdout.decode("utf-8", "replace")

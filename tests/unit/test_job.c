@@ -25,7 +25,7 @@
         zfed_test_checks++;                                                                        \
         if (!text_ || !strstr(text_, needle_)) {                                                   \
             zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: %s\n  text:   %s\n  wanted: %s\n",    \
+            fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: %s\n  text:   %s\n  wanted: %s\n",      \
                     __FILE__, __LINE__, #text, text_ ? text_ : "(null)", needle_);                 \
         }                                                                                          \
     } while (0)
@@ -42,7 +42,7 @@ static bool s_starts_with(const char *text, const char *prefix)
         zfed_test_checks++;                                                                        \
         if (!s_starts_with(text_p_, prefix)) {                                                     \
             zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK_PREFIX failed\n  text:   %s\n  wanted: %s...\n",       \
+            fprintf(stderr, "%s:%d: CHECK_PREFIX failed\n  text:   %s\n  wanted: %s...\n",         \
                     __FILE__, __LINE__, text_p_, prefix);                                          \
         }                                                                                          \
     } while (0)
@@ -231,7 +231,11 @@ static void s_test_quorum(void)
     CHECK_INT(s_quorum(5, 0.5, 0, error, sizeof error), 3); //  ceil(2.5)
     CHECK_INT(s_quorum(5, 0.2, 0, error, sizeof error), 1);
     CHECK_INT(s_quorum(5, 0.01, 0, error, sizeof error), 1); //  never below one
-    CHECK_INT(s_quorum(10, 0.7, 0, error, sizeof error), 7); //  0.7*10 = 7.000000000000001
+    CHECK_INT(s_quorum(5, 0.25, 0, error, sizeof error), 2); //  ceil(1.25), not rounded
+    CHECK_INT(s_quorum(5, 0.61, 0, error, sizeof error), 4); //  ceil(3.05)
+    //  Products a hair above a whole number in binary are that number.
+    CHECK_INT(s_quorum(100, 0.55, 0, error, sizeof error), 55); //  55.00000000000001
+    CHECK_INT(s_quorum(100, 0.07, 0, error, sizeof error), 7);  //  7.000000000000001
     CHECK_INT(s_quorum(3, 1.0 / 3.0, 0, error, sizeof error), 1);
     CHECK_INT(s_quorum(1000000, 0.999999, 0, error, sizeof error), 999999);
     CHECK_INT(s_quorum(1, 0.5, 0, error, sizeof error), 1);
@@ -333,8 +337,7 @@ static void s_test_param_merging(void)
     job.rounds = 3;
     job.tasks = 2;
     job.task_params = json_pack("[{s:i, s:i, s:i}, {}]", "b", 2, "c", 2, "d", 2);
-    job.round_params =
-        json_pack("[{s:i, s:i}, [{s:i}, {}], {}]", "c", 3, "d", 3, "d", 4);
+    job.round_params = json_pack("[{s:i, s:i}, [{s:i}, {}], {}]", "c", 3, "d", 3, "d", 4);
     CHECK(job.params && job.task_params && job.round_params);
 
     //  round 0 is an object: params < task_params[t] < round_params[0].
@@ -646,12 +649,11 @@ static void s_test_load_errors(void)
                          "extra (round 0, task 4): unknown parameter");
     //  The edges themselves are fine.
     char error[256];
-    CHECK_INT(s_load_and_finish("{\"params\": {\"fibonacci_level\": 1}}", true, error,
-                                sizeof error),
-              0);
-    CHECK_INT(s_load_and_finish("{\"params\": {\"fibonacci_level\": 100000}}", true, error,
-                                sizeof error),
-              0);
+    CHECK_INT(
+        s_load_and_finish("{\"params\": {\"fibonacci_level\": 1}}", true, error, sizeof error), 0);
+    CHECK_INT(
+        s_load_and_finish("{\"params\": {\"fibonacci_level\": 100000}}", true, error, sizeof error),
+        0);
 
     //  Not JSON, not an object, duplicate keys, no such file.
     char *invalid = "{\n  \"rounds\": 3,\n  \"tasks\": ,\n}\n";
@@ -661,11 +663,9 @@ static void s_test_load_errors(void)
     CHECK_PREFIX(error, "line 1, column ");
     CHECK_INT(s_load_and_finish("", false, error, sizeof error), -1);
     CHECK_PREFIX(error, "line ");
-    CHECK_INT(s_load_and_finish("{\"rounds\": 3} {\"rounds\": 4}", false, error, sizeof error),
-              -1);
+    CHECK_INT(s_load_and_finish("{\"rounds\": 3} {\"rounds\": 4}", false, error, sizeof error), -1);
     CHECK_PREFIX(error, "line 1, column ");
-    CHECK_INT(s_load_and_finish("{\"rounds\": 3, \"rounds\": 4}", false, error, sizeof error),
-              -1);
+    CHECK_INT(s_load_and_finish("{\"rounds\": 3, \"rounds\": 4}", false, error, sizeof error), -1);
     CHECK_CONTAINS(error, "duplicate");
     CHECK_CONTAINS(error, "rounds");
     CHECK_INT(s_load_and_finish("[{\"rounds\": 3}]", false, error, sizeof error), -1);

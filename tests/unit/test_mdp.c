@@ -266,12 +266,11 @@ static void s_test_header_refusals(void)
         s_check_refused(at, not_empty_w, COUNT(not_empty_w), "first frame must be empty",
                         "NUL first frame (worker)");
         //  Unknown headers, including near misses.
-        const s_frame_t headers[] = {F("MDPC02"), F("MDPW00"), F("mdpc01"), F("MDPC0"),
-                                     F("MDPC01\0"), F("MDPW01 "), EMPTY, F("MDP/0.1")};
+        const s_frame_t headers[] = {F("MDPC02"),   F("MDPW00"),  F("mdpc01"), F("MDPC0"),
+                                     F("MDPC01\0"), F("MDPW01 "), EMPTY,       F("MDP/0.1")};
         for (size_t index = 0; index < COUNT(headers); index++) {
             s_frame_t frames[] = {EMPTY, headers[index], F("\x04"), F("fib"), F("b")};
-            s_check_refused(at, frames, COUNT(frames), "unknown protocol header",
-                            "unknown header");
+            s_check_refused(at, frames, COUNT(frames), "unknown protocol header", "unknown header");
         }
     }
     //  The right header for the wrong side.
@@ -302,8 +301,8 @@ static void s_test_client_refusals(void)
         s_frame_t no_body[] = {EMPTY, MDPC, F("fib")};
         s_check_refused(at, no_body, COUNT(no_body), "at least one body frame", "no body");
         //  Bad service names.
-        const s_frame_t services[] = {EMPTY,        F("fi b"),    F(" fib"),  F("fib\t"),
-                                      F("fib\n"),   F("f\0b"),    F("\x7f"),  F("caf\xc3\xa9"),
+        const s_frame_t services[] = {EMPTY,        F("fi b"),   F(" fib"), F("fib\t"),
+                                      F("fib\n"),   F("f\0b"),   F("\x7f"), F("caf\xc3\xa9"),
                                       F("\x1b[0m"), F("fib\x80")};
         for (size_t index = 0; index < COUNT(services); index++) {
             s_frame_t frames[] = {EMPTY, MDPC, services[index], F("b")};
@@ -311,10 +310,9 @@ static void s_test_client_refusals(void)
             snprintf(label, sizeof label, "bad service #%zu", index);
             s_check_refused(at, frames, COUNT(frames), "invalid service name", label);
         }
-        s_frame_t too_long[] = {EMPTY, MDPC,
-                                s_filled(long_service, 's', sizeof long_service), F("b")};
-        s_check_refused(at, too_long, COUNT(too_long), "invalid service name",
-                        "256-byte service");
+        s_frame_t too_long[] = {EMPTY, MDPC, s_filled(long_service, 's', sizeof long_service),
+                                F("b")};
+        s_check_refused(at, too_long, COUNT(too_long), "invalid service name", "256-byte service");
     }
 }
 
@@ -331,15 +329,13 @@ static void s_test_worker_refusals(void)
         s_frame_t two[] = {EMPTY, MDPW, F("\x04\x00")};
         s_check_refused(at, two, COUNT(two), "one-byte command", "two-byte command frame");
         s_frame_t two_ready[] = {EMPTY, MDPW, F("\x01\x01"), F("fib")};
-        s_check_refused(at, two_ready, COUNT(two_ready), "one-byte command",
-                        "two-byte READY");
+        s_check_refused(at, two_ready, COUNT(two_ready), "one-byte command", "two-byte READY");
         //  Unknown command bytes.
-        const s_frame_t commands[] = {F("\x00"), F("\x06"), F("\x07"), F("\x7f"), F("\xff"),
-                                      F("1")};
+        const s_frame_t commands[] = {F("\x00"), F("\x06"), F("\x07"),
+                                      F("\x7f"), F("\xff"), F("1")};
         for (size_t index = 0; index < COUNT(commands); index++) {
             s_frame_t frames[] = {EMPTY, MDPW, commands[index]};
-            s_check_refused(at, frames, COUNT(frames), "unknown MDPW01 command",
-                            "unknown command");
+            s_check_refused(at, frames, COUNT(frames), "unknown MDPW01 command", "unknown command");
             s_frame_t longer[] = {EMPTY, MDPW, commands[index], F("a"), EMPTY, F("b")};
             s_check_refused(at, longer, COUNT(longer), "unknown MDPW01 command",
                             "unknown command with frames");
@@ -378,14 +374,14 @@ static void s_test_worker_refusals(void)
             s_check_refused(at, no_delimiter, COUNT(no_delimiter), "followed by an empty frame",
                             "REQUEST/REPLY without delimiter");
             s_frame_t nul_delimiter[] = {EMPTY, MDPW, cmd, F("addr"), F("\0"), F("body")};
-            s_check_refused(at, nul_delimiter, COUNT(nul_delimiter),
-                            "followed by an empty frame", "REQUEST/REPLY with NUL delimiter");
+            s_check_refused(at, nul_delimiter, COUNT(nul_delimiter), "followed by an empty frame",
+                            "REQUEST/REPLY with NUL delimiter");
             //  Address of 0 or 256 bytes.
             s_frame_t empty_address[] = {EMPTY, MDPW, cmd, EMPTY, EMPTY, F("body")};
             s_check_refused(at, empty_address, COUNT(empty_address), "1-255 bytes",
                             "empty address");
-            s_frame_t long_address[] = {EMPTY, MDPW, cmd, s_filled(address, 'a', sizeof address),
-                                        EMPTY, F("body")};
+            s_frame_t long_address[] = {
+                EMPTY, MDPW, cmd, s_filled(address, 'a', sizeof address), EMPTY, F("body")};
             s_check_refused(at, long_address, COUNT(long_address), "1-255 bytes",
                             "256-byte address");
         }
@@ -444,7 +440,7 @@ static void s_test_ready_credit(void)
     CHECK_INT(CREDIT("credit=8", 64), 8);
     CHECK_INT(CREDIT("credit=1", 64), 1);
     CHECK_INT(CREDIT("credit=64", 64), 64);
-    CHECK_INT(CREDIT("credit=65", 64), 64);   //  clamped to max
+    CHECK_INT(CREDIT("credit=65", 64), 64); //  clamped to max
     CHECK_INT(CREDIT("credit=999999", 64), 64);
     CHECK_INT(CREDIT("credit=999999", 1000000), 999999); //  six digits: the longest read
     CHECK_INT(CREDIT("credit=000012", 64), 12);

@@ -33,7 +33,7 @@
         zfed_test_checks++;                                                                        \
         if (!text_ || !strstr(text_, needle_)) {                                                   \
             zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: %s\n  text:   %s\n  wanted: %s\n",    \
+            fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: %s\n  text:   %s\n  wanted: %s\n",      \
                     __FILE__, __LINE__, #text, text_ ? text_ : "(null)", needle_);                 \
         }                                                                                          \
     } while (0)
@@ -231,8 +231,9 @@ static const char s_params[] = "\x81\xaf"
 static void s_test_new_task(void)
 {
     //  Valid: every argument at an edge that must still pass.
-    zfed_msg_t *msg = zfed_msg_new_task("job-1", 0, 0, 0, PARAMS, -1, RAW("\xa1"
-                                                                          "0"));
+    zfed_msg_t *msg = zfed_msg_new_task("job-1", 0, 0, 0, PARAMS, -1,
+                                        RAW("\xa1"
+                                            "0"));
     CHECK(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_kind(msg), ZFED_MSG_TASK);
@@ -262,8 +263,8 @@ static void s_test_new_task(void)
     zfed_msg_destroy(&msg);
 
     //  Job ids: not a safe name, empty (only errors may name no job).
-    const char *bad_ids[] = {"", "a b", "a/b", ".hidden", "..", "a\tb", "caf\xc3\xa9", "a:b",
-                             "a\\b"};
+    const char *bad_ids[] = {"",     "a b",         "a/b", ".hidden", "..",
+                             "a\tb", "caf\xc3\xa9", "a:b", "a\\b"};
     for (size_t index = 0; index < sizeof bad_ids / sizeof bad_ids[0]; index++) {
         msg = zfed_msg_new_task(bad_ids[index], 0, 0, 0, PARAMS, -1, RAW("\xc0"));
         CHECK(msg == NULL);
@@ -300,8 +301,8 @@ static void s_test_new_task(void)
     CHECK(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\x01\x02")) == NULL);
     CHECK(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\xc1")) == NULL);
     CHECK(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, NULL, 0) == NULL);
-    msg = zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\x92\x81\x01\x02\xc4\x01z"));
-    CHECK(msg != NULL); //  non-string keys and bin are fine in the global value
+    msg = zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\x92\x81\xa1k\x02\xc4\x01z"));
+    CHECK(msg != NULL); //  maps and bin are fine in the global value
     zfed_msg_destroy(&msg);
 }
 
@@ -457,7 +458,8 @@ static void s_test_new_error(void)
     msg = zfed_msg_new_error("j", 0, 0, 0, "w", 422, "f", "niveau trop \xc3\xa9lev\xc3\xa9 !");
     CHECK(msg != NULL);
     zfed_msg_destroy(&msg);
-    const char *bad_texts[] = {"line\nbreak", "tab\there", "bell\a", "del\x7f", "\x1b[31m"};
+    const char *bad_texts[] = {"line\nbreak", "tab\there", "bell\a", "del\x7f",
+                               "\x1b[31m",    "caf\xc3",   "\xff",   "\xed\xa0\x80"};
     for (size_t index = 0; index < sizeof bad_texts / sizeof bad_texts[0]; index++) {
         msg = zfed_msg_new_error("j", 0, 0, 0, "w", 422, "f", bad_texts[index]);
         CHECK(msg == NULL);
@@ -486,10 +488,12 @@ static void s_test_encode_bytes(void)
     //  Stale content must not survive: encode clears the buffer first.
     msgpack_sbuffer_write(&buffer, "garbage", 7);
 
-    zfed_msg_t *msg = zfed_msg_new_task("j", 0, 1, 2, RAW("\x81\xa1"
-                                                          "a\x01"),
-                                        -1, RAW("\xa1"
-                                                "0"));
+    zfed_msg_t *msg = zfed_msg_new_task("j", 0, 1, 2,
+                                        RAW("\x81\xa1"
+                                            "a\x01"),
+                                        -1,
+                                        RAW("\xa1"
+                                            "0"));
     CHECK(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
@@ -579,8 +583,8 @@ static void s_test_constructors_copy(void)
     char worker[] = "worker-1";
     uint8_t params[] = {0x81, 0xa1, 'k', 0x07};
     uint8_t global[] = {0xa1, '9'};
-    zfed_msg_t *task = zfed_msg_new_task(job_id, 0, 0, 0, params, sizeof params, 4, global,
-                                         sizeof global);
+    zfed_msg_t *task =
+        zfed_msg_new_task(job_id, 0, 0, 0, params, sizeof params, 4, global, sizeof global);
     zfed_msg_t *result = zfed_msg_new_result(job_id, 0, 0, 0, worker, 0, params, sizeof params);
     CHECK(task != NULL && result != NULL);
     job_id[0] = 'X';
@@ -594,8 +598,9 @@ static void s_test_constructors_copy(void)
         const uint8_t *bytes = zfed_msg_params(task, &size);
         s_check_bytes(bytes, size, RAW("\x81\xa1k\x07"), "params copied");
         bytes = zfed_msg_global_value(task, &size);
-        s_check_bytes(bytes, size, RAW("\xa1"
-                                       "9"),
+        s_check_bytes(bytes, size,
+                      RAW("\xa1"
+                          "9"),
                       "global value copied");
         bytes = zfed_msg_outputs(result, &size);
         s_check_bytes(bytes, size, RAW("\x81\xa1k\x07"), "outputs copied");
@@ -621,28 +626,28 @@ static void s_test_round_trips(void)
     //  Task, with params holding every msgpack family and a nested global.
     static const char params[] =
         "\x8b"
-        "\xa3int\xd3\x80\x00\x00\x00\x00\x00\x00\x00"     //  INT64_MIN
-        "\xa4uint\xcf\xff\xff\xff\xff\xff\xff\xff\xff"    //  UINT64_MAX
+        "\xa3int\xd3\x80\x00\x00\x00\x00\x00\x00\x00"  //  INT64_MIN
+        "\xa4uint\xcf\xff\xff\xff\xff\xff\xff\xff\xff" //  UINT64_MAX
         "\xa3"
-        "f64\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"         //  1.5
+        "f64\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00" //  1.5
         "\xa3"
-        "f32\xca\x3f\xc0\x00\x00"                          //  1.5f
-        "\xa3str\xa5hello"                                //
+        "f32\xca\x3f\xc0\x00\x00" //  1.5f
+        "\xa3str\xa5hello"        //
         "\xa3"
-        "bin\xc4\x03\x00\x01\x02"                         //
+        "bin\xc4\x03\x00\x01\x02" //
         "\xa3"
-        "ext\xd4\x07\x2a"                                 //  fixext1
-        "\xa3nil\xc0"                                     //
-        "\xa4true\xc3"                                    //
+        "ext\xd4\x07\x2a" //  fixext1
+        "\xa3nil\xc0"     //
+        "\xa4true\xc3"    //
         "\xa3"
-        "arr\x93\x01\x92\x02\x03\x81\xa1x\xc2"            //  [1, [2, 3], {"x": false}]
+        "arr\x93\x01\x92\x02\x03\x81\xa1x\xc2" //  [1, [2, 3], {"x": false}]
         "\xa5"
-        "empty\x80";                                      //  {}
+        "empty\x80"; //  {}
     static const char global[] = "\x82\xa3"
                                  "agg\xa4"
-                                 "12.5\x01\x90";
-    zfed_msg_t *task = zfed_msg_new_task("round-trip_1.2", 7, 4096, 3, RAW(params), 41,
-                                         RAW(global));
+                                 "12.5\xa1n\x90";
+    zfed_msg_t *task =
+        zfed_msg_new_task("round-trip_1.2", 7, 4096, 3, RAW(params), 41, RAW(global));
     CHECK(task != NULL);
     if (task) {
         zfed_msg_t *back = s_reencode(task, &buffer);
@@ -671,8 +676,9 @@ static void s_test_round_trips(void)
     zfed_msg_destroy(&task);
 
     //  Task with the largest global_round and a scalar global value.
-    task = zfed_msg_new_task("j", 0, 0, 0, RAW("\x80"), UINT32_MAX, RAW("\xa1"
-                                                                         "0"));
+    task = zfed_msg_new_task("j", 0, 0, 0, RAW("\x80"), UINT32_MAX,
+                             RAW("\xa1"
+                                 "0"));
     CHECK(task != NULL);
     if (task) {
         zfed_msg_t *back = s_reencode(task, &buffer);
@@ -840,11 +846,11 @@ static void s_test_truncation(void)
 
 typedef struct {
     zfed_msg_kind_t kind;
-    int index;           //  element replaced
-    const char *raw;     //  by these bytes, or
-    size_t raw_size;     //
-    const char *text;    //  by this string
-    const char *needle;  //  expected in the reason
+    int index;          //  element replaced
+    const char *raw;    //  by these bytes, or
+    size_t raw_size;    //
+    const char *text;   //  by this string
+    const char *needle; //  expected in the reason
 } s_field_case_t;
 
 #define FIELD_RAW(kind, index, literal, needle)                                                    \
@@ -909,17 +915,17 @@ static const s_field_case_t s_field_cases[] = {
     FIELD_RAW(T, 6, "\xc0", "element 6 (params): expected a map, got nil"),
     FIELD_RAW(T, 6, "\x91\x01", "element 6 (params): expected a map, got array"),
     FIELD_TEXT(T, 6, "fibonacci_level=10", "element 6 (params)"),
-    FIELD_RAW(T, 6, "\x81\x01\x02", "element 6 (params): key 0"),
-    FIELD_RAW(T, 6, "\x82\xa1k\x01\x02\x03", "element 6 (params): key 1"),
+    FIELD_RAW(T, 6, "\x81\x01\x02", "key"),
+    FIELD_RAW(T, 6, "\x82\xa1k\x01\x02\x03", "key"),
     FIELD_RAW(T, 6, "\x81\xa0\x01", "element 6 (params): key 0"),
-    FIELD_RAW(T, 6, "\x81\xc4\x01k\x01", "element 6 (params): key 0"),
+    FIELD_RAW(T, 6, "\x81\xc4\x01k\x01", "key"),
     FIELD_RAW(T, 6, "\x82\xa1k\x01\xa1k\x02", "element 6 (params): duplicate key 'k'"),
     FIELD_RAW(T, 6, "\x83\xa1k\x01\xa1j\x01\xd9\x01k\x02", "duplicate key 'k'"),
     FIELD_RAW(T, 7, "\xc0", "element 7 (global)"),
     FIELD_RAW(T, 7, "\x90", "element 7 (global)"),
     FIELD_RAW(T, 7, "\x91\xff", "element 7 (global)"),
     FIELD_RAW(T, 7, "\x93\xff\xc0\xc0", "element 7 (global)"),
-    FIELD_RAW(T, 7, "\x82\x00\xc0\x01\xc0", "element 7 (global)"),
+    FIELD_RAW(T, 7, "\x81\xa1k\xc0", "element 7 (global)"),
     FIELD_RAW(T, 7, "\x92\xfe\xc0", "global_round must be -1"),
     FIELD_RAW(T, 7, "\x92\xd3\x80\x00\x00\x00\x00\x00\x00\x00\xc0", "global_round"),
     FIELD_RAW(T, 7, "\x92\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xc0", "global_round"),
@@ -935,29 +941,33 @@ static const s_field_case_t s_field_cases[] = {
                "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww"
                "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww",
                "element 6 (worker)"), //  129 characters
-    FIELD_RAW(R, 7, "\xff", "element 7 (compute_us): expected an unsigned integer, got negative int"),
-    FIELD_RAW(R, 7, "\xa1"
-                    "1",
+    FIELD_RAW(R, 7, "\xff",
+              "element 7 (compute_us): expected an unsigned integer, got negative int"),
+    FIELD_RAW(R, 7,
+              "\xa1"
+              "1",
               "element 7 (compute_us)"),
     FIELD_RAW(R, 7, "\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00", "element 7 (compute_us)"),
     FIELD_RAW(R, 7, "\xc0", "element 7 (compute_us)"),
     FIELD_RAW(R, 8, "\x90", "element 8 (outputs): expected a map, got array"),
     FIELD_RAW(R, 8, "\xc0", "element 8 (outputs)"),
-    FIELD_RAW(R, 8, "\x81\xc0\x01", "element 8 (outputs): key 0"),
+    FIELD_RAW(R, 8, "\x81\xc0\x01", "key"),
     FIELD_RAW(R, 8, "\x82\xa3sum\x01\xa3sum\x01", "element 8 (outputs): duplicate key 'sum'"),
     //  error: worker, code, field, message
     FIELD_TEXT(E, 6, "", "element 6 (worker)"),
     FIELD_TEXT(E, 6, "a b", "element 6 (worker)"),
     FIELD_RAW(E, 6, "\x01", "element 6 (worker)"),
-    FIELD_RAW(E, 7, "\x63", "element 7 (code)"),                        //  99
-    FIELD_RAW(E, 7, "\xcd\x02\x58", "element 7 (code)"),                //  600
-    FIELD_RAW(E, 7, "\x00", "element 7 (code)"),                        //  0
-    FIELD_RAW(E, 7, "\xd1\xfe\x6a", "element 7 (code)"),                //  -406
+    FIELD_RAW(E, 7, "\x63", "element 7 (code)"),                                 //  99
+    FIELD_RAW(E, 7, "\xcd\x02\x58", "element 7 (code)"),                         //  600
+    FIELD_RAW(E, 7, "\x00", "element 7 (code)"),                                 //  0
+    FIELD_RAW(E, 7, "\xd1\xfe\x6a", "element 7 (code)"),                         //  -406
     FIELD_RAW(E, 7, "\xcf\x00\x00\x00\x01\x00\x00\x01\xa6", "element 7 (code)"), //  2^32+422
     FIELD_TEXT(E, 7, "422", "element 7 (code)"),
     FIELD_TEXT(E, 8, "fib level", "element 8 (field)"),
     FIELD_TEXT(E, 8, "field\n", "element 8 (field)"),
-    FIELD_TEXT(E, 8, "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff" "f",
+    FIELD_TEXT(E, 8,
+               "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+               "f",
                "element 8 (field)"), //  65 characters
     FIELD_RAW(E, 8, "\xc0", "element 8 (field): expected a string"),
     FIELD_TEXT(E, 9, "two\nlines", "element 9 (message)"),
@@ -1067,10 +1077,10 @@ static void s_test_field_types(void)
     msgpack_sbuffer_destroy(&buffer);
 }
 
-//  KNOWN BUG (lib/zfed_msg.c s_is_job_id): the job id is checked with
-//  zfed_is_safe_name on a NUL-terminated copy, so bytes after an embedded
-//  NUL are never looked at and "ab\0/../x" decodes as job "ab".  Two
-//  different wire ids then name the same job.  Expected: refused.
+//  Regression: s_is_job_id used to check a NUL-terminated copy with
+//  zfed_is_safe_name, so bytes after an embedded NUL were never looked at
+//  and "ab\0/../x" decoded (and peeked) as job "ab": two different wire
+//  ids naming the same job.  PROTOCOL.md section 9 requires refusing it.
 static void s_test_job_id_embedded_nul(void)
 {
     msgpack_sbuffer buffer;
@@ -1079,13 +1089,12 @@ static void s_test_job_id_embedded_nul(void)
                                  "ab\x00/../x"),
                              NULL};
     s_build(&buffer, ZFED_MSG_TASK, 8, 2, override);
-    s_check_rejected(buffer.data, buffer.size, "element 2 (job_id)",
-                     "KNOWN BUG: job id with an embedded NUL");
+    s_check_rejected(buffer.data, buffer.size, "element 2 (job_id)", "job id with an embedded NUL");
     char job_id[ZFED_JOB_ID_MAX + 1] = "untouched";
     uint32_t round = 0, task = 0, attempt = 0;
     CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt), -1);
     if (strcmp(job_id, "untouched") != 0)
-        fprintf(stderr, "  KNOWN BUG: peek_ids read job id '%s' from \"ab\\0/../x\"\n", job_id);
+        fprintf(stderr, "  peek_ids read job id '%s' from \"ab\\0/../x\"\n", job_id);
     msgpack_sbuffer_destroy(&buffer);
 }
 
@@ -1190,8 +1199,8 @@ static void s_test_structural_refusals(void)
     override.raw_size = 11;
     s_build(&buffer, ZFED_MSG_TASK, 8, 6, override);
     s_check_rejected(buffer.data, buffer.size, "nesting deeper than 8", "params nested to 8");
-    override.raw = "\x92\xff\x91\x81\x00\x91\x91\x91\x91\x90";
-    override.raw_size = 10;
+    override.raw = "\x92\xff\x91\x81\xa1k\x91\x91\x91\x91\x90";
+    override.raw_size = 11;
     s_build(&buffer, ZFED_MSG_TASK, 8, 7, override);
     s_check_rejected(buffer.data, buffer.size, "nesting", "global nested to 8");
 
@@ -1215,8 +1224,7 @@ static void s_test_body_limit(void)
         params[6] = (uint8_t)(value_size >> 8);
         params[7] = (uint8_t)value_size;
         memset(params + 8, 'x', value_size);
-        zfed_msg_t *msg =
-            zfed_msg_new_task("big", 0, 0, 0, params, params_size, -1, RAW("\xc0"));
+        zfed_msg_t *msg = zfed_msg_new_task("big", 0, 0, 0, params, params_size, -1, RAW("\xc0"));
         free(params);
         CHECK(msg != NULL);
         if (!msg)
@@ -1243,8 +1251,7 @@ static void s_test_body_limit(void)
                          "body of ZFED_BODY_MAX + 1");
         char job_id[ZFED_JOB_ID_MAX + 1];
         uint32_t round, task, attempt;
-        CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt),
-                  -1);
+        CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt), -1);
     }
     msgpack_sbuffer_destroy(&buffer);
 }
@@ -1320,7 +1327,7 @@ static const s_sample_t s_samples[] = {
     SAMPLE("\xde\x00\x01\xa1k\x01", "map16"),
     SAMPLE("\xdf\x00\x00\x00\x01\xa1k\x01", "map32"),
     SAMPLE("\xdf\x00\x00\x00\x00", "map32 empty"),
-    SAMPLE("\x82\x01\x92\xc0\xc3\xc4\x00\x81\xd4\x01\x02\x90", "mixed"),
+    SAMPLE("\x82\xa1k\x92\xc0\xc3\xa1j\x81\xa1x\x92\xc4\x00\xd4\x01\x02", "mixed"),
 };
 
 static void s_test_msgpack_check(void)
@@ -1381,24 +1388,27 @@ static void s_test_msgpack_check(void)
     //  Nesting: eight levels of containers pass, nine do not, whatever
     //  mix of arrays and maps.
     CHECK_INT(zfed_msgpack_check(RAW("\x91\x91\x91\x91\x91\x91\x91\x90"), NULL, 0), 0);
-    CHECK_INT(zfed_msgpack_check(RAW("\x91\x91\x91\x91\x91\x91\x91\x91\x90"), reason,
-                                 sizeof reason),
-              -1);
+    CHECK_INT(
+        zfed_msgpack_check(RAW("\x91\x91\x91\x91\x91\x91\x91\x91\x90"), reason, sizeof reason), -1);
     CHECK_STR(reason, "msgpack nesting deeper than 8");
-    CHECK_INT(zfed_msgpack_check(RAW("\x81\x01\x81\x01\x81\x01\x81\x01\x81\x01\x81\x01\x81\x01"
-                                     "\x81\x01\x80"),
+    CHECK_INT(zfed_msgpack_check(RAW("\x81\xa1k\x81\xa1k\x81\xa1k\x81\xa1k\x81\xa1k\x81\xa1k"
+                                     "\x81\xa1k\x81\xa1k\x80"),
                                  reason, sizeof reason),
               -1);
-    CHECK_INT(zfed_msgpack_check(RAW("\x81\x01\x81\x01\x81\x01\x81\x01\x81\x01\x81\x01\x81\x01"
-                                     "\x80"),
+    CHECK_STR(reason, "msgpack nesting deeper than 8");
+    CHECK_INT(zfed_msgpack_check(RAW("\x81\xa1k\x81\xa1k\x81\xa1k\x81\xa1k\x81\xa1k\x81\xa1k"
+                                     "\x81\xa1k\x80"),
                                  NULL, 0),
               0);
-    CHECK_INT(zfed_msgpack_check(RAW("\xdc\x00\x01\xdd\x00\x00\x00\x01\xde\x00\x01\x01\xdf\x00"
-                                     "\x00\x00\x01\x01\x91\x91\x91\x91\x90"),
-                                 NULL, 0),
+    CHECK_INT(zfed_msgpack_check(RAW("\xdc\x00\x01\xdd\x00\x00\x00\x01\xde\x00\x01\xa1k\xdf"
+                                     "\x00\x00\x00\x01\xa1k\x91\x91\x91\x91\x90"),
+                                 reason, sizeof reason),
               -1);
-    //  Map keys count toward nesting too.
-    CHECK_INT(zfed_msgpack_check(RAW("\x91\x91\x91\x91\x91\x91\x91\x81\x90\x01"), NULL, 0), -1);
+    CHECK_STR(reason, "msgpack nesting deeper than 8");
+    CHECK_INT(zfed_msgpack_check(RAW("\xdc\x00\x01\xdd\x00\x00\x00\x01\xde\x00\x01\xa1k\xdf"
+                                     "\x00\x00\x00\x01\xa1k\x91\x91\x91\x90"),
+                                 reason, sizeof reason),
+              0);
 
     //  Headers that claim more than remains: refused with the count.
     CHECK_INT(zfed_msgpack_check(RAW("\xdd\xff\xff\xff\xff"), reason, sizeof reason), -1);
@@ -1424,6 +1434,142 @@ static void s_test_msgpack_check(void)
     CHECK_INT(zfed_msgpack_check(RAW("\xc1"), tiny, 4), -1);
     CHECK_STR(tiny, "inv");
     CHECK(tiny[4] == 'Z');
+}
+
+//  Strings are UTF-8 (PROTOCOL.md 7.5): well-formed, no overlong forms, no
+//  surrogates, nothing past U+10FFFF.  bin is not text and is not checked.
+static void s_test_utf8(void)
+{
+    static const s_sample_t good[] = {
+        SAMPLE("\xa2\xc3\xa9", "U+00E9"),
+        SAMPLE("\xa2\xc2\x80", "U+0080, smallest 2-byte"),
+        SAMPLE("\xa2\xdf\xbf", "U+07FF"),
+        SAMPLE("\xa3\xe0\xa0\x80", "U+0800, smallest 3-byte"),
+        SAMPLE("\xa3\xe2\x82\xac", "euro sign"),
+        SAMPLE("\xa3\xed\x9f\xbf", "U+D7FF, below the surrogates"),
+        SAMPLE("\xa3\xee\x80\x80", "U+E000, above the surrogates"),
+        SAMPLE("\xa3\xef\xbf\xbf", "U+FFFF"),
+        SAMPLE("\xa4\xf0\x90\x80\x80", "U+10000, smallest 4-byte"),
+        SAMPLE("\xa4\xf0\x9f\x98\x80", "emoji"),
+        SAMPLE("\xa4\xf4\x8f\xbf\xbf", "U+10FFFF"),
+        SAMPLE("\xd9\x02\xc3\xa9", "str8"),
+        SAMPLE("\xc4\x02\xff\xfe", "bin is not text"),
+        SAMPLE("\x81\xa2\xc3\xa9\x01", "UTF-8 key"),
+    };
+    static const s_sample_t bad[] = {
+        SAMPLE("\xa1\x80", "lone continuation byte"),
+        SAMPLE("\xa1\xc3", "cut 2-byte sequence"),
+        SAMPLE("\xa2\xe2\x82", "cut 3-byte sequence"),
+        SAMPLE("\xa3\xf0\x9f\x98", "cut 4-byte sequence"),
+        SAMPLE("\xa2\xc3\x28", "bad continuation"),
+        SAMPLE("\xa2\xc0\x80", "overlong NUL"),
+        SAMPLE("\xa2\xc1\xbf", "overlong 2-byte"),
+        SAMPLE("\xa3\xe0\x80\x80", "overlong 3-byte"),
+        SAMPLE("\xa3\xe0\x9f\xbf", "overlong U+07FF"),
+        SAMPLE("\xa4\xf0\x80\x80\x80", "overlong 4-byte"),
+        SAMPLE("\xa4\xf0\x8f\xbf\xbf", "overlong U+FFFF"),
+        SAMPLE("\xa3\xed\xa0\x80", "surrogate U+D800"),
+        SAMPLE("\xa3\xed\xbf\xbf", "surrogate U+DFFF"),
+        SAMPLE("\xa4\xf4\x90\x80\x80", "U+110000"),
+        SAMPLE("\xa4\xf5\x80\x80\x80", "lead byte 0xf5"),
+        SAMPLE("\xa1\xff", "byte 0xff"),
+        SAMPLE("\xa1\xfe", "byte 0xfe"),
+        SAMPLE("\xda\x00\x01\x80", "str16"),
+        SAMPLE("\xdb\x00\x00\x00\x01\x80", "str32"),
+        SAMPLE("\x92\x01\xa1\x80", "inside an array"),
+        SAMPLE("\x81\xa1\x80\x01", "as a map key"),
+    };
+    char reason[128];
+    for (size_t index = 0; index < sizeof good / sizeof good[0]; index++) {
+        int rc = zfed_msgpack_check(good[index].bytes, good[index].size, reason, sizeof reason);
+        CHECK_INT(rc, 0);
+        if (rc != 0)
+            fprintf(stderr, "  UTF-8 '%s' refused: %s\n", good[index].name, reason);
+    }
+    for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
+        reason[0] = '\0';
+        int rc = zfed_msgpack_check(bad[index].bytes, bad[index].size, reason, sizeof reason);
+        CHECK_INT(rc, -1);
+        if (rc != -1)
+            fprintf(stderr, "  bad UTF-8 '%s' accepted\n", bad[index].name);
+        else
+            CHECK_CONTAINS(reason, "UTF-8");
+    }
+    //  In a body: an error message and a params value.
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    s_override_t override = {NULL, 0, "caf\xc3"};
+    s_build(&buffer, ZFED_MSG_ERROR, 10, 9, override);
+    s_check_rejected(buffer.data, buffer.size, "UTF-8", "message with a cut sequence");
+    override.text = "\xed\xa0\x80";
+    s_build(&buffer, ZFED_MSG_ERROR, 10, 9, override);
+    s_check_rejected(buffer.data, buffer.size, "UTF-8", "message with a surrogate");
+    override.text = NULL;
+    override.raw = "\x81\xa1k\xa1\xff";
+    override.raw_size = 5;
+    s_build(&buffer, ZFED_MSG_TASK, 8, 6, override);
+    s_check_rejected(buffer.data, buffer.size, "UTF-8", "params value 0xff");
+    CHECK(zfed_msg_new_task("j", 0, 0, 0, RAW("\x81\xa1k\xa1\xff"), -1, RAW("\xc0")) == NULL);
+    CHECK(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\xa1\xff")) == NULL);
+    msgpack_sbuffer_destroy(&buffer);
+}
+
+//  Whatever a constructor accepts must encode to a body the decoder
+//  accepts: otherwise a peer builds messages nobody can read.  Each case
+//  may be refused by the constructor; if it is not, it must round-trip.
+static void s_check_agrees(zfed_msg_t *msg, const char *label)
+{
+    if (!msg)
+        return;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
+    char reason[160] = "";
+    zfed_msg_t *back = zfed_msg_decode(buffer.data, buffer.size, reason, sizeof reason);
+    CHECK(back != NULL);
+    if (!back)
+        fprintf(stderr, "  '%s' was constructed but its body is refused: %s\n", label, reason);
+    zfed_msg_destroy(&back);
+    zfed_msg_destroy(&msg);
+    msgpack_sbuffer_destroy(&buffer);
+}
+
+static void s_test_constructor_decoder_agree(void)
+{
+    //  Error texts that are not UTF-8.  Regression: zfed_msg_new_error
+    //  used to check only for control bytes while decode refuses any str
+    //  that is not UTF-8, so these were built and then unreadable.  Found
+    //  by this test; s_is_text now checks UTF-8 too.
+    s_check_agrees(zfed_msg_new_error("j", 0, 0, 0, "w", 500, "f", "caf\xc3"),
+                   "error text with a cut UTF-8 sequence");
+    s_check_agrees(zfed_msg_new_error("j", 0, 0, 0, "w", 500, "f", "\xed\xa0\x80"),
+                   "error text with a surrogate");
+    s_check_agrees(zfed_msg_new_error("j", 0, 0, 0, "w", 500, "f", "\xc0\xaf"),
+                   "error text with an overlong '/'");
+    s_check_agrees(zfed_msg_new_error("j", 0, 0, 0, "w", 500, "f", "\xff"),
+                   "error text with byte 0xff");
+    //  Nesting at and past what a body leaves params and the global value
+    //  (PROTOCOL.md 7.3: params at level 2 may hold 6 more levels, a
+    //  container global_value at level 3 may have 6 levels itself).
+    s_check_agrees(zfed_msg_new_task("j", 0, 0, 0, RAW("\x81\xa1k\x91\x91\x91\x91\x91\x91\x01"), -1,
+                                     RAW("\xc0")),
+                   "params holding 6 levels");
+    s_check_agrees(zfed_msg_new_task("j", 0, 0, 0, RAW("\x81\xa1k\x91\x91\x91\x91\x91\x91\x91\x01"),
+                                     -1, RAW("\xc0")),
+                   "params holding 7 levels");
+    s_check_agrees(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\x91\x91\x91\x91\x91\x91\x01")),
+                   "global value of 6 levels");
+    s_check_agrees(
+        zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\x91\x91\x91\x91\x91\x91\x91\x01")),
+        "global value of 7 levels");
+    s_check_agrees(
+        zfed_msg_new_result("j", 0, 0, 0, "w", 0, RAW("\x81\xa1k\x91\x91\x91\x91\x91\x91\x91\x90")),
+        "outputs holding 7 levels");
+    //  The limits themselves must be constructible.
+    zfed_msg_t *msg = zfed_msg_new_task("j", 0, 0, 0, RAW("\x81\xa1k\x91\x91\x91\x91\x91\x91\x01"),
+                                        -1, RAW("\x91\x91\x91\x91\x91\x91\x01"));
+    CHECK(msg != NULL);
+    s_check_agrees(msg, "both at their limits");
 }
 
 //  ---------------------------------------------------------------------
@@ -1506,8 +1652,7 @@ static void s_test_peek_ids(void)
             fprintf(stderr, "  peek accepted: %s\n", cases[index].what);
     }
     s_build(&buffer, ZFED_MSG_TASK, 8, -1, s_no_override);
-    CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size - 1, job_id, &round, &task, &attempt),
-              -1);
+    CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size - 1, job_id, &round, &task, &attempt), -1);
     CHECK_INT(zfed_msg_peek_ids(buffer.data, 0, job_id, &round, &task, &attempt), -1);
     CHECK_INT(zfed_msg_peek_ids(RAW("\x80"), job_id, &round, &task, &attempt), -1);
     CHECK_INT(zfed_msg_peek_ids(RAW("\xa1x"), job_id, &round, &task, &attempt), -1);
@@ -1632,19 +1777,19 @@ static void s_test_fuzz(void)
     s_build(&seeds[0], ZFED_MSG_TASK, 8, -1, s_no_override);
     s_build(&seeds[1], ZFED_MSG_RESULT, 9, -1, s_no_override);
     s_build(&seeds[2], ZFED_MSG_ERROR, 10, -1, s_no_override);
-    zfed_msg_t *rich = zfed_msg_new_task(
-        "fuzz.job_1", 70000, 300, 2,
-        RAW("\x84\xa1i\xd3\x80\x00\x00\x00\x00\x00\x00\x00\xa1"
-            "f\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00\xa1"
-            "b\xc4\x02\x00\x01\xa1n\x92\x81\xa1x\x91\xc3\xd5\x01\x00\x00"),
-        12, RAW("\x82\xa1k\xa2vv\x01\x92\xca\x3f\xc0\x00\x00\xc0"));
-    zfed_msg_t *rich_result = zfed_msg_new_result(
-        "r", 1, 1, 1, "w~1", 1ull << 40,
-        RAW("\x83\xa3sum\xa5"
-            "12345\xa5terms\xcd\x01\x00\xa8sequence\x93\xa1"
-            "1\xa1"
-            "1\xa1"
-            "2"));
+    zfed_msg_t *rich =
+        zfed_msg_new_task("fuzz.job_1", 70000, 300, 2,
+                          RAW("\x84\xa1i\xd3\x80\x00\x00\x00\x00\x00\x00\x00\xa1"
+                              "f\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00\xa1"
+                              "b\xc4\x02\x00\x01\xa1n\x92\x81\xa1x\x91\xc3\xd5\x01\x00\x00"),
+                          12, RAW("\x82\xa1k\xa2vv\xa1n\x92\xca\x3f\xc0\x00\x00\xc0"));
+    zfed_msg_t *rich_result =
+        zfed_msg_new_result("r", 1, 1, 1, "w~1", 1ull << 40,
+                            RAW("\x83\xa3sum\xa5"
+                                "12345\xa5terms\xcd\x01\x00\xa8sequence\x93\xa1"
+                                "1\xa1"
+                                "1\xa1"
+                                "2"));
     zfed_msg_t *rich_error = zfed_msg_new_error("", 0, 0, 0, "w", 500, "", "kaput: \xc3\xa9");
     CHECK(rich && rich_result && rich_error);
     if (rich)
@@ -1704,8 +1849,7 @@ static void s_test_fuzz(void)
                  round == zfed_msg_round(msg) && task == zfed_msg_task_id(msg) &&
                  attempt == zfed_msg_attempt(msg);
         if (!ok && mismatches++ < 5) {
-            fprintf(stderr, "  fuzz %ld: decoded body does not survive a round trip\n",
-                    iteration);
+            fprintf(stderr, "  fuzz %ld: decoded body does not survive a round trip\n", iteration);
             s_dump("input", data, size);
         }
         zfed_msg_destroy(&again);
@@ -1741,6 +1885,8 @@ int main(void)
     s_test_structural_refusals();
     s_test_body_limit();
     s_test_msgpack_check();
+    s_test_utf8();
+    s_test_constructor_decoder_agree();
     s_test_peek_ids();
     s_test_fuzz();
     ZFED_TEST_END();
