@@ -17,6 +17,7 @@
 #ifndef ZFED_AGGREGATE_H_INCLUDED
 #define ZFED_AGGREGATE_H_INCLUDED
 
+#include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -6,6 +6,7 @@
 #ifndef ZFED_FIB_H_INCLUDED
 #define ZFED_FIB_H_INCLUDED
 
+#include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
 #include <stddef.h>
 #include <stdint.h>

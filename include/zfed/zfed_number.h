@@ -12,6 +12,7 @@
 #ifndef ZFED_NUMBER_H_INCLUDED
 #define ZFED_NUMBER_H_INCLUDED
 
+#include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
 #include <stdbool.h>
 #include <stddef.h>

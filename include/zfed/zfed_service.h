@@ -15,6 +15,7 @@
 
 #include "zfed/zfed_msg.h"
 
+#include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
 #include <jansson.h>
 #include <msgpack.h>
