@@ -11,7 +11,9 @@
 static int s_pack(const json_t *value, msgpack_packer *packer, int depth, char *reason,
                   size_t reason_size)
 {
-    if (depth > ZFED_NESTING_MAX) {
+    //  Containers count, as in zfed_msgpack_check: at most ZFED_NESTING_MAX
+    //  levels of arrays and objects.
+    if ((json_is_object(value) || json_is_array(value)) && depth >= ZFED_NESTING_MAX) {
         snprintf(reason, reason_size, "nested deeper than %d levels", ZFED_NESTING_MAX);
         return -1;
     }
@@ -78,7 +80,8 @@ int zfed_json_pack(const json_t *value, msgpack_packer *packer, char *reason, si
 
 static json_t *s_from_msgpack(const msgpack_object *object, int depth)
 {
-    if (depth > ZFED_NESTING_MAX)
+    if ((object->type == MSGPACK_OBJECT_ARRAY || object->type == MSGPACK_OBJECT_MAP) &&
+        depth >= ZFED_NESTING_MAX)
         return NULL;
     switch (object->type) {
     case MSGPACK_OBJECT_NIL:

@@ -183,6 +183,10 @@ char *zfed_read_file(const char *path, size_t max_size, size_t *size)
 
 int zfed_mkdir_p(const char *path)
 {
+    if (!path || !*path) {
+        errno = ENOENT;
+        return -1;
+    }
     char partial[PATH_MAX];
     if (snprintf(partial, sizeof partial, "%s", path) >= (int)sizeof partial) {
         errno = ENAMETOOLONG;
