@@ -35,6 +35,15 @@ static void s_usage(void)
         "  --request-ttl S      seconds a request may wait for a worker, 0 = forever (default %d)\n"
         "  --max-attempts N     dispatches per request before it fails (default %d)\n"
         "  --hwm N              ZeroMQ high-water mark, messages per peer (default %d)\n"
+        "\n"
+        "Security (CurveZMQ; see docs/SECURITY.md):\n"
+        "  --curve-cert FILE    the broker's certificate (its _secret file): encrypt every\n"
+        "                       connection and authenticate peers by key\n"
+        "  --workers-dir DIR    public certificates of the keys allowed to work\n"
+        "  --controllers-dir DIR  public certificates of the keys allowed to submit tasks\n"
+        "  --insecure           allow plaintext on endpoints beyond this host (by default\n"
+        "                       only loopback, ipc and inproc may be plaintext)\n"
+        "\n"
         "  --log-level LEVEL    error, warn, info or debug (default info)\n"
         "  -v, --verbose        same as --log-level debug\n"
         "  -q, --quiet          same as --log-level warn\n"
@@ -62,6 +71,10 @@ enum {
     OPT_REQUEST_TTL,
     OPT_MAX_ATTEMPTS,
     OPT_HWM,
+    OPT_CURVE_CERT,
+    OPT_WORKERS_DIR,
+    OPT_CONTROLLERS_DIR,
+    OPT_INSECURE,
     OPT_LOG_LEVEL,
 };
 
@@ -94,6 +107,10 @@ int main(int argc, char **argv)
         {"request-ttl", required_argument, NULL, OPT_REQUEST_TTL},
         {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
         {"hwm", required_argument, NULL, OPT_HWM},
+        {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
+        {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
+        {"controllers-dir", required_argument, NULL, OPT_CONTROLLERS_DIR},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
@@ -147,6 +164,18 @@ int main(int argc, char **argv)
         case OPT_HWM:
             config.hwm = (int)zfed_cli_u32(PROGRAM, "--hwm", optarg, 0, 100000000);
             break;
+        case OPT_CURVE_CERT:
+            config.curve_cert = optarg;
+            break;
+        case OPT_WORKERS_DIR:
+            config.workers_dir = optarg;
+            break;
+        case OPT_CONTROLLERS_DIR:
+            config.controllers_dir = optarg;
+            break;
+        case OPT_INSECURE:
+            config.insecure = true;
+            break;
         case OPT_LOG_LEVEL:
             zfed_cli_log_level(PROGRAM, optarg);
             break;
@@ -170,6 +199,19 @@ int main(int argc, char **argv)
         zfed_cli_fail(PROGRAM, "unexpected argument '%s'", argv[optind]);
     if (endpoint_count == 0)
         endpoints[endpoint_count++] = ZFED_BROKER_ENDPOINT_DEFAULT;
+    if (!config.curve_cert && (config.workers_dir || config.controllers_dir))
+        zfed_cli_fail(PROGRAM, "%s: key directories need --curve-cert",
+                      config.workers_dir ? "--workers-dir" : "--controllers-dir");
+    if (config.curve_cert && !config.workers_dir && !config.controllers_dir)
+        zfed_cli_fail(PROGRAM, "--curve-cert: give --workers-dir and/or --controllers-dir, "
+                               "or no key could ever connect");
+    for (size_t index = 0; index < endpoint_count; index++)
+        if (!config.curve_cert && !config.insecure && !zfed_endpoint_is_local(endpoints[index]))
+            zfed_cli_fail(PROGRAM,
+                          "--bind %s: refusing plaintext beyond this host; anyone who can "
+                          "reach it could take tasks or inject results.  Use --curve-cert with "
+                          "--workers-dir/--controllers-dir, or --insecure on a trusted network",
+                          endpoints[index]);
 
     zfed_log_set_ident("broker");
     if (zfed_signal_install() != 0)

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
-#define ZAP_VERSION  "1.0"
+#define ZAP_ENDPOINT    "inproc://zeromq.zap.01"
+#define ZAP_VERSION     "1.0"
 #define CURVE_KEY_BYTES 32
 #define Z85_KEY_CHARS   40
 //  User-Id: "<roles>:<Z85 public key>", roles a subset of "wc".
@@ -78,8 +78,8 @@ static void s_keyring_load(s_keyring_t *ring)
             continue;
         char *file = zsys_sprintf("%s/%s", ring->path, entry->d_name);
         struct stat info;
-        zcert_t *cert = file && stat(file, &info) == 0 && S_ISREG(info.st_mode) ? zcert_load(file)
-                                                                               : NULL;
+        zcert_t *cert =
+            file && stat(file, &info) == 0 && S_ISREG(info.st_mode) ? zcert_load(file) : NULL;
         if (cert)
             zhashx_update(ring->keys, zcert_public_txt(cert), strdup(entry->d_name));
         zcert_destroy(&cert);
@@ -148,8 +148,8 @@ static void s_handle_request(zfed_auth_t *self, zsock_t *handler)
         if (worker || controller) {
             status = "200";
             text = "OK";
-            snprintf(user_id, sizeof user_id, "%s%s:%s", worker ? "w" : "",
-                     controller ? "c" : "", key);
+            snprintf(user_id, sizeof user_id, "%s%s:%s", worker ? "w" : "", controller ? "c" : "",
+                     key);
         }
     } else
         text = "zfed accepts CURVE only";
@@ -163,13 +163,11 @@ static void s_handle_request(zfed_auth_t *self, zsock_t *handler)
         if (s_may_warn(self))
             zfed_warn("connection from %s refused: %s%s%s", address ? address : "?",
                       key[0] ? "CURVE key " : text, key[0] ? key : "",
-                      key[0] ? " is in neither the workers' nor the controllers' directory"
-                             : "");
+                      key[0] ? " is in neither the workers' nor the controllers' directory" : "");
     }
     //  Reply: version, request id, status code, status text, user id,
     //  metadata (none).
-    zsock_send(handler, "ssssss", ZAP_VERSION, sequence ? sequence : "", status, text, user_id,
-               "");
+    zsock_send(handler, "ssssss", ZAP_VERSION, sequence ? sequence : "", status, text, user_id, "");
     (void)version;
     (void)domain;
     (void)identity;

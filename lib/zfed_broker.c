@@ -27,6 +27,7 @@
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
+#include "zfed_auth.h"
 #include "zfed_list.h"
 #include "zfed_netmon.h"
 
@@ -93,6 +94,7 @@ struct _zfed_broker_t {
     zsock_t *router;
     void *handle;
     zfed_netmon_t *netmon;
+    zfed_auth_t *auth; //  NULL: plaintext
     zhashx_t *services;
     zhashx_t *workers;
     zlistx_t *endpoints;
@@ -495,7 +497,10 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     zfed_netmon_stats_t net = {0};
     if (self->netmon)
         zfed_netmon_stats(self->netmon, &net);
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 20);
+    zfed_auth_stats_t auth = {0};
+    if (self->auth)
+        zfed_auth_stats(self->auth, &auth);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 23);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -516,6 +521,9 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "connections_closed", net.closed);
     rc |= s_pack_counter(&packer, "handshakes_failed", net.handshake_failed);
     rc |= s_pack_counter(&packer, "auth_failed", net.auth_failed);
+    rc |= s_pack_counter(&packer, "auth_accepted", auth.accepted);
+    rc |= s_pack_counter(&packer, "auth_refused", auth.refused);
+    rc |= s_pack_counter(&packer, "forbidden", stats->forbidden);
     return rc == 0 ? 0 : -1;
 }
 
@@ -748,6 +756,30 @@ static void s_worker_command(zfed_broker_t *self, const zfed_mdp_t *mdp)
     }
 }
 
+//  CURVE: may this peer's key do what the message asks?  Workers speak
+//  MDPW01; controllers send requests; both may ask 8/MMI questions.  A
+//  message its role does not allow gets nothing back: logged, counted.
+static bool s_role_allows(zfed_broker_t *self, const zfed_mdp_t *mdp)
+{
+    zfed_frames_t *frames = &self->frames;
+    char key[9] = "";
+    //  Metadata rides on the frames the peer sent (part 1 on), not on the
+    //  routing id the ROUTER prepends.
+    unsigned roles = zfed_auth_roles(&frames->part[1], key);
+    unsigned needed = mdp->command != ZFED_MDP_CLIENT ? ZFED_ROLE_WORKER
+                      : zfed_mdp_is_mmi(mdp->service) ? ZFED_ROLE_WORKER | ZFED_ROLE_CONTROLLER
+                                                      : ZFED_ROLE_CONTROLLER;
+    if (roles & needed)
+        return true;
+    self->stats.forbidden++;
+    char reason[96];
+    snprintf(reason, sizeof reason, "key %s... may not %s", key[0] ? key : "(none)",
+             mdp->command == ZFED_MDP_CLIENT ? "submit requests (not a controller key)"
+                                             : "act as a worker (not a worker key)");
+    s_warn_peer(self, &frames->view[0], "message refused", reason);
+    return false;
+}
+
 static void s_handle_message(zfed_broker_t *self)
 {
     zfed_frames_t *frames = &self->frames;
@@ -766,6 +798,8 @@ static void s_handle_message(zfed_broker_t *self)
         s_warn_peer(self, peer, "message dropped", reason);
         return;
     }
+    if (self->auth && !s_role_allows(self, &mdp))
+        return;
     if (mdp.command == ZFED_MDP_CLIENT)
         s_client_request(self, &mdp);
     else
@@ -850,8 +884,55 @@ static void s_tick(zfed_broker_t *self)
 //  ---------------------------------------------------------------------
 //  Public API
 
+//  CURVE server: our certificate on the socket, the ZAP handler running
+//  before anything binds, a ZAP domain so libzmq consults it.
+static int s_setup_curve(zfed_broker_t *self)
+{
+    const zfed_broker_config_t *config = &self->config;
+    zcert_t *cert = zcert_load(config->curve_cert);
+    if (!cert) {
+        zfed_error("cannot load the broker certificate %s", config->curve_cert);
+        return -1;
+    }
+    uint8_t zero[32] = {0};
+    if (memcmp(zcert_secret_key(cert), zero, sizeof zero) == 0) {
+        zfed_error("%s has no secret key: give the broker its _secret file", config->curve_cert);
+        zcert_destroy(&cert);
+        return -1;
+    }
+    self->auth = zfed_auth_new(config->workers_dir, config->controllers_dir);
+    if (!self->auth) {
+        zcert_destroy(&cert);
+        return -1;
+    }
+    zcert_apply(cert, self->router);
+    zsock_set_curve_server(self->router, 1);
+    zsock_set_zap_domain(self->router, ZFED_AUTH_DOMAIN);
+    zfed_info("CURVE on: public key %s; workers from %s, controllers from %s",
+              zcert_public_txt(cert), config->workers_dir ? config->workers_dir : "(none)",
+              config->controllers_dir ? config->controllers_dir : "(none)");
+    zcert_destroy(&cert);
+    return 0;
+}
+
+bool zfed_endpoint_is_local(const char *endpoint)
+{
+    if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0)
+        return true;
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return false;
+    const char *host = endpoint + 6;
+    //  "tcp://127.0.0.1:5555", "tcp://localhost:5555", "tcp://[::1]:5555",
+    //  "tcp://lo:5555"; a "source;" prefix is not local-only by itself.
+    if (strchr(host, ';'))
+        return false;
+    return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0 ||
+           strncmp(host, "[::1]:", 6) == 0 || strncmp(host, "lo:", 3) == 0;
+}
+
 void zfed_broker_config_defaults(zfed_broker_config_t *config)
 {
+    memset(config, 0, sizeof *config);
     config->heartbeat_ms = ZFED_MDP_HEARTBEAT_MS_DEFAULT;
     config->liveness = ZFED_MDP_LIVENESS_DEFAULT;
     config->max_workers = ZFED_BROKER_MAX_WORKERS_DEFAULT;
@@ -900,6 +981,8 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     int64_t max_message = config->max_message;
     zmq_setsockopt(self->handle, ZMQ_MAXMSGSIZE, &max_message, sizeof max_message);
     zsock_set_linger(self->router, 0);
+    if (config->curve_cert && s_setup_curve(self) != 0)
+        goto err;
     //  Transport events: connections libzmq drops on its own are logged
     //  with the peer's address and counted.
     self->netmon = zfed_netmon_new(self->handle);
@@ -939,10 +1022,11 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
         zlistx_destroy(&all);
     }
     zfed_netmon_destroy(&self->netmon);
+    zsock_destroy(&self->router);
+    zfed_auth_destroy(&self->auth);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->workers);
     zlistx_destroy(&self->endpoints);
-    zsock_destroy(&self->router);
     msgpack_sbuffer_destroy(&self->scratch);
     free(self);
     *self_p = NULL;
@@ -950,6 +1034,13 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
 
 int zfed_broker_bind(zfed_broker_t *self, const char *endpoint)
 {
+    if (!self->auth && !self->config.insecure && !zfed_endpoint_is_local(endpoint)) {
+        zfed_error("refusing to bind %s in plaintext: anyone who can reach it could take "
+                   "tasks, inject results or submit jobs.  Turn on CURVE (--curve-cert with "
+                   "--workers-dir/--controllers-dir) or, on a network you trust, --insecure",
+                   endpoint);
+        return -1;
+    }
     if (zsock_bind(self->router, "%s", endpoint) < 0) {
         zfed_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
         return -1;

@@ -5,11 +5,15 @@
 #   scripts/run_local.sh                         # the demo
 #   scripts/run_local.sh --rounds 20 --level 30  # arguments go to zfed-controller
 #   WORKERS=8 scripts/run_local.sh               # more workers
+#   scripts/run_local.sh --curve                 # encrypted and authenticated (CurveZMQ)
 #
 # Installs missing packages and builds first.  Every process it starts is
 # stopped when it ends, also on Ctrl-C.  Exits with the controller's status
 # (0: job completed).  Logs of the broker and workers stay in the run folder
 # it prints; results go to the controller's work folder (/tmp/zfed/jobs).
+# With --curve, certificates are made in the run folder: one for the broker,
+# one per worker (in keys/workers) and one for the controller (in
+# keys/controllers), and every connection is encrypted and authenticated.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 workers=${WORKERS:-5}
@@ -21,6 +25,23 @@ fi
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 bin="$root/build"
+
+# One task per worker each round, like the seed's one task per client,
+# unless the arguments say how many tasks there are.
+curve=false
+tasks_given=false
+controller_args=()
+for arg in "$@"; do
+    case "$arg" in
+    --curve) curve=true ;;
+    --tasks | --tasks=* | --levels | --levels=* | --job | --job=* | --resume | --resume=*)
+        tasks_given=true
+        controller_args+=("$arg")
+        ;;
+    *) controller_args+=("$arg") ;;
+    esac
+done
+$tasks_given || controller_args=(--tasks "$workers" ${controller_args[@]+"${controller_args[@]}"})
 
 run_dir=$(mktemp -d /tmp/zfed-demo.XXXXXX)
 pids=()
@@ -35,10 +56,30 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
+broker_security=()
+controller_security=()
+if $curve; then
+    keys="$run_dir/keys"
+    secrets="$run_dir/secrets"
+    mkdir -p "$secrets"
+    "$bin/zfed-keygen" --dir "$keys" broker >/dev/null
+    "$bin/zfed-keygen" --dir "$keys/controllers" controller >/dev/null
+    mv "$keys/controllers/controller.key_secret" "$secrets/"
+    for index in $(seq 1 "$workers"); do
+        "$bin/zfed-keygen" --dir "$keys/workers" "worker-$index" >/dev/null
+        mv "$keys/workers/worker-$index.key_secret" "$secrets/"
+    done
+    broker_security=(--curve-cert "$keys/broker.key_secret" --workers-dir "$keys/workers"
+                     --controllers-dir "$keys/controllers")
+    controller_security=(--curve-cert "$secrets/controller.key_secret"
+                         --server-key "$keys/broker.key")
+    echo "run_local.sh: CURVE on; certificates in $keys, secrets in $secrets" >&2
+fi
+
 # A free port, found by the broker itself, so the demo never collides with
 # another broker on this machine.
 "$bin/zfed-broker" --bind 'tcp://127.0.0.1:*' --endpoint-file "$run_dir/endpoint" \
-    2>"$run_dir/broker.log" &
+    ${broker_security[@]+"${broker_security[@]}"} 2>"$run_dir/broker.log" &
 pids+=($!)
 for _ in $(seq 1 100); do
     [[ -s "$run_dir/endpoint" ]] && break
@@ -49,11 +90,16 @@ endpoint=$(head -n 1 "$run_dir/endpoint")
 echo "run_local.sh: broker on $endpoint, starting $workers workers" >&2
 
 for index in $(seq 1 "$workers"); do
+    security=()
+    if $curve; then
+        security=(--curve-cert "$secrets/worker-$index.key_secret" --server-key "$keys/broker.key")
+    fi
     "$bin/zfed-worker" --connect "$endpoint" --name "worker-$index" --pyramid \
-        2>"$run_dir/worker-$index.log" &
+        ${security[@]+"${security[@]}"} 2>"$run_dir/worker-$index.log" &
     pids+=($!)
 done
 
 status=0
-"$bin/zfed-controller" --connect "$endpoint" "$@" || status=$?
+"$bin/zfed-controller" --connect "$endpoint" ${controller_security[@]+"${controller_security[@]}"} \
+    ${controller_args[@]+"${controller_args[@]}"} || status=$?
 exit "$status"

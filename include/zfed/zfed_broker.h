@@ -21,6 +21,7 @@
 #define ZFED_BROKER_H_INCLUDED
 
 #include <czmq.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,13 @@ typedef struct {
     int64_t request_ttl_ms; //  lifetime of a queued request; 0 = forever
     uint32_t max_attempts;  //  dispatches per request before it fails with 503
     int hwm;                //  ZeroMQ high-water marks on the ROUTER
+    //  CURVE (see zfed_broker_new): the broker's secret certificate and one
+    //  directory of public certificates per role.  NULL: plaintext.
+    const char *curve_cert;
+    const char *workers_dir;
+    const char *controllers_dir;
+    //  Allow plaintext on endpoints other than loopback, ipc and inproc.
+    bool insecure;
 } zfed_broker_config_t;
 
 //  Counters, for logs, tests and the status service.
@@ -67,6 +75,7 @@ typedef struct {
     uint64_t stale_replies;   //  replies for requests the worker no longer holds
     uint64_t unroutable;      //  messages ROUTER could not deliver (peer gone or full)
     uint64_t mmi;             //  8/MMI requests answered
+    uint64_t forbidden; //  messages a peer's role does not allow (CURVE)
     uint64_t workers_ready;   //  READY accepted
     uint64_t workers_expired; //  workers dropped for silence
     uint64_t workers_left;    //  workers that sent DISCONNECT
@@ -80,13 +89,19 @@ typedef struct _zfed_broker_t zfed_broker_t;
 
 void zfed_broker_config_defaults(zfed_broker_config_t *config);
 
-//  NULL on invalid configuration or failure to create the socket.
+//  NULL on invalid configuration or failure to create the socket.  With
+//  curve_cert, the ZAP handler (zfed_auth) starts before anything can bind,
+//  and every message is checked against its sender's role: only worker
+//  keys may speak MDPW01, only controller keys may send requests (8/MMI
+//  queries are open to both).
 zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config);
 void zfed_broker_destroy(zfed_broker_t **self_p);
 
 //  Binds one more endpoint ("tcp://127.0.0.1:*" picks a free port).
 //  Returns 0, or -1 with the reason logged.  The endpoint actually bound
-//  is then in zfed_broker_endpoint(self, index).
+//  is then in zfed_broker_endpoint(self, index).  Secure by default: a
+//  plaintext broker refuses endpoints beyond this host (anything but
+//  loopback TCP, ipc and inproc) unless config.insecure is set.
 int zfed_broker_bind(zfed_broker_t *self, const char *endpoint);
 const char *zfed_broker_endpoint(zfed_broker_t *self, size_t index);
 size_t zfed_broker_endpoints(zfed_broker_t *self);
@@ -98,6 +113,10 @@ size_t zfed_broker_endpoints(zfed_broker_t *self);
 int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe);
 
 void zfed_broker_stats(zfed_broker_t *self, zfed_broker_stats_t *stats);
+
+//  True for endpoints that stay on this host: tcp on a loopback address
+//  or "localhost", ipc, inproc.
+bool zfed_endpoint_is_local(const char *endpoint);
 
 //  zactor body: args is a const zfed_broker_config_t * (or NULL for the
 //  defaults).  Commands: "BIND" endpoint -> "0"/"-1" and the bound

@@ -353,4 +353,8 @@ class ScriptedWorker:
 
 
 def main():
+    # Sockets left to Context.destroy() are closed there; the warnings only
+    # add noise to the test output.
+    import warnings
+    warnings.simplefilter("ignore", ResourceWarning)
     unittest.main(verbosity=2)

@@ -1,0 +1,223 @@
+"""CurveZMQ: encryption, authentication by key, authorization by role.
+
+Every test asserts on what the broker delivered and counted (mmi.status),
+not only on log text.  Raw peers use pyzmq's CURVE with certificates that
+zfed-keygen wrote.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+import unittest
+
+import msgpack
+import zmq
+import zmq.auth
+
+from zfedtest import Cluster, MDPC, MDPW, READY, REQUEST, binary, main, task_body, wait_for
+
+
+def keygen(directory, name):
+    result = subprocess.run([binary("zfed-keygen"), "--dir", directory, name],
+                            capture_output=True, text=True, check=True)
+    public_key, public_path, secret_path = result.stdout.split()
+    return public_key, public_path, secret_path
+
+
+class Keys:
+    """A broker key, role directories, and secrets kept apart from them."""
+
+    def __init__(self, root):
+        self.root = root
+        self.workers = os.path.join(root, "workers")
+        self.controllers = os.path.join(root, "controllers")
+        self.secrets = os.path.join(root, "secrets")
+        for folder in (self.workers, self.controllers, self.secrets):
+            os.makedirs(folder, exist_ok=True)
+        _, self.broker_public, self.broker_secret = keygen(root, "broker")
+
+    def issue(self, name, role):
+        """A key pair whose public half is allowed in role ('workers',
+        'controllers' or None); returns the secret file's path."""
+        folder = getattr(self, role) if role else self.secrets
+        _, public, secret = keygen(folder, name)
+        kept = os.path.join(self.secrets, os.path.basename(secret))
+        shutil.move(secret, kept)
+        return kept
+
+    def broker_args(self):
+        return ["--curve-cert", self.broker_secret, "--workers-dir", self.workers,
+                "--controllers-dir", self.controllers]
+
+    def peer_args(self, secret):
+        return ["--curve-cert", secret, "--server-key", self.broker_public]
+
+
+def curve_socket(cluster, keys, secret, server_public=None):
+    """A raw DEALER speaking CURVE with the given secret certificate."""
+    public, private = zmq.auth.load_certificate(secret)
+    server, _ = zmq.auth.load_certificate(server_public or keys.broker_public)
+    socket = cluster.context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.curve_publickey = public
+    socket.curve_secretkey = private
+    socket.curve_serverkey = server
+    socket.connect(cluster.endpoint)
+    return socket
+
+
+class Curve(unittest.TestCase):
+
+    def setUp(self):
+        self.cluster = Cluster("curve")
+        self.keys = Keys(os.path.join(self.cluster.dir, "keys"))
+        self.controller_secret = self.keys.issue("controller-1", "controllers")
+        self.cluster.start_broker(*self.keys.broker_args())
+        # mmi.status over CURVE needs a key too: the controller's.
+        self.status_socket = None
+
+    def tearDown(self):
+        self.cluster.close()
+
+    def status(self):
+        socket = curve_socket(self.cluster, self.keys, self.controller_secret)
+        try:
+            socket.send_multipart([b"", MDPC, b"mmi.status", b""])
+            self.assertTrue(socket.poll(5000), "no status over CURVE")
+            return msgpack.unpackb(socket.recv_multipart()[3], raw=False)
+        finally:
+            socket.close()
+
+    def start_worker(self, secret, server_key=None):
+        return self.cluster.start_worker("--curve-cert", secret, "--server-key",
+                                         server_key or self.keys.broker_public)
+
+    def wait_workers(self, count):
+        wait_for(lambda: self.status()["services"].get("fib", {}).get("workers", 0) == count,
+                 10, what="%d CURVE workers" % count)
+
+    def run_job(self, job_id, secret=None, *args):
+        return self.cluster.run_controller("--job-id", job_id, "--no-progress",
+                                           *self.keys.peer_args(secret or self.controller_secret),
+                                           *args)
+
+    def test_authorized_worker_and_controller_complete_a_job(self):
+        for index in range(3):
+            self.start_worker(self.keys.issue("worker-%d" % index, "workers"))
+        self.wait_workers(3)
+        result = self.run_job("secure", None, "--rounds", "3")
+        self.assertEqual(result.returncode, 0, result.err)
+        summary = self.cluster.summary("secure")
+        self.assertEqual([r["aggregate"] for r in summary["rounds"]], ["88"] * 3)
+        counters = self.status()["counters"]
+        self.assertGreaterEqual(counters["auth_accepted"], 4)
+        self.assertEqual(counters["auth_refused"], 0)
+        self.assertEqual(counters["forbidden"], 0)
+        self.assertEqual(counters["replies"], 15)
+
+    def test_unknown_key_never_gets_a_task_nor_injects_a_result(self):
+        good = self.start_worker(self.keys.issue("good", "workers"))
+        self.wait_workers(1)
+        stranger = self.keys.issue("stranger", None)  # in no directory
+        rogue_worker = self.start_worker(stranger)
+        rogue = curve_socket(self.cluster, self.keys, stranger)
+        rogue.send_multipart([b"", MDPW, READY, b"fib"])
+        rogue.send_multipart([b"", MDPW, b"\x03", b"\0" * 8, b"",
+                              msgpack.packb(["zfed.result", 1, "secure", 0, 0, 0, "rogue", 1,
+                                             {"sum": "1", "terms": 10, "last": "34",
+                                              "sequence": []}])])
+        wait_for(lambda: self.status()["counters"]["auth_refused"] >= 2, 10,
+                 what="the broker to refuse the unknown keys")
+        result = self.run_job("only-good", None, "--rounds", "2")
+        self.assertEqual(result.returncode, 0, result.err)
+        summary = self.cluster.summary("only-good")
+        workers = {r["worker"] for round_ in summary["rounds"] for r in round_["results"]}
+        self.assertEqual(workers, {good.name})
+        self.assertNotIn(rogue_worker.name, workers)
+        self.assertEqual(self.status()["services"]["fib"]["workers"], 1)
+        self.assertEqual(self.status()["counters"]["replies"], 10)
+        self.assertFalse(rogue.poll(200), "an unknown key was answered")
+        self.assertIn("is in neither the workers' nor the controllers' directory",
+                      self.cluster.processes[0].log())
+
+    def test_worker_key_cannot_submit_tasks(self):
+        worker_secret = self.keys.issue("worker-x", "workers")
+        self.start_worker(worker_secret)
+        self.wait_workers(1)
+        intruder = curve_socket(self.cluster, self.keys, worker_secret)
+        for task in range(3):
+            intruder.send_multipart([b"", MDPC, b"fib", task_body("stolen", 0, task, 10)])
+        wait_for(lambda: self.status()["counters"]["forbidden"] >= 3, 10,
+                 what="the broker to refuse the worker key's requests")
+        self.assertFalse(intruder.poll(300), "a worker key got an answer to a request")
+        counters = self.status()["counters"]
+        self.assertEqual(counters["requests"], 0)
+        self.assertEqual(counters["dispatched"], 0)
+
+    def test_controller_key_cannot_register_as_a_worker(self):
+        impostor = curve_socket(self.cluster, self.keys, self.controller_secret)
+        impostor.send_multipart([b"", MDPW, READY, b"fib"])
+        wait_for(lambda: self.status()["counters"]["forbidden"] >= 1, 10,
+                 what="the broker to refuse a controller key's READY")
+        self.assertEqual(self.status()["services"].get("fib", {}).get("workers", 0), 0)
+
+    def test_plaintext_peer_cannot_talk_to_a_curve_broker(self):
+        plain = self.cluster.client()
+        plain.send_multipart([b"", MDPW, READY, b"fib"])
+        plain.send_multipart([b"", MDPC, b"mmi.service", b"fib"])
+        wait_for(lambda: self.status()["counters"]["handshakes_failed"] >= 1, 10,
+                 what="the broker to fail the plaintext handshake")
+        self.assertFalse(plain.poll(300))
+        self.assertEqual(self.status()["counters"]["workers_ready"], 0)
+
+    def test_wrong_server_key_fails_to_connect(self):
+        self.start_worker(self.keys.issue("worker-ok", "workers"))
+        self.wait_workers(1)
+        _, wrong_public, _ = keygen(os.path.join(self.cluster.dir, "other"), "not-the-broker")
+        result = self.cluster.run_controller("--job-id", "wrong-key", "--no-progress",
+                                             "--curve-cert", self.controller_secret,
+                                             "--server-key", wrong_public,
+                                             "--rounds", "1", "--round-timeout", "1.5")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("only 0 of 5 results", result.err)
+        self.assertEqual(self.status()["counters"]["requests"], 0)
+        self.assertGreaterEqual(self.status()["counters"]["handshakes_failed"], 1)
+
+    def test_removed_key_is_refused_on_its_next_connection(self):
+        secret = self.keys.issue("revoked", "workers")
+        worker = self.start_worker(secret)
+        self.wait_workers(1)
+        refused_before = self.status()["counters"]["auth_refused"]
+        os.remove(os.path.join(self.keys.workers, "revoked.key"))
+        worker.stop()
+        self.wait_workers(0)
+        self.start_worker(secret)
+        wait_for(lambda: self.status()["counters"]["auth_refused"] > refused_before, 10,
+                 what="the revoked key to be refused")
+        time.sleep(0.3)
+        self.assertEqual(self.status()["services"].get("fib", {}).get("workers", 0), 0)
+        # Issuing a key works without a restart too.
+        self.start_worker(self.keys.issue("fresh", "workers"))
+        self.wait_workers(1)
+
+
+class PlaintextBeyondLoopback(unittest.TestCase):
+
+    def test_broker_refuses_plaintext_non_loopback_bind(self):
+        result = subprocess.run([binary("zfed-broker"), "--bind", "tcp://0.0.0.0:0"],
+                                capture_output=True, text=True, timeout=10)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--bind tcp://0.0.0.0:0: refusing plaintext", result.stderr)
+        self.assertIn("--insecure", result.stderr)
+
+    def test_insecure_allows_it(self):
+        with Cluster("insecure") as cluster:
+            cluster.start_broker("--insecure", endpoint="tcp://0.0.0.0:*")
+            self.assertTrue(cluster.endpoint.startswith("tcp://0.0.0.0:"))
+            cluster.endpoint = cluster.endpoint.replace("0.0.0.0", "127.0.0.1")
+            self.assertEqual(cluster.mmi("mmi.service", b"fib"), b"404")
+
+
+if __name__ == "__main__":
+    main()
