@@ -336,13 +336,41 @@ static void s_blob_free(s_blob_t *blob)
 }
 
 //  Canonical bytes of one object, owned by blob.
+//  msgpack_pack_object, except that floats always come out as float64:
+//  the canonical form (a float32 read from the wire would otherwise stay
+//  float32, which peers whose languages have one float type cannot do).
+static int s_pack_canonical(msgpack_packer *packer, const msgpack_object *object)
+{
+    switch (object->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+        return msgpack_pack_double(packer, object->via.f64);
+    case MSGPACK_OBJECT_ARRAY: {
+        int rc = msgpack_pack_array(packer, object->via.array.size);
+        for (uint32_t index = 0; rc == 0 && index < object->via.array.size; index++)
+            rc = s_pack_canonical(packer, &object->via.array.ptr[index]);
+        return rc;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        int rc = msgpack_pack_map(packer, object->via.map.size);
+        for (uint32_t index = 0; rc == 0 && index < object->via.map.size; index++) {
+            rc = s_pack_canonical(packer, &object->via.map.ptr[index].key);
+            if (rc == 0)
+                rc = s_pack_canonical(packer, &object->via.map.ptr[index].val);
+        }
+        return rc;
+    }
+    default:
+        return msgpack_pack_object(packer, *object);
+    }
+}
+
 static int s_blob_pack(s_blob_t *blob, const msgpack_object *object)
 {
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init(&buffer);
     msgpack_packer packer;
     msgpack_packer_init(&packer, &buffer, msgpack_sbuffer_write);
-    if (msgpack_pack_object(&packer, *object) != 0) {
+    if (s_pack_canonical(&packer, object) != 0) {
         msgpack_sbuffer_destroy(&buffer);
         return -1;
     }
@@ -820,42 +848,78 @@ static int s_pack_string(msgpack_packer *packer, const char *text)
     return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
 }
 
+//  The elements every kind starts with: kind, version, job id, round,
+//  task id, attempt.  Leaves the packer ready for the kind's own elements.
+static int s_encode_head(msgpack_sbuffer *buffer, msgpack_packer *packer, zfed_msg_kind_t kind,
+                         const char *job_id, uint32_t round, uint32_t task_id, uint32_t attempt)
+{
+    static const size_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
+    msgpack_sbuffer_clear(buffer);
+    msgpack_packer_init(packer, buffer, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array(packer, elements[kind]);
+    rc |= s_pack_string(packer, zfed_msg_kind_name(kind));
+    rc |= msgpack_pack_uint32(packer, ZFED_PROTOCOL_VERSION);
+    rc |= s_pack_string(packer, job_id);
+    rc |= msgpack_pack_uint32(packer, round);
+    rc |= msgpack_pack_uint32(packer, task_id);
+    rc |= msgpack_pack_uint32(packer, attempt);
+    return rc;
+}
+
+//  What a peer would refuse is never sent.
+static int s_encode_done(const msgpack_sbuffer *buffer, int rc)
+{
+    return rc == 0 && buffer->size <= ZFED_BODY_MAX ? 0 : -1;
+}
+
+int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                         uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
+                         int64_t global_round, const void *global_value, size_t global_value_size)
+{
+    msgpack_packer packer;
+    int rc = s_encode_head(buffer, &packer, ZFED_MSG_TASK, job_id, round, task_id, attempt);
+    rc |= msgpack_sbuffer_write(buffer, params, params_size);
+    rc |= msgpack_pack_array(&packer, 2);
+    rc |= msgpack_pack_int64(&packer, global_round);
+    rc |= msgpack_sbuffer_write(buffer, global_value, global_value_size);
+    return s_encode_done(buffer, rc);
+}
+
+int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                           uint32_t task_id, uint32_t attempt, const char *worker,
+                           uint64_t compute_us, const void *outputs, size_t outputs_size)
+{
+    msgpack_packer packer;
+    int rc = s_encode_head(buffer, &packer, ZFED_MSG_RESULT, job_id, round, task_id, attempt);
+    rc |= s_pack_string(&packer, worker);
+    rc |= msgpack_pack_uint64(&packer, compute_us);
+    rc |= msgpack_sbuffer_write(buffer, outputs, outputs_size);
+    return s_encode_done(buffer, rc);
+}
+
 int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)
 {
-    msgpack_sbuffer_clear(buffer);
-    msgpack_packer packer;
-    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
-    static const size_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
-
-    int rc = msgpack_pack_array(&packer, elements[self->kind]);
-    rc |= s_pack_string(&packer, zfed_msg_kind_name(self->kind));
-    rc |= msgpack_pack_uint32(&packer, ZFED_PROTOCOL_VERSION);
-    rc |= s_pack_string(&packer, self->job_id);
-    rc |= msgpack_pack_uint32(&packer, self->round);
-    rc |= msgpack_pack_uint32(&packer, self->task_id);
-    rc |= msgpack_pack_uint32(&packer, self->attempt);
     switch (self->kind) {
     case ZFED_MSG_TASK:
-        rc |= msgpack_sbuffer_write(buffer, (const char *)self->params.data, self->params.size);
-        rc |= msgpack_pack_array(&packer, 2);
-        rc |= msgpack_pack_int64(&packer, self->global_round);
-        rc |= msgpack_sbuffer_write(buffer, (const char *)self->global_value.data,
-                                    self->global_value.size);
-        break;
+        return zfed_msg_encode_task(buffer, self->job_id, self->round, self->task_id, self->attempt,
+                                    self->params.data, self->params.size, self->global_round,
+                                    self->global_value.data, self->global_value.size);
     case ZFED_MSG_RESULT:
-        rc |= s_pack_string(&packer, self->worker);
-        rc |= msgpack_pack_uint64(&packer, self->compute_us);
-        rc |= msgpack_sbuffer_write(buffer, (const char *)self->outputs.data, self->outputs.size);
-        break;
-    case ZFED_MSG_ERROR:
+        return zfed_msg_encode_result(buffer, self->job_id, self->round, self->task_id,
+                                      self->attempt, self->worker, self->compute_us,
+                                      self->outputs.data, self->outputs.size);
+    case ZFED_MSG_ERROR: {
+        msgpack_packer packer;
+        int rc = s_encode_head(buffer, &packer, ZFED_MSG_ERROR, self->job_id, self->round,
+                               self->task_id, self->attempt);
         rc |= s_pack_string(&packer, self->worker);
         rc |= msgpack_pack_uint32(&packer, self->error_code);
         rc |= s_pack_string(&packer, self->error_field);
         rc |= s_pack_string(&packer, self->error_text);
-        break;
+        return s_encode_done(buffer, rc);
     }
-    //  What a peer would refuse is never sent.
-    return rc == 0 && buffer->size <= ZFED_BODY_MAX ? 0 : -1;
+    }
+    return -1;
 }
 
 //  ---------------------------------------------------------------------

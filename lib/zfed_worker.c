@@ -183,11 +183,17 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
         rc = s_run_task(self, connection, task, &outputs, &compute_us, &fault);
 
     zfed_msg_t *reply = NULL;
-    if (rc == 0)
-        reply = zfed_msg_new_result(zfed_msg_job_id(task), zfed_msg_round(task),
-                                    zfed_msg_task_id(task), zfed_msg_attempt(task),
-                                    connection->name, compute_us, outputs.data, outputs.size);
-    else {
+    //  The outputs come from our own service's packer: encode them as they
+    //  are rather than check them again.
+    if (rc == 0 &&
+        zfed_msg_encode_result(&job->reply, zfed_msg_job_id(task), zfed_msg_round(task),
+                               zfed_msg_task_id(task), zfed_msg_attempt(task), connection->name,
+                               compute_us, outputs.data, outputs.size) != 0) {
+        zfed_fault_set(&fault, ZFED_ERR_TOO_LARGE, "", "the result does not fit in a %d-byte body",
+                       ZFED_BODY_MAX);
+        rc = -1;
+    }
+    if (rc != 0) {
         char job_id[ZFED_JOB_ID_MAX + 1] = "";
         uint32_t round = 0, task_id = 0, attempt = 0;
         if (task) {
@@ -203,7 +209,7 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
                                    fault.field, fault.text);
     }
     job->is_error = rc != 0;
-    if (!reply || zfed_msg_encode(reply, &job->reply) != 0) {
+    if (rc != 0 && (!reply || zfed_msg_encode(reply, &job->reply) != 0)) {
         //  Nothing sensible to send: an empty body still frees the broker's
         //  slot and the client sees a malformed reply it will retry.
         zfed_error("%s: cannot encode a reply (out of memory)", connection->name);

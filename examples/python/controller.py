@@ -143,11 +143,11 @@ class Controller:
                                                  or now >= quorum_at + args.grace):
                 outcome = "closed"
             elif args.tasks - failed < args.quorum_n:
-                outcome = "failed: quorum unreachable (%d of %d tasks failed, quorum %d)" \
+                outcome = "quorum unreachable (%d of %d tasks failed, quorum %d)" \
                           % (failed, args.tasks, args.quorum_n)
             elif now >= deadline:
                 outcome = "closed" if accepted >= args.quorum_n else \
-                    "failed: round deadline (%g s) passed with %d of %d results, quorum %d" \
+                    "round deadline (%g s) passed with %d of %d results, quorum %d" \
                     % (args.round_timeout, accepted, args.tasks, args.quorum_n)
         entry["duration_ms"] = int((time.monotonic() - started) * 1000)
         entry["accepted"] = sum(t.state == ACCEPTED for t in tasks)

@@ -91,6 +91,21 @@ int zfed_msg_peek_ids(const void *data, size_t size, char *job_id, uint32_t *rou
 //  they were given.  Returns 0, or -1 on allocation failure.
 int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer);
 
+//  Hot-path encoders: a task or result straight from its parts, without
+//  building (and re-checking) a zfed_msg_t.  The caller vouches for the
+//  parts: job_id and worker within their limits, params and outputs
+//  canonical string-keyed maps, global_value one canonical value (as
+//  zfed_msg_params and friends return, or as a service packs them).  The
+//  bytes equal what the constructor + zfed_msg_encode would give.
+//  Returns 0, or -1 on allocation failure or a body over ZFED_BODY_MAX.
+int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                         uint32_t task_id, uint32_t attempt, const void *params,
+                         size_t params_size, int64_t global_round, const void *global_value,
+                         size_t global_value_size);
+int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                           uint32_t task_id, uint32_t attempt, const char *worker,
+                           uint64_t compute_us, const void *outputs, size_t outputs_size);
+
 zfed_msg_kind_t zfed_msg_kind(const zfed_msg_t *self);
 const char *zfed_msg_kind_name(zfed_msg_kind_t kind);
 const char *zfed_msg_job_id(const zfed_msg_t *self);
