@@ -1,0 +1,28 @@
+/*  zfed - a round-based distributed job runner on ZeroMQ (7/MDP + msgpack).
+
+    One include for the whole public API of libzfed.  Link with
+    `pkg-config --cflags --libs zfed`.
+*/
+#ifndef ZFED_H_INCLUDED
+#define ZFED_H_INCLUDED
+
+#include "zfed/zfed_version.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_util.h"
+#include "zfed/zfed_signal.h"
+#include "zfed/zfed_number.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed/zfed_frames.h"
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_json.h"
+#include "zfed/zfed_fib.h"
+#include "zfed/zfed_aggregate.h"
+#include "zfed/zfed_service.h"
+#include "zfed/zfed_job.h"
+#include "zfed/zfed_store.h"
+#include "zfed/zfed_client.h"
+#include "zfed/zfed_broker.h"
+#include "zfed/zfed_worker.h"
+#include "zfed/zfed_controller.h"
+
+#endif

@@ -1,0 +1,117 @@
+"""cmake --install gives a usable libzfed: a tiny program builds against the
+installed headers and library through pkg-config (shared and static), and
+the installed programs and man pages are there."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from zfedtest import BUILD_DIR, main
+
+PROGRAM = r'''
+#include <zfed/zfed.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(void)
+{
+    zfed_fib_t *fib = zfed_fib_new(10);
+    char *sum = zfed_bigint_format(*zfed_fib_sum(fib));
+    const uint8_t params[] = {0x81, 0xaf, 'f', 'i', 'b', 'o', 'n', 'a', 'c', 'c', 'i', '_', 'l',
+                              'e', 'v', 'e', 'l', 0x0a};
+    const uint8_t global[] = {0xa1, '0'};
+    zfed_msg_t *task = zfed_msg_new_task("installed", 0, 0, 0, params, sizeof params, -1, global,
+                                         sizeof global);
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    int rc = task ? zfed_msg_encode(task, &buffer) : -1;
+    zfed_msg_t *back = rc == 0 ? zfed_msg_decode(buffer.data, buffer.size, NULL, 0) : NULL;
+    printf("%s %s %s %s\n", ZFED_VERSION_STRING, sum,
+           back ? zfed_msg_kind_name(zfed_msg_kind(back)) : "?",
+           zfed_service_find("fib") ? "fib" : "?");
+    zfed_msg_destroy(&back);
+    zfed_msg_destroy(&task);
+    msgpack_sbuffer_destroy(&buffer);
+    free(sum);
+    zfed_fib_destroy(&fib);
+    return 0;
+}
+'''
+
+
+class Install(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.prefix = tempfile.mkdtemp(prefix="zfed-install-")
+        subprocess.run(["cmake", "--install", BUILD_DIR, "--prefix", cls.prefix],
+                       check=True, capture_output=True)
+        cls.env = dict(os.environ)
+        pkgconfig = [os.path.join(cls.prefix, d, "pkgconfig")
+                     for d in ("lib", "lib64", "lib/x86_64-linux-gnu")]
+        cls.env["PKG_CONFIG_PATH"] = ":".join(pkgconfig)
+        cls.source = os.path.join(cls.prefix, "tiny.c")
+        with open(cls.source, "w") as handle:
+            handle.write(PROGRAM)
+        # A sanitizer build's library needs the sanitizer runtime linked in.
+        cls.extra = (["-fsanitize=address,undefined"]
+                     if os.environ.get("ZFED_SANITIZED") in ("1", "ON", "true") else [])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.prefix, ignore_errors=True)
+
+    def pkg_config(self, *args):
+        return subprocess.run(["pkg-config"] + list(args) + ["zfed"], env=self.env, check=True,
+                              capture_output=True, text=True).stdout.split()
+
+    def test_files_in_place(self):
+        for program in ("zfed-broker", "zfed-worker", "zfed-controller", "zfed-keygen"):
+            path = os.path.join(self.prefix, "bin", program)
+            version = subprocess.run([path, "--version"], capture_output=True, text=True)
+            self.assertEqual(version.returncode, 0)
+            self.assertIn(program + " (zfed)", version.stdout)
+            self.assertTrue(os.path.exists(os.path.join(self.prefix, "share", "man", "man1",
+                                                        program + ".1")))
+        self.assertTrue(os.path.exists(os.path.join(self.prefix, "include", "zfed", "zfed.h")))
+        self.assertEqual(self.pkg_config("--modversion"), [self.version()])
+
+    def version(self):
+        out = subprocess.run([os.path.join(self.prefix, "bin", "zfed-broker"), "--version"],
+                             capture_output=True, text=True).stdout
+        return out.split()[2]
+
+    def test_build_against_shared_library(self):
+        binary = os.path.join(self.prefix, "tiny-shared")
+        subprocess.run(["cc", "-o", binary, self.source] + self.extra +
+                       self.pkg_config("--cflags", "--libs"), check=True, env=self.env)
+        libdir = self.pkg_config("--variable=libdir")[0]
+        run = subprocess.run([binary], capture_output=True, text=True,
+                             env=dict(self.env, LD_LIBRARY_PATH=libdir))
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout.split(), [self.version(), "88", "zfed.task", "fib"])
+        linked = subprocess.run(["ldd", binary], capture_output=True, text=True,
+                                env=dict(self.env, LD_LIBRARY_PATH=libdir)).stdout
+        self.assertIn("libzfed.so", linked)
+
+    def test_build_against_static_library(self):
+        binary = os.path.join(self.prefix, "tiny-static")
+        libdir = self.pkg_config("--variable=libdir")[0]
+        # libzfed itself static; its dependencies as the system has them
+        # (Debian's czmq has no complete static closure).
+        flags = self.pkg_config("--cflags", "--libs")
+        flags = [os.path.join(libdir, "libzfed.a") if flag == "-lzfed" else flag
+                 for flag in flags] + ["-lm", "-lpthread"]
+        subprocess.run(["cc", "-o", binary, self.source] + self.extra + flags, check=True,
+                       env=self.env)
+        run = subprocess.run([binary], capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout.split()[1], "88")
+        linked = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+        self.assertNotIn("libzfed", linked)
+
+
+if __name__ == "__main__":
+    main()
