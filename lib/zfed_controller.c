@@ -953,16 +953,31 @@ static int s_resume(zfed_controller_t *self, char *error, size_t error_size)
     return 0;
 }
 
+//  The state round 0 carries, shaped by the job's first task.
 static int s_initial_global(zfed_controller_t *self)
 {
+    json_t *first = zfed_job_task_params(self->job, 0, 0);
+    uint8_t *params = NULL;
+    size_t params_size = 0;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
     msgpack_sbuffer packed;
     msgpack_sbuffer_init(&packed);
     msgpack_packer packer;
     msgpack_packer_init(&packer, &packed, msgpack_sbuffer_write);
-    int rc = self->service->pack_initial(&packer);
+    int rc = first ? s_pack_params(first, &params, &params_size) : -1;
+    if (rc == 0) {
+        msgpack_unpacked_destroy(&unpacked);
+        rc = zfed_unpack(&unpacked, params, params_size);
+    }
+    if (rc == 0)
+        rc = self->service->pack_initial(&unpacked.data, &packer);
     if (rc == 0)
         rc = s_set_global(self, -1, &packed);
     msgpack_sbuffer_destroy(&packed);
+    msgpack_unpacked_destroy(&unpacked);
+    free(params);
+    json_decref(first);
     return rc;
 }
 

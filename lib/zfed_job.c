@@ -56,7 +56,9 @@ int zfed_job_init(zfed_job_t *job)
     snprintf(job->workdir, sizeof job->workdir, "%s", ZFED_JOB_DEFAULT_WORKDIR);
     job->rounds = ZFED_JOB_DEFAULT_ROUNDS;
     job->tasks = ZFED_JOB_DEFAULT_TASKS;
-    job->params = json_pack("{s:i}", "fibonacci_level", ZFED_JOB_DEFAULT_LEVEL);
+    //  Empty until someone sets them; zfed_job_finish adds the service's
+    //  documented defaults (fib: fibonacci_level 10) under them.
+    job->params = json_object();
     job->quorum_fraction = 1.0;
     job->round_timeout_ms = ZFED_JOB_DEFAULT_ROUND_TIMEOUT;
     job->grace_ms = ZFED_JOB_DEFAULT_GRACE;
@@ -171,6 +173,7 @@ static int s_apply_select(zfed_job_t *job, const char *text, char *error, size_t
     if (zfed_metric_parse(metric, &job->metric) != 0)
         return s_fail(error, error_size,
                       "select: unknown metric '%s' (aggregate, results or duration_ms)", metric);
+    job->metric_given = true;
     if (!colon || strcmp(colon + 1, "max") == 0)
         job->maximize = true;
     else if (strcmp(colon + 1, "min") == 0)
@@ -367,6 +370,15 @@ int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
 {
     if (!zfed_service_find(job->service))
         return s_fail(error, error_size, "service: unknown service '%s'", job->service);
+    //  The service's documented defaults sit under everything the user set.
+    const zfed_service_t *service = zfed_service_find(job->service);
+    if (service->default_params) {
+        json_t *defaults = json_loads(service->default_params, 0, NULL);
+        int rc = defaults ? json_object_update_missing(job->params, defaults) : -1;
+        json_decref(defaults);
+        if (rc != 0)
+            return s_fail(error, error_size, "out of memory");
+    }
     if (job->quorum_count > job->tasks)
         return s_fail(error, error_size, "quorum: %u is more than the %u tasks of a round",
                       job->quorum_count, job->tasks);
@@ -380,10 +392,14 @@ int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
         job->task_timeout_ms = job->round_timeout_ms / (job->retries + 1);
     if (job->task_timeout_ms <= 0)
         job->task_timeout_ms = 1;
-    if (job->metric == ZFED_METRIC_AGGREGATE && !zfed_service_find(job->service)->scalar)
-        return s_fail(error, error_size,
-                      "select: service %s has no scalar aggregate; use results or duration_ms",
-                      job->service);
+    if (job->metric == ZFED_METRIC_AGGREGATE && !zfed_service_find(job->service)->scalar) {
+        if (job->metric_given)
+            return s_fail(error, error_size,
+                          "select: service %s has no scalar aggregate; use results or "
+                          "duration_ms",
+                          job->service);
+        job->metric = ZFED_METRIC_RESULTS; //  the default that makes sense for it
+    }
     if (job->job_id[0] == '\0') {
         //  Sortable and unique enough for one user: UTC time + pid + random.
         time_t now = time(NULL);

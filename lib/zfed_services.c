@@ -11,9 +11,11 @@
 #include <string.h>
 
 extern const zfed_service_t zfed_service_fib;
+extern const zfed_service_t zfed_service_vecavg;
 
 static const zfed_service_t *const s_registry[] = {
     &zfed_service_fib,
+    &zfed_service_vecavg,
     NULL,
 };
 

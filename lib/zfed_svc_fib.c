@@ -274,7 +274,7 @@ static int s_describe(const msgpack_object *params, const msgpack_object *output
     return rc == 0 ? 0 : -1;
 }
 
-static int s_pack_initial(msgpack_packer *packer)
+static int s_pack_initial(const msgpack_object *params, msgpack_packer *packer)
 {
     return s_pack_string(packer, INITIAL_GLOBAL);
 }
@@ -314,6 +314,7 @@ static char *s_aggregate_text(const mpq_t *values, size_t dims)
 const zfed_service_t zfed_service_fib = {
     .name = "fib",
     .description = "Fibonacci: the first fibonacci_level terms, their sum (exact), count and last",
+    .default_params = "{\"" PARAM_LEVEL "\": 10}",
     .run = s_run,
     .check_params = s_check_params,
     .read_outputs = s_read_outputs,

@@ -75,13 +75,17 @@ typedef struct {
     double trim;
     zfed_metric_t metric;
     bool maximize;
+    bool metric_given; //  chosen by the user (else a service without a scalar
+                       //  aggregate selects by results)
     //  CURVE (NULL/empty: plaintext)
     char curve_cert[ZFED_JOB_PATH_MAX];
     char server_key[ZFED_JOB_PATH_MAX];
 } zfed_job_t;
 
-//  Defaults everywhere: 5 rounds of 5 fib tasks at fibonacci_level 10,
-//  quorum all tasks, fedavg, best round by highest aggregate.
+//  Defaults everywhere: 5 rounds of 5 fib tasks, quorum all tasks, fedavg,
+//  best round by highest aggregate.  params start empty; zfed_job_finish
+//  adds the service's default parameters under them (fib:
+//  fibonacci_level 10), so they show in job.json like any other setting.
 int zfed_job_init(zfed_job_t *job);
 void zfed_job_clear(zfed_job_t *job);
 

@@ -52,6 +52,9 @@ void zfed_sample_clear(zfed_sample_t *sample);
 typedef struct {
     const char *name;        //  MDP service name
     const char *description; //  one line, for --help
+    //  Parameters a job gets unless it sets them (a JSON object), or NULL.
+    //  Documented in --help and recorded in job.json: never a surprise.
+    const char *default_params;
 
     //  Worker: runs one task and packs its outputs map.  global_value is
     //  the previous round's aggregate (or the initial value when
@@ -74,9 +77,11 @@ typedef struct {
     //  terms, last), added to object.  0 or -1.
     int (*describe)(const msgpack_object *params, const msgpack_object *outputs, json_t *object);
 
-    //  The global value sent before any round has closed (fib: "0"), and
-    //  the aggregate packed as the next round's global value.  0 or -1.
-    int (*pack_initial)(msgpack_packer *packer);
+    //  The global value sent before any round has closed, given the params
+    //  of the job's first task so it can have the right shape (fib: "0";
+    //  vecavg: zeros as long as the vector), and the aggregate packed as the
+    //  next round's global value.  0 or -1.
+    int (*pack_initial)(const msgpack_object *params, msgpack_packer *packer);
     int (*pack_aggregate)(const mpq_t *values, size_t dims, msgpack_packer *packer);
 
     //  The aggregate as JSON for records and selection (fib: a decimal

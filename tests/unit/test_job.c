@@ -155,9 +155,9 @@ static void s_test_defaults(void)
     CHECK_STR(job.workdir, "/tmp/zfed/jobs");
     CHECK_INT(job.rounds, 5);
     CHECK_INT(job.tasks, 5);
+    //  params start empty: the service's defaults come with finish.
     CHECK(json_is_object(job.params));
-    CHECK_INT(json_object_size(job.params), 1);
-    CHECK_INT(json_integer_value(json_object_get(job.params, "fibonacci_level")), 10);
+    CHECK_INT(json_object_size(job.params), 0);
     CHECK(job.task_params == NULL);
     CHECK(job.round_params == NULL);
     CHECK(job.quorum_fraction == 1.0);
@@ -379,10 +379,9 @@ static void s_test_param_merging(void)
     job.task_params = json_pack("[{s:i}, {s:s}]", "only_t0", 5, "only_t1", "x");
     merged = zfed_job_task_params(&job, 0, 1);
     CHECK(merged != NULL);
-    CHECK_INT(json_object_size(merged), 2);
+    CHECK_INT(json_object_size(merged), 1);
     CHECK_STR(json_string_value(json_object_get(merged, "only_t1")), "x");
     CHECK(json_object_get(merged, "only_t0") == NULL);
-    CHECK_INT(json_integer_value(json_object_get(merged, "fibonacci_level")), 10);
     json_decref(merged);
     zfed_job_clear(&job);
 
@@ -642,13 +641,19 @@ static void s_test_load_errors(void)
     s_check_finish_error("{\"params\": {\"fibonacci_level\": 10.0}}", "fibonacci_level");
     s_check_finish_error("{\"params\": {\"fibonacci_level\": -3}}", "fibonacci_level");
     s_check_finish_error("{\"params\": {\"fibonacci_level\": null}}", "fibonacci_level");
-    s_check_finish_error("{\"params\": {}}", "fibonacci_level (round 0, task 0): missing");
+    //  A service without defaults: nothing given is something missing.
+    s_check_finish_error("{\"service\": \"vecavg\", \"params\": {}}",
+                         "vector (round 0, task 0): missing");
+    s_check_finish_error("{\"service\": \"vecavg\", \"params\": {\"vector\": [1, 2]}}",
+                         "samples (round 0, task 0): missing");
     s_check_finish_error("{\"params\": {\"fibonacci_level\": 10, \"levle\": 3}}",
                          "levle (round 0, task 0): unknown parameter 'levle'");
     s_check_finish_error("{\"task_params\": [{}, {}, {}, {}, {\"extra\": true}]}",
                          "extra (round 0, task 4): unknown parameter");
-    //  The edges themselves are fine.
+    //  The edges themselves are fine, and fib's documented default fills
+    //  in what nobody set.
     char error[256];
+    CHECK_INT(s_load_and_finish("{\"params\": {}}", true, error, sizeof error), 0);
     CHECK_INT(
         s_load_and_finish("{\"params\": {\"fibonacci_level\": 1}}", true, error, sizeof error), 0);
     CHECK_INT(
