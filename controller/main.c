@@ -4,6 +4,9 @@
 #include "zfed/zfed_controller.h"
 #include "zfed/zfed_fib.h"
 #include "zfed/zfed_job.h"
+#include "zfed/zfed_client.h"
+#include "zfed/zfed_json.h"
+#include "zfed/zfed_mdp.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_service.h"
@@ -57,6 +60,12 @@ static void s_usage(void)
            "  --curve-cert FILE    our CURVE certificate (the _secret file)\n"
            "  --server-key KEY     the broker's public key: 40 Z85 characters or a certificate\n"
            "\n"
+           "Broker status:\n"
+           "  --status             print the broker's load and counters (8/MMI mmi.status)\n"
+           "                       and exit: workers per service, queued, in flight, done,\n"
+           "                       failed, dropped\n"
+           "  --json               with --status: print the raw status as JSON\n"
+           "\n"
            "Output:\n"
            "  --no-progress        no per-round lines or final table on stdout\n"
            "  --log-level LEVEL    error, warn, info or debug (default info); logs go to stderr\n"
@@ -96,6 +105,8 @@ enum {
     OPT_CURVE_CERT,
     OPT_SERVER_KEY,
     OPT_NO_PROGRESS,
+    OPT_STATUS,
+    OPT_JSON,
     OPT_LOG_LEVEL,
 };
 
@@ -122,6 +133,8 @@ static const struct option s_options[] = {
     {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
     {"server-key", required_argument, NULL, OPT_SERVER_KEY},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"status", no_argument, NULL, OPT_STATUS},
+    {"json", no_argument, NULL, OPT_JSON},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
@@ -153,6 +166,98 @@ static void s_copy(char *target, size_t size, const char *flag, const char *valu
     if (!value || !*value || strlen(value) >= size)
         zfed_cli_fail(PROGRAM, "%s: expected 1 to %zu characters", flag, size - 1);
     snprintf(target, size, "%s", value);
+}
+
+//  Status answers come quickly or not at all.
+#define STATUS_TIMEOUT_MS 3000
+
+static uint64_t s_counter(json_t *counters, const char *name)
+{
+    return (uint64_t)json_integer_value(json_object_get(counters, name));
+}
+
+//  --status: one mmi.status query, printed for people (or as JSON).
+static int s_status(const zfed_job_t *job, bool as_json)
+{
+    zfed_client_t *client =
+        zfed_client_new(job->endpoint, job->curve_cert[0] ? job->curve_cert : NULL,
+                        job->server_key[0] ? job->server_key : NULL);
+    if (!client)
+        return ZFED_EXIT_FAILED;
+    const char *service;
+    const uint8_t *body = NULL;
+    size_t size = 0;
+    int got = zfed_client_send(client, ZFED_MMI_STATUS, "", 0) == 0
+                  ? zfed_client_recv(client, STATUS_TIMEOUT_MS, &service, &body, &size)
+                  : -1;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    json_t *status = NULL;
+    if (got == 1 && zfed_msgpack_check(body, size, NULL, 0) == 0) {
+        msgpack_unpacked_destroy(&unpacked);
+        if (zfed_unpack(&unpacked, body, size) == 0)
+            status = zfed_json_from_msgpack(&unpacked.data);
+    }
+    msgpack_unpacked_destroy(&unpacked);
+    zfed_client_destroy(&client);
+    if (!json_is_object(status)) {
+        fprintf(stderr, "%s: no status from %s within %d ms%s\n", PROGRAM, job->endpoint,
+                STATUS_TIMEOUT_MS, got == 1 ? " (the answer was not a zfed status)" : "");
+        json_decref(status);
+        return ZFED_EXIT_FAILED;
+    }
+    if (as_json) {
+        char *text = json_dumps(status, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(status);
+        return ZFED_EXIT_OK;
+    }
+    json_t *counters = json_object_get(status, "counters");
+    printf("broker %s (zfed %s), up %.1f s, %lld workers\n\n", job->endpoint,
+           json_string_value(json_object_get(status, "version")),
+           json_integer_value(json_object_get(status, "uptime_ms")) / 1000.0,
+           json_integer_value(json_object_get(status, "workers")));
+    printf("%-24s %8s %6s %8s %10s\n", "service", "workers", "idle", "queued", "in flight");
+    const char *name;
+    json_t *entry;
+    json_object_foreach(json_object_get(status, "services"), name, entry)
+    {
+        printf("%-24s %8lld %6lld %8lld %10lld\n", name,
+               json_integer_value(json_object_get(entry, "workers")),
+               json_integer_value(json_object_get(entry, "idle")),
+               json_integer_value(json_object_get(entry, "queued")),
+               json_integer_value(json_object_get(entry, "in_flight")));
+    }
+    uint64_t dropped = s_counter(counters, "malformed") + s_counter(counters, "unexpected") +
+                       s_counter(counters, "stale_replies") + s_counter(counters, "unroutable") +
+                       s_counter(counters, "forbidden");
+    printf("\nrequests %llu, done %llu, failed %llu (expired %llu, refused at a limit %llu), "
+           "re-dispatched %llu\n"
+           "dropped %llu (malformed %llu, unexpected %llu, stale replies %llu, undeliverable %llu, "
+           "forbidden %llu)\n"
+           "workers: %llu registered, %llu expired, %llu left; connections: %llu accepted, %llu "
+           "closed, %llu refused at the handshake\n",
+           (unsigned long long)s_counter(counters, "requests"),
+           (unsigned long long)s_counter(counters, "replies"),
+           (unsigned long long)s_counter(counters, "failed"),
+           (unsigned long long)s_counter(counters, "expired"),
+           (unsigned long long)s_counter(counters, "rejected"),
+           (unsigned long long)s_counter(counters, "redispatched"), (unsigned long long)dropped,
+           (unsigned long long)s_counter(counters, "malformed"),
+           (unsigned long long)s_counter(counters, "unexpected"),
+           (unsigned long long)s_counter(counters, "stale_replies"),
+           (unsigned long long)s_counter(counters, "unroutable"),
+           (unsigned long long)s_counter(counters, "forbidden"),
+           (unsigned long long)s_counter(counters, "workers_ready"),
+           (unsigned long long)s_counter(counters, "workers_expired"),
+           (unsigned long long)s_counter(counters, "workers_left"),
+           (unsigned long long)s_counter(counters, "connections_accepted"),
+           (unsigned long long)s_counter(counters, "connections_closed"),
+           (unsigned long long)(s_counter(counters, "handshakes_failed") +
+                                s_counter(counters, "auth_refused")));
+    json_decref(status);
+    return ZFED_EXIT_OK;
 }
 
 typedef struct {
@@ -272,6 +377,7 @@ int main(int argc, char **argv)
     const char *job_file = NULL;
     const char *resume = NULL;
     bool progress = true;
+    bool status = false, as_json = false;
 
     //  First pass: what decides the starting point (job file, resume),
     //  help, version and logging.
@@ -289,6 +395,12 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_PROGRESS:
             progress = false;
+            break;
+        case OPT_STATUS:
+            status = true;
+            break;
+        case OPT_JSON:
+            as_json = true;
             break;
         case OPT_LOG_LEVEL:
             zfed_cli_log_level(PROGRAM, optarg);
@@ -317,6 +429,8 @@ int main(int argc, char **argv)
     if (job_file && resume)
         zfed_cli_fail(PROGRAM, "--resume: a resumed job keeps its own settings; drop --job");
 
+    if (as_json && !status)
+        zfed_cli_fail(PROGRAM, "--json goes with --status");
     zfed_job_t job;
     if (zfed_job_init(&job) != 0)
         zfed_cli_fail(PROGRAM, "out of memory");
@@ -337,6 +451,13 @@ int main(int argc, char **argv)
         s_apply(&job, option, optarg, &given);
     }
 
+    if (status) {
+        //  Only where the broker is and how to reach it matter here.
+        zfed_log_set_ident("controller");
+        int rc = s_status(&job, as_json);
+        zfed_job_clear(&job);
+        return rc;
+    }
     bool resuming = resume != NULL;
     if (resuming) {
         //  The job's own settings, from its folder; where it is and how to

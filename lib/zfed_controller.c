@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 //  Longest reason text carried around.
 #define REASON_MAX 512
@@ -106,6 +107,10 @@ struct _zfed_controller_t {
     json_t *best_value;
     int64_t started_wall_ms;
     char failure[REASON_MAX];
+    //  On a terminal, a live line shows a round while it runs.
+    bool live;
+    int64_t live_at_ms;
+    bool live_shown;
 };
 
 //  ---------------------------------------------------------------------
@@ -572,6 +577,31 @@ static json_t *s_round_summary(const json_t *record)
         (json_int_t)0);
 }
 
+//  Rewrites the live line (terminals only), at most every LIVE_PERIOD_MS.
+#define LIVE_PERIOD_MS 100
+
+static void s_live_clear(zfed_controller_t *self)
+{
+    if (self->live_shown) {
+        s_progress(self, "\r\033[K");
+        self->live_shown = false;
+    }
+}
+
+static void s_live_update(zfed_controller_t *self, const round_t *round, int64_t now)
+{
+    if (!self->live || now - self->live_at_ms < LIVE_PERIOD_MS)
+        return;
+    self->live_at_ms = now;
+    self->live_shown = true;
+    s_progress(self, "\r\033[Kround %u (%u/%u): %u/%u results (quorum %u), %" PRIu64
+                     " resent, %.1f s%s",
+               round->number, round->number + 1, self->job->rounds, round->answered,
+               self->job->tasks, self->job->quorum, round->resent,
+               (now - round->started_ms) / 1000.0,
+               round->quorum_at_ms ? ", quorum in, grace running" : "");
+}
+
 static void s_print_round(zfed_controller_t *self, const round_t *round, const char *aggregate,
                           int64_t duration_us)
 {
@@ -583,6 +613,7 @@ static void s_print_round(zfed_controller_t *self, const round_t *round, const c
         if (counts[index] && used < sizeof notes)
             used += (size_t)snprintf(notes + used, sizeof notes - used, ", %" PRIu64 " %s",
                                      counts[index], names[index]);
+    s_live_clear(self);
     s_progress(self, "round %u (%u/%u): %u/%u results (quorum %u), aggregate %s, %.1f ms%s\n",
                round->number, round->number + 1, self->job->rounds, round->answered,
                self->job->tasks, self->job->quorum, aggregate, duration_us / 1000.0, notes);
@@ -749,6 +780,8 @@ static int s_run_round(zfed_controller_t *self, uint32_t number)
         }
         s_resend_due(self, &round, now);
         int64_t wait = s_next_due(self, &round) - now;
+        if (self->live && wait > LIVE_PERIOD_MS)
+            wait = LIVE_PERIOD_MS;
         const char *service;
         const uint8_t *body;
         size_t size;
@@ -759,7 +792,9 @@ static int s_run_round(zfed_controller_t *self, uint32_t number)
         }
         if (got == 1)
             s_handle_reply(self, &round, body, size, zfed_clock_ms());
+        s_live_update(self, &round, zfed_clock_ms());
     }
+    s_live_clear(self);
     s_round_clear(&round, job->tasks);
     return outcome;
 }
@@ -991,6 +1026,7 @@ zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progr
     }
     self->job = job;
     self->progress = progress;
+    self->live = progress && isatty(fileno(progress));
     self->best_round = -1;
     self->started_wall_ms = zfed_wall_ms();
     mpq_init(self->best_aggregate);
