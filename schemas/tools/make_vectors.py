@@ -65,6 +65,10 @@ def raw_array(count):
     return bytes([0x90 | count]) if count < 16 else b"\xdc" + struct.pack(">H", count)
 
 
+def raw_float32(value):
+    return b"\xca" + struct.pack(">f", value)
+
+
 #  ---------------------------------------------------------------------
 #  Messages as Python values, and their "fields" as the vectors show them
 
@@ -137,6 +141,18 @@ def is_uint(value, maximum):
     return type(value) is int and 0 <= value <= maximum
 
 
+def check_keys_everywhere(value):
+    """PROTOCOL.md 7.2 S7: every map key at any depth is a str."""
+    if isinstance(value, Map):
+        for key, item in value:
+            if type(key) is not str:
+                raise ValueError("map key is not a string")
+            check_keys_everywhere(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_keys_everywhere(item)
+
+
 def check_string_map(value, what):
     if not isinstance(value, Map):
         raise ValueError(what + ": not a map")
@@ -168,10 +184,11 @@ def reference_decode(data):
     try:
         body = msgpack.unpackb(data, raw=False, strict_map_key=False,
                                object_pairs_hook=Map)
-    except Exception as failure:  # truncated, trailing bytes, 0xc1, bad UTF-8...
+    except Exception as failure:  # truncated, trailing bytes, 0xc1, bad UTF-8 anywhere...
         raise ValueError("not one msgpack value: %r" % failure)
     if depth(body) > NESTING_MAX:
         raise ValueError("too deep")
+    check_keys_everywhere(body)
     if not isinstance(body, list) or isinstance(body, Map) or len(body) < 2:
         raise ValueError("not an array")
     kind = body[0]
@@ -316,6 +333,40 @@ def build():
     valid("noncanonical-result-compute-us-uint64", "result", EXAMPLE_RESULT,
           "compute_us 62 as uint64 (cf 000000000000003e).",
           raw=b"\x99" + pack(r[:7])[1:] + raw_uint(62, 8) + pack(r[8]))
+    valid("noncanonical-float32-in-params", "task",
+          task("demo-1", 0, 0, 0, {"rate": 0.25, "scale": -1.5}, -1, "0"),
+          "Floats in params written as float32 (ca 3e800000, ca bfc00000). Accepted; the "
+          "canonical form (and what the C codec forwards) has each as float64 (cb ...).",
+          raw=b"\x98" + head + pack(0) * 3 + b"\x82" + pack("rate") + raw_float32(0.25) +
+          pack("scale") + raw_float32(-1.5) + glob)
+
+    #  Limits of the body structure, accepted.
+    valid("task-nesting-8-levels-empty-innermost", "task",
+          task("demo-1", 0, 0, 0, LEVEL10, -1, nested(5, [])),
+          "global_value is 6 nested arrays, the innermost empty: with the body and global "
+          "arrays that is exactly 8 levels. Empty containers count as a level.")
+    valid("task-params-nested-maps-8-levels", "task",
+          task("demo-1", 0, 0, 0, {"a": {"b": {"c": {"d": {"e": {"f": {}}}}}}}, -1, "0"),
+          "params (level 2) holding maps down to level 8, the last one empty. Keys never "
+          "count as a level.")
+    valid("task-params-256-keys", "task",
+          task("demo-1", 0, 0, 0, {"k%03d" % index: index for index in range(256)}, -1, "0"),
+          "params at its limit of 256 keys (map16 form), in the order given.")
+    valid("task-nested-utf8-strings", "task",
+          task("demo-1", 0, 0, 0, {"caf\u00e9": {"\u65e5\u672c": ["\U0001f600", ""]}}, -1,
+               "0"),
+          "Multi-byte UTF-8 in a params key, a nested key (the empty string is a valid "
+          "nested value) and a 4-byte character.")
+    valid("error-message-c1-control", "error",
+          error("demo-1", 0, 1, 0, "w1", 500, "", "a\u0085b\u009fc"),
+          "message with C1 controls U+0085 and U+009F (c2 85, c2 9f): text forbids only the "
+          "bytes 0x00-0x1f and 0x7f.")
+    valid("result-worker-128-bytes", "result",
+          result("demo-1", 0, 0, 0, "w" * 128, 1, fib_outputs(1)),
+          "worker name at its limit of 128 bytes.")
+    valid("error-field-64-bytes", "error",
+          error("demo-1", 0, 0, 0, "w1", 422, "f" * 64, "unknown parameter"),
+          "field at its limit of 64 bytes.")
 
     #  Invalid bodies.  error_contains is a substring of zfed_msg_decode's reason.
     good = pack(obj)
@@ -349,10 +400,18 @@ def build():
             "kind is not one of the three.")
     invalid("kind-as-bin", "task", pack([b"zfed.task"] + obj[1:]),
             "element 0 (kind): expected a string, got bin", "kind must be str, not bin.")
-    invalid("wrong-version", "task", pack(obj[:1] + [2] + obj[2:]), "unsupported version",
+    invalid("wrong-version", "task", pack(obj[:1] + [2] + obj[2:]),
+            "element 1 (version): unsupported version 2, this peer speaks 1",
             "version 2 is not spoken by a v1 peer.")
-    invalid("version-as-str", "task", pack(obj[:1] + ["1"] + obj[2:]), "element 1 (version): expected an unsigned integer",
-            "version must be the integer 1.")
+    invalid("version-as-str", "task", pack(obj[:1] + ["1"] + obj[2:]),
+            "element 1 (version): expected an unsigned integer, got str",
+            "version must be the integer 1, not a string.")
+    invalid("version-negative", "task", pack(obj[:1] + [-1] + obj[2:]),
+            "element 1 (version): expected an unsigned integer, got negative int",
+            "A negative version is not an unsigned integer.")
+    invalid("version-as-float", "task", pack(obj[:1] + [1.0] + obj[2:]),
+            "element 1 (version): expected an unsigned integer, got float",
+            "1.0 is a float, not the integer 1.")
     invalid("task-7-elements", "task", pack(obj[:7]), "zfed.task v1 has 8 elements, got 7",
             "A task without its global element.")
     invalid("result-10-elements", "result", pack(r + [0]), "zfed.result v1 has 9 elements, got 10",
@@ -411,6 +470,31 @@ def build():
             "element 9 (message): invalid string", "No control characters in message.")
     invalid("error-message-513-bytes", "error", pack(e[:9] + ["m" * 513]),
             "element 9 (message): invalid string of 513 bytes", "512 bytes at most.")
+    invalid("error-field-65-bytes", "error", pack(e[:8] + ["f" * 65] + e[9:]),
+            "element 8 (field): invalid string of 65 bytes", "64 bytes at most.")
+    invalid("result-worker-129-bytes", "result", pack(r[:6] + ["w" * 129] + r[7:]),
+            "element 6 (worker): invalid string of 129 bytes", "128 bytes at most.")
+    invalid("params-257-keys", "task",
+            pack(obj[:6] + [{"k%03d" % index: index for index in range(257)}] + obj[7:]),
+            "element 6 (params): 257 keys, at most 256 allowed", "params holds 256 keys at most.")
+    invalid("nesting-too-deep-empty-innermost", "task",
+            pack(task("demo-1", 0, 0, 0, LEVEL10, -1, nested(6, []))[0]),
+            "nesting deeper than 8",
+            "global_value is 7 nested arrays, the innermost empty: 9 levels. An empty "
+            "container still counts.")
+    #  UTF-8 is checked in every string, at any depth (the pre-scan).
+    bad_utf8 = pack(task("demo-1", 0, 0, 0, LEVEL10, -1, ["ok", "\x01"])[0])
+    invalid("nested-string-invalid-utf8", "task", bad_utf8.replace(b"\xa1\x01", b"\xa1\xff"),
+            "is not valid UTF-8",
+            "A string inside global_value holding the byte 0xff, which is never UTF-8.")
+    bad_key = pack(obj[:6] + [{"\x01": 1}] + obj[7:])
+    invalid("params-key-overlong-utf8", "task",
+            bad_key.replace(b"\xa1\x01", b"\xa2\xc0\xaf"),
+            "is not valid UTF-8", "A params key with an overlong encoding of '/' (c0 af).")
+    bad_text = pack(e[:9] + ["\x01\x01\x01"])
+    invalid("error-message-surrogate", "error",
+            bad_text.replace(b"\xa3\x01\x01\x01", b"\xa3\xed\xa0\x80"),
+            "is not valid UTF-8", "A message holding an encoded surrogate (ed a0 80, U+D800).")
 
 
 def check():
