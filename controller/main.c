@@ -263,7 +263,40 @@ static int s_status(const zfed_job_t *job, bool as_json)
 typedef struct {
     bool rounds, tasks, levels, schedule;
     const char *params_flag; //  the flag that set the levels, for error messages
+    char flags[512];         //  " name name " of the job settings flags set
 } s_given_t;
+
+//  Remembers that the flag for job setting KEY was given (its name is the
+//  key with '-' for '_'), so an error about KEY can name the flag.
+static void s_note_flag(s_given_t *given, const char *flag)
+{
+    size_t used = strlen(given->flags);
+    snprintf(given->flags + used, sizeof given->flags - used, " %s ", flag);
+}
+
+//  An error from zfed_job_finish starts with the setting at fault ("quorum:
+//  ..." or "fibonacci_level (round 0, task 0): ...").  Say where its value
+//  came from: the flag that set it, else the job file, else the flag.
+static void s_fail_finish(const char *error, const char *job_file, const s_given_t *given)
+{
+    char flag[64] = "--";
+    size_t length = strcspn(error, ": (");
+    if (length > sizeof flag - 3)
+        length = sizeof flag - 3;
+    for (size_t index = 0; index < length; index++)
+        flag[2 + index] = error[index] == '_' ? '-' : error[index];
+    flag[2 + length] = '\0';
+    bool is_param = strstr(error, "(round ") != NULL || strncmp(error, "params", 6) == 0;
+    char spaced[80];
+    snprintf(spaced, sizeof spaced, " %s ", flag);
+    if (is_param && given->params_flag)
+        zfed_cli_fail(PROGRAM, "%s: %s", given->params_flag, error);
+    if (!is_param && strstr(given->flags, spaced))
+        zfed_cli_fail(PROGRAM, "%s: %s", flag, error + length + (error[length] == ':' ? 2 : 0));
+    if (job_file)
+        zfed_cli_fail(PROGRAM, "--job %s: %s", job_file, error);
+    zfed_cli_fail(PROGRAM, "%s", error);
+}
 
 //  Applies one option to the job (second pass).
 static void s_apply(zfed_job_t *job, int option, const char *value, s_given_t *given)
@@ -449,6 +482,12 @@ int main(int argc, char **argv)
                           "--resume: a resumed job keeps its own settings; only --connect, "
                           "--workdir, --curve-cert and --server-key may change");
         s_apply(&job, option, optarg, &given);
+        for (const struct option *known = s_options; known->name; known++)
+            if (known->val == option) {
+                char flag[64];
+                snprintf(flag, sizeof flag, "--%s", known->name);
+                s_note_flag(&given, flag);
+            }
     }
 
     if (status) {
@@ -501,14 +540,8 @@ int main(int argc, char **argv)
     if ((job.curve_cert[0] == '\0') != (job.server_key[0] == '\0'))
         zfed_cli_fail(PROGRAM, "%s: CURVE needs both --curve-cert and --server-key",
                       job.curve_cert[0] ? "--server-key" : "--curve-cert");
-    if (zfed_job_finish(&job, error, sizeof error) != 0) {
-        //  Name the flag that set the faulty value, else the job file.
-        if (given.params_flag && strncmp(error, "fibonacci_level", 15) == 0)
-            zfed_cli_fail(PROGRAM, "%s: %s", given.params_flag, error);
-        if (job_file)
-            zfed_cli_fail(PROGRAM, "--job %s: %s", job_file, error);
-        zfed_cli_fail(PROGRAM, "--%s", error);
-    }
+    if (zfed_job_finish(&job, error, sizeof error) != 0)
+        s_fail_finish(error, job_file, &given);
 
     zfed_log_set_ident("controller");
     if (zfed_signal_install() != 0)

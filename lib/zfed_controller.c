@@ -218,42 +218,29 @@ static int s_schedule_resend(zfed_controller_t *self, round_t *round, uint32_t t
     return 0;
 }
 
-static int s_pack_params(const json_t *params, uint8_t **data, size_t *size)
-{
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init(&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init(&packer, &buffer, msgpack_sbuffer_write);
-    if (zfed_json_pack(params, &packer, NULL, 0) != 0) {
-        msgpack_sbuffer_destroy(&buffer);
-        return -1;
-    }
-    *size = buffer.size;
-    *data = (uint8_t *)msgpack_sbuffer_release(&buffer);
-    return *data ? 0 : -1;
-}
-
-//  Every task's parameters as msgpack; one shared copy when they cannot
-//  differ between tasks (the common case, and the cheap one at scale).
+//  Every task's parameters as msgpack, checked (again: a job past the
+//  up-front check's limit is judged here, round by round); one shared copy
+//  when they cannot differ between tasks (the common case, and the cheap
+//  one at scale).
 static int s_round_prepare(zfed_controller_t *self, round_t *round, uint32_t number)
 {
     zfed_job_t *job = self->job;
     round->number = number;
     round->tasks = calloc(job->tasks, sizeof *round->tasks);
     round->error_list = json_array();
-    if (!round->tasks || !round->error_list)
+    if (!round->tasks || !round->error_list) {
+        snprintf(self->failure, sizeof self->failure, "round %u: out of memory", number);
         return -1;
+    }
     bool shared = !job->task_params && !job->round_params;
     if (!shared && job->round_params && !job->task_params &&
         json_is_object(json_array_get(job->round_params, number)))
         shared = true;
-    if (shared) {
-        json_t *params = zfed_job_task_params(job, number, 0);
-        int rc =
-            params ? s_pack_params(params, &round->shared_params, &round->shared_params_size) : -1;
-        json_decref(params);
-        if (rc != 0)
-            return -1;
+    char error[REASON_MAX - 32]; //  room for "round N: " in self->failure
+    if (shared && zfed_job_pack_params(job, number, 0, &round->shared_params,
+                                       &round->shared_params_size, error, sizeof error) != 0) {
+        snprintf(self->failure, sizeof self->failure, "round %u: %s", number, error);
+        return -1;
     }
     for (uint32_t index = 0; index < job->tasks; index++) {
         task_t *task = &round->tasks[index];
@@ -262,11 +249,11 @@ static int s_round_prepare(zfed_controller_t *self, round_t *round, uint32_t num
             task->params_size = round->shared_params_size;
             continue;
         }
-        json_t *params = zfed_job_task_params(job, number, index);
-        int rc = params ? s_pack_params(params, &task->params, &task->params_size) : -1;
-        json_decref(params);
-        if (rc != 0)
+        if (zfed_job_pack_params(job, number, index, &task->params, &task->params_size, error,
+                                 sizeof error) != 0) {
+            snprintf(self->failure, sizeof self->failure, "round %u: %s", number, error);
             return -1;
+        }
         task->params_owned = true;
     }
     return 0;
@@ -384,7 +371,10 @@ static void s_handle_result(zfed_controller_t *self, round_t *round, const zfed_
     } else {
         json_t *entry = json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker",
                                   zfed_msg_worker(message), "attempt", zfed_msg_attempt(message),
-                                  "compute_us", (json_int_t)zfed_msg_compute_us(message),
+                                  "compute_us",
+                                  (json_int_t)(zfed_msg_compute_us(message) > INT64_MAX
+                                                   ? INT64_MAX
+                                                   : zfed_msg_compute_us(message)),
                                   "latency_us", (json_int_t)((now - task->sent_ms) * 1000));
         if (entry)
             self->service->describe(&params.data, &outputs.data, entry);
@@ -654,7 +644,7 @@ static int s_close_round(zfed_controller_t *self, round_t *round)
 
     char started[80];
     json_t *record = json_pack(
-        "{s:i,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:o,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}",
+        "{s:i,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:o,s:I,s:I,s:I,s:I,s:o,s:o,s:o}",
         "round", round->number, "status", "closed", "started_at",
         s_iso_time(round->started_wall_ms, started, sizeof started), "duration_ms",
         (json_int_t)duration_ms, "duration_us", (json_int_t)duration_us, "tasks", self->job->tasks,
@@ -662,8 +652,7 @@ static int s_close_round(zfed_controller_t *self, round_t *round)
         missing, "aggregate", aggregate_json ? aggregate_json : json_null(), "aggregate_exact",
         s_exact_json(values, dims), "duplicates", (json_int_t)round->duplicates, "errors",
         (json_int_t)round->errors, "invalid", (json_int_t)round->invalid, "resent",
-        (json_int_t)round->resent, "late_at_close", (json_int_t)self->late[round->number],
-        "error_list", json_incref(round->error_list), "global_in", global_in, "global_out",
+        (json_int_t)round->resent, "error_list", json_incref(round->error_list), "global_in", global_in, "global_out",
         global_out ? global_out : json_null());
     if (!record || !global_out || !aggregate_json || !aggregate_text) {
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
@@ -735,7 +724,6 @@ static int s_run_round(zfed_controller_t *self, uint32_t number)
     zfed_job_t *job = self->job;
     round_t round = {0};
     if (s_round_prepare(self, &round, number) != 0) {
-        snprintf(self->failure, sizeof self->failure, "round %u: out of memory", number);
         s_round_clear(&round, job->tasks);
         return -1;
     }
@@ -937,6 +925,26 @@ int zfed_controller_run(zfed_controller_t *self)
 //  Construction and resume
 
 //  Rebuilds the state after the last durable round record.
+//  Late results arrive after their round's record was written, so the
+//  records cannot hold them; the summary written when the controller last
+//  stopped (interrupted or failed) can.  Missing after a kill -9: then the
+//  late counts before the crash are lost, which only affects counters.
+static void s_resume_late_counts(zfed_controller_t *self)
+{
+    char ignored[256];
+    json_t *summary = zfed_store_read(self->store, ZFED_STORE_SUMMARY, ignored, sizeof ignored);
+    size_t index;
+    json_t *round;
+    json_array_foreach(json_object_get(summary, "rounds"), index, round)
+    {
+        json_int_t number = json_integer_value(json_object_get(round, "round"));
+        json_int_t late = json_integer_value(json_object_get(round, "late"));
+        if (number >= 0 && (uint64_t)number < self->next_round && late > 0)
+            self->late[number] = (uint64_t)late;
+    }
+    json_decref(summary);
+}
+
 static int s_resume(zfed_controller_t *self, char *error, size_t error_size)
 {
     for (uint32_t round = 0; round < self->job->rounds; round++) {
@@ -979,19 +987,18 @@ static int s_resume(zfed_controller_t *self, char *error, size_t error_size)
                            (uint32_t)json_integer_value(json_object_get(record, "answered")),
                            json_integer_value(json_object_get(record, "duration_ms")), &number);
         s_consider_best(self, round, (const mpq_t *)&aggregate, number, value);
-        self->late[round] = (uint64_t)json_integer_value(json_object_get(record, "late_at_close"));
         json_array_append_new(self->summaries, s_round_summary(record));
         self->next_round = round + 1;
         mpq_clear(aggregate);
         json_decref(record);
     }
+    s_resume_late_counts(self);
     return 0;
 }
 
 //  The state round 0 carries, shaped by the job's first task.
 static int s_initial_global(zfed_controller_t *self)
 {
-    json_t *first = zfed_job_task_params(self->job, 0, 0);
     uint8_t *params = NULL;
     size_t params_size = 0;
     msgpack_unpacked unpacked;
@@ -1000,7 +1007,8 @@ static int s_initial_global(zfed_controller_t *self)
     msgpack_sbuffer_init(&packed);
     msgpack_packer packer;
     msgpack_packer_init(&packer, &packed, msgpack_sbuffer_write);
-    int rc = first ? s_pack_params(first, &params, &params_size) : -1;
+    char error[REASON_MAX];
+    int rc = zfed_job_pack_params(self->job, 0, 0, &params, &params_size, error, sizeof error);
     if (rc == 0) {
         msgpack_unpacked_destroy(&unpacked);
         rc = zfed_unpack(&unpacked, params, params_size);
@@ -1012,7 +1020,6 @@ static int s_initial_global(zfed_controller_t *self)
     msgpack_sbuffer_destroy(&packed);
     msgpack_unpacked_destroy(&unpacked);
     free(params);
-    json_decref(first);
     return rc;
 }
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 //  Largest job file read, and most (round, task) parameter sets checked up
-//  front (past it, each round is checked as it starts).
+//  front; the controller checks every round's again as it packs them.
 #define JOB_FILE_MAX (16 << 20)
 #define CHECK_MAX    1000000
 
@@ -306,13 +306,17 @@ json_t *zfed_job_task_params(const zfed_job_t *job, uint32_t round, uint32_t tas
     return merged;
 }
 
-//  Packs one task's params and lets the service judge them.
-static int s_check_task(const zfed_job_t *job, const zfed_service_t *service, uint32_t round,
-                        uint32_t task, char *error, size_t error_size)
+int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, uint8_t **data,
+                         size_t *size, char *error, size_t error_size)
 {
+    *data = NULL;
+    *size = 0;
+    const zfed_service_t *service = zfed_service_find(job->service);
     json_t *params = zfed_job_task_params(job, round, task);
-    if (!params)
+    if (!service || !params) {
+        json_decref(params);
         return s_fail(error, error_size, "out of memory");
+    }
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init(&buffer);
     msgpack_packer packer;
@@ -320,6 +324,9 @@ static int s_check_task(const zfed_job_t *job, const zfed_service_t *service, ui
     char reason[128];
     int rc = zfed_json_pack(params, &packer, reason, sizeof reason);
     json_decref(params);
+    //  What a body may hold (depth, size, keys), then what the service wants.
+    if (rc == 0 && zfed_msg_check_params(buffer.data, buffer.size, reason, sizeof reason) != 0)
+        rc = -1;
     if (rc != 0) {
         msgpack_sbuffer_destroy(&buffer);
         return s_fail(error, error_size, "params (round %u, task %u): %s", round, task, reason);
@@ -331,13 +338,17 @@ static int s_check_task(const zfed_job_t *job, const zfed_service_t *service, ui
         rc = s_fail(error, error_size, "%s%s(round %u, task %u): %s", fault.field,
                     fault.field[0] ? " " : "", round, task, fault.text);
     msgpack_unpacked_destroy(&unpacked);
-    msgpack_sbuffer_destroy(&buffer);
-    return rc;
+    if (rc != 0) {
+        msgpack_sbuffer_destroy(&buffer);
+        return -1;
+    }
+    *size = buffer.size;
+    *data = (uint8_t *)msgpack_sbuffer_release(&buffer);
+    return *data ? 0 : s_fail(error, error_size, "out of memory");
 }
 
 static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_size)
 {
-    const zfed_service_t *service = zfed_service_find(job->service);
     if (job->task_params && json_array_size(job->task_params) != job->tasks)
         return s_fail(error, error_size, "task_params: has %zu entries for %u tasks",
                       json_array_size(job->task_params), job->tasks);
@@ -359,10 +370,16 @@ static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_s
     uint32_t rounds = job->round_params ? job->rounds : 1;
     uint32_t tasks = job->task_params || job->round_params ? job->tasks : 1;
     uint64_t checks = 0;
-    for (uint32_t round = 0; round < rounds; round++)
-        for (uint32_t task = 0; task < tasks && checks < CHECK_MAX; task++, checks++)
-            if (s_check_task(job, service, round, task, error, error_size) != 0)
+    for (uint32_t round = 0; round < rounds; round++) {
+        for (uint32_t task = 0; task < tasks && checks < CHECK_MAX; task++, checks++) {
+            uint8_t *packed;
+            size_t packed_size;
+            if (zfed_job_pack_params(job, round, task, &packed, &packed_size, error,
+                                     error_size) != 0)
                 return -1;
+            free(packed);
+        }
+    }
     return 0;
 }
 

@@ -425,26 +425,47 @@ static int s_check_string_map(const msgpack_object *object, const char *what, ch
     return 0;
 }
 
-//  Decodes bytes that must be a string-keyed map into canonical bytes.
 //  Depth budgets of the parts a body holds: params and outputs sit one
 //  level down, the global value two (inside the [round, value] pair).
 #define PART_DEPTH_MAX   (ZFED_NESTING_MAX - 1)
 #define GLOBAL_DEPTH_MAX (ZFED_NESTING_MAX - 2)
 
-static int s_blob_from_map_bytes(s_blob_t *blob, const void *data, size_t size, const char *what)
+//  Checks bytes that must be a string-keyed map, then (blob not NULL)
+//  keeps them as canonical bytes.
+static int s_map_bytes(s_blob_t *blob, const void *data, size_t size, const char *what,
+                       char *reason, size_t reason_size)
 {
-    char reason[128];
-    if (size > ZFED_BODY_MAX || s_check(data, size, PART_DEPTH_MAX, reason, sizeof reason) != 0)
+    char ignored[8];
+    if (!reason || reason_size == 0) {
+        reason = ignored;
+        reason_size = sizeof ignored;
+    }
+    if (size > ZFED_BODY_MAX) {
+        s_reason(reason, reason_size, "%s: %zu bytes, over the %d-byte body limit", what, size,
+                 ZFED_BODY_MAX);
+        return -1;
+    }
+    if (s_check(data, size, PART_DEPTH_MAX, reason, reason_size) != 0)
         return -1;
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
     size_t offset = 0;
     int rc = -1;
     if (msgpack_unpack_next(&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS &&
-        s_check_string_map(&unpacked.data, what, reason, sizeof reason) == 0)
-        rc = s_blob_pack(blob, &unpacked.data);
+        s_check_string_map(&unpacked.data, what, reason, reason_size) == 0)
+        rc = blob ? s_blob_pack(blob, &unpacked.data) : 0;
     msgpack_unpacked_destroy(&unpacked);
     return rc;
+}
+
+static int s_blob_from_map_bytes(s_blob_t *blob, const void *data, size_t size, const char *what)
+{
+    return s_map_bytes(blob, data, size, what, NULL, 0);
+}
+
+int zfed_msg_check_params(const void *data, size_t size, char *reason, size_t reason_size)
+{
+    return s_map_bytes(NULL, data, size, "params", reason, reason_size);
 }
 
 static int s_blob_from_any_bytes(s_blob_t *blob, const void *data, size_t size)

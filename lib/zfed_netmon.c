@@ -120,11 +120,15 @@ void zfed_netmon_handle(zfed_netmon_t *self)
     int32_t value;
     memcpy(&event, zframe_data(header), sizeof event);
     memcpy(&value, zframe_data(header) + 2, sizeof value);
+    //  For accept and disconnect events the value is the connection's file
+    //  descriptor; for handshake failures it is an error or ZAP status code,
+    //  and the peer is not known.
     char key[16];
     snprintf(key, sizeof key, "%d", value);
-    const char *known = zhashx_lookup(self->addresses, key);
+    bool by_fd = event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_DISCONNECTED;
+    const char *known = by_fd ? zhashx_lookup(self->addresses, key) : NULL;
     char peer[ADDRESS_TEXT_MAX];
-    snprintf(peer, sizeof peer, "%s", known ? known : "unknown peer");
+    snprintf(peer, sizeof peer, "%s", known ? known : "a peer");
 
     switch (event) {
     case ZMQ_EVENT_ACCEPTED:
@@ -145,14 +149,17 @@ void zfed_netmon_handle(zfed_netmon_t *self)
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         self->stats.auth_failed++;
         if (s_may_warn(self))
-            zfed_warn("connection from %s refused: authentication failed (status %d)", peer, value);
+            zfed_warn("a connection was refused: authentication failed (ZAP status %d; the "
+                      "authentication log line names its address and key)",
+                      value);
         break;
     default:
         self->stats.handshake_failed++;
         if (s_may_warn(self))
-            zfed_warn("connection from %s dropped: ZMTP handshake failed (%s)", peer,
+            zfed_warn("a connection was dropped: ZMTP handshake failed (%s, code %d)",
                       event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
-                                                                   : "no detail");
+                                                                   : "no detail",
+                      value);
         break;
     }
     zmsg_destroy(&message);

@@ -7,6 +7,7 @@
 #include "zfed/zfed_number.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -227,4 +228,38 @@ char *zfed_number_abbreviate(const char *text, size_t max)
         snprintf(shortened, HEAD + TAIL + EXTRA, "%.*s...%.*s (%zu digits)", HEAD, text, TAIL,
                  text + digits - TAIL, digits - (text[0] == '-'));
     return shortened;
+}
+
+double zfed_mpq_to_double(const mpq_t value)
+{
+    double truncated = mpq_get_d(value);
+    if (!isfinite(truncated))
+        return truncated;
+    //  The nearest double is the truncated one or its neighbour away from
+    //  zero; compare the exact distances.
+    double away = nextafter(truncated, mpq_sgn(value) < 0 ? -INFINITY : INFINITY);
+    if (!isfinite(away))
+        return truncated;
+    mpq_t low, high;
+    mpq_inits(low, high, NULL);
+    mpq_set_d(low, truncated);
+    mpq_set_d(high, away);
+    mpq_sub(low, value, low);   //  value - truncated
+    mpq_sub(high, high, value); //  away - value
+    mpq_abs(low, low);
+    mpq_abs(high, high);
+    int order = mpq_cmp(low, high);
+    double nearest = truncated;
+    if (order > 0)
+        nearest = away;
+    else if (order == 0) {
+        //  A tie: the one with an even last mantissa bit.
+        int exponent;
+        double mantissa = frexp(truncated, &exponent);
+        double scaled = ldexp(fabs(mantissa), 53);
+        if (fmod(scaled, 2.0) != 0.0)
+            nearest = away;
+    }
+    mpq_clears(low, high, NULL);
+    return nearest;
 }

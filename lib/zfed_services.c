@@ -134,12 +134,19 @@ int zfed_map_check_keys(const msgpack_object *map, const char *const *allowed, c
             known = key->via.str.size == strlen(allowed[name]) &&
                     memcmp(key->via.str.ptr, allowed[name], key->via.str.size) == 0;
         if (!known) {
-            char field[ZFED_FIELD_MAX + 1];
-            snprintf(field, sizeof field, "%.*s", (int)key->via.str.size, key->via.str.ptr);
-            zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM,
-                           key->via.str.size <= ZFED_FIELD_MAX ? field : "", "unknown %s '%.*s'",
-                           what, (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
-                           key->via.str.ptr);
+            //  Named in the field only when it is a short token; a key
+            //  with a NUL byte must not pass for the part before it.
+            bool has_nul = memchr(key->via.str.ptr, '\0', key->via.str.size) != NULL;
+            char field[ZFED_FIELD_MAX + 1] = "";
+            if (!has_nul && key->via.str.size <= ZFED_FIELD_MAX)
+                snprintf(field, sizeof field, "%.*s", (int)key->via.str.size, key->via.str.ptr);
+            if (has_nul)
+                zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, "",
+                               "unknown %s: a name with a NUL byte in it", what);
+            else
+                zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, field, "unknown %s '%.*s'", what,
+                               (int)(key->via.str.size > 64 ? 64 : key->via.str.size),
+                               key->via.str.ptr);
             return -1;
         }
     }

@@ -230,7 +230,7 @@ static int s_pack_aggregate(const mpq_t *values, size_t dims, msgpack_packer *pa
 {
     int rc = msgpack_pack_array(packer, dims);
     for (size_t index = 0; index < dims; index++)
-        rc |= msgpack_pack_double(packer, mpq_get_d(values[index]));
+        rc |= msgpack_pack_double(packer, zfed_mpq_to_double(values[index]));
     return rc == 0 ? 0 : -1;
 }
 
@@ -238,7 +238,7 @@ static json_t *s_aggregate_json(const mpq_t *values, size_t dims)
 {
     json_t *list = json_array();
     for (size_t index = 0; list && index < dims; index++)
-        if (json_array_append_new(list, json_real(mpq_get_d(values[index]))) != 0) {
+        if (json_array_append_new(list, json_real(zfed_mpq_to_double(values[index]))) != 0) {
             json_decref(list);
             return NULL;
         }
@@ -255,7 +255,7 @@ static char *s_aggregate_text(const mpq_t *values, size_t dims)
     size_t used = (size_t)snprintf(text, size, "[");
     for (size_t index = 0; index < dims && index < TEXT_VALUES; index++)
         used += (size_t)snprintf(text + used, size - used, "%s%g", index ? ", " : "",
-                                 mpq_get_d(values[index]));
+                                 zfed_mpq_to_double(values[index]));
     snprintf(text + used, size - used, "%s]%s", dims > TEXT_VALUES ? ", ..." : "", "");
     if (dims > TEXT_VALUES) {
         used = strlen(text);

@@ -36,6 +36,8 @@
 #define CLOSE_LINGER_MS 100
 //  Longest reason text we keep from a failed decode.
 #define REASON_MAX 256
+//  How long a reply may wait for room in a full send queue.
+#define REPLY_SEND_TIMEOUT_MS 1000
 
 typedef struct _connection_t connection_t;
 
@@ -301,6 +303,8 @@ static int s_open(connection_t *connection)
     if (!connection->socket)
         return -1;
     zsock_set_linger(connection->socket, 0);
+    //  A reply waits at most this long for room in the send queue.
+    zsock_set_sndtimeo(connection->socket, REPLY_SEND_TIMEOUT_MS);
     if (self->curve && zfed_curve_client_apply(self->curve, connection->socket) != 0) {
         zsock_destroy(&connection->socket);
         return -1;
@@ -354,8 +358,13 @@ static void s_send_reply(zfed_worker_t *self, job_t *job)
     connection->in_flight--;
     uint8_t command = ZFED_MDPW_REPLY;
     void *handle = connection->handle;
-    if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
-        zfed_warn("%s: reply dropped: %s", connection->name, zmq_strerror(errno));
+    if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE) != 0) {
+        //  The send timeout passed: the broker is not reading.  Start over
+        //  on a fresh socket; the broker will notice our silence and hand
+        //  the request to someone else, rather than wait on a reply that
+        //  will never come while we keep heartbeating.
+        zfed_warn("%s: reply could not be sent: %s", connection->name, zmq_strerror(errno));
+        s_reconnect_later(connection, "cannot deliver a reply");
         return;
     }
     zfed_send_bytes(handle, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);

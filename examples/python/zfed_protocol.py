@@ -380,7 +380,10 @@ class _Reader:
         self._check("map", 2 * count, level, start)
         pairs = PairMap()
         for _ in range(count):
+            key_at = self.pos
             key = self.value(level + 1)
+            if type(key) is not str:  # section 7.6: str keys at every depth
+                raise DecodeError("map key at byte %d is not a string" % key_at)
             pairs.append((key, self.value(level + 1)))
         return pairs
 
@@ -710,7 +713,8 @@ def _check_elements(body):
     if not is_u32(version):
         raise DecodeError("%s: expected an unsigned integer, got %s" % (_el(1, "version"), _describe(version)))
     if version != PROTOCOL_VERSION:
-        raise DecodeError("%s: unsupported version, this peer speaks %d" % (_el(1, "version"), PROTOCOL_VERSION))
+        raise DecodeError("%s: unsupported version %d, this peer speaks %d"
+                          % (_el(1, "version"), version, PROTOCOL_VERSION))
     if len(body) != ELEMENTS[kind]:
         raise DecodeError("%s v1 has %d elements, got %d" % (kind, ELEMENTS[kind], len(body)))
     _string_check(body, 2, "job_id", is_job_id, allow_empty=(kind == KIND_ERROR))

@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -105,6 +106,12 @@ int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size);
 //  Merged parameters of one task (new reference), or NULL on allocation
 //  failure.
 json_t *zfed_job_task_params(const zfed_job_t *job, uint32_t round, uint32_t task);
+
+//  One task's parameters as canonical msgpack (*data is the caller's to
+//  free), checked for what a body may carry and by the service.  0, or -1
+//  with "FIELD (round R, task T): reason" in error.
+int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, uint8_t **data,
+                         size_t *size, char *error, size_t error_size);
 
 //  The settings as run, for job.json and for --resume.
 json_t *zfed_job_to_json(const zfed_job_t *job);

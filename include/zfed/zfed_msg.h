@@ -133,6 +133,11 @@ const char *zfed_msg_error_text(const zfed_msg_t *self);
 //  Returns 0, or -1 with a reason.
 int zfed_msgpack_check(const void *data, size_t size, char *reason, size_t reason_size);
 
+//  Checks bytes meant as a task's params (or a result's outputs): one
+//  string-keyed map with distinct keys, no deeper or larger than a body
+//  leaves room for.  0, or -1 with a reason.
+int zfed_msg_check_params(const void *data, size_t size, char *reason, size_t reason_size);
+
 //  Name of a msgpack object type for error text ("str", "map", ...).
 const char *zfed_msgpack_type_name(int type);
 

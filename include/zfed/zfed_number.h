@@ -46,6 +46,12 @@ int zfed_decimal_parse(const char *text, size_t length, mpq_t value);
 //  frees the result with free().  NULL on allocation failure.
 char *zfed_decimal_format(const mpq_t value, unsigned fraction_digits, bool *exact);
 
+//  The double nearest to value (ties to even), as IEEE 754 rounding of an
+//  exact result would give; GMP's mpq_get_d truncates towards zero
+//  instead, which would make peers in other languages disagree by one ulp.
+//  Magnitudes beyond DBL_MAX give +-infinity.
+double zfed_mpq_to_double(const mpq_t value);
+
 //  Longest number shown whole to people; longer ones are abbreviated.
 #define ZFED_NUMBER_DISPLAY_MAX 24
 

@@ -434,6 +434,9 @@ def build():
             "key 0 is not a non-empty string", "Map keys must be non-empty strings.")
     invalid("params-integer-key", "task", pack(obj[:6] + [{1: 1}] + obj[7:]),
             "is not a string", "Map keys must be strings.")
+    invalid("params-nested-integer-key", "task",
+            pack(obj[:6] + [{"fibonacci_level": 10, "x": {"a": {1: 2}}}] + obj[7:]),
+            "is not a string", "Map keys must be strings at every depth (rule S7).")
     invalid("global-not-pair", "task", pack(obj[:7] + [[-1]]),
             "element 7 (global): expected an array [global_round, global_value]",
             "global must be a 2-element array.")

@@ -463,8 +463,40 @@ static void s_test_decimal_limits(void)
     mpq_clear(huge);
 }
 
+//  value given as "p/q"; expected as the exact double.
+static void s_check_nearest(const char *value, double expected)
+{
+    mpq_t q;
+    mpq_init(q);
+    CHECK_INT(mpq_set_str(q, value, 10), 0);
+    mpq_canonicalize(q);
+    double got = zfed_mpq_to_double(q);
+    CHECK(got == expected);
+    if (got != expected)
+        fprintf(stderr, "  %s: got %.17g, expected %.17g\n", value, got, expected);
+    mpq_clear(q);
+}
+
+static void s_test_nearest_double(void)
+{
+    //  mpq_get_d truncates this one to 1.2499999999999998.
+    s_check_nearest("16888498602639359/13510798882111488", 1.25);
+    s_check_nearest("1/3", 1.0 / 3.0);
+    s_check_nearest("-2/3", -2.0 / 3.0);
+    s_check_nearest("0", 0.0);
+    s_check_nearest("5/2", 2.5);
+    //  Ties between two doubles go to the even mantissa: 2^53 + 1 lies
+    //  halfway between 2^53 and 2^53 + 2; 2^53 + 3 between +2 and +4.
+    s_check_nearest("9007199254740993", 9007199254740992.0);
+    s_check_nearest("9007199254740995", 9007199254740996.0);
+    s_check_nearest("-9007199254740993", -9007199254740992.0);
+    //  Just above a tie rounds up.
+    s_check_nearest("18014398509481987/2", 9007199254740994.0);
+}
+
 int main(void)
 {
+    s_test_nearest_double();
     s_test_bigint_parse();
     s_test_bigint_format();
     s_test_bigint_limits();
