@@ -367,6 +367,8 @@ static uint32_t s_hash(const unsigned char *bytes, size_t size)
     return hash;
 }
 
+static size_t s_broker_compact(s_broker_t *self);
+
 //  Returns the worker for this routing id, or NULL; with create, adds it.
 static s_worker_t *s_broker_worker(s_broker_t *self, zmq_msg_t *routing_id, bool create)
 {
@@ -381,14 +383,62 @@ static s_worker_t *s_broker_worker(s_broker_t *self, zmq_msg_t *routing_id, bool
             return worker;
         slot = (slot + 1) & (WORKER_INDEX - 1);
     }
-    if (!create || self->worker_count == MAX_WORKERS)
+    if (!create)
         return NULL;
+    if (self->worker_count == MAX_WORKERS) {
+        //  Full: forget the workers known to have gone, then look again.
+        if (s_broker_compact(self) == 0)
+            return NULL;
+        return s_broker_worker(self, routing_id, create);
+    }
     s_worker_t *worker = &self->workers[self->worker_count];
     memset(worker, 0, sizeof *worker);
     memcpy(worker->id, id, size);
     worker->id_size = size;
     self->index[slot] = (int32_t)self->worker_count++;
     return worker;
+}
+
+//  Drops the records of workers a send found gone, so a broker that outlives
+//  many runs of worker processes keeps room for new ones.  There is no
+//  deletion in the hash (linear probing): it is rebuilt, as is the waiting
+//  FIFO, whose order is kept.  Returns how many records were dropped.
+static size_t s_broker_compact(s_broker_t *self)
+{
+    int32_t *moved_to = self->index; //  reused: rebuilt below anyway
+    size_t kept = 0;
+    for (size_t from = 0; from < self->worker_count; from++) {
+        if (self->workers[from].gone) {
+            moved_to[from] = -1;
+            continue;
+        }
+        if (kept != from)
+            self->workers[kept] = self->workers[from];
+        moved_to[from] = (int32_t)kept++;
+    }
+    size_t dropped = self->worker_count - kept;
+    if (dropped == 0)
+        return 0;
+    size_t waiting_kept = 0;
+    for (size_t position = 0; position < self->waiting_count; position++) {
+        int32_t to = moved_to[self->waiting[(self->waiting_head + position) % MAX_WORKERS]];
+        if (to >= 0)
+            self->waiting[waiting_kept++] = (uint32_t)to;
+    }
+    self->waiting_head = 0;
+    self->waiting_count = waiting_kept;
+    for (size_t slot = 0; slot < WORKER_INDEX; slot++)
+        self->index[slot] = -1;
+    for (size_t at = 0; at < kept; at++) {
+        s_worker_t *worker = &self->workers[at];
+        size_t slot = s_hash(worker->id, worker->id_size) & (WORKER_INDEX - 1);
+        while (self->index[slot] >= 0)
+            slot = (slot + 1) & (WORKER_INDEX - 1);
+        self->index[slot] = (int32_t)at;
+    }
+    self->worker_count = kept;
+    s_log("broker", "forgot %zu workers that have gone", dropped);
+    return dropped;
 }
 
 static void s_broker_wait(s_broker_t *self, s_worker_t *worker)
@@ -599,7 +649,7 @@ static int s_broker_run(s_broker_t *self)
             int rc = s_broker_handle(self, frames, count);
             s_close_frames(frames, count);
             if (rc != 0) {
-                s_log("broker", "send: %s", zmq_strerror(errno));
+                s_log("broker", "cannot route: %s", zmq_strerror(errno));
                 return -1;
             }
         }

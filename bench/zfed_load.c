@@ -44,6 +44,7 @@ typedef struct {
 
 typedef struct {
     zfed_client_t *client;
+    const char *service;
     msgpack_sbuffer buffer;
     uint8_t params[32];
     size_t params_size;
@@ -79,7 +80,7 @@ static int s_send(s_load_t *load, uint32_t round, uint32_t task)
     int rc = zfed_msg_encode_task(&load->buffer, JOB_ID, round, task, 0, load->params,
                                   load->params_size, -1, load->global, load->global_size);
     if (rc == 0)
-        rc = zfed_client_send(load->client, "fib", load->buffer.data, load->buffer.size);
+        rc = zfed_client_send(load->client, load->service, load->buffer.data, load->buffer.size);
     return rc;
 }
 
@@ -219,6 +220,7 @@ static void s_usage(void)
            "  --outstanding O     tasks in flight in stream mode (default 64)\n"
            "  --seconds S         stream duration after a %d ms warm-up (default 3)\n"
            "  --level N           fibonacci_level of every task (default 10)\n"
+           "  --service NAME      MDP service name the fib workers registered under (default fib)\n"
            "  --curve-cert FILE   our CURVE certificate (secret)\n"
            "  --server-key KEY    the broker's public key\n"
            "  -h, --help          this help\n",
@@ -235,6 +237,7 @@ int main(int argc, char **argv)
         {"outstanding", required_argument, NULL, 'o'},
         {"seconds", required_argument, NULL, 's'},
         {"level", required_argument, NULL, 'l'},
+        {"service", required_argument, NULL, 'S'},
         {"curve-cert", required_argument, NULL, 'C'},
         {"server-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
@@ -242,6 +245,7 @@ int main(int argc, char **argv)
     };
     s_options_t options = {NULL, NULL, NULL, false, 5, 200, 64, 3.0, 10};
     const char *mode = NULL;
+    const char *service = "fib";
     opterr = 0;
     int option;
     while ((option = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
@@ -267,6 +271,9 @@ int main(int argc, char **argv)
         case 'l':
             options.level = zfed_cli_u32(PROGRAM, "--level", optarg, 1, 100000);
             break;
+        case 'S':
+            service = optarg;
+            break;
         case 'C':
             options.curve_cert = optarg;
             break;
@@ -289,6 +296,7 @@ int main(int argc, char **argv)
     zfed_log_set_ident("bench-load");
     zfed_signal_install();
     s_load_t load = {0};
+    load.service = service;
     msgpack_sbuffer_init(&load.buffer);
     //  {"fibonacci_level": level} and the initial global value "0".
     msgpack_sbuffer scratch;

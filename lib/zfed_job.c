@@ -186,7 +186,7 @@ static int s_apply_select(zfed_job_t *job, const char *text, char *error, size_t
 
 int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error, size_t error_size)
 {
-    uint64_t number;
+    uint64_t number = 0;
     if (strcmp(key, "job_id") == 0) {
         if (!json_is_string(value) || !zfed_is_safe_name(json_string_value(value), ZFED_JOB_ID_MAX))
             return s_fail(error, error_size,

@@ -56,6 +56,7 @@ struct _connection_t {
     zfed_worker_t *owner;
     unsigned index;
     char name[ZFED_WORKER_NAME_MAX + 1];
+    char registered[ZFED_MDP_SERVICE_MAX + 1]; //  MDP service name in READY
     zsock_t *socket;
     void *handle;
     uint64_t generation;
@@ -321,7 +322,7 @@ static int s_open(connection_t *connection)
     connection->last_heard_ms = zfed_clock_ms();
     char extension[32];
     snprintf(extension, sizeof extension, "credit=%u", self->config.credit);
-    s_send_command(connection, ZFED_MDPW_READY, self->config.service,
+    s_send_command(connection, ZFED_MDPW_READY, connection->registered,
                    self->config.credit > 1 ? extension : NULL);
     self->items_dirty = true;
     return 0;
@@ -650,6 +651,24 @@ static void s_default_name(char *name, size_t size)
     snprintf(name, size, "%s-%d", host, (int)getpid());
 }
 
+//  The MDP name connection index registers under: register_as with "{i}"
+//  replaced by the index, or the service's name.  0, or -1 if the result is
+//  not a valid service name or sits in the broker's mmi. namespace.
+static int s_registered_name(const zfed_worker_config_t *config, unsigned index, char *name,
+                             size_t size)
+{
+    const char *pattern = config->register_as ? config->register_as : config->service;
+    const char *marker = strstr(pattern, "{i}");
+    int length = marker ? snprintf(name, size, "%.*s%u%s", (int)(marker - pattern), pattern, index,
+                                   marker + 3)
+                        : snprintf(name, size, "%s", pattern);
+    zfed_view_t view = {(const uint8_t *)name, (size_t)(length > 0 ? length : 0)};
+    if (length <= 0 || (size_t)length >= size || !zfed_mdp_service_valid(view) ||
+        zfed_mdp_is_mmi(view))
+        return -1;
+    return 0;
+}
+
 zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
 {
     const zfed_service_t *service = zfed_service_find(config->service);
@@ -691,6 +710,12 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         goto err;
     for (unsigned index = 0; index < config->concurrency; index++) {
         connection_t *connection = &self->connections[index];
+        if (s_registered_name(config, index, connection->registered,
+                              sizeof connection->registered) != 0) {
+            zfed_error("--register-as: '%s' is not a valid service name for connection %u",
+                       config->register_as, index);
+            goto err;
+        }
         connection->owner = self;
         connection->index = index;
         connection->backoff_ms = config->reconnect_ms;

@@ -25,6 +25,8 @@ static void s_usage(void)
         "\n"
         "  --connect EP         broker endpoint (default tcp://127.0.0.1:5555)\n"
         "  --service NAME       service to serve (default fib; see below)\n"
+        "  --register-as NAME   MDP service name to register under instead of the\n"
+        "                       service's own; {i} becomes the worker's index\n"
         "  --concurrency N      Majordomo workers in this process (default 1, at most %d)\n"
         "  --threads N          compute threads (default: concurrency, at most the CPU count;\n"
         "                       0 runs tasks on the I/O thread: fastest for tiny tasks, but\n"
@@ -56,6 +58,7 @@ static void s_usage(void)
 enum {
     OPT_CONNECT = 256,
     OPT_SERVICE,
+    OPT_REGISTER_AS,
     OPT_CONCURRENCY,
     OPT_THREADS,
     OPT_CREDIT,
@@ -74,6 +77,7 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
         {"service", required_argument, NULL, OPT_SERVICE},
+        {"register-as", required_argument, NULL, OPT_REGISTER_AS},
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"credit", required_argument, NULL, OPT_CREDIT},
@@ -106,6 +110,9 @@ int main(int argc, char **argv)
             if (!zfed_service_find(optarg))
                 zfed_cli_fail(PROGRAM, "--service: unknown service '%s' (see --help)", optarg);
             config.service = optarg;
+            break;
+        case OPT_REGISTER_AS:
+            config.register_as = optarg;
             break;
         case OPT_CONCURRENCY:
             config.concurrency =

@@ -32,6 +32,10 @@ extern "C" {
 typedef struct {
     const char *endpoint; //  broker endpoint
     const char *service;  //  service to serve (must be registered, see zfed_service.h)
+    //  MDP name to register under, if not the service's own; "{i}" is
+    //  replaced by the connection index (benchmarks spread one process
+    //  over many names).  NULL: the service name.
+    const char *register_as;
     const char *name;     //  worker name in results; connection i is "name.i" when concurrency > 1
     unsigned concurrency; //  MDP workers (connections)
     unsigned threads;     //  compute threads; 0 = run tasks on the I/O thread

@@ -11,6 +11,8 @@ purpose: ScriptedWorker (holds requests and answers them when and how a
 test says) and raw DEALER/ROUTER sockets for malformed traffic.
 """
 
+import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -32,6 +34,29 @@ SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file
 MDPC = b"MDPC01"
 MDPW = b"MDPW01"
 READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05"
+
+
+# Every process a test starts dies with the test process, whatever ends it
+# (a failed setUp that skips tearDown, a ctest timeout that kills us).
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+# Clusters still open when the interpreter exits are closed then.
+_OPEN_CLUSTERS = []
+
+
+@atexit.register
+def _close_leftovers():
+    for cluster in list(_OPEN_CLUSTERS):
+        try:
+            cluster.close(keep=True)
+        except AssertionError:
+            pass
 
 
 def binary(name):
@@ -104,7 +129,8 @@ class Process:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=stdout or self._log, stderr=self._log,
-                                     env=env, start_new_session=True)
+                                     env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         # A process the test kills on purpose is not expected to exit cleanly.
         self.expect_clean_exit = True
 
@@ -156,6 +182,7 @@ class Cluster:
         self.context = zmq.Context()
         self.endpoint = None
         self._count = 0
+        _OPEN_CLUSTERS.append(self)
 
     def __enter__(self):
         return self
@@ -164,6 +191,9 @@ class Cluster:
         self.close(keep=exc[0] is not None)
 
     def close(self, keep=False):
+        if self not in _OPEN_CLUSTERS:
+            return  # closed already
+        _OPEN_CLUSTERS.remove(self)
         problems = []
         for process in reversed(self.processes):
             code = process.stop()

@@ -1,0 +1,528 @@
+#!/usr/bin/python3
+"""zfed benchmark: zfed's real broker, workers and controller against a bare
+libzmq baseline (bench/baseline.c), measured in the same run on loopback.
+
+    scripts/bench.sh                 the full grid (about 2 minutes)
+    scripts/bench.sh --quick         a smaller grid, under a minute
+    scripts/bench.sh --scale         also 1,000 worker sockets, a 100,000-task
+                                     round, 64 services, broker memory
+    scripts/bench.sh --curve         also zfed with CurveZMQ
+
+For every number of workers N and every load it starts a broker and N
+worker sockets (spread over at most 5 processes, the same layout for both
+systems), drives them, and stops them:
+
+    round5     rounds of 5 tasks       round latency p50/p99 (and tasks/s)
+    round1000  rounds of 1,000 tasks   round latency and tasks/s
+    stream     256 tasks kept in flight tasks/s and per-task latency
+
+Systems: the baseline with one task per worker (credit 1) and with 8 in
+flight per worker (credit 8); zfed over strict MDP (credit 1) and over its
+fast path (workers announce credit 8).  zfed's rounds are run by
+zfed-controller itself (round times from its own records), its stream by
+zfed-bench-load (libzfed's client and codec).  Every zfed row is reported
+as a ratio of the baseline row with the same N, load and credit.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TICKS = os.sysconf("SC_CLK_TCK")
+MAX_PROCESSES = 5
+STREAM_OUTSTANDING = 256
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    if not ordered:
+        return 0
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def cpu_seconds(pids):
+    """User + system CPU of live processes, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICKS
+
+
+def rss_peak_kb(pid):
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1])
+    return 0
+
+
+class Stack:
+    """A broker and its workers for one system; stopped on exit."""
+
+    def __init__(self, bench, system, workers):
+        self.bench = bench
+        self.system = system
+        self.workers = workers
+        self.processes = []
+        self.endpoint = None
+
+    def start(self, argv, **kwargs):
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def __enter__(self):
+        endpoint_file = os.path.join(self.bench.dir, "endpoint-%d" % time.monotonic_ns())
+        credit = self.system["credit"]
+        if self.system["kind"] == "baseline":
+            broker = [self.bench.binary("zfed-bench-baseline"), "broker", "--bind",
+                      "tcp://127.0.0.1:*", "--endpoint-file", endpoint_file]
+        else:
+            broker = [self.bench.binary("zfed-broker"), "-q", "--bind", "tcp://127.0.0.1:*",
+                      "--endpoint-file", endpoint_file] + self.bench.broker_security(self.system)
+        self.broker = self.start(broker)
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(endpoint_file) and os.path.getsize(endpoint_file)):
+            if time.monotonic() > deadline or self.broker.poll() is not None:
+                raise RuntimeError("%s broker did not start" % self.system["name"])
+            time.sleep(0.01)
+        with open(endpoint_file) as handle:
+            self.endpoint = handle.readline().strip()
+        processes = min(self.workers, MAX_PROCESSES)
+        for index in range(processes):
+            count = self.workers // processes + (1 if index < self.workers % processes else 0)
+            if self.system["kind"] == "baseline":
+                argv = [self.bench.binary("zfed-bench-baseline"), "workers", "--connect",
+                        self.endpoint, "--count", str(count), "--credit", str(credit)]
+            else:
+                argv = [self.bench.binary("zfed-worker"), "-q", "--connect", self.endpoint,
+                        "--concurrency", str(count), "--threads", "0", "--credit", str(credit),
+                        "--name", "bench-%d" % index] + self.bench.peer_security(self.system,
+                                                                                 "worker")
+            self.start(argv)
+        self.bench.wait_ready(self)
+        return self
+
+    def __exit__(self, *exc):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def pids(self):
+        return [process.pid for process in self.processes if process.poll() is None]
+
+
+class Bench:
+
+    def __init__(self, args):
+        self.args = args
+        self.build = os.path.abspath(args.build)
+        self.dir = tempfile.mkdtemp(prefix="zfed-bench-")
+        self.rows = []
+        self.keys = None
+        if args.curve:
+            self.make_keys()
+
+    def binary(self, name):
+        for folder in (self.build, os.path.join(self.build, "bench")):
+            path = os.path.join(folder, name)
+            if os.path.exists(path):
+                return path
+        raise SystemExit("bench: %s not built in %s" % (name, self.build))
+
+    # -- CURVE -------------------------------------------------------------
+
+    def make_keys(self):
+        keys = os.path.join(self.dir, "keys")
+        for role in ("workers", "controllers"):
+            os.makedirs(os.path.join(keys, role))
+        keygen = self.binary("zfed-keygen")
+        subprocess.run([keygen, "--dir", keys, "broker"], check=True, capture_output=True)
+        subprocess.run([keygen, "--dir", os.path.join(keys, "workers"), "worker"], check=True,
+                       capture_output=True)
+        subprocess.run([keygen, "--dir", os.path.join(keys, "controllers"), "controller"],
+                       check=True, capture_output=True)
+        self.keys = keys
+
+    def broker_security(self, system):
+        if not system.get("curve"):
+            return []
+        return ["--curve-cert", os.path.join(self.keys, "broker.key_secret"), "--workers-dir",
+                os.path.join(self.keys, "workers"), "--controllers-dir",
+                os.path.join(self.keys, "controllers")]
+
+    def peer_security(self, system, role):
+        if not system.get("curve"):
+            return []
+        folder = "workers" if role == "worker" else "controllers"
+        return ["--curve-cert", os.path.join(self.keys, folder, role + ".key_secret"),
+                "--server-key", os.path.join(self.keys, "broker.key")]
+
+    # -- readiness ------------------------------------------------------------
+
+    def wait_ready(self, stack):
+        """zfed: until the broker reports every worker; baseline: the load
+        tool's own warm-up covers it, after a short settle."""
+        if stack.system["kind"] == "baseline":
+            time.sleep(0.3)
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = subprocess.run(
+                [self.binary("zfed-controller"), "--connect", stack.endpoint, "--status",
+                 "--json"] + self.peer_security(stack.system, "controller"),
+                capture_output=True, text=True)
+            if status.returncode == 0:
+                services = json.loads(status.stdout).get("services", {})
+                if sum(s.get("workers", 0) for s in services.values()) >= stack.workers:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("workers did not register")
+
+    # -- loads ----------------------------------------------------------------
+
+    def run_baseline_load(self, stack, load):
+        argv = [self.binary("zfed-bench-baseline"), "load", "--connect", stack.endpoint]
+        if load["mode"] == "stream":
+            argv += ["--mode", "stream", "--outstanding", str(STREAM_OUTSTANDING), "--seconds",
+                     str(load["seconds"])]
+        else:
+            argv += ["--mode", "round", "--tasks", str(load["tasks"]), "--rounds",
+                     str(load["rounds"])]
+        return self.measure(stack, argv, lambda out: json.loads(out.strip().splitlines()[-1]))
+
+    def run_zfed_load(self, stack, load):
+        if load["mode"] == "stream":
+            argv = [self.binary("zfed-bench-load"), "--connect", stack.endpoint, "--mode",
+                    "stream", "--outstanding", str(STREAM_OUTSTANDING), "--seconds",
+                    str(load["seconds"])] + self.peer_security(stack.system, "controller")
+            return self.measure(stack, argv, lambda out: json.loads(out.strip().splitlines()[-1]))
+        # Rounds: the real controller, round times from its own records.
+        job_id = "bench-%d" % time.monotonic_ns()
+        workdir = os.path.join(self.dir, "jobs")
+        argv = [self.binary("zfed-controller"), "--connect", stack.endpoint, "--workdir",
+                workdir, "--job-id", job_id, "--rounds", str(load["rounds"] + load["warmup"]),
+                "--tasks", str(load["tasks"]), "--level", "10", "--no-progress", "-q",
+                "--round-timeout", "120"] + self.peer_security(stack.system, "controller")
+
+        def parse(_):
+            with open(os.path.join(workdir, job_id, "summary.json")) as handle:
+                summary = json.load(handle)
+            durations = []
+            for number in range(load["warmup"], load["rounds"] + load["warmup"]):
+                with open(os.path.join(workdir, job_id, "rounds",
+                                       "round-%06d.json" % number)) as handle:
+                    durations.append(json.load(handle)["duration_us"])
+            if summary["status"] != "completed":
+                raise RuntimeError("controller job %s" % summary["status"])
+            seconds = sum(durations) / 1e6
+            return {"tasks": load["tasks"] * load["rounds"], "seconds": seconds,
+                    "tasks_per_s": load["tasks"] * load["rounds"] / seconds,
+                    "latency_us": {"p50": percentile(durations, 0.5),
+                                   "p99": percentile(durations, 0.99)},
+                    "measured_tasks": load["tasks"] * (load["rounds"] + load["warmup"])}
+        return self.measure(stack, argv, parse)
+
+    def measure(self, stack, argv, parse):
+        """Runs one load tool against a stack; adds CPU per task: broker and
+        workers (from /proc) plus the load side (this process's children
+        rusage, which only the load tool adds to while it runs)."""
+        pids = stack.pids()
+        cpu_before = cpu_seconds(pids)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        process = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        wall = time.monotonic() - started
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_stack = cpu_seconds(pids) - cpu_before
+        cpu_load = (children_after.ru_utime - children_before.ru_utime +
+                    children_after.ru_stime - children_before.ru_stime)
+        if process.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s" % (os.path.basename(argv[0]),
+                                                       process.returncode, process.stderr[-500:]))
+        result = parse(process.stdout)
+        if "measured_tasks" in result:
+            #  Rounds: every task the run drove, warm-up included.
+            tasks = result["measured_tasks"]
+            cpu = cpu_stack + cpu_load
+        else:
+            #  Stream: the tool measures a window after its warm-up; count
+            #  the window's share of the stack's CPU and the tool's own.
+            tasks = result["tasks"]
+            cpu = cpu_stack * min(1.0, result["seconds"] / wall) + result.get("cpu_s", cpu_load)
+        result["cpu_us_per_task"] = cpu * 1e6 / max(1, tasks)
+        result["wall_s"] = wall
+        return result
+
+    # -- the grid ---------------------------------------------------------------
+
+    def systems(self):
+        systems = [
+            {"name": "baseline", "kind": "baseline", "credit": 1},
+            {"name": "zfed", "kind": "zfed", "credit": 1, "against": "baseline"},
+            {"name": "baseline-credit8", "kind": "baseline", "credit": 8},
+            {"name": "zfed-credit8", "kind": "zfed", "credit": 8, "against": "baseline-credit8"},
+        ]
+        if self.args.curve:
+            systems.append({"name": "zfed-curve-credit8", "kind": "zfed", "credit": 8,
+                            "curve": True, "against": "baseline-credit8"})
+        return systems
+
+    def loads(self):
+        quick = self.args.quick
+        return [
+            {"name": "round5", "mode": "round", "tasks": 5, "rounds": 100 if quick else 300,
+             "warmup": 20},
+            {"name": "round1000", "mode": "round", "tasks": 1000, "rounds": 3 if quick else 10,
+             "warmup": 1},
+            {"name": "stream", "mode": "stream", "seconds": 1.0 if quick else 3.0},
+        ]
+
+    def run_grid(self):
+        workers = [int(n) for n in self.args.workers.split(",")]
+        for count in workers:
+            for system in self.systems():
+                with Stack(self, system, count) as stack:
+                    for load in self.loads():
+                        runner = (self.run_baseline_load if system["kind"] == "baseline"
+                                  else self.run_zfed_load)
+                        try:
+                            result = runner(stack, load)
+                        except (RuntimeError, subprocess.TimeoutExpired) as error:
+                            print("bench: %s, %d workers, %s: %s" % (system["name"], count,
+                                                                      load["name"], error),
+                                  file=sys.stderr)
+                            continue
+                        row = {"system": system["name"], "workers": count, "load": load["name"],
+                               "tasks_per_s": round(result["tasks_per_s"], 1),
+                               "p50_us": result["latency_us"]["p50"],
+                               "p99_us": result["latency_us"]["p99"],
+                               "cpu_us_per_task": round(result["cpu_us_per_task"], 1),
+                               "against": system.get("against", "")}
+                        self.rows.append(row)
+                        self.progress(row)
+        self.add_ratios()
+
+    def progress(self, row):
+        print("  %-20s N=%-3d %-9s %10.0f tasks/s  p50 %7d us  p99 %7d us  cpu %6.1f us/task"
+              % (row["system"], row["workers"], row["load"], row["tasks_per_s"], row["p50_us"],
+                 row["p99_us"], row["cpu_us_per_task"]), file=sys.stderr, flush=True)
+
+    def add_ratios(self):
+        index = {(r["system"], r["workers"], r["load"]): r for r in self.rows}
+        for row in self.rows:
+            base = index.get((row["against"], row["workers"], row["load"]))
+            row["throughput_ratio"] = (round(row["tasks_per_s"] / base["tasks_per_s"], 2)
+                                       if base and base["tasks_per_s"] else "")
+            row["latency_ratio"] = (round(row["p50_us"] / base["p50_us"], 2)
+                                    if base and base["p50_us"] else "")
+
+    # -- scale ------------------------------------------------------------------
+
+    def run_scale(self):
+        """1,000 worker sockets (10 processes x 100), a 100,000-task round,
+        64 services; broker peak RSS and bytes per queued task."""
+        results = {}
+        system = {"name": "zfed", "kind": "zfed", "credit": 1}
+        for count, processes in ((16, 4), (1000, 10)):
+            stack = Stack(self, system, count)  # started by hand: extra services
+            endpoint_file = os.path.join(self.dir, "scale-endpoint-%d" % count)
+            broker = stack.start([self.binary("zfed-broker"), "-q", "--bind",
+                                  "tcp://127.0.0.1:*", "--endpoint-file", endpoint_file])
+            while not (os.path.exists(endpoint_file) and os.path.getsize(endpoint_file)):
+                time.sleep(0.01)
+            with open(endpoint_file) as handle:
+                stack.endpoint = handle.readline().strip()
+            for index in range(processes):
+                stack.start([self.binary("zfed-worker"), "-q", "--connect", stack.endpoint,
+                             "--concurrency", str(count // processes), "--threads", "0",
+                             "--name", "scale-%d" % index])
+            # 63 more services, one worker each, in one process: 64 in all.
+            stack.start([self.binary("zfed-worker"), "-q", "--connect", stack.endpoint,
+                         "--concurrency", "63", "--threads", "0", "--register-as",
+                         "other-{i}", "--name", "other"])
+            stack.workers = count + 63
+            try:
+                self.wait_ready(stack)
+                status = json.loads(subprocess.run(
+                    [self.binary("zfed-controller"), "--connect", stack.endpoint, "--status",
+                     "--json"], capture_output=True, text=True).stdout)
+                tasks = self.args.scale_tasks
+                load = {"name": "scale", "mode": "round", "tasks": tasks, "rounds": 1,
+                        "warmup": 0}
+                result = self.run_zfed_load(stack, load)
+                results[count] = {"tasks_per_s": round(result["tasks_per_s"], 1),
+                                  "round_s": round(result["seconds"], 2),
+                                  "services": len(status["services"]),
+                                  "broker_peak_rss_mb": round(rss_peak_kb(broker.pid) / 1024, 1)}
+                print("  scale: %d fib workers (+63 on other services, %d services): "
+                      "%d-task round in %.2f s, %.0f tasks/s, broker peak RSS %.1f MB"
+                      % (count, results[count]["services"], tasks, result["seconds"],
+                         result["tasks_per_s"], results[count]["broker_peak_rss_mb"]),
+                      file=sys.stderr, flush=True)
+            finally:
+                stack.__exit__(None, None, None)
+        results["bytes_per_queued_task"] = self.queued_task_bytes()
+        return results
+
+    def queued_task_bytes(self):
+        """Broker RSS growth per request queued for a service nobody serves."""
+        import zmq
+        import msgpack
+        endpoint_file = os.path.join(self.dir, "queue-endpoint")
+        broker = subprocess.Popen([self.binary("zfed-broker"), "-q", "--bind",
+                                   "tcp://127.0.0.1:*", "--endpoint-file", endpoint_file],
+                                  stderr=subprocess.DEVNULL)
+        try:
+            while not (os.path.exists(endpoint_file) and os.path.getsize(endpoint_file)):
+                time.sleep(0.01)
+            with open(endpoint_file) as handle:
+                endpoint = handle.readline().strip()
+            context = zmq.Context()
+            client = context.socket(zmq.DEALER)
+            client.setsockopt(zmq.SNDHWM, 0)
+            client.connect(endpoint)
+            count = 100000
+            bodies = [msgpack.packb(["zfed.task", 1, "queue", 0, i, 0, {"fibonacci_level": 10},
+                                     [-1, "0"]]) for i in range(count)]
+            probe = context.socket(zmq.DEALER)
+            probe.connect(endpoint)
+
+            def queued():
+                probe.send_multipart([b"", b"MDPC01", b"mmi.status", b""])
+                return msgpack.unpackb(probe.recv_multipart()[3])["counters"]["queued"]
+            queued()
+            before = rss_kb(broker.pid)
+            for body in bodies:
+                client.send_multipart([b"", b"MDPC01", b"nobody", body])
+            while queued() < count:
+                time.sleep(0.05)
+            after = rss_kb(broker.pid)
+            context.destroy(linger=0)
+            per_task = (after - before) * 1024 / count
+            print("  queue: %d requests queued, broker RSS %d -> %d KB, %.0f bytes per queued "
+                  "task (body %d bytes)" % (count, before, after, per_task, len(bodies[0])),
+                  file=sys.stderr, flush=True)
+            return round(per_task)
+        finally:
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(10)
+
+    # -- output -------------------------------------------------------------------
+
+    def write_csv(self, path):
+        fields = ["system", "workers", "load", "tasks_per_s", "p50_us", "p99_us",
+                  "cpu_us_per_task", "against", "throughput_ratio", "latency_ratio"]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({key: row.get(key, "") for key in fields})
+
+    def print_table(self):
+        print("zfed benchmark, %s, %d CPUs, %s" % (platform.node(), os.cpu_count(),
+                                                   time.strftime("%Y-%m-%d %H:%M")))
+        print()
+        print("| system | workers | load | tasks/s | p50 us | p99 us | CPU us/task | "
+              "zfed/baseline tasks/s | zfed/baseline p50 |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for row in self.rows:
+            print("| %s | %d | %s | %.0f | %d | %d | %.1f | %s | %s |"
+                  % (row["system"], row["workers"], row["load"], row["tasks_per_s"],
+                     row["p50_us"], row["p99_us"], row["cpu_us_per_task"],
+                     row["throughput_ratio"], row["latency_ratio"]))
+
+    def print_targets(self, scale):
+        index = {(r["system"], r["workers"], r["load"]): r for r in self.rows}
+
+        def cell(system, workers, load):
+            return index.get((system, workers, load))
+        print()
+        print("Targets (ratios measured in this run):")
+        fast = cell("zfed-credit8", 5, "stream")
+        strict = cell("zfed", 5, "stream")
+        round5 = cell("zfed", 5, "round5")
+        zguide_mdp = 9800  # zguide's Majordomo broker, async client, 5 workers (issue figure)
+        if fast:
+            print("  fast path, 5 workers, stream: %.2fx the credit baseline (target >= 0.8); "
+                  "%.1fx zguide MDP's 9,800/s (target >= 6)"
+                  % (fast["throughput_ratio"] or 0, fast["tasks_per_s"] / zguide_mdp))
+        if strict:
+            print("  strict MDP, 5 workers, stream: %.2fx the one-task-per-worker baseline "
+                  "(target >= 0.9)" % (strict["throughput_ratio"] or 0))
+        if round5:
+            print("  5-task round, 5 workers: p50 %.3f ms (target < 1 ms), %.2fx the baseline's "
+                  "round (target <= 1.3)" % (round5["p50_us"] / 1000, round5["latency_ratio"]
+                                             or 0))
+        if scale:
+            big, small = scale.get(1000), scale.get(16)
+            if big and small:
+                print("  1,000 workers: %d-task round at %.2fx the 16-worker rate (target >= 0.7), "
+                      "broker peak RSS %.1f MB (target < 100 MB), %d services"
+                      % (self.args.scale_tasks, big["tasks_per_s"] / small["tasks_per_s"],
+                         big["broker_peak_rss_mb"], big["services"]))
+            print("  broker memory per queued task: %d bytes" % scale["bytes_per_queued_task"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--quick", action="store_true", help="smaller grid, under a minute")
+    parser.add_argument("--workers", help="comma-separated worker counts")
+    parser.add_argument("--curve", action="store_true", help="add zfed with CurveZMQ")
+    parser.add_argument("--scale", action="store_true",
+                        help="add the 1,000-worker, 100,000-task scale run")
+    parser.add_argument("--scale-tasks", type=int, default=100000)
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench.csv"),
+                        help="CSV file to write")
+    args = parser.parse_args()
+    if not args.workers:
+        args.workers = "1,5,16" if args.quick else "1,2,5,16,64"
+    bench = Bench(args)
+    try:
+        print("bench: workers %s, %s grid; progress on stderr" %
+              (args.workers, "quick" if args.quick else "full"), file=sys.stderr)
+        bench.run_grid()
+        scale = bench.run_scale() if args.scale else None
+        bench.print_table()
+        bench.print_targets(scale)
+        bench.write_csv(args.out)
+        print("\nCSV: %s" % args.out)
+    finally:
+        shutil.rmtree(bench.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
