@@ -87,17 +87,22 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
     }
     int64_t deadline = zclock_mono() + (timeout_ms < 0 ? 0 : timeout_ms);
     while (true) {
-        int64_t wait = deadline - zclock_mono();
-        int signal_fd = zfed_signal_fd();
-        zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0},
-                                   {NULL, signal_fd, ZMQ_POLLIN, 0}};
-        int rc = zmq_poll(items, signal_fd >= 0 ? 2 : 1, (long)(wait > 0 ? wait : 0));
-        if (rc < 0 || zsys_interrupted)
+        if (zsys_interrupted)
             return -1; //  the caller checks zsys_interrupted
-        if (rc == 0)
-            return 0;
-        if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)
+        //  A reply already queued is taken at once: polling first would
+        //  cost a system call per reply when a round's replies pour in.
+        if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0) {
+            int64_t wait = deadline - zclock_mono();
+            int signal_fd = zfed_signal_fd();
+            zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0},
+                                       {NULL, signal_fd, ZMQ_POLLIN, 0}};
+            int rc = zmq_poll(items, signal_fd >= 0 ? 2 : 1, (long)(wait > 0 ? wait : 0));
+            if (rc < 0 || zsys_interrupted)
+                return -1;
+            if (rc == 0)
+                return 0;
             continue;
+        }
         zfed_mdp_t mdp = {0};
         const char *reason = "too many frames";
         if (self->frames.dropped == 0 &&

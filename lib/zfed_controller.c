@@ -46,7 +46,10 @@ typedef struct {
     size_t params_size;
     bool params_owned;
     int64_t sent_ms;
-    json_t *entry; //  record of the accepted result
+    //  The accepted result, kept as decoded: its record entry is built when
+    //  the round closes, after the round's time is taken.
+    zfed_msg_t *result;
+    int64_t latency_us;
     zfed_sample_t sample;
 } task_t;
 
@@ -183,7 +186,7 @@ static void s_round_clear(round_t *round, uint32_t tasks)
         task_t *task = &round->tasks[index];
         if (task->params_owned)
             free(task->params);
-        json_decref(task->entry);
+        zfed_msg_destroy(&task->result);
         if (task->state == TASK_DONE)
             zfed_sample_clear(&task->sample);
     }
@@ -341,9 +344,11 @@ static void s_handle_error(zfed_controller_t *self, round_t *round, const zfed_m
     round->failed++;
 }
 
-static void s_handle_result(zfed_controller_t *self, round_t *round, const zfed_msg_t *message,
+//  Takes *message_p when the result is accepted (it becomes the task's).
+static void s_handle_result(zfed_controller_t *self, round_t *round, zfed_msg_t **message_p,
                             int64_t now)
 {
+    zfed_msg_t *message = *message_p;
     uint32_t index = zfed_msg_task_id(message);
     task_t *task = &round->tasks[index];
     if (task->state == TASK_DONE) {
@@ -352,16 +357,16 @@ static void s_handle_result(zfed_controller_t *self, round_t *round, const zfed_
                    zfed_msg_worker(message));
         return;
     }
-    size_t outputs_size;
-    const uint8_t *outputs_data = zfed_msg_outputs(message, &outputs_size);
-    msgpack_unpacked params, outputs;
+    const msgpack_object *outputs = zfed_msg_outputs_object(message);
+    msgpack_unpacked params;
     zfed_fault_t fault = {0};
     int rc = zfed_unpack(&params, task->params, task->params_size);
-    rc |= zfed_unpack(&outputs, outputs_data, outputs_size);
-    if (rc == 0)
-        rc = self->service->read_outputs(&params.data, &outputs.data, &task->sample, &fault);
-    else
+    if (rc == 0 && outputs)
+        rc = self->service->read_outputs(&params.data, outputs, &task->sample, &fault);
+    else {
+        rc = -1;
         zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "cannot unpack");
+    }
     if (rc != 0) {
         //  A result that does not fit its task is refused, never bent into
         //  shape; the task stays open for its resend.
@@ -369,23 +374,15 @@ static void s_handle_result(zfed_controller_t *self, round_t *round, const zfed_
         s_round_warn(round, "task %u: result from %s refused: %s%s%s", index,
                      zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "", fault.text);
     } else {
-        json_t *entry = json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker",
-                                  zfed_msg_worker(message), "attempt", zfed_msg_attempt(message),
-                                  "compute_us",
-                                  (json_int_t)(zfed_msg_compute_us(message) > INT64_MAX
-                                                   ? INT64_MAX
-                                                   : zfed_msg_compute_us(message)),
-                                  "latency_us", (json_int_t)((now - task->sent_ms) * 1000));
-        if (entry)
-            self->service->describe(&params.data, &outputs.data, entry);
-        task->entry = entry;
+        task->result = message;
+        *message_p = NULL;
+        task->latency_us = (now - task->sent_ms) * 1000;
         if (task->state == TASK_FAILED)
             round->failed--; //  a late success beats an earlier error
         task->state = TASK_DONE;
         round->answered++;
     }
     msgpack_unpacked_destroy(&params);
-    msgpack_unpacked_destroy(&outputs);
 }
 
 static void s_handle_reply(zfed_controller_t *self, round_t *round, const uint8_t *body,
@@ -423,7 +420,7 @@ static void s_handle_reply(zfed_controller_t *self, round_t *round, const uint8_
         s_round_warn(round, "reply for round %u task %u, which was never sent; refused",
                      zfed_msg_round(message), zfed_msg_task_id(message));
     } else if (kind == ZFED_MSG_RESULT)
-        s_handle_result(self, round, message, now);
+        s_handle_result(self, round, &message, now);
     else
         s_handle_error(self, round, message, now);
     zfed_msg_destroy(&message);
@@ -609,6 +606,24 @@ static void s_print_round(zfed_controller_t *self, const round_t *round, const c
                self->job->tasks, self->job->quorum, aggregate, duration_us / 1000.0, notes);
 }
 
+//  The record of an accepted result: who, which attempt, how long, and the
+//  service's own fields.
+static json_t *s_result_entry(zfed_controller_t *self, uint32_t index, const task_t *task)
+{
+    const zfed_msg_t *result = task->result;
+    uint64_t compute_us = zfed_msg_compute_us(result);
+    json_t *entry = json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker",
+                              zfed_msg_worker(result), "attempt", zfed_msg_attempt(result),
+                              "compute_us",
+                              (json_int_t)(compute_us > INT64_MAX ? INT64_MAX : compute_us),
+                              "latency_us", (json_int_t)task->latency_us);
+    msgpack_unpacked params;
+    if (entry && zfed_unpack(&params, task->params, task->params_size) == 0)
+        self->service->describe(&params.data, zfed_msg_outputs_object(result), entry);
+    msgpack_unpacked_destroy(&params);
+    return entry ? entry : json_null();
+}
+
 static int s_close_round(zfed_controller_t *self, round_t *round)
 {
     mpq_t *values = NULL;
@@ -623,7 +638,7 @@ static int s_close_round(zfed_controller_t *self, round_t *round)
     for (uint32_t index = 0; index < self->job->tasks; index++) {
         task_t *task = &round->tasks[index];
         if (task->state == TASK_DONE)
-            json_array_append(results, task->entry);
+            json_array_append_new(results, s_result_entry(self, index, task));
         else
             json_array_append_new(missing, json_integer(index));
     }

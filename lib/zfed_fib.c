@@ -52,6 +52,24 @@ static void s_generate(zfed_fib_t *self)
     mpz_clears(current, next, NULL);
 }
 
+int zfed_fib_small(uint32_t level, uint64_t *terms, uint64_t *sum)
+{
+    if (level == 0 || level > ZFED_FIB_SMALL_MAX)
+        return -1;
+    //  Same walk as s_generate, in machine words: most tasks are small and
+    //  GMP's allocations would dominate their cost.
+    uint64_t current = 0, next = 1, total = 0;
+    for (uint32_t index = 0; index < level; index++) {
+        terms[index] = current;
+        total += current;
+        uint64_t after = current + next;
+        current = next;
+        next = after;
+    }
+    *sum = total;
+    return 0;
+}
+
 zfed_fib_t *zfed_fib_new(uint32_t level)
 {
     if (level == 0 || level > ZFED_FIB_MAX_LEVEL)

@@ -35,6 +35,19 @@ typedef struct {
     size_t size;
 } s_blob_t;
 
+//  A service-defined part (params, global value, outputs), held in
+//  whichever form it arrived in and turned into the other only if asked:
+//  a decoded message has the object (a view into its tree) and packs bytes
+//  on demand; a constructed one has the bytes and unpacks on demand.  The
+//  worker and controller read objects, so on their hot paths nothing is
+//  packed or unpacked twice.
+typedef struct {
+    s_blob_t bytes;
+    const msgpack_object *object;
+    msgpack_unpacked unpacked; //  backs object when unpacked from bytes
+    bool unpacked_used;
+} s_part_t;
+
 struct _zfed_msg_t {
     zfed_msg_kind_t kind;
     char job_id[ZFED_JOB_ID_MAX + 1];
@@ -42,13 +55,17 @@ struct _zfed_msg_t {
     uint32_t task_id;
     uint32_t attempt;
     //  task
-    s_blob_t params;
+    s_part_t params;
     int64_t global_round;
-    s_blob_t global_value;
+    s_part_t global_value;
     //  result and error
     char worker[ZFED_WORKER_NAME_MAX + 1];
     uint64_t compute_us;
-    s_blob_t outputs;
+    s_part_t outputs;
+    //  decoded messages: the body's bytes and object tree, which parts view
+    uint8_t *body;
+    msgpack_unpacked tree;
+    bool tree_used;
     uint32_t error_code;
     char error_field[ZFED_FIELD_MAX + 1];
     char error_text[ZFED_ERROR_TEXT_MAX + 1];
@@ -379,6 +396,32 @@ static int s_blob_pack(s_blob_t *blob, const msgpack_object *object)
     return blob->data ? 0 : -1;
 }
 
+//  Bytes of a part, packed from its object the first time they are asked
+//  for (the message is logically const: this only fills a cache).
+static const uint8_t *s_part_bytes(const s_part_t *part, size_t *size)
+{
+    s_part_t *cache = (s_part_t *)part;
+    if (!cache->bytes.data && cache->object && s_blob_pack(&cache->bytes, cache->object) != 0)
+        s_blob_free(&cache->bytes);
+    *size = cache->bytes.size;
+    return cache->bytes.data;
+}
+
+//  Object of a part, unpacked from its bytes the first time.
+static const msgpack_object *s_part_object(const s_part_t *part)
+{
+    s_part_t *cache = (s_part_t *)part;
+    if (!cache->object && cache->bytes.data) {
+        msgpack_unpacked_init(&cache->unpacked);
+        cache->unpacked_used = true;
+        size_t offset = 0;
+        if (msgpack_unpack_next(&cache->unpacked, (const char *)cache->bytes.data,
+                                cache->bytes.size, &offset) == MSGPACK_UNPACK_SUCCESS)
+            cache->object = &cache->unpacked.data;
+    }
+    return cache->object;
+}
+
 static bool s_is_uint(const msgpack_object *object, uint64_t max)
 {
     return object->type == MSGPACK_OBJECT_POSITIVE_INTEGER && object->via.u64 <= max;
@@ -544,8 +587,8 @@ zfed_msg_t *zfed_msg_new_task(const char *job_id, uint32_t round, uint32_t task_
     if (!self)
         return NULL;
     self->global_round = global_round;
-    if (s_blob_from_map_bytes(&self->params, params, params_size, "params") != 0 ||
-        s_blob_from_any_bytes(&self->global_value, global_value, global_value_size) != 0)
+    if (s_blob_from_map_bytes(&self->params.bytes, params, params_size, "params") != 0 ||
+        s_blob_from_any_bytes(&self->global_value.bytes, global_value, global_value_size) != 0)
         zfed_msg_destroy(&self);
     return self;
 }
@@ -561,7 +604,7 @@ zfed_msg_t *zfed_msg_new_result(const char *job_id, uint32_t round, uint32_t tas
         return NULL;
     snprintf(self->worker, sizeof self->worker, "%s", worker);
     self->compute_us = compute_us;
-    if (s_blob_from_map_bytes(&self->outputs, outputs, outputs_size, "outputs") != 0)
+    if (s_blob_from_map_bytes(&self->outputs.bytes, outputs, outputs_size, "outputs") != 0)
         zfed_msg_destroy(&self);
     return self;
 }
@@ -590,9 +633,15 @@ void zfed_msg_destroy(zfed_msg_t **self_p)
     if (!self_p || !*self_p)
         return;
     zfed_msg_t *self = *self_p;
-    s_blob_free(&self->params);
-    s_blob_free(&self->global_value);
-    s_blob_free(&self->outputs);
+    s_part_t *parts[] = {&self->params, &self->global_value, &self->outputs};
+    for (size_t index = 0; index < sizeof parts / sizeof parts[0]; index++) {
+        s_blob_free(&parts[index]->bytes);
+        if (parts[index]->unpacked_used)
+            msgpack_unpacked_destroy(&parts[index]->unpacked);
+    }
+    if (self->tree_used)
+        msgpack_unpacked_destroy(&self->tree);
+    free(self->body);
     free(self);
     *self_p = NULL;
 }
@@ -699,11 +748,8 @@ static int s_decode_task(zfed_msg_t *self, s_reader_t *reader)
                  "element 7 (global): global_round must be -1 or an unsigned integer below 2^32");
         return -1;
     }
-    if (s_blob_pack(&self->params, &reader->element[6]) != 0 ||
-        s_blob_pack(&self->global_value, &global->via.array.ptr[1]) != 0) {
-        s_reason(reader->reason, reader->reason_size, "out of memory");
-        return -1;
-    }
+    self->params.object = &reader->element[6];
+    self->global_value.object = &global->via.array.ptr[1];
     return 0;
 }
 
@@ -718,10 +764,7 @@ static int s_decode_result(zfed_msg_t *self, s_reader_t *reader)
     if (s_check_string_map(&reader->element[8], "element 8 (outputs)", reader->reason,
                            reader->reason_size) != 0)
         return -1;
-    if (s_blob_pack(&self->outputs, &reader->element[8]) != 0) {
-        s_reason(reader->reason, reader->reason_size, "out of memory");
-        return -1;
-    }
+    self->outputs.object = &reader->element[8];
     return 0;
 }
 
@@ -753,11 +796,21 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
     if (zfed_msgpack_check(data, size, reason, reason_size) != 0)
         return NULL;
 
+    //  msgpack-c's objects point into the bytes they were read from (strings
+    //  are not copied), and the message keeps its objects: so it keeps its
+    //  own copy of the bytes, whatever the caller does with the frame.
+    uint8_t *body = malloc(size);
+    if (!body) {
+        s_reason(reason, reason_size, "out of memory");
+        return NULL;
+    }
+    memcpy(body, data, size);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
     zfed_msg_t *self = NULL;
     size_t offset = 0;
-    if (msgpack_unpack_next(&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS ||
+    if (msgpack_unpack_next(&unpacked, (const char *)body, size, &offset) !=
+            MSGPACK_UNPACK_SUCCESS ||
         offset != size) {
         s_reason(reason, reason_size, "body is not one msgpack value");
         goto done;
@@ -825,8 +878,19 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
         rc = s_decode_error(self, &reader);
     if (rc != 0)
         zfed_msg_destroy(&self);
+    else {
+        //  The parts are views into the tree: the message keeps it (its
+        //  zone moves with the struct; the views point into the zone and
+        //  into the body copy).
+        self->tree = unpacked;
+        self->tree_used = true;
+        unpacked.zone = NULL;
+        self->body = body;
+        body = NULL;
+    }
 done:
     msgpack_unpacked_destroy(&unpacked);
+    free(body);
     return self;
 }
 
@@ -921,14 +985,25 @@ int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t
 int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)
 {
     switch (self->kind) {
-    case ZFED_MSG_TASK:
-        return zfed_msg_encode_task(buffer, self->job_id, self->round, self->task_id, self->attempt,
-                                    self->params.data, self->params.size, self->global_round,
-                                    self->global_value.data, self->global_value.size);
-    case ZFED_MSG_RESULT:
+    case ZFED_MSG_TASK: {
+        size_t params_size, global_size;
+        const uint8_t *params = s_part_bytes(&self->params, &params_size);
+        const uint8_t *global = s_part_bytes(&self->global_value, &global_size);
+        if (!params || !global)
+            return -1;
+        return zfed_msg_encode_task(buffer, self->job_id, self->round, self->task_id,
+                                    self->attempt, params, params_size, self->global_round,
+                                    global, global_size);
+    }
+    case ZFED_MSG_RESULT: {
+        size_t outputs_size;
+        const uint8_t *outputs = s_part_bytes(&self->outputs, &outputs_size);
+        if (!outputs)
+            return -1;
         return zfed_msg_encode_result(buffer, self->job_id, self->round, self->task_id,
-                                      self->attempt, self->worker, self->compute_us,
-                                      self->outputs.data, self->outputs.size);
+                                      self->attempt, self->worker, self->compute_us, outputs,
+                                      outputs_size);
+    }
     case ZFED_MSG_ERROR: {
         msgpack_packer packer;
         int rc = s_encode_head(buffer, &packer, ZFED_MSG_ERROR, self->job_id, self->round,
@@ -986,8 +1061,22 @@ uint32_t zfed_msg_attempt(const zfed_msg_t *self)
 
 const uint8_t *zfed_msg_params(const zfed_msg_t *self, size_t *size)
 {
-    *size = self->params.size;
-    return self->params.data;
+    return s_part_bytes(&self->params, size);
+}
+
+const msgpack_object *zfed_msg_params_object(const zfed_msg_t *self)
+{
+    return s_part_object(&self->params);
+}
+
+const msgpack_object *zfed_msg_global_object(const zfed_msg_t *self)
+{
+    return s_part_object(&self->global_value);
+}
+
+const msgpack_object *zfed_msg_outputs_object(const zfed_msg_t *self)
+{
+    return s_part_object(&self->outputs);
 }
 
 int64_t zfed_msg_global_round(const zfed_msg_t *self)
@@ -997,8 +1086,7 @@ int64_t zfed_msg_global_round(const zfed_msg_t *self)
 
 const uint8_t *zfed_msg_global_value(const zfed_msg_t *self, size_t *size)
 {
-    *size = self->global_value.size;
-    return self->global_value.data;
+    return s_part_bytes(&self->global_value, size);
 }
 
 const char *zfed_msg_worker(const zfed_msg_t *self)
@@ -1013,8 +1101,7 @@ uint64_t zfed_msg_compute_us(const zfed_msg_t *self)
 
 const uint8_t *zfed_msg_outputs(const zfed_msg_t *self, size_t *size)
 {
-    *size = self->outputs.size;
-    return self->outputs.data;
+    return s_part_bytes(&self->outputs, size);
 }
 
 uint32_t zfed_msg_error_code(const zfed_msg_t *self)

@@ -118,6 +118,50 @@ static char *s_display(const zfed_fib_t *fib)
     return text;
 }
 
+//  Decimal text of value into text (at least 21 bytes); returns its length.
+static size_t s_u64_text(uint64_t value, char *text)
+{
+    char reversed[20];
+    size_t length = 0;
+    do {
+        reversed[length++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    for (size_t index = 0; index < length; index++)
+        text[index] = reversed[length - 1 - index];
+    return length;
+}
+
+static int s_pack_u64_text(msgpack_packer *packer, uint64_t value)
+{
+    char text[21];
+    size_t length = s_u64_text(value, text);
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1
+                                                                                            : 0;
+}
+
+//  The same outputs as s_pack_outputs, for levels whose numbers all fit in
+//  64 bits: no GMP, no allocation.
+static int s_pack_small_outputs(uint32_t level, msgpack_packer *packer)
+{
+    uint64_t terms[ZFED_FIB_SMALL_MAX], sum;
+    if (zfed_fib_small(level, terms, &sum) != 0)
+        return -1;
+    uint32_t kept = level <= ZFED_FIB_SEQUENCE_MAX ? level : 0;
+    int rc = msgpack_pack_map(packer, OUTPUT_FIELDS);
+    rc |= s_pack_string(packer, OUTPUT_SUM);
+    rc |= s_pack_u64_text(packer, sum);
+    rc |= s_pack_string(packer, OUTPUT_TERMS);
+    rc |= msgpack_pack_uint32(packer, level);
+    rc |= s_pack_string(packer, OUTPUT_LAST);
+    rc |= s_pack_u64_text(packer, terms[level - 1]);
+    rc |= s_pack_string(packer, OUTPUT_SEQ);
+    rc |= msgpack_pack_array(packer, kept);
+    for (uint32_t index = 0; index < kept && rc == 0; index++)
+        rc |= s_pack_u64_text(packer, terms[index]);
+    return rc == 0 ? 0 : -1;
+}
+
 static int s_run(const msgpack_object *params, int64_t global_round,
                  const msgpack_object *global_value, msgpack_packer *outputs, char **display,
                  zfed_fault_t *fault)
@@ -137,6 +181,12 @@ static int s_run(const msgpack_object *params, int64_t global_round,
                        global_value->type == MSGPACK_OBJECT_STR
                            ? "a string that is not a canonical decimal"
                            : zfed_msgpack_type_name(global_value->type));
+        return -1;
+    }
+    if (level <= ZFED_FIB_SMALL_MAX && !display) {
+        if (s_pack_small_outputs(level, outputs) == 0)
+            return 0;
+        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory packing level %u", level);
         return -1;
     }
     zfed_fib_t *fib = zfed_fib_new(level);

@@ -139,14 +139,11 @@ static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
                       const zfed_msg_t *task, msgpack_sbuffer *outputs, uint64_t *compute_us,
                       zfed_fault_t *fault)
 {
-    size_t params_size, global_size;
-    const uint8_t *params_data = zfed_msg_params(task, &params_size);
-    const uint8_t *global_data = zfed_msg_global_value(task, &global_size);
-    msgpack_unpacked params, global;
-    if (zfed_unpack(&params, params_data, params_size) != 0 ||
-        zfed_unpack(&global, global_data, global_size) != 0) {
-        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "cannot unpack a decoded task");
-        msgpack_unpacked_destroy(&params);
+    //  Views into the decoded task: no copy, no second parse.
+    const msgpack_object *params = zfed_msg_params_object(task);
+    const msgpack_object *global = zfed_msg_global_object(task);
+    if (!params || !global) {
+        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory reading a task");
         return -1;
     }
     s_play_straggler(self->config.delay_ms);
@@ -154,14 +151,12 @@ static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
     msgpack_packer_init(&packer, outputs, msgpack_sbuffer_write);
     char *display = NULL;
     int64_t started = zfed_clock_us();
-    int rc = self->service->run(&params.data, zfed_msg_global_round(task), &global.data, &packer,
+    int rc = self->service->run(params, zfed_msg_global_round(task), global, &packer,
                                 self->config.pyramid ? &display : NULL, fault);
     *compute_us = (uint64_t)(zfed_clock_us() - started);
     if (rc == 0 && display)
         s_show(connection, task, display, *compute_us);
     free(display);
-    msgpack_unpacked_destroy(&params);
-    msgpack_unpacked_destroy(&global);
     return rc;
 }
 

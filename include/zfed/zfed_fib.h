@@ -28,6 +28,16 @@ extern "C" {
 #define ZFED_FIB_PYRAMID_MAX_ROWS  20
 #define ZFED_FIB_PYRAMID_MAX_WIDTH 160
 
+//  Up to this level every term and the sum fit in 64 bits (the sum of the
+//  first 92 terms is F(93) - 1 < 2^64; 93 terms overflow).
+#define ZFED_FIB_SMALL_MAX 92
+
+//  The fast path for small levels: the first level terms (terms must hold
+//  level entries) and their sum, in plain 64-bit arithmetic, no
+//  allocation.  Returns 0, or -1 when level is 0 or above
+//  ZFED_FIB_SMALL_MAX.
+int zfed_fib_small(uint32_t level, uint64_t *terms, uint64_t *sum);
+
 typedef struct _zfed_fib_t zfed_fib_t;
 
 //  Computes the first level terms.  Returns NULL when level is 0 or above

@@ -118,6 +118,13 @@ const uint8_t *zfed_msg_params(const zfed_msg_t *self, size_t *size);
 int64_t zfed_msg_global_round(const zfed_msg_t *self);
 const uint8_t *zfed_msg_global_value(const zfed_msg_t *self, size_t *size);
 
+//  The same parts as msgpack objects, valid while self lives: what
+//  services read, with no copy or second parse for a decoded message.
+//  NULL for a part the message's kind does not have.
+const msgpack_object *zfed_msg_params_object(const zfed_msg_t *self);
+const msgpack_object *zfed_msg_global_object(const zfed_msg_t *self);
+const msgpack_object *zfed_msg_outputs_object(const zfed_msg_t *self);
+
 //  Result and error fields.
 const char *zfed_msg_worker(const zfed_msg_t *self);
 uint64_t zfed_msg_compute_us(const zfed_msg_t *self);
