@@ -10,6 +10,7 @@
     Prints one JSON line: mode, tasks, seconds, tasks_per_s, latency_us
     {p50, p90, p99, max} (per round, or per task in stream mode), cpu_s.
 */
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_client.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_msg.h"
@@ -40,11 +41,14 @@ typedef struct {
     uint32_t outstanding;
     double seconds;
     uint32_t level;
+    uint32_t batch;
 } s_options_t;
 
 typedef struct {
     zfed_client_t *client;
     const char *service;
+    msgpack_sbuffer items[ZFED_BATCH_MAX];
+    zfed_view_t views[ZFED_BATCH_MAX];
     msgpack_sbuffer buffer;
     uint8_t params[32];
     size_t params_size;
@@ -75,30 +79,61 @@ static double s_cpu_seconds(void)
            (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
 }
 
-static int s_send(s_load_t *load, uint32_t round, uint32_t task)
+//  One request of count tasks with ids first..first+count-1: a task body
+//  for one, a zfed.batch for several.
+static int s_send(s_load_t *load, uint32_t round, uint32_t first, uint32_t count)
 {
-    int rc = zfed_msg_encode_task(&load->buffer, JOB_ID, round, task, 0, load->params,
-                                  load->params_size, -1, load->global, load->global_size);
-    if (rc == 0)
-        rc = zfed_client_send(load->client, load->service, load->buffer.data, load->buffer.size);
-    return rc;
+    for (uint32_t item = 0; item < count; item++) {
+        msgpack_sbuffer *body = count == 1 ? &load->buffer : &load->items[item];
+        if (zfed_msg_encode_task(body, JOB_ID, round, first + item, 0, load->params,
+                                 load->params_size, -1, load->global, load->global_size) != 0)
+            return -1;
+        load->views[item].data = (const uint8_t *)body->data;
+        load->views[item].size = body->size;
+    }
+    if (count > 1 && zfed_batch_encode(&load->buffer, load->views, count) != 0)
+        return -1;
+    return zfed_client_send(load->client, load->service, load->buffer.data, load->buffer.size);
 }
 
-//  Waits for one reply and checks it is a result; returns its task id, or
-//  -1 on timeout/interrupt.
-static int64_t s_receive(s_load_t *load)
+//  Checks one reply body is a result, as the controller would (decoded in
+//  full); returns its task id.
+static int64_t s_check_result(s_load_t *load, const uint8_t *body, size_t size)
 {
-    const char *service;
-    const uint8_t *body;
-    size_t size;
-    if (zfed_client_recv(load->client, REPLY_WAIT_MS, &service, &body, &size) != 1)
-        return -1;
     zfed_msg_t *reply = zfed_msg_decode(body, size, NULL, 0);
     int64_t task = reply ? (int64_t)zfed_msg_task_id(reply) : 0;
     if (!reply || zfed_msg_kind(reply) != ZFED_MSG_RESULT)
         load->errors++;
     zfed_msg_destroy(&reply);
     return task;
+}
+
+//  Waits for one reply (a result, or a batch of them); returns the first
+//  task id it answers and sets *answered to how many tasks it answers, or
+//  -1 on timeout/interrupt.
+static int64_t s_receive(s_load_t *load, uint32_t *answered)
+{
+    const char *service;
+    const uint8_t *body;
+    size_t size;
+    if (zfed_client_recv(load->client, REPLY_WAIT_MS, &service, &body, &size) != 1)
+        return -1;
+    *answered = 1;
+    if (!zfed_batch_is(body, size))
+        return s_check_result(load, body, size);
+    size_t count = 0;
+    if (zfed_batch_decode(body, size, load->views, ZFED_BATCH_MAX, &count, NULL, 0) != 0) {
+        load->errors++;
+        return 0;
+    }
+    int64_t first = 0;
+    for (size_t item = 0; item < count; item++) {
+        int64_t task = s_check_result(load, load->views[item].data, load->views[item].size);
+        if (item == 0)
+            first = task;
+    }
+    *answered = (uint32_t)count;
+    return first;
 }
 
 static void s_print(const s_options_t *options, uint64_t tasks, double seconds, int64_t *samples,
@@ -130,11 +165,14 @@ static int s_rounds(s_load_t *load, const s_options_t *options)
             started = zfed_clock_us();
         }
         int64_t round_start = zfed_clock_us();
-        for (uint32_t task = 0; task < options->tasks; task++)
-            if (s_send(load, round, task) != 0)
+        for (uint32_t task = 0; task < options->tasks; task += options->batch) {
+            uint32_t count =
+                options->tasks - task < options->batch ? options->tasks - task : options->batch;
+            if (s_send(load, round, task, count) != 0)
                 goto fail;
-        for (uint32_t answered = 0; answered < options->tasks; answered++)
-            if (s_receive(load) < 0)
+        }
+        for (uint32_t answered = 0, got = 0; answered < options->tasks; answered += got)
+            if (s_receive(load, &got) < 0)
                 goto fail;
         if (round >= WARMUP_ROUNDS)
             latency[round - WARMUP_ROUNDS] = zfed_clock_us() - round_start;
@@ -150,20 +188,22 @@ fail:
     return -1;
 }
 
-//  Steady stream: O tasks in flight, each answer sends the next.  Task ids
-//  index a ring of send times, so latency needs no lookup structure.
+//  Steady stream: O tasks in flight, in requests of --batch tasks; each
+//  answer sends the next request.  Requests number the ring of send times
+//  (first task id / batch), so latency needs no lookup structure.
 static int s_stream(s_load_t *load, const s_options_t *options)
 {
-    size_t ring = options->outstanding;
+    uint32_t batch = options->batch;
+    size_t ring = options->outstanding / batch ? options->outstanding / batch : 1;
     int64_t *sent_at = calloc(ring, sizeof *sent_at);
     size_t capacity = 1 << 20, count = 0;
     int64_t *latency = malloc(capacity * sizeof *latency);
     if (!sent_at || !latency)
         return -1;
-    uint32_t next = 0;
-    for (; next < options->outstanding; next++) {
+    uint32_t next = 0; //  next request number
+    for (; next < ring; next++) {
         sent_at[next % ring] = zfed_clock_us();
-        if (s_send(load, 0, next) != 0)
+        if (s_send(load, 0, next * batch, batch) != 0)
             return -1;
     }
     int64_t now = zfed_clock_us();
@@ -173,7 +213,8 @@ static int s_stream(s_load_t *load, const s_options_t *options)
     bool measuring = false;
     uint64_t done = 0;
     while (!zsys_interrupted) {
-        int64_t task = s_receive(load);
+        uint32_t answered = 0;
+        int64_t task = s_receive(load, &answered);
         if (task < 0) {
             fprintf(stderr, PROGRAM ": no reply within %d ms\n", REPLY_WAIT_MS);
             return -1;
@@ -185,7 +226,7 @@ static int s_stream(s_load_t *load, const s_options_t *options)
             measure_from = now;
         }
         if (measuring) {
-            done++;
+            done += answered;
             if (count == capacity) {
                 int64_t *grown = realloc(latency, 2 * capacity * sizeof *latency);
                 if (!grown)
@@ -193,13 +234,14 @@ static int s_stream(s_load_t *load, const s_options_t *options)
                 latency = grown;
                 capacity *= 2;
             }
-            latency[count++] = now - sent_at[(size_t)task % ring];
+            latency[count++] = now - sent_at[(size_t)(task / batch) % ring];
             if (now >= until)
                 break;
         }
         sent_at[next % ring] = zfed_clock_us();
-        if (s_send(load, 0, next++) != 0)
+        if (s_send(load, 0, next * batch, batch) != 0)
             return -1;
+        next++;
     }
     s_print(options, done, (now - measure_from) / 1e6, latency, count, s_cpu_seconds() - cpu_start,
             load->errors);
@@ -221,6 +263,7 @@ static void s_usage(void)
            "  --seconds S         stream duration after a %d ms warm-up (default 3)\n"
            "  --level N           fibonacci_level of every task (default 10)\n"
            "  --service NAME      MDP service name the fib workers registered under (default fib)\n"
+           "  --batch K           tasks per request (zfed.batch when > 1; default 1)\n"
            "  --curve-cert FILE   our CURVE certificate (secret)\n"
            "  --server-key KEY    the broker's public key\n"
            "  -h, --help          this help\n",
@@ -238,12 +281,13 @@ int main(int argc, char **argv)
         {"seconds", required_argument, NULL, 's'},
         {"level", required_argument, NULL, 'l'},
         {"service", required_argument, NULL, 'S'},
+        {"batch", required_argument, NULL, 'B'},
         {"curve-cert", required_argument, NULL, 'C'},
         {"server-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    s_options_t options = {NULL, NULL, NULL, false, 5, 200, 64, 3.0, 10};
+    s_options_t options = {NULL, NULL, NULL, false, 5, 200, 64, 3.0, 10, 1};
     const char *mode = NULL;
     const char *service = "fib";
     opterr = 0;
@@ -274,6 +318,9 @@ int main(int argc, char **argv)
         case 'S':
             service = optarg;
             break;
+        case 'B':
+            options.batch = zfed_cli_u32(PROGRAM, "--batch", optarg, 1, ZFED_BATCH_MAX);
+            break;
         case 'C':
             options.curve_cert = optarg;
             break;
@@ -295,8 +342,10 @@ int main(int argc, char **argv)
 
     zfed_log_set_ident("bench-load");
     zfed_signal_install();
-    s_load_t load = {0};
+    static s_load_t load; //  large (batch buffers): not on the stack
     load.service = service;
+    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
+        msgpack_sbuffer_init(&load.items[item]);
     msgpack_sbuffer_init(&load.buffer);
     //  {"fibonacci_level": level} and the initial global value "0".
     msgpack_sbuffer scratch;

@@ -4,6 +4,7 @@
 #include "zfed/zfed_controller.h"
 #include "zfed/zfed_fib.h"
 #include "zfed/zfed_job.h"
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_client.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_mdp.h"
@@ -47,6 +48,9 @@ static void s_usage(void)
            "  --task-timeout S     seconds before an unanswered task is sent again\n"
            "                       (default: round timeout / (retries + 1))\n"
            "  --retries N          times a task may be sent again (default %d)\n"
+           "  --batch N            tasks per request, up to %d (default 1): more tasks per\n"
+           "                       message for throughput; the workers must understand\n"
+           "                       zfed.batch (zfed's do; see schemas/PROTOCOL.md)\n"
            "  --aggregate NAME     %s (default fedavg)\n"
            "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
            "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
@@ -78,8 +82,8 @@ static void s_usage(void)
            "summary says why), 2 bad usage, 130 interrupted (resume it with --resume).\n",
            ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
            ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
-           ZFED_JOB_DEFAULT_RETRIES, zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM,
-           ZFED_FIB_MAX_LEVEL);
+           ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, zfed_agg_strategy_list(),
+           ZFED_AGG_DEFAULT_TRIM, ZFED_FIB_MAX_LEVEL);
 }
 
 enum {
@@ -95,6 +99,7 @@ enum {
     OPT_GRACE,
     OPT_TASK_TIMEOUT,
     OPT_RETRIES,
+    OPT_BATCH,
     OPT_AGGREGATE,
     OPT_TRIM,
     OPT_SELECT,
@@ -123,6 +128,7 @@ static const struct option s_options[] = {
     {"grace", required_argument, NULL, OPT_GRACE},
     {"task-timeout", required_argument, NULL, OPT_TASK_TIMEOUT},
     {"retries", required_argument, NULL, OPT_RETRIES},
+    {"batch", required_argument, NULL, OPT_BATCH},
     {"aggregate", required_argument, NULL, OPT_AGGREGATE},
     {"trim", required_argument, NULL, OPT_TRIM},
     {"select", required_argument, NULL, OPT_SELECT},
@@ -361,6 +367,9 @@ static void s_apply(zfed_job_t *job, int option, const char *value, s_given_t *g
         break;
     case OPT_RETRIES:
         job->retries = zfed_cli_u32(PROGRAM, "--retries", value, 0, ZFED_JOB_RETRIES_MAX);
+        break;
+    case OPT_BATCH:
+        job->batch = zfed_cli_u32(PROGRAM, "--batch", value, 1, ZFED_BATCH_MAX);
         break;
     case OPT_AGGREGATE:
         if (zfed_agg_strategy_parse(value, &job->strategy) != 0)

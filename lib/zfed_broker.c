@@ -20,6 +20,7 @@
     can be recognised and dropped.
 */
 #include "zfed/zfed_broker.h"
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
@@ -267,25 +268,64 @@ static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, c
 //  Answers a client with a zfed error.  When the request body is a zfed
 //  task the error names its job, round and task so the client can match
 //  it; for other bodies those fields are empty.
-static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, const char *service,
-                          const zfed_view_t *request_body, uint32_t code, const char *text)
+//  The error body answering one task body: it names the task when the body
+//  can be read as one, so the client can match it; otherwise the ids are
+//  empty.  0, or -1 out of memory.
+static int s_error_body(const zfed_view_t *task_body, uint32_t code, const char *text,
+                        msgpack_sbuffer *out)
 {
-    zfed_msg_t *task = NULL;
-    if (request_body)
-        task = zfed_msg_decode(request_body->data, request_body->size, NULL, 0);
+    zfed_msg_t *task =
+        task_body ? zfed_msg_decode(task_body->data, task_body->size, NULL, 0) : NULL;
     bool is_task = task && zfed_msg_kind(task) == ZFED_MSG_TASK;
     zfed_msg_t *error =
         zfed_msg_new_error(is_task ? zfed_msg_job_id(task) : "", is_task ? zfed_msg_round(task) : 0,
                            is_task ? zfed_msg_task_id(task) : 0,
                            is_task ? zfed_msg_attempt(task) : 0, BROKER_NAME, code, "", text);
+    int rc = error ? zfed_msg_encode(error, out) : -1;
     zfed_msg_destroy(&task);
+    zfed_msg_destroy(&error);
+    return rc;
+}
+
+//  Answers a client with a zfed error; a batch request gets a batch of
+//  errors, one per task, so every task of it is accounted for.
+static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, const char *service,
+                          const zfed_view_t *request_body, uint32_t code, const char *text)
+{
     self->stats.failed++;
-    if (!error || zfed_msg_encode(error, &self->scratch) != 0) {
+    size_t count = 0;
+    int rc = -1;
+    zfed_view_t *items = NULL;
+    msgpack_sbuffer *bodies = NULL;
+    if (request_body && zfed_batch_is(request_body->data, request_body->size)) {
+        items = calloc(ZFED_BATCH_MAX, sizeof *items);
+        bodies = calloc(ZFED_BATCH_MAX, sizeof *bodies);
+        if (items && bodies &&
+            zfed_batch_decode(request_body->data, request_body->size, items, ZFED_BATCH_MAX, &count,
+                              NULL, 0) != 0)
+            count = 0;
+    }
+    if (count > 0) {
+        rc = 0;
+        for (size_t item = 0; item < count; item++) {
+            msgpack_sbuffer_init(&bodies[item]);
+            rc |= s_error_body(&items[item], code, text, &bodies[item]);
+            //  The views now describe the answers, in the same order.
+            items[item].data = (const uint8_t *)bodies[item].data;
+            items[item].size = bodies[item].size;
+        }
+        if (rc == 0)
+            rc = zfed_batch_encode(&self->scratch, items, count);
+        for (size_t item = 0; item < count; item++)
+            msgpack_sbuffer_destroy(&bodies[item]);
+    } else
+        rc = s_error_body(request_body, code, text, &self->scratch);
+    free(items);
+    free(bodies);
+    if (rc != 0) {
         zfed_error("could not build an error reply (out of memory)");
-        zfed_msg_destroy(&error);
         return;
     }
-    zfed_msg_destroy(&error);
     if (s_send_client_reply(self, client, service, self->scratch.data, self->scratch.size) != 0)
         s_count_unroutable(self, "error reply");
 }

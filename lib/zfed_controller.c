@@ -11,6 +11,7 @@
 */
 #include "zfed/zfed_controller.h"
 #include "zfed/zfed_aggregate.h"
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_client.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_log.h"
@@ -89,6 +90,10 @@ typedef struct {
 
 struct _zfed_controller_t {
     zfed_job_t *job;
+    //  --batch: one body per task of a batch request, and views of them
+    //  (also used to read batch replies).
+    msgpack_sbuffer items[ZFED_BATCH_MAX];
+    zfed_view_t views[ZFED_BATCH_MAX];
     const zfed_service_t *service;
     zfed_store_t *store;
     zfed_client_t *client;
@@ -262,27 +267,44 @@ static int s_round_prepare(zfed_controller_t *self, round_t *round, uint32_t num
     return 0;
 }
 
-static int s_send_task(zfed_controller_t *self, round_t *round, uint32_t index, int64_t now)
+//  Sends count tasks as one request: a plain task body for one, a
+//  zfed.batch for several (--batch).  params were checked when the round
+//  was packed and the global value is the service's own packing, so the
+//  bodies are encoded straight from their parts.  A send that cannot be
+//  queued is treated like a lost one: the resend deadline covers both.
+static int s_send_tasks(zfed_controller_t *self, round_t *round, const uint32_t *indexes,
+                        size_t count, int64_t now)
 {
-    task_t *task = &round->tasks[index];
-    zfed_msg_t *message = zfed_msg_new_task(self->job->job_id, round->number, index, task->attempts,
-                                            task->params, task->params_size, self->global_round,
-                                            self->global_value, self->global_size);
-    if (!message || zfed_msg_encode(message, &self->buffer) != 0) {
-        zfed_msg_destroy(&message);
-        return -1;
+    for (size_t item = 0; item < count; item++) {
+        task_t *task = &round->tasks[indexes[item]];
+        msgpack_sbuffer *body = count == 1 ? &self->buffer : &self->items[item];
+        if (zfed_msg_encode_task(body, self->job->job_id, round->number, indexes[item],
+                                 task->attempts, task->params, task->params_size,
+                                 self->global_round, self->global_value, self->global_size) != 0)
+            return -1;
+        self->views[item].data = (const uint8_t *)body->data;
+        self->views[item].size = body->size;
     }
-    zfed_msg_destroy(&message);
-    //  A send that cannot be queued is treated like a lost one: the resend
-    //  deadline covers both.
+    if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
+        return -1;
     if (zfed_client_send(self->client, self->job->service, self->buffer.data, self->buffer.size) !=
         0)
-        zfed_debug("task %u of round %u not queued; will retry", index, round->number);
-    if (task->attempts > 0)
-        round->resent++;
-    task->attempts++;
-    task->sent_ms = now;
-    return s_schedule_resend(self, round, index, now);
+        zfed_debug("%zu task(s) of round %u not queued; will retry", count, round->number);
+    for (size_t item = 0; item < count; item++) {
+        task_t *task = &round->tasks[indexes[item]];
+        if (task->attempts > 0)
+            round->resent++;
+        task->attempts++;
+        task->sent_ms = now;
+        if (s_schedule_resend(self, round, indexes[item], now) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int s_send_task(zfed_controller_t *self, round_t *round, uint32_t index, int64_t now)
+{
+    return s_send_tasks(self, round, &index, 1, now);
 }
 
 static void s_round_warn(round_t *round, const char *format, ...)
@@ -386,8 +408,36 @@ static void s_handle_result(zfed_controller_t *self, round_t *round, zfed_msg_t 
 }
 
 static void s_handle_reply(zfed_controller_t *self, round_t *round, const uint8_t *body,
+                           size_t size, int64_t now);
+
+//  A batch reply: one reply body per task of the batch request.
+static void s_handle_batch(zfed_controller_t *self, round_t *round, const uint8_t *body,
                            size_t size, int64_t now)
 {
+    char reason[REASON_MAX];
+    size_t count = 0;
+    if (zfed_batch_decode(body, size, self->views, ZFED_BATCH_MAX, &count, reason, sizeof reason) !=
+        0) {
+        round->invalid++;
+        s_round_warn(round, "undecodable batch reply refused: %s", reason);
+        return;
+    }
+    for (size_t item = 0; item < count; item++) {
+        if (zfed_batch_is(self->views[item].data, self->views[item].size)) {
+            round->invalid++; //  batches do not nest
+            continue;
+        }
+        s_handle_reply(self, round, self->views[item].data, self->views[item].size, now);
+    }
+}
+
+static void s_handle_reply(zfed_controller_t *self, round_t *round, const uint8_t *body,
+                           size_t size, int64_t now)
+{
+    if (zfed_batch_is(body, size)) {
+        s_handle_batch(self, round, body, size, now);
+        return;
+    }
     char reason[REASON_MAX];
     zfed_msg_t *message = zfed_msg_decode(body, size, reason, sizeof reason);
     if (!message) {
@@ -581,12 +631,11 @@ static void s_live_update(zfed_controller_t *self, const round_t *round, int64_t
         return;
     self->live_at_ms = now;
     self->live_shown = true;
-    s_progress(self, "\r\033[Kround %u (%u/%u): %u/%u results (quorum %u), %" PRIu64
-                     " resent, %.1f s%s",
-               round->number, round->number + 1, self->job->rounds, round->answered,
-               self->job->tasks, self->job->quorum, round->resent,
-               (now - round->started_ms) / 1000.0,
-               round->quorum_at_ms ? ", quorum in, grace running" : "");
+    s_progress(
+        self, "\r\033[Kround %u (%u/%u): %u/%u results (quorum %u), %" PRIu64 " resent, %.1f s%s",
+        round->number, round->number + 1, self->job->rounds, round->answered, self->job->tasks,
+        self->job->quorum, round->resent, (now - round->started_ms) / 1000.0,
+        round->quorum_at_ms ? ", quorum in, grace running" : "");
 }
 
 static void s_print_round(zfed_controller_t *self, const round_t *round, const char *aggregate,
@@ -612,11 +661,11 @@ static json_t *s_result_entry(zfed_controller_t *self, uint32_t index, const tas
 {
     const zfed_msg_t *result = task->result;
     uint64_t compute_us = zfed_msg_compute_us(result);
-    json_t *entry = json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker",
-                              zfed_msg_worker(result), "attempt", zfed_msg_attempt(result),
-                              "compute_us",
-                              (json_int_t)(compute_us > INT64_MAX ? INT64_MAX : compute_us),
-                              "latency_us", (json_int_t)task->latency_us);
+    json_t *entry =
+        json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker", zfed_msg_worker(result),
+                  "attempt", zfed_msg_attempt(result), "compute_us",
+                  (json_int_t)(compute_us > INT64_MAX ? INT64_MAX : compute_us), "latency_us",
+                  (json_int_t)task->latency_us);
     msgpack_unpacked params;
     if (entry && zfed_unpack(&params, task->params, task->params_size) == 0)
         self->service->describe(&params.data, zfed_msg_outputs_object(result), entry);
@@ -659,16 +708,16 @@ static int s_close_round(zfed_controller_t *self, round_t *round)
 
     char started[80];
     json_t *record = json_pack(
-        "{s:i,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:o,s:I,s:I,s:I,s:I,s:o,s:o,s:o}",
-        "round", round->number, "status", "closed", "started_at",
+        "{s:i,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:o,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "round",
+        round->number, "status", "closed", "started_at",
         s_iso_time(round->started_wall_ms, started, sizeof started), "duration_ms",
         (json_int_t)duration_ms, "duration_us", (json_int_t)duration_us, "tasks", self->job->tasks,
         "quorum", self->job->quorum, "answered", round->answered, "results", results, "missing",
         missing, "aggregate", aggregate_json ? aggregate_json : json_null(), "aggregate_exact",
         s_exact_json(values, dims), "duplicates", (json_int_t)round->duplicates, "errors",
         (json_int_t)round->errors, "invalid", (json_int_t)round->invalid, "resent",
-        (json_int_t)round->resent, "error_list", json_incref(round->error_list), "global_in", global_in, "global_out",
-        global_out ? global_out : json_null());
+        (json_int_t)round->resent, "error_list", json_incref(round->error_list), "global_in",
+        global_in, "global_out", global_out ? global_out : json_null());
     if (!record || !global_out || !aggregate_json || !aggregate_text) {
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
         rc = -1;
@@ -747,13 +796,20 @@ static int s_run_round(zfed_controller_t *self, uint32_t number)
     round.started_us = zfed_clock_us();
     round.started_wall_ms = zfed_wall_ms();
     round.deadline_ms = now + job->round_timeout_ms;
-    for (uint32_t index = 0; index < job->tasks; index++)
-        if (s_send_task(self, &round, index, now) != 0) {
-            snprintf(self->failure, sizeof self->failure, "round %u: cannot build task %u", number,
-                     index);
+    //  Every task at once, --batch of them per request.
+    uint32_t indexes[ZFED_BATCH_MAX];
+    for (uint32_t first = 0; first < job->tasks; first += job->batch) {
+        uint32_t count = job->tasks - first < job->batch ? job->tasks - first : job->batch;
+        for (uint32_t item = 0; item < count; item++)
+            indexes[item] = first + item;
+        if (s_send_tasks(self, &round, indexes, count, now) != 0) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: cannot build tasks %u to %u (a body over %d bytes?)", number, first,
+                     first + count - 1, ZFED_BODY_MAX);
             s_round_clear(&round, job->tasks);
             return -1;
         }
+    }
     int outcome = -1;
     while (true) {
         now = zfed_clock_ms();
@@ -1053,6 +1109,8 @@ zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progr
     self->started_wall_ms = zfed_wall_ms();
     mpq_init(self->best_aggregate);
     msgpack_sbuffer_init(&self->buffer);
+    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
+        msgpack_sbuffer_init(&self->items[item]);
     self->service = zfed_service_find(job->service);
     self->summaries = json_array();
     self->late = calloc(job->rounds, sizeof *self->late);
@@ -1101,6 +1159,8 @@ void zfed_controller_destroy(zfed_controller_t **self_p)
     free(self->global_value);
     mpq_clear(self->best_aggregate);
     msgpack_sbuffer_destroy(&self->buffer);
+    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
+        msgpack_sbuffer_destroy(&self->items[item]);
     free(self);
     *self_p = NULL;
 }

@@ -163,6 +163,16 @@ static bool s_utf8_valid(const uint8_t *text, size_t length)
 {
     size_t index = 0;
     while (index < length) {
+        //  Runs of ASCII (all of zfed's own strings) go eight bytes at a time.
+        while (length - index >= sizeof(uint64_t)) {
+            uint64_t word;
+            memcpy(&word, text + index, sizeof word);
+            if (word & 0x8080808080808080ULL)
+                break;
+            index += sizeof word;
+        }
+        if (index >= length)
+            break;
         uint8_t lead = text[index];
         size_t extra;
         uint32_t point;

@@ -11,6 +11,7 @@
     tasks, at the cost of heartbeats pausing while a task runs.
 */
 #include "zfed/zfed_worker.h"
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
@@ -50,6 +51,8 @@ typedef struct {
     zmq_msg_t body;
     msgpack_sbuffer reply;
     bool is_error;
+    unsigned items;  //  task bodies answered (a batch holds several)
+    unsigned errors; //  of which answered with an error body
 } job_t;
 
 struct _connection_t {
@@ -160,13 +163,32 @@ static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
     return rc;
 }
 
-static void s_execute(const zfed_worker_t *self, job_t *job)
+//  An error reply body naming the task (job_id "" when it could not be
+//  read at all).
+static void s_encode_error(const connection_t *connection, const char *job_id, uint32_t round,
+                           uint32_t task_id, uint32_t attempt, const zfed_fault_t *fault,
+                           msgpack_sbuffer *reply)
 {
-    const connection_t *connection = job->connection;
+    zfed_debug("%s: refusing task %s/%u/%u: %s%s%s", connection->name, job_id, round, task_id,
+               fault->field, fault->field[0] ? ": " : "", fault->text);
+    zfed_msg_t *error = zfed_msg_new_error(job_id, round, task_id, attempt, connection->name,
+                                           fault->code, fault->field, fault->text);
+    if (!error || zfed_msg_encode(error, reply) != 0) {
+        //  Nothing sensible to send: an empty body still frees the broker's
+        //  slot, and the client counts it and resends.
+        zfed_error("%s: cannot encode a reply (out of memory)", connection->name);
+        msgpack_sbuffer_clear(reply);
+    }
+    zfed_msg_destroy(&error);
+}
+
+//  Runs one task body and writes its reply body (result or error) into
+//  reply.  Returns the number of errors (0 or 1).
+static unsigned s_execute_body(const zfed_worker_t *self, const connection_t *connection,
+                               const void *data, size_t size, msgpack_sbuffer *reply)
+{
     char reason[REASON_MAX];
     zfed_fault_t fault = {0};
-    const void *data = zmq_msg_data(&job->body);
-    size_t size = zmq_msg_size(&job->body);
     zfed_msg_t *task = zfed_msg_decode(data, size, reason, sizeof reason);
     msgpack_sbuffer outputs;
     msgpack_sbuffer_init(&outputs);
@@ -180,11 +202,10 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
     else
         rc = s_run_task(self, connection, task, &outputs, &compute_us, &fault);
 
-    zfed_msg_t *reply = NULL;
     //  The outputs come from our own service's packer: encode them as they
     //  are rather than check them again.
     if (rc == 0 &&
-        zfed_msg_encode_result(&job->reply, zfed_msg_job_id(task), zfed_msg_round(task),
+        zfed_msg_encode_result(reply, zfed_msg_job_id(task), zfed_msg_round(task),
                                zfed_msg_task_id(task), zfed_msg_attempt(task), connection->name,
                                compute_us, outputs.data, outputs.size) != 0) {
         zfed_fault_set(&fault, ZFED_ERR_TOO_LARGE, "", "the result does not fit in a %d-byte body",
@@ -201,22 +222,69 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
             attempt = zfed_msg_attempt(task);
         } else if (zfed_msg_peek_ids(data, size, job_id, &round, &task_id, &attempt) != 0)
             job_id[0] = '\0';
-        zfed_debug("%s: refusing task %s/%u/%u: %s%s%s", connection->name, job_id, round, task_id,
-                   fault.field, fault.field[0] ? ": " : "", fault.text);
-        reply = zfed_msg_new_error(job_id, round, task_id, attempt, connection->name, fault.code,
-                                   fault.field, fault.text);
+        s_encode_error(connection, job_id, round, task_id, attempt, &fault, reply);
     }
-    job->is_error = rc != 0;
-    if (rc != 0 && (!reply || zfed_msg_encode(reply, &job->reply) != 0)) {
-        //  Nothing sensible to send: an empty body still frees the broker's
-        //  slot and the client sees a malformed reply it will retry.
-        zfed_error("%s: cannot encode a reply (out of memory)", connection->name);
-        msgpack_sbuffer_clear(&job->reply);
-        job->is_error = true;
-    }
-    zfed_msg_destroy(&reply);
     zfed_msg_destroy(&task);
     msgpack_sbuffer_destroy(&outputs);
+    return rc == 0 ? 0 : 1;
+}
+
+//  A batch request: every item is a task body; the reply is a batch with
+//  one reply body per item, in the same order.
+static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *connection,
+                                const void *data, size_t size, msgpack_sbuffer *reply,
+                                unsigned *answered)
+{
+    char reason[REASON_MAX];
+    zfed_view_t *items = calloc(ZFED_BATCH_MAX, sizeof *items);
+    msgpack_sbuffer *replies = calloc(ZFED_BATCH_MAX, sizeof *replies);
+    zfed_view_t *answers = calloc(ZFED_BATCH_MAX, sizeof *answers);
+    size_t count = 0;
+    unsigned errors = 0;
+    *answered = 1;
+    if (!items || !replies || !answers) {
+        zfed_error("%s: out of memory for a batch", connection->name);
+        errors = 1;
+    } else if (zfed_batch_decode(data, size, items, ZFED_BATCH_MAX, &count, reason,
+                                 sizeof reason) != 0) {
+        //  Not even a readable batch: one error body, as for a bad task.
+        zfed_fault_t fault;
+        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "bad batch: %s", reason);
+        s_encode_error(connection, "", 0, 0, 0, &fault, reply);
+        errors = 1;
+        count = 0;
+    }
+    for (size_t index = 0; index < count; index++) {
+        msgpack_sbuffer_init(&replies[index]);
+        errors +=
+            s_execute_body(self, connection, items[index].data, items[index].size, &replies[index]);
+        answers[index].data = (const uint8_t *)replies[index].data;
+        answers[index].size = replies[index].size;
+    }
+    if (count)
+        *answered = (unsigned)count;
+    if (count && zfed_batch_encode(reply, answers, count) != 0) {
+        zfed_error("%s: the batch's replies do not fit in one body", connection->name);
+        msgpack_sbuffer_clear(reply);
+        errors = (unsigned)count;
+    }
+    for (size_t index = 0; index < count; index++)
+        msgpack_sbuffer_destroy(&replies[index]);
+    free(items);
+    free(replies);
+    free(answers);
+    return errors;
+}
+
+static void s_execute(const zfed_worker_t *self, job_t *job)
+{
+    const void *data = zmq_msg_data(&job->body);
+    size_t size = zmq_msg_size(&job->body);
+    job->items = 1;
+    job->errors = zfed_batch_is(data, size)
+                      ? s_execute_batch(self, job->connection, data, size, &job->reply, &job->items)
+                      : s_execute_body(self, job->connection, data, size, &job->reply);
+    job->is_error = job->errors > 0;
 }
 
 static void s_job_destroy(job_t **job_p)
@@ -343,10 +411,8 @@ static void s_reconnect_later(connection_t *connection, const char *why)
 static void s_send_reply(zfed_worker_t *self, job_t *job)
 {
     connection_t *connection = job->connection;
-    if (job->is_error)
-        self->stats.errors++;
-    else
-        self->stats.tasks++;
+    self->stats.errors += job->errors;
+    self->stats.tasks += job->items - job->errors;
     if (job->generation != connection->generation || !connection->socket) {
         self->stats.abandoned++;
         return;
@@ -442,12 +508,12 @@ static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_
         zmq_msg_move(&job->body, &frames->part[mdp->body_index]);
     connection->in_flight++;
     if (mdp->body_count != 1) {
-        zfed_msg_t *error = zfed_msg_new_error("", 0, 0, 0, connection->name, ZFED_ERR_MALFORMED,
-                                               "", "a zfed task body is exactly one frame");
-        if (!error || zfed_msg_encode(error, &job->reply) != 0)
-            msgpack_sbuffer_clear(&job->reply);
-        zfed_msg_destroy(&error);
+        zfed_fault_t fault;
+        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "a zfed task body is exactly one frame");
+        s_encode_error(connection, "", 0, 0, 0, &fault, &job->reply);
         job->is_error = true;
+        job->items = 1;
+        job->errors = 1;
         s_send_reply(self, job);
         s_job_destroy(&job);
         return;

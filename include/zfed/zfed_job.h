@@ -72,6 +72,7 @@ typedef struct {
     int64_t grace_ms;
     int64_t task_timeout_ms; //  0: round_timeout / (retries + 1)
     uint32_t retries;
+    uint32_t batch; //  tasks per request (1: one zfed.task body each; more: zfed.batch)
     zfed_agg_strategy_t strategy;
     double trim;
     zfed_metric_t metric;

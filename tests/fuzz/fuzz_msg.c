@@ -5,6 +5,7 @@
     re-encode to exactly the same bytes; a decoded task's params and a
     decoded result's outputs go through the fib service's validators.
 */
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_service.h"
 
@@ -51,6 +52,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char job_id[ZFED_JOB_ID_MAX + 1];
     uint32_t round, task, attempt;
     zfed_msg_peek_ids(data, size, job_id, &round, &task, &attempt);
+    //  Batch framing: every item it hands out lies inside the input.
+    static zfed_view_t items[ZFED_BATCH_MAX];
+    size_t count = 0;
+    zfed_batch_is(data, size);
+    if (zfed_batch_decode(data, size, items, ZFED_BATCH_MAX, &count, reason, sizeof reason) == 0)
+        for (size_t item = 0; item < count; item++)
+            if (items[item].data < data || items[item].data + items[item].size > data + size)
+                abort();
     zfed_msg_t *message = zfed_msg_decode(data, size, reason, sizeof reason);
     if (!message)
         return 0;

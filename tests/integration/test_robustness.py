@@ -154,6 +154,25 @@ class WorkerGarbage(unittest.TestCase):
             # Two body frames: refused with an error, not a crash.
             request(task_body("j", 0, 9, 10), extra=[b"second"])
             self.assertEqual(msgpack.unpackb(next_reply()[6], raw=False)[7], 400)
+            # A batch: one reply body per item, in order, good or bad.
+            batch = msgpack.packb(["zfed.batch", 1, [task_body("j", 1, 0, 10),
+                                                     task_body("j", 1, 1, 0), b"\xc1"]],
+                                  use_bin_type=True)
+            request(batch, address=b"batch")
+            frames = next_reply()
+            reply = msgpack.unpackb(frames[6], raw=False)
+            self.assertEqual(reply[:2], ["zfed.batch", 1])
+            items = [msgpack.unpackb(item, raw=False) for item in reply[2]]
+            self.assertEqual([item[0] for item in items],
+                             ["zfed.result", "zfed.error", "zfed.error"])
+            self.assertEqual(items[0][8]["sum"], "88")
+            self.assertEqual((items[1][4], items[1][7], items[1][8]), (1, 422, "fibonacci_level"))
+            self.assertEqual(items[2][7], 400)
+            # An unreadable batch: one error body.
+            request(msgpack.packb(["zfed.batch", 1, []]), address=b"empty-batch")
+            error = msgpack.unpackb(next_reply()[6], raw=False)
+            self.assertEqual((error[0], error[7]), ("zfed.error", 400))
+            self.assertIn("bad batch", error[9])
             # And it still works.
             request(task_body("j", 3, 4, 10), address=b"final")
             frames = next_reply()
