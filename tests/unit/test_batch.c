@@ -1,10 +1,26 @@
-/*  test_batch - zfed.batch framing: round trips, limits, every refusal.  */
+/*  test_batch - zfed.batch framing: round trips, limits, every refusal,
+    and the batch test vectors (schemas/batch-vectors.json, written by
+    schemas/tools/make_vectors.py with msgpack-python, independently of
+    zfed_batch): every valid vector decodes to exactly its items and
+    re-encodes to its canonical bytes; every invalid one is refused with
+    its error_contains in the reason.
+*/
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
 #include "zfed_test.h"
 
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define BATCH_VECTORS_PATH ZFED_SOURCE_DIR "/schemas/batch-vectors.json"
+#define PROTOCOL_PATH      ZFED_SOURCE_DIR "/schemas/zfed-protocol.json"
+
+//  Vectors the generator promises, so a truncated file cannot pass.
+#define BATCH_VALID_MIN   8
+#define BATCH_INVALID_MIN 12
 
 static void s_round_trip(size_t count)
 {
@@ -65,6 +81,228 @@ static void s_refused(const char *bytes, size_t size, const char *expected)
 
 #define REFUSED(literal, expected) s_refused(literal, sizeof literal - 1, expected)
 
+//  ---------------------------------------------------------------------
+//  The batch vectors
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+} s_bytes_t;
+
+static int s_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+//  Hex text into bytes, always with at least one byte allocated so an
+//  empty body still has a pointer.  0, or -1 on bad or missing hex.
+static int s_from_hex(const char *hex, s_bytes_t *bytes)
+{
+    size_t length = hex ? strlen(hex) : 0;
+    bytes->data = NULL;
+    bytes->size = 0;
+    if (!hex || length % 2 != 0 || !(bytes->data = malloc(length / 2 + 1)))
+        return -1;
+    for (size_t index = 0; index < length / 2; index++) {
+        int high = s_hex_digit(hex[2 * index]);
+        int low = s_hex_digit(hex[2 * index + 1]);
+        if (high < 0 || low < 0) {
+            free(bytes->data);
+            bytes->data = NULL;
+            return -1;
+        }
+        bytes->data[index] = (uint8_t)(high << 4 | low);
+    }
+    bytes->size = length / 2;
+    return 0;
+}
+
+//  True when data[0..size) is exactly what expected_hex spells.
+static bool s_same_hex(const void *data, size_t size, const char *expected_hex)
+{
+    s_bytes_t expected;
+    bool same = s_from_hex(expected_hex, &expected) == 0 && expected.size == size &&
+                memcmp(expected.data, data, size) == 0;
+    free(expected.data);
+    return same;
+}
+
+static const char *s_string(const json_t *object, const char *key)
+{
+    const char *text = json_string_value(json_object_get(object, key));
+    return text ? text : "";
+}
+
+//  An item's kind as the vector states it (for information): the message
+//  decoder must agree.
+static void s_check_item_kind(const zfed_view_t *item, const json_t *kind)
+{
+    zfed_msg_t *message = zfed_msg_decode(item->data, item->size, NULL, 0);
+    if (json_is_null(kind))
+        CHECK(message == NULL && !zfed_batch_is(item->data, item->size));
+    else if (strcmp(json_string_value(kind), "batch") == 0)
+        CHECK(message == NULL && zfed_batch_is(item->data, item->size));
+    else {
+        char name[32];
+        snprintf(name, sizeof name, "zfed.%s", json_string_value(kind));
+        CHECK(message != NULL && strcmp(zfed_msg_kind_name(zfed_msg_kind(message)), name) == 0);
+    }
+    zfed_msg_destroy(&message);
+}
+
+static void s_check_valid_vector(const s_bytes_t *body, const json_t *vector, zfed_view_t *items)
+{
+    const json_t *expected = json_object_get(vector, "items");
+    const json_t *kinds = json_object_get(vector, "item_kinds");
+    size_t count = 0;
+    char reason[256] = "";
+    CHECK(zfed_batch_is(body->data, body->size));
+    CHECK_INT(zfed_batch_decode(body->data, body->size, items, ZFED_BATCH_MAX, &count, reason,
+                                sizeof reason),
+              0);
+    if (reason[0])
+        fprintf(stderr, "  refused: %s\n", reason);
+    CHECK_INT(count, json_array_size(expected));
+    CHECK_INT(json_array_size(kinds), json_array_size(expected));
+    for (size_t item = 0; item < count && item < json_array_size(expected); item++) {
+        CHECK(s_same_hex(items[item].data, items[item].size,
+                         json_string_value(json_array_get(expected, item))));
+        //  Views, not copies.
+        CHECK(items[item].data >= body->data && items[item].data <= body->data + body->size);
+        s_check_item_kind(&items[item], json_array_get(kinds, item));
+    }
+    //  Re-encoding gives the canonical bytes.
+    const char *canonical = json_string_value(json_object_get(vector, "canonical_hex"));
+    if (json_is_true(json_object_get(vector, "canonical")))
+        canonical = s_string(vector, "hex");
+    msgpack_sbuffer again;
+    msgpack_sbuffer_init(&again);
+    CHECK_INT(zfed_batch_encode(&again, items, count), 0);
+    CHECK(canonical && s_same_hex(again.data, again.size, canonical));
+    if (json_is_false(json_object_get(vector, "canonical")))
+        CHECK(!s_same_hex(again.data, again.size, s_string(vector, "hex")));
+    msgpack_sbuffer_destroy(&again);
+}
+
+static void s_check_invalid_vector(const s_bytes_t *body, const json_t *vector, zfed_view_t *items)
+{
+    const char *expected = s_string(vector, "error_contains");
+    size_t count = 99;
+    char reason[256] = "";
+    CHECK_INT(zfed_batch_decode(body->data, body->size, items, ZFED_BATCH_MAX, &count, reason,
+                                sizeof reason),
+              -1);
+    CHECK_INT(count, 0);
+    CHECK(expected[0] && strstr(reason, expected) != NULL);
+    if (!strstr(reason, expected))
+        fprintf(stderr, "  reason '%s' lacks '%s'\n", reason, expected);
+}
+
+static void s_check_batch_vectors(void)
+{
+    json_error_t error;
+    json_t *root = json_load_file(BATCH_VECTORS_PATH, 0, &error);
+    CHECK(root != NULL);
+    if (!root) {
+        fprintf(stderr, "%s:%d: %s\n", BATCH_VECTORS_PATH, error.line, error.text);
+        return;
+    }
+    CHECK_INT(json_integer_value(json_object_get(root, "protocol_version")), ZFED_PROTOCOL_VERSION);
+    CHECK(strcmp(s_string(root, "kind"), ZFED_KIND_BATCH) == 0);
+    zfed_view_t *items = calloc(ZFED_BATCH_MAX, sizeof *items);
+    CHECK(items != NULL);
+    size_t index, valid = 0, invalid = 0;
+    json_t *vector;
+    json_array_foreach(json_object_get(root, "vectors"), index, vector)
+    {
+        if (!items)
+            break;
+        int failures = zfed_test_failures;
+        s_bytes_t body;
+        CHECK(s_from_hex(json_string_value(json_object_get(vector, "hex")), &body) == 0);
+        if (body.data && json_is_true(json_object_get(vector, "valid"))) {
+            s_check_valid_vector(&body, vector, items);
+            valid++;
+        } else if (body.data && json_is_false(json_object_get(vector, "valid"))) {
+            s_check_invalid_vector(&body, vector, items);
+            invalid++;
+        } else
+            CHECK(!"vector has bad hex or no valid flag");
+        free(body.data);
+        if (zfed_test_failures > failures)
+            fprintf(stderr, "  ^ in batch vector %s\n", s_string(vector, "name"));
+    }
+    fprintf(stderr, "%zu valid and %zu invalid batch vectors checked\n", valid, invalid);
+    CHECK(valid >= BATCH_VALID_MIN && invalid >= BATCH_INVALID_MIN);
+    free(items);
+    json_decref(root);
+}
+
+//  The machine-readable spec names the kind and the limit the code uses.
+static void s_check_protocol_file(void)
+{
+    json_error_t error;
+    json_t *root = json_load_file(PROTOCOL_PATH, 0, &error);
+    CHECK(root != NULL);
+    if (!root) {
+        fprintf(stderr, "%s:%d: %s\n", PROTOCOL_PATH, error.line, error.text);
+        return;
+    }
+    const json_t *batch = json_object_get(json_object_get(root, "messages"), "batch");
+    CHECK(strcmp(s_string(batch, "kind"), ZFED_KIND_BATCH) == 0);
+    CHECK_INT(json_integer_value(json_object_get(batch, "elements_count")), 3);
+    CHECK_INT(json_array_size(json_object_get(batch, "elements")), 3);
+    const json_t *limits = json_object_get(root, "limits");
+    CHECK_INT(json_integer_value(json_object_get(limits, "batch_items_max")), ZFED_BATCH_MAX);
+    CHECK_INT(json_integer_value(json_object_get(limits, "controller_batch_max")), ZFED_BATCH_MAX);
+    CHECK_STR(
+        json_string_value(json_object_get(json_object_get(root, "protocol"), "batch_vectors")),
+        "batch-vectors.json");
+    json_decref(root);
+}
+
+//  Items over 65535 bytes take the bin32 form, and the whole body, not
+//  each item, is held to ZFED_BODY_MAX.
+static void s_check_sizes(void)
+{
+    size_t large = 70000;
+    uint8_t *bytes = calloc(1, ZFED_BODY_MAX + (size_t)1);
+    CHECK(bytes != NULL);
+    if (!bytes)
+        return;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    zfed_view_t item = {bytes, large}, back[2];
+    size_t count = 0;
+    CHECK_INT(zfed_batch_encode(&buffer, &item, 1), 0);
+    //  93 aa "zfed.batch" 01 91 c6 <4-byte length>
+    CHECK_INT(buffer.size, 1 + 11 + 1 + 1 + 5 + large);
+    CHECK_INT((uint8_t)buffer.data[14], 0xc6);
+    CHECK_INT(zfed_batch_decode(buffer.data, buffer.size, back, 2, &count, NULL, 0), 0);
+    CHECK(count == 1 && back[0].size == large);
+    //  One item as big as a whole body leaves no room for the envelope.
+    item.size = ZFED_BODY_MAX;
+    CHECK_INT(zfed_batch_encode(&buffer, &item, 1), -1);
+    item.size = ZFED_BODY_MAX - 19; //  the envelope of one bin32 item is 19 bytes
+    CHECK_INT(zfed_batch_encode(&buffer, &item, 1), 0);
+    CHECK_INT(buffer.size, ZFED_BODY_MAX);
+    CHECK_INT(zfed_batch_decode(buffer.data, buffer.size, back, 2, &count, NULL, 0), 0);
+    //  A body one byte over the limit is refused before it is read.
+    char reason[128] = "";
+    CHECK_INT(
+        zfed_batch_decode(bytes, ZFED_BODY_MAX + (size_t)1, back, 2, &count, reason, sizeof reason),
+        -1);
+    CHECK(strstr(reason, "over the 4194304-byte limit") != NULL);
+    msgpack_sbuffer_destroy(&buffer);
+    free(bytes);
+}
+
 int main(void)
 {
     s_round_trip(1);
@@ -104,5 +342,9 @@ int main(void)
     msgpack_sbuffer_destroy(&buffer);
     CHECK(!zfed_batch_is("", 0));
     CHECK(!zfed_batch_is("\x93", 1));
+
+    s_check_batch_vectors();
+    s_check_protocol_file();
+    s_check_sizes();
     ZFED_TEST_END();
 }
