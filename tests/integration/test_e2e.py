@@ -1,11 +1,12 @@
 """End to end: a real broker, real workers and the controller run whole jobs."""
 
+import glob
 import json
 import os
 import unittest
 from fractions import Fraction
 
-from zfedtest import Cluster, fib_sum, fib_last, main
+from zfedtest import SOURCE_DIR, Cluster, fib_sum, fib_last, main
 
 
 def decimal6(value):
@@ -175,6 +176,40 @@ class Parameters(unittest.TestCase):
         summary = self.run_job("from-file", "--job", path)
         self.assertEqual([r["level"] for r in summary["rounds"][0]["results"]], [3, 4, 5])
         self.assertEqual(summary["rounds"][1]["aggregate"], str(2 + 4 + 7))
+
+
+class ExampleJobs(unittest.TestCase):
+    """Every job file in examples/jobs/ runs to completion as documented."""
+
+    def test_every_example_job_completes(self):
+        paths = sorted(glob.glob(os.path.join(SOURCE_DIR, "examples", "jobs", "*.json")))
+        self.assertGreater(len(paths), 3)
+        with Cluster("examples") as cluster:
+            cluster.start_broker()
+            for _ in range(5):
+                cluster.start_worker()
+            for _ in range(3):
+                cluster.start_worker("--service", "vecavg")
+            cluster.wait_workers(5)
+            cluster.wait_workers(3, service="vecavg")
+            for path in paths:
+                name = os.path.basename(path)[:-len(".json")]
+                with self.subTest(job=name):
+                    with open(path) as handle:
+                        job = json.load(handle)
+                    result = cluster.run_controller("--job", path, "--job-id", name,
+                                                    "--no-progress")
+                    self.assertEqual(result.returncode, 0, result.err)
+                    summary = cluster.summary(name)
+                    self.assertEqual(summary["status"], "completed")
+                    self.assertEqual(len(summary["rounds"]), job["rounds"])
+                    tasks = job.get("tasks", len(job.get("task_params", [])))
+                    for record in summary["rounds"]:
+                        # Nothing is slow or lost here, so every task answers.
+                        self.assertEqual(len(record["results"]), tasks, record)
+                    # The settings as run are a valid job file themselves.
+                    echoed = cluster.read_json(name, "job.json")
+                    self.assertEqual(echoed["service"], job.get("service", "fib"))
 
 
 if __name__ == "__main__":
