@@ -9,6 +9,8 @@
 #include "zfed/zfed_msg.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,24 +63,30 @@ static int s_array(s_reader_t *reader, uint64_t *count)
     return 0;
 }
 
-//  An unsigned integer in any of its msgpack widths (decoders must accept
-//  non-canonical ones).
-static int s_uint(s_reader_t *reader, uint64_t *value)
+//  An integer in any of its msgpack forms, signed or unsigned (decoders
+//  must accept non-canonical ones: 1 may arrive as d0 01).  *negative is
+//  set for a value below zero, which no field of a batch may hold.
+static int s_int(s_reader_t *reader, uint64_t *value, bool *negative)
 {
     if (reader->position >= reader->size)
         return -1;
     uint8_t head = reader->data[reader->position];
-    if (head <= 0x7f) {
+    *negative = false;
+    if (head <= 0x7f || head >= 0xe0) {
+        *negative = head >= 0xe0;
         *value = head;
         reader->position++;
         return 0;
     }
-    if (head < 0xcc || head > 0xcf)
+    bool is_signed = head >= 0xd0 && head <= 0xd3;
+    if (!is_signed && (head < 0xcc || head > 0xcf))
         return -1;
-    size_t width = (size_t)1 << (head - 0xcc);
+    size_t width = (size_t)1 << (head - (is_signed ? 0xd0 : 0xcc));
     if (reader->size - reader->position - 1 < width)
         return -1;
-    *value = s_be(reader->data + reader->position + 1, width);
+    const uint8_t *bytes = reader->data + reader->position + 1;
+    *value = s_be(bytes, width);
+    *negative = is_signed && (bytes[0] & 0x80);
     reader->position += 1 + width;
     return 0;
 }
@@ -143,7 +151,8 @@ int zfed_batch_decode(const void *data, size_t size, zfed_view_t *items, size_t 
         return s_fail(reason, reason_size, "%s v1 has %d elements, got %llu", ZFED_KIND_BATCH,
                       BATCH_ELEMENTS, (unsigned long long)elements);
     uint64_t version;
-    if (s_uint(&reader, &version) != 0 || version != ZFED_PROTOCOL_VERSION)
+    bool negative;
+    if (s_int(&reader, &version, &negative) != 0 || negative || version != ZFED_PROTOCOL_VERSION)
         return s_fail(reason, reason_size, "element 1 (version): this peer speaks version %d",
                       ZFED_PROTOCOL_VERSION);
     if (s_array(&reader, &listed) != 0)
@@ -158,6 +167,21 @@ int zfed_batch_decode(const void *data, size_t size, zfed_view_t *items, size_t 
                           (unsigned long long)index);
     *count = (size_t)listed;
     return 0;
+}
+
+//  Bytes msgpack spends on a header for a length, for bins and arrays.
+static size_t s_bin_header(size_t size)
+{
+    return size <= UINT8_MAX ? 2 : size <= UINT16_MAX ? 3 : 5;
+}
+
+size_t zfed_batch_encoded_size(const zfed_view_t *items, size_t count)
+{
+    //  fixarray(3), fixstr "zfed.batch", version 1, the items' array header
+    size_t size = 1 + 1 + KIND_LENGTH + 1 + (count <= 15 ? 1 : count <= UINT16_MAX ? 3 : 5);
+    for (size_t index = 0; index < count; index++)
+        size += s_bin_header(items[index].size) + items[index].size;
+    return size;
 }
 
 int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t count)

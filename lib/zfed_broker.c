@@ -281,9 +281,6 @@ static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, c
     return 0;
 }
 
-//  Answers a client with a zfed error.  When the request body is a zfed
-//  task the error names its job, round and task so the client can match
-//  it; for other bodies those fields are empty.
 //  The error body answering one task body: it names the task when the body
 //  can be read as one, so the client can match it; otherwise the ids are
 //  empty.  0, or -1 out of memory.

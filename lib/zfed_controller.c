@@ -47,6 +47,7 @@ typedef struct {
     size_t params_size;
     bool params_owned;
     int64_t sent_ms;
+    bool batched; //  last sent inside a zfed.batch
     //  The accepted result, kept as decoded: its record entry is built when
     //  the round closes, after the round's time is taken.
     zfed_msg_t *result;
@@ -285,6 +286,14 @@ static int s_send_tasks(zfed_controller_t *self, round_t *round, const uint32_t 
         self->views[item].data = (const uint8_t *)body->data;
         self->views[item].size = body->size;
     }
+    //  Tasks too big to travel together go as two smaller batches (down to
+    //  single tasks, which zfed_msg limits on their own).
+    if (count > 1 && zfed_batch_encoded_size(self->views, count) > ZFED_BODY_MAX) {
+        size_t half = count / 2;
+        if (s_send_tasks(self, round, indexes, half, now) != 0)
+            return -1;
+        return s_send_tasks(self, round, indexes + half, count - half, now);
+    }
     if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
         return -1;
     if (zfed_client_send(self->client, self->job->service, self->buffer.data, self->buffer.size) !=
@@ -296,6 +305,7 @@ static int s_send_tasks(zfed_controller_t *self, round_t *round, const uint32_t 
             round->resent++;
         task->attempts++;
         task->sent_ms = now;
+        task->batched = count > 1;
         if (s_schedule_resend(self, round, indexes[item], now) != 0)
             return -1;
     }
@@ -356,8 +366,12 @@ static void s_handle_error(zfed_controller_t *self, round_t *round, const zfed_m
     //  error says nothing about the one still in flight.
     if (task->state != TASK_PENDING || zfed_msg_attempt(message) + 1 != task->attempts)
         return;
-    if (s_error_is_transient(zfed_msg_error_code(message)) &&
-        task->attempts <= self->job->retries) {
+    //  A 413 for a task that travelled in a batch says the batch's results
+    //  did not fit together: the task goes again alone, as a packing
+    //  matter rather than a retry (alone it cannot get that answer again).
+    bool send_alone = zfed_msg_error_code(message) == ZFED_ERR_TOO_LARGE && task->batched;
+    if (send_alone || (s_error_is_transient(zfed_msg_error_code(message)) &&
+                       task->attempts <= self->job->retries)) {
         if (s_send_task(self, round, index, now) != 0)
             zfed_error("cannot resend task %u (out of memory)", index);
         return;

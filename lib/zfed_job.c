@@ -380,8 +380,8 @@ static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_s
         for (uint32_t task = 0; task < tasks && checks < CHECK_MAX; task++, checks++) {
             uint8_t *packed;
             size_t packed_size;
-            if (zfed_job_pack_params(job, round, task, &packed, &packed_size, error,
-                                     error_size) != 0)
+            if (zfed_job_pack_params(job, round, task, &packed, &packed_size, error, error_size) !=
+                0)
                 return -1;
             free(packed);
         }

@@ -1001,9 +1001,8 @@ int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)
         const uint8_t *global = s_part_bytes(&self->global_value, &global_size);
         if (!params || !global)
             return -1;
-        return zfed_msg_encode_task(buffer, self->job_id, self->round, self->task_id,
-                                    self->attempt, params, params_size, self->global_round,
-                                    global, global_size);
+        return zfed_msg_encode_task(buffer, self->job_id, self->round, self->task_id, self->attempt,
+                                    params, params_size, self->global_round, global, global_size);
     }
     case ZFED_MSG_RESULT: {
         size_t outputs_size;

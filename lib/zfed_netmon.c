@@ -157,8 +157,7 @@ void zfed_netmon_handle(zfed_netmon_t *self)
         self->stats.handshake_failed++;
         if (s_may_warn(self))
             zfed_warn("a connection was dropped: ZMTP handshake failed (%s, code %d)",
-                      event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error"
-                                                                   : "no detail",
+                      event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail",
                       value);
         break;
     }

@@ -15,10 +15,10 @@
 typedef struct _zfed_netmon_t zfed_netmon_t;
 
 typedef struct {
-    uint64_t accepted;          //  connections accepted
-    uint64_t closed;            //  connections closed (peer left, or libzmq dropped it)
-    uint64_t handshake_failed;  //  ZMTP handshakes that failed (protocol or no detail)
-    uint64_t auth_failed;       //  handshakes refused by authentication (ZAP)
+    uint64_t accepted;         //  connections accepted
+    uint64_t closed;           //  connections closed (peer left, or libzmq dropped it)
+    uint64_t handshake_failed; //  ZMTP handshakes that failed (protocol or no detail)
+    uint64_t auth_failed;      //  handshakes refused by authentication (ZAP)
 } zfed_netmon_stats_t;
 
 //  Starts monitoring a libzmq socket handle.  NULL on failure.

@@ -136,8 +136,7 @@ static int s_pack_u64_text(msgpack_packer *packer, uint64_t value)
 {
     char text[21];
     size_t length = s_u64_text(value, text);
-    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1
-                                                                                            : 0;
+    return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
 }
 
 //  The same outputs as s_pack_outputs, for levels whose numbers all fit in

@@ -229,6 +229,43 @@ static unsigned s_execute_body(const zfed_worker_t *self, const connection_t *co
     return rc == 0 ? 0 : 1;
 }
 
+//  Results that are fine alone can outgrow one body together.  From the
+//  last item back, a result gives way to a 413 error asking for its task
+//  alone until the replies fit; the batch keeps its length, so every task
+//  still gets an answer.  Returns the number of results given up.
+static unsigned s_fit_batch(const connection_t *connection, const zfed_view_t *items,
+                            msgpack_sbuffer *replies, zfed_view_t *answers, bool *failed,
+                            size_t count)
+{
+    unsigned given_up = 0;
+    for (size_t index = count; index-- > 0;) {
+        if (zfed_batch_encoded_size(answers, count) <= ZFED_BODY_MAX)
+            break;
+        if (failed[index])
+            continue;
+        char job_id[ZFED_JOB_ID_MAX + 1] = "";
+        uint32_t round = 0, task_id = 0, attempt = 0;
+        if (zfed_msg_peek_ids(items[index].data, items[index].size, job_id, &round, &task_id,
+                              &attempt) != 0)
+            job_id[0] = '\0';
+        zfed_fault_t fault;
+        zfed_fault_set(&fault, ZFED_ERR_TOO_LARGE, "",
+                       "the batch's results do not fit in a %d-byte body; send this task alone",
+                       ZFED_BODY_MAX);
+        msgpack_sbuffer_clear(&replies[index]);
+        s_encode_error(connection, job_id, round, task_id, attempt, &fault, &replies[index]);
+        answers[index].data = (const uint8_t *)replies[index].data;
+        answers[index].size = replies[index].size;
+        failed[index] = true;
+        given_up++;
+    }
+    if (given_up)
+        zfed_warn(
+            "%s: a batch's results outgrew one body; %u task(s) answered 413 to be sent alone",
+            connection->name, given_up);
+    return given_up;
+}
+
 //  A batch request: every item is a task body; the reply is a batch with
 //  one reply body per item, in the same order.
 static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *connection,
@@ -254,15 +291,18 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
         errors = 1;
         count = 0;
     }
+    bool failed[ZFED_BATCH_MAX] = {false};
     for (size_t index = 0; index < count; index++) {
         msgpack_sbuffer_init(&replies[index]);
-        errors +=
+        failed[index] =
             s_execute_body(self, connection, items[index].data, items[index].size, &replies[index]);
+        errors += failed[index];
         answers[index].data = (const uint8_t *)replies[index].data;
         answers[index].size = replies[index].size;
     }
     if (count)
         *answered = (unsigned)count;
+    errors += s_fit_batch(connection, items, replies, answers, failed, count);
     if (count && zfed_batch_encode(reply, answers, count) != 0) {
         zfed_error("%s: the batch's replies do not fit in one body", connection->name);
         msgpack_sbuffer_clear(reply);

@@ -7,6 +7,8 @@
 Each round sends all its tasks at once, collects results until the round
 closes (PROTOCOL.md section 15), aggregates the accepted results exactly and
 hands the aggregate to the next round as its global state (section 10).
+With --batch N the first send of the tasks goes N per request as zfed.batch
+bodies (section 8.4); resends always go one task at a time.
 Exit status: 0 job completed, 1 job failed (quorum not met / unreachable),
 2 bad usage, 130 interrupted.
 """
@@ -47,7 +49,7 @@ def _on_signal(signum, frame):
 
 
 class TaskState:
-    __slots__ = ("task_id", "level", "sends", "last_send", "state", "result", "error")
+    __slots__ = ("task_id", "level", "sends", "last_send", "state", "result", "error", "batched")
 
     def __init__(self, task_id, level):
         self.task_id = task_id
@@ -57,6 +59,7 @@ class TaskState:
         self.state = OPEN
         self.result = None
         self.error = None
+        self.batched = False  # newest attempt travelled in a zfed.batch
 
 
 class Controller:
@@ -69,7 +72,8 @@ class Controller:
         self.sock.setsockopt(zmq.RCVHWM, 0)
         self.sock.connect(args.connect)
         self.rounds = []          # summary entries, one per started round
-        self.counters = {"other_job": 0, "unmatched_errors": 0, "dropped_frames": 0}
+        self.counters = {"other_job": 0, "unmatched_errors": 0, "dropped_frames": 0,
+                         "requests": 0}
 
     def log(self, level, text):
         if level == "debug" and not self.args.verbose:
@@ -83,13 +87,34 @@ class Controller:
             print(text, flush=True)
 
     # -- sending -----------------------------------------------------------
-    def send(self, rnd, t, global_round, global_value):
-        body = zp.Task(job_id=self.args.job_id, round=rnd, task_id=t.task_id, attempt=t.sends,
+    def task_body(self, rnd, t, global_round, global_value):
+        return zp.Task(job_id=self.args.job_id, round=rnd, task_id=t.task_id, attempt=t.sends,
                        params=zp.fib_params(t.level), global_round=global_round,
                        global_value=global_value).encode()
+
+    def send(self, rnd, t, global_round, global_value):
+        """One task alone: first sends without --batch, and every resend."""
+        self.send_group(rnd, [t], global_round, global_value)
+
+    def send_group(self, rnd, group, global_round, global_value):
+        """Tasks in one request: a plain zfed.task for one, a zfed.batch for
+        several (section 8.4).  A group too big for one 4 MiB body is split
+        in halves down to single tasks (section 15.1); only a single task
+        over the limit raises zp.EncodeError."""
+        bodies = [self.task_body(rnd, t, global_round, global_value) for t in group]
+        if len(bodies) > 1 and zp.batch_size(bodies) > zp.BODY_MAX:
+            half = len(group) // 2
+            self.send_group(rnd, group[:half], global_round, global_value)
+            self.send_group(rnd, group[half:], global_round, global_value)
+            return
+        body = bodies[0] if len(bodies) == 1 else zp.encode_batch(bodies)
         self.sock.send_multipart(zp.client_request(self.args.service, body))
-        t.sends += 1
-        t.last_send = time.monotonic()
+        self.counters["requests"] += 1
+        now = time.monotonic()
+        for t in group:
+            t.sends += 1
+            t.last_send = now
+            t.batched = len(group) > 1
 
     # -- one round ----------------------------------------------------------
     def run_round(self, rnd, global_round, global_value):
@@ -101,12 +126,18 @@ class Controller:
         self.rounds.append(entry)
         started = time.monotonic()
         deadline = started + args.round_timeout
-        for t in tasks:
-            self.send(rnd, t, global_round, global_value)
+        outcome = None
+        for first in range(0, len(tasks), args.batch):
+            group = tasks[first:first + args.batch]
+            try:
+                self.send_group(rnd, group, global_round, global_value)
+            except zp.EncodeError as failure:
+                outcome = "cannot build tasks %d to %d (%s)" % (first, first + len(group) - 1,
+                                                               failure)
+                break
         quorum_at = None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        outcome = None
         while outcome is None:
             now = time.monotonic()
             # resend unanswered tasks after task_timeout (section 15, attempts)
@@ -177,6 +208,25 @@ class Controller:
             self.counters["dropped_frames"] += 1
             self.log("warn", "dropped a reply: %s" % failure)
             return
+        if not zp.is_batch(body):
+            self.handle_body(body, rnd, tasks, entry, global_round, global_value)
+            return
+        # A batch reply (section 15.2): each item is handled as if it had
+        # come alone, matched by its own ids, never by its position.
+        try:
+            items = zp.decode_batch(body)
+        except zp.DecodeError as failure:
+            entry["invalid"] += 1
+            self.log("warn", "undecodable batch reply: %s" % failure)
+            return
+        for item in items:
+            if zp.is_batch(item):
+                entry["invalid"] += 1  # batches do not nest
+                self.log("warn", "a batch inside a batch reply refused")
+                continue
+            self.handle_body(item, rnd, tasks, entry, global_round, global_value)
+
+    def handle_body(self, body, rnd, tasks, entry, global_round, global_value):
         try:
             msg = zp.decode(body)
         except zp.DecodeError as failure:
@@ -223,7 +273,11 @@ class Controller:
         if t.state != OPEN or msg.attempt != t.sends - 1:
             return  # only the newest attempt's error acts
         t.error = msg
-        if zp.is_retryable(msg.code) and t.sends <= self.args.retries:
+        # 413 for a task that travelled in a batch: the batch's results did
+        # not fit together; the task goes again alone, whatever the retries
+        # (alone it cannot get that answer again; section 15.1).
+        if (msg.code == zp.E_TOO_LARGE and t.batched) or \
+                (zp.is_retryable(msg.code) and t.sends <= self.args.retries):
             self.send(rnd, t, global_round, global_value)
             entry["resends"] += 1
         else:
@@ -258,6 +312,7 @@ class Controller:
                "aggregate_strategy": self.args.aggregate,
                "tasks": self.args.tasks,
                "quorum": self.args.quorum_n,
+               "batch": self.args.batch,
                "rounds": self.rounds,
                "best_round": None if best is None else best["round"],
                "counters": self.counters}
@@ -292,6 +347,9 @@ def parse_args(argv):
                              "(default round timeout / (retries + 1))")
     parser.add_argument("--retries", type=int, default=1, metavar="N",
                         help="times a task may be sent again, 0-100 (default 1)")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="tasks per request, 1-1024 (default 1): more sends them N at a time "
+                             "as zfed.batch bodies, which the workers must understand")
     parser.add_argument("--aggregate", default="fedavg", choices=zp.AGGREGATES,
                         help="aggregation strategy (default fedavg)")
     parser.add_argument("--trim", default="0.1", metavar="F",
@@ -345,6 +403,8 @@ def parse_args(argv):
             parser.error("--quorum must be from 1 to the number of tasks (%d)" % args.tasks)
     if not 0 <= args.retries <= 100:
         parser.error("--retries must be from 0 to 100")
+    if not 1 <= args.batch <= zp.BATCH_MAX:
+        parser.error("--batch must be from 1 to %d" % zp.BATCH_MAX)
     if not args.round_timeout > 0:
         parser.error("--round-timeout must be > 0")
     if not args.grace >= 0:

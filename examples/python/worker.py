@@ -5,9 +5,10 @@
 
 Registers with READY, heartbeats, answers every REQUEST with exactly one
 REPLY (a zfed.result, or a zfed.error: 400 for unreadable tasks, 422 for
-refused params or global value, 500 on failure), and registers again on a
-new socket after DISCONNECT or broker silence, with back-off
-(PROTOCOL.md sections 2-4, 14, 16).  SIGINT/SIGTERM: DISCONNECT and exit 0.
+refused params or global value, 500 on failure; a zfed.batch of such
+replies, item by item, for a zfed.batch of tasks), and registers again on
+a new socket after DISCONNECT or broker silence, with back-off
+(PROTOCOL.md sections 2-4, 8.4, 14, 16).  SIGINT/SIGTERM: DISCONNECT and exit 0.
 Exit status: 0 on a clean stop, 2 on bad usage.
 """
 
@@ -167,8 +168,42 @@ class Worker:
         if len(bodies) != 1:
             log(self.args, "warn", "request with %d body frames" % len(bodies))
             return self.error(None, zp.E_MALFORMED, "", "a zfed task body is exactly one frame")
+        # Recognised on the raw bytes, before any check (section 8.4), as
+        # the C worker does: a damaged batch gets one "bad batch" error.
+        if zp.is_batch(bodies[0]):
+            return self.answer_batch(bodies[0])
+        return self.answer_task(bodies[0])
+
+    def answer_batch(self, body):
+        """Section 16: a batch of as many replies, item i answering item i as
+        if it had come alone; an unreadable batch gets one plain error."""
         try:
-            msg = zp.decode(bodies[0])
+            items = zp.decode_batch(body)
+        except zp.DecodeError as failure:
+            log(self.args, "warn", "bad batch: %s" % failure)
+            return self.error(None, zp.E_MALFORMED, "", "bad batch: %s" % failure)
+        replies = [self.answer_task(item) for item in items]
+        # Results that fit alone may not fit together: from the last item
+        # back, a result gives way to error 413 until the batch fits, so
+        # every task still gets an answer (PROTOCOL.md 16).
+        given_up = 0
+        for index in reversed(range(len(replies))):
+            if zp.batch_size(replies) <= zp.BODY_MAX:
+                break
+            if zp.decode(replies[index]).KIND != zp.KIND_RESULT:
+                continue
+            replies[index] = self.error(zp.decode(items[index]).ids, zp.E_TOO_LARGE, "",
+                                        "the batch's results do not fit in a %d-byte body; "
+                                        "send this task alone" % zp.BODY_MAX)
+            given_up += 1
+        if given_up:
+            log(self.args, "warn", "a batch's results outgrew one body; %d task(s) answered 413 "
+                "to be sent alone" % given_up)
+        return zp.encode_batch(replies)
+
+    def answer_task(self, body):
+        try:
+            msg = zp.decode(body)
         except zp.DecodeError as failure:
             log(self.args, "warn", "bad task: %s" % failure)
             return self.error(failure.ids, zp.E_MALFORMED, "", "bad task: %s" % failure)

@@ -2,6 +2,7 @@
 
 Contents
   * body codec: Task, Result, Error and decode() (sections 7, 8, 9, 12, 13)
+  * zfed.batch framing: is_batch(), decode_batch(), encode_batch() (section 8.4)
   * canonical msgpack encoder (section 7.8)
   * type checks: job_id, token, text, bigint, decimal (section 9)
   * decimal helpers: parse_decimal(), format_decimal() (sections 9, 14.6)
@@ -774,6 +775,102 @@ def decode(data):
 def reencode(data):
     """Canonical bytes of a valid body (decode, then encode)."""
     return decode(data).encode()
+
+
+# ---------------------------------------------------------------------------
+# zfed.batch (section 8.4): several bodies in one request or reply
+
+KIND_BATCH = "zfed.batch"
+BATCH_MAX = 1024
+BATCH_ELEMENTS = 3
+_KIND_BATCH_BYTES = KIND_BATCH.encode()
+
+
+def is_batch(data):
+    """Section 8.4 recognition, on the raw bytes and before any other check:
+    an array header with a count of at least 1, then a complete str (any
+    width) equal to "zfed.batch".  A damaged batch is still a batch, so it
+    is answered with one "bad batch" error rather than as a bad task."""
+    head = bytes(memoryview(data)[:32])  # kind and headers fit in 21 bytes
+    if not head:
+        return False
+    lead, pos = head[0], 1
+    if 0x90 <= lead <= 0x9F:
+        count = lead & 0x0F
+    elif lead in (0xDC, 0xDD):
+        width = 2 if lead == 0xDC else 4
+        if len(head) < pos + width:
+            return False
+        count = int.from_bytes(head[pos:pos + width], "big")
+        pos += width
+    else:
+        return False
+    if count < 1 or pos >= len(head):
+        return False
+    lead = head[pos]
+    pos += 1
+    if 0xA0 <= lead <= 0xBF:
+        length = lead & 0x1F
+    elif 0xD9 <= lead <= 0xDB:
+        width = 1 << (lead - 0xD9)
+        if len(head) < pos + width:
+            return False
+        length = int.from_bytes(head[pos:pos + width], "big")
+        pos += width
+    else:
+        return False
+    return length == len(_KIND_BATCH_BYTES) and head[pos:pos + length] == _KIND_BATCH_BYTES
+
+
+def decode_batch(data, max_items=BATCH_MAX):
+    """Batch body bytes -> list of item bodies (bytes), in order.  Framing
+    only: the items are not decoded (decode() each one).  Raises DecodeError
+    with the reason, in the C decoder's order and wording (section 8.4)."""
+    body = unpack_strict(data)  # size and structure (sections 7.1, 7.2)
+    if not (isinstance(body, list) and not isinstance(body, PairMap) and body
+            and type(body[0]) is str and body[0] == KIND_BATCH):
+        raise DecodeError("not a %s body" % KIND_BATCH)
+    if len(body) != BATCH_ELEMENTS:
+        raise DecodeError("%s v1 has %d elements, got %d" % (KIND_BATCH, BATCH_ELEMENTS, len(body)))
+    if not is_u32(body[1]) or body[1] != PROTOCOL_VERSION:  # any integer width (7.4)
+        raise DecodeError("%s: this peer speaks version %d" % (_el(1, "version"), PROTOCOL_VERSION))
+    items = body[2]
+    if not isinstance(items, list) or isinstance(items, PairMap):
+        raise DecodeError("%s: expected an array" % _el(2, "items"))
+    limit = min(max_items, BATCH_MAX)
+    if not 1 <= len(items) <= limit:
+        raise DecodeError("%s: %d items, 1 to %d allowed" % (_el(2, "items"), len(items), limit))
+    for index, item in enumerate(items):
+        if type(item) is not bytes:
+            raise DecodeError("%s: item %d is not a bin" % (_el(2, "items"), index))
+    return items
+
+
+def batch_size(items):
+    """Bytes encode_batch would write for these item bodies: the envelope
+    plus each item with its bin header (section 8.4)."""
+    def header(length):
+        return 2 if length <= 0xFF else 3 if length <= 0xFFFF else 5
+    count = len(items)
+    envelope = 1 + 1 + len(KIND_BATCH) + 1 + (1 if count <= 15 else 3 if count <= 0xFFFF else 5)
+    return envelope + sum(header(len(item)) + len(item) for item in items)
+
+
+def encode_batch(items):
+    """Item bodies (bytes) -> canonical batch body (section 8.4): 1-1024
+    items, the whole body within 4 MiB, or EncodeError.  The items are
+    wrapped as they are; encode each body first."""
+    items = list(items)
+    if not 1 <= len(items) <= BATCH_MAX:
+        raise EncodeError("a batch holds 1 to %d items, got %d" % (BATCH_MAX, len(items)))
+    for index, item in enumerate(items):
+        if not isinstance(item, (bytes, bytearray, memoryview)):
+            raise EncodeError("batch item %d is a %s, not bytes" % (index, type(item).__name__))
+    data = pack([KIND_BATCH, PROTOCOL_VERSION, [bytes(item) for item in items]])
+    assert len(data) == batch_size(items)
+    if len(data) > BODY_MAX:
+        raise EncodeError("body of %d bytes is over the %d-byte limit" % (len(data), BODY_MAX))
+    return data
 
 
 # ---------------------------------------------------------------------------

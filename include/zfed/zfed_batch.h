@@ -40,6 +40,10 @@ bool zfed_batch_is(const void *data, size_t size);
 int zfed_batch_decode(const void *data, size_t size, zfed_view_t *items, size_t max_items,
                       size_t *count, char *reason, size_t reason_size);
 
+//  The exact size zfed_batch_encode would write for these items: callers
+//  that must stay under ZFED_BODY_MAX split or shrink a batch with it.
+size_t zfed_batch_encoded_size(const zfed_view_t *items, size_t count);
+
 //  Writes a batch of count item bodies into buffer (cleared first).
 //  Returns 0, or -1 when count is 0 or over ZFED_BATCH_MAX, the body would
 //  exceed ZFED_BODY_MAX, or memory runs out.

@@ -75,7 +75,7 @@ typedef struct {
     uint64_t stale_replies;   //  replies for requests the worker no longer holds
     uint64_t unroutable;      //  messages ROUTER could not deliver (peer gone or full)
     uint64_t mmi;             //  8/MMI requests answered
-    uint64_t forbidden; //  messages a peer's role does not allow (CURVE)
+    uint64_t forbidden;       //  messages a peer's role does not allow (CURVE)
     uint64_t workers_ready;   //  READY accepted
     uint64_t workers_expired; //  workers dropped for silence
     uint64_t workers_left;    //  workers that sent DISCONNECT

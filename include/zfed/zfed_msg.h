@@ -99,9 +99,8 @@ int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer);
 //  bytes equal what the constructor + zfed_msg_encode would give.
 //  Returns 0, or -1 on allocation failure or a body over ZFED_BODY_MAX.
 int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
-                         uint32_t task_id, uint32_t attempt, const void *params,
-                         size_t params_size, int64_t global_round, const void *global_value,
-                         size_t global_value_size);
+                         uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
+                         int64_t global_round, const void *global_value, size_t global_value_size);
 int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
                            uint32_t task_id, uint32_t attempt, const char *worker,
                            uint64_t compute_us, const void *outputs, size_t outputs_size);

@@ -595,6 +595,19 @@ def item_kind(data):
         return None
 
 
+def recognised(data):
+    """PROTOCOL.md 8.4 recognition: the raw bytes start with an array of at
+    least one element whose first is the str "zfed.batch", whatever follows."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    try:
+        count = unpacker.read_array_header()
+        kind = unpacker.unpack()
+    except Exception:  # not an array, truncated, bad UTF-8...
+        return False
+    return count >= 1 and type(kind) is str and kind == KIND_BATCH
+
+
 BATCH_VECTORS = []
 
 
@@ -605,7 +618,7 @@ def batch_pack(items):
 def valid_batch(name, items, note, raw=None):
     canonical = batch_pack(items)
     vector = {"name": name, "valid": True, "note": note,
-              "hex": (raw if raw is not None else canonical).hex()}
+              "hex": (raw if raw is not None else canonical).hex(), "is_batch": True}
     if raw is not None and raw != canonical:
         vector["canonical"] = False
         vector["canonical_hex"] = canonical.hex()
@@ -618,7 +631,7 @@ def valid_batch(name, items, note, raw=None):
 
 def invalid_batch(name, data, error_contains, note):
     BATCH_VECTORS.append({"name": name, "valid": False, "note": note, "hex": data.hex(),
-                          "error_contains": error_contains})
+                          "is_batch": recognised(data), "error_contains": error_contains})
 
 
 def build_batches():
@@ -669,9 +682,13 @@ def build_batches():
                 "shortest headers.",
                 raw=b"\x93" + raw_str8(KIND_BATCH) + pack(1) + raw_array16(2) + raw_bin16(task0)
                 + pack(replies[1]))
-    #  Not here yet: version 1 in the signed family (d0 01), which PROTOCOL.md
-    #  7.4 says every decoder MUST accept; zfed_batch_decode refuses it (see
-    #  PROTOCOL.md 18).  Add it as a valid vector once the C decoder takes it.
+    valid_batch("batch-noncanonical-version-int8", [task0],
+                "version 1 written as int8 (d0 01): the signed family is accepted too "
+                "(PROTOCOL.md 7.4).",
+                raw=b"\x93" + kind + raw_int(1, 1) + b"\x91" + pack(task0))
+    invalid_batch("batch-negative-version", b"\x93" + kind + raw_int(-1, 1) + b"\x91" + pack(task0),
+                  "element 1 (version): this peer speaks version 1",
+                  "version -1 (d0 ff) is an integer, but not 1.")
 
     good = batch_pack([task0])
     invalid_batch("batch-wrong-version", pack([KIND_BATCH, 2, [task0]]),
@@ -720,6 +737,9 @@ def check_batches():
             items, refused = reference_batch_decode(data), None
         except ValueError as failure:
             items, refused = None, str(failure)
+        if vector["is_batch"] != recognised(data) or (vector["valid"] and not recognised(data)):
+            print("batch vector %s: is_batch is wrong" % vector["name"], file=sys.stderr)
+            failures += 1
         if vector["valid"]:
             canonical = bytes.fromhex(vector.get("canonical_hex", vector["hex"]))
             expected = [bytes.fromhex(item) for item in vector["items"]]
@@ -742,7 +762,11 @@ def write_batch_vectors(path):
         "description": (
             "zfed protocol v1 test vectors for zfed.batch (see PROTOCOL.md 8.4). Each vector "
             "is one batch body. hex: the body bytes. valid: whether a v1 decoder must accept "
-            "the batch framing. For valid vectors, items holds the hex of each item body in "
+            "the batch framing. is_batch: whether a receiver recognises the body as a batch "
+            "(its raw bytes start with an array of at least one element whose first is the "
+            "str zfed.batch), which decides how a worker answers it: a recognised batch that "
+            "does not decode gets one 'bad batch' error, anything else is read as a single "
+            "body. For valid vectors, items holds the hex of each item body in "
             "order, canonical says whether hex is the canonical encoding (when it is not, "
             "canonical_hex is what a canonical encoder produces for the same items), and "
             "item_kinds says, for information, what each item holds: task, result, error, "

@@ -27,8 +27,8 @@ static void s_check_service(const zfed_msg_t *message)
     } else if (zfed_msg_kind(message) == ZFED_MSG_RESULT) {
         const uint8_t *outputs = zfed_msg_outputs(message, &size);
         //  Judge the outputs against a plausible task of their own size.
-        static const uint8_t level_10[] = {0x81, 0xaf, 'f', 'i', 'b', 'o', 'n', 'a', 'c', 'c', 'i',
-                                           '_', 'l', 'e', 'v', 'e', 'l', 0x0a};
+        static const uint8_t level_10[] = {0x81, 0xaf, 'f', 'i', 'b', 'o', 'n', 'a', 'c',
+                                           'c',  'i',  '_', 'l', 'e', 'v', 'e', 'l', 0x0a};
         msgpack_unpacked params;
         if (zfed_unpack(&unpacked, outputs, size) == 0 &&
             zfed_unpack(&params, level_10, sizeof level_10) == 0) {

@@ -1,9 +1,14 @@
 """The throughput path: zfed.batch requests through a real broker to workers
 that announce credit, and batch error replies from the broker."""
 
+import json
+import os
+import sys
 import unittest
 
-from zfedtest import Cluster, main
+from zfedtest import Cluster, fib_sum, main
+
+BODY_MAX = 4 * 1024 * 1024
 
 
 class Batches(unittest.TestCase):
@@ -44,6 +49,64 @@ class Batches(unittest.TestCase):
             summary = cluster.summary("expired")
             self.assertIn("3 of 3 tasks failed", summary["error"])
             self.assertIn("504", summary["error"])
+
+    def test_results_that_outgrow_one_body_are_sent_again_alone(self):
+        # Level 50,000 results are about 21 KB each (sum and last term, 10,450
+        # digits each): 220 of them do not fit in one 4 MiB batch reply.  The
+        # worker answers the overflow 413 item by item, and the controller
+        # sends those tasks again alone even with no retries allowed.
+        with Cluster("batch-overflow") as cluster:
+            cluster.start_broker()
+            for _ in range(2):
+                cluster.start_worker("--credit", "2")
+            cluster.wait_workers(2)
+            tasks = 220
+            result = cluster.run_controller("--job-id", "big", "--rounds", "1", "--tasks",
+                                            str(tasks), "--level", "50000", "--batch",
+                                            str(tasks), "--retries", "0", "--no-progress",
+                                            timeout=120)
+            self.assertEqual(result.returncode, 0, result.err)
+            record = cluster.read_json("big", os.path.join("rounds", "round-000000.json"))
+            self.assertEqual(len(record["results"]), tasks)
+            self.assertGreater(record["errors"], 0)
+            self.assertEqual(record["resent"], record["errors"])
+            self.assertTrue(record["error_list"])
+            for error in record["error_list"]:
+                self.assertEqual((error["code"], error["attempt"]), (413, 0))
+            if hasattr(sys, "set_int_max_str_digits"):
+                sys.set_int_max_str_digits(0)  # 10,450 digits
+            expected = str(fib_sum(50000))
+            self.assertEqual({r["sum"] for r in cluster.summary("big")["rounds"][0]["results"]},
+                             {expected})
+            self.assertIn("send this task alone", result.err)
+
+    def test_tasks_too_big_to_travel_together_are_split(self):
+        # vecavg tasks of 60,000 floats carry a 540 KB vector and 540 KB of
+        # global weights (zeros in round 0): 8 of them are over 4 MiB, and so
+        # are 4, so the controller splits each round's group down to pairs.
+        with Cluster("batch-split") as cluster:
+            cluster.start_broker()
+            for _ in range(2):
+                cluster.start_worker("--service", "vecavg", "--credit", "2")
+            cluster.wait_workers(2, service="vecavg")
+            size = 60000
+            job = {"service": "vecavg", "rounds": 2, "tasks": 8, "batch": 8,
+                   "task_params": [{"vector": [float(i)] * size, "samples": 1}
+                                   for i in range(8)]}
+            path = os.path.join(cluster.dir, "split.json")
+            with open(path, "w") as handle:
+                json.dump(job, handle)
+            before = cluster.status()["counters"]["requests"]
+            result = cluster.run_controller("--job-id", "split", "--job", path, "--no-progress",
+                                            timeout=120)
+            self.assertEqual(result.returncode, 0, result.err)
+            # 8/MMI status questions are not requests: only the job's count.
+            requests = cluster.status()["counters"]["requests"] - before
+            self.assertEqual(requests, 2 * 4)
+            rounds = cluster.summary("split")["rounds"]
+            self.assertEqual([len(r["results"]) for r in rounds], [8, 8])
+            # fedavg of round 0: every task moves zeros halfway to its vector.
+            self.assertEqual(rounds[0]["aggregate"][0], sum(i / 2 for i in range(8)) / 8)
 
 
 if __name__ == "__main__":

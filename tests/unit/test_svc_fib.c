@@ -83,7 +83,7 @@ int main(void)
     CHECK_INT(zfed_fib_small(0, terms, &sum), -1);
     CHECK_INT(zfed_fib_small(ZFED_FIB_SMALL_MAX + 1, terms, &sum), -1);
     CHECK_INT(zfed_fib_small(ZFED_FIB_SMALL_MAX, terms, &sum), 0);
-    CHECK(sum == 12200160415121876737ULL); //  F(93) - 1, the largest sum that fits
+    CHECK(sum == 12200160415121876737ULL);      //  F(93) - 1, the largest sum that fits
     CHECK(terms[91] == 4660046610375530309ULL); //  F(91)
 
     msgpack_unpacked_destroy(&global);
