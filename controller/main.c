@@ -51,6 +51,9 @@ static void s_usage(void)
            "  --batch N            tasks per request, up to %d (default 1): more tasks per\n"
            "                       message for throughput; the workers must understand\n"
            "                       zfed.batch (zfed's do; see schemas/PROTOCOL.md)\n"
+           "  --window N           requests of a round in flight at once (default %d); the\n"
+           "                       rest are sent as answers come, which bounds the broker's\n"
+           "                       memory on very large rounds\n"
            "  --aggregate NAME     %s (default fedavg)\n"
            "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
            "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
@@ -82,7 +85,7 @@ static void s_usage(void)
            "summary says why), 2 bad usage, 130 interrupted (resume it with --resume).\n",
            ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
            ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
-           ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, zfed_agg_strategy_list(),
+           ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, ZFED_JOB_DEFAULT_WINDOW, zfed_agg_strategy_list(),
            ZFED_AGG_DEFAULT_TRIM, ZFED_FIB_MAX_LEVEL);
 }
 
@@ -100,6 +103,7 @@ enum {
     OPT_TASK_TIMEOUT,
     OPT_RETRIES,
     OPT_BATCH,
+    OPT_WINDOW,
     OPT_AGGREGATE,
     OPT_TRIM,
     OPT_SELECT,
@@ -129,6 +133,7 @@ static const struct option s_options[] = {
     {"task-timeout", required_argument, NULL, OPT_TASK_TIMEOUT},
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"batch", required_argument, NULL, OPT_BATCH},
+    {"window", required_argument, NULL, OPT_WINDOW},
     {"aggregate", required_argument, NULL, OPT_AGGREGATE},
     {"trim", required_argument, NULL, OPT_TRIM},
     {"select", required_argument, NULL, OPT_SELECT},
@@ -370,6 +375,9 @@ static void s_apply(zfed_job_t *job, int option, const char *value, s_given_t *g
         break;
     case OPT_BATCH:
         job->batch = zfed_cli_u32(PROGRAM, "--batch", value, 1, ZFED_BATCH_MAX);
+        break;
+    case OPT_WINDOW:
+        job->window = zfed_cli_u32(PROGRAM, "--window", value, 1, ZFED_JOB_WINDOW_MAX);
         break;
     case OPT_AGGREGATE:
         if (zfed_agg_strategy_parse(value, &job->strategy) != 0)

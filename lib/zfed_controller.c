@@ -66,6 +66,7 @@ typedef struct {
 typedef struct {
     uint32_t number;
     task_t *tasks;
+    uint32_t unsent; //  first task not sent yet (tasks go out in order)
     uint32_t answered;
     uint32_t failed;
     uint64_t duplicates;
@@ -796,6 +797,32 @@ static void s_resend_due(zfed_controller_t *self, round_t *round, int64_t now)
     }
 }
 
+//  First sends, --batch tasks per request, in task order, while fewer than
+//  --window requests' worth of tasks are unsettled (sent, neither answered
+//  nor failed).  Resends do not count: their tasks already do.  -1 with
+//  self->failure set when a task cannot be encoded.
+static int s_send_window(zfed_controller_t *self, round_t *round, int64_t now)
+{
+    const zfed_job_t *job = self->job;
+    uint64_t window_tasks = (uint64_t)job->window * job->batch;
+    uint32_t indexes[ZFED_BATCH_MAX];
+    while (round->unsent < job->tasks &&
+           round->unsent - (round->answered + round->failed) < window_tasks) {
+        uint32_t first = round->unsent;
+        uint32_t count = job->tasks - first < job->batch ? job->tasks - first : job->batch;
+        for (uint32_t item = 0; item < count; item++)
+            indexes[item] = first + item;
+        if (s_send_tasks(self, round, indexes, count, now) != 0) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: cannot build tasks %u to %u (a body over %d bytes?)", round->number,
+                     first, first + count - 1, ZFED_BODY_MAX);
+            return -1;
+        }
+        round->unsent += count;
+    }
+    return 0;
+}
+
 //  0: closed; -1: failed (self->failure says why); 1: interrupted.
 static int s_run_round(zfed_controller_t *self, uint32_t number)
 {
@@ -810,22 +837,10 @@ static int s_run_round(zfed_controller_t *self, uint32_t number)
     round.started_us = zfed_clock_us();
     round.started_wall_ms = zfed_wall_ms();
     round.deadline_ms = now + job->round_timeout_ms;
-    //  Every task at once, --batch of them per request.
-    uint32_t indexes[ZFED_BATCH_MAX];
-    for (uint32_t first = 0; first < job->tasks; first += job->batch) {
-        uint32_t count = job->tasks - first < job->batch ? job->tasks - first : job->batch;
-        for (uint32_t item = 0; item < count; item++)
-            indexes[item] = first + item;
-        if (s_send_tasks(self, &round, indexes, count, now) != 0) {
-            snprintf(self->failure, sizeof self->failure,
-                     "round %u: cannot build tasks %u to %u (a body over %d bytes?)", number, first,
-                     first + count - 1, ZFED_BODY_MAX);
-            s_round_clear(&round, job->tasks);
-            return -1;
-        }
-    }
     int outcome = -1;
     while (true) {
+        if (s_send_window(self, &round, zfed_clock_ms()) != 0)
+            break;
         now = zfed_clock_ms();
         if (round.answered >= job->quorum && !round.quorum_at_ms)
             round.quorum_at_ms = now;

@@ -65,6 +65,7 @@ int zfed_job_init(zfed_job_t *job)
     job->grace_ms = ZFED_JOB_DEFAULT_GRACE;
     job->retries = ZFED_JOB_DEFAULT_RETRIES;
     job->batch = 1;
+    job->window = ZFED_JOB_DEFAULT_WINDOW;
     job->strategy = ZFED_AGG_FEDAVG;
     job->trim = ZFED_AGG_DEFAULT_TRIM;
     job->metric = ZFED_METRIC_AGGREGATE;
@@ -243,6 +244,10 @@ int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error, s
         if (s_get_uint(value, key, 1, ZFED_BATCH_MAX, &number, error, error_size) != 0)
             return -1;
         job->batch = (uint32_t)number;
+    } else if (strcmp(key, "window") == 0) {
+        if (s_get_uint(value, key, 1, ZFED_JOB_WINDOW_MAX, &number, error, error_size) != 0)
+            return -1;
+        job->window = (uint32_t)number;
     } else if (strcmp(key, "aggregate") == 0) {
         if (!json_is_string(value) ||
             zfed_agg_strategy_parse(json_string_value(value), &job->strategy) != 0)
@@ -463,6 +468,7 @@ json_t *zfed_job_to_json(const zfed_job_t *job)
     rc |= json_object_set_new(root, "task_timeout", json_real(job->task_timeout_ms / 1000.0));
     rc |= json_object_set_new(root, "retries", json_integer(job->retries));
     rc |= json_object_set_new(root, "batch", json_integer(job->batch));
+    rc |= json_object_set_new(root, "window", json_integer(job->window));
     rc |=
         json_object_set_new(root, "aggregate", json_string(zfed_agg_strategy_name(job->strategy)));
     rc |= json_object_set_new(root, "trim", json_real(job->trim));

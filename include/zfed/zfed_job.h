@@ -33,6 +33,7 @@ extern "C" {
 #define ZFED_JOB_ROUNDS_MAX    1000000
 #define ZFED_JOB_TASKS_MAX     1000000
 #define ZFED_JOB_RETRIES_MAX   100
+#define ZFED_JOB_WINDOW_MAX    1000000
 #define ZFED_JOB_ENDPOINT_MAX  256
 #define ZFED_JOB_PATH_MAX      1024
 #define ZFED_JOB_TIMEOUT_MAX_S 86400.0
@@ -43,6 +44,7 @@ extern "C" {
 #define ZFED_JOB_DEFAULT_ROUND_TIMEOUT 30000
 #define ZFED_JOB_DEFAULT_GRACE         1000
 #define ZFED_JOB_DEFAULT_RETRIES       1
+#define ZFED_JOB_DEFAULT_WINDOW        4096
 #define ZFED_JOB_DEFAULT_WORKDIR       "/tmp/zfed/jobs"
 #define ZFED_JOB_DEFAULT_ENDPOINT      "tcp://127.0.0.1:5555"
 
@@ -73,6 +75,9 @@ typedef struct {
     int64_t task_timeout_ms; //  0: round_timeout / (retries + 1)
     uint32_t retries;
     uint32_t batch; //  tasks per request (1: one zfed.task body each; more: zfed.batch)
+    //  Requests of a round in flight at once: the rest wait for answers, so
+    //  a 100,000-task round does not sit in the broker's memory all at once.
+    uint32_t window;
     zfed_agg_strategy_t strategy;
     double trim;
     zfed_metric_t metric;

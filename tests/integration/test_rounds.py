@@ -163,5 +163,32 @@ class LateAndDuplicate(unittest.TestCase):
         worker.close()
 
 
+class Window(unittest.TestCase):
+
+    def test_window_bounds_what_a_round_puts_in_the_broker(self):
+        # One slow worker and 20 tasks with --window 3: the broker never
+        # holds more than 3 of the round's requests (queued or in flight),
+        # and every task is still answered.  Without the window all 20
+        # would sit in its queue at once.
+        with Cluster("window") as cluster:
+            cluster.start_broker()
+            cluster.start_worker("--delay-ms", "40")
+            cluster.wait_workers(1)
+            controller = cluster.start_controller("--job-id", "win", "--rounds", "1",
+                                                  "--tasks", "20", "--window", "3",
+                                                  "--no-progress")
+            held = []
+            while controller.alive():
+                service = cluster.status()["services"].get("fib", {})
+                held.append(service.get("queued", 0) + service.get("in_flight", 0))
+                time.sleep(0.02)
+            self.assertEqual(controller.stop(), 0, controller.log())
+            self.assertLessEqual(max(held), 3, held)
+            self.assertGreaterEqual(max(held), 2, held)  # the window was used
+            summary = cluster.summary("win")
+            self.assertEqual(len(summary["rounds"][0]["results"]), 20)
+            self.assertEqual(cluster.read_json("win", "job.json")["window"], 3)
+
+
 if __name__ == "__main__":
     main()

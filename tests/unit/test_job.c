@@ -167,6 +167,8 @@ static void s_test_defaults(void)
     CHECK_INT(job.grace_ms, 1000);
     CHECK_INT(job.task_timeout_ms, 0);
     CHECK_INT(job.retries, 1);
+    CHECK_INT(job.batch, 1);
+    CHECK_INT(job.window, ZFED_JOB_DEFAULT_WINDOW);
     CHECK_INT(job.strategy, ZFED_AGG_FEDAVG);
     CHECK(job.trim == 0.1);
     CHECK_INT(job.metric, ZFED_METRIC_AGGREGATE);
@@ -556,6 +558,11 @@ static void s_test_load_errors(void)
     s_check_load_error("{\"tasks\": 1000001}", false, "tasks:");
     s_check_load_error("{\"retries\": 101}", false, "retries:");
     s_check_load_error("{\"retries\": -1}", false, "retries:");
+    s_check_load_error("{\"batch\": 0}", false, "batch:");
+    s_check_load_error("{\"batch\": 1025}", false, "batch:");
+    s_check_load_error("{\"window\": 0}", false, "window:");
+    s_check_load_error("{\"window\": 1000001}", false, "window:");
+    s_check_load_error("{\"window\": \"8\"}", false, "window:");
     //  quorum: count >= 1 or a fraction in (0, 1].
     s_check_load_error("{\"quorum\": 1.5}", false, "quorum:");
     s_check_load_error("{\"quorum\": \"x\"}", false, "quorum:");
@@ -764,6 +771,8 @@ static void s_check_same_job(const zfed_job_t *a, const zfed_job_t *b)
     CHECK_INT(a->grace_ms, b->grace_ms);
     CHECK_INT(a->task_timeout_ms, b->task_timeout_ms);
     CHECK_INT(a->retries, b->retries);
+    CHECK_INT(a->batch, b->batch);
+    CHECK_INT(a->window, b->window);
     CHECK_INT(a->strategy, b->strategy);
     CHECK(a->trim == b->trim);
     CHECK_INT(a->metric, b->metric);
@@ -821,7 +830,8 @@ static void s_test_round_trip(void)
                           " \"task_params\": [{\"fibonacci_level\": 1}, {}, {}],"
                           " \"round_params\": [[{}, {\"fibonacci_level\": 2}, {}], {}],"
                           " \"quorum\": 2, \"round_timeout\": 12.345, \"grace\": 0.001,"
-                          " \"task_timeout\": 4, \"retries\": 7, \"aggregate\": \"median\","
+                          " \"task_timeout\": 4, \"retries\": 7, \"batch\": 3,"
+                          " \"window\": 9, \"aggregate\": \"median\","
                           " \"trim\": 0.3, \"select\": \"results:min\","
                           " \"curve_cert\": \"c.cert\", \"server_key\": \"s.key\"}",
                           error, sizeof error),
