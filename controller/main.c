@@ -85,8 +85,8 @@ static void s_usage(void)
            "summary says why), 2 bad usage, 130 interrupted (resume it with --resume).\n",
            ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
            ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
-           ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, ZFED_JOB_DEFAULT_WINDOW, zfed_agg_strategy_list(),
-           ZFED_AGG_DEFAULT_TRIM, ZFED_FIB_MAX_LEVEL);
+           ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, ZFED_JOB_DEFAULT_WINDOW,
+           zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM, ZFED_FIB_MAX_LEVEL);
 }
 
 enum {
