@@ -29,7 +29,7 @@ static int zfed_test_checks = 0;
         zfed_test_checks++;                                                                        \
         if (!actual_ || strcmp(actual_, expected_) != 0) {                                         \
             zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      %s\n  expected: %s\n",     \
+            fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      %s\n  expected: %s\n",       \
                     __FILE__, __LINE__, #actual, actual_ ? actual_ : "(null)", expected_);         \
         }                                                                                          \
     } while (0)
@@ -41,7 +41,7 @@ static int zfed_test_checks = 0;
         zfed_test_checks++;                                                                        \
         if (actual_ != expected_) {                                                                \
             zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK_INT failed: %s\n  got:      %lld\n  expected: %lld\n", \
+            fprintf(stderr, "%s:%d: CHECK_INT failed: %s\n  got:      %lld\n  expected: %lld\n",   \
                     __FILE__, __LINE__, #actual, actual_, expected_);                              \
         }                                                                                          \
     } while (0)
