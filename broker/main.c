@@ -75,7 +75,6 @@ enum {
     OPT_WORKERS_DIR,
     OPT_CONTROLLERS_DIR,
     OPT_INSECURE,
-    OPT_LOG_LEVEL,
 };
 
 static int s_write_endpoints(zfed_broker_t *broker, const char *path)
@@ -111,11 +110,7 @@ int main(int argc, char **argv)
         {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
         {"controllers-dir", required_argument, NULL, OPT_CONTROLLERS_DIR},
         {"insecure", no_argument, NULL, OPT_INSECURE},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     zfed_broker_config_t config;
@@ -126,7 +121,7 @@ int main(int argc, char **argv)
 
     opterr = 0;
     int option;
-    while ((option = getopt_long(argc, argv, ":vqhV", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, options, NULL)) != -1) {
         switch (option) {
         case OPT_BIND:
             if (endpoint_count == MAX_ENDPOINTS)
@@ -176,23 +171,13 @@ int main(int argc, char **argv)
         case OPT_INSECURE:
             config.insecure = true;
             break;
-        case OPT_LOG_LEVEL:
-            zfed_cli_log_level(PROGRAM, optarg);
-            break;
-        case 'v':
-            zfed_log_set_level(ZFED_LOG_DEBUG);
-            break;
-        case 'q':
-            zfed_log_set_level(ZFED_LOG_WARN);
-            break;
-        case 'h':
-            s_usage();
-            return ZFED_EXIT_OK;
-        case 'V':
-            zfed_cli_version(PROGRAM);
-            return ZFED_EXIT_OK;
-        default:
-            zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        default: {
+            zfed_cli_common_t common = zfed_cli_common(PROGRAM, option, optarg, s_usage);
+            if (common == ZFED_CLI_EXIT)
+                return ZFED_EXIT_OK;
+            if (common == ZFED_CLI_OTHER)
+                zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        }
         }
     }
     if (optind < argc)

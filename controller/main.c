@@ -116,7 +116,6 @@ enum {
     OPT_NO_PROGRESS,
     OPT_STATUS,
     OPT_JSON,
-    OPT_LOG_LEVEL,
 };
 
 static const struct option s_options[] = {
@@ -146,11 +145,7 @@ static const struct option s_options[] = {
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
+    ZFED_CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -433,7 +428,7 @@ int main(int argc, char **argv)
     //  help, version and logging.
     opterr = 0;
     int option;
-    while ((option = getopt_long(argc, argv, ":vqhV", s_options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, s_options, NULL)) != -1) {
         switch (option) {
         case OPT_JOB:
             job_file = optarg;
@@ -452,25 +447,12 @@ int main(int argc, char **argv)
         case OPT_JSON:
             as_json = true;
             break;
-        case OPT_LOG_LEVEL:
-            zfed_cli_log_level(PROGRAM, optarg);
-            break;
-        case 'v':
-            zfed_log_set_level(ZFED_LOG_DEBUG);
-            break;
-        case 'q':
-            zfed_log_set_level(ZFED_LOG_WARN);
-            break;
-        case 'h':
-            s_usage();
-            return ZFED_EXIT_OK;
-        case 'V':
-            zfed_cli_version(PROGRAM);
-            return ZFED_EXIT_OK;
         case '?':
         case ':':
             zfed_cli_bad_option(PROGRAM, argc, argv, option);
         default:
+            if (zfed_cli_common(PROGRAM, option, optarg, s_usage) == ZFED_CLI_EXIT)
+                return ZFED_EXIT_OK;
             break;
         }
     }
@@ -491,10 +473,10 @@ int main(int argc, char **argv)
     //  Second pass: flags override the file.
     s_given_t given = {0};
     optind = 0;
-    while ((option = getopt_long(argc, argv, ":vqhV", s_options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, s_options, NULL)) != -1) {
         if (resume && option != OPT_CONNECT && option != OPT_WORKDIR && option != OPT_CURVE_CERT &&
             option != OPT_SERVER_KEY && option != OPT_RESUME && option != OPT_NO_PROGRESS &&
-            option != OPT_LOG_LEVEL && option != 'v' && option != 'q')
+            option != ZFED_CLI_OPT_LOG_LEVEL && option != 'v' && option != 'q')
             zfed_cli_fail(PROGRAM,
                           "--resume: a resumed job keeps its own settings; only --connect, "
                           "--workdir, --curve-cert and --server-key may change");

@@ -70,6 +70,30 @@ void zfed_cli_version(const char *program)
            CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH, msgpack_version(), JANSSON_VERSION, gmp_version);
 }
 
+zfed_cli_common_t zfed_cli_common(const char *program, int option, const char *value,
+                                  void (*usage)(void))
+{
+    switch (option) {
+    case ZFED_CLI_OPT_LOG_LEVEL:
+        zfed_cli_log_level(program, value);
+        return ZFED_CLI_APPLIED;
+    case 'v':
+        zfed_log_set_level(ZFED_LOG_DEBUG);
+        return ZFED_CLI_APPLIED;
+    case 'q':
+        zfed_log_set_level(ZFED_LOG_WARN);
+        return ZFED_CLI_APPLIED;
+    case 'h':
+        usage();
+        return ZFED_CLI_EXIT;
+    case 'V':
+        zfed_cli_version(program);
+        return ZFED_CLI_EXIT;
+    default:
+        return ZFED_CLI_OTHER;
+    }
+}
+
 void zfed_cli_log_level(const char *program, const char *value)
 {
     zfed_log_level_t level;

@@ -10,6 +10,32 @@
 
 #include <stdint.h>
 
+//  The options every program takes: end its getopt_long table with
+//  ZFED_CLI_COMMON_OPTIONS (then the zero entry), pass ZFED_CLI_COMMON_SHORT
+//  as its short options, and give zfed_cli_common what its own switch does
+//  not handle.  (Needs <getopt.h>.)
+#define ZFED_CLI_OPT_LOG_LEVEL 0x1000
+#define ZFED_CLI_COMMON_SHORT  ":vqhV"
+// clang-format off
+#define ZFED_CLI_COMMON_OPTIONS                                                                    \
+    {"log-level", required_argument, NULL, ZFED_CLI_OPT_LOG_LEVEL},                                \
+    {"verbose", no_argument, NULL, 'v'},                                                           \
+    {"quiet", no_argument, NULL, 'q'},                                                             \
+    {"help", no_argument, NULL, 'h'},                                                              \
+    {"version", no_argument, NULL, 'V'}
+// clang-format on
+
+typedef enum {
+    ZFED_CLI_OTHER,   //  not a shared option
+    ZFED_CLI_APPLIED, //  --log-level, -v or -q: the log level is set
+    ZFED_CLI_EXIT     //  -h or -V: usage or version printed; exit 0
+} zfed_cli_common_t;
+
+//  Applies option if it is one of the shared ones; usage prints the
+//  program's --help.
+zfed_cli_common_t zfed_cli_common(const char *program, int option, const char *value,
+                                  void (*usage)(void));
+
 #define ZFED_EXIT_OK     0
 #define ZFED_EXIT_FAILED 1
 #define ZFED_EXIT_USAGE  2
@@ -20,7 +46,8 @@ void zfed_cli_fail(const char *program, const char *format, ...)
 
 //  Reports getopt_long's complaint about argv (unknown option, missing
 //  value) by name and exits 2.  Call on getopt_long returning '?' or ':'.
-void zfed_cli_bad_option(const char *program, int argc, char **argv, int option);
+void zfed_cli_bad_option(const char *program, int argc, char **argv, int option)
+    __attribute__((noreturn));
 
 //  Flag value parsers: exit 2 naming flag when value is not acceptable.
 uint32_t zfed_cli_u32(const char *program, const char *flag, const char *value, uint32_t min,

@@ -69,7 +69,6 @@ enum {
     OPT_DELAY,
     OPT_CURVE_CERT,
     OPT_SERVER_KEY,
-    OPT_LOG_LEVEL,
 };
 
 int main(int argc, char **argv)
@@ -88,11 +87,7 @@ int main(int argc, char **argv)
         {"delay-ms", required_argument, NULL, OPT_DELAY},
         {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
         {"server-key", required_argument, NULL, OPT_SERVER_KEY},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     zfed_worker_config_t config;
@@ -101,7 +96,7 @@ int main(int argc, char **argv)
 
     opterr = 0;
     int option;
-    while ((option = getopt_long(argc, argv, ":vqhV", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, options, NULL)) != -1) {
         switch (option) {
         case OPT_CONNECT:
             config.endpoint = optarg;
@@ -146,23 +141,13 @@ int main(int argc, char **argv)
         case OPT_SERVER_KEY:
             config.curve_server_key = optarg;
             break;
-        case OPT_LOG_LEVEL:
-            zfed_cli_log_level(PROGRAM, optarg);
-            break;
-        case 'v':
-            zfed_log_set_level(ZFED_LOG_DEBUG);
-            break;
-        case 'q':
-            zfed_log_set_level(ZFED_LOG_WARN);
-            break;
-        case 'h':
-            s_usage();
-            return ZFED_EXIT_OK;
-        case 'V':
-            zfed_cli_version(PROGRAM);
-            return ZFED_EXIT_OK;
-        default:
-            zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        default: {
+            zfed_cli_common_t common = zfed_cli_common(PROGRAM, option, optarg, s_usage);
+            if (common == ZFED_CLI_EXIT)
+                return ZFED_EXIT_OK;
+            if (common == ZFED_CLI_OTHER)
+                zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        }
         }
     }
     if (optind < argc)
