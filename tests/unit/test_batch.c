@@ -8,6 +8,7 @@
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
 #include "zfed_test.h"
+#include "zfed_test_hex.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -84,61 +85,6 @@ static void s_refused(const char *bytes, size_t size, const char *expected)
 //  ---------------------------------------------------------------------
 //  The batch vectors
 
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_bytes_t;
-
-static int s_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-//  Hex text into bytes, always with at least one byte allocated so an
-//  empty body still has a pointer.  0, or -1 on bad or missing hex.
-static int s_from_hex(const char *hex, s_bytes_t *bytes)
-{
-    size_t length = hex ? strlen(hex) : 0;
-    bytes->data = NULL;
-    bytes->size = 0;
-    if (!hex || length % 2 != 0 || !(bytes->data = malloc(length / 2 + 1)))
-        return -1;
-    for (size_t index = 0; index < length / 2; index++) {
-        int high = s_hex_digit(hex[2 * index]);
-        int low = s_hex_digit(hex[2 * index + 1]);
-        if (high < 0 || low < 0) {
-            free(bytes->data);
-            bytes->data = NULL;
-            return -1;
-        }
-        bytes->data[index] = (uint8_t)(high << 4 | low);
-    }
-    bytes->size = length / 2;
-    return 0;
-}
-
-//  True when data[0..size) is exactly what expected_hex spells.
-static bool s_same_hex(const void *data, size_t size, const char *expected_hex)
-{
-    s_bytes_t expected;
-    bool same = s_from_hex(expected_hex, &expected) == 0 && expected.size == size &&
-                memcmp(expected.data, data, size) == 0;
-    free(expected.data);
-    return same;
-}
-
-static const char *s_string(const json_t *object, const char *key)
-{
-    const char *text = json_string_value(json_object_get(object, key));
-    return text ? text : "";
-}
-
 //  An item's kind as the vector states it (for information): the message
 //  decoder must agree.
 static void s_check_item_kind(const zfed_view_t *item, const json_t *kind)
@@ -156,7 +102,8 @@ static void s_check_item_kind(const zfed_view_t *item, const json_t *kind)
     zfed_msg_destroy(&message);
 }
 
-static void s_check_valid_vector(const s_bytes_t *body, const json_t *vector, zfed_view_t *items)
+static void s_check_valid_vector(const zfed_test_bytes_t *body, const json_t *vector,
+                                 zfed_view_t *items)
 {
     const json_t *expected = json_object_get(vector, "items");
     const json_t *kinds = json_object_get(vector, "item_kinds");
@@ -170,8 +117,8 @@ static void s_check_valid_vector(const s_bytes_t *body, const json_t *vector, zf
     CHECK_INT(count, json_array_size(expected));
     CHECK_INT(json_array_size(kinds), json_array_size(expected));
     for (size_t item = 0; item < count && item < json_array_size(expected); item++) {
-        CHECK(s_same_hex(items[item].data, items[item].size,
-                         json_string_value(json_array_get(expected, item))));
+        CHECK(zfed_test_same_hex(items[item].data, items[item].size,
+                                 json_string_value(json_array_get(expected, item))));
         //  Views, not copies.
         CHECK(items[item].data >= body->data && items[item].data <= body->data + body->size);
         s_check_item_kind(&items[item], json_array_get(kinds, item));
@@ -179,19 +126,20 @@ static void s_check_valid_vector(const s_bytes_t *body, const json_t *vector, zf
     //  Re-encoding gives the canonical bytes.
     const char *canonical = json_string_value(json_object_get(vector, "canonical_hex"));
     if (json_is_true(json_object_get(vector, "canonical")))
-        canonical = s_string(vector, "hex");
+        canonical = zfed_test_string(vector, "hex", "");
     msgpack_sbuffer again;
     msgpack_sbuffer_init(&again);
     CHECK_INT(zfed_batch_encode(&again, items, count), 0);
-    CHECK(canonical && s_same_hex(again.data, again.size, canonical));
+    CHECK(canonical && zfed_test_same_hex(again.data, again.size, canonical));
     if (json_is_false(json_object_get(vector, "canonical")))
-        CHECK(!s_same_hex(again.data, again.size, s_string(vector, "hex")));
+        CHECK(!zfed_test_same_hex(again.data, again.size, zfed_test_string(vector, "hex", "")));
     msgpack_sbuffer_destroy(&again);
 }
 
-static void s_check_invalid_vector(const s_bytes_t *body, const json_t *vector, zfed_view_t *items)
+static void s_check_invalid_vector(const zfed_test_bytes_t *body, const json_t *vector,
+                                   zfed_view_t *items)
 {
-    const char *expected = s_string(vector, "error_contains");
+    const char *expected = zfed_test_string(vector, "error_contains", "");
     size_t count = 99;
     char reason[256] = "";
     CHECK_INT(zfed_batch_decode(body->data, body->size, items, ZFED_BATCH_MAX, &count, reason,
@@ -213,7 +161,7 @@ static void s_check_batch_vectors(void)
         return;
     }
     CHECK_INT(json_integer_value(json_object_get(root, "protocol_version")), ZFED_PROTOCOL_VERSION);
-    CHECK(strcmp(s_string(root, "kind"), ZFED_KIND_BATCH) == 0);
+    CHECK(strcmp(zfed_test_string(root, "kind", ""), ZFED_KIND_BATCH) == 0);
     zfed_view_t *items = calloc(ZFED_BATCH_MAX, sizeof *items);
     CHECK(items != NULL);
     size_t index, valid = 0, invalid = 0;
@@ -223,8 +171,8 @@ static void s_check_batch_vectors(void)
         if (!items)
             break;
         int failures = zfed_test_failures;
-        s_bytes_t body;
-        CHECK(s_from_hex(json_string_value(json_object_get(vector, "hex")), &body) == 0);
+        zfed_test_bytes_t body;
+        CHECK(zfed_test_from_hex(json_string_value(json_object_get(vector, "hex")), &body) == 0);
         //  Recognition decides how a worker answers: a batch, or one body.
         if (body.data)
             CHECK(zfed_batch_is(body.data, body.size) ==
@@ -239,7 +187,7 @@ static void s_check_batch_vectors(void)
             CHECK(!"vector has bad hex or no valid flag");
         free(body.data);
         if (zfed_test_failures > failures)
-            fprintf(stderr, "  ^ in batch vector %s\n", s_string(vector, "name"));
+            fprintf(stderr, "  ^ in batch vector %s\n", zfed_test_string(vector, "name", ""));
     }
     fprintf(stderr, "%zu valid and %zu invalid batch vectors checked\n", valid, invalid);
     CHECK(valid >= BATCH_VALID_MIN && invalid >= BATCH_INVALID_MIN);
@@ -258,7 +206,7 @@ static void s_check_protocol_file(void)
         return;
     }
     const json_t *batch = json_object_get(json_object_get(root, "messages"), "batch");
-    CHECK(strcmp(s_string(batch, "kind"), ZFED_KIND_BATCH) == 0);
+    CHECK(strcmp(zfed_test_string(batch, "kind", ""), ZFED_KIND_BATCH) == 0);
     CHECK_INT(json_integer_value(json_object_get(batch, "elements_count")), 3);
     CHECK_INT(json_array_size(json_object_get(batch, "elements")), 3);
     const json_t *limits = json_object_get(root, "limits");

@@ -14,6 +14,7 @@
 #include "zfed/zfed_number.h"
 #include "zfed/zfed_fib.h"
 #include "zfed_test.h"
+#include "zfed_test_hex.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -28,70 +29,12 @@
 //  Vectors the generator promises, so a truncated file cannot pass.
 #define VECTORS_MIN 50
 
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_bytes_t;
-
-static int s_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-//  Decodes hex text into bytes (always at least one byte allocated, so an
-//  empty body still has a valid pointer).  0, or -1 on bad hex.
-static int s_from_hex(const char *hex, s_bytes_t *bytes)
-{
-    size_t length = hex ? strlen(hex) : 0;
-    bytes->data = NULL;
-    bytes->size = 0;
-    if (!hex || length % 2 != 0)
-        return -1;
-    bytes->data = malloc(length / 2 + 1);
-    if (!bytes->data)
-        return -1;
-    for (size_t index = 0; index < length / 2; index++) {
-        int high = s_hex_digit(hex[2 * index]);
-        int low = s_hex_digit(hex[2 * index + 1]);
-        if (high < 0 || low < 0) {
-            free(bytes->data);
-            bytes->data = NULL;
-            return -1;
-        }
-        bytes->data[index] = (uint8_t)(high << 4 | low);
-    }
-    bytes->size = length / 2;
-    return 0;
-}
-
-//  Lower-case hex of data; the caller frees it.
-static char *s_to_hex(const void *data, size_t size)
-{
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *bytes = data;
-    char *hex = malloc(2 * size + 1);
-    if (!hex)
-        return NULL;
-    for (size_t index = 0; index < size; index++) {
-        hex[2 * index] = digits[bytes[index] >> 4];
-        hex[2 * index + 1] = digits[bytes[index] & 0x0f];
-    }
-    hex[2 * size] = '\0';
-    return hex;
-}
-
 //  True when data[0..size) is exactly the bytes that expected_hex spells;
 //  otherwise says what differs.
 static bool s_same_bytes(const char *name, const char *what, const void *data, size_t size,
                          const char *expected_hex)
 {
-    char *hex = s_to_hex(data, size);
+    char *hex = zfed_test_to_hex(data, size);
     bool same = hex && strcmp(hex, expected_hex) == 0;
     if (!same)
         fprintf(stderr, "%s: %s\n  got:      %s\n  expected: %s\n", name, what,
@@ -147,12 +90,6 @@ static int s_pack_json(const json_t *value, msgpack_sbuffer *buffer)
     return 0;
 }
 
-static const char *s_string(const json_t *object, const char *key)
-{
-    const char *text = json_string_value(json_object_get(object, key));
-    return text ? text : "(missing)";
-}
-
 static long long s_integer(const json_t *object, const char *key)
 {
     return (long long)json_integer_value(json_object_get(object, key));
@@ -161,8 +98,8 @@ static long long s_integer(const json_t *object, const char *key)
 //  The message the fields describe, built with the zfed_msg_new_* constructors.
 static zfed_msg_t *s_construct(const json_t *fields)
 {
-    const char *kind = s_string(fields, "kind");
-    const char *job_id = s_string(fields, "job_id");
+    const char *kind = zfed_test_string(fields, "kind", "(missing)");
+    const char *job_id = zfed_test_string(fields, "job_id", "(missing)");
     uint32_t round = (uint32_t)s_integer(fields, "round");
     uint32_t task_id = (uint32_t)s_integer(fields, "task_id");
     uint32_t attempt = (uint32_t)s_integer(fields, "attempt");
@@ -179,12 +116,13 @@ static zfed_msg_t *s_construct(const json_t *fields)
     } else if (strcmp(kind, ZFED_KIND_RESULT) == 0) {
         if (s_pack_json(json_object_get(fields, "outputs"), &first) == 0)
             message = zfed_msg_new_result(
-                job_id, round, task_id, attempt, s_string(fields, "worker"),
+                job_id, round, task_id, attempt, zfed_test_string(fields, "worker", "(missing)"),
                 (uint64_t)s_integer(fields, "compute_us"), first.data, first.size);
     } else if (strcmp(kind, ZFED_KIND_ERROR) == 0)
-        message = zfed_msg_new_error(job_id, round, task_id, attempt, s_string(fields, "worker"),
-                                     (uint32_t)s_integer(fields, "code"), s_string(fields, "field"),
-                                     s_string(fields, "message"));
+        message = zfed_msg_new_error(
+            job_id, round, task_id, attempt, zfed_test_string(fields, "worker", "(missing)"),
+            (uint32_t)s_integer(fields, "code"), zfed_test_string(fields, "field", "(missing)"),
+            zfed_test_string(fields, "message", "(missing)"));
     msgpack_sbuffer_destroy(&first);
     msgpack_sbuffer_destroy(&second);
     return message;
@@ -193,10 +131,10 @@ static zfed_msg_t *s_construct(const json_t *fields)
 //  Every decoded field against the vector's fields.
 static void s_check_fields(const char *name, const zfed_msg_t *message, const json_t *fields)
 {
-    const char *kind = s_string(fields, "kind");
+    const char *kind = zfed_test_string(fields, "kind", "(missing)");
     CHECK_STR(zfed_msg_kind_name(zfed_msg_kind(message)), kind);
     CHECK_INT(s_integer(fields, "version"), ZFED_PROTOCOL_VERSION);
-    CHECK_STR(zfed_msg_job_id(message), s_string(fields, "job_id"));
+    CHECK_STR(zfed_msg_job_id(message), zfed_test_string(fields, "job_id", "(missing)"));
     CHECK_INT(zfed_msg_round(message), s_integer(fields, "round"));
     CHECK_INT(zfed_msg_task_id(message), s_integer(fields, "task_id"));
     CHECK_INT(zfed_msg_attempt(message), s_integer(fields, "attempt"));
@@ -212,21 +150,21 @@ static void s_check_fields(const char *name, const zfed_msg_t *message, const js
                            json_object_get(fields, "global_value")));
         break;
     case ZFED_MSG_RESULT:
-        CHECK_STR(zfed_msg_worker(message), s_string(fields, "worker"));
+        CHECK_STR(zfed_msg_worker(message), zfed_test_string(fields, "worker", "(missing)"));
         CHECK_INT(zfed_msg_compute_us(message), s_integer(fields, "compute_us"));
         data = zfed_msg_outputs(message, &size);
         CHECK(s_same_value(name, "outputs", data, size, json_object_get(fields, "outputs")));
         break;
     case ZFED_MSG_ERROR:
-        CHECK_STR(zfed_msg_worker(message), s_string(fields, "worker"));
+        CHECK_STR(zfed_msg_worker(message), zfed_test_string(fields, "worker", "(missing)"));
         CHECK_INT(zfed_msg_error_code(message), s_integer(fields, "code"));
-        CHECK_STR(zfed_msg_error_field(message), s_string(fields, "field"));
-        CHECK_STR(zfed_msg_error_text(message), s_string(fields, "message"));
+        CHECK_STR(zfed_msg_error_field(message), zfed_test_string(fields, "field", "(missing)"));
+        CHECK_STR(zfed_msg_error_text(message), zfed_test_string(fields, "message", "(missing)"));
         break;
     }
 }
 
-static void s_check_valid(const char *name, const s_bytes_t *body, const json_t *vector)
+static void s_check_valid(const char *name, const zfed_test_bytes_t *body, const json_t *vector)
 {
     const json_t *fields = json_object_get(vector, "fields");
     const char *canonical_hex = json_string_value(json_object_get(vector, "canonical_hex"));
@@ -245,7 +183,7 @@ static void s_check_valid(const char *name, const s_bytes_t *body, const json_t 
         return;
     }
     char kind[32];
-    snprintf(kind, sizeof kind, "zfed.%s", s_string(vector, "kind"));
+    snprintf(kind, sizeof kind, "zfed.%s", zfed_test_string(vector, "kind", "(missing)"));
     CHECK_STR(zfed_msg_kind_name(zfed_msg_kind(message)), kind);
     s_check_fields(name, message, fields);
 
@@ -266,7 +204,7 @@ static void s_check_valid(const char *name, const s_bytes_t *body, const json_t 
     msgpack_sbuffer_destroy(&buffer);
 }
 
-static void s_check_invalid(const char *name, const s_bytes_t *body, const json_t *vector)
+static void s_check_invalid(const char *name, const zfed_test_bytes_t *body, const json_t *vector)
 {
     const char *expected = json_string_value(json_object_get(vector, "error_contains"));
     CHECK(expected != NULL && expected[0] != '\0');
@@ -296,13 +234,13 @@ static void s_check_vectors(void)
     json_t *vector;
     json_array_foreach(vectors, index, vector)
     {
-        const char *name = s_string(vector, "name");
-        const char *kind = s_string(vector, "kind");
+        const char *name = zfed_test_string(vector, "name", "(missing)");
+        const char *kind = zfed_test_string(vector, "kind", "(missing)");
         CHECK(strcmp(kind, "task") == 0 || strcmp(kind, "result") == 0 ||
               strcmp(kind, "error") == 0);
         int failures = zfed_test_failures;
-        s_bytes_t body;
-        CHECK(s_from_hex(json_string_value(json_object_get(vector, "hex")), &body) == 0);
+        zfed_test_bytes_t body;
+        CHECK(zfed_test_from_hex(json_string_value(json_object_get(vector, "hex")), &body) == 0);
         if (body.data && json_is_true(json_object_get(vector, "valid"))) {
             s_check_valid(name, &body, vector);
             valid++;
@@ -353,7 +291,7 @@ static void s_check_protocol_file(void)
     const json_t *messages = json_object_get(root, "messages");
     for (size_t index = 0; index < sizeof kinds / sizeof kinds[0]; index++) {
         const json_t *message = json_object_get(messages, kinds[index].kind);
-        CHECK_STR(s_string(message, "kind"), kinds[index].name);
+        CHECK_STR(zfed_test_string(message, "kind", "(missing)"), kinds[index].name);
         CHECK_INT(s_integer(message, "elements_count"), kinds[index].elements);
         CHECK_INT(json_array_size(json_object_get(message, "elements")), kinds[index].elements);
     }
