@@ -94,6 +94,15 @@ zfed_cli_common_t zfed_cli_common(const char *program, int option, const char *v
     }
 }
 
+bool zfed_cli_common_or_fail(const char *program, int argc, char **argv, int option,
+                             const char *value, void (*usage)(void))
+{
+    zfed_cli_common_t common = zfed_cli_common(program, option, value, usage);
+    if (common == ZFED_CLI_OTHER)
+        zfed_cli_bad_option(program, argc, argv, option);
+    return common == ZFED_CLI_EXIT;
+}
+
 void zfed_cli_log_level(const char *program, const char *value)
 {
     zfed_log_level_t level;

@@ -8,6 +8,7 @@
 #ifndef ZFED_CLI_H_INCLUDED
 #define ZFED_CLI_H_INCLUDED
 
+#include <stdbool.h>
 #include <stdint.h>
 
 //  The options every program takes: end its getopt_long table with
@@ -35,6 +36,12 @@ typedef enum {
 //  program's --help.
 zfed_cli_common_t zfed_cli_common(const char *program, int option, const char *value,
                                   void (*usage)(void));
+
+//  The same, for a program's last switch case: an option that is not a
+//  shared one is a usage error (exit 2).  True when the program should now
+//  exit 0 (after -h or -V).
+bool zfed_cli_common_or_fail(const char *program, int argc, char **argv, int option,
+                             const char *value, void (*usage)(void));
 
 #define ZFED_EXIT_OK     0
 #define ZFED_EXIT_FAILED 1

@@ -141,13 +141,9 @@ int main(int argc, char **argv)
         case OPT_SERVER_KEY:
             config.curve_server_key = optarg;
             break;
-        default: {
-            zfed_cli_common_t common = zfed_cli_common(PROGRAM, option, optarg, s_usage);
-            if (common == ZFED_CLI_EXIT)
+        default:
+            if (zfed_cli_common_or_fail(PROGRAM, argc, argv, option, optarg, s_usage))
                 return ZFED_EXIT_OK;
-            if (common == ZFED_CLI_OTHER)
-                zfed_cli_bad_option(PROGRAM, argc, argv, option);
-        }
         }
     }
     if (optind < argc)
