@@ -153,13 +153,10 @@ static void s_check_invalid_vector(const zfed_test_bytes_t *body, const json_t *
 
 static void s_check_batch_vectors(void)
 {
-    json_error_t error;
-    json_t *root = json_load_file(BATCH_VECTORS_PATH, 0, &error);
+    json_t *root = zfed_test_load_json(BATCH_VECTORS_PATH);
     CHECK(root != NULL);
-    if (!root) {
-        fprintf(stderr, "%s:%d: %s\n", BATCH_VECTORS_PATH, error.line, error.text);
+    if (!root)
         return;
-    }
     CHECK_INT(json_integer_value(json_object_get(root, "protocol_version")), ZFED_PROTOCOL_VERSION);
     CHECK(strcmp(zfed_test_string(root, "kind", ""), ZFED_KIND_BATCH) == 0);
     zfed_view_t *items = calloc(ZFED_BATCH_MAX, sizeof *items);
@@ -198,13 +195,10 @@ static void s_check_batch_vectors(void)
 //  The machine-readable spec names the kind and the limit the code uses.
 static void s_check_protocol_file(void)
 {
-    json_error_t error;
-    json_t *root = json_load_file(PROTOCOL_PATH, 0, &error);
+    json_t *root = zfed_test_load_json(PROTOCOL_PATH);
     CHECK(root != NULL);
-    if (!root) {
-        fprintf(stderr, "%s:%d: %s\n", PROTOCOL_PATH, error.line, error.text);
+    if (!root)
         return;
-    }
     const json_t *batch = json_object_get(json_object_get(root, "messages"), "batch");
     CHECK(strcmp(zfed_test_string(batch, "kind", ""), ZFED_KIND_BATCH) == 0);
     CHECK_INT(json_integer_value(json_object_get(batch, "elements_count")), 3);

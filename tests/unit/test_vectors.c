@@ -220,13 +220,10 @@ static void s_check_invalid(const char *name, const zfed_test_bytes_t *body, con
 
 static void s_check_vectors(void)
 {
-    json_error_t error;
-    json_t *root = json_load_file(VECTORS_PATH, 0, &error);
+    json_t *root = zfed_test_load_json(VECTORS_PATH);
     CHECK(root != NULL);
-    if (!root) {
-        fprintf(stderr, "%s:%d: %s\n", VECTORS_PATH, error.line, error.text);
+    if (!root)
         return;
-    }
     CHECK_INT(s_integer(root, "protocol_version"), ZFED_PROTOCOL_VERSION);
     const json_t *vectors = json_object_get(root, "vectors");
     CHECK(json_array_size(vectors) >= VECTORS_MIN);
@@ -261,13 +258,10 @@ static void s_check_vectors(void)
 //  The limits the machine-readable spec states are the ones the code enforces.
 static void s_check_protocol_file(void)
 {
-    json_error_t error;
-    json_t *root = json_load_file(PROTOCOL_PATH, 0, &error);
+    json_t *root = zfed_test_load_json(PROTOCOL_PATH);
     CHECK(root != NULL);
-    if (!root) {
-        fprintf(stderr, "%s:%d: %s\n", PROTOCOL_PATH, error.line, error.text);
+    if (!root)
         return;
-    }
     CHECK(json_is_string(json_object_get(root, "description")));
     CHECK_INT(s_integer(json_object_get(root, "protocol"), "version"), ZFED_PROTOCOL_VERSION);
     const json_t *limits = json_object_get(root, "limits");

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,16 @@ static inline bool zfed_test_same_hex(const void *data, size_t size, const char 
     bool same = hex && expected_hex && strcmp(hex, expected_hex) == 0;
     free(hex);
     return same;
+}
+
+//  A schemas/ JSON file, or NULL after saying where it does not parse.
+static inline json_t *zfed_test_load_json(const char *path)
+{
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    if (!root)
+        fprintf(stderr, "%s:%d: %s\n", path, error.line, error.text);
+    return root;
 }
 
 //  A vector's string field, or missing when it has none.
