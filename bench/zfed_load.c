@@ -16,7 +16,7 @@
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_util.h"
-#include "zfed_cli.h"
+#include "core/zfed_cli.h"
 
 #include <czmq.h>
 #include <getopt.h>

@@ -5,7 +5,7 @@
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
-#include "zfed_cli.h"
+#include "core/zfed_cli.h"
 
 #include <getopt.h>
 #include <stdio.h>

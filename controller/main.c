@@ -12,7 +12,7 @@
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_service.h"
 #include "zfed/zfed_util.h"
-#include "zfed_cli.h"
+#include "core/zfed_cli.h"
 
 #include <czmq.h>
 #include <getopt.h>

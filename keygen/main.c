@@ -2,7 +2,7 @@
     or controller, in czmq's certificate format.
 */
 #include "zfed/zfed_util.h"
-#include "zfed_cli.h"
+#include "core/zfed_cli.h"
 
 #include <czmq.h>
 #include <errno.h>

@@ -6,7 +6,7 @@
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "zfed/zfed_worker.h"
-#include "zfed_cli.h"
+#include "core/zfed_cli.h"
 
 #include <czmq.h>
 #include <getopt.h>

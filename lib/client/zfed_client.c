@@ -4,7 +4,7 @@
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_signal.h"
-#include "zfed_curve.h"
+#include "transport/zfed_curve.h"
 
 #include <czmq.h>
 #include <errno.h>

@@ -19,8 +19,8 @@
 #include "zfed/zfed_service.h"
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_util.h"
-#include "zfed_list.h"
-#include "zfed_curve.h"
+#include "core/zfed_list.h"
+#include "transport/zfed_curve.h"
 
 #include <czmq.h>
 #include <errno.h>

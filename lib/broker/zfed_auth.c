@@ -8,7 +8,7 @@
     set of keys per directory, and tells the broker the peer's roles through
     the User-Id of the connection.
 */
-#include "zfed_auth.h"
+#include "broker/zfed_auth.h"
 #include "zfed/zfed_log.h"
 
 #include <czmq.h>

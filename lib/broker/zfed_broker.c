@@ -28,9 +28,9 @@
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
-#include "zfed_auth.h"
-#include "zfed_list.h"
-#include "zfed_netmon.h"
+#include "broker/zfed_auth.h"
+#include "core/zfed_list.h"
+#include "transport/zfed_netmon.h"
 
 #include <errno.h>
 #include <inttypes.h>

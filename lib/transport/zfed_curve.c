@@ -1,5 +1,5 @@
 /*  zfed_curve - CurveZMQ settings for client-side sockets.  */
-#include "zfed_curve.h"
+#include "transport/zfed_curve.h"
 #include "zfed/zfed_log.h"
 
 #include <string.h>

@@ -1,5 +1,5 @@
 /*  zfed_cli - shared command-line helpers for zfed's programs.  */
-#include "zfed_cli.h"
+#include "core/zfed_cli.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"

@@ -1,5 +1,5 @@
 /*  zfed_netmon - connection events of a listening socket, with addresses.  */
-#include "zfed_netmon.h"
+#include "transport/zfed_netmon.h"
 #include "zfed/zfed_log.h"
 
 #include <arpa/inet.h>
