@@ -10,11 +10,12 @@
 set -euo pipefail
 
 build=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libjansson-dev
-       libgmp-dev)
+       libgmp-dev libsodium-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist)
 # Python peers and the integration tests use Debian's Python with its
-# zmq and msgpack modules (/usr/bin/python3).
-test=(python3 python3-zmq python3-msgpack valgrind clang libclang-rt-14-dev iproute2
-      clang-format)
+# zmq and msgpack modules (/usr/bin/python3); the MLP's tests check the C
+# trainer against numpy and torch.optim.SGD.
+test=(python3 python3-zmq python3-msgpack python3-numpy python3-torch valgrind clang
+      libclang-rt-14-dev iproute2 clang-format)
 bench=(gnuplot-nox linux-perf)
 
 wanted=("${build[@]}")

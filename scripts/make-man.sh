@@ -17,5 +17,5 @@ summary=$(printf '%s\n' "$help" | sed -n '2p')
     printf '.SH DESCRIPTION\n.nf\n'
     # Whole help text, verbatim: escape backslashes and leading dots/quotes.
     printf '%s\n' "$help" | tail -n +2 | sed 's/\\/\\e/g; s/^\([.'"'"']\)/\\\&\1/'
-    printf '.fi\n.SH SEE ALSO\nzfed-broker(1), zfed-worker(1), zfed-controller(1), zfed-keygen(1)\n'
+    printf '.fi\n.SH SEE ALSO\nzfed-broker(1), zfed-worker(1), zfed-controller(1), zfed-keygen(1), zfed-split(1)\n'
 } >"$output"

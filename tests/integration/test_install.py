@@ -68,7 +68,8 @@ class Install(unittest.TestCase):
                               capture_output=True, text=True).stdout.split()
 
     def test_files_in_place(self):
-        for program in ("zfed-broker", "zfed-worker", "zfed-controller", "zfed-keygen"):
+        for program in ("zfed-broker", "zfed-worker", "zfed-controller", "zfed-keygen",
+                        "zfed-split"):
             path = os.path.join(self.prefix, "bin", program)
             version = subprocess.run([path, "--version"], capture_output=True, text=True)
             self.assertEqual(version.returncode, 0)
