@@ -72,9 +72,30 @@ static int s_check_dims(uint32_t ndims, const uint32_t *dims, size_t *size, char
     return 0;
 }
 
-//  Reads exactly size bytes; false on a short read or a zlib error, with
-//  the reason (zlib's, or "truncated") in reason.
-static bool s_read_exact(gzFile file, void *into, size_t size, char *reason, size_t reason_size)
+//  What a short read was: the file ended cleanly (the IDX data is
+//  truncated), or zlib or the system failed (a broken gzip stream, an I/O
+//  error): then the field in the error is "gzip" or "read", not the IDX
+//  field being read.
+typedef enum { READ_OK, READ_SHORT, READ_GZIP, READ_SYSTEM } s_read_t;
+
+static const char *s_field(s_read_t result, const char *field)
+{
+    return result == READ_GZIP ? "gzip" : result == READ_SYSTEM ? "read" : field;
+}
+
+//  zlib's message, without the "path: " it puts in front.
+static const char *s_gz_message(gzFile file, const char *path, int *code)
+{
+    const char *message = gzerror(file, code);
+    size_t length = strlen(path);
+    if (strncmp(message, path, length) == 0 && strncmp(message + length, ": ", 2) == 0)
+        message += length + 2;
+    return message;
+}
+
+//  Reads exactly size bytes; the reason of a short read in reason.
+static s_read_t s_read_exact(gzFile file, const char *path, void *into, size_t size, char *reason,
+                             size_t reason_size)
 {
     uint8_t *at = into;
     while (size > 0) {
@@ -82,24 +103,28 @@ static bool s_read_exact(gzFile file, void *into, size_t size, char *reason, siz
         int got = gzread(file, at, want);
         if (got <= 0) {
             int code;
-            const char *message = gzerror(file, &code);
-            if (code == Z_ERRNO)
+            const char *message = s_gz_message(file, path, &code);
+            if (code == Z_ERRNO) {
                 snprintf(reason, reason_size, "%s", strerror(errno));
-            else if (code != Z_OK)
+                return READ_SYSTEM;
+            }
+            if (code != Z_OK) {
                 snprintf(reason, reason_size, "%s", message);
-            else
-                snprintf(reason, reason_size, "truncated");
-            return false;
+                return READ_GZIP;
+            }
+            snprintf(reason, reason_size, "truncated");
+            return READ_SHORT;
         }
         at += got;
         size -= (size_t)got;
     }
-    return true;
+    return READ_OK;
 }
 
 //  Reads the payload, growing the buffer as bytes arrive rather than
 //  trusting the header's size up front.
-static uint8_t *s_read_payload(gzFile file, size_t size, char *reason, size_t reason_size)
+static uint8_t *s_read_payload(gzFile file, const char *path, size_t size, s_read_t *result,
+                               char *reason, size_t reason_size)
 {
     size_t capacity = size < FIRST_CHUNK ? size : FIRST_CHUNK;
     uint8_t *data = malloc(capacity ? capacity : 1);
@@ -115,14 +140,17 @@ static uint8_t *s_read_payload(gzFile file, size_t size, char *reason, size_t re
             }
             data = grown;
         }
-        if (!s_read_exact(file, data + filled, capacity - filled, reason, reason_size)) {
+        *result = s_read_exact(file, path, data + filled, capacity - filled, reason, reason_size);
+        if (*result != READ_OK) {
             free(data);
             return NULL;
         }
         filled = capacity;
     }
-    if (!data)
+    if (!data) {
+        *result = READ_SHORT;
         snprintf(reason, reason_size, "out of memory for %zu bytes", size);
+    }
     return data;
 }
 
@@ -142,8 +170,9 @@ zfed_idx_t *zfed_idx_read(const char *path, uint32_t ndims, char *error, size_t 
     }
     gzbuffer(file, READ_BUFFER);
     uint8_t magic[MAGIC_SIZE];
-    if (!s_read_exact(file, magic, sizeof magic, reason, sizeof reason)) {
-        zfed_ml_error(error, error_size, "%s: magic: %s", path, reason);
+    s_read_t result = s_read_exact(file, path, magic, sizeof magic, reason, sizeof reason);
+    if (result != READ_OK) {
+        zfed_ml_error(error, error_size, "%s: %s: %s", path, s_field(result, "magic"), reason);
         goto err;
     }
     uint32_t expected = (uint32_t)ZFED_IDX_TYPE_U8 << 8 | ndims;
@@ -159,8 +188,9 @@ zfed_idx_t *zfed_idx_read(const char *path, uint32_t ndims, char *error, size_t 
     }
     self->ndims = ndims;
     uint8_t dims[ZFED_IDX_MAX_DIMS * DIM_SIZE];
-    if (!s_read_exact(file, dims, ndims * DIM_SIZE, reason, sizeof reason)) {
-        zfed_ml_error(error, error_size, "%s: dims: %s", path, reason);
+    result = s_read_exact(file, path, dims, ndims * DIM_SIZE, reason, sizeof reason);
+    if (result != READ_OK) {
+        zfed_ml_error(error, error_size, "%s: %s: %s", path, s_field(result, "dims"), reason);
         goto err;
     }
     for (uint32_t i = 0; i < ndims; i++)
@@ -169,10 +199,10 @@ zfed_idx_t *zfed_idx_read(const char *path, uint32_t ndims, char *error, size_t 
         zfed_ml_error(error, error_size, "%s: %s", path, reason);
         goto err;
     }
-    self->data = s_read_payload(file, self->size, reason, sizeof reason);
+    self->data = s_read_payload(file, path, self->size, &result, reason, sizeof reason);
     if (!self->data) {
-        zfed_ml_error(error, error_size, "%s: data: %s (header promises %zu bytes)", path, reason,
-                      self->size);
+        zfed_ml_error(error, error_size, "%s: %s: %s (header promises %zu bytes)", path,
+                      s_field(result, "data"), reason, self->size);
         goto err;
     }
     //  Reading on to the end makes zlib check the gzip CRC and length, and
@@ -180,10 +210,14 @@ zfed_idx_t *zfed_idx_read(const char *path, uint32_t ndims, char *error, size_t 
     uint8_t extra;
     int got = gzread(file, &extra, 1);
     int code;
-    const char *message = gzerror(file, &code);
+    const char *message = s_gz_message(file, path, &code);
     if (got != 0 || code != Z_OK) {
-        zfed_ml_error(error, error_size, "%s: data: %s", path,
-                      got > 0 ? "bytes after the items the header counts" : message);
+        if (got > 0)
+            zfed_ml_error(error, error_size, "%s: data: bytes after the items the header counts",
+                          path);
+        else
+            zfed_ml_error(error, error_size, "%s: %s: %s", path, code == Z_ERRNO ? "read" : "gzip",
+                          message);
         goto err;
     }
     gzclose(file);
