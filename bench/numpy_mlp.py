@@ -17,10 +17,23 @@ epoch with its seconds, train loss and accuracy, and test accuracy.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import sys
 import time
+
+
+def blas_threads():
+    """The thread count of the OpenBLAS numpy loaded (0 if none is found)."""
+    with open("/proc/self/maps") as handle:
+        paths = sorted({line.split()[-1] for line in handle if "openblas" in line})
+    for path in paths:
+        try:
+            return int(ctypes.CDLL(path).openblas_get_num_threads())
+        except (OSError, AttributeError):
+            continue
+    return 0
 
 
 def main():
@@ -83,7 +96,7 @@ def main():
                 biases[layer] -= lr * grad_b
         seconds = time.perf_counter() - started
         line = {"epoch": epoch, "seconds": seconds, "samples": n, "train_loss": loss_sum / n,
-                "train_accuracy": correct / n}
+                "train_accuracy": correct / n, "threads": blas_threads()}
         if test:
             logits = mlp_data.forward(list(zip(weights, biases)), test[0])
             line["test_accuracy"] = float((logits.argmax(axis=1) == test[1]).mean())

@@ -48,8 +48,8 @@ typedef struct {
     float *x;                        //  capacity x 784 inputs
     float *act[ZFED_MLP_MAX_LAYERS]; //  capacity x out_l; act[L-1] holds the logits
     float *delta[2];                 //  capacity x widest layer, ping-pong
+    float *sums;                     //  widest layer: column sums of a delta
     uint8_t *y;                      //  capacity labels
-    float pixel[256];                //  pixel value -> value / 255
 } s_work_t;
 
 //  ---------------------------------------------------------------------
@@ -277,6 +277,7 @@ static void s_work_free(s_work_t *work)
         free(work->act[l]);
     free(work->delta[0]);
     free(work->delta[1]);
+    free(work->sums);
     free(work->y);
     memset(work, 0, sizeof *work);
 }
@@ -314,13 +315,12 @@ static int s_work_init(s_work_t *work, const zfed_mlp_arch_t *arch, uint32_t cap
         ok = (work->act[l] = malloc((size_t)capacity * work->out[l] * sizeof(float))) != NULL;
     for (int i = 0; ok && with_delta && i < 2; i++)
         ok = (work->delta[i] = malloc((size_t)capacity * widest * sizeof(float))) != NULL;
+    if (ok && with_delta)
+        ok = (work->sums = malloc(widest * sizeof(float))) != NULL;
     if (!ok) {
         s_work_free(work);
         return zfed_ml_error(error, error_size, "out of memory for a batch of %u", capacity);
     }
-    //  The exact float32 of value / 255, as numpy's astype(float32) / 255.
-    for (int value = 0; value < 256; value++)
-        work->pixel[value] = (float)value / PIXEL_MAX;
     return 0;
 }
 
@@ -331,16 +331,48 @@ static void s_gather(s_work_t *work, const uint8_t *images, const uint8_t *label
 {
     for (uint32_t r = 0; r < b; r++) {
         uint32_t sample = order ? order[r] : first + r;
-        const uint8_t *image = images + (size_t)sample * ZFED_MLP_INPUTS;
-        float *x = work->x + (size_t)r * ZFED_MLP_INPUTS;
+        const uint8_t *restrict image = images + (size_t)sample * ZFED_MLP_INPUTS;
+        float *restrict x = work->x + (size_t)r * ZFED_MLP_INPUTS;
+        //  A division, not a multiplication by 1/255: the same float32 as
+        //  numpy's astype(float32) / 255.
         for (uint32_t k = 0; k < ZFED_MLP_INPUTS; k++)
-            x[k] = work->pixel[image[k]];
+            x[k] = (float)image[k] / PIXEL_MAX;
         work->y[r] = labels[sample];
     }
 }
 
 //  ---------------------------------------------------------------------
 //  Forward, loss, backward
+
+//  The element-wise loops, written branch-free over restrict pointers so
+//  the compiler vectorises them (CMakeLists.txt builds this file with the
+//  full vectoriser): at batch 32 they were an eighth of an epoch as
+//  branches.
+
+static void s_relu(float *restrict z, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        z[i] = z[i] > 0.0f ? z[i] : 0.0f;
+}
+
+//  gradient *= [activation > 0]
+static void s_relu_mask(float *restrict gradient, const float *restrict activation, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        gradient[i] = activation[i] > 0.0f ? gradient[i] : 0.0f;
+}
+
+//  sums[j] = sum over rows r of m[r, j], rows added in order.
+static void s_column_sums(float *restrict sums, const float *restrict m, uint32_t rows,
+                          uint32_t cols)
+{
+    memcpy(sums, m, cols * sizeof *sums);
+    for (uint32_t r = 1; r < rows; r++) {
+        const float *restrict row = m + (size_t)r * cols;
+        for (uint32_t j = 0; j < cols; j++)
+            sums[j] += row[j];
+    }
+}
 
 static void s_forward(s_work_t *work, const float *params, uint32_t b)
 {
@@ -355,8 +387,7 @@ static void s_forward(s_work_t *work, const float *params, uint32_t b)
         s_gemm(false, true, b, out, in, 1.0f, input, in, params + work->weight[l], in, 1.0f, z,
                out);
         if (l + 1 < work->layers)
-            for (size_t i = 0; i < (size_t)b * out; i++)
-                z[i] = z[i] > 0.0f ? z[i] : 0.0f;
+            s_relu(z, (size_t)b * out);
         input = z;
     }
 }
@@ -407,19 +438,14 @@ static void s_backward(s_work_t *work, const float *params, float *target, float
             float *previous = work->delta[1 - current];
             s_gemm(false, false, b, in, out, 1.0f, delta, out, params + work->weight[l], in, 0.0f,
                    previous, in);
-            for (size_t i = 0; i < (size_t)b * in; i++)
-                if (!(input[i] > 0.0f))
-                    previous[i] = 0.0f;
+            s_relu_mask(previous, input, (size_t)b * in);
         }
         s_gemm(true, false, out, in, b, alpha, delta, out, input, in, beta,
                target + work->weight[l], in);
+        s_column_sums(work->sums, delta, b, out);
         float *bias = target + work->bias[l];
-        for (uint32_t j = 0; j < out; j++) {
-            float sum = 0.0f;
-            for (uint32_t r = 0; r < b; r++)
-                sum += delta[(size_t)r * out + j];
-            bias[j] = beta == 0.0f ? alpha * sum : beta * bias[j] + alpha * sum;
-        }
+        for (uint32_t j = 0; j < out; j++)
+            bias[j] = beta == 0.0f ? alpha * work->sums[j] : beta * bias[j] + alpha * work->sums[j];
         current = 1 - current;
     }
 }
@@ -442,8 +468,8 @@ static int s_check_data(const uint8_t *images, const uint8_t *labels, uint32_t c
 
 //  torch.optim.SGD's step from the gradient in grad, momentum buffer in
 //  buffer (NULL without momentum; first is its first step).
-static void s_step(float *params, const float *grad, float *buffer, bool first, size_t count,
-                   const zfed_mlp_sgd_t *sgd)
+static void s_step(float *restrict params, const float *restrict grad, float *restrict buffer,
+                   bool first, size_t count, const zfed_mlp_sgd_t *sgd)
 {
     float lr = (float)sgd->lr, momentum = (float)sgd->momentum;
     float decay = (float)sgd->weight_decay;
