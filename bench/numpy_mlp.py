@@ -16,12 +16,13 @@ uses OpenBLAS's default (one thread per core).  Prints one JSON line per
 epoch with its seconds, train loss and accuracy, and test accuracy.
 """
 
-import argparse
 import ctypes
 import json
 import os
 import sys
 import time
+
+import mlp_args
 
 
 def blas_threads():
@@ -37,15 +38,7 @@ def blas_threads():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--test", default=None)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden", default="200,200")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = mlp_args.parser(__doc__)
     args = parser.parse_args()
     if args.threads:
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)

@@ -16,7 +16,6 @@ the clock starts.  --threads calls torch.set_num_threads; without it torch
 uses its default (one thread per core).  One JSON line per epoch.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -24,6 +23,7 @@ import time
 import torch
 from torch import nn
 
+import mlp_args
 import mlp_data
 
 
@@ -44,15 +44,7 @@ class MLP(nn.Module):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train", required=True)
-    parser.add_argument("--test", default=None)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden", default="200,200")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = mlp_args.parser(__doc__)
     parser.add_argument("--dataloader", action="store_true")
     args = parser.parse_args()
     if args.threads:

@@ -10,6 +10,7 @@
 #include "ml/zfed_idx.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
+#include "zfed_test_fashion.h"
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -303,13 +304,9 @@ static void s_test_dataset(void)
 
 static void s_test_fashion_mnist(void)
 {
-    char error[ERROR_SIZE] = "";
-    zfed_dataset_t *train =
-        zfed_dataset_load(ZFED_DATASET_FASHION_MNIST, ZFED_DATASET_TRAIN, error, sizeof error);
-    zfed_dataset_t *test =
-        zfed_dataset_load(ZFED_DATASET_FASHION_MNIST, ZFED_DATASET_TEST, error, sizeof error);
-    if (!train || !test)
-        fprintf(stderr, "  Fashion-MNIST: %s (scripts/install-deps.sh installs it)\n", error);
+    zfed_dataset_t *train, *test;
+    if (!zfed_test_fashion_mnist(&train, &test))
+        return;
     CHECK(train && zfed_dataset_count(train) == 60000);
     CHECK(test && zfed_dataset_count(test) == 10000);
     if (train) {

@@ -8,6 +8,7 @@
 #include "ml/zfed_mlp.h"
 #include "ml/zfed_rng.h"
 #include "zfed_test.h"
+#include "zfed_test_fashion.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -451,17 +452,9 @@ static void s_test_refusals(void)
 static void s_test_fashion_mnist(void)
 {
     char error[ERROR_SIZE] = "";
-    zfed_dataset_t *train =
-        zfed_dataset_load(ZFED_DATASET_FASHION_MNIST, ZFED_DATASET_TRAIN, error, sizeof error);
-    zfed_dataset_t *test =
-        zfed_dataset_load(ZFED_DATASET_FASHION_MNIST, ZFED_DATASET_TEST, error, sizeof error);
-    CHECK(train && test);
-    if (!train || !test) {
-        fprintf(stderr, "  Fashion-MNIST: %s (scripts/install-deps.sh installs it)\n", error);
-        zfed_dataset_destroy(&train);
-        zfed_dataset_destroy(&test);
+    zfed_dataset_t *train, *test;
+    if (!zfed_test_fashion_mnist(&train, &test))
         return;
-    }
     zfed_mlp_arch_t arch;
     zfed_mlp_arch_default(&arch);
     float *params = malloc(zfed_mlp_param_count(&arch) * sizeof(float));
