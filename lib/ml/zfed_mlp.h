@@ -23,9 +23,12 @@
     (torch's DataLoader with drop_last=False).
 
     Deterministic: the same parameters, data, options and seed give the same
-    bytes.  The matrix products are OpenBLAS's sgemm, run on `threads`
-    threads (default 1, the whole process's OpenBLAS setting); the result
-    does not depend on OPENBLAS_NUM_THREADS or the machine's core count.
+    bytes.  The matrix products are OpenBLAS's sgemm on `threads` threads
+    (default 1), set by every call (openblas_set_num_threads: a setting of
+    the whole process), so OPENBLAS_NUM_THREADS and the core count cannot
+    change a result; the thread count can (OpenBLAS may split the work of a
+    product differently), and so can another CPU family, for which OpenBLAS
+    picks other kernels.
 */
 #ifndef ZFED_MLP_H_INCLUDED
 #define ZFED_MLP_H_INCLUDED
