@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Checks zfed_protocol.py against schemas/vectors.json and schemas/batch-vectors.json.
+"""Checks the zfed.protocol codec (python/zfed/protocol.py) against schemas/vectors.json and schemas/batch-vectors.json.
 
     /usr/bin/python3 examples/python/check_vectors.py [--vectors FILE] [--batch-vectors FILE] [-v]
 
@@ -20,8 +20,11 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import zfed_protocol as zp  # noqa: E402
+# The zfed package of this source tree (python/), else an installed one.
+_PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python")
+if os.path.isdir(os.path.join(_PACKAGE, "zfed")):
+    sys.path.insert(0, os.path.abspath(_PACKAGE))
+import zfed.protocol as zp  # noqa: E402
 
 try:
     import msgpack

@@ -21,8 +21,11 @@ import time
 
 import zmq
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import zfed_protocol as zp  # noqa: E402
+# The zfed package of this source tree (python/), else an installed one.
+_PACKAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python")
+if os.path.isdir(os.path.join(_PACKAGE, "zfed")):
+    sys.path.insert(0, os.path.abspath(_PACKAGE))
+import zfed.protocol as zp  # noqa: E402
 
 
 class Stop(Exception):

@@ -155,7 +155,7 @@ class PythonPeers(unittest.TestCase):
         sys.path.insert(0, PEERS)
         try:
             import worker as py_worker
-            import zfed_protocol as zp
+            import zfed.protocol as zp  # the package worker.py put on the path
         finally:
             sys.path.remove(PEERS)
         peer = py_worker.Worker(py_worker.parse_args(["--name", "py-fit", "-q"]))

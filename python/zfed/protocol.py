@@ -1,19 +1,22 @@
-"""zfed protocol v1 codec for Python, written from schemas/PROTOCOL.md.
+"""zfed protocol v1 codec (zfed.protocol), written from schemas/PROTOCOL.md.
 
 Contents
   * body codec: Task, Result, Error and decode() (sections 7, 8, 9, 12, 13)
   * zfed.batch framing: is_batch(), decode_batch(), encode_batch() (section 8.4)
-  * canonical msgpack encoder (section 7.8)
+  * canonical msgpack encoder pack() and strict decoder unpack_strict() (7.2-7.8)
   * type checks: job_id, token, text, bigint, decimal (section 9)
   * decimal helpers: parse_decimal(), format_decimal() (sections 9, 14.6)
   * aggregation strategies over exact fractions (section 14.6)
   * the fib service: params, outputs, validation, global value (section 14)
   * MDP/0.1 frame helpers with the zfed extensions (sections 2, 3)
 
+Model services (schemas/MODELS.md: descriptors, layouts, chunk transfer)
+build on this module in zfed.models.
+
 Every refusal raises a subclass of ProtocolError whose text is the reason.
-Needs only the standard library; msgpack-python is not required here (the
-decoder is hand written so it can enforce the v1 limits before allocating),
-but canonical bodies are byte-identical to msgpack.packb(obj, use_bin_type=True).
+Needs only the standard library: the decoder is hand written so that it can
+enforce the v1 limits before allocating, and canonical bodies are
+byte-identical to msgpack.packb(obj, use_bin_type=True).
 """
 
 import math

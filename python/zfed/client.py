@@ -1,0 +1,150 @@
+"""A small MDP client (zfed.client): send zfed tasks, with a model when the
+service is a model service, and read the replies - result models included,
+inline or fetched by reference.  For tests, tools and experiments; jobs
+are run by the C controller (zfed.controller).
+
+    with zfed.Client(endpoint) as client:
+        reply = client.call("tensoravg", task, model=global_model)
+        reply.result.outputs["samples"], reply.model["w"]
+        client.release(reply)              # a result held by reference
+"""
+
+import os
+import time
+
+import zmq
+
+from . import blob as zb
+from . import models as zm
+from . import protocol as zp
+
+
+class Reply:
+    """A decoded reply: result or error, and for a model result its
+    descriptor and model (views over the data frame or the fetched data)."""
+
+    def __init__(self, message, descriptor=None, model=None, frames=None):
+        self.message = message
+        self.descriptor = descriptor
+        self.model = model
+        self.frames = frames
+
+    @property
+    def result(self):
+        return self.message if self.message.KIND == zp.KIND_RESULT else None
+
+    @property
+    def error(self):
+        return self.message if self.message.KIND == zp.KIND_ERROR else None
+
+
+class Client:
+    def __init__(self, endpoint, curve=None, context=None, timeout=30.0):
+        self.endpoint = endpoint
+        self.curve = curve
+        self.context = context or zmq.Context.instance()
+        self.timeout = timeout
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        if curve is not None:
+            curve.apply(self.socket)
+        self.socket.connect(endpoint)
+        self.fetcher = zb.Fetcher(endpoint, curve, self.context)
+        self._blobs = None
+
+    def close(self):
+        self.fetcher.close()
+        if self._blobs is not None:
+            self._blobs.close()
+        self.socket.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def blobs(self):
+        """This client's blob service (started on first use): it serves
+        global models larger than 4 MiB."""
+        if self._blobs is None:
+            self._blobs = zb.BlobServer(self.endpoint, curve=self.curve,
+                                        context=self.context).start()
+        return self._blobs
+
+    def send(self, service, bodies):
+        self.socket.send_multipart([b"", zp.MDPC, service.encode()] + list(bodies), copy=False)
+
+    def receive(self, timeout=None):
+        """(service, body frames) of the next reply."""
+        timeout = self.timeout if timeout is None else timeout
+        if not self.socket.poll(timeout * 1000):
+            raise TimeoutError("no reply within %.1f s" % timeout)
+        frames = self.socket.recv_multipart(copy=False)
+        if len(frames) < 4 or frames[0].bytes != b"" or frames[1].bytes != zp.MDPC:
+            raise zp.MdpError("not an MDP client reply")
+        return frames[2].bytes.decode("ascii", "replace"), frames[3:]
+
+    def global_descriptor(self, model, chunk=zm.CHUNK_DEFAULT):
+        """(descriptor, data frames) of a global model: inline up to 4 MiB,
+        else published on this client's blob service."""
+        model = zm.as_model(model)
+        if model.nbytes <= zm.INLINE_MAX:
+            descriptor, data = zm.describe(model, chunk=chunk)
+            return descriptor, [data]
+        return self.blobs.publish(model, chunk), []
+
+    def call(self, service, task, model=None, timeout=None):
+        """Sends a zfed.Task (for a model service with its global model:
+        a model to send, or a Descriptor already published) and returns the
+        Reply for it."""
+        data = []
+        if model is not None:
+            if isinstance(model, zm.Descriptor):
+                descriptor = model
+            else:
+                descriptor, data = self.global_descriptor(model)
+            task.global_value = descriptor.elements()
+        self.send(service, [task.encode()] + data)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            _, bodies = self.receive(max(0.0, deadline - time.monotonic()))
+            reply = self.read(bodies)
+            if reply.message.ids == task.ids or reply.message.job_id == "":
+                return reply
+
+    def read(self, bodies):
+        """Reply body frames -> Reply; a model result's data is read whole
+        (from its data frame, or fetched from its holder)."""
+        message = zp.decode(bodies[0].bytes)
+        if message.KIND != zp.KIND_RESULT or "model" not in message.outputs:
+            return Reply(message, frames=bodies)
+        descriptor = zm.check_descriptor(message.outputs["model"], "result")
+        if descriptor.inline:
+            if len(bodies) != 2:
+                raise zm.ModelError("data", "an inline result without its data frame")
+            model = zm.decode_model(descriptor, bodies[1])
+        else:
+            model = zm.decode_model(descriptor, self.fetcher.fetch(descriptor))
+        if descriptor.sha256 is not None and zm.sha256(zm.model_data(model)) != \
+                bytes(descriptor.sha256):
+            raise zm.ModelError("sha256", "the result's data does not match its sha256")
+        return Reply(message, descriptor, model, bodies)
+
+    def release(self, reply):
+        """zfed.release for a result held by reference -> the holder's count."""
+        if reply.descriptor is None or reply.descriptor.inline:
+            return 0
+        return self.fetcher.release(reply.descriptor.source, [reply.descriptor.id])
+
+
+def task(job_id, round_, task_id, params, global_value=None, global_round=-1, attempt=0):
+    """A zfed.Task with these fields (global_value set by Client.call for a
+    model)."""
+    return zp.Task(job_id=job_id, round=round_, task_id=task_id, attempt=attempt,
+                   params=params, global_round=global_round, global_value=global_value)
+
+
+def random_id():
+    return os.urandom(zm.ID_BYTES)
