@@ -323,6 +323,18 @@ def check_descriptor(value, role=None):
     return Descriptor(id_, digest, size, chunk, layout, source)
 
 
+def check_data(descriptor, data):
+    """MODELS.md section 5: an inline descriptor comes with exactly one data
+    frame of `size` bytes (data), one by reference with none (data None)."""
+    if descriptor.inline and data is None:
+        raise ModelError("data", "an inline model comes with its data frame")
+    if not descriptor.inline and data is not None:
+        raise ModelError("data", "a model by reference comes without a data frame")
+    if data is not None and len(byte_view(data)) != descriptor.size:
+        raise ModelError("data", "the data frame is %d bytes, the model %d"
+                         % (len(byte_view(data)), descriptor.size))
+
+
 def decode_descriptor(data, role=None):
     """Descriptor bytes (one msgpack value) -> Descriptor."""
     return check_descriptor(_unpack(data), role)

@@ -267,19 +267,17 @@ class WorkerRuntime:
             descriptor = zm.check_descriptor(task.global_value, "global")
         except zm.ModelError as failure:
             raise ServiceError(zp.E_MALFORMED, "bad model: %s" % failure, "global")
-        if descriptor.inline != (data is not None):
-            raise ServiceError(zp.E_MALFORMED, "an inline model comes with one data frame, a "
-                               "model by reference with none", "global")
+        try:
+            zm.check_data(descriptor, data)
+        except zm.ModelError as failure:
+            raise ServiceError(zp.E_MALFORMED, str(failure), "global")
         if data is not None:
-            if len(data) != descriptor.size:
-                raise ServiceError(zp.E_MALFORMED, "the data frame is %d bytes, the model %d"
-                                   % (len(data), descriptor.size), "global")
             cached = self.cache.get(descriptor.id)
             if cached is not None:
                 return descriptor, cached
-            if zm.sha256(data) != descriptor.sha256:
-                raise ServiceError(zp.E_MALFORMED, "the data frame does not match the model's "
-                                   "sha256", "global")
+            if zm.sha256(data) != descriptor.sha256:  # MODELS.md 8.2: 503, sent again
+                raise ServiceError(zp.E_UNAVAILABLE, "cannot fetch the global model: its data "
+                                   "does not match its sha256")
             model = zm.decode_model(descriptor, data)
             self.cache.put(descriptor.id, model)
             return descriptor, model
