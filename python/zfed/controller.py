@@ -228,11 +228,13 @@ class Job:
         if temporary or not os.path.exists(self.job_file):
             self.write()
         try:
-            return self._run(self.argv(), FolderRounds(self.job_dir))
+            result = self._run(self.argv(), FolderRounds(self.job_dir))
         finally:
             if temporary:  # the job folder's job.json records what ran
                 shutil.rmtree(os.path.dirname(self.job_file), ignore_errors=True)
                 self.job_file = os.path.join(self.job_dir, "job.json")
+        result.job_file = self.job_file
+        return result
 
     def _run(self, argv, rounds):
         tail = []
@@ -270,10 +272,8 @@ class Job:
             raise JobError(stderr.strip() or "%s exited with status 2" % argv[0])
         if failure is not None:
             raise failure
-        job_file = self.job_file if self.job_file and os.path.exists(self.job_file) else \
-            os.path.join(self.job_dir, "job.json")
-        return JobResult(self.job_id, returncode, self.job_dir, job_file, self._summary(),
-                         stderr)
+        return JobResult(self.job_id, returncode, self.job_dir,
+                         os.path.join(self.job_dir, "job.json"), self._summary(), stderr)
 
     def _interrupt(self):
         if self.process is not None and self.process.poll() is None:

@@ -638,20 +638,22 @@ def non_finite(model):
 def bf16_to_f32(bits):
     """Raw bfloat16 bits (uint16) -> float32 values (exact)."""
     bits = np.asarray(bits, dtype="<u2")
-    return (bits.astype("<u4") << 16).view("<f4")
+    return (bits.astype("<u4") << np.uint32(16)).view("<f4")
 
 
 def f32_to_bf16(values):
     """float32 values -> raw bfloat16 bits, rounded to nearest, ties to
     even; NaN stays NaN."""
-    values = np.asarray(values, dtype="<f4")
-    bits = values.view("<u4").astype(np.uint64)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-    out = rounded.astype("<u2")
+    given = np.asarray(values, dtype="<f4")
+    values = given.reshape(-1)
+    bits = values.view("<u4")
+    # Only NaNs (fixed below) come near 2^32, so uint32 cannot overflow here.
+    lsb = (bits >> np.uint32(16)) & np.uint32(1)
+    out = ((bits + np.uint32(0x7FFF) + lsb) >> np.uint32(16)).astype("<u2")
     nan = np.isnan(values)
     if nan.any():
-        out[nan] = ((bits[nan] >> 16) | 0x40).astype("<u2")
-    return out
+        out[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x40)).astype("<u2")
+    return out.reshape(given.shape)
 
 
 __all__ = [n for n in dir() if not n.startswith("_")]
