@@ -189,7 +189,10 @@ class Loop:
         self.expiry = self.interval * liveness
         self.check = self.interval / 4  # PROTOCOL.md 4: timers every quarter interval
         self.curve = curve
-        self.context = context or zmq.Context.instance()
+        # A context of its own, terminated when the loop ends, so that the
+        # DISCONNECTs of a clean stop are flushed (linger) before we exit.
+        self._own_context = context is None
+        self.context = context or zmq.Context()
         self.connections = []
         self.timers = []  # callables(now) run at every check
         self.changed = True
@@ -268,6 +271,8 @@ class Loop:
             self._run_calls()
             for connection in self.connections:
                 connection.disconnect()
+            if self._own_context:
+                self.context.term()
             os.close(self._wake_r)
             os.close(self._wake_w)
 

@@ -21,7 +21,7 @@ import zmq
 
 Z85_KEY_LENGTH = 40
 _ZERO_KEY = "0" * Z85_KEY_LENGTH
-_PAIR_RE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=\s*(\"[^\"]*\"|'[^']*'|\S+)")
+_PAIR_RE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s#]+)")
 
 
 class CurveError(ValueError):
@@ -33,8 +33,10 @@ def _read_zpl(path):
     keys, section = {}, None
     with open(path, encoding="utf-8") as handle:
         for line in handle:
-            text = line.split("#", 1)[0].rstrip()
-            if not text.strip():
+            # '#' starts a comment only where a line or an unquoted value
+            # could start: Z85 keys may hold it.
+            text = line.rstrip()
+            if not text.strip() or text.lstrip().startswith("#"):
                 continue
             if not line[:1].isspace():
                 section = text.strip()

@@ -30,6 +30,9 @@ import zmq
 BUILD_DIR = os.environ.get("ZFED_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+PYTHON = "/usr/bin/python3"
+# The zfed Python package of this source tree, for processes that import it.
+PYTHON_PACKAGE_DIR = os.path.join(SOURCE_DIR, "python")
 
 MDPC = b"MDPC01"
 MDPW = b"MDPW01"
@@ -241,6 +244,16 @@ class Cluster:
         name = name or self._name("worker")
         return self.start(name, [binary("zfed-worker"), "--connect", endpoint or self.endpoint,
                                  "--name", name] + list(args))
+
+    def start_py_worker(self, target, *args, name=None, endpoint=None, python=PYTHON):
+        """zfed-py-worker (python3 -m zfed.worker from this source tree)
+        serving TARGET (MODULE:FUNCTION); tests/integration is on its path."""
+        name = name or self._name("py-worker")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [PYTHON_PACKAGE_DIR, os.path.dirname(os.path.abspath(__file__))]))
+        return self.start(name, [python, "-m", "zfed.worker", target, "--connect",
+                                 endpoint or self.endpoint, "--name", name] + list(args),
+                          env=env)
 
     def controller_argv(self, *args, endpoint=None):
         return [binary("zfed-controller"), "--connect", endpoint or self.endpoint,
