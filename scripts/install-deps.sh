@@ -11,11 +11,15 @@ set -euo pipefail
 
 build=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libjansson-dev
        libgmp-dev libsodium-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist)
-# Python peers and the integration tests use Debian's Python with its
-# zmq and msgpack modules (/usr/bin/python3); the MLP's tests check the C
-# trainer against numpy and torch.optim.SGD.
-test=(python3 python3-zmq python3-msgpack python3-numpy python3-torch valgrind clang
-      libclang-rt-14-dev iproute2 clang-format)
+# Python peers, the zfed Python package (python/) and the integration tests
+# use Debian's Python with its zmq, msgpack and numpy modules
+# (/usr/bin/python3); venv, setuptools, wheel and pip install the package
+# into a venv without the network (pip install --no-index
+# --no-build-isolation ./python); the MLP's tests check the C trainer
+# against numpy and torch.optim.SGD.
+test=(python3 python3-zmq python3-msgpack python3-numpy python3-torch python3-venv
+      python3-setuptools python3-wheel python3-pip valgrind clang libclang-rt-14-dev iproute2
+      clang-format)
 bench=(gnuplot-nox linux-perf)
 
 wanted=("${build[@]}")
