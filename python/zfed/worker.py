@@ -20,7 +20,8 @@ does (PROTOCOL.md 4, 16; MODELS.md 6-8):
     else held and served from the worker's blob service until released or
     --hold-ms after the reply;
   * --site NAME registers SERVICE@NAME, the MDP service the controller
-    addresses a site's tasks to;
+    addresses a site's tasks to; a task's "site" parameter must be NAME
+    (else 422) and reaches the function as ctx.site, not in its params;
   * SIGTERM/SIGINT: DISCONNECT on every connection, exit 0.
 """
 
@@ -218,6 +219,7 @@ class WorkerRuntime:
         ctx = Context(self.config.site, task, worker, self.service.name)
         started = time.perf_counter_ns()
         try:
+            task.params = self._site_params(task.params)
             if self.service.is_model:
                 return self._run_model(task, data, ctx, worker, started)
             if data is not None:
@@ -239,6 +241,17 @@ class WorkerRuntime:
                              task.round, task.task_id, failure, traceback.format_exc().rstrip())
             return [self._error(task.ids, worker, zp.E_INTERNAL, "",
                                 "%s: %s" % (type(failure).__name__, failure))]
+
+    def _site_params(self, params):
+        """A site's tasks carry their site in params["site"]: it must be
+        ours, and the function gets it as ctx.site, not among its params."""
+        site = self.config.site
+        if not site or not isinstance(params, dict) or "site" not in params:
+            return params
+        if params["site"] != site:
+            raise ParamError("site", "this worker serves site %s, the task is for site %s"
+                             % (site, zp.clean_text(str(params["site"]), 64)))
+        return {k: v for k, v in params.items() if k != "site"}
 
     def _result(self, task, worker, started, outputs):
         compute_us = (time.perf_counter_ns() - started) // 1000

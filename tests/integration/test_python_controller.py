@@ -60,6 +60,14 @@ class PythonController(unittest.TestCase):
         cls.cluster.start_py_worker("zfed.services:vecavg", "--concurrency", "3")
         cls.cluster.wait_workers(2)
         cls.cluster.wait_workers(3, service="vecavg")
+        # A second broker whose fib workers take 200 ms a task: a job that
+        # cannot be over before a callback stops it.
+        fast = cls.cluster.endpoint
+        cls.slow = cls.cluster.start_broker().endpoint
+        cls.cluster.endpoint = fast
+        for _ in range(2):
+            cls.cluster.start_worker("--delay-ms", "200", endpoint=cls.slow)
+        cls.cluster.wait_workers(2, endpoint=cls.slow)
 
     @classmethod
     def tearDownClass(cls):
@@ -113,22 +121,22 @@ class PythonController(unittest.TestCase):
         def stop_after_round_1(record, model):
             if record["round"] == 1:
                 raise Stop()
+        rounds = 12  # 2.4 s at least, the first two of them before the stop
         with self.assertRaises(Stop):
-            zfed.run_job(on_round=stop_after_round_1, job_id="py-stop", rounds=30, tasks=2,
-                         **self.settings())
+            zfed.run_job(on_round=stop_after_round_1, job_id="py-stop", rounds=rounds, tasks=2,
+                         **dict(self.settings(), connect=self.slow))
         job_dir = os.path.join(self.cluster.workdir, "py-stop")
         with open(os.path.join(job_dir, "summary.json")) as handle:
             summary = json.load(handle)
         self.assertEqual(summary["status"], "interrupted")
         done = summary["rounds_completed"]
-        self.assertLess(done, 30)
+        self.assertLess(done, rounds)
         later = []
-        result = zfed.resume_job("py-stop", workdir=self.cluster.workdir,
-                                 connect=self.cluster.endpoint,
+        result = zfed.resume_job("py-stop", workdir=self.cluster.workdir, connect=self.slow,
                                  controller=binary("zfed-controller"), stderr=False,
                                  on_round=lambda record, model: later.append(record["round"]))
         self.assertTrue(result.ok, result.stderr)
-        self.assertEqual(later, list(range(done, 30)))
+        self.assertEqual(later, list(range(done, rounds)))
         self.assertEqual(result.summary["status"], "completed")
 
     def test_bad_settings_raise_job_error_naming_the_key(self):

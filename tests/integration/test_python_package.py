@@ -202,6 +202,12 @@ class Runtime(unittest.TestCase):
             self.assertEqual(answer.result.outputs,
                              {"site": "site-a", "round": 4, "task": 2, "job": "j",
                               "attempt": 1, "worker": "flaky"})
+            # A task's "site" parameter must be ours; the function sees it in ctx.
+            answer = client.call("flaky@site-a", zc.task("j", 4, 5, {"site": "site-a"}))
+            self.assertEqual(answer.result.outputs["site"], "site-a")
+            elsewhere = client.call("flaky@site-a", zc.task("j", 4, 6, {"site": "site-b"}))
+            self.assertEqual((elsewhere.error.code, elsewhere.error.field), (422, "site"))
+            self.assertIn("site-b", elsewhere.error.message)
             # Two body frames: 400 naming no task, and still serving.
             client.send("flaky@site-a", [zc.task("j", 0, 3, {}).encode(), b"extra"])
             _, bodies = client.receive()
@@ -237,12 +243,12 @@ class Runtime(unittest.TestCase):
 
     def test_heartbeats_go_on_while_a_long_function_computes(self):
         cluster = self.cluster
-        cluster.start_broker("--heartbeat-ms", "100", "--liveness", "3")
-        cluster.start_py_worker("py_services:flaky", "--heartbeat-ms", "100", "--liveness", "3")
+        cluster.start_broker("--heartbeat-ms", "200", "--liveness", "4")
+        cluster.start_py_worker("py_services:flaky", "--heartbeat-ms", "200", "--liveness", "4")
         cluster.wait_workers(1, service="flaky")
         with zfed.Client(cluster.endpoint) as client:
-            # 2 s is 20 heartbeat intervals, 6 times the 300 ms expiry.
-            answer = client.call("flaky", zc.task("j", 0, 0, {"mode": "sleep", "seconds": 2}))
+            # 3 s is 15 heartbeat intervals, almost 4 times the 800 ms expiry.
+            answer = client.call("flaky", zc.task("j", 0, 0, {"mode": "sleep", "seconds": 3}))
             self.assertIsNotNone(answer.result)
         counters = cluster.status()["counters"]
         self.assertEqual(counters["workers_expired"], 0)
