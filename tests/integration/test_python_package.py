@@ -231,9 +231,11 @@ class Runtime(unittest.TestCase):
             worker.signal(signal.SIGTERM)
             worker.proc.wait(10)
             self.assertEqual(worker.proc.returncode, 0, worker.log())
-            # DISCONNECT on both connections: the broker knew at once.
-            status = cluster.status()
-            self.assertEqual(status["counters"]["workers_left"] - before, 2)
+            # DISCONNECT on both connections: the broker knows long before
+            # it would expire them (7.5 s).
+            status = wait_for(lambda: (lambda s: s if s["counters"]["workers_left"] - before
+                                       == 2 else None)(cluster.status()), 5,
+                              what="two DISCONNECTs")
             self.assertEqual(status["counters"]["workers_expired"], 0)
             self.assertNotIn("flaky", {s for s, v in status["services"].items()
                                        if v["workers"]})
