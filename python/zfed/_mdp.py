@@ -87,11 +87,12 @@ class WorkerConnection:
         """Clean stop: DISCONNECT, then close (PROTOCOL.md 4)."""
         if self.socket is None:
             return
-        try:
-            self.socket.send_multipart(zp.worker_disconnect(), zmq.NOBLOCK)
+        try:  # within the send timeout: a full queue still gets it through
+            self.socket.send_multipart(zp.worker_disconnect())
             self.socket.linger = CLOSE_LINGER_MS
-        except zmq.ZMQError:
-            pass
+            self.loop.log.debug("%s: DISCONNECT sent", self.name)
+        except zmq.ZMQError as failure:
+            self.loop.log.warning("%s: DISCONNECT not sent: %s", self.name, failure)
         self.socket.close()
         self.socket = None
 

@@ -220,7 +220,7 @@ class Runtime(unittest.TestCase):
     def test_sigterm_stops_cleanly_even_while_a_function_runs(self):
         cluster = self.cluster
         cluster.start_broker()
-        worker = cluster.start_py_worker("py_services:flaky", "--concurrency", "2")
+        worker = cluster.start_py_worker("py_services:flaky", "--concurrency", "2", "-v")
         cluster.wait_workers(2, service="flaky")
         client = zfed.Client(cluster.endpoint)
         try:
@@ -233,9 +233,15 @@ class Runtime(unittest.TestCase):
             self.assertEqual(worker.proc.returncode, 0, worker.log())
             # DISCONNECT on both connections: the broker knows long before
             # it would expire them (7.5 s).
-            status = wait_for(lambda: (lambda s: s if s["counters"]["workers_left"] - before
-                                       == 2 else None)(cluster.status()), 5,
-                              what="two DISCONNECTs")
+            deadline = time.monotonic() + 5
+            while True:
+                status = cluster.status()
+                if status["counters"]["workers_left"] - before == 2:
+                    break
+                self.assertLess(time.monotonic(), deadline, "%d DISCONNECT(s) counted:\n%s\n%s"
+                                % (status["counters"]["workers_left"] - before, worker.log(),
+                                   cluster.processes[0].log()[-3000:]))
+                time.sleep(0.05)
             self.assertEqual(status["counters"]["workers_expired"], 0)
             self.assertNotIn("flaky", {s for s, v in status["services"].items()
                                        if v["workers"]})
