@@ -2,27 +2,25 @@
     best round, everything saved to a work folder.
 */
 #include "zfed/zfed_controller.h"
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_fib.h"
 #include "zfed/zfed_job.h"
-#include "zfed/zfed_batch.h"
-#include "zfed/zfed_client.h"
-#include "zfed/zfed_json.h"
-#include "zfed/zfed_mdp.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_signal.h"
-#include "zfed/zfed_service.h"
 #include "zfed/zfed_util.h"
+#include "zfed/zfed_version.h"
+#include "controller/zfed_status.h"
+#include "controller/zfed_watch.h"
 #include "core/zfed_cli.h"
+#include "services/zfed_fib_levels.h"
 
-#include <czmq.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#define PROGRAM   "zfed-controller"
-#define ERROR_MAX 768
+#define PROGRAM "zfed-controller"
 
 static void s_usage(void)
 {
@@ -58,6 +56,9 @@ static void s_usage(void)
            "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
            "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
            "                       max or min (default aggregate:max)\n"
+           "  --fail-fast          fail at once, instead of at the round's deadline, when a\n"
+           "                       round hears nothing and the broker is not there, refuses\n"
+           "                       our key, or has no worker for the service (said after %g s)\n"
            "\n"
            "Where:\n"
            "  --connect EP         broker endpoint (default " ZFED_JOB_DEFAULT_ENDPOINT ")\n"
@@ -86,7 +87,8 @@ static void s_usage(void)
            ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
            ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
            ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, ZFED_JOB_DEFAULT_WINDOW,
-           zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM, ZFED_FIB_MAX_LEVEL);
+           zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM, ZFED_WATCH_AFTER_MS / 1000.0,
+           ZFED_FIB_MAX_LEVEL);
 }
 
 enum {
@@ -116,6 +118,8 @@ enum {
     OPT_NO_PROGRESS,
     OPT_STATUS,
     OPT_JSON,
+    OPT_FAIL_FAST,
+    OPT_END
 };
 
 static const struct option s_options[] = {
@@ -145,416 +149,316 @@ static const struct option s_options[] = {
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
+    {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
     ZFED_CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
-//  "10,20,30" -> a JSON array of {"fibonacci_level": n} objects.
-static json_t *s_level_list(const char *flag, const char *text)
+//  How a flag's text becomes the job-file value of its setting, so flags
+//  and job files are checked by the same code (zfed_job_set) and the flag
+//  is named in the error.
+typedef enum { VALUE_TEXT, VALUE_INTEGER, VALUE_NUMBER, VALUE_QUORUM } s_value_t;
+
+static const struct {
+    int option;
+    const char *key; //  as in job files (schemas/JOB.md)
+    s_value_t value;
+} s_settings[] = {
+    {OPT_SERVICE, "service", VALUE_TEXT},
+    {OPT_ROUNDS, "rounds", VALUE_INTEGER},
+    {OPT_TASKS, "tasks", VALUE_INTEGER},
+    {OPT_QUORUM, "quorum", VALUE_QUORUM},
+    {OPT_ROUND_TIMEOUT, "round_timeout", VALUE_NUMBER},
+    {OPT_GRACE, "grace", VALUE_NUMBER},
+    {OPT_TASK_TIMEOUT, "task_timeout", VALUE_NUMBER},
+    {OPT_RETRIES, "retries", VALUE_INTEGER},
+    {OPT_BATCH, "batch", VALUE_INTEGER},
+    {OPT_WINDOW, "window", VALUE_INTEGER},
+    {OPT_AGGREGATE, "aggregate", VALUE_TEXT},
+    {OPT_TRIM, "trim", VALUE_NUMBER},
+    {OPT_SELECT, "select", VALUE_TEXT},
+    {OPT_CONNECT, "connect", VALUE_TEXT},
+    {OPT_WORKDIR, "workdir", VALUE_TEXT},
+    {OPT_JOB_ID, "job_id", VALUE_TEXT},
+    {OPT_CURVE_CERT, "curve_cert", VALUE_TEXT},
+    {OPT_SERVER_KEY, "server_key", VALUE_TEXT},
+};
+#define SETTINGS (sizeof s_settings / sizeof s_settings[0])
+
+//  What a resumed job may still be told: where it is and how to reach the
+//  broker, and how to run (not what to run).
+static bool s_resume_allows(int option)
 {
-    json_t *list = json_array();
-    char *copy = strdup(text);
-    if (!list || !copy)
-        zfed_cli_fail(PROGRAM, "out of memory");
-    char *saveptr = NULL;
-    for (char *item = strtok_r(copy, ",", &saveptr); item; item = strtok_r(NULL, ",", &saveptr)) {
-        uint32_t level = zfed_cli_u32(PROGRAM, flag, item, 0, UINT32_MAX);
-        json_array_append_new(list, json_pack("{s:I}", "fibonacci_level", (json_int_t)level));
-    }
-    free(copy);
-    if (json_array_size(list) == 0)
-        zfed_cli_fail(PROGRAM, "%s: expected a comma-separated list of levels", flag);
-    return list;
+    return option == OPT_CONNECT || option == OPT_WORKDIR || option == OPT_CURVE_CERT ||
+           option == OPT_SERVER_KEY || option == OPT_RESUME || option == OPT_NO_PROGRESS ||
+           option == OPT_FAIL_FAST || option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' ||
+           option == 'q';
 }
 
-static void s_copy(char *target, size_t size, const char *flag, const char *value)
-{
-    if (!value || !*value || strlen(value) >= size)
-        zfed_cli_fail(PROGRAM, "%s: expected 1 to %zu characters", flag, size - 1);
-    snprintf(target, size, "%s", value);
-}
-
-//  Status answers come quickly or not at all.
-#define STATUS_TIMEOUT_MS 3000
-
-static uint64_t s_counter(json_t *counters, const char *name)
-{
-    return (uint64_t)json_integer_value(json_object_get(counters, name));
-}
-
-//  --status: one mmi.status query, printed for people (or as JSON).
-static int s_status(const zfed_job_t *job, bool as_json)
-{
-    zfed_client_t *client =
-        zfed_client_new(job->endpoint, job->curve_cert[0] ? job->curve_cert : NULL,
-                        job->server_key[0] ? job->server_key : NULL);
-    if (!client)
-        return ZFED_EXIT_FAILED;
-    const char *service;
-    const uint8_t *body = NULL;
-    size_t size = 0;
-    int got = zfed_client_send(client, ZFED_MMI_STATUS, "", 0) == 0
-                  ? zfed_client_recv(client, STATUS_TIMEOUT_MS, &service, &body, &size)
-                  : -1;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-    json_t *status = NULL;
-    if (got == 1 && zfed_msgpack_check(body, size, NULL, 0) == 0) {
-        msgpack_unpacked_destroy(&unpacked);
-        if (zfed_unpack(&unpacked, body, size) == 0)
-            status = zfed_json_from_msgpack(&unpacked.data);
-    }
-    msgpack_unpacked_destroy(&unpacked);
-    zfed_client_destroy(&client);
-    if (!json_is_object(status)) {
-        fprintf(stderr, "%s: no status from %s within %d ms%s\n", PROGRAM, job->endpoint,
-                STATUS_TIMEOUT_MS, got == 1 ? " (the answer was not a zfed status)" : "");
-        json_decref(status);
-        return ZFED_EXIT_FAILED;
-    }
-    if (as_json) {
-        char *text = json_dumps(status, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text ? text : "{}");
-        free(text);
-        json_decref(status);
-        return ZFED_EXIT_OK;
-    }
-    json_t *counters = json_object_get(status, "counters");
-    printf("broker %s (zfed %s), up %.1f s, %lld workers\n\n", job->endpoint,
-           json_string_value(json_object_get(status, "version")),
-           json_integer_value(json_object_get(status, "uptime_ms")) / 1000.0,
-           json_integer_value(json_object_get(status, "workers")));
-    printf("%-24s %8s %6s %8s %10s\n", "service", "workers", "idle", "queued", "in flight");
-    const char *name;
-    json_t *entry;
-    json_object_foreach(json_object_get(status, "services"), name, entry)
-    {
-        printf("%-24s %8lld %6lld %8lld %10lld\n", name,
-               json_integer_value(json_object_get(entry, "workers")),
-               json_integer_value(json_object_get(entry, "idle")),
-               json_integer_value(json_object_get(entry, "queued")),
-               json_integer_value(json_object_get(entry, "in_flight")));
-    }
-    uint64_t dropped = s_counter(counters, "malformed") + s_counter(counters, "unexpected") +
-                       s_counter(counters, "stale_replies") + s_counter(counters, "unroutable") +
-                       s_counter(counters, "forbidden");
-    printf("\nrequests %llu, done %llu, failed %llu (expired %llu, refused at a limit %llu), "
-           "re-dispatched %llu\n"
-           "dropped %llu (malformed %llu, unexpected %llu, stale replies %llu, undeliverable %llu, "
-           "forbidden %llu)\n"
-           "workers: %llu registered, %llu expired, %llu left; connections: %llu accepted, %llu "
-           "closed, %llu refused at the handshake\n",
-           (unsigned long long)s_counter(counters, "requests"),
-           (unsigned long long)s_counter(counters, "replies"),
-           (unsigned long long)s_counter(counters, "failed"),
-           (unsigned long long)s_counter(counters, "expired"),
-           (unsigned long long)s_counter(counters, "rejected"),
-           (unsigned long long)s_counter(counters, "redispatched"), (unsigned long long)dropped,
-           (unsigned long long)s_counter(counters, "malformed"),
-           (unsigned long long)s_counter(counters, "unexpected"),
-           (unsigned long long)s_counter(counters, "stale_replies"),
-           (unsigned long long)s_counter(counters, "unroutable"),
-           (unsigned long long)s_counter(counters, "forbidden"),
-           (unsigned long long)s_counter(counters, "workers_ready"),
-           (unsigned long long)s_counter(counters, "workers_expired"),
-           (unsigned long long)s_counter(counters, "workers_left"),
-           (unsigned long long)s_counter(counters, "connections_accepted"),
-           (unsigned long long)s_counter(counters, "connections_closed"),
-           (unsigned long long)(s_counter(counters, "handshakes_failed") +
-                                s_counter(counters, "auth_refused")));
-    json_decref(status);
-    return ZFED_EXIT_OK;
-}
-
+//  The command line as given: every option in order, recorded by the one
+//  getopt_long pass, so "--connect=EP", "--conn EP" and "--connect EP"
+//  are the same thing.
 typedef struct {
-    bool rounds, tasks, levels, schedule;
-    const char *params_flag; //  the flag that set the levels, for error messages
-    char flags[512];         //  " name name " of the job settings flags set
-} s_given_t;
+    struct {
+        int option;
+        const char *value;
+    } * given;
+    size_t count;
+    bool seen[OPT_END - OPT_JOB];
+    const char *job_file;
+    const char *resume;
+    const char *workdir; //  the last --workdir: where --resume looks
+    bool progress, status, as_json, fail_fast;
+    //  Which flag set the task parameters (for errors about them), and
+    //  how many levels --levels and --schedule gave (0: not given).
+    const char *params_flag;
+    size_t levels, schedule;
+} s_args_t;
 
-//  Remembers that the flag for job setting KEY was given (its name is the
-//  key with '-' for '_'), so an error about KEY can name the flag.
-static void s_note_flag(s_given_t *given, const char *flag)
+static const char *s_flag_name(int option)
 {
-    size_t used = strlen(given->flags);
-    snprintf(given->flags + used, sizeof given->flags - used, " %s ", flag);
+    for (const struct option *known = s_options; known->name; known++)
+        if (known->val == option)
+            return known->name;
+    return "?";
 }
 
-//  An error from zfed_job_finish starts with the setting at fault ("quorum:
-//  ..." or "fibonacci_level (round 0, task 0): ...").  Say where its value
-//  came from: the flag that set it, else the job file, else the flag.
-static void s_fail_finish(const char *error, const char *job_file, const s_given_t *given)
+static bool s_seen(const s_args_t *args, int option)
 {
-    char flag[64] = "--";
-    size_t length = strcspn(error, ": (");
-    if (length > sizeof flag - 3)
-        length = sizeof flag - 3;
-    for (size_t index = 0; index < length; index++)
-        flag[2 + index] = error[index] == '_' ? '-' : error[index];
-    flag[2 + length] = '\0';
-    bool is_param = strstr(error, "(round ") != NULL || strncmp(error, "params", 6) == 0;
-    char spaced[80];
-    snprintf(spaced, sizeof spaced, " %s ", flag);
-    if (is_param && given->params_flag)
-        zfed_cli_fail(PROGRAM, "%s: %s", given->params_flag, error);
-    if (!is_param && strstr(given->flags, spaced))
-        zfed_cli_fail(PROGRAM, "%s: %s", flag, error + length + (error[length] == ':' ? 2 : 0));
-    if (job_file)
-        zfed_cli_fail(PROGRAM, "--job %s: %s", job_file, error);
-    zfed_cli_fail(PROGRAM, "%s", error);
+    return option >= OPT_JOB && option < OPT_END && args->seen[option - OPT_JOB];
 }
 
-//  Applies one option to the job (second pass).
-static void s_apply(zfed_job_t *job, int option, const char *value, s_given_t *given)
+static void s_parse(s_args_t *args, int argc, char **argv)
 {
-    char error[ERROR_MAX];
-    switch (option) {
-    case OPT_SERVICE:
-        if (!zfed_service_find(value))
-            zfed_cli_fail(PROGRAM, "--service: unknown service '%s'", value);
-        s_copy(job->service, sizeof job->service, "--service", value);
-        break;
-    case OPT_ROUNDS:
-        job->rounds = zfed_cli_u32(PROGRAM, "--rounds", value, 1, ZFED_JOB_ROUNDS_MAX);
-        given->rounds = true;
-        break;
-    case OPT_TASKS:
-        job->tasks = zfed_cli_u32(PROGRAM, "--tasks", value, 1, ZFED_JOB_TASKS_MAX);
-        given->tasks = true;
-        break;
-    case OPT_LEVEL: {
-        uint32_t level = zfed_cli_u32(PROGRAM, "--level", value, 0, UINT32_MAX);
-        json_decref(job->params);
-        job->params = json_pack("{s:I}", "fibonacci_level", (json_int_t)level);
-        given->params_flag = "--level";
-        break;
-    }
-    case OPT_LEVELS:
-        json_decref(job->task_params);
-        job->task_params = s_level_list("--levels", value);
-        given->levels = true;
-        given->params_flag = "--levels";
-        break;
-    case OPT_SCHEDULE:
-        json_decref(job->round_params);
-        job->round_params = s_level_list("--schedule", value);
-        given->schedule = true;
-        given->params_flag = "--schedule";
-        break;
-    case OPT_QUORUM: {
-        double fraction;
-        if (strchr(value, '.')) {
-            if (zfed_parse_double(value, 1e-9, 1.0, &fraction) != 0)
-                zfed_cli_fail(PROGRAM, "--quorum: a fraction must be in (0, 1], got '%s'", value);
-            job->quorum_fraction = fraction;
-            job->quorum_count = 0;
-        } else {
-            job->quorum_count = zfed_cli_u32(PROGRAM, "--quorum", value, 1, ZFED_JOB_TASKS_MAX);
-            job->quorum_fraction = 0;
-        }
-        break;
-    }
-    case OPT_ROUND_TIMEOUT:
-        job->round_timeout_ms =
-            zfed_cli_seconds_ms(PROGRAM, "--round-timeout", value, 0.001, ZFED_JOB_TIMEOUT_MAX_S);
-        break;
-    case OPT_GRACE:
-        job->grace_ms = zfed_cli_seconds_ms(PROGRAM, "--grace", value, 0, ZFED_JOB_TIMEOUT_MAX_S);
-        break;
-    case OPT_TASK_TIMEOUT:
-        job->task_timeout_ms =
-            zfed_cli_seconds_ms(PROGRAM, "--task-timeout", value, 0.001, ZFED_JOB_TIMEOUT_MAX_S);
-        break;
-    case OPT_RETRIES:
-        job->retries = zfed_cli_u32(PROGRAM, "--retries", value, 0, ZFED_JOB_RETRIES_MAX);
-        break;
-    case OPT_BATCH:
-        job->batch = zfed_cli_u32(PROGRAM, "--batch", value, 1, ZFED_BATCH_MAX);
-        break;
-    case OPT_WINDOW:
-        job->window = zfed_cli_u32(PROGRAM, "--window", value, 1, ZFED_JOB_WINDOW_MAX);
-        break;
-    case OPT_AGGREGATE:
-        if (zfed_agg_strategy_parse(value, &job->strategy) != 0)
-            zfed_cli_fail(PROGRAM, "--aggregate: expected one of %s, got '%s'",
-                          zfed_agg_strategy_list(), value);
-        break;
-    case OPT_TRIM:
-        if (zfed_parse_double(value, 0, 0.4999999, &job->trim) != 0)
-            zfed_cli_fail(PROGRAM, "--trim: expected a fraction in [0, 0.5), got '%s'", value);
-        break;
-    case OPT_SELECT: {
-        //  The job file's parser, so both spellings behave the same.
-        json_t *text = json_string(value);
-        int rc = text ? zfed_job_set(job, "select", text, error, sizeof error) : -1;
-        json_decref(text);
-        if (rc != 0)
-            zfed_cli_fail(PROGRAM, "--%s", error);
-        break;
-    }
-    case OPT_CONNECT:
-        s_copy(job->endpoint, sizeof job->endpoint, "--connect", value);
-        break;
-    case OPT_WORKDIR:
-        s_copy(job->workdir, sizeof job->workdir, "--workdir", value);
-        break;
-    case OPT_JOB_ID:
-        if (!zfed_is_safe_name(value, ZFED_JOB_ID_MAX))
-            zfed_cli_fail(PROGRAM,
-                          "--job-id: 1 to %d characters of A-Z a-z 0-9 . _ - not starting with "
-                          "'.', got '%s'",
-                          ZFED_JOB_ID_MAX, value);
-        s_copy(job->job_id, sizeof job->job_id, "--job-id", value);
-        break;
-    case OPT_CURVE_CERT:
-        s_copy(job->curve_cert, sizeof job->curve_cert, "--curve-cert", value);
-        break;
-    case OPT_SERVER_KEY:
-        s_copy(job->server_key, sizeof job->server_key, "--server-key", value);
-        break;
-    default:
-        break;
-    }
-}
-
-int main(int argc, char **argv)
-{
-    const char *job_file = NULL;
-    const char *resume = NULL;
-    bool progress = true;
-    bool status = false, as_json = false;
-
-    //  First pass: what decides the starting point (job file, resume),
-    //  help, version and logging.
+    args->given = calloc((size_t)argc, sizeof *args->given);
+    if (!args->given)
+        zfed_cli_fail(PROGRAM, "out of memory");
+    args->progress = true;
     opterr = 0;
     int option;
     while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, s_options, NULL)) != -1) {
         switch (option) {
-        case OPT_JOB:
-            job_file = optarg;
-            break;
-        case OPT_RESUME:
-            if (!zfed_is_safe_name(optarg, ZFED_JOB_ID_MAX))
-                zfed_cli_fail(PROGRAM, "--resume: '%s' is not a job id", optarg);
-            resume = optarg;
-            break;
-        case OPT_NO_PROGRESS:
-            progress = false;
-            break;
-        case OPT_STATUS:
-            status = true;
-            break;
-        case OPT_JSON:
-            as_json = true;
-            break;
         case '?':
         case ':':
             zfed_cli_bad_option(PROGRAM, argc, argv, option);
+        case OPT_JOB:
+            args->job_file = optarg;
+            break;
+        case OPT_RESUME:
+            args->resume = optarg;
+            break;
+        case OPT_WORKDIR:
+            args->workdir = optarg;
+            break;
+        case OPT_NO_PROGRESS:
+            args->progress = false;
+            break;
+        case OPT_STATUS:
+            args->status = true;
+            break;
+        case OPT_JSON:
+            args->as_json = true;
+            break;
+        case OPT_FAIL_FAST:
+            args->fail_fast = true;
+            break;
         default:
             if (zfed_cli_common(PROGRAM, option, optarg, s_usage) == ZFED_CLI_EXIT)
-                return ZFED_EXIT_OK;
+                exit(ZFED_EXIT_OK);
             break;
         }
+        if (option >= OPT_JOB && option < OPT_END)
+            args->seen[option - OPT_JOB] = true;
+        args->given[args->count].option = option;
+        args->given[args->count].value = optarg;
+        args->count++;
     }
     if (optind < argc)
         zfed_cli_fail(PROGRAM, "unexpected argument '%s'", argv[optind]);
-    if (job_file && resume)
+    if (args->job_file && args->resume)
         zfed_cli_fail(PROGRAM, "--resume: a resumed job keeps its own settings; drop --job");
-
-    if (as_json && !status)
+    if (args->as_json && !args->status)
         zfed_cli_fail(PROGRAM, "--json goes with --status");
-    zfed_job_t job;
-    if (zfed_job_init(&job) != 0)
-        zfed_cli_fail(PROGRAM, "out of memory");
-    char error[ERROR_MAX];
-    if (job_file && zfed_job_load(&job, job_file, error, sizeof error) != 0)
-        zfed_cli_fail(PROGRAM, "--job %s: %s", job_file, error);
-
-    //  Second pass: flags override the file.
-    s_given_t given = {0};
-    optind = 0;
-    while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, s_options, NULL)) != -1) {
-        if (resume && option != OPT_CONNECT && option != OPT_WORKDIR && option != OPT_CURVE_CERT &&
-            option != OPT_SERVER_KEY && option != OPT_RESUME && option != OPT_NO_PROGRESS &&
-            option != ZFED_CLI_OPT_LOG_LEVEL && option != 'v' && option != 'q')
+    for (size_t index = 0; args->resume && index < args->count; index++)
+        if (!s_resume_allows(args->given[index].option))
             zfed_cli_fail(PROGRAM,
                           "--resume: a resumed job keeps its own settings; only --connect, "
-                          "--workdir, --curve-cert and --server-key may change");
-        s_apply(&job, option, optarg, &given);
-        for (const struct option *known = s_options; known->name; known++)
-            if (known->val == option) {
-                char flag[64];
-                snprintf(flag, sizeof flag, "--%s", known->name);
-                s_note_flag(&given, flag);
-            }
-    }
+                          "--workdir, --curve-cert and --server-key may change (not --%s)",
+                          s_flag_name(args->given[index].option));
+}
 
-    if (status) {
-        //  Only where the broker is and how to reach it matter here.
-        zfed_log_set_ident("controller");
-        int rc = s_status(&job, as_json);
-        zfed_job_clear(&job);
-        return rc;
+//  A flag's text as its setting's JSON value; exits 2 when it is not one.
+static json_t *s_flag_value(const char *flag, s_value_t kind, const char *text)
+{
+    uint64_t integer;
+    double number;
+    switch (kind) {
+    case VALUE_INTEGER:
+        if (zfed_parse_u64(text, 0, INT64_MAX, &integer) != 0)
+            zfed_cli_fail(PROGRAM, "--%s: expected an integer, got '%s'", flag, text);
+        return json_integer((json_int_t)integer);
+    case VALUE_NUMBER:
+        if (zfed_parse_double(text, -INFINITY, INFINITY, &number) != 0)
+            zfed_cli_fail(PROGRAM, "--%s: expected a number, got '%s'", flag, text);
+        return json_real(number);
+    case VALUE_QUORUM:
+        //  "3" is a count, "0.6" a fraction of the tasks.
+        if (!strchr(text, '.'))
+            return s_flag_value(flag, VALUE_INTEGER, text);
+        if (zfed_parse_double(text, -INFINITY, INFINITY, &number) != 0)
+            zfed_cli_fail(PROGRAM, "--%s: expected a count or a fraction, got '%s'", flag, text);
+        return json_real(number);
+    default:
+        return json_string(text);
     }
-    bool resuming = resume != NULL;
-    if (resuming) {
-        //  The job's own settings, from its folder; where it is and how to
-        //  reach the broker may have changed.
-        char endpoint[sizeof job.endpoint], workdir[sizeof job.workdir];
-        char cert[sizeof job.curve_cert], key[sizeof job.server_key];
-        memcpy(endpoint, job.endpoint, sizeof endpoint);
-        memcpy(workdir, job.workdir, sizeof workdir);
-        memcpy(cert, job.curve_cert, sizeof cert);
-        memcpy(key, job.server_key, sizeof key);
-        char path[ZFED_JOB_PATH_MAX + 128];
-        snprintf(path, sizeof path, "%s/%s/job.json", workdir, resume);
-        zfed_job_clear(&job);
-        zfed_job_init(&job);
-        if (zfed_job_load(&job, path, error, sizeof error) != 0) {
-            fprintf(stderr, "%s: --resume %s: %s: %s\n", PROGRAM, resume, path, error);
-            return ZFED_EXIT_FAILED;
-        }
-        memcpy(job.workdir, workdir, sizeof workdir);
-        for (int index = 1; index < argc; index++) {
-            if (strcmp(argv[index], "--connect") == 0)
-                memcpy(job.endpoint, endpoint, sizeof endpoint);
-            if (strcmp(argv[index], "--curve-cert") == 0)
-                memcpy(job.curve_cert, cert, sizeof cert);
-            if (strcmp(argv[index], "--server-key") == 0)
-                memcpy(job.server_key, key, sizeof key);
+}
+
+//  Applies one flag that sets something in the job.
+static void s_apply(zfed_job_t *job, int option, const char *value, s_args_t *args)
+{
+    zfed_error_t error;
+    const char *flag = s_flag_name(option);
+    const char *key = NULL;
+    json_t *json = NULL;
+    if (option == OPT_LEVEL || option == OPT_LEVELS || option == OPT_SCHEDULE) {
+        json = option == OPT_LEVEL ? zfed_fib_level_params(value, &error)
+                                   : zfed_fib_level_list(value, &error);
+        if (!json)
+            zfed_cli_fail(PROGRAM, "--%s: %s", flag, error.message);
+        key = option == OPT_LEVEL    ? "params"
+              : option == OPT_LEVELS ? "task_params"
+                                     : "round_params";
+        if (option == OPT_LEVELS)
+            args->levels = json_array_size(json);
+        if (option == OPT_SCHEDULE)
+            args->schedule = json_array_size(json);
+        args->params_flag = option == OPT_LEVEL    ? "--level"
+                            : option == OPT_LEVELS ? "--levels"
+                                                   : "--schedule";
+    } else {
+        for (size_t index = 0; index < SETTINGS && !key; index++)
+            if (s_settings[index].option == option) {
+                key = s_settings[index].key;
+                json = s_flag_value(flag, s_settings[index].value, value);
+            }
+        if (!key)
+            return; //  not a setting: handled by s_parse
+    }
+    if (!json)
+        zfed_cli_fail(PROGRAM, "out of memory");
+    int rc = zfed_job_set(job, key, json, &error);
+    json_decref(json);
+    if (rc != 0)
+        zfed_cli_fail(PROGRAM, "--%s: %s, got '%s'", flag, error.text, value);
+}
+
+//  An error from zfed_job_finish names the setting at fault; say where its
+//  value came from: the flag that set it, else the job file.
+static void s_fail_finish(const zfed_error_t *error, const s_args_t *args)
+{
+    bool is_param = error->round >= 0 || strcmp(error->field, "params") == 0;
+    if (is_param && args->params_flag)
+        zfed_cli_fail(PROGRAM, "%s: %s", args->params_flag, error->message);
+    for (size_t index = 0; !is_param && index < SETTINGS; index++)
+        if (strcmp(s_settings[index].key, error->field) == 0 &&
+            s_seen(args, s_settings[index].option))
+            zfed_cli_fail(PROGRAM, "--%s: %s", s_flag_name(s_settings[index].option), error->text);
+    if (args->job_file)
+        zfed_cli_fail(PROGRAM, "--job %s: %s", args->job_file, error->message);
+    zfed_cli_fail(PROGRAM, "%s", error->message);
+}
+
+//  The job as the command line describes it: a resumed job's own settings
+//  (with where it is and how to reach the broker as given now), or the
+//  defaults under the job file under the flags.
+static zfed_job_t *s_build_job(s_args_t *args)
+{
+    zfed_error_t error;
+    zfed_job_t *job;
+    if (args->resume) {
+        if (!zfed_is_safe_name(args->resume, ZFED_JOB_ID_MAX))
+            zfed_cli_fail(PROGRAM, "--resume: '%s' is not a job id", args->resume);
+        job = zfed_job_load_saved(args->workdir ? args->workdir : ZFED_JOB_DEFAULT_WORKDIR,
+                                  args->resume, &error);
+        if (!job && error.code == ZFED_E_NO_JOB)
+            zfed_cli_fail(PROGRAM, "--resume %s: %s", args->resume, error.text);
+        if (!job) {
+            fprintf(stderr, "%s: --resume %s: %s\n", PROGRAM, args->resume, error.message);
+            exit(ZFED_EXIT_FAILED);
         }
     } else {
-        //  --levels and --schedule imply the task and round counts.
-        if (given.levels && !given.tasks)
-            job.tasks = (uint32_t)json_array_size(job.task_params);
-        if (given.schedule && !given.rounds)
-            job.rounds = (uint32_t)json_array_size(job.round_params);
-        if (given.levels && json_array_size(job.task_params) != job.tasks)
-            zfed_cli_fail(PROGRAM, "--levels: %zu levels for %u tasks",
-                          json_array_size(job.task_params), job.tasks);
-        if (given.schedule && json_array_size(job.round_params) != job.rounds)
-            zfed_cli_fail(PROGRAM, "--schedule: %zu levels for %u rounds",
-                          json_array_size(job.round_params), job.rounds);
+        job = zfed_job_new();
+        if (!job)
+            zfed_cli_fail(PROGRAM, "out of memory");
+        if (args->job_file && zfed_job_load(job, args->job_file, &error) != 0)
+            zfed_cli_fail(PROGRAM, "--job %s: %s", args->job_file, error.message);
     }
-    if ((job.curve_cert[0] == '\0') != (job.server_key[0] == '\0'))
-        zfed_cli_fail(PROGRAM, "%s: CURVE needs both --curve-cert and --server-key",
-                      job.curve_cert[0] ? "--server-key" : "--curve-cert");
-    if (zfed_job_finish(&job, error, sizeof error) != 0)
-        s_fail_finish(error, job_file, &given);
+    //  Flags override the file, in the order given.
+    for (size_t index = 0; index < args->count; index++)
+        s_apply(job, args->given[index].option, args->given[index].value, args);
+    if (args->resume)
+        return job;
+    //  --levels and --schedule imply the task and round counts.
+    if (args->levels && !s_seen(args, OPT_TASKS)) {
+        json_t *count = json_integer((json_int_t)args->levels);
+        zfed_job_set(job, "tasks", count, NULL);
+        json_decref(count);
+    }
+    if (args->schedule && !s_seen(args, OPT_ROUNDS)) {
+        json_t *count = json_integer((json_int_t)args->schedule);
+        zfed_job_set(job, "rounds", count, NULL);
+        json_decref(count);
+    }
+    if (args->levels && args->levels != zfed_job_tasks(job))
+        zfed_cli_fail(PROGRAM, "--levels: %zu levels for %u tasks", args->levels,
+                      zfed_job_tasks(job));
+    if (args->schedule && args->schedule != zfed_job_rounds(job))
+        zfed_cli_fail(PROGRAM, "--schedule: %zu levels for %u rounds", args->schedule,
+                      zfed_job_rounds(job));
+    return job;
+}
 
+int main(int argc, char **argv)
+{
+    s_args_t args = {0};
+    s_parse(&args, argc, argv);
+    zfed_job_t *job = s_build_job(&args);
+    if (!zfed_job_curve_cert(job) != !zfed_job_server_key(job))
+        zfed_cli_fail(PROGRAM, "%s: CURVE needs both --curve-cert and --server-key",
+                      zfed_job_curve_cert(job) ? "--server-key" : "--curve-cert");
     zfed_log_set_ident("controller");
+    zfed_error_t error;
+    if (args.status) {
+        //  Only where the broker is and how to reach it matter here.
+        int rc = zfed_status_print(zfed_job_endpoint(job), zfed_job_curve_cert(job),
+                                   zfed_job_server_key(job), args.as_json, stdout, &error);
+        if (rc != 0)
+            fprintf(stderr, "%s: %s\n", PROGRAM, error.message);
+        zfed_job_destroy(&job);
+        free(args.given);
+        return rc == 0 ? ZFED_EXIT_OK : ZFED_EXIT_FAILED;
+    }
+    if (zfed_job_finish(job, &error) != 0)
+        s_fail_finish(&error, &args);
+
     if (zfed_signal_install() != 0)
         zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
-    zfed_controller_t *controller =
-        zfed_controller_new(&job, resuming, progress ? stdout : NULL, error, sizeof error);
-    if (!controller) {
-        zfed_error("%s", error);
-        zfed_job_clear(&job);
-        return resuming || strstr(error, "already holds") == NULL ? ZFED_EXIT_FAILED
-                                                                  : ZFED_EXIT_USAGE;
+    zfed_controller_options_t options = {.resume = args.resume != NULL,
+                                         .progress = args.progress ? stdout : NULL,
+                                         .fail_fast = args.fail_fast};
+    zfed_controller_t *controller = zfed_controller_new(job, &options, &error);
+    int outcome;
+    if (controller) {
+        outcome = zfed_controller_run(controller);
+        zfed_controller_destroy(&controller);
+    } else {
+        //  A job id that is taken, or a job that is not there to resume,
+        //  is a mistake on the command line; anything else a failure.
+        zfed_error("%s", error.message);
+        outcome = error.code == ZFED_E_EXISTS || error.code == ZFED_E_NO_JOB ? ZFED_EXIT_USAGE
+                                                                             : ZFED_EXIT_FAILED;
     }
-    int outcome = zfed_controller_run(controller);
-    zfed_controller_destroy(&controller);
-    zfed_job_clear(&job);
+    zfed_job_destroy(&job);
+    free(args.given);
     return outcome;
 }

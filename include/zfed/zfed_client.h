@@ -7,6 +7,8 @@
 #ifndef ZFED_CLIENT_H_INCLUDED
 #define ZFED_CLIENT_H_INCLUDED
 
+#include "zfed/zfed_link.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,8 +23,8 @@ zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert,
                                const char *server_key);
 void zfed_client_destroy(zfed_client_t **self_p);
 
-//  Queues one request.  0, or -1 if it could not be queued within a second
-//  (the broker is unreachable and the queue is full).
+//  Queues one request.  0, or -1 if it could not be queued (no connection
+//  to the broker: its handshake refused us).
 int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size);
 
 //  Waits up to timeout_ms for a reply.  1: *service and *body (size) point
@@ -32,6 +34,12 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
 
 //  Replies dropped as malformed so far.
 uint64_t zfed_client_malformed(zfed_client_t *self);
+
+//  How the connection to the broker stands (the socket monitor's view,
+//  read when the client sends or waits): whether a handshake has
+//  succeeded, and what a refusal means.  A refusal is also logged, once
+//  and then at most every minute.
+const zfed_link_status_t *zfed_client_link(zfed_client_t *self);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 #ifndef ZFED_CONTROLLER_H_INCLUDED
 #define ZFED_CONTROLLER_H_INCLUDED
 
+#include "zfed/zfed_error.h"
 #include "zfed/zfed_job.h"
 
 #include <stdbool.h>
@@ -32,12 +33,24 @@ extern "C" {
 
 typedef struct _zfed_controller_t zfed_controller_t;
 
-//  job must have passed zfed_job_finish and outlive the controller.
-//  progress receives one line per round and the final table (NULL: none).
-//  NULL with a reason in error when the work folder cannot be set up
-//  (resume: when it holds no job, or a corrupt record).
-zfed_controller_t *zfed_controller_new(zfed_job_t *job, bool resume, FILE *progress, char *error,
-                                       size_t error_size);
+typedef struct {
+    //  Continue the job from the last round record in its work folder.
+    bool resume;
+    //  One line per round and the final table (NULL: none).
+    FILE *progress;
+    //  When a round hears nothing and the broker is not there, refuses
+    //  our key or has no worker for the service, fail at once instead of
+    //  waiting for the round's deadline.
+    bool fail_fast;
+} zfed_controller_options_t;
+
+//  job must have passed zfed_job_finish and outlive the controller.  NULL
+//  with the error when the work folder cannot be set up: ZFED_E_EXISTS
+//  when a new job's folder already holds one, ZFED_E_NO_JOB or
+//  ZFED_E_CORRUPT on resume, ZFED_E_IO or ZFED_E_TRANSPORT otherwise.
+zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
+                                       const zfed_controller_options_t *options,
+                                       zfed_error_t *error);
 void zfed_controller_destroy(zfed_controller_t **self_p);
 
 //  Runs the remaining rounds.  Returns a ZFED_RUN_ value.

@@ -18,6 +18,7 @@
 #define ZFED_JOB_H_INCLUDED
 
 #include "zfed/zfed_aggregate.h"
+#include "zfed/zfed_error.h"
 #include "zfed/zfed_msg.h"
 
 #include <jansson.h>
@@ -55,59 +56,41 @@ typedef enum {
     ZFED_METRIC_DURATION,      //  round time in ms
 } zfed_metric_t;
 
-typedef struct {
-    char job_id[ZFED_JOB_ID_MAX + 1]; //  empty: zfed_job_finish picks one
-    char service[64];
-    char endpoint[ZFED_JOB_ENDPOINT_MAX];
-    char workdir[ZFED_JOB_PATH_MAX];
-    uint32_t rounds;
-    uint32_t tasks;
-    json_t *params;       //  object, owned
-    json_t *task_params;  //  NULL or array of objects, owned
-    json_t *round_params; //  NULL or array of objects / arrays of objects, owned
-    //  Quorum as given: a count, or a fraction of the tasks; resolved into
-    //  quorum by zfed_job_finish.
-    double quorum_fraction; //  > 0 when given as a fraction
-    uint32_t quorum_count;  //  > 0 when given as a count
-    uint32_t quorum;        //  resolved: results needed to close a round
-    int64_t round_timeout_ms;
-    int64_t grace_ms;
-    int64_t task_timeout_ms; //  0: round_timeout / (retries + 1)
-    uint32_t retries;
-    uint32_t batch; //  tasks per request (1: one zfed.task body each; more: zfed.batch)
-    //  Requests of a round in flight at once: the rest wait for answers, so
-    //  a 100,000-task round does not sit in the broker's memory all at once.
-    uint32_t window;
-    zfed_agg_strategy_t strategy;
-    double trim;
-    zfed_metric_t metric;
-    bool maximize;
-    bool metric_given; //  chosen by the user (else a service without a scalar
-                       //  aggregate selects by results)
-    //  CURVE (NULL/empty: plaintext)
-    char curve_cert[ZFED_JOB_PATH_MAX];
-    char server_key[ZFED_JOB_PATH_MAX];
-} zfed_job_t;
+//  Opaque: every setting goes through zfed_job_set (the job file's keys),
+//  which checks it and names it in its error.
+typedef struct _zfed_job_t zfed_job_t;
 
 //  Defaults everywhere: 5 rounds of 5 fib tasks, quorum all tasks, fedavg,
 //  best round by highest aggregate.  params start empty; zfed_job_finish
 //  adds the service's default parameters under them (fib:
 //  fibonacci_level 10), so they show in job.json like any other setting.
-int zfed_job_init(zfed_job_t *job);
-void zfed_job_clear(zfed_job_t *job);
+//  NULL when out of memory.
+zfed_job_t *zfed_job_new(void);
+void zfed_job_destroy(zfed_job_t **self_p);
 
 //  Applies a job file's settings (see schemas/JOB.md); every key is
-//  checked.  On error returns -1 and writes "FIELD: reason" into error.
-int zfed_job_load(zfed_job_t *job, const char *path, char *error, size_t error_size);
+//  checked.  0, or -1 with the error: its field names the key at fault
+//  ("" for the file as a whole), code ZFED_E_IO when the file cannot be
+//  read, ZFED_E_INVALID otherwise.
+int zfed_job_load(zfed_job_t *job, const char *path, zfed_error_t *error);
 
-//  Applies one job-file setting (key as in schemas/JOB.md).  0, or -1 with
-//  "KEY: reason" in error.
-int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error, size_t error_size);
+//  The settings job_id ran with, from WORKDIR/JOB_ID/job.json (for
+//  --resume).  NULL with ZFED_E_NO_JOB when that folder holds no job,
+//  ZFED_E_CORRUPT when its job.json cannot be used.  The job's workdir
+//  becomes workdir (the folder may have moved).
+zfed_job_t *zfed_job_load_saved(const char *workdir, const char *job_id, zfed_error_t *error);
+
+//  Applies one setting (key as in schemas/JOB.md).  0, or -1 with
+//  ZFED_E_INVALID and field = key.
+int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, zfed_error_t *error);
+//  The same for a setting whose value is text (connect, workdir, ...).
+int zfed_job_set_string(zfed_job_t *job, const char *key, const char *value, zfed_error_t *error);
 
 //  Resolves derived settings (quorum, task timeout, job id) and checks the
-//  whole job, including every task's parameters against the service.  On
-//  error returns -1 and writes "FIELD: reason" into error.
-int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size);
+//  whole job, including every task's parameters against the service.
+//  0, or -1 with ZFED_E_INVALID, the field at fault and, for one task's
+//  parameters, its round and task.
+int zfed_job_finish(zfed_job_t *job, zfed_error_t *error);
 
 //  Merged parameters of one task (new reference), or NULL on allocation
 //  failure.
@@ -115,12 +98,25 @@ json_t *zfed_job_task_params(const zfed_job_t *job, uint32_t round, uint32_t tas
 
 //  One task's parameters as canonical msgpack (*data is the caller's to
 //  free), checked for what a body may carry and by the service.  0, or -1
-//  with "FIELD (round R, task T): reason" in error.
+//  with the field, round and task in error.
 int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, uint8_t **data,
-                         size_t *size, char *error, size_t error_size);
+                         size_t *size, zfed_error_t *error);
 
 //  The settings as run, for job.json and for --resume.
 json_t *zfed_job_to_json(const zfed_job_t *job);
+
+//  What the programs need to read back.  Strings are owned by the job;
+//  curve_cert and server_key are NULL for plaintext.  quorum is resolved
+//  by zfed_job_finish.
+const char *zfed_job_id(const zfed_job_t *job);
+const char *zfed_job_service(const zfed_job_t *job);
+const char *zfed_job_endpoint(const zfed_job_t *job);
+const char *zfed_job_workdir(const zfed_job_t *job);
+const char *zfed_job_curve_cert(const zfed_job_t *job);
+const char *zfed_job_server_key(const zfed_job_t *job);
+uint32_t zfed_job_rounds(const zfed_job_t *job);
+uint32_t zfed_job_tasks(const zfed_job_t *job);
+uint32_t zfed_job_quorum(const zfed_job_t *job);
 
 //  Names for metrics: "aggregate", "results", "duration_ms".
 const char *zfed_metric_name(zfed_metric_t metric);

@@ -46,6 +46,7 @@ extern "C" {
 
 //  Error codes, after HTTP's where one fits.
 #define ZFED_ERR_MALFORMED     400 //  body is not a valid zfed message
+#define ZFED_ERR_FORBIDDEN     403 //  the sender's key may not do this (CURVE roles)
 #define ZFED_ERR_NOT_FOUND     404 //  no such service
 #define ZFED_ERR_TOO_LARGE     413 //  over a size limit
 #define ZFED_ERR_INVALID_PARAM 422 //  a parameter is missing, mistyped or out of range

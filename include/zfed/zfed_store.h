@@ -13,6 +13,8 @@
 #ifndef ZFED_STORE_H_INCLUDED
 #define ZFED_STORE_H_INCLUDED
 
+#include "zfed/zfed_error.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,10 +31,10 @@ extern "C" {
 typedef struct _zfed_store_t zfed_store_t;
 
 //  Creates WORKDIR/JOB_ID (and rounds/).  A folder that already holds a
-//  job is refused unless resume is true; with resume it must hold one.
-//  NULL with a reason in error.
-zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume, char *error,
-                              size_t error_size);
+//  job is refused unless resume is true (ZFED_E_EXISTS); with resume it
+//  must hold one (ZFED_E_NO_JOB).  NULL with the error.
+zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume,
+                              zfed_error_t *error);
 void zfed_store_destroy(zfed_store_t **self_p);
 
 //  The job folder.

@@ -836,6 +836,26 @@ static bool s_role_allows(zfed_broker_t *self, const zfed_mdp_t *mdp)
     return false;
 }
 
+//  A peer whose key the handshake accepted, but whose role does not allow
+//  what it sent, is told so, or it would wait in silence and never know
+//  its key sits in the wrong directory: a request gets a 403 error, a
+//  READY a DISCONNECT.
+static void s_tell_forbidden(zfed_broker_t *self, const zfed_mdp_t *mdp)
+{
+    const zfed_view_t *peer = &self->frames.view[0];
+    if (mdp->command == ZFED_MDP_CLIENT) {
+        char service[ZFED_MDP_SERVICE_MAX + 1];
+        memcpy(service, mdp->service.data, mdp->service.size);
+        service[mdp->service.size] = '\0';
+        const zfed_view_t *body =
+            mdp->body_count == 1 ? &self->frames.view[1 + mdp->body_index] : NULL;
+        s_reply_error(self, peer, service, body, ZFED_ERR_FORBIDDEN,
+                      "forbidden: this key may not submit requests (it is not in the broker's "
+                      "--controllers-dir)");
+    } else if (mdp->command == ZFED_MDP_READY)
+        s_send_disconnect_to(self, peer);
+}
+
 static void s_handle_message(zfed_broker_t *self)
 {
     zfed_frames_t *frames = &self->frames;
@@ -854,8 +874,10 @@ static void s_handle_message(zfed_broker_t *self)
         s_warn_peer(self, peer, "message dropped", reason);
         return;
     }
-    if (self->auth && !s_role_allows(self, &mdp))
+    if (self->auth && !s_role_allows(self, &mdp)) {
+        s_tell_forbidden(self, &mdp);
         return;
+    }
     if (mdp.command == ZFED_MDP_CLIENT)
         s_client_request(self, &mdp);
     else

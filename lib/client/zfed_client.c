@@ -5,14 +5,16 @@
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_signal.h"
 #include "transport/zfed_curve.h"
+#include "transport/zfed_linkmon.h"
 
 #include <czmq.h>
 #include <errno.h>
 #include <string.h>
 
-//  A full send queue means the broker is away; waiting longer than this
-//  only hides that from the caller, who has its own timeouts.
-#define SEND_TIMEOUT_MS 1000
+//  The send queue has no limit (a round is sent at once), so a send can
+//  only fail when there is no connection to queue into: after the broker
+//  refused our handshake.  It then fails at once rather than block: the
+//  caller has its own timeouts, and a stop must not wait on sends.
 
 struct _zfed_client_t {
     zsock_t *socket;
@@ -21,6 +23,8 @@ struct _zfed_client_t {
     bool holding;
     char service[ZFED_MDP_SERVICE_MAX + 1];
     uint64_t malformed;
+    zfed_linkmon_t *linkmon;
+    bool send_failing; //  warned that sends fail; quiet until one succeeds
 };
 
 zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert, const char *server_key)
@@ -35,7 +39,9 @@ zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert, con
     //  A round is sent at once; let it queue whole rather than block.
     zsock_set_sndhwm(self->socket, 0);
     zsock_set_rcvhwm(self->socket, 0);
-    zsock_set_sndtimeo(self->socket, SEND_TIMEOUT_MS);
+    self->linkmon = zfed_linkmon_new(endpoint, "--controllers-dir", curve_cert != NULL);
+    if (!self->linkmon || zfed_linkmon_attach(self->linkmon, zsock_resolve(self->socket)) != 0)
+        goto err;
     if (curve_cert) {
         zfed_curve_client_t *curve = zfed_curve_client_new(curve_cert, server_key);
         int rc = curve ? zfed_curve_client_apply(curve, self->socket) : -1;
@@ -62,16 +68,22 @@ void zfed_client_destroy(zfed_client_t **self_p)
     if (self->holding)
         zfed_frames_close(&self->frames);
     zsock_destroy(&self->socket);
+    zfed_linkmon_destroy(&self->linkmon);
     free(self);
     *self_p = NULL;
 }
 
 int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size)
 {
-    if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE) != 0) {
-        zfed_warn("cannot send to the broker: %s", zmq_strerror(errno));
+    zfed_linkmon_handle(self->linkmon);
+    if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
+        if (!self->send_failing)
+            zfed_warn("cannot send to the broker: %s",
+                      errno == EAGAIN ? "no connection to it (refused?)" : zmq_strerror(errno));
+        self->send_failing = true;
         return -1;
     }
+    self->send_failing = false;
     zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
     zfed_send_bytes(self->handle, body, size, 0);
@@ -94,12 +106,15 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
         if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0) {
             int64_t wait = deadline - zclock_mono();
             int signal_fd = zfed_signal_fd();
-            zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0},
+            zmq_pollitem_t items[3] = {{self->handle, 0, ZMQ_POLLIN, 0},
+                                       {zfed_linkmon_socket(self->linkmon), 0, ZMQ_POLLIN, 0},
                                        {NULL, signal_fd, ZMQ_POLLIN, 0}};
-            int rc = zmq_poll(items, signal_fd >= 0 ? 2 : 1, (long)(wait > 0 ? wait : 0));
+            int rc = zmq_poll(items, signal_fd >= 0 ? 3 : 2, (long)(wait > 0 ? wait : 0));
             if (rc < 0 || zsys_interrupted)
                 return -1;
-            if (rc == 0)
+            if (items[1].revents & ZMQ_POLLIN)
+                zfed_linkmon_handle(self->linkmon);
+            if (rc == 0 || (!(items[0].revents & ZMQ_POLLIN) && zclock_mono() >= deadline))
                 return 0;
             continue;
         }
@@ -128,4 +143,10 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
 uint64_t zfed_client_malformed(zfed_client_t *self)
 {
     return self->malformed;
+}
+
+const zfed_link_status_t *zfed_client_link(zfed_client_t *self)
+{
+    zfed_linkmon_handle(self->linkmon);
+    return zfed_linkmon_link(self->linkmon);
 }

@@ -1,5 +1,6 @@
 /*  zfed_job - job settings: defaults, job files, derived values, checks.  */
-#include "zfed/zfed_job.h"
+#include "controller/zfed_job_private.h"
+#include "zfed/zfed_endpoint.h"
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_service.h"
@@ -37,18 +38,6 @@ int zfed_metric_parse(const char *name, zfed_metric_t *metric)
     return -1;
 }
 
-static int s_fail(char *error, size_t error_size, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int s_fail(char *error, size_t error_size, const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    vsnprintf(error, error_size, format, args);
-    va_end(args);
-    return -1;
-}
-
 int zfed_job_init(zfed_job_t *job)
 {
     memset(job, 0, sizeof *job);
@@ -81,37 +70,103 @@ void zfed_job_clear(zfed_job_t *job)
     job->params = job->task_params = job->round_params = NULL;
 }
 
+zfed_job_t *zfed_job_new(void)
+{
+    zfed_job_t *self = calloc(1, sizeof *self);
+    if (self && zfed_job_init(self) != 0) {
+        zfed_job_clear(self);
+        free(self);
+        self = NULL;
+    }
+    return self;
+}
+
+void zfed_job_destroy(zfed_job_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_job_clear(*self_p);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+const char *zfed_job_id(const zfed_job_t *job)
+{
+    return job->job_id;
+}
+
+const char *zfed_job_service(const zfed_job_t *job)
+{
+    return job->service;
+}
+
+const char *zfed_job_endpoint(const zfed_job_t *job)
+{
+    return job->endpoint;
+}
+
+const char *zfed_job_workdir(const zfed_job_t *job)
+{
+    return job->workdir;
+}
+
+const char *zfed_job_curve_cert(const zfed_job_t *job)
+{
+    return job->curve_cert[0] ? job->curve_cert : NULL;
+}
+
+const char *zfed_job_server_key(const zfed_job_t *job)
+{
+    return job->server_key[0] ? job->server_key : NULL;
+}
+
+uint32_t zfed_job_rounds(const zfed_job_t *job)
+{
+    return job->rounds;
+}
+
+uint32_t zfed_job_tasks(const zfed_job_t *job)
+{
+    return job->tasks;
+}
+
+uint32_t zfed_job_quorum(const zfed_job_t *job)
+{
+    return job->quorum;
+}
+
 //  ---------------------------------------------------------------------
 //  Job files
 
 static int s_get_uint(const json_t *value, const char *field, uint64_t min, uint64_t max,
-                      uint64_t *out, char *error, size_t error_size)
+                      uint64_t *out, zfed_error_t *error)
 {
     if (!json_is_integer(value) || json_integer_value(value) < 0 ||
         (uint64_t)json_integer_value(value) < min || (uint64_t)json_integer_value(value) > max)
-        return s_fail(error, error_size, "%s: expected an integer from %llu to %llu", field,
-                      (unsigned long long)min, (unsigned long long)max);
+        return zfed_error_set(error, ZFED_E_INVALID, field, "expected an integer from %llu to %llu",
+                              (unsigned long long)min, (unsigned long long)max);
     *out = (uint64_t)json_integer_value(value);
     return 0;
 }
 
 static int s_get_seconds(const json_t *value, const char *field, double min, double max,
-                         int64_t *out_ms, char *error, size_t error_size)
+                         int64_t *out_ms, zfed_error_t *error)
 {
     if (!json_is_number(value) || !isfinite(json_number_value(value)) ||
         json_number_value(value) < min || json_number_value(value) > max)
-        return s_fail(error, error_size, "%s: expected seconds from %g to %g", field, min, max);
+        return zfed_error_set(error, ZFED_E_INVALID, field, "expected seconds from %g to %g", min,
+                              max);
     *out_ms = (int64_t)(json_number_value(value) * 1000.0 + 0.5);
     return 0;
 }
 
 static int s_get_string(const json_t *value, const char *field, char *out, size_t out_size,
-                        char *error, size_t error_size)
+                        zfed_error_t *error)
 {
     if (!json_is_string(value) || json_string_length(value) == 0 ||
         json_string_length(value) >= out_size)
-        return s_fail(error, error_size, "%s: expected a string of 1 to %zu characters", field,
-                      out_size - 1);
+        return zfed_error_set(error, ZFED_E_INVALID, field,
+                              "expected a string of 1 to %zu characters", out_size - 1);
     snprintf(out, out_size, "%s", json_string_value(value));
     return 0;
 }
@@ -120,10 +175,10 @@ static int s_get_string(const json_t *value, const char *field, char *out, size_
 //  are objects or arrays of objects.  Lengths are checked by finish, once
 //  rounds and tasks are known from every source.
 static int s_check_param_levels(const json_t *value, const char *field, bool allow_table,
-                                char *error, size_t error_size)
+                                zfed_error_t *error)
 {
     if (!json_is_array(value))
-        return s_fail(error, error_size, "%s: expected an array", field);
+        return zfed_error_set(error, ZFED_E_INVALID, field, "expected an array");
     size_t index;
     json_t *entry;
     json_array_foreach(value, index, entry)
@@ -136,18 +191,18 @@ static int s_check_param_levels(const json_t *value, const char *field, bool all
             json_array_foreach(entry, inner, cell)
             {
                 if (!json_is_object(cell))
-                    return s_fail(error, error_size, "%s[%zu][%zu]: expected an object", field,
-                                  index, inner);
+                    return zfed_error_set(error, ZFED_E_INVALID, field,
+                                          "entry %zu, %zu is not an object", index, inner);
             }
             continue;
         }
-        return s_fail(error, error_size, "%s[%zu]: expected an object%s", field, index,
-                      allow_table ? " or an array of objects" : "");
+        return zfed_error_set(error, ZFED_E_INVALID, field, "entry %zu is not an object%s", index,
+                              allow_table ? " nor an array of objects" : "");
     }
     return 0;
 }
 
-static int s_apply_quorum(zfed_job_t *job, const json_t *value, char *error, size_t error_size)
+static int s_apply_quorum(zfed_job_t *job, const json_t *value, zfed_error_t *error)
 {
     if (json_is_integer(value) && json_integer_value(value) >= 1 &&
         json_integer_value(value) <= ZFED_JOB_TASKS_MAX) {
@@ -160,141 +215,208 @@ static int s_apply_quorum(zfed_job_t *job, const json_t *value, char *error, siz
         job->quorum_count = 0;
         return 0;
     }
-    return s_fail(error, error_size,
-                  "quorum: expected a count (integer >= 1) or a fraction of the tasks in (0, 1]");
+    return zfed_error_set(error, ZFED_E_INVALID, "quorum",
+                          "expected a count (integer >= 1) or a fraction of the tasks in (0, 1]");
 }
 
-static int s_apply_select(zfed_job_t *job, const char *text, char *error, size_t error_size)
+static int s_apply_select(zfed_job_t *job, const char *text, zfed_error_t *error)
 {
     char metric[32];
     const char *colon = strchr(text, ':');
     size_t length = colon ? (size_t)(colon - text) : strlen(text);
     if (length >= sizeof metric)
-        return s_fail(error, error_size, "select: unknown metric");
+        return zfed_error_set(error, ZFED_E_INVALID, "select", "unknown metric");
     memcpy(metric, text, length);
     metric[length] = '\0';
     if (zfed_metric_parse(metric, &job->metric) != 0)
-        return s_fail(error, error_size,
-                      "select: unknown metric '%s' (aggregate, results or duration_ms)", metric);
+        return zfed_error_set(error, ZFED_E_INVALID, "select",
+                              "unknown metric '%s' (aggregate, results or duration_ms)", metric);
     job->metric_given = true;
     if (!colon || strcmp(colon + 1, "max") == 0)
         job->maximize = true;
     else if (strcmp(colon + 1, "min") == 0)
         job->maximize = false;
     else
-        return s_fail(error, error_size, "select: direction must be max or min, got '%s'",
-                      colon + 1);
+        return zfed_error_set(error, ZFED_E_INVALID, "select",
+                              "direction must be max or min, got '%s'", colon + 1);
     return 0;
 }
 
-int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, char *error, size_t error_size)
+static int s_set_service(zfed_job_t *job, const json_t *value, zfed_error_t *error)
+{
+    if (s_get_string(value, "service", job->service, sizeof job->service, error) != 0)
+        return -1;
+    if (!zfed_service_find(job->service))
+        return zfed_error_set(error, ZFED_E_INVALID, "service", "unknown service '%s'",
+                              job->service);
+    return 0;
+}
+
+static int s_set_endpoint(zfed_job_t *job, const json_t *value, zfed_error_t *error)
+{
+    char reason[128];
+    if (s_get_string(value, "connect", job->endpoint, sizeof job->endpoint, error) != 0)
+        return -1;
+    if (zfed_endpoint_check(job->endpoint, ZFED_ENDPOINT_CONNECT, reason, sizeof reason) != 0)
+        return zfed_error_set(error, ZFED_E_INVALID, "connect",
+                              "'%s' is not an endpoint (%s): expected " ZFED_ENDPOINT_FORMS,
+                              job->endpoint, reason);
+    return 0;
+}
+
+int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, zfed_error_t *error)
 {
     uint64_t number = 0;
     if (strcmp(key, "job_id") == 0) {
         if (!json_is_string(value) || !zfed_is_safe_name(json_string_value(value), ZFED_JOB_ID_MAX))
-            return s_fail(error, error_size,
-                          "job_id: 1 to %d characters of A-Z a-z 0-9 . _ - not starting with '.'",
-                          ZFED_JOB_ID_MAX);
+            return zfed_error_set(error, ZFED_E_INVALID, key,
+                                  "1 to %d characters of A-Z a-z 0-9 . _ - not starting with '.'",
+                                  ZFED_JOB_ID_MAX);
         snprintf(job->job_id, sizeof job->job_id, "%s", json_string_value(value));
     } else if (strcmp(key, "service") == 0)
-        return s_get_string(value, key, job->service, sizeof job->service, error, error_size);
+        return s_set_service(job, value, error);
     else if (strcmp(key, "connect") == 0)
-        return s_get_string(value, key, job->endpoint, sizeof job->endpoint, error, error_size);
+        return s_set_endpoint(job, value, error);
     else if (strcmp(key, "workdir") == 0)
-        return s_get_string(value, key, job->workdir, sizeof job->workdir, error, error_size);
+        return s_get_string(value, key, job->workdir, sizeof job->workdir, error);
     else if (strcmp(key, "rounds") == 0) {
-        if (s_get_uint(value, key, 1, ZFED_JOB_ROUNDS_MAX, &number, error, error_size) != 0)
+        if (s_get_uint(value, key, 1, ZFED_JOB_ROUNDS_MAX, &number, error) != 0)
             return -1;
         job->rounds = (uint32_t)number;
     } else if (strcmp(key, "tasks") == 0) {
-        if (s_get_uint(value, key, 1, ZFED_JOB_TASKS_MAX, &number, error, error_size) != 0)
+        if (s_get_uint(value, key, 1, ZFED_JOB_TASKS_MAX, &number, error) != 0)
             return -1;
         job->tasks = (uint32_t)number;
     } else if (strcmp(key, "params") == 0) {
         if (!json_is_object(value))
-            return s_fail(error, error_size, "params: expected an object");
+            return zfed_error_set(error, ZFED_E_INVALID, key, "expected an object");
         json_decref(job->params);
         job->params = json_incref(value);
     } else if (strcmp(key, "task_params") == 0) {
-        if (s_check_param_levels(value, key, false, error, error_size) != 0)
+        if (s_check_param_levels(value, key, false, error) != 0)
             return -1;
         json_decref(job->task_params);
         job->task_params = json_incref(value);
     } else if (strcmp(key, "round_params") == 0) {
-        if (s_check_param_levels(value, key, true, error, error_size) != 0)
+        if (s_check_param_levels(value, key, true, error) != 0)
             return -1;
         json_decref(job->round_params);
         job->round_params = json_incref(value);
     } else if (strcmp(key, "quorum") == 0)
-        return s_apply_quorum(job, value, error, error_size);
+        return s_apply_quorum(job, value, error);
     else if (strcmp(key, "round_timeout") == 0)
         return s_get_seconds(value, key, 0.001, ZFED_JOB_TIMEOUT_MAX_S, &job->round_timeout_ms,
-                             error, error_size);
+                             error);
     else if (strcmp(key, "grace") == 0)
-        return s_get_seconds(value, key, 0, ZFED_JOB_TIMEOUT_MAX_S, &job->grace_ms, error,
-                             error_size);
+        return s_get_seconds(value, key, 0, ZFED_JOB_TIMEOUT_MAX_S, &job->grace_ms, error);
     else if (strcmp(key, "task_timeout") == 0)
-        return s_get_seconds(value, key, 0, ZFED_JOB_TIMEOUT_MAX_S, &job->task_timeout_ms, error,
-                             error_size);
+        return s_get_seconds(value, key, 0, ZFED_JOB_TIMEOUT_MAX_S, &job->task_timeout_ms, error);
     else if (strcmp(key, "retries") == 0) {
-        if (s_get_uint(value, key, 0, ZFED_JOB_RETRIES_MAX, &number, error, error_size) != 0)
+        if (s_get_uint(value, key, 0, ZFED_JOB_RETRIES_MAX, &number, error) != 0)
             return -1;
         job->retries = (uint32_t)number;
     } else if (strcmp(key, "batch") == 0) {
-        if (s_get_uint(value, key, 1, ZFED_BATCH_MAX, &number, error, error_size) != 0)
+        if (s_get_uint(value, key, 1, ZFED_BATCH_MAX, &number, error) != 0)
             return -1;
         job->batch = (uint32_t)number;
     } else if (strcmp(key, "window") == 0) {
-        if (s_get_uint(value, key, 1, ZFED_JOB_WINDOW_MAX, &number, error, error_size) != 0)
+        if (s_get_uint(value, key, 1, ZFED_JOB_WINDOW_MAX, &number, error) != 0)
             return -1;
         job->window = (uint32_t)number;
     } else if (strcmp(key, "aggregate") == 0) {
         if (!json_is_string(value) ||
             zfed_agg_strategy_parse(json_string_value(value), &job->strategy) != 0)
-            return s_fail(error, error_size, "aggregate: expected one of %s",
-                          zfed_agg_strategy_list());
+            return zfed_error_set(error, ZFED_E_INVALID, key, "expected one of %s",
+                                  zfed_agg_strategy_list());
     } else if (strcmp(key, "trim") == 0) {
         if (!json_is_number(value) || json_number_value(value) < 0 ||
             json_number_value(value) >= 0.5)
-            return s_fail(error, error_size, "trim: expected a fraction in [0, 0.5)");
+            return zfed_error_set(error, ZFED_E_INVALID, key, "expected a fraction in [0, 0.5)");
         job->trim = json_number_value(value);
     } else if (strcmp(key, "select") == 0) {
         if (!json_is_string(value))
-            return s_fail(error, error_size, "select: expected \"METRIC:max\" or \"METRIC:min\"");
-        return s_apply_select(job, json_string_value(value), error, error_size);
+            return zfed_error_set(error, ZFED_E_INVALID, key,
+                                  "expected \"METRIC:max\" or \"METRIC:min\"");
+        return s_apply_select(job, json_string_value(value), error);
     } else if (strcmp(key, "curve_cert") == 0)
-        return s_get_string(value, key, job->curve_cert, sizeof job->curve_cert, error, error_size);
+        return s_get_string(value, key, job->curve_cert, sizeof job->curve_cert, error);
     else if (strcmp(key, "server_key") == 0)
-        return s_get_string(value, key, job->server_key, sizeof job->server_key, error, error_size);
+        return s_get_string(value, key, job->server_key, sizeof job->server_key, error);
     else
-        return s_fail(error, error_size, "%s: unknown setting", key);
+        return zfed_error_set(error, ZFED_E_INVALID, key, "unknown setting");
     return 0;
 }
 
-int zfed_job_load(zfed_job_t *job, const char *path, char *error, size_t error_size)
+int zfed_job_set_string(zfed_job_t *job, const char *key, const char *value, zfed_error_t *error)
+{
+    json_t *text = json_string(value);
+    if (!text)
+        return value ? zfed_error_set(error, ZFED_E_INVALID, key, "expected UTF-8 text")
+                     : zfed_error_set(error, ZFED_E_INVALID, key, "expected a value");
+    int rc = zfed_job_set(job, key, text, error);
+    json_decref(text);
+    return rc;
+}
+
+int zfed_job_load(zfed_job_t *job, const char *path, zfed_error_t *error)
 {
     json_error_t parse_error;
     size_t size = 0;
     char *text = zfed_read_file(path, JOB_FILE_MAX, &size);
     if (!text)
-        return s_fail(error, error_size, "cannot read: %s", strerror(errno));
+        return zfed_error_set(error, ZFED_E_IO, "", "cannot read: %s", strerror(errno));
     json_t *root = json_loadb(text, size, JSON_REJECT_DUPLICATES, &parse_error);
     free(text);
     if (!root)
-        return s_fail(error, error_size, "line %d, column %d: %s", parse_error.line,
-                      parse_error.column, parse_error.text);
+        return zfed_error_set(error, ZFED_E_INVALID, "", "line %d, column %d: %s", parse_error.line,
+                              parse_error.column, parse_error.text);
     int rc = 0;
     if (!json_is_object(root))
-        rc = s_fail(error, error_size, "the job file must hold one JSON object");
+        rc = zfed_error_set(error, ZFED_E_INVALID, "", "the job file must hold one JSON object");
     const char *key;
     json_t *value;
     json_object_foreach(root, key, value)
     {
         if (rc == 0)
-            rc = zfed_job_set(job, key, value, error, error_size);
+            rc = zfed_job_set(job, key, value, error);
     }
     json_decref(root);
     return rc;
+}
+
+zfed_job_t *zfed_job_load_saved(const char *workdir, const char *job_id, zfed_error_t *error)
+{
+    char path[ZFED_JOB_PATH_MAX + ZFED_JOB_ID_MAX + 32];
+    if (!zfed_is_safe_name(job_id, ZFED_JOB_ID_MAX)) {
+        zfed_error_set(error, ZFED_E_INVALID, "job_id", "'%s' is not a job id", job_id);
+        return NULL;
+    }
+    if (strlen(workdir) >= ZFED_JOB_PATH_MAX) {
+        zfed_error_set(error, ZFED_E_INVALID, "workdir", "longer than %d characters",
+                       ZFED_JOB_PATH_MAX - 1);
+        return NULL;
+    }
+    snprintf(path, sizeof path, "%s/%s/job.json", workdir, job_id);
+    if (access(path, F_OK) != 0) {
+        zfed_error_set(error, ZFED_E_NO_JOB, "job_id", "no job %s in %s (no %s)", job_id, workdir,
+                       path);
+        return NULL;
+    }
+    zfed_job_t *job = zfed_job_new();
+    if (!job) {
+        zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    if (zfed_job_load(job, path, error) != 0) {
+        //  The job's own file, written by us: any fault in it is damage.
+        char reason[sizeof error->message];
+        snprintf(reason, sizeof reason, "%s", error->message);
+        zfed_error_set(error, ZFED_E_CORRUPT, "", "%s: %s", path, reason);
+        zfed_job_destroy(&job);
+        return NULL;
+    }
+    snprintf(job->workdir, sizeof job->workdir, "%s", workdir);
+    return job;
 }
 
 //  ---------------------------------------------------------------------
@@ -318,7 +440,7 @@ json_t *zfed_job_task_params(const zfed_job_t *job, uint32_t round, uint32_t tas
 }
 
 int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, uint8_t **data,
-                         size_t *size, char *error, size_t error_size)
+                         size_t *size, zfed_error_t *error)
 {
     *data = NULL;
     *size = 0;
@@ -326,7 +448,7 @@ int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, u
     json_t *params = zfed_job_task_params(job, round, task);
     if (!service || !params) {
         json_decref(params);
-        return s_fail(error, error_size, "out of memory");
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
     }
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init(&buffer);
@@ -340,14 +462,17 @@ int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, u
         rc = -1;
     if (rc != 0) {
         msgpack_sbuffer_destroy(&buffer);
-        return s_fail(error, error_size, "params (round %u, task %u): %s", round, task, reason);
+        zfed_error_set(error, ZFED_E_INVALID, "params", "%s", reason);
+        zfed_error_locate(error, round, task);
+        return -1;
     }
     msgpack_unpacked unpacked;
     zfed_fault_t fault = {0};
     rc = zfed_unpack(&unpacked, (const uint8_t *)buffer.data, buffer.size);
-    if (rc == 0 && service->check_params(&unpacked.data, &fault) != 0)
-        rc = s_fail(error, error_size, "%s%s(round %u, task %u): %s", fault.field,
-                    fault.field[0] ? " " : "", round, task, fault.text);
+    if (rc == 0 && service->check_params(&unpacked.data, &fault) != 0) {
+        rc = zfed_error_set(error, ZFED_E_INVALID, fault.field, "%s", fault.text);
+        zfed_error_locate(error, round, task);
+    }
     msgpack_unpacked_destroy(&unpacked);
     if (rc != 0) {
         msgpack_sbuffer_destroy(&buffer);
@@ -355,25 +480,27 @@ int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, u
     }
     *size = buffer.size;
     *data = (uint8_t *)msgpack_sbuffer_release(&buffer);
-    return *data ? 0 : s_fail(error, error_size, "out of memory");
+    return *data ? 0 : zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
 }
 
-static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_size)
+static int s_check_all_params(const zfed_job_t *job, zfed_error_t *error)
 {
     if (job->task_params && json_array_size(job->task_params) != job->tasks)
-        return s_fail(error, error_size, "task_params: has %zu entries for %u tasks",
-                      json_array_size(job->task_params), job->tasks);
+        return zfed_error_set(error, ZFED_E_INVALID, "task_params", "has %zu entries for %u tasks",
+                              json_array_size(job->task_params), job->tasks);
     if (job->round_params) {
         if (json_array_size(job->round_params) != job->rounds)
-            return s_fail(error, error_size, "round_params: has %zu entries for %u rounds",
-                          json_array_size(job->round_params), job->rounds);
+            return zfed_error_set(error, ZFED_E_INVALID, "round_params",
+                                  "has %zu entries for %u rounds",
+                                  json_array_size(job->round_params), job->rounds);
         size_t index;
         json_t *entry;
         json_array_foreach(job->round_params, index, entry)
         {
             if (json_is_array(entry) && json_array_size(entry) != job->tasks)
-                return s_fail(error, error_size, "round_params[%zu]: has %zu entries for %u tasks",
-                              index, json_array_size(entry), job->tasks);
+                return zfed_error_set(error, ZFED_E_INVALID, "round_params",
+                                      "entry %zu has %zu entries for %u tasks", index,
+                                      json_array_size(entry), job->tasks);
         }
     }
     //  Only the levels that vary need walking: one round when no per-round
@@ -385,8 +512,7 @@ static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_s
         for (uint32_t task = 0; task < tasks && checks < CHECK_MAX; task++, checks++) {
             uint8_t *packed;
             size_t packed_size;
-            if (zfed_job_pack_params(job, round, task, &packed, &packed_size, error, error_size) !=
-                0)
+            if (zfed_job_pack_params(job, round, task, &packed, &packed_size, error) != 0)
                 return -1;
             free(packed);
         }
@@ -394,22 +520,24 @@ static int s_check_all_params(const zfed_job_t *job, char *error, size_t error_s
     return 0;
 }
 
-int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
+int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
 {
-    if (!zfed_service_find(job->service))
-        return s_fail(error, error_size, "service: unknown service '%s'", job->service);
-    //  The service's documented defaults sit under everything the user set.
     const zfed_service_t *service = zfed_service_find(job->service);
+    if (!service)
+        return zfed_error_set(error, ZFED_E_INVALID, "service", "unknown service '%s'",
+                              job->service);
+    //  The service's documented defaults sit under everything the user set.
     if (service->default_params) {
         json_t *defaults = json_loads(service->default_params, 0, NULL);
         int rc = defaults ? json_object_update_missing(job->params, defaults) : -1;
         json_decref(defaults);
         if (rc != 0)
-            return s_fail(error, error_size, "out of memory");
+            return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
     }
     if (job->quorum_count > job->tasks)
-        return s_fail(error, error_size, "quorum: %u is more than the %u tasks of a round",
-                      job->quorum_count, job->tasks);
+        return zfed_error_set(error, ZFED_E_INVALID, "quorum",
+                              "%u is more than the %u tasks of a round", job->quorum_count,
+                              job->tasks);
     if (job->quorum_count > 0)
         job->quorum = job->quorum_count;
     else {
@@ -420,14 +548,18 @@ int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
         job->task_timeout_ms = job->round_timeout_ms / (job->retries + 1);
     if (job->task_timeout_ms <= 0)
         job->task_timeout_ms = 1;
-    if (job->metric == ZFED_METRIC_AGGREGATE && !zfed_service_find(job->service)->scalar) {
+    if (job->metric == ZFED_METRIC_AGGREGATE && !service->scalar) {
         if (job->metric_given)
-            return s_fail(error, error_size,
-                          "select: service %s has no scalar aggregate; use results or "
-                          "duration_ms",
-                          job->service);
+            return zfed_error_set(error, ZFED_E_INVALID, "select",
+                                  "service %s has no scalar aggregate; use results or "
+                                  "duration_ms",
+                                  job->service);
         job->metric = ZFED_METRIC_RESULTS; //  the default that makes sense for it
     }
+    if ((job->curve_cert[0] == '\0') != (job->server_key[0] == '\0'))
+        return zfed_error_set(error, ZFED_E_INVALID,
+                              job->curve_cert[0] ? "server_key" : "curve_cert",
+                              "CURVE needs both curve_cert and server_key");
     if (job->job_id[0] == '\0') {
         //  Sortable and unique enough for one user: UTC time + pid + random.
         time_t now = time(NULL);
@@ -438,7 +570,7 @@ int zfed_job_finish(zfed_job_t *job, char *error, size_t error_size)
                  parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min,
                  parts.tm_sec, salt);
     }
-    return s_check_all_params(job, error, error_size);
+    return s_check_all_params(job, error);
 }
 
 json_t *zfed_job_to_json(const zfed_job_t *job)

@@ -19,36 +19,38 @@ struct _zfed_store_t {
     char path[PATH_MAX];
 };
 
-zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume, char *error,
-                              size_t error_size)
+zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume,
+                              zfed_error_t *error)
 {
     zfed_store_t *self = calloc(1, sizeof *self);
     if (!self) {
-        snprintf(error, error_size, "out of memory");
+        zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
         return NULL;
     }
     if (snprintf(self->path, sizeof self->path, "%s/%s", workdir, job_id) >=
         (int)sizeof self->path - 64) {
-        snprintf(error, error_size, "work folder path is too long");
+        zfed_error_set(error, ZFED_E_INVALID, "workdir", "work folder path is too long");
         goto err;
     }
     char job_file[PATH_MAX + 16];
     snprintf(job_file, sizeof job_file, "%s/%s", self->path, ZFED_STORE_JOB);
     bool exists = access(job_file, F_OK) == 0;
     if (exists && !resume) {
-        snprintf(error, error_size,
-                 "%s already holds job %s; resume it with --resume %s or pick another --job-id",
-                 self->path, job_id, job_id);
+        zfed_error_set(error, ZFED_E_EXISTS, "job_id",
+                       "%s already holds job %s; resume it with --resume %s or pick another "
+                       "--job-id",
+                       self->path, job_id, job_id);
         goto err;
     }
     if (!exists && resume) {
-        snprintf(error, error_size, "%s holds no job to resume", self->path);
+        zfed_error_set(error, ZFED_E_NO_JOB, "job_id", "%s holds no job to resume", self->path);
         goto err;
     }
     char rounds[PATH_MAX + 16];
     snprintf(rounds, sizeof rounds, "%s/%s", self->path, ROUNDS_DIR);
     if (zfed_mkdir_p(rounds) != 0) {
-        snprintf(error, error_size, "cannot create %s: %s", rounds, strerror(errno));
+        zfed_error_set(error, ZFED_E_IO, "workdir", "cannot create %s: %s", rounds,
+                       strerror(errno));
         goto err;
     }
     return self;

@@ -4,6 +4,7 @@
 #include "zfed/zfed_util.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,9 +149,43 @@ json_t *zfed_json_from_msgpack(const msgpack_object *object)
     return s_from_msgpack(object, 0);
 }
 
+//  Most significant digits a double needs to read back as itself.
+#define REAL_DIGITS_MAX 17
+
+//  The fewest significant digits that still read every real in value back
+//  exactly: "0.1" stays 0.1 instead of jansson's 0.10000000000000001,
+//  while a value that needs 17 digits gets them (records feed --resume,
+//  which must rebuild the exact state).
+static int s_digits_needed(const json_t *value, int needed)
+{
+    if (json_is_real(value)) {
+        //  Fewer digits must not turn 30.0 into 3e+01 either.
+        double number = json_real_value(value);
+        char text[48];
+        snprintf(text, sizeof text, "%.*g", REAL_DIGITS_MAX, number);
+        bool exponent = strchr(text, 'e') != NULL;
+        for (int digits = needed; digits < REAL_DIGITS_MAX; digits++) {
+            snprintf(text, sizeof text, "%.*g", digits, number);
+            if (strtod(text, NULL) == number && (exponent || !strchr(text, 'e')))
+                return digits;
+        }
+        return REAL_DIGITS_MAX;
+    }
+    size_t index;
+    const char *key;
+    json_t *child;
+    if (json_is_array(value))
+        json_array_foreach(value, index, child) needed = s_digits_needed(child, needed);
+    else if (json_is_object(value))
+        json_object_foreach((json_t *)value, key, child) needed = s_digits_needed(child, needed);
+    return needed;
+}
+
 int zfed_json_write_durable(const char *path, const json_t *value)
 {
-    char *text = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    int digits = s_digits_needed(value, 1);
+    char *text =
+        json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
     if (!text)
         return -1;
     size_t length = strlen(text);

@@ -21,6 +21,7 @@
 #include "zfed/zfed_util.h"
 #include "core/zfed_list.h"
 #include "transport/zfed_curve.h"
+#include "transport/zfed_linkmon.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -81,6 +82,10 @@ struct _zfed_worker_t {
     zfed_worker_config_t config;
     const zfed_service_t *service;
     zfed_curve_client_t *curve;
+    //  The monitor of connection 0: every connection has the same broker
+    //  and key, so one tells why the broker refuses them all.
+    zfed_linkmon_t *linkmon;
+    int64_t role_warned_at_ms;
     connection_t *connections;
     compute_t *computes;
     zfed_link_t pending;
@@ -413,6 +418,10 @@ static int s_open(connection_t *connection)
         zsock_destroy(&connection->socket);
         return -1;
     }
+    if (connection->index == 0 && self->linkmon &&
+        zfed_linkmon_attach(self->linkmon, zsock_resolve(connection->socket)) != 0)
+        zfed_warn("%s: cannot monitor the connection; handshake failures go unexplained",
+                  connection->name);
     if (zsock_connect(connection->socket, "%s", self->config.endpoint) != 0) {
         zfed_error("%s: cannot connect to %s", connection->name, self->config.endpoint);
         zsock_destroy(&connection->socket);
@@ -438,8 +447,14 @@ static void s_reconnect_later(connection_t *connection, const char *why)
     zfed_worker_t *self = connection->owner;
     s_close(connection, false);
     connection->reconnect_at_ms = zfed_clock_ms() + connection->backoff_ms;
-    if (connection->index == 0 || zfed_log_level() >= ZFED_LOG_DEBUG)
+    //  When the handshake was refused, the monitor has said why (and
+    //  keeps the reminders rare); silence is only its consequence.
+    const zfed_link_status_t *link = self->linkmon ? zfed_linkmon_link(self->linkmon) : NULL;
+    bool explained = link && (link->state == ZFED_LINK_REFUSED || link->state == ZFED_LINK_FAILED);
+    if (!explained && (connection->index == 0 || zfed_log_level() >= ZFED_LOG_DEBUG))
         zfed_warn("%s: %s; reconnecting in %d ms", connection->name, why, connection->backoff_ms);
+    else
+        zfed_debug("%s: %s; reconnecting in %d ms", connection->name, why, connection->backoff_ms);
     connection->backoff_ms *= 2;
     if (connection->backoff_ms > self->config.reconnect_max_ms)
         connection->backoff_ms = self->config.reconnect_max_ms;
@@ -587,6 +602,17 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
     case ZFED_MDP_HEARTBEAT:
         break;
     case ZFED_MDP_DISCONNECT:
+        //  A DISCONNECT before any sign that the broker took our READY,
+        //  over a CURVE handshake it accepted: zfed's broker knows our key
+        //  but not as a worker's.
+        if (!connection->heard_since_ready && self->curve &&
+            connection->last_heard_ms - self->role_warned_at_ms >= ZFED_LINKMON_WARN_PERIOD_MS) {
+            self->role_warned_at_ms = connection->last_heard_ms;
+            zfed_warn("the broker at %s refused our READY: it knows our key, but not as a "
+                      "worker's (is our public key in its --workers-dir, not its "
+                      "--controllers-dir?)",
+                      self->config.endpoint);
+        }
         //  RFC 7: close the socket and register again on a new one.
         s_reconnect_later(connection, "broker sent DISCONNECT");
         break;
@@ -645,9 +671,10 @@ static int64_t s_next_deadline(zfed_worker_t *self)
     return deadline;
 }
 
-//  Item 0 is the signal pipe (or an inert entry), then compute threads,
-//  then connections.
-#define ITEMS_BEFORE_COMPUTES 1
+//  Item 0 is the signal pipe (or an inert entry), item 1 connection 0's
+//  monitor (or an inert entry), then compute threads, then connections.
+#define ITEM_MONITOR          1
+#define ITEMS_BEFORE_COMPUTES 2
 
 static int s_rebuild_items(zfed_worker_t *self)
 {
@@ -655,6 +682,8 @@ static int s_rebuild_items(zfed_worker_t *self)
     int signal_fd = zfed_signal_fd();
     self->items[count++] = (zmq_pollitem_t){NULL, signal_fd >= 0 ? signal_fd : 0,
                                             (short)(signal_fd >= 0 ? ZMQ_POLLIN : 0), 0};
+    void *monitor = self->linkmon ? zfed_linkmon_socket(self->linkmon) : NULL;
+    self->items[count++] = (zmq_pollitem_t){monitor, 0, (short)(monitor ? ZMQ_POLLIN : 0), 0};
     for (unsigned index = 0; index < self->config.threads; index++) {
         self->items[count] = (zmq_pollitem_t){self->computes[index].handle, 0, ZMQ_POLLIN, 0};
         count++;
@@ -701,6 +730,8 @@ int zfed_worker_run(zfed_worker_t *self)
             rc = -1;
             break;
         }
+        if (self->items[ITEM_MONITOR].revents & ZMQ_POLLIN)
+            zfed_linkmon_handle(self->linkmon);
         size_t computes_end = ITEMS_BEFORE_COMPUTES + self->config.threads;
         for (size_t item = ITEMS_BEFORE_COMPUTES; item < self->item_count; item++) {
             if (!(self->items[item].revents & ZMQ_POLLIN))
@@ -798,6 +829,10 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         if (!self->curve)
             goto err;
     }
+    self->linkmon = zfed_linkmon_new(config->endpoint, "--workers-dir", self->curve != NULL);
+    self->role_warned_at_ms = -ZFED_LINKMON_WARN_PERIOD_MS;
+    if (!self->linkmon)
+        goto err;
     char base[ZFED_WORKER_NAME_MAX + 1];
     if (config->name)
         snprintf(base, sizeof base, "%s", config->name);
@@ -866,6 +901,7 @@ void zfed_worker_destroy(zfed_worker_t **self_p)
     for (unsigned index = 0; self->connections && index < self->config.concurrency; index++)
         s_close(&self->connections[index], false);
     zfed_curve_client_destroy(&self->curve);
+    zfed_linkmon_destroy(&self->linkmon);
     free(self->connections);
     free(self->computes);
     free(self->items);

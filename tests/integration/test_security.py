@@ -148,10 +148,18 @@ class Curve(unittest.TestCase):
         intruder = curve_socket(self.cluster, self.keys, worker_secret)
         for task in range(3):
             intruder.send_multipart([b"", MDPC, b"fib", task_body("stolen", 0, task, 10)])
-        wait_for(lambda: self.status()["counters"]["forbidden"] >= 3, 10,
-                 what="the broker to refuse the worker key's requests")
-        self.assertFalse(intruder.poll(300), "a worker key got an answer to a request")
+        # Each request is refused with a 403 naming the reason, never run.
+        for task in range(3):
+            self.assertTrue(intruder.poll(5000), "a refused request got no answer")
+            frames = intruder.recv_multipart()
+            self.assertEqual(frames[:3], [b"", MDPC, b"fib"])
+            reply = msgpack.unpackb(frames[3], raw=False)
+            self.assertEqual(reply[0], "zfed.error")
+            self.assertEqual((reply[2], reply[3], reply[4]), ("stolen", 0, task))
+            self.assertEqual(reply[7], 403)
+            self.assertIn("forbidden: this key may not submit requests", reply[9])
         counters = self.status()["counters"]
+        self.assertEqual(counters["forbidden"], 3)
         self.assertEqual(counters["requests"], 0)
         self.assertEqual(counters["dispatched"], 0)
 

@@ -6,7 +6,7 @@
     removed again; errors are checked for the field they must name, since
     that is what a user reads.
 */
-#include "zfed/zfed_job.h"
+#include "controller/zfed_job_private.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
 
@@ -47,6 +47,35 @@ static bool s_starts_with(const char *text, const char *prefix)
         }                                                                                          \
     } while (0)
 
+//  The library's calls, with the error's message copied where the checks
+//  read it (the codes and fields are checked in s_check_error_codes).
+static int s_message(int rc, const zfed_error_t *error, char *text, size_t size)
+{
+    const char *message = rc == 0 ? "" : error->message;
+    size_t length = strlen(message) < size ? strlen(message) : size - 1;
+    memcpy(text, message, length);
+    text[length] = '\0';
+    return rc;
+}
+
+static int s_job_load(zfed_job_t *job, const char *path, char *text, size_t size)
+{
+    zfed_error_t error;
+    return s_message(zfed_job_load(job, path, &error), &error, text, size);
+}
+
+static int s_job_finish(zfed_job_t *job, char *text, size_t size)
+{
+    zfed_error_t error;
+    return s_message(zfed_job_finish(job, &error), &error, text, size);
+}
+
+static int s_job_set(zfed_job_t *job, const char *key, json_t *value, char *text, size_t size)
+{
+    zfed_error_t error;
+    return s_message(zfed_job_set(job, key, value, &error), &error, text, size);
+}
+
 //  The temporary directory for job files, and a counter for file names.
 static char s_dir[64];
 static int s_file_number = 0;
@@ -71,7 +100,7 @@ static int s_load_text(zfed_job_t *job, const char *text, char *error, size_t er
     char path[128];
     s_write(text, path, sizeof path);
     error[0] = '\0';
-    int rc = zfed_job_load(job, path, error, error_size);
+    int rc = s_job_load(job, path, error, error_size);
     unlink(path);
     return rc;
 }
@@ -85,7 +114,7 @@ static int s_load_and_finish(const char *text, bool finish, char *error, size_t 
         abort();
     int rc = s_load_text(&job, text, error, error_size);
     if (rc == 0 && finish)
-        rc = zfed_job_finish(&job, error, error_size);
+        rc = s_job_finish(&job, error, error_size);
     zfed_job_clear(&job);
     return rc;
 }
@@ -117,7 +146,7 @@ static void s_check_finish_error(const char *text, const char *prefix)
         fprintf(stderr, "  job file %s\n  load failed: %s\n", text, error);
     if (rc == 0) {
         error[0] = '\0';
-        rc = zfed_job_finish(&job, error, sizeof error);
+        rc = s_job_finish(&job, error, sizeof error);
         CHECK_INT(rc, -1);
         bool named = rc == -1 && s_starts_with(error, prefix);
         CHECK(named);
@@ -179,7 +208,7 @@ static void s_test_defaults(void)
     //  Finishing the defaults: quorum all 5, task timeout 30 s / 2 tries,
     //  and a generated job id.
     char error[256] = "";
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_STR(error, "");
     CHECK_INT(job.quorum, 5);
     CHECK_INT(job.task_timeout_ms, 15000);
@@ -196,7 +225,7 @@ static void s_test_defaults(void)
     //  A second finish keeps the id and the resolved values.
     char id[ZFED_JOB_ID_MAX + 1];
     snprintf(id, sizeof id, "%s", job.job_id);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_STR(job.job_id, id);
     CHECK_INT(job.task_timeout_ms, 15000);
     zfed_job_clear(&job);
@@ -206,7 +235,7 @@ static void s_test_defaults(void)
     //  A job id given is kept.
     zfed_job_init(&job);
     snprintf(job.job_id, sizeof job.job_id, "mine");
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_STR(job.job_id, "mine");
     zfed_job_clear(&job);
 }
@@ -220,7 +249,7 @@ static long long s_quorum(uint32_t tasks, double fraction, uint32_t count, char 
     job.tasks = tasks;
     job.quorum_fraction = fraction;
     job.quorum_count = count;
-    long long quorum = zfed_job_finish(&job, error, error_size) == 0 ? (long long)job.quorum : -1;
+    long long quorum = s_job_finish(&job, error, error_size) == 0 ? (long long)job.quorum : -1;
     zfed_job_clear(&job);
     return quorum;
 }
@@ -255,14 +284,14 @@ static void s_test_quorum(void)
     CHECK_INT(s_load_text(&job, "{\"tasks\": 5, \"quorum\": 0.6}", error, sizeof error), 0);
     CHECK(job.quorum_fraction == 0.6);
     CHECK_INT(job.quorum_count, 0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.quorum, 3);
     zfed_job_clear(&job);
     zfed_job_init(&job);
     CHECK_INT(s_load_text(&job, "{\"tasks\": 4, \"quorum\": 2}", error, sizeof error), 0);
     CHECK_INT(job.quorum_count, 2);
     CHECK(job.quorum_fraction == 0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.quorum, 2);
     zfed_job_clear(&job);
     //  A later fraction replaces an earlier count and the reverse.
@@ -271,7 +300,7 @@ static void s_test_quorum(void)
     CHECK_INT(s_load_text(&job, "{\"quorum\": 1.0}", error, sizeof error), 0);
     CHECK_INT(job.quorum_count, 0);
     CHECK(job.quorum_fraction == 1.0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.quorum, 5);
     zfed_job_clear(&job);
     s_check_finish_error("{\"tasks\": 3, \"quorum\": 4}", "quorum:");
@@ -279,7 +308,7 @@ static void s_test_quorum(void)
     s_check_finish_error("{\"tasks\": 2, \"quorum\": 3}", "quorum:");
     zfed_job_init(&job);
     CHECK_INT(s_load_text(&job, "{\"quorum\": 1}", error, sizeof error), 0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.quorum, 1);
     zfed_job_clear(&job);
 }
@@ -291,21 +320,21 @@ static void s_test_task_timeout(void)
     zfed_job_init(&job);
     job.round_timeout_ms = 9000;
     job.retries = 2;
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.task_timeout_ms, 3000);
     zfed_job_clear(&job);
 
     zfed_job_init(&job);
     job.round_timeout_ms = 10000;
     job.retries = 0;
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.task_timeout_ms, 10000);
     zfed_job_clear(&job);
 
     //  Given explicitly: kept.
     zfed_job_init(&job);
     job.task_timeout_ms = 1234;
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.task_timeout_ms, 1234);
     zfed_job_clear(&job);
 
@@ -314,7 +343,7 @@ static void s_test_task_timeout(void)
     CHECK_INT(s_load_text(&job, "{\"round_timeout\": 0.001, \"retries\": 1}", error, sizeof error),
               0);
     CHECK_INT(job.round_timeout_ms, 1);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.task_timeout_ms, 1);
     zfed_job_clear(&job);
 
@@ -322,7 +351,7 @@ static void s_test_task_timeout(void)
     zfed_job_init(&job);
     CHECK_INT(s_load_text(&job, "{\"round_timeout\": 7, \"retries\": 100}", error, sizeof error),
               0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(job.task_timeout_ms, 69);
     zfed_job_clear(&job);
 }
@@ -398,7 +427,7 @@ static void s_test_param_merging(void)
                           " {\"fibonacci_level\": 9}]}",
                           error, sizeof error),
               0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_INT(s_param(&job, 0, 0, "fibonacci_level"), 5);
     CHECK_INT(s_param(&job, 0, 1, "fibonacci_level"), 6);
     CHECK_INT(s_param(&job, 0, 2, "fibonacci_level"), 8);
@@ -469,7 +498,7 @@ static void s_test_load_everything(void)
     CHECK_STR(job.curve_cert, "/etc/zfed/client.cert");
     CHECK_STR(job.server_key, "/etc/zfed/server.key");
 
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     CHECK_STR(error, "");
     CHECK_INT(job.quorum, 3);
     CHECK_INT(job.task_timeout_ms, 1500);
@@ -620,11 +649,15 @@ static void s_test_load_errors(void)
     s_check_load_error("{\"params\": [1]}", false, "params:");
     s_check_load_error("{\"params\": null}", false, "params:");
     s_check_load_error("{\"task_params\": {}}", false, "task_params:");
-    s_check_load_error("{\"task_params\": [{}, 5]}", false, "task_params[1]:");
-    s_check_load_error("{\"task_params\": [[{}]]}", false, "task_params[0]:");
-    s_check_load_error("{\"round_params\": [5]}", false, "round_params[0]:");
-    s_check_load_error("{\"round_params\": [{}, \"x\"]}", false, "round_params[1]:");
-    s_check_load_error("{\"round_params\": [{}, [{}, 3]]}", false, "round_params[1][1]:");
+    s_check_load_error("{\"task_params\": [{}, 5]}", false,
+                       "task_params: entry 1 is not an object");
+    s_check_load_error("{\"task_params\": [[{}]]}", false, "task_params: entry 0 is not an object");
+    s_check_load_error("{\"round_params\": [5]}", false,
+                       "round_params: entry 0 is not an object nor an array of objects");
+    s_check_load_error("{\"round_params\": [{}, \"x\"]}", false,
+                       "round_params: entry 1 is not an object");
+    s_check_load_error("{\"round_params\": [{}, [{}, 3]]}", false,
+                       "round_params: entry 1, 1 is not an object");
     s_check_load_error("{\"round_params\": {\"0\": {}}}", false, "round_params:");
     s_check_finish_error("{\"tasks\": 3, \"task_params\": [{}, {}]}",
                          "task_params: has 2 entries for 3 tasks");
@@ -633,7 +666,7 @@ static void s_test_load_errors(void)
     s_check_finish_error("{\"rounds\": 2, \"round_params\": [{}]}",
                          "round_params: has 1 entries for 2 rounds");
     s_check_finish_error("{\"rounds\": 2, \"tasks\": 2, \"round_params\": [{}, [{}]]}",
-                         "round_params[1]: has 1 entries for 2 tasks");
+                         "round_params: entry 1 has 1 entries for 2 tasks");
     //  Lengths are judged against the final tasks, wherever it was set.
     s_check_finish_error("{\"task_params\": [{}, {}], \"tasks\": 3}", "task_params:");
 
@@ -689,9 +722,9 @@ static void s_test_load_errors(void)
     zfed_job_init(&job);
     char path[128];
     snprintf(path, sizeof path, "%s/no-such-job.json", s_dir);
-    CHECK_INT(zfed_job_load(&job, path, error, sizeof error), -1);
+    CHECK_INT(s_job_load(&job, path, error, sizeof error), -1);
     CHECK_STR(error, "cannot read: No such file or directory");
-    CHECK_INT(zfed_job_load(&job, s_dir, error, sizeof error), -1); //  a directory
+    CHECK_INT(s_job_load(&job, s_dir, error, sizeof error), -1); //  a directory
     CHECK_PREFIX(error, "cannot read:");
     zfed_job_clear(&job);
 
@@ -713,33 +746,33 @@ static void s_test_set(void)
     zfed_job_init(&job);
     char error[256];
     json_t *value = json_integer(7);
-    CHECK_INT(zfed_job_set(&job, "rounds", value, error, sizeof error), 0);
+    CHECK_INT(s_job_set(&job, "rounds", value, error, sizeof error), 0);
     CHECK_INT(job.rounds, 7);
-    CHECK_INT(zfed_job_set(&job, "nope", value, error, sizeof error), -1);
+    CHECK_INT(s_job_set(&job, "nope", value, error, sizeof error), -1);
     CHECK_STR(error, "nope: unknown setting");
     json_decref(value);
     //  params keeps a reference: the caller may drop its own.
     value = json_pack("{s:i}", "fibonacci_level", 3);
-    CHECK_INT(zfed_job_set(&job, "params", value, error, sizeof error), 0);
+    CHECK_INT(s_job_set(&job, "params", value, error, sizeof error), 0);
     json_decref(value);
     CHECK_INT(json_integer_value(json_object_get(job.params, "fibonacci_level")), 3);
     //  Replacing task_params twice does not leak the first (valgrind).
     value = json_pack("[{}]");
-    CHECK_INT(zfed_job_set(&job, "task_params", value, error, sizeof error), 0);
+    CHECK_INT(s_job_set(&job, "task_params", value, error, sizeof error), 0);
     json_decref(value);
     value = json_pack("[{}, {}]");
-    CHECK_INT(zfed_job_set(&job, "task_params", value, error, sizeof error), 0);
+    CHECK_INT(s_job_set(&job, "task_params", value, error, sizeof error), 0);
     json_decref(value);
     CHECK_INT(json_array_size(job.task_params), 2);
     value = json_pack("[{}]");
-    CHECK_INT(zfed_job_set(&job, "round_params", value, error, sizeof error), 0);
-    CHECK_INT(zfed_job_set(&job, "round_params", value, error, sizeof error), 0);
+    CHECK_INT(s_job_set(&job, "round_params", value, error, sizeof error), 0);
+    CHECK_INT(s_job_set(&job, "round_params", value, error, sizeof error), 0);
     json_decref(value);
     //  A refused value leaves the setting as it was.
     value = json_string("x");
-    CHECK_INT(zfed_job_set(&job, "task_params", value, error, sizeof error), -1);
-    CHECK_INT(zfed_job_set(&job, "params", value, error, sizeof error), -1);
-    CHECK_INT(zfed_job_set(&job, "rounds", value, error, sizeof error), -1);
+    CHECK_INT(s_job_set(&job, "task_params", value, error, sizeof error), -1);
+    CHECK_INT(s_job_set(&job, "params", value, error, sizeof error), -1);
+    CHECK_INT(s_job_set(&job, "rounds", value, error, sizeof error), -1);
     json_decref(value);
     CHECK_INT(json_array_size(job.task_params), 2);
     CHECK_INT(json_integer_value(json_object_get(job.params, "fibonacci_level")), 3);
@@ -801,7 +834,7 @@ static void s_check_round_trip(zfed_job_t *job, const char *label)
         fprintf(stderr, "  round trip '%s': %s\n  %s\n", label, error, text ? text : "");
     free(text);
     if (rc == 0) {
-        CHECK_INT(zfed_job_finish(&back, error, sizeof error), 0);
+        CHECK_INT(s_job_finish(&back, error, sizeof error), 0);
         int failures = zfed_test_failures;
         s_check_same_job(job, &back);
         CHECK_INT(back.quorum, job->quorum);
@@ -817,7 +850,7 @@ static void s_test_round_trip(void)
     //  Defaults (finished, so the job id is set).
     zfed_job_t job;
     zfed_job_init(&job);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     s_check_round_trip(&job, "defaults");
     zfed_job_clear(&job);
 
@@ -836,7 +869,7 @@ static void s_test_round_trip(void)
                           " \"curve_cert\": \"c.cert\", \"server_key\": \"s.key\"}",
                           error, sizeof error),
               0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     s_check_round_trip(&job, "everything");
     zfed_job_clear(&job);
 
@@ -845,7 +878,7 @@ static void s_test_round_trip(void)
     CHECK_INT(s_load_text(&job, "{\"job_id\": \"rt-3\", \"quorum\": 0.1, \"trim\": 0.1}", error,
                           sizeof error),
               0);
-    CHECK_INT(zfed_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
     s_check_round_trip(&job, "fractions");
     zfed_job_clear(&job);
 
@@ -884,7 +917,7 @@ static void s_test_round_trip(void)
         zfed_job_init(&other);
         json_object_foreach(root, key, value)
         {
-            int rc = zfed_job_set(&other, key, value, error, sizeof error);
+            int rc = s_job_set(&other, key, value, error, sizeof error);
             CHECK_INT(rc, 0);
             if (rc != 0)
                 fprintf(stderr, "  key %s: %s\n", key, error);

@@ -1,0 +1,53 @@
+/*  zfed_job_private - the fields of a job, for libzfed's own modules and
+    the unit tests (private header).
+
+    Everyone else goes through zfed_job.h, so a new setting or a longer
+    limit never changes what a program linked against libzfed sees.  Every
+    text field is checked against its size by zfed_job_set, which names the
+    setting when it does not fit.
+*/
+#ifndef ZFED_JOB_PRIVATE_H_INCLUDED
+#define ZFED_JOB_PRIVATE_H_INCLUDED
+
+#include "zfed/zfed_job.h"
+
+struct _zfed_job_t {
+    char job_id[ZFED_JOB_ID_MAX + 1]; //  empty: zfed_job_finish picks one
+    char service[64];
+    char endpoint[ZFED_JOB_ENDPOINT_MAX];
+    char workdir[ZFED_JOB_PATH_MAX];
+    uint32_t rounds;
+    uint32_t tasks;
+    json_t *params;       //  object, owned
+    json_t *task_params;  //  NULL or array of objects, owned
+    json_t *round_params; //  NULL or array of objects / arrays of objects, owned
+    //  Quorum as given: a count, or a fraction of the tasks; resolved into
+    //  quorum by zfed_job_finish.
+    double quorum_fraction; //  > 0 when given as a fraction
+    uint32_t quorum_count;  //  > 0 when given as a count
+    uint32_t quorum;        //  resolved: results needed to close a round
+    int64_t round_timeout_ms;
+    int64_t grace_ms;
+    int64_t task_timeout_ms; //  0: round_timeout / (retries + 1)
+    uint32_t retries;
+    uint32_t batch; //  tasks per request (1: one zfed.task body each; more: zfed.batch)
+    //  Requests of a round in flight at once: the rest wait for answers, so
+    //  a 100,000-task round does not sit in the broker's memory all at once.
+    uint32_t window;
+    zfed_agg_strategy_t strategy;
+    double trim;
+    zfed_metric_t metric;
+    bool maximize;
+    bool metric_given; //  chosen by the user (else a service without a scalar
+                       //  aggregate selects by results)
+    //  CURVE (empty: plaintext)
+    char curve_cert[ZFED_JOB_PATH_MAX];
+    char server_key[ZFED_JOB_PATH_MAX];
+};
+
+//  The same defaults as zfed_job_new, in place (tests keep jobs on the
+//  stack); zfed_job_clear releases what init took.
+int zfed_job_init(zfed_job_t *job);
+void zfed_job_clear(zfed_job_t *job);
+
+#endif

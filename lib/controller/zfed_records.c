@@ -1,0 +1,459 @@
+/*  zfed_records - global state, round records, best round, summary, resume.  */
+#include "controller/zfed_records.h"
+#include "controller/zfed_job_private.h"
+#include "zfed/zfed_json.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_util.h"
+#include "zfed/zfed_version.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct _zfed_records_t {
+    const zfed_job_t *job;
+    const zfed_service_t *service;
+    zfed_store_t *store;
+    zfed_global_t global;
+    uint32_t next_round;
+    //  Per round, for the summary: entries and late counts.
+    json_t *summaries;
+    uint64_t *late;
+    uint64_t foreign;
+    //  Best round so far.
+    int64_t best_round;
+    mpq_t best_aggregate;
+    double best_number;
+    json_t *best_value;
+    int64_t started_wall_ms;
+};
+
+//  ---------------------------------------------------------------------
+//  Helpers
+
+//  ISO 8601 UTC with milliseconds; text needs 80 bytes to satisfy the
+//  compiler's worst case for every field.
+static char *s_iso_time(int64_t wall_ms, char *text, size_t size)
+{
+    time_t seconds = (time_t)(wall_ms / 1000);
+    struct tm parts;
+    gmtime_r(&seconds, &parts);
+    snprintf(text, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900,
+             parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
+             (int)(wall_ms % 1000));
+    return text;
+}
+
+json_t *zfed_records_time_json(int64_t wall_ms)
+{
+    char text[80];
+    return json_string(s_iso_time(wall_ms, text, sizeof text));
+}
+
+json_t *zfed_records_exact_json(const mpq_t *values, size_t dims)
+{
+    json_t *array = json_array();
+    for (size_t dim = 0; array && dim < dims; dim++) {
+        char *text = mpq_get_str(NULL, 10, values[dim]);
+        json_array_append_new(array, json_string(text));
+        void (*free_function)(void *, size_t);
+        mp_get_memory_functions(NULL, NULL, &free_function);
+        free_function(text, strlen(text) + 1);
+    }
+    return array;
+}
+
+static int s_set_global(zfed_records_t *self, int64_t round, const msgpack_sbuffer *packed)
+{
+    uint8_t *copy = malloc(packed->size);
+    if (!copy)
+        return -1;
+    memcpy(copy, packed->data, packed->size);
+    free(self->global.value);
+    self->global.value = copy;
+    self->global.size = packed->size;
+    self->global.round = round;
+    return 0;
+}
+
+json_t *zfed_records_global_json(zfed_records_t *self)
+{
+    msgpack_unpacked unpacked;
+    json_t *value = NULL;
+    if (zfed_unpack(&unpacked, self->global.value, self->global.size) == 0)
+        value = zfed_json_from_msgpack(&unpacked.data);
+    msgpack_unpacked_destroy(&unpacked);
+    return json_pack("{s:I,s:o}", "round", (json_int_t)self->global.round, "value",
+                     value ? value : json_null());
+}
+
+//  The value of the selection metric for a closed round (new reference),
+//  and as a number for comparisons.
+static json_t *s_metric_value(zfed_records_t *self, json_t *aggregate_json, uint32_t results,
+                              int64_t duration_ms, double *number)
+{
+    switch (self->job->metric) {
+    case ZFED_METRIC_RESULTS:
+        *number = results;
+        return json_integer(results);
+    case ZFED_METRIC_DURATION:
+        *number = (double)duration_ms;
+        return json_integer(duration_ms);
+    default:
+        *number = 0;
+        return json_incref(aggregate_json);
+    }
+}
+
+//  Updates the best round with a closed round's metric; takes value.
+static void s_consider_best(zfed_records_t *self, uint32_t round, const mpq_t *aggregate,
+                            double number, json_t *value)
+{
+    bool better;
+    if (self->best_round < 0)
+        better = true;
+    else if (self->job->metric == ZFED_METRIC_AGGREGATE) {
+        int order = mpq_cmp(aggregate[0], self->best_aggregate);
+        better = self->job->maximize ? order > 0 : order < 0;
+    } else
+        better = self->job->maximize ? number > self->best_number : number < self->best_number;
+    if (!better) {
+        json_decref(value);
+        return;
+    }
+    self->best_round = round;
+    if (self->job->metric == ZFED_METRIC_AGGREGATE)
+        mpq_set(self->best_aggregate, aggregate[0]);
+    self->best_number = number;
+    json_decref(self->best_value);
+    self->best_value = value;
+}
+
+//  The summary's view of a round: what the user asked to see.
+static json_t *s_round_summary(const json_t *record)
+{
+    json_t *results = json_array();
+    size_t index;
+    json_t *entry;
+    json_array_foreach(json_object_get(record, "results"), index, entry)
+    {
+        json_t *brief = json_deep_copy(entry);
+        json_object_del(brief, "latency_us");
+        json_object_del(brief, "compute_us");
+        json_array_append_new(results, brief);
+    }
+    return json_pack(
+        "{s:O,s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:I}", "round", json_object_get(record, "round"),
+        "results", results, "aggregate", json_object_get(record, "aggregate"), "duration_ms",
+        json_object_get(record, "duration_ms"), "missing", json_object_get(record, "missing"),
+        "duplicates", json_object_get(record, "duplicates"), "errors",
+        json_object_get(record, "errors"), "invalid", json_object_get(record, "invalid"), "late",
+        (json_int_t)0);
+}
+
+//  A round that is on disk counts: best round and summary.
+static void s_count_round(zfed_records_t *self, uint32_t round, const json_t *record,
+                          const mpq_t *aggregate)
+{
+    double number;
+    json_t *value =
+        s_metric_value(self, json_object_get(record, "aggregate"),
+                       (uint32_t)json_integer_value(json_object_get(record, "answered")),
+                       json_integer_value(json_object_get(record, "duration_ms")), &number);
+    s_consider_best(self, round, aggregate, number, value);
+    json_array_append_new(self->summaries, s_round_summary(record));
+    self->next_round = round + 1;
+}
+
+//  ---------------------------------------------------------------------
+//  Closing rounds and the job
+
+void zfed_records_count_late(zfed_records_t *self, uint32_t round)
+{
+    if (round < self->job->rounds)
+        self->late[round]++;
+}
+
+void zfed_records_count_foreign(zfed_records_t *self)
+{
+    self->foreign++;
+}
+
+int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *record,
+                             const mpq_t *aggregate, size_t dims, zfed_error_t *error)
+{
+    //  The aggregate becomes the next round's global state; keep the old
+    //  one until the record is safe, so a failed write changes nothing.
+    msgpack_sbuffer packed;
+    msgpack_sbuffer_init(&packed);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &packed, msgpack_sbuffer_write);
+    zfed_global_t before = self->global;
+    self->global.value = NULL;
+    int rc = self->service->pack_aggregate(aggregate, dims, &packer);
+    if (rc == 0)
+        rc = s_set_global(self, round, &packed);
+    msgpack_sbuffer_destroy(&packed);
+    json_t *global_out = rc == 0 ? zfed_records_global_json(self) : NULL;
+    zfed_global_t after = self->global;
+    self->global = before;
+    json_t *global_in = zfed_records_global_json(self);
+    if (!global_out || !global_in || json_object_set_new(record, "global_in", global_in) != 0 ||
+        json_object_set_new(record, "global_out", global_out) != 0) {
+        free(after.value);
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "round %u: out of memory", round);
+    }
+    if (zfed_store_write_round(self->store, round, record) != 0) {
+        //  No durable record, no next round: resuming must never skip one.
+        free(after.value);
+        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
+                              round, zfed_store_path(self->store), strerror(errno));
+    }
+    free(before.value);
+    self->global = after;
+    s_count_round(self, round, record, aggregate);
+    return 0;
+}
+
+int zfed_records_write_summary(zfed_records_t *self, const char *status, const char *failure)
+{
+    const zfed_job_t *job = self->job;
+    //  Late counts keep growing after a round closes; the summary has the
+    //  final figures.
+    size_t index;
+    json_t *summary;
+    uint64_t late_total = 0;
+    json_array_foreach(self->summaries, index, summary)
+    {
+        uint32_t round = (uint32_t)json_integer_value(json_object_get(summary, "round"));
+        json_object_set_new(summary, "late", json_integer((json_int_t)self->late[round]));
+        late_total += self->late[round];
+    }
+    char select[48];
+    snprintf(select, sizeof select, "%s:%s", zfed_metric_name(job->metric),
+             job->maximize ? "max" : "min");
+    int64_t finished = zfed_wall_ms();
+    json_t *best = self->best_round >= 0
+                       ? json_pack("{s:I,s:s,s:s,s:O}", "round", (json_int_t)self->best_round,
+                                   "metric", zfed_metric_name(job->metric), "direction",
+                                   job->maximize ? "max" : "min", "value", self->best_value)
+                       : json_null();
+    json_t *root = json_pack(
+        "{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:s,s:s,s:O,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:I}", "job_id",
+        job->job_id, "status", status, "zfed_version", ZFED_VERSION_STRING, "service", job->service,
+        "rounds_planned", job->rounds, "rounds_completed", (int)json_array_size(self->summaries),
+        "tasks_per_round", job->tasks, "aggregation", zfed_agg_strategy_name(job->strategy),
+        "select", select, "rounds", self->summaries, "best_round",
+        self->best_round >= 0 ? json_integer((json_int_t)self->best_round) : json_null(), "best",
+        best, "final_global", zfed_records_global_json(self), "late_total", (json_int_t)late_total,
+        "foreign_replies", (json_int_t)self->foreign, "started_at",
+        zfed_records_time_json(self->started_wall_ms), "finished_at",
+        zfed_records_time_json(finished), "duration_ms",
+        (json_int_t)(finished - self->started_wall_ms));
+    if (!root)
+        return -1;
+    if (failure && failure[0])
+        json_object_set_new(root, "error", json_string(failure));
+    int rc = zfed_store_write(self->store, ZFED_STORE_SUMMARY, root);
+    if (rc == 0 && self->best_round >= 0)
+        rc = zfed_store_write(self->store, ZFED_STORE_BEST, best);
+    json_t *global = zfed_records_global_json(self);
+    if (rc == 0)
+        rc = zfed_store_write(self->store, ZFED_STORE_GLOBAL, global);
+    json_decref(global);
+    json_decref(root);
+    if (rc != 0)
+        zfed_error("cannot write the summary in %s: %s", zfed_store_path(self->store),
+                   strerror(errno));
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Resume
+
+//  Late results arrive after their round's record was written, so the
+//  records cannot hold them; the summary written when the controller last
+//  stopped (interrupted or failed) can.  Missing after a kill -9: then the
+//  late counts before the crash are lost, which only affects counters.
+static void s_resume_late_counts(zfed_records_t *self)
+{
+    char ignored[256];
+    json_t *summary = zfed_store_read(self->store, ZFED_STORE_SUMMARY, ignored, sizeof ignored);
+    size_t index;
+    json_t *round;
+    json_array_foreach(json_object_get(summary, "rounds"), index, round)
+    {
+        json_int_t number = json_integer_value(json_object_get(round, "round"));
+        json_int_t late = json_integer_value(json_object_get(round, "late"));
+        if (number >= 0 && (uint64_t)number < self->next_round && late > 0)
+            self->late[number] = (uint64_t)late;
+    }
+    json_decref(summary);
+}
+
+//  Rebuilds the state after the last durable round record.
+static int s_resume(zfed_records_t *self, zfed_error_t *error)
+{
+    for (uint32_t round = 0; round < self->job->rounds; round++) {
+        char reason[ZFED_ERROR_REASON_MAX];
+        json_t *record = zfed_store_read_round(self->store, round, reason, sizeof reason);
+        if (!record) {
+            if (errno == ENOENT)
+                break;
+            //  Corrupt: reported, never half-read.
+            return zfed_error_set(error, ZFED_E_CORRUPT, "", "%s", reason);
+        }
+        json_t *exact = json_object_get(record, "aggregate_exact");
+        json_t *global = json_object_get(json_object_get(record, "global_out"), "value");
+        mpq_t aggregate;
+        mpq_init(aggregate);
+        int rc =
+            json_is_array(exact) && json_array_size(exact) >= 1 &&
+                    json_is_string(json_array_get(exact, 0)) &&
+                    mpq_set_str(aggregate, json_string_value(json_array_get(exact, 0)), 10) == 0
+                ? 0
+                : -1;
+        msgpack_sbuffer packed;
+        msgpack_sbuffer_init(&packed);
+        msgpack_packer packer;
+        msgpack_packer_init(&packer, &packed, msgpack_sbuffer_write);
+        if (rc == 0 && global && zfed_json_pack(global, &packer, NULL, 0) == 0)
+            rc = s_set_global(self, round, &packed);
+        else
+            rc = -1;
+        msgpack_sbuffer_destroy(&packed);
+        if (rc != 0) {
+            mpq_clear(aggregate);
+            json_decref(record);
+            return zfed_error_set(error, ZFED_E_CORRUPT, "",
+                                  "round %u's record lacks its aggregate or global state", round);
+        }
+        mpq_canonicalize(aggregate);
+        s_count_round(self, round, record, (const mpq_t *)&aggregate);
+        mpq_clear(aggregate);
+        json_decref(record);
+    }
+    s_resume_late_counts(self);
+    return 0;
+}
+
+//  The state round 0 carries, shaped by the job's first task.
+static int s_initial_global(zfed_records_t *self)
+{
+    uint8_t *params = NULL;
+    size_t params_size = 0;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    msgpack_sbuffer packed;
+    msgpack_sbuffer_init(&packed);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &packed, msgpack_sbuffer_write);
+    int rc = zfed_job_pack_params(self->job, 0, 0, &params, &params_size, NULL);
+    if (rc == 0) {
+        msgpack_unpacked_destroy(&unpacked);
+        rc = zfed_unpack(&unpacked, params, params_size);
+    }
+    if (rc == 0)
+        rc = self->service->pack_initial(&unpacked.data, &packer);
+    if (rc == 0)
+        rc = s_set_global(self, -1, &packed);
+    msgpack_sbuffer_destroy(&packed);
+    msgpack_unpacked_destroy(&unpacked);
+    free(params);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Construction
+
+zfed_records_t *zfed_records_new(const zfed_job_t *job, const zfed_service_t *service, bool resume,
+                                 zfed_error_t *error)
+{
+    zfed_records_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
+        return NULL;
+    }
+    self->job = job;
+    self->service = service;
+    self->best_round = -1;
+    self->started_wall_ms = zfed_wall_ms();
+    mpq_init(self->best_aggregate);
+    self->summaries = json_array();
+    self->late = calloc(job->rounds, sizeof *self->late);
+    if (!self->summaries || !self->late || s_initial_global(self) != 0) {
+        zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
+        goto err;
+    }
+    self->store = zfed_store_open(job->workdir, job->job_id, resume, error);
+    if (!self->store)
+        goto err;
+    if (resume) {
+        if (s_resume(self, error) != 0)
+            goto err;
+    } else {
+        json_t *settings = zfed_job_to_json(job);
+        int rc = settings ? zfed_store_write(self->store, ZFED_STORE_JOB, settings) : -1;
+        json_decref(settings);
+        if (rc != 0) {
+            zfed_error_set(error, ZFED_E_IO, "", "cannot write %s/%s: %s",
+                           zfed_store_path(self->store), ZFED_STORE_JOB, strerror(errno));
+            goto err;
+        }
+    }
+    return self;
+err:
+    zfed_records_destroy(&self);
+    return NULL;
+}
+
+void zfed_records_destroy(zfed_records_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_records_t *self = *self_p;
+    zfed_store_destroy(&self->store);
+    json_decref(self->summaries);
+    json_decref(self->best_value);
+    free(self->late);
+    free(self->global.value);
+    mpq_clear(self->best_aggregate);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *zfed_records_path(zfed_records_t *self)
+{
+    return zfed_store_path(self->store);
+}
+
+uint32_t zfed_records_next(zfed_records_t *self)
+{
+    return self->next_round;
+}
+
+const zfed_global_t *zfed_records_global(zfed_records_t *self)
+{
+    return &self->global;
+}
+
+const json_t *zfed_records_summaries(zfed_records_t *self)
+{
+    return self->summaries;
+}
+
+const uint64_t *zfed_records_late(zfed_records_t *self)
+{
+    return self->late;
+}
+
+int64_t zfed_records_best_round(zfed_records_t *self)
+{
+    return self->best_round;
+}
+
+const json_t *zfed_records_best_value(zfed_records_t *self)
+{
+    return self->best_value;
+}

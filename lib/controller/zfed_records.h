@@ -1,0 +1,80 @@
+/*  zfed_records - what a job keeps: the global state each round carries,
+    one durable record per closed round, the best round, and the summary
+    (private header).
+
+    A closed round's record is on disk before the round counts (for the
+    best round, the summary, the next round's global state), so a
+    controller killed at any moment resumes from the last record and
+    finishes with the summary an undisturbed run writes.  Late results
+    arrive after their round's record was written; they are counted here
+    and land in the summary.
+*/
+#ifndef ZFED_RECORDS_H_INCLUDED
+#define ZFED_RECORDS_H_INCLUDED
+
+#include "zfed/zfed_error.h"
+#include "zfed/zfed_job.h"
+#include "zfed/zfed_service.h"
+#include "zfed/zfed_store.h"
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdint.h>
+
+//  The global state the next round's tasks carry: the round whose
+//  aggregate it is (-1: the initial value) and its msgpack bytes.
+typedef struct {
+    int64_t round;
+    uint8_t *value;
+    size_t size;
+} zfed_global_t;
+
+typedef struct _zfed_records_t zfed_records_t;
+
+//  Opens the job's work folder (see zfed_store_open): a new job writes
+//  job.json; with resume, every record is read back (zfed_records_next
+//  then says where to go on).  NULL with the error: ZFED_E_EXISTS when a
+//  new job's folder already holds one, ZFED_E_NO_JOB when a resumed one
+//  holds none, ZFED_E_CORRUPT for a record that cannot be trusted.
+zfed_records_t *zfed_records_new(const zfed_job_t *job, const zfed_service_t *service, bool resume,
+                                 zfed_error_t *error);
+void zfed_records_destroy(zfed_records_t **self_p);
+
+//  The job folder.
+const char *zfed_records_path(zfed_records_t *self);
+
+//  The first round without a record, and the global state it carries.
+uint32_t zfed_records_next(zfed_records_t *self);
+const zfed_global_t *zfed_records_global(zfed_records_t *self);
+
+//  The global state as {"round": R, "value": ...} (new reference).
+json_t *zfed_records_global_json(zfed_records_t *self);
+
+//  A result or error for round, which has closed: counted, never used.
+void zfed_records_count_late(zfed_records_t *self, uint32_t round);
+//  A reply for another job.
+void zfed_records_count_foreign(zfed_records_t *self);
+
+//  A closed round.  record is its whole record (without global_in and
+//  global_out, which this adds); aggregate holds dims values, packed by
+//  the service as the next global state.  Writes the record durably, then
+//  counts the round.  0, or -1 with the reason in error (nothing counted).
+int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *record,
+                             const mpq_t *aggregate, size_t dims, zfed_error_t *error);
+
+//  The summary, best.json and global.json.  failure is "" or why the job
+//  did not complete.  0, or -1 (logged).
+int zfed_records_write_summary(zfed_records_t *self, const char *status, const char *failure);
+
+//  Record helpers: a wall-clock time as ISO 8601 UTC with milliseconds,
+//  and an exact aggregate as one rational string per value (for resume).
+json_t *zfed_records_time_json(int64_t wall_ms);
+json_t *zfed_records_exact_json(const mpq_t *values, size_t dims);
+
+//  For the final table and message.
+const json_t *zfed_records_summaries(zfed_records_t *self);
+const uint64_t *zfed_records_late(zfed_records_t *self);
+int64_t zfed_records_best_round(zfed_records_t *self);
+const json_t *zfed_records_best_value(zfed_records_t *self);
+
+#endif

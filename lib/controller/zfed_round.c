@@ -1,0 +1,713 @@
+/*  zfed_round - one round of a job, from its first send to its record.
+
+    Time is kept on the monotonic clock; a round has three kinds of
+    deadline: its own (round_timeout), the end of the grace period once the
+    quorum is in, and each task's resend deadline.  Tasks of a round are
+    all sent at once and share one timeout, so resend deadlines come due in
+    the order tasks were (re)sent: a FIFO of (task, attempt) entries keeps
+    them sorted for free and the next deadline is always at its head.
+    Entries made stale by an answer or a newer attempt are skipped when
+    they reach the head.
+*/
+#include "controller/zfed_round.h"
+#include "controller/zfed_job_private.h"
+#include "zfed/zfed_aggregate.h"
+#include "zfed/zfed_batch.h"
+#include "zfed/zfed_log.h"
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_util.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Longest reason text carried around.
+#define REASON_MAX 512
+//  Longest part of a failure text that a reason may take.
+#define FAILURE_REASON_MAX (ZFED_ROUND_FAILURE_MAX - 64)
+//  Most error entries kept in one round record (all are counted).
+#define ROUND_ERRORS_KEPT 100
+//  Warnings about bad replies per round, before they are only counted.
+#define ROUND_WARNINGS_MAX 10
+
+typedef enum { TASK_PENDING = 0, TASK_DONE, TASK_FAILED } task_state_t;
+
+typedef struct {
+    task_state_t state;
+    uint32_t attempts; //  times sent
+    uint8_t *params;   //  msgpack map; may be the round's shared copy
+    size_t params_size;
+    bool params_owned;
+    int64_t sent_us; //  latency is measured in microseconds
+    bool batched;    //  last sent inside a zfed.batch
+    //  The accepted result, kept as decoded: its record entry is built when
+    //  the round closes, after the round's time is taken.
+    zfed_msg_t *result;
+    int64_t latency_us;
+    zfed_sample_t sample;
+} task_t;
+
+//  A resend deadline; stale once the task is answered or sent again
+//  (its send count no longer equals sends).
+typedef struct {
+    uint32_t task;
+    uint32_t sends;
+    int64_t due_ms;
+} resend_t;
+
+typedef struct {
+    uint32_t number;
+    task_t *tasks;
+    uint32_t unsent; //  first task not sent yet (tasks go out in order)
+    uint32_t answered;
+    uint32_t failed;
+    uint64_t duplicates;
+    uint64_t invalid;
+    uint64_t errors;
+    uint64_t resent;
+    uint64_t warnings;
+    json_t *error_list;
+    const char *last_error;
+    char last_error_text[REASON_MAX];
+    int64_t started_ms;
+    int64_t started_us;
+    int64_t started_wall_ms;
+    int64_t quorum_at_ms;
+    int64_t deadline_ms;
+    resend_t *resends;
+    size_t resend_head;
+    size_t resend_count;
+    size_t resend_capacity;
+    uint8_t *shared_params;
+    size_t shared_params_size;
+} round_t;
+
+//  ---------------------------------------------------------------------
+//  Round bookkeeping
+
+static void s_round_clear(round_t *round, uint32_t tasks)
+{
+    for (uint32_t index = 0; round->tasks && index < tasks; index++) {
+        task_t *task = &round->tasks[index];
+        if (task->params_owned)
+            free(task->params);
+        zfed_msg_destroy(&task->result);
+        if (task->state == TASK_DONE)
+            zfed_sample_clear(&task->sample);
+    }
+    free(round->tasks);
+    free(round->resends);
+    free(round->shared_params);
+    json_decref(round->error_list);
+    memset(round, 0, sizeof *round);
+}
+
+static int s_schedule_resend(zfed_round_env_t *self, round_t *round, uint32_t task, int64_t now)
+{
+    if (round->resend_count == round->resend_capacity) {
+        //  Compact what has been consumed before growing.
+        if (round->resend_head > 0) {
+            memmove(round->resends, round->resends + round->resend_head,
+                    (round->resend_count - round->resend_head) * sizeof *round->resends);
+            round->resend_count -= round->resend_head;
+            round->resend_head = 0;
+        }
+        if (round->resend_count == round->resend_capacity) {
+            size_t capacity = round->resend_capacity ? round->resend_capacity * 2 : 64;
+            resend_t *grown = realloc(round->resends, capacity * sizeof *grown);
+            if (!grown)
+                return -1;
+            round->resends = grown;
+            round->resend_capacity = capacity;
+        }
+    }
+    round->resends[round->resend_count++] =
+        (resend_t){task, round->tasks[task].attempts, now + self->job->task_timeout_ms};
+    return 0;
+}
+
+//  Every task's parameters as msgpack, checked (again: a job past the
+//  up-front check's limit is judged here, round by round); one shared copy
+//  when they cannot differ between tasks (the common case, and the cheap
+//  one at scale).
+static int s_round_prepare(zfed_round_env_t *self, round_t *round, uint32_t number)
+{
+    const zfed_job_t *job = self->job;
+    round->number = number;
+    round->tasks = calloc(job->tasks, sizeof *round->tasks);
+    round->error_list = json_array();
+    if (!round->tasks || !round->error_list) {
+        snprintf(self->failure, sizeof self->failure, "round %u: out of memory", number);
+        return -1;
+    }
+    bool shared = !job->task_params && !job->round_params;
+    if (!shared && job->round_params && !job->task_params &&
+        json_is_object(json_array_get(job->round_params, number)))
+        shared = true;
+    zfed_error_t error;
+    if (shared && zfed_job_pack_params(job, number, 0, &round->shared_params,
+                                       &round->shared_params_size, &error) != 0) {
+        snprintf(self->failure, sizeof self->failure, "round %u: %.*s", number, FAILURE_REASON_MAX,
+                 error.message);
+        return -1;
+    }
+    for (uint32_t index = 0; index < job->tasks; index++) {
+        task_t *task = &round->tasks[index];
+        if (shared) {
+            task->params = round->shared_params;
+            task->params_size = round->shared_params_size;
+            continue;
+        }
+        if (zfed_job_pack_params(job, number, index, &task->params, &task->params_size, &error) !=
+            0) {
+            snprintf(self->failure, sizeof self->failure, "round %u: %.*s", number,
+                     FAILURE_REASON_MAX, error.message);
+            return -1;
+        }
+        task->params_owned = true;
+    }
+    return 0;
+}
+
+//  Sends count tasks as one request: a plain task body for one, a
+//  zfed.batch for several (--batch).  params were checked when the round
+//  was packed and the global value is the service's own packing, so the
+//  bodies are encoded straight from their parts.  A send that cannot be
+//  queued is treated like a lost one: the resend deadline covers both.
+static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *indexes,
+                        size_t count, int64_t now)
+{
+    const zfed_global_t *global = zfed_records_global(self->records);
+    for (size_t item = 0; item < count; item++) {
+        task_t *task = &round->tasks[indexes[item]];
+        msgpack_sbuffer *body = count == 1 ? &self->buffer : &self->items[item];
+        if (zfed_msg_encode_task(body, self->job->job_id, round->number, indexes[item],
+                                 task->attempts, task->params, task->params_size, global->round,
+                                 global->value, global->size) != 0)
+            return -1;
+        self->views[item].data = (const uint8_t *)body->data;
+        self->views[item].size = body->size;
+    }
+    //  Tasks too big to travel together go as two smaller batches (down to
+    //  single tasks, which zfed_msg limits on their own).
+    if (count > 1 && zfed_batch_encoded_size(self->views, count) > ZFED_BODY_MAX) {
+        size_t half = count / 2;
+        if (s_send_tasks(self, round, indexes, half, now) != 0)
+            return -1;
+        return s_send_tasks(self, round, indexes + half, count - half, now);
+    }
+    if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
+        return -1;
+    if (zfed_client_send(self->client, self->job->service, self->buffer.data, self->buffer.size) !=
+        0)
+        zfed_debug("%zu task(s) of round %u not queued; will retry", count, round->number);
+    int64_t sent_us = zfed_clock_us();
+    for (size_t item = 0; item < count; item++) {
+        task_t *task = &round->tasks[indexes[item]];
+        if (task->attempts > 0)
+            round->resent++;
+        task->attempts++;
+        task->sent_us = sent_us;
+        task->batched = count > 1;
+        if (s_schedule_resend(self, round, indexes[item], now) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int s_send_task(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now)
+{
+    return s_send_tasks(self, round, &index, 1, now);
+}
+
+static void s_round_warn(round_t *round, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void s_round_warn(round_t *round, const char *format, ...)
+{
+    if (++round->warnings > ROUND_WARNINGS_MAX)
+        return;
+    char text[REASON_MAX];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(text, sizeof text, format, args);
+    va_end(args);
+    zfed_warn("round %u: %s%s", round->number, text,
+              round->warnings == ROUND_WARNINGS_MAX ? " (further warnings this round suppressed)"
+                                                    : "");
+}
+
+//  ---------------------------------------------------------------------
+//  Replies
+
+//  Transient errors are worth another attempt; the rest would fail again.
+static bool s_error_is_transient(uint32_t code)
+{
+    return code == ZFED_ERR_OVERLOADED || code == ZFED_ERR_INTERNAL ||
+           code == ZFED_ERR_UNAVAILABLE || code == ZFED_ERR_EXPIRED;
+}
+
+static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_msg_t *message,
+                           int64_t now)
+{
+    uint32_t index = zfed_msg_task_id(message);
+    task_t *task = &round->tasks[index];
+    round->errors++;
+    snprintf(round->last_error_text, sizeof round->last_error_text, "task %u: %s%s%s (%u, from %s)",
+             index, zfed_msg_error_field(message), zfed_msg_error_field(message)[0] ? ": " : "",
+             zfed_msg_error_text(message), zfed_msg_error_code(message), zfed_msg_worker(message));
+    round->last_error = round->last_error_text;
+    if (json_array_size(round->error_list) < ROUND_ERRORS_KEPT)
+        json_array_append_new(
+            round->error_list,
+            json_pack("{s:i,s:s,s:i,s:i,s:s,s:s}", "task", index, "worker",
+                      zfed_msg_worker(message), "attempt", zfed_msg_attempt(message), "code",
+                      zfed_msg_error_code(message), "field", zfed_msg_error_field(message),
+                      "message", zfed_msg_error_text(message)));
+    s_round_warn(round, "%s", round->last_error_text);
+    //  Only the answer to the newest attempt decides; an older attempt's
+    //  error says nothing about the one still in flight.
+    if (task->state != TASK_PENDING || zfed_msg_attempt(message) + 1 != task->attempts)
+        return;
+    //  A 413 for a task that travelled in a batch says the batch's results
+    //  did not fit together: the task goes again alone, as a packing
+    //  matter rather than a retry (alone it cannot get that answer again).
+    bool send_alone = zfed_msg_error_code(message) == ZFED_ERR_TOO_LARGE && task->batched;
+    if (send_alone || (s_error_is_transient(zfed_msg_error_code(message)) &&
+                       task->attempts <= self->job->retries)) {
+        if (s_send_task(self, round, index, now) != 0)
+            zfed_error("cannot resend task %u (out of memory)", index);
+        return;
+    }
+    task->state = TASK_FAILED;
+    round->failed++;
+}
+
+//  Takes *message_p when the result is accepted (it becomes the task's).
+static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **message_p,
+                            int64_t now)
+{
+    zfed_msg_t *message = *message_p;
+    uint32_t index = zfed_msg_task_id(message);
+    task_t *task = &round->tasks[index];
+    if (task->state == TASK_DONE) {
+        round->duplicates++;
+        zfed_debug("round %u task %u: duplicate result from %s counted once", round->number, index,
+                   zfed_msg_worker(message));
+        return;
+    }
+    const msgpack_object *outputs = zfed_msg_outputs_object(message);
+    msgpack_unpacked params;
+    zfed_fault_t fault = {0};
+    int rc = zfed_unpack(&params, task->params, task->params_size);
+    if (rc == 0 && outputs)
+        rc = self->service->read_outputs(&params.data, outputs, &task->sample, &fault);
+    else {
+        rc = -1;
+        zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "cannot unpack");
+    }
+    if (rc != 0) {
+        //  A result that does not fit its task is refused, never bent into
+        //  shape; the task stays open for its resend.
+        round->invalid++;
+        s_round_warn(round, "task %u: result from %s refused: %s%s%s", index,
+                     zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "", fault.text);
+    } else {
+        task->result = message;
+        *message_p = NULL;
+        task->latency_us = zfed_clock_us() - task->sent_us;
+        if (task->state == TASK_FAILED)
+            round->failed--; //  a late success beats an earlier error
+        task->state = TASK_DONE;
+        round->answered++;
+    }
+    msgpack_unpacked_destroy(&params);
+}
+
+static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
+                           int64_t now);
+
+//  A batch reply: one reply body per task of the batch request.
+static void s_handle_batch(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
+                           int64_t now)
+{
+    char reason[REASON_MAX];
+    size_t count = 0;
+    if (zfed_batch_decode(body, size, self->views, ZFED_BATCH_MAX, &count, reason, sizeof reason) !=
+        0) {
+        round->invalid++;
+        s_round_warn(round, "undecodable batch reply refused: %s", reason);
+        return;
+    }
+    for (size_t item = 0; item < count; item++) {
+        if (zfed_batch_is(self->views[item].data, self->views[item].size)) {
+            round->invalid++; //  batches do not nest
+            continue;
+        }
+        s_handle_reply(self, round, self->views[item].data, self->views[item].size, now);
+    }
+}
+
+static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
+                           int64_t now)
+{
+    if (zfed_batch_is(body, size)) {
+        s_handle_batch(self, round, body, size, now);
+        return;
+    }
+    char reason[REASON_MAX];
+    zfed_msg_t *message = zfed_msg_decode(body, size, reason, sizeof reason);
+    if (!message) {
+        round->invalid++;
+        s_round_warn(round, "undecodable reply refused: %s", reason);
+        return;
+    }
+    const char *job_id = zfed_msg_job_id(message);
+    zfed_msg_kind_t kind = zfed_msg_kind(message);
+    if (kind == ZFED_MSG_ERROR && job_id[0] == '\0') {
+        //  Someone could not read our task at all: nothing to match it to.
+        round->errors++;
+        s_round_warn(round, "error reply naming no task: %s (%u, from %s)",
+                     zfed_msg_error_text(message), zfed_msg_error_code(message),
+                     zfed_msg_worker(message));
+    } else if (strcmp(job_id, self->job->job_id) != 0) {
+        zfed_records_count_foreign(self->records);
+        zfed_debug("reply for another job (%s) ignored", job_id);
+    } else if (kind == ZFED_MSG_TASK) {
+        round->invalid++;
+        s_round_warn(round, "a task came back as a reply; refused");
+    } else if (zfed_msg_round(message) < round->number) {
+        zfed_records_count_late(self->records, zfed_msg_round(message));
+        zfed_debug("late %s for round %u task %u from %s: counted, not aggregated",
+                   zfed_msg_kind_name(kind), zfed_msg_round(message), zfed_msg_task_id(message),
+                   zfed_msg_worker(message));
+    } else if (zfed_msg_round(message) > round->number ||
+               zfed_msg_task_id(message) >= self->job->tasks) {
+        round->invalid++;
+        s_round_warn(round, "reply for round %u task %u, which was never sent; refused",
+                     zfed_msg_round(message), zfed_msg_task_id(message));
+    } else if (kind == ZFED_MSG_RESULT)
+        s_handle_result(self, round, &message, now);
+    else
+        s_handle_error(self, round, message, now);
+    zfed_msg_destroy(&message);
+}
+
+//  ---------------------------------------------------------------------
+//  Closing a round
+
+static int s_aggregate(zfed_round_env_t *self, round_t *round, mpq_t **values_p, size_t *dims_p)
+{
+    size_t dims = 0;
+    for (uint32_t index = 0; index < self->job->tasks && dims == 0; index++)
+        if (round->tasks[index].state == TASK_DONE)
+            dims = round->tasks[index].sample.dims;
+    zfed_agg_t *agg = dims ? zfed_agg_new(self->job->strategy, dims, self->job->trim) : NULL;
+    if (!agg) {
+        snprintf(self->failure, sizeof self->failure, "round %u: nothing to aggregate",
+                 round->number);
+        return -1;
+    }
+    int rc = 0;
+    //  Task order: the aggregate does not depend on arrival order.
+    for (uint32_t index = 0; index < self->job->tasks && rc == 0; index++) {
+        task_t *task = &round->tasks[index];
+        if (task->state != TASK_DONE)
+            continue;
+        if (task->sample.dims != dims) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: task %u's result has %zu values where others have %zu",
+                     round->number, index, task->sample.dims, dims);
+            rc = -1;
+        } else
+            rc = zfed_agg_add(agg, (const mpq_t *)task->sample.values, task->sample.weight);
+    }
+    mpq_t *values = rc == 0 ? calloc(dims, sizeof(mpq_t)) : NULL;
+    if (values) {
+        for (size_t dim = 0; dim < dims; dim++)
+            mpq_init(values[dim]);
+        if (zfed_agg_result(agg, values) != 0) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: %s cannot aggregate these results (total weight 0?)", round->number,
+                     zfed_agg_strategy_name(self->job->strategy));
+            rc = -1;
+        }
+    } else if (rc == 0) {
+        snprintf(self->failure, sizeof self->failure, "out of memory");
+        rc = -1;
+    }
+    zfed_agg_destroy(&agg);
+    if (rc != 0 && values) {
+        for (size_t dim = 0; dim < dims; dim++)
+            mpq_clear(values[dim]);
+        free(values);
+        values = NULL;
+    }
+    *values_p = values;
+    *dims_p = dims;
+    return rc;
+}
+static void s_free_values(mpq_t *values, size_t dims)
+{
+    for (size_t dim = 0; values && dim < dims; dim++)
+        mpq_clear(values[dim]);
+    free(values);
+}
+
+//  The record of an accepted result: who, which attempt, how long, and the
+//  service's own fields.
+static json_t *s_result_entry(zfed_round_env_t *self, uint32_t index, const task_t *task)
+{
+    const zfed_msg_t *result = task->result;
+    uint64_t compute_us = zfed_msg_compute_us(result);
+    json_t *entry =
+        json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker", zfed_msg_worker(result),
+                  "attempt", zfed_msg_attempt(result), "compute_us",
+                  (json_int_t)(compute_us > INT64_MAX ? INT64_MAX : compute_us), "latency_us",
+                  (json_int_t)task->latency_us);
+    if (!entry)
+        return json_null();
+    //  zfed_unpack's contract: the caller destroys what it unpacked into,
+    //  so params is only touched once zfed_unpack has set it up.
+    msgpack_unpacked params;
+    if (zfed_unpack(&params, task->params, task->params_size) == 0)
+        self->service->describe(&params.data, zfed_msg_outputs_object(result), entry);
+    msgpack_unpacked_destroy(&params);
+    return entry;
+}
+
+static zfed_progress_round_t s_view(const zfed_round_env_t *self, const round_t *round, int64_t now)
+{
+    return (zfed_progress_round_t){
+        round->number,     self->job->rounds,       round->answered,         self->job->tasks,
+        self->job->quorum, round->resent,           round->duplicates,       round->errors,
+        round->invalid,    now - round->started_ms, round->quorum_at_ms != 0};
+}
+
+static int s_close_round(zfed_round_env_t *self, round_t *round)
+{
+    mpq_t *values = NULL;
+    size_t dims = 0;
+    if (s_aggregate(self, round, &values, &dims) != 0)
+        return -1;
+    int64_t duration_us = zfed_clock_us() - round->started_us;
+    int64_t duration_ms = (duration_us + 500) / 1000;
+
+    json_t *results = json_array();
+    json_t *missing = json_array();
+    for (uint32_t index = 0; index < self->job->tasks; index++) {
+        task_t *task = &round->tasks[index];
+        if (task->state == TASK_DONE)
+            json_array_append_new(results, s_result_entry(self, index, task));
+        else
+            json_array_append_new(missing, json_integer(index));
+    }
+    json_t *aggregate_json = self->service->aggregate_json((const mpq_t *)values, dims);
+    char *aggregate_text = self->service->aggregate_text((const mpq_t *)values, dims);
+    //  global_in and global_out are zfed_records' to fill; they hold their
+    //  place in the record's order.
+    json_t *record = json_pack(
+        "{s:i,s:s,s:o,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:o,s:I,s:I,s:I,s:I,s:o,s:n,s:n}", "round",
+        round->number, "status", "closed", "started_at",
+        zfed_records_time_json(round->started_wall_ms), "duration_ms", (json_int_t)duration_ms,
+        "duration_us", (json_int_t)duration_us, "tasks", self->job->tasks, "quorum",
+        self->job->quorum, "answered", round->answered, "results", results, "missing", missing,
+        "aggregate", aggregate_json ? aggregate_json : json_null(), "aggregate_exact",
+        zfed_records_exact_json((const mpq_t *)values, dims), "duplicates",
+        (json_int_t)round->duplicates, "errors", (json_int_t)round->errors, "invalid",
+        (json_int_t)round->invalid, "resent", (json_int_t)round->resent, "error_list",
+        json_incref(round->error_list), "global_in", "global_out");
+    int rc = 0;
+    zfed_error_t error;
+    if (!record || !aggregate_json || !aggregate_text) {
+        snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
+        rc = -1;
+    } else if (zfed_records_close_round(self->records, round->number, record, (const mpq_t *)values,
+                                        dims, &error) != 0) {
+        snprintf(self->failure, sizeof self->failure, "%.*s", FAILURE_REASON_MAX, error.message);
+        rc = -1;
+    } else {
+        zfed_progress_round_t view = s_view(self, round, zfed_clock_ms());
+        zfed_progress_round_closed(self->progress, &view, aggregate_text, duration_us);
+    }
+    json_decref(record);
+    json_decref(aggregate_json);
+    free(aggregate_text);
+    s_free_values(values, dims);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  One round
+
+static int64_t s_next_due(zfed_round_env_t *self, round_t *round)
+{
+    int64_t due = round->deadline_ms;
+    if (round->quorum_at_ms && round->quorum_at_ms + self->job->grace_ms < due)
+        due = round->quorum_at_ms + self->job->grace_ms;
+    //  Drop stale resend entries: answered tasks, superseded attempts.
+    while (round->resend_head < round->resend_count) {
+        resend_t *head = &round->resends[round->resend_head];
+        task_t *task = &round->tasks[head->task];
+        if (task->state == TASK_PENDING && task->attempts == head->sends &&
+            task->attempts <= self->job->retries) {
+            if (head->due_ms < due)
+                due = head->due_ms;
+            break;
+        }
+        round->resend_head++;
+    }
+    return due;
+}
+
+static void s_resend_due(zfed_round_env_t *self, round_t *round, int64_t now)
+{
+    while (round->resend_head < round->resend_count) {
+        resend_t head = round->resends[round->resend_head];
+        task_t *task = &round->tasks[head.task];
+        bool live = task->state == TASK_PENDING && task->attempts == head.sends &&
+                    task->attempts <= self->job->retries;
+        if (live && head.due_ms > now)
+            break;
+        round->resend_head++;
+        if (live) {
+            zfed_debug("round %u task %u: no answer in %" PRId64 " ms, sending attempt %u",
+                       round->number, head.task, self->job->task_timeout_ms, task->attempts);
+            s_send_task(self, round, head.task, now);
+        }
+    }
+}
+
+//  First sends, --batch tasks per request, in task order, while fewer than
+//  --window requests' worth of tasks are unsettled (sent, neither answered
+//  nor failed).  Resends do not count: their tasks already do.  -1 with
+//  self->failure set when a task cannot be encoded.
+static int s_send_window(zfed_round_env_t *self, round_t *round, int64_t now)
+{
+    const zfed_job_t *job = self->job;
+    uint64_t window_tasks = (uint64_t)job->window * job->batch;
+    uint32_t indexes[ZFED_BATCH_MAX];
+    while (round->unsent < job->tasks &&
+           round->unsent - (round->answered + round->failed) < window_tasks) {
+        uint32_t first = round->unsent;
+        uint32_t count = job->tasks - first < job->batch ? job->tasks - first : job->batch;
+        for (uint32_t item = 0; item < count; item++)
+            indexes[item] = first + item;
+        if (s_send_tasks(self, round, indexes, count, now) != 0) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: cannot build tasks %u to %u (a body over %d bytes?)", round->number,
+                     first, first + count - 1, ZFED_BODY_MAX);
+            return -1;
+        }
+        round->unsent += count;
+    }
+    return 0;
+}
+
+//  Why a round that failed heard nothing, when the watch knows.
+static void s_add_finding(zfed_round_env_t *self)
+{
+    const char *reason = self->watch ? zfed_watch_reason(self->watch) : "";
+    size_t used = strlen(self->failure);
+    if (reason[0] && used < sizeof self->failure)
+        snprintf(self->failure + used, sizeof self->failure - used, "; %s", reason);
+}
+
+int zfed_round_run(zfed_round_env_t *self, uint32_t number)
+{
+    const zfed_job_t *job = self->job;
+    round_t round = {0};
+    if (s_round_prepare(self, &round, number) != 0) {
+        s_round_clear(&round, job->tasks);
+        return -1;
+    }
+    int64_t now = zfed_clock_ms();
+    round.started_ms = now;
+    round.started_us = zfed_clock_us();
+    round.started_wall_ms = zfed_wall_ms();
+    round.deadline_ms = now + job->round_timeout_ms;
+    if (self->watch)
+        zfed_watch_start(self->watch, now);
+    int outcome = -1;
+    while (true) {
+        if (s_send_window(self, &round, zfed_clock_ms()) != 0)
+            break;
+        now = zfed_clock_ms();
+        if (round.answered >= job->quorum && !round.quorum_at_ms)
+            round.quorum_at_ms = now;
+        bool all_settled = round.answered + round.failed == job->tasks;
+        if (round.answered == job->tasks ||
+            (round.quorum_at_ms && (all_settled || now >= round.quorum_at_ms + job->grace_ms)) ||
+            (now >= round.deadline_ms && round.answered >= job->quorum)) {
+            outcome = s_close_round(self, &round);
+            break;
+        }
+        if (job->tasks - round.failed < job->quorum) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: quorum of %u is out of reach: %u of %u tasks failed (last: %s)",
+                     number, job->quorum, round.failed, job->tasks,
+                     round.last_error ? round.last_error : "unknown");
+            break;
+        }
+        if (now >= round.deadline_ms) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: only %u of %u results by the %.1f s deadline (quorum %u)%s%.*s",
+                     number, round.answered, job->tasks, job->round_timeout_ms / 1000.0,
+                     job->quorum, round.last_error ? "; last error: " : "", REASON_MAX,
+                     round.last_error ? round.last_error : "");
+            s_add_finding(self);
+            break;
+        }
+        if (self->watch && zfed_watch_check(self->watch, now) != ZFED_WATCH_NOTHING &&
+            self->fail_fast) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: %u of %u results after %.1f s, failing at once (--fail-fast)",
+                     number, round.answered, job->tasks, (now - round.started_ms) / 1000.0);
+            s_add_finding(self);
+            break;
+        }
+        s_resend_due(self, &round, now);
+        int64_t due = s_next_due(self, &round);
+        if (self->watch && zfed_watch_due(self->watch) < due)
+            due = zfed_watch_due(self->watch);
+        int64_t wait = due - now;
+        if (zfed_progress_live(self->progress) && wait > ZFED_PROGRESS_LIVE_MS)
+            wait = ZFED_PROGRESS_LIVE_MS;
+        const char *service;
+        const uint8_t *body;
+        size_t size;
+        int got = zfed_client_recv(self->client, wait > 0 ? wait : 0, &service, &body, &size);
+        if (zsys_interrupted) {
+            outcome = 1;
+            break;
+        }
+        if (got == 1 && !(self->watch && zfed_watch_reply(self->watch, service, body, size))) {
+            if (self->watch)
+                zfed_watch_heard(self->watch);
+            s_handle_reply(self, &round, body, size, zfed_clock_ms());
+        }
+        now = zfed_clock_ms();
+        zfed_progress_round_t view = s_view(self, &round, now);
+        zfed_progress_live_update(self->progress, &view, now);
+    }
+    zfed_progress_live_clear(self->progress);
+    s_round_clear(&round, job->tasks);
+    return outcome;
+}
+
+void zfed_round_env_init(zfed_round_env_t *env)
+{
+    msgpack_sbuffer_init(&env->buffer);
+    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
+        msgpack_sbuffer_init(&env->items[item]);
+}
+
+void zfed_round_env_clear(zfed_round_env_t *env)
+{
+    msgpack_sbuffer_destroy(&env->buffer);
+    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
+        msgpack_sbuffer_destroy(&env->items[item]);
+}

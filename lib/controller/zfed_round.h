@@ -1,0 +1,55 @@
+/*  zfed_round - one round of a job: send its tasks, collect, resend, close
+    (private header).
+
+    A round sends every task (carrying the previous round's aggregate as
+    global state), collects results until all are in, or the quorum is in
+    and the grace period has passed, resends a task whose answer is late
+    (bounded by retries), aggregates, and hands its record to zfed_records,
+    which writes it durably before the round counts.  A result for a
+    closed round is counted late and never aggregated; a second result for
+    the same (round, task) is counted once.  A round that cannot reach its
+    quorum by its deadline fails the job.
+*/
+#ifndef ZFED_ROUND_H_INCLUDED
+#define ZFED_ROUND_H_INCLUDED
+
+#include "controller/zfed_progress.h"
+#include "controller/zfed_records.h"
+#include "controller/zfed_watch.h"
+#include "zfed/zfed_batch.h"
+#include "zfed/zfed_client.h"
+#include "zfed/zfed_job.h"
+#include "zfed/zfed_service.h"
+
+#include <msgpack.h>
+
+//  Longest failure text.
+#define ZFED_ROUND_FAILURE_MAX 1024
+
+//  What every round of a job runs with.
+typedef struct {
+    const zfed_job_t *job;
+    const zfed_service_t *service;
+    zfed_client_t *client;
+    zfed_records_t *records;
+    zfed_progress_t *progress;
+    zfed_watch_t *watch; //  NULL: no early diagnosis
+    bool fail_fast;      //  a watch finding fails the round at once
+    //  Scratch reused by every round: --batch packs one body per task
+    //  into items (views point at them; also used to read batch replies).
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer items[ZFED_BATCH_MAX];
+    zfed_view_t views[ZFED_BATCH_MAX];
+    //  Why the last round failed.
+    char failure[ZFED_ROUND_FAILURE_MAX];
+} zfed_round_env_t;
+
+//  Sets up the scratch buffers (the other fields are the caller's).
+void zfed_round_env_init(zfed_round_env_t *env);
+void zfed_round_env_clear(zfed_round_env_t *env);
+
+//  Runs round number.  0: closed and recorded; -1: failed (env->failure
+//  says why); 1: interrupted.
+int zfed_round_run(zfed_round_env_t *env, uint32_t number);
+
+#endif
