@@ -41,6 +41,7 @@
 */
 #define _GNU_SOURCE //  pipe2, getopt_long
 
+#include "zfed/zfed_endpoint.h"
 #include <zmq.h>
 
 #include <errno.h>
@@ -157,6 +158,18 @@ static double s_parse_seconds(const char *role, const char *flag, const char *te
     if (end == text || *end != '\0' || errno != 0 || !(value >= min) || !(value <= max))
         s_fail_usage(role, "%s: '%s' is not a number of seconds from %g to %g", flag, text, min,
                      max);
+    return value;
+}
+
+//  An endpoint flag's value, checked by zfed's own rules before libzmq
+//  sees it.
+static const char *s_endpoint(const char *role, const char *flag, const char *value,
+                              zfed_endpoint_use_t use)
+{
+    char reason[128];
+    if (zfed_endpoint_check(value, use, reason, sizeof reason) != 0)
+        s_fail_usage(role, "%s: '%s' is not an endpoint (%s): expected " ZFED_ENDPOINT_FORMS, flag,
+                     value, reason);
     return value;
 }
 
@@ -692,7 +705,7 @@ static int s_broker_main(int argc, char **argv)
     while ((option = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         switch (option) {
         case 'b':
-            bind_endpoint = optarg;
+            bind_endpoint = s_endpoint(role, "--bind", optarg, ZFED_ENDPOINT_BIND);
             break;
         case 'e':
             endpoint_file = optarg;
@@ -921,7 +934,7 @@ static int s_workers_main(int argc, char **argv)
     while ((option = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         switch (option) {
         case 'c':
-            endpoint = optarg;
+            endpoint = s_endpoint(role, "--connect", optarg, ZFED_ENDPOINT_CONNECT);
             break;
         case 'n':
             count = (size_t)s_parse_count(role, "--count", optarg, 1, MAX_WORKERS);
@@ -1309,7 +1322,7 @@ static int s_load_main(int argc, char **argv)
     while ((option = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         switch (option) {
         case OPT_CONNECT:
-            endpoint = optarg;
+            endpoint = s_endpoint(role, "--connect", optarg, ZFED_ENDPOINT_CONNECT);
             break;
         case OPT_MODE:
             if (strcmp(optarg, "round") == 0)

@@ -295,7 +295,8 @@ int main(int argc, char **argv)
     while ((option = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
         switch (option) {
         case 'c':
-            options.endpoint = optarg;
+            options.endpoint =
+                zfed_cli_endpoint(PROGRAM, "--connect", optarg, ZFED_ENDPOINT_CONNECT);
             break;
         case 'm':
             mode = optarg;

@@ -23,6 +23,7 @@ static void s_usage(void)
         "\n"
         "  --bind EP            endpoint to listen on; repeatable "
         "(default " ZFED_BROKER_ENDPOINT_DEFAULT ")\n"
+        "                       (tcp://HOST:PORT, ipc://PATH or inproc://NAME);\n"
         "                       \"tcp://127.0.0.1:*\" picks a free port (see --endpoint-file)\n"
         "  --endpoint-file F    write the endpoints actually bound to F, one per line\n"
         "  --heartbeat-ms N     heartbeat interval, must match the workers' (default %d)\n"
@@ -126,7 +127,8 @@ int main(int argc, char **argv)
         case OPT_BIND:
             if (endpoint_count == MAX_ENDPOINTS)
                 zfed_cli_fail(PROGRAM, "--bind: at most %d endpoints", MAX_ENDPOINTS);
-            endpoints[endpoint_count++] = optarg;
+            endpoints[endpoint_count++] =
+                zfed_cli_endpoint(PROGRAM, "--bind", optarg, ZFED_ENDPOINT_BIND);
             break;
         case OPT_ENDPOINT_FILE:
             endpoint_file = optarg;

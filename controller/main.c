@@ -61,7 +61,8 @@ static void s_usage(void)
            "                       our key, or has no worker for the service (said after %g s)\n"
            "\n"
            "Where:\n"
-           "  --connect EP         broker endpoint (default " ZFED_JOB_DEFAULT_ENDPOINT ")\n"
+           "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
+           "                       inproc://NAME (default " ZFED_JOB_DEFAULT_ENDPOINT ")\n"
            "  --workdir DIR        work folder (default " ZFED_JOB_DEFAULT_WORKDIR ")\n"
            "  --job-id ID          job name, the folder under DIR (default job-DATE-TIME-XXXX)\n"
            "  --resume ID          continue job ID from its last completed round\n"
@@ -348,8 +349,14 @@ static void s_apply(zfed_job_t *job, int option, const char *value, s_args_t *ar
         zfed_cli_fail(PROGRAM, "out of memory");
     int rc = zfed_job_set(job, key, json, &error);
     json_decref(json);
-    if (rc != 0)
-        zfed_cli_fail(PROGRAM, "--%s: %s, got '%s'", flag, error.text, value);
+    if (rc != 0) {
+        //  Say what was given, unless the reason already quotes it.
+        char quoted[ZFED_JOB_PATH_MAX + 4];
+        snprintf(quoted, sizeof quoted, "'%s'", value);
+        bool shown = strstr(error.text, quoted) != NULL;
+        zfed_cli_fail(PROGRAM, "--%s: %s%s%s", flag, error.text, shown ? "" : ", got ",
+                      shown ? "" : quoted);
+    }
 }
 
 //  An error from zfed_job_finish names the setting at fault; say where its

@@ -23,7 +23,8 @@ static void s_usage(void)
         "Serve zfed tasks from a Majordomo broker.  Stateless: start as many as you like,\n"
         "on as many hosts as you like, pointed at the same broker.\n"
         "\n"
-        "  --connect EP         broker endpoint (default tcp://127.0.0.1:5555)\n"
+        "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
+        "                       inproc://NAME (default tcp://127.0.0.1:5555)\n"
         "  --service NAME       service to serve (default fib; see below)\n"
         "  --register-as NAME   MDP service name to register under instead of the\n"
         "                       service's own; {i} becomes the worker's index\n"
@@ -99,7 +100,8 @@ int main(int argc, char **argv)
     while ((option = getopt_long(argc, argv, ZFED_CLI_COMMON_SHORT, options, NULL)) != -1) {
         switch (option) {
         case OPT_CONNECT:
-            config.endpoint = optarg;
+            config.endpoint =
+                zfed_cli_endpoint(PROGRAM, "--connect", optarg, ZFED_ENDPOINT_CONNECT);
             break;
         case OPT_SERVICE:
             if (!zfed_service_find(optarg))

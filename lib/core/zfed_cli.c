@@ -61,6 +61,16 @@ int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *v
     return (int64_t)(seconds * 1000.0 + 0.5);
 }
 
+const char *zfed_cli_endpoint(const char *program, const char *flag, const char *value,
+                              zfed_endpoint_use_t use)
+{
+    char reason[128];
+    if (zfed_endpoint_check(value, use, reason, sizeof reason) != 0)
+        zfed_cli_fail(program, "%s: '%s' is not an endpoint (%s): expected " ZFED_ENDPOINT_FORMS,
+                      flag, value ? value : "", reason);
+    return value;
+}
+
 void zfed_cli_version(const char *program)
 {
     int major, minor, patch;

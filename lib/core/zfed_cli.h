@@ -8,6 +8,8 @@
 #ifndef ZFED_CLI_H_INCLUDED
 #define ZFED_CLI_H_INCLUDED
 
+#include "zfed/zfed_endpoint.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -64,6 +66,11 @@ uint64_t zfed_cli_u64(const char *program, const char *flag, const char *value, 
 //  Seconds ("2.5") in [min_s, max_s], returned in milliseconds.
 int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value, double min_s,
                             double max_s);
+
+//  An endpoint flag's value, checked (zfed_endpoint_check): exits 2 naming
+//  the flag and what a valid endpoint looks like.
+const char *zfed_cli_endpoint(const char *program, const char *flag, const char *value,
+                              zfed_endpoint_use_t use);
 
 //  "program (zfed) X.Y.Z" and the versions of the libraries it uses.
 void zfed_cli_version(const char *program);

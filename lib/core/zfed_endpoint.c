@@ -1,6 +1,9 @@
-/*  zfed_endpoint - endpoint syntax, checked before any socket sees it.  */
+/*  zfed_endpoint - endpoint syntax, checked before any socket sees it.
+
+    Self-contained (libc only), so the bare-libzmq benchmark baseline can
+    check its endpoints with the same rules without linking libzfed.
+*/
 #include "zfed/zfed_endpoint.h"
-#include "zfed/zfed_util.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -51,6 +54,21 @@ static bool s_host_valid(const char *host, size_t length)
     return true;
 }
 
+//  1 to 65535 in plain decimal: no sign, no leading zero, nothing after.
+static bool s_port_valid(const char *port)
+{
+    size_t length = strlen(port);
+    if (length == 0 || length > 5 || port[0] == '0')
+        return false;
+    unsigned long number = 0;
+    for (size_t index = 0; index < length; index++) {
+        if (!isdigit((unsigned char)port[index]))
+            return false;
+        number = number * 10 + (unsigned long)(port[index] - '0');
+    }
+    return number <= 65535;
+}
+
 static int s_check_tcp(const char *address, zfed_endpoint_use_t use, char *reason, size_t size)
 {
     //  "SOURCE;HOST:PORT" connects from a given address; the part that
@@ -60,12 +78,12 @@ static int s_check_tcp(const char *address, zfed_endpoint_use_t use, char *reaso
         address = semicolon + 1;
     const char *colon = strrchr(address, ':');
     if (!colon || (address[0] == '[' && colon < strchr(address, ']')))
-        return s_fail(reason, size, "no port (tcp://HOST:PORT)");
+        return s_fail(reason, size, "no port");
     size_t host_length = (size_t)(colon - address);
     const char *port = colon + 1;
     bool wildcard_host = host_length == 1 && address[0] == '*';
     if (host_length == 0)
-        return s_fail(reason, size, "no host (tcp://HOST:PORT)");
+        return s_fail(reason, size, "no host");
     if (wildcard_host && use == ZFED_ENDPOINT_CONNECT)
         return s_fail(reason, size, "'*' is for binding; connect to a host name or address");
     if (!wildcard_host && !s_host_valid(address, host_length))
@@ -77,8 +95,7 @@ static int s_check_tcp(const char *address, zfed_endpoint_use_t use, char *reaso
                           "port '%s' is for binding; connect to a port from 1 to 65535", port);
         return 0;
     }
-    uint32_t number;
-    if (zfed_parse_u32(port, 1, 65535, &number) != 0)
+    if (!s_port_valid(port))
         return s_fail(reason, size, "port '%s' is not 1 to 65535%s", port,
                       use == ZFED_ENDPOINT_BIND ? " (or * for a free one)" : "");
     return 0;
@@ -98,13 +115,13 @@ int zfed_endpoint_check(const char *endpoint, zfed_endpoint_use_t use, char *rea
         return s_check_tcp(address, use, reason, reason_size);
     if (transport == 3 && strncmp(endpoint, "ipc", 3) == 0) {
         if (!*address)
-            return s_fail(reason, reason_size, "no path (ipc://PATH)");
+            return s_fail(reason, reason_size, "no path");
         if (strlen(address) > IPC_PATH_MAX)
             return s_fail(reason, reason_size, "path longer than %zu bytes", IPC_PATH_MAX);
         return 0;
     }
     if (transport == 6 && strncmp(endpoint, "inproc", 6) == 0)
-        return *address ? 0 : s_fail(reason, reason_size, "no name (inproc://NAME)");
+        return *address ? 0 : s_fail(reason, reason_size, "no name");
     return s_fail(reason, reason_size, "transport '%.*s' is not one zfed speaks", (int)transport,
                   endpoint);
 }
