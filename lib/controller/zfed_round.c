@@ -608,9 +608,11 @@ static int s_send_window(zfed_round_env_t *self, round_t *round, int64_t now)
 }
 
 //  Why a round that failed heard nothing, when the watch knows.
-static void s_add_finding(zfed_round_env_t *self)
+static void s_add_finding(zfed_round_env_t *self, const round_t *round)
 {
-    const char *reason = self->watch ? zfed_watch_reason(self->watch) : "";
+    bool heard = round->answered || round->errors || round->invalid || round->duplicates;
+    const char *reason =
+        self->watch && !heard ? zfed_watch_explain(self->watch, zfed_clock_ms()) : "";
     size_t used = strlen(self->failure);
     if (reason[0] && used < sizeof self->failure)
         snprintf(self->failure + used, sizeof self->failure - used, "; %s", reason);
@@ -658,7 +660,7 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
                      number, round.answered, job->tasks, job->round_timeout_ms / 1000.0,
                      job->quorum, round.last_error ? "; last error: " : "", REASON_MAX,
                      round.last_error ? round.last_error : "");
-            s_add_finding(self);
+            s_add_finding(self, &round);
             break;
         }
         if (self->watch && zfed_watch_check(self->watch, now) != ZFED_WATCH_NOTHING &&
@@ -666,7 +668,7 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
             snprintf(self->failure, sizeof self->failure,
                      "round %u: %u of %u results after %.1f s, failing at once (--fail-fast)",
                      number, round.answered, job->tasks, (now - round.started_ms) / 1000.0);
-            s_add_finding(self);
+            s_add_finding(self, &round);
             break;
         }
         s_resend_due(self, &round, now);

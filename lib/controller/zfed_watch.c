@@ -66,6 +66,20 @@ const char *zfed_watch_reason(zfed_watch_t *self)
     return self->reason;
 }
 
+const char *zfed_watch_explain(zfed_watch_t *self, int64_t now_ms)
+{
+    //  What the connection says now beats an older finding.
+    const zfed_link_status_t *link = zfed_client_link(self->client);
+    if (link->state == ZFED_LINK_REFUSED || link->state == ZFED_LINK_FAILED)
+        snprintf(self->reason, sizeof self->reason, "%s", link->reason);
+    else if (!link->ever_up && self->finding == ZFED_WATCH_NOTHING)
+        snprintf(self->reason, sizeof self->reason,
+                 "no broker answers at %s: no connection after %.1f s (is zfed-broker running "
+                 "there?)",
+                 self->endpoint, (now_ms - self->round_started_ms) / 1000.0);
+    return self->reason;
+}
+
 //  Logs a finding that is new; a refusal was logged by the client already.
 static void s_found(zfed_watch_t *self, zfed_watch_finding_t finding)
 {

@@ -54,4 +54,9 @@ bool zfed_watch_reply(zfed_watch_t *self, const char *service, const uint8_t *bo
 //  The current finding as a sentence ("" when nothing is wrong).
 const char *zfed_watch_reason(zfed_watch_t *self);
 
+//  For a round that failed hearing nothing: the finding, brought up to
+//  date with what the connection says now (a refusal or no connection at
+//  all is known without a query).  "" when nothing is known to be wrong.
+const char *zfed_watch_explain(zfed_watch_t *self, int64_t now_ms);
+
 #endif

@@ -22,9 +22,14 @@ struct _zfed_linkmon_t {
     zsock_t *pair;
     void *handle;
     zfed_link_status_t link;
-    //  Warnings: the first at once, then one per period with a count.
+    //  Warnings: the first at once, then one per period with a count; a
+    //  new explanation is news and goes out at once.
     int64_t warned_at_ms;
     uint64_t unwarned;
+    char warned[sizeof((zfed_link_status_t *)0)->reason];
+    //  The last refusal was specific (ZAP, or a mechanism mismatch): a
+    //  vague "no detail" after it does not replace its explanation.
+    bool specific;
 };
 
 static uint64_t s_counter;
@@ -63,7 +68,10 @@ int zfed_linkmon_attach(zfed_linkmon_t *self, void *socket)
     if (!self->pair)
         return -1;
     self->handle = zsock_resolve(self->pair);
-    self->link.state = ZFED_LINK_DOWN;
+    //  inproc has no handshake, so no event would ever say it is up.
+    bool inproc = strncmp(self->endpoint, "inproc://", 9) == 0;
+    self->link.state = inproc ? ZFED_LINK_UP : ZFED_LINK_DOWN;
+    self->link.ever_up = self->link.ever_up || inproc;
     return 0;
 }
 
@@ -84,6 +92,12 @@ const zfed_link_status_t *zfed_linkmon_link(zfed_linkmon_t *self)
 static void s_explain(zfed_linkmon_t *self, uint16_t event, int32_t value)
 {
     zfed_link_status_t *link = &self->link;
+    bool specific = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                    (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                     value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH);
+    if (self->specific && !specific)
+        return;
+    self->specific = specific;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
         snprintf(link->reason, sizeof link->reason,
                  "the broker at %s refused our key (CURVE authentication failed, status %d): "
@@ -112,7 +126,8 @@ static void s_explain(zfed_linkmon_t *self, uint16_t event, int32_t value)
 static void s_warn(zfed_linkmon_t *self)
 {
     int64_t now = zfed_clock_ms();
-    if (now - self->warned_at_ms < ZFED_LINKMON_WARN_PERIOD_MS) {
+    if (now - self->warned_at_ms < ZFED_LINKMON_WARN_PERIOD_MS &&
+        strcmp(self->warned, self->link.reason) == 0) {
         self->unwarned++;
         return;
     }
@@ -123,6 +138,7 @@ static void s_warn(zfed_linkmon_t *self)
         zfed_warn("%s", self->link.reason);
     self->warned_at_ms = now;
     self->unwarned = 0;
+    snprintf(self->warned, sizeof self->warned, "%s", self->link.reason);
 }
 
 //  One event: its header frame, then the rest (the endpoint) dropped.
@@ -166,6 +182,7 @@ void zfed_linkmon_handle(zfed_linkmon_t *self)
                 zfed_info("the broker at %s accepts us now", self->endpoint);
             link->state = ZFED_LINK_UP;
             link->ever_up = true;
+            self->specific = false;
             break;
         case ZMQ_EVENT_DISCONNECTED:
             if (link->state == ZFED_LINK_UP)

@@ -7,8 +7,8 @@ zfed-keygen wrote.
 
 import os
 import shutil
+import signal
 import subprocess
-import time
 import unittest
 
 import msgpack
@@ -189,8 +189,104 @@ class Curve(unittest.TestCase):
                                              "--rounds", "1", "--round-timeout", "1.5")
         self.assertEqual(result.returncode, 1)
         self.assertIn("only 0 of 5 results", result.err)
+        self.assertIn("the CURVE handshake with the broker at %s failed: is --server-key the "
+                      "broker's public key" % self.cluster.endpoint, result.err)
         self.assertEqual(self.status()["counters"]["requests"], 0)
         self.assertGreaterEqual(self.status()["counters"]["handshakes_failed"], 1)
+
+    def test_refused_controller_key_is_said_and_the_deadline_kept(self):
+        stranger = self.keys.issue("stranger", None)
+        result = self.cluster.run_controller("--job-id", "refused", "--no-progress",
+                                             *self.keys.peer_args(stranger), "--tasks", "30",
+                                             "--rounds", "1", "--round-timeout", "2")
+        self.assertEqual(result.returncode, 1, result.err)
+        said = ("the broker at %s refused our key (CURVE authentication failed"
+                % self.cluster.endpoint)
+        self.assertIn(said, result.err)
+        self.assertIn("is our public key in the broker's --controllers-dir?", result.err)
+        # Warned once, however many tasks could not be sent; the failure
+        # repeats it.
+        warnings = [line for line in result.err.splitlines() if "WARN" in line and said in line]
+        self.assertEqual(len(warnings), 1, result.err)
+        self.assertIn("deadline (quorum 30); " + said, result.err)
+        self.assertIn(said, self.cluster.summary("refused")["error"])
+        # Sends never block: 30 tasks used to cost a second each.
+        self.assertLess(result.elapsed, 20)
+
+    def test_sigterm_stops_a_refused_controller_promptly(self):
+        stranger = self.keys.issue("stranger", None)
+        controller = self.cluster.start_controller("--job-id", "stop", *self.keys.peer_args(
+            stranger), "--tasks", "64", "--round-timeout", "120")
+        wait_for(lambda: "refused our key" in controller.log(), 20,
+                 what="the controller to say its key was refused")
+        controller.signal(signal.SIGTERM)
+        controller.proc.wait(10)
+        self.assertEqual(controller.proc.returncode, 130)
+
+    def test_refused_worker_says_why_once(self):
+        stranger = self.keys.issue("stranger", None)
+        worker = self.cluster.start_worker("--curve-cert", stranger, "--server-key",
+                                           self.keys.broker_public, "--heartbeat-ms", "100",
+                                           "--liveness", "3")
+        said = "the broker at %s refused our key" % self.cluster.endpoint
+        wait_for(lambda: said in worker.log(), 20, what="the worker to say its key was refused")
+        self.assertIn("is our public key in the broker's --workers-dir?", worker.log())
+        # It keeps trying (the key may be added), quietly.
+        wait_for(lambda: self.status()["counters"]["auth_refused"] >= 3, 20,
+                 what="several refused attempts")
+        self.assertEqual(worker.log().count(said), 1, worker.log())
+        self.assertNotIn("broker silent", worker.log())
+
+    def test_worker_key_used_by_a_controller_fails_at_once(self):
+        self.start_worker(self.keys.issue("worker-y", "workers"))
+        self.wait_workers(1)
+        worker_secret = self.keys.issue("worker-z", "workers")
+        result = self.run_job("wrong-role", worker_secret, "--rounds", "1", "--round-timeout",
+                              "120")
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("quorum of 5 is out of reach", result.err)
+        self.assertIn("forbidden: this key may not submit requests (it is not in the broker's "
+                      "--controllers-dir) (403, from broker)", result.err)
+        self.assertLess(result.elapsed, 60)
+
+    def test_controller_key_used_by_a_worker_is_told(self):
+        worker = self.start_worker(self.controller_secret)
+        wait_for(lambda: "refused our READY" in worker.log(), 20,
+                 what="the worker to hear its READY refused")
+        self.assertIn("it knows our key, but not as a worker's (is our public key in its "
+                      "--workers-dir", worker.log())
+        self.assertEqual(self.status()["services"].get("fib", {}).get("workers", 0), 0)
+
+    def test_plaintext_controller_on_a_curve_broker_is_told(self):
+        result = self.cluster.run_controller("--job-id", "plain", "--no-progress", "--rounds",
+                                             "1", "--round-timeout", "1.5")
+        self.assertEqual(result.returncode, 1)
+        # libzmq reports it as a mechanism mismatch or without detail;
+        # either way the advice is the same.
+        self.assertIn("the handshake with the broker at %s failed: it " % self.cluster.endpoint,
+                      result.err)
+        self.assertIn("CURVE and we do not (give --curve-cert and --server-key)"
+                      if "speaks CURVE" in result.err else
+                      "may require CURVE (give --curve-cert and --server-key)", result.err)
+
+    def test_curve_controller_on_a_plaintext_broker_is_told(self):
+        with Cluster("plain-broker") as plain:
+            plain.start_broker()
+            result = plain.run_controller("--job-id", "curve", "--no-progress", "--rounds", "1",
+                                          "--round-timeout", "1.5",
+                                          *self.keys.peer_args(self.controller_secret))
+            self.assertEqual(result.returncode, 1)
+            self.assertIn("we speak CURVE and it does not", result.err)
+
+    def test_status_with_a_refused_key_says_so(self):
+        stranger = self.keys.issue("stranger", None)
+        result = subprocess.run([binary("zfed-controller"), "--connect", self.cluster.endpoint,
+                                 "--status", *self.keys.peer_args(stranger)],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("no status: the broker at %s refused our key" % self.cluster.endpoint,
+                      result.stderr)
+        self.assertNotIn("within 3000 ms", result.stderr)
 
     def test_removed_key_is_refused_on_its_next_connection(self):
         secret = self.keys.issue("revoked", "workers")
@@ -200,10 +296,11 @@ class Curve(unittest.TestCase):
         os.remove(os.path.join(self.keys.workers, "revoked.key"))
         worker.stop()
         self.wait_workers(0)
-        self.start_worker(secret)
+        revoked = self.start_worker(secret)
         wait_for(lambda: self.status()["counters"]["auth_refused"] > refused_before, 10,
                  what="the revoked key to be refused")
-        time.sleep(0.3)
+        wait_for(lambda: "refused our key" in revoked.log(), 10,
+                 what="the revoked worker to know it was refused")
         self.assertEqual(self.status()["services"].get("fib", {}).get("workers", 0), 0)
         # Issuing a key works without a restart too.
         self.start_worker(self.keys.issue("fresh", "workers"))
