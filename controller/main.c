@@ -25,12 +25,13 @@
 static void s_usage(void)
 {
     printf("Usage: " PROGRAM " [OPTION]...\n"
-           "Run a federated job through a zfed broker: each round sends its tasks, waits for a\n"
-           "quorum of results, aggregates them, and the aggregate travels to the next round.\n"
+           "Run a federated job through a zfed broker.  Each round sends its tasks, waits for\n"
+           "a quorum of results and aggregates them; the aggregate travels to the next round.\n"
            "\n"
            "Job:\n"
            "  --job FILE           read settings from a JSON job file (flags override it;\n"
-           "                       see schemas/JOB.md and examples/jobs/)\n"
+           "                       see JOB.md and examples/jobs/: in schemas/ of the source,\n"
+           "                       in share/doc/zfed/ where zfed is installed)\n"
            "  --service NAME       service the tasks go to (default fib)\n"
            "  --rounds N           rounds (default %d)\n"
            "  --tasks N            tasks per round (default %d, or the number of --levels)\n"

@@ -19,8 +19,8 @@
 static void s_usage(void)
 {
     printf("Usage: " PROGRAM " [OPTION]... NAME\n"
-           "Write a CurveZMQ certificate pair for NAME: DIR/NAME.key (public: hand it out)\n"
-           "and DIR/NAME.key_secret (secret: mode 0600, keep it on the host that uses it).\n"
+           "Write a CurveZMQ certificate pair for NAME.  DIR/NAME.key is public: hand it out;\n"
+           "DIR/NAME.key_secret is secret (mode 0600): keep it on the host that uses it.\n"
            "\n"
            "  --dir DIR        where to write (default: the current directory)\n"
            "  --force          replace an existing pair\n"

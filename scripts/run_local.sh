@@ -6,12 +6,16 @@
 #   scripts/run_local.sh --rounds 20 --level 30  # arguments go to zfed-controller
 #   WORKERS=8 scripts/run_local.sh               # more workers
 #   scripts/run_local.sh --curve                 # encrypted and authenticated (CurveZMQ)
+#   scripts/run_local.sh --help                  # this, and the controller's options
 #
-# Installs missing packages and builds first.  Every process it starts is
-# stopped when it ends, also on Ctrl-C.  Exits with the controller's status
-# (0: job completed).  Logs of the broker and workers stay in the run folder
-# it prints; results go to the controller's work folder (/tmp/zfed/jobs).
-# With --curve, certificates are made in the run folder: one for the broker,
+# Installs missing packages and builds first (ZFED_BUILD_DIR=DIR uses the
+# programs already built in DIR instead, as the tests do).  Every process
+# it starts is stopped when it ends, also on Ctrl-C.  Exits with the
+# controller's status (0: job completed).  The broker's and workers' logs
+# go to a run folder that is removed when the demo succeeds or is
+# interrupted, and kept (its path printed) when it fails or ZFED_KEEP=1;
+# results go to the controller's work folder (/tmp/zfed/jobs).  With
+# --curve, certificates are made in the run folder: one for the broker,
 # one per worker (in keys/workers) and one for the controller (in
 # keys/controllers), and every connection is encrypted and authenticated.
 set -euo pipefail
@@ -22,9 +26,35 @@ if ! [[ "$workers" =~ ^[1-9][0-9]*$ ]] || ((workers > 1000)); then
     exit 2
 fi
 
-"$root/scripts/install-deps.sh"
-"$root/scripts/build.sh"
-bin="$root/build"
+for arg in "$@"; do
+    case "$arg" in
+    -h | --help)
+        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+        echo
+        echo "zfed-controller's options (the demo sets --connect and, unless given, --tasks):"
+        echo
+        bin=${ZFED_BUILD_DIR:-"$root/build"}
+        if [[ -x "$bin/zfed-controller" ]]; then
+            "$bin/zfed-controller" --help | tail -n +5
+        else
+            echo "  (not built yet: run scripts/run_local.sh once, or scripts/build.sh)"
+        fi
+        exit 0
+        ;;
+    esac
+done
+
+if [[ -n "${ZFED_BUILD_DIR:-}" ]]; then
+    bin=$ZFED_BUILD_DIR
+    [[ -x "$bin/zfed-controller" ]] || {
+        echo "run_local.sh: ZFED_BUILD_DIR=$bin holds no zfed-controller" >&2
+        exit 2
+    }
+else
+    "$root/scripts/install-deps.sh"
+    "$root/scripts/build.sh"
+    bin="$root/build"
+fi
 
 # One task per worker each round, like the seed's one task per client,
 # unless the arguments say how many tasks there are.
@@ -45,16 +75,21 @@ $tasks_given || controller_args=(--tasks "$workers" ${controller_args[@]+"${cont
 
 run_dir=$(mktemp -d /tmp/zfed-demo.XXXXXX)
 pids=()
+status=1
 cleanup() {
     trap - EXIT INT TERM
     if ((${#pids[@]})); then
         kill "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
     fi
-    echo "run_local.sh: logs of the broker and workers are in $run_dir" >&2
+    if [[ "$status" == 0 || "$status" == 130 ]] && [[ -z "${ZFED_KEEP:-}" ]]; then
+        rm -rf "$run_dir"
+    else
+        echo "run_local.sh: logs of the broker and workers are in $run_dir" >&2
+    fi
 }
 trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+trap 'status=130; cleanup; exit 130' INT TERM
 
 broker_security=()
 controller_security=()
@@ -87,7 +122,7 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 endpoint=$(head -n 1 "$run_dir/endpoint")
-echo "run_local.sh: broker on $endpoint, starting $workers workers" >&2
+echo "run_local.sh: broker on $endpoint, starting $workers workers (logs in $run_dir)" >&2
 
 for index in $(seq 1 "$workers"); do
     security=()

@@ -1,31 +1,44 @@
 """scripts/run_local.sh, the demo a newcomer runs first: it must work, show
-the pyramids and the table, and leave no process behind (also on Ctrl-C)."""
+the pyramids and the table, and leave nothing behind: no process (also on
+Ctrl-C), no run folder once it succeeded.
+
+The demo runs the programs of the build under test (ZFED_BUILD_DIR, which
+ctest sets), so it never rebuilds a tree other tests are using.  Its
+processes are found by their process group, never by a pattern over
+command lines: under ctest -j other tests' programs may use the very
+port the demo's broker had, and a pattern would count them."""
 
 import os
 import re
 import signal
 import subprocess
-import time
 import unittest
 
-from zfedtest import SOURCE_DIR, main, wait_for
+from zfedtest import BUILD_DIR, SOURCE_DIR, main, wait_for
 
 SCRIPT = os.path.join(SOURCE_DIR, "scripts", "run_local.sh")
 
 
-def leftovers(endpoint):
-    """zfed processes still attached to the demo's broker endpoint."""
-    found = subprocess.run(["pgrep", "-f", "zfed-.*%s" % re.escape(endpoint)],
-                           capture_output=True, text=True)
+def group_members(pgid):
+    """Processes still in the demo's process group."""
+    found = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
     return found.stdout.split()
 
 
 class Demo(unittest.TestCase):
 
+    def start_demo(self, *args, workers="3"):
+        env = dict(os.environ, WORKERS=workers, ZFED_BUILD_DIR=BUILD_DIR)
+        env.pop("ZFED_KEEP", None)
+        # Its own session and process group, as a terminal would give it.
+        return subprocess.Popen([SCRIPT, "--workdir", self.workdir] + list(args),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True, env=env)
+
     def run_demo(self, *args, workers="3", timeout=240):
-        env = dict(os.environ, WORKERS=workers)
-        return subprocess.run([SCRIPT, "--workdir", self.workdir] + list(args),
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        demo = self.start_demo(*args, workers=workers)
+        demo.out, demo.err = demo.communicate(timeout=timeout)
+        return demo
 
     def setUp(self):
         self.workdir = "/tmp/zfed-demo-test-%d" % os.getpid()
@@ -33,43 +46,60 @@ class Demo(unittest.TestCase):
     def tearDown(self):
         subprocess.run(["rm", "-rf", self.workdir])
 
-    def endpoint(self, stderr):
-        match = re.search(r"broker on (tcp://\S+),", stderr)
+    def run_folder(self, stderr):
+        match = re.search(r"\(logs in (/tmp/zfed-demo\.\w+)\)", stderr)
         self.assertIsNotNone(match, stderr)
         return match.group(1)
 
+    def assert_nothing_left(self, demo):
+        wait_for(lambda: group_members(demo.pid) == [], 10, what="the demo's processes to end")
+        self.assertFalse(os.path.exists(self.run_folder(demo.err)), demo.err)
+
     def test_demo_runs_and_cleans_up(self):
-        result = self.run_demo("--rounds", "2", "--job-id", "demo")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("0 1 1 2 3 5 8 13 21 34", result.stdout)   # a pyramid's last row
-        self.assertIn("fibonacci_level 10: sum 88", result.stdout)
-        self.assertIn("round 1 (2/2): 3/3 results", result.stdout)
-        self.assertIn("best round: 0", result.stdout)
+        demo = self.run_demo("--rounds", "2", "--job-id", "demo")
+        self.assertEqual(demo.returncode, 0, demo.err)
+        self.assertIn("0 1 1 2 3 5 8 13 21 34", demo.out)   # a pyramid's last row
+        self.assertIn("fibonacci_level 10: sum 88", demo.out)
+        self.assertIn("round 1 (2/2): 3/3 results", demo.out)
+        self.assertIn("best round: 0", demo.out)
         self.assertTrue(os.path.exists(os.path.join(self.workdir, "demo", "summary.json")))
-        self.assertEqual(leftovers(self.endpoint(result.stderr)), [])
+        self.assert_nothing_left(demo)
 
     def test_demo_with_curve(self):
-        result = self.run_demo("--curve", "--rounds", "1", "--job-id", "secure")
+        demo = self.run_demo("--curve", "--rounds", "1", "--job-id", "secure")
+        self.assertEqual(demo.returncode, 0, demo.err)
+        self.assertIn("CURVE on", demo.err)
+        self.assertIn("round 0 (1/1): 3/3 results", demo.out)
+        self.assert_nothing_left(demo)
+
+    def test_a_failed_demo_keeps_its_logs(self):
+        demo = self.run_demo("--rounds", "0")
+        self.assertEqual(demo.returncode, 2, demo.err)
+        folder = self.run_folder(demo.err)
+        self.assertIn("run_local.sh: logs of the broker and workers are in " + folder, demo.err)
+        self.assertTrue(os.path.isdir(folder))
+        subprocess.run(["rm", "-rf", folder])
+
+    def test_help_starts_nothing(self):
+        result = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=30,
+                                env=dict(os.environ, ZFED_BUILD_DIR=BUILD_DIR))
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("CURVE on", result.stderr)
-        self.assertIn("round 0 (1/1): 3/3 results", result.stdout)
-        self.assertEqual(leftovers(self.endpoint(result.stderr)), [])
+        self.assertIn("scripts/run_local.sh --curve", result.stdout)
+        self.assertIn("zfed-controller's options", result.stdout)
+        self.assertIn("--round-timeout S", result.stdout)
+        self.assertNotIn("broker on", result.stderr)
+        self.assertNotIn("Usage: zfed-controller", result.stdout)
 
     def test_ctrl_c_stops_everything(self):
-        env = dict(os.environ, WORKERS="2")
-        demo = subprocess.Popen([SCRIPT, "--workdir", self.workdir, "--job-id", "long",
-                                 "--rounds", "100000", "--level", "50000"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, env=env)
+        demo = self.start_demo("--job-id", "long", "--rounds", "100000", "--level", "50000",
+                               workers="2")
         rounds = os.path.join(self.workdir, "long", "rounds")
         wait_for(lambda: os.path.isdir(rounds) and len(os.listdir(rounds)) >= 1, 120,
                  what="the demo's first round")
         os.killpg(demo.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        _, stderr = demo.communicate(timeout=20)
-        self.assertEqual(demo.returncode, 130, stderr)
-        endpoint = self.endpoint(stderr)
-        time.sleep(0.2)
-        self.assertEqual(leftovers(endpoint), [])
+        demo.out, demo.err = demo.communicate(timeout=60)
+        self.assertEqual(demo.returncode, 130, demo.err)
+        self.assert_nothing_left(demo)
 
 
 if __name__ == "__main__":

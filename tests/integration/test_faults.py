@@ -17,8 +17,8 @@ import unittest
 import msgpack
 import zmq
 
-from zfedtest import (Cluster, MDPC, MDPW, READY, DISCONNECT, REQUEST, main, task_body,
-                      wait_for)
+from zfedtest import (Cluster, MDPC, MDPW, PROMPT_S, READY, DISCONNECT, REQUEST, main,
+                      task_body, wait_for)
 
 HEARTBEAT = ["--heartbeat-ms", "100", "--liveness", "3"]
 
@@ -150,8 +150,8 @@ class WorkerFaults(unittest.TestCase):
                  what="the busy worker to hold a task")
         started = time.monotonic()
         busy.signal(signal.SIGTERM)
-        busy.proc.wait(5)
-        self.assertLess(time.monotonic() - started, 1.0)
+        busy.proc.wait(30)
+        self.assertLess(time.monotonic() - started, PROMPT_S)
         self.assertEqual(busy.proc.returncode, 0)
         wait_for(lambda: not controller.alive(), 10, what="the job to finish")
         self.assertEqual(controller.proc.returncode, 0)
@@ -228,8 +228,8 @@ class ControllerFaults(unittest.TestCase):
         wait_for(lambda: round_written(self.cluster, "ctrl-c", 1), 20, what="round 1")
         started = time.monotonic()
         controller.signal(signal.SIGINT)
-        controller.proc.wait(5)
-        self.assertLess(time.monotonic() - started, 1.0)
+        controller.proc.wait(30)
+        self.assertLess(time.monotonic() - started, PROMPT_S)
         self.assertEqual(controller.proc.returncode, 130)
         interrupted = self.cluster.summary("ctrl-c")
         self.assertEqual(interrupted["status"], "interrupted")
@@ -262,20 +262,23 @@ class Signals(unittest.TestCase):
 
     def test_broker_sigterm_stops_cleanly_and_tells_workers(self):
         with Cluster("broker-term") as cluster:
-            broker = cluster.start_broker()
-            worker = cluster.start_worker()
+            # Heartbeats far apart: a broker that only looked at signals
+            # between them would take 40 s to stop.
+            slow = ["--heartbeat-ms", "40000"]
+            broker = cluster.start_broker(*slow)
+            worker = cluster.start_worker(*slow)
             cluster.wait_workers(1)
             started = time.monotonic()
             broker.signal(signal.SIGTERM)
-            broker.proc.wait(5)
-            self.assertLess(time.monotonic() - started, 1.0)
+            broker.proc.wait(30)
+            self.assertLess(time.monotonic() - started, PROMPT_S)
             self.assertEqual(broker.proc.returncode, 0)
             wait_for(lambda: "broker sent DISCONNECT" in worker.log(), 5,
                      what="the worker to hear DISCONNECT")
             started = time.monotonic()
             worker.signal(signal.SIGINT)
-            worker.proc.wait(5)
-            self.assertLess(time.monotonic() - started, 1.0)
+            worker.proc.wait(30)
+            self.assertLess(time.monotonic() - started, PROMPT_S)
             self.assertEqual(worker.proc.returncode, 0)
 
 

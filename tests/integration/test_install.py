@@ -79,6 +79,54 @@ class Install(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(self.prefix, "include", "zfed", "zfed.h")))
         self.assertEqual(self.pkg_config("--modversion"), [self.version()])
 
+    def test_man_pages_name_whole_sentences_and_point_to_installed_docs(self):
+        names = {
+            "zfed-broker": "Route zfed tasks (7/MDP Majordomo, MDP/0.1) from controllers to "
+                           "workers",
+            "zfed-worker": "Serve zfed tasks from a Majordomo broker",
+            "zfed-controller": "Run a federated job through a zfed broker",
+            "zfed-keygen": "Write a CurveZMQ certificate pair for NAME",
+        }
+        docs = os.path.join(self.prefix, "share", "doc", "zfed")
+        for program, name in names.items():
+            with open(os.path.join(self.prefix, "share", "man", "man1", program + ".1")) as page:
+                lines = page.read().splitlines()
+            self.assertEqual(lines[lines.index(".SH NAME") + 1], "%s \\- %s" % (program, name))
+            self.assertIn("share/doc/zfed/", "\n".join(lines))
+        for name in ("JOB.md", "WORKDIR.md", "PROTOCOL.md", "SECURITY.md"):
+            self.assertTrue(os.path.exists(os.path.join(docs, name)), name)
+        self.assertTrue(os.path.exists(os.path.join(docs, "examples", "jobs",
+                                                    "fib-per-round-schedule.json")))
+
+    def test_programs_run_from_any_prefix_without_library_path(self):
+        clean = {"PATH": "/usr/bin:/bin"}
+        for program in ("zfed-broker", "zfed-worker", "zfed-controller", "zfed-keygen"):
+            path = os.path.join(self.prefix, "bin", program)
+            version = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                     env=clean)
+            self.assertEqual(version.returncode, 0, version.stderr)
+            linked = subprocess.run(["ldd", path], capture_output=True, text=True,
+                                    env=clean).stdout
+            self.assertNotIn("not found", linked)
+            dynamic = subprocess.run(["readelf", "-d", path], capture_output=True,
+                                     text=True).stdout
+            self.assertIn("[$ORIGIN/../lib", dynamic)
+
+    def test_pkg_config_file_has_no_placeholder(self):
+        libdir = self.pkg_config("--variable=libdir")[0]
+        with open(os.path.join(libdir, "pkgconfig", "zfed.pc")) as handle:
+            self.assertNotIn("example.invalid", handle.read())
+
+    def test_shared_build_with_rpath_runs_without_library_path(self):
+        binary = os.path.join(self.prefix, "tiny-rpath")
+        libdir = self.pkg_config("--variable=libdir")[0]
+        subprocess.run(["cc", "-o", binary, self.source, "-Wl,-rpath," + libdir] + self.extra +
+                       self.pkg_config("--cflags", "--libs"), check=True, env=self.env)
+        run = subprocess.run([binary], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"})
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout.split()[1], "88")
+
     def version(self):
         out = subprocess.run([os.path.join(self.prefix, "bin", "zfed-broker"), "--version"],
                              capture_output=True, text=True).stdout

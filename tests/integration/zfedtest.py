@@ -113,6 +113,14 @@ def sanitizer_report(text):
     return None
 
 
+# A stop is prompt when it comes well before anything the process would
+# otherwise wait for (a task's delay, a heartbeat, a deadline).  Tests that
+# check promptness make every such wait 10 s or more, so this bound tells a
+# prompt stop from a slow one even on a loaded machine and under the
+# sanitizers, which slow the programs several times over.
+PROMPT_S = 5.0
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
