@@ -221,46 +221,49 @@ static int s_apply_quorum(zfed_job_t *job, const json_t *value, zfed_error_t *er
 
 static int s_apply_select(zfed_job_t *job, const char *text, zfed_error_t *error)
 {
-    char metric[32];
+    char name[32];
     const char *colon = strchr(text, ':');
     size_t length = colon ? (size_t)(colon - text) : strlen(text);
-    if (length >= sizeof metric)
+    if (length >= sizeof name)
         return zfed_error_set(error, ZFED_E_INVALID, "select", "unknown metric");
-    memcpy(metric, text, length);
-    metric[length] = '\0';
-    if (zfed_metric_parse(metric, &job->metric) != 0)
+    memcpy(name, text, length);
+    name[length] = '\0';
+    zfed_metric_t metric;
+    if (zfed_metric_parse(name, &metric) != 0)
         return zfed_error_set(error, ZFED_E_INVALID, "select",
-                              "unknown metric '%s' (aggregate, results or duration_ms)", metric);
-    job->metric_given = true;
-    if (!colon || strcmp(colon + 1, "max") == 0)
-        job->maximize = true;
-    else if (strcmp(colon + 1, "min") == 0)
-        job->maximize = false;
-    else
+                              "unknown metric '%s' (aggregate, results or duration_ms)", name);
+    if (colon && strcmp(colon + 1, "max") != 0 && strcmp(colon + 1, "min") != 0)
         return zfed_error_set(error, ZFED_E_INVALID, "select",
                               "direction must be max or min, got '%s'", colon + 1);
+    job->metric = metric;
+    job->metric_given = true;
+    job->maximize = !colon || strcmp(colon + 1, "max") == 0;
     return 0;
 }
 
+//  Both check into a copy first: a refused value leaves the job as it was.
 static int s_set_service(zfed_job_t *job, const json_t *value, zfed_error_t *error)
 {
-    if (s_get_string(value, "service", job->service, sizeof job->service, error) != 0)
+    char service[sizeof job->service];
+    if (s_get_string(value, "service", service, sizeof service, error) != 0)
         return -1;
-    if (!zfed_service_find(job->service))
-        return zfed_error_set(error, ZFED_E_INVALID, "service", "unknown service '%s'",
-                              job->service);
+    if (!zfed_service_find(service))
+        return zfed_error_set(error, ZFED_E_INVALID, "service", "unknown service '%s'", service);
+    memcpy(job->service, service, sizeof service);
     return 0;
 }
 
 static int s_set_endpoint(zfed_job_t *job, const json_t *value, zfed_error_t *error)
 {
+    char endpoint[sizeof job->endpoint];
     char reason[128];
-    if (s_get_string(value, "connect", job->endpoint, sizeof job->endpoint, error) != 0)
+    if (s_get_string(value, "connect", endpoint, sizeof endpoint, error) != 0)
         return -1;
-    if (zfed_endpoint_check(job->endpoint, ZFED_ENDPOINT_CONNECT, reason, sizeof reason) != 0)
+    if (zfed_endpoint_check(endpoint, ZFED_ENDPOINT_CONNECT, reason, sizeof reason) != 0)
         return zfed_error_set(error, ZFED_E_INVALID, "connect",
                               "'%s' is not an endpoint (%s): expected " ZFED_ENDPOINT_FORMS,
-                              job->endpoint, reason);
+                              endpoint, reason);
+    memcpy(job->endpoint, endpoint, sizeof endpoint);
     return 0;
 }
 

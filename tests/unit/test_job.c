@@ -968,6 +968,62 @@ static void s_test_metrics(void)
     }
 }
 
+//  Errors carry a code and the setting at fault, so callers (the
+//  controller's flags and exit statuses) never read the words.
+static void s_check_error_codes(void)
+{
+    zfed_error_t error;
+    zfed_job_t *job = zfed_job_new();
+    CHECK(job != NULL);
+    CHECK_INT(zfed_job_load(job, "/nonexistent/job.json", &error), -1);
+    CHECK_INT(error.code, ZFED_E_IO);
+    CHECK_STR(error.field, "");
+
+    json_t *value = json_real(1.5);
+    CHECK_INT(zfed_job_set(job, "quorum", value, &error), -1);
+    json_decref(value);
+    CHECK_INT(error.code, ZFED_E_INVALID);
+    CHECK_STR(error.field, "quorum");
+    CHECK_INT(error.round, -1);
+    CHECK_PREFIX(error.message, "quorum: expected a count");
+
+    value = json_string("127.0.0.1:5555");
+    CHECK_INT(zfed_job_set(job, "connect", value, &error), -1);
+    json_decref(value);
+    CHECK_STR(error.field, "connect");
+    CHECK_CONTAINS(error.text, "is not an endpoint (no transport)");
+
+    value = json_string("nope");
+    CHECK_INT(zfed_job_set(job, "service", value, &error), -1);
+    json_decref(value);
+    CHECK_STR(error.field, "service");
+    CHECK_STR(error.text, "unknown service 'nope'");
+
+    //  One task's parameters: the parameter, and where.
+    value = json_pack("[{s:i},{s:i}]", "fibonacci_level", 10, "fibonacci_level", 0);
+    CHECK_INT(zfed_job_set(job, "round_params", value, &error), 0);
+    json_decref(value);
+    value = json_integer(2);
+    CHECK_INT(zfed_job_set(job, "rounds", value, &error), 0);
+    json_decref(value);
+    CHECK_INT(zfed_job_finish(job, &error), -1);
+    CHECK_INT(error.code, ZFED_E_INVALID);
+    CHECK_STR(error.field, "fibonacci_level");
+    CHECK_INT(error.round, 1);
+    CHECK_INT(error.task, 0);
+    CHECK_PREFIX(error.message, "fibonacci_level (round 1, task 0): ");
+    zfed_job_destroy(&job);
+    zfed_job_destroy(&job); //  twice is harmless
+    CHECK(job == NULL);
+
+    zfed_error_clear(&error);
+    CHECK_INT(error.code, ZFED_OK);
+    CHECK_STR(zfed_error_code_name(ZFED_E_NO_JOB), "no job");
+    CHECK_INT(zfed_error_set(&error, ZFED_E_EXISTS, "job_id", "taken"), -1);
+    CHECK_STR(error.message, "job_id: taken");
+    CHECK_INT(zfed_error_set(NULL, ZFED_E_EXISTS, "job_id", "taken"), -1);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-job-XXXXXX");
@@ -984,6 +1040,7 @@ int main(void)
     s_test_set();
     s_test_round_trip();
     s_test_metrics();
+    s_check_error_codes();
     if (rmdir(s_dir) != 0) {
         perror(s_dir); //  a job file left behind
         CHECK(false);
