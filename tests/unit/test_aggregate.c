@@ -223,7 +223,7 @@ static void s_test_nothing_to_aggregate(void)
     s_set(sentinel, "-12345/7");
     for (size_t index = 0; index < TEST_STRATEGY_COUNT; index++) {
         zfed_agg_t *agg = zfed_agg_new(s_all_strategies[index], 1, ZFED_AGG_DEFAULT_TRIM);
-        CHECK(agg != NULL);
+        REQUIRE(agg != NULL);
         mpq_set(out, sentinel);
         CHECK_INT(zfed_agg_count(agg), 0);
         CHECK_INT(zfed_agg_result(agg, &out), -1);
@@ -234,7 +234,7 @@ static void s_test_nothing_to_aggregate(void)
     const char *values[] = {"5", "6"};
     const uint64_t zero[] = {0, 0};
     zfed_agg_t *agg = zfed_agg_new(ZFED_AGG_FEDAVG, 1, 0);
-    CHECK(agg != NULL);
+    REQUIRE(agg != NULL);
     CHECK_INT(s_add_all(agg, 2, values, zero), 0);
     mpq_set(out, sentinel);
     CHECK_INT(zfed_agg_result(agg, &out), -1);
@@ -298,7 +298,7 @@ static void s_test_order_independence(void)
         for (size_t order = 0; order < ORDERS; order++) {
             //  trim 0.3: floor(2.1) = 2 cut from each end of 7
             zfed_agg_t *agg = zfed_agg_new(strategy, DIMS, 0.3);
-            CHECK(agg != NULL);
+            REQUIRE(agg != NULL);
             for (size_t rank = 0; rank < COUNT; rank++) {
                 size_t row = orders[order][rank];
                 const char *texts[DIMS] = {values[row][0], values[row][1]};
@@ -347,11 +347,11 @@ static void s_test_constructor(void)
 
     //  The boundaries that are allowed.
     agg = zfed_agg_new(ZFED_AGG_SUM, ZFED_AGG_MAX_DIMS, 0.0);
-    CHECK(agg != NULL);
+    REQUIRE(agg != NULL);
     CHECK_INT(zfed_agg_dims(agg), ZFED_AGG_MAX_DIMS);
     zfed_agg_destroy(&agg);
     agg = zfed_agg_new(ZFED_AGG_TRIMMED_MEAN, 1, nextafter(0.5, 0.0));
-    CHECK(agg != NULL);
+    REQUIRE(agg != NULL);
     CHECK_INT(zfed_agg_dims(agg), 1);
     CHECK_INT(zfed_agg_count(agg), 0);
 
@@ -370,7 +370,7 @@ static void s_test_add(void)
     zfed_agg_t *agg = zfed_agg_new(ZFED_AGG_MAX, 1, 0);
     mpq_t value, out;
     mpq_inits(value, out, NULL);
-    CHECK(agg != NULL);
+    REQUIRE(agg != NULL);
     CHECK_INT(zfed_agg_add(NULL, &value, 1), -1);
     CHECK_INT(zfed_agg_add(agg, NULL, 1), -1);
     CHECK_INT(zfed_agg_result(NULL, &out), -1);

@@ -160,7 +160,7 @@ static void s_check_batch_vectors(void)
     CHECK_INT(json_integer_value(json_object_get(root, "protocol_version")), ZFED_PROTOCOL_VERSION);
     CHECK(strcmp(zfed_test_string(root, "kind", ""), ZFED_KIND_BATCH) == 0);
     zfed_view_t *items = calloc(ZFED_BATCH_MAX, sizeof *items);
-    CHECK(items != NULL);
+    REQUIRE(items != NULL);
     size_t index, valid = 0, invalid = 0;
     json_t *vector;
     json_array_foreach(json_object_get(root, "vectors"), index, vector)

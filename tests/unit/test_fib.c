@@ -93,7 +93,7 @@ static void s_test_rejects(void)
 static void s_test_small_levels(void)
 {
     zfed_fib_t *fib = zfed_fib_new(1);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_INT(zfed_fib_terms(fib), 1);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "0");
     CHECK_MPZ_STR(zfed_fib_last(fib), "0");
@@ -107,7 +107,7 @@ static void s_test_small_levels(void)
     CHECK(fib == NULL);
 
     fib = zfed_fib_new(2);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_INT(zfed_fib_terms(fib), 2);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "1");
     CHECK_MPZ_STR(zfed_fib_last(fib), "1");
@@ -117,13 +117,13 @@ static void s_test_small_levels(void)
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(3);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "2");
     CHECK_MPZ_STR(zfed_fib_last(fib), "1");
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(10);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_INT(zfed_fib_terms(fib), 10);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "88");
     CHECK_MPZ_STR(zfed_fib_last(fib), "34");
@@ -131,7 +131,7 @@ static void s_test_small_levels(void)
     static const unsigned long level_10[] = {0, 1, 1, 2, 3, 5, 8, 13, 21, 34};
     for (uint32_t index = 0; index < 10; index++) {
         const mpz_t *term = zfed_fib_term(fib, index);
-        CHECK(term != NULL);
+        REQUIRE(term != NULL);
         if (term && mpz_cmp_ui(*term, level_10[index]) != 0) {
             fprintf(stderr, "  level 10, term %u\n", index);
             CHECK(false);
@@ -148,7 +148,7 @@ static void s_test_small_levels(void)
 static void s_test_beyond_64_bits(void)
 {
     zfed_fib_t *fib = zfed_fib_new(93);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "19740274219868223166");
     CHECK_MPZ_STR(zfed_fib_last(fib), "7540113804746346429");
     CHECK(s_matches_identity(fib, 93));
@@ -156,20 +156,20 @@ static void s_test_beyond_64_bits(void)
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(94);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "31940434634990099904");
     CHECK_MPZ_STR(zfed_fib_last(fib), "12200160415121876738");
     CHECK(s_matches_identity(fib, 94));
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(95);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_MPZ_STR(zfed_fib_last(fib), "19740274219868223167");
     CHECK(s_matches_identity(fib, 95));
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(100);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_INT(zfed_fib_terms(fib), 100);
     CHECK_MPZ_STR(zfed_fib_sum(fib), "573147844013817084100");
     CHECK_MPZ_STR(zfed_fib_last(fib), "218922995834555169026");
@@ -181,13 +181,13 @@ static void s_test_beyond_64_bits(void)
 static void s_test_sequence_boundary(void)
 {
     zfed_fib_t *fib = zfed_fib_new(ZFED_FIB_SEQUENCE_MAX);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK(zfed_fib_has_sequence(fib));
     CHECK(s_sequence_matches(fib, ZFED_FIB_SEQUENCE_MAX));
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(ZFED_FIB_SEQUENCE_MAX + 1);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK(!zfed_fib_has_sequence(fib));
     CHECK(zfed_fib_term(fib, 0) == NULL);
     CHECK(zfed_fib_term(fib, ZFED_FIB_SEQUENCE_MAX) == NULL);
@@ -200,7 +200,7 @@ static void s_test_sequence_boundary(void)
 static void s_test_large_levels(void)
 {
     zfed_fib_t *fib = zfed_fib_new(1000);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK(!zfed_fib_has_sequence(fib));
     CHECK(s_matches_identity(fib, 1000));
     CHECK(s_matches_digits(zfed_fib_sum(fib), 209, "70330367711422815821", "91902245245323403500"));
@@ -209,7 +209,7 @@ static void s_test_large_levels(void)
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(10000);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK(s_matches_identity(fib, 10000));
     CHECK(
         s_matches_digits(zfed_fib_sum(fib), 2090, "54438373113565281338", "60676846711185597500"));
@@ -218,7 +218,7 @@ static void s_test_large_levels(void)
     zfed_fib_destroy(&fib);
 
     fib = zfed_fib_new(ZFED_FIB_MAX_LEVEL);
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     CHECK_INT(zfed_fib_terms(fib), ZFED_FIB_MAX_LEVEL);
     CHECK(s_matches_identity(fib, ZFED_FIB_MAX_LEVEL));
     //  These constants are for level 100000; they must change with the cap.
@@ -301,7 +301,7 @@ static void s_test_pyramid(void)
 
     //  Exactly the row cap: nothing left out, so no summary line.
     pyramid = s_pyramid(ZFED_FIB_PYRAMID_MAX_ROWS);
-    CHECK(pyramid != NULL);
+    REQUIRE(pyramid != NULL);
     if (pyramid) {
         CHECK_INT(s_check_lines(pyramid), ZFED_FIB_PYRAMID_MAX_ROWS);
         CHECK(strstr(pyramid, "more row") == NULL);
@@ -309,7 +309,7 @@ static void s_test_pyramid(void)
     free(pyramid);
 
     pyramid = s_pyramid(ZFED_FIB_PYRAMID_MAX_ROWS + 1);
-    CHECK(pyramid != NULL);
+    REQUIRE(pyramid != NULL);
     if (pyramid) {
         CHECK_INT(s_check_lines(pyramid), ZFED_FIB_PYRAMID_MAX_ROWS + 1);
         size_t length = strlen(pyramid);

@@ -409,7 +409,7 @@ static void s_test_param_merging(void)
     job.rounds = 1;
     job.task_params = json_pack("[{s:i}, {s:s}]", "only_t0", 5, "only_t1", "x");
     merged = zfed_job_task_params(&job, 0, 1);
-    CHECK(merged != NULL);
+    REQUIRE(merged != NULL);
     CHECK_INT(json_object_size(merged), 1);
     CHECK_STR(json_string_value(json_object_get(merged, "only_t1")), "x");
     CHECK(json_object_get(merged, "only_t0") == NULL);
@@ -825,7 +825,7 @@ static void s_check_round_trip(zfed_job_t *job, const char *label)
         return;
     char *text = json_dumps(root, JSON_INDENT(2));
     json_decref(root);
-    CHECK(text != NULL);
+    REQUIRE(text != NULL);
     zfed_job_t back;
     zfed_job_init(&back);
     int rc = text ? s_load_text(&back, text, error, sizeof error) : -1;
@@ -888,7 +888,7 @@ static void s_test_round_trip(void)
     job.quorum_count = 4;
     job.quorum_fraction = 0;
     json_t *root = zfed_job_to_json(&job);
-    CHECK(root != NULL);
+    REQUIRE(root != NULL);
     if (root) {
         CHECK_STR(json_string_value(json_object_get(root, "job_id")), "shape");
         CHECK_STR(json_string_value(json_object_get(root, "service")), "fib");

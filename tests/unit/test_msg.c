@@ -234,7 +234,7 @@ static void s_test_new_task(void)
     zfed_msg_t *msg = zfed_msg_new_task("job-1", 0, 0, 0, PARAMS, -1,
                                         RAW("\xa1"
                                             "0"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_kind(msg), ZFED_MSG_TASK);
         CHECK_STR(zfed_msg_job_id(msg), "job-1");
@@ -249,7 +249,7 @@ static void s_test_new_task(void)
     char *id65 = s_repeat('a', ZFED_JOB_ID_MAX + 1);
     msg = zfed_msg_new_task(id64, UINT32_MAX, UINT32_MAX, UINT32_MAX, PARAMS, UINT32_MAX,
                             RAW("\xc0"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg)
         CHECK_STR(zfed_msg_job_id(msg), id64);
     zfed_msg_destroy(&msg);
@@ -259,7 +259,7 @@ static void s_test_new_task(void)
 
     //  An empty map of params is a map.
     msg = zfed_msg_new_task("j", 0, 0, 0, RAW("\x80"), -1, RAW("\xc0"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
 
     //  Job ids: not a safe name, empty (only errors may name no job).
@@ -293,7 +293,7 @@ static void s_test_new_task(void)
     CHECK(zfed_msg_new_task("j", 0, 0, 0, s_params, 0, -1, RAW("\xc0")) == NULL);
     //  Keys that differ only after a shared prefix are distinct.
     msg = zfed_msg_new_task("j", 0, 0, 0, RAW("\x82\xa1k\x01\xa2kk\x02"), -1, RAW("\xc0"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
 
     //  global_value: any one msgpack value, but exactly one.
@@ -302,7 +302,7 @@ static void s_test_new_task(void)
     CHECK(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\xc1")) == NULL);
     CHECK(zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, NULL, 0) == NULL);
     msg = zfed_msg_new_task("j", 0, 0, 0, PARAMS, -1, RAW("\x92\x81\xa1k\x02\xc4\x01z"));
-    CHECK(msg != NULL); //  maps and bin are fine in the global value
+    REQUIRE(msg != NULL); //  maps and bin are fine in the global value
     zfed_msg_destroy(&msg);
 }
 
@@ -327,10 +327,10 @@ static void s_test_map_key_limit(void)
     msgpack_sbuffer_init(&buffer);
     s_pack_many_keys(&buffer, 256);
     zfed_msg_t *msg = zfed_msg_new_task("j", 0, 0, 0, buffer.data, buffer.size, -1, RAW("\xc0"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
     msg = zfed_msg_new_result("j", 0, 0, 0, "w", 0, buffer.data, buffer.size);
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
 
     s_pack_many_keys(&buffer, 257);
@@ -358,13 +358,13 @@ static void s_test_map_key_limit(void)
 static void s_test_new_result(void)
 {
     zfed_msg_t *msg = zfed_msg_new_result("job-1", 1, 2, 3, "worker-1", 0, RAW("\x80"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
 
     char *name128 = s_repeat('w', ZFED_WORKER_NAME_MAX);
     char *name129 = s_repeat('w', ZFED_WORKER_NAME_MAX + 1);
     msg = zfed_msg_new_result("j", 0, 0, 0, name128, UINT64_MAX, RAW("\x80"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg)
         CHECK_STR(zfed_msg_worker(msg), name128);
     zfed_msg_destroy(&msg);
@@ -374,7 +374,7 @@ static void s_test_new_result(void)
 
     //  Worker names: printable ASCII, no spaces, not empty.
     msg = zfed_msg_new_result("j", 0, 0, 0, "host:1234/pid-7!~", 0, RAW("\x80"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
     const char *bad_workers[] = {"", "worker 1", "w\t", "w\n", "w\x7f", "caf\xc3\xa9", " w"};
     for (size_t index = 0; index < sizeof bad_workers / sizeof bad_workers[0]; index++) {
@@ -402,7 +402,7 @@ static void s_test_new_error(void)
 {
     //  An error about a body nobody could read names no job.
     zfed_msg_t *msg = zfed_msg_new_error("", 0, 0, 0, "w", 400, "", "");
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_STR(zfed_msg_job_id(msg), "");
         CHECK_STR(zfed_msg_error_field(msg), "");
@@ -414,7 +414,7 @@ static void s_test_new_error(void)
     uint32_t good_codes[] = {100, 404, 599};
     for (size_t index = 0; index < sizeof good_codes / sizeof good_codes[0]; index++) {
         msg = zfed_msg_new_error("j", 0, 0, 0, "w", good_codes[index], "f", "t");
-        CHECK(msg != NULL);
+        REQUIRE(msg != NULL);
         if (msg)
             CHECK_INT(zfed_msg_error_code(msg), good_codes[index]);
         zfed_msg_destroy(&msg);
@@ -432,7 +432,7 @@ static void s_test_new_error(void)
     char *field64 = s_repeat('f', ZFED_FIELD_MAX);
     char *field65 = s_repeat('f', ZFED_FIELD_MAX + 1);
     msg = zfed_msg_new_error("j", 0, 0, 0, "w", 422, field64, "t");
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg)
         CHECK_STR(zfed_msg_error_field(msg), field64);
     zfed_msg_destroy(&msg);
@@ -448,7 +448,7 @@ static void s_test_new_error(void)
     char *text512 = s_repeat('t', ZFED_ERROR_TEXT_MAX);
     char *text513 = s_repeat('t', ZFED_ERROR_TEXT_MAX + 1);
     msg = zfed_msg_new_error("j", 0, 0, 0, "w", 422, "f", text512);
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg)
         CHECK_STR(zfed_msg_error_text(msg), text512);
     zfed_msg_destroy(&msg);
@@ -456,7 +456,7 @@ static void s_test_new_error(void)
     free(text512);
     free(text513);
     msg = zfed_msg_new_error("j", 0, 0, 0, "w", 422, "f", "niveau trop \xc3\xa9lev\xc3\xa9 !");
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     zfed_msg_destroy(&msg);
     const char *bad_texts[] = {"line\nbreak", "tab\there", "bell\a", "del\x7f",
                                "\x1b[31m",    "caf\xc3",   "\xff",   "\xed\xa0\x80"};
@@ -494,7 +494,7 @@ static void s_test_encode_bytes(void)
                                         -1,
                                         RAW("\xa1"
                                             "0"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
         s_check_bytes(buffer.data, buffer.size,
@@ -507,7 +507,7 @@ static void s_test_encode_bytes(void)
 
     //  The shortest form of every integer: 300 is uint16, 2^32-1 uint32.
     msg = zfed_msg_new_result("j", 1, 2, 3, "w", 300, RAW("\x80"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
         s_check_bytes(buffer.data, buffer.size,
@@ -517,7 +517,7 @@ static void s_test_encode_bytes(void)
     zfed_msg_destroy(&msg);
 
     msg = zfed_msg_new_error("", 1, 2, 3, "w", 422, "f", "bad");
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
         s_check_bytes(buffer.data, buffer.size,
@@ -529,7 +529,7 @@ static void s_test_encode_bytes(void)
     zfed_msg_destroy(&msg);
 
     msg = zfed_msg_new_task("j", UINT32_MAX, 65536, 255, RAW("\x80"), UINT32_MAX, RAW("\xc3"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
         s_check_bytes(buffer.data, buffer.size,
@@ -540,7 +540,7 @@ static void s_test_encode_bytes(void)
     zfed_msg_destroy(&msg);
 
     msg = zfed_msg_new_result("j", 0, 0, 0, "w", UINT64_MAX, RAW("\x80"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         CHECK_INT(zfed_msg_encode(msg, &buffer), 0);
         s_check_bytes(buffer.data, buffer.size,
@@ -555,7 +555,7 @@ static void s_test_encode_bytes(void)
     //  key becomes a fixstr.
     msg = zfed_msg_new_task("j", 0, 0, 0, RAW("\xde\x00\x01\xd9\x01k\xcd\x00\x01"), 0,
                             RAW("\xd0\x05"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         size_t size = 0;
         const uint8_t *params = zfed_msg_params(msg, &size);
@@ -565,7 +565,7 @@ static void s_test_encode_bytes(void)
     }
     zfed_msg_destroy(&msg);
     msg = zfed_msg_new_result("j", 0, 0, 0, "w", 0, RAW("\x81\xa1k\xd1\xff\xfe"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     if (msg) {
         size_t size = 0;
         const uint8_t *outputs = zfed_msg_outputs(msg, &size);
@@ -648,7 +648,7 @@ static void s_test_round_trips(void)
                                  "12.5\xa1n\x90";
     zfed_msg_t *task =
         zfed_msg_new_task("round-trip_1.2", 7, 4096, 3, RAW(params), 41, RAW(global));
-    CHECK(task != NULL);
+    REQUIRE(task != NULL);
     if (task) {
         zfed_msg_t *back = s_reencode(task, &buffer);
         if (back) {
@@ -699,7 +699,7 @@ static void s_test_round_trips(void)
     task = zfed_msg_new_task("j", 0, 0, 0, RAW("\x80"), UINT32_MAX,
                              RAW("\xa1"
                                  "0"));
-    CHECK(task != NULL);
+    REQUIRE(task != NULL);
     if (task) {
         zfed_msg_t *back = s_reencode(task, &buffer);
         if (back) {
@@ -716,7 +716,7 @@ static void s_test_round_trips(void)
                                   "55\xa8sequence\x90";
     zfed_msg_t *result =
         zfed_msg_new_result("job-9", UINT32_MAX, 12, 1, "host-1:77", UINT64_MAX, RAW(outputs));
-    CHECK(result != NULL);
+    REQUIRE(result != NULL);
     if (result) {
         zfed_msg_t *back = s_reencode(result, &buffer);
         if (back) {
@@ -1588,7 +1588,7 @@ static void s_test_constructor_decoder_agree(void)
     //  The limits themselves must be constructible.
     zfed_msg_t *msg = zfed_msg_new_task("j", 0, 0, 0, RAW("\x81\xa1k\x91\x91\x91\x91\x91\x91\x01"),
                                         -1, RAW("\x91\x91\x91\x91\x91\x91\x01"));
-    CHECK(msg != NULL);
+    REQUIRE(msg != NULL);
     s_check_agrees(msg, "both at their limits");
 }
 

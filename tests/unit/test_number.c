@@ -212,7 +212,7 @@ static void s_test_bigint_limits(void)
 {
     //  Exactly ZFED_NUMBER_MAX_CHARS digits: accepted and reproduced.
     char *longest = s_make_text("1", '0', ZFED_NUMBER_MAX_CHARS - 1);
-    CHECK(longest != NULL);
+    REQUIRE(longest != NULL);
     if (longest) {
         mpz_t value, expected;
         mpz_inits(value, expected, NULL);
@@ -220,7 +220,7 @@ static void s_test_bigint_limits(void)
         mpz_ui_pow_ui(expected, 10, ZFED_NUMBER_MAX_CHARS - 1);
         CHECK(mpz_cmp(value, expected) == 0);
         char *back = zfed_bigint_format(value);
-        CHECK(back != NULL);
+        REQUIRE(back != NULL);
         CHECK_INT(back ? strlen(back) : 0, ZFED_NUMBER_MAX_CHARS);
         CHECK(back && strcmp(back, longest) == 0);
         free(back);
@@ -230,7 +230,7 @@ static void s_test_bigint_limits(void)
 
     //  The largest value that fits: all nines.
     char *nines = s_make_text("", '9', ZFED_NUMBER_MAX_CHARS);
-    CHECK(nines != NULL);
+    REQUIRE(nines != NULL);
     if (nines) {
         char *back = s_bigint_round_trip(nines, ZFED_NUMBER_MAX_CHARS);
         CHECK(back && strcmp(back, nines) == 0);
@@ -240,7 +240,7 @@ static void s_test_bigint_limits(void)
 
     //  One more character is refused, even though it is a valid number.
     char *too_long = s_make_text("1", '0', ZFED_NUMBER_MAX_CHARS);
-    CHECK(too_long != NULL);
+    REQUIRE(too_long != NULL);
     if (too_long)
         CHECK(s_bigint_rejects(too_long, ZFED_NUMBER_MAX_CHARS + 1));
     free(too_long);
@@ -407,7 +407,7 @@ static void s_test_decimal_limits(void)
 {
     //  "-" and ZFED_NUMBER_MAX_CHARS - 1 nines: the longest negative value.
     char *longest = s_make_text("-", '9', ZFED_NUMBER_MAX_CHARS - 1);
-    CHECK(longest != NULL);
+    REQUIRE(longest != NULL);
     if (longest) {
         bool exact = false;
         char *back = s_decimal_round_trip(longest, ZFED_NUMBER_MAX_CHARS, &exact);
@@ -419,7 +419,7 @@ static void s_test_decimal_limits(void)
 
     //  "0." and then digits up to the limit: a long exact fraction.
     char *fraction = s_make_text("0.", '3', ZFED_NUMBER_MAX_CHARS - 2);
-    CHECK(fraction != NULL);
+    REQUIRE(fraction != NULL);
     if (fraction) {
         bool exact = false;
         char *back = s_decimal_round_trip(fraction, ZFED_NUMBER_MAX_CHARS, &exact);
@@ -441,7 +441,7 @@ static void s_test_decimal_limits(void)
 
     //  One character over the limit is refused.
     char *too_long = s_make_text("-", '9', ZFED_NUMBER_MAX_CHARS);
-    CHECK(too_long != NULL);
+    REQUIRE(too_long != NULL);
     if (too_long)
         CHECK(s_decimal_rejects(too_long, ZFED_NUMBER_MAX_CHARS + 1));
     free(too_long);
@@ -454,7 +454,7 @@ static void s_test_decimal_limits(void)
     mpq_neg(huge, huge);
     bool exact = false;
     char *text = zfed_decimal_format(huge, ZFED_DECIMAL_FRACTION_DIGITS, &exact);
-    CHECK(text != NULL);
+    REQUIRE(text != NULL);
     CHECK_INT(text ? strlen(text) : 0, ZFED_NUMBER_MAX_CHARS + 2);
     CHECK(text && text[0] == '-' && text[1] == '1' &&
           strspn(text + 2, "0") == ZFED_NUMBER_MAX_CHARS);

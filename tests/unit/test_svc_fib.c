@@ -18,19 +18,19 @@ static void s_params(uint32_t level, msgpack_sbuffer *buffer, msgpack_unpacked *
     msgpack_pack_map(&packer, 1);
     msgpack_pack_str_with_body(&packer, "fibonacci_level", 15);
     msgpack_pack_uint32(&packer, level);
-    CHECK_INT(zfed_unpack(unpacked, (const uint8_t *)buffer->data, buffer->size), 0);
+    REQUIRE_INT(zfed_unpack(unpacked, (const uint8_t *)buffer->data, buffer->size), 0);
 }
 
 static void s_global(msgpack_unpacked *unpacked)
 {
     static const uint8_t zero[] = {0xa1, '0'};
-    CHECK_INT(zfed_unpack(unpacked, zero, sizeof zero), 0);
+    REQUIRE_INT(zfed_unpack(unpacked, zero, sizeof zero), 0);
 }
 
 int main(void)
 {
     const zfed_service_t *fib = zfed_service_find("fib");
-    CHECK(fib != NULL);
+    REQUIRE(fib != NULL);
     msgpack_sbuffer params_buffer, fast, slow;
     msgpack_sbuffer_init(&params_buffer);
     msgpack_sbuffer_init(&fast);
@@ -60,7 +60,7 @@ int main(void)
 
         //  The controller's reading accepts it, with weight = level.
         msgpack_unpacked outputs;
-        CHECK_INT(zfed_unpack(&outputs, (const uint8_t *)fast.data, fast.size), 0);
+        REQUIRE_INT(zfed_unpack(&outputs, (const uint8_t *)fast.data, fast.size), 0);
         zfed_sample_t sample;
         CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), 0);
         CHECK_INT(sample.weight, level);

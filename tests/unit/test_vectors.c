@@ -194,7 +194,7 @@ static void s_check_valid(const char *name, const zfed_test_bytes_t *body, const
     zfed_msg_destroy(&message);
 
     message = s_construct(fields);
-    CHECK(message != NULL);
+    REQUIRE(message != NULL);
     if (message) {
         CHECK(zfed_msg_encode(message, &buffer) == 0);
         CHECK(s_same_bytes(name, "constructor encoding", buffer.data, buffer.size, canonical_hex));

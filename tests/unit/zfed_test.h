@@ -2,16 +2,76 @@
 
     A failed CHECK prints the file, line and expression and counts the
     failure; the test keeps going so one run shows every broken case.
+    A failed REQUIRE (or REQUIRE_INT) does the same and then stops the
+    current test, for conditions the rest of it depends on (a pointer it
+    will dereference, a socket it will use): inside ZFED_TEST_RUN(fn) the
+    rest of fn is skipped and the next test runs; outside one, the program
+    ends at once with the summary and exit status 1.
     main() ends with ZFED_TEST_END() which returns non-zero on any failure.
 */
 #ifndef ZFED_TEST_H_INCLUDED
 #define ZFED_TEST_H_INCLUDED
 
+#include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int zfed_test_failures = 0;
 static int zfed_test_checks = 0;
+//  Where a failed REQUIRE returns to, while ZFED_TEST_RUN runs a test.
+static jmp_buf zfed_test_stop_point;
+static int zfed_test_running = 0;
+
+static inline void zfed_test_summary(const char *file)
+{
+    fprintf(stderr, "%s: %d checks, %d failed\n", file, zfed_test_checks, zfed_test_failures);
+}
+
+__attribute__((noreturn)) static inline void zfed_test_stop(const char *file)
+{
+    if (zfed_test_running)
+        longjmp(zfed_test_stop_point, 1);
+    zfed_test_summary(file);
+    exit(1);
+}
+
+#define REQUIRE(expression)                                                                        \
+    do {                                                                                           \
+        zfed_test_checks++;                                                                        \
+        if (!(expression)) {                                                                       \
+            zfed_test_failures++;                                                                  \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s (test stopped)\n", __FILE__, __LINE__,      \
+                    #expression);                                                                  \
+            zfed_test_stop(__FILE__);                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define REQUIRE_INT(actual, expected)                                                              \
+    do {                                                                                           \
+        long long actual_ = (long long)(actual);                                                   \
+        long long expected_ = (long long)(expected);                                               \
+        zfed_test_checks++;                                                                        \
+        if (actual_ != expected_) {                                                                \
+            zfed_test_failures++;                                                                  \
+            fprintf(stderr,                                                                        \
+                    "%s:%d: REQUIRE_INT failed: %s (test stopped)\n  got:      %lld\n"             \
+                    "  expected: %lld\n",                                                          \
+                    __FILE__, __LINE__, #actual, actual_, expected_);                              \
+            zfed_test_stop(__FILE__);                                                              \
+        }                                                                                          \
+    } while (0)
+
+//  Runs one test function; a failed REQUIRE in it ends only that test.
+//  What the test had allocated when it stopped is leaked: it failed anyway.
+#define ZFED_TEST_RUN(function)                                                                    \
+    do {                                                                                           \
+        fprintf(stderr, "-- %s\n", #function);                                                     \
+        zfed_test_running = 1;                                                                     \
+        if (setjmp(zfed_test_stop_point) == 0)                                                     \
+            function();                                                                            \
+        zfed_test_running = 0;                                                                     \
+    } while (0)
 
 #define CHECK(expression)                                                                          \
     do {                                                                                           \
@@ -48,8 +108,7 @@ static int zfed_test_checks = 0;
 
 #define ZFED_TEST_END()                                                                            \
     do {                                                                                           \
-        fprintf(stderr, "%s: %d checks, %d failed\n", __FILE__, zfed_test_checks,                  \
-                zfed_test_failures);                                                               \
+        zfed_test_summary(__FILE__);                                                               \
         return zfed_test_failures == 0 ? 0 : 1;                                                    \
     } while (0)
 
