@@ -43,6 +43,11 @@ extern "C" {
 #define ZFED_ERROR_TEXT_MAX  512       //  error message
 #define ZFED_BODY_MAX        (4 << 20) //  encoded body, bytes
 #define ZFED_NESTING_MAX     8         //  arrays/maps inside arrays/maps
+//  msgpack values in one body, counting every value at any depth (the
+//  body array, containers, elements, map keys and values).  Room for a
+//  vecavg task at its limit (two 65,536-number vectors); it caps what one
+//  decode may allocate at about 6 MB (24 bytes per msgpack object).
+#define ZFED_VALUES_MAX 262144
 
 //  Error codes, after HTTP's where one fits.
 #define ZFED_ERR_MALFORMED     400 //  body is not a valid zfed message
@@ -134,10 +139,10 @@ const char *zfed_msg_error_field(const zfed_msg_t *self);
 const char *zfed_msg_error_text(const zfed_msg_t *self);
 
 //  Checks that data[0..size) is exactly one msgpack value no deeper than
-//  ZFED_NESTING_MAX, whose every array and map count fits in the bytes
-//  that follow.  Run before handing untrusted bytes to msgpack-c, whose
-//  unpacker allocates what a header claims before reading the elements.
-//  Returns 0, or -1 with a reason.
+//  ZFED_NESTING_MAX, of at most ZFED_VALUES_MAX values in all, whose every
+//  array and map count fits in the bytes that follow.  Run before handing untrusted bytes to
+//  msgpack-c, whose unpacker allocates what a header claims before reading the elements. Returns 0,
+//  or -1 with a reason.
 int zfed_msgpack_check(const void *data, size_t size, char *reason, size_t reason_size);
 
 //  Checks bytes meant as a task's params (or a result's outputs): one

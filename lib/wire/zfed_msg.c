@@ -2,9 +2,10 @@
 
     Decoding runs in two passes.  zfed_msgpack_check walks the raw bytes
     first and refuses anything whose headers promise more elements than
-    there are bytes, or that nests too deep; only then does msgpack-c build
-    an object tree, so a 5-byte message can never make it allocate
-    gigabytes.  The tree is then checked element by element against the
+    there are bytes, that nests too deep or that holds more than
+    ZFED_VALUES_MAX values; only then does msgpack-c build an object tree,
+    so a 5-byte message can never make it allocate gigabytes, nor a 4 MiB
+    one a hundred megabytes.  The tree is then checked element by element against the
     layout of its kind, and service-defined parts (params, outputs, global
     value) are re-encoded into canonical bytes the message owns.
 */
@@ -121,6 +122,7 @@ typedef struct {
     size_t size;
     size_t position;
     int max_depth;
+    size_t values; //  values met so far, at any depth (ZFED_VALUES_MAX)
     char *reason;
     size_t reason_size;
 } s_scanner_t;
@@ -274,6 +276,14 @@ static int s_scan_value(s_scanner_t *scan, int depth, bool is_key)
 {
     if (s_left(scan) == 0)
         return s_truncated(scan);
+    //  msgpack-c spends a msgpack_object (24 bytes) on every value it
+    //  builds, so the count, not the size, is what bounds a decoder's
+    //  memory: 4 MiB of fixints would otherwise cost about 100 MB.
+    if (++scan->values > ZFED_VALUES_MAX) {
+        s_reason(scan->reason, scan->reason_size, "msgpack body holds more than %d values",
+                 ZFED_VALUES_MAX);
+        return -1;
+    }
     uint8_t head = scan->data[scan->position++];
     uint64_t length = 0;
     bool is_string = (head >= 0xa0 && head <= 0xbf) || (head >= 0xd9 && head <= 0xdb);
@@ -336,7 +346,7 @@ static int s_check(const void *data, size_t size, int max_depth, char *reason, s
         s_reason(reason, reason_size, "empty body");
         return -1;
     }
-    s_scanner_t scan = {data, size, 0, max_depth, reason, reason_size};
+    s_scanner_t scan = {data, size, 0, max_depth, 0, reason, reason_size};
     if (s_scan_value(&scan, 0, false) != 0)
         return -1;
     if (scan.position != size) {

@@ -41,6 +41,7 @@ ELEMENTS = {KIND_TASK: 8, KIND_RESULT: 9, KIND_ERROR: 10}
 
 BODY_MAX = 4 * 1024 * 1024
 NESTING_MAX = 8
+VALUES_MAX = 262144  # msgpack values per body, every value at any depth (section 7.2, S4)
 MAP_KEYS_MAX = 256
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -300,6 +301,7 @@ class _Reader:
         self.data = data
         self.pos = 0
         self.end = len(data)
+        self.values = 0
 
     def take(self, size):
         if self.end - self.pos < size:
@@ -319,6 +321,9 @@ class _Reader:
         """Reads one value; `level` is the nesting level of its enclosing container."""
         start = self.pos
         b = self.take(1)[0]
+        self.values += 1
+        if self.values > VALUES_MAX:
+            raise DecodeError("msgpack body holds more than %d values" % VALUES_MAX)
         if b <= 0x7F:
             return b
         if b >= 0xE0:

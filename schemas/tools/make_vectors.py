@@ -40,6 +40,7 @@ BATCH_OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file
 ELEMENTS = {"zfed.task": 8, "zfed.result": 9, "zfed.error": 10}
 BODY_MAX = 4 << 20
 NESTING_MAX = 8
+VALUES_MAX = 262144
 MAP_KEYS_MAX = 256
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -151,6 +152,15 @@ def depth(value):
     return 0
 
 
+def count_values(value):
+    """PROTOCOL.md 7.2 S4: every msgpack value at any depth, keys included."""
+    if isinstance(value, Map):
+        return 1 + sum(count_values(k) + count_values(v) for k, v in value)
+    if isinstance(value, list):
+        return 1 + sum(count_values(v) for v in value)
+    return 1
+
+
 def plain(value):
     if isinstance(value, Map):
         return {k: plain(v) for k, v in value}
@@ -210,6 +220,8 @@ def reference_decode(data):
         raise ValueError("not one msgpack value: %r" % failure)
     if depth(body) > NESTING_MAX:
         raise ValueError("too deep")
+    if count_values(body) > VALUES_MAX:
+        raise ValueError("too many values")
     check_keys_everywhere(body)
     if not isinstance(body, list) or isinstance(body, Map) or len(body) < 2:
         raise ValueError("not an array")

@@ -1276,6 +1276,77 @@ static void s_test_body_limit(void)
     msgpack_sbuffer_destroy(&buffer);
 }
 
+//  A task whose global value is an array of `zeros` fixints: 13 values
+//  around it (body array, 6 head values, params map with one pair, the
+//  global pair and the array itself), so zeros = ZFED_VALUES_MAX - 13 is
+//  the largest that fits.
+#define TASK_VALUES_AROUND_GLOBAL 13
+
+static void s_pack_task_with_zeros(msgpack_sbuffer *buffer, size_t zeros)
+{
+    msgpack_sbuffer_clear(buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_array(&packer, 8);
+    s_pack_str(&packer, ZFED_KIND_TASK);
+    msgpack_pack_uint32(&packer, 1);
+    s_pack_str(&packer, "many");
+    msgpack_pack_uint32(&packer, 1);
+    msgpack_pack_uint32(&packer, 2);
+    msgpack_pack_uint32(&packer, 3);
+    msgpack_pack_map(&packer, 1);
+    s_pack_str(&packer, "fibonacci_level");
+    msgpack_pack_uint32(&packer, 10);
+    msgpack_pack_array(&packer, 2);
+    msgpack_pack_int64(&packer, 0);
+    msgpack_pack_array(&packer, (uint32_t)zeros);
+    for (size_t index = 0; index < zeros; index++)
+        msgpack_pack_uint8(&packer, 0);
+}
+
+//  ZFED_VALUES_MAX: a body of exactly that many values decodes, one more
+//  is refused by the pre-scan (before msgpack-c allocates 24 bytes a
+//  value), and so is a 4 MiB body of fixints, which used to cost a decoder
+//  about 100 MB.
+static void s_test_value_limit(void)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    s_pack_task_with_zeros(&buffer, ZFED_VALUES_MAX - TASK_VALUES_AROUND_GLOBAL);
+    zfed_msg_t *msg = s_decode_ok(buffer.data, buffer.size, "exactly ZFED_VALUES_MAX values");
+    if (msg) {
+        size_t size = 0;
+        CHECK(zfed_msg_global_value(msg, &size) != NULL);
+        CHECK_INT(size, 5 + ZFED_VALUES_MAX - TASK_VALUES_AROUND_GLOBAL);
+    }
+    zfed_msg_destroy(&msg);
+    CHECK_INT(zfed_msgpack_check(buffer.data, buffer.size, NULL, 0), 0);
+
+    s_pack_task_with_zeros(&buffer, ZFED_VALUES_MAX - TASK_VALUES_AROUND_GLOBAL + 1);
+    s_check_rejected(buffer.data, buffer.size, "msgpack body holds more than 262144 values",
+                     "ZFED_VALUES_MAX + 1 values");
+    //  zfed_msg_peek_ids reads only structurally valid bodies.
+    char job_id[ZFED_JOB_ID_MAX + 1];
+    uint32_t round, task, attempt;
+    CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt), -1);
+
+    //  4 MiB of fixints in one array32.
+    size_t count = (size_t)ZFED_BODY_MAX - 5;
+    uint8_t *flat = calloc(1, ZFED_BODY_MAX);
+    REQUIRE(flat != NULL);
+    flat[0] = 0xdd;
+    flat[1] = (uint8_t)(count >> 24);
+    flat[2] = (uint8_t)(count >> 16);
+    flat[3] = (uint8_t)(count >> 8);
+    flat[4] = (uint8_t)count;
+    char reason[256] = "";
+    CHECK_INT(zfed_msgpack_check(flat, ZFED_BODY_MAX, reason, sizeof reason), -1);
+    CHECK_STR(reason, "msgpack body holds more than 262144 values");
+    s_check_rejected(flat, ZFED_BODY_MAX, "more than 262144 values", "4 MiB of fixints");
+    free(flat);
+    msgpack_sbuffer_destroy(&buffer);
+}
+
 //  ---------------------------------------------------------------------
 //  zfed_msgpack_check on every msgpack family
 
@@ -1904,6 +1975,7 @@ int main(void)
     s_test_element_counts();
     s_test_structural_refusals();
     s_test_body_limit();
+    s_test_value_limit();
     s_test_msgpack_check();
     s_test_utf8();
     s_test_constructor_decoder_agree();

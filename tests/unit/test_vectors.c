@@ -271,6 +271,8 @@ static void s_check_protocol_file(void)
     CHECK_INT(s_integer(limits, "message_max_bytes"), ZFED_ERROR_TEXT_MAX);
     CHECK_INT(s_integer(limits, "body_max_bytes"), ZFED_BODY_MAX);
     CHECK_INT(s_integer(limits, "nesting_max_levels"), ZFED_NESTING_MAX);
+    CHECK_INT(s_integer(limits, "values_max"), ZFED_VALUES_MAX);
+    CHECK_INT(s_integer(json_object_get(root, "codec"), "max_values"), ZFED_VALUES_MAX);
     CHECK_INT(s_integer(limits, "number_text_max_chars"), ZFED_NUMBER_MAX_CHARS);
     CHECK_INT(s_integer(limits, "fib_level_max"), ZFED_FIB_MAX_LEVEL);
     CHECK_INT(s_integer(limits, "fib_sequence_max_terms"), ZFED_FIB_SEQUENCE_MAX);
