@@ -216,7 +216,7 @@ int main(int argc, char **argv)
     zfed_info("zfed-broker %s ready (heartbeat %d ms x %d, request ttl %lld ms)",
               ZFED_VERSION_STRING, config.heartbeat_ms, config.liveness,
               (long long)config.request_ttl_ms);
-    int rc = zfed_broker_run(broker, NULL);
+    int rc = zfed_broker_run(broker);
     zfed_broker_destroy(&broker);
     return rc == 0 ? ZFED_EXIT_OK : ZFED_EXIT_FAILED;
 }

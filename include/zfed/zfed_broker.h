@@ -20,7 +20,6 @@
 #ifndef ZFED_BROKER_H_INCLUDED
 #define ZFED_BROKER_H_INCLUDED
 
-#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,22 +105,17 @@ int zfed_broker_bind(zfed_broker_t *self, const char *endpoint);
 const char *zfed_broker_endpoint(zfed_broker_t *self, size_t index);
 size_t zfed_broker_endpoints(zfed_broker_t *self);
 
-//  Serves until zsys_interrupted is set (SIGINT/SIGTERM with czmq's
-//  handler), or, when pipe is not NULL, until "$TERM" arrives on it.  The
-//  pipe also answers "STATS" with the counters as a zfed_broker_stats_t
-//  frame.  Returns 0 on a clean stop, -1 on a fatal socket error.
-int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe);
+//  Serves until SIGINT or SIGTERM (zfed_signal_install, or czmq's own
+//  handler).  Returns 0 on a clean stop, -1 on a fatal socket error.  (To
+//  run a broker in a thread of a bigger program, libzfed's own tests use
+//  the private lib/broker/zfed_broker_actor.h.)
+int zfed_broker_run(zfed_broker_t *self);
 
 void zfed_broker_stats(zfed_broker_t *self, zfed_broker_stats_t *stats);
 
 //  True for endpoints that stay on this host: tcp on a loopback address
 //  or "localhost", ipc, inproc.
 bool zfed_endpoint_is_local(const char *endpoint);
-
-//  zactor body: args is a const zfed_broker_config_t * (or NULL for the
-//  defaults).  Commands: "BIND" endpoint -> "0"/"-1" and the bound
-//  endpoint; "STATS" -> stats frame; "$TERM".
-void zfed_broker_actor(zsock_t *pipe, void *args);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,7 @@
 */
 #include "zfed/zfed_broker.h"
 #include "zfed/zfed_batch.h"
-#include "zfed/zfed_frames.h"
+#include "wire/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
@@ -29,6 +29,7 @@
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "broker/zfed_auth.h"
+#include "broker/zfed_broker_actor.h"
 #include "core/zfed_list.h"
 #include "transport/zfed_netmon.h"
 
@@ -1175,7 +1176,12 @@ static int s_handle_pipe(zfed_broker_t *self, zsock_t *pipe)
     return rc;
 }
 
-int zfed_broker_run(zfed_broker_t *self, zsock_t *pipe)
+int zfed_broker_run(zfed_broker_t *self)
+{
+    return zfed_broker_serve(self, NULL);
+}
+
+int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
 {
     enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_PIPE };
     //  zmq_poll reads a NULL socket as a file descriptor: unused slots point
@@ -1234,6 +1240,6 @@ void zfed_broker_actor(zsock_t *pipe, void *args)
     zsock_signal(pipe, broker ? 0 : 1);
     if (!broker)
         return;
-    zfed_broker_run(broker, pipe);
+    zfed_broker_serve(broker, pipe);
     zfed_broker_destroy(&broker);
 }

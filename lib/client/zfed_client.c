@@ -1,6 +1,6 @@
 /*  zfed_client - asynchronous MDP/0.1 client.  */
 #include "zfed/zfed_client.h"
-#include "zfed/zfed_frames.h"
+#include "wire/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_signal.h"

@@ -1,5 +1,5 @@
 /*  zfed_frames - bounded, allocation-free multipart receive.  */
-#include "zfed/zfed_frames.h"
+#include "wire/zfed_frames.h"
 
 #include <errno.h>
 #include <string.h>

@@ -12,7 +12,7 @@
 */
 #include "zfed/zfed_worker.h"
 #include "zfed/zfed_batch.h"
-#include "zfed/zfed_frames.h"
+#include "wire/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"

@@ -5,7 +5,7 @@
     three sides.  Invariants: no crash, no read outside the frames; on
     success the body lies inside the message and the views point into it.
 */
-#include "zfed/zfed_frames.h"
+#include "wire/zfed_frames.h"
 #include "zfed/zfed_mdp.h"
 
 #include <stdint.h>

@@ -132,6 +132,30 @@ class Install(unittest.TestCase):
                              capture_output=True, text=True).stdout
         return out.split()[2]
 
+    def test_public_headers_keep_zeromq_types_out(self):
+        # zfed.h is the whole public API (every installed header), and none
+        # of it drags czmq or libzmq into a program: their types (zsock_t,
+        # zmq_msg_t) belong to libzfed's private headers.
+        include = os.path.join(self.prefix, "include", "zfed")
+        headers = sorted(name for name in os.listdir(include) if name.endswith(".h"))
+        with open(os.path.join(include, "zfed.h")) as handle:
+            umbrella = handle.read()
+        for name in headers:
+            if name != "zfed.h":
+                self.assertIn('#include "zfed/%s"' % name, umbrella, name)
+        self.assertNotIn("zfed_frames.h", headers)
+        probe = os.path.join(self.prefix, "probe.c")
+        with open(probe, "w") as handle:
+            handle.write("#include <zfed/zfed.h>\n"
+                         "#if defined(__CZMQ_H_INCLUDED__) || defined(__ZMQ_H_INCLUDED__)\n"
+                         "#error zfed.h pulled in czmq or libzmq\n"
+                         "#endif\n"
+                         "int main(void) { return zfed_broker_run == 0; }\n")
+        compiled = subprocess.run(["cc", "-c", "-o", os.path.join(self.prefix, "probe.o"), probe]
+                                  + self.pkg_config("--cflags"), capture_output=True, text=True,
+                                  env=self.env)
+        self.assertEqual(compiled.returncode, 0, compiled.stderr)
+
     def test_build_against_shared_library(self):
         binary = os.path.join(self.prefix, "tiny-shared")
         subprocess.run(["cc", "-o", binary, self.source] + self.extra +

@@ -24,7 +24,7 @@ static char s_endpoint[256];
 
 static void *s_broker_thread(void *broker)
 {
-    zfed_broker_run(broker, NULL);
+    zfed_broker_run(broker);
     return NULL;
 }
 

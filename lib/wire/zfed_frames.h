@@ -5,6 +5,9 @@
     forwarded with zmq_msg_send (moved, never copied).  Frames past
     ZFED_FRAMES_MAX are drained and counted so the socket stays in step and
     the caller can refuse the message.
+
+    Private to libzfed (lib/wire): it holds libzmq's zmq_msg_t, which the
+    public headers keep out of every program that links zfed.
 */
 #ifndef ZFED_FRAMES_H_INCLUDED
 #define ZFED_FRAMES_H_INCLUDED

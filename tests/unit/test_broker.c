@@ -1,0 +1,156 @@
+/*  test_broker - the real broker, in-process: a broker actor on an inproc
+    endpoint, raw MDP clients and workers made of DEALER sockets, and
+    assertions on every frame that comes back.
+
+    Covers routing (a request reaches a worker and its reply the client,
+    body frames forwarded intact, one or several, small or large), the
+    counters the actor reports, and the refusals: what the broker answers
+    and to whom, for every kind of message it will not take.
+*/
+#include "zfed/zfed_broker.h"
+#include "zfed/zfed_mdp.h"
+#include "zfed/zfed_msg.h"
+#include "zfed_test.h"
+#include "zfed_test_mdp.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Bigger than the broker's copy threshold, so the frame is moved, not copied.
+#define LARGE_FRAME (64 * 1024)
+
+typedef struct {
+    char endpoint[128];
+    zactor_t *broker;
+} s_fixture_t;
+
+static void s_fixture_start(s_fixture_t *fixture, const zfed_broker_config_t *config)
+{
+    zfed_test_endpoint(fixture->endpoint, sizeof fixture->endpoint, "broker");
+    fixture->broker = zfed_test_broker_start(config, fixture->endpoint);
+    REQUIRE(fixture->broker != NULL);
+}
+
+static void s_fixture_stop(s_fixture_t *fixture)
+{
+    zactor_destroy(&fixture->broker);
+}
+
+//  A client request: "" MDPC01 service body[0..count).
+static void s_send_request(zsock_t *client, const char *service, const void *const *body,
+                           const size_t *body_size, size_t count)
+{
+    const void *data[32] = {"", ZFED_MDPC_HEADER, service};
+    size_t size[32] = {0, ZFED_MDP_HEADER_SIZE, strlen(service)};
+    REQUIRE(count + 3 <= 32);
+    for (size_t index = 0; index < count; index++) {
+        data[3 + index] = body[index];
+        size[3 + index] = body_size[index];
+    }
+    REQUIRE_INT(zfed_test_send_frames(client, data, size, count + 3), 0);
+}
+
+//  A worker REPLY: "" MDPW01 0x03 address "" body[0..count).
+static void s_send_reply(zsock_t *worker, zframe_t *address, const void *const *body,
+                         const size_t *body_size, size_t count)
+{
+    const void *data[32] = {"", ZFED_MDPW_HEADER, "\003", zframe_data(address), ""};
+    size_t size[32] = {0, ZFED_MDP_HEADER_SIZE, 1, zframe_size(address), 0};
+    REQUIRE(count + 5 <= 32);
+    for (size_t index = 0; index < count; index++) {
+        data[5 + index] = body[index];
+        size[5 + index] = body_size[index];
+    }
+    REQUIRE_INT(zfed_test_send_frames(worker, data, size, count + 5), 0);
+}
+
+//  One request through the broker and back, with the given body frames:
+//  the worker must see them byte for byte after "" MDPW01 0x02 address "",
+//  and the client the reply's frames after "" MDPC01 service.
+static void s_round_trip(s_fixture_t *fixture, const void *const *body, const size_t *size,
+                         size_t count)
+{
+    zfed_broker_stats_t before;
+    REQUIRE_INT(zfed_test_broker_stats(fixture->broker, &before), 0);
+    zsock_t *worker = zfed_test_worker(fixture->endpoint, "echo", NULL);
+    zsock_t *client = zfed_test_dealer(fixture->endpoint);
+    REQUIRE(worker && client);
+    REQUIRE(zfed_test_broker_wait(fixture->broker, workers_ready, before.workers_ready + 1));
+    s_send_request(client, "echo", body, size, count);
+
+    zmsg_t *request = zfed_test_recv_skipping_heartbeats(worker);
+    REQUIRE(request != NULL);
+    CHECK_INT(zmsg_size(request), 5 + count);
+    CHECK(zfed_test_frame_str(request, 0, ""));
+    CHECK(zfed_test_frame_str(request, 1, ZFED_MDPW_HEADER));
+    CHECK(zfed_test_frame_is(request, 2, "\002", 1));
+    CHECK(zfed_test_frame_str(request, 4, ""));
+    for (size_t index = 0; index < count; index++)
+        CHECK(zfed_test_frame_is(request, 5 + index, body[index], size[index]));
+    zframe_t *address = zmsg_first(request);
+    for (int skip = 0; skip < 3; skip++)
+        address = zmsg_next(request);
+    REQUIRE(address != NULL);
+    CHECK_INT(zframe_size(address), 8); //  the broker's request id
+
+    //  The worker answers with the same frames; the client gets them all.
+    s_send_reply(worker, address, body, size, count);
+    zmsg_t *reply = zmsg_recv(client);
+    REQUIRE(reply != NULL);
+    CHECK_INT(zmsg_size(reply), 3 + count);
+    CHECK(zfed_test_frame_str(reply, 0, ""));
+    CHECK(zfed_test_frame_str(reply, 1, ZFED_MDPC_HEADER));
+    CHECK(zfed_test_frame_str(reply, 2, "echo"));
+    for (size_t index = 0; index < count; index++)
+        CHECK(zfed_test_frame_is(reply, 3 + index, body[index], size[index]));
+    zmsg_destroy(&reply);
+    zmsg_destroy(&request);
+    zsock_destroy(&client);
+    zsock_destroy(&worker);
+}
+
+//  One body frame, then two (a task body and a raw data frame, as model
+//  transfers will send), small and large, then the most the broker takes.
+static void s_test_body_frames_forwarded_intact(void)
+{
+    s_fixture_t fixture;
+    s_fixture_start(&fixture, NULL);
+    uint8_t *large = malloc(LARGE_FRAME);
+    REQUIRE(large != NULL);
+    for (size_t index = 0; index < LARGE_FRAME; index++)
+        large[index] = (uint8_t)(index * 7 + 3);
+    const void *one[] = {"\x92\xa4task\x01"};
+    size_t one_size[] = {7};
+    s_round_trip(&fixture, one, one_size, 1);
+    const void *two[] = {"\x92\xa4task\x01", large};
+    size_t two_size[] = {7, LARGE_FRAME};
+    s_round_trip(&fixture, two, two_size, 2);
+    const void *two_large[] = {large, large};
+    size_t two_large_size[] = {LARGE_FRAME, LARGE_FRAME - 1};
+    s_round_trip(&fixture, two_large, two_large_size, 2);
+    const void *most[ZFED_BROKER_MAX_BODY_FRAMES];
+    size_t most_size[ZFED_BROKER_MAX_BODY_FRAMES];
+    for (size_t index = 0; index < ZFED_BROKER_MAX_BODY_FRAMES; index++) {
+        most[index] = index % 2 ? (const void *)large : (const void *)"";
+        most_size[index] = index % 2 ? LARGE_FRAME : 0;
+    }
+    s_round_trip(&fixture, most, most_size, ZFED_BROKER_MAX_BODY_FRAMES);
+
+    zfed_broker_stats_t stats;
+    REQUIRE_INT(zfed_test_broker_stats(fixture.broker, &stats), 0);
+    CHECK_INT(stats.requests, 4);
+    CHECK_INT(stats.dispatched, 4);
+    CHECK_INT(stats.replies, 4);
+    CHECK_INT(stats.malformed, 0);
+    CHECK_INT(stats.queued, 0);
+    CHECK_INT(stats.in_flight, 0);
+    free(large);
+    s_fixture_stop(&fixture);
+}
+
+int main(void)
+{
+    ZFED_TEST_RUN(s_test_body_frames_forwarded_intact);
+    ZFED_TEST_END();
+}
