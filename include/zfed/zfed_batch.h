@@ -49,6 +49,14 @@ size_t zfed_batch_encoded_size(const zfed_view_t *items, size_t count);
 //  exceed ZFED_BODY_MAX, or memory runs out.
 int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t count);
 
+//  The same, an item at a time, for a writer that makes each item as it
+//  goes (the broker's error batches): begin clears buffer and writes the
+//  envelope for count items, then exactly count calls to item append them.
+//  Each returns 0, or -1 (count 0 or over ZFED_BATCH_MAX, the body over
+//  ZFED_BODY_MAX, out of memory).
+int zfed_batch_encode_begin(msgpack_sbuffer *buffer, size_t count);
+int zfed_batch_encode_item(msgpack_sbuffer *buffer, const void *data, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -92,6 +92,15 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
 int zfed_msg_peek_ids(const void *data, size_t size, char *job_id, uint32_t *round,
                       uint32_t *task_id, uint32_t *attempt);
 
+//  Cheaper still, for a broker answering a request it will not take: reads
+//  only the head of a task body, the first six elements (an 8-element
+//  array, "zfed.task", version 1, a valid job_id, three u32), straight from
+//  the bytes, and returns 0 with the ids, or -1.  Nothing after the head
+//  is read, nothing is allocated: the cost is the same for any body size,
+//  and the rest of the body (params, global value) stays opaque.
+int zfed_msg_peek_task(const void *data, size_t size, char *job_id, uint32_t *round,
+                       uint32_t *task_id, uint32_t *attempt);
+
 //  Encodes into buffer (cleared first).  The encoding is canonical: the
 //  shortest msgpack form of every integer and string, maps in the order
 //  they were given.  Returns 0, or -1 on allocation failure.

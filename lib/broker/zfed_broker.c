@@ -114,7 +114,9 @@ struct _zfed_broker_t {
     uint64_t next_request_id;
     int64_t tick_at_ms;
     zfed_frames_t frames;
-    msgpack_sbuffer scratch;
+    msgpack_sbuffer scratch;      //  the reply the broker is building
+    msgpack_sbuffer item_scratch; //  one item of an error batch
+    zfed_view_t *batch_items;     //  ZFED_BATCH_MAX views, for refusing a batch
     zfed_broker_stats_t stats;
     int64_t warning_window_ms;
     unsigned warnings_in_window;
@@ -282,60 +284,55 @@ static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, c
     return 0;
 }
 
-//  The error body answering one task body: it names the task when the body
-//  can be read as one, so the client can match it; otherwise the ids are
-//  empty.  0, or -1 out of memory.
+//  The error body answering one task body.  It names the task when the
+//  body's head reads as one (zfed_msg_peek_task: six values straight from
+//  the bytes; params and the global value are never read), so the client
+//  can match it; otherwise the ids are empty.  0, or -1 out of memory.
 static int s_error_body(const zfed_view_t *task_body, uint32_t code, const char *text,
                         msgpack_sbuffer *out)
 {
-    zfed_msg_t *task =
-        task_body ? zfed_msg_decode(task_body->data, task_body->size, NULL, 0) : NULL;
-    bool is_task = task && zfed_msg_kind(task) == ZFED_MSG_TASK;
+    char job_id[ZFED_JOB_ID_MAX + 1] = "";
+    uint32_t round = 0, task_id = 0, attempt = 0;
+    if (task_body && zfed_msg_peek_task(task_body->data, task_body->size, job_id, &round, &task_id,
+                                        &attempt) != 0)
+        job_id[0] = '\0';
     zfed_msg_t *error =
-        zfed_msg_new_error(is_task ? zfed_msg_job_id(task) : "", is_task ? zfed_msg_round(task) : 0,
-                           is_task ? zfed_msg_task_id(task) : 0,
-                           is_task ? zfed_msg_attempt(task) : 0, BROKER_NAME, code, "", text);
+        zfed_msg_new_error(job_id, round, task_id, attempt, BROKER_NAME, code, "", text);
     int rc = error ? zfed_msg_encode(error, out) : -1;
-    zfed_msg_destroy(&task);
     zfed_msg_destroy(&error);
     return rc;
 }
 
+//  A batch of errors, item i answering item i of the request's batch.
+//  Each item is written as it is made, through one reusable buffer.
+static int s_error_batch(zfed_broker_t *self, size_t count, uint32_t code, const char *text)
+{
+    int rc = zfed_batch_encode_begin(&self->scratch, count);
+    for (size_t item = 0; item < count && rc == 0; item++) {
+        msgpack_sbuffer_clear(&self->item_scratch);
+        rc = s_error_body(&self->batch_items[item], code, text, &self->item_scratch);
+        if (rc == 0)
+            rc = zfed_batch_encode_item(&self->scratch, self->item_scratch.data,
+                                        self->item_scratch.size);
+    }
+    return rc;
+}
+
 //  Answers a client with a zfed error; a batch request gets a batch of
-//  errors, one per task, so every task of it is accounted for.
+//  errors, one per task, so every task of it is accounted for.  Built from
+//  the ids alone: refusing costs little, which matters most exactly when
+//  the broker refuses the most (queue full).
 static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, const char *service,
                           const zfed_view_t *request_body, uint32_t code, const char *text)
 {
     self->stats.failed++;
     size_t count = 0;
-    int rc = -1;
-    zfed_view_t *items = NULL;
-    msgpack_sbuffer *bodies = NULL;
-    if (request_body && zfed_batch_is(request_body->data, request_body->size)) {
-        items = calloc(ZFED_BATCH_MAX, sizeof *items);
-        bodies = calloc(ZFED_BATCH_MAX, sizeof *bodies);
-        if (items && bodies &&
-            zfed_batch_decode(request_body->data, request_body->size, items, ZFED_BATCH_MAX, &count,
-                              NULL, 0) != 0)
-            count = 0;
-    }
-    if (count > 0) {
-        rc = 0;
-        for (size_t item = 0; item < count; item++) {
-            msgpack_sbuffer_init(&bodies[item]);
-            rc |= s_error_body(&items[item], code, text, &bodies[item]);
-            //  The views now describe the answers, in the same order.
-            items[item].data = (const uint8_t *)bodies[item].data;
-            items[item].size = bodies[item].size;
-        }
-        if (rc == 0)
-            rc = zfed_batch_encode(&self->scratch, items, count);
-        for (size_t item = 0; item < count; item++)
-            msgpack_sbuffer_destroy(&bodies[item]);
-    } else
-        rc = s_error_body(request_body, code, text, &self->scratch);
-    free(items);
-    free(bodies);
+    if (request_body && zfed_batch_is(request_body->data, request_body->size) &&
+        zfed_batch_decode(request_body->data, request_body->size, self->batch_items, ZFED_BATCH_MAX,
+                          &count, NULL, 0) != 0)
+        count = 0;
+    int rc = count > 0 ? s_error_batch(self, count, code, text)
+                       : s_error_body(request_body, code, text, &self->scratch);
     if (rc != 0) {
         zfed_error("could not build an error reply (out of memory)");
         return;
@@ -1042,11 +1039,14 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     self->config = *config;
     zfed_link_init(&self->liveness);
     msgpack_sbuffer_init(&self->scratch);
+    msgpack_sbuffer_init(&self->item_scratch);
+    self->batch_items = calloc(ZFED_BATCH_MAX, sizeof *self->batch_items);
     self->services = zhashx_new();
     self->workers = zhashx_new();
     self->endpoints = zlistx_new();
     self->router = zsock_new(ZMQ_ROUTER);
-    if (!self->services || !self->workers || !self->endpoints || !self->router)
+    if (!self->services || !self->workers || !self->endpoints || !self->router ||
+        !self->batch_items)
         goto err;
     zlistx_set_destructor(self->endpoints, (zlistx_destructor_fn *)zstr_free);
     self->handle = zsock_resolve(self->router);
@@ -1107,6 +1107,8 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
     zhashx_destroy(&self->workers);
     zlistx_destroy(&self->endpoints);
     msgpack_sbuffer_destroy(&self->scratch);
+    msgpack_sbuffer_destroy(&self->item_scratch);
+    free(self->batch_items);
     free(self);
     *self_p = NULL;
 }

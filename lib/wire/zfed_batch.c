@@ -7,6 +7,7 @@
 */
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
+#include "wire/zfed_peek.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,12 +17,6 @@
 
 #define BATCH_ELEMENTS 3
 #define KIND_LENGTH    (sizeof ZFED_KIND_BATCH - 1)
-
-typedef struct {
-    const uint8_t *data;
-    size_t size;
-    size_t position;
-} s_reader_t;
 
 static int s_fail(char *reason, size_t reason_size, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
@@ -37,98 +32,14 @@ static int s_fail(char *reason, size_t reason_size, const char *format, ...)
     return -1;
 }
 
-//  Big-endian unsigned of width bytes; the caller checked they are there.
-static uint64_t s_be(const uint8_t *bytes, size_t width)
-{
-    uint64_t value = 0;
-    for (size_t index = 0; index < width; index++)
-        value = (value << 8) | bytes[index];
-    return value;
-}
-
-//  An array header; -1 if the next value is not an array.
-static int s_array(s_reader_t *reader, uint64_t *count)
-{
-    if (reader->position >= reader->size)
-        return -1;
-    uint8_t head = reader->data[reader->position];
-    size_t width = head == 0xdc ? 2 : head == 0xdd ? 4 : 0;
-    if ((head & 0xf0) == 0x90)
-        *count = head & 0x0f;
-    else if (width && reader->size - reader->position > width)
-        *count = s_be(reader->data + reader->position + 1, width);
-    else
-        return -1;
-    reader->position += 1 + width;
-    return 0;
-}
-
-//  An integer in any of its msgpack forms, signed or unsigned (decoders
-//  must accept non-canonical ones: 1 may arrive as d0 01).  *negative is
-//  set for a value below zero, which no field of a batch may hold.
-static int s_int(s_reader_t *reader, uint64_t *value, bool *negative)
-{
-    if (reader->position >= reader->size)
-        return -1;
-    uint8_t head = reader->data[reader->position];
-    *negative = false;
-    if (head <= 0x7f || head >= 0xe0) {
-        *negative = head >= 0xe0;
-        *value = head;
-        reader->position++;
-        return 0;
-    }
-    bool is_signed = head >= 0xd0 && head <= 0xd3;
-    if (!is_signed && (head < 0xcc || head > 0xcf))
-        return -1;
-    size_t width = (size_t)1 << (head - (is_signed ? 0xd0 : 0xcc));
-    if (reader->size - reader->position - 1 < width)
-        return -1;
-    const uint8_t *bytes = reader->data + reader->position + 1;
-    *value = s_be(bytes, width);
-    *negative = is_signed && (bytes[0] & 0x80);
-    reader->position += 1 + width;
-    return 0;
-}
-
-//  A str or bin (kind selects which); its bytes as a view.
-static int s_bytes(s_reader_t *reader, bool bin, zfed_view_t *view)
-{
-    if (reader->position >= reader->size)
-        return -1;
-    uint8_t head = reader->data[reader->position];
-    size_t width = 0;
-    uint64_t length = 0;
-    if (!bin && (head & 0xe0) == 0xa0)
-        length = head & 0x1f;
-    else if (head == (bin ? 0xc4 : 0xd9))
-        width = 1;
-    else if (head == (bin ? 0xc5 : 0xda))
-        width = 2;
-    else if (head == (bin ? 0xc6 : 0xdb))
-        width = 4;
-    else
-        return -1;
-    if (reader->size - reader->position - 1 < width)
-        return -1;
-    if (width)
-        length = s_be(reader->data + reader->position + 1, width);
-    reader->position += 1 + width;
-    if (reader->size - reader->position < length)
-        return -1;
-    view->data = reader->data + reader->position;
-    view->size = (size_t)length;
-    reader->position += (size_t)length;
-    return 0;
-}
-
 bool zfed_batch_is(const void *data, size_t size)
 {
-    s_reader_t reader = {data, size, 0};
+    zfed_peek_t reader = {data, size, 0};
     uint64_t count;
     zfed_view_t kind;
-    return s_array(&reader, &count) == 0 && count >= 1 && s_bytes(&reader, false, &kind) == 0 &&
-           kind.size == KIND_LENGTH && memcmp(kind.data, ZFED_KIND_BATCH, KIND_LENGTH) == 0;
+    return zfed_peek_array(&reader, &count) == 0 && count >= 1 &&
+           zfed_peek_bytes(&reader, false, &kind) == 0 && kind.size == KIND_LENGTH &&
+           memcmp(kind.data, ZFED_KIND_BATCH, KIND_LENGTH) == 0;
 }
 
 int zfed_batch_decode(const void *data, size_t size, zfed_view_t *items, size_t max_items,
@@ -142,27 +53,28 @@ int zfed_batch_decode(const void *data, size_t size, zfed_view_t *items, size_t 
         return -1;
     if (!zfed_batch_is(data, size))
         return s_fail(reason, reason_size, "not a %s body", ZFED_KIND_BATCH);
-    s_reader_t reader = {data, size, 0};
+    zfed_peek_t reader = {data, size, 0};
     uint64_t elements = 0, listed = 0;
     zfed_view_t kind;
-    s_array(&reader, &elements);
-    s_bytes(&reader, false, &kind);
+    zfed_peek_array(&reader, &elements);
+    zfed_peek_bytes(&reader, false, &kind);
     if (elements != BATCH_ELEMENTS)
         return s_fail(reason, reason_size, "%s v1 has %d elements, got %llu", ZFED_KIND_BATCH,
                       BATCH_ELEMENTS, (unsigned long long)elements);
     uint64_t version;
     bool negative;
-    if (s_int(&reader, &version, &negative) != 0 || negative || version != ZFED_PROTOCOL_VERSION)
+    if (zfed_peek_int(&reader, &version, &negative) != 0 || negative ||
+        version != ZFED_PROTOCOL_VERSION)
         return s_fail(reason, reason_size, "element 1 (version): this peer speaks version %d",
                       ZFED_PROTOCOL_VERSION);
-    if (s_array(&reader, &listed) != 0)
+    if (zfed_peek_array(&reader, &listed) != 0)
         return s_fail(reason, reason_size, "element 2 (items): expected an array");
     if (listed == 0 || listed > ZFED_BATCH_MAX || listed > max_items)
         return s_fail(reason, reason_size, "element 2 (items): %llu items, 1 to %zu allowed",
                       (unsigned long long)listed,
                       max_items < ZFED_BATCH_MAX ? max_items : ZFED_BATCH_MAX);
     for (uint64_t index = 0; index < listed; index++)
-        if (s_bytes(&reader, true, &items[index]) != 0)
+        if (zfed_peek_bytes(&reader, true, &items[index]) != 0)
             return s_fail(reason, reason_size, "element 2 (items): item %llu is not a bin",
                           (unsigned long long)index);
     *count = (size_t)listed;
@@ -184,7 +96,7 @@ size_t zfed_batch_encoded_size(const zfed_view_t *items, size_t count)
     return size;
 }
 
-int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t count)
+int zfed_batch_encode_begin(msgpack_sbuffer *buffer, size_t count)
 {
     msgpack_sbuffer_clear(buffer);
     if (count == 0 || count > ZFED_BATCH_MAX)
@@ -195,7 +107,22 @@ int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t 
     rc |= msgpack_pack_str_with_body(&packer, ZFED_KIND_BATCH, KIND_LENGTH);
     rc |= msgpack_pack_uint32(&packer, ZFED_PROTOCOL_VERSION);
     rc |= msgpack_pack_array(&packer, count);
+    return rc == 0 ? 0 : -1;
+}
+
+int zfed_batch_encode_item(msgpack_sbuffer *buffer, const void *data, size_t size)
+{
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
+    return msgpack_pack_bin_with_body(&packer, data, size) == 0 && buffer->size <= ZFED_BODY_MAX
+               ? 0
+               : -1;
+}
+
+int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t count)
+{
+    int rc = zfed_batch_encode_begin(buffer, count);
     for (size_t index = 0; index < count && rc == 0; index++)
-        rc |= msgpack_pack_bin_with_body(&packer, items[index].data, items[index].size);
-    return rc == 0 && buffer->size <= ZFED_BODY_MAX ? 0 : -1;
+        rc = zfed_batch_encode_item(buffer, items[index].data, items[index].size);
+    return rc;
 }

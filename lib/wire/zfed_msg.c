@@ -11,6 +11,7 @@
 */
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_util.h"
+#include "wire/zfed_peek.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -942,6 +943,42 @@ int zfed_msg_peek_ids(const void *data, size_t size, char *job_id, uint32_t *rou
     }
     msgpack_unpacked_destroy(&unpacked);
     return rc;
+}
+
+//  One u32 in any integer form.
+static int s_peek_u32(zfed_peek_t *reader, uint32_t *value)
+{
+    uint64_t number;
+    bool negative;
+    if (zfed_peek_int(reader, &number, &negative) != 0 || negative || number > UINT32_MAX)
+        return -1;
+    *value = (uint32_t)number;
+    return 0;
+}
+
+int zfed_msg_peek_task(const void *data, size_t size, char *job_id, uint32_t *round,
+                       uint32_t *task_id, uint32_t *attempt)
+{
+    zfed_peek_t reader = {data, size, 0};
+    uint64_t elements, version;
+    bool negative;
+    zfed_view_t kind, id;
+    uint32_t ids[3];
+    if (!data || size > ZFED_BODY_MAX || zfed_peek_array(&reader, &elements) != 0 ||
+        elements != TASK_ELEMENTS || zfed_peek_bytes(&reader, false, &kind) != 0 ||
+        kind.size != strlen(ZFED_KIND_TASK) || memcmp(kind.data, ZFED_KIND_TASK, kind.size) != 0 ||
+        zfed_peek_int(&reader, &version, &negative) != 0 || negative ||
+        version != ZFED_PROTOCOL_VERSION || zfed_peek_bytes(&reader, false, &id) != 0 ||
+        !s_is_job_id((const char *)id.data, id.size, ZFED_JOB_ID_MAX) ||
+        s_peek_u32(&reader, &ids[0]) != 0 || s_peek_u32(&reader, &ids[1]) != 0 ||
+        s_peek_u32(&reader, &ids[2]) != 0)
+        return -1;
+    memcpy(job_id, id.data, id.size);
+    job_id[id.size] = '\0';
+    *round = ids[0];
+    *task_id = ids[1];
+    *attempt = ids[2];
+    return 0;
 }
 
 //  ---------------------------------------------------------------------

@@ -52,6 +52,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char job_id[ZFED_JOB_ID_MAX + 1];
     uint32_t round, task, attempt;
     zfed_msg_peek_ids(data, size, job_id, &round, &task, &attempt);
+    //  The broker's head-only peek names at least what the full one does.
+    uint32_t full_round = 0, full_task = 0, full_attempt = 0;
+    char full_id[ZFED_JOB_ID_MAX + 1];
+    zfed_msg_t *whole = zfed_msg_decode(data, size, NULL, 0);
+    if (whole && zfed_msg_kind(whole) == ZFED_MSG_TASK &&
+        (zfed_msg_peek_task(data, size, full_id, &full_round, &full_task, &full_attempt) != 0 ||
+         strcmp(full_id, zfed_msg_job_id(whole)) != 0 || full_round != zfed_msg_round(whole) ||
+         full_task != zfed_msg_task_id(whole) || full_attempt != zfed_msg_attempt(whole)))
+        abort();
+    zfed_msg_destroy(&whole);
     //  Batch framing: every item it hands out lies inside the input.
     static zfed_view_t items[ZFED_BATCH_MAX];
     size_t count = 0;

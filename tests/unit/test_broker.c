@@ -7,6 +7,7 @@
     counters the actor reports, and the refusals: what the broker answers
     and to whom, for every kind of message it will not take.
 */
+#include "zfed/zfed_batch.h"
 #include "zfed/zfed_broker.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
@@ -149,8 +150,116 @@ static void s_test_body_frames_forwarded_intact(void)
     s_fixture_stop(&fixture);
 }
 
+//  Decodes an error body and checks its ids and code.
+static void s_check_error(const void *data, size_t size, const char *job_id, uint32_t round,
+                          uint32_t task, uint32_t attempt, uint32_t code, const char *text)
+{
+    char reason[256] = "";
+    zfed_msg_t *error = zfed_msg_decode(data, size, reason, sizeof reason);
+    CHECK(error != NULL);
+    if (!error) {
+        fprintf(stderr, "  error body refused: %s\n", reason);
+        return;
+    }
+    CHECK_INT(zfed_msg_kind(error), ZFED_MSG_ERROR);
+    CHECK_STR(zfed_msg_job_id(error), job_id);
+    CHECK_INT(zfed_msg_round(error), round);
+    CHECK_INT(zfed_msg_task_id(error), task);
+    CHECK_INT(zfed_msg_attempt(error), attempt);
+    CHECK_INT(zfed_msg_error_code(error), code);
+    CHECK_STR(zfed_msg_worker(error), "broker");
+    CHECK(strstr(zfed_msg_error_text(error), text) != NULL);
+    zfed_msg_destroy(&error);
+}
+
+//  The reply to a refused request: "" MDPC01 service body, body returned.
+static zframe_t *s_recv_refusal(zsock_t *client, const char *service)
+{
+    zmsg_t *reply = zmsg_recv(client);
+    REQUIRE(reply != NULL);
+    CHECK_INT(zmsg_size(reply), 4);
+    CHECK(zfed_test_frame_str(reply, 1, ZFED_MDPC_HEADER));
+    CHECK(zfed_test_frame_str(reply, 2, service));
+    zframe_t *body = zmsg_last(reply);
+    REQUIRE(body != NULL);
+    body = zframe_dup(body);
+    zmsg_destroy(&reply);
+    return body;
+}
+
+//  A task head (job "b", round 0, task 3, attempt 2) and then bytes that
+//  are not msgpack: a body the broker cannot decode, but can name.
+static const char s_head_then_garbage[] = "\x98\xa9zfed.task\x01\xa1"
+                                          "b\x00\x03\x02\xc1\xc1";
+
+//  Refusals are built from the ids alone (the head of each task), so a
+//  body the broker could not decode is still named, a batch is answered
+//  item by item, and the rest of a body is never looked at.
+static void s_test_refusals_name_their_tasks(void)
+{
+    zfed_broker_config_t config;
+    zfed_broker_config_defaults(&config);
+    config.max_queue = 1;
+    s_fixture_t fixture;
+    s_fixture_start(&fixture, &config);
+    zsock_t *client = zfed_test_dealer(fixture.endpoint);
+    REQUIRE(client != NULL);
+
+    //  The queue's one place is taken by a request nobody serves.
+    msgpack_sbuffer task;
+    msgpack_sbuffer_init(&task);
+    REQUIRE_INT(zfed_msg_encode_task(&task, "b", 0, 0, 0, "\x80", 1, -1, "\xa1\x30", 2), 0);
+    const void *first[] = {task.data};
+    size_t first_size[] = {task.size};
+    s_send_request(client, "nobody", first, first_size, 1);
+    REQUIRE(zfed_test_broker_wait(fixture.broker, queued, 1));
+
+    //  Queue full: 429, naming the task though its body does not decode.
+    const void *garbage[] = {s_head_then_garbage};
+    size_t garbage_size[] = {sizeof s_head_then_garbage - 1};
+    s_send_request(client, "nobody", garbage, garbage_size, 1);
+    zframe_t *body = s_recv_refusal(client, "nobody");
+    s_check_error(zframe_data(body), zframe_size(body), "b", 0, 3, 2, ZFED_ERR_OVERLOADED,
+                  "broker queue is full");
+    zframe_destroy(&body);
+
+    //  A batch: one error per item, in order, each named from its head.
+    REQUIRE_INT(zfed_msg_encode_task(&task, "b", 0, 1, 0, "\x80", 1, -1, "\xa1\x30", 2), 0);
+    zfed_view_t items[3] = {{(const uint8_t *)task.data, task.size},
+                            {(const uint8_t *)"\xc1 not msgpack", 14},
+                            {(const uint8_t *)s_head_then_garbage, sizeof s_head_then_garbage - 1}};
+    msgpack_sbuffer batch;
+    msgpack_sbuffer_init(&batch);
+    REQUIRE_INT(zfed_batch_encode(&batch, items, 3), 0);
+    const void *batch_body[] = {batch.data};
+    size_t batch_size[] = {batch.size};
+    s_send_request(client, "nobody", batch_body, batch_size, 1);
+    body = s_recv_refusal(client, "nobody");
+    zfed_view_t answers[ZFED_BATCH_MAX];
+    size_t count = 0;
+    REQUIRE_INT(zfed_batch_decode(zframe_data(body), zframe_size(body), answers, ZFED_BATCH_MAX,
+                                  &count, NULL, 0),
+                0);
+    REQUIRE_INT(count, 3);
+    s_check_error(answers[0].data, answers[0].size, "b", 0, 1, 0, ZFED_ERR_OVERLOADED, "full");
+    s_check_error(answers[1].data, answers[1].size, "", 0, 0, 0, ZFED_ERR_OVERLOADED, "full");
+    s_check_error(answers[2].data, answers[2].size, "b", 0, 3, 2, ZFED_ERR_OVERLOADED, "full");
+    zframe_destroy(&body);
+
+    zfed_broker_stats_t stats;
+    REQUIRE_INT(zfed_test_broker_stats(fixture.broker, &stats), 0);
+    CHECK_INT(stats.rejected, 2);
+    CHECK_INT(stats.failed, 2);
+    CHECK_INT(stats.queued, 1);
+    msgpack_sbuffer_destroy(&batch);
+    msgpack_sbuffer_destroy(&task);
+    zsock_destroy(&client);
+    s_fixture_stop(&fixture);
+}
+
 int main(void)
 {
     ZFED_TEST_RUN(s_test_body_frames_forwarded_intact);
+    ZFED_TEST_RUN(s_test_refusals_name_their_tasks);
     ZFED_TEST_END();
 }

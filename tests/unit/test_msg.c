@@ -1751,6 +1751,87 @@ static void s_test_peek_ids(void)
 }
 
 //  ---------------------------------------------------------------------
+//  zfed_msg_peek_task: the head of a task, read straight from the bytes
+
+static void s_test_peek_task(void)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    char job_id[ZFED_JOB_ID_MAX + 1];
+    uint32_t round = 0, task = 0, attempt = 0;
+
+    s_build(&buffer, ZFED_MSG_TASK, 8, -1, s_no_override);
+    CHECK_INT(zfed_msg_peek_task(buffer.data, buffer.size, job_id, &round, &task, &attempt), 0);
+    CHECK_STR(job_id, "job-1");
+    CHECK(round == 2 && task == 3 && attempt == 1);
+
+    //  Only the head is read: a body whose params are garbage, or that is
+    //  cut right after the attempt, still names its task (decode refuses
+    //  both, and zfed_msg_peek_ids, which pre-scans the whole body, too).
+    s_override_t garbage = {RAW("\xc1\xc1\xc1"), NULL};
+    s_build(&buffer, ZFED_MSG_TASK, 8, 6, garbage);
+    s_check_rejected(buffer.data, buffer.size, "0xc1", "garbage params");
+    CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt), -1);
+    round = task = attempt = 0;
+    CHECK_INT(zfed_msg_peek_task(buffer.data, buffer.size, job_id, &round, &task, &attempt), 0);
+    CHECK(round == 2 && task == 3 && attempt == 1);
+    s_build(&buffer, ZFED_MSG_TASK, 8, -1, s_no_override);
+    size_t head = 0;
+    for (size_t cut = 1; cut <= buffer.size; cut++)
+        if (zfed_msg_peek_task(buffer.data, cut, job_id, &round, &task, &attempt) == 0) {
+            head = cut;
+            break;
+        }
+    CHECK(head > 0 && head < buffer.size);
+    CHECK_INT(zfed_msg_peek_task(buffer.data, ZFED_BODY_MAX + 1, job_id, &round, &task, &attempt),
+              -1);
+
+    //  Every integer form of the version and ids; an array16 header.
+    static const char wide[] = "\xdc\x00\x08\xa9zfed.task\xd0\x01\xa1j"
+                               "\xce\x00\x00\x00\x07\xd3\x00\x00\x00\x00\x00\x00\x00\x08\x09";
+    CHECK_INT(zfed_msg_peek_task(RAW(wide), job_id, &round, &task, &attempt), 0);
+    CHECK_STR(job_id, "j");
+    CHECK(round == 7 && task == 8 && attempt == 9);
+
+    //  Not a task head: the outputs stay as they were.
+    struct {
+        zfed_msg_kind_t kind;
+        uint32_t count;
+        int index;
+        const char *raw;
+        size_t raw_size;
+        const char *text;
+        const char *what;
+    } cases[] = {
+        {ZFED_MSG_RESULT, 9, -1, NULL, 0, NULL, "a result"},
+        {ZFED_MSG_TASK, 7, -1, NULL, 0, NULL, "seven elements"},
+        {ZFED_MSG_TASK, 9, -1, NULL, 0, NULL, "nine elements"},
+        {ZFED_MSG_TASK, 8, 0, NULL, 0, "zfed.tas", "another kind"},
+        {ZFED_MSG_TASK, 8, 1, "\x02", 1, NULL, "version 2"},
+        {ZFED_MSG_TASK, 8, 1, "\xff", 1, NULL, "version -1"},
+        {ZFED_MSG_TASK, 8, 2, NULL, 0, ".hidden", "job id with a leading dot"},
+        {ZFED_MSG_TASK, 8, 2, "\xc4\x01j", 3, NULL, "job id as bin"},
+        {ZFED_MSG_TASK, 8, 3, "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9, NULL, "round 1.0"},
+        {ZFED_MSG_TASK, 8, 5, "\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, NULL, "attempt 2^32"},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        s_override_t bad = {cases[index].raw, cases[index].raw_size, cases[index].text};
+        s_build(&buffer, cases[index].kind, cases[index].count, cases[index].index, bad);
+        strcpy(job_id, "untouched");
+        round = task = attempt = 77;
+        int rc = zfed_msg_peek_task(buffer.data, buffer.size, job_id, &round, &task, &attempt);
+        CHECK_INT(rc, -1);
+        CHECK_STR(job_id, "untouched");
+        CHECK(round == 77 && task == 77 && attempt == 77);
+        if (rc != -1)
+            fprintf(stderr, "  peek_task accepted: %s\n", cases[index].what);
+    }
+    CHECK_INT(zfed_msg_peek_task(NULL, 0, job_id, &round, &task, &attempt), -1);
+    CHECK_INT(zfed_msg_peek_task(RAW("\x98"), job_id, &round, &task, &attempt), -1);
+    msgpack_sbuffer_destroy(&buffer);
+}
+
+//  ---------------------------------------------------------------------
 //  Fuzz: random mutations of valid bodies never crash the decoder, and
 //  whatever decodes re-encodes to a body that decodes to the same fields.
 
@@ -1980,6 +2061,7 @@ int main(void)
     s_test_utf8();
     s_test_constructor_decoder_agree();
     s_test_peek_ids();
+    s_test_peek_task();
     s_test_fuzz();
     ZFED_TEST_END();
 }
