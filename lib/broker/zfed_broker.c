@@ -415,8 +415,10 @@ static void s_request_requeue(zfed_broker_t *self, request_t *request)
     self->stats.redispatched++;
 }
 
-//  Forgets a worker, optionally telling it so; what it held is re-queued.
-static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect)
+//  Forgets a worker, optionally telling it so; what it held is re-queued
+//  (at the head of its service's queue) but not dispatched: the caller
+//  does that, so dropping many workers in a row never nests.
+static void s_worker_forget(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect)
 {
     worker_t *worker = *worker_p;
     service_t *service = worker->service;
@@ -432,6 +434,13 @@ static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_
     self->stats.workers--;
     free(worker);
     *worker_p = NULL;
+}
+
+//  Forgets a worker and gives what it held to the others.
+static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect)
+{
+    service_t *service = (*worker_p)->service;
+    s_worker_forget(self, worker_p, send_disconnect);
     s_dispatch(self, service);
 }
 
@@ -477,11 +486,13 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
         worker_t *worker = zfed_container_of(worker_link, worker_t, waiting_link);
         if (s_send_request(self, worker, request) != 0) {
             //  The peer is gone (or its pipe is full): forget it rather
-            //  than wait for its heartbeats to lapse.
+            //  than wait for its heartbeats to lapse, and try the next
+            //  worker.  A loop, not a call back into s_dispatch: a line of
+            //  100,000 dead workers must not be 100,000 stack frames.
             s_count_unroutable(self, "REQUEST");
             zfed_warn("worker %s (%s) unreachable; dropping it", worker->key, service->name);
-            s_worker_delete(self, &worker, false);
-            return; //  s_worker_delete dispatched what was left
+            s_worker_forget(self, &worker, false);
+            continue;
         }
         zfed_link_remove(&request->link);
         service->queued--;
@@ -1084,7 +1095,7 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
     if (self->workers) {
         zlistx_t *all = zhashx_values(self->workers);
         for (worker_t *worker = all ? zlistx_first(all) : NULL; worker; worker = zlistx_next(all))
-            s_worker_delete(self, &worker, false);
+            s_worker_forget(self, &worker, false);
         zlistx_destroy(&all);
     }
     if (self->services) {

@@ -15,6 +15,7 @@
 #include "zfed_test_mdp.h"
 
 #include <czmq.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,9 +258,108 @@ static void s_test_refusals_name_their_tasks(void)
     s_fixture_stop(&fixture);
 }
 
+//  A broker served by a thread of our own, on a deliberately small stack.
+typedef struct {
+    zfed_broker_t *broker;
+    zsock_t *pipe; //  ours; the thread serves the other end
+    zsock_t *backend;
+    pthread_t thread;
+} s_small_stack_t;
+
+static void *s_serve(void *args)
+{
+    s_small_stack_t *served = args;
+    zfed_broker_serve(served->broker, served->backend);
+    return NULL;
+}
+
+//  Workers the dead line holds, and the stack the broker gets: the old
+//  recursion (dispatch -> drop an unreachable worker -> dispatch ...) took
+//  one pair of frames per dead worker, far past this stack; a loop takes
+//  none.
+#define DEAD_WORKERS       3000
+#define SMALL_STACK_BYTES  (256 * 1024)
+#define SOCKETS_FOR_A_TEST (DEAD_WORKERS + 64)
+
+//  A line of workers that all went away while waiting, then a request:
+//  the broker drops them one after another and the one live worker behind
+//  them gets the request.
+static void s_test_many_unreachable_workers(void)
+{
+    char endpoint[128];
+    zfed_test_endpoint(endpoint, sizeof endpoint, "dead-line");
+    //  Heartbeats often enough to show (as unroutable sends) when the
+    //  broker has seen every dead worker go, and a liveness long enough
+    //  that none of them expires before the request comes.
+    zfed_broker_config_t config;
+    zfed_broker_config_defaults(&config);
+    config.heartbeat_ms = 100;
+    config.liveness = 200;
+    s_small_stack_t served = {0};
+    served.broker = zfed_broker_new(&config);
+    REQUIRE(served.broker != NULL);
+    REQUIRE_INT(zfed_broker_bind(served.broker, endpoint), 0);
+    served.pipe = zsys_create_pipe(&served.backend);
+    REQUIRE(served.pipe != NULL);
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    REQUIRE_INT(pthread_attr_setstacksize(&attributes, SMALL_STACK_BYTES), 0);
+    REQUIRE_INT(pthread_create(&served.thread, &attributes, s_serve, &served), 0);
+    pthread_attr_destroy(&attributes);
+
+    zsock_t **dead = calloc(DEAD_WORKERS, sizeof *dead);
+    REQUIRE(dead != NULL);
+    for (size_t index = 0; index < DEAD_WORKERS; index++) {
+        dead[index] = zfed_test_worker(endpoint, "line", NULL);
+        REQUIRE(dead[index] != NULL);
+    }
+    REQUIRE(zfed_test_broker_wait(served.pipe, workers_ready, DEAD_WORKERS));
+    for (size_t index = 0; index < DEAD_WORKERS; index++)
+        zsock_destroy(&dead[index]);
+    free(dead);
+    //  Every one of them unreachable, and still in line.
+    REQUIRE(zfed_test_broker_wait(served.pipe, unroutable, DEAD_WORKERS));
+    zsock_t *live = zfed_test_worker(endpoint, "line", NULL);
+    zsock_t *client = zfed_test_dealer(endpoint);
+    REQUIRE(live && client);
+    REQUIRE(zfed_test_broker_wait(served.pipe, workers_ready, DEAD_WORKERS + 1));
+
+    const void *body[] = {"task"};
+    size_t body_size[] = {4};
+    s_send_request(client, "line", body, body_size, 1);
+    zmsg_t *request = zfed_test_recv_skipping_heartbeats(live);
+    REQUIRE(request != NULL);
+    CHECK(zfed_test_frame_is(request, 5, "task", 4));
+    zframe_t *address = zmsg_first(request);
+    for (int skip = 0; skip < 3; skip++)
+        address = zmsg_next(request);
+    s_send_reply(live, address, body, body_size, 1);
+    zmsg_t *reply = zmsg_recv(client);
+    CHECK(reply != NULL);
+    zmsg_destroy(&reply);
+    zmsg_destroy(&request);
+
+    zfed_broker_stats_t stats;
+    REQUIRE_INT(zfed_test_broker_stats(served.pipe, &stats), 0);
+    CHECK_INT(stats.replies, 1);
+    CHECK_INT(stats.workers, 1);
+    CHECK(stats.unroutable >= 2 * DEAD_WORKERS);
+    CHECK_INT(stats.dispatched, 1);
+    zstr_send(served.pipe, "$TERM");
+    pthread_join(served.thread, NULL);
+    zfed_broker_destroy(&served.broker);
+    zsock_destroy(&served.pipe);
+    zsock_destroy(&served.backend);
+    zsock_destroy(&client);
+    zsock_destroy(&live);
+}
+
 int main(void)
 {
+    //  One socket per dead worker, all in this process.
+    zsys_set_max_sockets(SOCKETS_FOR_A_TEST);
     ZFED_TEST_RUN(s_test_body_frames_forwarded_intact);
     ZFED_TEST_RUN(s_test_refusals_name_their_tasks);
+    ZFED_TEST_RUN(s_test_many_unreachable_workers);
     ZFED_TEST_END();
 }

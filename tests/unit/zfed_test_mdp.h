@@ -48,7 +48,8 @@ static inline zactor_t *zfed_test_broker_start(const zfed_broker_config_t *confi
     return broker;
 }
 
-static inline int zfed_test_broker_stats(zactor_t *broker, zfed_broker_stats_t *stats)
+//  broker: the actor, or the pipe of a zfed_broker_serve thread.
+static inline int zfed_test_broker_stats(void *broker, zfed_broker_stats_t *stats)
 {
     zstr_send(broker, "STATS");
     zframe_t *frame = zframe_recv(broker);
