@@ -164,6 +164,8 @@ int main(int argc, char **argv)
     }
 
     zfed_log_set_ident(config.name ? config.name : "worker");
+    if (zfed_worker_raise_limits(&config) != 0)
+        return ZFED_EXIT_FAILED;
     if (zfed_signal_install() != 0)
         zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
     zfed_worker_t *worker = zfed_worker_new(&config);

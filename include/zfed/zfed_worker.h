@@ -62,13 +62,27 @@ typedef struct _zfed_worker_t zfed_worker_t;
 
 void zfed_worker_config_defaults(zfed_worker_config_t *config);
 
-//  NULL (reason logged) on an invalid configuration or unknown service.
+//  Raises this process's ZeroMQ socket limit (1024 by default) and its
+//  open-file limit (up to the hard limit) to what config's connections and
+//  threads need.  Call it first, before any ZeroMQ socket exists (czmq
+//  refuses to change the socket limit later).  0, or -1 with the reason
+//  logged when a limit cannot be raised that far.
+int zfed_worker_raise_limits(const zfed_worker_config_t *config);
+
+//  NULL (reason logged) on an invalid configuration, an unknown service,
+//  or more connections than the process's socket limit allows.
 zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config);
 void zfed_worker_destroy(zfed_worker_t **self_p);
 
-//  Serves until zsys_interrupted is set.  Sends DISCONNECT on every
-//  connection before returning.  0 on a clean stop, -1 on a fatal error.
+//  Serves until zsys_interrupted is set or zfed_worker_stop is called.
+//  Sends DISCONNECT on every connection before returning.  0 on a clean
+//  stop, -1 on a fatal error.
 int zfed_worker_run(zfed_worker_t *self);
+
+//  Asks zfed_worker_run to return; safe from any thread (a program that
+//  runs workers in a thread of its own, or a test).  The run notices
+//  within a quarter heartbeat interval.
+void zfed_worker_stop(zfed_worker_t *self);
 
 void zfed_worker_stats(zfed_worker_t *self, zfed_worker_stats_t *stats);
 

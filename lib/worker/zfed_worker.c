@@ -25,10 +25,12 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 //  Messages read from one connection per wake-up, so one busy connection
@@ -40,6 +42,10 @@
 #define REASON_MAX 256
 //  How long a reply may wait for room in a full send queue.
 #define REPLY_SEND_TIMEOUT_MS 1000
+//  ZeroMQ sockets and open files a pool needs beyond its own: the
+//  embedding program's, and libzmq's I/O thread.
+#define SOCKETS_SPARE 16
+#define FILES_SPARE   64
 
 typedef struct _connection_t connection_t;
 
@@ -90,8 +96,10 @@ struct _zfed_worker_t {
     compute_t *computes;
     zfed_link_t pending;
     zmq_pollitem_t *items;
+    connection_t **item_connection; //  per poll item: its connection, or NULL
     size_t item_count;
     bool items_dirty;
+    atomic_bool stopping; //  zfed_worker_stop, from any thread
     int64_t tick_at_ms;
     zfed_frames_t frames;
     zfed_worker_stats_t stats;
@@ -680,17 +688,20 @@ static int s_rebuild_items(zfed_worker_t *self)
 {
     size_t count = 0;
     int signal_fd = zfed_signal_fd();
+    self->item_connection[count] = NULL;
     self->items[count++] = (zmq_pollitem_t){NULL, signal_fd >= 0 ? signal_fd : 0,
                                             (short)(signal_fd >= 0 ? ZMQ_POLLIN : 0), 0};
     void *monitor = self->linkmon ? zfed_linkmon_socket(self->linkmon) : NULL;
     self->items[count++] = (zmq_pollitem_t){monitor, 0, (short)(monitor ? ZMQ_POLLIN : 0), 0};
     for (unsigned index = 0; index < self->config.threads; index++) {
+        self->item_connection[count] = NULL;
         self->items[count] = (zmq_pollitem_t){self->computes[index].handle, 0, ZMQ_POLLIN, 0};
         count++;
     }
     for (unsigned index = 0; index < self->config.concurrency; index++) {
         if (!self->connections[index].socket)
             continue;
+        self->item_connection[count] = &self->connections[index];
         self->items[count] = (zmq_pollitem_t){self->connections[index].handle, 0, ZMQ_POLLIN, 0};
         count++;
     }
@@ -699,13 +710,16 @@ static int s_rebuild_items(zfed_worker_t *self)
     return 0;
 }
 
+//  The connection a readable poll item belongs to: O(1), from the table
+//  built with the items (a scan of every connection per readable item was
+//  O(n^2) per wake-up at 4,096 connections).  NULL when the connection was
+//  closed earlier in this pass (its socket, and so the item, is stale).
 static connection_t *s_connection_for_item(zfed_worker_t *self, size_t item)
 {
-    void *handle = self->items[item].socket;
-    for (unsigned index = 0; index < self->config.concurrency; index++)
-        if (self->connections[index].handle == handle)
-            return &self->connections[index];
-    return NULL;
+    connection_t *connection = self->item_connection[item];
+    return connection && connection->socket && connection->handle == self->items[item].socket
+               ? connection
+               : NULL;
 }
 
 int zfed_worker_run(zfed_worker_t *self)
@@ -717,7 +731,7 @@ int zfed_worker_run(zfed_worker_t *self)
               self->config.credit, self->config.threads, self->config.threads == 1 ? "" : "s");
     self->tick_at_ms = zfed_clock_ms() + self->config.heartbeat_ms;
     int rc = 0;
-    while (!zsys_interrupted) {
+    while (!zsys_interrupted && !atomic_load(&self->stopping)) {
         if (self->items_dirty)
             s_rebuild_items(self);
         int64_t wait = s_next_deadline(self) - zfed_clock_ms();
@@ -801,6 +815,48 @@ static int s_registered_name(const zfed_worker_config_t *config, unsigned index,
     return 0;
 }
 
+//  One socket per connection and two per compute thread (its pipe).
+static size_t s_sockets_needed(const zfed_worker_config_t *config)
+{
+    return (size_t)config->concurrency + 2 * (size_t)config->threads + SOCKETS_SPARE;
+}
+
+//  Per socket its mailbox; per connection its TCP (or ipc) stream.
+static rlim_t s_files_needed(const zfed_worker_config_t *config)
+{
+    return (rlim_t)s_sockets_needed(config) + config->concurrency + FILES_SPARE;
+}
+
+int zfed_worker_raise_limits(const zfed_worker_config_t *config)
+{
+    size_t sockets = s_sockets_needed(config);
+    if (sockets > zsys_socket_limit()) {
+        zfed_error("%u workers need %zu ZeroMQ sockets; libzmq allows at most %zu",
+                   config->concurrency, sockets, zsys_socket_limit());
+        return -1;
+    }
+    if ((size_t)zmq_ctx_get(zsys_init(), ZMQ_MAX_SOCKETS) < sockets)
+        zsys_set_max_sockets(sockets);
+    struct rlimit files;
+    rlim_t needed = s_files_needed(config);
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < needed) {
+        if (files.rlim_max != RLIM_INFINITY && files.rlim_max < needed) {
+            zfed_error("%u workers need about %llu open files; this process may open %llu "
+                       "(ulimit -Hn): lower --concurrency or raise the limit",
+                       config->concurrency, (unsigned long long)needed,
+                       (unsigned long long)files.rlim_max);
+            return -1;
+        }
+        files.rlim_cur = needed;
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+            zfed_error("cannot raise the open-file limit to %llu: %s", (unsigned long long)needed,
+                       strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
 {
     const zfed_service_t *service = zfed_service_find(config->service);
@@ -816,6 +872,14 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         config->liveness <= 0 || config->reconnect_ms <= 0 ||
         config->reconnect_max_ms < config->reconnect_ms || config->delay_ms < 0) {
         zfed_error("invalid worker configuration");
+        return NULL;
+    }
+    //  czmq aborts the process when it cannot make a socket: refuse first.
+    size_t allowed = (size_t)zmq_ctx_get(zsys_init(), ZMQ_MAX_SOCKETS);
+    if (s_sockets_needed(config) > allowed) {
+        zfed_error("%u workers need %zu ZeroMQ sockets; this process allows %zu (call "
+                   "zfed_worker_raise_limits before creating any socket)",
+                   config->concurrency, s_sockets_needed(config), allowed);
         return NULL;
     }
     zfed_worker_t *self = calloc(1, sizeof *self);
@@ -840,9 +904,10 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         s_default_name(base, sizeof base);
     self->connections = calloc(config->concurrency, sizeof *self->connections);
     self->computes = calloc(config->threads ? config->threads : 1, sizeof *self->computes);
-    self->items =
-        calloc(ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads, sizeof *self->items);
-    if (!self->connections || !self->computes || !self->items)
+    size_t items = ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads;
+    self->items = calloc(items, sizeof *self->items);
+    self->item_connection = calloc(items, sizeof *self->item_connection);
+    if (!self->connections || !self->computes || !self->items || !self->item_connection)
         goto err;
     for (unsigned index = 0; index < config->concurrency; index++) {
         connection_t *connection = &self->connections[index];
@@ -905,6 +970,7 @@ void zfed_worker_destroy(zfed_worker_t **self_p)
     free(self->connections);
     free(self->computes);
     free(self->items);
+    free(self->item_connection);
     free(self);
     *self_p = NULL;
 }
@@ -912,4 +978,9 @@ void zfed_worker_destroy(zfed_worker_t **self_p)
 void zfed_worker_stats(zfed_worker_t *self, zfed_worker_stats_t *stats)
 {
     *stats = self->stats;
+}
+
+void zfed_worker_stop(zfed_worker_t *self)
+{
+    atomic_store(&self->stopping, true);
 }

@@ -212,5 +212,24 @@ class ExampleJobs(unittest.TestCase):
                     self.assertEqual(echoed["service"], job.get("service", "fib"))
 
 
+class ManyConnections(unittest.TestCase):
+    """One zfed-worker process holding more connections than libzmq's default
+    1024 sockets (it used to abort in a czmq assertion): it raises its own
+    socket and open-file limits, registers every connection and serves."""
+
+    CONNECTIONS = 1500
+
+    def test_worker_beyond_the_default_socket_limit(self):
+        with Cluster("many-connections") as cluster:
+            cluster.start_broker()
+            worker = cluster.start_worker("--concurrency", str(self.CONNECTIONS),
+                                          "--threads", "2")
+            cluster.wait_workers(self.CONNECTIONS, timeout=120)
+            result = cluster.run_controller("--job-id", "many", "--rounds", "2", "--tasks", "64",
+                                            "--no-progress")
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertTrue(worker.alive(), worker.log())
+
+
 if __name__ == "__main__":
     main()
