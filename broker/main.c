@@ -35,6 +35,10 @@ static void s_usage(void)
         "                       connection (default %d)\n"
         "  --request-ttl S      seconds a request may wait for a worker, 0 = forever (default %d)\n"
         "  --max-attempts N     dispatches per request before it fails (default %d)\n"
+        "  --busy-timeout S     seconds a busy worker may stay silent when it has never\n"
+        "                       heartbeated while working (plain MDP workers block while they\n"
+        "                       compute); 0 = none, silent workers expire after heartbeat x\n"
+        "                       liveness, busy or not (default %d)\n"
         "  --hwm N              ZeroMQ high-water mark, messages per peer (default %d)\n"
         "\n"
         "Security (CurveZMQ; see docs/SECURITY.md):\n"
@@ -57,7 +61,8 @@ static void s_usage(void)
         ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT, ZFED_BROKER_MAX_WORKERS_DEFAULT,
         ZFED_BROKER_MAX_SERVICES_DEFAULT, ZFED_BROKER_MAX_QUEUE_DEFAULT,
         ZFED_BROKER_MAX_MESSAGE_DEFAULT, ZFED_BROKER_REQUEST_TTL_MS_DEFAULT / 1000,
-        ZFED_BROKER_MAX_ATTEMPTS_DEFAULT, ZFED_BROKER_HWM_DEFAULT);
+        ZFED_BROKER_MAX_ATTEMPTS_DEFAULT, ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT / 1000,
+        ZFED_BROKER_HWM_DEFAULT);
 }
 
 enum {
@@ -71,6 +76,7 @@ enum {
     OPT_MAX_MESSAGE,
     OPT_REQUEST_TTL,
     OPT_MAX_ATTEMPTS,
+    OPT_BUSY_TIMEOUT,
     OPT_HWM,
     OPT_CURVE_CERT,
     OPT_WORKERS_DIR,
@@ -106,6 +112,7 @@ int main(int argc, char **argv)
         {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
         {"request-ttl", required_argument, NULL, OPT_REQUEST_TTL},
         {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+        {"busy-timeout", required_argument, NULL, OPT_BUSY_TIMEOUT},
         {"hwm", required_argument, NULL, OPT_HWM},
         {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
         {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
@@ -157,6 +164,10 @@ int main(int argc, char **argv)
             break;
         case OPT_MAX_ATTEMPTS:
             config.max_attempts = zfed_cli_u32(PROGRAM, "--max-attempts", optarg, 1, 1000);
+            break;
+        case OPT_BUSY_TIMEOUT:
+            config.busy_timeout_ms =
+                zfed_cli_seconds_ms(PROGRAM, "--busy-timeout", optarg, 0, 86400);
             break;
         case OPT_HWM:
             config.hwm = (int)zfed_cli_u32(PROGRAM, "--hwm", optarg, 0, 100000000);
@@ -213,9 +224,10 @@ int main(int argc, char **argv)
         zfed_broker_destroy(&broker);
         return ZFED_EXIT_FAILED;
     }
-    zfed_info("zfed-broker %s ready (heartbeat %d ms x %d, request ttl %lld ms)",
+    zfed_info("zfed-broker %s ready (heartbeat %d ms x %d, request ttl %lld ms, busy timeout "
+              "%lld ms)",
               ZFED_VERSION_STRING, config.heartbeat_ms, config.liveness,
-              (long long)config.request_ttl_ms);
+              (long long)config.request_ttl_ms, (long long)config.busy_timeout_ms);
     int rc = zfed_broker_run(broker);
     zfed_broker_destroy(&broker);
     return rc == 0 ? ZFED_EXIT_OK : ZFED_EXIT_FAILED;

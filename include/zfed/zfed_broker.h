@@ -10,7 +10,10 @@
     Beyond the reference broker: a worker that dies while busy is noticed
     through heartbeats and its request goes to another worker (at most
     max_attempts dispatches per request); queued requests expire; and no
-    input, however malformed, stops the loop.
+    input, however malformed, stops the loop.  Plain MDP workers, which
+    send nothing while they compute, keep their request for busy_timeout_ms
+    of silence; a worker that has shown it heartbeats while busy (zfed's
+    do) expires after heartbeat x liveness, busy or not.
 
     zfed extension (interoperable): a worker may append a fifth READY frame
     "credit=N" to accept up to N requests at once.  Plain MDP workers send
@@ -31,15 +34,16 @@ extern "C" {
 #define ZFED_BROKER_ENDPOINT_DEFAULT "tcp://127.0.0.1:5555"
 
 //  Defaults of every limit (see zfed_broker_config_t).
-#define ZFED_BROKER_MAX_WORKERS_DEFAULT    100000
-#define ZFED_BROKER_MAX_SERVICES_DEFAULT   1024
-#define ZFED_BROKER_MAX_QUEUE_DEFAULT      1000000
-#define ZFED_BROKER_MAX_MESSAGE_DEFAULT    (8 << 20)
-#define ZFED_BROKER_REQUEST_TTL_MS_DEFAULT 300000
-#define ZFED_BROKER_MAX_ATTEMPTS_DEFAULT   3
-#define ZFED_BROKER_HWM_DEFAULT            100000
-#define ZFED_BROKER_MAX_CREDIT             256
-#define ZFED_BROKER_MAX_BODY_FRAMES        4
+#define ZFED_BROKER_MAX_WORKERS_DEFAULT     100000
+#define ZFED_BROKER_MAX_SERVICES_DEFAULT    1024
+#define ZFED_BROKER_MAX_QUEUE_DEFAULT       1000000
+#define ZFED_BROKER_MAX_MESSAGE_DEFAULT     (8 << 20)
+#define ZFED_BROKER_REQUEST_TTL_MS_DEFAULT  300000
+#define ZFED_BROKER_MAX_ATTEMPTS_DEFAULT    3
+#define ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT 300000
+#define ZFED_BROKER_HWM_DEFAULT             100000
+#define ZFED_BROKER_MAX_CREDIT              256
+#define ZFED_BROKER_MAX_BODY_FRAMES         4
 
 typedef struct {
     int heartbeat_ms;       //  interval between heartbeats to workers
@@ -50,7 +54,11 @@ typedef struct {
     int64_t max_message;    //  bytes; larger messages cost the sender its connection
     int64_t request_ttl_ms; //  lifetime of a queued request; 0 = forever
     uint32_t max_attempts;  //  dispatches per request before it fails with 503
-    int hwm;                //  ZeroMQ high-water marks on the ROUTER
+    //  How long a busy worker that has never heartbeated while working may
+    //  stay silent (plain MDP workers send nothing while they compute);
+    //  0 = no allowance, it expires after heartbeat x liveness like any.
+    int64_t busy_timeout_ms;
+    int hwm; //  ZeroMQ high-water marks on the ROUTER
     //  CURVE (see zfed_broker_new): the broker's secret certificate and one
     //  directory of public certificates per role.  NULL: plaintext.
     const char *curve_cert;

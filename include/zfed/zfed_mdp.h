@@ -35,8 +35,9 @@ extern "C" {
 #define ZFED_MDPW_HEARTBEAT  0x04
 #define ZFED_MDPW_DISCONNECT 0x05
 
-//  Limits on envelope frames.  Service names are printable ASCII without
-//  spaces; client addresses are routing ids (libzmq: at most 255 bytes).
+//  Limits on envelope frames.  Service names are what RFC 7 calls a
+//  printable string: 1-255 bytes of printable ASCII, 0x20-0x7E, spaces
+//  included; client addresses are routing ids (libzmq: at most 255 bytes).
 #define ZFED_MDP_SERVICE_MAX 255
 #define ZFED_MDP_ADDRESS_MAX 255
 
@@ -67,8 +68,20 @@ typedef enum {
     ZFED_MDP_DISCONNECT = ZFED_MDPW_DISCONNECT
 } zfed_mdp_command_t;
 
+//  Which protocol a message claims, by its header frame: what is left to
+//  answer when the rest of it is invalid.
+typedef enum {
+    ZFED_MDP_ORIGIN_NONE = 0, //  no MDP header: nobody to answer
+    ZFED_MDP_ORIGIN_CLIENT,   //  MDPC01
+    ZFED_MDP_ORIGIN_WORKER    //  MDPW01
+} zfed_mdp_origin_t;
+
 //  One parsed message: views into the caller's frames.
 typedef struct {
+    //  Set by every parse, also one that fails (then, for an MDPC01
+    //  message with a frame 2, service is that frame as received, valid or
+    //  not, so a broker can echo it in an error reply).
+    zfed_mdp_origin_t origin;
     zfed_mdp_command_t command;
     zfed_view_t service;   //  CLIENT, READY
     zfed_view_t address;   //  REQUEST, REPLY
@@ -91,7 +104,7 @@ int zfed_mdp_parse_at_client(const zfed_view_t *frames, size_t count, zfed_mdp_t
 //  unrecognised.
 unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max);
 
-//  True when view is a valid service name (1..255 printable, no spaces).
+//  True when view is a valid service name (1..255 bytes, 0x20-0x7E).
 bool zfed_mdp_service_valid(zfed_view_t service);
 //  True when the service belongs to the broker (8/MMI namespace).
 bool zfed_mdp_is_mmi(zfed_view_t service);

@@ -9,6 +9,10 @@
     broker->liveness   every worker, soonest to expire first; all workers
                        share one timeout, so appending on each sign of life
                        keeps the list sorted and expiry only looks at the head
+    broker->quiet      busy workers past that timeout that have never shown
+                       they heartbeat while they work (plain MDP workers
+                       block): they get busy_timeout_ms instead, again one
+                       timeout for all, so this list too is sorted
     worker->in_flight  requests the worker holds
 
     A request keeps its body frames until its reply arrives: it is sent as a
@@ -54,6 +58,11 @@
 //  Replies up to this size are forwarded as copies, releasing libzmq's
 //  receive buffer at once (see s_worker_reply).
 #define COMPACT_BODY_MAX 2048
+//  A HEARTBEAT shows a worker heartbeats while it works only if it comes
+//  this long (a fraction of an interval) after the worker became busy: an
+//  idle plain MDP worker's heartbeat may cross the REQUEST on the wire and
+//  arrive just after it, but never half an interval later.
+#define BUSY_HEARTBEAT_DIVISOR 2
 
 typedef struct _service_t service_t;
 typedef struct _worker_t worker_t;
@@ -79,7 +88,10 @@ struct _worker_t {
     size_t in_flight_count;
     size_t credit;
     int64_t expiry_ms;
+    int64_t last_heard_ms;
     int64_t last_sent_ms;
+    int64_t busy_since_ms; //  when in_flight_count last went from 0 to 1
+    bool beats_while_busy; //  sent a HEARTBEAT while working, or has credit
 };
 
 //  A request is one allocation: its fields, then the client's routing id
@@ -111,6 +123,7 @@ struct _zfed_broker_t {
     zhashx_t *workers;
     zlistx_t *endpoints;
     zfed_link_t liveness;
+    zfed_link_t quiet;
     uint64_t next_request_id;
     int64_t tick_at_ms;
     zfed_frames_t frames;
@@ -270,8 +283,14 @@ static void s_request_destroy(request_t **request_p)
     *request_p = NULL;
 }
 
-//  Sends [client] "" MDPC01 service body... ; body frames are sent as given.
-static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, const char *service,
+static zfed_view_t s_text_view(const char *text)
+{
+    return (zfed_view_t){(const uint8_t *)text, strlen(text)};
+}
+
+//  Sends [client] "" MDPC01 service body; service is echoed as the client
+//  gave it (the client matches replies on it).
+static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, zfed_view_t service,
                                const void *body, size_t body_size)
 {
     if (s_send(self, client->data, client->size, ZMQ_SNDMORE) != 0)
@@ -279,7 +298,7 @@ static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, c
     //  Once the first part is accepted the rest cannot fail on routing.
     s_send(self, "", 0, ZMQ_SNDMORE);
     s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-    s_send(self, service, strlen(service), ZMQ_SNDMORE);
+    s_send(self, service.data, service.size, ZMQ_SNDMORE);
     s_send(self, body, body_size, 0);
     return 0;
 }
@@ -322,7 +341,7 @@ static int s_error_batch(zfed_broker_t *self, size_t count, uint32_t code, const
 //  errors, one per task, so every task of it is accounted for.  Built from
 //  the ids alone: refusing costs little, which matters most exactly when
 //  the broker refuses the most (queue full).
-static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, const char *service,
+static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, zfed_view_t service,
                           const zfed_view_t *request_body, uint32_t code, const char *text)
 {
     self->stats.failed++;
@@ -348,7 +367,7 @@ static void s_request_fail(zfed_broker_t *self, request_t **request_p, uint32_t 
     zfed_view_t client = s_request_client(request);
     zfed_view_t body = s_request_body(request, 0);
     zfed_warn("request %" PRIu64 " for %s failed: %s", request->id, request->service->name, text);
-    s_reply_error(self, &client, request->service->name, &body, code, text);
+    s_reply_error(self, &client, s_text_view(request->service->name), &body, code, text);
     s_request_destroy(request_p);
 }
 
@@ -382,8 +401,9 @@ static void s_send_disconnect_to(zfed_broker_t *self, const zfed_view_t *peer)
 
 static void s_worker_touch(zfed_broker_t *self, worker_t *worker)
 {
+    worker->last_heard_ms = zfed_clock_ms();
     worker->expiry_ms =
-        zfed_clock_ms() + (int64_t)self->config.heartbeat_ms * self->config.liveness;
+        worker->last_heard_ms + (int64_t)self->config.heartbeat_ms * self->config.liveness;
     zfed_list_push_back(&self->liveness, &worker->liveness_link);
 }
 
@@ -500,7 +520,8 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
         request->worker = worker;
         request->attempts++;
         zfed_list_push_back(&worker->in_flight, &request->link);
-        worker->in_flight_count++;
+        if (worker->in_flight_count++ == 0)
+            worker->busy_since_ms = worker->last_sent_ms;
         self->stats.in_flight++;
         service->in_flight++;
         self->stats.dispatched++;
@@ -607,7 +628,7 @@ static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const z
     self->stats.mmi++;
     if (answer_size == 0)
         answer_size = strlen(answer);
-    if (s_send_client_reply(self, client, service, answer, answer_size) != 0)
+    if (s_send_client_reply(self, client, mdp->service, answer, answer_size) != 0)
         s_count_unroutable(self, "MMI reply");
 }
 
@@ -621,20 +642,21 @@ static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
         s_client_mmi(self, client, mdp, mdp_frames);
         return;
     }
-    char service_name[ZFED_MDP_SERVICE_MAX + 1];
-    memcpy(service_name, mdp->service.data, mdp->service.size);
-    service_name[mdp->service.size] = '\0';
     const zfed_view_t *body = &mdp_frames[mdp->body_index];
     if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
+        //  However many: frames past ZFED_FRAMES_MAX were counted, not kept.
+        char text[96];
+        snprintf(text, sizeof text, "too many body frames: %zu, the broker forwards at most %d",
+                 mdp->body_count, ZFED_BROKER_MAX_BODY_FRAMES);
         self->stats.malformed++;
-        s_warn_peer(self, client, "request refused", "too many body frames");
-        s_reply_error(self, client, service_name, body, ZFED_ERR_TOO_LARGE, "too many body frames");
+        s_warn_peer(self, client, "request refused", text);
+        s_reply_error(self, client, mdp->service, body, ZFED_ERR_TOO_LARGE, text);
         return;
     }
     if (self->stats.queued >= self->config.max_queue) {
         self->stats.rejected++;
         s_warn_peer(self, client, "request refused", "broker queue is full");
-        s_reply_error(self, client, service_name, body, ZFED_ERR_OVERLOADED,
+        s_reply_error(self, client, mdp->service, body, ZFED_ERR_OVERLOADED,
                       "broker queue is full; retry later");
         return;
     }
@@ -642,7 +664,7 @@ static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
     if (!service) {
         self->stats.rejected++;
         s_warn_peer(self, client, "request refused", "too many services");
-        s_reply_error(self, client, service_name, body, ZFED_ERR_OVERLOADED,
+        s_reply_error(self, client, mdp->service, body, ZFED_ERR_OVERLOADED,
                       "broker has reached its limit of services");
         return;
     }
@@ -699,6 +721,9 @@ static void s_worker_ready(zfed_broker_t *self, const zfed_mdp_t *mdp)
     s_identity_key(peer->data, peer->size, worker->key);
     worker->service = service;
     worker->credit = zfed_mdp_ready_credit(mdp->extension, ZFED_BROKER_MAX_CREDIT);
+    //  Credit is a zfed extension, and zfed workers heartbeat from their
+    //  I/O thread while tasks compute; a plain MDP worker has to show it.
+    worker->beats_while_busy = worker->credit > 1;
     zfed_link_init(&worker->waiting_link);
     zfed_link_init(&worker->liveness_link);
     zfed_link_init(&worker->in_flight);
@@ -738,17 +763,22 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         s_worker_delete(self, &worker, true);
         return;
     }
-    if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
-        self->stats.malformed++;
-        s_warn_peer(self, peer, "reply dropped", "too many body frames; disconnecting it");
-        s_worker_delete(self, &worker, true);
-        return;
-    }
-    //  Forward: [client] "" MDPC01 service body... (body frames moved).
     service_t *service = request->service;
     zfed_view_t client = s_request_client(request);
-    int rc = s_send(self, client.data, client.size, ZMQ_SNDMORE);
-    if (rc == 0) {
+    if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
+        //  Valid MDP, but more than the broker forwards: the client hears
+        //  why (413) instead of waiting, and the worker, which broke no
+        //  rule of RFC 7, keeps its registration and gets its slot back.
+        char text[128];
+        snprintf(text, sizeof text,
+                 "the worker's reply has %zu body frames; the broker forwards at most %d",
+                 mdp->body_count, ZFED_BROKER_MAX_BODY_FRAMES);
+        self->stats.malformed++;
+        s_warn_peer(self, peer, "reply refused", text);
+        request->worker = NULL;
+        s_request_fail(self, &request, ZFED_ERR_TOO_LARGE, text);
+    } else if (s_send(self, client.data, client.size, ZMQ_SNDMORE) == 0) {
+        //  Forward: [client] "" MDPC01 service body... (body frames moved).
         s_send(self, "", 0, ZMQ_SNDMORE);
         s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
         s_send(self, service->name, strlen(service->name), ZMQ_SNDMORE);
@@ -767,8 +797,10 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         self->stats.replies++;
     } else
         s_count_unroutable(self, "reply to client");
-    request->worker = NULL;
-    s_request_destroy(&request);
+    if (request) {
+        request->worker = NULL;
+        s_request_destroy(&request);
+    }
     self->stats.in_flight--;
     service->in_flight--;
     worker->in_flight_count--;
@@ -806,6 +838,14 @@ static void s_worker_command(zfed_broker_t *self, const zfed_mdp_t *mdp)
         s_worker_reply(self, worker, mdp);
         break;
     case ZFED_MDP_HEARTBEAT:
+        if (!worker->beats_while_busy && worker->in_flight_count > 0 &&
+            zfed_clock_ms() - worker->busy_since_ms >=
+                self->config.heartbeat_ms / BUSY_HEARTBEAT_DIVISOR) {
+            worker->beats_while_busy = true;
+            zfed_info("worker %s (%s) heartbeats while it works: %d silent heartbeats expire it, "
+                      "busy or not",
+                      worker->key, worker->service->name, self->config.liveness);
+        }
         break;
     case ZFED_MDP_DISCONNECT:
         zfed_info("worker %s (%s) disconnected; re-queuing %zu requests", worker->key,
@@ -831,7 +871,8 @@ static bool s_role_allows(zfed_broker_t *self, const zfed_mdp_t *mdp)
     //  Metadata rides on the frames the peer sent (part 1 on), not on the
     //  routing id the ROUTER prepends.
     unsigned roles = zfed_auth_roles(&frames->part[1], key);
-    unsigned needed = mdp->command != ZFED_MDP_CLIENT ? ZFED_ROLE_WORKER
+    bool client = mdp->origin == ZFED_MDP_ORIGIN_CLIENT;
+    unsigned needed = !client                         ? ZFED_ROLE_WORKER
                       : zfed_mdp_is_mmi(mdp->service) ? ZFED_ROLE_WORKER | ZFED_ROLE_CONTROLLER
                                                       : ZFED_ROLE_CONTROLLER;
     if (roles & needed)
@@ -839,8 +880,8 @@ static bool s_role_allows(zfed_broker_t *self, const zfed_mdp_t *mdp)
     self->stats.forbidden++;
     char reason[96];
     snprintf(reason, sizeof reason, "key %s... may not %s", key[0] ? key : "(none)",
-             mdp->command == ZFED_MDP_CLIENT ? "submit requests (not a controller key)"
-                                             : "act as a worker (not a worker key)");
+             client ? "submit requests (not a controller key)"
+                    : "act as a worker (not a worker key)");
     s_warn_peer(self, &frames->view[0], "message refused", reason);
     return false;
 }
@@ -853,16 +894,42 @@ static void s_tell_forbidden(zfed_broker_t *self, const zfed_mdp_t *mdp)
 {
     const zfed_view_t *peer = &self->frames.view[0];
     if (mdp->command == ZFED_MDP_CLIENT) {
-        char service[ZFED_MDP_SERVICE_MAX + 1];
-        memcpy(service, mdp->service.data, mdp->service.size);
-        service[mdp->service.size] = '\0';
         const zfed_view_t *body =
-            mdp->body_count == 1 ? &self->frames.view[1 + mdp->body_index] : NULL;
-        s_reply_error(self, peer, service, body, ZFED_ERR_FORBIDDEN,
+            mdp->body_count >= 1 ? &self->frames.view[1 + mdp->body_index] : NULL;
+        s_reply_error(self, peer, mdp->service, body, ZFED_ERR_FORBIDDEN,
                       "forbidden: this key may not submit requests (it is not in the broker's "
                       "--controllers-dir)");
     } else if (mdp->command == ZFED_MDP_READY)
         s_send_disconnect_to(self, peer);
+}
+
+//  A message that breaks the envelope rules gets the answer its header
+//  allows, never silence: a worker (MDPW01) is treated as invalid as RFC 7
+//  says, forgotten and sent DISCONNECT; a client (MDPC01) with a service
+//  frame to answer under gets error 400 naming what was wrong.  Only a
+//  message with no MDP header at all is just dropped (logged, counted).
+static void s_refuse_invalid(zfed_broker_t *self, const zfed_mdp_t *mdp, const char *reason)
+{
+    zfed_frames_t *frames = &self->frames;
+    const zfed_view_t *peer = &frames->view[0];
+    self->stats.malformed++;
+    //  Routing id, "", header, service: the MDP frames start at view 1.
+    bool has_service = frames->count > 3;
+    if (mdp->origin == ZFED_MDP_ORIGIN_WORKER) {
+        s_warn_peer(self, peer, "invalid MDPW01 message, disconnecting its sender", reason);
+        worker_t *worker = s_worker_lookup(self, peer);
+        if (worker)
+            s_worker_delete(self, &worker, true);
+        else
+            s_send_disconnect_to(self, peer);
+    } else if (mdp->origin == ZFED_MDP_ORIGIN_CLIENT && has_service) {
+        char text[160];
+        snprintf(text, sizeof text, "invalid request: %s", reason);
+        s_warn_peer(self, peer, "request refused", reason);
+        s_reply_error(self, peer, mdp->service, frames->count > 4 ? &frames->view[4] : NULL,
+                      ZFED_ERR_MALFORMED, text);
+    } else
+        s_warn_peer(self, peer, "message dropped", reason);
 }
 
 static void s_handle_message(zfed_broker_t *self)
@@ -870,21 +937,23 @@ static void s_handle_message(zfed_broker_t *self)
     zfed_frames_t *frames = &self->frames;
     if (frames->count < 1)
         return;
-    const zfed_view_t *peer = &frames->view[0];
-    if (frames->dropped > 0) {
-        self->stats.malformed++;
-        s_warn_peer(self, peer, "message dropped", "more frames than the broker accepts");
-        return;
-    }
     zfed_mdp_t mdp;
     const char *reason = NULL;
-    if (zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason) != 0) {
-        self->stats.malformed++;
-        s_warn_peer(self, peer, "message dropped", reason);
+    int rc = zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason);
+    //  Frames past ZFED_FRAMES_MAX were drained, not kept.  Only a request
+    //  or a reply can be that long and still valid: their extra frames are
+    //  body frames, counted so the refusal below says how many.  Any other
+    //  command with that many frames has failed its parse already.
+    if (rc == 0 && frames->dropped > 0)
+        mdp.body_count += frames->dropped;
+    //  A key whose role does not allow the message is told so (403 or
+    //  DISCONNECT); an invalid message gets the answer any invalid one gets.
+    if (rc == 0 && self->auth && !s_role_allows(self, &mdp)) {
+        s_tell_forbidden(self, &mdp);
         return;
     }
-    if (self->auth && !s_role_allows(self, &mdp)) {
-        s_tell_forbidden(self, &mdp);
+    if (rc != 0) {
+        s_refuse_invalid(self, &mdp, reason);
         return;
     }
     if (mdp.command == ZFED_MDP_CLIENT)
@@ -896,6 +965,25 @@ static void s_handle_message(zfed_broker_t *self)
 //  ---------------------------------------------------------------------
 //  Timers
 
+//  True while a silent worker gets busy_timeout_ms rather than the usual
+//  expiry: it holds requests and has never heartbeated while working.  A
+//  worker written on the reference MDP API computes inside its receive
+//  loop and sends nothing until its REPLY, so heartbeat x liveness would
+//  fail every task longer than that (7.5 s by default).
+static bool s_worker_quiet_allowed(zfed_broker_t *self, const worker_t *worker)
+{
+    return worker->in_flight_count > 0 && !worker->beats_while_busy &&
+           self->config.busy_timeout_ms > 0;
+}
+
+static void s_worker_expire(zfed_broker_t *self, worker_t *worker, const char *why)
+{
+    zfed_warn("worker %s (%s) %s: dropping it, re-queuing %zu requests", worker->key,
+              worker->service->name, why, worker->in_flight_count);
+    self->stats.workers_expired++;
+    s_worker_delete(self, &worker, true);
+}
+
 static void s_purge_workers(zfed_broker_t *self, int64_t now)
 {
     zfed_link_t *link;
@@ -903,22 +991,41 @@ static void s_purge_workers(zfed_broker_t *self, int64_t now)
         worker_t *worker = zfed_container_of(link, worker_t, liveness_link);
         if (worker->expiry_ms > now)
             break;
-        zfed_warn("worker %s (%s) silent for %d heartbeats: dropping it, re-queuing %zu requests",
-                  worker->key, worker->service->name, self->config.liveness,
-                  worker->in_flight_count);
-        self->stats.workers_expired++;
-        s_worker_delete(self, &worker, true);
+        if (s_worker_quiet_allowed(self, worker)) {
+            zfed_debug("worker %s (%s) silent while busy: waiting up to %" PRId64 " ms",
+                       worker->key, worker->service->name, self->config.busy_timeout_ms);
+            zfed_list_push_back(&self->quiet, &worker->liveness_link);
+            continue;
+        }
+        char why[64];
+        snprintf(why, sizeof why, "silent for %d heartbeats", self->config.liveness);
+        s_worker_expire(self, worker, why);
+    }
+    while ((link = zfed_list_first(&self->quiet)) != NULL) {
+        worker_t *worker = zfed_container_of(link, worker_t, liveness_link);
+        if (worker->last_heard_ms + self->config.busy_timeout_ms > now)
+            break;
+        char why[96];
+        snprintf(why, sizeof why, "busy and silent for %" PRId64 " ms (the busy timeout)",
+                 now - worker->last_heard_ms);
+        s_worker_expire(self, worker, why);
     }
 }
 
-static void s_send_heartbeats(zfed_broker_t *self, int64_t now)
+static void s_send_heartbeats_on(zfed_broker_t *self, zfed_link_t *list, int64_t now)
 {
-    for (zfed_link_t *link = self->liveness.next; link != &self->liveness; link = link->next) {
+    for (zfed_link_t *link = list->next; link != list; link = link->next) {
         worker_t *worker = zfed_container_of(link, worker_t, liveness_link);
         //  Any command is a heartbeat: only idle links need one.
         if (now - worker->last_sent_ms >= self->config.heartbeat_ms)
             s_worker_send_command(self, worker, ZFED_MDPW_HEARTBEAT);
     }
+}
+
+static void s_send_heartbeats(zfed_broker_t *self, int64_t now)
+{
+    s_send_heartbeats_on(self, &self->liveness, now);
+    s_send_heartbeats_on(self, &self->quiet, now);
 }
 
 static void s_expire_requests(zfed_broker_t *self, int64_t now)
@@ -1028,6 +1135,7 @@ void zfed_broker_config_defaults(zfed_broker_config_t *config)
     config->max_message = ZFED_BROKER_MAX_MESSAGE_DEFAULT;
     config->request_ttl_ms = ZFED_BROKER_REQUEST_TTL_MS_DEFAULT;
     config->max_attempts = ZFED_BROKER_MAX_ATTEMPTS_DEFAULT;
+    config->busy_timeout_ms = ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT;
     config->hwm = ZFED_BROKER_HWM_DEFAULT;
 }
 
@@ -1040,7 +1148,7 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     }
     if (config->heartbeat_ms <= 0 || config->liveness <= 0 || config->max_workers == 0 ||
         config->max_services == 0 || config->max_queue == 0 || config->max_message <= 0 ||
-        config->max_attempts == 0 || config->hwm < 0) {
+        config->max_attempts == 0 || config->hwm < 0 || config->busy_timeout_ms < 0) {
         zfed_error("invalid broker configuration");
         return NULL;
     }
@@ -1049,6 +1157,7 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
         return NULL;
     self->config = *config;
     zfed_link_init(&self->liveness);
+    zfed_link_init(&self->quiet);
     msgpack_sbuffer_init(&self->scratch);
     msgpack_sbuffer_init(&self->item_scratch);
     self->batch_items = calloc(ZFED_BATCH_MAX, sizeof *self->batch_items);
@@ -1238,9 +1347,11 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
     //  Tell workers we are going, so they re-register with our successor
     //  at once instead of after their heartbeats lapse.
     zsock_set_linger(self->router, SHUTDOWN_LINGER_MS);
-    for (zfed_link_t *link = self->liveness.next; link != &self->liveness; link = link->next)
-        s_worker_send_command(self, zfed_container_of(link, worker_t, liveness_link),
-                              ZFED_MDPW_DISCONNECT);
+    zfed_link_t *lists[] = {&self->liveness, &self->quiet};
+    for (size_t list = 0; list < sizeof lists / sizeof lists[0]; list++)
+        for (zfed_link_t *link = lists[list]->next; link != lists[list]; link = link->next)
+            s_worker_send_command(self, zfed_container_of(link, worker_t, liveness_link),
+                                  ZFED_MDPW_DISCONNECT);
     zfed_info("stopped: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64 " failed, %" PRIu64
               " malformed",
               self->stats.requests, self->stats.replies, self->stats.failed, self->stats.malformed);

@@ -25,7 +25,7 @@ bool zfed_mdp_service_valid(zfed_view_t service)
     if (service.size == 0 || service.size > ZFED_MDP_SERVICE_MAX)
         return false;
     for (size_t index = 0; index < service.size; index++)
-        if (service.data[index] < 0x21 || service.data[index] > 0x7e)
+        if (service.data[index] < 0x20 || service.data[index] > 0x7e)
             return false;
     return true;
 }
@@ -86,12 +86,14 @@ static void s_clear(zfed_mdp_t *mdp)
 static int s_parse_client(const zfed_view_t *frames, size_t count, zfed_mdp_t *mdp,
                           const char **reason)
 {
+    if (count > 2)
+        mdp->service = frames[2]; //  kept on failure too, for an error reply
     if (count < CLIENT_ENVELOPE_FRAMES + 1) {
         *reason = "MDPC01 message needs a service frame and at least one body frame";
         return -1;
     }
     if (!zfed_mdp_service_valid(frames[2])) {
-        *reason = "invalid service name (1-255 printable characters, no spaces)";
+        *reason = "invalid service name (1-255 printable ASCII characters, 0x20-0x7E)";
         return -1;
     }
     mdp->command = ZFED_MDP_CLIENT;
@@ -176,10 +178,14 @@ int zfed_mdp_parse_at_broker(const zfed_view_t *frames, size_t count, zfed_mdp_t
     s_clear(mdp);
     if (s_parse_header(frames, count, reason) != 0)
         return -1;
-    if (s_is(frames[1], ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE))
+    if (s_is(frames[1], ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE)) {
+        mdp->origin = ZFED_MDP_ORIGIN_CLIENT;
         return s_parse_client(frames, count, mdp, reason);
-    if (s_is(frames[1], ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE))
+    }
+    if (s_is(frames[1], ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE)) {
+        mdp->origin = ZFED_MDP_ORIGIN_WORKER;
         return s_parse_worker(frames, count, mdp, reason);
+    }
     *reason = "unknown protocol header (expected MDPC01 or MDPW01)";
     return -1;
 }
@@ -194,6 +200,7 @@ int zfed_mdp_parse_at_worker(const zfed_view_t *frames, size_t count, zfed_mdp_t
         *reason = "unknown protocol header (expected MDPW01)";
         return -1;
     }
+    mdp->origin = ZFED_MDP_ORIGIN_WORKER;
     return s_parse_worker(frames, count, mdp, reason);
 }
 
@@ -207,5 +214,6 @@ int zfed_mdp_parse_at_client(const zfed_view_t *frames, size_t count, zfed_mdp_t
         *reason = "unknown protocol header (expected MDPC01)";
         return -1;
     }
+    mdp->origin = ZFED_MDP_ORIGIN_CLIENT;
     return s_parse_client(frames, count, mdp, reason);
 }

@@ -1003,7 +1003,7 @@ _CREDIT_RE = re.compile(rb"credit=([0-9]{1,6})")
 def is_service_name(name):
     if isinstance(name, str):
         name = name.encode("ascii", "replace")
-    return 1 <= len(name) <= 255 and all(0x21 <= c <= 0x7E for c in name)
+    return 1 <= len(name) <= 255 and all(0x20 <= c <= 0x7E for c in name)  # RFC 7: printable
 
 
 def _service_bytes(service):

@@ -59,6 +59,12 @@ class WorkerFaults(unittest.TestCase):
         wait_for(lambda: self.cluster.status()["services"]["fib"]["in_flight"] >= 1
                  and self.cluster.status()["counters"]["replies"] >= 2, 10,
                  what="the victim to hold a task")
+        # A busy worker is expired after heartbeat x liveness only once it
+        # has shown it heartbeats while working (else it could be a plain
+        # MDP worker, which gets the busy timeout); zfed's workers show it
+        # within an interval or so.
+        wait_for(lambda: "heartbeats while it works" in self.broker.log(), 10,
+                 what="the broker to see the victim heartbeat while busy")
         killed_at = time.monotonic()
         victim.kill()
         wait_for(lambda: not controller.alive(), 30, what="the job to finish")
@@ -83,7 +89,7 @@ class WorkerFaults(unittest.TestCase):
         # died (503); the controller sends the task again.
         self.cluster.close()
         self.cluster = Cluster("no-redispatch")
-        self.cluster.start_broker(*HEARTBEAT, "--max-attempts", "1")
+        broker = self.cluster.start_broker(*HEARTBEAT, "--max-attempts", "1")
         victim = self.cluster.start_worker("--delay-ms", "60000", *HEARTBEAT)
         self.cluster.wait_workers(1)
         self.cluster.start_worker(*HEARTBEAT)
@@ -94,6 +100,8 @@ class WorkerFaults(unittest.TestCase):
         wait_for(lambda: self.cluster.status()["services"]["fib"]["in_flight"] >= 1
                  and self.cluster.status()["counters"]["replies"] >= 1, 10,
                  what="the victim to hold a task")
+        wait_for(lambda: "heartbeats while it works" in broker.log(), 10,
+                 what="the broker to see the victim heartbeat while busy")
         victim.kill()
         wait_for(lambda: not controller.alive(), 30, what="the job to finish")
         self.assertEqual(controller.proc.returncode, 0, controller.log())

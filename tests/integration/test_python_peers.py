@@ -185,7 +185,9 @@ class PythonPeers(unittest.TestCase):
                          global_value="0").encode() for index in range(3)]
         alone = [peer.answer_task(task) for task in tasks]
         saved = zp.BODY_MAX
-        zp.BODY_MAX = zp.batch_size(alone) - 1
+        # Room for two results and half of a third: compute_us differs from
+        # run to run (and its encoding by a few bytes), half a result never.
+        zp.BODY_MAX = zp.batch_size(alone[:2]) + len(alone[2]) // 2
         try:
             reply = peer.answer_batch(zp.encode_batch(tasks))
         finally:

@@ -11,42 +11,75 @@ from zfedtest import (Cluster, MDPC, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DIS
                       binary, main, task_body, wait_for)
 
 
-# Every message a misbehaving or broken peer might send the broker.
-GARBAGE_TO_BROKER = [
+# Every message a misbehaving or broken peer might send the broker, with the
+# answer it gets (section 6.3 of PROTOCOL.md): a message that claims MDPW01
+# earns its sender a DISCONNECT (RFC 7: treat the peer as invalid), one that
+# claims MDPC01 and has a service frame an error 400 under that service, and
+# only one with no MDP header at all is dropped with no answer.
+DROPPED = [
     [b"x"],
     [b""],
     [b"", b""],
     [b"junk", MDPC, b"fib", b"body"],            # first frame not empty
     [b"", b"MDPX01", b"fib", b"body"],           # unknown protocol header
-    [b"", MDPC],                                 # no service
-    [b"", MDPC, b"fib"],                         # no body
-    [b"", MDPC, b"has space", b"body"],          # invalid service name
-    [b"", MDPC, b"s" * 256, b"body"],            # service name too long
+    [b"", MDPC],                                 # no service frame to answer under
+    [b""] * 40,                                  # far too many frames, no header
+]
+ANSWERED_400 = [
+    ([b"", MDPC, b"fib"], "needs a service frame and at least one body frame"),
+    ([b"", MDPC, b"s" * 256, b"body"], "invalid service name"),
+    ([b"", MDPC, b"tab\there", b"body"], "invalid service name"),
+    ([b"", MDPC, "caf\u00e9".encode(), b"body"], "invalid service name"),
+]
+DISCONNECTED = [
     [b"", MDPW],                                 # no command
     [b"", MDPW, b"\x09"],                        # unknown command
     [b"", MDPW, b"\x01\x01", b"fib"],            # two-byte command
     [b"", MDPW, READY],                          # READY without service
     [b"", MDPW, READY, b"a", b"b", b"c"],        # READY with too many frames
+    [b"", MDPW, READY, b"fib", b"credit=2"] + [b"x"] * 20,   # ... far too many
+    [b"", MDPW, READY, b"tab\there"],            # READY, invalid service name
+    [b"", MDPW, READY, b"s" * 256],              # READY, service name too long
     [b"", MDPW, REPLY, b"addr"],                 # REPLY too short
     [b"", MDPW, REPLY, b"", b"", b"body"],       # REPLY with empty address
     [b"", MDPW, REPLY, b"12345678", b"x", b"b"], # REPLY without delimiter
     [b"", MDPW, HEARTBEAT, b"extra"],            # HEARTBEAT with a payload
     [b"", MDPW, REPLY, b"12345678", b"", b"b"],  # REPLY from a worker that never said READY
-    [b""] * 40,                                  # far too many frames
 ]
 
 
 class BrokerGarbage(unittest.TestCase):
 
-    def test_broker_survives_garbage_and_keeps_serving(self):
+    def test_broker_answers_garbage_and_keeps_serving(self):
         with Cluster("garbage") as cluster:
             broker = cluster.start_broker()
             for _ in range(2):
                 cluster.start_worker()
             cluster.wait_workers(2)
+            # Dropped: nothing comes back.  Messages of one connection are
+            # handled in order, so the MMI answer sent last is the first
+            # reply only if none of these got one.
             peer = cluster.client()
-            for message in GARBAGE_TO_BROKER:
+            for message in DROPPED:
                 peer.send_multipart(message)
+            peer.send_multipart([b"", MDPC, b"mmi.service", b"fib"])
+            self.assertTrue(peer.poll(5000))
+            self.assertEqual(peer.recv_multipart(), [b"", MDPC, b"mmi.service", b"200"])
+            for message, words in ANSWERED_400:
+                client = cluster.client()
+                client.send_multipart(message)
+                self.assertTrue(client.poll(5000), message)
+                frames = client.recv_multipart()
+                self.assertEqual(frames[:3], [b"", MDPC, message[2]], message)
+                error = msgpack.unpackb(frames[3], raw=False)
+                self.assertEqual((error[0], error[6], error[7]), ("zfed.error", "broker", 400))
+                self.assertIn(words, error[9])
+                self.assertTrue(error[9].startswith("invalid request: "), error[9])
+            for message in DISCONNECTED:
+                rogue = cluster.client()
+                rogue.send_multipart(message)
+                self.assertTrue(rogue.poll(5000), message)
+                self.assertEqual(rogue.recv_multipart(), [b"", MDPW, DISCONNECT], message)
             # A worker that says READY twice is disconnected (RFC 7).
             rogue = cluster.client()
             rogue.send_multipart([b"", MDPW, READY, b"fib"])
@@ -58,10 +91,6 @@ class BrokerGarbage(unittest.TestCase):
             mmi_worker.send_multipart([b"", MDPW, READY, b"mmi.service"])
             self.assertTrue(mmi_worker.poll(5000))
             self.assertEqual(mmi_worker.recv_multipart(), [b"", MDPW, DISCONNECT])
-            # The stranger's REPLY earned it a DISCONNECT, nothing else.
-            self.assertTrue(peer.poll(5000))
-            self.assertEqual(peer.recv_multipart(), [b"", MDPW, DISCONNECT])
-            self.assertFalse(peer.poll(200))
             # A body that is not msgpack reaches a worker, which answers 400.
             client = cluster.client()
             client.send_multipart([b"", MDPC, b"fib", b"\xc1 not msgpack"])
@@ -75,10 +104,16 @@ class BrokerGarbage(unittest.TestCase):
             self.assertEqual(result.returncode, 0, result.err)
             self.assertTrue(broker.alive())
             counters = cluster.status()["counters"]
-            # 19 malformed plus the reply from a stranger, counted apart.
-            self.assertGreaterEqual(counters["malformed"], len(GARBAGE_TO_BROKER) - 1)
+            # Every invalid envelope counted once; the stranger's REPLY is
+            # also a stale reply.
+            self.assertEqual(counters["malformed"],
+                             len(DROPPED) + len(ANSWERED_400) + len(DISCONNECTED) - 1)
+            self.assertEqual(counters["stale_replies"], 1)
             self.assertGreaterEqual(counters["unexpected"], 3)
-            self.assertIn("message dropped", broker.log())
+            self.assertEqual(counters["failed"], len(ANSWERED_400))
+            log = broker.log()
+            self.assertIn("message dropped", log)
+            self.assertIn("invalid MDPW01 message, disconnecting its sender", log)
 
     def test_mmi(self):
         with Cluster("mmi") as cluster:

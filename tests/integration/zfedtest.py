@@ -410,6 +410,85 @@ class ScriptedWorker:
         self.socket.close()
 
 
+class PlainWorker:
+    """A plain MDP/0.1 worker shaped like the reference worker API (zguide's
+    mdwrkapi), written here from RFC 7: one thread that polls for a
+    request, sends HEARTBEAT only from that loop, and computes inside it, so
+    it is silent while it works.  READY has four frames (no credit), and
+    DISCONNECT makes it register again on a new socket.
+
+    handler(body_frames) -> reply body frames; work_s seconds of silence
+    are spent before each reply.  Every message received is kept in
+    `received` (frames), every REQUEST's body frames in `requests`.
+    """
+
+    def __init__(self, cluster, service, heartbeat_ms, work_s=0.0, handler=None,
+                 ready_frames=None):
+        self.cluster = cluster
+        self.service = service
+        self.heartbeat_s = heartbeat_ms / 1000.0
+        self.work_s = work_s
+        self.handler = handler or (lambda frames: frames)
+        self.ready_frames = ready_frames or [b"", MDPW, READY, service]
+        self.received = []
+        self.requests = []
+        self.replies = 0
+        self.disconnects = 0
+        self.running = True
+        self.socket = None
+        self._connect()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _connect(self):
+        if self.socket is not None:
+            self.socket.close()
+        self.socket = self.cluster.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(self.cluster.endpoint)
+        self.socket.send_multipart(self.ready_frames)
+        self.heartbeat_at = time.monotonic() + self.heartbeat_s
+
+    def _loop(self):
+        try:
+            while self.running:
+                if self.socket.poll(int(self.heartbeat_s * 1000)):
+                    frames = self.socket.recv_multipart()
+                    self.received.append(frames)
+                    if frames[2] == REQUEST:
+                        self.requests.append(frames[5:])
+                        time.sleep(self.work_s)  # computing: nothing is sent
+                        reply = self.handler(frames[5:])
+                        self.socket.send_multipart([b"", MDPW, REPLY, frames[3], b""] + reply)
+                        self.replies += 1
+                    elif frames[2] == DISCONNECT:
+                        self.disconnects += 1
+                        self._connect()
+                        continue
+                if time.monotonic() >= self.heartbeat_at:
+                    self.socket.send_multipart([b"", MDPW, HEARTBEAT])
+                    self.heartbeat_at = time.monotonic() + self.heartbeat_s
+        except zmq.ZMQError:
+            pass  # the test ended and its context went away
+
+    def close(self):
+        self.running = False
+        self.thread.join(self.work_s + 2)
+        self.socket.close()
+
+
+def mdp_request(cluster, service, body_frames, timeout=10.0):
+    """A plain MDP/0.1 client request; returns the reply's frames."""
+    socket = cluster.client()
+    try:
+        socket.send_multipart([b"", MDPC, service] + list(body_frames))
+        if not socket.poll(int(timeout * 1000)):
+            raise AssertionError("no reply from %r within %.0f s" % (service, timeout))
+        return socket.recv_multipart()
+    finally:
+        socket.close()
+
+
 def main():
     # Sockets left to Context.destroy() are closed there; the warnings only
     # add noise to the test output.

@@ -194,6 +194,10 @@ static void s_test_client_messages(void)
     s_check_accepted(AT_BROKER, max_service, COUNT(max_service), expect_one, "255-byte service");
     s_frame_t punctuation[] = {EMPTY, MDPC, F("!~svc.v2/x:y"), F("b")};
     s_check_accepted(AT_CLIENT, punctuation, COUNT(punctuation), expect_one, "punctuation");
+    //  Spaces are printable (RFC 7's service name is a printable string).
+    s_frame_t spaced[] = {EMPTY, MDPC, F("my service"), F("b")};
+    s_check_accepted(AT_BROKER, spaced, COUNT(spaced), expect_one, "service with a space");
+    s_check_accepted(AT_CLIENT, spaced, COUNT(spaced), expect_one, "service with a space");
 }
 
 static void s_test_worker_messages(void)
@@ -301,9 +305,9 @@ static void s_test_client_refusals(void)
         s_frame_t no_body[] = {EMPTY, MDPC, F("fib")};
         s_check_refused(at, no_body, COUNT(no_body), "at least one body frame", "no body");
         //  Bad service names.
-        const s_frame_t services[] = {EMPTY,        F("fi b"),   F(" fib"), F("fib\t"),
-                                      F("fib\n"),   F("f\0b"),   F("\x7f"), F("caf\xc3\xa9"),
-                                      F("\x1b[0m"), F("fib\x80")};
+        const s_frame_t services[] = {EMPTY,        F("fib\t"),   F("fib\n"),
+                                      F("f\0b"),    F("\x7f"),    F("caf\xc3\xa9"),
+                                      F("\x1b[0m"), F("fib\x80"), F("\x1f")};
         for (size_t index = 0; index < COUNT(services); index++) {
             s_frame_t frames[] = {EMPTY, MDPC, services[index], F("b")};
             char label[32];
@@ -347,8 +351,8 @@ static void s_test_worker_refusals(void)
         s_check_refused(at, ready6, COUNT(ready6), "READY", "READY with 6 frames");
         s_frame_t ready_empty[] = {EMPTY, MDPW, F("\x01"), EMPTY};
         s_check_refused(at, ready_empty, COUNT(ready_empty), "READY", "READY, empty service");
-        s_frame_t ready_space[] = {EMPTY, MDPW, F("\x01"), F("my service")};
-        s_check_refused(at, ready_space, COUNT(ready_space), "READY", "READY, service space");
+        s_frame_t ready_tab[] = {EMPTY, MDPW, F("\x01"), F("my\tservice")};
+        s_check_refused(at, ready_tab, COUNT(ready_tab), "READY", "READY, service with a tab");
         s_frame_t ready_long[] = {EMPTY, MDPW, F("\x01"),
                                   s_filled(long_service, 'x', sizeof long_service)};
         s_check_refused(at, ready_long, COUNT(ready_long), "READY", "READY, 256-byte service");
@@ -504,8 +508,9 @@ static void s_test_service_names(void)
     CHECK(SERVICE_VALID("~"));
     CHECK(SERVICE_VALID("mmi.service"));
     CHECK(!SERVICE_VALID(""));
-    CHECK(!SERVICE_VALID(" "));
-    CHECK(!SERVICE_VALID("a b"));
+    CHECK(SERVICE_VALID(" "));   //  RFC 7: a printable string,
+    CHECK(SERVICE_VALID("a b")); //  and the space is printable
+    CHECK(SERVICE_VALID(" fib "));
     CHECK(!SERVICE_VALID("ab\0"));
     CHECK(!SERVICE_VALID("tab\t"));
     CHECK(!SERVICE_VALID("\x7f"));
@@ -516,10 +521,10 @@ static void s_test_service_names(void)
     memset(name, 'n', sizeof name);
     CHECK(s_service_valid(name, ZFED_MDP_SERVICE_MAX));
     CHECK(!s_service_valid(name, ZFED_MDP_SERVICE_MAX + 1));
-    //  Every byte alone: exactly 0x21..0x7e pass.
+    //  Every byte alone: exactly 0x20..0x7e pass.
     for (int c = 0; c <= 0xff; c++) {
         char byte = (char)c;
-        CHECK(s_service_valid(&byte, 1) == (c >= 0x21 && c <= 0x7e));
+        CHECK(s_service_valid(&byte, 1) == (c >= 0x20 && c <= 0x7e));
     }
 
     CHECK(IS_MMI("mmi.service"));
@@ -555,8 +560,63 @@ static void s_test_command_names(void)
     CHECK_STR(ZFED_MDPW_HEADER, "MDPW01");
 }
 
+//  The origin a parse reports, whether it succeeds or not, and the service
+//  frame an MDPC01 message leaves behind when it fails (the broker answers
+//  from them: an error reply to a client, DISCONNECT to a worker).
+static void s_check_origin(s_side_t side, const s_frame_t *frames, size_t count, int rc,
+                           zfed_mdp_origin_t origin, int service, const char *label)
+{
+    s_message_t message;
+    s_message_init(&message, frames, count);
+    zfed_mdp_t mdp;
+    memset(&mdp, 0xa5, sizeof mdp);
+    const char *reason = NULL;
+    int failures = zfed_test_failures;
+    CHECK_INT(s_parse(side, &message, &mdp, &reason), rc);
+    CHECK_INT(mdp.origin, origin);
+    if (service >= 0)
+        CHECK_INT(s_frame_of(&message, mdp.service), service);
+    else
+        CHECK(mdp.service.data == NULL && mdp.service.size == 0);
+    if (zfed_test_failures != failures)
+        fprintf(stderr, "  case '%s' at %s\n", label, s_side_name(side));
+    s_message_clear(&message);
+}
+
+static void s_test_origin(void)
+{
+    s_frame_t request[] = {EMPTY, MDPC, F("fib"), F("b")};
+    s_check_origin(AT_BROKER, request, COUNT(request), 0, ZFED_MDP_ORIGIN_CLIENT, 2, "request");
+    s_check_origin(AT_CLIENT, request, COUNT(request), 0, ZFED_MDP_ORIGIN_CLIENT, 2, "reply");
+    s_frame_t no_body[] = {EMPTY, MDPC, F("fib")};
+    s_check_origin(AT_BROKER, no_body, COUNT(no_body), -1, ZFED_MDP_ORIGIN_CLIENT, 2, "no body");
+    s_frame_t bad_name[] = {EMPTY, MDPC, F("f\tb"), F("b")};
+    s_check_origin(AT_BROKER, bad_name, COUNT(bad_name), -1, ZFED_MDP_ORIGIN_CLIENT, 2,
+                   "bad service");
+    s_frame_t no_service[] = {EMPTY, MDPC};
+    s_check_origin(AT_BROKER, no_service, COUNT(no_service), -1, ZFED_MDP_ORIGIN_CLIENT, -1,
+                   "no service");
+    s_frame_t ready6[] = {EMPTY, MDPW, F("\x01"), F("fib"), F("credit=2"), F("x")};
+    s_check_origin(AT_BROKER, ready6, COUNT(ready6), -1, ZFED_MDP_ORIGIN_WORKER, -1, "READY x6");
+    s_check_origin(AT_WORKER, ready6, COUNT(ready6), -1, ZFED_MDP_ORIGIN_WORKER, -1, "READY x6");
+    s_frame_t heartbeat[] = {EMPTY, MDPW, F("\x04")};
+    s_check_origin(AT_BROKER, heartbeat, COUNT(heartbeat), 0, ZFED_MDP_ORIGIN_WORKER, -1,
+                   "HEARTBEAT");
+    s_frame_t unknown[] = {EMPTY, F("MDPX01"), F("fib"), F("b")};
+    s_check_origin(AT_BROKER, unknown, COUNT(unknown), -1, ZFED_MDP_ORIGIN_NONE, -1, "MDPX01");
+    s_frame_t not_empty[] = {F("x"), MDPC, F("fib"), F("b")};
+    s_check_origin(AT_BROKER, not_empty, COUNT(not_empty), -1, ZFED_MDP_ORIGIN_NONE, -1,
+                   "frame 0 not empty");
+    //  A worker reads only MDPW01 and a client only MDPC01.
+    s_check_origin(AT_WORKER, request, COUNT(request), -1, ZFED_MDP_ORIGIN_NONE, -1,
+                   "MDPC01 at a worker");
+    s_check_origin(AT_CLIENT, heartbeat, COUNT(heartbeat), -1, ZFED_MDP_ORIGIN_NONE, -1,
+                   "MDPW01 at a client");
+}
+
 int main(void)
 {
+    s_test_origin();
     s_test_client_messages();
     s_test_worker_messages();
     s_test_header_refusals();

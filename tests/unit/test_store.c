@@ -1,0 +1,200 @@
+/*  test_store - a job's work folder (zfed_store), on a real file system in a
+    fresh temporary directory.
+
+    A new job gets its folder and rounds/; a folder that holds a job is
+    refused without resume (the reason names --resume) and needed with it;
+    files are written whole (no temporary file left behind) and read back
+    equal; a missing record is ENOENT, a corrupt or foreign one EBADMSG with
+    a reason naming the file.
+*/
+#include "zfed/zfed_error.h"
+#include "zfed/zfed_store.h"
+#include "zfed_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+//  Entries of a directory, "." and ".." not counted.
+static int s_entries(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL)
+        count += strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0;
+    closedir(dir);
+    return count;
+}
+
+static void s_write_text(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "w");
+    REQUIRE(file != NULL);
+    fputs(text, file);
+    fclose(file);
+}
+
+static char s_root[] = "/tmp/zfed-test-store-XXXXXX";
+
+static void s_test_new_job_and_resume(void)
+{
+    char error[512] = "";
+    zfed_error_t failure;
+    zfed_store_t *store = zfed_store_open(s_root, "job-1", false, &failure);
+    REQUIRE(store != NULL);
+    char expected[PATH_MAX];
+    snprintf(expected, sizeof expected, "%s/job-1", s_root);
+    CHECK_STR(zfed_store_path(store), expected);
+    char rounds[PATH_MAX + 16];
+    snprintf(rounds, sizeof rounds, "%s/rounds", expected);
+    struct stat info;
+    CHECK(stat(rounds, &info) == 0 && S_ISDIR(info.st_mode));
+
+    //  Nothing is a job until job.json exists: resume still refuses.
+    zfed_store_t *again = zfed_store_open(s_root, "job-1", true, &failure);
+    CHECK(again == NULL);
+    CHECK_INT(failure.code, ZFED_E_NO_JOB);
+    CHECK_STR(failure.field, "job_id");
+    CHECK(strstr(failure.message, "holds no job to resume") != NULL);
+
+    json_t *job = json_pack("{s:s, s:i}", "service", "fib", "rounds", 3);
+    REQUIRE(job != NULL);
+    CHECK_INT(zfed_store_write(store, ZFED_STORE_JOB, job), 0);
+    zfed_store_destroy(&store);
+    CHECK(store == NULL);
+    zfed_store_destroy(&store); //  idempotent
+
+    again = zfed_store_open(s_root, "job-1", false, &failure);
+    CHECK(again == NULL);
+    CHECK_INT(failure.code, ZFED_E_EXISTS);
+    CHECK(strstr(failure.message, "already holds job job-1") != NULL);
+    CHECK(strstr(failure.message, "--resume job-1") != NULL);
+    again = zfed_store_open(s_root, "job-1", true, &failure);
+    REQUIRE(again != NULL);
+    json_t *back = zfed_store_read(again, ZFED_STORE_JOB, error, sizeof error);
+    CHECK(back != NULL && json_equal(back, job));
+    json_decref(back);
+    json_decref(job);
+    zfed_store_destroy(&again);
+}
+
+static void s_test_rounds(void)
+{
+    char error[512] = "";
+    zfed_error_t failure;
+    zfed_store_t *store = zfed_store_open(s_root, "job-2", false, &failure);
+    REQUIRE(store != NULL);
+    json_t *record = json_pack("{s:i, s:{s:i, s:s}, s:[]}", "round", 7, "global_out", "round", 7,
+                               "value", "88", "results");
+    REQUIRE(record != NULL);
+    CHECK_INT(zfed_store_write_round(store, 7, record), 0);
+    //  Written whole: the round file and nothing else (no temporary left).
+    char rounds[PATH_MAX + 16];
+    snprintf(rounds, sizeof rounds, "%s/rounds", zfed_store_path(store));
+    CHECK_INT(s_entries(rounds), 1);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/round-000007.json", rounds);
+    CHECK(access(path, R_OK) == 0);
+
+    json_t *back = zfed_store_read_round(store, 7, error, sizeof error);
+    CHECK(back != NULL && json_equal(back, record));
+    json_decref(back);
+    //  Rewriting replaces it whole.
+    json_object_set_new(record, "late", json_integer(2));
+    CHECK_INT(zfed_store_write_round(store, 7, record), 0);
+    back = zfed_store_read_round(store, 7, error, sizeof error);
+    CHECK(back != NULL && json_integer_value(json_object_get(back, "late")) == 2);
+    json_decref(back);
+    CHECK_INT(s_entries(rounds), 1);
+
+    //  Missing: ENOENT.
+    errno = 0;
+    CHECK(zfed_store_read_round(store, 8, error, sizeof error) == NULL);
+    CHECK_INT(errno, ENOENT);
+    CHECK(strstr(error, "round-000008.json") != NULL);
+
+    //  Corrupt: EBADMSG, the file named.
+    snprintf(path, sizeof path, "%s/round-000009.json", rounds);
+    s_write_text(path, "{\"round\": 9, \"global_out\": {");
+    errno = 0;
+    CHECK(zfed_store_read_round(store, 9, error, sizeof error) == NULL);
+    CHECK_INT(errno, EBADMSG);
+    CHECK(strstr(error, "round-000009.json is corrupt") != NULL);
+
+    //  Valid JSON, but another round's record, or half a record: EBADMSG.
+    snprintf(path, sizeof path, "%s/round-000010.json", rounds);
+    s_write_text(path, "{\"round\": 11, \"global_out\": {}}");
+    errno = 0;
+    CHECK(zfed_store_read_round(store, 10, error, sizeof error) == NULL);
+    CHECK_INT(errno, EBADMSG);
+    CHECK(strstr(error, "not the complete record of round 10") != NULL);
+    snprintf(path, sizeof path, "%s/round-000012.json", rounds);
+    s_write_text(path, "{\"round\": 12}");
+    CHECK(zfed_store_read_round(store, 12, error, sizeof error) == NULL);
+    CHECK_INT(errno, EBADMSG);
+    //  Duplicate keys are refused, not silently merged.
+    snprintf(path, sizeof path, "%s/round-000013.json", rounds);
+    s_write_text(path, "{\"round\": 13, \"round\": 13, \"global_out\": {}}");
+    CHECK(zfed_store_read_round(store, 13, error, sizeof error) == NULL);
+    CHECK_INT(errno, EBADMSG);
+    json_decref(record);
+    zfed_store_destroy(&store);
+}
+
+static void s_test_bad_places(void)
+{
+    zfed_error_t error;
+    //  A work folder under a regular file cannot be made.
+    char file[PATH_MAX];
+    snprintf(file, sizeof file, "%s/not-a-dir", s_root);
+    s_write_text(file, "x");
+    CHECK(zfed_store_open(file, "job", false, &error) == NULL);
+    CHECK_INT(error.code, ZFED_E_IO);
+    CHECK(strstr(error.message, "cannot create") != NULL);
+    //  A path that does not fit is refused, not cut.
+    char *deep = malloc(PATH_MAX + 1);
+    REQUIRE(deep != NULL);
+    memset(deep, 'd', PATH_MAX);
+    deep[PATH_MAX] = '\0';
+    CHECK(zfed_store_open(s_root, deep, false, &error) == NULL);
+    CHECK_INT(error.code, ZFED_E_INVALID);
+    CHECK(strstr(error.message, "too long") != NULL);
+    free(deep);
+}
+
+//  rm -r of what the tests made (two levels below the root at most).
+static void s_remove_tree(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (dir) {
+        struct dirent *entry;
+        while ((entry = readdir(dir)) != NULL) {
+            if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+                continue;
+            char child[PATH_MAX];
+            snprintf(child, sizeof child, "%s/%s", path, entry->d_name);
+            s_remove_tree(child);
+        }
+        closedir(dir);
+        rmdir(path);
+    } else
+        unlink(path);
+}
+
+int main(void)
+{
+    REQUIRE(mkdtemp(s_root) != NULL);
+    ZFED_TEST_RUN(s_test_new_job_and_resume);
+    ZFED_TEST_RUN(s_test_rounds);
+    ZFED_TEST_RUN(s_test_bad_places);
+    s_remove_tree(s_root);
+    ZFED_TEST_END();
+}
