@@ -21,6 +21,8 @@
 
 //  Bigger than the broker's copy threshold, so the frame is moved, not copied.
 #define LARGE_FRAME (64 * 1024)
+//  Most frames a test message here has.
+#define FRAMES_MAX 64
 
 typedef struct {
     char endpoint[128];
@@ -43,9 +45,9 @@ static void s_fixture_stop(s_fixture_t *fixture)
 static void s_send_request(zsock_t *client, const char *service, const void *const *body,
                            const size_t *body_size, size_t count)
 {
-    const void *data[32] = {"", ZFED_MDPC_HEADER, service};
-    size_t size[32] = {0, ZFED_MDP_HEADER_SIZE, strlen(service)};
-    REQUIRE(count + 3 <= 32);
+    const void *data[FRAMES_MAX] = {"", ZFED_MDPC_HEADER, service};
+    size_t size[FRAMES_MAX] = {0, ZFED_MDP_HEADER_SIZE, strlen(service)};
+    REQUIRE(count + 3 <= FRAMES_MAX);
     for (size_t index = 0; index < count; index++) {
         data[3 + index] = body[index];
         size[3 + index] = body_size[index];
@@ -57,9 +59,9 @@ static void s_send_request(zsock_t *client, const char *service, const void *con
 static void s_send_reply(zsock_t *worker, zframe_t *address, const void *const *body,
                          const size_t *body_size, size_t count)
 {
-    const void *data[32] = {"", ZFED_MDPW_HEADER, "\003", zframe_data(address), ""};
-    size_t size[32] = {0, ZFED_MDP_HEADER_SIZE, 1, zframe_size(address), 0};
-    REQUIRE(count + 5 <= 32);
+    const void *data[FRAMES_MAX] = {"", ZFED_MDPW_HEADER, "\003", zframe_data(address), ""};
+    size_t size[FRAMES_MAX] = {0, ZFED_MDP_HEADER_SIZE, 1, zframe_size(address), 0};
+    REQUIRE(count + 5 <= FRAMES_MAX);
     for (size_t index = 0; index < count; index++) {
         data[5 + index] = body[index];
         size[5 + index] = body_size[index];
@@ -258,6 +260,81 @@ static void s_test_refusals_name_their_tasks(void)
     s_fixture_stop(&fixture);
 }
 
+//  Whatever the frame count, an answer: a request with more body frames
+//  than the broker forwards (also past the 16 frames it keeps) gets 413; a
+//  reply with too many has its client told so, and the worker stays; a
+//  READY with too many frames earns DISCONNECT.
+static void s_test_frame_counts_are_answered(void)
+{
+    s_fixture_t fixture;
+    s_fixture_start(&fixture, NULL);
+    zsock_t *client = zfed_test_dealer(fixture.endpoint);
+    REQUIRE(client != NULL);
+    const void *parts[40];
+    size_t part_size[40];
+    for (size_t index = 0; index < 40; index++) {
+        parts[index] = "p";
+        part_size[index] = 1;
+    }
+    static const size_t counts[] = {5, 12, 13, 40};
+    for (size_t index = 0; index < sizeof counts / sizeof counts[0]; index++) {
+        s_send_request(client, "echo", parts, part_size, counts[index]);
+        zframe_t *body = s_recv_refusal(client, "echo");
+        char text[96];
+        snprintf(text, sizeof text, "too many body frames: %zu,", counts[index]);
+        s_check_error(zframe_data(body), zframe_size(body), "", 0, 0, 0, ZFED_ERR_TOO_LARGE, text);
+        zframe_destroy(&body);
+    }
+
+    zsock_t *worker = zfed_test_worker(fixture.endpoint, "echo", NULL);
+    REQUIRE(worker != NULL);
+    REQUIRE(zfed_test_broker_wait(fixture.broker, workers, 1));
+    static const size_t reply_counts[] = {5, 11, 30, 1};
+    for (size_t index = 0; index < sizeof reply_counts / sizeof reply_counts[0]; index++) {
+        s_send_request(client, "echo", parts, part_size, 1);
+        zmsg_t *request = zfed_test_recv_skipping_heartbeats(worker);
+        REQUIRE(request != NULL);
+        zframe_t *address = zmsg_first(request);
+        for (int skip = 0; skip < 3; skip++)
+            address = zmsg_next(request);
+        s_send_reply(worker, address, parts, part_size, reply_counts[index]);
+        zmsg_destroy(&request);
+        zmsg_t *reply = zmsg_recv(client);
+        REQUIRE(reply != NULL);
+        if (reply_counts[index] == 1)
+            CHECK(zmsg_size(reply) == 4 && zfed_test_frame_str(reply, 3, "p"));
+        else {
+            zframe_t *body = zmsg_last(reply);
+            char text[96];
+            snprintf(text, sizeof text, "the worker's reply has %zu body frames",
+                     reply_counts[index]);
+            s_check_error(zframe_data(body), zframe_size(body), "", 0, 0, 0, ZFED_ERR_TOO_LARGE,
+                          text);
+        }
+        zmsg_destroy(&reply);
+    }
+    zfed_broker_stats_t stats;
+    REQUIRE_INT(zfed_test_broker_stats(fixture.broker, &stats), 0);
+    CHECK_INT(stats.workers, 1);
+    CHECK_INT(stats.replies, 1);
+    CHECK_INT(stats.malformed, 7);
+    CHECK_INT(stats.in_flight, 0);
+
+    zsock_t *rogue = zfed_test_dealer(fixture.endpoint);
+    REQUIRE(rogue != NULL);
+    const void *ready[] = {"", ZFED_MDPW_HEADER, "\001", "echo", "credit=2", "x", "y"};
+    size_t ready_size[] = {0, ZFED_MDP_HEADER_SIZE, 1, 4, 8, 1, 1};
+    REQUIRE_INT(zfed_test_send_frames(rogue, ready, ready_size, 7), 0);
+    zmsg_t *answer = zmsg_recv(rogue);
+    REQUIRE(answer != NULL);
+    CHECK(zmsg_size(answer) == 3 && zfed_test_frame_is(answer, 2, "\005", 1));
+    zmsg_destroy(&answer);
+    zsock_destroy(&rogue);
+    zsock_destroy(&worker);
+    zsock_destroy(&client);
+    s_fixture_stop(&fixture);
+}
+
 //  A broker served by a thread of our own, on a deliberately small stack.
 typedef struct {
     zfed_broker_t *broker;
@@ -360,6 +437,7 @@ int main(void)
     zsys_set_max_sockets(SOCKETS_FOR_A_TEST);
     ZFED_TEST_RUN(s_test_body_frames_forwarded_intact);
     ZFED_TEST_RUN(s_test_refusals_name_their_tasks);
+    ZFED_TEST_RUN(s_test_frame_counts_are_answered);
     ZFED_TEST_RUN(s_test_many_unreachable_workers);
     ZFED_TEST_END();
 }
