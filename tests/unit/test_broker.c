@@ -21,8 +21,6 @@
 
 //  Bigger than the broker's copy threshold, so the frame is moved, not copied.
 #define LARGE_FRAME (64 * 1024)
-//  Most frames a test message here has.
-#define FRAMES_MAX 64
 
 typedef struct {
     char endpoint[128];
@@ -41,32 +39,16 @@ static void s_fixture_stop(s_fixture_t *fixture)
     zactor_destroy(&fixture->broker);
 }
 
-//  A client request: "" MDPC01 service body[0..count).
 static void s_send_request(zsock_t *client, const char *service, const void *const *body,
                            const size_t *body_size, size_t count)
 {
-    const void *data[FRAMES_MAX] = {"", ZFED_MDPC_HEADER, service};
-    size_t size[FRAMES_MAX] = {0, ZFED_MDP_HEADER_SIZE, strlen(service)};
-    REQUIRE(count + 3 <= FRAMES_MAX);
-    for (size_t index = 0; index < count; index++) {
-        data[3 + index] = body[index];
-        size[3 + index] = body_size[index];
-    }
-    REQUIRE_INT(zfed_test_send_frames(client, data, size, count + 3), 0);
+    REQUIRE_INT(zfed_test_send_request(client, service, body, body_size, count), 0);
 }
 
-//  A worker REPLY: "" MDPW01 0x03 address "" body[0..count).
-static void s_send_reply(zsock_t *worker, zframe_t *address, const void *const *body,
+static void s_send_reply(zsock_t *worker, zmsg_t *request, const void *const *body,
                          const size_t *body_size, size_t count)
 {
-    const void *data[FRAMES_MAX] = {"", ZFED_MDPW_HEADER, "\003", zframe_data(address), ""};
-    size_t size[FRAMES_MAX] = {0, ZFED_MDP_HEADER_SIZE, 1, zframe_size(address), 0};
-    REQUIRE(count + 5 <= FRAMES_MAX);
-    for (size_t index = 0; index < count; index++) {
-        data[5 + index] = body[index];
-        size[5 + index] = body_size[index];
-    }
-    REQUIRE_INT(zfed_test_send_frames(worker, data, size, count + 5), 0);
+    REQUIRE_INT(zfed_test_send_reply(worker, request, body, body_size, count), 0);
 }
 
 //  One request through the broker and back, with the given body frames:
@@ -92,14 +74,12 @@ static void s_round_trip(s_fixture_t *fixture, const void *const *body, const si
     CHECK(zfed_test_frame_str(request, 4, ""));
     for (size_t index = 0; index < count; index++)
         CHECK(zfed_test_frame_is(request, 5 + index, body[index], size[index]));
-    zframe_t *address = zmsg_first(request);
-    for (int skip = 0; skip < 3; skip++)
-        address = zmsg_next(request);
+    zframe_t *address = zfed_test_frame(request, 3);
     REQUIRE(address != NULL);
     CHECK_INT(zframe_size(address), 8); //  the broker's request id
 
     //  The worker answers with the same frames; the client gets them all.
-    s_send_reply(worker, address, body, size, count);
+    s_send_reply(worker, request, body, size, count);
     zmsg_t *reply = zmsg_recv(client);
     REQUIRE(reply != NULL);
     CHECK_INT(zmsg_size(reply), 3 + count);
@@ -294,10 +274,7 @@ static void s_test_frame_counts_are_answered(void)
         s_send_request(client, "echo", parts, part_size, 1);
         zmsg_t *request = zfed_test_recv_skipping_heartbeats(worker);
         REQUIRE(request != NULL);
-        zframe_t *address = zmsg_first(request);
-        for (int skip = 0; skip < 3; skip++)
-            address = zmsg_next(request);
-        s_send_reply(worker, address, parts, part_size, reply_counts[index]);
+        s_send_reply(worker, request, parts, part_size, reply_counts[index]);
         zmsg_destroy(&request);
         zmsg_t *reply = zmsg_recv(client);
         REQUIRE(reply != NULL);
@@ -407,10 +384,7 @@ static void s_test_many_unreachable_workers(void)
     zmsg_t *request = zfed_test_recv_skipping_heartbeats(live);
     REQUIRE(request != NULL);
     CHECK(zfed_test_frame_is(request, 5, "task", 4));
-    zframe_t *address = zmsg_first(request);
-    for (int skip = 0; skip < 3; skip++)
-        address = zmsg_next(request);
-    s_send_reply(live, address, body, body_size, 1);
+    s_send_reply(live, request, body, body_size, 1);
     zmsg_t *reply = zmsg_recv(client);
     CHECK(reply != NULL);
     zmsg_destroy(&reply);

@@ -136,21 +136,11 @@ static void s_test_through_a_broker(void)
     for (int index = 0; index < REQUESTS; index++) {
         zmsg_t *request = zfed_test_recv_skipping_heartbeats(worker);
         REQUIRE(request != NULL);
-        zframe_t *frame = zmsg_first(request);
-        for (int skip = 0; skip < 5; skip++)
-            frame = zmsg_next(request);
+        zframe_t *frame = zfed_test_frame(request, 5);
         REQUIRE(frame != NULL);
-        zmsg_t *reply = zmsg_new();
-        zmsg_addstr(reply, "");
-        zmsg_addstr(reply, ZFED_MDPW_HEADER);
-        zmsg_addmem(reply, "\003", 1);
-        zframe_t *address = zmsg_first(request);
-        for (int skip = 0; skip < 3; skip++)
-            address = zmsg_next(request);
-        zmsg_addmem(reply, zframe_data(address), zframe_size(address));
-        zmsg_addstr(reply, "");
-        zmsg_addmem(reply, zframe_data(frame), zframe_size(frame));
-        REQUIRE_INT(zmsg_send(&reply, worker), 0);
+        const void *echo[] = {zframe_data(frame)};
+        size_t echo_size[] = {zframe_size(frame)};
+        REQUIRE_INT(zfed_test_send_reply(worker, request, echo, echo_size, 1), 0);
         zmsg_destroy(&request);
 
         const char *service = NULL;

@@ -9,6 +9,7 @@
 #include "controller/zfed_job_private.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
+#include "zfed_test_fs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -84,13 +85,7 @@ static int s_file_number = 0;
 static void s_write(const char *text, char *path, size_t path_size)
 {
     snprintf(path, path_size, "%s/job-%d.json", s_dir, s_file_number++);
-    FILE *file = fopen(path, "w");
-    if (!file) {
-        perror(path);
-        abort();
-    }
-    fputs(text, file);
-    fclose(file);
+    zfed_test_write_text(path, text);
 }
 
 //  Loads text as a job file into job (already initialised).  Returns what

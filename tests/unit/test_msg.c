@@ -1666,6 +1666,41 @@ static void s_test_constructor_decoder_agree(void)
 //  ---------------------------------------------------------------------
 //  zfed_msg_peek_ids
 
+typedef int (*s_peek_fn)(const void *data, size_t size, char *job_id, uint32_t *round,
+                         uint32_t *task_id, uint32_t *attempt);
+
+//  A body built by s_build with one element replaced, that a peek must
+//  refuse.
+typedef struct {
+    zfed_msg_kind_t kind;
+    uint32_t count;
+    int index;
+    const char *raw;
+    size_t raw_size;
+    const char *text;
+    const char *what;
+} s_peek_case_t;
+
+//  peek refuses every case and leaves every output as it was.
+static void s_check_peek_cases(s_peek_fn peek, const s_peek_case_t *cases, size_t count)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    for (size_t index = 0; index < count; index++) {
+        s_override_t bad = {cases[index].raw, cases[index].raw_size, cases[index].text};
+        s_build(&buffer, cases[index].kind, cases[index].count, cases[index].index, bad);
+        char job_id[ZFED_JOB_ID_MAX + 1] = "untouched";
+        uint32_t round = 77, task = 77, attempt = 77;
+        int rc = peek(buffer.data, buffer.size, job_id, &round, &task, &attempt);
+        CHECK_INT(rc, -1);
+        CHECK_STR(job_id, "untouched");
+        CHECK(round == 77 && task == 77 && attempt == 77);
+        if (rc != -1)
+            fprintf(stderr, "  peek accepted: %s\n", cases[index].what);
+    }
+    msgpack_sbuffer_destroy(&buffer);
+}
+
 static void s_test_peek_ids(void)
 {
     msgpack_sbuffer buffer;
@@ -1712,36 +1747,18 @@ static void s_test_peek_ids(void)
     free(long_id);
 
     //  Unreadable ids: outputs untouched.
-    struct {
-        int count;
-        int index;
-        const char *raw;
-        size_t raw_size;
-        const char *text;
-        const char *what;
-    } cases[] = {
-        {8, 2, NULL, 0, "a/b", "unsafe job id"},
-        {8, 2, NULL, 0, "", "empty job id"},
-        {8, 2, "\x01", 1, NULL, "job id not a string"},
-        {8, 3, NULL, 0, "2", "round a string"},
-        {8, 4, "\xff", 1, NULL, "negative task"},
-        {8, 5, "\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, NULL, "attempt 2^32"},
-        {5, -1, NULL, 0, NULL, "five elements"},
-        {8, 6, "\xc1", 1, NULL, "0xc1 in params"},
-        {8, 6, "\xdd\xff\xff\xff\xff", 5, NULL, "lying header in params"},
+    static const s_peek_case_t cases[] = {
+        {ZFED_MSG_TASK, 8, 2, NULL, 0, "a/b", "unsafe job id"},
+        {ZFED_MSG_TASK, 8, 2, NULL, 0, "", "empty job id"},
+        {ZFED_MSG_TASK, 8, 2, "\x01", 1, NULL, "job id not a string"},
+        {ZFED_MSG_TASK, 8, 3, NULL, 0, "2", "round a string"},
+        {ZFED_MSG_TASK, 8, 4, "\xff", 1, NULL, "negative task"},
+        {ZFED_MSG_TASK, 8, 5, "\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, NULL, "attempt 2^32"},
+        {ZFED_MSG_TASK, 5, -1, NULL, 0, NULL, "five elements"},
+        {ZFED_MSG_TASK, 8, 6, "\xc1", 1, NULL, "0xc1 in params"},
+        {ZFED_MSG_TASK, 8, 6, "\xdd\xff\xff\xff\xff", 5, NULL, "lying header in params"},
     };
-    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
-        s_override_t bad = {cases[index].raw, cases[index].raw_size, cases[index].text};
-        s_build(&buffer, ZFED_MSG_TASK, (uint32_t)cases[index].count, cases[index].index, bad);
-        strcpy(job_id, "untouched");
-        round = task = attempt = 77;
-        int rc = zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt);
-        CHECK_INT(rc, -1);
-        CHECK_STR(job_id, "untouched");
-        CHECK(round == 77 && task == 77 && attempt == 77);
-        if (rc != -1)
-            fprintf(stderr, "  peek accepted: %s\n", cases[index].what);
-    }
+    s_check_peek_cases(zfed_msg_peek_ids, cases, sizeof cases / sizeof cases[0]);
     s_build(&buffer, ZFED_MSG_TASK, 8, -1, s_no_override);
     CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size - 1, job_id, &round, &task, &attempt), -1);
     CHECK_INT(zfed_msg_peek_ids(buffer.data, 0, job_id, &round, &task, &attempt), -1);
@@ -1794,15 +1811,7 @@ static void s_test_peek_task(void)
     CHECK(round == 7 && task == 8 && attempt == 9);
 
     //  Not a task head: the outputs stay as they were.
-    struct {
-        zfed_msg_kind_t kind;
-        uint32_t count;
-        int index;
-        const char *raw;
-        size_t raw_size;
-        const char *text;
-        const char *what;
-    } cases[] = {
+    static const s_peek_case_t cases[] = {
         {ZFED_MSG_RESULT, 9, -1, NULL, 0, NULL, "a result"},
         {ZFED_MSG_TASK, 7, -1, NULL, 0, NULL, "seven elements"},
         {ZFED_MSG_TASK, 9, -1, NULL, 0, NULL, "nine elements"},
@@ -1814,18 +1823,7 @@ static void s_test_peek_task(void)
         {ZFED_MSG_TASK, 8, 3, "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9, NULL, "round 1.0"},
         {ZFED_MSG_TASK, 8, 5, "\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, NULL, "attempt 2^32"},
     };
-    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
-        s_override_t bad = {cases[index].raw, cases[index].raw_size, cases[index].text};
-        s_build(&buffer, cases[index].kind, cases[index].count, cases[index].index, bad);
-        strcpy(job_id, "untouched");
-        round = task = attempt = 77;
-        int rc = zfed_msg_peek_task(buffer.data, buffer.size, job_id, &round, &task, &attempt);
-        CHECK_INT(rc, -1);
-        CHECK_STR(job_id, "untouched");
-        CHECK(round == 77 && task == 77 && attempt == 77);
-        if (rc != -1)
-            fprintf(stderr, "  peek_task accepted: %s\n", cases[index].what);
-    }
+    s_check_peek_cases(zfed_msg_peek_task, cases, sizeof cases / sizeof cases[0]);
     CHECK_INT(zfed_msg_peek_task(NULL, 0, job_id, &round, &task, &attempt), -1);
     CHECK_INT(zfed_msg_peek_task(RAW("\x98"), job_id, &round, &task, &attempt), -1);
     msgpack_sbuffer_destroy(&buffer);

@@ -10,6 +10,7 @@
 #include "zfed/zfed_error.h"
 #include "zfed/zfed_store.h"
 #include "zfed_test.h"
+#include "zfed_test_fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,28 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-//  Entries of a directory, "." and ".." not counted.
-static int s_entries(const char *path)
-{
-    DIR *dir = opendir(path);
-    if (!dir)
-        return -1;
-    int count = 0;
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL)
-        count += strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0;
-    closedir(dir);
-    return count;
-}
-
-static void s_write_text(const char *path, const char *text)
-{
-    FILE *file = fopen(path, "w");
-    REQUIRE(file != NULL);
-    fputs(text, file);
-    fclose(file);
-}
 
 static char s_root[] = "/tmp/zfed-test-store-XXXXXX";
 
@@ -99,7 +78,7 @@ static void s_test_rounds(void)
     //  Written whole: the round file and nothing else (no temporary left).
     char rounds[PATH_MAX + 16];
     snprintf(rounds, sizeof rounds, "%s/rounds", zfed_store_path(store));
-    CHECK_INT(s_entries(rounds), 1);
+    CHECK_INT(zfed_test_dir_entries(rounds), 1);
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/round-000007.json", rounds);
     CHECK(access(path, R_OK) == 0);
@@ -113,7 +92,7 @@ static void s_test_rounds(void)
     back = zfed_store_read_round(store, 7, error, sizeof error);
     CHECK(back != NULL && json_integer_value(json_object_get(back, "late")) == 2);
     json_decref(back);
-    CHECK_INT(s_entries(rounds), 1);
+    CHECK_INT(zfed_test_dir_entries(rounds), 1);
 
     //  Missing: ENOENT.
     errno = 0;
@@ -123,7 +102,7 @@ static void s_test_rounds(void)
 
     //  Corrupt: EBADMSG, the file named.
     snprintf(path, sizeof path, "%s/round-000009.json", rounds);
-    s_write_text(path, "{\"round\": 9, \"global_out\": {");
+    zfed_test_write_text(path, "{\"round\": 9, \"global_out\": {");
     errno = 0;
     CHECK(zfed_store_read_round(store, 9, error, sizeof error) == NULL);
     CHECK_INT(errno, EBADMSG);
@@ -131,18 +110,18 @@ static void s_test_rounds(void)
 
     //  Valid JSON, but another round's record, or half a record: EBADMSG.
     snprintf(path, sizeof path, "%s/round-000010.json", rounds);
-    s_write_text(path, "{\"round\": 11, \"global_out\": {}}");
+    zfed_test_write_text(path, "{\"round\": 11, \"global_out\": {}}");
     errno = 0;
     CHECK(zfed_store_read_round(store, 10, error, sizeof error) == NULL);
     CHECK_INT(errno, EBADMSG);
     CHECK(strstr(error, "not the complete record of round 10") != NULL);
     snprintf(path, sizeof path, "%s/round-000012.json", rounds);
-    s_write_text(path, "{\"round\": 12}");
+    zfed_test_write_text(path, "{\"round\": 12}");
     CHECK(zfed_store_read_round(store, 12, error, sizeof error) == NULL);
     CHECK_INT(errno, EBADMSG);
     //  Duplicate keys are refused, not silently merged.
     snprintf(path, sizeof path, "%s/round-000013.json", rounds);
-    s_write_text(path, "{\"round\": 13, \"round\": 13, \"global_out\": {}}");
+    zfed_test_write_text(path, "{\"round\": 13, \"round\": 13, \"global_out\": {}}");
     CHECK(zfed_store_read_round(store, 13, error, sizeof error) == NULL);
     CHECK_INT(errno, EBADMSG);
     json_decref(record);
@@ -155,7 +134,7 @@ static void s_test_bad_places(void)
     //  A work folder under a regular file cannot be made.
     char file[PATH_MAX];
     snprintf(file, sizeof file, "%s/not-a-dir", s_root);
-    s_write_text(file, "x");
+    zfed_test_write_text(file, "x");
     CHECK(zfed_store_open(file, "job", false, &error) == NULL);
     CHECK_INT(error.code, ZFED_E_IO);
     CHECK(strstr(error.message, "cannot create") != NULL);
@@ -170,31 +149,12 @@ static void s_test_bad_places(void)
     free(deep);
 }
 
-//  rm -r of what the tests made (two levels below the root at most).
-static void s_remove_tree(const char *path)
-{
-    DIR *dir = opendir(path);
-    if (dir) {
-        struct dirent *entry;
-        while ((entry = readdir(dir)) != NULL) {
-            if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-                continue;
-            char child[PATH_MAX];
-            snprintf(child, sizeof child, "%s/%s", path, entry->d_name);
-            s_remove_tree(child);
-        }
-        closedir(dir);
-        rmdir(path);
-    } else
-        unlink(path);
-}
-
 int main(void)
 {
     REQUIRE(mkdtemp(s_root) != NULL);
     ZFED_TEST_RUN(s_test_new_job_and_resume);
     ZFED_TEST_RUN(s_test_rounds);
     ZFED_TEST_RUN(s_test_bad_places);
-    s_remove_tree(s_root);
+    zfed_test_remove_tree(s_root);
     ZFED_TEST_END();
 }

@@ -9,6 +9,7 @@
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
+#include "zfed_test_fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -249,32 +250,6 @@ static bool s_exists(const char *path)
     return lstat(path, &info) == 0;
 }
 
-//  Number of entries in directory path (without . and ..), or -1.
-static int s_entries(const char *path)
-{
-    DIR *dir = opendir(path);
-    if (!dir)
-        return -1;
-    int count = 0;
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL)
-        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
-            count++;
-    closedir(dir);
-    return count;
-}
-
-static void s_write_plain(const char *path, const char *text)
-{
-    FILE *file = fopen(path, "w");
-    if (!file) {
-        perror(path);
-        abort();
-    }
-    fputs(text, file);
-    fclose(file);
-}
-
 static void s_test_mkdir_p(void)
 {
     char path[PATH_MAX], other[PATH_MAX];
@@ -302,7 +277,7 @@ static void s_test_mkdir_p(void)
     //  A regular file in the way: ENOTDIR, whether it is the last
     //  component or one on the way.
     s_path(other, sizeof other, "a/file");
-    s_write_plain(other, "x");
+    zfed_test_write_text(other, "x");
     errno = 0;
     CHECK_INT(zfed_mkdir_p(other), -1);
     CHECK_INT(errno, ENOTDIR);
@@ -394,13 +369,13 @@ static void s_test_write_durable(void)
     CHECK_INT(size, 0);
     free(text);
     //  A stale temporary from a crash is replaced, not appended to.
-    s_write_plain(temporary, "stale stale stale");
+    zfed_test_write_text(temporary, "stale stale stale");
     CHECK_INT(zfed_write_file_durable(path, "new", 3), 0);
     text = s_slurp(path, &size);
     CHECK_STR(text, "new");
     free(text);
     CHECK(!s_exists(temporary));
-    CHECK_INT(s_entries(s_dir), 1);
+    CHECK_INT(zfed_test_dir_entries(s_dir), 1);
     CHECK_INT(unlink(path), 0);
 
     //  In a missing directory: fails with ENOENT and leaves nothing.
@@ -409,7 +384,7 @@ static void s_test_write_durable(void)
     errno = 0;
     CHECK_INT(zfed_write_file_durable(missing, "x", 1), -1);
     CHECK_INT(errno, ENOENT);
-    CHECK_INT(s_entries(s_dir), 0);
+    CHECK_INT(zfed_test_dir_entries(s_dir), 0);
 
     //  The rename fails (the target is a directory): the error is
     //  reported, the temporary removed and the directory untouched.
@@ -422,7 +397,7 @@ static void s_test_write_durable(void)
     snprintf(temporary, sizeof temporary, "%s.tmp", target);
     CHECK(!s_exists(temporary));
     CHECK(s_is_dir(target));
-    CHECK_INT(s_entries(s_dir), 1);
+    CHECK_INT(zfed_test_dir_entries(s_dir), 1);
     CHECK_INT(rmdir(target), 0);
 
     //  A name too long for the temporary's suffix.
@@ -448,14 +423,14 @@ static void s_test_write_durable(void)
     free(text);
     json_decref(value);
     CHECK_INT(unlink(path), 0);
-    CHECK_INT(s_entries(s_dir), 0);
+    CHECK_INT(zfed_test_dir_entries(s_dir), 0);
 }
 
 static void s_test_read_file(void)
 {
     char path[PATH_MAX];
     s_path(path, sizeof path, "ten.txt");
-    s_write_plain(path, "0123456789");
+    zfed_test_write_text(path, "0123456789");
     size_t size = 99;
     char *text = zfed_read_file(path, 10, &size);
     CHECK_STR(text, "0123456789");
@@ -475,7 +450,7 @@ static void s_test_read_file(void)
     CHECK_INT(unlink(path), 0);
     //  An empty file is an empty string.
     s_path(path, sizeof path, "empty.txt");
-    s_write_plain(path, "");
+    zfed_test_write_text(path, "");
     text = zfed_read_file(path, 0, &size);
     CHECK_STR(text, "");
     CHECK_INT(size, 0);

@@ -36,32 +36,6 @@ __attribute__((noreturn)) static inline void zfed_test_stop(const char *file)
     exit(1);
 }
 
-#define REQUIRE(expression)                                                                        \
-    do {                                                                                           \
-        zfed_test_checks++;                                                                        \
-        if (!(expression)) {                                                                       \
-            zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s (test stopped)\n", __FILE__, __LINE__,      \
-                    #expression);                                                                  \
-            zfed_test_stop(__FILE__);                                                              \
-        }                                                                                          \
-    } while (0)
-
-#define REQUIRE_INT(actual, expected)                                                              \
-    do {                                                                                           \
-        long long actual_ = (long long)(actual);                                                   \
-        long long expected_ = (long long)(expected);                                               \
-        zfed_test_checks++;                                                                        \
-        if (actual_ != expected_) {                                                                \
-            zfed_test_failures++;                                                                  \
-            fprintf(stderr,                                                                        \
-                    "%s:%d: REQUIRE_INT failed: %s (test stopped)\n  got:      %lld\n"             \
-                    "  expected: %lld\n",                                                          \
-                    __FILE__, __LINE__, #actual, actual_, expected_);                              \
-            zfed_test_stop(__FILE__);                                                              \
-        }                                                                                          \
-    } while (0)
-
 //  Runs one test function; a failed REQUIRE in it ends only that test.
 //  What the test had allocated when it stopped is leaked: it failed anyway.
 #define ZFED_TEST_RUN(function)                                                                    \
@@ -73,14 +47,39 @@ __attribute__((noreturn)) static inline void zfed_test_stop(const char *file)
         zfed_test_running = 0;                                                                     \
     } while (0)
 
-#define CHECK(expression)                                                                          \
+//  A failed check is counted and reported; stop says whether the test
+//  ends there (REQUIRE) or goes on (CHECK).
+#define ZFED_TEST_TRUE_(kind, stop, expression)                                                    \
     do {                                                                                           \
         zfed_test_checks++;                                                                        \
         if (!(expression)) {                                                                       \
             zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expression);         \
+            fprintf(stderr, "%s:%d: %s failed: %s%s\n", __FILE__, __LINE__, kind, #expression,     \
+                    stop ? " (test stopped)" : "");                                                \
+            if (stop)                                                                              \
+                zfed_test_stop(__FILE__);                                                          \
         }                                                                                          \
     } while (0)
+
+#define ZFED_TEST_INT_(kind, stop, actual, expected)                                               \
+    do {                                                                                           \
+        long long actual_ = (long long)(actual);                                                   \
+        long long expected_ = (long long)(expected);                                               \
+        zfed_test_checks++;                                                                        \
+        if (actual_ != expected_) {                                                                \
+            zfed_test_failures++;                                                                  \
+            fprintf(stderr, "%s:%d: %s failed: %s%s\n  got:      %lld\n  expected: %lld\n",        \
+                    __FILE__, __LINE__, kind, #actual, stop ? " (test stopped)" : "", actual_,     \
+                    expected_);                                                                    \
+            if (stop)                                                                              \
+                zfed_test_stop(__FILE__);                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK(expression)             ZFED_TEST_TRUE_("CHECK", 0, expression)
+#define REQUIRE(expression)           ZFED_TEST_TRUE_("REQUIRE", 1, expression)
+#define CHECK_INT(actual, expected)   ZFED_TEST_INT_("CHECK_INT", 0, actual, expected)
+#define REQUIRE_INT(actual, expected) ZFED_TEST_INT_("REQUIRE_INT", 1, actual, expected)
 
 #define CHECK_STR(actual, expected)                                                                \
     do {                                                                                           \
@@ -91,18 +90,6 @@ __attribute__((noreturn)) static inline void zfed_test_stop(const char *file)
             zfed_test_failures++;                                                                  \
             fprintf(stderr, "%s:%d: CHECK_STR failed: %s\n  got:      %s\n  expected: %s\n",       \
                     __FILE__, __LINE__, #actual, actual_ ? actual_ : "(null)", expected_);         \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_INT(actual, expected)                                                                \
-    do {                                                                                           \
-        long long actual_ = (long long)(actual);                                                   \
-        long long expected_ = (long long)(expected);                                               \
-        zfed_test_checks++;                                                                        \
-        if (actual_ != expected_) {                                                                \
-            zfed_test_failures++;                                                                  \
-            fprintf(stderr, "%s:%d: CHECK_INT failed: %s\n  got:      %lld\n  expected: %lld\n",   \
-                    __FILE__, __LINE__, #actual, actual_, expected_);                              \
         }                                                                                          \
     } while (0)
 

@@ -100,13 +100,57 @@ static inline int zfed_test_send_frames(zsock_t *socket, const void *const *data
 //  Sends "" header first second... (strings; NULL ends the list).
 #define zfed_test_send_strings(socket, ...) zstr_sendx((socket), "", __VA_ARGS__, NULL)
 
-//  True when frame index of message holds exactly text.
-static inline bool zfed_test_frame_is(zmsg_t *message, size_t index, const void *data, size_t size)
+//  Frame index of message (NULL past the end).
+static inline zframe_t *zfed_test_frame(zmsg_t *message, size_t index)
 {
     zframe_t *frame = zmsg_first(message);
     for (size_t skipped = 0; frame && skipped < index; skipped++)
         frame = zmsg_next(message);
+    return frame;
+}
+
+//  True when frame index of message holds exactly data[0..size).
+static inline bool zfed_test_frame_is(zmsg_t *message, size_t index, const void *data, size_t size)
+{
+    zframe_t *frame = zfed_test_frame(message, index);
     return frame && zframe_size(frame) == size && memcmp(zframe_data(frame), data, size) == 0;
+}
+
+//  Most frames the senders below put in one message.
+#define ZFED_TEST_FRAMES_MAX 64
+
+//  A client request: "" MDPC01 service body[0..count).  0 or -1.
+static inline int zfed_test_send_request(zsock_t *client, const char *service,
+                                         const void *const *body, const size_t *body_size,
+                                         size_t count)
+{
+    const void *data[ZFED_TEST_FRAMES_MAX] = {"", ZFED_MDPC_HEADER, service};
+    size_t size[ZFED_TEST_FRAMES_MAX] = {0, ZFED_MDP_HEADER_SIZE, strlen(service)};
+    if (count + 3 > ZFED_TEST_FRAMES_MAX)
+        return -1;
+    for (size_t index = 0; index < count; index++) {
+        data[3 + index] = body[index];
+        size[3 + index] = body_size[index];
+    }
+    return zfed_test_send_frames(client, data, size, count + 3);
+}
+
+//  A worker REPLY to request (as received: "" MDPW01 0x02 address "" ...)
+//  with body[0..count).  0 or -1.
+static inline int zfed_test_send_reply(zsock_t *worker, zmsg_t *request, const void *const *body,
+                                       const size_t *body_size, size_t count)
+{
+    zframe_t *address = zfed_test_frame(request, 3);
+    if (!address || count + 5 > ZFED_TEST_FRAMES_MAX)
+        return -1;
+    const void *data[ZFED_TEST_FRAMES_MAX] = {"", ZFED_MDPW_HEADER, "\003", zframe_data(address),
+                                              ""};
+    size_t size[ZFED_TEST_FRAMES_MAX] = {0, ZFED_MDP_HEADER_SIZE, 1, zframe_size(address), 0};
+    for (size_t index = 0; index < count; index++) {
+        data[5 + index] = body[index];
+        size[5 + index] = body_size[index];
+    }
+    return zfed_test_send_frames(worker, data, size, count + 5);
 }
 
 #define zfed_test_frame_str(message, index, text)                                                  \
