@@ -45,9 +45,11 @@ extern "C" {
 #define ZFED_NESTING_MAX     8         //  arrays/maps inside arrays/maps
 //  msgpack values in one body, counting every value at any depth (the
 //  body array, containers, elements, map keys and values).  Room for a
-//  vecavg task at its limit (two 65,536-number vectors); it caps what one
-//  decode may allocate at about 6 MB (24 bytes per msgpack object).
-#define ZFED_VALUES_MAX 262144
+//  vecavg task at its limit (two 65,536-number vectors) and for a model
+//  descriptor of 100,000 tensors of up to 4 dimensions (MODELS.md); it
+//  caps what one decode may allocate at about 25 MB (msgpack-c spends 24
+//  bytes on every value), where 4 MiB of fixints used to cost 100 MB.
+#define ZFED_VALUES_MAX 1048576
 
 //  Error codes, after HTTP's where one fits.
 #define ZFED_ERR_MALFORMED     400 //  body is not a valid zfed message

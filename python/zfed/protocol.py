@@ -41,7 +41,7 @@ ELEMENTS = {KIND_TASK: 8, KIND_RESULT: 9, KIND_ERROR: 10}
 
 BODY_MAX = 4 * 1024 * 1024
 NESTING_MAX = 8
-VALUES_MAX = 262144  # msgpack values per body, every value at any depth (section 7.2, S4)
+VALUES_MAX = 1048576  # msgpack values per body, every value at any depth (section 7.2, S4)
 MAP_KEYS_MAX = 256
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1

@@ -22,7 +22,7 @@ class PythonPeers(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
     def test_codec_counts_values_as_the_c_decoder_does(self):
-        # PROTOCOL.md 7.2 S4: at most 262,144 msgpack values per body.  A
+        # PROTOCOL.md 7.2 S4: at most 1,048,576 msgpack values per body.  A
         # task around a global array of N zeros holds N + 13 values.
         package = os.path.join(SOURCE_DIR, "python")
         sys.path.insert(0, package)
@@ -30,7 +30,7 @@ class PythonPeers(unittest.TestCase):
             import zfed.protocol as zp
         finally:
             sys.path.remove(package)
-        self.assertEqual(zp.VALUES_MAX, 262144)
+        self.assertEqual(zp.VALUES_MAX, 1048576)
 
         def body(zeros):
             return zp.pack(["zfed.task", 1, "many", 1, 2, 3, {"fibonacci_level": 10},
@@ -40,7 +40,7 @@ class PythonPeers(unittest.TestCase):
                          [0] * (zp.VALUES_MAX - 13))
         with self.assertRaises(zp.DecodeError) as refused:
             zp.decode(body(zp.VALUES_MAX - 12))
-        self.assertIn("more than 262144 values", str(refused.exception))
+        self.assertIn("more than 1048576 values", str(refused.exception))
 
     def test_python_workers_serve_the_c_controller(self):
         with Cluster("py-workers") as cluster:

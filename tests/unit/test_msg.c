@@ -1323,12 +1323,53 @@ static void s_test_value_limit(void)
     CHECK_INT(zfed_msgpack_check(buffer.data, buffer.size, NULL, 0), 0);
 
     s_pack_task_with_zeros(&buffer, ZFED_VALUES_MAX - TASK_VALUES_AROUND_GLOBAL + 1);
-    s_check_rejected(buffer.data, buffer.size, "msgpack body holds more than 262144 values",
+    s_check_rejected(buffer.data, buffer.size, "msgpack body holds more than 1048576 values",
                      "ZFED_VALUES_MAX + 1 values");
     //  zfed_msg_peek_ids reads only structurally valid bodies.
     char job_id[ZFED_JOB_ID_MAX + 1];
     uint32_t round, task, attempt;
     CHECK_INT(zfed_msg_peek_ids(buffer.data, buffer.size, job_id, &round, &task, &attempt), -1);
+
+    //  The model descriptor the limit leaves room for (MODELS.md): 100,000
+    //  tensors of 4 dimensions, as a task's global value.
+    enum { TENSORS = 100000 };
+    msgpack_sbuffer global;
+    msgpack_sbuffer_init(&global);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &global, msgpack_sbuffer_write);
+    static const uint8_t id[32] = {0};
+    msgpack_pack_array(&packer, 8);
+    s_pack_str(&packer, "zfed.model");
+    msgpack_pack_uint32(&packer, 1);
+    msgpack_pack_bin_with_body(&packer, id, sizeof id);
+    msgpack_pack_nil(&packer);
+    msgpack_pack_uint64(&packer, (uint64_t)TENSORS * 64);
+    msgpack_pack_uint32(&packer, 4 << 20);
+    msgpack_pack_array(&packer, TENSORS);
+    for (uint32_t tensor = 0; tensor < TENSORS; tensor++) {
+        char name[32];
+        snprintf(name, sizeof name, "layer.%u.weight", tensor);
+        msgpack_pack_array(&packer, 5);
+        s_pack_str(&packer, name);
+        s_pack_str(&packer, "F32");
+        msgpack_pack_array(&packer, 4);
+        for (int dimension = 0; dimension < 4; dimension++)
+            msgpack_pack_uint32(&packer, 2);
+        msgpack_pack_uint64(&packer, (uint64_t)tensor * 64);
+        msgpack_pack_uint64(&packer, 64);
+    }
+    s_pack_str(&packer, "");
+    zfed_msg_t *model_task =
+        zfed_msg_new_task("models", 0, 0, 0, RAW("\x81\xa1k\x01"), 0, global.data, global.size);
+    CHECK(model_task != NULL);
+    if (model_task) {
+        REQUIRE_INT(zfed_msg_encode(model_task, &buffer), 0);
+        CHECK(buffer.size <= ZFED_BODY_MAX);
+        zfed_msg_t *back = s_decode_ok(buffer.data, buffer.size, "100,000-tensor descriptor");
+        zfed_msg_destroy(&back);
+    }
+    zfed_msg_destroy(&model_task);
+    msgpack_sbuffer_destroy(&global);
 
     //  4 MiB of fixints in one array32.
     size_t count = (size_t)ZFED_BODY_MAX - 5;
@@ -1341,8 +1382,8 @@ static void s_test_value_limit(void)
     flat[4] = (uint8_t)count;
     char reason[256] = "";
     CHECK_INT(zfed_msgpack_check(flat, ZFED_BODY_MAX, reason, sizeof reason), -1);
-    CHECK_STR(reason, "msgpack body holds more than 262144 values");
-    s_check_rejected(flat, ZFED_BODY_MAX, "more than 262144 values", "4 MiB of fixints");
+    CHECK_STR(reason, "msgpack body holds more than 1048576 values");
+    s_check_rejected(flat, ZFED_BODY_MAX, "more than 1048576 values", "4 MiB of fixints");
     free(flat);
     msgpack_sbuffer_destroy(&buffer);
 }
