@@ -1,5 +1,6 @@
 /*  zfed_util - clocks, strict parsing, durable writes.  */
 #include "zfed/zfed_util.h"
+#include "core/zfed_durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,69 +70,18 @@ int zfed_parse_double(const char *text, double min, double max, double *out)
     return 0;
 }
 
-static int s_write_all(int fd, const void *data, size_t size)
-{
-    const char *cursor = data;
-    while (size > 0) {
-        ssize_t written = write(fd, cursor, size);
-        if (written < 0 && errno == EINTR)
-            continue;
-        if (written < 0)
-            return -1;
-        cursor += written;
-        size -= (size_t)written;
-    }
-    return 0;
-}
-
-static int s_fsync_parent(const char *path)
-{
-    char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", path);
-    char *slash = strrchr(parent, '/');
-    if (!slash)
-        snprintf(parent, sizeof parent, ".");
-    else if (slash == parent)
-        parent[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(parent, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int zfed_write_file_durable(const char *path, const void *data, size_t size)
 {
-    char temporary[PATH_MAX];
-    if (snprintf(temporary, sizeof temporary, "%s.tmp", path) >= (int)sizeof temporary) {
-        errno = ENAMETOOLONG;
+    zfed_durable_t *file = zfed_durable_open(path);
+    if (!file)
+        return -1;
+    if (zfed_durable_write(file, data, size) != 0) {
+        int saved = errno;
+        zfed_durable_abort(&file);
+        errno = saved;
         return -1;
     }
-    int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    if (s_write_all(fd, data, size) != 0 || fsync(fd) != 0)
-        goto err;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto err;
-    }
-    fd = -1;
-    if (rename(temporary, path) != 0)
-        goto err;
-    return s_fsync_parent(path);
-
-err : {
-    int saved = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(temporary);
-    errno = saved;
-    return -1;
-}
+    return zfed_durable_commit(&file);
 }
 
 char *zfed_read_file(const char *path, size_t max_size, size_t *size)
