@@ -247,7 +247,8 @@ static uint64_t s_abs64(int64_t value)
 }
 
 //  element += (-1)^neg * magnitude * 2^exp.  0, or -1 out of memory.
-static int s_add(zfed_exact_t *self, uint64_t index, bool neg, zfed_u128 magnitude, int64_t exp)
+__attribute__((noinline)) static int s_add(zfed_exact_t *self, uint64_t index, bool neg,
+                                           zfed_u128 magnitude, int64_t exp)
 {
     if (magnitude == 0)
         return 0;
@@ -311,7 +312,7 @@ typedef struct {
 } s_value_t;
 
 //  A binary float of fraction_bits explicit fraction bits and bias.
-static s_value_t s_float(uint64_t bits, int width, int fraction_bits, int bias)
+static inline s_value_t s_float(uint64_t bits, int width, int fraction_bits, int bias)
 {
     s_value_t value;
     uint64_t all_ones = (1ULL << (width - 1 - fraction_bits)) - 1;
@@ -324,34 +325,16 @@ static s_value_t s_float(uint64_t bits, int width, int fraction_bits, int bias)
     return value;
 }
 
-static s_value_t s_value(zfed_dtype_t dtype, const uint8_t *at)
+static s_value_t s_integer(int64_t signed_value)
 {
-    s_value_t value = {false, true, 0, 0};
-    uint64_t bits = 0;
-    memcpy(&bits, at, zfed_dtype_size(dtype));
-    switch (dtype) {
-    case ZFED_DTYPE_F64:
-        return s_float(bits, 64, 52, 1023);
-    case ZFED_DTYPE_F32:
-        return s_float(bits, 32, 23, 127);
-    case ZFED_DTYPE_F16:
-        return s_float(bits, 16, 10, 15);
-    case ZFED_DTYPE_BF16:
-        return s_float(bits, 16, 7, 127);
-    case ZFED_DTYPE_I64:
-    case ZFED_DTYPE_I32:
-    case ZFED_DTYPE_I16:
-    case ZFED_DTYPE_I8: {
-        int shift = 64 - 8 * (int)zfed_dtype_size(dtype);
-        int64_t signed_value = (int64_t)(bits << shift) >> shift; //  sign-extend
-        value.neg = signed_value < 0;
-        value.mantissa = s_abs64(signed_value);
-        return value;
-    }
-    default:
-        value.mantissa = bits;
-        return value;
-    }
+    s_value_t value = {signed_value < 0, true, s_abs64(signed_value), 0};
+    return value;
+}
+
+static s_value_t s_unsigned(uint64_t unsigned_value)
+{
+    s_value_t value = {false, true, unsigned_value, 0};
+    return value;
 }
 
 static void s_poison(zfed_exact_t *self, char *error, size_t error_size, const char *format,
@@ -362,29 +345,101 @@ static void s_poison(zfed_exact_t *self, char *error, size_t error_size, const c
     snprintf(error, error_size, "%s", self->poison);
 }
 
-//  Folds n elements one at a time: every dtype, every weight, every mode.
+//  The common case of s_add, inline: a narrow element that is not in the
+//  side table, and a term and sum that fit without normalising.
+static inline int s_add_fast(zfed_exact_t *self, uint64_t index, bool neg, zfed_u128 magnitude,
+                             int64_t exp)
+{
+    const uint64_t limit = 1ULL << NARROW_PART_BITS;
+    int16_t code = self->code[index];
+    if (!self->hi && code >= 0 && magnitude <= limit) {
+        int64_t element_exp = (int64_t)EXP_EMPTY - code;
+        int64_t mantissa = self->lo[index];
+        int64_t new_exp = mantissa == 0 || exp < element_exp ? exp : element_exp;
+        int64_t s1 = mantissa == 0 ? 0 : element_exp - new_exp;
+        int64_t s2 = exp - new_exp;
+        if (s1 <= NARROW_PART_BITS && s2 <= NARROW_PART_BITS && s_abs64(mantissa) <= limit >> s1 &&
+            (uint64_t)magnitude <= limit >> s2) {
+            int64_t term = (int64_t)((uint64_t)magnitude << s2);
+            self->lo[index] = (int64_t)((uint64_t)mantissa << s1) + (neg ? -term : term);
+            self->code[index] = (int16_t)(EXP_EMPTY - new_exp);
+            return 0;
+        }
+    }
+    return s_add(self, index, neg, magnitude, exp);
+}
+
+//  Folds n elements one at a time, any weight, any mode: DECODE turns one
+//  element (read as type) into an s_value_t.
+#define FOLD_SCALAR_LOOP(type, DECODE)                                                             \
+    for (uint64_t at = 0; at < n; at++) {                                                          \
+        type raw;                                                                                  \
+        memcpy(&raw, data + at * sizeof raw, sizeof raw);                                          \
+        s_value_t value = DECODE;                                                                  \
+        if (!value.finite)                                                                         \
+            return s_not_finite(self, first + at, value, error, error_size);                       \
+        if (s_add_fast(self, first + at, value.neg, (zfed_u128)value.mantissa * weight,            \
+                       value.exp) != 0) {                                                          \
+            snprintf(error, error_size, "out of memory");                                          \
+            return -1;                                                                             \
+        }                                                                                          \
+    }
+
+static int s_not_finite(zfed_exact_t *self, uint64_t index, s_value_t value, char *error,
+                        size_t error_size)
+{
+    bool nan = value.mantissa & (value.mantissa - 1); //  more than the implicit bit
+    s_poison(self, error, error_size,
+             "element %" PRIu64 ": %s cannot be summed (the accumulator is now unusable)", index,
+             nan         ? "NaN"
+             : value.neg ? "-Inf"
+                         : "+Inf");
+    return -1;
+}
+
 static int s_fold_scalar(zfed_exact_t *self, uint64_t first, const uint8_t *data,
                          zfed_dtype_t dtype, uint64_t n, uint64_t weight, char *error,
                          size_t error_size)
 {
-    size_t size = zfed_dtype_size(dtype);
-    for (uint64_t at = 0; at < n; at++) {
-        s_value_t value = s_value(dtype, data + at * size);
-        if (!value.finite) {
-            bool nan = value.mantissa & (value.mantissa - 1); //  more than the implicit bit
-            s_poison(self, error, error_size,
-                     "element %" PRIu64 ": %s cannot be summed (the accumulator is now unusable)",
-                     first + at,
-                     nan         ? "NaN"
-                     : value.neg ? "-Inf"
-                                 : "+Inf");
-            return -1;
-        }
-        if (s_add(self, first + at, value.neg, (zfed_u128)value.mantissa * weight, value.exp) !=
-            0) {
-            snprintf(error, error_size, "out of memory");
-            return -1;
-        }
+    switch (dtype) {
+    case ZFED_DTYPE_F64:
+        FOLD_SCALAR_LOOP(uint64_t, s_float(raw, 64, 52, 1023));
+        break;
+    case ZFED_DTYPE_F32:
+        FOLD_SCALAR_LOOP(uint32_t, s_float(raw, 32, 23, 127));
+        break;
+    case ZFED_DTYPE_F16:
+        FOLD_SCALAR_LOOP(uint16_t, s_float(raw, 16, 10, 15));
+        break;
+    case ZFED_DTYPE_BF16:
+        FOLD_SCALAR_LOOP(uint16_t, s_float(raw, 16, 7, 127));
+        break;
+    case ZFED_DTYPE_I64:
+        FOLD_SCALAR_LOOP(int64_t, s_integer(raw));
+        break;
+    case ZFED_DTYPE_I32:
+        FOLD_SCALAR_LOOP(int32_t, s_integer(raw));
+        break;
+    case ZFED_DTYPE_I16:
+        FOLD_SCALAR_LOOP(int16_t, s_integer(raw));
+        break;
+    case ZFED_DTYPE_I8:
+        FOLD_SCALAR_LOOP(int8_t, s_integer(raw));
+        break;
+    case ZFED_DTYPE_U64:
+        FOLD_SCALAR_LOOP(uint64_t, s_unsigned(raw));
+        break;
+    case ZFED_DTYPE_U32:
+        FOLD_SCALAR_LOOP(uint32_t, s_unsigned(raw));
+        break;
+    case ZFED_DTYPE_U16:
+        FOLD_SCALAR_LOOP(uint16_t, s_unsigned(raw));
+        break;
+    case ZFED_DTYPE_U8:
+        FOLD_SCALAR_LOOP(uint8_t, s_unsigned(raw));
+        break;
+    default:
+        break;
     }
     return 0;
 }
@@ -552,8 +607,8 @@ static inline uint64_t s_div_128_64(uint64_t hi, uint64_t lo, uint64_t divisor, 
 
 //  magnitude * 2^exp / divisor as (q + f) * 2^exp2 with q of at least 62
 //  bits whenever f != 0 (the rounding precondition for floats).
-static void s_divide(zfed_u128 magnitude, int64_t exp, uint64_t divisor, zfed_u128 *q, bool *sticky,
-                     int64_t *exp2)
+static inline void s_divide(zfed_u128 magnitude, int64_t exp, uint64_t divisor, zfed_u128 *q,
+                            bool *sticky, int64_t *exp2)
 {
     if (divisor == 1) {
         *q = magnitude;
@@ -633,6 +688,197 @@ static const s_big_t *s_element(const zfed_exact_t *self, uint64_t index, bool *
     return NULL;
 }
 
+//  Rounds element index into dtype: any mode, the side table, integers.
+__attribute__((noinline)) static int s_round_one(zfed_exact_t *self, uint64_t index,
+                                                 uint64_t divisor, zfed_dtype_t dtype,
+                                                 uint64_t *bits, char *error, size_t error_size)
+{
+    bool neg = false, sticky;
+    zfed_u128 magnitude = 0, q;
+    int64_t exp = 0, exp2;
+    const s_big_t *big = s_element(self, index, &neg, &magnitude, &exp);
+    bool is_float = zfed_dtype_is_float(dtype);
+    if (big) {
+        neg = mpz_sgn(big->mantissa) < 0;
+        q = 0;
+        sticky = false;
+        exp2 = 0;
+        if (mpz_sgn(big->mantissa) != 0)
+            s_divide_big(self, big->mantissa, big->exp, divisor, &q, &sticky, &exp2);
+    } else {
+        s_divide(magnitude, exp, divisor, &q, &sticky, &exp2);
+        if (!is_float && sticky && exp2 > -1) {
+            //  Too few fraction digits to round to an integer: the value
+            //  is at least 2^62; redo it with GMP's precision.
+            s_mpz_set_u128(self->wide, magnitude);
+            s_divide_big(self, self->wide, exp, divisor, &q, &sticky, &exp2);
+        }
+    }
+    if (zfed_round_bits(neg, q, sticky, exp2, dtype, bits) == ZFED_ROUND_OK)
+        return 0;
+    int scale = exp2 < -100000 ? -100000 : exp2 > 100000 ? 100000 : (int)exp2;
+    double approximate = ldexp((double)q, scale);
+    if (is_float)
+        snprintf(error, error_size, "element %" PRIu64 ": %s%.6g is beyond the largest finite %s",
+                 index, neg ? "-" : "", approximate, zfed_dtype_name(dtype));
+    else
+        snprintf(error, error_size, "element %" PRIu64 ": %s%.17g is out of %s range", index,
+                 neg ? "-" : "", approximate, zfed_dtype_name(dtype));
+    return -1;
+}
+
+//  The common case of rounding, in 64-bit integers: a narrow element
+//  into a float format.  0, or -1 for the rare cases (deep subnormal
+//  results, overflow) that s_round_one handles and words.
+//  A divisor prepared for division without a divide instruction (Möller
+//  and Granlund, "Improved division by invariant integers", 2011): the
+//  divisor shifted until its top bit is set, and its reciprocal
+//  floor((2^128 - 1) / normalised) - 2^64.  A 128-by-64-bit division
+//  with a 64-bit quotient is then two multiplications and a correction,
+//  several times faster than DIV.
+typedef struct {
+    uint64_t normalised;
+    uint64_t reciprocal;
+    int shift;
+} s_divisor_t;
+
+static s_divisor_t s_divisor(uint64_t divisor)
+{
+    s_divisor_t prepared;
+    prepared.shift = __builtin_clzll(divisor);
+    prepared.normalised = divisor << prepared.shift;
+    zfed_u128 all_ones = ((zfed_u128)~prepared.normalised << 64) | ~0ULL;
+    prepared.reciprocal = (uint64_t)(all_ones / prepared.normalised);
+    return prepared;
+}
+
+//  (high:low) / normalised for high < normalised: quotient and remainder.
+static inline uint64_t s_div_preinv(uint64_t high, uint64_t low, const s_divisor_t *divisor,
+                                    uint64_t *rest)
+{
+    zfed_u128 product = (zfed_u128)high * divisor->reciprocal;
+    product += ((zfed_u128)(high + 1) << 64) | low;
+    uint64_t quotient = (uint64_t)(product >> 64);
+    uint64_t remainder = low - quotient * divisor->normalised;
+    //  The first correction is taken about half the time: a mask, not a
+    //  branch the CPU would mispredict.
+    uint64_t mask = (uint64_t)0 - (uint64_t)(remainder > (uint64_t)product);
+    quotient += mask;
+    remainder += mask & divisor->normalised;
+    if (__builtin_expect(remainder >= divisor->normalised, 0)) {
+        quotient++;
+        remainder -= divisor->normalised;
+    }
+    *rest = remainder;
+    return quotient;
+}
+
+static inline __attribute__((always_inline)) int
+s_round_narrow(int64_t mantissa, int64_t exp, uint64_t divisor, const s_divisor_t *prepared,
+               const zfed_round_format_t *format, uint64_t *bits)
+{
+    if (mantissa == 0) {
+        *bits = 0;
+        return 0;
+    }
+    uint64_t low = s_abs64(mantissa), q, rest = 0;
+    int64_t exp2;
+    int leading = 63 - __builtin_clzll(low);
+    if (divisor == 1) {
+        q = low << (63 - leading);
+        exp2 = exp - (63 - leading);
+    } else {
+        //  low * 2^shift in [2^126, 2^127) over the normalised divisor:
+        //  q in [2^62, 2^64), as in s_divide.
+        int shift = 126 - leading;
+        zfed_u128 numerator = (zfed_u128)low << shift;
+        q = s_div_preinv((uint64_t)(numerator >> 64), (uint64_t)numerator, prepared, &rest);
+        exp2 = exp - shift + prepared->shift;
+    }
+    int p = format->precision;
+    int64_t lsb = (63 - __builtin_clzll(q)) + exp2 - (p - 1);
+    if (lsb < format->emin - (p - 1))
+        lsb = format->emin - (p - 1);
+    int64_t shift = lsb - exp2; //  at least 62 - 53 + 1
+    if (shift >= 64)
+        return -1;
+    uint64_t r = q >> shift;
+    uint64_t half = 1ULL << (shift - 1);
+    //  Round half to even, without branches (the bits are random).
+    r += ((q & half) != 0) & (((q & (half - 1)) != 0) | (rest != 0) | (r & 1));
+    if (r == 1ULL << p) {
+        r >>= 1;
+        lsb++;
+    }
+    uint64_t sign = (uint64_t)(mantissa < 0) << (format->width - 1);
+    if (r < 1ULL << (p - 1)) { //  subnormal
+        *bits = sign | r;
+        return 0;
+    }
+    int64_t exponent = lsb + (p - 1);
+    if (exponent > format->emax)
+        return -1;
+    *bits = sign | ((uint64_t)(exponent + format->emax) << (p - 1)) | (r - (1ULL << (p - 1)));
+    return 0;
+}
+
+//  Rounding into F32, the common case, in double arithmetic: y =
+//  (double)M * (2^E * (1 / divisor)) is within 5 units in the last place
+//  of a double of the exact value (four roundings), and F32 keeps 29 bits
+//  fewer than a double.  So unless y lies within 16 double units of a
+//  point halfway between two F32 values, (float)y rounds the exact value
+//  as well: the rest (ties, a chance of 6e-8 for random data), and F32
+//  subnormals and overflow, go the exact way.
+#define F32_EXTRA_BITS  29
+#define F32_TIE_MARGIN  16
+#define F32_SCALE_RANGE 900
+
+static inline __attribute__((always_inline)) int s_round_f32_fast(int64_t mantissa, int64_t exp,
+                                                                  double reciprocal, float *out)
+{
+    if (mantissa == 0) {
+        *out = 0.0f;
+        return 0;
+    }
+    if (exp < -F32_SCALE_RANGE || exp > F32_SCALE_RANGE)
+        return -1;
+    uint64_t power_bits = (uint64_t)(exp + 1023) << 52;
+    double power;
+    memcpy(&power, &power_bits, sizeof power);
+    double y = (double)mantissa * (power * reciprocal);
+    uint64_t bits;
+    memcpy(&bits, &y, sizeof bits);
+    uint64_t biased = (bits >> 52) & 0x7ff;
+    uint64_t extra = bits & ((1ULL << F32_EXTRA_BITS) - 1);
+    uint64_t half = 1ULL << (F32_EXTRA_BITS - 1);
+    if (biased < 1023 - 125 || biased > 1023 + 126 ||
+        extra - (half - F32_TIE_MARGIN) <= 2 * F32_TIE_MARGIN)
+        return -1;
+    *out = (float)y;
+    return 0;
+}
+
+//  Rounds n elements into a float dtype whose bits are a type: narrow
+//  elements inline, the rest (and errors) through s_round_one.
+#define ROUND_FLOAT_LOOP(type, DTYPE)                                                              \
+    do {                                                                                           \
+        const zfed_round_format_t *format = &zfed_round_formats[DTYPE];                            \
+        uint8_t *target = out;                                                                     \
+        bool narrow = !self->hi;                                                                   \
+        s_divisor_t prepared = s_divisor(divisor);                                                 \
+        for (uint64_t at = 0; at < n; at++) {                                                      \
+            uint64_t index = first + at, bits;                                                     \
+            int16_t code = self->code[index];                                                      \
+            if (!narrow || code < 0 ||                                                             \
+                s_round_narrow(self->lo[index], (int64_t)EXP_EMPTY - code, divisor, &prepared,     \
+                               format, &bits) != 0)                                                \
+                if (s_round_one(self, index, divisor, DTYPE, &bits, error, error_size) != 0)       \
+                    return -1;                                                                     \
+            type value = (type)bits;                                                               \
+            memcpy(target + at * sizeof value, &value, sizeof value);                              \
+        }                                                                                          \
+    } while (0)
+
 int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t divisor,
                      zfed_dtype_t dtype, void *out, char *error, size_t error_size)
 {
@@ -646,44 +892,44 @@ int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t di
     }
     if (!s_range_ok(self, first, n, error, error_size))
         return -1;
-    bool is_float = zfed_dtype_is_float(dtype);
+    if (dtype == ZFED_DTYPE_F32 && !self->hi) {
+        double reciprocal = 1.0 / (double)divisor;
+        uint8_t *target = out;
+        for (uint64_t at = 0; at < n; at++) {
+            uint64_t index = first + at, bits;
+            int16_t code = self->code[index];
+            float value;
+            if (code < 0 || s_round_f32_fast(self->lo[index], (int64_t)EXP_EMPTY - code, reciprocal,
+                                             &value) != 0) {
+                if (s_round_one(self, index, divisor, dtype, &bits, error, error_size) != 0)
+                    return -1;
+                uint32_t narrow = (uint32_t)bits;
+                memcpy(&value, &narrow, sizeof value);
+            }
+            memcpy(target + at * sizeof value, &value, sizeof value);
+        }
+        return 0;
+    }
+    switch (dtype) {
+    case ZFED_DTYPE_F64:
+        ROUND_FLOAT_LOOP(uint64_t, ZFED_DTYPE_F64);
+        return 0;
+    case ZFED_DTYPE_F32:
+        ROUND_FLOAT_LOOP(uint32_t, ZFED_DTYPE_F32);
+        return 0;
+    case ZFED_DTYPE_F16:
+        ROUND_FLOAT_LOOP(uint16_t, ZFED_DTYPE_F16);
+        return 0;
+    case ZFED_DTYPE_BF16:
+        ROUND_FLOAT_LOOP(uint16_t, ZFED_DTYPE_BF16);
+        return 0;
+    default:
+        break;
+    }
     for (uint64_t at = 0; at < n; at++) {
-        bool neg = false;
-        zfed_u128 magnitude = 0, q;
-        int64_t exp = 0, exp2;
-        bool sticky;
-        const s_big_t *big = s_element(self, first + at, &neg, &magnitude, &exp);
-        if (big) {
-            neg = mpz_sgn(big->mantissa) < 0;
-            if (mpz_sgn(big->mantissa) == 0) {
-                q = 0;
-                sticky = false;
-                exp2 = 0;
-            } else {
-                s_divide_big(self, big->mantissa, big->exp, divisor, &q, &sticky, &exp2);
-            }
-        } else {
-            s_divide(magnitude, exp, divisor, &q, &sticky, &exp2);
-            if (!is_float && sticky && exp2 > -1) {
-                //  Too few fraction digits to round to an integer: the
-                //  value is at least 2^62; redo it with GMP's precision.
-                s_mpz_set_u128(self->wide, magnitude);
-                s_divide_big(self, self->wide, exp, divisor, &q, &sticky, &exp2);
-            }
-        }
         uint64_t bits;
-        if (zfed_round_bits(neg, q, sticky, exp2, dtype, &bits) != ZFED_ROUND_OK) {
-            int scale = exp2 < -100000 ? -100000 : exp2 > 100000 ? 100000 : (int)exp2;
-            double approximate = ldexp((double)q, scale);
-            if (is_float)
-                snprintf(error, error_size,
-                         "element %" PRIu64 ": %s%.6g is beyond the largest finite %s", first + at,
-                         neg ? "-" : "", approximate, zfed_dtype_name(dtype));
-            else
-                snprintf(error, error_size, "element %" PRIu64 ": %s%.17g is out of %s range",
-                         first + at, neg ? "-" : "", approximate, zfed_dtype_name(dtype));
+        if (s_round_one(self, first + at, divisor, dtype, &bits, error, error_size) != 0)
             return -1;
-        }
         zfed_round_store(dtype, out, at, bits);
     }
     return 0;

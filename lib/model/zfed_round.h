@@ -42,6 +42,74 @@ static inline int zfed_u128_msb(zfed_u128 q)
     return high ? 127 - __builtin_clzll(high) : 63 - __builtin_clzll((uint64_t)q);
 }
 
+//  A binary floating-point format: precision p (significand bits with the
+//  implicit one), the exponents of the smallest and largest normal values,
+//  and the width.  The bias is emax.
+typedef struct {
+    int precision;
+    int emin;
+    int emax;
+    int width;
+} zfed_round_format_t;
+
+//  Indexed by the float dtypes.
+extern const zfed_round_format_t zfed_round_formats[];
+
+//  q >> shift rounded to nearest, ties to even, with sticky standing for
+//  nonzero bits below q.  0 < shift; a shift past the top bit gives 0 or
+//  1 as the rounding says.
+static inline zfed_u128 zfed_round_shift(zfed_u128 q, bool sticky, int64_t shift)
+{
+    if (shift > 128)
+        return 0; //  below half of the last unit
+    zfed_u128 kept = shift == 128 ? 0 : q >> shift;
+    zfed_u128 half = (zfed_u128)1 << (shift - 1);
+    bool above_half = (q & half) != 0;
+    bool rest = (q & (half - 1)) != 0 || sticky;
+    if (above_half && (rest || (kept & 1)))
+        kept++;
+    return kept;
+}
+
+//  zfed_round_bits for a float format, inline for loops over one dtype.
+static inline zfed_round_rc_t zfed_round_float(bool neg, zfed_u128 q, bool sticky, int64_t exp2,
+                                               const zfed_round_format_t *format, uint64_t *bits)
+{
+    uint64_t sign = (uint64_t)neg << (format->width - 1);
+    if (q == 0 && !sticky) {
+        *bits = 0; //  an exact zero is +0
+        return ZFED_ROUND_OK;
+    }
+    int p = format->precision;
+    int64_t leading = zfed_u128_msb(q) + exp2;
+    //  Exponent of the result's last unit: p - 1 below the leading bit,
+    //  but never below that of the subnormals.
+    int64_t lsb = leading - (p - 1);
+    if (lsb < format->emin - (p - 1))
+        lsb = format->emin - (p - 1);
+    int64_t shift = lsb - exp2;
+    zfed_u128 r = shift <= 0 ? q << -shift : zfed_round_shift(q, sticky, shift);
+    if (r == (zfed_u128)1 << p) { //  rounding carried into a new bit
+        r >>= 1;
+        lsb++;
+    }
+    if (r == 0) {
+        *bits = sign; //  too small: a zero of the value's sign
+        return ZFED_ROUND_OK;
+    }
+    uint64_t significand = (uint64_t)r;
+    if (significand < (1ULL << (p - 1))) { //  subnormal: lsb is the smallest
+        *bits = sign | significand;
+        return ZFED_ROUND_OK;
+    }
+    int64_t exponent = lsb + (p - 1);
+    if (exponent > format->emax)
+        return ZFED_ROUND_RANGE;
+    uint64_t biased = (uint64_t)(exponent + format->emax);
+    *bits = sign | (biased << (p - 1)) | (significand - (1ULL << (p - 1)));
+    return ZFED_ROUND_OK;
+}
+
 //  Decomposes a finite, nonzero double into sign, integer mantissa and
 //  exponent: value = (-1)^neg * mantissa * 2^exp2.
 void zfed_round_split_f64(double value, bool *neg, uint64_t *mantissa, int64_t *exp2);

@@ -355,6 +355,32 @@ static void test_rounding_edges(void)
     zfed_exact_destroy(&acc);
 }
 
+//  Many divisors (1, powers of two, odd, near 2^64) over large integer
+//  sums, into every float dtype and I64; ties built on purpose.
+static void test_divisors(void)
+{
+    static const uint64_t divisors[] = {
+        1, 2, 3, 7, 60000, 1ULL << 32, (1ULL << 32) + 1, 1ULL << 63, UINT64_MAX - 1, UINT64_MAX};
+    s_case_t c = s_hostile(ZFED_DTYPE_I64, 2000, 2, 2024, false);
+    c.weights[0] = 1;
+    c.weights[1] = 1;
+    for (size_t d = 0; d < sizeof divisors / sizeof *divisors; d++) {
+        s_check_case(&c, ZFED_DTYPE_F32, divisors[d], "divisors to F32");
+        s_check_case(&c, ZFED_DTYPE_F64, divisors[d], "divisors to F64");
+        s_check_case(&c, ZFED_DTYPE_BF16, divisors[d], "divisors to BF16");
+        if (divisors[d] > 4)
+            s_check_case(&c, ZFED_DTYPE_I64, divisors[d], "divisors to I64");
+    }
+    s_case_free(&c);
+    //  3 (1 + 2^-24) / 3 is an F32 tie: to even, 1.
+    zfed_exact_t *acc = zfed_exact_new(2);
+    s_fold_f64(acc, 0, 3 * (1.0 + 0x1p-24), 1);
+    CHECK(s_round_f32(acc, 0, 3) == 1.0f);
+    s_fold_f64(acc, 1, 3 * (1.0 + 3 * 0x1p-24), 1);
+    CHECK(s_round_f32(acc, 1, 3) == 1.0f + 0x1p-22f);
+    zfed_exact_destroy(&acc);
+}
+
 static void test_integer_rounding(void)
 {
     zfed_exact_t *acc = zfed_exact_new(4);
@@ -499,6 +525,7 @@ int main(void)
     test_arguments();
     test_rounding_edges();
     test_integer_rounding();
+    test_divisors();
     test_nan_poisons();
     test_realistic();
     test_hostile_floats();
