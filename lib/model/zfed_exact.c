@@ -24,6 +24,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_KERNEL 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -77,7 +78,14 @@ void zfed_exact_set_simd(bool enabled)
 bool zfed_exact_simd(void)
 {
 #ifdef HAVE_AVX2_KERNEL
-    return s_simd_enabled && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    //  F16C is CPUID leaf 1, ECX bit 29 (not every compiler's
+    //  __builtin_cpu_supports knows its name).
+    static int f16c = -1;
+    if (f16c < 0) {
+        unsigned int eax, ebx, ecx, edx;
+        f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+    }
+    return s_simd_enabled && f16c && __builtin_cpu_supports("avx2");
 #else
     return false;
 #endif
@@ -610,7 +618,7 @@ static inline uint64_t s_div_128_64(uint64_t hi, uint64_t lo, uint64_t divisor, 
 static inline void s_divide(zfed_u128 magnitude, int64_t exp, uint64_t divisor, zfed_u128 *q,
                             bool *sticky, int64_t *exp2)
 {
-    if (divisor == 1) {
+    if (divisor == 1 || magnitude == 0) {
         *q = magnitude;
         *sticky = false;
         *exp2 = exp;

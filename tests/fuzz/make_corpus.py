@@ -8,12 +8,16 @@ msg/: every test vector body, valid and invalid, and every zfed.batch
 vector body (fuzz_msg also runs the batch decoder).
 mdp/: Majordomo messages as fuzz_mdp reads them (frames, each a length
 byte and its bytes), one per command shape and side, with vector bodies.
+safetensors/: small safetensors files of every dtype (values that matter
+to the exact accumulator: zeros of both signs, subnormals, extremes),
+with metadata and zero-size tensors, and a few broken ones.
 The output is committed; rerun this after changing the vectors.
 """
 
 import json
 import os
 import shutil
+import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(HERE, "..", "..", "schemas", "vectors.json")
@@ -29,13 +33,64 @@ def frames(*parts):
     return bytes(out)
 
 
+DTYPES = {"F64": "d", "F32": "f", "F16": "e", "I64": "q", "I32": "i", "I16": "h", "I8": "b",
+          "U64": "Q", "U32": "I", "U16": "H", "U8": "B"}
+
+
+def safetensors(tensors, metadata=None):
+    """tensors: (name, dtype, shape, raw bytes) in data order."""
+    header, offset = {}, 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors)
+
+
+def safetensors_seeds():
+    floats = [0.0, -0.0, 1.0, -2.5, 5e-324, 1e-310, 1.7976931348623157e308, 0.1]
+    halves = [0.0, -0.0, 1.0, -2.5, 6e-8, 65504.0, 0.1, 3.0]
+    ints = {"I64": [-2**63, 2**63 - 1, 0, -1], "U64": [2**64 - 1, 0, 1, 2**63],
+            "I32": [-2**31, 2**31 - 1, 7, -7], "U32": [2**32 - 1, 0, 5, 9],
+            "I16": [-2**15, 2**15 - 1, 0, 3], "U16": [2**16 - 1, 0, 1, 2],
+            "I8": [-128, 127, 0, -1], "U8": [255, 0, 1, 128]}
+    seeds = {}
+    every = []
+    for dtype, code in DTYPES.items():
+        values = (floats if dtype in ("F64", "F32") else halves if dtype == "F16"
+                  else ints[dtype])
+        if dtype == "F32":
+            values = [v if abs(v) < 3e38 else 3e38 for v in values]
+        raw = struct.pack("<%d%s" % (len(values), code), *values)
+        every.append((dtype.lower(), dtype, [len(values)], raw))
+        seeds["one-" + dtype] = safetensors([("w", dtype, [2, len(values) // 2], raw)])
+    bf16 = struct.pack("<6H", 0x0000, 0x8000, 0x3f80, 0x0001, 0x7f7f, 0xc2c8)
+    every.append(("bf16", "BF16", [6], bf16))
+    seeds["one-BF16"] = safetensors([("w", "BF16", [3, 2], bf16)])
+    seeds["every-dtype"] = safetensors(every, {"format": "pt", "round": "3"})
+    seeds["empty"] = safetensors([])
+    seeds["zero-size"] = safetensors([("z", "F32", [0, 4], b""), ("s", "F64", [], b"\0" * 8)])
+    seeds["scalar"] = safetensors([("step", "I64", [], struct.pack("<q", 42))])
+    good = seeds["one-F32"]
+    seeds["truncated"] = good[:-3]
+    seeds["trailing"] = good + b"\0"
+    seeds["huge-length"] = struct.pack("<Q", 2**63) + good[8:]
+    seeds["bad-dtype"] = good.replace(b'"F32"', b'"BOO"')
+    seeds["overlap"] = safetensors([("a", "U8", [4], b"abcd"), ("b", "U8", [4], b"efgh")]).replace(
+        b"[4,8]", b"[2,6]")
+    return seeds
+
+
 def main():
     with open(VECTORS) as handle:
         vectors = json.load(handle)["vectors"]
     with open(BATCH_VECTORS) as handle:
         batch_vectors = json.load(handle)["vectors"]
     assert not {v["name"] for v in vectors} & {v["name"] for v in batch_vectors}
-    for folder in ("msg", "mdp"):
+    for folder in ("msg", "mdp", "safetensors"):
         shutil.rmtree(os.path.join(HERE, "corpus", folder), ignore_errors=True)
         os.makedirs(os.path.join(HERE, "corpus", folder))
     bodies = []
@@ -63,7 +118,12 @@ def main():
     for name, data in shapes.items():
         with open(os.path.join(HERE, "corpus", "mdp", name + ".bin"), "wb") as handle:
             handle.write(data)
-    print("msg: %d seeds, mdp: %d seeds" % (len(vectors) + len(batch_vectors), len(shapes)))
+    seeds = safetensors_seeds()
+    for name, data in seeds.items():
+        with open(os.path.join(HERE, "corpus", "safetensors", name + ".bin"), "wb") as handle:
+            handle.write(data)
+    print("msg: %d seeds, mdp: %d seeds, safetensors: %d seeds"
+          % (len(vectors) + len(batch_vectors), len(shapes), len(seeds)))
 
 
 if __name__ == "__main__":

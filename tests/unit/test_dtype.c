@@ -14,6 +14,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_F16C_REFERENCE 1
 #endif
@@ -73,7 +74,8 @@ static void test_f16(void)
 {
     bool hardware = false;
 #ifdef HAVE_F16C_REFERENCE
-    hardware = __builtin_cpu_supports("f16c");
+    unsigned int eax, ebx, ecx, edx; //  F16C: CPUID leaf 1, ECX bit 29
+    hardware = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
 #endif
     for (uint32_t half = 0; half <= 0xffff; half++) {
         float wide = zfed_f16_to_f32((uint16_t)half);
