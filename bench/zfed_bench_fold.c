@@ -66,25 +66,6 @@ static void s_usage(void)
            "  -h, --help       show this help and exit\n");
 }
 
-static uint64_t s_parse_size(const char *text)
-{
-    char *end = NULL;
-    double value = strtod(text, &end);
-    uint64_t scale = 1;
-    if (strcmp(end, "KiB") == 0)
-        scale = 1ULL << 10;
-    else if (strcmp(end, "MiB") == 0)
-        scale = 1ULL << 20;
-    else if (strcmp(end, "GiB") == 0)
-        scale = 1ULL << 30;
-    else if (*end)
-        zfed_cli_fail(PROGRAM, "--size: expected BYTES with KiB, MiB or GiB, got '%s'", text);
-    double bytes = value * (double)scale;
-    if (!(bytes >= 32) || bytes > 64.0 * (1ULL << 30))
-        zfed_cli_fail(PROGRAM, "--size: from 32 bytes to 64GiB, got '%s'", text);
-    return ((uint64_t)(value * (double)scale)) & ~(uint64_t)31;
-}
-
 //  Seconds for one round of folds (best of repeat), after one untimed one.
 static double s_time_folds(zfed_exact_t *acc, float **updates, const uint64_t *weights, int results,
                            uint64_t count, int repeat)
@@ -122,7 +103,7 @@ int main(int argc, char **argv)
     while ((option = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         switch (option) {
         case 's':
-            size = s_parse_size(optarg);
+            size = zfed_cli_bytes(PROGRAM, "--size", optarg, 32, 64ULL << 30) & ~31ULL;
             break;
         case 'r':
             results = (int)zfed_cli_u32(PROGRAM, "--results", optarg, 1, MAX_RESULTS);

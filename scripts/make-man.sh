@@ -26,5 +26,5 @@ summary=$(printf '%s\n' "$help" | awk 'NR == 1 { next } /^$/ { exit } { printf "
     printf '\\fBJOB.md\\fR (job files), \\fBWORKDIR.md\\fR (the work folder), '
     printf '\\fBPROTOCOL.md\\fR (the wire protocol), \\fBSECURITY.md\\fR (keys and CURVE) '
     printf 'and \\fBexamples/jobs/\\fR.\n'
-    printf '.SH SEE ALSO\nzfed-broker(1), zfed-worker(1), zfed-controller(1), zfed-keygen(1), zfed-split(1)\n'
+    printf '.SH SEE ALSO\nzfed-broker(1), zfed-worker(1), zfed-controller(1), zfed-keygen(1), zfed-split(1), zfed-model(1)\n'
 } >"$output"

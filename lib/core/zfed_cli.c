@@ -45,6 +45,37 @@ uint64_t zfed_cli_u64(const char *program, const char *flag, const char *value, 
     return parsed;
 }
 
+uint64_t zfed_cli_bytes(const char *program, const char *flag, const char *value, uint64_t min,
+                        uint64_t max)
+{
+    static const struct {
+        const char *suffix;
+        int shift;
+    } units[] = {{"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+    char digits[32];
+    size_t length = value ? strspn(value, "0123456789") : 0;
+    int shift = -1;
+    if (value && length > 0 && length < sizeof digits) {
+        if (value[length] == '\0')
+            shift = 0;
+        for (size_t unit = 0; unit < sizeof units / sizeof *units; unit++)
+            if (strcmp(value + length, units[unit].suffix) == 0)
+                shift = units[unit].shift;
+    }
+    uint64_t count;
+    if (shift >= 0) {
+        memcpy(digits, value, length);
+        digits[length] = '\0';
+    }
+    if (shift < 0 || zfed_parse_u64(digits, 0, UINT64_MAX >> shift, &count) != 0 ||
+        (count << shift) < min || (count << shift) > max)
+        zfed_cli_fail(program,
+                      "%s: expected bytes from %llu to %llu (suffix KiB, MiB, GiB, TiB), "
+                      "got '%s'",
+                      flag, (unsigned long long)min, (unsigned long long)max, value ? value : "");
+    return count << shift;
+}
+
 uint32_t zfed_cli_u32(const char *program, const char *flag, const char *value, uint32_t min,
                       uint32_t max)
 {

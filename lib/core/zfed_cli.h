@@ -63,6 +63,10 @@ uint32_t zfed_cli_u32(const char *program, const char *flag, const char *value, 
                       uint32_t max);
 uint64_t zfed_cli_u64(const char *program, const char *flag, const char *value, uint64_t min,
                       uint64_t max);
+//  A byte count in [min, max]: digits with an optional binary suffix
+//  (KiB, MiB, GiB, TiB): "4096", "256MiB", "1GiB".
+uint64_t zfed_cli_bytes(const char *program, const char *flag, const char *value, uint64_t min,
+                        uint64_t max);
 //  Seconds ("2.5") in [min_s, max_s], returned in milliseconds.
 int64_t zfed_cli_seconds_ms(const char *program, const char *flag, const char *value, double min_s,
                             double max_s);

@@ -69,7 +69,7 @@ class Install(unittest.TestCase):
 
     def test_files_in_place(self):
         for program in ("zfed-broker", "zfed-worker", "zfed-controller", "zfed-keygen",
-                        "zfed-split"):
+                        "zfed-split", "zfed-model"):
             path = os.path.join(self.prefix, "bin", program)
             version = subprocess.run([path, "--version"], capture_output=True, text=True)
             self.assertEqual(version.returncode, 0)
