@@ -358,21 +358,44 @@ static void s_poison(zfed_exact_t *self, char *error, size_t error_size, const c
 static inline int s_add_fast(zfed_exact_t *self, uint64_t index, bool neg, zfed_u128 magnitude,
                              int64_t exp)
 {
-    const uint64_t limit = 1ULL << NARROW_PART_BITS;
     int16_t code = self->code[index];
-    if (!self->hi && code >= 0 && magnitude <= limit) {
-        int64_t element_exp = (int64_t)EXP_EMPTY - code;
+    if (code < 0)
+        return s_add(self, index, neg, magnitude, exp);
+    int64_t element_exp = (int64_t)EXP_EMPTY - code;
+    if (!self->hi) {
+        const uint64_t limit = 1ULL << NARROW_PART_BITS;
         int64_t mantissa = self->lo[index];
         int64_t new_exp = mantissa == 0 || exp < element_exp ? exp : element_exp;
         int64_t s1 = mantissa == 0 ? 0 : element_exp - new_exp;
         int64_t s2 = exp - new_exp;
-        if (s1 <= NARROW_PART_BITS && s2 <= NARROW_PART_BITS && s_abs64(mantissa) <= limit >> s1 &&
-            (uint64_t)magnitude <= limit >> s2) {
+        if (magnitude <= limit && s1 <= NARROW_PART_BITS && s2 <= NARROW_PART_BITS &&
+            s_abs64(mantissa) <= limit >> s1 && (uint64_t)magnitude <= limit >> s2) {
             int64_t term = (int64_t)((uint64_t)magnitude << s2);
             self->lo[index] = (int64_t)((uint64_t)mantissa << s1) + (neg ? -term : term);
             self->code[index] = (int16_t)(EXP_EMPTY - new_exp);
             return 0;
         }
+        return s_add(self, index, neg, magnitude, exp);
+    }
+    //  Wide: the same in 128 bits (the absolute value by masks: a select
+    //  of two 128-bit values costs GCC a trip through the stack).
+    const zfed_u128 limit = (zfed_u128)1 << WIDE_PART_BITS;
+    int64_t high = self->hi[index];
+    zfed_u128 bits = ((zfed_u128)(uint64_t)high << 64) | (uint64_t)self->lo[index];
+    s_i128 mantissa = (s_i128)bits;
+    zfed_u128 sign = (zfed_u128)(s_i128)(high >> 63);
+    zfed_u128 absolute = (bits ^ sign) - sign;
+    int64_t new_exp = bits == 0 || exp < element_exp ? exp : element_exp;
+    int64_t s1 = bits == 0 ? 0 : element_exp - new_exp;
+    int64_t s2 = exp - new_exp;
+    if (s1 <= WIDE_PART_BITS && s2 <= WIDE_PART_BITS && absolute <= limit >> s1 &&
+        magnitude <= limit >> s2) {
+        s_i128 term = (s_i128)(magnitude << s2);
+        s_i128 sum = (s_i128)((zfed_u128)mantissa << s1) + (neg ? -term : term);
+        self->lo[index] = (int64_t)(uint64_t)sum;
+        self->hi[index] = (int64_t)(uint64_t)((zfed_u128)sum >> 64);
+        self->code[index] = (int16_t)(EXP_EMPTY - new_exp);
+        return 0;
     }
     return s_add(self, index, neg, magnitude, exp);
 }
@@ -593,6 +616,15 @@ int zfed_exact_fold(zfed_exact_t *self, uint64_t first, const void *data, zfed_d
         return -1;
     if (weight == 0)
         return 0;
+    //  Terms that can never fit 64 bits (F64 and 64-bit integers with
+    //  weights past 16, anything with a weight near 2^64): widen first
+    //  rather than spill the first count / WIDEN_FRACTION elements.
+    int term_bits = (dtype == ZFED_DTYPE_F64 ? 53 : 8 * (int)zfed_dtype_size(dtype)) +
+                    (64 - __builtin_clzll(weight));
+    if (!self->hi && n > 0 && term_bits > NARROW_PART_BITS - 4 && s_widen(self) != 0) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
     return s_fold_block(self, first, data, dtype, n, weight, error, error_size);
 }
 
