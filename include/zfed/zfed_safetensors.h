@@ -93,7 +93,8 @@ uint64_t zfed_safetensors_data_offset(const zfed_safetensors_t *self);
 
 //  Reads size bytes of data from offset (relative to the data's start).
 //  0, or -1 with the reason in error (a range past the data, a read
-//  error, a file that shrank).
+//  error, a file that shrank).  Reads use pread: several threads may read
+//  one open file at once.
 int zfed_safetensors_read(zfed_safetensors_t *self, uint64_t offset, void *buffer, size_t size,
                           char *error, size_t error_size);
 

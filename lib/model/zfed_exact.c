@@ -480,8 +480,8 @@ static int s_fold_scalar(zfed_exact_t *self, uint64_t first, const uint8_t *data
 
 #ifdef HAVE_AVX2_KERNEL
 //  Loads 8 elements as F32 bits (F16 and BF16 widen exactly).
-__attribute__((target("avx2,f16c"))) static inline __m256i s_load8(zfed_dtype_t dtype,
-                                                                   const uint8_t *at)
+__attribute__((target("avx2,f16c"), always_inline)) static inline __m256i
+s_load8(zfed_dtype_t dtype, const uint8_t *at)
 {
     if (dtype == ZFED_DTYPE_F32)
         return _mm256_loadu_si256((const __m256i *)at);
@@ -491,13 +491,14 @@ __attribute__((target("avx2,f16c"))) static inline __m256i s_load8(zfed_dtype_t 
     return _mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16);
 }
 
-//  Folds whole groups of 8; a group with an element that does not fit
-//  (or has spilled, or is not finite) goes through s_fold_scalar whole,
-//  before any of it is stored.  Returns the elements done (all whole
-//  groups, or fewer when the accumulator widened), or -1.
-__attribute__((target("avx2,f16c"))) static int64_t
-s_fold_avx2(zfed_exact_t *self, uint64_t first, const uint8_t *data, zfed_dtype_t dtype, uint64_t n,
-            uint64_t weight, char *error, size_t error_size)
+//  Folds groups of 8 elements until one has an element that does not
+//  fit (or has spilled, or is not finite), which it leaves unstored.
+//  Returns the groups done.  No calls inside: the constants stay in
+//  registers.  Inlined into one function per dtype, so the load is chosen
+//  at compile time.
+__attribute__((target("avx2,f16c"), always_inline)) static inline uint64_t
+s_fold_avx2_run(int64_t *lo, int16_t *code, uint64_t first, const uint8_t *data,
+                const zfed_dtype_t dtype, uint64_t groups, uint64_t weight)
 {
     const __m256i zero = _mm256_setzero_si256();
     const __m256i exponent_mask = _mm256_set1_epi32(0xff);
@@ -508,8 +509,11 @@ s_fold_avx2(zfed_exact_t *self, uint64_t first, const uint8_t *data, zfed_dtype_
     const __m256i code_base = _mm256_set1_epi32(EXP_EMPTY + 150);
     const __m256i limit = _mm256_set1_epi64x(1LL << NARROW_PART_BITS);
     const __m256i weights = _mm256_set1_epi64x((int64_t)weight);
-    size_t size = zfed_dtype_size(dtype);
-    uint64_t groups = n / 8;
+    //  A product is below 2^(24 + bits of weight): shifted by at most
+    //  this it stays within 2^61, a test on 32-bit lanes.
+    const __m256i s2_max =
+        _mm256_set1_epi32(NARROW_PART_BITS - 24 - (64 - __builtin_clzll(weight)));
+    size_t size = dtype == ZFED_DTYPE_F32 ? 4 : 2;
     for (uint64_t group = 0; group < groups; group++) {
         uint64_t index = first + group * 8;
         const uint8_t *at = data + group * 8 * size;
@@ -520,15 +524,16 @@ s_fold_avx2(zfed_exact_t *self, uint64_t first, const uint8_t *data, zfed_dtype_
                             _mm256_and_si256(_mm256_cmpgt_epi32(biased, zero), hidden));
         __m256i bad = _mm256_cmpeq_epi32(biased, exponent_mask);
         //  A zero term gets code 0 (empty): it moves no exponent.
+        __m256i is_zero = _mm256_cmpeq_epi32(mantissa, zero);
         __m256i term_code = _mm256_sub_epi32(code_base, _mm256_max_epi32(biased, one));
-        term_code = _mm256_andnot_si256(_mm256_cmpeq_epi32(mantissa, zero), term_code);
+        term_code = _mm256_andnot_si256(is_zero, term_code);
         __m256i negative = _mm256_srai_epi32(bits, 31);
-        __m256i old_code =
-            _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(self->code + index)));
+        __m256i old_code = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(code + index)));
         bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(zero, old_code)); //  spilled
         __m256i new_code = _mm256_max_epi32(old_code, term_code);
         __m256i s1 = _mm256_sub_epi32(new_code, old_code);
         __m256i s2 = _mm256_sub_epi32(new_code, term_code);
+        bad = _mm256_or_si256(bad, _mm256_andnot_si256(is_zero, _mm256_cmpgt_epi32(s2, s2_max)));
         __m256i sums[2];
         for (int half = 0; half < 2; half++) {
             __m128i s1_half = half ? _mm256_extracti128_si256(s1, 1) : _mm256_castsi256_si128(s1);
@@ -541,33 +546,61 @@ s_fold_avx2(zfed_exact_t *self, uint64_t first, const uint8_t *data, zfed_dtype_
             __m256i shift2 = _mm256_cvtepi32_epi64(s2_half);
             __m256i sign = _mm256_cvtepi32_epi64(n_half);
             __m256i product = _mm256_mul_epu32(_mm256_cvtepu32_epi64(m_half), weights);
-            __m256i old = _mm256_loadu_si256((const __m256i *)(self->lo + index + 4 * half));
+            __m256i old = _mm256_loadu_si256((const __m256i *)(lo + index + 4 * half));
             __m256i old_sign = _mm256_cmpgt_epi64(zero, old);
             __m256i magnitude = _mm256_sub_epi64(_mm256_xor_si256(old, old_sign), old_sign);
-            //  |old| << s1 <= 2^61 and product << s2 <= 2^61, or not fast.
+            //  |old| << s1 <= 2^61, or not fast.
             bad = _mm256_or_si256(bad,
                                   _mm256_cmpgt_epi64(magnitude, _mm256_srlv_epi64(limit, shift1)));
-            bad =
-                _mm256_or_si256(bad, _mm256_cmpgt_epi64(product, _mm256_srlv_epi64(limit, shift2)));
             __m256i term = _mm256_sllv_epi64(product, shift2);
             term = _mm256_sub_epi64(_mm256_xor_si256(term, sign), sign);
             sums[half] = _mm256_add_epi64(_mm256_sllv_epi64(old, shift1), term);
         }
-        if (!_mm256_testz_si256(bad, bad)) {
-            if (s_fold_scalar(self, index, at, dtype, 8, weight, error, error_size) != 0)
-                return -1;
-            if (self->hi)
-                return (int64_t)(group + 1) * 8; //  widened: the rest is scalar
-            continue;
-        }
-        _mm256_storeu_si256((__m256i *)(self->lo + index), sums[0]);
-        _mm256_storeu_si256((__m256i *)(self->lo + index + 4), sums[1]);
+        if (!_mm256_testz_si256(bad, bad))
+            return group;
+        _mm256_storeu_si256((__m256i *)(lo + index), sums[0]);
+        _mm256_storeu_si256((__m256i *)(lo + index + 4), sums[1]);
         //  int32 codes -> int16, in order.
         __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(new_code, new_code), 0x08);
-        _mm_storeu_si128((__m128i *)(self->code + index), _mm256_castsi256_si128(packed));
+        _mm_storeu_si128((__m128i *)(code + index), _mm256_castsi256_si128(packed));
     }
-    return (int64_t)(groups * 8);
+    return groups;
 }
+
+//  Folds whole groups of 8; a group that s_fold_avx2_run stops at goes
+//  through s_fold_scalar whole.  Returns the elements done (all whole
+//  groups, or fewer when the accumulator widened), or -1.
+__attribute__((target("avx2,f16c"), always_inline)) static inline int64_t
+s_fold_avx2(zfed_exact_t *self, uint64_t first, const uint8_t *data, const zfed_dtype_t dtype,
+            uint64_t n, uint64_t weight, char *error, size_t error_size)
+{
+    size_t size = zfed_dtype_size(dtype);
+    uint64_t groups = n / 8, group = 0;
+    while (group < groups) {
+        group += s_fold_avx2_run(self->lo, self->code, first + group * 8, data + group * 8 * size,
+                                 dtype, groups - group, weight);
+        if (group == groups)
+            break;
+        if (s_fold_scalar(self, first + group * 8, data + group * 8 * size, dtype, 8, weight, error,
+                          error_size) != 0)
+            return -1;
+        group++;
+        if (self->hi)
+            break; //  widened: the rest is scalar
+    }
+    return (int64_t)(group * 8);
+}
+
+#define FOLD_AVX2_FOR(name, DTYPE)                                                                 \
+    __attribute__((target("avx2,f16c"))) static int64_t name(                                      \
+        zfed_exact_t *self, uint64_t first, const uint8_t *data, uint64_t n, uint64_t weight,      \
+        char *error, size_t error_size)                                                            \
+    {                                                                                              \
+        return s_fold_avx2(self, first, data, DTYPE, n, weight, error, error_size);                \
+    }
+FOLD_AVX2_FOR(s_fold_avx2_f32, ZFED_DTYPE_F32)
+FOLD_AVX2_FOR(s_fold_avx2_f16, ZFED_DTYPE_F16)
+FOLD_AVX2_FOR(s_fold_avx2_bf16, ZFED_DTYPE_BF16)
 #endif
 
 //  One block of a fold, by the fastest path that applies.
@@ -578,7 +611,11 @@ static int s_fold_block(zfed_exact_t *self, uint64_t first, const uint8_t *data,
     bool vector_dtype =
         dtype == ZFED_DTYPE_F32 || dtype == ZFED_DTYPE_F16 || dtype == ZFED_DTYPE_BF16;
     if (vector_dtype && !self->hi && weight <= UINT32_MAX && zfed_exact_simd()) {
-        int64_t done = s_fold_avx2(self, first, data, dtype, n, weight, error, error_size);
+        int64_t done = dtype == ZFED_DTYPE_F32
+                           ? s_fold_avx2_f32(self, first, data, n, weight, error, error_size)
+                       : dtype == ZFED_DTYPE_F16
+                           ? s_fold_avx2_f16(self, first, data, n, weight, error, error_size)
+                           : s_fold_avx2_bf16(self, first, data, n, weight, error, error_size);
         if (done < 0)
             return -1;
         first += (uint64_t)done;
