@@ -899,25 +899,27 @@ s_round_narrow(int64_t mantissa, int64_t exp, uint64_t divisor, const s_divisor_
     return 0;
 }
 
-//  Rounding into F32, the common case, in double arithmetic: y =
-//  (double)M * (2^E * (1 / divisor)) is within 5 units in the last place
-//  of a double of the exact value (four roundings), and F32 keeps 29 bits
-//  fewer than a double.  So unless y lies within 16 double units of a
-//  point halfway between two F32 values, (float)y rounds the exact value
-//  as well: the rest (ties, a chance of 6e-8 for random data), and F32
-//  subnormals and overflow, go the exact way.
-#define F32_EXTRA_BITS  29
-#define F32_TIE_MARGIN  16
-#define F32_SCALE_RANGE 900
+//  Rounding into F32, F16 and BF16, the common cases, in double
+//  arithmetic: y = (double)M * (2^E * (1 / divisor)) is within 5 units in
+//  the last place of a double of the exact value (four roundings), and
+//  the dtype keeps 53 - precision bits fewer than a double (29 for F32).
+//  So unless y lies within 16 double units of a point halfway between two
+//  values of the dtype, rounding y rounds the exact value as well: the
+//  rest (ties, a chance of 6e-8 for random data into F32), subnormals and
+//  overflow go the exact way.
+#define TIE_MARGIN  16
+#define SCALE_RANGE 900
 
-static inline __attribute__((always_inline)) int s_round_f32_fast(int64_t mantissa, int64_t exp,
-                                                                  double reciprocal, float *out)
+static inline __attribute__((always_inline)) int s_round_fast(int64_t mantissa, int64_t exp,
+                                                              double reciprocal,
+                                                              const zfed_round_format_t *format,
+                                                              uint64_t *out)
 {
     if (mantissa == 0) {
-        *out = 0.0f;
+        *out = 0;
         return 0;
     }
-    if (exp < -F32_SCALE_RANGE || exp > F32_SCALE_RANGE)
+    if (exp < -SCALE_RANGE || exp > SCALE_RANGE)
         return -1;
     uint64_t power_bits = (uint64_t)(exp + 1023) << 52;
     double power;
@@ -925,13 +927,20 @@ static inline __attribute__((always_inline)) int s_round_f32_fast(int64_t mantis
     double y = (double)mantissa * (power * reciprocal);
     uint64_t bits;
     memcpy(&bits, &y, sizeof bits);
-    uint64_t biased = (bits >> 52) & 0x7ff;
-    uint64_t extra = bits & ((1ULL << F32_EXTRA_BITS) - 1);
-    uint64_t half = 1ULL << (F32_EXTRA_BITS - 1);
-    if (biased < 1023 - 125 || biased > 1023 + 126 ||
-        extra - (half - F32_TIE_MARGIN) <= 2 * F32_TIE_MARGIN)
+    int64_t biased = (int64_t)((bits >> 52) & 0x7ff);
+    int extra_bits = 53 - format->precision;
+    uint64_t extra = bits & ((1ULL << extra_bits) - 1);
+    uint64_t half = 1ULL << (extra_bits - 1);
+    //  Normal results only, clear of the largest value's exponent.
+    if (biased <= 1023 + format->emin || biased >= 1023 + format->emax ||
+        extra - (half - TIE_MARGIN) <= 2 * TIE_MARGIN)
         return -1;
-    *out = (float)y;
+    //  y's exponent and top fraction bits, plus the first bit dropped
+    //  (never a tie here); a carry runs into the exponent as it should.
+    uint64_t fraction = bits & ((1ULL << 52) - 1);
+    uint64_t rounded = ((uint64_t)(biased - 1023 + format->emax) << (format->precision - 1)) +
+                       (fraction >> extra_bits) + ((fraction >> (extra_bits - 1)) & 1);
+    *out = (bits >> 63) << (format->width - 1) | rounded;
     return 0;
 }
 
@@ -956,6 +965,25 @@ static inline __attribute__((always_inline)) int s_round_f32_fast(int64_t mantis
         }                                                                                          \
     } while (0)
 
+//  Rounds n elements into F32, F16 or BF16 (bits of a type) through
+//  s_round_fast, the rest (and errors) through s_round_one; one loop per
+//  dtype so the format is a constant.
+#define ROUND_FAST_LOOP(type, DTYPE, FORMAT)                                                       \
+    do {                                                                                           \
+        const zfed_round_format_t format = FORMAT;                                                 \
+        uint8_t *target = out;                                                                     \
+        for (uint64_t at = 0; at < n; at++) {                                                      \
+            uint64_t index = first + at, bits;                                                     \
+            int16_t code = self->code[index];                                                      \
+            if ((code < 0 || s_round_fast(self->lo[index], (int64_t)EXP_EMPTY - code, reciprocal,  \
+                                          &format, &bits) != 0) &&                                 \
+                s_round_one(self, index, divisor, DTYPE, &bits, error, error_size) != 0)           \
+                return -1;                                                                         \
+            type value = (type)bits;                                                               \
+            memcpy(target + at * sizeof value, &value, sizeof value);                              \
+        }                                                                                          \
+    } while (0)
+
 int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t divisor,
                      zfed_dtype_t dtype, void *out, char *error, size_t error_size)
 {
@@ -969,23 +997,21 @@ int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t di
     }
     if (!s_range_ok(self, first, n, error, error_size))
         return -1;
-    if (dtype == ZFED_DTYPE_F32 && !self->hi) {
+    if (!self->hi) {
         double reciprocal = 1.0 / (double)divisor;
-        uint8_t *target = out;
-        for (uint64_t at = 0; at < n; at++) {
-            uint64_t index = first + at, bits;
-            int16_t code = self->code[index];
-            float value;
-            if (code < 0 || s_round_f32_fast(self->lo[index], (int64_t)EXP_EMPTY - code, reciprocal,
-                                             &value) != 0) {
-                if (s_round_one(self, index, divisor, dtype, &bits, error, error_size) != 0)
-                    return -1;
-                uint32_t narrow = (uint32_t)bits;
-                memcpy(&value, &narrow, sizeof value);
-            }
-            memcpy(target + at * sizeof value, &value, sizeof value);
+        switch (dtype) {
+        case ZFED_DTYPE_F32:
+            ROUND_FAST_LOOP(uint32_t, ZFED_DTYPE_F32, ZFED_ROUND_FORMAT_F32);
+            return 0;
+        case ZFED_DTYPE_F16:
+            ROUND_FAST_LOOP(uint16_t, ZFED_DTYPE_F16, ZFED_ROUND_FORMAT_F16);
+            return 0;
+        case ZFED_DTYPE_BF16:
+            ROUND_FAST_LOOP(uint16_t, ZFED_DTYPE_BF16, ZFED_ROUND_FORMAT_BF16);
+            return 0;
+        default:
+            break;
         }
-        return 0;
     }
     switch (dtype) {
     case ZFED_DTYPE_F64:
@@ -995,10 +1021,8 @@ int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t di
         ROUND_FLOAT_LOOP(uint32_t, ZFED_DTYPE_F32);
         return 0;
     case ZFED_DTYPE_F16:
-        ROUND_FLOAT_LOOP(uint16_t, ZFED_DTYPE_F16);
-        return 0;
     case ZFED_DTYPE_BF16:
-        ROUND_FLOAT_LOOP(uint16_t, ZFED_DTYPE_BF16);
+        ROUND_FLOAT_LOOP(uint16_t, dtype);
         return 0;
     default:
         break;

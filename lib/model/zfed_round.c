@@ -4,10 +4,10 @@
 #include <string.h>
 
 const zfed_round_format_t zfed_round_formats[] = {
-    [ZFED_DTYPE_F64] = {53, -1022, 1023, 64},
-    [ZFED_DTYPE_F32] = {24, -126, 127, 32},
-    [ZFED_DTYPE_F16] = {11, -14, 15, 16},
-    [ZFED_DTYPE_BF16] = {8, -126, 127, 16},
+    [ZFED_DTYPE_F64] = ZFED_ROUND_FORMAT_F64,
+    [ZFED_DTYPE_F32] = ZFED_ROUND_FORMAT_F32,
+    [ZFED_DTYPE_F16] = ZFED_ROUND_FORMAT_F16,
+    [ZFED_DTYPE_BF16] = ZFED_ROUND_FORMAT_BF16,
 };
 
 static zfed_round_rc_t s_round_int(bool neg, zfed_u128 q, bool sticky, int64_t exp2,

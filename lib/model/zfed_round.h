@@ -52,7 +52,24 @@ typedef struct {
     int width;
 } zfed_round_format_t;
 
-//  Indexed by the float dtypes.
+//  The four formats, as initialisers (constants for loops over one dtype),
+//  and indexed by the float dtypes.
+#define ZFED_ROUND_FORMAT_F64                                                                      \
+    {                                                                                              \
+        53, -1022, 1023, 64                                                                        \
+    }
+#define ZFED_ROUND_FORMAT_F32                                                                      \
+    {                                                                                              \
+        24, -126, 127, 32                                                                          \
+    }
+#define ZFED_ROUND_FORMAT_F16                                                                      \
+    {                                                                                              \
+        11, -14, 15, 16                                                                            \
+    }
+#define ZFED_ROUND_FORMAT_BF16                                                                     \
+    {                                                                                              \
+        8, -126, 127, 16                                                                           \
+    }
 extern const zfed_round_format_t zfed_round_formats[];
 
 //  q >> shift rounded to nearest, ties to even, with sticky standing for
