@@ -89,25 +89,6 @@ static double s_time_folds(zfed_exact_t *acc, uint8_t **updates, const uint64_t 
     return best;
 }
 
-//  value as one element of a float dtype.
-static void s_store(zfed_dtype_t dtype, uint8_t *at, double value)
-{
-    float narrow = (float)value;
-    uint16_t half;
-    switch (dtype) {
-    case ZFED_DTYPE_F64:
-        memcpy(at, &value, 8);
-        break;
-    case ZFED_DTYPE_F32:
-        memcpy(at, &narrow, 4);
-        break;
-    default:
-        half = dtype == ZFED_DTYPE_F16 ? zfed_f64_to_f16(value) : zfed_f64_to_bf16(value);
-        memcpy(at, &half, 2);
-        break;
-    }
-}
-
 //  Seconds of the naive float64 sum over every update (F32 and F64; 0 for
 //  the 16-bit types, which have no plain C loop to compare with).
 static double s_time_naive(double *sums, uint8_t **updates, const uint64_t *weights, int results,
@@ -192,7 +173,7 @@ int main(int argc, char **argv)
             return 1;
         weights[r] = 1 + s_random(&state) % WEIGHT_MAX;
         for (uint64_t i = 0; i < count; i++)
-            s_store(dtype, updates[r] + i * element, global[i] + s_normal(&state, 0.005));
+            zfed_dtype_set_f64(dtype, updates[r], i, global[i] + s_normal(&state, 0.005));
     }
     double bytes = (double)size * results;
 

@@ -317,63 +317,20 @@ static uint64_t s_mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
-//  Element index of the model's elements under seed, as bits of dtype.
-static uint64_t s_random_bits(uint64_t seed, uint64_t index, zfed_dtype_t dtype)
+//  Element index of the model's elements under seed, stored at out[at].
+static void s_random_element(uint64_t seed, uint64_t index, zfed_dtype_t dtype, uint8_t *out,
+                             size_t at)
 {
     uint64_t bits = s_mix(seed * 0x9e3779b97f4a7c15ULL + index + 1);
-    if (!zfed_dtype_is_float(dtype))
-        return bits;
+    if (!zfed_dtype_is_float(dtype)) {
+        memcpy(out + at * zfed_dtype_size(dtype), &bits, zfed_dtype_size(dtype));
+        return;
+    }
     //  Four 16-bit uniforms: their sum is close to normal.
     double sum = 0;
     for (int part = 0; part < 4; part++)
         sum += (double)((bits >> (16 * part)) & 0xffff) / 65536.0;
-    double value = (sum - 2.0) * RANDOM_SIGMA * 1.7320508075688772;
-    switch (dtype) {
-    case ZFED_DTYPE_F64:
-        memcpy(&bits, &value, sizeof bits);
-        return bits;
-    case ZFED_DTYPE_F32: {
-        float narrow = (float)value;
-        uint32_t b32;
-        memcpy(&b32, &narrow, sizeof b32);
-        return b32;
-    }
-    case ZFED_DTYPE_F16:
-        return zfed_f64_to_f16(value);
-    default:
-        return zfed_f64_to_bf16(value);
-    }
-}
-
-//  The bits of value in dtype: floats rounded once; integers exact.
-static int s_value_bits(double value, zfed_dtype_t dtype, uint64_t *bits)
-{
-    switch (dtype) {
-    case ZFED_DTYPE_F64:
-        memcpy(bits, &value, sizeof *bits);
-        return 0;
-    case ZFED_DTYPE_F32: {
-        float narrow = (float)value;
-        uint32_t b32;
-        memcpy(&b32, &narrow, sizeof b32);
-        *bits = b32;
-        return isfinite(narrow) ? 0 : -1;
-    }
-    case ZFED_DTYPE_F16:
-    case ZFED_DTYPE_BF16:
-        *bits = dtype == ZFED_DTYPE_F16 ? zfed_f64_to_f16(value) : zfed_f64_to_bf16(value);
-        return isfinite(zfed_dtype_get_f64(dtype, bits, 0)) ? 0 : -1;
-    default: {
-        int width = 8 * (int)zfed_dtype_size(dtype);
-        bool is_signed = zfed_dtype_is_signed(dtype);
-        double low = is_signed ? -ldexp(1, width - 1) : 0;
-        double high = is_signed ? ldexp(1, width - 1) : ldexp(1, width); //  exclusive
-        if (value != floor(value) || value < low || value >= high)
-            return -1;
-        *bits = value < 0 ? (uint64_t)(int64_t)value : (uint64_t)value;
-        return 0;
-    }
-    }
+    zfed_dtype_set_f64(dtype, out, at, (sum - 2.0) * RANDOM_SIGMA * 1.7320508075688772);
 }
 
 static int s_create(const char *path, const s_options_t *options)
@@ -387,7 +344,7 @@ static int s_create(const char *path, const s_options_t *options)
     for (size_t index = 0; fill.kind == FILL_VALUE && index < zfed_layout_size(layout); index++) {
         const zfed_tensor_t *tensor = zfed_layout_tensor(layout, index);
         uint64_t bits;
-        if (s_value_bits(fill.value, tensor->dtype, &bits) != 0)
+        if (zfed_dtype_set_f64(tensor->dtype, &bits, 0, fill.value) != 0)
             zfed_cli_fail(PROGRAM, "--fill %s: not a value of tensor %s's dtype %s", options->fill,
                           tensor->name, zfed_dtype_name(tensor->dtype));
     }
@@ -403,12 +360,10 @@ static int s_create(const char *path, const s_options_t *options)
         for (uint64_t done = 0; rc == ZFED_EXIT_OK && done < tensor->count; done += per_chunk) {
             uint64_t n = tensor->count - done < per_chunk ? tensor->count - done : per_chunk;
             for (uint64_t i = 0; fill.kind != FILL_ZEROS && i < n; i++) {
-                uint64_t bits = 0;
                 if (fill.kind == FILL_VALUE)
-                    s_value_bits(fill.value, tensor->dtype, &bits);
+                    zfed_dtype_set_f64(tensor->dtype, buffer, i, fill.value);
                 else
-                    bits = s_random_bits(fill.seed, tensor->first + done + i, tensor->dtype);
-                memcpy(buffer + i * size, &bits, size);
+                    s_random_element(fill.seed, tensor->first + done + i, tensor->dtype, buffer, i);
             }
             if (zfed_safetensors_write(writer, buffer, n * size, error, sizeof error) != 0)
                 rc = s_fail("%s", error);

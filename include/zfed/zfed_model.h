@@ -76,6 +76,11 @@ uint16_t zfed_f64_to_bf16(double value);
 //  Element index of data[index] as a double (exact for floats, and for
 //  integers up to 2^53 in magnitude).
 double zfed_dtype_get_f64(zfed_dtype_t dtype, const void *data, size_t index);
+//  Stores value as element index of data: floats rounded once (as the
+//  narrowing conversions above), integers only when value is one of the
+//  dtype's exactly.  0, or -1 when the stored float is not finite or the
+//  integer does not exist (nothing is stored then).
+int zfed_dtype_set_f64(zfed_dtype_t dtype, void *data, size_t index, double value);
 
 typedef enum { ZFED_FINITE = 0, ZFED_NAN, ZFED_POS_INF, ZFED_NEG_INF } zfed_finite_t;
 

@@ -196,6 +196,51 @@ double zfed_dtype_get_f64(zfed_dtype_t dtype, const void *data, size_t index)
     }
 }
 
+int zfed_dtype_set_f64(zfed_dtype_t dtype, void *data, size_t index, double value)
+{
+    size_t size = zfed_dtype_size(dtype);
+    uint64_t bits;
+    switch (dtype) {
+    case ZFED_DTYPE_F64:
+        memcpy(&bits, &value, sizeof bits);
+        break;
+    case ZFED_DTYPE_F32: {
+        float narrow = (float)value; //  C rounds to nearest, ties to even
+        uint32_t narrow_bits;
+        memcpy(&narrow_bits, &narrow, sizeof narrow_bits);
+        bits = narrow_bits;
+        break;
+    }
+    case ZFED_DTYPE_F16:
+        bits = zfed_f64_to_f16(value);
+        break;
+    case ZFED_DTYPE_BF16:
+        bits = zfed_f64_to_bf16(value);
+        break;
+    default: {
+        if (size == 0 || value != floor(value))
+            return -1;
+        int width = 8 * (int)size;
+        bool is_signed = zfed_dtype_is_signed(dtype);
+        double low = is_signed ? -ldexp(1, width - 1) : 0;
+        double high = ldexp(1, is_signed ? width - 1 : width); //  exclusive
+        if (!(value >= low && value < high))
+            return -1;
+        bits = value < 0 ? (uint64_t)(int64_t)value : (uint64_t)value;
+        break;
+    }
+    }
+    uint8_t *at = (uint8_t *)data + index * size;
+    uint64_t before = 0;
+    memcpy(&before, at, size);
+    memcpy(at, &bits, size);
+    if (zfed_dtype_is_float(dtype) && !isfinite(zfed_dtype_get_f64(dtype, data, index))) {
+        memcpy(at, &before, size); //  nothing stored
+        return -1;
+    }
+    return 0;
+}
+
 // --------------------------------------------------------------------------
 //  Finiteness
 

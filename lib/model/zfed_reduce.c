@@ -593,28 +593,6 @@ void zfed_opt_init(const zfed_opt_t *opt, float *m, float *v, size_t count)
     }
 }
 
-//  A double into a float dtype's bits, rounded once; -1 when not finite.
-static int s_store_float(zfed_dtype_t dtype, void *x, size_t i, double value)
-{
-    if (!isfinite(value))
-        return -1;
-    switch (dtype) {
-    case ZFED_DTYPE_F64:
-        memcpy((uint8_t *)x + i * 8, &value, 8);
-        return 0;
-    case ZFED_DTYPE_F32: {
-        float narrow = (float)value; //  C's conversion rounds to nearest even
-        memcpy((uint8_t *)x + i * 4, &narrow, 4);
-        return isfinite(narrow) ? 0 : -1;
-    }
-    default: {
-        uint16_t half = dtype == ZFED_DTYPE_F16 ? zfed_f64_to_f16(value) : zfed_f64_to_bf16(value);
-        memcpy((uint8_t *)x + i * 2, &half, 2);
-        return isfinite(zfed_dtype_get_f64(dtype, x, i)) ? 0 : -1;
-    }
-    }
-}
-
 int zfed_opt_step(const zfed_opt_t *opt, void *x, const void *avg, zfed_dtype_t dtype, float *m,
                   float *v, size_t count, char *error, size_t error_size)
 {
@@ -649,7 +627,7 @@ int zfed_opt_step(const zfed_opt_t *opt, void *x, const void *avg, zfed_dtype_t 
             step = opt->lr * (double)m[i] / (sqrt((double)v[i]) + opt->tau);
         }
         if (!isfinite(m[i]) || (v && zfed_opt_has_v(opt->kind) && !isfinite(v[i])) ||
-            s_store_float(dtype, x, i, now + step) != 0) {
+            zfed_dtype_set_f64(dtype, x, i, now + step) != 0) {
             snprintf(error, error_size, "element %zu: %s step gives %g, not a finite %s", i,
                      zfed_opt_name(opt->kind), now + step, zfed_dtype_name(dtype));
             return -1;

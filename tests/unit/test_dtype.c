@@ -289,8 +289,33 @@ static void test_get_f64(void)
     CHECK(zfed_dtype_get_f64(ZFED_DTYPE_F16, f16, 1) == 0x1.554p-2);
 }
 
+static void test_set_f64(void)
+{
+    uint8_t bytes[16];
+    memset(bytes, 0xab, sizeof bytes);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_F32, bytes, 1, 0.1) == 0);
+    float f32;
+    memcpy(&f32, bytes + 4, 4);
+    CHECK(f32 == 0.1f && bytes[0] == 0xab && bytes[8] == 0xab);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_F16, bytes, 0, 70000.0) == -1); //  past 65504
+    CHECK(bytes[0] == 0xab && bytes[1] == 0xab);                        //  nothing stored
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_BF16, bytes, 0, 1.0 + 0x1p-8) == 0);
+    CHECK(bytes[0] == 0x80 && bytes[1] == 0x3f); //  the tie to even: 1.0
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_F64, bytes, 0, NAN) == -1);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_I8, bytes, 0, -128.0) == 0 && (int8_t)bytes[0] == -128);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_I8, bytes, 0, 128.0) == -1);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_U16, bytes, 0, 1.5) == -1);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_U8, bytes, 0, -1.0) == -1);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_U64, bytes, 0, 18446744073709551616.0) == -1);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_U64, bytes, 0, 9223372036854775808.0) == 0);
+    CHECK(zfed_dtype_get_f64(ZFED_DTYPE_U64, bytes, 0) == 9223372036854775808.0);
+    CHECK(zfed_dtype_set_f64(ZFED_DTYPE_I64, bytes, 1, -9223372036854775808.0) == 0);
+    CHECK(zfed_dtype_get_f64(ZFED_DTYPE_I64, bytes, 1) == -9223372036854775808.0);
+}
+
 int main(void)
 {
+    test_set_f64();
     test_names();
     test_f16();
     test_bf16();

@@ -155,28 +155,6 @@ static void s_check_case(const s_case_t *c, zfed_dtype_t out_dtype, uint64_t div
     s_sums_free(sums, c->count);
 }
 
-static void s_store_f64(zfed_dtype_t dtype, uint8_t *out, size_t index, double value)
-{
-    uint64_t bits = 0;
-    switch (dtype) {
-    case ZFED_DTYPE_F64:
-        memcpy(&bits, &value, 8);
-        break;
-    case ZFED_DTYPE_F32: {
-        float narrow = (float)value;
-        memcpy(&bits, &narrow, 4);
-        break;
-    }
-    case ZFED_DTYPE_F16:
-        bits = zfed_f64_to_f16(value);
-        break;
-    default:
-        bits = zfed_f64_to_bf16(value);
-        break;
-    }
-    memcpy(out + index * zfed_dtype_size(dtype), &bits, zfed_dtype_size(dtype));
-}
-
 //  Realistic updates: a global ~N(0, 0.05) and each result a small
 //  perturbation of it; weights in 1..60000.
 static s_case_t s_realistic(zfed_dtype_t dtype, size_t count, size_t results, uint64_t seed)
@@ -190,7 +168,7 @@ static s_case_t s_realistic(zfed_dtype_t dtype, size_t count, size_t results, ui
         c.data[r] = malloc(count * zfed_dtype_size(dtype));
         c.weights[r] = 1 + zfed_test_random(&state) % 60000;
         for (size_t i = 0; i < count; i++)
-            s_store_f64(dtype, c.data[r], i, global[i] + zfed_test_normal(&state, 0.005));
+            zfed_dtype_set_f64(dtype, c.data[r], i, global[i] + zfed_test_normal(&state, 0.005));
     }
     free(global);
     return c;

@@ -33,30 +33,13 @@ static void s_make(zfed_dtype_t dtype, size_t n, size_t count, uint64_t seed)
                 memcpy(s_sources[r] + i * size, s_sources[0] + i * size, size);
                 continue;
             }
-            switch (dtype) {
-            case ZFED_DTYPE_F64:
-                memcpy(&bits, &value, 8);
-                break;
-            case ZFED_DTYPE_F32: {
-                float narrow = (float)value;
-                uint32_t b32;
-                memcpy(&b32, &narrow, 4);
-                bits = b32;
-                break;
-            }
-            case ZFED_DTYPE_F16:
-                bits = zfed_f64_to_f16(value / 1e3);
-                break;
-            case ZFED_DTYPE_BF16:
-                bits = zfed_f64_to_bf16(value);
-                break;
-            default:
+            if (!zfed_dtype_is_float(dtype)) {
                 bits = zfed_test_random(&state); //  any integer
-                break;
+                memcpy(s_sources[r] + i * size, &bits, size);
+            } else if (zfed_dtype_set_f64(dtype, s_sources[r], i,
+                                          dtype == ZFED_DTYPE_F16 ? value / 1e3 : value) != 0) {
+                zfed_dtype_set_f64(dtype, s_sources[r], i, 1.0); //  stay finite
             }
-            if (dtype == ZFED_DTYPE_F16 && (bits & 0x7c00) == 0x7c00)
-                bits = 0x3c00; //  stay finite
-            memcpy(s_sources[r] + i * size, &bits, size);
         }
     }
 }
