@@ -1,6 +1,6 @@
 /*  zfed_dtype - element types, exact conversions, finiteness.  */
 #include "zfed/zfed_model.h"
-#include "model/zfed_round.h"
+#include "model/zfed_rounding.h"
 
 #include <math.h>
 #include <string.h>
@@ -123,9 +123,9 @@ static uint16_t s_narrow16(double value, zfed_dtype_t dtype)
     bool neg;
     uint64_t mantissa;
     int64_t exp2;
-    zfed_round_split_f64(value, &neg, &mantissa, &exp2);
+    zfed_rounding_split_f64(value, &neg, &mantissa, &exp2);
     uint64_t bits;
-    if (zfed_round_bits(neg, mantissa, false, exp2, dtype, &bits) != ZFED_ROUND_OK)
+    if (zfed_rounding_bits(neg, mantissa, false, exp2, dtype, &bits) != ZFED_ROUNDING_OK)
         return sign | infinity;
     return (uint16_t)bits;
 }

@@ -13,7 +13,7 @@
     overflows.
 */
 #include "zfed/zfed_exact.h"
-#include "model/zfed_round.h"
+#include "model/zfed_rounding.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -791,7 +791,7 @@ __attribute__((noinline)) static int s_round_one(zfed_exact_t *self, uint64_t in
             s_divide_big(self, self->wide, exp, divisor, &q, &sticky, &exp2);
         }
     }
-    if (zfed_round_bits(neg, q, sticky, exp2, dtype, bits) == ZFED_ROUND_OK)
+    if (zfed_rounding_bits(neg, q, sticky, exp2, dtype, bits) == ZFED_ROUNDING_OK)
         return 0;
     int scale = exp2 < -100000 ? -100000 : exp2 > 100000 ? 100000 : (int)exp2;
     double approximate = ldexp((double)q, scale);
@@ -852,7 +852,7 @@ static inline uint64_t s_div_preinv(uint64_t high, uint64_t low, const s_divisor
 
 static inline __attribute__((always_inline)) int
 s_round_narrow(int64_t mantissa, int64_t exp, uint64_t divisor, const s_divisor_t *prepared,
-               const zfed_round_format_t *format, uint64_t *bits)
+               const zfed_rounding_format_t *format, uint64_t *bits)
 {
     if (mantissa == 0) {
         *bits = 0;
@@ -912,7 +912,7 @@ s_round_narrow(int64_t mantissa, int64_t exp, uint64_t divisor, const s_divisor_
 
 static inline __attribute__((always_inline)) int s_round_fast(int64_t mantissa, int64_t exp,
                                                               double reciprocal,
-                                                              const zfed_round_format_t *format,
+                                                              const zfed_rounding_format_t *format,
                                                               uint64_t *out)
 {
     if (mantissa == 0) {
@@ -948,7 +948,7 @@ static inline __attribute__((always_inline)) int s_round_fast(int64_t mantissa, 
 //  elements inline, the rest (and errors) through s_round_one.
 #define ROUND_FLOAT_LOOP(type, DTYPE)                                                              \
     do {                                                                                           \
-        const zfed_round_format_t *format = &zfed_round_formats[DTYPE];                            \
+        const zfed_rounding_format_t *format = &zfed_rounding_formats[DTYPE];                      \
         uint8_t *target = out;                                                                     \
         bool narrow = !self->hi;                                                                   \
         s_divisor_t prepared = s_divisor(divisor);                                                 \
@@ -970,7 +970,7 @@ static inline __attribute__((always_inline)) int s_round_fast(int64_t mantissa, 
 //  dtype so the format is a constant.
 #define ROUND_FAST_LOOP(type, DTYPE, FORMAT)                                                       \
     do {                                                                                           \
-        const zfed_round_format_t format = FORMAT;                                                 \
+        const zfed_rounding_format_t format = FORMAT;                                              \
         uint8_t *target = out;                                                                     \
         for (uint64_t at = 0; at < n; at++) {                                                      \
             uint64_t index = first + at, bits;                                                     \
@@ -1001,13 +1001,13 @@ int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t di
         double reciprocal = 1.0 / (double)divisor;
         switch (dtype) {
         case ZFED_DTYPE_F32:
-            ROUND_FAST_LOOP(uint32_t, ZFED_DTYPE_F32, ZFED_ROUND_FORMAT_F32);
+            ROUND_FAST_LOOP(uint32_t, ZFED_DTYPE_F32, ZFED_ROUNDING_FORMAT_F32);
             return 0;
         case ZFED_DTYPE_F16:
-            ROUND_FAST_LOOP(uint16_t, ZFED_DTYPE_F16, ZFED_ROUND_FORMAT_F16);
+            ROUND_FAST_LOOP(uint16_t, ZFED_DTYPE_F16, ZFED_ROUNDING_FORMAT_F16);
             return 0;
         case ZFED_DTYPE_BF16:
-            ROUND_FAST_LOOP(uint16_t, ZFED_DTYPE_BF16, ZFED_ROUND_FORMAT_BF16);
+            ROUND_FAST_LOOP(uint16_t, ZFED_DTYPE_BF16, ZFED_ROUNDING_FORMAT_BF16);
             return 0;
         default:
             break;
@@ -1031,7 +1031,7 @@ int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t di
         uint64_t bits;
         if (s_round_one(self, first + at, divisor, dtype, &bits, error, error_size) != 0)
             return -1;
-        zfed_round_store(dtype, out, at, bits);
+        zfed_rounding_store(dtype, out, at, bits);
     }
     return 0;
 }
