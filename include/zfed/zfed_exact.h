@@ -30,10 +30,10 @@
     of the elements, whatever its cause.
     A fold of F32 (and F16, BF16 through F16C) runs 8 elements at a time
     with AVX2 when the CPU has it; a group with an element that needs the
-    slow path goes through the scalar code as a whole.  A round into F32
-    computes in double and falls back to exact integer rounding near ties
-    (see s_round_f32_fast); other dtypes round in integers, dividing by a
-    precomputed reciprocal of the divisor.
+    slow path goes through the scalar code as a whole.  A round into F32,
+    F16 or BF16 computes in double and falls back to exact integer
+    rounding near ties (see s_round_fast); F64 and integers round in
+    integers, dividing by a precomputed reciprocal of the divisor.
 
     Cost.  Memory: 10 bytes an element (18 once wide), plus about 48 bytes
     for each element in the side table (none with realistic F32 data).
