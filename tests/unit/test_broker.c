@@ -90,6 +90,13 @@ static void s_round_trip(s_fixture_t *fixture, const void *const *body, const si
         CHECK(zfed_test_frame_is(reply, 3 + index, body[index], size[index]));
     zmsg_destroy(&reply);
     zmsg_destroy(&request);
+    //  Leave as MDP says, and wait until the broker has let the worker go:
+    //  a worker that just vanished would stay on the waiting list until it
+    //  expired, and the next round trip's request could be sent to it.
+    zfed_broker_stats_t after;
+    REQUIRE_INT(zfed_test_broker_stats(fixture->broker, &after), 0);
+    zfed_test_send_strings(worker, ZFED_MDPW_HEADER, "\005");
+    CHECK(zfed_test_broker_wait(fixture->broker, workers_left, after.workers_left + 1));
     zsock_destroy(&client);
     zsock_destroy(&worker);
 }
