@@ -22,6 +22,8 @@
 #include "zfed/zfed_safetensors.h"
 #include "zfed/zfed_exact.h"
 #include "zfed/zfed_reduce.h"
+#include "zfed/zfed_descriptor.h"
+#include "zfed/zfed_transfer.h"
 #include "zfed/zfed_fib.h"
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_service.h"

@@ -61,6 +61,8 @@ extern "C" {
 #define ZFED_ERR_INTERNAL      500 //  the worker failed on a valid task
 #define ZFED_ERR_UNAVAILABLE   503 //  the request lost its workers too many times
 #define ZFED_ERR_EXPIRED       504 //  the request waited in a queue past its lifetime
+#define ZFED_ERR_INSUFFICIENT_STORAGE                                                              \
+    507 //  a worker cannot hold a result within its budget (MODELS.md 7)
 
 typedef enum { ZFED_MSG_TASK = 1, ZFED_MSG_RESULT = 2, ZFED_MSG_ERROR = 3 } zfed_msg_kind_t;
 

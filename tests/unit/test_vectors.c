@@ -292,9 +292,11 @@ static void s_check_protocol_file(void)
         CHECK_INT(json_array_size(json_object_get(message, "elements")), kinds[index].elements);
     }
 
-    static const int codes[] = {ZFED_ERR_MALFORMED, ZFED_ERR_FORBIDDEN,     ZFED_ERR_NOT_FOUND,
-                                ZFED_ERR_TOO_LARGE, ZFED_ERR_INVALID_PARAM, ZFED_ERR_OVERLOADED,
-                                ZFED_ERR_INTERNAL,  ZFED_ERR_UNAVAILABLE,   ZFED_ERR_EXPIRED};
+    static const int codes[] = {ZFED_ERR_MALFORMED,     ZFED_ERR_FORBIDDEN,
+                                ZFED_ERR_NOT_FOUND,     ZFED_ERR_TOO_LARGE,
+                                ZFED_ERR_INVALID_PARAM, ZFED_ERR_OVERLOADED,
+                                ZFED_ERR_INTERNAL,      ZFED_ERR_UNAVAILABLE,
+                                ZFED_ERR_EXPIRED,       ZFED_ERR_INSUFFICIENT_STORAGE};
     const json_t *table = json_object_get(root, "error_codes");
     CHECK_INT(json_array_size(table), sizeof codes / sizeof codes[0]);
     for (size_t index = 0; index < sizeof codes / sizeof codes[0]; index++)
