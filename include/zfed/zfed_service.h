@@ -7,12 +7,21 @@
     msgpack objects that zfed_msg already checked for structure (params and
     outputs are string-keyed maps), and they check the meaning.
 
-    Values aggregate as vectors of exact rationals (one element for a
-    scalar service such as fib), weighted by the result's sample count.
+    A service is one of two kinds (schemas/MODELS.md 1).  A *value*
+    service (fib, vecavg) carries its global value and outputs as msgpack
+    values, and its values aggregate as vectors of exact rationals (one
+    element for a scalar service such as fib), weighted by the result's
+    sample count.  A *model* service (tensoravg) carries models: the
+    worker hands its train hook the whole global model and sends the model
+    it returns (inline or held by reference, with its weight as the output
+    "samples" and any metrics beside); the controller aggregates tensors.
+    The value hooks (run, read_outputs, pack_*, aggregate_*) are NULL in a
+    model service, the model hooks NULL in a value service.
 */
 #ifndef ZFED_SERVICE_H_INCLUDED
 #define ZFED_SERVICE_H_INCLUDED
 
+#include "zfed/zfed_model.h"
 #include "zfed/zfed_msg.h"
 
 #include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
@@ -48,6 +57,18 @@ typedef struct {
 //  Allocates and initialises dims values.  Returns 0 or -1.
 int zfed_sample_init(zfed_sample_t *sample, size_t dims);
 void zfed_sample_clear(zfed_sample_t *sample);
+
+typedef enum { ZFED_SERVICE_VALUE = 0, ZFED_SERVICE_MODEL } zfed_service_kind_t;
+
+//  What a model service's train hook knows of its task besides its inputs.
+typedef struct {
+    const char *site;   //  the worker's --site, or NULL
+    const char *job_id; //  the task's ids
+    uint32_t round;
+    uint32_t task;
+    uint32_t attempt;
+    const char *worker; //  the MDP worker's name
+} zfed_task_ctx_t;
 
 typedef struct {
     const char *name;        //  MDP service name
@@ -91,7 +112,40 @@ typedef struct {
 
     //  True when the aggregate is one number, usable as a selection metric.
     int scalar;
+
+    //  ZFED_SERVICE_VALUE (0, the default) or ZFED_SERVICE_MODEL.
+    zfed_service_kind_t kind;
+
+    //  Model services, worker side.  check_global (may be NULL: any
+    //  layout) looks at the global model's layout before its data is
+    //  fetched: 0, or -1 + fault (422, field "global", naming the tensor).
+    int (*check_global)(const msgpack_object *params, const zfed_layout_t *layout,
+                        zfed_fault_t *fault);
+    //  Runs one task on the whole global model (read-only, shared with
+    //  other tasks) and returns a new model of the global's layout in
+    //  *result (the caller's), its weight (the output "samples"), and, if
+    //  it packs anything into metrics, one map of further outputs (keys
+    //  other than "model" and "samples").  Called on a compute thread.
+    //  0, or -1 + fault (and no result).
+    int (*train)(const msgpack_object *params, const zfed_task_ctx_t *ctx,
+                 const zfed_model_t *global, zfed_model_t **result, uint64_t *weight,
+                 msgpack_packer *metrics, zfed_fault_t *fault);
+
+    //  Model services, controller side.  check_params (above) checks
+    //  params as for a value service.  initial_model builds round 0's model
+    //  from the first task's params and a seed (NULL: the job must name an
+    //  initial_model file).  check_metrics checks a result's outputs other
+    //  than "model" (its "samples" included) against the task's params.
+    //  describe (above) adds their record fields.  0, or -1 + fault.
+    int (*initial_model)(const msgpack_object *params, uint64_t seed, zfed_model_t **model,
+                         zfed_fault_t *fault);
+    int (*check_metrics)(const msgpack_object *params, const msgpack_object *outputs,
+                         zfed_fault_t *fault);
 } zfed_service_t;
+
+//  The output key of a model result's descriptor and of its weight.
+#define ZFED_OUTPUT_MODEL   "model"
+#define ZFED_OUTPUT_SAMPLES "samples"
 
 //  The registered services, NULL-terminated, and lookup by name.
 const zfed_service_t *const *zfed_services(void);
