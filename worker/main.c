@@ -1,4 +1,7 @@
 /*  zfed-worker - stateless workers: pull tasks from a broker, run them, reply.  */
+#include "zfed/zfed_blob_server.h"
+#include "zfed/zfed_descriptor.h"
+#include "zfed/zfed_fetcher.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_mdp.h"
@@ -28,6 +31,9 @@ static void s_usage(void)
         "  --service NAME       service to serve (default fib; see below)\n"
         "  --register-as NAME   MDP service name to register under instead of the\n"
         "                       service's own; {i} becomes the worker's index\n"
+        "  --site NAME          the site this worker serves: registers SERVICE@NAME, and a\n"
+        "                       task's \"site\" parameter must be NAME (it is taken out\n"
+        "                       before the service sees the params)\n"
         "  --concurrency N      Majordomo workers in this process (default 1, at most %d)\n"
         "  --threads N          compute threads (default: concurrency, at most the CPU count;\n"
         "                       0 runs tasks on the I/O thread: fastest for tiny tasks, but\n"
@@ -48,8 +54,17 @@ static void s_usage(void)
         "  -h, --help           show this help and exit\n"
         "  -V, --version        show the version and exit\n"
         "\n"
+        "Model services (tensoravg):\n"
+        "  --hold-ms N          a result held by reference (over 4 MiB) stays fetchable this\n"
+        "                       long unless released (default %d)\n"
+        "  --hold-bytes N       results held at once, bytes (KiB, MiB, GiB suffixes); a\n"
+        "                       result beyond it is answered 507 (default: no limit)\n"
+        "  --chunk BYTES        chunk size of results held by reference (default 4MiB)\n"
+        "  --fetch-timeout-ms N a chunk fetch unanswered this long is sent again (default %d)\n"
+        "\n"
         "Services:\n",
-        ZFED_WORKER_MAX_CONCURRENCY, ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT);
+        ZFED_WORKER_MAX_CONCURRENCY, ZFED_MDP_HEARTBEAT_MS_DEFAULT, ZFED_MDP_LIVENESS_DEFAULT,
+        ZFED_HOLD_MS_DEFAULT, ZFED_FETCH_TIMEOUT_MS_DEFAULT);
     for (const zfed_service_t *const *service = zfed_services(); *service; service++)
         printf("  %-20s %s\n", (*service)->name, (*service)->description);
     printf("\nA worker reconnects on its own when the broker goes away.  SIGINT or SIGTERM\n"
@@ -70,6 +85,11 @@ enum {
     OPT_DELAY,
     OPT_CURVE_CERT,
     OPT_SERVER_KEY,
+    OPT_SITE,
+    OPT_HOLD_MS,
+    OPT_HOLD_BYTES,
+    OPT_CHUNK,
+    OPT_FETCH_TIMEOUT,
 };
 
 int main(int argc, char **argv)
@@ -88,6 +108,11 @@ int main(int argc, char **argv)
         {"delay-ms", required_argument, NULL, OPT_DELAY},
         {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
         {"server-key", required_argument, NULL, OPT_SERVER_KEY},
+        {"site", required_argument, NULL, OPT_SITE},
+        {"hold-ms", required_argument, NULL, OPT_HOLD_MS},
+        {"hold-bytes", required_argument, NULL, OPT_HOLD_BYTES},
+        {"chunk", required_argument, NULL, OPT_CHUNK},
+        {"fetch-timeout-ms", required_argument, NULL, OPT_FETCH_TIMEOUT},
         ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -142,6 +167,29 @@ int main(int argc, char **argv)
             break;
         case OPT_SERVER_KEY:
             config.curve_server_key = optarg;
+            break;
+        case OPT_SITE:
+            if (!zfed_is_safe_name(optarg, ZFED_WORKER_SITE_MAX))
+                zfed_cli_fail(PROGRAM,
+                              "--site: 1 to %d characters of A-Z a-z 0-9 . _ - not starting "
+                              "with '.'",
+                              ZFED_WORKER_SITE_MAX);
+            config.site = optarg;
+            break;
+        case OPT_HOLD_MS:
+            config.hold_ms = zfed_cli_u32(PROGRAM, "--hold-ms", optarg, 1, INT32_MAX);
+            break;
+        case OPT_HOLD_BYTES:
+            config.hold_bytes =
+                zfed_cli_bytes(PROGRAM, "--hold-bytes", optarg, 1, ZFED_MODEL_BYTES_MAX * 1024);
+            break;
+        case OPT_CHUNK:
+            config.chunk = (uint32_t)zfed_cli_bytes(PROGRAM, "--chunk", optarg, ZFED_CHUNK_MIN,
+                                                    ZFED_CHUNK_MAX);
+            break;
+        case OPT_FETCH_TIMEOUT:
+            config.fetch_timeout_ms =
+                (int)zfed_cli_u32(PROGRAM, "--fetch-timeout-ms", optarg, 1, 600000);
             break;
         default:
             if (zfed_cli_common_or_fail(PROGRAM, argc, argv, option, optarg, s_usage))

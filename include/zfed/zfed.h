@@ -24,6 +24,8 @@
 #include "zfed/zfed_reduce.h"
 #include "zfed/zfed_descriptor.h"
 #include "zfed/zfed_transfer.h"
+#include "zfed/zfed_blob_server.h"
+#include "zfed/zfed_fetcher.h"
 #include "zfed/zfed_fib.h"
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_service.h"

@@ -11,6 +11,16 @@
     falls silent (with exponential back-off while it stays away).  With
     credit > 1 it announces "credit=N" in its READY (a zfed extension plain
     brokers ignore) and may hold N requests at once.
+
+    A model service (schemas/MODELS.md 8) takes its global model from the
+    task's data frame, or from the process's cache of the last global
+    (by id, which is its SHA-256), or fetches it in chunks on a connection
+    of its own (zfed_fetcher), hashing it as it arrives; a model is used
+    only whole and verified, so a fetch that fails or does not match
+    answers 503 and the controller sends the task again.  Results of at
+    most 4 MiB go back inline as a data frame; larger ones are held by the
+    process's one blob service ("zfed.blob.<32 hex>") for hold_ms or until
+    released, within hold_bytes (beyond it: error 507).
 */
 #ifndef ZFED_WORKER_H_INCLUDED
 #define ZFED_WORKER_H_INCLUDED
@@ -28,6 +38,9 @@ extern "C" {
 #define ZFED_WORKER_MAX_CREDIT       256
 #define ZFED_WORKER_RECONNECT_MS     250  //  first back-off step
 #define ZFED_WORKER_RECONNECT_MAX_MS 8000 //  back-off ceiling
+#define ZFED_WORKER_SITE_MAX         64   //  --site: a job_id-like name
+//  Globals kept beside those in use (MODELS.md 8: the last one).
+#define ZFED_WORKER_CACHED_MODELS 1
 
 typedef struct {
     const char *endpoint; //  broker endpoint
@@ -48,14 +61,29 @@ typedef struct {
     int delay_ms;         //  extra time per task, to play a straggler in tests and demos
     const char *curve_cert;       //  our certificate file (secret), or NULL for plaintext
     const char *curve_server_key; //  broker public key (Z85 or certificate file)
+    //  A site's worker registers SERVICE@SITE (unless register_as says
+    //  otherwise) and takes params["site"] out of its tasks after checking
+    //  it is this site (else 422, field "site").  NULL: no site.
+    const char *site;
+    //  Model services.
+    int64_t hold_ms;      //  a result held by reference stays fetchable this long unless released
+    uint64_t hold_bytes;  //  results held at once, bytes; 0 = no limit (beyond: 507)
+    uint32_t chunk;       //  chunk size of results held by reference
+    int fetch_timeout_ms; //  a chunk fetch unanswered this long is sent again
+    bool verify;          //  check each global against its sha256 before use (default true)
 } zfed_worker_config_t;
 
 typedef struct {
-    uint64_t tasks;      //  results returned
-    uint64_t errors;     //  error replies returned
-    uint64_t malformed;  //  messages from the broker dropped as invalid
-    uint64_t reconnects; //  fresh sockets opened after the first
-    uint64_t abandoned;  //  finished tasks whose connection was reset meanwhile
+    uint64_t tasks;        //  results returned
+    uint64_t errors;       //  error replies returned
+    uint64_t malformed;    //  messages from the broker dropped as invalid
+    uint64_t reconnects;   //  fresh sockets opened after the first
+    uint64_t abandoned;    //  finished tasks whose connection was reset meanwhile
+    uint64_t fetched;      //  global models fetched whole (and verified)
+    uint64_t fetch_failed; //  fetches that failed or did not match their sha256
+    uint64_t cache_hits;   //  tasks whose global was already here
+    uint64_t held;         //  results held by reference
+    uint64_t refused;      //  results over the hold budget (answered 507)
 } zfed_worker_stats_t;
 
 typedef struct _zfed_worker_t zfed_worker_t;

@@ -12,10 +12,12 @@
 
 extern const zfed_service_t zfed_service_fib;
 extern const zfed_service_t zfed_service_vecavg;
+extern const zfed_service_t zfed_service_tensoravg;
 
 static const zfed_service_t *const s_registry[] = {
     &zfed_service_fib,
     &zfed_service_vecavg,
+    &zfed_service_tensoravg,
     NULL,
 };
 

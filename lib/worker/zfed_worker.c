@@ -9,9 +9,23 @@
 
     With threads == 0 jobs run inline on the I/O thread: fastest for tiny
     tasks, at the cost of heartbeats pausing while a task runs.
+
+    Model services add two sockets to the I/O thread's poll set: the
+    process's blob service (results held by reference) and its fetcher.  A
+    job whose global model is neither in its data frame nor in the cache
+    comes back from its compute thread with need_fetch; the I/O thread
+    fetches that model once (however many tasks wait for it), copying each
+    chunk into the model's buffer and hashing the data in order as it
+    fills, and puts it in the cache when it is whole and matches its
+    sha256; the waiting jobs then run again with it.  A result over 4 MiB
+    is held by the blob service before the reply that names it leaves.
 */
 #include "zfed/zfed_worker.h"
 #include "zfed/zfed_batch.h"
+#include "zfed/zfed_blob_server.h"
+#include "zfed/zfed_descriptor.h"
+#include "zfed/zfed_fetcher.h"
+#include "zfed/zfed_sha256.h"
 #include "wire/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
@@ -22,6 +36,9 @@
 #include "core/zfed_list.h"
 #include "transport/zfed_curve.h"
 #include "transport/zfed_linkmon.h"
+#include "transport/zfed_mdpw.h"
+#include "worker/zfed_model_cache.h"
+#include "worker/zfed_task.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -36,8 +53,6 @@
 //  Messages read from one connection per wake-up, so one busy connection
 //  cannot starve the others or the timers.
 #define DRAIN_BATCH 64
-//  Linger on close, so a final DISCONNECT leaves the process.
-#define CLOSE_LINGER_MS 100
 //  Longest reason text we keep from a failed decode.
 #define REASON_MAX 256
 //  How long a reply may wait for room in a full send queue.
@@ -45,6 +60,8 @@
 //  ZeroMQ sockets and open files a pool needs beyond its own: the
 //  embedding program's, and libzmq's I/O thread.
 #define SOCKETS_SPARE 16
+//  A model service's own sockets: its blob service and its fetcher.
+#define MODEL_SOCKETS 2
 #define FILES_SPARE   64
 
 typedef struct _connection_t connection_t;
@@ -56,10 +73,12 @@ typedef struct {
     uint8_t address[ZFED_MDP_ADDRESS_MAX];
     size_t address_size;
     zmq_msg_t body;
+    zmq_msg_t data; //  a model task's data frame (its inline global), or empty
     msgpack_sbuffer reply;
     bool is_error;
     unsigned items;  //  task bodies answered (a batch holds several)
     unsigned errors; //  of which answered with an error body
+    zfed_model_job_t model;
 } job_t;
 
 struct _connection_t {
@@ -67,16 +86,21 @@ struct _connection_t {
     unsigned index;
     char name[ZFED_WORKER_NAME_MAX + 1];
     char registered[ZFED_MDP_SERVICE_MAX + 1]; //  MDP service name in READY
-    zsock_t *socket;
-    void *handle;
-    uint64_t generation;
-    int64_t last_heard_ms;
-    int64_t last_sent_ms;
-    int64_t reconnect_at_ms;
-    int backoff_ms;
+    zfed_mdpw_t mdpw;
     unsigned in_flight;
-    bool heard_since_ready;
 };
+
+//  A global model being fetched, and the jobs that wait for it.
+typedef struct {
+    zfed_link_t link;
+    zfed_descriptor_t descriptor;
+    zfed_model_t *model; //  filled chunk by chunk
+    zfed_fetch_t *fetch;
+    zfed_sha256_t *hash; //  over the data in order, as far as it has arrived
+    uint8_t *arrived;    //  per chunk
+    uint64_t hashed;     //  chunks hashed so far
+    zfed_link_t waiters;
+} download_t;
 
 typedef struct {
     zactor_t *actor;
@@ -103,6 +127,12 @@ struct _zfed_worker_t {
     int64_t tick_at_ms;
     zfed_frames_t frames;
     zfed_worker_stats_t stats;
+    //  Model services (NULL otherwise).
+    zfed_blob_server_t *blob;
+    zfed_fetcher_t *fetcher;
+    zfed_model_cache_t *cache;
+    zfed_model_runner_t runner;
+    zfed_link_t downloads;
 };
 
 //  ---------------------------------------------------------------------
@@ -156,43 +186,29 @@ static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
                       zfed_fault_t *fault)
 {
     //  Views into the decoded task: no copy, no second parse.
-    const msgpack_object *params = zfed_msg_params_object(task);
+    const msgpack_object *given = zfed_msg_params_object(task);
     const msgpack_object *global = zfed_msg_global_object(task);
-    if (!params || !global) {
+    msgpack_object params;
+    msgpack_object_kv *storage = NULL;
+    if (!given || !global) {
         zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory reading a task");
         return -1;
     }
+    if (zfed_task_site_params(self->config.site, given, &params, &storage, fault) != 0)
+        return -1;
     s_play_straggler(self->config.delay_ms);
     msgpack_packer packer;
     msgpack_packer_init(&packer, outputs, msgpack_sbuffer_write);
     char *display = NULL;
     int64_t started = zfed_clock_us();
-    int rc = self->service->run(params, zfed_msg_global_round(task), global, &packer,
+    int rc = self->service->run(&params, zfed_msg_global_round(task), global, &packer,
                                 self->config.pyramid ? &display : NULL, fault);
     *compute_us = (uint64_t)(zfed_clock_us() - started);
     if (rc == 0 && display)
         s_show(connection, task, display, *compute_us);
     free(display);
+    free(storage);
     return rc;
-}
-
-//  An error reply body naming the task (job_id "" when it could not be
-//  read at all).
-static void s_encode_error(const connection_t *connection, const char *job_id, uint32_t round,
-                           uint32_t task_id, uint32_t attempt, const zfed_fault_t *fault,
-                           msgpack_sbuffer *reply)
-{
-    zfed_debug("%s: refusing task %s/%u/%u: %s%s%s", connection->name, job_id, round, task_id,
-               fault->field, fault->field[0] ? ": " : "", fault->text);
-    zfed_msg_t *error = zfed_msg_new_error(job_id, round, task_id, attempt, connection->name,
-                                           fault->code, fault->field, fault->text);
-    if (!error || zfed_msg_encode(error, reply) != 0) {
-        //  Nothing sensible to send: an empty body still frees the broker's
-        //  slot, and the client counts it and resends.
-        zfed_error("%s: cannot encode a reply (out of memory)", connection->name);
-        msgpack_sbuffer_clear(reply);
-    }
-    zfed_msg_destroy(&error);
 }
 
 //  Runs one task body and writes its reply body (result or error) into
@@ -226,16 +242,9 @@ static unsigned s_execute_body(const zfed_worker_t *self, const connection_t *co
         rc = -1;
     }
     if (rc != 0) {
-        char job_id[ZFED_JOB_ID_MAX + 1] = "";
-        uint32_t round = 0, task_id = 0, attempt = 0;
-        if (task) {
-            snprintf(job_id, sizeof job_id, "%s", zfed_msg_job_id(task));
-            round = zfed_msg_round(task);
-            task_id = zfed_msg_task_id(task);
-            attempt = zfed_msg_attempt(task);
-        } else if (zfed_msg_peek_ids(data, size, job_id, &round, &task_id, &attempt) != 0)
-            job_id[0] = '\0';
-        s_encode_error(connection, job_id, round, task_id, attempt, &fault, reply);
+        zfed_task_ids_t ids;
+        zfed_task_ids(task, data, size, &ids);
+        zfed_task_encode_error(connection->name, &ids, &fault, reply);
     }
     zfed_msg_destroy(&task);
     msgpack_sbuffer_destroy(&outputs);
@@ -256,17 +265,13 @@ static unsigned s_fit_batch(const connection_t *connection, const zfed_view_t *i
             break;
         if (failed[index])
             continue;
-        char job_id[ZFED_JOB_ID_MAX + 1] = "";
-        uint32_t round = 0, task_id = 0, attempt = 0;
-        if (zfed_msg_peek_ids(items[index].data, items[index].size, job_id, &round, &task_id,
-                              &attempt) != 0)
-            job_id[0] = '\0';
+        zfed_task_ids_t ids;
+        zfed_task_ids(NULL, items[index].data, items[index].size, &ids);
         zfed_fault_t fault;
         zfed_fault_set(&fault, ZFED_ERR_TOO_LARGE, "",
                        "the batch's results do not fit in a %d-byte body; send this task alone",
                        ZFED_BODY_MAX);
-        msgpack_sbuffer_clear(&replies[index]);
-        s_encode_error(connection, job_id, round, task_id, attempt, &fault, &replies[index]);
+        zfed_task_encode_error(connection->name, &ids, &fault, &replies[index]);
         answers[index].data = (const uint8_t *)replies[index].data;
         answers[index].size = replies[index].size;
         failed[index] = true;
@@ -277,6 +282,19 @@ static unsigned s_fit_batch(const connection_t *connection, const zfed_view_t *i
             "%s: a batch's results outgrew one body; %u task(s) answered 413 to be sent alone",
             connection->name, given_up);
     return given_up;
+}
+
+//  MODELS.md 5: model tasks are never batched (a global model each).
+static bool s_refuse_batched(const connection_t *connection, const zfed_view_t *item,
+                             msgpack_sbuffer *reply)
+{
+    zfed_task_ids_t ids;
+    zfed_task_ids(NULL, item->data, item->size, &ids);
+    zfed_fault_t fault;
+    zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "",
+                   "model services cannot be batched; send each task alone");
+    zfed_task_encode_error(connection->name, &ids, &fault, reply);
+    return true;
 }
 
 //  A batch request: every item is a task body; the reply is a batch with
@@ -300,15 +318,18 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
         //  Not even a readable batch: one error body, as for a bad task.
         zfed_fault_t fault;
         zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "bad batch: %s", reason);
-        s_encode_error(connection, "", 0, 0, 0, &fault, reply);
+        zfed_task_ids_t none = {0};
+        zfed_task_encode_error(connection->name, &none, &fault, reply);
         errors = 1;
         count = 0;
     }
     bool failed[ZFED_BATCH_MAX] = {false};
     for (size_t index = 0; index < count; index++) {
         msgpack_sbuffer_init(&replies[index]);
-        failed[index] =
-            s_execute_body(self, connection, items[index].data, items[index].size, &replies[index]);
+        failed[index] = self->service->kind == ZFED_SERVICE_MODEL
+                            ? s_refuse_batched(connection, &items[index], &replies[index])
+                            : s_execute_body(self, connection, items[index].data, items[index].size,
+                                             &replies[index]);
         errors += failed[index];
         answers[index].data = (const uint8_t *)replies[index].data;
         answers[index].size = replies[index].size;
@@ -334,9 +355,14 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
     const void *data = zmq_msg_data(&job->body);
     size_t size = zmq_msg_size(&job->body);
     job->items = 1;
-    job->errors = zfed_batch_is(data, size)
-                      ? s_execute_batch(self, job->connection, data, size, &job->reply, &job->items)
-                      : s_execute_body(self, job->connection, data, size, &job->reply);
+    if (zfed_batch_is(data, size))
+        job->errors = s_execute_batch(self, job->connection, data, size, &job->reply, &job->items);
+    else if (self->service->kind == ZFED_SERVICE_MODEL) {
+        s_play_straggler(self->config.delay_ms);
+        job->errors = zfed_model_execute(&self->runner, job->connection->name, data, size,
+                                         &job->model, &job->reply);
+    } else
+        job->errors = s_execute_body(self, job->connection, data, size, &job->reply);
     job->is_error = job->errors > 0;
 }
 
@@ -347,7 +373,9 @@ static void s_job_destroy(job_t **job_p)
         return;
     zfed_link_remove(&job->link);
     zmq_msg_close(&job->body);
+    zmq_msg_close(&job->data);
     msgpack_sbuffer_destroy(&job->reply);
+    zfed_model_job_clear(&job->model);
     free(job);
     *job_p = NULL;
 }
@@ -383,121 +411,105 @@ static void s_compute_actor(zsock_t *pipe, void *args)
 //  ---------------------------------------------------------------------
 //  Connections
 
-static void s_send_command(connection_t *connection, uint8_t command, const char *service,
-                           const char *extension)
-{
-    void *handle = connection->handle;
-    int more = service ? ZMQ_SNDMORE : 0;
-    if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
-        return; //  nothing queued: the connection is congested or closing
-    zfed_send_bytes(handle, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-    zfed_send_bytes(handle, &command, 1, more);
-    if (service) {
-        zfed_send_bytes(handle, service, strlen(service), extension ? ZMQ_SNDMORE : 0);
-        if (extension)
-            zfed_send_bytes(handle, extension, strlen(extension), 0);
-    }
-    connection->last_sent_ms = zfed_clock_ms();
-}
-
 static void s_close(connection_t *connection, bool say_goodbye)
 {
-    if (!connection->socket)
+    if (!connection->mdpw.socket)
         return;
-    if (say_goodbye) {
-        s_send_command(connection, ZFED_MDPW_DISCONNECT, NULL, NULL);
-        zsock_set_linger(connection->socket, CLOSE_LINGER_MS);
-    }
-    zsock_destroy(&connection->socket);
-    connection->handle = NULL;
+    zfed_mdpw_close(&connection->mdpw, say_goodbye);
     connection->owner->items_dirty = true;
 }
 
 static int s_open(connection_t *connection)
 {
-    zfed_worker_t *self = connection->owner;
-    connection->socket = zsock_new(ZMQ_DEALER);
-    if (!connection->socket)
+    if (zfed_mdpw_open(&connection->mdpw) != 0)
         return -1;
-    zsock_set_linger(connection->socket, 0);
-    //  A reply waits at most this long for room in the send queue.
-    zsock_set_sndtimeo(connection->socket, REPLY_SEND_TIMEOUT_MS);
-    if (self->curve && zfed_curve_client_apply(self->curve, connection->socket) != 0) {
-        zsock_destroy(&connection->socket);
-        return -1;
-    }
-    if (connection->index == 0 && self->linkmon &&
-        zfed_linkmon_attach(self->linkmon, zsock_resolve(connection->socket)) != 0)
-        zfed_warn("%s: cannot monitor the connection; handshake failures go unexplained",
-                  connection->name);
-    if (zsock_connect(connection->socket, "%s", self->config.endpoint) != 0) {
-        zfed_error("%s: cannot connect to %s", connection->name, self->config.endpoint);
-        zsock_destroy(&connection->socket);
-        return -1;
-    }
-    connection->handle = zsock_resolve(connection->socket);
-    connection->generation++;
     connection->in_flight = 0;
-    connection->heard_since_ready = false;
-    connection->last_heard_ms = zfed_clock_ms();
-    char extension[32];
-    snprintf(extension, sizeof extension, "credit=%u", self->config.credit);
-    s_send_command(connection, ZFED_MDPW_READY, connection->registered,
-                   self->config.credit > 1 ? extension : NULL);
-    self->items_dirty = true;
+    connection->owner->items_dirty = true;
     return 0;
 }
 
-//  Drops the socket and schedules a fresh one after the current back-off,
-//  doubling the back-off for next time (reset when the broker answers).
+//  Drops the socket and schedules a fresh one after the current back-off.
 static void s_reconnect_later(connection_t *connection, const char *why)
 {
-    zfed_worker_t *self = connection->owner;
-    s_close(connection, false);
-    connection->reconnect_at_ms = zfed_clock_ms() + connection->backoff_ms;
-    //  When the handshake was refused, the monitor has said why (and
-    //  keeps the reminders rare); silence is only its consequence.
-    const zfed_link_status_t *link = self->linkmon ? zfed_linkmon_link(self->linkmon) : NULL;
-    bool explained = link && (link->state == ZFED_LINK_REFUSED || link->state == ZFED_LINK_FAILED);
-    if (!explained && (connection->index == 0 || zfed_log_level() >= ZFED_LOG_DEBUG))
-        zfed_warn("%s: %s; reconnecting in %d ms", connection->name, why, connection->backoff_ms);
-    else
-        zfed_debug("%s: %s; reconnecting in %d ms", connection->name, why, connection->backoff_ms);
-    connection->backoff_ms *= 2;
-    if (connection->backoff_ms > self->config.reconnect_max_ms)
-        connection->backoff_ms = self->config.reconnect_max_ms;
+    zfed_mdpw_reconnect_later(&connection->mdpw, why);
+    connection->owner->items_dirty = true;
 }
 
 //  ---------------------------------------------------------------------
 //  Jobs in and out
 
+//  libzmq is done with a result sent inline (any thread).
+static void s_result_sent(void *data, void *hint)
+{
+    zfed_model_t *model = hint;
+    zfed_model_destroy(&model);
+}
+
+//  A model job's result before its reply goes: held by the blob service
+//  (or, past the hold budget, the reply becomes error 507), or made the
+//  data frame, over the result's own bytes.  True when data holds a
+//  frame to send after the body.
+static bool s_result_frame(zfed_worker_t *self, job_t *job, zmq_msg_t *data)
+{
+    zfed_model_job_t *model = &job->model;
+    if (!model->result)
+        return false;
+    if (model->hold) {
+        char reason[256];
+        uint64_t size = zfed_model_nbytes(model->result);
+        if (zfed_blob_server_hold(self->blob, model->result_id, &model->result, self->config.chunk,
+                                  ZFED_HOLD_DEFAULT, reason, sizeof reason) == 0) {
+            self->stats.held++;
+            return false;
+        }
+        zfed_fault_t fault;
+        zfed_fault_set(&fault, ZFED_ERR_INSUFFICIENT_STORAGE, "",
+                       "cannot hold a result of %llu bytes within --hold-bytes %llu: %s",
+                       (unsigned long long)size, (unsigned long long)self->config.hold_bytes,
+                       reason);
+        zfed_task_encode_error(job->connection->name, &model->ids, &fault, &job->reply);
+        zfed_model_destroy(&model->result);
+        self->stats.refused++;
+        job->errors = 1;
+        return false;
+    }
+    zfed_model_t *result = model->result;
+    if (zmq_msg_init_data(data, zfed_model_data(result), (size_t)zfed_model_nbytes(result),
+                          s_result_sent, result) != 0)
+        return false;
+    model->result = NULL; //  the frame's now
+    return true;
+}
+
 static void s_send_reply(zfed_worker_t *self, job_t *job)
 {
     connection_t *connection = job->connection;
-    self->stats.errors += job->errors;
-    self->stats.tasks += job->items - job->errors;
-    if (job->generation != connection->generation || !connection->socket) {
+    zfed_mdpw_t *mdpw = &connection->mdpw;
+    if (job->generation != mdpw->generation || !mdpw->socket) {
         self->stats.abandoned++;
         return;
     }
     connection->in_flight--;
-    uint8_t command = ZFED_MDPW_REPLY;
-    void *handle = connection->handle;
-    if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE) != 0) {
+    zmq_msg_t data;
+    bool has_data = s_result_frame(self, job, &data);
+    self->stats.errors += job->errors;
+    self->stats.tasks += job->items - job->errors;
+    if (zfed_mdpw_reply_envelope(mdpw, job->address, job->address_size) != 0) {
         //  The send timeout passed: the broker is not reading.  Start over
         //  on a fresh socket; the broker will notice our silence and hand
         //  the request to someone else, rather than wait on a reply that
         //  will never come while we keep heartbeating.
         zfed_warn("%s: reply could not be sent: %s", connection->name, zmq_strerror(errno));
+        if (has_data)
+            zmq_msg_close(&data);
+        if (job->model.hold)
+            zfed_blob_server_remove(self->blob, job->model.result_id);
         s_reconnect_later(connection, "cannot deliver a reply");
         return;
     }
-    zfed_send_bytes(handle, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-    zfed_send_bytes(handle, &command, 1, ZMQ_SNDMORE);
-    zfed_send_bytes(handle, job->address, job->address_size, ZMQ_SNDMORE);
-    zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE);
-    zfed_send_bytes(handle, job->reply.data, job->reply.size, 0);
-    connection->last_sent_ms = zfed_clock_ms();
+    zfed_send_bytes(mdpw->handle, job->reply.data, job->reply.size, has_data ? ZMQ_SNDMORE : 0);
+    if (has_data && zmq_msg_send(&data, mdpw->handle, 0) < 0)
+        zmq_msg_close(&data);
 }
 
 static compute_t *s_idle_compute(zfed_worker_t *self)
@@ -515,12 +527,25 @@ static void s_hand_to_compute(zfed_worker_t *self, compute_t *compute, job_t *jo
         ;
 }
 
+static void s_await_global(zfed_worker_t *self, job_t *job);
+
+//  A job is done with its compute thread: its reply goes, or it waits for
+//  its global model.
+static void s_finish(zfed_worker_t *self, job_t *job)
+{
+    if (job->model.need_fetch) {
+        s_await_global(self, job);
+        return;
+    }
+    s_send_reply(self, job);
+    s_job_destroy(&job);
+}
+
 static void s_submit(zfed_worker_t *self, job_t *job)
 {
     if (self->config.threads == 0) {
         s_execute(self, job);
-        s_send_reply(self, job);
-        s_job_destroy(&job);
+        s_finish(self, job);
         return;
     }
     compute_t *compute = s_idle_compute(self);
@@ -542,14 +567,207 @@ static void s_compute_done(zfed_worker_t *self, compute_t *compute)
     if (!job)
         return;
     compute->busy = false;
-    s_send_reply(self, job);
-    s_job_destroy(&job);
-    zfed_link_t *next = zfed_list_first(&self->pending);
+    s_finish(self, job);
+    zfed_link_t *next = compute->busy ? NULL : zfed_list_first(&self->pending);
     if (next) {
         zfed_link_remove(next);
         s_hand_to_compute(self, compute, zfed_container_of(next, job_t, link));
     }
 }
+
+//  ---------------------------------------------------------------------
+//  Global models by reference
+
+//  Answers a job that waited for a global with 503: the controller sends
+//  the task again (MODELS.md 8).
+static void s_fail_waiter(zfed_worker_t *self, job_t *job, const char *reason)
+{
+    zfed_fault_t fault;
+    zfed_fault_set(&fault, ZFED_ERR_UNAVAILABLE, "", "cannot fetch the global model: %s", reason);
+    zfed_task_encode_error(job->connection->name, &job->model.ids, &fault, &job->reply);
+    job->errors = 1;
+    job->is_error = true;
+    s_send_reply(self, job);
+    s_job_destroy(&job);
+}
+
+//  Runs a job again with the global it waited for (one use of it taken),
+//  unless its connection was reset meanwhile.
+static void s_resume(zfed_worker_t *self, job_t *job, zfed_cached_t *global)
+{
+    zfed_link_remove(&job->link);
+    if (job->generation != job->connection->mdpw.generation) {
+        zfed_cached_release(&global);
+        self->stats.abandoned++;
+        s_job_destroy(&job);
+        return;
+    }
+    job->model.fetched = global;
+    s_submit(self, job);
+}
+
+static void s_download_destroy(download_t **download_p)
+{
+    download_t *download = *download_p;
+    zfed_link_remove(&download->link);
+    zfed_fetch_destroy(&download->fetch);
+    zfed_model_destroy(&download->model);
+    zfed_sha256_destroy(&download->hash);
+    zfed_descriptor_clear(&download->descriptor);
+    free(download->arrived);
+    free(download);
+    *download_p = NULL;
+}
+
+static void s_download_failed(zfed_worker_t *self, download_t *download, const char *reason)
+{
+    zfed_warn("cannot fetch global model %02x%02x%02x%02x... from %s: %s",
+              download->descriptor.id[0], download->descriptor.id[1], download->descriptor.id[2],
+              download->descriptor.id[3], download->descriptor.source, reason);
+    self->stats.fetch_failed++;
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&download->waiters)) != NULL) {
+        zfed_link_remove(link);
+        s_fail_waiter(self, zfed_container_of(link, job_t, link), reason);
+    }
+    s_download_destroy(&download);
+}
+
+//  Every chunk arrived: checked against its sha256 (hashed as it came),
+//  cached, and the waiting jobs run.
+static void s_download_whole(zfed_worker_t *self, download_t *download)
+{
+    uint8_t digest[ZFED_SHA256_SIZE];
+    if (download->hash && (zfed_sha256_final(download->hash, digest) != 0 ||
+                           memcmp(digest, download->descriptor.sha256, sizeof digest) != 0)) {
+        s_download_failed(self, download, "its data does not match its sha256");
+        return;
+    }
+    zfed_cached_t *global =
+        zfed_model_cache_put(self->cache, download->descriptor.id, &download->model);
+    if (!global) {
+        s_download_failed(self, download, "out of memory");
+        return;
+    }
+    self->stats.fetched++;
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&download->waiters)) != NULL)
+        s_resume(self, zfed_container_of(link, job_t, link), zfed_cached_use(global));
+    zfed_cached_release(&global);
+    s_download_destroy(&download);
+}
+
+//  A chunk into the model's buffer; the hash moves on over every chunk
+//  that is now contiguous with what it has seen.
+static void s_download_chunk(download_t *download, zfed_chunk_t *chunk)
+{
+    uint8_t *data = zfed_model_data(download->model);
+    uint64_t index = zfed_chunk_index(chunk);
+    memcpy(data + zfed_chunk_offset(chunk), zfed_chunk_data(chunk), zfed_chunk_size(chunk));
+    download->arrived[index] = 1;
+    uint64_t chunks = zfed_descriptor_chunks(&download->descriptor);
+    while (download->hash && download->hashed < chunks && download->arrived[download->hashed]) {
+        uint64_t offset;
+        size_t length;
+        zfed_chunk_range(download->descriptor.size, download->descriptor.chunk, download->hashed,
+                         &offset, &length);
+        zfed_sha256_update(download->hash, data + offset, length);
+        download->hashed++;
+    }
+}
+
+static void s_fetcher_events(zfed_worker_t *self)
+{
+    zfed_fetch_event_t event;
+    while (zfed_fetcher_next(self->fetcher, &event)) {
+        download_t *download = event.user;
+        switch (event.kind) {
+        case ZFED_FETCH_EVENT_CHUNK:
+            s_download_chunk(download, event.chunk);
+            zfed_chunk_destroy(&event.chunk);
+            break;
+        case ZFED_FETCH_EVENT_WHOLE:
+            s_download_whole(self, download);
+            break;
+        case ZFED_FETCH_EVENT_FAILED:
+            s_download_failed(self, download, event.reason);
+            break;
+        case ZFED_FETCH_EVENT_RELEASED:
+            break;
+        }
+    }
+}
+
+static download_t *s_download_find(zfed_worker_t *self, const uint8_t *id)
+{
+    for (zfed_link_t *link = self->downloads.next; link != &self->downloads; link = link->next) {
+        download_t *download = zfed_container_of(link, download_t, link);
+        if (memcmp(download->descriptor.id, id, ZFED_MODEL_ID_SIZE) == 0)
+            return download;
+    }
+    return NULL;
+}
+
+//  Starts fetching descriptor's model; NULL with the reason.
+static download_t *s_download_start(zfed_worker_t *self, const zfed_descriptor_t *descriptor,
+                                    char *reason, size_t reason_size)
+{
+    //  Old globals no task uses go first: a worker holds the global it
+    //  fetches, not also the one before it.
+    zfed_model_cache_trim(self->cache);
+    download_t *download = calloc(1, sizeof *download);
+    if (!download) {
+        snprintf(reason, reason_size, "out of memory");
+        return NULL;
+    }
+    zfed_link_init(&download->link);
+    zfed_link_init(&download->waiters);
+    zfed_list_push_back(&self->downloads, &download->link);
+    zfed_layout_t *layout = NULL;
+    if (zfed_descriptor_copy(&download->descriptor, descriptor) != 0 ||
+        !(layout = zfed_layout_dup(descriptor->layout)) ||
+        !(download->model = zfed_model_new(&layout)) ||
+        !(download->arrived = calloc(zfed_descriptor_chunks(descriptor) + 1, 1)) ||
+        (self->config.verify && !(download->hash = zfed_sha256_new()))) {
+        snprintf(reason, reason_size, "out of memory for a model of %llu bytes",
+                 (unsigned long long)descriptor->size);
+        goto err;
+    }
+    download->fetch =
+        zfed_fetcher_start(self->fetcher, descriptor, 0, download, reason, reason_size);
+    if (!download->fetch)
+        goto err;
+    return download;
+err:
+    zfed_layout_destroy(&layout);
+    s_download_destroy(&download);
+    return NULL;
+}
+
+//  The job's global is by reference and was not cached: it waits for
+//  the model's download (started now unless one is running).
+static void s_await_global(zfed_worker_t *self, job_t *job)
+{
+    const zfed_descriptor_t *wanted = &job->model.global;
+    zfed_cached_t *cached = zfed_model_cache_get(self->cache, wanted->id);
+    if (cached) { //  fetched meanwhile for another task
+        self->stats.cache_hits++;
+        s_resume(self, job, cached);
+        return;
+    }
+    download_t *download = s_download_find(self, wanted->id);
+    char reason[256];
+    if (!download)
+        download = s_download_start(self, wanted, reason, sizeof reason);
+    if (!download) {
+        s_fail_waiter(self, job, reason);
+        return;
+    }
+    zfed_list_push_back(&download->waiters, &job->link);
+}
+
+//  ---------------------------------------------------------------------
+//  Requests
 
 static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_mdp_t *mdp)
 {
@@ -561,25 +779,36 @@ static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_
     }
     zfed_link_init(&job->link);
     job->connection = connection;
-    job->generation = connection->generation;
+    job->generation = connection->mdpw.generation;
     memcpy(job->address, mdp->address.data, mdp->address.size);
     job->address_size = mdp->address.size;
     zmq_msg_init(&job->body);
+    zmq_msg_init(&job->data);
     msgpack_sbuffer_init(&job->reply);
-    //  zfed bodies are one frame; anything else gets a clear error reply.
-    if (mdp->body_count == 1)
-        zmq_msg_move(&job->body, &frames->part[mdp->body_index]);
     connection->in_flight++;
-    if (mdp->body_count != 1) {
+    //  zfed bodies are one frame; a model task may have its data frame.
+    bool model = self->service->kind == ZFED_SERVICE_MODEL;
+    size_t frames_allowed = model ? 2 : 1;
+    if (mdp->body_count < 1 || mdp->body_count > frames_allowed) {
         zfed_fault_t fault;
-        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "a zfed task body is exactly one frame");
-        s_encode_error(connection, "", 0, 0, 0, &fault, &job->reply);
+        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "%s",
+                       model ? "a model task is one body frame and at most one data frame"
+                             : "a zfed task body is exactly one frame");
+        zfed_task_ids_t none = {0};
+        zfed_task_encode_error(connection->name, &none, &fault, &job->reply);
         job->is_error = true;
         job->items = 1;
         job->errors = 1;
         s_send_reply(self, job);
         s_job_destroy(&job);
         return;
+    }
+    zmq_msg_move(&job->body, &frames->part[mdp->body_index]);
+    if (mdp->body_count == 2) {
+        zmq_msg_move(&job->data, &frames->part[mdp->body_index + 1]);
+        job->model.data = zmq_msg_data(&job->data);
+        job->model.data_size = zmq_msg_size(&job->data);
+        job->model.has_data = true;
     }
     s_submit(self, job);
 }
@@ -595,14 +824,9 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
         zfed_warn("%s: dropped a message from the broker: %s", connection->name, reason);
         return;
     }
-    connection->last_heard_ms = zfed_clock_ms();
-    //  A REQUEST or HEARTBEAT means the broker took our READY: the next
-    //  outage starts again from the shortest back-off.  A DISCONNECT does
-    //  not, so a broker that keeps refusing us is not hammered.
-    if (!connection->heard_since_ready && mdp.command != ZFED_MDP_DISCONNECT) {
-        connection->heard_since_ready = true;
-        connection->backoff_ms = self->config.reconnect_ms;
-    }
+    zfed_mdpw_t *mdpw = &connection->mdpw;
+    bool accepted_before = mdpw->heard_since_ready;
+    zfed_mdpw_heard(mdpw, mdp.command);
     switch (mdp.command) {
     case ZFED_MDP_REQUEST:
         s_request(self, connection, &mdp);
@@ -613,9 +837,9 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
         //  A DISCONNECT before any sign that the broker took our READY,
         //  over a CURVE handshake it accepted: zfed's broker knows our key
         //  but not as a worker's.
-        if (!connection->heard_since_ready && self->curve &&
-            connection->last_heard_ms - self->role_warned_at_ms >= ZFED_LINKMON_WARN_PERIOD_MS) {
-            self->role_warned_at_ms = connection->last_heard_ms;
+        if (!accepted_before && self->curve &&
+            mdpw->last_heard_ms - self->role_warned_at_ms >= ZFED_LINKMON_WARN_PERIOD_MS) {
+            self->role_warned_at_ms = mdpw->last_heard_ms;
             zfed_warn("the broker at %s refused our READY: it knows our key, but not as a "
                       "worker's (is our public key in its --workers-dir, not its "
                       "--controllers-dir?)",
@@ -634,8 +858,8 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
 
 static void s_connection_readable(zfed_worker_t *self, connection_t *connection)
 {
-    for (int handled = 0; handled < DRAIN_BATCH && connection->socket; handled++) {
-        if (zfed_frames_recv(&self->frames, connection->handle, ZMQ_DONTWAIT) != 0)
+    for (int handled = 0; handled < DRAIN_BATCH && connection->mdpw.socket; handled++) {
+        if (zfed_frames_recv(&self->frames, connection->mdpw.handle, ZMQ_DONTWAIT) != 0)
             break;
         s_connection_message(self, connection);
         zfed_frames_close(&self->frames);
@@ -647,42 +871,46 @@ static void s_connection_readable(zfed_worker_t *self, connection_t *connection)
 
 static void s_tick(zfed_worker_t *self, int64_t now)
 {
-    int64_t silence_ms = (int64_t)self->config.heartbeat_ms * self->config.liveness;
     for (unsigned index = 0; index < self->config.concurrency; index++) {
         connection_t *connection = &self->connections[index];
-        if (!connection->socket) {
-            if (now >= connection->reconnect_at_ms && s_open(connection) == 0 &&
-                connection->generation > 1)
+        bool had_socket = connection->mdpw.socket != NULL;
+        if (zfed_mdpw_tick(&connection->mdpw, now)) {
+            connection->in_flight = 0;
+            self->items_dirty = true;
+            if (connection->mdpw.generation > 1)
                 self->stats.reconnects++;
-            continue;
-        }
-        if (now - connection->last_heard_ms > silence_ms)
-            s_reconnect_later(connection, "broker silent");
-        else if (now - connection->last_sent_ms >= self->config.heartbeat_ms)
-            s_send_command(connection, ZFED_MDPW_HEARTBEAT, NULL, NULL);
+        } else if (had_socket && !connection->mdpw.socket)
+            self->items_dirty = true; //  the broker fell silent
     }
     //  A quarter interval: heartbeats leave at most 1.25 intervals apart.
     self->tick_at_ms =
         now + (self->config.heartbeat_ms / 4 > 0 ? self->config.heartbeat_ms / 4 : 1);
 }
 
-//  Earliest moment something is due: the next heartbeat tick, or a
-//  pending reconnect.
+//  Earliest moment something is due: the next heartbeat tick, a pending
+//  reconnect, the blob service's or the fetcher's timers.
 static int64_t s_next_deadline(zfed_worker_t *self)
 {
     int64_t deadline = self->tick_at_ms;
     for (unsigned index = 0; index < self->config.concurrency; index++) {
         connection_t *connection = &self->connections[index];
-        if (!connection->socket && connection->reconnect_at_ms < deadline)
-            deadline = connection->reconnect_at_ms;
+        if (!connection->mdpw.socket && connection->mdpw.reconnect_at_ms < deadline)
+            deadline = connection->mdpw.reconnect_at_ms;
     }
+    if (self->blob && zfed_blob_server_next_due(self->blob) < deadline)
+        deadline = zfed_blob_server_next_due(self->blob);
+    if (self->fetcher && zfed_fetcher_next_due(self->fetcher) < deadline)
+        deadline = zfed_fetcher_next_due(self->fetcher);
     return deadline;
 }
 
 //  Item 0 is the signal pipe (or an inert entry), item 1 connection 0's
-//  monitor (or an inert entry), then compute threads, then connections.
+//  monitor, item 2 the blob service, item 3 the fetcher (each an inert
+//  entry when there is none), then compute threads, then connections.
 #define ITEM_MONITOR          1
-#define ITEMS_BEFORE_COMPUTES 2
+#define ITEM_BLOB             2
+#define ITEM_FETCHER          3
+#define ITEMS_BEFORE_COMPUTES 4
 
 static int s_rebuild_items(zfed_worker_t *self)
 {
@@ -692,17 +920,25 @@ static int s_rebuild_items(zfed_worker_t *self)
     self->items[count++] = (zmq_pollitem_t){NULL, signal_fd >= 0 ? signal_fd : 0,
                                             (short)(signal_fd >= 0 ? ZMQ_POLLIN : 0), 0};
     void *monitor = self->linkmon ? zfed_linkmon_socket(self->linkmon) : NULL;
-    self->items[count++] = (zmq_pollitem_t){monitor, 0, (short)(monitor ? ZMQ_POLLIN : 0), 0};
+    void *blob = self->blob ? zfed_blob_server_socket(self->blob) : NULL;
+    void *fetcher = self->fetcher ? zfed_fetcher_socket(self->fetcher) : NULL;
+    void *extra[] = {monitor, blob, fetcher};
+    for (size_t index = 0; index < sizeof extra / sizeof extra[0]; index++) {
+        self->item_connection[count] = NULL;
+        self->items[count++] =
+            (zmq_pollitem_t){extra[index], 0, (short)(extra[index] ? ZMQ_POLLIN : 0), 0};
+    }
     for (unsigned index = 0; index < self->config.threads; index++) {
         self->item_connection[count] = NULL;
         self->items[count] = (zmq_pollitem_t){self->computes[index].handle, 0, ZMQ_POLLIN, 0};
         count++;
     }
     for (unsigned index = 0; index < self->config.concurrency; index++) {
-        if (!self->connections[index].socket)
+        if (!self->connections[index].mdpw.socket)
             continue;
         self->item_connection[count] = &self->connections[index];
-        self->items[count] = (zmq_pollitem_t){self->connections[index].handle, 0, ZMQ_POLLIN, 0};
+        self->items[count] =
+            (zmq_pollitem_t){self->connections[index].mdpw.handle, 0, ZMQ_POLLIN, 0};
         count++;
     }
     self->item_count = count;
@@ -717,18 +953,42 @@ static int s_rebuild_items(zfed_worker_t *self)
 static connection_t *s_connection_for_item(zfed_worker_t *self, size_t item)
 {
     connection_t *connection = self->item_connection[item];
-    return connection && connection->socket && connection->handle == self->items[item].socket
+    return connection && connection->mdpw.socket &&
+                   connection->mdpw.handle == self->items[item].socket
                ? connection
                : NULL;
+}
+
+//  The model sockets' input and timers: the blob service's socket changes
+//  when it reconnects, so the poll set is rebuilt then.
+static void s_serve_models(zfed_worker_t *self, int64_t now)
+{
+    if (!self->blob)
+        return;
+    if (self->items[ITEM_BLOB].revents & ZMQ_POLLIN &&
+        self->items[ITEM_BLOB].socket == zfed_blob_server_socket(self->blob))
+        zfed_blob_server_handle(self->blob);
+    if (self->items[ITEM_FETCHER].revents & ZMQ_POLLIN)
+        zfed_fetcher_handle(self->fetcher);
+    if (now >= zfed_blob_server_next_due(self->blob))
+        zfed_blob_server_tick(self->blob, now);
+    if (now >= zfed_fetcher_next_due(self->fetcher))
+        zfed_fetcher_tick(self->fetcher, now);
+    s_fetcher_events(self);
+    if (self->items[ITEM_BLOB].socket != zfed_blob_server_socket(self->blob))
+        self->items_dirty = true;
 }
 
 int zfed_worker_run(zfed_worker_t *self)
 {
     for (unsigned index = 0; index < self->config.concurrency; index++)
         s_open(&self->connections[index]);
-    zfed_info("%u worker%s for %s on %s (credit %u, %u compute thread%s)", self->config.concurrency,
-              self->config.concurrency == 1 ? "" : "s", self->config.service, self->config.endpoint,
-              self->config.credit, self->config.threads, self->config.threads == 1 ? "" : "s");
+    zfed_info("%u worker%s for %s on %s (credit %u, %u compute thread%s)%s%s",
+              self->config.concurrency, self->config.concurrency == 1 ? "" : "s",
+              self->connections[0].registered, self->config.endpoint, self->config.credit,
+              self->config.threads, self->config.threads == 1 ? "" : "s",
+              self->blob ? "; results held as " : "",
+              self->blob ? zfed_blob_server_service(self->blob) : "");
     self->tick_at_ms = zfed_clock_ms() + self->config.heartbeat_ms;
     int rc = 0;
     while (!zsys_interrupted && !atomic_load(&self->stopping)) {
@@ -759,6 +1019,7 @@ int zfed_worker_run(zfed_worker_t *self)
             }
         }
         int64_t now = zfed_clock_ms();
+        s_serve_models(self, now);
         if (now >= s_next_deadline(self))
             s_tick(self, now);
     }
@@ -784,6 +1045,10 @@ void zfed_worker_config_defaults(zfed_worker_config_t *config)
     config->liveness = ZFED_MDP_LIVENESS_DEFAULT;
     config->reconnect_ms = ZFED_WORKER_RECONNECT_MS;
     config->reconnect_max_ms = ZFED_WORKER_RECONNECT_MAX_MS;
+    config->hold_ms = ZFED_HOLD_MS_DEFAULT;
+    config->chunk = ZFED_CHUNK_DEFAULT;
+    config->fetch_timeout_ms = ZFED_FETCH_TIMEOUT_MS_DEFAULT;
+    config->verify = true;
 }
 
 static void s_default_name(char *name, size_t size)
@@ -798,8 +1063,9 @@ static void s_default_name(char *name, size_t size)
 }
 
 //  The MDP name connection index registers under: register_as with "{i}"
-//  replaced by the index, or the service's name.  0, or -1 if the result is
-//  not a valid service name or sits in the broker's mmi. namespace.
+//  replaced by the index, or the service's name (SERVICE@SITE for a
+//  site's worker).  0, or -1 if the result is not a valid service name or
+//  sits in the broker's mmi. namespace.
 static int s_registered_name(const zfed_worker_config_t *config, unsigned index, char *name,
                              size_t size)
 {
@@ -807,7 +1073,9 @@ static int s_registered_name(const zfed_worker_config_t *config, unsigned index,
     const char *marker = strstr(pattern, "{i}");
     int length = marker ? snprintf(name, size, "%.*s%u%s", (int)(marker - pattern), pattern, index,
                                    marker + 3)
-                        : snprintf(name, size, "%s", pattern);
+                 : config->site && !config->register_as
+                     ? snprintf(name, size, "%s@%s", pattern, config->site)
+                     : snprintf(name, size, "%s", pattern);
     zfed_view_t view = {(const uint8_t *)name, (size_t)(length > 0 ? length : 0)};
     if (length <= 0 || (size_t)length >= size || !zfed_mdp_service_valid(view) ||
         zfed_mdp_is_mmi(view))
@@ -815,10 +1083,12 @@ static int s_registered_name(const zfed_worker_config_t *config, unsigned index,
     return 0;
 }
 
-//  One socket per connection and two per compute thread (its pipe).
+//  One socket per connection and two per compute thread (its pipe), and
+//  a model service's blob service and fetcher.
 static size_t s_sockets_needed(const zfed_worker_config_t *config)
 {
-    return (size_t)config->concurrency + 2 * (size_t)config->threads + SOCKETS_SPARE;
+    return (size_t)config->concurrency + 2 * (size_t)config->threads + SOCKETS_SPARE +
+           MODEL_SOCKETS;
 }
 
 //  Per socket its mailbox; per connection its TCP (or ipc) stream.
@@ -857,6 +1127,42 @@ int zfed_worker_raise_limits(const zfed_worker_config_t *config)
     return 0;
 }
 
+//  A model service's own parts: its cache of globals, its blob service
+//  (results over 4 MiB) and its fetcher (globals by reference).
+static int s_models_new(zfed_worker_t *self)
+{
+    const zfed_worker_config_t *config = &self->config;
+    self->cache = zfed_model_cache_new(ZFED_WORKER_CACHED_MODELS);
+    zfed_blob_server_config_t blob;
+    zfed_blob_server_config_defaults(&blob);
+    blob.endpoint = config->endpoint;
+    blob.heartbeat_ms = config->heartbeat_ms;
+    blob.liveness = config->liveness;
+    blob.reconnect_ms = config->reconnect_ms;
+    blob.reconnect_max_ms = config->reconnect_max_ms;
+    blob.hold_ms = config->hold_ms;
+    blob.hold_bytes = config->hold_bytes;
+    blob.curve_cert = config->curve_cert;
+    blob.curve_server_key = config->curve_server_key;
+    zfed_fetcher_config_t fetcher;
+    zfed_fetcher_config_defaults(&fetcher);
+    fetcher.endpoint = config->endpoint;
+    fetcher.timeout_ms = config->fetch_timeout_ms;
+    fetcher.curve_cert = config->curve_cert;
+    fetcher.curve_server_key = config->curve_server_key;
+    if (!self->cache || !(self->blob = zfed_blob_server_new(&blob)) ||
+        !(self->fetcher = zfed_fetcher_new(&fetcher)))
+        return -1;
+    self->runner = (zfed_model_runner_t){.service = self->service,
+                                         .site = config->site,
+                                         .blob_service = zfed_blob_server_service(self->blob),
+                                         .chunk = config->chunk,
+                                         .verify = config->verify,
+                                         .result_sha256 = true,
+                                         .cache = self->cache};
+    return 0;
+}
+
 zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
 {
     const zfed_service_t *service = zfed_service_find(config->service);
@@ -870,8 +1176,15 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         config->threads > ZFED_WORKER_MAX_THREADS || config->credit < 1 ||
         config->credit > ZFED_WORKER_MAX_CREDIT || config->heartbeat_ms <= 0 ||
         config->liveness <= 0 || config->reconnect_ms <= 0 ||
-        config->reconnect_max_ms < config->reconnect_ms || config->delay_ms < 0) {
+        config->reconnect_max_ms < config->reconnect_ms || config->delay_ms < 0 ||
+        (config->site && !zfed_is_safe_name(config->site, ZFED_WORKER_SITE_MAX)) ||
+        config->hold_ms < 0 || config->chunk < ZFED_CHUNK_MIN || config->chunk > ZFED_CHUNK_MAX ||
+        config->fetch_timeout_ms <= 0) {
         zfed_error("invalid worker configuration");
+        return NULL;
+    }
+    if (service->kind == ZFED_SERVICE_MODEL ? !service->train : !service->run) {
+        zfed_error("service '%s' cannot run on a worker", service->name);
         return NULL;
     }
     //  czmq aborts the process when it cannot make a socket: refuse first.
@@ -888,6 +1201,7 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
     self->config = *config;
     self->service = service;
     zfed_link_init(&self->pending);
+    zfed_link_init(&self->downloads);
     if (config->curve_cert) {
         self->curve = zfed_curve_client_new(config->curve_cert, config->curve_server_key);
         if (!self->curve)
@@ -904,6 +1218,8 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         s_default_name(base, sizeof base);
     self->connections = calloc(config->concurrency, sizeof *self->connections);
     self->computes = calloc(config->threads ? config->threads : 1, sizeof *self->computes);
+    if (service->kind == ZFED_SERVICE_MODEL && s_models_new(self) != 0)
+        goto err;
     size_t items = ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads;
     self->items = calloc(items, sizeof *self->items);
     self->item_connection = calloc(items, sizeof *self->item_connection);
@@ -919,7 +1235,6 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
         }
         connection->owner = self;
         connection->index = index;
-        connection->backoff_ms = config->reconnect_ms;
         //  Connection i of several is "base.i"; the base is cut so the
         //  suffix (at most ".4095") always fits.
         char suffix[16] = "";
@@ -927,6 +1242,23 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
             snprintf(suffix, sizeof suffix, ".%u", index % ZFED_WORKER_MAX_CONCURRENCY);
         snprintf(connection->name, sizeof connection->name, "%.*s%s",
                  (int)(ZFED_WORKER_NAME_MAX - strlen(suffix)), base, suffix);
+        zfed_mdpw_config_t mdpw = {
+            .endpoint = config->endpoint,
+            .service = connection->registered,
+            .name = connection->name,
+            .credit = config->credit,
+            .heartbeat_ms = config->heartbeat_ms,
+            .liveness = config->liveness,
+            .reconnect_ms = config->reconnect_ms,
+            .reconnect_max_ms = config->reconnect_max_ms,
+            .send_timeout_ms = REPLY_SEND_TIMEOUT_MS,
+            .curve = self->curve,
+            //  Every connection has the same broker and key: connection
+            //  0's monitor and log lines speak for all.
+            .linkmon = index == 0 ? self->linkmon : NULL,
+            .quiet = index > 0,
+        };
+        zfed_mdpw_init(&connection->mdpw, &mdpw);
     }
     for (unsigned index = 0; index < config->threads; index++) {
         self->computes[index].actor = zactor_new(s_compute_actor, self);
@@ -963,8 +1295,19 @@ void zfed_worker_destroy(zfed_worker_t **self_p)
         job_t *job = zfed_container_of(link, job_t, link);
         s_job_destroy(&job);
     }
+    while ((link = zfed_list_first(&self->downloads)) != NULL) {
+        download_t *download = zfed_container_of(link, download_t, link);
+        while ((link = zfed_list_first(&download->waiters)) != NULL) {
+            job_t *job = zfed_container_of(link, job_t, link);
+            s_job_destroy(&job);
+        }
+        s_download_destroy(&download);
+    }
+    zfed_fetcher_destroy(&self->fetcher);
+    zfed_blob_server_destroy(&self->blob);
+    zfed_model_cache_destroy(&self->cache);
     for (unsigned index = 0; self->connections && index < self->config.concurrency; index++)
-        s_close(&self->connections[index], false);
+        zfed_mdpw_close(&self->connections[index].mdpw, false);
     zfed_curve_client_destroy(&self->curve);
     zfed_linkmon_destroy(&self->linkmon);
     free(self->connections);
