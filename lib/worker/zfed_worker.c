@@ -99,6 +99,7 @@ typedef struct {
     zfed_sha256_t *hash; //  over the data in order, as far as it has arrived
     uint8_t *arrived;    //  per chunk
     uint64_t hashed;     //  chunks hashed so far
+    int64_t started_us;
     zfed_link_t waiters;
 } download_t;
 
@@ -650,6 +651,14 @@ static void s_download_whole(zfed_worker_t *self, download_t *download)
         return;
     }
     self->stats.fetched++;
+    double seconds = (double)(zfed_clock_us() - download->started_us) / 1e6;
+    zfed_info("fetched global model %02x%02x%02x%02x... from %s: %llu bytes in %.3f s "
+              "(%.0f MB/s)%s",
+              download->descriptor.id[0], download->descriptor.id[1], download->descriptor.id[2],
+              download->descriptor.id[3], download->descriptor.source,
+              (unsigned long long)download->descriptor.size, seconds,
+              seconds > 0 ? (double)download->descriptor.size / seconds / 1e6 : 0.0,
+              download->hash ? ", sha256 verified" : "");
     zfed_link_t *link;
     while ((link = zfed_list_first(&download->waiters)) != NULL)
         s_resume(self, zfed_container_of(link, job_t, link), zfed_cached_use(global));
@@ -722,6 +731,7 @@ static download_t *s_download_start(zfed_worker_t *self, const zfed_descriptor_t
     }
     zfed_link_init(&download->link);
     zfed_link_init(&download->waiters);
+    download->started_us = zfed_clock_us();
     zfed_list_push_back(&self->downloads, &download->link);
     zfed_layout_t *layout = NULL;
     if (zfed_descriptor_copy(&download->descriptor, descriptor) != 0 ||
