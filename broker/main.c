@@ -46,6 +46,9 @@ static void s_usage(void)
         "                       connection and authenticate peers by key\n"
         "  --workers-dir DIR    public certificates of the keys allowed to work\n"
         "  --controllers-dir DIR  public certificates of the keys allowed to submit tasks\n"
+        "  --blob-services-per-worker-key N  blob services (zfed.blob.*, where workers hold\n"
+        "                       results of model services) a worker key may register at\n"
+        "                       once; 0 = no limit (default %d; one per worker process)\n"
         "  --insecure           allow plaintext on endpoints beyond this host (by default\n"
         "                       only loopback, ipc and inproc may be plaintext)\n"
         "\n"
@@ -62,7 +65,7 @@ static void s_usage(void)
         ZFED_BROKER_MAX_SERVICES_DEFAULT, ZFED_BROKER_MAX_QUEUE_DEFAULT,
         ZFED_BROKER_MAX_MESSAGE_DEFAULT, ZFED_BROKER_REQUEST_TTL_MS_DEFAULT / 1000,
         ZFED_BROKER_MAX_ATTEMPTS_DEFAULT, ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT / 1000,
-        ZFED_BROKER_HWM_DEFAULT);
+        ZFED_BROKER_HWM_DEFAULT, ZFED_BROKER_BLOB_SERVICES_PER_KEY);
 }
 
 enum {
@@ -82,6 +85,7 @@ enum {
     OPT_WORKERS_DIR,
     OPT_CONTROLLERS_DIR,
     OPT_INSECURE,
+    OPT_BLOB_SERVICES,
 };
 
 static int s_write_endpoints(zfed_broker_t *broker, const char *path)
@@ -118,6 +122,7 @@ int main(int argc, char **argv)
         {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
         {"controllers-dir", required_argument, NULL, OPT_CONTROLLERS_DIR},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"blob-services-per-worker-key", required_argument, NULL, OPT_BLOB_SERVICES},
         ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -183,6 +188,10 @@ int main(int argc, char **argv)
             break;
         case OPT_INSECURE:
             config.insecure = true;
+            break;
+        case OPT_BLOB_SERVICES:
+            config.max_blob_services_per_key =
+                zfed_cli_u32(PROGRAM, "--blob-services-per-worker-key", optarg, 0, 1000000);
             break;
         default:
             if (zfed_cli_common_or_fail(PROGRAM, argc, argv, option, optarg, s_usage))

@@ -44,6 +44,7 @@ extern "C" {
 #define ZFED_BROKER_HWM_DEFAULT             100000
 #define ZFED_BROKER_MAX_CREDIT              256
 #define ZFED_BROKER_MAX_BODY_FRAMES         4
+#define ZFED_BROKER_BLOB_SERVICES_PER_KEY   1
 
 typedef struct {
     int heartbeat_ms;       //  interval between heartbeats to workers
@@ -66,6 +67,10 @@ typedef struct {
     const char *controllers_dir;
     //  Allow plaintext on endpoints other than loopback, ipc and inproc.
     bool insecure;
+    //  Under CURVE, blob services (zfed.blob.*) a worker key may hold at
+    //  once (a worker process registers one); 0 = no limit.  Controller
+    //  keys have none.
+    size_t max_blob_services_per_key;
 } zfed_broker_config_t;
 
 //  Counters, for logs, tests and the status service.

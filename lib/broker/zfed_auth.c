@@ -266,3 +266,14 @@ unsigned zfed_auth_roles(zmq_msg_t *frame, char key_prefix[9])
         snprintf(key_prefix, 9, "%s", colon + 1);
     return roles;
 }
+
+int zfed_auth_key(zmq_msg_t *frame, char key[ZFED_AUTH_KEY_SIZE])
+{
+    key[0] = '\0';
+    const char *user_id = zmq_msg_gets(frame, "User-Id");
+    const char *colon = user_id ? strchr(user_id, ':') : NULL;
+    if (!colon || strlen(colon + 1) >= ZFED_AUTH_KEY_SIZE)
+        return -1;
+    snprintf(key, ZFED_AUTH_KEY_SIZE, "%s", colon + 1);
+    return 0;
+}

@@ -47,4 +47,11 @@ void zfed_auth_stats(zfed_auth_t *self, zfed_auth_stats_t *stats);
 //  NULL, receives the first 8 characters of its public key for logs.
 unsigned zfed_auth_roles(zmq_msg_t *frame, char key_prefix[9]);
 
+//  Z85 text of a CURVE public key, and its NUL.
+#define ZFED_AUTH_KEY_SIZE 41
+
+//  The whole public key (Z85) of the peer a received frame came from.
+//  0, or -1 ("" in key) when the frame carries no zfed User-Id.
+int zfed_auth_key(zmq_msg_t *frame, char key[ZFED_AUTH_KEY_SIZE]);
+
 #endif

@@ -25,6 +25,7 @@
 */
 #include "zfed/zfed_broker.h"
 #include "zfed/zfed_batch.h"
+#include "zfed/zfed_descriptor.h"
 #include "wire/zfed_frames.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
@@ -75,6 +76,11 @@ struct _service_t {
     size_t workers;
     size_t queued;
     size_t in_flight;
+    //  Under CURVE, a blob service (zfed.blob.*) belongs to the key of its
+    //  first worker while it has workers: no other key may register it,
+    //  so nobody serves forged chunks under another holder's name.
+    bool blob;
+    char owner[ZFED_AUTH_KEY_SIZE];
 };
 
 struct _worker_t {
@@ -127,9 +133,10 @@ struct _zfed_broker_t {
     uint64_t next_request_id;
     int64_t tick_at_ms;
     zfed_frames_t frames;
-    msgpack_sbuffer scratch;      //  the reply the broker is building
-    msgpack_sbuffer item_scratch; //  one item of an error batch
-    zfed_view_t *batch_items;     //  ZFED_BATCH_MAX views, for refusing a batch
+    char sender_key[ZFED_AUTH_KEY_SIZE]; //  CURVE: the key of the message being handled
+    msgpack_sbuffer scratch;             //  the reply the broker is building
+    msgpack_sbuffer item_scratch;        //  one item of an error batch
+    zfed_view_t *batch_items;            //  ZFED_BATCH_MAX views, for refusing a batch
     zfed_broker_stats_t stats;
     int64_t warning_window_ms;
     unsigned warnings_in_window;
@@ -216,6 +223,7 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name)
     }
     memcpy(service->name, name.data, name.size);
     service->name[name.size] = '\0';
+    service->blob = zfed_blob_service_valid(service->name, name.size);
     zfed_link_init(&service->requests);
     zfed_link_init(&service->waiting);
     zhashx_insert(self->services, service->name, service);
@@ -451,6 +459,8 @@ static void s_worker_forget(zfed_broker_t *self, worker_t **worker_p, bool send_
     zfed_link_remove(&worker->liveness_link);
     zhashx_delete(self->workers, worker->key);
     service->workers--;
+    if (service->workers == 0)
+        service->owner[0] = '\0';
     self->stats.workers--;
     free(worker);
     *worker_p = NULL;
@@ -728,6 +738,8 @@ static void s_worker_ready(zfed_broker_t *self, const zfed_mdp_t *mdp)
     zfed_link_init(&worker->liveness_link);
     zfed_link_init(&worker->in_flight);
     zhashx_insert(self->workers, worker->key, worker);
+    if (service->workers == 0 && self->auth)
+        memcpy(service->owner, self->sender_key, sizeof service->owner);
     service->workers++;
     self->stats.workers++;
     self->stats.workers_ready++;
@@ -861,9 +873,40 @@ static void s_worker_command(zfed_broker_t *self, const zfed_mdp_t *mdp)
     }
 }
 
+//  CURVE: may a READY for a blob service pass?  Not when another key
+//  holds that service, nor, for a worker key (one a controller does not
+//  share), past its limit of blob services (a worker process has one).
+static bool s_blob_ready_allowed(zfed_broker_t *self, const zfed_mdp_t *mdp, unsigned roles,
+                                 const char **why)
+{
+    service_t *service = s_service_lookup(self, mdp->service);
+    if (service && service->workers > 0 && strcmp(service->owner, self->sender_key) != 0) {
+        *why = "register a blob service another key holds";
+        return false;
+    }
+    size_t limit = self->config.max_blob_services_per_key;
+    if (roles & ZFED_ROLE_CONTROLLER || limit == 0)
+        return true;
+    size_t owned = 0;
+    for (service_t *other = zhashx_first(self->services); other;
+         other = zhashx_next(self->services))
+        owned += other != service && other->blob && other->workers > 0 &&
+                 strcmp(other->owner, self->sender_key) == 0;
+    if (owned >= limit) {
+        *why = "register another blob service (a worker key's limit, "
+               "--blob-services-per-worker-key)";
+        return false;
+    }
+    return true;
+}
+
 //  CURVE: may this peer's key do what the message asks?  Workers speak
-//  MDPW01; controllers send requests; both may ask 8/MMI questions.  A
-//  message its role does not allow gets nothing back: logged, counted.
+//  MDPW01; controllers send requests; both may ask 8/MMI questions.
+//  Blob traffic (MODELS.md 7) crosses the roles: a worker key may send
+//  requests to zfed.blob.* services (to fetch a global model) and register
+//  one of its own (to hold its results); a controller key may register
+//  zfed.blob.* services (to publish a global) and speak MDPW01 on them.  A
+//  message its role does not allow is logged and counted.
 static bool s_role_allows(zfed_broker_t *self, const zfed_mdp_t *mdp)
 {
     zfed_frames_t *frames = &self->frames;
@@ -871,17 +914,34 @@ static bool s_role_allows(zfed_broker_t *self, const zfed_mdp_t *mdp)
     //  Metadata rides on the frames the peer sent (part 1 on), not on the
     //  routing id the ROUTER prepends.
     unsigned roles = zfed_auth_roles(&frames->part[1], key);
+    zfed_auth_key(&frames->part[1], self->sender_key);
     bool client = mdp->origin == ZFED_MDP_ORIGIN_CLIENT;
-    unsigned needed = !client                         ? ZFED_ROLE_WORKER
-                      : zfed_mdp_is_mmi(mdp->service) ? ZFED_ROLE_WORKER | ZFED_ROLE_CONTROLLER
-                                                      : ZFED_ROLE_CONTROLLER;
-    if (roles & needed)
+    bool blob = (client || mdp->command == ZFED_MDP_READY) &&
+                zfed_blob_service_valid((const char *)mdp->service.data, mdp->service.size);
+    const char *why =
+        client ? "submit requests (not a controller key)" : "act as a worker (not a worker key)";
+    bool allowed;
+    if (client)
+        allowed =
+            roles & (zfed_mdp_is_mmi(mdp->service) || blob ? ZFED_ROLE_WORKER | ZFED_ROLE_CONTROLLER
+                                                           : ZFED_ROLE_CONTROLLER);
+    else if (blob)
+        allowed = roles & (ZFED_ROLE_WORKER | ZFED_ROLE_CONTROLLER) &&
+                  s_blob_ready_allowed(self, mdp, roles, &why);
+    else if (roles & ZFED_ROLE_WORKER)
+        allowed = true;
+    else {
+        //  A controller key's blob service: its heartbeats, replies and
+        //  goodbye, on the connection that registered it.
+        worker_t *worker = s_worker_lookup(self, &frames->view[0]);
+        allowed = roles & ZFED_ROLE_CONTROLLER && mdp->command != ZFED_MDP_READY &&
+                  (mdp->command == ZFED_MDP_DISCONNECT || (worker && worker->service->blob));
+    }
+    if (allowed)
         return true;
     self->stats.forbidden++;
-    char reason[96];
-    snprintf(reason, sizeof reason, "key %s... may not %s", key[0] ? key : "(none)",
-             client ? "submit requests (not a controller key)"
-                    : "act as a worker (not a worker key)");
+    char reason[160];
+    snprintf(reason, sizeof reason, "key %s... may not %s", key[0] ? key : "(none)", why);
     s_warn_peer(self, &frames->view[0], "message refused", reason);
     return false;
 }
@@ -1137,6 +1197,7 @@ void zfed_broker_config_defaults(zfed_broker_config_t *config)
     config->max_attempts = ZFED_BROKER_MAX_ATTEMPTS_DEFAULT;
     config->busy_timeout_ms = ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT;
     config->hwm = ZFED_BROKER_HWM_DEFAULT;
+    config->max_blob_services_per_key = ZFED_BROKER_BLOB_SERVICES_PER_KEY;
 }
 
 zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)

@@ -9,13 +9,17 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import unittest
 
 import msgpack
 import zmq
 import zmq.auth
 
-from zfedtest import Cluster, MDPC, MDPW, READY, REQUEST, binary, main, task_body, wait_for
+from zfedtest import (PYTHON_PACKAGE_DIR, Cluster, MDPC, MDPW, READY, REQUEST, binary, main,
+                      task_body, wait_for)
+
+MIB = 1 << 20
 
 
 def keygen(directory, name):
@@ -305,6 +309,109 @@ class Curve(unittest.TestCase):
         # Issuing a key works without a restart too.
         self.start_worker(self.keys.issue("fresh", "workers"))
         self.wait_workers(1)
+
+
+class CurveModels(unittest.TestCase):
+    """Blob traffic under CURVE roles (PROTOCOL.md 6.4, MODELS.md 7): a
+    worker key fetches from zfed.blob.* services and holds one of its own; a
+    controller key publishes blob services; a blob service belongs to its
+    key; everything else as for value services."""
+
+    def setUp(self):
+        import numpy as np
+        sys.path.insert(0, PYTHON_PACKAGE_DIR)
+        import zfed
+        from zfed import blob as zb
+        from zfed import curve as zcurve
+        self.np, self.zfed, self.zb = np, zfed, zb
+        self.cluster = Cluster("curve-models")
+        self.keys = Keys(os.path.join(self.cluster.dir, "keys"))
+        self.controller_secret = self.keys.issue("controller-1", "controllers")
+        self.worker_secret = self.keys.issue("worker-1", "workers")
+        self.cluster.start_broker(*self.keys.broker_args())
+        self.curve = zcurve.client_curve(self.controller_secret, self.keys.broker_public)
+        self.worker = self.cluster.start_worker("--service", "tensoravg", "--curve-cert",
+                                                self.worker_secret, "--server-key",
+                                                self.keys.broker_public)
+        self.client = zfed.Client(self.cluster.endpoint, curve=self.curve, timeout=60)
+        wait_for(lambda: len(self.blob_services()) == 1 and
+                 self.status()["services"].get("tensoravg", {}).get("workers") == 1, 10,
+                 what="the worker and its blob service")
+
+    def tearDown(self):
+        self.client.close()
+        self.cluster.close()
+
+    def status(self):
+        return Curve.status(self)
+
+    def blob_services(self):
+        return sorted(name for name, service in self.status()["services"].items()
+                      if name.startswith("zfed.blob.") and service["workers"] > 0)
+
+    def test_a_model_round_trip_under_curve(self):
+        from zfed import client as zc
+        np = self.np
+        model = {"w": np.arange(2 * MIB, dtype=np.float32) * np.float32(0.5),
+                 "b": np.ones(3, np.float64)}
+        reply = self.client.call("tensoravg", zc.task("curve-m", 0, 0, {"add": 1, "samples": 2}),
+                                 model=model)
+        self.assertIsNotNone(reply.result, reply.message)
+        self.assertFalse(reply.descriptor.inline)  # 8 MiB: by reference both ways
+        self.assertTrue(np.array_equal(reply.model["w"], model["w"] + np.float32(1)))
+        self.assertEqual(self.client.release(reply), 1)
+        counters = self.status()["counters"]
+        self.assertEqual(counters["forbidden"], 0)
+        # Two blob services: the worker's and the controller key's.
+        self.assertEqual(len(self.blob_services()), 2)
+
+    def test_a_worker_key_may_fetch_but_not_submit(self):
+        intruder = curve_socket(self.cluster, self.keys, self.worker_secret)
+        intruder.send_multipart([b"", MDPC, b"tensoravg", b"\x90"])
+        self.assertTrue(intruder.poll(5000))
+        frames = intruder.recv_multipart()
+        self.assertEqual(msgpack.unpackb(frames[3], raw=False)[7], 403)
+        # A fetch from a blob service passes the role check: the holder answers.
+        service = self.blob_services()[0]
+        intruder.send_multipart([b"", MDPC, service.encode(),
+                                 msgpack.packb(["zfed.fetch", 1, bytes(32), 0])])
+        self.assertTrue(intruder.poll(5000))
+        frames = intruder.recv_multipart()
+        self.assertEqual(frames[2], service.encode())
+        self.assertEqual(msgpack.unpackb(frames[3], raw=False)[4], 404)
+        self.assertEqual(self.status()["counters"]["forbidden"], 1)
+        intruder.close()
+
+    def test_a_blob_service_belongs_to_its_key(self):
+        service = self.blob_services()[0].encode()
+        forbidden = self.status()["counters"]["forbidden"]
+        # Another worker key may not register the worker's blob service...
+        other = curve_socket(self.cluster, self.keys, self.keys.issue("worker-2", "workers"))
+        other.send_multipart([b"", MDPW, READY, service])
+        self.assertTrue(other.poll(5000))
+        self.assertEqual(other.recv_multipart()[2], b"\x05")  # DISCONNECT
+        # ... and the worker's own key may not hold a second one.
+        same = curve_socket(self.cluster, self.keys, self.worker_secret)
+        same.send_multipart([b"", MDPW, READY, b"zfed.blob." + b"ab" * 16])
+        self.assertTrue(same.poll(5000))
+        self.assertEqual(same.recv_multipart()[2], b"\x05")
+        self.assertEqual(self.status()["counters"]["forbidden"], forbidden + 2)
+        self.assertEqual(self.status()["services"][service.decode()]["workers"], 1)
+        self.assertIn("register a blob service another key holds",
+                      self.cluster.processes[0].log())
+        # A controller key may hold several; never a value service.
+        holders = []
+        for name in (b"zfed.blob." + b"cd" * 16, b"zfed.blob." + b"ef" * 16):
+            holders.append(curve_socket(self.cluster, self.keys, self.controller_secret))
+            holders[-1].send_multipart([b"", MDPW, READY, name])
+        wait_for(lambda: len(self.blob_services()) == 3, 10, what="the controller's two")
+        controller = curve_socket(self.cluster, self.keys, self.controller_secret)
+        controller.send_multipart([b"", MDPW, READY, b"tensoravg"])
+        self.assertTrue(controller.poll(5000))
+        self.assertEqual(controller.recv_multipart()[2], b"\x05")
+        self.assertEqual(self.status()["services"]["tensoravg"]["workers"], 1)
+        for socket in holders + [controller, other, same]:
+            socket.close()
 
 
 class PlaintextBeyondLoopback(unittest.TestCase):
