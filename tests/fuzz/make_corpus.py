@@ -8,6 +8,8 @@ msg/: every test vector body, valid and invalid, and every zfed.batch
 vector body (fuzz_msg also runs the batch decoder).
 mdp/: Majordomo messages as fuzz_mdp reads them (frames, each a length
 byte and its bytes), one per command shape and side, with vector bodies.
+model/: every vector of model-vectors.json: descriptors, transfer bodies,
+and the body frame of each task (fuzz_model reads all three).
 safetensors/: small safetensors files of every dtype (values that matter
 to the exact accumulator: zeros of both signs, subnormals, extremes),
 with metadata and zero-size tensors, and a few broken ones.
@@ -22,6 +24,7 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(HERE, "..", "..", "schemas", "vectors.json")
 BATCH_VECTORS = os.path.join(HERE, "..", "..", "schemas", "batch-vectors.json")
+MODEL_VECTORS = os.path.join(HERE, "..", "..", "schemas", "model-vectors.json")
 
 
 def frames(*parts):
@@ -90,7 +93,9 @@ def main():
     with open(BATCH_VECTORS) as handle:
         batch_vectors = json.load(handle)["vectors"]
     assert not {v["name"] for v in vectors} & {v["name"] for v in batch_vectors}
-    for folder in ("msg", "mdp", "safetensors"):
+    with open(MODEL_VECTORS) as handle:
+        model_vectors = json.load(handle)["vectors"]
+    for folder in ("msg", "mdp", "safetensors", "model"):
         shutil.rmtree(os.path.join(HERE, "corpus", folder), ignore_errors=True)
         os.makedirs(os.path.join(HERE, "corpus", folder))
     bodies = []
@@ -122,8 +127,14 @@ def main():
     for name, data in seeds.items():
         with open(os.path.join(HERE, "corpus", "safetensors", name + ".bin"), "wb") as handle:
             handle.write(data)
-    print("msg: %d seeds, mdp: %d seeds, safetensors: %d seeds"
-          % (len(vectors) + len(batch_vectors), len(shapes), len(seeds)))
+    for vector in model_vectors:
+        hexes = ([vector["hex"]] if "hex" in vector else
+                 [vector["descriptor_hex"]] if "descriptor_hex" in vector else
+                 vector["frames"][:1])
+        with open(os.path.join(HERE, "corpus", "model", vector["name"] + ".bin"), "wb") as handle:
+            handle.write(bytes.fromhex(hexes[0]))
+    print("msg: %d seeds, mdp: %d seeds, safetensors: %d seeds, model: %d seeds"
+          % (len(vectors) + len(batch_vectors), len(shapes), len(seeds), len(model_vectors)))
 
 
 if __name__ == "__main__":
