@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+WORKER_ARGS = os.environ.get("ZFED_WORKER_ARGS", "").split()
+
 
 def peak_rss_mib(pid):
     with open("/proc/%d/status" % pid) as handle:
@@ -51,7 +53,7 @@ def run(build, size, workers, fetch_results):
     with open(endpoint_file) as handle:
         endpoint = handle.readline().strip()
     procs = [start("worker-%d" % index, [os.path.join(build, "zfed-worker"), "--connect", endpoint,
-                                         "--service", "tensoravg", "--name", "w%d" % index])
+                                         "--service", "tensoravg", "--name", "w%d" % index] + WORKER_ARGS)
              for index in range(workers)]
     time.sleep(0.5)
     argv = [os.path.join(build, "bench", "zfed-bench-models"), "--connect", endpoint, "--size", str(size),

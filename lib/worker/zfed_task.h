@@ -54,7 +54,7 @@ typedef struct {
     const char *blob_service; //  where results over 4 MiB are held
     uint32_t chunk;           //  the chunk size of results held by reference
     bool verify;              //  check an inline global's data against its sha256
-    bool result_sha256;       //  put the result's SHA-256 in its descriptor
+    bool result_sha256;       //  also hash results held by reference (inline ones always are)
     zfed_model_cache_t *cache;
 } zfed_model_runner_t;
 

@@ -1168,7 +1168,7 @@ static int s_models_new(zfed_worker_t *self)
                                          .blob_service = zfed_blob_server_service(self->blob),
                                          .chunk = config->chunk,
                                          .verify = config->verify,
-                                         .result_sha256 = true,
+                                         .result_sha256 = false,
                                          .cache = self->cache};
     return 0;
 }
