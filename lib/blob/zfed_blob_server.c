@@ -23,6 +23,7 @@
 #include "transport/zfed_curve.h"
 #include "transport/zfed_mdpw.h"
 #include "wire/zfed_frames.h"
+#include "wire/zfed_reason.h"
 
 #include <czmq.h>
 #include <stdarg.h>
@@ -34,10 +35,7 @@
 //  Messages read per handle() call, so one busy connection cannot starve
 //  the owner's other sockets or its timers.
 #define DRAIN_BATCH 64
-//  How long a reply may wait for room in a full send queue before the
-//  connection starts over (the broker re-dispatches what we held).
-#define REPLY_SEND_TIMEOUT_MS 1000
-#define REASON_MAX            256
+#define REASON_MAX  256
 //  Longest endpoint kept (a copy, so the caller's string may go).
 #define ENDPOINT_MAX 1024
 
@@ -109,38 +107,25 @@ static void s_drop(zfed_blob_server_t *self, entry_t *entry)
     s_entry_unref(entry);
 }
 
-static int s_fail(char *reason, size_t reason_size, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int s_fail(char *reason, size_t reason_size, const char *format, ...)
-{
-    if (reason && reason_size) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(reason, reason_size, format, args);
-        va_end(args);
-    }
-    return -1;
-}
-
 //  A new listed entry, or -1 with the reason (nothing taken).
 static int s_add(zfed_blob_server_t *self, const uint8_t id[ZFED_MODEL_ID_SIZE], uint64_t size,
                  uint32_t chunk, int64_t hold_ms, bool in_memory, entry_t **entry_p, char *reason,
                  size_t reason_size)
 {
     if (chunk < ZFED_CHUNK_MIN || chunk > ZFED_CHUNK_MAX)
-        return s_fail(reason, reason_size, "a chunk is %u to %u bytes, not %u", ZFED_CHUNK_MIN,
-                      ZFED_CHUNK_MAX, chunk);
+        return zfed_reason_set(reason, reason_size, NULL, "a chunk is %u to %u bytes, not %u",
+                               ZFED_CHUNK_MIN, ZFED_CHUNK_MAX, chunk);
     if (s_find(self, id))
-        return s_fail(reason, reason_size, "a model with this id is held already");
+        return zfed_reason_set(reason, reason_size, NULL, "a model with this id is held already");
     if (in_memory && !zfed_blob_server_fits(self, size))
-        return s_fail(reason, reason_size,
-                      "cannot hold %llu bytes more: %llu of the %llu-byte hold budget are in use",
-                      (unsigned long long)size, (unsigned long long)self->stats.held_bytes,
-                      (unsigned long long)self->config.hold_bytes);
+        return zfed_reason_set(
+            reason, reason_size, NULL,
+            "cannot hold %llu bytes more: %llu of the %llu-byte hold budget are in use",
+            (unsigned long long)size, (unsigned long long)self->stats.held_bytes,
+            (unsigned long long)self->config.hold_bytes);
     entry_t *entry = calloc(1, sizeof *entry);
     if (!entry)
-        return s_fail(reason, reason_size, "out of memory");
+        return zfed_reason_set(reason, reason_size, NULL, "out of memory");
     zfed_link_init(&entry->link);
     memcpy(entry->id, id, ZFED_MODEL_ID_SIZE);
     entry->size = size;
@@ -163,7 +148,7 @@ int zfed_blob_server_hold(zfed_blob_server_t *self, const uint8_t id[ZFED_MODEL_
 {
     entry_t *entry = NULL;
     if (!model_p || !*model_p)
-        return s_fail(reason, reason_size, "no model");
+        return zfed_reason_set(reason, reason_size, NULL, "no model");
     if (s_add(self, id, zfed_model_nbytes(*model_p), chunk, hold_ms, true, &entry, reason,
               reason_size) != 0)
         return -1;
@@ -179,7 +164,7 @@ int zfed_blob_server_hold_reader(zfed_blob_server_t *self, const uint8_t id[ZFED
 {
     entry_t *entry = NULL;
     if (!read)
-        return s_fail(reason, reason_size, "no reader");
+        return zfed_reason_set(reason, reason_size, NULL, "no reader");
     if (s_add(self, id, size, chunk, hold_ms, false, &entry, reason, reason_size) != 0)
         return -1;
     entry->read = read;
@@ -205,7 +190,7 @@ int zfed_blob_server_hold_file(zfed_blob_server_t *self, const uint8_t id[ZFED_M
                                char *reason, size_t reason_size)
 {
     if (!file_p || !*file_p)
-        return s_fail(reason, reason_size, "no file");
+        return zfed_reason_set(reason, reason_size, NULL, "no file");
     uint64_t size = zfed_layout_nbytes(zfed_safetensors_layout(*file_p));
     if (zfed_blob_server_hold_reader(self, id, size, chunk, s_file_read, s_file_close, *file_p,
                                      hold_ms, reason, reason_size) != 0)
@@ -290,13 +275,13 @@ static int s_chunk_frame(entry_t *entry, uint64_t offset, size_t length, zmq_msg
         atomic_fetch_add(&entry->refs, 1);
         if (zmq_msg_init_data(frame, bytes, length, s_frame_done, entry) != 0) {
             atomic_fetch_sub(&entry->refs, 1);
-            return s_fail(error, error_size, "out of memory for a frame");
+            return zfed_reason_set(error, error_size, NULL, "out of memory for a frame");
         }
         return 0;
     }
     void *buffer = malloc(length);
     if (!buffer)
-        return s_fail(error, error_size, "out of memory reading %zu bytes", length);
+        return zfed_reason_set(error, error_size, NULL, "out of memory reading %zu bytes", length);
     if (entry->read(entry->reader, offset, buffer, length, error, error_size) != 0 ||
         zmq_msg_init_data(frame, buffer, length, s_buffer_done, NULL) != 0) {
         free(buffer);
@@ -499,18 +484,9 @@ zfed_blob_server_t *zfed_blob_server_new(const zfed_blob_server_config_t *config
         if (!self->curve)
             goto err;
     }
-    zfed_mdpw_config_t connection = {
-        .endpoint = self->endpoint,
-        .service = self->service,
-        .name = self->service,
-        .credit = config->credit,
-        .heartbeat_ms = config->heartbeat_ms,
-        .liveness = config->liveness,
-        .reconnect_ms = config->reconnect_ms,
-        .reconnect_max_ms = config->reconnect_max_ms,
-        .send_timeout_ms = REPLY_SEND_TIMEOUT_MS,
-        .curve = self->curve,
-    };
+    zfed_mdpw_config_t connection = zfed_mdpw_config(
+        self->endpoint, self->service, self->service, config->credit, config->heartbeat_ms,
+        config->liveness, config->reconnect_ms, config->reconnect_max_ms, self->curve);
     zfed_mdpw_init(&self->connection, &connection);
     if (zfed_mdpw_open(&self->connection) != 0)
         goto err;

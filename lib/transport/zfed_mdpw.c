@@ -12,6 +12,23 @@
 #define CLOSE_LINGER_MS 100
 #define EXTENSION_MAX   32
 
+zfed_mdpw_config_t zfed_mdpw_config(const char *endpoint, const char *service, const char *name,
+                                    unsigned credit, int heartbeat_ms, int liveness,
+                                    int reconnect_ms, int reconnect_max_ms,
+                                    zfed_curve_client_t *curve)
+{
+    return (zfed_mdpw_config_t){.endpoint = endpoint,
+                                .service = service,
+                                .name = name,
+                                .credit = credit,
+                                .heartbeat_ms = heartbeat_ms,
+                                .liveness = liveness,
+                                .reconnect_ms = reconnect_ms,
+                                .reconnect_max_ms = reconnect_max_ms,
+                                .send_timeout_ms = ZFED_MDPW_SEND_TIMEOUT_MS,
+                                .curve = curve};
+}
+
 void zfed_mdpw_init(zfed_mdpw_t *self, const zfed_mdpw_config_t *config)
 {
     memset(self, 0, sizeof *self);

@@ -54,6 +54,17 @@ typedef struct {
     bool heard_since_ready;
 } zfed_mdpw_t;
 
+//  How long a reply may wait for room in a full send queue before its
+//  connection starts over (the broker re-dispatches what it held).
+#define ZFED_MDPW_SEND_TIMEOUT_MS 1000
+
+//  A config with these settings, the send timeout above, no monitor, not
+//  quiet; strings and curve are borrowed.
+zfed_mdpw_config_t zfed_mdpw_config(const char *endpoint, const char *service, const char *name,
+                                    unsigned credit, int heartbeat_ms, int liveness,
+                                    int reconnect_ms, int reconnect_max_ms,
+                                    zfed_curve_client_t *curve);
+
 void zfed_mdpw_init(zfed_mdpw_t *self, const zfed_mdpw_config_t *config);
 
 //  A new socket, connected, READY sent.  0, or -1 (no socket: tick()

@@ -8,9 +8,9 @@
 */
 #include "zfed/zfed_descriptor.h"
 #include "zfed/zfed_msg.h"
+#include "wire/zfed_reason.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -22,24 +22,6 @@
 #define DTYPE_TEXT_MAX 8
 //  How much of a refused name a reason shows.
 #define NAME_SHOWN 64
-
-static int s_fail(char *reason, size_t reason_size, const char *class, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-
-//  "CLASS: text": the class first, so a reader can branch on it.
-static int s_fail(char *reason, size_t reason_size, const char *class, const char *format, ...)
-{
-    if (reason && reason_size) {
-        int used = snprintf(reason, reason_size, "%s: ", class);
-        if (used >= 0 && (size_t)used < reason_size) {
-            va_list args;
-            va_start(args, format);
-            vsnprintf(reason + used, reason_size - (size_t)used, format, args);
-            va_end(args);
-        }
-    }
-    return -1;
-}
 
 static bool s_is_uint(const msgpack_object *object, uint64_t max)
 {
@@ -92,15 +74,17 @@ static int s_read_entry(const msgpack_object *entry, size_t index, zfed_layout_t
                         uint64_t *offset, char *reason, size_t reason_size)
 {
     if (entry->type != MSGPACK_OBJECT_ARRAY || entry->via.array.size != ENTRY_ELEMENTS)
-        return s_fail(reason, reason_size, "tensor",
-                      "tensor %zu: expected an array [name, dtype, shape, offset, nbytes]", index);
+        return zfed_reason_set(reason, reason_size, "tensor",
+                               "tensor %zu: expected an array [name, dtype, shape, offset, nbytes]",
+                               index);
     const msgpack_object *field = entry->via.array.ptr;
     const msgpack_object *name = &field[0], *dtype = &field[1], *shape = &field[2];
     if (name->type != MSGPACK_OBJECT_STR ||
         !s_name_bytes_valid(name->via.str.ptr, name->via.str.size))
-        return s_fail(reason, reason_size, "name",
-                      "tensor %zu: name must be 1-%d bytes of UTF-8 without control characters",
-                      index, ZFED_TENSOR_NAME_MAX);
+        return zfed_reason_set(
+            reason, reason_size, "name",
+            "tensor %zu: name must be 1-%d bytes of UTF-8 without control characters", index,
+            ZFED_TENSOR_NAME_MAX);
     char text[ZFED_TENSOR_NAME_MAX + 1];
     memcpy(text, name->via.str.ptr, name->via.str.size);
     text[name->via.str.size] = '\0';
@@ -108,55 +92,57 @@ static int s_read_entry(const msgpack_object *entry, size_t index, zfed_layout_t
     s_show(text, name->via.str.size, shown, sizeof shown);
     size_t first = 0;
     if (zfed_layout_find(layout, text, &first))
-        return s_fail(reason, reason_size, "duplicate",
-                      "tensor %s: the name of tensor %zu appears again as tensor %zu", shown, first,
-                      index);
+        return zfed_reason_set(reason, reason_size, "duplicate",
+                               "tensor %s: the name of tensor %zu appears again as tensor %zu",
+                               shown, first, index);
     zfed_dtype_t type;
     if (s_read_dtype(dtype, &type) != 0)
-        return s_fail(reason, reason_size, "dtype", "tensor %s: dtype must be one of %s", shown,
-                      zfed_dtype_list());
+        return zfed_reason_set(reason, reason_size, "dtype", "tensor %s: dtype must be one of %s",
+                               shown, zfed_dtype_list());
     if (shape->type != MSGPACK_OBJECT_ARRAY || shape->via.array.size > ZFED_TENSOR_DIMS_MAX)
-        return s_fail(reason, reason_size, "shape",
-                      "tensor %s: shape must be an array of 0-%d unsigned integers", shown,
-                      ZFED_TENSOR_DIMS_MAX);
+        return zfed_reason_set(reason, reason_size, "shape",
+                               "tensor %s: shape must be an array of 0-%d unsigned integers", shown,
+                               ZFED_TENSOR_DIMS_MAX);
     uint64_t dims[ZFED_TENSOR_DIMS_MAX];
     uint64_t expected = zfed_dtype_size(type);
     bool overflow = false;
     for (uint32_t dim = 0; dim < shape->via.array.size; dim++) {
         if (!s_is_uint(&shape->via.array.ptr[dim], UINT64_MAX))
-            return s_fail(reason, reason_size, "shape",
-                          "tensor %s: shape must be an array of 0-%d unsigned integers", shown,
-                          ZFED_TENSOR_DIMS_MAX);
+            return zfed_reason_set(reason, reason_size, "shape",
+                                   "tensor %s: shape must be an array of 0-%d unsigned integers",
+                                   shown, ZFED_TENSOR_DIMS_MAX);
         dims[dim] = shape->via.array.ptr[dim].via.u64;
         overflow |= __builtin_mul_overflow(expected, dims[dim], &expected);
     }
     if (!s_is_uint(&field[3], UINT64_MAX))
-        return s_fail(reason, reason_size, "offset",
-                      "tensor %s: offset must be an unsigned integer (%llu, where the previous "
-                      "tensor ends)",
-                      shown, (unsigned long long)*offset);
+        return zfed_reason_set(
+            reason, reason_size, "offset",
+            "tensor %s: offset must be an unsigned integer (%llu, where the previous "
+            "tensor ends)",
+            shown, (unsigned long long)*offset);
     if (field[3].via.u64 != *offset)
-        return s_fail(reason, reason_size, "offset",
-                      "tensor %s: offset %llu, expected %llu (tensors lie end to end)", shown,
-                      (unsigned long long)field[3].via.u64, (unsigned long long)*offset);
+        return zfed_reason_set(reason, reason_size, "offset",
+                               "tensor %s: offset %llu, expected %llu (tensors lie end to end)",
+                               shown, (unsigned long long)field[3].via.u64,
+                               (unsigned long long)*offset);
     char shape_text[ZFED_TENSOR_DIMS_MAX * 22 + 8];
     zfed_shape_format(dims, shape->via.array.size, shape_text, sizeof shape_text);
     if (overflow)
-        return s_fail(reason, reason_size, "nbytes",
-                      "tensor %s: shape %s of %s is more than 2^64 bytes", shown, shape_text,
-                      zfed_dtype_name(type));
+        return zfed_reason_set(reason, reason_size, "nbytes",
+                               "tensor %s: shape %s of %s is more than 2^64 bytes", shown,
+                               shape_text, zfed_dtype_name(type));
     if (!s_is_uint(&field[4], UINT64_MAX) || field[4].via.u64 != expected)
-        return s_fail(reason, reason_size, "nbytes",
-                      "tensor %s: nbytes must be %llu (shape %s of %s)", shown,
-                      (unsigned long long)expected, shape_text, zfed_dtype_name(type));
+        return zfed_reason_set(reason, reason_size, "nbytes",
+                               "tensor %s: nbytes must be %llu (shape %s of %s)", shown,
+                               (unsigned long long)expected, shape_text, zfed_dtype_name(type));
     if (expected > ZFED_MODEL_BYTES_MAX - *offset)
-        return s_fail(reason, reason_size, "size", "tensor %s: the tensors end past 2^40 bytes",
-                      shown);
+        return zfed_reason_set(reason, reason_size, "size",
+                               "tensor %s: the tensors end past 2^40 bytes", shown);
     char error[256];
     if (zfed_layout_add(layout, text, type, dims, shape->via.array.size, error, sizeof error) != 0)
         //  What is left for the layout to refuse is the name as text
         //  (UTF-8, C1 controls), or memory.
-        return s_fail(reason, reason_size, "name", "%s", error);
+        return zfed_reason_set(reason, reason_size, "name", "%s", error);
     *offset += expected;
     return 0;
 }
@@ -166,38 +152,42 @@ int zfed_descriptor_read(const msgpack_object *object, zfed_descriptor_role_t ro
 {
     memset(out, 0, sizeof *out);
     if (object->type != MSGPACK_OBJECT_ARRAY)
-        return s_fail(reason, reason_size, "descriptor", "a model descriptor is an array, got %s",
-                      zfed_msgpack_type_name(object->type));
+        return zfed_reason_set(reason, reason_size, "descriptor",
+                               "a model descriptor is an array, got %s",
+                               zfed_msgpack_type_name(object->type));
     const msgpack_object *element = object->via.array.ptr;
     uint32_t count = object->via.array.size;
     if (count < 2 || element[0].type != MSGPACK_OBJECT_STR ||
         element[0].via.str.size != KIND_LENGTH ||
         memcmp(element[0].via.str.ptr, ZFED_KIND_MODEL, KIND_LENGTH) != 0)
-        return s_fail(reason, reason_size, "kind", "element 0 (kind): expected \"%s\"",
-                      ZFED_KIND_MODEL);
+        return zfed_reason_set(reason, reason_size, "kind", "element 0 (kind): expected \"%s\"",
+                               ZFED_KIND_MODEL);
     if (!s_is_uint(&element[1], UINT32_MAX) || element[1].via.u64 != ZFED_PROTOCOL_VERSION)
-        return s_fail(reason, reason_size, "version",
-                      "element 1 (version): this peer speaks version %d", ZFED_PROTOCOL_VERSION);
+        return zfed_reason_set(reason, reason_size, "version",
+                               "element 1 (version): this peer speaks version %d",
+                               ZFED_PROTOCOL_VERSION);
     if (count != DESCRIPTOR_ELEMENTS)
-        return s_fail(reason, reason_size, "elements", "%s v1 has %d elements, got %u",
-                      ZFED_KIND_MODEL, DESCRIPTOR_ELEMENTS, count);
+        return zfed_reason_set(reason, reason_size, "elements", "%s v1 has %d elements, got %u",
+                               ZFED_KIND_MODEL, DESCRIPTOR_ELEMENTS, count);
     if (!s_is_id(&element[2]))
-        return s_fail(reason, reason_size, "id", "element 2 (id): expected a bin of %d bytes",
-                      ZFED_MODEL_ID_SIZE);
+        return zfed_reason_set(reason, reason_size, "id",
+                               "element 2 (id): expected a bin of %d bytes", ZFED_MODEL_ID_SIZE);
     if (element[3].type != MSGPACK_OBJECT_NIL && !s_is_id(&element[3]))
-        return s_fail(reason, reason_size, "sha256",
-                      "element 3 (sha256): expected nil or a bin of %d bytes", ZFED_MODEL_ID_SIZE);
+        return zfed_reason_set(reason, reason_size, "sha256",
+                               "element 3 (sha256): expected nil or a bin of %d bytes",
+                               ZFED_MODEL_ID_SIZE);
     if (!s_is_uint(&element[4], ZFED_MODEL_BYTES_MAX))
-        return s_fail(reason, reason_size, "size",
-                      "element 4 (size): expected an unsigned integer up to 2^40");
+        return zfed_reason_set(reason, reason_size, "size",
+                               "element 4 (size): expected an unsigned integer up to 2^40");
     if (!s_is_uint(&element[5], ZFED_CHUNK_MAX) || element[5].via.u64 < ZFED_CHUNK_MIN)
-        return s_fail(reason, reason_size, "chunk", "element 5 (chunk): expected %u to %u bytes",
-                      ZFED_CHUNK_MIN, ZFED_CHUNK_MAX);
+        return zfed_reason_set(reason, reason_size, "chunk",
+                               "element 5 (chunk): expected %u to %u bytes", ZFED_CHUNK_MIN,
+                               ZFED_CHUNK_MAX);
     const msgpack_object *tensors = &element[6];
     if (tensors->type != MSGPACK_OBJECT_ARRAY || tensors->via.array.size > ZFED_LAYOUT_TENSORS_MAX)
-        return s_fail(reason, reason_size, "tensors",
-                      "element 6 (tensors): expected an array of at most %d entries",
-                      ZFED_LAYOUT_TENSORS_MAX);
+        return zfed_reason_set(reason, reason_size, "tensors",
+                               "element 6 (tensors): expected an array of at most %d entries",
+                               ZFED_LAYOUT_TENSORS_MAX);
     memcpy(out->id, element[2].via.bin.ptr, ZFED_MODEL_ID_SIZE);
     out->has_sha256 = element[3].type != MSGPACK_OBJECT_NIL;
     if (out->has_sha256)
@@ -206,45 +196,45 @@ int zfed_descriptor_read(const msgpack_object *object, zfed_descriptor_role_t ro
     out->chunk = (uint32_t)element[5].via.u64;
     out->layout = zfed_layout_new();
     if (!out->layout)
-        return s_fail(reason, reason_size, "memory", "out of memory reading a descriptor");
+        return zfed_reason_set(reason, reason_size, "memory", "out of memory reading a descriptor");
     uint64_t offset = 0;
     for (uint32_t index = 0; index < tensors->via.array.size; index++)
         if (s_read_entry(&tensors->via.array.ptr[index], index, out->layout, &offset, reason,
                          reason_size) != 0)
             goto err;
     if (offset != out->size) {
-        s_fail(reason, reason_size, "size",
-               "element 4 (size): %llu bytes, but the layout's tensors end at %llu",
-               (unsigned long long)out->size, (unsigned long long)offset);
+        zfed_reason_set(reason, reason_size, "size",
+                        "element 4 (size): %llu bytes, but the layout's tensors end at %llu",
+                        (unsigned long long)out->size, (unsigned long long)offset);
         goto err;
     }
     const msgpack_object *source = &element[7];
     if (source->type != MSGPACK_OBJECT_STR ||
         (source->via.str.size != 0 &&
          !zfed_blob_service_valid(source->via.str.ptr, source->via.str.size))) {
-        s_fail(reason, reason_size, "source",
-               "element 7 (source): expected \"\" or %s and %d lowercase hex digits",
-               ZFED_BLOB_PREFIX, ZFED_BLOB_HEX_DIGITS);
+        zfed_reason_set(reason, reason_size, "source",
+                        "element 7 (source): expected \"\" or %s and %d lowercase hex digits",
+                        ZFED_BLOB_PREFIX, ZFED_BLOB_HEX_DIGITS);
         goto err;
     }
     memcpy(out->source, source->via.str.ptr, source->via.str.size);
     out->source[source->via.str.size] = '\0';
     bool inline_model = source->via.str.size == 0;
     if (inline_model && out->size > ZFED_MODEL_INLINE_MAX) {
-        s_fail(reason, reason_size, "inline",
-               "a model of %llu bytes (over %u) must travel by reference",
-               (unsigned long long)out->size, ZFED_MODEL_INLINE_MAX);
+        zfed_reason_set(reason, reason_size, "inline",
+                        "a model of %llu bytes (over %u) must travel by reference",
+                        (unsigned long long)out->size, ZFED_MODEL_INLINE_MAX);
         goto err;
     }
     if (!inline_model && out->size <= ZFED_MODEL_INLINE_MAX) {
-        s_fail(reason, reason_size, "inline",
-               "a model of %llu bytes (at most %u) must travel inline",
-               (unsigned long long)out->size, ZFED_MODEL_INLINE_MAX);
+        zfed_reason_set(reason, reason_size, "inline",
+                        "a model of %llu bytes (at most %u) must travel inline",
+                        (unsigned long long)out->size, ZFED_MODEL_INLINE_MAX);
         goto err;
     }
     if (role == ZFED_DESCRIPTOR_GLOBAL &&
         (!out->has_sha256 || memcmp(out->id, out->sha256, ZFED_MODEL_ID_SIZE) != 0)) {
-        s_fail(reason, reason_size, "global_id", "a global model's id must be its sha256");
+        zfed_reason_set(reason, reason_size, "global_id", "a global model's id must be its sha256");
         goto err;
     }
     return 0;
@@ -257,19 +247,15 @@ int zfed_descriptor_decode(const void *data, size_t size, zfed_descriptor_role_t
                            zfed_descriptor_t *out, char *reason, size_t reason_size)
 {
     memset(out, 0, sizeof *out);
-    char why[160];
-    if (size > ZFED_BODY_MAX)
-        return s_fail(reason, reason_size, "msgpack", "%zu bytes, over the %d-byte body limit",
-                      size, ZFED_BODY_MAX);
-    if (zfed_msgpack_check(data, size, why, sizeof why) != 0)
-        return s_fail(reason, reason_size, "msgpack", "%s", why);
+    if (zfed_reason_prescan(data, size, reason, reason_size) != 0)
+        return -1;
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
     size_t offset = 0;
     int rc = -1;
     if (msgpack_unpack_next(&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS ||
         offset != size)
-        s_fail(reason, reason_size, "msgpack", "cannot unpack the descriptor");
+        zfed_reason_set(reason, reason_size, "msgpack", "cannot unpack the descriptor");
     else
         rc = zfed_descriptor_read(&unpacked.data, role, out, reason, reason_size);
     msgpack_unpacked_destroy(&unpacked);
@@ -328,20 +314,22 @@ int zfed_descriptor_set(zfed_descriptor_t *out, const uint8_t id[ZFED_MODEL_ID_S
     size_t source_length = source ? strlen(source) : 0;
     uint64_t size = zfed_layout_nbytes(layout);
     if (chunk < ZFED_CHUNK_MIN || chunk > ZFED_CHUNK_MAX)
-        return s_fail(reason, reason_size, "chunk", "a chunk is %u to %u bytes, not %u",
-                      ZFED_CHUNK_MIN, ZFED_CHUNK_MAX, chunk);
+        return zfed_reason_set(reason, reason_size, "chunk", "a chunk is %u to %u bytes, not %u",
+                               ZFED_CHUNK_MIN, ZFED_CHUNK_MAX, chunk);
     if (source_length && !zfed_blob_service_valid(source, source_length))
-        return s_fail(reason, reason_size, "source", "'%.64s' is not a blob service name", source);
+        return zfed_reason_set(reason, reason_size, "source", "'%.64s' is not a blob service name",
+                               source);
     if ((source_length == 0) != (size <= ZFED_MODEL_INLINE_MAX))
-        return s_fail(reason, reason_size, "inline",
-                      "a model of %llu bytes travels %s (the inline limit is %u)",
-                      (unsigned long long)size, source_length ? "inline" : "by reference",
-                      ZFED_MODEL_INLINE_MAX);
+        return zfed_reason_set(reason, reason_size, "inline",
+                               "a model of %llu bytes travels %s (the inline limit is %u)",
+                               (unsigned long long)size, source_length ? "inline" : "by reference",
+                               ZFED_MODEL_INLINE_MAX);
     if (role == ZFED_DESCRIPTOR_GLOBAL && (!sha256 || memcmp(id, sha256, ZFED_MODEL_ID_SIZE) != 0))
-        return s_fail(reason, reason_size, "global_id", "a global model's id must be its sha256");
+        return zfed_reason_set(reason, reason_size, "global_id",
+                               "a global model's id must be its sha256");
     out->layout = zfed_layout_dup(layout);
     if (!out->layout)
-        return s_fail(reason, reason_size, "memory", "out of memory copying a layout");
+        return zfed_reason_set(reason, reason_size, "memory", "out of memory copying a layout");
     memcpy(out->id, id, ZFED_MODEL_ID_SIZE);
     out->has_sha256 = sha256 != NULL;
     if (sha256)
@@ -381,13 +369,15 @@ int zfed_descriptor_check_data(const zfed_descriptor_t *self, bool has_data_fram
 {
     bool inline_model = zfed_descriptor_is_inline(self);
     if (inline_model && !has_data_frame)
-        return s_fail(reason, reason_size, "data", "an inline model comes with its data frame");
+        return zfed_reason_set(reason, reason_size, "data",
+                               "an inline model comes with its data frame");
     if (!inline_model && has_data_frame)
-        return s_fail(reason, reason_size, "data",
-                      "a model by reference comes without a data frame");
+        return zfed_reason_set(reason, reason_size, "data",
+                               "a model by reference comes without a data frame");
     if (has_data_frame && data_size != self->size)
-        return s_fail(reason, reason_size, "data", "the data frame is %llu bytes, the model %llu",
-                      (unsigned long long)data_size, (unsigned long long)self->size);
+        return zfed_reason_set(reason, reason_size, "data",
+                               "the data frame is %llu bytes, the model %llu",
+                               (unsigned long long)data_size, (unsigned long long)self->size);
     return 0;
 }
 

@@ -6,9 +6,9 @@
 */
 #include "zfed/zfed_transfer.h"
 #include "zfed/zfed_msg.h"
+#include "wire/zfed_reason.h"
 #include "wire/zfed_peek.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,23 +26,6 @@ static const struct {
     {ZFED_KIND_RELEASED, ZFED_TRANSFER_RELEASED, 3},
 };
 #define KINDS (sizeof s_kinds / sizeof s_kinds[0])
-
-static int s_fail(char *reason, size_t reason_size, const char *class, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int s_fail(char *reason, size_t reason_size, const char *class, const char *format, ...)
-{
-    if (reason && reason_size) {
-        int used = snprintf(reason, reason_size, "%s: ", class);
-        if (used >= 0 && (size_t)used < reason_size) {
-            va_list args;
-            va_start(args, format);
-            vsnprintf(reason + used, reason_size - (size_t)used, format, args);
-            va_end(args);
-        }
-    }
-    return -1;
-}
 
 //  The kind the body's first element names (index into s_kinds), or -1;
 //  reader is left after it and *elements holds the array's count.
@@ -102,59 +85,60 @@ int zfed_transfer_decode(const void *data, size_t size, zfed_transfer_t *out, ch
                          size_t reason_size)
 {
     memset(out, 0, sizeof *out);
-    char why[160];
-    if (size > ZFED_BODY_MAX)
-        return s_fail(reason, reason_size, "msgpack", "body of %zu bytes is over the %d-byte limit",
-                      size, ZFED_BODY_MAX);
-    if (zfed_msgpack_check(data, size, why, sizeof why) != 0)
-        return s_fail(reason, reason_size, "msgpack", "%s", why);
+    if (zfed_reason_prescan(data, size, reason, reason_size) != 0)
+        return -1;
     zfed_peek_t reader = {data, size, 0};
     uint64_t elements = 0;
     int kind = s_kind(&reader, &elements);
     if (kind < 0)
-        return s_fail(reason, reason_size, "kind", "not a %s, %s, %s or %s body", ZFED_KIND_FETCH,
-                      ZFED_KIND_CHUNK, ZFED_KIND_RELEASE, ZFED_KIND_RELEASED);
+        return zfed_reason_set(reason, reason_size, "kind", "not a %s, %s, %s or %s body",
+                               ZFED_KIND_FETCH, ZFED_KIND_CHUNK, ZFED_KIND_RELEASE,
+                               ZFED_KIND_RELEASED);
     uint32_t version;
     if (elements < 2 || s_u32(&reader, &version) != 0 || version != ZFED_PROTOCOL_VERSION)
-        return s_fail(reason, reason_size, "version",
-                      "element 1 (version): this peer speaks version %d", ZFED_PROTOCOL_VERSION);
+        return zfed_reason_set(reason, reason_size, "version",
+                               "element 1 (version): this peer speaks version %d",
+                               ZFED_PROTOCOL_VERSION);
     const char *name = s_kinds[kind].name;
     if (elements != s_kinds[kind].elements)
-        return s_fail(reason, reason_size, "elements", "%s v1 has %llu elements, got %llu", name,
-                      (unsigned long long)s_kinds[kind].elements, (unsigned long long)elements);
+        return zfed_reason_set(reason, reason_size, "elements", "%s v1 has %llu elements, got %llu",
+                               name, (unsigned long long)s_kinds[kind].elements,
+                               (unsigned long long)elements);
     out->kind = s_kinds[kind].kind;
     switch (out->kind) {
     case ZFED_TRANSFER_FETCH:
     case ZFED_TRANSFER_CHUNK:
         if (s_id(&reader, out->id) != 0)
-            return s_fail(reason, reason_size, "id", "element 2 (id): expected a bin of %d bytes",
-                          ZFED_MODEL_ID_SIZE);
+            return zfed_reason_set(reason, reason_size, "id",
+                                   "element 2 (id): expected a bin of %d bytes",
+                                   ZFED_MODEL_ID_SIZE);
         if (s_u32(&reader, &out->index) != 0)
-            return s_fail(reason, reason_size, "index",
-                          "element 3 (index): expected an unsigned integer below 2^32");
+            return zfed_reason_set(reason, reason_size, "index",
+                                   "element 3 (index): expected an unsigned integer below 2^32");
         if (out->kind == ZFED_TRANSFER_FETCH)
             break;
         if (s_u32(&reader, &out->code) != 0 || out->code < CODE_MIN || out->code > CODE_MAX)
-            return s_fail(reason, reason_size, "code",
-                          "element 4 (code): expected a code from %d to %d", CODE_MIN, CODE_MAX);
+            return zfed_reason_set(reason, reason_size, "code",
+                                   "element 4 (code): expected a code from %d to %d", CODE_MIN,
+                                   CODE_MAX);
         if (zfed_peek_bytes(&reader, false, &out->text) != 0 ||
             !s_text_valid(out->text.data, out->text.size))
-            return s_fail(reason, reason_size, "text",
-                          "element 5 (text): at most %d bytes without control characters",
-                          ZFED_CHUNK_TEXT_MAX);
+            return zfed_reason_set(reason, reason_size, "text",
+                                   "element 5 (text): at most %d bytes without control characters",
+                                   ZFED_CHUNK_TEXT_MAX);
         break;
     case ZFED_TRANSFER_RELEASE: {
         uint64_t count = 0;
         if (zfed_peek_array(&reader, &count) != 0 || count < 1 || count > ZFED_RELEASE_IDS_MAX)
-            return s_fail(reason, reason_size, "ids",
-                          "element 2 (ids): expected an array of 1 to %d ids",
-                          ZFED_RELEASE_IDS_MAX);
+            return zfed_reason_set(reason, reason_size, "ids",
+                                   "element 2 (ids): expected an array of 1 to %d ids",
+                                   ZFED_RELEASE_IDS_MAX);
         size_t start = reader.position;
         for (uint64_t index = 0; index < count; index++)
             if (s_id(&reader, NULL) != 0)
-                return s_fail(reason, reason_size, "id",
-                              "element 2 (ids): id %llu is not a bin of %d bytes",
-                              (unsigned long long)index, ZFED_MODEL_ID_SIZE);
+                return zfed_reason_set(reason, reason_size, "id",
+                                       "element 2 (ids): id %llu is not a bin of %d bytes",
+                                       (unsigned long long)index, ZFED_MODEL_ID_SIZE);
         out->count = (uint32_t)count;
         out->ids.data = (const uint8_t *)data + start;
         out->ids.size = reader.position - start;
@@ -162,14 +146,15 @@ int zfed_transfer_decode(const void *data, size_t size, zfed_transfer_t *out, ch
     }
     case ZFED_TRANSFER_RELEASED:
         if (s_u32(&reader, &out->count) != 0)
-            return s_fail(reason, reason_size, "count",
-                          "element 2 (count): expected an unsigned integer below 2^32");
+            return zfed_reason_set(reason, reason_size, "count",
+                                   "element 2 (count): expected an unsigned integer below 2^32");
         break;
     }
     //  The pre-scan saw one value and the array had exactly its elements,
     //  so nothing can follow; kept as a guard for the peeks above.
     if (reader.position != size)
-        return s_fail(reason, reason_size, "msgpack", "%zu trailing bytes", size - reader.position);
+        return zfed_reason_set(reason, reason_size, "msgpack", "%zu trailing bytes",
+                               size - reader.position);
     return 0;
 }
 

@@ -31,6 +31,20 @@ void zfed_task_encode_error(const char *worker, const zfed_task_ids_t *ids,
     zfed_msg_destroy(&error);
 }
 
+zfed_msg_t *zfed_task_decode(const void *body, size_t size, zfed_fault_t *fault)
+{
+    char reason[REASON_MAX];
+    zfed_msg_t *task = zfed_msg_decode(body, size, reason, sizeof reason);
+    if (!task)
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, "", "bad task: %s", reason);
+    else if (zfed_msg_kind(task) != ZFED_MSG_TASK) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, "", "expected %s, got %s", ZFED_KIND_TASK,
+                       zfed_msg_kind_name(zfed_msg_kind(task)));
+        zfed_msg_destroy(&task);
+    }
+    return task;
+}
+
 void zfed_task_ids(const zfed_msg_t *task, const void *body, size_t size, zfed_task_ids_t *ids)
 {
     memset(ids, 0, sizeof *ids);
@@ -305,18 +319,12 @@ static int s_model_task(const zfed_model_runner_t *runner, const char *worker,
 unsigned zfed_model_execute(const zfed_model_runner_t *runner, const char *worker, const void *body,
                             size_t size, zfed_model_job_t *job, msgpack_sbuffer *reply)
 {
-    char reason[REASON_MAX];
     zfed_fault_t fault = {0};
     job->need_fetch = false;
     msgpack_sbuffer_clear(reply);
-    zfed_msg_t *task = zfed_msg_decode(body, size, reason, sizeof reason);
+    zfed_msg_t *task = zfed_task_decode(body, size, &fault);
     int rc = -1;
-    if (!task)
-        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "bad task: %s", reason);
-    else if (zfed_msg_kind(task) != ZFED_MSG_TASK)
-        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "expected %s, got %s", ZFED_KIND_TASK,
-                       zfed_msg_kind_name(zfed_msg_kind(task)));
-    else {
+    if (task) {
         zfed_task_ids(task, body, size, &job->ids);
         job->has_ids = true;
         rc = s_model_task(runner, worker, task, job, reply, &fault);

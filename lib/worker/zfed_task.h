@@ -36,6 +36,9 @@ typedef struct {
 //  cannot be encoded: the client counts it and resends).
 void zfed_task_encode_error(const char *worker, const zfed_task_ids_t *ids,
                             const zfed_fault_t *fault, msgpack_sbuffer *reply);
+//  Decodes a body that must be a task: the task, or NULL with the fault
+//  (400 "bad task: REASON", or "expected zfed.task, got KIND").
+zfed_msg_t *zfed_task_decode(const void *body, size_t size, zfed_fault_t *fault);
 //  The ids of a decoded task, or of a body that did not decode (as far
 //  as zfed_msg_peek_ids can read them).
 void zfed_task_ids(const zfed_msg_t *task, const void *body, size_t size, zfed_task_ids_t *ids);

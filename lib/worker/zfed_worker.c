@@ -55,8 +55,6 @@
 #define DRAIN_BATCH 64
 //  Longest reason text we keep from a failed decode.
 #define REASON_MAX 256
-//  How long a reply may wait for room in a full send queue.
-#define REPLY_SEND_TIMEOUT_MS 1000
 //  ZeroMQ sockets and open files a pool needs beyond its own: the
 //  embedding program's, and libzmq's I/O thread.
 #define SOCKETS_SPARE 16
@@ -217,20 +215,12 @@ static int s_run_task(const zfed_worker_t *self, const connection_t *connection,
 static unsigned s_execute_body(const zfed_worker_t *self, const connection_t *connection,
                                const void *data, size_t size, msgpack_sbuffer *reply)
 {
-    char reason[REASON_MAX];
     zfed_fault_t fault = {0};
-    zfed_msg_t *task = zfed_msg_decode(data, size, reason, sizeof reason);
+    zfed_msg_t *task = zfed_task_decode(data, size, &fault);
     msgpack_sbuffer outputs;
     msgpack_sbuffer_init(&outputs);
     uint64_t compute_us = 0;
-    int rc = -1;
-    if (!task)
-        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "bad task: %s", reason);
-    else if (zfed_msg_kind(task) != ZFED_MSG_TASK)
-        zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "expected %s, got %s", ZFED_KIND_TASK,
-                       zfed_msg_kind_name(zfed_msg_kind(task)));
-    else
-        rc = s_run_task(self, connection, task, &outputs, &compute_us, &fault);
+    int rc = task ? s_run_task(self, connection, task, &outputs, &compute_us, &fault) : -1;
 
     //  The outputs come from our own service's packer: encode them as they
     //  are rather than check them again.
@@ -1252,22 +1242,14 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
             snprintf(suffix, sizeof suffix, ".%u", index % ZFED_WORKER_MAX_CONCURRENCY);
         snprintf(connection->name, sizeof connection->name, "%.*s%s",
                  (int)(ZFED_WORKER_NAME_MAX - strlen(suffix)), base, suffix);
-        zfed_mdpw_config_t mdpw = {
-            .endpoint = config->endpoint,
-            .service = connection->registered,
-            .name = connection->name,
-            .credit = config->credit,
-            .heartbeat_ms = config->heartbeat_ms,
-            .liveness = config->liveness,
-            .reconnect_ms = config->reconnect_ms,
-            .reconnect_max_ms = config->reconnect_max_ms,
-            .send_timeout_ms = REPLY_SEND_TIMEOUT_MS,
-            .curve = self->curve,
-            //  Every connection has the same broker and key: connection
-            //  0's monitor and log lines speak for all.
-            .linkmon = index == 0 ? self->linkmon : NULL,
-            .quiet = index > 0,
-        };
+        zfed_mdpw_config_t mdpw =
+            zfed_mdpw_config(config->endpoint, connection->registered, connection->name,
+                             config->credit, config->heartbeat_ms, config->liveness,
+                             config->reconnect_ms, config->reconnect_max_ms, self->curve);
+        //  Every connection has the same broker and key: connection 0's
+        //  monitor and log lines speak for all.
+        mdpw.linkmon = index == 0 ? self->linkmon : NULL;
+        mdpw.quiet = index > 0;
         zfed_mdpw_init(&connection->mdpw, &mdpw);
     }
     for (unsigned index = 0; index < config->threads; index++) {

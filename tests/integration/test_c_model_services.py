@@ -16,6 +16,7 @@ import msgpack
 import numpy as np
 import zmq
 
+import test_python_model_services as python_models
 from test_python_model_services import every_dtype, expected_tensoravg
 from zfedtest import MDPC, MDPW, PYTHON_PACKAGE_DIR, READY, Cluster, main, wait_for
 
@@ -245,35 +246,13 @@ class CModelServices(unittest.TestCase):
         self.assertEqual((other.error.code, other.error.field), (422, "site"))
         self.assertIn("unknown parameter 'site'", other.error.message)
 
-    def big_task(self, service, task_id):
-        model = zm.Model.empty(zm.make_layout([("w", "U8", (5 * MIB,))]))
-        model["w"][...] = 7
-        return self.call(service, task_id, {"add": 1, "samples": 1}, model, job="hold")
-
-    def test_a_result_beyond_the_hold_budget_is_answered_507(self):
-        first = self.big_task("tensoravg@tight", 0)
-        self.assertIsNotNone(first.result, first.message)
-        self.assertEqual(int(first.model["w"][0]), 8)
-        second = self.big_task("tensoravg@tight", 1)
-        self.assertEqual((second.error.code, second.error.task_id), (507, 1))
-        self.assertIn("--hold-bytes", second.error.message)
-        self.assertEqual(self.client.release(first), 1)
-        third = self.big_task("tensoravg@tight", 2)
-        self.assertIsNotNone(third.result, third.message)
-        self.assertEqual(self.client.release(third), 1)
-
-    def test_a_result_never_released_expires(self):
-        held = self.big_task("tensoravg@brief", 0)
-        self.assertIsNotNone(held.result, held.message)
-
-        def gone():
-            try:
-                self.client.fetcher.fetch(held.descriptor)
-            except zb.TransferError as failure:
-                return "404" in str(failure)
-            return False
-        wait_for(gone, 20, interval=0.1, what="the held result to expire")
-        self.assertEqual(self.client.release(held), 0)
+    # The hold budget (507) and the hold time, as the Python worker's tests
+    # check them: the C workers of sites tight and brief have the same flags.
+    big_task = python_models.ModelServices.big_task
+    test_a_result_beyond_the_hold_budget_is_answered_507 = \
+        python_models.ModelServices.test_a_result_beyond_the_hold_budget_is_answered_507
+    test_a_result_never_released_expires_after_the_hold_time = \
+        python_models.ModelServices.test_a_result_never_released_expires_after_the_hold_time
 
     def refused(self, bodies, service="tensoravg@hostile"):
         self.client.send(service, bodies)

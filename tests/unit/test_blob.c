@@ -197,14 +197,32 @@ static bool s_registered(zactor_t *broker, size_t workers)
     return zfed_test_broker_wait(broker, workers, workers);
 }
 
+//  A broker (request TTL ttl_ms, 0: the default) and, on it, a blob
+//  server with a hold budget and a fetcher, the server registered.
+static zactor_t *s_start(rig_t *rig, char *endpoint, size_t size, const char *what, int64_t ttl_ms,
+                         uint64_t hold_bytes)
+{
+    zactor_t *broker = s_broker(endpoint, size, what, ttl_ms);
+    REQUIRE(broker);
+    rig->server = s_server(endpoint, hold_bytes);
+    rig->fetcher = s_fetcher(endpoint, 0, 3);
+    REQUIRE(rig->server && rig->fetcher);
+    REQUIRE(s_registered(broker, 1));
+    return broker;
+}
+
+static void s_stop(rig_t *rig, zactor_t **broker_p)
+{
+    zfed_fetcher_destroy(&rig->fetcher);
+    zfed_blob_server_destroy(&rig->server);
+    zactor_destroy(broker_p);
+}
+
 static void s_test_fetch_whole_model(void)
 {
     char endpoint[128];
-    zactor_t *broker = s_broker(endpoint, sizeof endpoint, "blob-whole", 0);
-    REQUIRE(broker);
-    rig_t rig = {.server = s_server(endpoint, 0), .fetcher = s_fetcher(endpoint, 0, 3)};
-    REQUIRE(rig.server && rig.fetcher);
-    REQUIRE(s_registered(broker, 1));
+    rig_t rig = {0};
+    zactor_t *broker = s_start(&rig, endpoint, sizeof endpoint, "blob-whole", 0, 0);
     zfed_model_t *model = s_model(7);
     REQUIRE(model);
     uint8_t id[ZFED_MODEL_ID_SIZE];
@@ -295,9 +313,7 @@ static void s_test_fetch_whole_model(void)
     zfed_descriptor_clear(&d);
     free(rig.out);
     free(expected);
-    zfed_fetcher_destroy(&rig.fetcher);
-    zfed_blob_server_destroy(&rig.server);
-    zactor_destroy(&broker);
+    s_stop(&rig, &broker);
 }
 
 //  The window counts chunks the owner holds: with all four held, nothing
@@ -305,11 +321,8 @@ static void s_test_fetch_whole_model(void)
 static void s_test_window_bounds_chunks_in_hand(void)
 {
     char endpoint[128];
-    zactor_t *broker = s_broker(endpoint, sizeof endpoint, "blob-window", 0);
-    REQUIRE(broker);
-    rig_t rig = {.server = s_server(endpoint, 0), .fetcher = s_fetcher(endpoint, 0, 3)};
-    REQUIRE(rig.server && rig.fetcher);
-    REQUIRE(s_registered(broker, 1));
+    rig_t rig = {0};
+    zactor_t *broker = s_start(&rig, endpoint, sizeof endpoint, "blob-window", 0, 0);
     zfed_model_t *model = s_model(3);
     uint8_t id[ZFED_MODEL_ID_SIZE] = {9, 9, 9};
     zfed_descriptor_t d;
@@ -354,11 +367,8 @@ static void s_test_window_bounds_chunks_in_hand(void)
 static void s_test_unknown_service_and_id(void)
 {
     char endpoint[128];
-    zactor_t *broker = s_broker(endpoint, sizeof endpoint, "blob-unknown", 300);
-    REQUIRE(broker);
-    rig_t rig = {.server = s_server(endpoint, 0), .fetcher = s_fetcher(endpoint, 0, 3)};
-    REQUIRE(rig.server && rig.fetcher);
-    REQUIRE(s_registered(broker, 1));
+    rig_t rig = {0};
+    zactor_t *broker = s_start(&rig, endpoint, sizeof endpoint, "blob-unknown", 300, 0);
     zfed_model_t *model = s_model(1);
     uint8_t id[ZFED_MODEL_ID_SIZE] = {1};
     zfed_descriptor_t d;
@@ -396,20 +406,15 @@ static void s_test_unknown_service_and_id(void)
     zfed_layout_destroy(&small);
     zfed_descriptor_clear(&d);
     zfed_model_destroy(&model);
-    zfed_fetcher_destroy(&rig.fetcher);
-    zfed_blob_server_destroy(&rig.server);
-    zactor_destroy(&broker);
+    s_stop(&rig, &broker);
 }
 
 //  What the server answers to fetches the fetcher would never send.
 static void s_test_server_refusals(void)
 {
     char endpoint[128];
-    zactor_t *broker = s_broker(endpoint, sizeof endpoint, "blob-refuse", 0);
-    REQUIRE(broker);
-    rig_t rig = {.server = s_server(endpoint, 0), .fetcher = s_fetcher(endpoint, 0, 3)};
-    REQUIRE(rig.server && rig.fetcher);
-    REQUIRE(s_registered(broker, 1));
+    rig_t rig = {0};
+    zactor_t *broker = s_start(&rig, endpoint, sizeof endpoint, "blob-refuse", 0, 0);
     zfed_model_t *model = s_model(5);
     uint8_t id[ZFED_MODEL_ID_SIZE] = {5};
     char reason[256];
@@ -466,9 +471,7 @@ static void s_test_server_refusals(void)
     CHECK_INT(stats.malformed, 3);
     msgpack_sbuffer_destroy(&body);
     zsock_destroy(&client);
-    zfed_fetcher_destroy(&rig.fetcher);
-    zfed_blob_server_destroy(&rig.server);
-    zactor_destroy(&broker);
+    s_stop(&rig, &broker);
 }
 
 //  A holder that answers each fetch by hand, as scripted.
@@ -642,12 +645,8 @@ static void s_close(void *reader_)
 static void s_test_readers_expiry_budget(void)
 {
     char endpoint[128];
-    zactor_t *broker = s_broker(endpoint, sizeof endpoint, "blob-reader", 0);
-    REQUIRE(broker);
-    rig_t rig = {.server = s_server(endpoint, MODEL_BYTES + 1),
-                 .fetcher = s_fetcher(endpoint, 0, 3)};
-    REQUIRE(rig.server && rig.fetcher);
-    REQUIRE(s_registered(broker, 1));
+    rig_t rig = {0};
+    zactor_t *broker = s_start(&rig, endpoint, sizeof endpoint, "blob-reader", 0, MODEL_BYTES + 1);
     const char *service = zfed_blob_server_service(rig.server);
     reader_t reader = {0};
     uint8_t id[ZFED_MODEL_ID_SIZE] = {3};
@@ -697,9 +696,7 @@ static void s_test_readers_expiry_budget(void)
                                 sizeof reason) == 0);
     zfed_descriptor_clear(&d);
     free(rig.out);
-    zfed_fetcher_destroy(&rig.fetcher);
-    zfed_blob_server_destroy(&rig.server);
-    zactor_destroy(&broker);
+    s_stop(&rig, &broker);
 }
 
 //  The broker goes away and comes back: the server notices the silence,
@@ -759,9 +756,7 @@ static void s_test_server_reconnects(void)
     CHECK(s_pump_until(&rig, rig.whole == 1));
     zfed_fetch_destroy(&fetch);
     zfed_descriptor_clear(&d);
-    zfed_fetcher_destroy(&rig.fetcher);
-    zfed_blob_server_destroy(&rig.server);
-    zactor_destroy(&broker);
+    s_stop(&rig, &broker);
 }
 
 int main(void)
