@@ -11,6 +11,10 @@
                   highest values (trim in [0, 0.5))
     min, max, sum as named
 
+    Model services (MODELS.md 10) also take krum (Multi-Krum) and the
+    server optimisers fedavgm, fedadam and fedyogi; those work on tensors
+    only (zfed_combine), and zfed_agg_new refuses them.
+
     Exact arithmetic throughout (GMP rationals): the aggregate of the same
     results is the same whatever order they arrived in.
 */
@@ -19,6 +23,7 @@
 
 #include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +39,11 @@ typedef enum {
     ZFED_AGG_MIN,
     ZFED_AGG_MAX,
     ZFED_AGG_SUM,
+    //  Model services only:
+    ZFED_AGG_KRUM,
+    ZFED_AGG_FEDAVGM,
+    ZFED_AGG_FEDADAM,
+    ZFED_AGG_FEDYOGI,
     ZFED_AGG_STRATEGY_COUNT
 } zfed_agg_strategy_t;
 
@@ -50,12 +60,20 @@ int zfed_agg_strategy_parse(const char *name, zfed_agg_strategy_t *strategy);
 const char *zfed_agg_strategy_name(zfed_agg_strategy_t strategy);
 //  All names separated by ", ", for help and error text.
 const char *zfed_agg_strategy_list(void);
+//  The names value services take (the first seven), likewise.
+const char *zfed_agg_value_strategy_list(void);
+//  True for krum, fedavgm, fedadam and fedyogi, which only model services
+//  run.
+bool zfed_agg_strategy_models_only(zfed_agg_strategy_t strategy);
+//  True for fedavgm, fedadam and fedyogi.
+bool zfed_agg_strategy_is_optimiser(zfed_agg_strategy_t strategy);
 
 typedef struct _zfed_agg_t zfed_agg_t;
 
 //  An accumulator for one round.  dims in 1..ZFED_AGG_MAX_DIMS; trim is
 //  used by trimmed-mean only and must be in [0, 0.5).  NULL on bad
-//  arguments or allocation failure.
+//  arguments (a strategy for models only among them) or allocation
+//  failure.
 zfed_agg_t *zfed_agg_new(zfed_agg_strategy_t strategy, size_t dims, double trim);
 void zfed_agg_destroy(zfed_agg_t **self_p);
 

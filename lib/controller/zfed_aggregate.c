@@ -37,10 +37,12 @@ struct _zfed_agg_t {
 
 //  Indexed by strategy; designated so a reordered enum cannot mislabel.
 static const char *const s_strategy_names[] = {
-    [ZFED_AGG_FEDAVG] = "fedavg", [ZFED_AGG_MEAN] = "mean",
-    [ZFED_AGG_MEDIAN] = "median", [ZFED_AGG_TRIMMED_MEAN] = "trimmed-mean",
-    [ZFED_AGG_MIN] = "min",       [ZFED_AGG_MAX] = "max",
-    [ZFED_AGG_SUM] = "sum",
+    [ZFED_AGG_FEDAVG] = "fedavg",   [ZFED_AGG_MEAN] = "mean",
+    [ZFED_AGG_MEDIAN] = "median",   [ZFED_AGG_TRIMMED_MEAN] = "trimmed-mean",
+    [ZFED_AGG_MIN] = "min",         [ZFED_AGG_MAX] = "max",
+    [ZFED_AGG_SUM] = "sum",         [ZFED_AGG_KRUM] = "krum",
+    [ZFED_AGG_FEDAVGM] = "fedavgm", [ZFED_AGG_FEDADAM] = "fedadam",
+    [ZFED_AGG_FEDYOGI] = "fedyogi",
 };
 _Static_assert(sizeof s_strategy_names / sizeof s_strategy_names[0] == ZFED_AGG_STRATEGY_COUNT,
                "every strategy needs a name");
@@ -48,7 +50,9 @@ _Static_assert(sizeof s_strategy_names / sizeof s_strategy_names[0] == ZFED_AGG_
 //  Kept literal (not joined at run time) so it can be returned without
 //  allocation or a once-only initialiser; the unit test checks it against
 //  the names above.
-static const char s_strategy_list[] = "fedavg, mean, median, trimmed-mean, min, max, sum";
+static const char s_strategy_list[] =
+    "fedavg, mean, median, trimmed-mean, min, max, sum, krum, fedavgm, fedadam, fedyogi";
+static const char s_value_strategy_list[] = "fedavg, mean, median, trimmed-mean, min, max, sum";
 
 //  True for a value inside the enum; the unsigned cast folds a negative
 //  value (the enum's underlying type may be signed) into the too-large range.
@@ -78,6 +82,22 @@ const char *zfed_agg_strategy_name(zfed_agg_strategy_t strategy)
 const char *zfed_agg_strategy_list(void)
 {
     return s_strategy_list;
+}
+
+const char *zfed_agg_value_strategy_list(void)
+{
+    return s_value_strategy_list;
+}
+
+bool zfed_agg_strategy_models_only(zfed_agg_strategy_t strategy)
+{
+    return strategy == ZFED_AGG_KRUM || zfed_agg_strategy_is_optimiser(strategy);
+}
+
+bool zfed_agg_strategy_is_optimiser(zfed_agg_strategy_t strategy)
+{
+    return strategy == ZFED_AGG_FEDAVGM || strategy == ZFED_AGG_FEDADAM ||
+           strategy == ZFED_AGG_FEDYOGI;
 }
 
 //  mpz_set_ui takes an unsigned long, which is only 32 bits on some ABIs
@@ -112,7 +132,7 @@ static void s_entry_clear(agg_entry_t *entry, size_t dims)
 
 zfed_agg_t *zfed_agg_new(zfed_agg_strategy_t strategy, size_t dims, double trim)
 {
-    if (!s_strategy_valid(strategy))
+    if (!s_strategy_valid(strategy) || zfed_agg_strategy_models_only(strategy))
         return NULL;
     if (dims == 0 || dims > ZFED_AGG_MAX_DIMS)
         return NULL;

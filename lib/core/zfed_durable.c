@@ -1,4 +1,11 @@
-/*  zfed_durable - temporary file, fsync, rename, fsync of the folder.  */
+/*  zfed_durable - temporary file, fsync, rename, fsync of the folder.
+
+    A big file (a model) is handed to the kernel's writeback as it is
+    written, WRITEBACK_STEP bytes at a time (sync_file_range, which starts
+    the writes without waiting for them), so the fsync of commit waits for
+    the last few MiB, not for a whole model of dirty pages.
+*/
+#define _GNU_SOURCE //  sync_file_range
 #include "core/zfed_durable.h"
 
 #include <errno.h>
@@ -12,13 +19,16 @@
 
 #define TEMPORARY_SUFFIX ".tmp"
 #define FILE_MODE        0644
+//  Bytes written between two starts of writeback.
+#define WRITEBACK_STEP (8u << 20)
 
 struct _zfed_durable_t {
     char path[PATH_MAX];
     char temporary[PATH_MAX];
     int fd;
     uint64_t size;
-    int failed; //  errno of the first failed write, 0 if none
+    uint64_t handed; //  bytes handed to writeback so far
+    int failed;      //  errno of the first failed write, 0 if none
 };
 
 zfed_durable_t *zfed_durable_open(const char *path)
@@ -67,6 +77,14 @@ int zfed_durable_write(zfed_durable_t *self, const void *data, size_t size)
         size -= (size_t)written;
         self->size += (uint64_t)written;
     }
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (self->size - self->handed >= WRITEBACK_STEP) {
+        //  Advice only: a file system without it still gets its fsync.
+        (void)sync_file_range(self->fd, (off_t)self->handed, (off_t)(self->size - self->handed),
+                              SYNC_FILE_RANGE_WRITE);
+        self->handed = self->size;
+    }
+#endif
     return 0;
 }
 

@@ -441,7 +441,18 @@ static void s_test_names(void)
     CHECK_STR(zfed_agg_strategy_name(ZFED_AGG_SUM), "sum");
     CHECK_STR(zfed_agg_strategy_name(ZFED_AGG_STRATEGY_COUNT), "unknown");
     CHECK_STR(zfed_agg_strategy_name((zfed_agg_strategy_t)-1), "unknown");
-    CHECK_STR(zfed_agg_strategy_list(), "fedavg, mean, median, trimmed-mean, min, max, sum");
+    CHECK_STR(zfed_agg_value_strategy_list(), "fedavg, mean, median, trimmed-mean, min, max, sum");
+    CHECK_STR(zfed_agg_strategy_list(), "fedavg, mean, median, trimmed-mean, min, max, sum, krum, "
+                                        "fedavgm, fedadam, fedyogi");
+    //  The model strategies parse, but a value aggregate refuses them.
+    const char *models_only[] = {"krum", "fedavgm", "fedadam", "fedyogi"};
+    for (size_t index = 0; index < 4; index++) {
+        zfed_agg_strategy_t strategy;
+        CHECK(zfed_agg_strategy_parse(models_only[index], &strategy) == 0);
+        CHECK(zfed_agg_strategy_models_only(strategy));
+        CHECK(zfed_agg_new(strategy, 1, 0.1) == NULL);
+    }
+    CHECK(!zfed_agg_strategy_models_only(ZFED_AGG_MEDIAN));
 
     //  Exact names only: no case folding, underscores, padding or prefixes.
     const char *unknown[] = {"", "FedAvg", "trimmed_mean", "trimmed", " mean", "mean ", "avg"};
