@@ -9,6 +9,7 @@
 
 #include "zfed/zfed_link.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,8 +30,47 @@ int zfed_client_send(zfed_client_t *self, const char *service, const void *body,
 
 //  Waits up to timeout_ms for a reply.  1: *service and *body (size) point
 //  into self until the next call; 0: timed out; -1: interrupted or error.
+//  A reply of more than one body frame is malformed here (dropped and
+//  counted), unless data frames are allowed (below).
 int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **service,
                      const uint8_t **body, size_t *size);
+
+// --------------------------------------------------------------------------
+//  Data frames (schemas/MODELS.md 5): a model task or result whose model
+//  travels inline is its body frame and one data frame.
+
+//  Called once when libzmq (or the caller) is done with a data frame's
+//  bytes; may run on libzmq's I/O thread.
+typedef void(zfed_client_free_fn)(void *data, void *hint);
+
+//  Queues a request of two body frames: body, then data (data_size
+//  bytes), which is sent without a copy: free_fn (may be NULL) gets data
+//  and hint once it has gone (also when it could not be queued).  0 or -1
+//  as zfed_client_send.
+int zfed_client_send_data(zfed_client_t *self, const char *service, const void *body, size_t size,
+                          const void *data, size_t data_size, zfed_client_free_fn *free_fn,
+                          void *hint);
+
+//  Lets replies carry one data frame after the body (model services); off
+//  by default.
+void zfed_client_allow_data(zfed_client_t *self, bool allow);
+
+//  As zfed_client_recv, and *data (data_size bytes) is the reply's data
+//  frame, or NULL when it has none.  Valid until the next call unless
+//  taken.
+int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **service,
+                          const uint8_t **body, size_t *size, const uint8_t **data,
+                          size_t *data_size);
+
+//  Takes the data frame of the last reply, without a copy: its bytes stay
+//  at *data until the caller calls (*free_fn)(*data, *hint).  0, or -1
+//  when the last reply has none (or it was taken already).
+int zfed_client_take_data(zfed_client_t *self, void **data, size_t *size,
+                          zfed_client_free_fn **free_fn, void **hint);
+
+//  The libzmq socket, to poll beside others (ZMQ_POLLIN: call
+//  zfed_client_recv with timeout 0).  Owned by self.
+void *zfed_client_socket(zfed_client_t *self);
 
 //  Replies dropped as malformed so far.
 uint64_t zfed_client_malformed(zfed_client_t *self);

@@ -25,6 +25,8 @@ struct _zfed_client_t {
     uint64_t malformed;
     zfed_linkmon_t *linkmon;
     bool send_failing; //  warned that sends fail; quiet until one succeeds
+    bool allow_data;   //  replies may carry a data frame
+    size_t data_index; //  frame of the last reply's data frame, 0: none (or taken)
 };
 
 zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert, const char *server_key)
@@ -90,9 +92,88 @@ int zfed_client_send(zfed_client_t *self, const char *service, const void *body,
     return 0;
 }
 
+int zfed_client_send_data(zfed_client_t *self, const char *service, const void *body, size_t size,
+                          const void *data, size_t data_size, zfed_client_free_fn *free_fn,
+                          void *hint)
+{
+    zmq_msg_t frame;
+    if (zmq_msg_init_data(&frame, (void *)data, data_size, free_fn, hint) != 0) {
+        if (free_fn)
+            free_fn((void *)data, hint);
+        return -1;
+    }
+    zfed_linkmon_handle(self->linkmon);
+    if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
+        if (!self->send_failing)
+            zfed_warn("cannot send to the broker: %s",
+                      errno == EAGAIN ? "no connection to it (refused?)" : zmq_strerror(errno));
+        self->send_failing = true;
+        zmq_msg_close(&frame); //  frees the data
+        return -1;
+    }
+    self->send_failing = false;
+    zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
+    zfed_send_bytes(self->handle, body, size, ZMQ_SNDMORE);
+    //  The first part is queued, so the rest go too (sndhwm 0: no limit).
+    if (zmq_msg_send(&frame, self->handle, 0) < 0)
+        zmq_msg_close(&frame);
+    return 0;
+}
+
+void zfed_client_allow_data(zfed_client_t *self, bool allow)
+{
+    self->allow_data = allow;
+}
+
+static void s_free_frame(void *data, void *hint)
+{
+    (void)data;
+    zmq_msg_t *frame = hint;
+    zmq_msg_close(frame);
+    free(frame);
+}
+
+int zfed_client_take_data(zfed_client_t *self, void **data, size_t *size,
+                          zfed_client_free_fn **free_fn, void **hint)
+{
+    if (!self->holding || self->data_index == 0)
+        return -1;
+    zmq_msg_t *frame = malloc(sizeof *frame);
+    if (!frame)
+        return -1;
+    //  The frame moves out of the received message; what is left in its
+    //  place is empty, so closing the message later frees nothing twice.
+    zmq_msg_init(frame);
+    zmq_msg_move(frame, &self->frames.part[self->data_index]);
+    self->data_index = 0;
+    *data = zmq_msg_data(frame);
+    *size = zmq_msg_size(frame);
+    *free_fn = s_free_frame;
+    *hint = frame;
+    return 0;
+}
+
+void *zfed_client_socket(zfed_client_t *self)
+{
+    return self->handle;
+}
+
 int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **service,
                      const uint8_t **body, size_t *size)
 {
+    const uint8_t *data;
+    size_t data_size;
+    return zfed_client_recv_data(self, timeout_ms, service, body, size, &data, &data_size);
+}
+
+int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **service,
+                          const uint8_t **body, size_t *size, const uint8_t **data,
+                          size_t *data_size)
+{
+    *data = NULL;
+    *data_size = 0;
+    self->data_index = 0;
     if (self->holding) {
         zfed_frames_close(&self->frames);
         self->holding = false;
@@ -122,12 +203,17 @@ int zfed_client_recv(zfed_client_t *self, int64_t timeout_ms, const char **servi
         const char *reason = "too many frames";
         if (self->frames.dropped == 0 &&
             zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp, &reason) == 0 &&
-            mdp.body_count == 1) {
+            (mdp.body_count == 1 || (mdp.body_count == 2 && self->allow_data))) {
             memcpy(self->service, mdp.service.data, mdp.service.size);
             self->service[mdp.service.size] = '\0';
             *service = self->service;
             *body = self->frames.view[mdp.body_index].data;
             *size = self->frames.view[mdp.body_index].size;
+            if (mdp.body_count == 2) {
+                self->data_index = mdp.body_index + 1;
+                *data = self->frames.view[self->data_index].data;
+                *data_size = self->frames.view[self->data_index].size;
+            }
             self->holding = true;
             return 1;
         }

@@ -158,9 +158,79 @@ static void s_test_through_a_broker(void)
     zactor_destroy(&broker);
 }
 
+static int s_freed;
+static void s_count_free(void *data, void *hint)
+{
+    (void)data;
+    (void)hint;
+    s_freed++;
+}
+
+//  Data frames: sent without a copy and freed once gone; received when
+//  allowed (else the reply is malformed, as for a value service), taken
+//  over so they outlive the next receive.
+static void s_test_data_frames(void)
+{
+    s_fixture_t fixture;
+    s_start(&fixture);
+    static const char model[] = "tensor bytes";
+    s_freed = 0;
+    REQUIRE_INT(zfed_client_send_data(fixture.client, "tensoravg", "body", 4, model, 12,
+                                      s_count_free, NULL),
+                0);
+    zmsg_t *request = zmsg_recv(fixture.router);
+    REQUIRE(request != NULL);
+    CHECK_INT(zmsg_size(request), 6);
+    CHECK(zfed_test_frame_str(request, 3, "tensoravg"));
+    CHECK(zfed_test_frame_is(request, 4, "body", 4));
+    CHECK(zfed_test_frame_is(request, 5, model, 12));
+    fixture.peer = zmsg_pop(request);
+    zmsg_destroy(&request);
+    CHECK_INT(s_freed, 1);
+
+    const char *service = NULL;
+    const uint8_t *body = NULL, *data = NULL;
+    size_t size = 0, data_size = 0;
+    const void *reply[] = {"", ZFED_MDPC_HEADER, "tensoravg", "result", "data!"};
+    size_t reply_size[] = {0, 6, 9, 6, 5};
+    s_reply(&fixture, reply, reply_size, 5);
+    CHECK_INT(zfed_client_recv(fixture.client, NOTHING_MS, &service, &body, &size), 0);
+    CHECK_INT(zfed_client_malformed(fixture.client), 1);
+    zfed_client_allow_data(fixture.client, true);
+    s_reply(&fixture, reply, reply_size, 5);
+    CHECK_INT(zfed_client_recv_data(fixture.client, ZFED_TEST_WAIT_MS, &service, &body, &size,
+                                    &data, &data_size),
+              1);
+    CHECK_INT(size, 6);
+    CHECK(data && data_size == 5 && memcmp(data, "data!", 5) == 0);
+    void *taken = NULL, *hint = NULL;
+    size_t taken_size = 0;
+    zfed_client_free_fn *free_fn = NULL;
+    REQUIRE_INT(zfed_client_take_data(fixture.client, &taken, &taken_size, &free_fn, &hint), 0);
+    CHECK_INT(zfed_client_take_data(fixture.client, &taken, &taken_size, &free_fn, &hint), -1);
+    //  A reply without a data frame, after which the taken one still holds.
+    const void *plain[] = {"", ZFED_MDPC_HEADER, "tensoravg", "error"};
+    size_t plain_size[] = {0, 6, 9, 5};
+    s_reply(&fixture, plain, plain_size, 4);
+    CHECK_INT(zfed_client_recv_data(fixture.client, ZFED_TEST_WAIT_MS, &service, &body, &size,
+                                    &data, &data_size),
+              1);
+    CHECK(data == NULL && data_size == 0);
+    CHECK(taken_size == 5 && memcmp(taken, "data!", 5) == 0);
+    free_fn(taken, hint);
+    //  Three body frames are one too many.
+    const void *three[] = {"", ZFED_MDPC_HEADER, "tensoravg", "a", "b", "c"};
+    size_t three_size[] = {0, 6, 9, 1, 1, 1};
+    s_reply(&fixture, three, three_size, 6);
+    CHECK_INT(zfed_client_recv(fixture.client, NOTHING_MS, &service, &body, &size), 0);
+    CHECK_INT(zfed_client_malformed(fixture.client), 2);
+    s_stop(&fixture);
+}
+
 int main(void)
 {
     ZFED_TEST_RUN(s_test_request_and_replies);
+    ZFED_TEST_RUN(s_test_data_frames);
     ZFED_TEST_RUN(s_test_through_a_broker);
     ZFED_TEST_END();
 }
