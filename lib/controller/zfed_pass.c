@@ -1,12 +1,9 @@
 /*  zfed_pass - one aggregation pass: windows of every result, in order.
 
     Each result by reference keeps a small ring of the chunks it has been
-    handed, from the first one the current window needs (base) to the last
-    one asked for (next - 1); the ring is sized for the windows read ahead,
-    so it never grows.  A window whose bytes lie in one chunk is read from
-    that chunk's frame in place; one that spans chunks (a result whose
-    chunk size differs from the pass's, or an element across a chunk
-    edge) is copied together first.
+    handed, from the first one the current window needs (base) on; its
+    transfer never has more than `window` chunks fetched and not freed, so
+    they all fall in [base, base + window) and the ring never grows.
 */
 #include "controller/zfed_pass.h"
 #include "controller/zfed_combine.h"
@@ -36,7 +33,7 @@ typedef struct {
     held_t *ring;    //  chunk j at ring[j % capacity]
     size_t capacity;
     uint64_t base; //  first chunk still needed
-    uint64_t next; //  next chunk to ask for
+    bool started;  //  its transfer runs (from base)
     uint8_t *assembly;
     double norm;
     double score;
@@ -146,11 +143,12 @@ static void s_reset_source(zfed_pass_t *self, size_t index)
     source_t *source = &self->sources[index];
     if (!source->remote)
         return;
-    if (self->fetch.cancel && source->next > source->base)
+    if (self->fetch.cancel && source->started)
         self->fetch.cancel(self->fetch.hint, index);
+    source->started = false;
     for (size_t slot = 0; slot < source->capacity; slot++)
         s_release(self, &source->ring[slot]);
-    source->base = source->next = 0;
+    source->base = 0;
 }
 
 static size_t s_chunk_length(const source_t *source, uint64_t size, uint64_t index)
@@ -166,14 +164,19 @@ void zfed_pass_chunk(zfed_pass_t *self, size_t index, uint64_t chunk, const void
     held_t arrived = {data, size, free_fn, hint};
     self->held += size;
     source_t *source = index < self->count ? &self->sources[index] : NULL;
-    if (!source || !source->remote || !source->active || chunk < source->base ||
-        chunk >= source->next) {
+    if (!source || !source->remote || !source->active || !source->started || chunk < source->base) {
         s_release(self, &arrived); //  late, after a reset, or never asked for
         return;
     }
     held_t *slot = &source->ring[chunk % source->capacity];
-    if (slot->data) {
-        s_release(self, &arrived); //  a duplicate
+    if (chunk >= source->base + source->capacity || chunk >= source->chunks || slot->data) {
+        char reason[128];
+        snprintf(reason, sizeof reason,
+                 "chunk %" PRIu64 " came outside its transfer's window (chunks %" PRIu64
+                 " to %" PRIu64 ")",
+                 chunk, source->base, source->base + source->capacity - 1);
+        s_release(self, &arrived);
+        s_drop(self, index, false, reason);
         return;
     }
     if (size != s_chunk_length(source, self->size, chunk)) {
@@ -189,27 +192,19 @@ void zfed_pass_chunk(zfed_pass_t *self, size_t index, uint64_t chunk, const void
         self->held_peak = self->held;
 }
 
-//  Asks for the chunks up to the ones window `upto` needs.
-static void s_request(zfed_pass_t *self, uint64_t upto)
+//  Starts the transfers not running yet, each from the first chunk the
+//  pass needs.
+static void s_start_transfers(zfed_pass_t *self)
 {
-    uint64_t windows = zfed_windows_count(self->windows);
-    if (windows == 0)
-        return;
-    if (upto >= windows)
-        upto = windows - 1;
-    uint64_t end = zfed_windows_start(self->windows, upto + 1);
     for (size_t index = 0; index < self->count && self->status == ZFED_PASS_WAITING; index++) {
         source_t *source = &self->sources[index];
-        if (!source->remote || !source->active)
+        if (!source->remote || !source->active || source->started || source->base >= source->chunks)
             continue;
-        uint64_t last = (end - 1) / source->source.chunk;
-        while (source->next <= last && source->next < source->chunks) {
-            if (self->fetch.fetch(self->fetch.hint, index, source->next) != 0) {
-                s_drop(self, index, false, "cannot ask for its chunks");
-                return;
-            }
-            source->next++;
+        if (self->fetch.start(self->fetch.hint, index, source->base) != 0) {
+            s_drop(self, index, false, "cannot start reading it");
+            return;
         }
+        source->started = true;
     }
 }
 
@@ -244,7 +239,7 @@ static void s_forget_before(zfed_pass_t *self, source_t *source, uint64_t next_s
     if (!source->remote)
         return;
     uint64_t keep = next_start / source->source.chunk;
-    while (source->base < keep && source->base < source->next) {
+    while (source->base < keep) {
         s_release(self, &source->ring[source->base % source->capacity]);
         source->base++;
     }
@@ -470,7 +465,6 @@ static zfed_pass_status_t s_finish_pass(zfed_pass_t *self)
 zfed_pass_status_t zfed_pass_step(zfed_pass_t *self)
 {
     uint64_t windows = zfed_windows_count(self->windows);
-    uint32_t ahead = self->settings.ahead;
     while (self->status == ZFED_PASS_WAITING) {
         if (self->window == windows) {
             if (self->settings.strategy == ZFED_AGG_KRUM && self->sweep == SWEEP_COMBINE) {
@@ -480,7 +474,7 @@ zfed_pass_status_t zfed_pass_step(zfed_pass_t *self)
             }
             return s_finish_pass(self);
         }
-        s_request(self, self->window + ahead);
+        s_start_transfers(self);
         if (self->status != ZFED_PASS_WAITING)
             break;
         const zfed_window_t *window = zfed_windows_get(self->windows, self->window);
@@ -557,7 +551,13 @@ static int s_setup(zfed_pass_t *self, const zfed_pass_source_t *sources, char *r
     const zfed_pass_settings_t *settings = &self->settings;
     const zfed_layout_t *layout = settings->layout;
     self->size = zfed_layout_nbytes(layout);
-    self->windows = zfed_windows_new(layout, settings->chunk);
+    //  Windows no larger than any result's chunk (see the header).
+    uint64_t window_size = settings->chunk;
+    for (size_t i = 0; i < self->count; i++)
+        if (!sources[i].data && sources[i].chunk >= ZFED_PASS_CHUNK_MIN &&
+            sources[i].chunk < window_size)
+            window_size = sources[i].chunk;
+    self->windows = zfed_windows_new(layout, window_size);
     self->combine = self->windows ? zfed_combine_new(layout, self->windows, self->count) : NULL;
     self->sources = calloc(self->count, sizeof *self->sources);
     self->views = calloc(self->count, sizeof *self->views);
@@ -584,15 +584,15 @@ static int s_setup(zfed_pass_t *self, const zfed_pass_source_t *sources, char *r
         if (sources[i].data)
             continue;
         uint64_t chunk = sources[i].chunk;
-        if (chunk == 0) {
-            snprintf(reason, reason_size, "result %zu: chunk size 0", i);
+        if (chunk < ZFED_PASS_CHUNK_MIN) {
+            snprintf(reason, reason_size, "result %zu: chunk size %" PRIu64, i, chunk);
             return -1;
         }
         source->remote = true;
         source->chunks = self->size / chunk + (self->size % chunk != 0);
-        //  The chunks of `ahead` + 1 windows, and one more at each end.
-        source->capacity =
-            (size_t)(((uint64_t)(settings->ahead + 1) * (span + 8) + chunk - 1) / chunk + 2);
+        //  Every chunk fetched and not freed: the transfer's window, and
+        //  at least the two chunks one window may need.
+        source->capacity = settings->window > 2 ? settings->window : 2;
         source->ring = calloc(source->capacity, sizeof *source->ring);
         source->assembly = malloc(span ? span : 1);
         if (!source->ring || !source->assembly)
@@ -651,8 +651,8 @@ zfed_pass_t *zfed_pass_new(const zfed_pass_settings_t *settings, const zfed_pass
         return NULL;
     }
     self->settings = *settings;
-    if (self->settings.ahead == 0)
-        self->settings.ahead = ZFED_PASS_AHEAD_DEFAULT;
+    if (self->settings.window == 0)
+        self->settings.window = ZFED_PASS_WINDOW_DEFAULT;
     self->fetch = *fetch;
     self->count = count;
     self->optimiser = zfed_agg_strategy_is_optimiser(settings->strategy);

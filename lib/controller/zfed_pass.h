@@ -3,14 +3,22 @@
     At a round's close the controller reads the accepted results window
     by window (zfed_window.h: window i is about chunk i of the model), in
     task order, and writes window i of the new global model before it
-    reads past window i + ahead of any result (MODELS.md 13).  So the
+    reads far past window i of any result (MODELS.md 13).  So the
     controller holds a few chunks per result, whatever the model's size:
 
         results in memory (inline, at most 4 MiB each): read in place;
-        results by reference: the pass asks its owner for the chunks it
-        needs next (fetch callback), at most `ahead` windows beyond the one
-        it works on, and is handed each chunk as it arrives (its frame,
-        taken over without a copy, freed as soon as the pass is past it).
+        results by reference: the pass has its owner start a transfer per
+        result (zfed_fetcher) and is handed each chunk as it arrives, its
+        frame taken over without a copy and freed as soon as the pass is
+        past it.  The transfer's window (chunks fetched and not yet freed)
+        is the read-ahead: a slow result holds back only its own reads.
+
+    The windows are as large as the smallest chunk of any result (at most
+    the pass's chunk setting), so one window of a result lies in at most
+    two of its chunks, and a window of 4 chunks never stalls.  A window
+    in one chunk is read from the frame in place; one across two (an
+    element over a chunk edge, or larger chunks than the window) is
+    copied together first.
 
     Each window of each result is checked (every float finite), the window
     is combined (zfed_combine: exact fedavg/mean/sum, median, trimmed
@@ -42,8 +50,8 @@
 
 //  Longest reason text.
 #define ZFED_PASS_REASON_MAX 512
-//  Windows read ahead of the one being combined, by default.
-#define ZFED_PASS_AHEAD_DEFAULT 2
+//  Chunks of a result fetched and not yet freed, by default.
+#define ZFED_PASS_WINDOW_DEFAULT 4
 //  Smallest window: every window must hold an element (tests use small
 //  ones; jobs use ZFED_CHUNK_MIN and up).
 #define ZFED_PASS_CHUNK_MIN 8
@@ -55,7 +63,7 @@ typedef struct {
     uint32_t krum_f;             //  krum: results assumed Byzantine
     uint32_t krum_m;             //  krum: results averaged (1: Krum)
     uint64_t chunk;              //  window size: the new global's chunk
-    uint32_t ahead;              //  windows read ahead (0: the default)
+    uint32_t window;             //  the fetcher's window per transfer (0: the default)
     const zfed_layout_t *layout; //  the global's (every result's)
     const char *global_path;     //  the current global's safetensors file
     const char *out_path;        //  where the new global goes
@@ -71,13 +79,15 @@ typedef struct {
     uint64_t chunk;      //  by reference: its chunk size
 } zfed_pass_source_t;
 
-//  How the pass gets chunks of results by reference.  fetch asks for
-//  chunk index of source (0: asked; -1: cannot, the source is dropped);
-//  the answer comes through zfed_pass_chunk or zfed_pass_fail.  cancel
-//  forgets every fetch of a source (the pass is past it or stopping).
+//  How the pass gets chunks of results by reference.  start begins
+//  reading source from chunk first to its last, at most `window` chunks
+//  fetched and not yet freed (0: started; -1: cannot, the source is
+//  dropped); the chunks come through zfed_pass_chunk, a failure through
+//  zfed_pass_fail.  cancel stops a source's transfer (the pass is done
+//  with it, starts it again, or stops).
 typedef struct {
     void *hint;
-    int (*fetch)(void *hint, size_t source, uint64_t index);
+    int (*start)(void *hint, size_t source, uint64_t first);
     void (*cancel)(void *hint, size_t source);
 } zfed_pass_fetch_t;
 
@@ -109,8 +119,8 @@ zfed_pass_status_t zfed_pass_step(zfed_pass_t *self);
 
 //  A chunk of source (its own numbering, size bytes), taken over: free_fn
 //  (may be NULL) is called with data and hint once the pass is done with
-//  it, also when it is not wanted.  A chunk of the wrong length drops the
-//  source.
+//  it, also when it is not wanted.  A chunk of the wrong length, or
+//  beyond the transfer's window, drops the source.
 void zfed_pass_chunk(zfed_pass_t *self, size_t source, uint64_t index, const void *data,
                      size_t size, zfed_pass_free_fn *free_fn, void *hint);
 
