@@ -53,13 +53,30 @@ static void s_usage(void)
            "  --window N           requests of a round in flight at once (default %d); the\n"
            "                       rest are sent as answers come, which bounds the broker's\n"
            "                       memory on very large rounds\n"
-           "  --aggregate NAME     %s (default fedavg)\n"
+           "  --aggregate NAME     %s\n"
+           "                       (default fedavg); model services also krum, fedavgm,\n"
+           "                       fedadam, fedyogi\n"
            "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
            "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
            "                       max or min (default aggregate:max)\n"
            "  --fail-fast          fail at once, instead of at the round's deadline, when a\n"
            "                       round hears nothing and the broker is not there, refuses\n"
            "                       our key, or has no worker for the service (said after %g s)\n"
+           "\n"
+           "Model services (tensoravg; see schemas/MODELS.md):\n"
+           "  --initial-model FILE the model round 0 starts from (safetensors); needed\n"
+           "                       unless the service builds its own\n"
+           "  --seed N             seed of a model the service builds (default 0)\n"
+           "  --keep-models K      round models kept in the work folder's models/: none,\n"
+           "                       best, last:N or all (default " ZFED_JOB_DEFAULT_KEEP ")\n"
+           "  --chunk BYTES        chunk size of the global model, %u to %u\n"
+           "                       (default %u)\n"
+           "  --server-lr F        fedavgm, fedadam, fedyogi: server learning rate\n"
+           "                       (default 1.0 for fedavgm, 0.01 for the others)\n"
+           "  --beta1 F, --beta2 F momentum decays (defaults 0.9 and 0.99)\n"
+           "  --tau F              fedadam, fedyogi: adaptivity (default 0.001)\n"
+           "  --krum-f N           krum: results assumed Byzantine (default %d)\n"
+           "  --krum-m N           krum: results averaged, 1 for Krum (default %d)\n"
            "\n"
            "Where:\n"
            "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
@@ -89,8 +106,9 @@ static void s_usage(void)
            ZFED_JOB_DEFAULT_ROUNDS, ZFED_JOB_DEFAULT_TASKS, ZFED_JOB_DEFAULT_LEVEL,
            ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
            ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, ZFED_JOB_DEFAULT_WINDOW,
-           zfed_agg_strategy_list(), ZFED_AGG_DEFAULT_TRIM, ZFED_WATCH_AFTER_MS / 1000.0,
-           ZFED_FIB_MAX_LEVEL);
+           zfed_agg_value_strategy_list(), ZFED_AGG_DEFAULT_TRIM, ZFED_WATCH_AFTER_MS / 1000.0,
+           ZFED_JOB_CHUNK_MIN, ZFED_JOB_CHUNK_MAX, ZFED_JOB_DEFAULT_CHUNK, ZFED_JOB_DEFAULT_KRUM_F,
+           ZFED_JOB_DEFAULT_KRUM_M, ZFED_FIB_MAX_LEVEL);
 }
 
 enum {
@@ -121,6 +139,16 @@ enum {
     OPT_STATUS,
     OPT_JSON,
     OPT_FAIL_FAST,
+    OPT_INITIAL_MODEL,
+    OPT_SEED,
+    OPT_KEEP_MODELS,
+    OPT_CHUNK,
+    OPT_SERVER_LR,
+    OPT_BETA1,
+    OPT_BETA2,
+    OPT_TAU,
+    OPT_KRUM_F,
+    OPT_KRUM_M,
     OPT_END
 };
 
@@ -152,6 +180,16 @@ static const struct option s_options[] = {
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
     {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
+    {"initial-model", required_argument, NULL, OPT_INITIAL_MODEL},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"keep-models", required_argument, NULL, OPT_KEEP_MODELS},
+    {"chunk", required_argument, NULL, OPT_CHUNK},
+    {"server-lr", required_argument, NULL, OPT_SERVER_LR},
+    {"beta1", required_argument, NULL, OPT_BETA1},
+    {"beta2", required_argument, NULL, OPT_BETA2},
+    {"tau", required_argument, NULL, OPT_TAU},
+    {"krum-f", required_argument, NULL, OPT_KRUM_F},
+    {"krum-m", required_argument, NULL, OPT_KRUM_M},
     ZFED_CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -184,6 +222,16 @@ static const struct {
     {OPT_JOB_ID, "job_id", VALUE_TEXT},
     {OPT_CURVE_CERT, "curve_cert", VALUE_TEXT},
     {OPT_SERVER_KEY, "server_key", VALUE_TEXT},
+    {OPT_INITIAL_MODEL, "initial_model", VALUE_TEXT},
+    {OPT_SEED, "seed", VALUE_INTEGER},
+    {OPT_KEEP_MODELS, "keep_models", VALUE_TEXT},
+    {OPT_CHUNK, "chunk", VALUE_INTEGER},
+    {OPT_SERVER_LR, "server_lr", VALUE_NUMBER},
+    {OPT_BETA1, "beta1", VALUE_NUMBER},
+    {OPT_BETA2, "beta2", VALUE_NUMBER},
+    {OPT_TAU, "tau", VALUE_NUMBER},
+    {OPT_KRUM_F, "krum_f", VALUE_INTEGER},
+    {OPT_KRUM_M, "krum_m", VALUE_INTEGER},
 };
 #define SETTINGS (sizeof s_settings / sizeof s_settings[0])
 

@@ -49,6 +49,24 @@ extern "C" {
 #define ZFED_JOB_DEFAULT_WORKDIR       "/tmp/zfed/jobs"
 #define ZFED_JOB_DEFAULT_ENDPOINT      "tcp://127.0.0.1:5555"
 
+//  Model services: the chunk of a global model (schemas/MODELS.md 6), the
+//  Krum defaults, the most tasks a model round may have (a pass reads
+//  every result at once) and the most rounds keep_models "last:N" keeps.
+#define ZFED_JOB_DEFAULT_CHUNK   (4u << 20)
+#define ZFED_JOB_CHUNK_MIN       (64u << 10)
+#define ZFED_JOB_CHUNK_MAX       (64u << 20)
+#define ZFED_JOB_DEFAULT_KRUM_F  1
+#define ZFED_JOB_DEFAULT_KRUM_M  1
+#define ZFED_JOB_MODEL_TASKS_MAX 4096
+#define ZFED_JOB_DEFAULT_KEEP    "last:1"
+#define ZFED_JOB_SEED_MAX        ((1ULL << 53))
+
+//  Which round models stay in the work folder's models/ (WORKDIR.md):
+//  none (model.safetensors and best_model.safetensors only), the best
+//  round's, the last N rounds', or all.  The current global always stays
+//  while a round needs it.
+typedef enum { ZFED_KEEP_NONE = 0, ZFED_KEEP_BEST, ZFED_KEEP_LAST, ZFED_KEEP_ALL } zfed_keep_t;
+
 //  What picks the best round, and which way.
 typedef enum {
     ZFED_METRIC_AGGREGATE = 0, //  the round's aggregate (scalar services)

@@ -3,6 +3,7 @@
 #include "zfed/zfed_endpoint.h"
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_json.h"
+#include "zfed/zfed_safetensors.h"
 #include "zfed/zfed_service.h"
 #include "zfed/zfed_util.h"
 
@@ -21,6 +22,23 @@
 #define CHECK_MAX    1000000
 
 static const char *s_metric_names[] = {"aggregate", "results", "duration_ms"};
+
+//  The settings of model services, as bits of model_keys (set when given).
+enum {
+    KEY_INITIAL_MODEL = 1 << 0,
+    KEY_SEED = 1 << 1,
+    KEY_KEEP_MODELS = 1 << 2,
+    KEY_CHUNK = 1 << 3,
+    KEY_SERVER_LR = 1 << 4,
+    KEY_BETA1 = 1 << 5,
+    KEY_BETA2 = 1 << 6,
+    KEY_TAU = 1 << 7,
+    KEY_KRUM_F = 1 << 8,
+    KEY_KRUM_M = 1 << 9,
+};
+static const char *const s_model_keys[] = {"initial_model", "seed",   "keep_models", "chunk",
+                                           "server_lr",     "beta1",  "beta2",       "tau",
+                                           "krum_f",        "krum_m", NULL};
 
 const char *zfed_metric_name(zfed_metric_t metric)
 {
@@ -59,6 +77,12 @@ int zfed_job_init(zfed_job_t *job)
     job->trim = ZFED_AGG_DEFAULT_TRIM;
     job->metric = ZFED_METRIC_AGGREGATE;
     job->maximize = true;
+    job->keep = ZFED_KEEP_LAST;
+    job->keep_last = 1;
+    job->chunk = ZFED_JOB_DEFAULT_CHUNK;
+    job->server_lr = job->beta1 = job->beta2 = job->tau = NAN;
+    job->krum_f = ZFED_JOB_DEFAULT_KRUM_F;
+    job->krum_m = ZFED_JOB_DEFAULT_KRUM_M;
     return job->params ? 0 : -1;
 }
 
@@ -273,6 +297,86 @@ static int s_set_endpoint(zfed_job_t *job, const json_t *value, zfed_error_t *er
     return 0;
 }
 
+static int s_set_keep(zfed_job_t *job, const json_t *value, zfed_error_t *error)
+{
+    const char *text = json_is_string(value) ? json_string_value(value) : "";
+    uint64_t last = 0;
+    if (strcmp(text, "none") == 0)
+        job->keep = ZFED_KEEP_NONE;
+    else if (strcmp(text, "best") == 0)
+        job->keep = ZFED_KEEP_BEST;
+    else if (strcmp(text, "all") == 0)
+        job->keep = ZFED_KEEP_ALL;
+    else if (strncmp(text, "last:", 5) == 0 &&
+             zfed_parse_u64(text + 5, 1, ZFED_JOB_ROUNDS_MAX, &last) == 0) {
+        job->keep = ZFED_KEEP_LAST;
+        job->keep_last = (uint32_t)last;
+    } else
+        return zfed_error_set(error, ZFED_E_INVALID, "keep_models",
+                              "expected none, best, last:N (N from 1 to %d) or all",
+                              ZFED_JOB_ROUNDS_MAX);
+    return 0;
+}
+
+//  A real in [min, max) (or (min, max) when open_min), finite.
+static int s_get_real(const json_t *value, const char *field, double min, bool open_min, double max,
+                      double *out, zfed_error_t *error)
+{
+    double number = json_is_number(value) ? json_number_value(value) : NAN;
+    if (!isfinite(number) || number < min || (open_min && number == min) || number >= max)
+        return zfed_error_set(error, ZFED_E_INVALID, field, "expected a number %s %g and below %g",
+                              open_min ? "above" : "from", min, max);
+    *out = number;
+    return 0;
+}
+
+//  The settings of model services.  1: key is not one of them.
+static int s_set_model_key(zfed_job_t *job, const char *key, const json_t *value,
+                           zfed_error_t *error)
+{
+    uint64_t number = 0;
+    int rc = 0;
+    unsigned bit;
+    if (strcmp(key, "initial_model") == 0) {
+        bit = KEY_INITIAL_MODEL;
+        rc = s_get_string(value, key, job->initial_model, sizeof job->initial_model, error);
+    } else if (strcmp(key, "seed") == 0) {
+        bit = KEY_SEED;
+        rc = s_get_uint(value, key, 0, ZFED_JOB_SEED_MAX, &job->seed, error);
+    } else if (strcmp(key, "keep_models") == 0) {
+        bit = KEY_KEEP_MODELS;
+        rc = s_set_keep(job, value, error);
+    } else if (strcmp(key, "chunk") == 0) {
+        bit = KEY_CHUNK;
+        rc = s_get_uint(value, key, ZFED_JOB_CHUNK_MIN, ZFED_JOB_CHUNK_MAX, &number, error);
+        job->chunk = rc == 0 ? (uint32_t)number : job->chunk;
+    } else if (strcmp(key, "server_lr") == 0) {
+        bit = KEY_SERVER_LR;
+        rc = s_get_real(value, key, 0, true, 1e6, &job->server_lr, error);
+    } else if (strcmp(key, "beta1") == 0) {
+        bit = KEY_BETA1;
+        rc = s_get_real(value, key, 0, false, 1, &job->beta1, error);
+    } else if (strcmp(key, "beta2") == 0) {
+        bit = KEY_BETA2;
+        rc = s_get_real(value, key, 0, false, 1, &job->beta2, error);
+    } else if (strcmp(key, "tau") == 0) {
+        bit = KEY_TAU;
+        rc = s_get_real(value, key, 0, true, 1e6, &job->tau, error);
+    } else if (strcmp(key, "krum_f") == 0) {
+        bit = KEY_KRUM_F;
+        rc = s_get_uint(value, key, 0, ZFED_JOB_MODEL_TASKS_MAX, &number, error);
+        job->krum_f = rc == 0 ? (uint32_t)number : job->krum_f;
+    } else if (strcmp(key, "krum_m") == 0) {
+        bit = KEY_KRUM_M;
+        rc = s_get_uint(value, key, 1, ZFED_JOB_MODEL_TASKS_MAX, &number, error);
+        job->krum_m = rc == 0 ? (uint32_t)number : job->krum_m;
+    } else
+        return 1;
+    if (rc == 0)
+        job->model_keys |= bit;
+    return rc;
+}
+
 int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, zfed_error_t *error)
 {
     uint64_t number = 0;
@@ -351,8 +455,12 @@ int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, zfed_error_t *
         return s_get_string(value, key, job->curve_cert, sizeof job->curve_cert, error);
     else if (strcmp(key, "server_key") == 0)
         return s_get_string(value, key, job->server_key, sizeof job->server_key, error);
-    else
+    else {
+        int rc = s_set_model_key(job, key, value, error);
+        if (rc != 1)
+            return rc;
         return zfed_error_set(error, ZFED_E_INVALID, key, "unknown setting");
+    }
     return 0;
 }
 
@@ -425,6 +533,7 @@ zfed_job_t *zfed_job_load_saved(const char *workdir, const char *job_id, zfed_er
         return NULL;
     }
     snprintf(job->workdir, sizeof job->workdir, "%s", workdir);
+    job->resumed = true;
     return job;
 }
 
@@ -529,6 +638,111 @@ static int s_check_all_params(const zfed_job_t *job, zfed_error_t *error)
     return 0;
 }
 
+//  The first model key set, as named in job files.
+static const char *s_first_model_key(const zfed_job_t *job, unsigned keys)
+{
+    for (size_t index = 0; s_model_keys[index]; index++)
+        if (keys & (1u << index))
+            return s_model_keys[index];
+    return NULL;
+}
+
+static int s_finish_optimiser(zfed_job_t *job, zfed_error_t *error)
+{
+    const char *strategy = zfed_agg_strategy_name(job->strategy);
+    if (!zfed_agg_strategy_is_optimiser(job->strategy)) {
+        const char *key = s_first_model_key(
+            job, job->model_keys & (KEY_SERVER_LR | KEY_BETA1 | KEY_BETA2 | KEY_TAU));
+        if (key)
+            return zfed_error_set(error, ZFED_E_INVALID, key,
+                                  "only fedavgm, fedadam and fedyogi take it (the job "
+                                  "aggregates with %s)",
+                                  strategy);
+        return 0;
+    }
+    zfed_opt_t opt;
+    zfed_opt_kind_t kind;
+    zfed_opt_parse(strategy, &kind);
+    zfed_opt_defaults(kind, &opt);
+    if (!zfed_opt_has_v(kind)) {
+        const char *key = s_first_model_key(job, job->model_keys & (KEY_BETA2 | KEY_TAU));
+        if (key)
+            return zfed_error_set(error, ZFED_E_INVALID, key,
+                                  "%s keeps no second moment: beta2 and tau are for fedadam "
+                                  "and fedyogi",
+                                  strategy);
+    }
+    //  The defaults (zfed_reduce.h) where nothing was given.
+    if (!(job->model_keys & KEY_SERVER_LR))
+        job->server_lr = opt.lr;
+    if (!(job->model_keys & KEY_BETA1))
+        job->beta1 = opt.beta1;
+    if (!(job->model_keys & KEY_BETA2))
+        job->beta2 = opt.beta2;
+    if (!(job->model_keys & KEY_TAU))
+        job->tau = opt.tau;
+    return 0;
+}
+
+//  The settings of model services: refused for value services, checked
+//  together (and against the service) for model services.
+static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_error_t *error)
+{
+    if (service->kind != ZFED_SERVICE_MODEL) {
+        const char *key = s_first_model_key(job, job->model_keys);
+        if (key)
+            return zfed_error_set(error, ZFED_E_INVALID, key,
+                                  "a setting of model services; %s is a value service",
+                                  job->service);
+        if (zfed_agg_strategy_models_only(job->strategy))
+            return zfed_error_set(error, ZFED_E_INVALID, "aggregate",
+                                  "%s aggregates models; %s is a value service (%s)",
+                                  zfed_agg_strategy_name(job->strategy), job->service,
+                                  zfed_agg_value_strategy_list());
+        return 0;
+    }
+    if (job->batch != 1)
+        return zfed_error_set(error, ZFED_E_INVALID, "batch",
+                              "model tasks travel one per request: %s cannot be batched",
+                              job->service);
+    if (job->tasks > ZFED_JOB_MODEL_TASKS_MAX)
+        return zfed_error_set(error, ZFED_E_INVALID, "tasks",
+                              "a round of a model service has at most %d tasks, got %u",
+                              ZFED_JOB_MODEL_TASKS_MAX, job->tasks);
+    if (!job->initial_model[0] && !service->initial_model)
+        return zfed_error_set(error, ZFED_E_INVALID, "initial_model",
+                              "%s needs a model to start from", job->service);
+    if (job->initial_model[0] && !job->resumed) {
+        char reason[ZFED_ERROR_REASON_MAX];
+        zfed_safetensors_t *file = zfed_safetensors_open(job->initial_model, reason, sizeof reason);
+        if (!file)
+            return zfed_error_set(error, ZFED_E_INVALID, "initial_model", "%s", reason);
+        zfed_safetensors_close(&file);
+    }
+    if (s_finish_optimiser(job, error) != 0)
+        return -1;
+    if (job->strategy != ZFED_AGG_KRUM) {
+        const char *key = s_first_model_key(job, job->model_keys & (KEY_KRUM_F | KEY_KRUM_M));
+        if (key)
+            return zfed_error_set(error, ZFED_E_INVALID, key,
+                                  "only krum takes it (the job aggregates with %s)",
+                                  zfed_agg_strategy_name(job->strategy));
+    } else {
+        //  Blanchard et al.: the n - f - 2 closest neighbours of each result
+        //  must exist, so every round needs n > 2f + 2 results.
+        if (job->quorum <= 2 * job->krum_f + 2)
+            return zfed_error_set(error, ZFED_E_INVALID, "krum_f",
+                                  "Krum with krum_f %u needs more than %u results a round; the "
+                                  "quorum is %u",
+                                  job->krum_f, 2 * job->krum_f + 2, job->quorum);
+        if (job->krum_m > job->quorum - job->krum_f)
+            return zfed_error_set(error, ZFED_E_INVALID, "krum_m",
+                                  "%u is more than the quorum minus krum_f (%u)", job->krum_m,
+                                  job->quorum - job->krum_f);
+    }
+    return 0;
+}
+
 int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
 {
     const zfed_service_t *service = zfed_service_find(job->service);
@@ -565,6 +779,8 @@ int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
                                   job->service);
         job->metric = ZFED_METRIC_RESULTS; //  the default that makes sense for it
     }
+    if (s_finish_models(job, service, error) != 0)
+        return -1;
     if ((job->curve_cert[0] == '\0') != (job->server_key[0] == '\0'))
         return zfed_error_set(error, ZFED_E_INVALID,
                               job->curve_cert[0] ? "server_key" : "curve_cert",
@@ -580,6 +796,51 @@ int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
                  parts.tm_sec, salt);
     }
     return s_check_all_params(job, error);
+}
+
+const char *zfed_job_keep_text(const zfed_job_t *job, char *text, size_t size)
+{
+    switch (job->keep) {
+    case ZFED_KEEP_NONE:
+        snprintf(text, size, "none");
+        break;
+    case ZFED_KEEP_BEST:
+        snprintf(text, size, "best");
+        break;
+    case ZFED_KEEP_ALL:
+        snprintf(text, size, "all");
+        break;
+    default:
+        snprintf(text, size, "last:%u", job->keep_last);
+        break;
+    }
+    return text;
+}
+
+//  The model settings as run, resolved (job.json of a model service).
+static int s_models_to_json(const zfed_job_t *job, json_t *root)
+{
+    char keep[32];
+    int rc = 0;
+    if (job->initial_model[0])
+        rc |= json_object_set_new(root, "initial_model", json_string(job->initial_model));
+    rc |= json_object_set_new(root, "seed", json_integer((json_int_t)job->seed));
+    rc |= json_object_set_new(root, "keep_models",
+                              json_string(zfed_job_keep_text(job, keep, sizeof keep)));
+    rc |= json_object_set_new(root, "chunk", json_integer(job->chunk));
+    if (zfed_agg_strategy_is_optimiser(job->strategy)) {
+        rc |= json_object_set_new(root, "server_lr", json_real(job->server_lr));
+        rc |= json_object_set_new(root, "beta1", json_real(job->beta1));
+        if (job->strategy != ZFED_AGG_FEDAVGM) {
+            rc |= json_object_set_new(root, "beta2", json_real(job->beta2));
+            rc |= json_object_set_new(root, "tau", json_real(job->tau));
+        }
+    }
+    if (job->strategy == ZFED_AGG_KRUM) {
+        rc |= json_object_set_new(root, "krum_f", json_integer(job->krum_f));
+        rc |= json_object_set_new(root, "krum_m", json_integer(job->krum_m));
+    }
+    return rc;
 }
 
 json_t *zfed_job_to_json(const zfed_job_t *job)
@@ -618,6 +879,9 @@ json_t *zfed_job_to_json(const zfed_job_t *job)
         rc |= json_object_set_new(root, "curve_cert", json_string(job->curve_cert));
     if (job->server_key[0])
         rc |= json_object_set_new(root, "server_key", json_string(job->server_key));
+    const zfed_service_t *service = zfed_service_find(job->service);
+    if (service && service->kind == ZFED_SERVICE_MODEL)
+        rc |= s_models_to_json(job, root);
     if (rc != 0) {
         json_decref(root);
         return NULL;

@@ -10,6 +10,7 @@
 #define ZFED_JOB_PRIVATE_H_INCLUDED
 
 #include "zfed/zfed_job.h"
+#include "zfed/zfed_reduce.h"
 
 struct _zfed_job_t {
     char job_id[ZFED_JOB_ID_MAX + 1]; //  empty: zfed_job_finish picks one
@@ -43,7 +44,27 @@ struct _zfed_job_t {
     //  CURVE (empty: plaintext)
     char curve_cert[ZFED_JOB_PATH_MAX];
     char server_key[ZFED_JOB_PATH_MAX];
+
+    //  Model services (schemas/MODELS.md 9-10); zfed_job_finish refuses
+    //  them for a value service.
+    char initial_model[ZFED_JOB_PATH_MAX]; //  empty: the service's initial_model hook
+    uint64_t seed;                         //  for that hook
+    zfed_keep_t keep;
+    uint32_t keep_last; //  ZFED_KEEP_LAST: rounds kept
+    uint32_t chunk;     //  bytes per chunk of the global model
+    //  Server optimisers: NaN until given; zfed_job_finish puts the
+    //  strategy's defaults in those not given (zfed_opt_defaults).
+    double server_lr, beta1, beta2, tau;
+    uint32_t krum_f, krum_m;
+    //  Which model keys were set (a value service refuses them).
+    unsigned model_keys;
+    //  Loaded from a job folder for --resume: its initial model is the
+    //  folder's copy, the file named here need not exist any more.
+    bool resumed;
 };
+
+//  keep_models as written in job files ("last:3"); returns text.
+const char *zfed_job_keep_text(const zfed_job_t *job, char *text, size_t size);
 
 //  The same defaults as zfed_job_new, in place (tests keep jobs on the
 //  stack); zfed_job_clear releases what init took.
