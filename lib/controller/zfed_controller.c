@@ -13,6 +13,7 @@
 #include "controller/zfed_round.h"
 #include "controller/zfed_watch.h"
 #include "zfed/zfed_client.h"
+#include "zfed/zfed_descriptor.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_number.h"
 #include "zfed/zfed_service.h"
@@ -28,7 +29,67 @@ struct _zfed_controller_t {
     zfed_records_t *records;
     zfed_progress_t *progress;
     zfed_watch_t *watch;
+    bool models; //  a model service: model below is set up
+    zfed_model_env_t model;
 };
+
+//  A model service's parts: the model files (the initial model written,
+//  or a resumed job's current model checked), the blob server when the
+//  global is too big to travel inline, the fetcher, the publisher.
+static int s_models_new(zfed_controller_t *self, const zfed_service_t *service, bool resume,
+                        zfed_error_t *error)
+{
+    const zfed_job_t *job = self->job;
+    zfed_model_env_t *model = &self->model;
+    self->models = true;
+    model->models = zfed_models_new(zfed_records_path(self->records), job, service, error);
+    if (!model->models)
+        return -1;
+    int rc = resume
+                 ? zfed_models_resume(model->models, (int64_t)zfed_records_next(self->records) - 1,
+                                      zfed_records_model_value(self->records),
+                                      zfed_records_model_state(self->records),
+                                      zfed_records_best_round(self->records), error)
+                 : zfed_models_start(model->models, error);
+    if (rc != 0)
+        return -1;
+    const zfed_model_file_t *current = zfed_models_current(model->models);
+    zfed_records_set_model_global(self->records, current->round, zfed_models_json(current));
+    const char *curve_cert = job->curve_cert[0] ? job->curve_cert : NULL;
+    const char *server_key = job->server_key[0] ? job->server_key : NULL;
+    if (zfed_layout_nbytes(zfed_models_layout(model->models)) > ZFED_MODEL_INLINE_MAX) {
+        zfed_blob_server_config_t config;
+        zfed_blob_server_config_defaults(&config);
+        config.endpoint = job->endpoint;
+        config.hold_ms = ZFED_HOLD_FOREVER; //  a global is served until the next replaces it
+        config.curve_cert = curve_cert;
+        config.curve_server_key = server_key;
+        model->blob = zfed_blob_server_new(&config);
+        if (!model->blob)
+            return zfed_error_set(error, ZFED_E_TRANSPORT, "connect",
+                                  "cannot set up the blob service at %s", job->endpoint);
+    }
+    zfed_fetcher_config_t config;
+    zfed_fetcher_config_defaults(&config);
+    config.endpoint = job->endpoint;
+    config.curve_cert = curve_cert;
+    config.curve_server_key = server_key;
+    model->fetcher = zfed_fetcher_new(&config);
+    model->publish = zfed_publish_new(model->blob, job->chunk);
+    if (!model->fetcher || !model->publish)
+        return zfed_error_set(error, ZFED_E_TRANSPORT, "connect",
+                              "cannot set up the model transfers at %s", job->endpoint);
+    zfed_client_allow_data(self->client, true);
+    return 0;
+}
+
+static void s_models_destroy(zfed_controller_t *self)
+{
+    zfed_publish_destroy(&self->model.publish);
+    zfed_fetcher_destroy(&self->model.fetcher);
+    zfed_blob_server_destroy(&self->model.blob);
+    zfed_models_destroy(&self->model.models);
+}
 
 //  The closing lines: where things are, and how to go on.
 static void s_report(zfed_controller_t *self, int outcome)
@@ -98,6 +159,13 @@ int zfed_controller_run(zfed_controller_t *self)
     if (zfed_records_write_summary(self->records, status, self->env.failure) != 0 &&
         outcome == ZFED_RUN_COMPLETED)
         outcome = ZFED_RUN_FAILED;
+    zfed_error_t error;
+    if (self->models &&
+        zfed_models_finish(self->model.models, outcome == ZFED_RUN_COMPLETED, &error) != 0) {
+        zfed_error("%s", error.message);
+        if (outcome == ZFED_RUN_COMPLETED)
+            outcome = ZFED_RUN_FAILED;
+    }
     s_report(self, outcome);
     return outcome;
 }
@@ -135,13 +203,17 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
         zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
         goto err;
     }
+    if (service->kind == ZFED_SERVICE_MODEL &&
+        s_models_new(self, service, options->resume, error) != 0)
+        goto err;
     self->env = (zfed_round_env_t){.job = job,
                                    .service = service,
                                    .client = self->client,
                                    .records = self->records,
                                    .progress = self->progress,
                                    .watch = self->watch,
-                                   .fail_fast = options->fail_fast};
+                                   .fail_fast = options->fail_fast,
+                                   .model = self->models ? &self->model : NULL};
     zfed_round_env_init(&self->env);
     return self;
 err:
@@ -155,6 +227,7 @@ void zfed_controller_destroy(zfed_controller_t **self_p)
         return;
     zfed_controller_t *self = *self_p;
     zfed_round_env_clear(&self->env);
+    s_models_destroy(self);
     zfed_watch_destroy(&self->watch);
     zfed_client_destroy(&self->client);
     zfed_records_destroy(&self->records);

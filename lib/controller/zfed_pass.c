@@ -65,6 +65,8 @@ struct _zfed_pass_t {
     zfed_layout_t *state_layout;
     zfed_safetensors_writer_t *out, *m_writer, *v_writer;
     zfed_sha256_t *sha256;
+    zfed_sha256_t *m_sha256, *v_sha256; //  of the state written
+    uint8_t m_digest[ZFED_SHA256_SIZE], v_digest[ZFED_SHA256_SIZE];
     uint8_t *global_window;
     uint8_t *out_window;
     float *m, *v;
@@ -381,6 +383,9 @@ static zfed_pass_status_t s_combine(zfed_pass_t *self, const zfed_window_t *wind
         if (rc == 0 && (s_write(self, self->m_writer, self->m, bytes) != 0 ||
                         (self->has_v && s_write(self, self->v_writer, self->v, bytes) != 0)))
             return self->status;
+        if (rc == 0 && (zfed_sha256_update(self->m_sha256, self->m, bytes) != 0 ||
+                        (self->has_v && zfed_sha256_update(self->v_sha256, self->v, bytes) != 0)))
+            return s_fail(self, "SHA-256 failed");
     } else
         rc = zfed_combine_exact(self->combine, window, self->views, weights, active,
                                 s_divisor(self, active), self->out_window, error, sizeof error);
@@ -452,7 +457,9 @@ static zfed_pass_status_t s_finish_pass(zfed_pass_t *self)
     if (s_finish(self, &self->out) != 0 || s_finish(self, &self->m_writer) != 0 ||
         s_finish(self, &self->v_writer) != 0)
         return self->status;
-    if (zfed_sha256_final(self->sha256, self->digest) != 0)
+    if (zfed_sha256_final(self->sha256, self->digest) != 0 ||
+        (self->optimiser && zfed_sha256_final(self->m_sha256, self->m_digest) != 0) ||
+        (self->has_v && zfed_sha256_final(self->v_sha256, self->v_digest) != 0))
         return s_fail(self, "SHA-256 failed");
     for (size_t i = 0; i < self->count; i++) {
         self->sources[i].norm = zfed_norm_get(self->norm, i);
@@ -617,7 +624,9 @@ static int s_setup(zfed_pass_t *self, const zfed_pass_source_t *sources, char *r
         uint64_t floats = zfed_windows_max_float_elements(self->windows);
         self->m = malloc((floats ? floats : 1) * sizeof *self->m);
         self->v = malloc((floats ? floats : 1) * sizeof *self->v);
-        if (!self->state_layout || !self->m || !self->v)
+        self->m_sha256 = zfed_sha256_new();
+        self->v_sha256 = zfed_sha256_new();
+        if (!self->state_layout || !self->m || !self->v || !self->m_sha256 || !self->v_sha256)
             goto nomem;
         if (settings->m_in && !(self->m_in = s_open_state(self, settings->m_in)))
             goto failed;
@@ -695,6 +704,8 @@ void zfed_pass_destroy(zfed_pass_t **self_p)
     zfed_norm_destroy(&self->norm);
     zfed_krum_destroy(&self->krum);
     zfed_sha256_destroy(&self->sha256);
+    zfed_sha256_destroy(&self->m_sha256);
+    zfed_sha256_destroy(&self->v_sha256);
     free(self->sources);
     free(self->views);
     free(self->weights);
@@ -725,6 +736,11 @@ const char *zfed_pass_reason(const zfed_pass_t *self)
 const uint8_t *zfed_pass_sha256(const zfed_pass_t *self)
 {
     return self->digest;
+}
+
+const uint8_t *zfed_pass_state_sha256(const zfed_pass_t *self, char which)
+{
+    return which == 'v' ? self->v_digest : self->m_digest;
 }
 
 uint64_t zfed_pass_size(const zfed_pass_t *self)

@@ -140,6 +140,8 @@ const char *zfed_pass_reason(const zfed_pass_t *self);
 //  norm, and for Krum each source's score and whether it was selected.
 const uint8_t *zfed_pass_sha256(const zfed_pass_t *self);
 uint64_t zfed_pass_size(const zfed_pass_t *self);
+//  The SHA-256 of the state written, which 'm' or 'v' (optimisers).
+const uint8_t *zfed_pass_state_sha256(const zfed_pass_t *self, char which);
 double zfed_pass_norm(const zfed_pass_t *self, size_t source);
 double zfed_pass_krum_score(const zfed_pass_t *self, size_t source);
 bool zfed_pass_selected(const zfed_pass_t *self, size_t source);

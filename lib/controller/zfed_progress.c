@@ -98,6 +98,15 @@ void zfed_progress_round_closed(zfed_progress_t *self, const zfed_progress_round
                         round->tasks, round->quorum, aggregate, duration_us / 1000.0, notes);
 }
 
+//  A model aggregate in one short line: its hash's head and its size.
+static char *s_model_text(const char *sha256, json_int_t size)
+{
+    char *text = malloc(64);
+    if (text)
+        snprintf(text, 64, "sha256 %.16s... (%" JSON_INTEGER_FORMAT " bytes)", sha256, size);
+    return text;
+}
+
 void zfed_progress_table(zfed_progress_t *self, const json_t *summaries, const uint64_t *late,
                          uint32_t tasks, int64_t best_round)
 {
@@ -110,10 +119,12 @@ void zfed_progress_table(zfed_progress_t *self, const json_t *summaries, const u
     json_array_foreach(summaries, index, summary)
     {
         json_t *aggregate = json_object_get(summary, "aggregate");
+        const char *sha256 = json_string_value(json_object_get(aggregate, "sha256"));
         char *text =
             json_is_string(aggregate)
                 ? zfed_number_abbreviate(json_string_value(aggregate), ZFED_NUMBER_DISPLAY_MAX)
-                : json_dumps(aggregate, JSON_ENCODE_ANY);
+            : sha256 ? s_model_text(sha256, json_integer_value(json_object_get(aggregate, "size")))
+                     : json_dumps(aggregate, JSON_ENCODE_ANY);
         uint32_t round = (uint32_t)json_integer_value(json_object_get(summary, "round"));
         char results[32];
         snprintf(results, sizeof results, "%zu/%u",

@@ -27,6 +27,10 @@ struct _zfed_records_t {
     double best_number;
     json_t *best_value;
     int64_t started_wall_ms;
+    //  Model services: the global model's record object and state.
+    bool models;
+    json_t *model_value;
+    json_t *model_state;
 };
 
 //  ---------------------------------------------------------------------
@@ -79,6 +83,9 @@ static int s_set_global(zfed_records_t *self, int64_t round, const msgpack_sbuff
 
 json_t *zfed_records_global_json(zfed_records_t *self)
 {
+    if (self->models)
+        return json_pack("{s:I,s:O}", "round", (json_int_t)self->global.round, "value",
+                         self->model_value ? self->model_value : json_null());
     msgpack_unpacked unpacked;
     json_t *value = NULL;
     if (zfed_unpack(&unpacked, self->global.value, self->global.size) == 0)
@@ -216,6 +223,42 @@ int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *recor
     return 0;
 }
 
+void zfed_records_set_model_global(zfed_records_t *self, int64_t round, json_t *value)
+{
+    json_decref(self->model_value);
+    self->model_value = value;
+    self->global.round = round;
+}
+
+int zfed_records_close_model_round(zfed_records_t *self, uint32_t round, json_t *record,
+                                   const json_t *aggregate, zfed_error_t *error)
+{
+    json_t *global_in = zfed_records_global_json(self);
+    json_t *global_out =
+        json_pack("{s:I,s:O}", "round", (json_int_t)round, "value", (json_t *)aggregate);
+    if (!global_in || !global_out || json_object_set_new(record, "global_in", global_in) != 0 ||
+        json_object_set_new(record, "global_out", global_out) != 0)
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "round %u: out of memory", round);
+    if (zfed_store_write_round(self->store, round, record) != 0)
+        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
+                              round, zfed_store_path(self->store), strerror(errno));
+    zfed_records_set_model_global(self, round, json_incref((json_t *)aggregate));
+    json_decref(self->model_state);
+    self->model_state = json_incref(json_object_get(record, "state"));
+    s_count_round(self, round, record, NULL);
+    return 0;
+}
+
+const json_t *zfed_records_model_value(zfed_records_t *self)
+{
+    return self->global.round >= 0 ? self->model_value : NULL;
+}
+
+const json_t *zfed_records_model_state(zfed_records_t *self)
+{
+    return self->model_state;
+}
+
 int zfed_records_write_summary(zfed_records_t *self, const char *status, const char *failure)
 {
     const zfed_job_t *job = self->job;
@@ -304,8 +347,22 @@ static int s_resume(zfed_records_t *self, zfed_error_t *error)
             //  Corrupt: reported, never half-read.
             return zfed_error_set(error, ZFED_E_CORRUPT, "", "%s", reason);
         }
-        json_t *exact = json_object_get(record, "aggregate_exact");
         json_t *global = json_object_get(json_object_get(record, "global_out"), "value");
+        if (self->models) {
+            //  A model round: its global is a file, checked by zfed_models.
+            if (!json_is_object(global)) {
+                json_decref(record);
+                return zfed_error_set(error, ZFED_E_CORRUPT, "",
+                                      "round %u's record names no global model", round);
+            }
+            zfed_records_set_model_global(self, round, json_incref(global));
+            json_decref(self->model_state);
+            self->model_state = json_incref(json_object_get(record, "state"));
+            s_count_round(self, round, record, NULL);
+            json_decref(record);
+            continue;
+        }
+        json_t *exact = json_object_get(record, "aggregate_exact");
         mpq_t aggregate;
         mpq_init(aggregate);
         int rc =
@@ -382,7 +439,9 @@ zfed_records_t *zfed_records_new(const zfed_job_t *job, const zfed_service_t *se
     mpq_init(self->best_aggregate);
     self->summaries = json_array();
     self->late = calloc(job->rounds, sizeof *self->late);
-    if (!self->summaries || !self->late || s_initial_global(self) != 0) {
+    self->models = service->kind == ZFED_SERVICE_MODEL;
+    self->global.round = -1;
+    if (!self->summaries || !self->late || (!self->models && s_initial_global(self) != 0)) {
         zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
         goto err;
     }
@@ -418,6 +477,8 @@ void zfed_records_destroy(zfed_records_t **self_p)
     json_decref(self->best_value);
     free(self->late);
     free(self->global.value);
+    json_decref(self->model_value);
+    json_decref(self->model_state);
     mpq_clear(self->best_aggregate);
     free(self);
     *self_p = NULL;

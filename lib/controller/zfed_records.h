@@ -62,6 +62,20 @@ void zfed_records_count_foreign(zfed_records_t *self);
 int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *record,
                              const mpq_t *aggregate, size_t dims, zfed_error_t *error);
 
+//  Model services (schemas/MODELS.md 9): the global is a model file,
+//  named in records as zfed_models_json gives it.  set_model_global says
+//  which one the job starts from (round -1: the initial model; takes
+//  value).  close_model_round is close_round's twin: record is the whole
+//  record but global_in and global_out, aggregate the new global's
+//  object (borrowed).
+void zfed_records_set_model_global(zfed_records_t *self, int64_t round, json_t *value);
+int zfed_records_close_model_round(zfed_records_t *self, uint32_t round, json_t *record,
+                                   const json_t *aggregate, zfed_error_t *error);
+//  After a resume: the last record's global model and its optimiser
+//  state ("state", NULL when none), borrowed; NULL when no round closed.
+const json_t *zfed_records_model_value(zfed_records_t *self);
+const json_t *zfed_records_model_state(zfed_records_t *self);
+
 //  The summary, best.json and global.json.  failure is "" or why the job
 //  did not complete.  0, or -1 (logged).
 int zfed_records_write_summary(zfed_records_t *self, const char *status, const char *failure);

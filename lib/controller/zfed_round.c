@@ -9,7 +9,7 @@
     Entries made stale by an answer or a newer attempt are skipped when
     they reach the head.
 */
-#include "controller/zfed_round.h"
+#include "controller/zfed_round_private.h"
 #include "controller/zfed_job_private.h"
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_batch.h"
@@ -24,72 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  Longest reason text carried around.
-#define REASON_MAX 512
-//  Longest part of a failure text that a reason may take.
-#define FAILURE_REASON_MAX (ZFED_ROUND_FAILURE_MAX - 64)
-//  Most error entries kept in one round record (all are counted).
-#define ROUND_ERRORS_KEPT 100
-//  Warnings about bad replies per round, before they are only counted.
-#define ROUND_WARNINGS_MAX 10
-
-typedef enum { TASK_PENDING = 0, TASK_DONE, TASK_FAILED } task_state_t;
-
-typedef struct {
-    task_state_t state;
-    uint32_t attempts; //  times sent
-    uint8_t *params;   //  msgpack map; may be the round's shared copy
-    size_t params_size;
-    bool params_owned;
-    int64_t sent_us; //  latency is measured in microseconds
-    bool batched;    //  last sent inside a zfed.batch
-    //  The accepted result, kept as decoded: its record entry is built when
-    //  the round closes, after the round's time is taken.
-    zfed_msg_t *result;
-    int64_t latency_us;
-    zfed_sample_t sample;
-} task_t;
-
-//  A resend deadline; stale once the task is answered or sent again
-//  (its send count no longer equals sends).
-typedef struct {
-    uint32_t task;
-    uint32_t sends;
-    int64_t due_ms;
-} resend_t;
-
-typedef struct {
-    uint32_t number;
-    task_t *tasks;
-    uint32_t unsent; //  first task not sent yet (tasks go out in order)
-    uint32_t answered;
-    uint32_t failed;
-    uint64_t duplicates;
-    uint64_t invalid;
-    uint64_t errors;
-    uint64_t resent;
-    uint64_t warnings;
-    json_t *error_list;
-    const char *last_error;
-    char last_error_text[REASON_MAX];
-    int64_t started_ms;
-    int64_t started_us;
-    int64_t started_wall_ms;
-    int64_t quorum_at_ms;
-    int64_t deadline_ms;
-    resend_t *resends;
-    size_t resend_head;
-    size_t resend_count;
-    size_t resend_capacity;
-    uint8_t *shared_params;
-    size_t shared_params_size;
-} round_t;
-
 //  ---------------------------------------------------------------------
 //  Round bookkeeping
 
-static void s_round_clear(round_t *round, uint32_t tasks)
+static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks)
 {
+    if (round->model)
+        zfed_mround_end(self, round);
     for (uint32_t index = 0; round->tasks && index < tasks; index++) {
         task_t *task = &round->tasks[index];
         if (task->params_owned)
@@ -181,6 +122,11 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
                         size_t count, int64_t now)
 {
     const zfed_global_t *global = zfed_records_global(self->records);
+    zfed_global_t model_global;
+    if (round->model) {
+        model_global = zfed_mround_global(self);
+        global = &model_global;
+    }
     for (size_t item = 0; item < count; item++) {
         task_t *task = &round->tasks[indexes[item]];
         msgpack_sbuffer *body = count == 1 ? &self->buffer : &self->items[item];
@@ -201,8 +147,10 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     }
     if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
         return -1;
-    if (zfed_client_send(self->client, self->job->service, self->buffer.data, self->buffer.size) !=
-        0)
+    int sent = round->model ? zfed_mround_send(self, round, &self->buffer)
+                            : zfed_client_send(self->client, self->job->service, self->buffer.data,
+                                               self->buffer.size);
+    if (sent != 0)
         zfed_debug("%zu task(s) of round %u not queued; will retry", count, round->number);
     int64_t sent_us = zfed_clock_us();
     for (size_t item = 0; item < count; item++) {
@@ -218,15 +166,12 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     return 0;
 }
 
-static int s_send_task(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now)
+int zfed_round_send_task(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now)
 {
     return s_send_tasks(self, round, &index, 1, now);
 }
 
-static void s_round_warn(round_t *round, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void s_round_warn(round_t *round, const char *format, ...)
+void zfed_round_warn(round_t *round, const char *format, ...)
 {
     if (++round->warnings > ROUND_WARNINGS_MAX)
         return;
@@ -267,7 +212,7 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
                       zfed_msg_worker(message), "attempt", zfed_msg_attempt(message), "code",
                       zfed_msg_error_code(message), "field", zfed_msg_error_field(message),
                       "message", zfed_msg_error_text(message)));
-    s_round_warn(round, "%s", round->last_error_text);
+    zfed_round_warn(round, "%s", round->last_error_text);
     //  Only the answer to the newest attempt decides; an older attempt's
     //  error says nothing about the one still in flight.
     if (task->state != TASK_PENDING || zfed_msg_attempt(message) + 1 != task->attempts)
@@ -278,7 +223,7 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     bool send_alone = zfed_msg_error_code(message) == ZFED_ERR_TOO_LARGE && task->batched;
     if (send_alone || (s_error_is_transient(zfed_msg_error_code(message)) &&
                        task->attempts <= self->job->retries)) {
-        if (s_send_task(self, round, index, now) != 0)
+        if (zfed_round_send_task(self, round, index, now) != 0)
             zfed_error("cannot resend task %u (out of memory)", index);
         return;
     }
@@ -288,7 +233,7 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
 
 //  Takes *message_p when the result is accepted (it becomes the task's).
 static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **message_p,
-                            int64_t now)
+                            const uint8_t *data, size_t data_size, int64_t now)
 {
     zfed_msg_t *message = *message_p;
     uint32_t index = zfed_msg_task_id(message);
@@ -297,6 +242,12 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
         round->duplicates++;
         zfed_debug("round %u task %u: duplicate result from %s counted once", round->number, index,
                    zfed_msg_worker(message));
+        if (round->model)
+            zfed_mround_unused(self, message);
+        return;
+    }
+    if (round->model) {
+        zfed_mround_result(self, round, message_p, data, data_size, now);
         return;
     }
     const msgpack_object *outputs = zfed_msg_outputs_object(message);
@@ -313,22 +264,28 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
         //  A result that does not fit its task is refused, never bent into
         //  shape; the task stays open for its resend.
         round->invalid++;
-        s_round_warn(round, "task %u: result from %s refused: %s%s%s", index,
-                     zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "", fault.text);
-    } else {
-        task->result = message;
-        *message_p = NULL;
-        task->latency_us = zfed_clock_us() - task->sent_us;
-        if (task->state == TASK_FAILED)
-            round->failed--; //  a late success beats an earlier error
-        task->state = TASK_DONE;
-        round->answered++;
-    }
+        zfed_round_warn(round, "task %u: result from %s refused: %s%s%s", index,
+                        zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "",
+                        fault.text);
+    } else
+        zfed_round_accept(round, index, message_p);
     msgpack_unpacked_destroy(&params);
 }
 
+void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
+{
+    task_t *task = &round->tasks[index];
+    task->result = *message_p;
+    *message_p = NULL;
+    task->latency_us = zfed_clock_us() - task->sent_us;
+    if (task->state == TASK_FAILED)
+        round->failed--; //  a late success beats an earlier error
+    task->state = TASK_DONE;
+    round->answered++;
+}
+
 static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
-                           int64_t now);
+                           const uint8_t *data, size_t data_size, int64_t now);
 
 //  A batch reply: one reply body per task of the batch request.
 static void s_handle_batch(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
@@ -339,7 +296,7 @@ static void s_handle_batch(zfed_round_env_t *self, round_t *round, const uint8_t
     if (zfed_batch_decode(body, size, self->views, ZFED_BATCH_MAX, &count, reason, sizeof reason) !=
         0) {
         round->invalid++;
-        s_round_warn(round, "undecodable batch reply refused: %s", reason);
+        zfed_round_warn(round, "undecodable batch reply refused: %s", reason);
         return;
     }
     for (size_t item = 0; item < count; item++) {
@@ -347,12 +304,12 @@ static void s_handle_batch(zfed_round_env_t *self, round_t *round, const uint8_t
             round->invalid++; //  batches do not nest
             continue;
         }
-        s_handle_reply(self, round, self->views[item].data, self->views[item].size, now);
+        s_handle_reply(self, round, self->views[item].data, self->views[item].size, NULL, 0, now);
     }
 }
 
 static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
-                           int64_t now)
+                           const uint8_t *data, size_t data_size, int64_t now)
 {
     if (zfed_batch_is(body, size)) {
         s_handle_batch(self, round, body, size, now);
@@ -362,7 +319,7 @@ static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t
     zfed_msg_t *message = zfed_msg_decode(body, size, reason, sizeof reason);
     if (!message) {
         round->invalid++;
-        s_round_warn(round, "undecodable reply refused: %s", reason);
+        zfed_round_warn(round, "undecodable reply refused: %s", reason);
         return;
     }
     const char *job_id = zfed_msg_job_id(message);
@@ -370,27 +327,32 @@ static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t
     if (kind == ZFED_MSG_ERROR && job_id[0] == '\0') {
         //  Someone could not read our task at all: nothing to match it to.
         round->errors++;
-        s_round_warn(round, "error reply naming no task: %s (%u, from %s)",
-                     zfed_msg_error_text(message), zfed_msg_error_code(message),
-                     zfed_msg_worker(message));
+        zfed_round_warn(round, "error reply naming no task: %s (%u, from %s)",
+                        zfed_msg_error_text(message), zfed_msg_error_code(message),
+                        zfed_msg_worker(message));
     } else if (strcmp(job_id, self->job->job_id) != 0) {
         zfed_records_count_foreign(self->records);
         zfed_debug("reply for another job (%s) ignored", job_id);
     } else if (kind == ZFED_MSG_TASK) {
         round->invalid++;
-        s_round_warn(round, "a task came back as a reply; refused");
-    } else if (zfed_msg_round(message) < round->number) {
+        zfed_round_warn(round, "a task came back as a reply; refused");
+    } else if (zfed_msg_round(message) < round->number ||
+               (zfed_msg_round(message) == round->number && zfed_mround_passing(round))) {
+        //  Too late for its round (also while this round aggregates: the
+        //  pass reads what was in at its close).
         zfed_records_count_late(self->records, zfed_msg_round(message));
+        if (round->model && kind == ZFED_MSG_RESULT)
+            zfed_mround_unused(self, message);
         zfed_debug("late %s for round %u task %u from %s: counted, not aggregated",
                    zfed_msg_kind_name(kind), zfed_msg_round(message), zfed_msg_task_id(message),
                    zfed_msg_worker(message));
     } else if (zfed_msg_round(message) > round->number ||
                zfed_msg_task_id(message) >= self->job->tasks) {
         round->invalid++;
-        s_round_warn(round, "reply for round %u task %u, which was never sent; refused",
-                     zfed_msg_round(message), zfed_msg_task_id(message));
+        zfed_round_warn(round, "reply for round %u task %u, which was never sent; refused",
+                        zfed_msg_round(message), zfed_msg_task_id(message));
     } else if (kind == ZFED_MSG_RESULT)
-        s_handle_result(self, round, &message, now);
+        s_handle_result(self, round, &message, data, data_size, now);
     else
         s_handle_error(self, round, message, now);
     zfed_msg_destroy(&message);
@@ -459,8 +421,9 @@ static void s_free_values(mpq_t *values, size_t dims)
 
 //  The record of an accepted result: who, which attempt, how long, and the
 //  service's own fields.
-static json_t *s_result_entry(zfed_round_env_t *self, uint32_t index, const task_t *task)
+static json_t *s_result_entry(zfed_round_env_t *self, const round_t *round, uint32_t index)
 {
+    const task_t *task = &round->tasks[index];
     const zfed_msg_t *result = task->result;
     uint64_t compute_us = zfed_msg_compute_us(result);
     json_t *entry =
@@ -473,10 +436,29 @@ static json_t *s_result_entry(zfed_round_env_t *self, uint32_t index, const task
     //  zfed_unpack's contract: the caller destroys what it unpacked into,
     //  so params is only touched once zfed_unpack has set it up.
     msgpack_unpacked params;
-    if (zfed_unpack(&params, task->params, task->params_size) == 0)
+    if (zfed_unpack(&params, task->params, task->params_size) == 0 && self->service->describe)
         self->service->describe(&params.data, zfed_msg_outputs_object(result), entry);
     msgpack_unpacked_destroy(&params);
+    if (round->model)
+        zfed_mround_describe(self, round, index, entry);
     return entry;
+}
+
+//  The record's results (accepted, in task order) and missing tasks.
+static void s_record_lists(zfed_round_env_t *self, const round_t *round, json_t **results_p,
+                           json_t **missing_p)
+{
+    json_t *results = json_array();
+    json_t *missing = json_array();
+    for (uint32_t index = 0; index < self->job->tasks; index++) {
+        const task_t *task = &round->tasks[index];
+        if (task->state == TASK_DONE)
+            json_array_append_new(results, s_result_entry(self, round, index));
+        else
+            json_array_append_new(missing, json_integer(index));
+    }
+    *results_p = results;
+    *missing_p = missing;
 }
 
 static zfed_progress_round_t s_view(const zfed_round_env_t *self, const round_t *round, int64_t now)
@@ -495,16 +477,8 @@ static int s_close_round(zfed_round_env_t *self, round_t *round)
         return -1;
     int64_t duration_us = zfed_clock_us() - round->started_us;
     int64_t duration_ms = (duration_us + 500) / 1000;
-
-    json_t *results = json_array();
-    json_t *missing = json_array();
-    for (uint32_t index = 0; index < self->job->tasks; index++) {
-        task_t *task = &round->tasks[index];
-        if (task->state == TASK_DONE)
-            json_array_append_new(results, s_result_entry(self, index, task));
-        else
-            json_array_append_new(missing, json_integer(index));
-    }
+    json_t *results, *missing;
+    s_record_lists(self, round, &results, &missing);
     json_t *aggregate_json = self->service->aggregate_json((const mpq_t *)values, dims);
     char *aggregate_text = self->service->aggregate_text((const mpq_t *)values, dims);
     //  global_in and global_out are zfed_records' to fill; they hold their
@@ -537,6 +511,53 @@ static int s_close_round(zfed_round_env_t *self, round_t *round)
     json_decref(aggregate_json);
     free(aggregate_text);
     s_free_values(values, dims);
+    return rc;
+}
+
+//  A model round, once its pass is done: the record names the new global
+//  model's file, never its numbers (WORKDIR.md).
+static int s_close_model_round(zfed_round_env_t *self, round_t *round)
+{
+    int64_t duration_us = zfed_clock_us() - round->started_us;
+    int64_t duration_ms = (duration_us + 500) / 1000;
+    json_t *results, *missing;
+    s_record_lists(self, round, &results, &missing);
+    json_t *aggregate = zfed_mround_aggregate_json(self, round);
+    json_t *record = json_pack(
+        "{s:i,s:s,s:o,s:I,s:I,s:i,s:i,s:i,s:o,s:o,s:O,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:n,s:n}",
+        "round", round->number, "status", "closed", "started_at",
+        zfed_records_time_json(round->started_wall_ms), "duration_ms", (json_int_t)duration_ms,
+        "duration_us", (json_int_t)duration_us, "tasks", self->job->tasks, "quorum",
+        self->job->quorum, "answered", round->answered, "results", results, "missing", missing,
+        "aggregate", aggregate ? aggregate : json_null(), "duplicates",
+        (json_int_t)round->duplicates, "errors", (json_int_t)round->errors, "invalid",
+        (json_int_t)round->invalid, "resent", (json_int_t)round->resent, "error_list",
+        json_incref(round->error_list), "refused", zfed_mround_refused_json(round), "pass",
+        zfed_mround_pass_json(round), "global_in", "global_out");
+    json_t *state = zfed_mround_state_json(round);
+    if (record && !json_is_null(state))
+        json_object_set(record, "state", state);
+    json_decref(state);
+    int rc = 0;
+    zfed_error_t error;
+    if (!record || !aggregate) {
+        snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
+        rc = -1;
+    } else if (zfed_records_close_model_round(self->records, round->number, record, aggregate,
+                                              &error) != 0 ||
+               zfed_mround_advance(self, round, &error) != 0) {
+        snprintf(self->failure, sizeof self->failure, "%.*s", FAILURE_REASON_MAX, error.message);
+        rc = -1;
+    } else {
+        char text[96];
+        const char *hex = json_string_value(json_object_get(aggregate, "sha256"));
+        snprintf(text, sizeof text, "sha256 %.16s... (%" JSON_INTEGER_FORMAT " bytes)",
+                 hex ? hex : "?", json_integer_value(json_object_get(aggregate, "size")));
+        zfed_progress_round_t view = s_view(self, round, zfed_clock_ms());
+        zfed_progress_round_closed(self->progress, &view, text, duration_us);
+    }
+    json_decref(record);
+    json_decref(aggregate);
     return rc;
 }
 
@@ -576,7 +597,7 @@ static void s_resend_due(zfed_round_env_t *self, round_t *round, int64_t now)
         if (live) {
             zfed_debug("round %u task %u: no answer in %" PRId64 " ms, sending attempt %u",
                        round->number, head.task, self->job->task_timeout_ms, task->attempts);
-            s_send_task(self, round, head.task, now);
+            zfed_round_send_task(self, round, head.task, now);
         }
     }
 }
@@ -618,12 +639,88 @@ static void s_add_finding(zfed_round_env_t *self, const round_t *round)
         snprintf(self->failure + used, sizeof self->failure - used, "; %s", reason);
 }
 
+//  What a collecting round does next.
+enum { COLLECT_WAIT = 0, COLLECT_CLOSE, COLLECT_FAIL };
+
+//  Sends what the window allows, then: close (all in, or the quorum and
+//  the grace period, or the deadline with the quorum), fail (the quorum
+//  out of reach, the deadline without it, --fail-fast), or wait.
+static int s_collect(zfed_round_env_t *self, round_t *round, int64_t now)
+{
+    const zfed_job_t *job = self->job;
+    uint32_t number = round->number;
+    if (s_send_window(self, round, now) != 0)
+        return COLLECT_FAIL;
+    now = zfed_clock_ms();
+    if (round->answered >= job->quorum && !round->quorum_at_ms)
+        round->quorum_at_ms = now;
+    bool all_settled = round->answered + round->failed == job->tasks;
+    if (round->answered == job->tasks ||
+        (round->quorum_at_ms && (all_settled || now >= round->quorum_at_ms + job->grace_ms)) ||
+        (now >= round->deadline_ms && round->answered >= job->quorum))
+        return COLLECT_CLOSE;
+    if (job->tasks - round->failed < job->quorum) {
+        snprintf(self->failure, sizeof self->failure,
+                 "round %u: quorum of %u is out of reach: %u of %u tasks failed (last: %s)", number,
+                 job->quorum, round->failed, job->tasks,
+                 round->last_error ? round->last_error : "unknown");
+        return COLLECT_FAIL;
+    }
+    if (now >= round->deadline_ms) {
+        snprintf(self->failure, sizeof self->failure,
+                 "round %u: only %u of %u results by the %.1f s deadline (quorum %u)%s%.*s", number,
+                 round->answered, job->tasks, job->round_timeout_ms / 1000.0, job->quorum,
+                 round->last_error ? "; last error: " : "", REASON_MAX,
+                 round->last_error ? round->last_error : "");
+        s_add_finding(self, round);
+        return COLLECT_FAIL;
+    }
+    if (self->watch && zfed_watch_check(self->watch, now) != ZFED_WATCH_NOTHING &&
+        self->fail_fast) {
+        snprintf(self->failure, sizeof self->failure,
+                 "round %u: %u of %u results after %.1f s, failing at once (--fail-fast)", number,
+                 round->answered, job->tasks, (now - round->started_ms) / 1000.0);
+        s_add_finding(self, round);
+        return COLLECT_FAIL;
+    }
+    return COLLECT_WAIT;
+}
+
+//  One reply from the client: the watch's, or the round's.
+static void s_take_reply(zfed_round_env_t *self, round_t *round, const char *service,
+                         const uint8_t *body, size_t size, const uint8_t *data, size_t data_size)
+{
+    if (self->watch && zfed_watch_reply(self->watch, service, body, size))
+        return;
+    if (self->watch)
+        zfed_watch_heard(self->watch);
+    s_handle_reply(self, round, body, size, data, data_size, zfed_clock_ms());
+}
+
+//  A model round waits on the client, the fetcher and the blob server at
+//  once, then reads the replies that came (a bounded number, so chunks
+//  keep flowing while a round's results pour in).
+static void s_receive_model(zfed_round_env_t *self, round_t *round, int64_t wait)
+{
+    if (zfed_mround_wait(self, round, wait) != 1)
+        return;
+    for (int count = 0; count < REPLIES_PER_WAIT && !zsys_interrupted; count++) {
+        const char *service;
+        const uint8_t *body, *data;
+        size_t size, data_size;
+        if (zfed_client_recv_data(self->client, 0, &service, &body, &size, &data, &data_size) != 1)
+            break;
+        s_take_reply(self, round, service, body, size, data, data_size);
+    }
+}
+
 int zfed_round_run(zfed_round_env_t *self, uint32_t number)
 {
     const zfed_job_t *job = self->job;
     round_t round = {0};
-    if (s_round_prepare(self, &round, number) != 0) {
-        s_round_clear(&round, job->tasks);
+    if (s_round_prepare(self, &round, number) != 0 ||
+        (self->model && zfed_mround_begin(self, &round) != 0)) {
+        s_round_clear(self, &round, job->tasks);
         return -1;
     }
     int64_t now = zfed_clock_ms();
@@ -635,68 +732,60 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
         zfed_watch_start(self->watch, now);
     int outcome = -1;
     while (true) {
-        if (s_send_window(self, &round, zfed_clock_ms()) != 0)
-            break;
+        //  A model round that closed aggregates (MODELS.md 13); if its pass
+        //  loses a result below the quorum, it collects again.
+        bool passing = zfed_mround_passing(&round);
+        if (passing) {
+            zfed_mround_status_t status = zfed_mround_step(self, &round, zfed_clock_ms());
+            if (status == ZFED_MROUND_DONE) {
+                outcome = s_close_model_round(self, &round);
+                break;
+            }
+            if (status == ZFED_MROUND_FAILED)
+                break;
+            passing = status == ZFED_MROUND_PASSING;
+        }
         now = zfed_clock_ms();
-        if (round.answered >= job->quorum && !round.quorum_at_ms)
-            round.quorum_at_ms = now;
-        bool all_settled = round.answered + round.failed == job->tasks;
-        if (round.answered == job->tasks ||
-            (round.quorum_at_ms && (all_settled || now >= round.quorum_at_ms + job->grace_ms)) ||
-            (now >= round.deadline_ms && round.answered >= job->quorum)) {
-            outcome = s_close_round(self, &round);
-            break;
+        if (!passing) {
+            int step = s_collect(self, &round, now);
+            if (step == COLLECT_CLOSE && !round.model) {
+                outcome = s_close_round(self, &round);
+                break;
+            }
+            if (step == COLLECT_CLOSE) {
+                if (zfed_mround_close(self, &round) != 0)
+                    break;
+                continue;
+            }
+            if (step == COLLECT_FAIL)
+                break;
+            s_resend_due(self, &round, now);
         }
-        if (job->tasks - round.failed < job->quorum) {
-            snprintf(self->failure, sizeof self->failure,
-                     "round %u: quorum of %u is out of reach: %u of %u tasks failed (last: %s)",
-                     number, job->quorum, round.failed, job->tasks,
-                     round.last_error ? round.last_error : "unknown");
-            break;
-        }
-        if (now >= round.deadline_ms) {
-            snprintf(self->failure, sizeof self->failure,
-                     "round %u: only %u of %u results by the %.1f s deadline (quorum %u)%s%.*s",
-                     number, round.answered, job->tasks, job->round_timeout_ms / 1000.0,
-                     job->quorum, round.last_error ? "; last error: " : "", REASON_MAX,
-                     round.last_error ? round.last_error : "");
-            s_add_finding(self, &round);
-            break;
-        }
-        if (self->watch && zfed_watch_check(self->watch, now) != ZFED_WATCH_NOTHING &&
-            self->fail_fast) {
-            snprintf(self->failure, sizeof self->failure,
-                     "round %u: %u of %u results after %.1f s, failing at once (--fail-fast)",
-                     number, round.answered, job->tasks, (now - round.started_ms) / 1000.0);
-            s_add_finding(self, &round);
-            break;
-        }
-        s_resend_due(self, &round, now);
-        int64_t due = s_next_due(self, &round);
+        int64_t due = passing ? now + PASS_WAIT_MS : s_next_due(self, &round);
         if (self->watch && zfed_watch_due(self->watch) < due)
             due = zfed_watch_due(self->watch);
         int64_t wait = due - now;
         if (zfed_progress_live(self->progress) && wait > ZFED_PROGRESS_LIVE_MS)
             wait = ZFED_PROGRESS_LIVE_MS;
-        const char *service;
-        const uint8_t *body;
-        size_t size;
-        int got = zfed_client_recv(self->client, wait > 0 ? wait : 0, &service, &body, &size);
+        if (round.model)
+            s_receive_model(self, &round, wait > 0 ? wait : 0);
+        else {
+            const char *service;
+            const uint8_t *body;
+            size_t size;
+            if (zfed_client_recv(self->client, wait > 0 ? wait : 0, &service, &body, &size) == 1)
+                s_take_reply(self, &round, service, body, size, NULL, 0);
+        }
         if (zsys_interrupted) {
             outcome = 1;
             break;
-        }
-        if (got == 1 && !(self->watch && zfed_watch_reply(self->watch, service, body, size))) {
-            if (self->watch)
-                zfed_watch_heard(self->watch);
-            s_handle_reply(self, &round, body, size, zfed_clock_ms());
         }
         now = zfed_clock_ms();
         zfed_progress_round_t view = s_view(self, &round, now);
         zfed_progress_live_update(self->progress, &view, now);
     }
     zfed_progress_live_clear(self->progress);
-    s_round_clear(&round, job->tasks);
+    s_round_clear(self, &round, job->tasks);
     return outcome;
 }
 

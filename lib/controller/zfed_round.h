@@ -13,11 +13,15 @@
 #ifndef ZFED_ROUND_H_INCLUDED
 #define ZFED_ROUND_H_INCLUDED
 
+#include "controller/zfed_models.h"
 #include "controller/zfed_progress.h"
+#include "controller/zfed_publish.h"
 #include "controller/zfed_records.h"
 #include "controller/zfed_watch.h"
 #include "zfed/zfed_batch.h"
+#include "zfed/zfed_blob_server.h"
 #include "zfed/zfed_client.h"
+#include "zfed/zfed_fetcher.h"
 #include "zfed/zfed_job.h"
 #include "zfed/zfed_service.h"
 
@@ -26,6 +30,14 @@
 //  Longest failure text.
 #define ZFED_ROUND_FAILURE_MAX 1024
 
+//  Model services: what every round of the job shares (MODELS.md 9).
+typedef struct {
+    zfed_models_t *models;    //  the work folder's model files
+    zfed_publish_t *publish;  //  the global as tasks carry it
+    zfed_blob_server_t *blob; //  serves globals over 4 MiB; NULL when none is
+    zfed_fetcher_t *fetcher;  //  reads results by reference, releases them
+} zfed_model_env_t;
+
 //  What every round of a job runs with.
 typedef struct {
     const zfed_job_t *job;
@@ -33,8 +45,9 @@ typedef struct {
     zfed_client_t *client;
     zfed_records_t *records;
     zfed_progress_t *progress;
-    zfed_watch_t *watch; //  NULL: no early diagnosis
-    bool fail_fast;      //  a watch finding fails the round at once
+    zfed_watch_t *watch;     //  NULL: no early diagnosis
+    bool fail_fast;          //  a watch finding fails the round at once
+    zfed_model_env_t *model; //  NULL for a value service
     //  Scratch reused by every round: --batch packs one body per task
     //  into items (views point at them; also used to read batch replies).
     msgpack_sbuffer buffer;

@@ -507,6 +507,11 @@ static void s_test_optimiser(void)
         CHECK(zfed_model_nbytes(mf) == floats * sizeof(float));
         CHECK(memcmp(zfed_model_data(mf), m, floats * sizeof(float)) == 0);
         CHECK(memcmp(zfed_model_data(vf), v, floats * sizeof(float)) == 0);
+        uint8_t digest[ZFED_SHA256_SIZE];
+        zfed_sha256(m, floats * sizeof(float), digest);
+        CHECK(memcmp(zfed_pass_state_sha256(pass, 'm'), digest, sizeof digest) == 0);
+        zfed_sha256(v, floats * sizeof(float), digest);
+        CHECK(memcmp(zfed_pass_state_sha256(pass, 'v'), digest, sizeof digest) == 0);
         zfed_model_destroy(&mf);
         zfed_model_destroy(&vf);
         zfed_exact_destroy(&acc);

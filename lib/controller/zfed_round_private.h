@@ -1,0 +1,153 @@
+/*  zfed_round_private - what a round keeps, shared by zfed_round.c (every
+    round) and zfed_round_model.c (the parts only model services have)
+    (private header).
+*/
+#ifndef ZFED_ROUND_PRIVATE_H_INCLUDED
+#define ZFED_ROUND_PRIVATE_H_INCLUDED
+
+#include "controller/zfed_round.h"
+#include "zfed/zfed_msg.h"
+#include "zfed/zfed_service.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+//  Longest reason text carried around.
+#define REASON_MAX 512
+//  Longest part of a failure text that a reason may take.
+#define FAILURE_REASON_MAX (ZFED_ROUND_FAILURE_MAX - 64)
+//  Most error entries kept in one round record (all are counted).
+#define ROUND_ERRORS_KEPT 100
+//  Warnings about bad replies per round, before they are only counted.
+#define ROUND_WARNINGS_MAX 10
+//  Model rounds: the longest wait while a pass runs (it is woken by
+//  chunks), and replies read per wait.
+#define PASS_WAIT_MS     1000
+#define REPLIES_PER_WAIT 64
+
+typedef enum { TASK_PENDING = 0, TASK_DONE, TASK_FAILED } task_state_t;
+
+typedef struct {
+    task_state_t state;
+    uint32_t attempts; //  times sent
+    uint8_t *params;   //  msgpack map; may be the round's shared copy
+    size_t params_size;
+    bool params_owned;
+    int64_t sent_us; //  latency is measured in microseconds
+    bool batched;    //  last sent inside a zfed.batch
+    //  The accepted result, kept as decoded: its record entry is built when
+    //  the round closes, after the round's time is taken.
+    zfed_msg_t *result;
+    int64_t latency_us;
+    zfed_sample_t sample; //  value services
+} task_t;
+
+//  A resend deadline; stale once the task is answered or sent again
+//  (its send count no longer equals sends).
+typedef struct {
+    uint32_t task;
+    uint32_t sends;
+    int64_t due_ms;
+} resend_t;
+
+typedef struct {
+    uint32_t number;
+    task_t *tasks;
+    uint32_t unsent; //  first task not sent yet (tasks go out in order)
+    uint32_t answered;
+    uint32_t failed;
+    uint64_t duplicates;
+    uint64_t invalid;
+    uint64_t errors;
+    uint64_t resent;
+    uint64_t warnings;
+    json_t *error_list;
+    const char *last_error;
+    char last_error_text[REASON_MAX];
+    int64_t started_ms;
+    int64_t started_us;
+    int64_t started_wall_ms;
+    int64_t quorum_at_ms;
+    int64_t deadline_ms;
+    resend_t *resends;
+    size_t resend_head;
+    size_t resend_count;
+    size_t resend_capacity;
+    uint8_t *shared_params;
+    size_t shared_params_size;
+    //  Model services: the results' models and the aggregation pass.
+    struct _zfed_mround_t *model;
+} round_t;
+
+//  Round helpers zfed_round_model.c uses too.
+void zfed_round_warn(round_t *round, const char *format, ...) __attribute__((format(printf, 2, 3)));
+int zfed_round_send_task(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now);
+//  Task index's result is accepted: *message_p becomes the task's.
+void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p);
+
+// --------------------------------------------------------------------------
+//  Model services (zfed_round_model.c)
+
+typedef struct _zfed_mround_t zfed_mround_t;
+
+//  What zfed_mround_step says.
+typedef enum {
+    ZFED_MROUND_PASSING = 0, //  the pass goes on: keep polling
+    ZFED_MROUND_DONE,        //  the new global is written: record the round
+    ZFED_MROUND_COLLECT,     //  the pass lost a result below the quorum: collect again
+    ZFED_MROUND_FAILED       //  the round cannot aggregate (self->failure says why)
+} zfed_mround_status_t;
+
+//  A model round's state: publishes the global of the round if it is new.
+//  0, or -1 with self->failure.
+int zfed_mround_begin(zfed_round_env_t *self, round_t *round);
+//  Releases every result still held by reference, frees the rest.
+void zfed_mround_end(zfed_round_env_t *self, round_t *round);
+
+//  The global value of the round's tasks: the published descriptor, and
+//  the round whose aggregate the model is.
+zfed_global_t zfed_mround_global(zfed_round_env_t *self);
+
+//  Sends task index's body (already encoded in body) with the global's
+//  data frame when the global is inline.  0 or -1 as zfed_client_send.
+int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body);
+
+//  A result of this round for a task not done: accepted (*message_p is
+//  taken) or refused and counted (invalid), the reason kept for the
+//  record.  data: the reply's data frame, or NULL.
+void zfed_mround_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **message_p,
+                        const uint8_t *data, size_t data_size, int64_t now);
+//  A result that will not be used (late, duplicate, arriving while the
+//  round aggregates): its model is released at once when held by
+//  reference.
+void zfed_mround_unused(zfed_round_env_t *self, const zfed_msg_t *message);
+
+//  Starts the aggregation pass over the accepted results (task order).
+//  0, or -1 with self->failure.
+int zfed_mround_close(zfed_round_env_t *self, round_t *round);
+bool zfed_mround_passing(const round_t *round);
+//  Drives the pass (after zfed_mround_wait): see zfed_mround_status_t.
+zfed_mround_status_t zfed_mround_step(zfed_round_env_t *self, round_t *round, int64_t now);
+
+//  Waits up to wait_ms for the client, the fetcher and the blob server,
+//  serving the blob server and handing fetched chunks to the pass.
+//  1 when the client has replies to read, 0 otherwise.
+int zfed_mround_wait(zfed_round_env_t *self, round_t *round, int64_t wait_ms);
+
+//  The record's parts of a model round: each accepted result's fields
+//  (added to entry), the aggregate ({"sha256", "file", "size",
+//  "tensors"}), the refusals, and the pass's figures.
+void zfed_mround_describe(const zfed_round_env_t *self, const round_t *round, uint32_t index,
+                          json_t *entry);
+json_t *zfed_mround_aggregate_json(const zfed_round_env_t *self, const round_t *round);
+json_t *zfed_mround_refused_json(const round_t *round);
+json_t *zfed_mround_pass_json(const round_t *round);
+//  The optimiser state written ({"m": {"sha256", "file"}, "v": ...}), or
+//  json null.
+json_t *zfed_mround_state_json(const round_t *round);
+//  The aggregate becomes the current global once the record is durable
+//  (and the keep policy goes through the model files).  0, or -1.
+int zfed_mround_advance(zfed_round_env_t *self, round_t *round, zfed_error_t *error);
+
+#endif
