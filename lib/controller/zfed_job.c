@@ -271,14 +271,8 @@ static int s_set_service(zfed_job_t *job, const json_t *value, zfed_error_t *err
     char service[sizeof job->service];
     if (s_get_string(value, "service", service, sizeof service, error) != 0)
         return -1;
-    const zfed_service_t *found = zfed_service_find(service);
-    if (!found)
+    if (!zfed_service_find(service))
         return zfed_error_set(error, ZFED_E_INVALID, "service", "unknown service '%s'", service);
-    //  Model services need the controller's model path (MODELS.md 9).
-    if (found->kind == ZFED_SERVICE_MODEL)
-        return zfed_error_set(error, ZFED_E_INVALID, "service",
-                              "%s is a model service; this controller runs value services only",
-                              service);
     memcpy(job->service, service, sizeof service);
     return 0;
 }

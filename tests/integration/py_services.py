@@ -42,3 +42,18 @@ def broken_model(params, model, ctx):
 
 def undecorated(params, global_value, ctx):
     return {}
+
+
+
+@zfed.service("tensoravg")
+def tensoravg_delayed(params, model, ctx):
+    """zfed.services.tensoravg, each task answered after a delay its id
+    picks: ZFED_TEST_DELAY_MS="TASK:MS,..." in the worker's environment."""
+    import os
+    from zfed import services
+    plan = dict(item.split(":") for item in
+                filter(None, os.environ.get("ZFED_TEST_DELAY_MS", "").split(",")))
+    delay = int(plan.get(str(ctx.task), 0))
+    if delay:
+        time.sleep(delay / 1000.0)
+    return services.tensoravg(params, model, ctx)

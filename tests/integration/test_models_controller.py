@@ -1,0 +1,519 @@
+"""The controller's model rounds (MODELS.md 9, 10, 13) with real brokers,
+workers and controllers: tensoravg jobs whose global model is computed
+here on its own, from the initial file and the adds, with fractions and
+numpy (a rounding written in test_models_numpy.py), for every strategy;
+the same job with differently delayed workers gives the same sha256;
+results of the wrong shape, dtype, names, order or with a NaN are refused
+and named in the record; keep_models policies; a resume after kill -9
+between rounds ends with the sha256 of an undisturbed run; a 256 MiB model
+by reference in bounded controller memory; a worker killed while the
+round aggregates costs a new pass, never a torn model."""
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+from fractions import Fraction
+
+import msgpack
+import numpy as np
+
+from test_models_numpy import NUMPY, as_fraction, round_fraction
+from zfedtest import PYTHON_PACKAGE_DIR, Cluster, PlainWorker, main, wait_for
+
+sys.path.insert(0, PYTHON_PACKAGE_DIR)
+from zfed import models as zm  # noqa: E402
+from zfed import safetensors as st  # noqa: E402
+
+MIB = 1 << 20
+#  A layout with every kind of float, an integer tensor, and tensors at
+#  offsets that are no multiple of their element size (after the F16).
+LAYOUT = [("h.f16", "F16", (3,)), ("w.f32", "F32", (4, 5)), ("b.f64", "F64", (6,)),
+          ("r.bf16", "BF16", (5,)), ("n.i32", "I32", (4,))]
+ADDS = [1, 2, -3, 4, 0]
+SAMPLES = [1, 2, 3, 1, 4]
+TASK_PARAMS = [{"add": a, "samples": s} for a, s in zip(ADDS, SAMPLES)]
+
+
+# ---------------------------------------------------------------------------
+# The expected models, computed here
+
+def initial_model(seed, layout=LAYOUT):
+    rng = np.random.default_rng(seed)
+    arrays, dtypes = {}, {}
+    for name, dtype, shape in layout:
+        if dtype == "BF16":
+            array = zm.f32_to_bf16(rng.normal(size=shape).astype(np.float32))
+        elif dtype in ("F64", "F32", "F16"):
+            array = rng.normal(size=shape).astype(NUMPY[dtype])
+        else:
+            array = rng.integers(-50, 50, size=shape).astype(NUMPY[dtype])
+        arrays[name], dtypes[name] = np.asarray(array), dtype
+    return arrays, dtypes
+
+
+def save(path, arrays, dtypes):
+    st.save(path, zm.Model(list(arrays.items()), dtypes=dtypes))
+
+
+def load(path):
+    model = st.load(path)
+    return {name: np.array(model[name]) for name in model}
+
+
+def tensoravg(arrays, dtypes, add):
+    """MODELS.md 11: add in each tensor's dtype."""
+    out = {}
+    for name, array in arrays.items():
+        dtype = dtypes[name]
+        if dtype == "F64":
+            out[name] = array + np.float64(add)
+        elif dtype == "F32":
+            out[name] = (array + np.float32(add)).astype(np.float32)
+        elif dtype == "F16":
+            out[name] = (array.astype(np.float32) + np.float32(np.float16(add))).astype(np.float16)
+        elif dtype == "BF16":
+            a = zm.bf16_to_f32(zm.f32_to_bf16(np.float32(add)))
+            out[name] = zm.f32_to_bf16(zm.bf16_to_f32(array) + a)
+        else:
+            out[name] = (array.astype(object) + int(add)).astype(array.dtype)
+    return out
+
+
+def fractions(array, dtype):
+    return [as_fraction(dtype, value) for value in array.ravel()]
+
+
+def from_fractions(values, dtype, shape):
+    bits = [round_fraction(value, dtype) for value in values]
+    assert None not in bits, "an aggregate past the dtype's range"
+    width = np.dtype(NUMPY[dtype]).itemsize
+    unsigned = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[width]
+    return np.array(bits, dtype=unsigned).view(NUMPY[dtype]).reshape(shape)
+
+
+def trim_count(trim, n):
+    return min(int(math.floor(trim * n)), (n - 1) // 2)
+
+
+def elementwise(results, dtypes, combine):
+    """combine(list of each result's Fraction) -> Fraction, per element."""
+    out = {}
+    for name, array in results[0].items():
+        columns = [fractions(result[name], dtypes[name]) for result in results]
+        values = [combine([column[i] for column in columns]) for i in range(array.size)]
+        out[name] = from_fractions(values, dtypes[name], array.shape)
+    return out
+
+
+def as_float64(array):
+    """Values as float64 (BF16 from its bits)."""
+    if array.dtype == np.uint16:
+        return zm.bf16_to_f32(array).astype(np.float64)
+    return np.asarray(array, np.float64)
+
+
+def krum_select(results, f, m):
+    """Multi-Krum over float64 vectors of every element (Blanchard et al.)."""
+    vectors = [np.concatenate([as_float64(r[name]).ravel() for name in r]) for r in results]
+    n = len(vectors)
+    scores = []
+    for i in range(n):
+        distances = sorted(float(np.sum((vectors[i] - vectors[j]) ** 2))
+                           for j in range(n) if j != i)
+        scores.append(sum(distances[:n - f - 2]))
+    return sorted(range(n), key=lambda i: (scores[i], i))[:m]
+
+
+def optimiser_step(kind, x, dtypes, average, state, lr, beta1, beta2, tau):
+    """One server step in float64, as MODELS.md 10 writes it, m and v kept
+    as float32; average: the exact fedavg (Fractions per tensor)."""
+    out = {}
+    for name, array in x.items():
+        dtype = dtypes[name]
+        if dtype not in ("F64", "F32", "F16", "BF16"):
+            out[name] = from_fractions(average[name], dtype, array.shape)
+            continue
+        m, v = state.setdefault(name, (np.zeros(array.size, np.float32),
+                                       np.full(array.size, np.float32(tau * tau), np.float32)))
+        now = fractions(array, dtype)
+        new = []
+        for i in range(array.size):
+            x64 = float(now[i])
+            delta = float(average[name][i]) - x64  # the average rounded once to float64
+            if kind == "fedavgm":
+                m[i] = np.float32(beta1 * float(m[i]) + delta)
+                step = lr * float(m[i])
+            else:
+                m[i] = np.float32(beta1 * float(m[i]) + (1 - beta1) * delta)
+                square, before = delta * delta, float(v[i])
+                if kind == "fedadam":
+                    v[i] = np.float32(beta2 * before + (1 - beta2) * square)
+                else:
+                    sign = 1.0 if before > square else -1.0 if before < square else 0.0
+                    v[i] = np.float32(before - (1 - beta2) * square * sign)
+                step = lr * float(m[i]) / (math.sqrt(float(v[i])) + tau)
+            new.append(Fraction(x64 + step))
+        out[name] = from_fractions(new, dtype, array.shape)
+    return out
+
+
+def expected_job(strategy, x, dtypes, rounds, params, trim=0.2, krum=(1, 2), opt=None):
+    """The global after each round, computed here."""
+    state, models = {}, []
+    for _ in range(rounds):
+        results = [tensoravg(x, dtypes, p["add"]) for p in params]
+        weights = [p["samples"] for p in params]
+        n = len(results)
+        if strategy == "fedavg":
+            x = elementwise(results, dtypes,
+                            lambda e: sum(w * v for w, v in zip(weights, e)) / sum(weights))
+        elif strategy == "mean":
+            x = elementwise(results, dtypes, lambda e: sum(e) / n)
+        elif strategy == "sum":
+            x = elementwise(results, dtypes, lambda e: sum(e))
+        elif strategy == "median":
+            x = elementwise(results, dtypes, lambda e: sorted(e)[n // 2] if n % 2 else
+                            (sorted(e)[n // 2 - 1] + sorted(e)[n // 2]) / 2)
+        elif strategy == "trimmed-mean":
+            k = trim_count(trim, n)
+            x = elementwise(results, dtypes,
+                            lambda e: sum(sorted(e)[k:n - k]) / (n - 2 * k))
+        elif strategy in ("min", "max"):
+            pick = min if strategy == "min" else max
+            x = elementwise(results, dtypes, lambda e: pick(e))
+        elif strategy == "krum":
+            chosen = krum_select(results, *krum)
+            x = elementwise([results[i] for i in chosen], dtypes,
+                            lambda e: sum(e) / len(chosen))
+        else:
+            average = {}
+            for name, array in x.items():
+                columns = [fractions(r[name], dtypes[name]) for r in results]
+                average[name] = [sum(w * c[i] for w, c in zip(weights, columns)) / sum(weights)
+                                 for i in range(array.size)]
+            x = optimiser_step(strategy, x, dtypes, average, state, **opt)
+        models.append(x)
+    return models
+
+
+def same(actual, expected):
+    return list(actual) == list(expected) and all(
+        actual[name].shape == expected[name].shape and
+        actual[name].tobytes() == expected[name].tobytes() for name in expected)
+
+
+def file_sha256(path):
+    model = st.load(path)
+    return hashlib.sha256(zm.model_data(model)).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+
+class ModelRounds(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster("models-controller")
+        cls.cluster.start_broker()
+        # C workers and a Python one: the same service, the same numbers.
+        for index in range(2):
+            cls.cluster.start_worker("--service", "tensoravg", "--concurrency", "3",
+                                     name="tavg-%d" % index)
+        cls.cluster.start_py_worker("zfed.services:tensoravg", "--concurrency", "2",
+                                    name="py-tavg")
+        cls.cluster.wait_workers(8, service="tensoravg")
+        cls.initial = os.path.join(cls.cluster.dir, "initial.safetensors")
+        cls.x0, cls.dtypes = initial_model(7)
+        save(cls.initial, cls.x0, cls.dtypes)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def job_file(self, **settings):
+        path = os.path.join(self.cluster.dir, "%s.json" % settings["job_id"])
+        settings.setdefault("service", "tensoravg")
+        settings.setdefault("initial_model", self.initial)
+        settings.setdefault("task_params", TASK_PARAMS)
+        settings.setdefault("tasks", len(settings["task_params"]))
+        settings.setdefault("round_timeout", 60)
+        with open(path, "w") as handle:
+            json.dump(settings, handle)
+        return path
+
+    def run_job(self, *args, **settings):
+        result = self.cluster.run_controller("--job", self.job_file(**settings), "--no-progress",
+                                             *args, timeout=240)
+        self.assertEqual(result.returncode, 0, result.err[-3000:])
+        return result
+
+    def folder(self, job_id):
+        return os.path.join(self.cluster.workdir, job_id)
+
+    def record(self, job_id, number):
+        return self.cluster.read_json(job_id, "rounds/round-%06d.json" % number)
+
+    def test_every_strategy_against_numpy(self):
+        optimisers = {"fedavgm": dict(lr=0.7, beta1=0.8, beta2=0.0, tau=0.0),
+                      "fedadam": dict(lr=0.05, beta1=0.9, beta2=0.99, tau=1e-3),
+                      "fedyogi": dict(lr=0.05, beta1=0.85, beta2=0.9, tau=1e-2)}
+        for strategy in ("fedavg", "mean", "sum", "median", "trimmed-mean", "min", "max",
+                         "krum", "fedavgm", "fedadam", "fedyogi"):
+            with self.subTest(strategy=strategy):
+                job_id = "strategy-" + strategy
+                params = TASK_PARAMS
+                settings = {"job_id": job_id, "rounds": 2, "aggregate": strategy,
+                            "keep_models": "all", "trim": 0.2}
+                if strategy == "krum":
+                    # Task 2 lies: far from everyone else, never selected.
+                    params = [dict(p) for p in TASK_PARAMS]
+                    params[2]["add"] = 900
+                    settings.update(krum_f=1, krum_m=2, task_params=params)
+                opt = optimisers.get(strategy)
+                if opt:
+                    settings.update(server_lr=opt["lr"], beta1=opt["beta1"])
+                    if strategy != "fedavgm":
+                        settings.update(beta2=opt["beta2"], tau=opt["tau"])
+                self.run_job(**settings)
+                want = expected_job(strategy, self.x0, self.dtypes, 2, params, trim=0.2,
+                                    opt=opt)
+                folder = self.folder(job_id)
+                for number in range(2):
+                    got = load(os.path.join(folder, "models/round-%06d.safetensors" % number))
+                    self.assertTrue(same(got, want[number]),
+                                    "round %d: %r\nwant %r" % (number, got, want[number]))
+                self.assertTrue(same(load(os.path.join(folder, "model.safetensors")), want[1]))
+                record = self.record(job_id, 1)
+                self.assertEqual(record["aggregate"]["sha256"],
+                                 file_sha256(os.path.join(folder, "model.safetensors")))
+                self.assertEqual(record["aggregate"]["file"], "models/round-000001.safetensors")
+                self.assertEqual(record["aggregate"]["tensors"], len(LAYOUT))
+                self.assertEqual(record["answered"], 5)
+                if strategy == "krum":
+                    selected = [r["task"] for r in record["results"] if r["selected"]]
+                    self.assertEqual(len(selected), 2)
+                    self.assertNotIn(2, selected)
+                if opt:
+                    self.assertEqual(sorted(record["state"]), ["m"] if strategy == "fedavgm"
+                                     else ["m", "v"])
+                    job = self.cluster.read_json(job_id, "job.json")
+                    self.assertEqual(job["server_lr"], opt["lr"])
+                # Records hold metadata, never the numbers of a model; the
+                # update norm is ||result - global|| over every element.
+                for result in record["results"]:
+                    self.assertEqual(result["size"], record["aggregate"]["size"])
+                    self.assertTrue(result["inline"])
+                    self.assertEqual(len(result["sha256"]), 64)
+                    update = tensoravg(want[0], self.dtypes, params[result["task"]]["add"])
+                    norm = math.sqrt(sum(float(np.sum((as_float64(update[name]) -
+                                                       as_float64(want[0][name])) ** 2))
+                                         for name in update))
+                    self.assertAlmostEqual(result["update_norm"], norm, delta=1e-9 * norm)
+
+    def test_keep_models_policies(self):
+        params = [{"add": 1, "samples": 1}, {"add": 3, "samples": 1}]
+        expect = {"none": [], "best": ["round-000000.safetensors"],
+                  "last:2": ["round-000002.safetensors", "round-000003.safetensors"],
+                  "all": ["initial.safetensors"] + ["round-%06d.safetensors" % r
+                                                    for r in range(4)]}
+        for policy, files in expect.items():
+            with self.subTest(policy=policy):
+                job_id = "keep-" + policy.replace(":", "")
+                self.run_job(job_id=job_id, rounds=4, task_params=params, keep_models=policy,
+                             select="results:max")
+                folder = self.folder(job_id)
+                self.assertEqual(sorted(os.listdir(os.path.join(folder, "models"))), files)
+                self.assertEqual(os.listdir(os.path.join(folder, "state")), [])
+                summary = self.cluster.summary(job_id)
+                final = summary["final_global"]["value"]
+                self.assertEqual(final["file"], "models/round-000003.safetensors")
+                self.assertEqual(file_sha256(os.path.join(folder, "model.safetensors")),
+                                 final["sha256"])
+                best = summary["best_round"]  # every round has all results: the first
+                self.assertEqual(best, 0)
+                self.assertEqual(file_sha256(os.path.join(folder, "best_model.safetensors")),
+                                 self.record(job_id, best)["aggregate"]["sha256"])
+
+    def test_resume_after_kill_9_gives_the_same_model(self):
+        settings = dict(rounds=4, aggregate="fedadam", server_lr=0.1, keep_models="none")
+        self.run_job(job_id="resume-whole", **settings)
+        whole = self.cluster.summary("resume-whole")["final_global"]["value"]["sha256"]
+        job = self.job_file(job_id="resume-killed", **settings)
+        controller = self.cluster.start_controller("--job", job, "--no-progress")
+        folder = self.folder("resume-killed")
+        wait_for(lambda: os.path.exists(os.path.join(folder, "rounds/round-000001.json")), 60,
+                 what="round 1's record")
+        controller.signal(signal.SIGKILL)
+        wait_for(lambda: not controller.alive(), 10, what="the controller to die")
+        done = [name for name in os.listdir(os.path.join(folder, "rounds"))]
+        self.assertLess(len(done), 4, "killed too late to test anything")
+        result = self.cluster.run_controller("--resume", "resume-killed", "--no-progress",
+                                             timeout=240)
+        self.assertEqual(result.returncode, 0, result.err[-3000:])
+        summary = self.cluster.summary("resume-killed")
+        self.assertEqual(summary["rounds_completed"], 4)
+        self.assertEqual(summary["final_global"]["value"]["sha256"], whole)
+        self.assertEqual(file_sha256(os.path.join(folder, "model.safetensors")), whole)
+
+    def test_resume_refuses_a_model_file_that_changed(self):
+        self.run_job(job_id="resume-tampered", rounds=1, keep_models="all")
+        folder = self.folder("resume-tampered")
+        # Pretend round 1 never closed, and damage round 0's model.
+        path = os.path.join(folder, "models/round-000000.safetensors")
+        model = load(path)
+        model["w.f32"][0, 0] += 1
+        save(path, model, self.dtypes)
+        job = json.load(open(os.path.join(folder, "job.json")))
+        job["rounds"] = 2
+        json.dump(job, open(os.path.join(folder, "job.json"), "w"))
+        result = self.cluster.run_controller("--resume", "resume-tampered", "--no-progress")
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("does not match the sha256", result.err)
+
+    def test_settings_are_checked(self):
+        cases = [({"initial_model": "/nonexistent.safetensors"}, "initial_model"),
+                 ({"initial_model": None}, "initial_model: tensoravg needs a model to start"),
+                 ({"aggregate": "krum", "krum_f": 2}, "krum_f: Krum with krum_f 2 needs more"),
+                 ({"server_lr": 0.1}, "server_lr: only fedavgm, fedadam and fedyogi"),
+                 ({"aggregate": "fedavgm", "tau": 0.1}, "tau: fedavgm keeps no second"),
+                 ({"chunk": 1000}, "chunk: expected an integer from 65536"),
+                 ({"keep_models": "some"}, "keep_models: expected none, best, last:N"),
+                 ({"batch": 2}, "batch: model tasks travel one per request")]
+        for index, (change, words) in enumerate(cases):
+            with self.subTest(change=change):
+                settings = {"job_id": "bad-%d" % index, "rounds": 1}
+                settings.update(change)
+                path = self.job_file(**settings)
+                if change.get("initial_model", 1) is None:
+                    data = json.load(open(path))
+                    del data["initial_model"]
+                    json.dump(data, open(path, "w"))
+                result = self.cluster.run_controller("--job", path)
+                self.assertEqual(result.returncode, 2, result.err)
+                self.assertIn(words, result.err)
+                self.assertFalse(os.path.exists(self.folder("bad-%d" % index)))
+        # A value service refuses the model settings, naming them.
+        result = self.cluster.run_controller("--service", "vecavg", "--keep-models", "all")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--keep-models: a setting of model services; vecavg is a value service",
+                      result.err)
+
+
+class DelayedWorkers(unittest.TestCase):
+    """The same job twice, the workers' answers in opposite orders: the
+    global models are the same bytes (exact aggregation, task order)."""
+
+    def run_with_delays(self, name, delays):
+        with Cluster(name) as cluster:
+            cluster.start_broker()
+            env = os.environ.get("ZFED_TEST_DELAY_MS")
+            os.environ["ZFED_TEST_DELAY_MS"] = ",".join("%d:%d" % d for d in delays.items())
+            try:
+                cluster.start_py_worker("py_services:tensoravg_delayed", "--concurrency", "5")
+            finally:
+                if env is None:
+                    del os.environ["ZFED_TEST_DELAY_MS"]
+                else:
+                    os.environ["ZFED_TEST_DELAY_MS"] = env
+            cluster.wait_workers(5, service="tensoravg")
+            initial = os.path.join(cluster.dir, "initial.safetensors")
+            save(initial, *initial_model(3))
+            job = os.path.join(cluster.dir, "job.json")
+            json.dump({"job_id": "delayed", "service": "tensoravg", "initial_model": initial,
+                       "rounds": 2, "tasks": 5, "task_params": TASK_PARAMS}, open(job, "w"))
+            result = cluster.run_controller("--job", job, "--no-progress", timeout=120)
+            self.assertEqual(result.returncode, 0, result.err)
+            record = cluster.read_json("delayed", "rounds/round-000000.json")
+            order = sorted(record["results"], key=lambda r: r["latency_us"])
+            return (cluster.summary("delayed")["final_global"]["value"]["sha256"],
+                    [r["task"] for r in order])
+
+    def test_arrival_order_does_not_change_the_model(self):
+        first, order_a = self.run_with_delays("delay-up", {t: 60 * t for t in range(5)})
+        second, order_b = self.run_with_delays("delay-down", {t: 60 * (4 - t) for t in range(5)})
+        self.assertEqual(order_a, [0, 1, 2, 3, 4])
+        self.assertEqual(order_b, [4, 3, 2, 1, 0])
+        self.assertEqual(first, second)
+
+
+class RefusedResults(unittest.TestCase):
+    """A worker that answers with wrong models: each is refused (counted
+    invalid, its first difference named in the round record), never
+    reshaped; the one good result makes the round."""
+
+    MODES = {0: "good", 1: "shape", 2: "dtype", 3: "names", 4: "order", 5: "nan", 6: "inf",
+             7: "no data frame"}
+
+    def handler(self, frames):
+        task = msgpack.unpackb(frames[0], raw=False)
+        _, _, job_id, round_, task_id, attempt, params, (_, global_value) = task
+        descriptor = zm.check_descriptor(global_value, "global")
+        model = zm.decode_model(descriptor, frames[1])
+        arrays = {name: np.array(model[name]) for name in model}
+        dtypes = {name: model.dtype(name) for name in model}
+        arrays = tensoravg(arrays, dtypes, params["add"])
+        mode = self.MODES[task_id]
+        names = list(arrays)
+        if mode == "shape":
+            arrays["w.f32"] = arrays["w.f32"].reshape(5, 4)
+        elif mode == "dtype":
+            arrays["b.f64"] = arrays["b.f64"].astype(np.float32)
+            dtypes["b.f64"] = "F32"
+        elif mode == "names":
+            arrays["b.bias"] = arrays.pop("b.f64")
+            dtypes["b.bias"] = dtypes.pop("b.f64")
+            names[names.index("b.f64")] = "b.bias"
+        elif mode == "order":
+            names[1], names[2] = names[2], names[1]
+        elif mode in ("nan", "inf"):
+            arrays["w.f32"][2, 3] = np.nan if mode == "nan" else -np.inf
+        result = zm.Model([(name, arrays[name]) for name in names], dtypes=dtypes)
+        data = zm.model_data(result)
+        out = zm.Descriptor(os.urandom(32), None, data.nbytes, zm.CHUNK_DEFAULT, result.layout())
+        body = msgpack.packb(["zfed.result", 1, job_id, round_, task_id, attempt, "liar", 1,
+                              {"model": out.elements(), "samples": params["samples"]}],
+                             use_bin_type=True)
+        return [body] if mode == "no data frame" else [body, bytes(data)]
+
+    def test_wrong_models_are_refused_and_named(self):
+        with Cluster("models-refused") as cluster:
+            cluster.start_broker()
+            worker = PlainWorker(cluster, b"tensoravg", 2500, handler=self.handler)
+            cluster.wait_workers(1, service="tensoravg")
+            initial = os.path.join(cluster.dir, "initial.safetensors")
+            x0, dtypes = initial_model(5)
+            save(initial, x0, dtypes)
+            params = [{"add": 2, "samples": 1 + t} for t in self.MODES]
+            job = os.path.join(cluster.dir, "job.json")
+            json.dump({"job_id": "refused", "service": "tensoravg", "initial_model": initial,
+                       "rounds": 1, "tasks": len(params), "task_params": params,
+                       "quorum": 1, "retries": 0, "round_timeout": 10, "grace": 10},
+                      open(job, "w"))
+            result = cluster.run_controller("--job", job, "--no-progress")
+            worker.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            record = cluster.read_json("refused", "rounds/round-000000.json")
+            self.assertEqual([r["task"] for r in record["results"]], [0])
+            self.assertEqual(record["missing"], list(range(1, len(params))))
+            self.assertEqual(record["invalid"], len(params) - 1)
+            reasons = {r["task"]: r["reason"] for r in record["refused"]}
+            self.assertIn("tensor w.f32: shape [5, 4] where the global has [4, 5]", reasons[1])
+            self.assertIn("tensor b.f64: dtype F32 where the global has F64", reasons[2])
+            self.assertIn("name b.bias where the global has b.f64", reasons[3])
+            self.assertIn("name b.f64 where the global has w.f32", reasons[4])
+            self.assertIn("tensor w.f32 element 13 [2, 3]: NaN", reasons[5])
+            self.assertIn("tensor w.f32 element 13 [2, 3]: -Inf", reasons[6])
+            self.assertIn("data", reasons[7])
+            want = expected_job("fedavg", x0, dtypes, 1, params[:1])[0]
+            got = load(os.path.join(cluster.workdir, "refused", "model.safetensors"))
+            self.assertTrue(same(got, want))
+
+
+if __name__ == "__main__":
+    main()
