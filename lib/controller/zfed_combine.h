@@ -32,17 +32,12 @@
 
 typedef struct _zfed_combine_t zfed_combine_t;
 
-//  For the windows of layout with at most sources sources at a time.
+//  For the windows of layout with at most sources sources at a time (and
+//  update norms of sources ids 0 to sources - 1).
 //  NULL when memory runs out.
 zfed_combine_t *zfed_combine_new(const zfed_layout_t *layout, const zfed_windows_t *windows,
                                  size_t sources);
 void zfed_combine_destroy(zfed_combine_t **self_p);
-
-//  0 when every float element of one source's bytes of window is finite;
-//  else -1 naming the tensor and the element ("tensor w element 5 [1, 2]:
-//  NaN").
-int zfed_combine_check(const zfed_combine_t *self, const zfed_window_t *window,
-                       const uint8_t *source, char *error, size_t error_size);
 
 //  out = sum(weights[i] * sources[i]) / divisor, rounded once.  0, or -1
 //  with the reason (an element past its dtype's range, named).
@@ -67,10 +62,19 @@ int zfed_combine_step(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_wi
 int zfed_combine_krum(zfed_combine_t *self, zfed_krum_t *krum, const zfed_window_t *window,
                       const uint8_t *const *sources, size_t n, char *error, size_t error_size);
 
-//  Adds ||source_i - global||^2 over the window for each source to norm
-//  (source i as norm's source ids[i]).
-int zfed_combine_norms(zfed_combine_t *self, zfed_norm_t *norm, const zfed_window_t *window,
+//  Update norms, and the check of every value on the way: adds
+//  ||source_i - global||^2 over the window to the squared norm of source
+//  ids[i] (float64 partial sums per run, in element order, summed exactly
+//  across runs and windows, so arrival order never matters).  A partial
+//  that is not finite means a value that is not (the global's are), and
+//  only then is the run searched for it: one read of each source's bytes
+//  both checks and measures them.  0, or -1 with *bad the index (into
+//  sources) of the source at fault and the reason naming the tensor and
+//  the element (or a norm past the float64 range).
+int zfed_combine_norms(zfed_combine_t *self, const zfed_window_t *window,
                        const uint8_t *const *sources, const size_t *ids, size_t n,
-                       const uint8_t *global, char *error, size_t error_size);
+                       const uint8_t *global, size_t *bad, char *error, size_t error_size);
+//  The update norm of source id so far.
+double zfed_combine_norm(zfed_combine_t *self, size_t id);
 
 #endif

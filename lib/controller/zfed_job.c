@@ -20,6 +20,8 @@
 //  front; the controller checks every round's again as it packs them.
 #define JOB_FILE_MAX (16 << 20)
 #define CHECK_MAX    1000000
+//  Bytes of an initial model read at a time to check its values.
+#define MODEL_CHECK_PIECE (8u << 20)
 
 static const char *s_metric_names[] = {"aggregate", "results", "duration_ms"};
 
@@ -632,6 +634,35 @@ static int s_check_all_params(const zfed_job_t *job, zfed_error_t *error)
     return 0;
 }
 
+//  A safetensors file every round can start from: valid, every float
+//  finite (read once, in pieces).  0, or -1 with the reason.
+static int s_check_model_file(const char *path, char *reason, size_t reason_size)
+{
+    zfed_safetensors_t *file = zfed_safetensors_open(path, reason, reason_size);
+    if (!file)
+        return -1;
+    const zfed_layout_t *layout = zfed_safetensors_layout(file);
+    uint8_t *piece = malloc(MODEL_CHECK_PIECE);
+    int rc = piece ? 0 : -1;
+    if (!piece)
+        snprintf(reason, reason_size, "out of memory");
+    for (size_t t = 0; rc == 0 && t < zfed_layout_size(layout); t++) {
+        const zfed_tensor_t *tensor = zfed_layout_tensor(layout, t);
+        uint64_t size = zfed_dtype_size(tensor->dtype);
+        uint64_t per_piece = MODEL_CHECK_PIECE / size;
+        for (uint64_t first = 0; rc == 0 && first < tensor->count; first += per_piece) {
+            uint64_t count = tensor->count - first < per_piece ? tensor->count - first : per_piece;
+            rc = zfed_safetensors_read(file, tensor->offset + first * size, piece,
+                                       (size_t)(count * size), reason, reason_size);
+            if (rc == 0)
+                rc = zfed_tensor_check_finite(tensor, first, piece, count, reason, reason_size);
+        }
+    }
+    free(piece);
+    zfed_safetensors_close(&file);
+    return rc;
+}
+
 //  The first model key set, as named in job files.
 static const char *s_first_model_key(const zfed_job_t *job, unsigned keys)
 {
@@ -708,10 +739,8 @@ static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_
                               "%s needs a model to start from", job->service);
     if (job->initial_model[0] && !job->resumed) {
         char reason[ZFED_ERROR_REASON_MAX];
-        zfed_safetensors_t *file = zfed_safetensors_open(job->initial_model, reason, sizeof reason);
-        if (!file)
+        if (s_check_model_file(job->initial_model, reason, sizeof reason) != 0)
             return zfed_error_set(error, ZFED_E_INVALID, "initial_model", "%s", reason);
-        zfed_safetensors_close(&file);
     }
     if (s_finish_optimiser(job, error) != 0)
         return -1;

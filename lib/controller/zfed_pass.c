@@ -70,7 +70,6 @@ struct _zfed_pass_t {
     uint8_t *global_window;
     uint8_t *out_window;
     float *m, *v;
-    zfed_norm_t *norm;
     zfed_krum_t *krum;
     //  Per window: the active sources' bytes, weights and ids.
     const uint8_t **views;
@@ -348,15 +347,14 @@ static zfed_pass_status_t s_combine(zfed_pass_t *self, const zfed_window_t *wind
     char error[ZFED_PASS_REASON_MAX];
     bool first_sweep = self->sweep == SWEEP_COMBINE;
     if (first_sweep) {
-        //  Every source's values, then its update norm against x.
-        for (size_t i = 0; i < active; i++)
-            if (zfed_combine_check(self->combine, window, self->views[i], error, sizeof error) != 0)
-                return s_drop(self, self->ids[i], true, error);
+        //  Every source's values checked while its update norm against x
+        //  accumulates (one read of its bytes).
         if (s_read(self, self->global, window->start, self->global_window, span) != 0)
             return self->status;
-        if (zfed_combine_norms(self->combine, self->norm, window, self->views, self->ids, active,
-                               self->global_window, error, sizeof error) != 0)
-            return s_fail(self, "%s", error);
+        size_t bad = 0;
+        if (zfed_combine_norms(self->combine, window, self->views, self->ids, active,
+                               self->global_window, &bad, error, sizeof error) != 0)
+            return s_drop(self, self->ids[bad], true, error);
     }
     int rc = 0;
     const uint64_t *weights = strategy == ZFED_AGG_FEDAVG || self->optimiser ? self->weights : NULL;
@@ -462,7 +460,7 @@ static zfed_pass_status_t s_finish_pass(zfed_pass_t *self)
         (self->has_v && zfed_sha256_final(self->v_sha256, self->v_digest) != 0))
         return s_fail(self, "SHA-256 failed");
     for (size_t i = 0; i < self->count; i++) {
-        self->sources[i].norm = zfed_norm_get(self->norm, i);
+        self->sources[i].norm = zfed_combine_norm(self->combine, i);
         s_reset_source(self, i);
     }
     self->status = ZFED_PASS_DONE;
@@ -570,13 +568,12 @@ static int s_setup(zfed_pass_t *self, const zfed_pass_source_t *sources, char *r
     self->views = calloc(self->count, sizeof *self->views);
     self->weights = calloc(self->count, sizeof *self->weights);
     self->ids = calloc(self->count, sizeof *self->ids);
-    self->norm = zfed_norm_new(self->count);
     self->sha256 = zfed_sha256_new();
     uint64_t span = self->windows ? zfed_windows_max_span(self->windows) : 0;
     self->global_window = malloc(span ? span : 1);
     self->out_window = malloc(span ? span : 1);
     if (!self->combine || !self->sources || !self->views || !self->weights || !self->ids ||
-        !self->norm || !self->sha256 || !self->global_window || !self->out_window)
+        !self->sha256 || !self->global_window || !self->out_window)
         goto nomem;
     if (settings->strategy == ZFED_AGG_KRUM && !(self->krum = zfed_krum_new(self->count)))
         goto nomem;
@@ -701,7 +698,6 @@ void zfed_pass_destroy(zfed_pass_t **self_p)
     zfed_layout_destroy(&self->state_layout);
     zfed_windows_destroy(&self->windows);
     zfed_combine_destroy(&self->combine);
-    zfed_norm_destroy(&self->norm);
     zfed_krum_destroy(&self->krum);
     zfed_sha256_destroy(&self->sha256);
     zfed_sha256_destroy(&self->m_sha256);

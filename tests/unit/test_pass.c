@@ -397,6 +397,25 @@ static void s_test_exact_strategies(void)
     memcpy(s_chunks, mixed, sizeof mixed);
 }
 
+//  The update norms are the same bits with and without AVX2 (and the
+//  model too: zfed_exact's paths agree).
+static void s_test_norms_without_simd(void)
+{
+    zfed_pass_settings_t settings = s_settings(ZFED_AGG_FEDAVG);
+    zfed_pass_t *fast = NULL, *plain = NULL;
+    CHECK_INT(s_run(&settings, s_results, SOURCES, &fast), ZFED_PASS_DONE);
+    zfed_exact_set_simd(false);
+    CHECK_INT(s_run(&settings, s_results, SOURCES, &plain), ZFED_PASS_DONE);
+    zfed_exact_set_simd(true);
+    for (size_t r = 0; r < SOURCES; r++) {
+        double a = zfed_pass_norm(fast, r), b = zfed_pass_norm(plain, r);
+        CHECK(memcmp(&a, &b, sizeof a) == 0);
+    }
+    CHECK(memcmp(zfed_pass_sha256(fast), zfed_pass_sha256(plain), ZFED_SHA256_SIZE) == 0);
+    zfed_pass_destroy(&fast);
+    zfed_pass_destroy(&plain);
+}
+
 static void s_test_reductions(void)
 {
     const zfed_agg_strategy_t strategies[] = {ZFED_AGG_MEDIAN, ZFED_AGG_TRIMMED_MEAN, ZFED_AGG_MIN,
@@ -615,6 +634,7 @@ int main(void)
     s_setup();
     ZFED_TEST_RUN(s_test_windows_tile);
     ZFED_TEST_RUN(s_test_exact_strategies);
+    ZFED_TEST_RUN(s_test_norms_without_simd);
     ZFED_TEST_RUN(s_test_reductions);
     ZFED_TEST_RUN(s_test_krum_excludes_a_liar);
     ZFED_TEST_RUN(s_test_optimiser);
