@@ -344,22 +344,56 @@ class ModelRounds(unittest.TestCase):
         settings = dict(rounds=4, aggregate="fedadam", server_lr=0.1, keep_models="none")
         self.run_job(job_id="resume-whole", **settings)
         whole = self.cluster.summary("resume-whole")["final_global"]["value"]["sha256"]
-        job = self.job_file(job_id="resume-killed", **settings)
-        controller = self.cluster.start_controller("--job", job, "--no-progress")
-        folder = self.folder("resume-killed")
-        wait_for(lambda: os.path.exists(os.path.join(folder, "rounds/round-000001.json")), 60,
-                 what="round 1's record")
-        controller.signal(signal.SIGKILL)
-        wait_for(lambda: not controller.alive(), 10, what="the controller to die")
-        done = [name for name in os.listdir(os.path.join(folder, "rounds"))]
-        self.assertLess(len(done), 4, "killed too late to test anything")
-        result = self.cluster.run_controller("--resume", "resume-killed", "--no-progress",
-                                             timeout=240)
-        self.assertEqual(result.returncode, 0, result.err[-3000:])
-        summary = self.cluster.summary("resume-killed")
-        self.assertEqual(summary["rounds_completed"], 4)
-        self.assertEqual(summary["final_global"]["value"]["sha256"], whole)
-        self.assertEqual(file_sha256(os.path.join(folder, "model.safetensors")), whole)
+        # The same job on a cluster of its own, whose one worker (tensoravg
+        # in numpy, as the strategies test checks it) answers rounds 0 and 1
+        # only: the controller is killed in round 2, its first two records
+        # on disk, then resumed with real workers.
+        stuck = __import__("threading").Event()
+
+        def handler(frames):
+            task = msgpack.unpackb(frames[0], raw=False)
+            _, _, job_id, round_, task_id, attempt, params, (_, global_value) = task
+            if round_ >= 2:
+                stuck.wait(60)
+            descriptor = zm.check_descriptor(global_value, "global")
+            model = zm.decode_model(descriptor, frames[1])
+            dtypes = {name: model.dtype(name) for name in model}
+            out = zm.Model(list(tensoravg({n: np.array(a) for n, a in model.items()}, dtypes,
+                                          params["add"]).items()), dtypes=dtypes)
+            data = zm.model_data(out)
+            result = zm.Descriptor(os.urandom(32), None, data.nbytes, zm.CHUNK_DEFAULT,
+                                   out.layout())
+            return [msgpack.packb(["zfed.result", 1, job_id, round_, task_id, attempt, "numpy",
+                                   1, {"model": result.elements(), "samples": params["samples"]}],
+                                  use_bin_type=True), bytes(data)]
+
+        with Cluster("models-resume") as cluster:
+            cluster.start_broker()
+            worker = PlainWorker(cluster, b"tensoravg", 2500, handler=handler)
+            cluster.wait_workers(1, service="tensoravg")
+            job = os.path.join(cluster.dir, "job.json")
+            json.dump(dict(settings, job_id="resume-killed", service="tensoravg",
+                           initial_model=self.initial, task_params=TASK_PARAMS, tasks=5,
+                           round_timeout=60), open(job, "w"))
+            controller = cluster.start_controller("--job", job, "--no-progress")
+            folder = os.path.join(cluster.workdir, "resume-killed")
+            wait_for(lambda: os.path.exists(os.path.join(folder, "rounds/round-000001.json")), 60,
+                     what="round 1's record")
+            controller.signal(signal.SIGKILL)
+            wait_for(lambda: not controller.alive(), 10, what="the controller to die")
+            stuck.set()
+            worker.close()
+            self.assertEqual(sorted(os.listdir(os.path.join(folder, "rounds"))),
+                             ["round-000000.json", "round-000001.json"])
+            cluster.start_worker("--service", "tensoravg", "--concurrency", "5")
+            cluster.wait_workers(5, service="tensoravg")
+            result = cluster.run_controller("--resume", "resume-killed", "--no-progress",
+                                            timeout=240)
+            self.assertEqual(result.returncode, 0, result.err[-3000:])
+            summary = cluster.summary("resume-killed")
+            self.assertEqual(summary["rounds_completed"], 4)
+            self.assertEqual(summary["final_global"]["value"]["sha256"], whole)
+            self.assertEqual(file_sha256(os.path.join(folder, "model.safetensors")), whole)
 
     def test_resume_refuses_a_model_file_that_changed(self):
         self.run_job(job_id="resume-tampered", rounds=1, keep_models="all")
@@ -513,6 +547,127 @@ class RefusedResults(unittest.TestCase):
             want = expected_job("fedavg", x0, dtypes, 1, params[:1])[0]
             got = load(os.path.join(cluster.workdir, "refused", "model.safetensors"))
             self.assertTrue(same(got, want))
+
+
+def big_model(path, mib, seed=11):
+    """A float32 model of `mib` MiB in three tensors, its values multiples
+    of 1/1024 (so sums of a few of them with small adds are exact in
+    float64 and numpy can check a fedavg of any size)."""
+    rng = np.random.default_rng(seed)
+    count = mib * MIB // 4
+    sizes = [count // 4, count // 2, count - count // 4 - count // 2]
+    arrays = {"layer%d" % i: (rng.integers(-4096, 4096, size=n) / 1024).astype(np.float32)
+              for i, n in enumerate(sizes)}
+    save(path, arrays, {name: "F32" for name in arrays})
+    return arrays
+
+
+def peak_rss(process):
+    """Waits for a subprocess.Popen: its exit status and peak RSS in bytes,
+    from /proc/PID/status VmHWM, read until it exits (rusage would count
+    the memory of the Python process it was forked from)."""
+    peak = 0
+    while process.poll() is None:
+        try:
+            with open("/proc/%d/status" % process.pid) as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return process.returncode, peak
+
+
+class LargeModels(unittest.TestCase):
+    """By reference (over 4 MiB): chunks through the broker both ways."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster("models-large")
+        # Short heartbeats and request lifetime: a dead holder is noticed
+        # within seconds, and fetches sent to it fail instead of waiting.
+        cls.cluster.start_broker("--heartbeat-ms", "500", "--request-ttl", "3")
+        cls.workers = [cls.cluster.start_worker("--service", "tensoravg", "--heartbeat-ms", "500",
+                                                name="big-%d" % i) for i in range(4)]
+        cls.cluster.wait_workers(4, service="tensoravg")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def job(self, job_id, initial, **settings):
+        path = os.path.join(self.cluster.dir, job_id + ".json")
+        job = {"job_id": job_id, "service": "tensoravg", "initial_model": initial, "rounds": 1,
+               "tasks": 3, "round_timeout": 120,
+               "task_params": [{"add": 0.5, "samples": 1}, {"add": 1.25, "samples": 1},
+                               {"add": -2, "samples": 2}]}
+        job.update(settings)
+        json.dump(job, open(path, "w"))
+        return path
+
+    def test_a_256_mib_round_in_bounded_memory(self):
+        initial = os.path.join(self.cluster.dir, "m256.safetensors")
+        x = big_model(initial, 256)
+        argv = self.cluster.controller_argv("--job", self.job("big-256", initial), "--no-progress")
+        log_path = os.path.join(self.cluster.dir, "big-256.log")
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(argv, stderr=log)
+            code, rss = peak_rss(process)
+        self.assertEqual(code, 0, open(log_path).read()[-3000:])
+        self.assertGreater(rss, 0)
+        # fedavg with weights 1, 1, 2: every sum is exact in float64 and the
+        # division by 4 too, so numpy rounds once, as the controller must.
+        got = load(os.path.join(self.cluster.workdir, "big-256", "model.safetensors"))
+        for name, array in x.items():
+            want = ((array.astype(np.float64) + 0.5) + (array.astype(np.float64) + 1.25) +
+                    2 * (array.astype(np.float64) - 2)) / 4
+            self.assertTrue(np.array_equal(got[name], want.astype(np.float32)), name)
+        record = self.cluster.read_json("big-256", "rounds/round-000000.json")
+        self.assertEqual([r["inline"] for r in record["results"]], [False] * 3)
+        self.assertEqual(record["aggregate"]["size"], 256 * MIB)
+        # Three results of 256 MiB went through, a few chunks at a time.
+        self.assertLess(record["pass"]["held_peak_bytes"], 64 * MIB)
+        self.assertLess(rss, 256 * MIB, "controller peak RSS %d MiB" % (rss // MIB))
+
+    def test_a_holder_killed_while_the_round_aggregates(self):
+        initial = os.path.join(self.cluster.dir, "m128.safetensors")
+        big_model(initial, 128, seed=3)
+        same_params = [{"add": 1, "samples": 1}] * 4
+        # Undisturbed first: four equal results.
+        result = self.cluster.run_controller(
+            "--job", self.job("undisturbed", initial, tasks=4, task_params=same_params),
+            "--no-progress", timeout=240)
+        self.assertEqual(result.returncode, 0, result.err[-3000:])
+        want = self.cluster.summary("undisturbed")["final_global"]["value"]["sha256"]
+        # Then the quorum of all four, and one holder dies once the pass
+        # has begun: its task goes again, the round collects it and
+        # aggregates from the start.
+        argv = self.cluster.controller_argv(
+            "--job", self.job("killed", initial, tasks=4, task_params=same_params, retries=2),
+            "--no-progress", "-v")
+        process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "aggregation pass 1 over" in line:
+                break
+        held = [w for w in self.workers if w.alive()]
+        victim = held[0]
+        victim.kill()
+        lines.extend(process.stderr)
+        process.wait(240)
+        log = "".join(lines)
+        self.assertEqual(process.returncode, 0, log[-3000:])
+        record = self.cluster.read_json("killed", "rounds/round-000000.json")
+        self.assertGreaterEqual(record["pass"]["passes"], 2, log[-3000:])
+        self.assertIn("lost while aggregating", log)
+        self.assertEqual(record["aggregate"]["sha256"], want)
+        self.assertGreaterEqual(record["resent"], 1)
+        # A worker for the next tests.
+        self.workers.remove(victim)
+        self.workers.append(self.cluster.start_worker("--service", "tensoravg", "--heartbeat-ms",
+                                                      "500", name="big-spare"))
 
 
 if __name__ == "__main__":
