@@ -71,6 +71,8 @@ static void s_usage(void)
            "                       best, last:N or all (default " ZFED_JOB_DEFAULT_KEEP ")\n"
            "  --chunk BYTES        chunk size of the global model, %u to %u\n"
            "                       (default %u)\n"
+           "  --inline-memory BYTES  a round's inline results kept in memory; more go to\n"
+           "                       the work folder (default %llu)\n"
            "  --server-lr F        fedavgm, fedadam, fedyogi: server learning rate\n"
            "                       (default 1.0 for fedavgm, 0.01 for the others)\n"
            "  --beta1 F, --beta2 F momentum decays (defaults 0.9 and 0.99)\n"
@@ -107,7 +109,8 @@ static void s_usage(void)
            ZFED_JOB_DEFAULT_ROUND_TIMEOUT / 1000, ZFED_JOB_DEFAULT_GRACE / 1000.0,
            ZFED_JOB_DEFAULT_RETRIES, ZFED_BATCH_MAX, ZFED_JOB_DEFAULT_WINDOW,
            zfed_agg_value_strategy_list(), ZFED_AGG_DEFAULT_TRIM, ZFED_WATCH_AFTER_MS / 1000.0,
-           ZFED_JOB_CHUNK_MIN, ZFED_JOB_CHUNK_MAX, ZFED_JOB_DEFAULT_CHUNK, ZFED_JOB_DEFAULT_KRUM_F,
+           ZFED_JOB_CHUNK_MIN, ZFED_JOB_CHUNK_MAX, ZFED_JOB_DEFAULT_CHUNK,
+           (unsigned long long)ZFED_JOB_DEFAULT_INLINE_MEMORY, ZFED_JOB_DEFAULT_KRUM_F,
            ZFED_JOB_DEFAULT_KRUM_M, ZFED_FIB_MAX_LEVEL);
 }
 
@@ -143,6 +146,7 @@ enum {
     OPT_SEED,
     OPT_KEEP_MODELS,
     OPT_CHUNK,
+    OPT_INLINE_MEMORY,
     OPT_SERVER_LR,
     OPT_BETA1,
     OPT_BETA2,
@@ -184,6 +188,7 @@ static const struct option s_options[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"keep-models", required_argument, NULL, OPT_KEEP_MODELS},
     {"chunk", required_argument, NULL, OPT_CHUNK},
+    {"inline-memory", required_argument, NULL, OPT_INLINE_MEMORY},
     {"server-lr", required_argument, NULL, OPT_SERVER_LR},
     {"beta1", required_argument, NULL, OPT_BETA1},
     {"beta2", required_argument, NULL, OPT_BETA2},
@@ -226,6 +231,7 @@ static const struct {
     {OPT_SEED, "seed", VALUE_INTEGER},
     {OPT_KEEP_MODELS, "keep_models", VALUE_TEXT},
     {OPT_CHUNK, "chunk", VALUE_INTEGER},
+    {OPT_INLINE_MEMORY, "inline_memory", VALUE_INTEGER},
     {OPT_SERVER_LR, "server_lr", VALUE_NUMBER},
     {OPT_BETA1, "beta1", VALUE_NUMBER},
     {OPT_BETA2, "beta2", VALUE_NUMBER},

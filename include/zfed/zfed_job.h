@@ -60,6 +60,10 @@ extern "C" {
 #define ZFED_JOB_MODEL_TASKS_MAX 4096
 #define ZFED_JOB_DEFAULT_KEEP    "last:1"
 #define ZFED_JOB_SEED_MAX        ((1ULL << 53))
+//  Bytes of a round's inline results (each at most 4 MiB) held in memory;
+//  more are spilled to the work folder.
+#define ZFED_JOB_DEFAULT_INLINE_MEMORY (1ULL << 30)
+#define ZFED_JOB_INLINE_MEMORY_MAX     (1ULL << 40)
 
 //  Which round models stay in the work folder's models/ (WORKDIR.md):
 //  none (model.safetensors and best_model.safetensors only), the best

@@ -37,10 +37,11 @@ enum {
     KEY_TAU = 1 << 7,
     KEY_KRUM_F = 1 << 8,
     KEY_KRUM_M = 1 << 9,
+    KEY_INLINE_MEMORY = 1 << 10,
 };
-static const char *const s_model_keys[] = {"initial_model", "seed",   "keep_models", "chunk",
-                                           "server_lr",     "beta1",  "beta2",       "tau",
-                                           "krum_f",        "krum_m", NULL};
+static const char *const s_model_keys[] = {"initial_model", "seed",   "keep_models",   "chunk",
+                                           "server_lr",     "beta1",  "beta2",         "tau",
+                                           "krum_f",        "krum_m", "inline_memory", NULL};
 
 const char *zfed_metric_name(zfed_metric_t metric)
 {
@@ -82,6 +83,7 @@ int zfed_job_init(zfed_job_t *job)
     job->keep = ZFED_KEEP_LAST;
     job->keep_last = 1;
     job->chunk = ZFED_JOB_DEFAULT_CHUNK;
+    job->inline_memory = ZFED_JOB_DEFAULT_INLINE_MEMORY;
     job->server_lr = job->beta1 = job->beta2 = job->tau = NAN;
     job->krum_f = ZFED_JOB_DEFAULT_KRUM_F;
     job->krum_m = ZFED_JOB_DEFAULT_KRUM_M;
@@ -346,6 +348,9 @@ static int s_set_model_key(zfed_job_t *job, const char *key, const json_t *value
         bit = KEY_CHUNK;
         rc = s_get_uint(value, key, ZFED_JOB_CHUNK_MIN, ZFED_JOB_CHUNK_MAX, &number, error);
         job->chunk = rc == 0 ? (uint32_t)number : job->chunk;
+    } else if (strcmp(key, "inline_memory") == 0) {
+        bit = KEY_INLINE_MEMORY;
+        rc = s_get_uint(value, key, 0, ZFED_JOB_INLINE_MEMORY_MAX, &job->inline_memory, error);
     } else if (strcmp(key, "server_lr") == 0) {
         bit = KEY_SERVER_LR;
         rc = s_get_real(value, key, 0, true, 1e6, &job->server_lr, error);
@@ -851,6 +856,7 @@ static int s_models_to_json(const zfed_job_t *job, json_t *root)
     rc |= json_object_set_new(root, "keep_models",
                               json_string(zfed_job_keep_text(job, keep, sizeof keep)));
     rc |= json_object_set_new(root, "chunk", json_integer(job->chunk));
+    rc |= json_object_set_new(root, "inline_memory", json_integer((json_int_t)job->inline_memory));
     if (zfed_agg_strategy_is_optimiser(job->strategy)) {
         rc |= json_object_set_new(root, "server_lr", json_real(job->server_lr));
         rc |= json_object_set_new(root, "beta1", json_real(job->beta1));

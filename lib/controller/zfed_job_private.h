@@ -50,8 +50,9 @@ struct _zfed_job_t {
     char initial_model[ZFED_JOB_PATH_MAX]; //  empty: the service's initial_model hook
     uint64_t seed;                         //  for that hook
     zfed_keep_t keep;
-    uint32_t keep_last; //  ZFED_KEEP_LAST: rounds kept
-    uint32_t chunk;     //  bytes per chunk of the global model
+    uint32_t keep_last;     //  ZFED_KEEP_LAST: rounds kept
+    uint32_t chunk;         //  bytes per chunk of the global model
+    uint64_t inline_memory; //  bytes of a round's inline results kept in memory
     //  Server optimisers: NaN until given; zfed_job_finish puts the
     //  strategy's defaults in those not given (zfed_opt_defaults).
     double server_lr, beta1, beta2, tau;

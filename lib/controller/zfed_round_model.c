@@ -29,7 +29,11 @@
 #include "zfed/zfed_util.h"
 
 #include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +44,11 @@ typedef struct {
     bool held;     //  accepted: its model is ours to read, then to release or free
     bool released; //  by reference: zfed.release sent
     zfed_descriptor_t descriptor;
-    //  Inline: the data frame, taken from the client.
+    //  Inline: the data frame, taken from the client (or, past the job's
+    //  inline_memory, a read-only map of the file it was spilled to).
     void *data;
     size_t size;
+    bool spilled;
     zfed_client_free_fn *free_fn;
     void *hint;
     uint64_t weight;
@@ -63,6 +69,7 @@ struct _zfed_mround_t {
     uint32_t *source_task;
     zfed_fetch_t **transfers;
     size_t sources;
+    uint64_t inline_held; //  bytes of inline results in memory
     uint32_t passes;
     int64_t pass_started_us;
     int64_t pass_us;
@@ -124,8 +131,10 @@ static void s_release_all(zfed_mround_t *mround, uint32_t tasks)
     free(ids);
 }
 
-static void s_forget(mresult_t *result)
+static void s_forget(zfed_mround_t *mround, mresult_t *result)
 {
+    if (result->data && !result->spilled)
+        mround->inline_held -= result->size;
     if (result->free_fn)
         result->free_fn(result->data, result->hint);
     zfed_descriptor_clear(&result->descriptor);
@@ -182,7 +191,7 @@ void zfed_mround_end(zfed_round_env_t *self, round_t *round)
     if (mround->results) {
         s_release_all(mround, self->job->tasks);
         for (uint32_t index = 0; index < self->job->tasks; index++)
-            s_forget(&mround->results[index]);
+            s_forget(mround, &mround->results[index]);
     }
     free(mround->results);
     free(mround->source_task);
@@ -292,6 +301,52 @@ static int s_check_result(zfed_round_env_t *self, const task_t *task, const msgp
     return 0;
 }
 
+static void s_unmap(void *data, void *hint)
+{
+    munmap(data, (size_t)(uintptr_t)hint);
+}
+
+//  Past the job's inline_memory, an inline result goes to a file of the
+//  work folder, read back through a map (page cache, not the heap); the
+//  file is unlinked at once and goes when the map does.  On failure the
+//  result simply stays in memory.
+static void s_spill(zfed_round_env_t *self, round_t *round, uint32_t index, mresult_t *result)
+{
+    char name[ZFED_MODELS_NAME_MAX], path[PATH_MAX];
+    snprintf(name, sizeof name, "models/.spill-%06u-%06u", round->number, index);
+    zfed_models_path(self->model->models, name, path);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        zfed_warn("cannot spill task %u's result to %s: %s", index, path, strerror(errno));
+        return;
+    }
+    size_t done = 0;
+    while (done < result->size) {
+        ssize_t written = write(fd, (uint8_t *)result->data + done, result->size - done);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0)
+            break;
+        done += (size_t)written;
+    }
+    void *map = done == result->size && result->size > 0
+                    ? mmap(NULL, result->size, PROT_READ, MAP_SHARED, fd, 0)
+                    : MAP_FAILED;
+    close(fd);
+    unlink(path);
+    if (map == MAP_FAILED) {
+        if (result->size > 0)
+            zfed_warn("cannot spill task %u's result to %s", index, path);
+        return;
+    }
+    if (result->free_fn)
+        result->free_fn(result->data, result->hint);
+    result->data = map;
+    result->free_fn = s_unmap;
+    result->hint = (void *)(uintptr_t)result->size;
+    result->spilled = true;
+}
+
 void zfed_mround_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **message_p,
                         const uint8_t *data, size_t data_size, int64_t now)
 {
@@ -314,12 +369,18 @@ void zfed_mround_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **mes
         zfed_descriptor_clear(&descriptor);
         return;
     }
-    s_forget(result);
+    s_forget(round->model, result);
     if (data && zfed_client_take_data(self->client, &result->data, &result->size, &result->free_fn,
                                       &result->hint) != 0) {
         zfed_descriptor_clear(&descriptor);
         zfed_round_warn(round, "task %u: cannot keep the result's data (out of memory)", index);
         return;
+    }
+    if (data) {
+        if (round->model->inline_held + result->size > self->job->inline_memory)
+            s_spill(self, round, index, result);
+        if (!result->spilled)
+            round->model->inline_held += result->size;
     }
     result->descriptor = descriptor;
     result->weight = weight;
@@ -465,7 +526,7 @@ static zfed_mround_status_t s_dropped(zfed_round_env_t *self, round_t *round, in
                         worker, reason);
     mresult_t *result = &mround->results[index];
     s_release_descriptor(self, &result->descriptor);
-    s_forget(result);
+    s_forget(mround, result);
     zfed_msg_destroy(&task->result);
     task->state = TASK_PENDING;
     round->answered--;
@@ -604,6 +665,8 @@ void zfed_mround_describe(const zfed_round_env_t *self, const round_t *round, ui
     json_object_set_new(entry, "samples", json_integer((json_int_t)result->weight));
     json_object_set_new(entry, "size", json_integer((json_int_t)descriptor->size));
     json_object_set_new(entry, "inline", json_boolean(zfed_descriptor_is_inline(descriptor)));
+    if (result->spilled)
+        json_object_set_new(entry, "spilled", json_true());
     json_object_set_new(entry, "sha256",
                         descriptor->has_sha256
                             ? json_string(zfed_sha256_hex(descriptor->sha256, hex))

@@ -316,6 +316,19 @@ class ModelRounds(unittest.TestCase):
                                          for name in update))
                     self.assertAlmostEqual(result["update_norm"], norm, delta=1e-9 * norm)
 
+    def test_inline_results_past_inline_memory_are_read_from_the_work_folder(self):
+        self.run_job(job_id="in-memory", rounds=2)
+        self.run_job(job_id="spilled", rounds=2, inline_memory=0)
+        self.assertEqual(self.cluster.read_json("spilled", "job.json")["inline_memory"], 0)
+        for name in ("in-memory", "spilled"):
+            results = self.record(name, 1)["results"]
+            self.assertEqual([r.get("spilled", False) for r in results], [name == "spilled"] * 5)
+        self.assertEqual(self.cluster.summary("spilled")["final_global"]["value"]["sha256"],
+                         self.cluster.summary("in-memory")["final_global"]["value"]["sha256"])
+        self.assertFalse([name for name in os.listdir(os.path.join(self.folder("spilled"),
+                                                                   "models"))
+                          if name.startswith(".spill")])
+
     def test_keep_models_policies(self):
         params = [{"add": 1, "samples": 1}, {"add": 3, "samples": 1}]
         expect = {"none": [], "best": ["round-000000.safetensors"],
@@ -411,7 +424,12 @@ class ModelRounds(unittest.TestCase):
         self.assertIn("does not match the sha256", result.err)
 
     def test_settings_are_checked(self):
+        nan = os.path.join(self.cluster.dir, "nan.safetensors")
+        arrays = {name: array.copy() for name, array in self.x0.items()}
+        arrays["b.f64"][4] = np.nan
+        save(nan, arrays, self.dtypes)
         cases = [({"initial_model": "/nonexistent.safetensors"}, "initial_model"),
+                 ({"initial_model": nan}, "initial_model: tensor b.f64 element 4 [4]: NaN"),
                  ({"initial_model": None}, "initial_model: tensoravg needs a model to start"),
                  ({"aggregate": "krum", "krum_f": 2}, "krum_f: Krum with krum_f 2 needs more"),
                  ({"server_lr": 0.1}, "server_lr: only fedavgm, fedadam and fedyogi"),
