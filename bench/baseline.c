@@ -34,6 +34,17 @@
     latency without a lookup table) and the number of Fibonacci terms to
     sum; the reply carries the same two words and the sum.
 
+    Models (load --mode model, the yardstick of zfed's model rounds): a
+    round moves a model of B bytes to each of T tasks and one of B bytes
+    back from each, in chunks of C bytes, over the same hops: T x B / C
+    requests of C bytes (their first 32 bytes the usual header, answered
+    with the usual 32-byte reply), then T x B / C requests of 32 bytes
+    whose header asks for C bytes back (OFFSET_BULK; workers started with
+    --bulk-bytes answer those from one buffer of their own).  Every chunk
+    is sent without a copy (zmq_msg_init_data over a buffer that is never
+    written while in flight); a window of outstanding requests is the
+    only flow control, as in zfed's fetches.
+
     High-water marks are off (0) on every socket: flow control here is the
     workers' credit and the client's outstanding count, and a full pipe
     would otherwise let a client that is still sending a large round block
@@ -79,6 +90,7 @@
 #define ECHO_SIZE     16
 #define OFFSET_TERMS  16 //  request: one byte, Fibonacci terms to sum
 #define OFFSET_RESULT 16 //  reply: uint64 sum
+#define OFFSET_BULK   24 //  request: uint32, bytes of bulk reply wanted (0: the usual reply)
 #define FIB_TERMS     10 //  sum of the first 10 is 143: cheap and constant
 #define FIB_TERMS_MAX 90 //  the sum of the first 91 would not fit 64 bits
 #define READY_SIZE    4
@@ -105,6 +117,11 @@
 #define MAX_TASKS              10000000
 #define MAX_ROUNDS             10000000
 #define MAX_SECONDS            86400.0
+//  Models: the largest model, chunk and window of --mode model.
+#define MAX_MODEL_BYTES (1ULL << 40)
+#define MAX_CHUNK       (64u << 20)
+#define MIN_CHUNK       PAYLOAD_SIZE
+#define DEFAULT_CHUNK   (4u << 20)
 
 // ---------------------------------------------------------------------
 //  Shared helpers: usage errors, signals, clocks.
@@ -792,10 +809,29 @@ typedef struct {
     size_t first, stride, total; //  this thread's sockets: first, first + stride, ... < total
     uint64_t answered;
     int rc;
+    const unsigned char *bulk; //  the bulk reply buffer (shared, read-only)
+    size_t bulk_size;
 } s_worker_thread_t;
 
+//  A bulk reply: bytes of the worker's buffer, sent without a copy.
+static int s_worker_answer_bulk(void *socket, zmq_msg_t *client, const unsigned char *bulk,
+                                size_t size)
+{
+    zmq_msg_t reply;
+    const char command = CMD_REPLY;
+    if (zmq_msg_init_data(&reply, (void *)bulk, size, NULL, NULL) != 0)
+        return -1;
+    if (zmq_send(socket, &command, 1, ZMQ_SNDMORE) == -1 ||
+        zmq_msg_send(client, socket, ZMQ_SNDMORE) == -1 || zmq_msg_send(&reply, socket, 0) == -1) {
+        zmq_msg_close(&reply);
+        return -1;
+    }
+    return 0;
+}
+
 //  request frames: [client id][payload]
-static int s_worker_answer(void *socket, zmq_msg_t *frames, size_t count)
+static int s_worker_answer(void *socket, zmq_msg_t *frames, size_t count,
+                           const s_worker_thread_t *self)
 {
     unsigned char reply[PAYLOAD_SIZE];
     memset(reply, 0, sizeof reply);
@@ -805,6 +841,10 @@ static int s_worker_answer(void *socket, zmq_msg_t *frames, size_t count)
     //  A short request still gets a reply, so its slot comes back; the
     //  client will see the wrong result and fail loudly.
     if (request_size >= PAYLOAD_SIZE) {
+        uint32_t bulk = 0;
+        memcpy(&bulk, request + OFFSET_BULK, sizeof bulk);
+        if (bulk > 0 && bulk <= self->bulk_size)
+            return s_worker_answer_bulk(socket, &frames[0], self->bulk, bulk);
         memcpy(reply, request, ECHO_SIZE);
         uint64_t sum = s_fib_sum(request[OFFSET_TERMS]);
         memcpy(reply + OFFSET_RESULT, &sum, sizeof sum);
@@ -878,7 +918,7 @@ static void *s_worker_thread(void *argument)
                     s_close_frames(frames, frame_count);
                     continue; //  not a request
                 }
-                int rc = s_worker_answer(sockets[index], frames, frame_count);
+                int rc = s_worker_answer(sockets[index], frames, frame_count, self);
                 s_close_frames(frames, frame_count);
                 if (rc != 0) {
                     s_log("workers", "send: %s", zmq_strerror(errno));
@@ -905,30 +945,37 @@ done:
 static void s_workers_usage(void)
 {
     printf("Usage: " PROGRAM " workers --connect EP --count N [--credit K] [--threads T]\n"
+           "                      [--bulk-bytes B]\n"
            "N workers, one DEALER socket each, in this process.  Each announces K slots\n"
            "and answers every request at once with a 32-byte reply (the sum of the first\n"
-           "%d Fibonacci numbers).\n"
+           "%d Fibonacci numbers), or, when the request asks for a bulk reply of up to B\n"
+           "bytes, with that many bytes of one buffer (no copy).\n"
            "\n"
-           "  --connect EP   broker endpoint\n"
-           "  --count N      workers, 1..%d\n"
-           "  --credit K     requests each worker may hold at once, 1..%d (default 1)\n"
-           "  --threads T    threads polling the sockets, 1..%d and at most N (default 1)\n"
-           "  -h, --help     show this help and exit\n"
+           "  --connect EP      broker endpoint\n"
+           "  --count N         workers, 1..%d\n"
+           "  --credit K        requests each worker may hold at once, 1..%d (default 1)\n"
+           "  --threads T       threads polling the sockets, 1..%d and at most N (default 1)\n"
+           "  --bulk-bytes B    largest bulk reply, up to %u (default 0: none)\n"
+           "  -h, --help        show this help and exit\n"
            "\n"
            "Runs until SIGINT or SIGTERM.  Exit status 0, 1 on failure, 2 on bad usage.\n",
-           FIB_TERMS, MAX_WORKERS, MAX_CREDIT, MAX_THREADS);
+           FIB_TERMS, MAX_WORKERS, MAX_CREDIT, MAX_THREADS, MAX_CHUNK);
 }
 
 static int s_workers_main(int argc, char **argv)
 {
     static const char role[] = "workers";
     static const struct option options[] = {
-        {"connect", required_argument, NULL, 'c'}, {"count", required_argument, NULL, 'n'},
-        {"credit", required_argument, NULL, 'k'},  {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"connect", required_argument, NULL, 'c'},
+        {"count", required_argument, NULL, 'n'},
+        {"credit", required_argument, NULL, 'k'},
+        {"threads", required_argument, NULL, 't'},
+        {"bulk-bytes", required_argument, NULL, 'B'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *endpoint = NULL;
-    size_t count = 0, threads = 1;
+    size_t count = 0, threads = 1, bulk_size = 0;
     uint32_t credit = 1;
     int option;
     while ((option = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
@@ -944,6 +991,9 @@ static int s_workers_main(int argc, char **argv)
             break;
         case 't':
             threads = (size_t)s_parse_count(role, "--threads", optarg, 1, MAX_THREADS);
+            break;
+        case 'B':
+            bulk_size = (size_t)s_parse_count(role, "--bulk-bytes", optarg, 0, MAX_CHUNK);
             break;
         case 'h':
             s_workers_usage();
@@ -966,11 +1016,21 @@ static int s_workers_main(int argc, char **argv)
         s_log(role, "zmq_ctx_new: %s", zmq_strerror(errno));
         return EXIT_FAILED;
     }
+    //  The bulk buffer: touched once, so replies read resident pages.
+    unsigned char *bulk = bulk_size ? malloc(bulk_size) : NULL;
+    if (bulk_size && !bulk) {
+        s_log(role, "out of memory");
+        zmq_ctx_term(context);
+        return EXIT_FAILED;
+    }
+    if (bulk)
+        memset(bulk, 0x5a, bulk_size);
     s_worker_thread_t loops[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     size_t started = 0;
     for (size_t index = 0; index < threads; index++)
-        loops[index] = (s_worker_thread_t){context, endpoint, credit, index, threads, count, 0, -1};
+        loops[index] = (s_worker_thread_t){context, endpoint, credit, index, threads,
+                                           count,   0,        -1,     bulk,  bulk_size};
     s_log(role, "%zu worker%s, %" PRIu32 " slot%s each, %zu thread%s, on %s", count,
           count == 1 ? "" : "s", credit, credit == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
           endpoint);
@@ -999,14 +1059,16 @@ static int s_workers_main(int argc, char **argv)
             rc = EXIT_FAILED;
     }
     s_log(role, "stopping: %" PRIu64 " requests answered", answered);
+    //  No frame over the bulk buffer outlives the context.
     zmq_ctx_term(context);
+    free(bulk);
     return rc;
 }
 
 // ---------------------------------------------------------------------
 //  load
 
-typedef enum { MODE_NONE, MODE_ROUND, MODE_STREAM } s_mode_t;
+typedef enum { MODE_NONE, MODE_ROUND, MODE_STREAM, MODE_MODEL } s_mode_t;
 
 typedef struct {
     void *socket;
@@ -1127,6 +1189,7 @@ typedef struct {
     s_mode_t mode;
     uint64_t tasks, rounds, warmup_rounds, outstanding;
     double seconds, warmup_seconds;
+    uint64_t model_bytes, chunk; //  model
 } s_load_config_t;
 
 typedef struct {
@@ -1258,10 +1321,143 @@ static int s_load_stream(s_load_t *self, const s_load_config_t *config, s_load_r
     return 0;
 }
 
+//  Models: one request of a phase.  Upload: a chunk (the shared upload
+//  buffer, header first, answered with the usual reply); download: a
+//  32-byte header asking for size bytes back.
+static int s_model_send(s_load_t *self, const unsigned char *upload, size_t size, bool down)
+{
+    const char command = CMD_REQUEST;
+    zmq_msg_t frame;
+    int rc;
+    if (down) {
+        unsigned char payload[PAYLOAD_SIZE];
+        memset(payload, 0, sizeof payload);
+        uint32_t bulk = (uint32_t)size;
+        memcpy(payload + OFFSET_BULK, &bulk, sizeof bulk);
+        rc = zmq_msg_init_size(&frame, sizeof payload);
+        if (rc == 0)
+            memcpy(zmq_msg_data(&frame), payload, sizeof payload);
+    } else
+        rc = zmq_msg_init_data(&frame, (void *)upload, size, NULL, NULL);
+    if (rc != 0 || zmq_send(self->socket, &command, 1, ZMQ_SNDMORE) == -1 ||
+        zmq_msg_send(&frame, self->socket, 0) == -1) {
+        s_log("load", "send: %s", zmq_strerror(errno));
+        zmq_msg_close(&frame);
+        return -1;
+    }
+    return 0;
+}
+
+//  A reply of a model phase: its payload size (-1 on error, 0 when none).
+static int64_t s_model_take(s_load_t *self, bool down)
+{
+    zmq_msg_t frames[MAX_FRAMES];
+    size_t count = 0;
+    if (s_recv_message(self->socket, ZMQ_DONTWAIT, frames, MAX_FRAMES, &count) == -1) {
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        s_log("load", "receive: %s", zmq_strerror(errno));
+        return -1;
+    }
+    int64_t size = count == 1 ? (int64_t)zmq_msg_size(&frames[0]) : -1;
+    if (size >= 0 && !down) {
+        uint64_t sum = 0;
+        if (size == PAYLOAD_SIZE)
+            memcpy(&sum, (const unsigned char *)zmq_msg_data(&frames[0]) + OFFSET_RESULT,
+                   sizeof sum);
+        if (sum != self->expected)
+            size = -1;
+    }
+    if (size < 0)
+        s_log("load", "wrong reply (%zu frames)", count);
+    s_close_frames(frames, count);
+    return size == 0 ? -1 : size;
+}
+
+//  One phase: requests chunks of every task's model, at most outstanding
+//  at once.  Returns 0, or -1 (the bytes that came back are checked).
+static int s_model_phase(s_load_t *self, const s_load_config_t *config, const unsigned char *upload,
+                         bool down)
+{
+    uint64_t chunks = (config->model_bytes + config->chunk - 1) / config->chunk;
+    uint64_t last = config->model_bytes - (chunks - 1) * config->chunk;
+    uint64_t total = chunks * config->tasks, sent = 0, received = 0, bytes = 0;
+    uint64_t last_progress = s_now_ns();
+    while (received < total) {
+        while (sent < total && sent - received < config->outstanding) {
+            size_t size = (size_t)(sent % chunks == chunks - 1 ? last : config->chunk);
+            if (s_model_send(self, upload, size, down) != 0)
+                return -1;
+            sent++;
+        }
+        int64_t got = s_model_take(self, down);
+        if (got < 0)
+            return -1;
+        if (got == 0) {
+            if (s_now_ns() - last_progress >= self->timeout_ns) {
+                s_log("load", "no reply for %.1f s (%" PRIu64 "/%" PRIu64 " chunks)",
+                      (double)self->timeout_ns / NS_PER_S, received, total);
+                return -1;
+            }
+            if (s_load_wait(self, last_progress + self->timeout_ns) != 0)
+                return -1;
+            continue;
+        }
+        received++;
+        bytes += (uint64_t)got;
+        last_progress = s_now_ns();
+    }
+    if (down && bytes != config->model_bytes * config->tasks) {
+        s_log("load", "%" PRIu64 " bytes came back where %" PRIu64 " were due", bytes,
+              config->model_bytes * config->tasks);
+        return -1;
+    }
+    return 0;
+}
+
+//  Model rounds: every task's model out, then every task's model back; one
+//  latency sample per round.
+static int s_load_models(s_load_t *self, const s_load_config_t *config, s_load_result_t *result)
+{
+    unsigned char *upload = malloc((size_t)config->chunk);
+    if (!upload) {
+        s_log("load", "out of memory");
+        return -1;
+    }
+    memset(upload, 0x33, (size_t)config->chunk);
+    memset(upload, 0, PAYLOAD_SIZE);
+    upload[OFFSET_TERMS] = FIB_TERMS;
+    int rc = 0;
+    uint64_t measure_start = 0;
+    double cpu_start = 0.0;
+    for (uint64_t round = 0; rc == 0 && round < config->warmup_rounds + config->rounds; round++) {
+        uint64_t start = s_now_ns();
+        if (round == config->warmup_rounds) {
+            measure_start = start;
+            cpu_start = s_cpu_seconds();
+        }
+        rc = s_model_phase(self, config, upload, false);
+        if (rc == 0)
+            rc = s_model_phase(self, config, upload, true);
+        if (rc == 0 && round >= config->warmup_rounds)
+            rc = s_load_record(self, s_now_ns() - start);
+    }
+    result->tasks = config->tasks * config->rounds;
+    result->elapsed_ns = s_now_ns() - measure_start;
+    result->cpu_s = s_cpu_seconds() - cpu_start;
+    //  The last frames over the upload buffer go with the socket.
+    zmq_close(self->socket);
+    self->socket = NULL;
+    free(upload);
+    return rc;
+}
+
 static void s_load_usage(void)
 {
     printf("Usage: " PROGRAM " load --connect EP --mode round --tasks T --rounds R\n"
            "       " PROGRAM " load --connect EP --mode stream --outstanding O --seconds S\n"
+           "       " PROGRAM " load --connect EP --mode model --tasks T --rounds R\n"
+           "                      --model-bytes B [--chunk C] [--outstanding O]\n"
            "Drive the broker from one DEALER socket and print one line of JSON:\n"
            "  {\"mode\", \"tasks\", \"seconds\", \"tasks_per_s\",\n"
            "   \"latency_us\": {\"p50\", \"p90\", \"p99\", \"max\"}, \"cpu_s\"}\n"
@@ -1277,12 +1473,15 @@ static void s_load_usage(void)
            "  --outstanding O       stream: requests kept in flight, 1..%d\n"
            "  --seconds S           stream: measured seconds\n"
            "  --warmup-seconds S    stream: unmeasured seconds first (default %g)\n"
+           "  --model-bytes B       model: bytes each task's model has, to it and back\n"
+           "  --chunk C             model: bytes per chunk (default %u)\n"
+           "                        (model: requests in flight, default 4 per task)\n"
            "  --timeout S           fail when no reply comes for S seconds (default %g)\n"
            "  -h, --help            show this help and exit\n"
            "\n"
            "Exit status 0, 1 on failure (or SIGINT/SIGTERM), 2 on bad usage.\n",
            MAX_TASKS, MAX_ROUNDS, DEFAULT_WARMUP_ROUNDS, MAX_TASKS, DEFAULT_WARMUP_SECONDS,
-           DEFAULT_TIMEOUT_S);
+           DEFAULT_CHUNK, DEFAULT_TIMEOUT_S);
 }
 
 static int s_load_main(int argc, char **argv)
@@ -1298,6 +1497,8 @@ static int s_load_main(int argc, char **argv)
         OPT_SECONDS,
         OPT_WARMUP_SECONDS,
         OPT_TIMEOUT,
+        OPT_MODEL_BYTES,
+        OPT_CHUNK,
     };
     static const struct option options[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -1309,6 +1510,8 @@ static int s_load_main(int argc, char **argv)
         {"seconds", required_argument, NULL, OPT_SECONDS},
         {"warmup-seconds", required_argument, NULL, OPT_WARMUP_SECONDS},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"model-bytes", required_argument, NULL, OPT_MODEL_BYTES},
+        {"chunk", required_argument, NULL, OPT_CHUNK},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1329,8 +1532,10 @@ static int s_load_main(int argc, char **argv)
                 config.mode = MODE_ROUND;
             else if (strcmp(optarg, "stream") == 0)
                 config.mode = MODE_STREAM;
+            else if (strcmp(optarg, "model") == 0)
+                config.mode = MODE_MODEL;
             else
-                s_fail_usage(role, "--mode: '%s' is neither round nor stream", optarg);
+                s_fail_usage(role, "--mode: '%s' is not round, stream or model", optarg);
             break;
         case OPT_TASKS:
             config.tasks = s_parse_count(role, "--tasks", optarg, 1, MAX_TASKS);
@@ -1360,6 +1565,13 @@ static int s_load_main(int argc, char **argv)
         case OPT_TIMEOUT:
             timeout_s = s_parse_seconds(role, "--timeout", optarg, 0.001, MAX_SECONDS);
             break;
+        case OPT_MODEL_BYTES:
+            config.model_bytes =
+                s_parse_count(role, "--model-bytes", optarg, MIN_CHUNK, MAX_MODEL_BYTES);
+            break;
+        case OPT_CHUNK:
+            config.chunk = s_parse_count(role, "--chunk", optarg, MIN_CHUNK, MAX_CHUNK);
+            break;
         case 'h':
             s_load_usage();
             return EXIT_OK;
@@ -1372,8 +1584,17 @@ static int s_load_main(int argc, char **argv)
     if (!endpoint)
         s_fail_usage(role, "--connect is required");
     if (config.mode == MODE_NONE)
-        s_fail_usage(role, "--mode is required (round or stream)");
-    if (config.mode == MODE_ROUND) {
+        s_fail_usage(role, "--mode is required (round, stream or model)");
+    if (config.mode != MODE_MODEL && (config.model_bytes || config.chunk))
+        s_fail_usage(role, "--model-bytes and --chunk are for --mode model");
+    if (config.mode == MODE_MODEL) {
+        if (config.tasks == 0 || config.rounds == 0 || config.model_bytes == 0)
+            s_fail_usage(role, "--mode model needs --tasks, --rounds and --model-bytes");
+        if (config.chunk == 0)
+            config.chunk = DEFAULT_CHUNK;
+        if (config.outstanding == 0)
+            config.outstanding = 4 * config.tasks;
+    } else if (config.mode == MODE_ROUND) {
         if (stream_flag)
             s_fail_usage(role, "%s is for --mode stream", stream_flag);
         if (config.tasks == 0)
@@ -1405,15 +1626,18 @@ static int s_load_main(int argc, char **argv)
         s_log(role, "socket setup: %s", zmq_strerror(errno));
     } else if (zmq_connect(load.socket, endpoint) != 0) {
         s_log(role, "cannot connect to %s: %s", endpoint, zmq_strerror(errno));
-    } else if ((config.mode == MODE_ROUND ? s_load_rounds(&load, &config, &result)
-                                          : s_load_stream(&load, &config, &result)) == 0) {
+    } else if ((config.mode == MODE_ROUND   ? s_load_rounds(&load, &config, &result)
+                : config.mode == MODE_MODEL ? s_load_models(&load, &config, &result)
+                                            : s_load_stream(&load, &config, &result)) == 0) {
         qsort(load.samples, load.sample_count, sizeof *load.samples, s_compare_u64);
         double seconds = (double)result.elapsed_ns / (double)NS_PER_S;
         printf("{\"mode\":\"%s\",\"tasks\":%" PRIu64 ",\"seconds\":%.6f,\"tasks_per_s\":%.1f,"
                "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f},"
                "\"cpu_s\":%.3f}\n",
-               config.mode == MODE_ROUND ? "round" : "stream", result.tasks, seconds,
-               seconds > 0.0 ? (double)result.tasks / seconds : 0.0,
+               config.mode == MODE_ROUND   ? "round"
+               : config.mode == MODE_MODEL ? "model"
+                                           : "stream",
+               result.tasks, seconds, seconds > 0.0 ? (double)result.tasks / seconds : 0.0,
                s_percentile_us(load.samples, load.sample_count, 50),
                s_percentile_us(load.samples, load.sample_count, 90),
                s_percentile_us(load.samples, load.sample_count, 99),
@@ -1442,6 +1666,7 @@ static void s_usage(void)
            "  workers  --connect EP --count N [--credit K] [--threads T]\n"
            "  load     --connect EP --mode round --tasks T --rounds R\n"
            "  load     --connect EP --mode stream --outstanding O --seconds S\n"
+           "  load     --connect EP --mode model --tasks T --rounds R --model-bytes B\n"
            "\n"
            "'" PROGRAM " ROLE --help' describes each role.\n");
 }

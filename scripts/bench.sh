@@ -8,6 +8,9 @@
 #   scripts/bench.sh --scale     also 1,000 worker sockets and a 100,000-task round
 #   scripts/bench.sh --curve     also zfed over CurveZMQ
 #   scripts/bench.sh --out F     CSV path
+#   scripts/bench.sh --models    model rounds instead (bench/models.py: a 1 GiB
+#                                model through 5 workers against the baseline,
+#                                peak RSS, small models against vecavg; --quick)
 #
 # Then scripts/plot-bench.sh build/bench.csv build/bench.png draws it.
 set -euo pipefail
@@ -17,5 +20,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/build.sh" "$root/build-bench" -DCMAKE_BUILD_TYPE=Release
 # 1,000 worker sockets and their connections need file descriptors.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "${1:-}" = "--models" ]; then
+    shift
+    exec /usr/bin/python3 "$root/bench/models.py" --build "$root/build-bench" "$@"
+fi
 exec /usr/bin/python3 "$root/bench/bench.py" --build "$root/build-bench" \
     --out "$root/build-bench/bench.csv" "$@"

@@ -72,6 +72,7 @@ static int s_models_new(zfed_controller_t *self, const zfed_service_t *service, 
     zfed_fetcher_config_t config;
     zfed_fetcher_config_defaults(&config);
     config.endpoint = job->endpoint;
+    config.window = ZFED_ROUND_FETCH_WINDOW;
     config.curve_cert = curve_cert;
     config.curve_server_key = server_key;
     model->fetcher = zfed_fetcher_new(&config);

@@ -30,6 +30,12 @@
 //  Longest failure text.
 #define ZFED_ROUND_FAILURE_MAX 1024
 
+//  Chunks of each result the controller fetches ahead while it aggregates
+//  (the fetcher's window): the pass waits for the slowest result's chunk
+//  i, so a deeper window keeps every transfer busy meanwhile.  At 4 MiB
+//  chunks, 8 is 32 MiB per result.
+#define ZFED_ROUND_FETCH_WINDOW 8
+
 //  Model services: what every round of the job shares (MODELS.md 9).
 typedef struct {
     zfed_models_t *models;    //  the work folder's model files

@@ -474,7 +474,7 @@ int zfed_mround_close(zfed_round_env_t *self, round_t *round)
         .krum_f = job->krum_f,
         .krum_m = job->krum_m,
         .chunk = job->chunk,
-        .window = ZFED_FETCH_WINDOW_DEFAULT,
+        .window = ZFED_ROUND_FETCH_WINDOW,
         .layout = zfed_models_layout(models),
         .global_path = zfed_models_path(models, current->name, global),
         .out_path = zfed_models_path(models, mround->out.name, out),
