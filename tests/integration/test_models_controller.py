@@ -202,6 +202,16 @@ def expected_job(strategy, x, dtypes, rounds, params, trim=0.2, krum=(1, 2), opt
     return models
 
 
+def write_json(path, value):
+    with open(path, "w") as handle:
+        json.dump(value, handle)
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def same(actual, expected):
     return list(actual) == list(expected) and all(
         actual[name].shape == expected[name].shape and
@@ -385,9 +395,9 @@ class ModelRounds(unittest.TestCase):
             worker = PlainWorker(cluster, b"tensoravg", 2500, handler=handler)
             cluster.wait_workers(1, service="tensoravg")
             job = os.path.join(cluster.dir, "job.json")
-            json.dump(dict(settings, job_id="resume-killed", service="tensoravg",
-                           initial_model=self.initial, task_params=TASK_PARAMS, tasks=5,
-                           round_timeout=60), open(job, "w"))
+            write_json(job, dict(settings, job_id="resume-killed", service="tensoravg",
+                                 initial_model=self.initial, task_params=TASK_PARAMS, tasks=5,
+                                 round_timeout=60))
             controller = cluster.start_controller("--job", job, "--no-progress")
             folder = os.path.join(cluster.workdir, "resume-killed")
             wait_for(lambda: os.path.exists(os.path.join(folder, "rounds/round-000001.json")), 60,
@@ -416,9 +426,9 @@ class ModelRounds(unittest.TestCase):
         model = load(path)
         model["w.f32"][0, 0] += 1
         save(path, model, self.dtypes)
-        job = json.load(open(os.path.join(folder, "job.json")))
+        job = read_json(os.path.join(folder, "job.json"))
         job["rounds"] = 2
-        json.dump(job, open(os.path.join(folder, "job.json"), "w"))
+        write_json(os.path.join(folder, "job.json"), job)
         result = self.cluster.run_controller("--resume", "resume-tampered", "--no-progress")
         self.assertEqual(result.returncode, 1, result.err)
         self.assertIn("does not match the sha256", result.err)
@@ -443,9 +453,9 @@ class ModelRounds(unittest.TestCase):
                 settings.update(change)
                 path = self.job_file(**settings)
                 if change.get("initial_model", 1) is None:
-                    data = json.load(open(path))
+                    data = read_json(path)
                     del data["initial_model"]
-                    json.dump(data, open(path, "w"))
+                    write_json(path, data)
                 result = self.cluster.run_controller("--job", path)
                 self.assertEqual(result.returncode, 2, result.err)
                 self.assertIn(words, result.err)
@@ -477,8 +487,9 @@ class DelayedWorkers(unittest.TestCase):
             initial = os.path.join(cluster.dir, "initial.safetensors")
             save(initial, *initial_model(3))
             job = os.path.join(cluster.dir, "job.json")
-            json.dump({"job_id": "delayed", "service": "tensoravg", "initial_model": initial,
-                       "rounds": 2, "tasks": 5, "task_params": TASK_PARAMS}, open(job, "w"))
+            write_json(job, {"job_id": "delayed", "service": "tensoravg",
+                             "initial_model": initial, "rounds": 2, "tasks": 5,
+                             "task_params": TASK_PARAMS})
             result = cluster.run_controller("--job", job, "--no-progress", timeout=120)
             self.assertEqual(result.returncode, 0, result.err)
             record = cluster.read_json("delayed", "rounds/round-000000.json")
@@ -543,10 +554,10 @@ class RefusedResults(unittest.TestCase):
             save(initial, x0, dtypes)
             params = [{"add": 2, "samples": 1 + t} for t in self.MODES]
             job = os.path.join(cluster.dir, "job.json")
-            json.dump({"job_id": "refused", "service": "tensoravg", "initial_model": initial,
-                       "rounds": 1, "tasks": len(params), "task_params": params,
-                       "quorum": 1, "retries": 0, "round_timeout": 10, "grace": 10},
-                      open(job, "w"))
+            write_json(job, {"job_id": "refused", "service": "tensoravg",
+                             "initial_model": initial, "rounds": 1, "tasks": len(params),
+                             "task_params": params, "quorum": 1, "retries": 0,
+                             "round_timeout": 10, "grace": 10})
             result = cluster.run_controller("--job", job, "--no-progress")
             worker.close()
             self.assertEqual(result.returncode, 0, result.err)
@@ -621,7 +632,7 @@ class LargeModels(unittest.TestCase):
                "task_params": [{"add": 0.5, "samples": 1}, {"add": 1.25, "samples": 1},
                                {"add": -2, "samples": 2}]}
         job.update(settings)
-        json.dump(job, open(path, "w"))
+        write_json(path, job)
         return path
 
     def test_a_256_mib_round_in_bounded_memory(self):
@@ -632,7 +643,8 @@ class LargeModels(unittest.TestCase):
         with open(log_path, "w") as log:
             process = subprocess.Popen(argv, stderr=log)
             code, rss = peak_rss(process)
-        self.assertEqual(code, 0, open(log_path).read()[-3000:])
+        with open(log_path) as log:
+            self.assertEqual(code, 0, log.read()[-3000:])
         self.assertGreater(rss, 0)
         # fedavg with weights 1, 1, 2: every sum is exact in float64 and the
         # division by 4 too, so numpy rounds once, as the controller must.
@@ -644,8 +656,9 @@ class LargeModels(unittest.TestCase):
         record = self.cluster.read_json("big-256", "rounds/round-000000.json")
         self.assertEqual([r["inline"] for r in record["results"]], [False] * 3)
         self.assertEqual(record["aggregate"]["size"], 256 * MIB)
-        # Three results of 256 MiB went through, a few chunks at a time.
-        self.assertLess(record["pass"]["held_peak_bytes"], 64 * MIB)
+        # Three results of 256 MiB went through, a few chunks at a time:
+        # at most the fetch window (8 chunks of 4 MiB) and one more each.
+        self.assertLessEqual(record["pass"]["held_peak_bytes"], 3 * 9 * 4 * MIB)
         self.assertLess(rss, 256 * MIB, "controller peak RSS %d MiB" % (rss // MIB))
 
     def test_a_holder_killed_while_the_round_aggregates(self):
@@ -675,6 +688,7 @@ class LargeModels(unittest.TestCase):
         victim.kill()
         lines.extend(process.stderr)
         process.wait(240)
+        process.stderr.close()
         log = "".join(lines)
         self.assertEqual(process.returncode, 0, log[-3000:])
         record = self.cluster.read_json("killed", "rounds/round-000000.json")
