@@ -8,6 +8,7 @@
 #include "zfed/zfed_util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -476,6 +477,23 @@ int zfed_job_set_string(zfed_job_t *job, const char *key, const char *value, zfe
     return rc;
 }
 
+//  A relative file name from the job file at job_path, made relative to
+//  where that file is.  0, or -1 naming initial_model when it is too long.
+static int s_beside(char *name, size_t size, const char *job_path, zfed_error_t *error)
+{
+    const char *slash = strrchr(job_path, '/');
+    if (name[0] == '/' || !slash)
+        return 0;
+    char joined[ZFED_JOB_PATH_MAX];
+    if (snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - job_path), job_path, name) >=
+        (int)sizeof joined)
+        return zfed_error_set(error, ZFED_E_INVALID, "initial_model",
+                              "longer than %d characters once found beside the job file",
+                              ZFED_JOB_PATH_MAX - 1);
+    snprintf(name, size, "%s", joined);
+    return 0;
+}
+
 int zfed_job_load(zfed_job_t *job, const char *path, zfed_error_t *error)
 {
     json_error_t parse_error;
@@ -498,6 +516,10 @@ int zfed_job_load(zfed_job_t *job, const char *path, zfed_error_t *error)
         if (rc == 0)
             rc = zfed_job_set(job, key, value, error);
     }
+    //  A model file named in a job file is found beside the file, as its
+    //  author sees it, whatever the folder the controller runs in.
+    if (rc == 0 && json_is_string(json_object_get(root, "initial_model")))
+        rc = s_beside(job->initial_model, sizeof job->initial_model, path, error);
     json_decref(root);
     return rc;
 }
@@ -746,6 +768,10 @@ static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_
         char reason[ZFED_ERROR_REASON_MAX];
         if (s_check_model_file(job->initial_model, reason, sizeof reason) != 0)
             return zfed_error_set(error, ZFED_E_INVALID, "initial_model", "%s", reason);
+        //  job.json names it absolutely: it is read from anywhere later.
+        char absolute[PATH_MAX];
+        if (realpath(job->initial_model, absolute) && strlen(absolute) < sizeof job->initial_model)
+            snprintf(job->initial_model, sizeof job->initial_model, "%s", absolute);
     }
     if (s_finish_optimiser(job, error) != 0)
         return -1;

@@ -190,8 +190,10 @@ class ExampleJobs(unittest.TestCase):
                 cluster.start_worker()
             for _ in range(3):
                 cluster.start_worker("--service", "vecavg")
+            cluster.start_worker("--service", "tensoravg", "--concurrency", "4")
             cluster.wait_workers(5)
             cluster.wait_workers(3, service="vecavg")
+            cluster.wait_workers(4, service="tensoravg")
             for path in paths:
                 name = os.path.basename(path)[:-len(".json")]
                 with self.subTest(job=name):
