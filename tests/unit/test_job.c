@@ -7,6 +7,7 @@
     that is what a user reads.
 */
 #include "controller/zfed_job_private.h"
+#include "zfed/zfed_safetensors.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
 #include "zfed_test_fs.h"
@@ -1019,6 +1020,109 @@ static void s_check_error_codes(void)
     CHECK_INT(zfed_error_set(NULL, ZFED_E_EXISTS, "job_id", "taken"), -1);
 }
 
+//  ---------------------------------------------------------------------
+//  Model services' settings
+
+static void s_test_models(void)
+{
+    //  A model to start from, beside the job files.
+    char model[128];
+    snprintf(model, sizeof model, "%s/start.safetensors", s_dir);
+    {
+        char reason[256];
+        zfed_layout_t *layout = zfed_layout_new();
+        const uint64_t shape[] = {3};
+        zfed_layout_add(layout, "w", ZFED_DTYPE_F32, shape, 1, reason, sizeof reason);
+        zfed_model_t *start = zfed_model_new(&layout);
+        REQUIRE(start && zfed_safetensors_save(model, start, NULL, reason, sizeof reason) == 0);
+        zfed_model_destroy(&start);
+    }
+    //  Resolved defaults, recorded; a relative initial_model is found
+    //  beside the job file and recorded absolute.
+    char text[1024], error[512], path[128];
+    snprintf(text, sizeof text,
+             "{\"service\": \"tensoravg\", \"initial_model\": \"start.safetensors\", "
+             "\"tasks\": 5, \"params\": {\"add\": 1, \"samples\": 1}, "
+             "\"aggregate\": \"fedadam\", \"beta1\": 0.5}");
+    s_write(text, path, sizeof path);
+    zfed_job_t job;
+    zfed_job_init(&job);
+    CHECK_INT(s_job_load(&job, path, error, sizeof error), 0);
+    unlink(path);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
+    CHECK(job.initial_model[0] == '/' && strstr(job.initial_model, "/start.safetensors"));
+    CHECK(job.server_lr == 0.01 && job.beta1 == 0.5 && job.beta2 == 0.99 && job.tau == 1e-3);
+    json_t *saved = zfed_job_to_json(&job);
+    CHECK_STR(json_string_value(json_object_get(saved, "keep_models")), "last:1");
+    CHECK_INT(json_integer_value(json_object_get(saved, "chunk")), ZFED_JOB_DEFAULT_CHUNK);
+    CHECK(json_real_value(json_object_get(saved, "beta1")) == 0.5);
+    CHECK(json_real_value(json_object_get(saved, "tau")) == 1e-3);
+    CHECK(json_object_get(saved, "krum_f") == NULL);
+    json_decref(saved);
+    zfed_job_clear(&job);
+    //  keep_models forms.
+    const char *keeps[] = {"none", "best", "all", "last:7"};
+    for (size_t index = 0; index < 4; index++) {
+        zfed_job_init(&job);
+        json_t *value = json_string(keeps[index]);
+        CHECK_INT(s_job_set(&job, "keep_models", value, error, sizeof error), 0);
+        char back[32];
+        CHECK_STR(zfed_job_keep_text(&job, back, sizeof back), keeps[index]);
+        json_decref(value);
+        zfed_job_clear(&job);
+    }
+    //  Mistakes, each named.
+    char base[256];
+    snprintf(base, sizeof base,
+             "\"service\": \"tensoravg\", \"initial_model\": \"%s\", "
+             "\"params\": {\"add\": 1, \"samples\": 1}",
+             model);
+    struct {
+        const char *more;
+        const char *prefix;
+        bool at_finish;
+    } cases[] = {
+        {"\"keep_models\": \"last:0\"", "keep_models: expected none, best, last:N", false},
+        {"\"chunk\": 65535", "chunk: expected an integer from 65536", false},
+        {"\"server_lr\": 0", "server_lr: expected a number above 0", false},
+        {"\"beta1\": 1", "beta1: expected a number from 0 and below 1", false},
+        {"\"tau\": -1", "tau: expected a number above 0", false},
+        {"\"krum_m\": 0", "krum_m: expected an integer from 1", false},
+        {"\"server_lr\": 0.1", "server_lr: only fedavgm, fedadam and fedyogi take it", true},
+        {"\"aggregate\": \"fedavgm\", \"beta2\": 0.5", "beta2: fedavgm keeps no second", true},
+        {"\"krum_f\": 1", "krum_f: only krum takes it", true},
+        {"\"aggregate\": \"krum\", \"krum_f\": 2",
+         "krum_f: Krum with krum_f 2 needs more "
+         "than 6 results",
+         true},
+        {"\"aggregate\": \"krum\", \"krum_m\": 5", "krum_m: 5 is more than the quorum", true},
+        {"\"batch\": 2", "batch: model tasks travel one per request", true},
+        {"\"tasks\": 4097", "tasks: a round of a model service has at most 4096", true},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        snprintf(text, sizeof text, "{%s, %s}", base, cases[index].more);
+        if (cases[index].at_finish)
+            s_check_finish_error(text, cases[index].prefix);
+        else
+            s_check_load_error(text, false, cases[index].prefix);
+    }
+    s_check_finish_error("{\"service\": \"tensoravg\", \"params\": {\"add\": 1, \"samples\": 1}}",
+                         "initial_model: tensoravg needs a model to start from");
+    //  A value service refuses every model setting, and the model strategies.
+    s_check_finish_error("{\"service\": \"vecavg\", \"seed\": 3}",
+                         "seed: a setting of model services; vecavg is a value service");
+    s_check_finish_error("{\"aggregate\": \"fedyogi\"}",
+                         "aggregate: fedyogi aggregates models; fib is a value service");
+    //  And writes none of them in job.json.
+    zfed_job_init(&job);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
+    saved = zfed_job_to_json(&job);
+    CHECK(json_object_get(saved, "keep_models") == NULL && json_object_get(saved, "seed") == NULL);
+    json_decref(saved);
+    zfed_job_clear(&job);
+    unlink(model);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-job-XXXXXX");
@@ -1035,6 +1139,7 @@ int main(void)
     s_test_set();
     s_test_round_trip();
     s_test_metrics();
+    s_test_models();
     s_check_error_codes();
     if (rmdir(s_dir) != 0) {
         perror(s_dir); //  a job file left behind
