@@ -1098,6 +1098,18 @@ static int s_load_send(s_load_t *self)
     return 0;
 }
 
+//  One reply if one is waiting: 1 with its frames, 0 when none is, -1 on
+//  a socket error.
+static int s_load_receive(s_load_t *self, zmq_msg_t *frames, size_t *count)
+{
+    if (s_recv_message(self->socket, ZMQ_DONTWAIT, frames, MAX_FRAMES, count) == 0)
+        return 1;
+    if (errno == EAGAIN || errno == EINTR)
+        return 0;
+    s_log("load", "receive: %s", zmq_strerror(errno));
+    return -1;
+}
+
 //  Takes one reply if one is waiting.  Returns 1 with its id and send
 //  time, 0 when none is waiting, -1 on error (a wrong reply is an error:
 //  the yardstick must be measuring the real path).
@@ -1105,12 +1117,9 @@ static int s_load_take(s_load_t *self, uint64_t *id, uint64_t *sent)
 {
     zmq_msg_t frames[MAX_FRAMES];
     size_t count = 0;
-    if (s_recv_message(self->socket, ZMQ_DONTWAIT, frames, MAX_FRAMES, &count) == -1) {
-        if (errno == EAGAIN || errno == EINTR)
-            return 0;
-        s_log("load", "receive: %s", zmq_strerror(errno));
-        return -1;
-    }
+    int got = s_load_receive(self, frames, &count);
+    if (got <= 0)
+        return got;
     int rc = -1;
     uint64_t sum = 0;
     if (count != 1 || zmq_msg_size(&frames[0]) != PAYLOAD_SIZE) {
@@ -1353,12 +1362,9 @@ static int64_t s_model_take(s_load_t *self, bool down)
 {
     zmq_msg_t frames[MAX_FRAMES];
     size_t count = 0;
-    if (s_recv_message(self->socket, ZMQ_DONTWAIT, frames, MAX_FRAMES, &count) == -1) {
-        if (errno == EAGAIN || errno == EINTR)
-            return 0;
-        s_log("load", "receive: %s", zmq_strerror(errno));
-        return -1;
-    }
+    int got = s_load_receive(self, frames, &count);
+    if (got <= 0)
+        return got;
     int64_t size = count == 1 ? (int64_t)zmq_msg_size(&frames[0]) : -1;
     if (size >= 0 && !down) {
         uint64_t sum = 0;

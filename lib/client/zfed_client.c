@@ -75,7 +75,10 @@ void zfed_client_destroy(zfed_client_t **self_p)
     *self_p = NULL;
 }
 
-int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size)
+//  "" MDPC01 service body, more to follow when more is ZMQ_SNDMORE.  The
+//  first part goes without waiting: when it is queued, the rest are too.
+static int s_send_request(zfed_client_t *self, const char *service, const void *body, size_t size,
+                          int more)
 {
     zfed_linkmon_handle(self->linkmon);
     if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
@@ -88,8 +91,13 @@ int zfed_client_send(zfed_client_t *self, const char *service, const void *body,
     self->send_failing = false;
     zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
-    zfed_send_bytes(self->handle, body, size, 0);
+    zfed_send_bytes(self->handle, body, size, more);
     return 0;
+}
+
+int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size)
+{
+    return s_send_request(self, service, body, size, 0);
 }
 
 int zfed_client_send_data(zfed_client_t *self, const char *service, const void *body, size_t size,
@@ -102,19 +110,10 @@ int zfed_client_send_data(zfed_client_t *self, const char *service, const void *
             free_fn((void *)data, hint);
         return -1;
     }
-    zfed_linkmon_handle(self->linkmon);
-    if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
-        if (!self->send_failing)
-            zfed_warn("cannot send to the broker: %s",
-                      errno == EAGAIN ? "no connection to it (refused?)" : zmq_strerror(errno));
-        self->send_failing = true;
+    if (s_send_request(self, service, body, size, ZMQ_SNDMORE) != 0) {
         zmq_msg_close(&frame); //  frees the data
         return -1;
     }
-    self->send_failing = false;
-    zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-    zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
-    zfed_send_bytes(self->handle, body, size, ZMQ_SNDMORE);
     //  The first part is queued, so the rest go too (sndhwm 0: no limit).
     if (zmq_msg_send(&frame, self->handle, 0) < 0)
         zmq_msg_close(&frame);
