@@ -770,8 +770,9 @@ static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_
             return zfed_error_set(error, ZFED_E_INVALID, "initial_model", "%s", reason);
         //  job.json names it absolutely: it is read from anywhere later.
         char absolute[PATH_MAX];
-        if (realpath(job->initial_model, absolute) && strlen(absolute) < sizeof job->initial_model)
-            snprintf(job->initial_model, sizeof job->initial_model, "%s", absolute);
+        size_t length = realpath(job->initial_model, absolute) ? strlen(absolute) : 0;
+        if (length > 0 && length < sizeof job->initial_model)
+            memcpy(job->initial_model, absolute, length + 1);
     }
     if (s_finish_optimiser(job, error) != 0)
         return -1;
