@@ -645,13 +645,13 @@ enum { COLLECT_WAIT = 0, COLLECT_CLOSE, COLLECT_FAIL };
 //  Sends what the window allows, then: close (all in, or the quorum and
 //  the grace period, or the deadline with the quorum), fail (the quorum
 //  out of reach, the deadline without it, --fail-fast), or wait.
-static int s_collect(zfed_round_env_t *self, round_t *round, int64_t now)
+static int s_collect(zfed_round_env_t *self, round_t *round, int64_t *now_p)
 {
     const zfed_job_t *job = self->job;
     uint32_t number = round->number;
-    if (s_send_window(self, round, now) != 0)
+    if (s_send_window(self, round, *now_p) != 0)
         return COLLECT_FAIL;
-    now = zfed_clock_ms();
+    int64_t now = *now_p = zfed_clock_ms();
     if (round->answered >= job->quorum && !round->quorum_at_ms)
         round->quorum_at_ms = now;
     bool all_settled = round->answered + round->failed == job->tasks;
@@ -747,7 +747,7 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
         }
         now = zfed_clock_ms();
         if (!passing) {
-            int step = s_collect(self, &round, now);
+            int step = s_collect(self, &round, &now);
             if (step == COLLECT_CLOSE && !round.model) {
                 outcome = s_close_round(self, &round);
                 break;

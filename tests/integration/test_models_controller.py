@@ -661,46 +661,68 @@ class LargeModels(unittest.TestCase):
         self.assertLessEqual(record["pass"]["held_peak_bytes"], 3 * 9 * 4 * MIB)
         self.assertLess(rss, 256 * MIB, "controller peak RSS %d MiB" % (rss // MIB))
 
-    def test_a_holder_killed_while_the_round_aggregates(self):
-        initial = os.path.join(self.cluster.dir, "m128.safetensors")
-        big_model(initial, 128, seed=3)
-        same_params = [{"add": 1, "samples": 1}] * 4
-        # Undisturbed first: four equal results.
-        result = self.cluster.run_controller(
-            "--job", self.job("undisturbed", initial, tasks=4, task_params=same_params),
-            "--no-progress", timeout=240)
-        self.assertEqual(result.returncode, 0, result.err[-3000:])
-        want = self.cluster.summary("undisturbed")["final_global"]["value"]["sha256"]
-        # Then the quorum of all four, and one holder dies once the pass
-        # has begun: its task goes again, the round collects it and
-        # aggregates from the start.
+    SAME_PARAMS = [{"add": 1, "samples": 1}] * 4
+
+    def undisturbed(self):
+        """The sha256 of four equal results of the 128 MiB model, once."""
+        cls = type(self)
+        if not hasattr(cls, "undisturbed_sha256"):
+            cls.killing_model = os.path.join(self.cluster.dir, "m128.safetensors")
+            big_model(cls.killing_model, 128, seed=3)
+            result = self.cluster.run_controller(
+                "--job", self.job("undisturbed", cls.killing_model, tasks=4,
+                                  task_params=self.SAME_PARAMS),
+                "--no-progress", timeout=240)
+            self.assertEqual(result.returncode, 0, result.err[-3000:])
+            cls.undisturbed_sha256 = \
+                self.cluster.summary("undisturbed")["final_global"]["value"]["sha256"]
+        return cls.undisturbed_sha256
+
+    def kill_a_holder_mid_pass(self, job_id, **settings):
+        """Runs a job, kills one worker once its first pass began; the log
+        and the round's record."""
+        want = self.undisturbed()
         argv = self.cluster.controller_argv(
-            "--job", self.job("killed", initial, tasks=4, task_params=same_params, retries=2),
-            "--no-progress", "-v")
+            "--job", self.job(job_id, self.killing_model, tasks=4, task_params=self.SAME_PARAMS,
+                              **settings), "--no-progress", "-v")
         process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
         lines = []
         for line in process.stderr:
             lines.append(line)
             if "aggregation pass 1 over" in line:
                 break
-        held = [w for w in self.workers if w.alive()]
-        victim = held[0]
+        victim = [w for w in self.workers if w.alive()][0]
         victim.kill()
         lines.extend(process.stderr)
         process.wait(240)
         process.stderr.close()
         log = "".join(lines)
         self.assertEqual(process.returncode, 0, log[-3000:])
-        record = self.cluster.read_json("killed", "rounds/round-000000.json")
+        # A worker in its place for the next test.
+        self.workers.remove(victim)
+        self.workers.append(self.cluster.start_worker("--service", "tensoravg", "--heartbeat-ms",
+                                                      "500", name=victim.name + "-again"))
+        self.cluster.wait_workers(4, service="tensoravg")
+        record = self.cluster.read_json(job_id, "rounds/round-000000.json")
         self.assertGreaterEqual(record["pass"]["passes"], 2, log[-3000:])
         self.assertIn("lost while aggregating", log)
         self.assertEqual(record["aggregate"]["sha256"], want)
-        self.assertGreaterEqual(record["resent"], 1)
-        # A worker for the next tests.
-        self.workers.remove(victim)
-        self.workers.append(self.cluster.start_worker("--service", "tensoravg", "--heartbeat-ms",
-                                                      "500", name="big-spare"))
+        return record
 
+    def test_a_holder_killed_below_the_quorum(self):
+        # All four are needed: the lost one's task goes again and the round
+        # aggregates from the start once it is back.
+        record = self.kill_a_holder_mid_pass("killed-all", retries=2)
+        self.assertEqual(record["answered"], 4)
+        self.assertGreaterEqual(record["resent"], 1)
+
+    def test_a_holder_killed_above_the_quorum(self):
+        # Three of four suffice: the pass starts again without the lost one
+        # (four equal results or three: the same model).
+        record = self.kill_a_holder_mid_pass("killed-some", quorum=3, grace=30)
+        self.assertEqual(record["answered"], 3)
+        self.assertEqual(len(record["missing"]), 1)
+        self.assertEqual(record["resent"], 0)
 
 if __name__ == "__main__":
     main()
