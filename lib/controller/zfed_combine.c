@@ -14,13 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  Elements per block of the exact strategies: 320 KiB of accumulator.
+#define COMBINE_BLOCK 32768
+
 struct _zfed_combine_t {
     const zfed_layout_t *layout;
     size_t sources;
-    zfed_exact_t *acc; //  the most elements of a window
+    zfed_exact_t *acc; //  one block
     zfed_reduce_t *reduce;
     const void **pointers; //  sources entries: the sources' bytes of one run
-    double *average;       //  the most float elements of a window
+    double *average;       //  one block, the optimisers' a and x
     double *x;
     zfed_exact_t *norms; //  squared update norms, one per source
 };
@@ -33,13 +36,12 @@ zfed_combine_t *zfed_combine_new(const zfed_layout_t *layout, const zfed_windows
         return NULL;
     self->layout = layout;
     self->sources = sources;
-    uint64_t elements = zfed_windows_max_elements(windows);
-    uint64_t floats = zfed_windows_max_float_elements(windows);
-    self->acc = zfed_exact_new(elements ? elements : 1);
+    (void)windows;
+    self->acc = zfed_exact_new(COMBINE_BLOCK);
     self->reduce = zfed_reduce_new();
     self->pointers = calloc(sources ? sources : 1, sizeof *self->pointers);
-    self->average = malloc((floats ? floats : 1) * sizeof *self->average);
-    self->x = malloc((floats ? floats : 1) * sizeof *self->x);
+    self->average = malloc(COMBINE_BLOCK * sizeof *self->average);
+    self->x = malloc(COMBINE_BLOCK * sizeof *self->x);
     self->norms = zfed_exact_new(sources ? sources : 1);
     if (!self->acc || !self->reduce || !self->pointers || !self->average || !self->x ||
         !self->norms)
@@ -67,14 +69,15 @@ static const zfed_tensor_t *s_tensor(const zfed_combine_t *self, const zfed_run_
     return zfed_layout_tensor(self->layout, run->tensor);
 }
 
-//  "tensor NAME (elements FIRST...): REASON" in place of reason.
-static int s_locate(const zfed_combine_t *self, const zfed_run_t *run, char *error,
+//  "tensor NAME (elements from FIRST): REASON" in place of reason, for the
+//  elements of run from its element at.
+static int s_locate(const zfed_combine_t *self, const zfed_run_t *run, uint64_t at, char *error,
                     size_t error_size)
 {
     char reason[512];
     snprintf(reason, sizeof reason, "%s", error);
     snprintf(error, error_size, "tensor %s (elements from %" PRIu64 "): %s",
-             s_tensor(self, run)->name, run->first, reason);
+             s_tensor(self, run)->name, run->first + at, reason);
     return -1;
 }
 
@@ -88,14 +91,53 @@ static const void *const *s_point(zfed_combine_t *self, const zfed_run_t *run,
 }
 
 //  Folds run of every source into the accumulator at the run's elements.
-static int s_fold(zfed_combine_t *self, const zfed_run_t *run, const uint8_t *const *sources,
-                  const uint64_t *weights, size_t n, char *error, size_t error_size)
+//  The exact strategies go through a window a block of elements at a time:
+//  every source's block folds into the accumulator, which stays in cache
+//  (COMBINE_BLOCK elements of 10 bytes) while the block is rounded out.  A
+//  block is made of pieces: runs, or parts of them.
+typedef struct {
+    size_t run;  //  index in the window
+    uint64_t at; //  elements of that run already taken
+} cursor_t;
+
+//  The next piece from *cursor, at most room elements: its run, first
+//  element in the run and count.  false when the window or the room is
+//  done.
+static bool s_piece(const zfed_window_t *window, cursor_t *cursor, uint64_t room,
+                    const zfed_run_t **run, uint64_t *at, uint64_t *count)
 {
-    zfed_dtype_t dtype = s_tensor(self, run)->dtype;
-    for (size_t i = 0; i < n; i++)
-        if (zfed_exact_fold(self->acc, run->element, sources[i] + run->offset, dtype, run->count,
-                            weights ? weights[i] : 1, error, error_size) != 0)
-            return s_locate(self, run, error, error_size);
+    while (cursor->run < window->runs && cursor->at >= window->run[cursor->run].count) {
+        cursor->run++;
+        cursor->at = 0;
+    }
+    if (cursor->run >= window->runs || room == 0)
+        return false;
+    *run = &window->run[cursor->run];
+    *at = cursor->at;
+    uint64_t left = (*run)->count - cursor->at;
+    *count = left < room ? left : room;
+    cursor->at += *count;
+    return true;
+}
+
+//  Folds the next block's pieces from *cursor of every source; *cursor
+//  moves past them.  0 or -1.
+static int s_fold_block(zfed_combine_t *self, const zfed_window_t *window, cursor_t *cursor,
+                        const uint8_t *const *sources, const uint64_t *weights, size_t n,
+                        char *error, size_t error_size)
+{
+    zfed_exact_reset(self->acc);
+    const zfed_run_t *run;
+    uint64_t at, count, used = 0;
+    while (s_piece(window, cursor, COMBINE_BLOCK - used, &run, &at, &count)) {
+        zfed_dtype_t dtype = s_tensor(self, run)->dtype;
+        size_t offset = (size_t)(run->offset + at * zfed_dtype_size(dtype));
+        for (size_t i = 0; i < n; i++)
+            if (zfed_exact_fold(self->acc, used, sources[i] + offset, dtype, count,
+                                weights ? weights[i] : 1, error, error_size) != 0)
+                return s_locate(self, run, at, error, error_size);
+        used += count;
+    }
     return 0;
 }
 
@@ -103,14 +145,21 @@ int zfed_combine_exact(zfed_combine_t *self, const zfed_window_t *window,
                        const uint8_t *const *sources, const uint64_t *weights, size_t n,
                        uint64_t divisor, uint8_t *out, char *error, size_t error_size)
 {
-    zfed_exact_reset(self->acc);
-    for (size_t r = 0; r < window->runs; r++) {
-        const zfed_run_t *run = &window->run[r];
-        if (s_fold(self, run, sources, weights, n, error, error_size) != 0)
+    cursor_t cursor = {0, 0};
+    while (cursor.run < window->runs) {
+        cursor_t block = cursor;
+        if (s_fold_block(self, window, &cursor, sources, weights, n, error, error_size) != 0)
             return -1;
-        if (zfed_exact_round(self->acc, run->element, run->count, divisor,
-                             s_tensor(self, run)->dtype, out + run->offset, error, error_size) != 0)
-            return s_locate(self, run, error, error_size);
+        const zfed_run_t *run;
+        uint64_t at, count, used = 0;
+        while (s_piece(window, &block, COMBINE_BLOCK - used, &run, &at, &count)) {
+            zfed_dtype_t dtype = s_tensor(self, run)->dtype;
+            if (zfed_exact_round(self->acc, used, count, divisor, dtype,
+                                 out + run->offset + at * zfed_dtype_size(dtype), error,
+                                 error_size) != 0)
+                return s_locate(self, run, at, error, error_size);
+            used += count;
+        }
     }
     return 0;
 }
@@ -146,8 +195,43 @@ int zfed_combine_reduce(zfed_combine_t *self, zfed_agg_strategy_t strategy, doub
             return -1;
         }
         if (rc != 0)
-            return s_locate(self, run, error, error_size);
+            return s_locate(self, run, 0, error, error_size);
     }
+    return 0;
+}
+
+//  One piece's server step: a (the average, rounded once to float64)
+//  and x in float64 (exact for every float dtype); the step computes
+//  x + step in float64 and the new x is rounded once into the dtype.
+static int s_step_piece(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_run_t *run,
+                        uint64_t at, uint64_t first, size_t count, uint64_t divisor,
+                        const uint8_t *global, float *m, float *v, uint8_t *out, char *error,
+                        size_t error_size)
+{
+    zfed_dtype_t dtype = s_tensor(self, run)->dtype;
+    size_t offset = (size_t)(run->offset + at * zfed_dtype_size(dtype));
+    if (!zfed_dtype_is_float(dtype)) {
+        //  Integer tensors take the average itself (MODELS.md 10).
+        if (zfed_exact_round(self->acc, first, count, divisor, dtype, out + offset, error,
+                             error_size) != 0)
+            return s_locate(self, run, at, error, error_size);
+        return 0;
+    }
+    if (zfed_exact_round(self->acc, first, count, divisor, ZFED_DTYPE_F64, self->average, error,
+                         error_size) != 0)
+        return s_locate(self, run, at, error, error_size);
+    for (size_t k = 0; k < count; k++)
+        self->x[k] = zfed_dtype_get_f64(dtype, global + offset, k);
+    size_t state = (size_t)(run->state + at);
+    if (zfed_opt_step(opt, self->x, self->average, ZFED_DTYPE_F64, m + state, v ? v + state : NULL,
+                      count, error, error_size) != 0)
+        return s_locate(self, run, at, error, error_size);
+    for (size_t k = 0; k < count; k++)
+        if (zfed_dtype_set_f64(dtype, out + offset, k, self->x[k]) != 0) {
+            snprintf(error, error_size, "element %zu: %s step gives %g, not a finite %s", k,
+                     zfed_opt_name(opt->kind), self->x[k], zfed_dtype_name(dtype));
+            return s_locate(self, run, at, error, error_size);
+        }
     return 0;
 }
 
@@ -156,39 +240,19 @@ int zfed_combine_step(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_wi
                       uint64_t divisor, const uint8_t *global, float *m, float *v, uint8_t *out,
                       char *error, size_t error_size)
 {
-    zfed_exact_reset(self->acc);
-    for (size_t r = 0; r < window->runs; r++) {
-        const zfed_run_t *run = &window->run[r];
-        zfed_dtype_t dtype = s_tensor(self, run)->dtype;
-        if (s_fold(self, run, sources, weights, n, error, error_size) != 0)
+    cursor_t cursor = {0, 0};
+    while (cursor.run < window->runs) {
+        cursor_t block = cursor;
+        if (s_fold_block(self, window, &cursor, sources, weights, n, error, error_size) != 0)
             return -1;
-        if (!zfed_dtype_is_float(dtype)) {
-            //  Integer tensors take the average itself (MODELS.md 10).
-            if (zfed_exact_round(self->acc, run->element, run->count, divisor, dtype,
-                                 out + run->offset, error, error_size) != 0)
-                return s_locate(self, run, error, error_size);
-            continue;
+        const zfed_run_t *run;
+        uint64_t at, count, used = 0;
+        while (s_piece(window, &block, COMBINE_BLOCK - used, &run, &at, &count)) {
+            if (s_step_piece(self, opt, run, at, used, (size_t)count, divisor, global, m, v, out,
+                             error, error_size) != 0)
+                return -1;
+            used += count;
         }
-        //  a = the average rounded once to float64; x in float64 (exact
-        //  for every float dtype); the step computes x + step in float64
-        //  and the new x is rounded once into the dtype.
-        size_t count = (size_t)run->count;
-        if (zfed_exact_round(self->acc, run->element, run->count, divisor, ZFED_DTYPE_F64,
-                             self->average, error, error_size) != 0)
-            return s_locate(self, run, error, error_size);
-        const uint8_t *x = global + run->offset;
-        for (size_t k = 0; k < count; k++)
-            self->x[k] = zfed_dtype_get_f64(dtype, x, k);
-        if (zfed_opt_step(opt, self->x, self->average, ZFED_DTYPE_F64, m + run->state,
-                          v ? v + run->state : NULL, count, error, error_size) != 0)
-            return s_locate(self, run, error, error_size);
-        uint8_t *into = out + run->offset;
-        for (size_t k = 0; k < count; k++)
-            if (zfed_dtype_set_f64(dtype, into, k, self->x[k]) != 0) {
-                snprintf(error, error_size, "element %zu: %s step gives %g, not a finite %s", k,
-                         zfed_opt_name(opt->kind), self->x[k], zfed_dtype_name(dtype));
-                return s_locate(self, run, error, error_size);
-            }
     }
     return 0;
 }
@@ -200,7 +264,7 @@ int zfed_combine_krum(zfed_combine_t *self, zfed_krum_t *krum, const zfed_window
         const zfed_run_t *run = &window->run[r];
         if (zfed_krum_add(krum, s_point(self, run, sources, n), s_tensor(self, run)->dtype,
                           (size_t)run->count, error, error_size) != 0)
-            return s_locate(self, run, error, error_size);
+            return s_locate(self, run, 0, error, error_size);
     }
     return 0;
 }

@@ -24,7 +24,9 @@
 
 #define SOURCES    5
 #define PASS_CHUNK 512
-#define REQUESTS   4096
+//  The big layout's window (elements past zfed_combine's block of 32,768).
+#define BIG_CHUNK (1 << 20)
+#define REQUESTS  4096
 
 static char s_dir[256];
 static char s_global_path[300];
@@ -35,6 +37,7 @@ static zfed_model_t *s_results[SOURCES];
 static const uint64_t s_weights[SOURCES] = {3, 1, 4, 1, 5};
 //  Chunk size of each result: 0 in memory.
 static uint64_t s_chunks[SOURCES] = {0, PASS_CHUNK, 300, 1 << 20, 0};
+static uint64_t s_pass_chunk = PASS_CHUNK;
 
 static void s_layout_make(void)
 {
@@ -201,7 +204,7 @@ static zfed_pass_settings_t s_settings(zfed_agg_strategy_t strategy)
                                   .trim = 0.2,
                                   .krum_f = 1,
                                   .krum_m = 2,
-                                  .chunk = PASS_CHUNK,
+                                  .chunk = s_pass_chunk,
                                   .layout = s_layout,
                                   .global_path = s_global_path,
                                   .out_path = s_out_path};
@@ -370,7 +373,7 @@ static void s_test_exact_strategies(void)
         //  The last time, every result by reference at the pass's chunk:
         //  windows of 512 bytes, read from the frames in place.
         for (size_t r = 0; r < SOURCES; r++)
-            s_chunks[r] = k == 3 ? PASS_CHUNK : mixed[r];
+            s_chunks[r] = k == 3 ? s_pass_chunk : mixed[r];
         zfed_pass_settings_t settings = s_settings(strategies[k]);
         zfed_pass_t *pass = NULL;
         CHECK_INT(s_run(&settings, s_results, SOURCES, &pass), ZFED_PASS_DONE);
@@ -387,7 +390,8 @@ static void s_test_exact_strategies(void)
         //  Every chunk handed in was freed, no transfer stalled at its
         //  window, and the chunks held stayed within the windows.
         CHECK(zfed_pass_held_bytes(pass) == 0);
-        CHECK(zfed_pass_held_peak(pass) <= 2 * WINDOW * PASS_CHUNK + WINDOW * 300 + (1 << 20));
+        CHECK(zfed_pass_held_peak(pass) <=
+              2 * WINDOW * s_pass_chunk + WINDOW * 300 + (uint64_t)WINDOW * (2 << 20));
         CHECK(s_most_taken <= WINDOW);
         for (size_t r = 0; r < SOURCES; r++)
             CHECK(!s_transfers[r].running);
@@ -629,6 +633,43 @@ static void s_test_refusals(void)
     CHECK(strstr(reason, "the current global") != NULL);
 }
 
+//  Windows of more elements than a block of the exact accumulator (32,768),
+//  and tensors across blocks: the same checks on a bigger layout.
+static void s_test_blocks(void)
+{
+    char error[256];
+    zfed_layout_t *small = s_layout;
+    zfed_model_t *global = s_global, *results[SOURCES];
+    memcpy(results, s_results, sizeof results);
+    s_layout = zfed_layout_new();
+    const uint64_t a[] = {100003}, b[] = {5}, c[] = {70000}, d[] = {3000};
+    REQUIRE(zfed_layout_add(s_layout, "a", ZFED_DTYPE_F32, a, 1, error, sizeof error) == 0);
+    REQUIRE(zfed_layout_add(s_layout, "b", ZFED_DTYPE_F16, b, 1, error, sizeof error) == 0);
+    REQUIRE(zfed_layout_add(s_layout, "c", ZFED_DTYPE_F32, c, 1, error, sizeof error) == 0);
+    REQUIRE(zfed_layout_add(s_layout, "d", ZFED_DTYPE_I32, d, 1, error, sizeof error) == 0);
+    s_global = s_model(2, 0.0, 1.0);
+    REQUIRE(zfed_safetensors_save(s_global_path, s_global, NULL, error, sizeof error) == 0);
+    for (size_t r = 0; r < SOURCES; r++)
+        s_results[r] = s_model(200 + r, 0.5, 1.0);
+    uint64_t chunks[SOURCES];
+    memcpy(chunks, s_chunks, sizeof chunks);
+    const uint64_t big[SOURCES] = {0, BIG_CHUNK, 0, 2 * BIG_CHUNK, 0};
+    memcpy(s_chunks, big, sizeof big);
+    s_pass_chunk = BIG_CHUNK;
+    s_test_exact_strategies();
+    s_test_optimiser();
+    s_pass_chunk = PASS_CHUNK;
+    memcpy(s_chunks, chunks, sizeof chunks);
+    for (size_t r = 0; r < SOURCES; r++)
+        zfed_model_destroy(&s_results[r]);
+    zfed_model_destroy(&s_global);
+    zfed_layout_destroy(&s_layout);
+    s_layout = small;
+    s_global = global;
+    memcpy(s_results, results, sizeof results);
+    REQUIRE(zfed_safetensors_save(s_global_path, s_global, NULL, error, sizeof error) == 0);
+}
+
 int main(void)
 {
     s_setup();
@@ -640,6 +681,7 @@ int main(void)
     ZFED_TEST_RUN(s_test_optimiser);
     ZFED_TEST_RUN(s_test_drops);
     ZFED_TEST_RUN(s_test_refusals);
+    ZFED_TEST_RUN(s_test_blocks);
     for (size_t r = 0; r < SOURCES; r++)
         zfed_model_destroy(&s_results[r]);
     zfed_model_destroy(&s_global);
