@@ -659,7 +659,10 @@ class LargeModels(unittest.TestCase):
         # Three results of 256 MiB went through, a few chunks at a time:
         # at most the fetch window (8 chunks of 4 MiB) and one more each.
         self.assertLessEqual(record["pass"]["held_peak_bytes"], 3 * 9 * 4 * MIB)
-        self.assertLess(rss, 256 * MIB, "controller peak RSS %d MiB" % (rss // MIB))
+        # (A sanitizer's shadow memory and quarantine of freed frames would
+        # make this figure the sanitizer's, not the controller's.)
+        if os.environ.get("ZFED_SANITIZED") not in ("1", "ON", "true"):
+            self.assertLess(rss, 256 * MIB, "controller peak RSS %d MiB" % (rss // MIB))
 
     SAME_PARAMS = [{"add": 1, "samples": 1}] * 4
 
