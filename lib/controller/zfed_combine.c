@@ -141,27 +141,17 @@ static int s_fold_block(zfed_combine_t *self, const zfed_window_t *window, curso
     return 0;
 }
 
+static int s_blocks(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_window_t *window,
+                    const uint8_t *const *sources, const uint64_t *weights, size_t n,
+                    uint64_t divisor, const uint8_t *global, float *m, float *v, uint8_t *out,
+                    char *error, size_t error_size);
+
 int zfed_combine_exact(zfed_combine_t *self, const zfed_window_t *window,
                        const uint8_t *const *sources, const uint64_t *weights, size_t n,
                        uint64_t divisor, uint8_t *out, char *error, size_t error_size)
 {
-    cursor_t cursor = {0, 0};
-    while (cursor.run < window->runs) {
-        cursor_t block = cursor;
-        if (s_fold_block(self, window, &cursor, sources, weights, n, error, error_size) != 0)
-            return -1;
-        const zfed_run_t *run;
-        uint64_t at, count, used = 0;
-        while (s_piece(window, &block, COMBINE_BLOCK - used, &run, &at, &count)) {
-            zfed_dtype_t dtype = s_tensor(self, run)->dtype;
-            if (zfed_exact_round(self->acc, used, count, divisor, dtype,
-                                 out + run->offset + at * zfed_dtype_size(dtype), error,
-                                 error_size) != 0)
-                return s_locate(self, run, at, error, error_size);
-            used += count;
-        }
-    }
-    return 0;
+    return s_blocks(self, NULL, window, sources, weights, n, divisor, NULL, NULL, NULL, out, error,
+                    error_size);
 }
 
 int zfed_combine_reduce(zfed_combine_t *self, zfed_agg_strategy_t strategy, double trim,
@@ -200,17 +190,19 @@ int zfed_combine_reduce(zfed_combine_t *self, zfed_agg_strategy_t strategy, doub
     return 0;
 }
 
-//  One piece's server step: a (the average, rounded once to float64)
-//  and x in float64 (exact for every float dtype); the step computes
-//  x + step in float64 and the new x is rounded once into the dtype.
-static int s_step_piece(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_run_t *run,
-                        uint64_t at, uint64_t first, size_t count, uint64_t divisor,
-                        const uint8_t *global, float *m, float *v, uint8_t *out, char *error,
-                        size_t error_size)
+//  One piece of a folded block out: the average rounded once into the
+//  dtype, or with opt, the server step: a (the average, rounded once to
+//  float64) and x in float64 (exact for every float dtype); the step
+//  computes x + step in float64 and the new x is rounded once into the
+//  dtype.
+static int s_out_piece(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_run_t *run,
+                       uint64_t at, uint64_t first, size_t count, uint64_t divisor,
+                       const uint8_t *global, float *m, float *v, uint8_t *out, char *error,
+                       size_t error_size)
 {
     zfed_dtype_t dtype = s_tensor(self, run)->dtype;
     size_t offset = (size_t)(run->offset + at * zfed_dtype_size(dtype));
-    if (!zfed_dtype_is_float(dtype)) {
+    if (!opt || !zfed_dtype_is_float(dtype)) {
         //  Integer tensors take the average itself (MODELS.md 10).
         if (zfed_exact_round(self->acc, first, count, divisor, dtype, out + offset, error,
                              error_size) != 0)
@@ -240,6 +232,16 @@ int zfed_combine_step(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_wi
                       uint64_t divisor, const uint8_t *global, float *m, float *v, uint8_t *out,
                       char *error, size_t error_size)
 {
+    return s_blocks(self, opt, window, sources, weights, n, divisor, global, m, v, out, error,
+                    error_size);
+}
+
+//  Block by block: fold every source's block, then put it out.
+static int s_blocks(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_window_t *window,
+                    const uint8_t *const *sources, const uint64_t *weights, size_t n,
+                    uint64_t divisor, const uint8_t *global, float *m, float *v, uint8_t *out,
+                    char *error, size_t error_size)
+{
     cursor_t cursor = {0, 0};
     while (cursor.run < window->runs) {
         cursor_t block = cursor;
@@ -248,8 +250,8 @@ int zfed_combine_step(zfed_combine_t *self, const zfed_opt_t *opt, const zfed_wi
         const zfed_run_t *run;
         uint64_t at, count, used = 0;
         while (s_piece(window, &block, COMBINE_BLOCK - used, &run, &at, &count)) {
-            if (s_step_piece(self, opt, run, at, used, (size_t)count, divisor, global, m, v, out,
-                             error, error_size) != 0)
+            if (s_out_piece(self, opt, run, at, used, (size_t)count, divisor, global, m, v, out,
+                            error, error_size) != 0)
                 return -1;
             used += count;
         }
