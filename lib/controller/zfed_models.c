@@ -162,7 +162,6 @@ static int s_link(const char *source, const char *target)
         return rc;
     }
     //  No hard links here (another file system, FAT, ...): copy.
-    size_t size = 0;
     int fd = open(source, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -177,7 +176,6 @@ static int s_link(const char *source, const char *target)
             rc = got < 0 ? -1 : 0;
             break;
         }
-        size += (size_t)got;
         rc = zfed_durable_write(copy, buffer, (size_t)got);
     }
     int saved = errno;
