@@ -11,6 +11,7 @@
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh -R NAME    only ctest tests matching NAME, in every stage
 #   ZFED_STAGES="build" scripts/test.sh   only some stages (build asan fuzz)
+#   ZFED_TEST_JOBS=1 scripts/test.sh      tests one at a time (default 2)
 #
 # Exit status: 0 when every test passed.
 set -euo pipefail
@@ -18,12 +19,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 stages=${ZFED_STAGES:-"build asan fuzz"}
 fuzz_seconds=${ZFED_FUZZ_SECONDS:-20}
+# Tests run two at a time by default: most of them wait on sockets and
+# child processes, and every one picks its own ports and folders.
+test_jobs=${ZFED_TEST_JOBS:-2}
 
 scripts/install-deps.sh --test
 
 started=$(date +%s)
 stage() { echo "== $1 ($(($(date +%s) - started)) s)"; }
-run_ctest() { (cd "$1" && shift && ctest --output-on-failure --timeout 600 "$@"); }
+run_ctest() { (cd "$1" && shift && ctest --output-on-failure --timeout 600 -j "$test_jobs" "$@"); }
 
 if [[ " $stages " == *" build "* ]]; then
     stage "build/: gcc"
