@@ -342,7 +342,7 @@ def decode_descriptor(data, role=None):
 
 def _unpack(data):
     try:
-        return zp.plain(zp.unpack_strict(data))
+        return zp.unpack(data)
     except zp.DecodeError as failure:
         raise ModelError("msgpack", str(failure))
 

@@ -14,16 +14,43 @@ Model services (schemas/MODELS.md: descriptors, layouts, chunk transfer)
 build on this module in zfed.models.
 
 Every refusal raises a subclass of ProtocolError whose text is the reason.
-Needs only the standard library: the decoder is hand written so that it can
-enforce the v1 limits before allocating, and canonical bodies are
-byte-identical to msgpack.packb(obj, use_bin_type=True).
+Needs only the standard library: the strict decoder unpack_strict() is hand
+written so that it can enforce the v1 limits before allocating, and the
+canonical encoder pack_pure() writes what msgpack.packb(obj,
+use_bin_type=True) writes.
+
+Fast path.  When msgpack's C extension is importable (Debian's
+python3-msgpack), unpack() and pack() use it where it provably gives the
+same answer, and the pure code everywhere else:
+  * unpack(data) (what decode(), decode_batch() and zfed.models read with)
+    decodes with the C unpacker, then accepts the value only if packing it
+    again gives `data` byte for byte - so the body is canonical, no map
+    merged a duplicate key, no float32 or ext was widened - and a walk over
+    its containers finds at most 8 levels, str keys only and at most
+    VALUES_MAX values.  Anything else (a refusal, a non-canonical or odd
+    body) goes to unpack_strict(), which gives the exact reason.
+  * pack(obj) packs with the C packer in strict-types mode (exact list,
+    dict, str, bytes, int, float, bool, None only); any other type (tuple,
+    PairMap, ExtType, subclasses) or failure falls back to pack_pure(), so
+    the bytes and the errors are pack_pure()'s.  schemas/vectors.json,
+    batch-vectors.json and model-vectors.json, and random values, are
+    checked both ways in tests/integration/test_python_codec.py.
+ZFED_PY_CODEC=strict in the environment turns the fast path off.
 """
 
 import math
+import os
 import re
 import struct
 import sys
+import threading
 from fractions import Fraction
+
+try:  # the C extension only: msgpack's pure-Python fallback is no faster than ours
+    from msgpack._cmsgpack import Packer as _CPacker
+    from msgpack._cmsgpack import unpackb as _c_unpackb
+except ImportError:
+    _CPacker = _c_unpackb = None
 
 # Python >= 3.11 refuses int <-> str conversions above 4300 digits by default;
 # fib sums reach ~20,900 digits and bigint/decimal values 32,768 characters.
@@ -414,6 +441,87 @@ def unpack_strict(data):
     return value
 
 
+# ---------------------------------------------------------------------------
+# The fast path (see the module's docstring)
+
+FAST_CODEC = _c_unpackb is not None and os.environ.get("ZFED_PY_CODEC", "") != "strict"
+_STRICT = object()  # "the strict path decides"
+_SCALARS = frozenset((str, int, float, bool, bytes, type(None)))
+_local = threading.local()
+
+
+def _packer():
+    """This thread's C packer (a Packer keeps a buffer: one per thread)."""
+    try:
+        return _local.packer
+    except AttributeError:
+        packer = _local.packer = _CPacker(use_bin_type=True, strict_types=True)
+        return packer
+
+
+def _refuse_ext(code, data):
+    raise ValueError("ext values take the strict path")
+
+
+def _scan(container, level):
+    """Values inside a container the C unpacker built at nesting `level`
+    (elements, keys and values at any depth), or -1 when a container lies
+    deeper than NESTING_MAX or a map key is not a str."""
+    if type(container) is dict:
+        for key in container:
+            if type(key) is not str:
+                return -1
+        count = 2 * len(container)
+        items = container.values()
+    else:
+        count = len(container)
+        items = container
+    for item in items:
+        kind = type(item)
+        if kind is list or kind is dict:
+            if level == NESTING_MAX:
+                return -1
+            inner = _scan(item, level + 1)
+            if inner < 0:
+                return -1
+            count += inner
+    return count
+
+
+def _unpack_fast(data):
+    """The value of a body by the C unpacker, or _STRICT when the strict
+    decoder must decide (a refusal, a non-canonical body, ext, bin keys)."""
+    if type(data) is not bytes:
+        if not isinstance(data, (bytearray, memoryview)):
+            return _STRICT
+        data = bytes(data)
+    if not 0 < len(data) <= BODY_MAX:
+        return _STRICT
+    try:
+        value = _c_unpackb(data, raw=False, strict_map_key=True, ext_hook=_refuse_ext)
+        if _packer().pack(value) != data:
+            return _STRICT  # non-canonical, a merged duplicate key, a float32: strict
+    except Exception:
+        return _STRICT
+    kind = type(value)
+    if kind is list or kind is dict:
+        inner = _scan(value, 1)
+        if inner < 0 or inner + 1 > VALUES_MAX:
+            return _STRICT
+    return value
+
+
+def unpack(data):
+    """One msgpack body -> its value, maps as dicts where their keys allow
+    (plain(unpack_strict(data)), by the C unpacker when it agrees); raises
+    DecodeError with the strict decoder's reason."""
+    if FAST_CODEC:
+        value = _unpack_fast(data)
+        if value is not _STRICT:
+            return value
+    return plain(unpack_strict(data))
+
+
 def _hashable(key):
     try:
         hash(key)
@@ -446,7 +554,19 @@ def plain(value):
 
 def pack(obj):
     """Canonical msgpack bytes of obj (shortest headers, unsigned family for
-    non-negative integers, float64 for floats, map key order kept)."""
+    non-negative integers, float64 for floats, map key order kept): the C
+    packer's for exact built-in types, else pack_pure()'s (the same bytes,
+    and pack_pure()'s errors)."""
+    if FAST_CODEC:
+        try:
+            return _packer().pack(obj)
+        except Exception:
+            pass
+    return pack_pure(obj)
+
+
+def pack_pure(obj):
+    """pack() in Python: also PairMap, ExtType, tuples and subclasses."""
     out = bytearray()
     _pack(obj, out)
     return bytes(out)
@@ -574,6 +694,26 @@ def _pack_int(v, out):
             raise EncodeError("integer %d does not fit in 64 bits" % v)
 
 
+def _nesting_ok(value, level):
+    """depth(value) + level - 1 <= NESTING_MAX, for `value` at container
+    level `level`, stopping at the first container too deep."""
+    if isinstance(value, PairMap):
+        items = [part for pair in value for part in pair]
+    elif isinstance(value, dict):
+        items = [key for key in value if type(key) not in _SCALARS]
+        items.extend(value.values())
+    elif isinstance(value, (list, tuple)) and not isinstance(value, ExtType):
+        items = value
+    else:
+        return True
+    if level > NESTING_MAX:
+        return False
+    for item in items:
+        if type(item) not in _SCALARS and not _nesting_ok(item, level + 1):
+            return False
+    return True
+
+
 def depth(value):
     """Container levels of a value (a scalar is 0, an empty array 1)."""
     if isinstance(value, (PairMap, dict)):
@@ -612,17 +752,7 @@ class _Message:
 
     def encode(self):
         """Validates (same rules as the decoder) and encodes canonically."""
-        elements = self.elements()
-        try:
-            _check_elements(elements)
-        except DecodeError as failure:
-            raise EncodeError(str(failure))
-        if depth(elements) > NESTING_MAX:
-            raise EncodeError("nesting deeper than %d container levels" % NESTING_MAX)
-        data = pack(elements)
-        if len(data) > BODY_MAX:
-            raise EncodeError("body of %d bytes is over the %d-byte limit" % (len(data), BODY_MAX))
-        return data
+        return _encode(self.elements())
 
     def __eq__(self, other):
         return type(self) is type(other) and self.fields() == other.fields()
@@ -630,6 +760,36 @@ class _Message:
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__,
                            ", ".join("%s=%r" % (n, getattr(self, n)) for n in self.FIELDS))
+
+
+def _encode(elements):
+    """A message's elements -> its canonical body, or EncodeError."""
+    try:
+        _check_elements(elements)
+    except DecodeError as failure:
+        raise EncodeError(str(failure))
+    data = None
+    if FAST_CODEC:
+        try:
+            data = _packer().pack(elements)
+        except Exception:
+            pass  # a type the C packer does not take exactly: pack_pure
+    if data is None or _scan(elements, 1) < 0:  # (_scan is exact for exact types)
+        if not _nesting_ok(elements, 1):
+            raise EncodeError("nesting deeper than %d container levels" % NESTING_MAX)
+        if data is None:
+            data = pack_pure(elements)
+    if len(data) > BODY_MAX:
+        raise EncodeError("body of %d bytes is over the %d-byte limit" % (len(data), BODY_MAX))
+    return data
+
+
+def result_body(task, worker, compute_us, outputs):
+    """The body of the Result answering `task`: Result(job_id=task.job_id,
+    round=..., worker=worker, compute_us=..., outputs=...).encode(), without
+    building the Result."""
+    return _encode([KIND_RESULT, PROTOCOL_VERSION, task.job_id, task.round, task.task_id,
+                    task.attempt, worker, compute_us, outputs])
 
 
 class Task(_Message):
@@ -707,8 +867,57 @@ def _string_map(body, index, name):
 
 
 def _check_elements(body):
-    """Sections 7-9 and 13 on a decoded body array, in the order of
-    zfed-protocol.json codec.check_order (after the msgpack structure)."""
+    """Sections 7-9 and 13 on a decoded body array; the first failure in
+    the order of zfed-protocol.json codec.check_order raises DecodeError."""
+    if not _elements_ok(body):
+        _check_elements_ordered(body)
+
+
+def _string_keys_ok(value):
+    """A params or outputs dict: at most 256 keys, each a non-empty str
+    (a dict's keys are distinct)."""
+    if type(value) is not dict or len(value) > MAP_KEYS_MAX:
+        return False
+    for key in value:
+        if type(key) is not str or not key:
+            return False
+    return True
+
+
+def _elements_ok(body):
+    """True when _check_elements_ordered finds nothing, by the common
+    shapes only (exact lists and dicts); False when it must look (it may
+    still find nothing)."""
+    if type(body) is not list or len(body) < 8:
+        return False
+    kind, version, job_id, round_, task_id, attempt = body[:6]
+    if type(kind) is not str or ELEMENTS.get(kind) != len(body) or type(version) is not int \
+            or version != PROTOCOL_VERSION:
+        return False
+    for number in (round_, task_id, attempt):
+        if type(number) is not int or not 0 <= number <= U32_MAX:
+            return False
+    if not ((job_id == "" and kind == KIND_ERROR) or is_job_id(job_id)):
+        return False
+    if kind == KIND_TASK:
+        glob = body[7]
+        if type(glob) is not list or len(glob) != 2:
+            return False
+        g = glob[0]
+        return _string_keys_ok(body[6]) and type(g) is int and -1 <= g <= U32_MAX
+    if not is_token(body[6], WORKER_MAX):
+        return False
+    if kind == KIND_RESULT:
+        return is_u64(body[7]) and _string_keys_ok(body[8])
+    code, field, message = body[7:]
+    return type(code) is int and CODE_MIN <= code <= CODE_MAX and \
+        (field == "" or is_token(field, FIELD_MAX)) and type(message) is str and \
+        (message == "" or is_text(message, MESSAGE_MAX))
+
+
+def _check_elements_ordered(body):
+    """_check_elements, check by check in the order of zfed-protocol.json
+    codec.check_order (after the msgpack structure)."""
     if not isinstance(body, list) or isinstance(body, PairMap) or len(body) < 2:
         raise DecodeError("body must be an array of at least 2 elements (kind, version), got %s"
                           % ("array of %d" % len(body) if isinstance(body, list)
@@ -766,18 +975,35 @@ def _readable_ids(body):
 
 
 def decode(data):
-    """Body bytes -> Task, Result or Error; raises DecodeError with the reason."""
+    """Body bytes -> Task, Result or Error; raises DecodeError with the reason
+    (the strict decoder's, whichever path read the body)."""
+    if FAST_CODEC:
+        body = _unpack_fast(data)
+        if body is not _STRICT:
+            try:
+                _check_elements(body)
+            except DecodeError:
+                pass  # the strict path refuses it, with the ids it can read
+            else:
+                return _message(body)
     body = unpack_strict(data)
     try:
         _check_elements(body)
     except DecodeError as failure:
         failure.ids = _readable_ids(body)
         raise
+    return _message([plain(v) for v in body])
+
+
+def _message(body):
+    """A checked body (plain values) -> its message object."""
     cls = _CLASSES[body[0]]
-    values = [plain(v) for v in body[2:]]
+    values = body[2:]
     if cls is Task:
-        values = values[:5] + [values[5][0], values[5][1]]
-    return cls(**dict(zip(cls.FIELDS, values)))
+        values = values[:5] + values[5]
+    message = cls.__new__(cls)
+    message.__dict__.update(zip(cls.FIELDS, values))
+    return message
 
 
 def reencode(data):
@@ -799,6 +1025,9 @@ def is_batch(data):
     an array header with a count of at least 1, then a complete str (any
     width) equal to "zfed.batch".  A damaged batch is still a batch, so it
     is answered with one "bad batch" error rather than as a bad task."""
+    if type(data) is bytes and len(data) > 1 and 0x91 <= data[0] <= 0x9F and \
+            0xA0 <= data[1] <= 0xBF and data[1] != 0xA0 | len(_KIND_BATCH_BYTES):
+        return False  # the common case: a fixarray whose kind is a fixstr of another length
     head = bytes(memoryview(data)[:32])  # kind and headers fit in 21 bytes
     if not head:
         return False
@@ -834,7 +1063,7 @@ def decode_batch(data, max_items=BATCH_MAX):
     """Batch body bytes -> list of item bodies (bytes), in order.  Framing
     only: the items are not decoded (decode() each one).  Raises DecodeError
     with the reason, in the C decoder's order and wording (section 8.4)."""
-    body = unpack_strict(data)  # size and structure (sections 7.1, 7.2)
+    body = unpack(data)  # size and structure (sections 7.1, 7.2)
     if not (isinstance(body, list) and not isinstance(body, PairMap) and body
             and type(body[0]) is str and body[0] == KIND_BATCH):
         raise DecodeError("not a %s body" % KIND_BATCH)
@@ -919,10 +1148,15 @@ def fib_outputs(level):
     """Outputs for level n in the canonical key order: sum = F(n+1) - 1."""
     if not (type(level) is int and FIB_LEVEL_MIN <= level <= FIB_LEVEL_MAX):
         raise ProtocolError("fib level must be an integer from 1 to 100000, got %r" % (level,))
-    last, _ = _fib_pair(level - 1)
-    _, after = _fib_pair(level)  # F(n+1)
-    sequence = [str(t) for t in fib_terms(level)] if level <= FIB_SEQUENCE_MAX else []
-    return {"sum": str(after - 1), "terms": level, "last": str(last), "sequence": sequence}
+    if level <= FIB_SEQUENCE_MAX:  # the terms are needed anyway: one pass
+        terms = fib_terms(level)
+        last = terms[-1]  # F(n-1)
+        after = last + (last + terms[-2] if level > 1 else 1)  # F(n-1) + F(n)
+        return {"sum": str(after - 1), "terms": level, "last": str(last),
+                "sequence": [str(t) for t in terms]}
+    last, after = _fib_pair(level - 1)  # F(n-1), F(n)
+    after += last  # F(n+1)
+    return {"sum": str(after - 1), "terms": level, "last": str(last), "sequence": []}
 
 
 def fib_check_task(params, global_value):
