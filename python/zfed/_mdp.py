@@ -10,7 +10,27 @@ READY).  Requests received on a socket that has since been closed are
 abandoned: their replies carry the socket's generation and are dropped.
 
 The Loop runs in one thread and is the only user of its sockets.  Other
-threads hand it work with call_soon(), which wakes its poll through a pipe.
+threads hand it work with call_soon() and reply_soon(), which wake its poll
+through a pipe (only when it is polling: a loop that is awake sees them
+anyway).
+
+run_inline(function) runs a function on the loop thread itself, which
+saves the two thread hand-offs per task of a compute pool (with one
+compute thread, the pool only adds them).  While it runs, the loop's
+watchdog thread looks after the sockets: every timer check it reads what
+the broker sent (a sign of life; requests wait for the loop) and sends the
+heartbeats that are due, so heartbeats go on while the function computes.
+The sockets change hands under Loop.lock, which the loop thread holds at
+all times except inside run_inline (ZeroMQ allows a socket to move between
+threads behind a full memory barrier, which a lock is).  stop() during
+run_inline lets the function finish, or, from a signal handler on the loop
+thread, raise_if_computing() unwinds it with Stopped.
+
+Per message the loop does as little as it can in Python: frames are
+received as bytes (a copy costs less than a zmq.Frame and its .bytes),
+except the data frames of a model task (zero-copy); frames are sent one by
+one with plain int flags; timers run every quarter heartbeat interval, not
+per message (PROTOCOL.md 4).
 """
 
 import collections
@@ -24,22 +44,39 @@ from . import protocol as zp
 
 SEND_TIMEOUT_MS = 1000  # a reply that cannot be queued within a second: reconnect
 CLOSE_LINGER_MS = 500
+READ_BUDGET = 256  # messages read from one socket before the others get a turn
+WAKE_READ = 4096
+# Plain ints: pyzmq's enum flags cost an enum operation per use.
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+REQUEST_BODY_AT = 5  # frames of a REQUEST before its body: "", MDPW01, 0x02, address, ""
+WATCHDOG_JOIN_S = 5
+
+
+class Stopped(BaseException):
+    """Raised into a function that run_inline runs when the loop is told to
+    stop from a signal handler (BaseException: services catch Exception)."""
 
 
 class WorkerConnection:
     """One MDP worker: a service name, a credit and a request handler.
 
     handler(connection, generation, address, bodies) is called in the loop
-    thread for every REQUEST (bodies: the zmq.Frames after the empty frame,
+    thread for every REQUEST (bodies: the frames after the empty frame, the
+    first as bytes and, with zero_copy_data, the others as zmq.Frames
     received without a copy); answer with reply(generation, address, frames)
-    from the loop thread (call_soon from another)."""
+    from the loop thread (reply_soon from another)."""
 
-    def __init__(self, loop, service, name, handler, credit=1):
+    def __init__(self, loop, service, name, handler, credit=1, zero_copy_data=False):
         self.loop = loop
         self.service = service
         self.name = name
         self.handler = handler
         self.credit = credit
+        self.zero_copy_data = zero_copy_data
         self.socket = None
         self.generation = 0
         self.backoff_ms = zp.BACKOFF_INITIAL_MS
@@ -81,6 +118,7 @@ class WorkerConnection:
         self.loop.log.warning("%s: %s; registering again in %d ms", self.name, why,
                               self.backoff_ms)
         self.reopen_at = now + self.backoff_ms / 1000.0
+        self.loop.timer_at(self.reopen_at)
         self.backoff_ms = min(self.backoff_ms * 2, zp.BACKOFF_MAX_MS)
 
     def disconnect(self):
@@ -106,42 +144,68 @@ class WorkerConnection:
         if generation != self.generation or self.socket is None:
             self.loop.log.debug("%s: reply for a closed connection abandoned", self.name)
             return False
-        now = time.monotonic()
+        send = self.socket.send
         try:
-            self._send([b"", zp.MDPW, zp.REPLY, address, b""] + list(frames), now, copy=False)
-        except zmq.Again:
-            self.reconnect("a reply could not be queued within %d ms" % SEND_TIMEOUT_MS, now)
+            send(b"", _SNDMORE)
+            send(zp.MDPW, _SNDMORE)
+            send(zp.REPLY, _SNDMORE)
+            send(address, _SNDMORE)
+            send(b"", _SNDMORE)
+            last = len(frames) - 1
+            for index, frame in enumerate(frames):  # big frames go without a copy
+                send(frame, _SNDMORE if index < last else 0, copy=False)
+        except zmq.Again:  # (a multipart message is queued whole or not at all)
+            self.reconnect("a reply could not be queued within %d ms" % SEND_TIMEOUT_MS,
+                           self.loop.now)
             return False
+        self.last_sent = self.loop.now
         self.replies += 1
         return True
 
-    def on_readable(self, now):
-        """Reads what is queued on the socket (a bounded batch)."""
-        for _ in range(256):
-            if self.socket is None:
-                return
+    def _receive(self):
+        """One whole message (the socket is readable): frames as bytes, the
+        data frames of a model REQUEST as zmq.Frames."""
+        socket = self.socket
+        recv, more = socket.recv, socket.getsockopt
+        frames = [recv(_NOBLOCK)]
+        if not self.zero_copy_data:
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            return frames
+        while more(_RCVMORE):
+            frames.append(recv(_NOBLOCK, copy=len(frames) <= REQUEST_BODY_AT))
+        return frames
+
+    def on_readable(self, now, drain=False):
+        """Reads what is queued on the socket: one message, and with credit
+        more than 1 (or drain) up to READ_BUDGET while more are waiting (one
+        REQUEST at a time is the strict MDP case: no second look needed)."""
+        for _ in range(READ_BUDGET):
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self._receive()
             except zmq.Again:
                 return
             self._on_message(frames, now)
+            if (self.credit == 1 and not drain) or self.socket is None or \
+                    not self.socket.getsockopt(_EVENTS) & _POLLIN:
+                return
 
     def _on_message(self, frames, now):
-        if len(frames) < 3 or frames[0].bytes != b"" or frames[1].bytes != zp.MDPW \
-                or len(frames[2].bytes) != 1:
+        count = len(frames)
+        if count < 3 or frames[0] != b"" or frames[1] != zp.MDPW or len(frames[2]) != 1:
             self.loop.log.warning("%s: dropped a malformed message from the broker", self.name)
             return
-        command = frames[2].bytes
-        if command in (zp.HEARTBEAT, zp.DISCONNECT) and len(frames) != 3:
+        command = frames[2]
+        if command == zp.REQUEST:
+            if count < 6 or not 1 <= len(frames[3]) <= 255 or frames[4] != b"":
+                self.loop.log.warning("%s: dropped a malformed REQUEST", self.name)
+                return
+        elif command not in zp.COMMAND_NAMES:
+            self.loop.log.warning("%s: dropped an unknown command 0x%02x", self.name, command[0])
+            return
+        elif command in (zp.HEARTBEAT, zp.DISCONNECT) and count != 3:
             self.loop.log.warning("%s: dropped a %s with extra frames", self.name,
                                   zp.COMMAND_NAMES[command])
-            return
-        if command == zp.REQUEST and (len(frames) < 6 or not 1 <= len(frames[3].bytes) <= 255
-                                      or frames[4].bytes != b""):
-            self.loop.log.warning("%s: dropped a malformed REQUEST", self.name)
-            return
-        if command not in zp.COMMAND_NAMES:
-            self.loop.log.warning("%s: dropped an unknown command 0x%02x", self.name, command[0])
             return
         self.last_heard = now
         if command == zp.DISCONNECT:
@@ -152,7 +216,7 @@ class WorkerConnection:
             self.backoff_ms = zp.BACKOFF_INITIAL_MS
         if command == zp.REQUEST:
             self.requests += 1
-            self.handler(self, self.generation, frames[3].bytes, frames[5:])
+            self.handler(self, self.generation, frames[3], frames[REQUEST_BODY_AT:])
         elif command != zp.HEARTBEAT:
             self.loop.log.warning("%s: unexpected %s from the broker ignored", self.name,
                                   zp.COMMAND_NAMES[command])
@@ -173,11 +237,6 @@ class WorkerConnection:
             except zmq.Again:
                 self.reconnect("a heartbeat could not be queued", now)
 
-    def next_event(self):
-        if self.socket is None:
-            return self.reopen_at
-        return min(self.last_sent + self.loop.interval, self.last_heard + self.loop.expiry)
-
 
 class Loop:
     """One thread's poll over its connections, timers and wake-ups."""
@@ -197,7 +256,15 @@ class Loop:
         self.connections = []
         self.timers = []  # callables(now) run at every check
         self.changed = True
+        self.now = time.monotonic()  # as of the last wake-up
+        self.next_check = self.now
         self._calls = collections.deque()
+        self._replies = collections.deque()
+        self._polling = False
+        self.lock = threading.Lock()  # the sockets' owner: see the module's docstring
+        self._busy_since = None       # set while run_inline runs a function
+        self._watchdog = None
+        self._watchdog_wake = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -215,7 +282,19 @@ class Loop:
     def call_soon(self, function):
         """Thread-safe: runs function() in the loop thread, soon."""
         self._calls.append(function)
-        self.wake()
+        if self._polling:
+            self.wake()
+
+    def reply_soon(self, connection, generation, address, frames):
+        """Thread-safe: connection.reply(generation, address, frames) in the
+        loop thread, soon (a compute thread's answer)."""
+        self._replies.append((connection, generation, address, frames))
+        if self._polling:  # else the loop is awake and empties the queue before polling
+            self.wake()
+
+    def timer_at(self, when):
+        """The next check runs no later than `when` (a reconnect's back-off)."""
+        self.next_check = min(self.next_check, when)
 
     def wake(self):
         try:
@@ -228,47 +307,114 @@ class Loop:
         self._stopping = True
         self.wake()
 
+    @property
+    def stopping(self):
+        return self._stopping
+
+    @property
+    def busy(self):
+        """True while run_inline runs a function (the watchdog has the sockets)."""
+        return self._busy_since is not None
+
+    def raise_if_computing(self):
+        """From a signal handler: Stopped when the handler interrupted a
+        function that run_inline runs on this (the main) thread."""
+        if self._busy_since is not None and threading.current_thread() is self.thread:
+            raise Stopped()
+
+    def run_inline(self, function, *args):
+        """function(*args) on the loop thread, the watchdog keeping the
+        connections alive meanwhile; only from the loop thread."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="zfed-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
+        self.lock.release()
+        try:
+            self._busy_since = time.monotonic()
+            return function(*args)
+        finally:
+            self._busy_since = None
+            self.lock.acquire()
+            self.now = time.monotonic()
+
+    def _watch(self):
+        """The watchdog: at every timer check during a long run_inline,
+        what the loop would do: read (requests are deferred by their
+        handler, which sees busy), heartbeat, expire."""
+        while not self._stopping:
+            self._watchdog_wake.wait(self.check)
+            if self._busy_since is None or self._stopping:
+                continue
+            if not self.lock.acquire(timeout=self.check):
+                continue
+            try:
+                if self._busy_since is None or self._stopping:
+                    continue
+                self.now = now = time.monotonic()
+                for connection in self.connections:
+                    socket = connection.socket
+                    if socket is not None and socket.getsockopt(_EVENTS) & _POLLIN:
+                        connection.on_readable(now, drain=True)
+                if now >= self.next_check:
+                    self._tick(now)
+            except Exception:  # the watchdog must outlive a bad tick
+                self.log.exception("watchdog check failed")
+            finally:
+                self.lock.release()
+
+    def _stop_watchdog(self):
+        if self._watchdog is not None:
+            self._watchdog_wake.set()
+            self._watchdog.join(WATCHDOG_JOIN_S)
+
+    def _poller(self):
+        poller = zmq.Poller()
+        poller.register(self._wake_r, zmq.POLLIN)
+        by_socket = {c.socket: c for c in self.connections if c.socket is not None}
+        for socket in by_socket:
+            poller.register(socket, zmq.POLLIN)
+        self.changed = False
+        return poller, by_socket
+
     def run(self):
         self.thread = threading.current_thread()
-        now = time.monotonic()
+        self.lock.acquire()
+        self.now = time.monotonic()
         for connection in self.connections:
-            connection.open(now)
-        poller, by_socket = None, {}
-        next_check = now
+            connection.open(self.now)
+        self.next_check = self.now + self.check
+        poller, by_socket = self._poller()
+        wake_r = self._wake_r
         try:
             while not self._stopping:
-                if self.changed or poller is None:
-                    poller = zmq.Poller()
-                    poller.register(self._wake_r, zmq.POLLIN)
-                    by_socket = {c.socket: c for c in self.connections if c.socket is not None}
-                    for socket in by_socket:
-                        poller.register(socket, zmq.POLLIN)
-                    self.changed = False
-                now = time.monotonic()
-                deadline = next_check
-                for connection in self.connections:
-                    event = connection.next_event()
-                    if event is not None:
-                        deadline = min(deadline, event)
-                timeout = max(0.0, deadline - now)
-                events = poller.poll(timeout * 1000)
-                now = time.monotonic()
+                if self.changed:
+                    poller, by_socket = self._poller()
+                # Set before the last look at the queues (reply_soon reads it
+                # after appending), so a reply is never left waiting a whole poll.
+                self._polling = True
+                if self._replies or self._calls:
+                    timeout = 0
+                else:
+                    timeout = max(0.0, self.next_check - time.monotonic()) * 1000
+                events = poller.poll(timeout)
+                self._polling = False
+                self.now = now = time.monotonic()
                 for item, _ in events:
-                    if item == self._wake_r:
+                    if item == wake_r:
                         self._drain_wake()
                     else:
                         connection = by_socket.get(item)
                         if connection is not None and connection.socket is item:
                             connection.on_readable(now)
                 self._run_calls()
-                if now >= next_check or any(c.next_event() is not None and
-                                            c.next_event() <= now for c in self.connections):
-                    for connection in self.connections:
-                        connection.tick(now)
-                    for timer in self.timers:
-                        timer(now)
-                    next_check = now + self.check
+                if now >= self.next_check:
+                    self._tick(now)
+        except Stopped:
+            pass  # stop() from a signal handler, in the middle of a function
         finally:
+            self._stopping = True
+            self._stop_watchdog()
             self._run_calls()
             for connection in self.connections:
                 connection.disconnect()
@@ -276,15 +422,29 @@ class Loop:
                 self.context.term()
             os.close(self._wake_r)
             os.close(self._wake_w)
+            self.lock.release()
+
+    def _tick(self, now):
+        self.next_check = now + self.check
+        for connection in self.connections:
+            connection.tick(now)
+        for timer in self.timers:
+            timer(now)
 
     def _drain_wake(self):
         try:
-            while os.read(self._wake_r, 4096):
-                pass
+            os.read(self._wake_r, WAKE_READ)  # one read: more bytes only wake us again
         except BlockingIOError:
             pass
 
     def _run_calls(self):
+        replies = self._replies
+        while replies:
+            connection, generation, address, frames = replies.popleft()
+            try:
+                connection.reply(generation, address, frames)
+            except Exception:  # a bad reply must not stop the loop
+                self.log.exception("%s: sending a reply failed", connection.name)
         while self._calls:
             function = self._calls.popleft()
             try:

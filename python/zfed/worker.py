@@ -41,7 +41,7 @@ import traceback
 from . import blob as zb
 from . import models as zm
 from . import protocol as zp
-from ._mdp import Loop, WorkerConnection
+from ._mdp import Loop, Stopped, WorkerConnection
 from ._version import __version__
 from .curve import CurveError, client_curve
 from .service import Context, ParamError, Service, ServiceError
@@ -96,10 +96,16 @@ class WorkerRuntime:
         self.mdp_service = registered_name(svc.name, config.site)
         if not zp.is_service_name(self.mdp_service):
             raise ValueError("'%s' is not a valid MDP service name" % self.mdp_service)
+        # One compute thread for a value service: the function runs on the
+        # I/O thread itself (Loop.run_inline: no hand-offs, the watchdog
+        # heartbeats meanwhile).  A model service keeps its pool, so that
+        # its blob service answers fetches while it computes.
+        self.inline = config.threads == 1 and not svc.is_model
+        handler = self._on_request_inline if self.inline else self._on_request
         for index in range(config.concurrency):
             name = config.name if config.concurrency == 1 else "%s.%d" % (config.name, index)
-            self.loop.add(WorkerConnection(self.loop, self.mdp_service, name, self._on_request,
-                                           config.credit))
+            self.loop.add(WorkerConnection(self.loop, self.mdp_service, name, handler,
+                                           config.credit, zero_copy_data=svc.is_model))
         self.store = None
         self.cache = None
         if svc.is_model:
@@ -109,20 +115,23 @@ class WorkerRuntime:
                                            self._on_blob_request, config.blob_credit))
             self.loop.timers.append(self.store.expire)
             self.cache = zb.ModelCache()
-        self._jobs = queue.Queue()
+        self._jobs = queue.SimpleQueue()
+        self._service_log = logging.getLogger("zfed.service").getChild(svc.name)
         self._local = threading.local()
         self.served = 0
         self.failed = 0
-        self._threads = [threading.Thread(target=self._compute, name="compute-%d" % i,
-                                          daemon=True) for i in range(config.threads)]
+        self._threads = [] if self.inline else [
+            threading.Thread(target=self._compute, name="compute-%d" % i, daemon=True)
+            for i in range(config.threads)]
 
     # -- I/O thread -----------------------------------------------------------
     def run(self):
         for thread in self._threads:
             thread.start()
-        self.log.info("serving %s (%s service %s) with %d connection(s), %d thread(s)",
+        self.log.info("serving %s (%s service %s) with %d connection(s), %s",
                       self.mdp_service, self.service.kind, self.service.__name__,
-                      self.config.concurrency, self.config.threads)
+                      self.config.concurrency, "computing on the I/O thread" if self.inline
+                      else "%d compute thread(s)" % self.config.threads)
         try:
             self.loop.run()
         finally:
@@ -130,11 +139,31 @@ class WorkerRuntime:
                           self.served, self.failed)
 
     def stop(self):
-        """Thread-safe and signal-safe."""
+        """Thread-safe and signal-safe; a function running on the I/O thread
+        finishes first (from a signal handler, see stop_from_signal)."""
         self.loop.stop()
+
+    def stop_from_signal(self):
+        """stop() for a signal handler: when the handler interrupted the
+        function on the I/O thread (run() called from the main thread), the
+        function is unwound (zfed._mdp.Stopped) and its task abandoned, as a
+        compute thread's is."""
+        self.loop.stop()
+        self.loop.raise_if_computing()
 
     def _on_request(self, connection, generation, address, bodies):
         self._jobs.put((connection, generation, address, bodies))
+
+    def _on_request_inline(self, connection, generation, address, bodies):
+        if self.loop.busy:  # read by the watchdog while a function runs: after it
+            self.loop.call_soon(lambda: self._on_request_inline(connection, generation,
+                                                                address, bodies))
+            return
+        if self.loop.stopping:
+            return  # abandoned, as a stopping pool abandons what it holds
+        frames = self.loop.run_inline(self._answer_safely, bodies, connection.name)
+        self.served += 1
+        connection.reply(generation, address, frames)
 
     def _on_blob_request(self, connection, generation, address, bodies):
         connection.reply(generation, address, self.store.answer(bodies))
@@ -143,15 +172,19 @@ class WorkerRuntime:
     def _compute(self):
         while True:
             connection, generation, address, bodies = self._jobs.get()
-            try:
-                frames = self.answer(bodies, connection.name)
-            except BaseException as failure:  # never leave a request unanswered
-                self.log.exception("%s: answering a request failed", connection.name)
-                frames = [self._error(None, connection.name, zp.E_INTERNAL, "",
-                                      "%s: %s" % (type(failure).__name__, failure))]
+            frames = self._answer_safely(bodies, connection.name)
             self.served += 1
-            self.loop.call_soon(lambda c=connection, g=generation, a=address, f=frames:
-                                c.reply(g, a, f))
+            self.loop.reply_soon(connection, generation, address, frames)
+
+    def _answer_safely(self, bodies, worker):
+        try:
+            return self.answer(bodies, worker)
+        except (Stopped, KeyboardInterrupt):
+            raise  # the worker is stopping: the task is abandoned
+        except BaseException as failure:  # never leave a request unanswered
+            self.log.exception("%s: answering a request failed", worker)
+            return [self._error(None, worker, zp.E_INTERNAL, "",
+                                "%s: %s" % (type(failure).__name__, failure))]
 
     def _error(self, ids, worker, code, field, message):
         job_id, round_, task_id, attempt = ids or ("", 0, 0, 0)
@@ -216,7 +249,7 @@ class WorkerRuntime:
         if task.KIND != zp.KIND_TASK:
             return [self._error(task.ids, worker, zp.E_MALFORMED, "",
                                 "expected zfed.task, got %s" % task.KIND)]
-        ctx = Context(self.config.site, task, worker, self.service.name)
+        ctx = Context(self.config.site, task, worker, self.service.name, self._service_log)
         started = time.perf_counter_ns()
         try:
             task.params = self._site_params(task.params)
@@ -256,9 +289,7 @@ class WorkerRuntime:
     def _result(self, task, worker, started, outputs):
         compute_us = (time.perf_counter_ns() - started) // 1000
         try:
-            return zp.Result(job_id=task.job_id, round=task.round, task_id=task.task_id,
-                             attempt=task.attempt, worker=worker, compute_us=compute_us,
-                             outputs=outputs).encode()
+            return zp.result_body(task, worker, compute_us, outputs)
         except zp.EncodeError as failure:
             if "over the" in str(failure):
                 raise ServiceError(zp.E_TOO_LARGE, "the result does not fit in a %d-byte body"
@@ -478,7 +509,7 @@ def main(argv=None):
         return EXIT_FAILED
 
     def on_signal(signum, frame):
-        runtime.stop()
+        runtime.stop_from_signal()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     runtime.run()

@@ -218,10 +218,17 @@ class Runtime(unittest.TestCase):
         self.assertIn("ZeroDivisionError", worker.log())  # the traceback is logged
 
     def test_sigterm_stops_cleanly_even_while_a_function_runs(self):
+        self.sigterm_while_computing(2)  # on a compute thread
+
+    def test_sigterm_stops_cleanly_while_a_function_runs_on_the_io_thread(self):
+        self.sigterm_while_computing(1)  # one thread: the function runs on the I/O thread
+
+    def sigterm_while_computing(self, connections):
         cluster = self.cluster
         cluster.start_broker()
-        worker = cluster.start_py_worker("py_services:flaky", "--concurrency", "2", "-v")
-        cluster.wait_workers(2, service="flaky")
+        worker = cluster.start_py_worker("py_services:flaky", "--concurrency", str(connections),
+                                         "-v")
+        cluster.wait_workers(connections, service="flaky")
         client = zfed.Client(cluster.endpoint)
         try:
             client.send("flaky", [zc.task("j", 0, 0, {"mode": "sleep", "seconds": 60}).encode()])
@@ -231,12 +238,12 @@ class Runtime(unittest.TestCase):
             worker.signal(signal.SIGTERM)
             worker.proc.wait(10)
             self.assertEqual(worker.proc.returncode, 0, worker.log())
-            # DISCONNECT on both connections: the broker knows long before
+            # DISCONNECT on every connection: the broker knows long before
             # it would expire them (7.5 s).
             deadline = time.monotonic() + 5
             while True:
                 status = cluster.status()
-                if status["counters"]["workers_left"] - before == 2:
+                if status["counters"]["workers_left"] - before == connections:
                     break
                 self.assertLess(time.monotonic(), deadline, "%d DISCONNECT(s) counted:\n%s\n%s"
                                 % (status["counters"]["workers_left"] - before, worker.log(),
@@ -246,14 +253,26 @@ class Runtime(unittest.TestCase):
             self.assertNotIn("flaky", {s for s, v in status["services"].items()
                                        if v["workers"]})
             self.assertIn("stopped after", worker.log())
+            self.assertEqual("computing on the I/O thread" in worker.log(), connections == 1)
         finally:
             client.close()
 
     def test_heartbeats_go_on_while_a_long_function_computes(self):
+        # On the I/O thread (the watchdog heartbeats), then on a compute thread.
+        for threads in ("1", "2"):
+            with self.subTest(threads=threads):
+                self.heartbeats_while_computing(threads)
+                self.cluster.close()
+                self.cluster = Cluster("py-runtime")
+
+    def heartbeats_while_computing(self, threads):
         cluster = self.cluster
-        cluster.start_broker("--heartbeat-ms", "200", "--liveness", "4")
-        cluster.start_py_worker("py_services:flaky", "--heartbeat-ms", "200", "--liveness", "4")
+        # No busy allowance: a worker silent while it computes would expire.
+        cluster.start_broker("--heartbeat-ms", "200", "--liveness", "4", "--busy-timeout", "0")
+        worker = cluster.start_py_worker("py_services:flaky", "--heartbeat-ms", "200",
+                                         "--liveness", "4", "--threads", threads)
         cluster.wait_workers(1, service="flaky")
+        self.assertEqual("computing on the I/O thread" in worker.log(), threads == "1")
         with zfed.Client(cluster.endpoint) as client:
             # 3 s is 15 heartbeat intervals, almost 4 times the 800 ms expiry.
             answer = client.call("flaky", zc.task("j", 0, 0, {"mode": "sleep", "seconds": 3}))
@@ -262,6 +281,7 @@ class Runtime(unittest.TestCase):
         self.assertEqual(counters["workers_expired"], 0)
         self.assertEqual(counters["redispatched"], 0)
         self.assertEqual(counters["dispatched"], 1)
+        self.assertNotIn("registering again", worker.log())  # nor did it miss the broker's
 
     def test_reconnects_to_a_broker_that_comes_back(self):
         cluster = self.cluster
