@@ -52,6 +52,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+# pyzmq's Socket.send is a Python wrapper (routing_id, group: not used here)
+# over its backend's; replies call the backend's directly.
+_SEND = zmq.backend.Socket.send if issubclass(zmq.Socket, zmq.backend.Socket) else zmq.Socket.send
 REQUEST_BODY_AT = 5  # frames of a REQUEST before its body: "", MDPW01, 0x02, address, ""
 WATCHDOG_JOIN_S = 5
 
@@ -144,16 +147,16 @@ class WorkerConnection:
         if generation != self.generation or self.socket is None:
             self.loop.log.debug("%s: reply for a closed connection abandoned", self.name)
             return False
-        send = self.socket.send
+        socket = self.socket
         try:
-            send(b"", _SNDMORE)
-            send(zp.MDPW, _SNDMORE)
-            send(zp.REPLY, _SNDMORE)
-            send(address, _SNDMORE)
-            send(b"", _SNDMORE)
+            _SEND(socket, b"", _SNDMORE)
+            _SEND(socket, zp.MDPW, _SNDMORE)
+            _SEND(socket, zp.REPLY, _SNDMORE)
+            _SEND(socket, address, _SNDMORE)
+            _SEND(socket, b"", _SNDMORE)
             last = len(frames) - 1
             for index, frame in enumerate(frames):  # big frames go without a copy
-                send(frame, _SNDMORE if index < last else 0, copy=False)
+                _SEND(socket, frame, _SNDMORE if index < last else 0, copy=False)
         except zmq.Again:  # (a multipart message is queued whole or not at all)
             self.reconnect("a reply could not be queued within %d ms" % SEND_TIMEOUT_MS,
                            self.loop.now)
