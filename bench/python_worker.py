@@ -231,7 +231,7 @@ class Bench:
 
     # -- a large model -------------------------------------------------------------
 
-    def model_once(self, system, client, model, size):
+    def model_once(self, system, client, descriptor, model, size):
         import zfed.client as zc
         worker = self.start_worker(system, "tensoravg")
         try:
@@ -241,7 +241,7 @@ class Bench:
             before = cpu_seconds(worker.pid)
             task = zc.task("bench", 0, 0, {"add": 1.0, "samples": 1})
             started = time.monotonic()
-            reply = client.call("tensoravg", task, model=model, timeout=600)
+            reply = client.call("tensoravg", task, model=descriptor, timeout=600)
             wall = time.monotonic() - started
             if reply.error is not None:
                 raise RuntimeError("%s worker answered %d: %s" % (system, reply.error.code,
@@ -283,7 +283,8 @@ class Bench:
             runs = {s: [] for s in systems}
             for _ in range(self.args.model_repeat):
                 for system in systems:
-                    runs[system].append(self.model_once(system, client, descriptor, size))
+                    runs[system].append(self.model_once(system, client, descriptor, model,
+                                                        size))
         for system, items in runs.items():
             out[system] = {
                 "seconds": statistics.median(r["seconds"] for r in items),

@@ -16,6 +16,7 @@ whole model is returned (and its sha256 checked when the descriptor has
 one).
 """
 
+import hashlib
 import logging
 import os
 import threading
@@ -275,6 +276,10 @@ class Fetcher:
         outstanding = {}  # index -> [deadline, resends, busy_backoff_ms]
         waiting = {}      # index -> time to fetch again after a 429
         next_index, whole = 0, 0
+        # The digest follows the chunks that have arrived in order, so that
+        # hashing (which releases the GIL) overlaps the rest of the transfer.
+        digest = hashlib.sha256() if descriptor.sha256 is not None else None
+        arrived, hashed = set(), 0
         started = time.monotonic()
 
         def send(index, resends=0, backoff=BUSY_BACKOFF_MS):
@@ -329,7 +334,14 @@ class Fetcher:
             del outstanding[index]
             buffer[start:end] = np.frombuffer(data.buffer, np.uint8)
             whole += 1
-        if descriptor.sha256 is not None and zm.sha256(buffer) != bytes(descriptor.sha256):
+            if digest is not None:
+                arrived.add(index)
+                while hashed in arrived:
+                    arrived.discard(hashed)
+                    first, last = descriptor.chunk_range(hashed)
+                    digest.update(buffer[first:last])
+                    hashed += 1
+        if digest is not None and digest.digest() != bytes(descriptor.sha256):
             raise TransferError("the model fetched from %s does not match its sha256" % service)
         self.log.debug("fetched %d bytes in %d chunks from %s in %.1f ms", size, chunks, service,
                        (time.monotonic() - started) * 1000)

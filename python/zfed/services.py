@@ -80,13 +80,20 @@ def vecavg(params, global_value, ctx):
     return {"weights": weights, "samples": samples}
 
 
-def _dtype_add(array, dtype, add):
-    """x + add in the tensor's dtype (MODELS.md 11): F64 and F32 in their own
-    precision, F16 and BF16 through binary32, integers exactly (in range)."""
+def _dtype_add(array, dtype, add, out):
+    """out[...] = x + add in the tensor's dtype (MODELS.md 11): F64 and F32
+    in their own precision, straight into `out` (no temporary the size of
+    the tensor), F16 and BF16 through binary32, integers exactly (in
+    range)."""
     if dtype == "F64":
-        return array + np.float64(add)
-    if dtype == "F32":
-        return array + np.float32(add)
+        np.add(array, np.float64(add), out=out)
+    elif dtype == "F32":
+        np.add(array, np.float32(add), out=out)
+    else:
+        out[...] = _add_through_wider(array, dtype, add)
+
+
+def _add_through_wider(array, dtype, add):
     if dtype == "F16":
         a = np.float32(np.float16(add))
         return (array.astype(np.float32) + a).astype(np.float16)
@@ -124,6 +131,6 @@ def tensoravg(params, model, ctx):
         raise ParamError("add", "an integer tensor needs an integer add, got %r" % add)
     out = zm.Model.empty(layout)  # one buffer: the result is sent without a copy
     for tensor in layout:
-        out[tensor.name][...] = _dtype_add(model[tensor.name], tensor.dtype,
-                                           add if tensor.dtype in zm.FLOAT_DTYPES else int(add))
+        _dtype_add(model[tensor.name], tensor.dtype,
+                   add if tensor.dtype in zm.FLOAT_DTYPES else int(add), out[tensor.name])
     return out, samples, None

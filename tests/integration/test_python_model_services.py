@@ -17,6 +17,8 @@ import zfed  # noqa: E402
 from zfed import blob as zb  # noqa: E402
 from zfed import client as zc  # noqa: E402
 from zfed import models as zm  # noqa: E402
+import zfed.services  # noqa: E402
+import zfed.worker  # noqa: E402
 
 MIB = 1 << 20
 
@@ -175,6 +177,40 @@ class ModelServices(unittest.TestCase):
             self.client.fetcher.fetch(reply.descriptor)
         self.assertIn("404", str(caught.exception))
         self.assertEqual(self.client.release(again), 1)
+
+    def test_no_copy_of_the_model_beyond_the_result(self):
+        """tracemalloc sees numpy's allocations: answering a model task
+        allocates the result (and, by reference, the buffer the chunks are
+        assembled in), nothing the size of the model besides."""
+        import tracemalloc
+        runtime = zfed.worker.WorkerRuntime(
+            zfed.services.tensoravg, zfed.worker.Config(endpoint=self.cluster.endpoint,
+                                                        name="traced"))
+        for what, tensor_bytes, copies in (("inline", 4 * MIB, 1), ("by reference", 24 * MIB, 2)):
+            with self.subTest(what):
+                model = zm.Model.empty(zm.make_layout([("w", "F32", (tensor_bytes // 4,))]))
+                model["w"][...] = np.arange(model["w"].size) % 1000
+                descriptor, data = self.client.global_descriptor(model)
+                task = zc.task("traced", 0, 0, {"add": 2.0, "samples": 1},
+                               descriptor.elements())
+                bodies = [task.encode()] + [bytes(memoryview(d)) for d in data]
+                tracemalloc.start()
+                try:
+                    frames = runtime.answer(bodies, "traced")
+                    _, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
+                result = zfed.protocol.decode(frames[0])
+                self.assertEqual(result.KIND, zfed.protocol.KIND_RESULT, result)
+                # A copy more would be a whole model more; chunk frames and
+                # the finiteness check's 1 MiB steps are well below that.
+                self.assertLess(peak, (copies + 0.5) * tensor_bytes, what)
+                self.assertGreaterEqual(peak, copies * tensor_bytes, what)
+                if what == "inline":
+                    out = zm.decode_model(zm.check_descriptor(result.outputs["model"]), frames[1])
+                    self.assertEqual(float(out["w"][999]), 999 + 2.0)
+                else:
+                    runtime.store.release([bytes(result.outputs["model"][2])])
 
     def big_task(self, service, task_id):
         model = zm.Model.empty(zm.make_layout([("w", "U8", (5 * MIB,))]))
