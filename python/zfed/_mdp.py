@@ -264,6 +264,7 @@ class Loop:
         self._calls = collections.deque()
         self._replies = collections.deque()
         self._polling = False
+        self.inline = False  # set by a user of run_inline: the watchdog starts with the loop
         self.lock = threading.Lock()  # the sockets' owner: see the module's docstring
         self._busy_since = None       # set while run_inline runs a function
         self._watchdog = None
@@ -329,12 +330,12 @@ class Loop:
         """function(*args) on the loop thread, the watchdog keeping the
         connections alive meanwhile; only from the loop thread."""
         if self._watchdog is None:
-            self._watchdog = threading.Thread(target=self._watch, name="zfed-watchdog",
-                                              daemon=True)
-            self._watchdog.start()
+            self._start_watchdog()
         self.lock.release()
         try:
             self._busy_since = time.monotonic()
+            if self._stopping:  # a signal before busy was set did not raise: we do
+                raise Stopped()
             return function(*args)
         finally:
             self._busy_since = None
@@ -366,6 +367,10 @@ class Loop:
             finally:
                 self.lock.release()
 
+    def _start_watchdog(self):
+        self._watchdog = threading.Thread(target=self._watch, name="zfed-watchdog", daemon=True)
+        self._watchdog.start()
+
     def _stop_watchdog(self):
         if self._watchdog is not None:
             self._watchdog_wake.set()
@@ -387,6 +392,8 @@ class Loop:
         for connection in self.connections:
             connection.open(self.now)
         self.next_check = self.now + self.check
+        if self.inline and self._watchdog is None:
+            self._start_watchdog()  # now, not on the first task's path
         poller, by_socket = self._poller()
         wake_r = self._wake_r
         try:

@@ -100,7 +100,7 @@ class WorkerRuntime:
         # I/O thread itself (Loop.run_inline: no hand-offs, the watchdog
         # heartbeats meanwhile).  A model service keeps its pool, so that
         # its blob service answers fetches while it computes.
-        self.inline = config.threads == 1 and not svc.is_model
+        self.inline = self.loop.inline = config.threads == 1 and not svc.is_model
         handler = self._on_request_inline if self.inline else self._on_request
         for index in range(config.concurrency):
             name = config.name if config.concurrency == 1 else "%s.%d" % (config.name, index)
