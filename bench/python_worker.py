@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """The Python worker against the C worker, in the same run (issue 13).
 
-    bench/python_worker.py [--build DIR] [--tasks N] [--repeat R] [--model-mib M]
-    scripts/bench.sh --python            the same, after an optimised build
+    /usr/bin/python3 bench/python_worker.py [--build DIR] [--tasks N] [--repeat R]
+                                            [--stream S] [--model-mib M] [--json FILE]
+
+DIR holds the C programs (default build/; scripts/bench.sh's optimised
+build-bench/ also works).  The Python worker is this tree's python/zfed.
 
 Two measurements, each on one real zfed-broker on loopback:
 
