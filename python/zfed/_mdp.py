@@ -377,13 +377,12 @@ class Loop:
             self._watchdog.join(WATCHDOG_JOIN_S)
 
     def _poller(self):
-        poller = zmq.Poller()
-        poller.register(self._wake_r, zmq.POLLIN)
+        """What zmq_poll watches (the wake pipe, then every open socket) and
+        socket -> connection."""
         by_socket = {c.socket: c for c in self.connections if c.socket is not None}
-        for socket in by_socket:
-            poller.register(socket, zmq.POLLIN)
+        items = [(self._wake_r, _POLLIN)] + [(socket, _POLLIN) for socket in by_socket]
         self.changed = False
-        return poller, by_socket
+        return items, by_socket
 
     def run(self):
         self.thread = threading.current_thread()
@@ -394,20 +393,20 @@ class Loop:
         self.next_check = self.now + self.check
         if self.inline and self._watchdog is None:
             self._start_watchdog()  # now, not on the first task's path
-        poller, by_socket = self._poller()
+        items, by_socket = self._poller()
         wake_r = self._wake_r
         try:
             while not self._stopping:
                 if self.changed:
-                    poller, by_socket = self._poller()
+                    items, by_socket = self._poller()
                 # Set before the last look at the queues (reply_soon reads it
                 # after appending), so a reply is never left waiting a whole poll.
                 self._polling = True
                 if self._replies or self._calls:
                     timeout = 0
-                else:
-                    timeout = max(0.0, self.next_check - time.monotonic()) * 1000
-                events = poller.poll(timeout)
+                else:  # whole ms, rounded up: a timer is never polled for in a spin
+                    timeout = max(0, int((self.next_check - time.monotonic()) * 1000) + 1)
+                events = zmq.zmq_poll(items, timeout)
                 self._polling = False
                 self.now = now = time.monotonic()
                 for item, _ in events:

@@ -89,6 +89,7 @@ class WorkerRuntime:
             raise TypeError("%r is not a zfed service: decorate it with @zfed.service(NAME)"
                             % (svc,))
         self.service = svc
+        self._is_model, self._function = svc.is_model, svc.function  # per task: no lookups
         self.config = config
         self.log = log or logging.getLogger("zfed.worker")
         self.loop = Loop(config.endpoint, self.log, config.heartbeat_ms, config.liveness,
@@ -198,14 +199,16 @@ class WorkerRuntime:
     def answer(self, bodies, worker):
         """REQUEST body frames -> REPLY body frames (PROTOCOL.md 16, MODELS.md 8)."""
         data = None
-        if self.service.is_model and len(bodies) == 2:
+        if self._is_model and len(bodies) == 2:
             data = bodies[1]
         elif len(bodies) != 1:
             return [self._error(None, worker, zp.E_MALFORMED, "",
                                 "a zfed task body is exactly one frame" if not
                                 self.service.is_model else
                                 "a model task is one body frame and at most one data frame")]
-        body = bodies[0].bytes if hasattr(bodies[0], "bytes") else bytes(bodies[0])
+        body = bodies[0]
+        if type(body) is not bytes:  # a zmq.Frame, a memoryview
+            body = body.bytes if hasattr(body, "bytes") else bytes(body)
         if zp.is_batch(body):
             if data is not None:
                 return [self._error(None, worker, zp.E_MALFORMED, "",
@@ -253,11 +256,11 @@ class WorkerRuntime:
         started = time.perf_counter_ns()
         try:
             task.params = self._site_params(task.params)
-            if self.service.is_model:
+            if self._is_model:
                 return self._run_model(task, data, ctx, worker, started)
             if data is not None:
                 raise ServiceError(zp.E_MALFORMED, "a value task has no data frame")
-            outputs = self.service.function(task.params, task.global_value, ctx)
+            outputs = self._function(task.params, task.global_value, ctx)
             if not isinstance(outputs, dict):
                 raise TypeError("the service returned %s, not an outputs dict"
                                 % type(outputs).__name__)
