@@ -361,7 +361,11 @@ class WorkerRuntime:
         out = zm.model_data(new)
         inline = out.nbytes <= zm.INLINE_MAX
         result_id = os.urandom(zm.ID_BYTES)
-        result = zm.Descriptor(result_id, zm.sha256(out), out.nbytes, self.config.chunk,
+        # As the C worker does: an inline result carries its sha256, one held
+        # by reference none (MODELS.md 4: "when the sender computed it"):
+        # hashing it would cost a pass over the whole model before the reply.
+        digest = zm.sha256(out) if inline else None
+        result = zm.Descriptor(result_id, digest, out.nbytes, self.config.chunk,
                                new.layout(), "" if inline else self.blob_service)
         outputs = {"model": result.elements(), "samples": weight}
         outputs.update(metrics)
