@@ -10,7 +10,7 @@
 set -euo pipefail
 
 build=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libjansson-dev
-       libgmp-dev libsodium-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist
+       libgmp-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist
        libssl-dev)
 # Python peers, the zfed Python package (python/) and the integration tests
 # use Debian's Python with its zmq, msgpack and numpy modules

@@ -12,6 +12,7 @@
 #include "core/zfed_cli.h"
 #include "ml/zfed_dataset.h"
 #include "ml/zfed_split.h"
+#include "zfed/zfed_sha256.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 
@@ -19,7 +20,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,24 +178,25 @@ static json_t *s_describe_file(const char *path)
         fprintf(stderr, "%s: cannot read %s: %s\n", PROGRAM, path, strerror(errno));
         return NULL;
     }
-    crypto_hash_sha256_state state;
-    crypto_hash_sha256_init(&state);
+    zfed_sha256_t *hash = zfed_sha256_new();
     unsigned char chunk[HASH_CHUNK];
     size_t got, total = 0;
-    while ((got = fread(chunk, 1, sizeof chunk, file)) > 0) {
-        crypto_hash_sha256_update(&state, chunk, got);
+    bool failed = hash == NULL;
+    while (!failed && (got = fread(chunk, 1, sizeof chunk, file)) > 0) {
+        failed = zfed_sha256_update(hash, chunk, got) != 0;
         total += got;
     }
-    bool failed = ferror(file);
+    failed = failed || ferror(file);
     fclose(file);
-    if (failed) {
+    uint8_t digest[ZFED_SHA256_SIZE];
+    if (failed || zfed_sha256_final(hash, digest) != 0) {
+        zfed_sha256_destroy(&hash);
         fprintf(stderr, "%s: cannot read %s\n", PROGRAM, path);
         return NULL;
     }
-    unsigned char digest[crypto_hash_sha256_BYTES];
-    char hex[2 * crypto_hash_sha256_BYTES + 1];
-    crypto_hash_sha256_final(&state, digest);
-    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+    zfed_sha256_destroy(&hash);
+    char hex[ZFED_SHA256_HEX_SIZE];
+    zfed_sha256_hex(digest, hex);
     return json_pack("{s:s, s:I, s:s}", "path", path, "bytes", (json_int_t)total, "sha256", hex);
 }
 
@@ -250,10 +251,6 @@ int main(int argc, char **argv)
 {
     s_options_t options;
     s_parse(argc, argv, &options);
-    if (sodium_init() < 0) {
-        fprintf(stderr, "%s: cannot start libsodium\n", PROGRAM);
-        return ZFED_EXIT_FAILED;
-    }
     char error[ERROR_SIZE];
     int status = ZFED_EXIT_FAILED;
     uint32_t *members = NULL, *offsets = NULL;
