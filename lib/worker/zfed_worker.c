@@ -1027,6 +1027,15 @@ int zfed_worker_run(zfed_worker_t *self)
         s_close(&self->connections[index], true);
     zfed_info("stopping: %" PRIu64 " results, %" PRIu64 " errors, %" PRIu64 " reconnects",
               self->stats.tasks, self->stats.errors, self->stats.reconnects);
+    if (self->blob) {
+        //  What the controller did with the results held for it: every one
+        //  it accepted, refused, or got late or twice is released.
+        zfed_blob_server_stats_t blob;
+        zfed_blob_server_stats(self->blob, &blob);
+        zfed_info("results held by reference: %" PRIu64 ", %" PRIu64 " released, %" PRIu64
+                  " expired, %zu still held",
+                  self->stats.held, blob.released, blob.expired, blob.entries);
+    }
     return rc;
 }
 

@@ -49,6 +49,7 @@ class BlobStore:
         self._bytes = 0
         self._lock = threading.Lock()
         self.served = 0
+        self.held = 0  # ids taken in, for the worker's last word
         self.released = 0
         self.expired = 0
 
@@ -76,6 +77,8 @@ class BlobStore:
                 return False
             self._held[bytes(id_)] = (view, chunk, time.monotonic() + hold_ms / 1000.0)
             self._bytes += view.nbytes
+            if previous is None:
+                self.held += 1
         return True
 
     def release(self, ids):

@@ -138,6 +138,10 @@ class WorkerRuntime:
         finally:
             self.log.info("stopped after %d requests (%d answered with an error)",
                           self.served, self.failed)
+            if self.store is not None:
+                self.log.info("results held by reference: %d, %d released, %d expired, "
+                              "%d still held", self.store.held, self.store.released,
+                              self.store.expired, len(self.store))
 
     def stop(self):
         """Thread-safe and signal-safe; a function running on the I/O thread

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -503,6 +504,50 @@ class DelayedWorkers(unittest.TestCase):
         self.assertEqual(order_a, [0, 1, 2, 3, 4])
         self.assertEqual(order_b, [4, 3, 2, 1, 0])
         self.assertEqual(first, second)
+
+
+class LateResultsReleased(unittest.TestCase):
+    """Results held by reference that come back late or twice are released
+    at once (MODELS.md 9), not left to expire at their holder: task 1 is
+    answered after longer than its task timeout, so it goes again and both
+    copies come back, the second after its round closed."""
+
+    def test_a_late_copy_held_by_reference_is_released(self):
+        rounds = 3
+        with Cluster("late-release") as cluster:
+            cluster.start_broker()
+            os.environ["ZFED_TEST_DELAY_MS"] = "1:1500"
+            try:
+                # A long hold, so nothing is expired: only released.
+                worker = cluster.start_py_worker("py_services:tensoravg_delayed",
+                                                 "--concurrency", "3", "--hold-ms", "600000")
+            finally:
+                del os.environ["ZFED_TEST_DELAY_MS"]
+            cluster.wait_workers(3, service="tensoravg")
+            # 5 MiB of F32: over the 4 MiB inline limit, so held by reference.
+            initial = os.path.join(cluster.dir, "initial.safetensors")
+            save(initial, *initial_model(5, [("w", "F32", (1280, 1024))]))
+            job = os.path.join(cluster.dir, "job.json")
+            write_json(job, {"job_id": "late", "service": "tensoravg", "initial_model": initial,
+                             "rounds": rounds, "tasks": 2, "task_timeout": 0.5, "retries": 1,
+                             "task_params": TASK_PARAMS[:2]})
+            result = cluster.run_controller("--job", job, "--no-progress", timeout=120)
+            self.assertEqual(result.returncode, 0, result.err)
+            late = cluster.summary("late")["late_total"]
+            # Every round's task 1 went twice; the copies of rounds 0 and 1
+            # came back during the next round (the last one's after the job).
+            self.assertGreaterEqual(late, rounds - 1)
+            worker.signal(signal.SIGTERM)
+            worker.proc.wait(10)
+            found = re.search(r"results held by reference: (\d+), (\d+) released, "
+                              r"(\d+) expired, (\d+) still held", worker.log())
+            self.assertIsNotNone(found, worker.log())
+            held, released, expired, still = map(int, found.groups())
+            self.assertEqual(expired, 0)
+            self.assertEqual(held, released + still)
+            # The results aggregated and every late copy the controller saw.
+            self.assertGreaterEqual(released, 2 * rounds + late, worker.log())
+            self.assertLessEqual(still, 1, worker.log())  # the last round's late copy
 
 
 class RefusedResults(unittest.TestCase):
