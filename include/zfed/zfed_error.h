@@ -20,13 +20,14 @@ extern "C" {
 
 typedef enum {
     ZFED_OK = 0,
-    ZFED_E_INVALID,  //  a setting, argument or file content is not acceptable
-    ZFED_E_EXISTS,   //  the job folder already holds a job
-    ZFED_E_NO_JOB,   //  no such job to resume
-    ZFED_E_CORRUPT,  //  a record cannot be trusted
-    ZFED_E_IO,       //  a file cannot be read or written
-    ZFED_E_NOMEM,    //  out of memory
-    ZFED_E_TRANSPORT //  a socket cannot be set up (bad key file, endpoint refused)
+    ZFED_E_INVALID,   //  a setting, argument or file content is not acceptable
+    ZFED_E_EXISTS,    //  the job folder already holds a job
+    ZFED_E_NO_JOB,    //  no such job to resume
+    ZFED_E_CORRUPT,   //  a record cannot be trusted
+    ZFED_E_IO,        //  a file cannot be read or written
+    ZFED_E_NOMEM,     //  out of memory
+    ZFED_E_TRANSPORT, //  a socket cannot be set up (bad key file, endpoint refused)
+    ZFED_E_BUSY       //  another controller holds the job folder
 } zfed_error_code_t;
 
 #define ZFED_ERROR_KEY_MAX    64

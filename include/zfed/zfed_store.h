@@ -5,6 +5,14 @@
         WORKDIR/JOB_ID/global.json           the final global state
         WORKDIR/JOB_ID/best.json             the best round
         WORKDIR/JOB_ID/summary.json          the whole job
+        WORKDIR/JOB_ID/controller.lock       the pid of the controller running it
+
+    One controller at a time: the store holds an exclusive flock on
+    controller.lock from open to destroy, so a second controller on the
+    same job (a --resume while it runs, two starts with one job id) is
+    refused at once instead of writing the same records.  The lock goes
+    with the process, however it ends; the file stays (removing it would
+    let two late-comers lock two different files).
 
     Every file is written whole or not at all (temporary file, fsync,
     rename, fsync of the folder), so a crash leaves the previous version
@@ -27,12 +35,16 @@ extern "C" {
 #define ZFED_STORE_GLOBAL  "global.json"
 #define ZFED_STORE_BEST    "best.json"
 #define ZFED_STORE_SUMMARY "summary.json"
+#define ZFED_STORE_LOCK    "controller.lock"
 
 typedef struct _zfed_store_t zfed_store_t;
 
-//  Creates WORKDIR/JOB_ID (and rounds/).  A folder that already holds a
-//  job is refused unless resume is true (ZFED_E_EXISTS); with resume it
-//  must hold one (ZFED_E_NO_JOB).  NULL with the error.
+//  Creates WORKDIR/JOB_ID (and rounds/) and locks it for the life of the
+//  store.  A folder another controller holds is refused first
+//  (ZFED_E_BUSY, "job J is running (pid N)"); then a folder that already
+//  holds a job is refused unless resume is true (ZFED_E_EXISTS), and with
+//  resume it must hold one (ZFED_E_NO_JOB).  Temporaries a crashed writer
+//  left are removed.  NULL with the error.
 zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume,
                               zfed_error_t *error);
 void zfed_store_destroy(zfed_store_t **self_p);

@@ -1,23 +1,94 @@
 /*  zfed_store - the work folder of one job.  */
 #include "zfed/zfed_store.h"
 #include "zfed/zfed_json.h"
+#include "zfed/zfed_log.h"
 #include "zfed/zfed_util.h"
+#include "core/zfed_durable.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define ROUNDS_DIR "rounds"
 //  Largest record read back.
 #define RECORD_MAX (256 << 20)
+#define LOCK_MODE  0644
+//  "<pid>\n" in the lock file.
+#define PID_TEXT_MAX 24
+//  How long a refused controller waits for a holder that has just taken
+//  the lock to write its pid, polling every PID_POLL_MS.
+#define PID_WAIT_MS 2000
+#define PID_POLL_MS 5
 
 struct _zfed_store_t {
     char path[PATH_MAX];
+    int lock_fd; //  controller.lock, or -1
+    bool locked; //  the flock on it is ours
 };
+
+//  The pid the holder wrote into the lock file, or 0 when there is none
+//  yet: between its flock and its write a starting holder has not written
+//  it, and a crashed holder's pid (no process any more) does not count.
+static long s_holder_pid(int fd)
+{
+    char text[PID_TEXT_MAX] = "";
+    ssize_t length = pread(fd, text, sizeof text - 1, 0);
+    if (length <= 0)
+        return 0;
+    text[length] = '\0';
+    char *end = NULL;
+    long pid = strtol(text, &end, 10);
+    if (end == text || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
+        return 0;
+    return pid;
+}
+
+//  Takes the job folder for this process: an exclusive, non-blocking flock
+//  on controller.lock (which lives as long as the descriptor, so it is
+//  released however the process ends), then our pid in it for the next
+//  controller's message.  A folder held by another controller is refused
+//  with its pid, waited for a moment when it has only just taken the lock
+//  and not yet written it.  0, or -1 with the error.
+static int s_lock(zfed_store_t *self, const char *job_id, zfed_error_t *error)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", self->path, ZFED_STORE_LOCK);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, LOCK_MODE);
+    if (self->lock_fd < 0)
+        return zfed_error_set(error, ZFED_E_IO, "workdir", "cannot open %s: %s", path,
+                              strerror(errno));
+    int64_t give_up_ms = zfed_clock_ms() + PID_WAIT_MS;
+    while (flock(self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK)
+            return zfed_error_set(error, ZFED_E_IO, "workdir", "cannot lock %s: %s", path,
+                                  strerror(errno));
+        long pid = s_holder_pid(self->lock_fd);
+        if (pid > 0)
+            return zfed_error_set(error, ZFED_E_BUSY, "job_id", "job %s is running (pid %ld)",
+                                  job_id, pid);
+        if (zfed_clock_ms() >= give_up_ms)
+            return zfed_error_set(error, ZFED_E_BUSY, "job_id",
+                                  "job %s is running (another controller holds %s)", job_id, path);
+        usleep(PID_POLL_MS * 1000);
+    }
+    self->locked = true;
+    char text[PID_TEXT_MAX];
+    int length = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (ftruncate(self->lock_fd, 0) != 0 ||
+        pwrite(self->lock_fd, text, (size_t)length, 0) != length)
+        return zfed_error_set(error, ZFED_E_IO, "workdir", "cannot write %s: %s", path,
+                              strerror(errno));
+    return 0;
+}
 
 zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resume,
                               zfed_error_t *error)
@@ -27,11 +98,26 @@ zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resu
         zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
         return NULL;
     }
+    self->lock_fd = -1;
     if (snprintf(self->path, sizeof self->path, "%s/%s", workdir, job_id) >=
         (int)sizeof self->path - 64) {
         zfed_error_set(error, ZFED_E_INVALID, "workdir", "work folder path is too long");
         goto err;
     }
+    //  The folder must exist to be locked: a new job makes it; a job to
+    //  resume must have it (and is checked for its job.json under the lock).
+    struct stat folder;
+    if (resume && (stat(self->path, &folder) != 0 || !S_ISDIR(folder.st_mode))) {
+        zfed_error_set(error, ZFED_E_NO_JOB, "job_id", "%s holds no job to resume", self->path);
+        goto err;
+    }
+    if (!resume && zfed_mkdir_p(self->path) != 0) {
+        zfed_error_set(error, ZFED_E_IO, "workdir", "cannot create %s: %s", self->path,
+                       strerror(errno));
+        goto err;
+    }
+    if (s_lock(self, job_id, error) != 0)
+        goto err;
     char job_file[PATH_MAX + 16];
     snprintf(job_file, sizeof job_file, "%s/%s", self->path, ZFED_STORE_JOB);
     bool exists = access(job_file, F_OK) == 0;
@@ -53,9 +139,12 @@ zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resu
                        strerror(errno));
         goto err;
     }
+    //  Ours alone now: what a crashed writer left half-written goes.
+    zfed_durable_sweep(self->path);
+    zfed_durable_sweep(rounds);
     return self;
 err:
-    free(self);
+    zfed_store_destroy(&self);
     return NULL;
 }
 
@@ -63,7 +152,14 @@ void zfed_store_destroy(zfed_store_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free(*self_p);
+    zfed_store_t *self = *self_p;
+    //  Emptied before it is released, so the next controller never reads
+    //  our pid as a holder's.
+    if (self->locked && ftruncate(self->lock_fd, 0) != 0)
+        zfed_debug("cannot empty %s in %s", ZFED_STORE_LOCK, self->path);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd); //  releases the flock
+    free(self);
     *self_p = NULL;
 }
 

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE //  sync_file_range
 #include "core/zfed_durable.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,9 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define TEMPORARY_SUFFIX ".tmp"
+//  PATH + this, the Xs replaced by mkstemp.
+#define TEMPORARY_SUFFIX ".tmp." TEMPORARY_RANDOM
+#define TEMPORARY_RANDOM "XXXXXX"
 #define FILE_MODE        0644
 //  Bytes written between two starts of writeback.
 #define WRITEBACK_STEP (8u << 20)
@@ -45,12 +49,18 @@ zfed_durable_t *zfed_durable_open(const char *path)
         errno = ENAMETOOLONG;
         return NULL;
     }
-    //  One fixed name per target, truncated when reused: a crash leaves at
-    //  most one stale temporary file per path, which the next write takes
-    //  over.  (One writer per path: a job folder has one controller.)
-    self->fd = open(self->temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, FILE_MODE);
-    if (self->fd < 0) {
+    //  A fresh name per write (O_EXCL): two writers of one path, which a
+    //  second controller on a job folder once was, each write their own
+    //  file and the last rename wins whole, instead of one truncating the
+    //  other's half-written temporary or renaming it away under it.
+    self->fd = mkstemp(self->temporary);
+    if (self->fd < 0 || fcntl(self->fd, F_SETFD, FD_CLOEXEC) != 0 ||
+        fchmod(self->fd, FILE_MODE) != 0) {
         int saved = errno;
+        if (self->fd >= 0) {
+            close(self->fd);
+            unlink(self->temporary);
+        }
         free(self);
         errno = saved;
         return NULL;
@@ -147,4 +157,40 @@ void zfed_durable_abort(zfed_durable_t **self_p)
     unlink(self->temporary);
     free(self);
     *self_p = NULL;
+}
+
+//  "NAME.tmp.XXXXXX" with six characters of mkstemp's alphabet.
+static bool s_is_temporary(const char *name)
+{
+    static const char marker[] = ".tmp.";
+    size_t length = strlen(name);
+    size_t random = sizeof TEMPORARY_RANDOM - 1;
+    size_t tail = sizeof marker - 1 + random;
+    if (length <= tail || memcmp(name + length - tail, marker, sizeof marker - 1) != 0)
+        return false;
+    for (const char *cursor = name + length - random; *cursor; cursor++)
+        if (!((*cursor >= 'a' && *cursor <= 'z') || (*cursor >= 'A' && *cursor <= 'Z') ||
+              (*cursor >= '0' && *cursor <= '9')))
+            return false;
+    return true;
+}
+
+int zfed_durable_sweep(const char *folder)
+{
+    DIR *dir = opendir(folder);
+    if (!dir)
+        return -1;
+    int removed = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        struct stat info;
+        if (!s_is_temporary(entry->d_name) ||
+            fstatat(dirfd(dir), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(info.st_mode))
+            continue;
+        if (unlinkat(dirfd(dir), entry->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(dir);
+    return removed;
 }

@@ -1,11 +1,14 @@
 /*  zfed_durable - a file written whole or not at all (private header).
 
-    Bytes go to a temporary file beside the target ("PATH.tmp");
-    commit fsyncs it, renames it over PATH and fsyncs the folder, so once
-    commit returns the new file survives a crash, and until then readers
-    see the previous file (or none).  Abort (or destroy before commit)
-    removes the temporary file.  Writers of big files stream through it
-    chunk by chunk; zfed_write_file_durable is the one-buffer case.
+    Bytes go to a temporary file beside the target ("PATH.tmp.XXXXXX",
+    made by mkstemp, so two writers of one path never write into each
+    other's temporary); commit fsyncs it, renames it over PATH and fsyncs
+    the folder, so once commit returns the new file survives a crash, and
+    until then readers see the previous file (or none).  Abort (or destroy
+    before commit) removes the temporary file.  Writers of big files stream
+    through it chunk by chunk; zfed_write_file_durable is the one-buffer
+    case.  A writer that crashed leaves its temporary behind: whoever owns
+    the folder alone (a job folder under its lock) sweeps them.
 */
 #ifndef ZFED_DURABLE_H_INCLUDED
 #define ZFED_DURABLE_H_INCLUDED
@@ -27,5 +30,10 @@ uint64_t zfed_durable_size(const zfed_durable_t *self);
 int zfed_durable_commit(zfed_durable_t **self_p);
 //  Gives up: removes the temporary file.  Idempotent.
 void zfed_durable_abort(zfed_durable_t **self_p);
+
+//  Removes the temporaries crashed writers left in folder (not below it):
+//  only for a caller that owns the folder alone, or it would remove a
+//  live writer's file.  Returns how many were removed, or -1 (errno).
+int zfed_durable_sweep(const char *folder);
 
 #endif

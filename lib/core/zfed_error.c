@@ -51,7 +51,7 @@ void zfed_error_clear(zfed_error_t *error)
 
 const char *zfed_error_code_name(zfed_error_code_t code)
 {
-    static const char *names[] = {"ok",      "invalid", "exists",    "no job",
-                                  "corrupt", "io",      "no memory", "transport"};
+    static const char *names[] = {"ok", "invalid",   "exists",    "no job", "corrupt",
+                                  "io", "no memory", "transport", "busy"};
     return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "unknown";
 }

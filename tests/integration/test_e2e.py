@@ -70,7 +70,8 @@ class DemoJob(unittest.TestCase):
     def test_work_folder(self):
         folder = os.path.join(self.cluster.workdir, "demo")
         names = sorted(os.listdir(folder))
-        self.assertEqual(names, ["best.json", "global.json", "job.json", "rounds", "summary.json"])
+        self.assertEqual(names, ["best.json", "controller.lock", "global.json", "job.json", "rounds",
+                                 "summary.json"])
         rounds = sorted(os.listdir(os.path.join(folder, "rounds")))
         self.assertEqual(rounds, ["round-%06d.json" % r for r in range(5)])
         # The global state chains: round r carries round r-1's aggregate.

@@ -87,6 +87,40 @@ static void test_abort_and_failure(void)
     rmdir(path);
 }
 
+//  Two writers of one path each get a temporary of their own: the second
+//  open neither truncates nor takes over the first one's bytes, and the
+//  last commit wins whole.  The sweep removes only temporaries.
+static void test_two_writers_and_sweep(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/summary.json", s_dir);
+    zfed_durable_t *first = zfed_durable_open(path);
+    zfed_durable_t *second = zfed_durable_open(path);
+    REQUIRE(first != NULL && second != NULL);
+    CHECK(zfed_durable_write(first, "first, longer", 13) == 0);
+    CHECK(zfed_durable_write(second, "second", 6) == 0);
+    CHECK(s_entries() == 2);
+    CHECK(zfed_durable_commit(&first) == 0);
+    CHECK(zfed_durable_commit(&second) == 0);
+    size_t size = 0;
+    char *seen = s_read(path, &size);
+    CHECK(seen && size == 6 && memcmp(seen, "second", 6) == 0);
+    free(seen);
+    CHECK(s_entries() == 1);
+    //  A crashed writer's temporary is swept; the file itself stays.
+    zfed_durable_t *crashed = zfed_durable_open(path);
+    REQUIRE(crashed != NULL);
+    CHECK(zfed_durable_write(crashed, "half", 4) == 0);
+    CHECK(s_entries() == 2);
+    CHECK(zfed_durable_sweep(s_dir) == 1);
+    CHECK(s_entries() == 1);
+    zfed_durable_abort(&crashed); //  its file is gone already: no harm
+    CHECK(zfed_durable_sweep(s_dir) == 0);
+    errno = 0;
+    CHECK(zfed_durable_sweep("/no/such/folder") == -1 && errno == ENOENT);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-durable-XXXXXX");
@@ -94,6 +128,7 @@ int main(void)
         return 1;
     test_stream_and_commit();
     test_abort_and_failure();
+    test_two_writers_and_sweep();
     rmdir(s_dir);
     ZFED_TEST_END();
 }

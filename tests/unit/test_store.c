@@ -5,10 +5,13 @@
     refused without resume (the reason names --resume) and needed with it;
     files are written whole (no temporary file left behind) and read back
     equal; a missing record is ENOENT, a corrupt or foreign one EBADMSG with
-    a reason naming the file.
+    a reason naming the file.  An open store holds the folder: a second
+    open is refused naming the holder's pid, and a crashed writer's
+    temporaries are swept.
 */
 #include "zfed/zfed_error.h"
 #include "zfed/zfed_store.h"
+#include "zfed/zfed_util.h"
 #include "zfed_test.h"
 #include "zfed_test_fs.h"
 
@@ -37,12 +40,16 @@ static void s_test_new_job_and_resume(void)
     struct stat info;
     CHECK(stat(rounds, &info) == 0 && S_ISDIR(info.st_mode));
 
-    //  Nothing is a job until job.json exists: resume still refuses.
-    zfed_store_t *again = zfed_store_open(s_root, "job-1", true, &failure);
-    CHECK(again == NULL);
-    CHECK_INT(failure.code, ZFED_E_NO_JOB);
-    CHECK_STR(failure.field, "job_id");
-    CHECK(strstr(failure.message, "holds no job to resume") != NULL);
+    //  While the store is open the folder is ours: a second open (even in
+    //  this process: flock is per open file) is refused, naming our pid.
+    char running[128];
+    snprintf(running, sizeof running, "job job-1 is running (pid %ld)", (long)getpid());
+    for (int resume = 0; resume <= 1; resume++) {
+        zfed_store_t *second = zfed_store_open(s_root, "job-1", resume, &failure);
+        CHECK(second == NULL);
+        CHECK_INT(failure.code, ZFED_E_BUSY);
+        CHECK(strstr(failure.message, running) != NULL);
+    }
 
     json_t *job = json_pack("{s:s, s:i}", "service", "fib", "rounds", 3);
     REQUIRE(job != NULL);
@@ -51,7 +58,7 @@ static void s_test_new_job_and_resume(void)
     CHECK(store == NULL);
     zfed_store_destroy(&store); //  idempotent
 
-    again = zfed_store_open(s_root, "job-1", false, &failure);
+    zfed_store_t *again = zfed_store_open(s_root, "job-1", false, &failure);
     CHECK(again == NULL);
     CHECK_INT(failure.code, ZFED_E_EXISTS);
     CHECK(strstr(failure.message, "already holds job job-1") != NULL);
@@ -63,6 +70,60 @@ static void s_test_new_job_and_resume(void)
     json_decref(back);
     json_decref(job);
     zfed_store_destroy(&again);
+}
+
+static void s_test_resume_needs_a_job(void)
+{
+    zfed_error_t failure;
+    //  No folder, or a folder without job.json, holds no job to resume.
+    zfed_store_t *store = zfed_store_open(s_root, "job-none", true, &failure);
+    CHECK(store == NULL);
+    CHECK_INT(failure.code, ZFED_E_NO_JOB);
+    CHECK_STR(failure.field, "job_id");
+    CHECK(strstr(failure.message, "holds no job to resume") != NULL);
+    store = zfed_store_open(s_root, "job-none", false, &failure);
+    REQUIRE(store != NULL);
+    zfed_store_destroy(&store);
+    store = zfed_store_open(s_root, "job-none", true, &failure);
+    CHECK(store == NULL);
+    CHECK_INT(failure.code, ZFED_E_NO_JOB);
+}
+
+//  A crashed writer's temporaries are swept when the folder is taken; the
+//  lock file holds the pid of the holder.
+static void s_test_sweep_and_pid(void)
+{
+    zfed_error_t failure;
+    zfed_store_t *store = zfed_store_open(s_root, "job-3", false, &failure);
+    REQUIRE(store != NULL);
+    json_t *job = json_pack("{s:s}", "service", "fib");
+    REQUIRE(job != NULL);
+    CHECK_INT(zfed_store_write(store, ZFED_STORE_JOB, job), 0);
+    json_decref(job);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/summary.json.tmp.a1B2c3", zfed_store_path(store));
+    zfed_test_write_text(path, "{\"half");
+    snprintf(path, sizeof path, "%s/rounds/round-000001.json.tmp.Zz9yY8", zfed_store_path(store));
+    zfed_test_write_text(path, "{");
+    snprintf(path, sizeof path, "%s/notes.tmp.keep-me", zfed_store_path(store));
+    zfed_test_write_text(path, "not ours");
+    snprintf(path, sizeof path, "%s/%s", zfed_store_path(store), ZFED_STORE_LOCK);
+    size_t size = 0;
+    char *pid = zfed_read_file(path, 64, &size);
+    char expected[32];
+    snprintf(expected, sizeof expected, "%ld\n", (long)getpid());
+    CHECK(pid && strcmp(pid, expected) == 0);
+    free(pid);
+    zfed_store_destroy(&store);
+    store = zfed_store_open(s_root, "job-3", true, &failure);
+    REQUIRE(store != NULL);
+    snprintf(path, sizeof path, "%s/summary.json.tmp.a1B2c3", zfed_store_path(store));
+    CHECK(access(path, F_OK) != 0);
+    snprintf(path, sizeof path, "%s/rounds", zfed_store_path(store));
+    CHECK_INT(zfed_test_dir_entries(path), 0);
+    snprintf(path, sizeof path, "%s/notes.tmp.keep-me", zfed_store_path(store));
+    CHECK(access(path, F_OK) == 0);
+    zfed_store_destroy(&store);
 }
 
 static void s_test_rounds(void)
@@ -153,6 +214,8 @@ int main(void)
 {
     REQUIRE(mkdtemp(s_root) != NULL);
     ZFED_TEST_RUN(s_test_new_job_and_resume);
+    ZFED_TEST_RUN(s_test_resume_needs_a_job);
+    ZFED_TEST_RUN(s_test_sweep_and_pid);
     ZFED_TEST_RUN(s_test_rounds);
     ZFED_TEST_RUN(s_test_bad_places);
     zfed_test_remove_tree(s_root);
