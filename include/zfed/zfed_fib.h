@@ -19,6 +19,14 @@ extern "C" {
 //  kernel takes tens of milliseconds there.
 #define ZFED_FIB_MAX_LEVEL 100000
 
+//  The work one request may ask of fib, in the square of the level summed
+//  over its tasks: the kernel's time grows with the square of the level
+//  (0.84 ms at 10,000 and 54 ms at 100,000 on the 2-core development
+//  machine), so this is about a second of one core: 20 tasks at the
+//  highest level, or 1,000 at level 14,000.  A batch of 1,024 tasks at
+//  100,000 (57 s of work) asks for 51 times this.
+#define ZFED_FIB_MAX_REQUEST_COST 200000000000ULL
+
 //  Results of levels up to this many terms carry the sequence itself;
 //  past it only the sum, the count and the last term travel.
 #define ZFED_FIB_SEQUENCE_MAX 100

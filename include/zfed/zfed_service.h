@@ -29,6 +29,7 @@
 #include <jansson.h>
 #include <msgpack.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -141,11 +142,33 @@ typedef struct {
                          zfed_fault_t *fault);
     int (*check_metrics)(const msgpack_object *params, const msgpack_object *outputs,
                          zfed_fault_t *fault);
+
+    //  The work one task asks for, in the service's own unit (fib: the
+    //  square of the level, which its kernel's time follows), for params
+    //  that check_params accepted; NULL when no task can cost much.  One
+    //  request (a batch: its tasks' sum) may ask for at most
+    //  max_request_cost: the worker refuses more before computing anything
+    //  (413), and the controller refuses a job whose --batch would ask for
+    //  more before sending anything.  cost_unit names the unit for people.
+    uint64_t (*cost)(const msgpack_object *params);
+    uint64_t max_request_cost;
+    const char *cost_unit;
 } zfed_service_t;
 
 //  The output key of a model result's descriptor and of its weight.
 #define ZFED_OUTPUT_MODEL   "model"
 #define ZFED_OUTPUT_SAMPLES "samples"
+
+//  The cost of one task's params (0 for a service with no cost model);
+//  sums saturate instead of wrapping.
+uint64_t zfed_service_cost(const zfed_service_t *service, const msgpack_object *params);
+uint64_t zfed_service_cost_add(uint64_t total, uint64_t cost);
+//  True when a request of that total cost may be computed.
+bool zfed_service_cost_allowed(const zfed_service_t *service, uint64_t total);
+//  The refusal of a request over max_request_cost (413), naming its cost,
+//  the limit and the unit.
+void zfed_service_cost_fault(const zfed_service_t *service, uint64_t total, size_t tasks,
+                             zfed_fault_t *fault);
 
 //  The registered services, NULL-terminated, and lookup by name.
 const zfed_service_t *const *zfed_services(void);

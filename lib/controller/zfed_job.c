@@ -624,6 +624,53 @@ int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, u
     return *data ? 0 : zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
 }
 
+//  The work the requests of a round ask for (the service's cost model):
+//  tasks go in task order, --batch to a request, so each group of batch
+//  consecutive tasks must stay within what one request may ask for.
+//  Checked here, before anything is sent, rather than learnt from the
+//  workers' 413s.
+typedef struct {
+    uint64_t total;   //  of the group so far
+    uint64_t largest; //  one task's, for the suggestion
+} s_batch_cost_t;
+
+static int s_check_batch_cost(const zfed_job_t *job, s_batch_cost_t *group, uint32_t round,
+                              uint32_t task, bool uniform, const uint8_t *packed, size_t size,
+                              zfed_error_t *error)
+{
+    //  One task alone is always sent: its params' own limits bound it.
+    const zfed_service_t *service = zfed_service_find(job->service);
+    if (job->batch < 2 || !service || !service->cost)
+        return 0;
+    msgpack_unpacked unpacked;
+    uint64_t cost =
+        zfed_unpack(&unpacked, packed, size) == 0 ? zfed_service_cost(service, &unpacked.data) : 0;
+    msgpack_unpacked_destroy(&unpacked);
+    uint32_t batch = job->batch < job->tasks ? job->batch : job->tasks;
+    if (task % batch == 0)
+        *group = (s_batch_cost_t){0, 0};
+    //  Tasks that all share these params: a group is batch of them.
+    uint64_t copies = uniform ? batch : 1;
+    group->total = zfed_service_cost_add(
+        group->total, cost && copies > UINT64_MAX / cost ? UINT64_MAX : cost * copies);
+    if (cost > group->largest)
+        group->largest = cost;
+    if (zfed_service_cost_allowed(service, group->total))
+        return 0;
+    uint64_t fits = group->largest ? service->max_request_cost / group->largest : 1;
+    zfed_error_set(error, ZFED_E_INVALID, "batch",
+                   "%u tasks per request ask %s for %llu units of work (%s, summed); one "
+                   "request may ask for at most %llu: use a batch of %llu or fewer",
+                   batch, service->name, (unsigned long long)group->total,
+                   service->cost_unit ? service->cost_unit : "its own unit",
+                   (unsigned long long)service->max_request_cost,
+                   (unsigned long long)(fits ? fits : 1));
+    //  The request's last task, where its cost went over.
+    if (!uniform)
+        zfed_error_locate(error, round, task);
+    return -1;
+}
+
 static int s_check_all_params(const zfed_job_t *job, zfed_error_t *error)
 {
     if (job->task_params && json_array_size(job->task_params) != job->tasks)
@@ -650,12 +697,17 @@ static int s_check_all_params(const zfed_job_t *job, zfed_error_t *error)
     uint32_t tasks = job->task_params || job->round_params ? job->tasks : 1;
     uint64_t checks = 0;
     for (uint32_t round = 0; round < rounds; round++) {
+        s_batch_cost_t batch = {0};
         for (uint32_t task = 0; task < tasks && checks < CHECK_MAX; task++, checks++) {
             uint8_t *packed;
             size_t packed_size;
             if (zfed_job_pack_params(job, round, task, &packed, &packed_size, error) != 0)
                 return -1;
+            int rc = s_check_batch_cost(job, &batch, round, task, tasks == 1, packed, packed_size,
+                                        error);
             free(packed);
+            if (rc != 0)
+                return -1;
         }
     }
     return 0;

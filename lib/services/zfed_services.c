@@ -34,6 +34,32 @@ const zfed_service_t *zfed_service_find(const char *name)
     return NULL;
 }
 
+uint64_t zfed_service_cost(const zfed_service_t *service, const msgpack_object *params)
+{
+    return service->cost ? service->cost(params) : 0;
+}
+
+uint64_t zfed_service_cost_add(uint64_t total, uint64_t cost)
+{
+    return total > UINT64_MAX - cost ? UINT64_MAX : total + cost;
+}
+
+bool zfed_service_cost_allowed(const zfed_service_t *service, uint64_t total)
+{
+    return !service->cost || total <= service->max_request_cost;
+}
+
+void zfed_service_cost_fault(const zfed_service_t *service, uint64_t total, size_t tasks,
+                             zfed_fault_t *fault)
+{
+    zfed_fault_set(fault, ZFED_ERR_TOO_LARGE, "",
+                   "this request asks %s for %llu units of work in %zu task(s) (%s, summed); one "
+                   "request may ask for at most %llu: send fewer tasks per request",
+                   service->name, (unsigned long long)total, tasks,
+                   service->cost_unit ? service->cost_unit : "its own unit",
+                   (unsigned long long)service->max_request_cost);
+}
+
 //  Length of the UTF-8 sequence starting at text (1..4), or 0 when the
 //  bytes there are not well-formed UTF-8.
 static size_t s_utf8_sequence(const unsigned char *text)

@@ -5,11 +5,23 @@
                      "sequence": [bigint...]}   (empty past ZFED_FIB_SEQUENCE_MAX)
     Global value:  decimal string, the previous round's aggregate ("0" before
                    the first round closes).
+    Cost:          the level squared (ZFED_FIB_MAX_REQUEST_COST per request).
+
+    A result's sum may not exceed the largest sum its level can have (the
+    first L terms add up to F(L+1) - 1): a bigger one, however well formed,
+    is refused, which also keeps every aggregate inside the global value's
+    limit (ZFED_NUMBER_MAX_CHARS characters).  The largest honest sum has
+    20,899 digits; the sum of ZFED_JOB_TASKS_MAX of them 20,905, and every
+    other strategy stays within the largest value, plus a point and
+    ZFED_DECIMAL_FRACTION_DIGITS digits.  Before, one worker's valid
+    32,768-digit sum passed, the aggregate outgrew the limit and every
+    honest worker answered the next round's tasks 422.
 
     The level is named, typed and range-checked at both ends; nothing is
     ever read out of an array position or defaulted behind the user's back.
 */
 #include "zfed/zfed_fib.h"
+#include "zfed/zfed_log.h"
 #include "zfed/zfed_number.h"
 #include "zfed/zfed_service.h"
 
@@ -208,6 +220,15 @@ static int s_check_params(const msgpack_object *params, zfed_fault_t *fault)
     return s_read_level(params, &level, fault);
 }
 
+static uint64_t s_cost(const msgpack_object *params)
+{
+    const msgpack_object *level = zfed_map_get(params, PARAM_LEVEL);
+    if (!level || level->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        level->via.u64 > ZFED_FIB_MAX_LEVEL)
+        return 0; //  refused by check_params anyway, at no cost
+    return level->via.u64 * level->via.u64;
+}
+
 //  A bigint output: a canonical decimal string.
 static int s_read_bigint(const msgpack_object *outputs, const char *key, mpz_t value,
                          zfed_fault_t *fault)
@@ -267,6 +288,42 @@ static int s_check_sequence(const msgpack_object *outputs, uint32_t terms, const
     return rc;
 }
 
+//  Decimal digits of a non-negative value (mpz_sizeinbase may say one too
+//  many).
+static size_t s_digits(const mpz_t value)
+{
+    size_t digits = mpz_sizeinbase(value, 10);
+    if (digits > 1) {
+        mpz_t low;
+        mpz_init(low);
+        mpz_ui_pow_ui(low, 10, digits - 1);
+        if (mpz_cmp(value, low) < 0)
+            digits--;
+        mpz_clear(low);
+    }
+    return digits;
+}
+
+//  The sum no level-L sequence can exceed: F(L+1) - 1.
+static int s_check_sum_bound(uint32_t level, const mpz_t sum, zfed_fault_t *fault)
+{
+    mpz_t largest;
+    mpz_init(largest);
+    mpz_fib_ui(largest, (unsigned long)level + 1);
+    mpz_sub_ui(largest, largest, 1);
+    int rc = 0;
+    if (mpz_cmp(sum, largest) > 0) {
+        zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_SUM,
+                       "has %zu digits: more than the sum of the first %u Fibonacci numbers can "
+                       "be (%zu digits); refused so the aggregate stays within the global value's "
+                       "limit",
+                       s_digits(sum), level, s_digits(largest));
+        rc = -1;
+    }
+    mpz_clear(largest);
+    return rc;
+}
+
 static int s_read_outputs(const msgpack_object *params, const msgpack_object *outputs,
                           zfed_sample_t *sample, zfed_fault_t *fault)
 {
@@ -285,6 +342,7 @@ static int s_read_outputs(const msgpack_object *params, const msgpack_object *ou
     mpz_inits(sum, last, NULL);
     int rc = -1;
     if (s_read_bigint(outputs, OUTPUT_SUM, sum, fault) == 0 &&
+        s_check_sum_bound(level, sum, fault) == 0 &&
         s_read_bigint(outputs, OUTPUT_LAST, last, fault) == 0 &&
         s_check_sequence(outputs, level, sum, last, fault) == 0) {
         if (zfed_sample_init(sample, 1) == 0) {
@@ -340,6 +398,14 @@ static int s_pack_aggregate(const mpq_t *values, size_t dims, msgpack_packer *pa
     char *text = s_decimal(values, dims);
     if (!text)
         return -1;
+    //  Never reached with sums bounded by their level (see the top), but
+    //  a global value every worker must refuse is never sent.
+    if (strlen(text) > ZFED_NUMBER_MAX_CHARS) {
+        zfed_error("fib: the aggregate has %zu characters, over the global value's %d",
+                   strlen(text), ZFED_NUMBER_MAX_CHARS);
+        free(text);
+        return -1;
+    }
     int rc = s_pack_string(packer, text);
     free(text);
     return rc;
@@ -373,4 +439,7 @@ const zfed_service_t zfed_service_fib = {
     .aggregate_json = s_aggregate_json,
     .aggregate_text = s_aggregate_text,
     .scalar = 1,
+    .cost = s_cost,
+    .max_request_cost = ZFED_FIB_MAX_REQUEST_COST,
+    .cost_unit = "the square of " PARAM_LEVEL,
 };

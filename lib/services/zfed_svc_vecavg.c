@@ -23,6 +23,7 @@
 #include "zfed/zfed_number.h"
 #include "zfed/zfed_service.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,17 @@ static int s_pack_string(msgpack_packer *packer, const char *text)
     return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
 }
 
+//  (a + b) / 2 for finite a and b, never overflowing: the sum first while
+//  it cannot overflow (one rounding, as before), else the halves first
+//  (exact at such magnitudes).  1.7e308 and 1.7e308 gave infinity, and a
+//  valid job failed.
+static double s_midpoint(double a, double b)
+{
+    if (fabs(a) <= DBL_MAX / 2 && fabs(b) <= DBL_MAX / 2)
+        return (a + b) / 2.0;
+    return a / 2.0 + b / 2.0;
+}
+
 static int s_run(const msgpack_object *params, int64_t global_round,
                  const msgpack_object *global_value, msgpack_packer *outputs, char **display,
                  zfed_fault_t *fault)
@@ -130,9 +142,8 @@ static int s_run(const msgpack_object *params, int64_t global_round,
     rc |= s_pack_string(outputs, OUTPUT_WEIGHTS);
     rc |= msgpack_pack_array(outputs, dims);
     for (uint32_t index = 0; index < dims; index++)
-        rc |= msgpack_pack_double(outputs, (s_number(&global_value->via.array.ptr[index]) +
-                                            s_number(&vector->via.array.ptr[index])) /
-                                               2.0);
+        rc |= msgpack_pack_double(outputs, s_midpoint(s_number(&global_value->via.array.ptr[index]),
+                                                      s_number(&vector->via.array.ptr[index])));
     rc |= s_pack_string(outputs, OUTPUT_SAMPLES);
     rc |= msgpack_pack_uint64(outputs, samples);
     if (rc != 0) {

@@ -242,6 +242,33 @@ static unsigned s_execute_body(const zfed_worker_t *self, const connection_t *co
     return rc == 0 ? 0 : 1;
 }
 
+//  Answers one item of a batch with fault, without running it.
+static void s_refuse_item(const connection_t *connection, const zfed_view_t *item,
+                          const zfed_fault_t *fault, msgpack_sbuffer *reply)
+{
+    zfed_task_ids_t ids;
+    zfed_task_ids(NULL, item->data, item->size, &ids);
+    msgpack_sbuffer_clear(reply);
+    zfed_task_encode_error(connection->name, &ids, fault, reply);
+}
+
+//  The work a batch asks for in all (the service's cost model), read from
+//  its tasks before any is run; items that are not tasks cost nothing
+//  (they are refused on their own).
+static uint64_t s_batch_cost(const zfed_worker_t *self, const zfed_view_t *items, size_t count)
+{
+    uint64_t total = 0;
+    for (size_t index = 0; index < count && self->service->cost; index++) {
+        zfed_msg_t *task = zfed_msg_decode(items[index].data, items[index].size, NULL, 0);
+        const msgpack_object *params =
+            task && zfed_msg_kind(task) == ZFED_MSG_TASK ? zfed_msg_params_object(task) : NULL;
+        if (params)
+            total = zfed_service_cost_add(total, zfed_service_cost(self->service, params));
+        zfed_msg_destroy(&task);
+    }
+    return total;
+}
+
 //  Results that are fine alone can outgrow one body together.  From the
 //  last item back, a result gives way to a 413 error asking for its task
 //  alone until the replies fit; the batch keeps its length, so every task
@@ -256,13 +283,11 @@ static unsigned s_fit_batch(const connection_t *connection, const zfed_view_t *i
             break;
         if (failed[index])
             continue;
-        zfed_task_ids_t ids;
-        zfed_task_ids(NULL, items[index].data, items[index].size, &ids);
         zfed_fault_t fault;
         zfed_fault_set(&fault, ZFED_ERR_TOO_LARGE, "",
                        "the batch's results do not fit in a %d-byte body; send this task alone",
                        ZFED_BODY_MAX);
-        zfed_task_encode_error(connection->name, &ids, &fault, &replies[index]);
+        s_refuse_item(connection, &items[index], &fault, &replies[index]);
         answers[index].data = (const uint8_t *)replies[index].data;
         answers[index].size = replies[index].size;
         failed[index] = true;
@@ -279,12 +304,10 @@ static unsigned s_fit_batch(const connection_t *connection, const zfed_view_t *i
 static bool s_refuse_batched(const connection_t *connection, const zfed_view_t *item,
                              msgpack_sbuffer *reply)
 {
-    zfed_task_ids_t ids;
-    zfed_task_ids(NULL, item->data, item->size, &ids);
     zfed_fault_t fault;
     zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "",
                    "model services cannot be batched; send each task alone");
-    zfed_task_encode_error(connection->name, &ids, &fault, reply);
+    s_refuse_item(connection, item, &fault, reply);
     return true;
 }
 
@@ -315,12 +338,25 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
         count = 0;
     }
     bool failed[ZFED_BATCH_MAX] = {false};
+    //  A request that asks for more work than one may is refused whole,
+    //  before any of it runs: every task gets the 413 that says so.
+    uint64_t cost = count ? s_batch_cost(self, items, count) : 0;
+    zfed_fault_t costly = {0};
+    if (!zfed_service_cost_allowed(self->service, cost)) {
+        zfed_service_cost_fault(self->service, cost, count, &costly);
+        zfed_warn("%s: refusing a batch of %zu tasks unrun: %s", connection->name, count,
+                  costly.text);
+    }
     for (size_t index = 0; index < count; index++) {
         msgpack_sbuffer_init(&replies[index]);
-        failed[index] = self->service->kind == ZFED_SERVICE_MODEL
-                            ? s_refuse_batched(connection, &items[index], &replies[index])
-                            : s_execute_body(self, connection, items[index].data, items[index].size,
-                                             &replies[index]);
+        if (self->service->kind == ZFED_SERVICE_MODEL)
+            failed[index] = s_refuse_batched(connection, &items[index], &replies[index]);
+        else if (costly.code) {
+            s_refuse_item(connection, &items[index], &costly, &replies[index]);
+            failed[index] = true;
+        } else
+            failed[index] = s_execute_body(self, connection, items[index].data, items[index].size,
+                                           &replies[index]);
         errors += failed[index];
         answers[index].data = (const uint8_t *)replies[index].data;
         answers[index].size = replies[index].size;

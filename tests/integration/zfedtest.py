@@ -121,6 +121,12 @@ def sanitizer_report(text):
 PROMPT_S = 5.0
 
 
+def figure(name, value, unit=""):
+    """Reports a measured figure on stderr (ctest -V shows it), for the
+    tables in docs/RELIABILITY.md and docs/SECURITY.md."""
+    sys.stderr.write("FIGURE %s: %s%s\n" % (name, value, (" " + unit) if unit else ""))
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
