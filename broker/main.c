@@ -5,15 +5,19 @@
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
+#include "broker/zfed_budget.h"
 #include "core/zfed_cli.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PROGRAM       "zfed-broker"
 #define MAX_ENDPOINTS 16
+//  Buffers at least this big get a mapping of their own (see main).
+#define MMAP_THRESHOLD (128 * 1024)
 
 static void s_usage(void)
 {
@@ -41,6 +45,18 @@ static void s_usage(void)
         "                       liveness, busy or not (default %d)\n"
         "  --hwm N              ZeroMQ high-water mark, messages per peer (default %d)\n"
         "\n"
+        "Fairness and budgets (no single peer can starve or exhaust the broker):\n"
+        "  --max-queued-per-client N  requests one client (connection) may have queued or\n"
+        "                       in flight; more get 429 (default %d)\n"
+        "  --max-ready-per-connection N  READYs one connection may send (default %d)\n"
+        "  --max-bytes BYTES    bytes held for all peers: queued requests and what waits\n"
+        "                       in libzmq until written (default %lld)\n"
+        "  --max-bytes-per-peer BYTES  the same for one peer; past it its replies are\n"
+        "                       dropped (and it is told, 503) and its requests get 429\n"
+        "                       (default %lld)\n"
+        "  --max-connections N  connections at once; at the limit new ones wait unanswered\n"
+        "                       (default: the descriptor limit less %d)\n"
+        "\n"
         "Security (CurveZMQ; see docs/SECURITY.md):\n"
         "  --curve-cert FILE    the broker's certificate (its _secret file): encrypt every\n"
         "                       connection and authenticate peers by key\n"
@@ -65,7 +81,10 @@ static void s_usage(void)
         ZFED_BROKER_MAX_SERVICES_DEFAULT, ZFED_BROKER_MAX_QUEUE_DEFAULT,
         ZFED_BROKER_MAX_MESSAGE_DEFAULT, ZFED_BROKER_REQUEST_TTL_MS_DEFAULT / 1000,
         ZFED_BROKER_MAX_ATTEMPTS_DEFAULT, ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT / 1000,
-        ZFED_BROKER_HWM_DEFAULT, ZFED_BROKER_BLOB_SERVICES_PER_KEY);
+        ZFED_BROKER_HWM_DEFAULT, ZFED_BROKER_MAX_QUEUED_PER_CLIENT_DEFAULT,
+        ZFED_BROKER_MAX_READY_PER_CONNECTION_DEFAULT, (long long)ZFED_BROKER_MAX_BYTES_DEFAULT,
+        (long long)ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT, ZFED_BROKER_FD_HEADROOM,
+        ZFED_BROKER_BLOB_SERVICES_PER_KEY);
 }
 
 enum {
@@ -81,6 +100,11 @@ enum {
     OPT_MAX_ATTEMPTS,
     OPT_BUSY_TIMEOUT,
     OPT_HWM,
+    OPT_MAX_QUEUED_PER_CLIENT,
+    OPT_MAX_READY,
+    OPT_MAX_BYTES,
+    OPT_MAX_BYTES_PER_PEER,
+    OPT_MAX_CONNECTIONS,
     OPT_CURVE_CERT,
     OPT_WORKERS_DIR,
     OPT_CONTROLLERS_DIR,
@@ -118,6 +142,11 @@ int main(int argc, char **argv)
         {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
         {"busy-timeout", required_argument, NULL, OPT_BUSY_TIMEOUT},
         {"hwm", required_argument, NULL, OPT_HWM},
+        {"max-queued-per-client", required_argument, NULL, OPT_MAX_QUEUED_PER_CLIENT},
+        {"max-ready-per-connection", required_argument, NULL, OPT_MAX_READY},
+        {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
+        {"max-bytes-per-peer", required_argument, NULL, OPT_MAX_BYTES_PER_PEER},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
         {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
         {"controllers-dir", required_argument, NULL, OPT_CONTROLLERS_DIR},
@@ -177,6 +206,26 @@ int main(int argc, char **argv)
         case OPT_HWM:
             config.hwm = (int)zfed_cli_u32(PROGRAM, "--hwm", optarg, 0, 100000000);
             break;
+        case OPT_MAX_QUEUED_PER_CLIENT:
+            config.max_queued_per_client =
+                zfed_cli_u32(PROGRAM, "--max-queued-per-client", optarg, 1, 100000000);
+            break;
+        case OPT_MAX_READY:
+            config.max_ready_per_connection =
+                zfed_cli_u32(PROGRAM, "--max-ready-per-connection", optarg, 1, 1000000);
+            break;
+        case OPT_MAX_BYTES:
+            config.max_bytes =
+                (int64_t)zfed_cli_u64(PROGRAM, "--max-bytes", optarg, 1 << 20, INT64_MAX / 4);
+            break;
+        case OPT_MAX_BYTES_PER_PEER:
+            config.max_bytes_per_peer = (int64_t)zfed_cli_u64(PROGRAM, "--max-bytes-per-peer",
+                                                              optarg, 1 << 20, INT64_MAX / 4);
+            break;
+        case OPT_MAX_CONNECTIONS:
+            config.max_connections =
+                zfed_cli_u32(PROGRAM, "--max-connections", optarg, 1, 100000000);
+            break;
         case OPT_CURVE_CERT:
             config.curve_cert = optarg;
             break;
@@ -205,6 +254,10 @@ int main(int argc, char **argv)
     if (!config.curve_cert && (config.workers_dir || config.controllers_dir))
         zfed_cli_fail(PROGRAM, "%s: key directories need --curve-cert",
                       config.workers_dir ? "--workers-dir" : "--controllers-dir");
+    if (config.max_bytes_per_peer < config.max_message + ZFED_BUDGET_MESSAGE_OVERHEAD ||
+        config.max_bytes < config.max_bytes_per_peer)
+        zfed_cli_fail(PROGRAM, "--max-bytes-per-peer must hold one message of --max-message, and "
+                               "--max-bytes one peer's budget");
     if (config.curve_cert && !config.workers_dir && !config.controllers_dir)
         zfed_cli_fail(PROGRAM, "--curve-cert: give --workers-dir and/or --controllers-dir, "
                                "or no key could ever connect");
@@ -216,6 +269,13 @@ int main(int argc, char **argv)
                           "--workers-dir/--controllers-dir, or --insecure on a trusted network",
                           endpoints[index]);
 
+    //  Past --max-bytes-per-peer or --max-bytes it is not enough that the
+    //  bytes are freed: their pages must go back.  A fixed mmap threshold
+    //  keeps every buffer of 128 KiB or more (replies, model chunks) in
+    //  its own mapping, returned when freed; glibc's default raises the
+    //  threshold after the first such free, and 3,000 replies of 1 MB to a
+    //  client that then left kept 700 MB of heap.
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     zfed_log_set_ident("broker");
     if (zfed_signal_install() != 0)
         zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");

@@ -19,6 +19,17 @@
     "credit=N" to accept up to N requests at once.  Plain MDP workers send
     four frames and get one request at a time; plain MDP brokers ignore the
     extra frame.
+
+    No single peer can starve or exhaust it: clients take turns within a
+    service (one request each, in turn, whatever one of them has queued);
+    each client may hold max_queued_per_client requests; each connection
+    may send max_ready_per_connection READYs; a service that nobody serves
+    and nobody waits for is forgotten at once, and one that no worker has
+    ever served gives its slot to a READY when the table is full; the bytes
+    held for each peer (its queued requests, and what libzmq holds for it
+    until written) are bounded by max_bytes_per_peer and the total by
+    max_bytes; and connections stop being accepted at max_connections,
+    below the descriptor limit, rather than spinning on EMFILE.
 */
 #ifndef ZFED_BROKER_H_INCLUDED
 #define ZFED_BROKER_H_INCLUDED
@@ -34,9 +45,26 @@ extern "C" {
 #define ZFED_BROKER_ENDPOINT_DEFAULT "tcp://127.0.0.1:5555"
 
 //  Defaults of every limit (see zfed_broker_config_t).
-#define ZFED_BROKER_MAX_WORKERS_DEFAULT     100000
-#define ZFED_BROKER_MAX_SERVICES_DEFAULT    1024
-#define ZFED_BROKER_MAX_QUEUE_DEFAULT       1000000
+#define ZFED_BROKER_MAX_WORKERS_DEFAULT 100000
+//  More than connections can be had below the descriptor limit: READYs
+//  alone (one service per connection) cannot fill it.
+#define ZFED_BROKER_MAX_SERVICES_DEFAULT 65536
+#define ZFED_BROKER_MAX_QUEUE_DEFAULT    1000000
+//  A tenth of the whole queue: ten clients (connections) could fill it,
+//  one cannot; a controller keeps --window (4,096) in the broker.
+#define ZFED_BROKER_MAX_QUEUED_PER_CLIENT_DEFAULT 100000
+//  A worker registers once per connection (after DISCONNECT it opens a new
+//  one); a restarted one reusing its routing id needs a second READY.
+#define ZFED_BROKER_MAX_READY_PER_CONNECTION_DEFAULT 4
+//  Bytes held for all peers together, and for any one (its queued requests
+//  plus what libzmq holds until written): room for model chunks of 4 MiB
+//  in windows of 4 (16 MiB a transfer) several at a time, while one peer
+//  that never reads holds at most a quarter of the whole.
+#define ZFED_BROKER_MAX_BYTES_DEFAULT          (256LL << 20)
+#define ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT (64LL << 20)
+//  Descriptors kept for the broker itself when --max-connections is left to
+//  the descriptor limit.
+#define ZFED_BROKER_FD_HEADROOM             64
 #define ZFED_BROKER_MAX_MESSAGE_DEFAULT     (8 << 20)
 #define ZFED_BROKER_REQUEST_TTL_MS_DEFAULT  300000
 #define ZFED_BROKER_MAX_ATTEMPTS_DEFAULT    3
@@ -59,7 +87,14 @@ typedef struct {
     //  stay silent (plain MDP workers send nothing while they compute);
     //  0 = no allowance, it expires after heartbeat x liveness like any.
     int64_t busy_timeout_ms;
-    int hwm; //  ZeroMQ high-water marks on the ROUTER
+    int hwm;                           //  ZeroMQ high-water marks on the ROUTER
+    size_t max_queued_per_client;      //  requests one client may have queued or in flight
+    uint32_t max_ready_per_connection; //  READYs one connection may send
+    int64_t max_bytes;                 //  bytes held for all peers
+    int64_t max_bytes_per_peer;        //  bytes held for one peer (at least max_message)
+    //  Connections open at once; 0 = the descriptor limit (RLIMIT_NOFILE)
+    //  less what the broker needs for itself.
+    size_t max_connections;
     //  CURVE (see zfed_broker_new): the broker's secret certificate and one
     //  directory of public certificates per role.  NULL: plaintext.
     const char *curve_cert;
@@ -75,26 +110,35 @@ typedef struct {
 
 //  Counters, for logs, tests and the status service.
 typedef struct {
-    uint64_t requests;        //  client requests accepted into a queue
-    uint64_t dispatched;      //  REQUESTs sent to workers (includes re-dispatches)
-    uint64_t replies;         //  replies delivered to clients
-    uint64_t redispatched;    //  requests re-queued after their worker died
-    uint64_t failed;          //  requests answered with an error (expired, attempts, full)
-    uint64_t expired;         //  of which: waited past request_ttl_ms
-    uint64_t rejected;        //  of which: refused because a limit was reached
-    uint64_t malformed;       //  messages dropped as invalid
-    uint64_t unexpected;      //  valid but unexpected worker commands (answered by DISCONNECT)
-    uint64_t stale_replies;   //  replies for requests the worker no longer holds
-    uint64_t unroutable;      //  messages ROUTER could not deliver (peer gone or full)
-    uint64_t mmi;             //  8/MMI requests answered
-    uint64_t forbidden;       //  messages a peer's role does not allow (CURVE)
-    uint64_t workers_ready;   //  READY accepted
-    uint64_t workers_expired; //  workers dropped for silence
-    uint64_t workers_left;    //  workers that sent DISCONNECT
-    size_t workers;           //  registered now
-    size_t services;          //  known now
-    size_t queued;            //  waiting for a worker now
-    size_t in_flight;         //  held by workers now
+    uint64_t requests;         //  client requests accepted into a queue
+    uint64_t dispatched;       //  REQUESTs sent to workers (includes re-dispatches)
+    uint64_t replies;          //  replies delivered to clients
+    uint64_t redispatched;     //  requests re-queued after their worker died
+    uint64_t failed;           //  requests answered with an error (expired, attempts, full)
+    uint64_t expired;          //  of which: waited past request_ttl_ms
+    uint64_t rejected;         //  of which: refused because a limit was reached
+    uint64_t malformed;        //  messages dropped as invalid
+    uint64_t unexpected;       //  valid but unexpected worker commands (answered by DISCONNECT)
+    uint64_t stale_replies;    //  replies for requests the worker no longer holds
+    uint64_t unroutable;       //  messages ROUTER could not deliver (peer gone or full)
+    uint64_t mmi;              //  8/MMI requests answered
+    uint64_t forbidden;        //  messages a peer's role does not allow (CURVE)
+    uint64_t workers_ready;    //  READY accepted
+    uint64_t workers_expired;  //  workers dropped for silence, or because their connection closed
+    uint64_t workers_left;     //  workers that sent DISCONNECT
+    size_t workers;            //  registered now
+    size_t services;           //  known now
+    size_t queued;             //  waiting for a worker now
+    size_t in_flight;          //  held by workers now
+    uint64_t quota_refused;    //  of rejected: the client's max_queued_per_client
+    uint64_t budget_refused;   //  of rejected: the byte budget (the client's or the total)
+    uint64_t ready_refused;    //  of rejected: READYs past max_ready_per_connection
+    uint64_t replies_dropped;  //  replies not forwarded: the client's byte budget was full
+    uint64_t services_evicted; //  services no worker ever served, evicted for a READY
+    uint64_t revoked;          //  connections cut because their key lost a role
+    size_t peers;              //  connections the broker keeps state for now
+    int64_t bytes_held;        //  bytes held for peers now (queued and in libzmq)
+    int64_t bytes_peak;        //  the most ever held at once
 } zfed_broker_stats_t;
 
 typedef struct _zfed_broker_t zfed_broker_t;

@@ -11,9 +11,11 @@
         worker      register services, heartbeat, return results
         controller  submit requests
 
-    Directories are re-read when they change (a certificate added or
-    removed), so keys are issued and revoked without a restart; a revoked
-    key is refused on its next connection.
+    Directories are re-read when they change (a certificate added,
+    removed, rewritten or truncated), within half a second, so keys are
+    issued and revoked without a restart: a revoked key is refused on its
+    next connection, and the broker, told of the change, cuts the
+    connections it already has (zfed_auth_socket, zfed_auth_key_roles).
 */
 #ifndef ZFED_AUTH_H_INCLUDED
 #define ZFED_AUTH_H_INCLUDED
@@ -53,5 +55,20 @@ unsigned zfed_auth_roles(zmq_msg_t *frame, char key_prefix[9]);
 //  The whole public key (Z85) of the peer a received frame came from.
 //  0, or -1 ("" in key) when the frame carries no zfed User-Id.
 int zfed_auth_key(zmq_msg_t *frame, char key[ZFED_AUTH_KEY_SIZE]);
+
+//  The whole public key (Z85) and roles of the peer a frame came from.
+//  0, or -1 when the frame carries no zfed User-Id.
+int zfed_auth_user(zmq_msg_t *frame, char key[ZFED_AUTH_KEY_SIZE], unsigned *roles);
+
+//  Readable (ZMQ_POLLIN) after the key folders changed; zfed_auth_changed
+//  then consumes the notices and returns the generation of the roles now
+//  in force.  zfed_auth_generation reads it without consuming anything.
+void *zfed_auth_socket(zfed_auth_t *self);
+uint64_t zfed_auth_changed(zfed_auth_t *self);
+uint64_t zfed_auth_generation(zfed_auth_t *self);
+
+//  The roles key (Z85) has now: 0 when it is in no folder any more.
+//  Thread-safe (a mutex around the snapshot the handler rebuilds).
+unsigned zfed_auth_key_roles(zfed_auth_t *self, const char *key);
 
 #endif

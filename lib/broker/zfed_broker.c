@@ -1,10 +1,17 @@
 /*  zfed_broker - the Majordomo broker.
 
     State lives in one struct owned by one loop: services (hash by name),
-    workers (hash by routing id), and three kinds of intrusive list that
-    make every step O(1):
+    workers and peers (hash by routing id), each client's queue per
+    service (hash by both), and intrusive lists that make every step O(1):
 
-    service->requests  queued requests, oldest first
+    service->turns     the queues of the clients with requests waiting for
+                       the service, in turn order: a dispatch takes the
+                       oldest request of the first queue and moves that
+                       queue to the back, so clients take turns and one
+                       with 200,000 queued delays another by one request
+    queue->requests    one client's queued requests for one service, oldest
+                       first
+    broker->by_age     every queued request, oldest first (expiry)
     service->waiting   workers with spare credit, longest idle first (LRU)
     broker->liveness   every worker, soonest to expire first; all workers
                        share one timeout, so appending on each sign of life
@@ -22,6 +29,14 @@
     broker's 8-byte request id; the worker echoes it and the reply is
     matched to exactly one in-flight request, so a stale or duplicate reply
     can be recognised and dropped.
+
+    A peer is one connection (one routing id).  Its record holds what the
+    broker knows of it: the connection's descriptor (ZMQ_SRCFD) so the
+    record goes when the connection closes (the monitor's DISCONNECTED
+    names the descriptor) and so a revoked key's connection can be cut
+    (shutdown() on it: libzmq sees the stream end and closes it), its CURVE
+    key and roles, its byte account (zfed_budget), its READYs, its queues
+    and its worker registration.
 */
 #include "zfed/zfed_broker.h"
 #include "zfed/zfed_batch.h"
@@ -35,6 +50,8 @@
 #include "zfed/zfed_version.h"
 #include "broker/zfed_auth.h"
 #include "broker/zfed_broker_actor.h"
+#include "broker/zfed_budget.h"
+#include "broker/zfed_gate.h"
 #include "core/zfed_list.h"
 #include "transport/zfed_netmon.h"
 
@@ -42,6 +59,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 //  Messages handled per wake-up before timers are looked at again.
 #define DRAIN_BATCH 1024
@@ -64,15 +83,24 @@
 //  idle plain MDP worker's heartbeat may cross the REQUEST on the wire and
 //  arrive just after it, but never half an interval later.
 #define BUSY_HEARTBEAT_DIVISOR 2
+//  A queue's key: the service's address and the client's routing id.
+#define QUEUE_KEY_SIZE (2 * sizeof(void *) + 4 + IDENTITY_KEY_SIZE)
+//  Descriptors the peer table indexes, at most (a bigger one is untracked).
+#define FD_TABLE_MAX (1 << 22)
 
 typedef struct _service_t service_t;
 typedef struct _worker_t worker_t;
 typedef struct _request_t request_t;
+typedef struct _queue_t queue_t;
+typedef struct _peer_t peer_t;
 
 struct _service_t {
     char *name;
-    zfed_link_t requests;
+    zfed_link_t turns; //  queue_t.turn_link of the clients waiting, in turn order
     zfed_link_t waiting;
+    zfed_link_t pending_link; //  in broker->pending until a worker first registers
+    zfed_link_t reclaim_link; //  in broker->reclaim when it may have become idle
+    bool registered;          //  a worker has served it
     size_t workers;
     size_t queued;
     size_t in_flight;
@@ -83,10 +111,38 @@ struct _service_t {
     char owner[ZFED_AUTH_KEY_SIZE];
 };
 
+//  One client's requests for one service.
+struct _queue_t {
+    char key[QUEUE_KEY_SIZE];
+    zfed_link_t turn_link; //  in service->turns
+    zfed_link_t peer_link; //  in peer->queues
+    zfed_link_t requests;  //  request_t.link, oldest first
+    size_t count;
+    service_t *service;
+    peer_t *peer;
+};
+
+struct _peer_t {
+    char key[IDENTITY_KEY_SIZE];
+    uint8_t identity[ZFED_MDP_ADDRESS_MAX];
+    size_t identity_size;
+    int fd;                         //  the connection's descriptor, -1 when unknown (inproc)
+    ino_t inode;                    //  of that socket, checked before it is shut down
+    char curve[ZFED_AUTH_KEY_SIZE]; //  its CURVE public key, "" in plaintext
+    unsigned roles;                 //  the roles its handshake gave it
+    uint64_t generation;            //  of the key roles it was last checked against
+    zfed_account_t *account;
+    worker_t *worker; //  its registration, if it is a worker
+    zfed_link_t queues;
+    uint32_t readies;
+    bool revoked; //  its key lost a role: everything it sends is refused
+};
+
 struct _worker_t {
     char key[IDENTITY_KEY_SIZE];
     uint8_t identity[ZFED_MDP_ADDRESS_MAX];
     size_t identity_size;
+    peer_t *peer;
     service_t *service;
     zfed_link_t waiting_link;
     zfed_link_t liveness_link;
@@ -98,6 +154,7 @@ struct _worker_t {
     int64_t last_sent_ms;
     int64_t busy_since_ms; //  when in_flight_count last went from 0 to 1
     bool beats_while_busy; //  sent a HEARTBEAT while working, or has credit
+    bool congested;        //  its byte budget is full: out of line until it drains
 };
 
 //  A request is one allocation: its fields, then the client's routing id
@@ -105,12 +162,17 @@ struct _worker_t {
 //  keeping libzmq's frames) matters at scale: libzmq hands out small frames
 //  as slices of shared 8 KB receive buffers that stay alive while any
 //  slice does, so 100,000 queued requests kept as frames pinned about 2 KB
-//  each; as copies they cost about 130 bytes plus their body.
+//  each; as copies they cost about 130 bytes plus their body.  Its size is
+//  charged to the client's account until it is answered.
 struct _request_t {
-    zfed_link_t link;
+    zfed_link_t link;     //  in its queue, or its worker's in_flight
+    zfed_link_t age_link; //  in broker->by_age while queued
     uint64_t id;
     service_t *service;
     worker_t *worker;
+    queue_t *queue;
+    zfed_account_t *account; //  the client's
+    size_t charge;
     int64_t enqueued_ms;
     uint32_t attempts;
     uint8_t client_size;
@@ -125,11 +187,23 @@ struct _zfed_broker_t {
     void *handle;
     zfed_netmon_t *netmon;
     zfed_auth_t *auth; //  NULL: plaintext
+    zfed_gate_t *gate;
+    zfed_ledger_t *ledger;
     zhashx_t *services;
     zhashx_t *workers;
+    zhashx_t *peers;
+    zhashx_t *queues;
     zlistx_t *endpoints;
     zfed_link_t liveness;
     zfed_link_t quiet;
+    zfed_link_t by_age;
+    zfed_link_t pending; //  services no worker has served, oldest first
+    zfed_link_t reclaim; //  services that may be idle now
+    //  Peers by descriptor, and how many DISCONNECTEDs are still to come
+    //  for connections whose descriptor a newer one already took.
+    peer_t **by_fd;
+    uint16_t *owed;
+    size_t fd_capacity;
     uint64_t next_request_id;
     int64_t tick_at_ms;
     zfed_frames_t frames;
@@ -196,6 +270,156 @@ static void s_count_unroutable(zfed_broker_t *self, const char *what)
 }
 
 //  ---------------------------------------------------------------------
+//  Peers
+
+static peer_t *s_peer_lookup(zfed_broker_t *self, const zfed_view_t *identity)
+{
+    char key[IDENTITY_KEY_SIZE];
+    s_identity_key(identity->data, identity->size, key);
+    return zhashx_lookup(self->peers, key);
+}
+
+static peer_t **s_fd_slot(zfed_broker_t *self, int fd)
+{
+    if (fd < 0 || fd >= FD_TABLE_MAX)
+        return NULL;
+    if ((size_t)fd >= self->fd_capacity) {
+        size_t capacity = self->fd_capacity ? self->fd_capacity : 1024;
+        while (capacity <= (size_t)fd)
+            capacity *= 2;
+        peer_t **by_fd = realloc(self->by_fd, capacity * sizeof *by_fd);
+        if (!by_fd)
+            return NULL;
+        self->by_fd = by_fd;
+        uint16_t *owed = realloc(self->owed, capacity * sizeof *owed);
+        if (!owed)
+            return NULL;
+        self->owed = owed;
+        memset(by_fd + self->fd_capacity, 0, (capacity - self->fd_capacity) * sizeof *by_fd);
+        memset(owed + self->fd_capacity, 0, (capacity - self->fd_capacity) * sizeof *owed);
+        self->fd_capacity = capacity;
+    }
+    return &self->by_fd[fd];
+}
+
+static void s_peer_unbind_fd(zfed_broker_t *self, peer_t *peer)
+{
+    peer_t **slot = s_fd_slot(self, peer->fd);
+    if (slot && *slot == peer)
+        *slot = NULL;
+    peer->fd = -1;
+}
+
+//  Ends the peer's connection from our side: libzmq reads the end of the
+//  stream, closes the socket and reports DISCONNECTED.  Only if the
+//  descriptor is still that connection (same socket inode).
+static void s_peer_shut(zfed_broker_t *self, peer_t *peer)
+{
+    struct stat info;
+    if (peer->fd >= 0 && fstat(peer->fd, &info) == 0 && S_ISSOCK(info.st_mode) &&
+        info.st_ino == peer->inode)
+        shutdown(peer->fd, SHUT_RDWR);
+}
+
+static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect);
+static void s_queue_drop(zfed_broker_t *self, queue_t **queue_p);
+
+//  Forgets a peer whose connection is gone (or is being cut): its worker
+//  registration (what it held goes to other workers), its queued requests
+//  (nobody could be answered), and its record.  Requests it has at workers
+//  keep its account alive until they end.
+static void s_peer_retire(zfed_broker_t *self, peer_t **peer_p, const char *why)
+{
+    peer_t *peer = *peer_p;
+    if (peer->worker) {
+        zfed_info("worker %s (%s) gone: %s; re-queuing %zu requests", peer->key,
+                  peer->worker->service->name, why, peer->worker->in_flight_count);
+        self->stats.workers_expired++;
+        s_worker_delete(self, &peer->worker, false);
+    }
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&peer->queues)) != NULL) {
+        queue_t *queue = zfed_container_of(link, queue_t, peer_link);
+        s_queue_drop(self, &queue);
+    }
+    s_peer_unbind_fd(self, peer);
+    zfed_account_release(&peer->account);
+    zhashx_delete(self->peers, peer->key);
+    self->stats.peers--;
+    free(peer);
+    *peer_p = NULL;
+}
+
+//  Ties the peer to the connection a message came on.
+static void s_peer_bind_fd(zfed_broker_t *self, peer_t *peer, int fd)
+{
+    peer_t **slot = s_fd_slot(self, fd);
+    if (!slot)
+        return;
+    if (*slot && *slot != peer) {
+        //  The descriptor was reused: the peer it named is gone, and its
+        //  DISCONNECTED, still to come, must not retire this one.
+        self->owed[fd]++;
+        s_peer_retire(self, slot, "its connection closed");
+    }
+    struct stat info;
+    peer->fd = fd;
+    peer->inode = fstat(fd, &info) == 0 ? info.st_ino : 0;
+    *slot = peer;
+}
+
+//  The record of the message's sender, made on its first message.  NULL
+//  only when out of memory.
+static peer_t *s_peer_of_message(zfed_broker_t *self)
+{
+    zfed_frames_t *frames = &self->frames;
+    const zfed_view_t *identity = &frames->view[0];
+    //  Metadata rides on the frames the peer sent, not on the routing id.
+    int fd = frames->count >= 2 ? zmq_msg_get(&frames->part[1], ZMQ_SRCFD) : -1;
+    peer_t *peer = s_peer_lookup(self, identity);
+    if (peer && fd >= 0 && peer->fd != fd) {
+        //  Its routing id on a new connection (ROUTER_HANDOVER): the old
+        //  one is dead or soon will be; if it lingers, it is shut.
+        s_peer_shut(self, peer);
+        s_peer_unbind_fd(self, peer);
+        s_peer_bind_fd(self, peer, fd);
+        peer->readies = 0;
+    }
+    if (peer)
+        return peer;
+    peer = calloc(1, sizeof *peer);
+    zfed_account_t *account = peer ? zfed_account_new(self->ledger) : NULL;
+    if (!account) {
+        free(peer);
+        return NULL;
+    }
+    memcpy(peer->identity, identity->data, identity->size);
+    peer->identity_size = identity->size;
+    s_identity_key(identity->data, identity->size, peer->key);
+    peer->fd = -1;
+    peer->account = account;
+    zfed_link_init(&peer->queues);
+    if (self->auth && frames->count >= 2 &&
+        zfed_auth_user(&frames->part[1], peer->curve, &peer->roles) != 0)
+        peer->curve[0] = '\0';
+    zhashx_insert(self->peers, peer->key, peer);
+    self->stats.peers++;
+    if (fd >= 0)
+        s_peer_bind_fd(self, peer, fd);
+    return peer;
+}
+
+//  A peer with no connection descriptor to watch (inproc) is forgotten as
+//  soon as it holds nothing; the others when their connection closes.
+static void s_peer_forget_if_idle(zfed_broker_t *self, peer_t **peer_p)
+{
+    peer_t *peer = *peer_p;
+    if (peer && peer->fd < 0 && !peer->worker && zfed_list_empty(&peer->queues) &&
+        zfed_account_items(peer->account) == 0 && !peer->revoked)
+        s_peer_retire(self, peer_p, "idle");
+}
+
+//  ---------------------------------------------------------------------
 //  Services
 
 static service_t *s_service_lookup(zfed_broker_t *self, zfed_view_t name)
@@ -206,13 +430,23 @@ static service_t *s_service_lookup(zfed_broker_t *self, zfed_view_t name)
     return zhashx_lookup(self->services, text);
 }
 
-static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name)
+static void s_service_evict(zfed_broker_t *self, service_t *service);
+
+//  The service of that name, made if need be.  At max_services a READY
+//  (for_worker) takes the slot of the oldest service no worker has ever
+//  served, whose requests then fail: requests for names nobody serves
+//  cannot keep a worker out.  NULL at the limit, or out of memory.
+static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name, bool for_worker)
 {
     service_t *service = s_service_lookup(self, name);
     if (service)
         return service;
-    if (zhashx_size(self->services) >= self->config.max_services)
-        return NULL;
+    if (zhashx_size(self->services) >= self->config.max_services) {
+        zfed_link_t *oldest = zfed_list_first(&self->pending);
+        if (!for_worker || !oldest)
+            return NULL;
+        s_service_evict(self, zfed_container_of(oldest, service_t, pending_link));
+    }
     service = calloc(1, sizeof *service);
     if (!service)
         return NULL;
@@ -224,8 +458,11 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name)
     memcpy(service->name, name.data, name.size);
     service->name[name.size] = '\0';
     service->blob = zfed_blob_service_valid(service->name, name.size);
-    zfed_link_init(&service->requests);
+    zfed_link_init(&service->turns);
     zfed_link_init(&service->waiting);
+    zfed_link_init(&service->pending_link);
+    zfed_link_init(&service->reclaim_link);
+    zfed_list_push_back(&self->pending, &service->pending_link);
     zhashx_insert(self->services, service->name, service);
     zfed_debug("service %s created", service->name);
     return service;
@@ -234,28 +471,67 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name)
 static void s_service_destroy(zfed_broker_t *self, service_t **service_p)
 {
     service_t *service = *service_p;
+    zfed_link_remove(&service->pending_link);
+    zfed_link_remove(&service->reclaim_link);
     zhashx_delete(self->services, service->name);
     free(service->name);
     free(service);
     *service_p = NULL;
 }
 
+//  Marks a service that may have become idle; s_reclaim forgets it if so.
+static void s_service_check(zfed_broker_t *self, service_t *service)
+{
+    if (service->workers == 0 && service->queued == 0 && service->in_flight == 0)
+        zfed_list_push_back(&self->reclaim, &service->reclaim_link);
+}
+
+//  Forgets the services nobody serves or waits for, so that names that
+//  come and go (10,000 READYs with distinct names) cannot use up
+//  max_services.  Run where no caller holds a service pointer: at the end
+//  of each message, event and tick.
+static void s_reclaim(zfed_broker_t *self)
+{
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&self->reclaim)) != NULL) {
+        service_t *service = zfed_container_of(link, service_t, reclaim_link);
+        zfed_link_remove(link);
+        if (service->workers == 0 && service->queued == 0 && service->in_flight == 0)
+            s_service_destroy(self, &service);
+    }
+}
+
 //  ---------------------------------------------------------------------
 //  Requests
 
-static request_t *s_request_new(zfed_broker_t *self, const zfed_view_t *client,
-                                const zfed_view_t *body, size_t body_count, service_t *service)
+//  What a request of that client and body would hold, charged to its
+//  client's account while it lives.
+static size_t s_request_size(const zfed_view_t *client, const zfed_view_t *body, size_t body_count)
 {
-    size_t size = client->size;
+    size_t size = sizeof(request_t) + client->size;
     for (size_t index = 0; index < body_count; index++)
         size += body[index].size;
-    request_t *request = malloc(sizeof *request + size);
+    return size;
+}
+
+static request_t *s_request_new(zfed_broker_t *self, const zfed_view_t *client,
+                                const zfed_view_t *body, size_t body_count, service_t *service,
+                                zfed_account_t *account)
+{
+    size_t charge = s_request_size(client, body, body_count);
+    request_t *request = malloc(charge);
     if (!request)
         return NULL;
     zfed_link_init(&request->link);
+    zfed_link_init(&request->age_link);
     request->id = ++self->next_request_id;
     request->service = service;
     request->worker = NULL;
+    request->queue = NULL;
+    request->account = zfed_account_ref(account);
+    request->charge = charge;
+    zfed_account_charge(account, charge);
+    zfed_account_count(account, 1);
     request->enqueued_ms = zfed_clock_ms();
     request->attempts = 0;
     request->client_size = (uint8_t)client->size;
@@ -283,10 +559,18 @@ static zfed_view_t s_request_body(const request_t *request, size_t index)
     return (zfed_view_t){cursor, request->body_size[index]};
 }
 
-static void s_request_destroy(request_t **request_p)
+static void s_queue_take(zfed_broker_t *self, request_t *request);
+
+static void s_request_destroy(zfed_broker_t *self, request_t **request_p)
 {
     request_t *request = *request_p;
+    if (request->queue)
+        s_queue_take(self, request);
     zfed_link_remove(&request->link);
+    zfed_link_remove(&request->age_link);
+    zfed_account_credit(request->account, request->charge);
+    zfed_account_count(request->account, -1);
+    zfed_account_release(&request->account);
     free(request);
     *request_p = NULL;
 }
@@ -297,17 +581,29 @@ static zfed_view_t s_text_view(const char *text)
 }
 
 //  Sends [client] "" MDPC01 service body; service is echoed as the client
-//  gave it (the client matches replies on it).
-static int s_send_client_reply(zfed_broker_t *self, const zfed_view_t *client, zfed_view_t service,
-                               const void *body, size_t body_size)
+//  gave it (the client matches replies on it).  The body is charged to
+//  the client's account (when known) until libzmq has written it; a body
+//  its budget has no room for is not sent.  0 sent, -1 unroutable, 1
+//  dropped for the budget (counted).
+static int s_send_client_reply(zfed_broker_t *self, zfed_account_t *account,
+                               const zfed_view_t *client, zfed_view_t service, const void *body,
+                               size_t body_size)
 {
+    size_t charge = body_size + ZFED_BUDGET_MESSAGE_OVERHEAD;
+    if (account && !zfed_account_fits(account, charge)) {
+        self->stats.replies_dropped++;
+        return 1;
+    }
     if (s_send(self, client->data, client->size, ZMQ_SNDMORE) != 0)
         return -1;
     //  Once the first part is accepted the rest cannot fail on routing.
     s_send(self, "", 0, ZMQ_SNDMORE);
     s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     s_send(self, service.data, service.size, ZMQ_SNDMORE);
-    s_send(self, body, body_size, 0);
+    if (account)
+        zfed_account_send_copy(account, self->handle, body, body_size, charge, ZMQ_DONTWAIT);
+    else
+        s_send(self, body, body_size, 0);
     return 0;
 }
 
@@ -349,8 +645,9 @@ static int s_error_batch(zfed_broker_t *self, size_t count, uint32_t code, const
 //  errors, one per task, so every task of it is accounted for.  Built from
 //  the ids alone: refusing costs little, which matters most exactly when
 //  the broker refuses the most (queue full).
-static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, zfed_view_t service,
-                          const zfed_view_t *request_body, uint32_t code, const char *text)
+static void s_reply_error(zfed_broker_t *self, zfed_account_t *account, const zfed_view_t *client,
+                          zfed_view_t service, const zfed_view_t *request_body, uint32_t code,
+                          const char *text)
 {
     self->stats.failed++;
     size_t count = 0;
@@ -364,7 +661,8 @@ static void s_reply_error(zfed_broker_t *self, const zfed_view_t *client, zfed_v
         zfed_error("could not build an error reply (out of memory)");
         return;
     }
-    if (s_send_client_reply(self, client, service, self->scratch.data, self->scratch.size) != 0)
+    if (s_send_client_reply(self, account, client, service, self->scratch.data,
+                            self->scratch.size) < 0)
         s_count_unroutable(self, "error reply");
 }
 
@@ -375,8 +673,110 @@ static void s_request_fail(zfed_broker_t *self, request_t **request_p, uint32_t 
     zfed_view_t client = s_request_client(request);
     zfed_view_t body = s_request_body(request, 0);
     zfed_warn("request %" PRIu64 " for %s failed: %s", request->id, request->service->name, text);
-    s_reply_error(self, &client, s_text_view(request->service->name), &body, code, text);
-    s_request_destroy(request_p);
+    s_reply_error(self, request->account, &client, s_text_view(request->service->name), &body, code,
+                  text);
+    s_service_check(self, request->service);
+    s_request_destroy(self, request_p);
+}
+
+//  ---------------------------------------------------------------------
+//  Queues: one per client and service, taking turns
+
+static void s_queue_key(const service_t *service, const zfed_view_t *client, char *key)
+{
+    int used = snprintf(key, QUEUE_KEY_SIZE, "%p/", (const void *)service);
+    s_identity_key(client->data, client->size, key + used);
+}
+
+//  The client's queue for the service, made if need be (NULL: no memory).
+static queue_t *s_queue_of(zfed_broker_t *self, service_t *service, peer_t *peer)
+{
+    char key[QUEUE_KEY_SIZE];
+    zfed_view_t client = {peer->identity, peer->identity_size};
+    s_queue_key(service, &client, key);
+    queue_t *queue = zhashx_lookup(self->queues, key);
+    if (queue)
+        return queue;
+    queue = calloc(1, sizeof *queue);
+    if (!queue)
+        return NULL;
+    memcpy(queue->key, key, sizeof key);
+    zfed_link_init(&queue->turn_link);
+    zfed_link_init(&queue->peer_link);
+    zfed_link_init(&queue->requests);
+    queue->service = service;
+    queue->peer = peer;
+    zfed_list_push_back(&peer->queues, &queue->peer_link);
+    zhashx_insert(self->queues, queue->key, queue);
+    return queue;
+}
+
+static void s_queue_free(zfed_broker_t *self, queue_t **queue_p)
+{
+    queue_t *queue = *queue_p;
+    zfed_link_remove(&queue->turn_link);
+    zfed_link_remove(&queue->peer_link);
+    zhashx_delete(self->queues, queue->key);
+    free(queue);
+    *queue_p = NULL;
+}
+
+//  Queues a request: at the back of its client's queue, or at the front
+//  when it lost its worker; a queue that had nothing waiting joins the
+//  turns at the back (at the front for a request that lost its worker,
+//  which has waited longest).
+static void s_queue_push(zfed_broker_t *self, queue_t *queue, request_t *request, bool front)
+{
+    if (front)
+        zfed_list_push_front(&queue->requests, &request->link);
+    else
+        zfed_list_push_back(&queue->requests, &request->link);
+    if (!zfed_link_linked(&queue->turn_link)) {
+        if (front)
+            zfed_list_push_front(&queue->service->turns, &queue->turn_link);
+        else
+            zfed_list_push_back(&queue->service->turns, &queue->turn_link);
+    }
+    request->queue = queue;
+    request->enqueued_ms = zfed_clock_ms();
+    zfed_list_push_back(&self->by_age, &request->age_link);
+    queue->count++;
+    queue->service->queued++;
+    self->stats.queued++;
+}
+
+//  Takes a queued request out of its queue (for a worker, or to fail it);
+//  a queue left empty goes.
+static void s_queue_take(zfed_broker_t *self, request_t *request)
+{
+    queue_t *queue = request->queue;
+    zfed_link_remove(&request->link);
+    zfed_link_remove(&request->age_link);
+    request->queue = NULL;
+    queue->count--;
+    queue->service->queued--;
+    self->stats.queued--;
+    if (queue->count == 0)
+        s_queue_free(self, &queue);
+}
+
+//  A client that is gone: its queued requests could never be answered.
+static void s_queue_drop(zfed_broker_t *self, queue_t **queue_p)
+{
+    queue_t *queue = *queue_p;
+    service_t *service = queue->service;
+    zfed_link_t *link;
+    while (queue && (link = zfed_list_first(&queue->requests)) != NULL) {
+        request_t *request = zfed_container_of(link, request_t, link);
+        bool last = queue->count == 1;
+        s_request_destroy(self, &request); //  takes it out of the queue
+        if (last)
+            queue = NULL; //  freed with its last request
+    }
+    if (queue)
+        s_queue_free(self, &queue);
+    s_service_check(self, service);
+    *queue_p = NULL;
 }
 
 //  ---------------------------------------------------------------------
@@ -407,18 +807,33 @@ static void s_send_disconnect_to(zfed_broker_t *self, const zfed_view_t *peer)
     s_send(self, &command, 1, 0);
 }
 
+static void s_dispatch(zfed_broker_t *self, service_t *service);
+
+//  A worker whose pipe held more than its byte budget is out of line
+//  until libzmq has written half of it.
+static bool s_worker_drained(const zfed_broker_t *self, const worker_t *worker)
+{
+    return zfed_account_bytes(worker->peer->account) <= self->config.max_bytes_per_peer / 2;
+}
+
 static void s_worker_touch(zfed_broker_t *self, worker_t *worker)
 {
     worker->last_heard_ms = zfed_clock_ms();
     worker->expiry_ms =
         worker->last_heard_ms + (int64_t)self->config.heartbeat_ms * self->config.liveness;
     zfed_list_push_back(&self->liveness, &worker->liveness_link);
+    if (worker->congested && s_worker_drained(self, worker)) {
+        worker->congested = false;
+        if (worker->in_flight_count < worker->credit) {
+            zfed_list_push_back(&worker->service->waiting, &worker->waiting_link);
+            s_dispatch(self, worker->service);
+        }
+    }
 }
 
-static void s_dispatch(zfed_broker_t *self, service_t *service);
-
-//  Puts a request that lost its worker back at the head of its queue, or
-//  fails it once it has used its attempts.
+//  Puts a request that lost its worker back at the head of its client's
+//  queue, or fails it once it has used its attempts.  A request whose
+//  client has gone is dropped: its answer could not be delivered.
 static void s_request_requeue(zfed_broker_t *self, request_t *request)
 {
     request->worker = NULL;
@@ -432,14 +847,17 @@ static void s_request_requeue(zfed_broker_t *self, request_t *request)
         s_request_fail(self, &request, ZFED_ERR_UNAVAILABLE, text);
         return;
     }
+    zfed_view_t client = s_request_client(request);
+    peer_t *peer = s_peer_lookup(self, &client);
+    queue_t *queue = peer ? s_queue_of(self, request->service, peer) : NULL;
+    if (!queue) {
+        s_service_check(self, request->service);
+        s_request_destroy(self, &request);
+        return;
+    }
     //  Its lifetime in the queue starts again: time spent at a worker that
-    //  died is not waiting for a worker.  (The queue is then not quite in
-    //  age order; the expiry sweep stops at this fresh head, which at worst
-    //  delays expiring the requests behind it by one lifetime.)
-    request->enqueued_ms = zfed_clock_ms();
-    zfed_list_push_front(&request->service->requests, &request->link);
-    request->service->queued++;
-    self->stats.queued++;
+    //  died is not waiting for a worker (it joins the age list as newest).
+    s_queue_push(self, queue, request, true);
     self->stats.redispatched++;
 }
 
@@ -462,6 +880,9 @@ static void s_worker_forget(zfed_broker_t *self, worker_t **worker_p, bool send_
     if (service->workers == 0)
         service->owner[0] = '\0';
     self->stats.workers--;
+    s_service_check(self, service);
+    if (worker->peer)
+        worker->peer->worker = NULL;
     free(worker);
     *worker_p = NULL;
 }
@@ -474,6 +895,8 @@ static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_
     s_dispatch(self, service);
 }
 
+//  The worker registered under a routing id (the broker's own messages
+//  reach it through its peer; CURVE's role check looks it up here).
 static worker_t *s_worker_lookup(zfed_broker_t *self, const zfed_view_t *identity)
 {
     char key[IDENTITY_KEY_SIZE];
@@ -484,6 +907,18 @@ static worker_t *s_worker_lookup(zfed_broker_t *self, const zfed_view_t *identit
 //  ---------------------------------------------------------------------
 //  Dispatch
 
+//  The bytes a REQUEST of this request puts in the worker's pipe.
+static size_t s_request_bytes(const request_t *request)
+{
+    size_t size = ZFED_BUDGET_MESSAGE_OVERHEAD;
+    for (size_t index = 0; index < request->body_count; index++)
+        size += request->body_size[index];
+    return size;
+}
+
+//  The body frames go as counted copies: the request keeps its own bytes
+//  for a re-dispatch, and what waits in the worker's pipe is charged to
+//  the worker until libzmq has written it.
 static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *request)
 {
     uint8_t address[REQUEST_ID_SIZE];
@@ -499,21 +934,37 @@ static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *requ
     s_send(self, "", 0, ZMQ_SNDMORE);
     for (size_t index = 0; index < request->body_count; index++) {
         zfed_view_t body = s_request_body(request, index);
-        s_send(self, body.data, body.size, index + 1 < request->body_count ? ZMQ_SNDMORE : 0);
+        size_t charge = body.size + (index == 0 ? ZFED_BUDGET_MESSAGE_OVERHEAD : 0);
+        int flags = (index + 1 < request->body_count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
+        zfed_account_send_copy(worker->peer->account, self->handle, body.data, body.size, charge,
+                               flags);
     }
     worker->last_sent_ms = zfed_clock_ms();
     return 0;
 }
 
+//  Hands queued requests to waiting workers, clients taking turns: the
+//  first queue in the service's turns gives its oldest request and goes
+//  to the back.  A worker whose byte budget has no room for the request
+//  leaves the line until its pipe drains (s_worker_touch).
 static void s_dispatch(zfed_broker_t *self, service_t *service)
 {
     if (self->terminated)
         return; //  tearing down: nothing goes out any more
-    zfed_link_t *request_link, *worker_link;
-    while ((request_link = zfed_list_first(&service->requests)) != NULL &&
+    zfed_link_t *turn, *worker_link;
+    while ((turn = zfed_list_first(&service->turns)) != NULL &&
            (worker_link = zfed_list_first(&service->waiting)) != NULL) {
-        request_t *request = zfed_container_of(request_link, request_t, link);
+        queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
+        request_t *request = zfed_container_of(zfed_list_first(&queue->requests), request_t, link);
         worker_t *worker = zfed_container_of(worker_link, worker_t, waiting_link);
+        if (!zfed_account_fits(worker->peer->account, s_request_bytes(request))) {
+            zfed_debug("worker %s (%s): its pipe holds %" PRId64 " bytes; out of line until it "
+                       "drains",
+                       worker->key, service->name, zfed_account_bytes(worker->peer->account));
+            worker->congested = true;
+            zfed_link_remove(&worker->waiting_link);
+            continue;
+        }
         if (s_send_request(self, worker, request) != 0) {
             //  The peer is gone (or its pipe is full): forget it rather
             //  than wait for its heartbeats to lapse, and try the next
@@ -524,9 +975,10 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
             s_worker_forget(self, &worker, false);
             continue;
         }
-        zfed_link_remove(&request->link);
-        service->queued--;
-        self->stats.queued--;
+        bool emptied = queue->count == 1;
+        s_queue_take(self, request); //  frees the queue when it empties
+        if (!emptied)
+            zfed_list_push_back(&service->turns, turn); //  its turn is over
         request->worker = worker;
         request->attempts++;
         zfed_list_push_back(&worker->in_flight, &request->link);
@@ -589,7 +1041,10 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     zfed_auth_stats_t auth = {0};
     if (self->auth)
         zfed_auth_stats(self->auth, &auth);
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 23);
+    zfed_gate_stats_t gate = {0};
+    if (self->gate)
+        zfed_gate_stats(self->gate, &gate);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 36);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -613,12 +1068,25 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "auth_accepted", auth.accepted);
     rc |= s_pack_counter(&packer, "auth_refused", auth.refused);
     rc |= s_pack_counter(&packer, "forbidden", stats->forbidden);
+    rc |= s_pack_counter(&packer, "quota_refused", stats->quota_refused);
+    rc |= s_pack_counter(&packer, "budget_refused", stats->budget_refused);
+    rc |= s_pack_counter(&packer, "ready_refused", stats->ready_refused);
+    rc |= s_pack_counter(&packer, "replies_dropped", stats->replies_dropped);
+    rc |= s_pack_counter(&packer, "services_evicted", stats->services_evicted);
+    rc |= s_pack_counter(&packer, "revoked", stats->revoked);
+    rc |= s_pack_counter(&packer, "peers", stats->peers);
+    rc |= s_pack_counter(&packer, "bytes_held", (uint64_t)zfed_ledger_bytes(self->ledger));
+    rc |= s_pack_counter(&packer, "bytes_peak", (uint64_t)zfed_ledger_peak(self->ledger));
+    rc |= s_pack_counter(&packer, "connections_open", gate.open);
+    rc |= s_pack_counter(&packer, "connections_refused", gate.refused);
+    rc |= s_pack_counter(&packer, "accept_failed", net.accept_failed);
+    rc |= s_pack_counter(&packer, "accept_closes", gate.closes);
     return rc == 0 ? 0 : -1;
 }
 
 //  8/MMI: answered by the broker itself.
-static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const zfed_mdp_t *mdp,
-                         const zfed_view_t *frames)
+static void s_client_mmi(zfed_broker_t *self, peer_t *peer, const zfed_view_t *client,
+                         const zfed_mdp_t *mdp, const zfed_view_t *frames)
 {
     char service[ZFED_MDP_SERVICE_MAX + 1];
     memcpy(service, mdp->service.data, mdp->service.size);
@@ -638,18 +1106,31 @@ static void s_client_mmi(zfed_broker_t *self, const zfed_view_t *client, const z
     self->stats.mmi++;
     if (answer_size == 0)
         answer_size = strlen(answer);
-    if (s_send_client_reply(self, client, mdp->service, answer, answer_size) != 0)
+    if (s_send_client_reply(self, peer->account, client, mdp->service, answer, answer_size) < 0)
         s_count_unroutable(self, "MMI reply");
 }
 
-static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
+//  Refuses a request with 429: counted in rejected and in the counter of
+//  the limit that refused it.
+static void s_refuse_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t *mdp,
+                             const zfed_view_t *body, uint64_t *counter, const char *text)
+{
+    self->stats.rejected++;
+    if (counter)
+        (*counter)++;
+    s_warn_peer(self, &self->frames.view[0], "request refused", text);
+    s_reply_error(self, peer->account, &self->frames.view[0], mdp->service, body,
+                  ZFED_ERR_OVERLOADED, text);
+}
+
+static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t *mdp)
 {
     //  frames[0] is the sender; MDP frames start at 1.
     zfed_frames_t *frames = &self->frames;
     const zfed_view_t *client = &frames->view[0];
     const zfed_view_t *mdp_frames = &frames->view[1];
     if (zfed_mdp_is_mmi(mdp->service)) {
-        s_client_mmi(self, client, mdp, mdp_frames);
+        s_client_mmi(self, peer, client, mdp, mdp_frames);
         return;
     }
     const zfed_view_t *body = &mdp_frames[mdp->body_index];
@@ -660,35 +1141,54 @@ static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
                  mdp->body_count, ZFED_BROKER_MAX_BODY_FRAMES);
         self->stats.malformed++;
         s_warn_peer(self, client, "request refused", text);
-        s_reply_error(self, client, mdp->service, body, ZFED_ERR_TOO_LARGE, text);
+        s_reply_error(self, peer->account, client, mdp->service, body, ZFED_ERR_TOO_LARGE, text);
         return;
     }
+    //  Each limit below refuses the sender only: what the others have
+    //  queued never counts against it, and its own never against them.
     if (self->stats.queued >= self->config.max_queue) {
-        self->stats.rejected++;
-        s_warn_peer(self, client, "request refused", "broker queue is full");
-        s_reply_error(self, client, mdp->service, body, ZFED_ERR_OVERLOADED,
-                      "broker queue is full; retry later");
+        s_refuse_request(self, peer, mdp, body, NULL, "broker queue is full; retry later");
         return;
     }
-    service_t *service = s_service_require(self, mdp->service);
-    if (!service) {
-        self->stats.rejected++;
-        s_warn_peer(self, client, "request refused", "too many services");
-        s_reply_error(self, client, mdp->service, body, ZFED_ERR_OVERLOADED,
-                      "broker has reached its limit of services");
+    char text[160];
+    if (zfed_account_items(peer->account) >= self->config.max_queued_per_client) {
+        snprintf(text, sizeof text,
+                 "this client has %zu requests in the broker, its limit "
+                 "(--max-queued-per-client); retry when some are answered",
+                 zfed_account_items(peer->account));
+        s_refuse_request(self, peer, mdp, body, &self->stats.quota_refused, text);
+        return;
+    }
+    size_t size = s_request_size(client, &frames->view[1 + mdp->body_index], mdp->body_count);
+    if (!zfed_account_fits(peer->account, size)) {
+        snprintf(text, sizeof text,
+                 "the broker holds %" PRId64 " bytes for this client and %" PRId64
+                 " in all: over its byte budget (--max-bytes-per-peer, --max-bytes); retry later",
+                 zfed_account_bytes(peer->account), zfed_ledger_bytes(self->ledger));
+        s_refuse_request(self, peer, mdp, body, &self->stats.budget_refused, text);
+        return;
+    }
+    service_t *service = s_service_require(self, mdp->service, false);
+    queue_t *queue = service ? s_queue_of(self, service, peer) : NULL;
+    if (!queue) {
+        s_refuse_request(self, peer, mdp, body, NULL,
+                         service ? "out of memory" : "broker has reached its limit of services");
+        if (service)
+            s_service_check(self, service);
         return;
     }
     //  Frame 0 of frames->view is the sender, MDP frame i is view i + 1.
     request_t *request = s_request_new(self, &frames->view[0], &frames->view[1 + mdp->body_index],
-                                       mdp->body_count, service);
+                                       mdp->body_count, service, peer->account);
     if (!request) {
         zfed_error("out of memory queuing a request");
         self->stats.rejected++;
+        if (queue->count == 0)
+            s_queue_free(self, &queue);
+        s_service_check(self, service);
         return;
     }
-    zfed_list_push_back(&service->requests, &request->link);
-    service->queued++;
-    self->stats.queued++;
+    s_queue_push(self, queue, request, false);
     self->stats.requests++;
     s_dispatch(self, service);
 }
@@ -696,10 +1196,43 @@ static void s_client_request(zfed_broker_t *self, const zfed_mdp_t *mdp)
 //  ---------------------------------------------------------------------
 //  Worker side
 
-static void s_worker_ready(zfed_broker_t *self, const zfed_mdp_t *mdp)
+//  The slot of a service no worker ever served, taken by a READY: its
+//  requests fail (nobody was going to answer them).
+static void s_service_evict(zfed_broker_t *self, service_t *service)
+{
+    char text[128 + ZFED_MDP_SERVICE_MAX];
+    snprintf(text, sizeof text,
+             "no worker ever registered for service %s and the broker needed its slot "
+             "(--max-services)",
+             service->name);
+    zfed_warn("evicting service %s (%zu requests, no worker ever) for a worker's READY",
+              service->name, service->queued);
+    self->stats.services_evicted++;
+    zfed_link_t *turn;
+    while ((turn = zfed_list_first(&service->turns)) != NULL) {
+        queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
+        request_t *request = zfed_container_of(zfed_list_first(&queue->requests), request_t, link);
+        s_queue_take(self, request);
+        s_request_fail(self, &request, ZFED_ERR_UNAVAILABLE, text);
+    }
+    s_service_destroy(self, &service);
+}
+
+static void s_worker_ready(zfed_broker_t *self, peer_t *sender, const zfed_mdp_t *mdp)
 {
     const zfed_view_t *peer = &self->frames.view[0];
-    worker_t *worker = s_worker_lookup(self, peer);
+    if (++sender->readies > self->config.max_ready_per_connection) {
+        //  Registering again and again on one connection is no worker's
+        //  way (after DISCONNECT a worker opens a new one): nothing more
+        //  is made for it.
+        self->stats.rejected++;
+        self->stats.ready_refused++;
+        s_warn_peer(self, peer, "READY refused",
+                    "too many READYs on one connection (--max-ready-per-connection)");
+        s_send_disconnect_to(self, peer);
+        return;
+    }
+    worker_t *worker = sender->worker;
     if (worker) {
         self->stats.unexpected++;
         s_warn_peer(self, peer, "second READY", "disconnecting the worker");
@@ -718,18 +1251,24 @@ static void s_worker_ready(zfed_broker_t *self, const zfed_mdp_t *mdp)
         s_send_disconnect_to(self, peer);
         return;
     }
-    service_t *service = s_service_require(self, mdp->service);
+    service_t *service = s_service_require(self, mdp->service, true);
     worker = service ? calloc(1, sizeof *worker) : NULL;
     if (!worker) {
         self->stats.rejected++;
         s_warn_peer(self, peer, "READY refused", service ? "out of memory" : "too many services");
         s_send_disconnect_to(self, peer);
+        if (service)
+            s_service_check(self, service);
         return;
     }
     memcpy(worker->identity, peer->data, peer->size);
     worker->identity_size = peer->size;
     s_identity_key(peer->data, peer->size, worker->key);
     worker->service = service;
+    worker->peer = sender;
+    sender->worker = worker;
+    service->registered = true;
+    zfed_link_remove(&service->pending_link);
     worker->credit = zfed_mdp_ready_credit(mdp->extension, ZFED_BROKER_MAX_CREDIT);
     //  Credit is a zfed extension, and zfed workers heartbeat from their
     //  I/O thread while tasks compute; a plain MDP worker has to show it.
@@ -748,6 +1287,34 @@ static void s_worker_ready(zfed_broker_t *self, const zfed_mdp_t *mdp)
     zfed_info("worker %s ready for %s (credit %zu; %zu workers on it)", worker->key, service->name,
               worker->credit, service->workers);
     s_dispatch(self, service);
+}
+
+//  What forwarding a reply puts in the client's pipe.
+static size_t s_reply_bytes(const zfed_frames_t *frames, const zfed_mdp_t *mdp)
+{
+    size_t size = ZFED_BUDGET_MESSAGE_OVERHEAD;
+    for (size_t index = 0; index < mdp->body_count; index++)
+        size += frames->view[1 + mdp->body_index + index].size;
+    return size;
+}
+
+static void s_drop_reply(zfed_broker_t *self, request_t *request)
+{
+    self->stats.replies_dropped++;
+    zfed_view_t client = s_request_client(request);
+    char text[192];
+    snprintf(text, sizeof text,
+             "reply dropped: the broker holds %" PRId64 " bytes for this client, its byte "
+             "budget (--max-bytes-per-peer) or the broker's (--max-bytes) is full; read "
+             "faster or retry",
+             zfed_account_bytes(request->account));
+    s_warn_peer(self, &client, "reply dropped", text);
+    zfed_view_t body = s_request_body(request, 0);
+    //  Counted as dropped already; not again if the answer does not fit.
+    uint64_t dropped = self->stats.replies_dropped;
+    s_reply_error(self, request->account, &client, s_text_view(request->service->name), &body,
+                  ZFED_ERR_UNAVAILABLE, text);
+    self->stats.replies_dropped = dropped;
 }
 
 static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp_t *mdp)
@@ -789,6 +1356,11 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         s_warn_peer(self, peer, "reply refused", text);
         request->worker = NULL;
         s_request_fail(self, &request, ZFED_ERR_TOO_LARGE, text);
+    } else if (!zfed_account_fits(request->account, s_reply_bytes(frames, mdp))) {
+        //  The client's byte budget is full (it does not read, or not
+        //  fast enough): this reply is dropped, and the client told so
+        //  when even that small answer fits.  Nobody else's replies wait.
+        s_drop_reply(self, request);
     } else if (s_send(self, client.data, client.size, ZMQ_SNDMORE) == 0) {
         //  Forward: [client] "" MDPC01 service body... (body frames moved).
         s_send(self, "", 0, ZMQ_SNDMORE);
@@ -797,38 +1369,43 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         //  frames->part[i + 1] holds MDP frame i.  A small body is sent as a
         //  copy: moving it would keep the worker connection's whole 8 KB
         //  receive buffer alive until the client reads it, which under a
-        //  backlog costs far more memory than the copy costs time.
+        //  backlog costs far more memory than the copy costs time.  Either
+        //  way the bytes count to the client until libzmq has written them.
         for (size_t index = 0; index < mdp->body_count; index++) {
             int flags = (index + 1 < mdp->body_count ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
-            const zfed_view_t *body = &frames->view[1 + mdp->body_index + index];
+            size_t part = 1 + mdp->body_index + index;
+            const zfed_view_t *body = &frames->view[part];
+            size_t charge = body->size + (index == 0 ? ZFED_BUDGET_MESSAGE_OVERHEAD : 0);
             if (body->size <= COMPACT_BODY_MAX)
-                s_send(self, body->data, body->size, flags);
+                zfed_account_send_copy(request->account, self->handle, body->data, body->size,
+                                       charge, flags);
             else
-                zfed_frames_send(frames, 1 + mdp->body_index + index, self->handle, flags);
+                zfed_account_send_frame(request->account, self->handle, &frames->part[part], charge,
+                                        flags);
         }
         self->stats.replies++;
     } else
         s_count_unroutable(self, "reply to client");
     if (request) {
         request->worker = NULL;
-        s_request_destroy(&request);
+        s_request_destroy(self, &request);
     }
     self->stats.in_flight--;
     service->in_flight--;
     worker->in_flight_count--;
-    if (!zfed_link_linked(&worker->waiting_link))
+    if (!zfed_link_linked(&worker->waiting_link) && !worker->congested)
         zfed_list_push_back(&service->waiting, &worker->waiting_link);
     s_dispatch(self, service);
 }
 
-static void s_worker_command(zfed_broker_t *self, const zfed_mdp_t *mdp)
+static void s_worker_command(zfed_broker_t *self, peer_t *sender, const zfed_mdp_t *mdp)
 {
     const zfed_view_t *peer = &self->frames.view[0];
     if (mdp->command == ZFED_MDP_READY) {
-        s_worker_ready(self, mdp);
+        s_worker_ready(self, sender, mdp);
         return;
     }
-    worker_t *worker = s_worker_lookup(self, peer);
+    worker_t *worker = sender->worker;
     if (!worker) {
         //  A worker we do not know (we restarted, or expired it): tell it
         //  to start over, which makes it re-register.
@@ -956,7 +1533,7 @@ static void s_tell_forbidden(zfed_broker_t *self, const zfed_mdp_t *mdp)
     if (mdp->command == ZFED_MDP_CLIENT) {
         const zfed_view_t *body =
             mdp->body_count >= 1 ? &self->frames.view[1 + mdp->body_index] : NULL;
-        s_reply_error(self, peer, mdp->service, body, ZFED_ERR_FORBIDDEN,
+        s_reply_error(self, NULL, peer, mdp->service, body, ZFED_ERR_FORBIDDEN,
                       "forbidden: this key may not submit requests (it is not in the broker's "
                       "--controllers-dir)");
     } else if (mdp->command == ZFED_MDP_READY)
@@ -968,7 +1545,8 @@ static void s_tell_forbidden(zfed_broker_t *self, const zfed_mdp_t *mdp)
 //  says, forgotten and sent DISCONNECT; a client (MDPC01) with a service
 //  frame to answer under gets error 400 naming what was wrong.  Only a
 //  message with no MDP header at all is just dropped (logged, counted).
-static void s_refuse_invalid(zfed_broker_t *self, const zfed_mdp_t *mdp, const char *reason)
+static void s_refuse_invalid(zfed_broker_t *self, peer_t *sender, const zfed_mdp_t *mdp,
+                             const char *reason)
 {
     zfed_frames_t *frames = &self->frames;
     const zfed_view_t *peer = &frames->view[0];
@@ -977,26 +1555,86 @@ static void s_refuse_invalid(zfed_broker_t *self, const zfed_mdp_t *mdp, const c
     bool has_service = frames->count > 3;
     if (mdp->origin == ZFED_MDP_ORIGIN_WORKER) {
         s_warn_peer(self, peer, "invalid MDPW01 message, disconnecting its sender", reason);
-        worker_t *worker = s_worker_lookup(self, peer);
-        if (worker)
-            s_worker_delete(self, &worker, true);
+        if (sender->worker)
+            s_worker_delete(self, &sender->worker, true);
         else
             s_send_disconnect_to(self, peer);
     } else if (mdp->origin == ZFED_MDP_ORIGIN_CLIENT && has_service) {
         char text[160];
         snprintf(text, sizeof text, "invalid request: %s", reason);
         s_warn_peer(self, peer, "request refused", reason);
-        s_reply_error(self, peer, mdp->service, frames->count > 4 ? &frames->view[4] : NULL,
-                      ZFED_ERR_MALFORMED, text);
+        s_reply_error(self, sender->account, peer, mdp->service,
+                      frames->count > 4 ? &frames->view[4] : NULL, ZFED_ERR_MALFORMED, text);
     } else
         s_warn_peer(self, peer, "message dropped", reason);
 }
 
-static void s_handle_message(zfed_broker_t *self)
+//  ---------------------------------------------------------------------
+//  Revocation (CURVE)
+
+//  Cuts a peer whose key lost a role it was authenticated with: its
+//  connection is shut (libzmq closes it, the peer sees it go and, on
+//  reconnecting, is judged by the folders as they are now), its worker
+//  registration and queued requests go, and anything more it sends before
+//  the connection is gone is refused.
+static void s_peer_revoke(zfed_broker_t *self, peer_t *peer, unsigned roles_now)
+{
+    if (peer->revoked)
+        return;
+    peer->revoked = true;
+    self->stats.revoked++;
+    const char *address =
+        self->netmon && peer->fd >= 0 ? zfed_netmon_address(self->netmon, peer->fd) : NULL;
+    zfed_warn("key %.8s... revoked (roles %s%s now %s%s): cutting its connection from %s",
+              peer->curve, peer->roles & ZFED_ROLE_WORKER ? "w" : "",
+              peer->roles & ZFED_ROLE_CONTROLLER ? "c" : "",
+              roles_now & ZFED_ROLE_WORKER ? "w" : "", roles_now ? "" : "none",
+              address ? address : peer->key);
+    if (peer->worker)
+        s_worker_delete(self, &peer->worker, false);
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&peer->queues)) != NULL) {
+        queue_t *queue = zfed_container_of(link, queue_t, peer_link);
+        s_queue_drop(self, &queue);
+    }
+    s_peer_shut(self, peer);
+}
+
+//  True when the peer may still be heard: under CURVE its key must still
+//  hold every role its handshake gave it (checked again whenever the key
+//  folders have changed since this peer's last check).
+static bool s_peer_admit(zfed_broker_t *self, peer_t *peer)
+{
+    if (!peer->revoked && self->auth && peer->curve[0]) {
+        uint64_t generation = zfed_auth_generation(self->auth);
+        if (peer->generation != generation) {
+            peer->generation = generation;
+            unsigned now = zfed_auth_key_roles(self->auth, peer->curve);
+            if (peer->roles & ~now)
+                s_peer_revoke(self, peer, now);
+        }
+    }
+    if (!peer->revoked)
+        return true;
+    self->stats.forbidden++;
+    return false;
+}
+
+//  The key folders changed: every connected key is checked now, so a
+//  revoked one is cut whether or not it sends anything.
+static void s_keys_changed(zfed_broker_t *self)
+{
+    zfed_auth_changed(self->auth);
+    zlistx_t *all = zhashx_values(self->peers);
+    for (peer_t *peer = all ? zlistx_first(all) : NULL; peer; peer = zlistx_next(all))
+        s_peer_admit(self, peer);
+    zlistx_destroy(&all);
+    s_reclaim(self);
+}
+
+static void s_handle_from(zfed_broker_t *self, peer_t *peer)
 {
     zfed_frames_t *frames = &self->frames;
-    if (frames->count < 1)
-        return;
     zfed_mdp_t mdp;
     const char *reason = NULL;
     int rc = zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason);
@@ -1013,13 +1651,55 @@ static void s_handle_message(zfed_broker_t *self)
         return;
     }
     if (rc != 0) {
-        s_refuse_invalid(self, &mdp, reason);
+        s_refuse_invalid(self, peer, &mdp, reason);
         return;
     }
     if (mdp.command == ZFED_MDP_CLIENT)
-        s_client_request(self, &mdp);
+        s_client_request(self, peer, &mdp);
     else
-        s_worker_command(self, &mdp);
+        s_worker_command(self, peer, &mdp);
+}
+
+static void s_handle_message(zfed_broker_t *self)
+{
+    zfed_frames_t *frames = &self->frames;
+    if (frames->count < 1)
+        return;
+    peer_t *peer = s_peer_of_message(self);
+    if (!peer) {
+        zfed_error("out of memory for a peer's record; message dropped");
+        return;
+    }
+    if (!s_peer_admit(self, peer))
+        return; //  revoked: nothing it sends is taken
+    s_handle_from(self, peer);
+    s_peer_forget_if_idle(self, &peer);
+    s_reclaim(self);
+}
+
+//  ---------------------------------------------------------------------
+//  Connections
+
+//  A monitor event: connections are counted at the gate, and a closed
+//  one's peer is forgotten (unless a newer connection already took the
+//  descriptor, whose peer has already retired the old one).
+static void s_net_event(zfed_broker_t *self, const zfed_netmon_event_t *event)
+{
+    if (event->kind == ZFED_NETMON_ACCEPTED && self->gate)
+        zfed_gate_accepted(self->gate, event->fd);
+    else if (event->kind == ZFED_NETMON_ACCEPT_FAILED && self->gate)
+        zfed_gate_accept_failed(self->gate, event->error);
+    else if (event->kind == ZFED_NETMON_CLOSED) {
+        if (self->gate)
+            zfed_gate_closed(self->gate, event->fd);
+        if (event->fd < 0 || (size_t)event->fd >= self->fd_capacity)
+            return;
+        if (self->owed[event->fd] > 0)
+            self->owed[event->fd]--;
+        else if (self->by_fd[event->fd])
+            s_peer_retire(self, &self->by_fd[event->fd], "its connection closed");
+        s_reclaim(self);
+    }
 }
 
 //  ---------------------------------------------------------------------
@@ -1088,35 +1768,25 @@ static void s_send_heartbeats(zfed_broker_t *self, int64_t now)
     s_send_heartbeats_on(self, &self->quiet, now);
 }
 
+//  Queued requests past their lifetime fail with 504, oldest first: the
+//  age list is in enqueue order, so the sweep stops at the first one
+//  still in time.
 static void s_expire_requests(zfed_broker_t *self, int64_t now)
 {
     if (self->config.request_ttl_ms <= 0)
         return;
-    zlistx_t *idle = zlistx_new();
-    for (service_t *service = zhashx_first(self->services); service;
-         service = zhashx_next(self->services)) {
-        zfed_link_t *link;
-        while ((link = zfed_list_first(&service->requests)) != NULL) {
-            request_t *request = zfed_container_of(link, request_t, link);
-            if (now - request->enqueued_ms < self->config.request_ttl_ms)
-                break;
-            service->queued--;
-            self->stats.queued--;
-            self->stats.expired++;
-            char text[128];
-            snprintf(text, sizeof text, "request waited %" PRId64 " ms for a %s worker; expired",
-                     now - request->enqueued_ms, service->name);
-            s_request_fail(self, &request, ZFED_ERR_EXPIRED, text);
-        }
-        if (service->workers == 0 && service->queued == 0 && idle)
-            zlistx_add_end(idle, service);
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&self->by_age)) != NULL) {
+        request_t *request = zfed_container_of(link, request_t, age_link);
+        if (now - request->enqueued_ms < self->config.request_ttl_ms)
+            break;
+        s_queue_take(self, request);
+        self->stats.expired++;
+        char text[128 + ZFED_MDP_SERVICE_MAX];
+        snprintf(text, sizeof text, "request waited %" PRId64 " ms for a %s worker; expired",
+                 now - request->enqueued_ms, request->service->name);
+        s_request_fail(self, &request, ZFED_ERR_EXPIRED, text);
     }
-    //  Forget services nobody serves or asks for, so names that come and
-    //  go cannot use up max_services.
-    for (service_t *service = idle ? zlistx_first(idle) : NULL; service;
-         service = zlistx_next(idle))
-        s_service_destroy(self, &service);
-    zlistx_destroy(&idle);
 }
 
 static int64_t s_tick_ms(int heartbeat_ms)
@@ -1130,6 +1800,9 @@ static void s_tick(zfed_broker_t *self)
     s_purge_workers(self, now);
     s_send_heartbeats(self, now);
     s_expire_requests(self, now);
+    if (self->gate)
+        zfed_gate_tick(self->gate);
+    s_reclaim(self);
     //  Ticking at a quarter interval keeps every gap between heartbeats
     //  under 1.25 intervals, well inside the peer's liveness.
     self->tick_at_ms = now + s_tick_ms(self->config.heartbeat_ms);
@@ -1198,6 +1871,10 @@ void zfed_broker_config_defaults(zfed_broker_config_t *config)
     config->busy_timeout_ms = ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT;
     config->hwm = ZFED_BROKER_HWM_DEFAULT;
     config->max_blob_services_per_key = ZFED_BROKER_BLOB_SERVICES_PER_KEY;
+    config->max_queued_per_client = ZFED_BROKER_MAX_QUEUED_PER_CLIENT_DEFAULT;
+    config->max_ready_per_connection = ZFED_BROKER_MAX_READY_PER_CONNECTION_DEFAULT;
+    config->max_bytes = ZFED_BROKER_MAX_BYTES_DEFAULT;
+    config->max_bytes_per_peer = ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT;
 }
 
 zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
@@ -1209,8 +1886,19 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     }
     if (config->heartbeat_ms <= 0 || config->liveness <= 0 || config->max_workers == 0 ||
         config->max_services == 0 || config->max_queue == 0 || config->max_message <= 0 ||
-        config->max_attempts == 0 || config->hwm < 0 || config->busy_timeout_ms < 0) {
+        config->max_attempts == 0 || config->hwm < 0 || config->busy_timeout_ms < 0 ||
+        config->max_queued_per_client == 0 || config->max_ready_per_connection == 0) {
         zfed_error("invalid broker configuration");
+        return NULL;
+    }
+    //  One message of the largest size must fit a peer's budget, and a
+    //  peer's budget the total, or some replies could never be delivered.
+    if (config->max_bytes_per_peer < config->max_message + ZFED_BUDGET_MESSAGE_OVERHEAD ||
+        config->max_bytes < config->max_bytes_per_peer) {
+        zfed_error("invalid byte budget: --max-bytes-per-peer (%" PRId64
+                   ") must hold a message of --max-message (%" PRId64
+                   ") and fit in --max-bytes (%" PRId64 ")",
+                   config->max_bytes_per_peer, config->max_message, config->max_bytes);
         return NULL;
     }
     zfed_broker_t *self = calloc(1, sizeof *self);
@@ -1219,15 +1907,22 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     self->config = *config;
     zfed_link_init(&self->liveness);
     zfed_link_init(&self->quiet);
+    zfed_link_init(&self->by_age);
+    zfed_link_init(&self->pending);
+    zfed_link_init(&self->reclaim);
     msgpack_sbuffer_init(&self->scratch);
     msgpack_sbuffer_init(&self->item_scratch);
     self->batch_items = calloc(ZFED_BATCH_MAX, sizeof *self->batch_items);
     self->services = zhashx_new();
     self->workers = zhashx_new();
+    self->peers = zhashx_new();
+    self->queues = zhashx_new();
     self->endpoints = zlistx_new();
+    self->ledger = zfed_ledger_new(config->max_bytes, config->max_bytes_per_peer);
+    self->gate = zfed_gate_new(config->max_connections);
     self->router = zsock_new(ZMQ_ROUTER);
-    if (!self->services || !self->workers || !self->endpoints || !self->router ||
-        !self->batch_items)
+    if (!self->services || !self->workers || !self->peers || !self->queues || !self->endpoints ||
+        !self->ledger || !self->gate || !self->router || !self->batch_items)
         goto err;
     zlistx_set_destructor(self->endpoints, (zlistx_destructor_fn *)zstr_free);
     self->handle = zsock_resolve(self->router);
@@ -1268,25 +1963,33 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
             s_worker_forget(self, &worker, false);
         zlistx_destroy(&all);
     }
+    //  Peers take their queued requests with them; what workers held was
+    //  re-queued above, so nothing is left in flight.
+    if (self->peers) {
+        zlistx_t *all = zhashx_values(self->peers);
+        for (peer_t *peer = all ? zlistx_first(all) : NULL; peer; peer = zlistx_next(all))
+            s_peer_retire(self, &peer, "the broker is stopping");
+        zlistx_destroy(&all);
+    }
     if (self->services) {
         zlistx_t *all = zhashx_values(self->services);
         for (service_t *service = all ? zlistx_first(all) : NULL; service;
-             service = zlistx_next(all)) {
-            zfed_link_t *link;
-            while ((link = zfed_list_first(&service->requests)) != NULL) {
-                request_t *request = zfed_container_of(link, request_t, link);
-                s_request_destroy(&request);
-            }
+             service = zlistx_next(all))
             s_service_destroy(self, &service);
-        }
         zlistx_destroy(&all);
     }
     zfed_netmon_destroy(&self->netmon);
     zsock_destroy(&self->router);
     zfed_auth_destroy(&self->auth);
+    zfed_gate_destroy(&self->gate);
+    zfed_ledger_release(&self->ledger);
     zhashx_destroy(&self->services);
     zhashx_destroy(&self->workers);
+    zhashx_destroy(&self->peers);
+    zhashx_destroy(&self->queues);
     zlistx_destroy(&self->endpoints);
+    free(self->by_fd);
+    free(self->owed);
     msgpack_sbuffer_destroy(&self->scratch);
     msgpack_sbuffer_destroy(&self->item_scratch);
     free(self->batch_items);
@@ -1309,6 +2012,7 @@ int zfed_broker_bind(zfed_broker_t *self, const char *endpoint)
     }
     char *bound = zsock_last_endpoint(self->router);
     zfed_info("listening on %s", bound ? bound : endpoint);
+    zfed_gate_listen(self->gate, bound ? bound : endpoint);
     zlistx_add_end(self->endpoints, bound ? bound : strdup(endpoint));
     return 0;
 }
@@ -1330,6 +2034,8 @@ void zfed_broker_stats(zfed_broker_t *self, zfed_broker_stats_t *stats)
 {
     *stats = self->stats;
     stats->services = zhashx_size(self->services);
+    stats->bytes_held = zfed_ledger_bytes(self->ledger);
+    stats->bytes_peak = zfed_ledger_peak(self->ledger);
 }
 
 //  Commands from an embedding thread.  Returns -1 on $TERM.
@@ -1366,16 +2072,18 @@ int zfed_broker_run(zfed_broker_t *self)
 
 int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
 {
-    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_PIPE };
+    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_AUTH, ITEM_PIPE };
     //  zmq_poll reads a NULL socket as a file descriptor: unused slots point
     //  at the router with no events.
-    zmq_pollitem_t items[4] = {{self->handle, 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[5] = {{self->handle, 0, ZMQ_POLLIN, 0},
                                {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
                                 self->netmon ? ZMQ_POLLIN : 0, 0},
                                {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
                                 zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
+                               {self->auth ? zfed_auth_socket(self->auth) : self->handle, 0,
+                                self->auth ? ZMQ_POLLIN : 0, 0},
                                {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
-    int item_count = pipe ? 4 : 3;
+    int item_count = pipe ? 5 : 4;
     int rc = 0;
     while (!self->terminated) {
         if (!pipe && zsys_interrupted)
@@ -1392,8 +2100,8 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
         }
         if (pipe && items[ITEM_PIPE].revents & ZMQ_POLLIN && s_handle_pipe(self, pipe) != 0)
             break;
-        if (self->netmon && items[ITEM_NETMON].revents & ZMQ_POLLIN)
-            zfed_netmon_handle(self->netmon);
+        if (self->auth && items[ITEM_AUTH].revents & ZMQ_POLLIN)
+            s_keys_changed(self);
         if (items[ITEM_ROUTER].revents & ZMQ_POLLIN) {
             for (int handled = 0; handled < DRAIN_BATCH; handled++) {
                 if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)
@@ -1402,6 +2110,14 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
                 zfed_frames_close(&self->frames);
             }
         }
+        //  Connection events after the messages: what a peer sent before
+        //  its connection closed (a worker's DISCONNECT) is heard first.
+        //  A newer connection on a closed one's descriptor may have spoken
+        //  already; its peer then retired the old one (s_peer_bind_fd).
+        zfed_netmon_event_t event;
+        while (self->netmon && items[ITEM_NETMON].revents & ZMQ_POLLIN &&
+               zfed_netmon_handle(self->netmon, &event) == 0)
+            s_net_event(self, &event);
         if (zfed_clock_ms() >= self->tick_at_ms)
             s_tick(self);
     }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +36,21 @@ struct _zfed_durable_t {
     int failed;      //  errno of the first failed write, 0 if none
 };
 
+//  mkstemp makes 0600; the file gets FILE_MODE less the umask, as open()
+//  would have given it.  The umask can only be read by setting it, so it
+//  is read once.
+static mode_t s_file_mode;
+static void s_read_umask(void)
+{
+    mode_t mask = umask(0);
+    umask(mask);
+    s_file_mode = FILE_MODE & ~mask;
+}
+
 zfed_durable_t *zfed_durable_open(const char *path)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, s_read_umask);
     zfed_durable_t *self = calloc(1, sizeof *self);
     if (!self) {
         errno = ENOMEM;
@@ -55,7 +69,7 @@ zfed_durable_t *zfed_durable_open(const char *path)
     //  other's half-written temporary or renaming it away under it.
     self->fd = mkstemp(self->temporary);
     if (self->fd < 0 || fcntl(self->fd, F_SETFD, FD_CLOEXEC) != 0 ||
-        fchmod(self->fd, FILE_MODE) != 0) {
+        fchmod(self->fd, s_file_mode) != 0) {
         int saved = errno;
         if (self->fd >= 0) {
             close(self->fd);

@@ -42,9 +42,14 @@ zfed_netmon_t *zfed_netmon_new(void *socket)
              (unsigned long long)__atomic_add_fetch(&s_counter, 1, __ATOMIC_RELAXED));
     if (zmq_socket_monitor(socket, endpoint, EVENTS) != 0)
         goto err;
-    self->pair = zsock_new_pair(endpoint);
+    //  No high-water mark on our end (an inproc pipe then has none): a
+    //  burst of connections must not drop the events that close them.
+    self->pair = zsock_new(ZMQ_PAIR);
     self->addresses = zhashx_new();
     if (!self->pair || !self->addresses)
+        goto err;
+    zsock_set_rcvhwm(self->pair, 0);
+    if (zsock_connect(self->pair, "%s", endpoint) != 0)
         goto err;
     zhashx_set_destructor(self->addresses, (zhashx_destructor_fn *)zstr_free);
     self->handle = zsock_resolve(self->pair);
@@ -106,33 +111,25 @@ static bool s_may_warn(zfed_netmon_t *self)
     return ++self->warnings <= WARNINGS_PER_SECOND;
 }
 
-void zfed_netmon_handle(zfed_netmon_t *self)
+//  One event: logged (within the per-second budget), counted, and said to
+//  the caller when it is about a connection.  For accept and disconnect
+//  events the value is the connection's file descriptor; for an accept
+//  failure it is errno; for handshake failures an error or ZAP status
+//  code, and the peer is not known.
+static void s_handle_event(zfed_netmon_t *self, uint16_t kind, int32_t value,
+                           zfed_netmon_event_t *event)
 {
-    zmsg_t *message = zmsg_recv(self->pair);
-    if (!message)
-        return;
-    zframe_t *header = zmsg_first(message);
-    if (!header || zframe_size(header) != 6) {
-        zmsg_destroy(&message);
-        return;
-    }
-    uint16_t event;
-    int32_t value;
-    memcpy(&event, zframe_data(header), sizeof event);
-    memcpy(&value, zframe_data(header) + 2, sizeof value);
-    //  For accept and disconnect events the value is the connection's file
-    //  descriptor; for handshake failures it is an error or ZAP status code,
-    //  and the peer is not known.
     char key[16];
     snprintf(key, sizeof key, "%d", value);
-    bool by_fd = event == ZMQ_EVENT_ACCEPTED || event == ZMQ_EVENT_DISCONNECTED;
+    bool by_fd = kind == ZMQ_EVENT_ACCEPTED || kind == ZMQ_EVENT_DISCONNECTED;
     const char *known = by_fd ? zhashx_lookup(self->addresses, key) : NULL;
     char peer[ADDRESS_TEXT_MAX];
     snprintf(peer, sizeof peer, "%s", known ? known : "a peer");
 
-    switch (event) {
+    switch (kind) {
     case ZMQ_EVENT_ACCEPTED:
         self->stats.accepted++;
+        *event = (zfed_netmon_event_t){ZFED_NETMON_ACCEPTED, value, 0};
         s_peer_text(value, peer, sizeof peer);
         if (zhashx_size(self->addresses) < ADDRESSES_MAX)
             zhashx_update(self->addresses, key, strdup(peer));
@@ -140,11 +137,18 @@ void zfed_netmon_handle(zfed_netmon_t *self)
         break;
     case ZMQ_EVENT_DISCONNECTED:
         self->stats.closed++;
+        *event = (zfed_netmon_event_t){ZFED_NETMON_CLOSED, value, 0};
         if (s_may_warn(self))
             zfed_info("connection from %s closed (the peer left, or libzmq dropped it for a "
                       "message over --max-message or a protocol error)",
                       peer);
         zhashx_delete(self->addresses, key);
+        break;
+    case ZMQ_EVENT_ACCEPT_FAILED:
+        //  libzmq retries at once and says so each time: counted here,
+        //  logged once by whoever acts on it (zfed_gate).
+        self->stats.accept_failed++;
+        *event = (zfed_netmon_event_t){ZFED_NETMON_ACCEPT_FAILED, -1, value};
         break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         self->stats.auth_failed++;
@@ -157,9 +161,47 @@ void zfed_netmon_handle(zfed_netmon_t *self)
         self->stats.handshake_failed++;
         if (s_may_warn(self))
             zfed_warn("a connection was dropped: ZMTP handshake failed (%s, code %d)",
-                      event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail",
+                      kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail",
                       value);
         break;
     }
-    zmsg_destroy(&message);
+}
+
+const char *zfed_netmon_address(zfed_netmon_t *self, int fd)
+{
+    char key[16];
+    snprintf(key, sizeof key, "%d", fd);
+    return zhashx_lookup(self->addresses, key);
+}
+
+int zfed_netmon_handle(zfed_netmon_t *self, zfed_netmon_event_t *event)
+{
+    zfed_netmon_event_t ignored;
+    if (!event)
+        event = &ignored;
+    *event = (zfed_netmon_event_t){ZFED_NETMON_OTHER, -1, 0};
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    if (zmq_msg_recv(&frame, self->handle, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&frame);
+        return -1;
+    }
+    bool well_formed = zmq_msg_size(&frame) == 6;
+    uint16_t kind = 0;
+    int32_t value = 0;
+    if (well_formed) {
+        memcpy(&kind, zmq_msg_data(&frame), sizeof kind);
+        memcpy(&value, (uint8_t *)zmq_msg_data(&frame) + 2, sizeof value);
+    }
+    //  The second frame (the endpoint) is not needed: drain it.
+    while (zmq_msg_more(&frame)) {
+        zmq_msg_close(&frame);
+        zmq_msg_init(&frame);
+        if (zmq_msg_recv(&frame, self->handle, 0) < 0)
+            break;
+    }
+    zmq_msg_close(&frame);
+    if (well_formed)
+        s_handle_event(self, kind, value, event);
+    return 0;
 }

@@ -79,7 +79,10 @@ class WorkerFaults(unittest.TestCase):
         counters = self.cluster.status()["counters"]
         self.assertEqual(counters["workers_expired"], 1)
         self.assertEqual(counters["redispatched"], 1)
-        self.assertIn("silent for 3 heartbeats", self.broker.log())
+        # The kernel closes a killed process's connection, and the broker
+        # drops its worker at once (a stalled one's stays open: it expires
+        # after heartbeat x liveness, test_majordomo checks that path).
+        self.assertIn("gone: its connection closed", self.broker.log())
         durations = sorted(r["duration_ms"] for r in summary["rounds"])
         print("\nworker killed mid-task: job done %.2f s after the kill; slowest round %d ms, "
               "fastest %d ms; 0 lost, 0 twice" % (recovered_in, durations[-1], durations[0]))
@@ -346,12 +349,14 @@ class Floods(unittest.TestCase):
             second.setsockopt(zmq.ROUTING_ID, b"fixed-identity")
             second.setsockopt(zmq.LINGER, 0)
             second.connect(cluster.endpoint)
-            # The broker still knows the identity: this READY is a second
-            # one, answered by DISCONNECT; registering again then works.
+            # If the broker still knows the identity (the old connection's
+            # close not seen yet), this READY is a second one, answered by
+            # DISCONNECT, and registering again then works; once it has
+            # seen the close, the READY registers at once.
             second.send_multipart([b"", MDPW, READY, b"fib"])
-            self.assertTrue(second.poll(5000))
-            self.assertEqual(second.recv_multipart(), [b"", MDPW, DISCONNECT])
-            second.send_multipart([b"", MDPW, READY, b"fib"])
+            if second.poll(1000):
+                self.assertEqual(second.recv_multipart(), [b"", MDPW, DISCONNECT])
+                second.send_multipart([b"", MDPW, READY, b"fib"])
             cluster.wait_workers(1)
             client = cluster.client()
             client.send_multipart([b"", MDPC, b"fib", task_body("id", 0, 0, 10)])

@@ -6,6 +6,7 @@ spaces, and workers that are silent while they compute.
 """
 
 import msgpack
+import signal
 import unittest
 
 from zfedtest import (Cluster, MDPC, MDPW, READY, DISCONNECT, PlainWorker, main, mdp_request,
@@ -201,13 +202,16 @@ class BusyWorkers(unittest.TestCase):
             client.send_multipart([b"", MDPC, b"fib", task_body("beat", 0, 0, 10)])
             wait_for(lambda: "heartbeats while it works" in broker.log(), 10,
                      what="the broker to see the worker heartbeat while busy")
-            stalled.kill()
+            # Stopped, not killed: its connection stays open (a killed
+            # worker's closes, and the broker drops it at once for that).
+            stalled.signal(signal.SIGSTOP)
             healthy = cluster.start_worker(*TIMING)
             self.assertTrue(client.poll(20000), "the request was not re-dispatched")
             result = msgpack.unpackb(client.recv_multipart()[3], raw=False)
             self.assertEqual(result[0], "zfed.result")
             self.assertIn("silent for %d heartbeats" % LIVENESS, broker.log())
             self.assertTrue(healthy.alive())
+            stalled.kill()
 
 
 if __name__ == "__main__":

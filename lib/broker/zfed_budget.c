@@ -1,0 +1,214 @@
+/*  zfed_budget - per-peer and total byte accounts, including what libzmq
+    holds for a peer until it is written.  */
+#include "broker/zfed_budget.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _zfed_ledger_t {
+    int64_t bytes; //  atomic: every account's bytes
+    int64_t peak;  //  atomic: the most bytes ever held at once
+    int64_t max_total;
+    int64_t max_per_account;
+    int refs; //  atomic: the creator and each account
+};
+
+struct _zfed_account_t {
+    int64_t bytes; //  atomic
+    int refs;      //  atomic: the owner and each outstanding message
+    zfed_ledger_t *ledger;
+    size_t items; //  the broker's thread only
+};
+
+//  What travels with a message libzmq holds: whom to credit, how much,
+//  and the bytes themselves (a copy after this header, or a moved frame).
+typedef struct {
+    zfed_account_t *account;
+    size_t charge;
+    bool moved;
+    zmq_msg_t frame; //  when moved
+    uint8_t copy[];  //  when not
+} s_hold_t;
+
+static void s_ledger_unref(zfed_ledger_t *self)
+{
+    if (self && __atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(self);
+}
+
+zfed_ledger_t *zfed_ledger_new(int64_t max_total, int64_t max_per_account)
+{
+    zfed_ledger_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->max_total = max_total;
+    self->max_per_account = max_per_account;
+    self->refs = 1;
+    return self;
+}
+
+void zfed_ledger_release(zfed_ledger_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    s_ledger_unref(*self_p);
+    *self_p = NULL;
+}
+
+int64_t zfed_ledger_bytes(const zfed_ledger_t *self)
+{
+    return __atomic_load_n(&self->bytes, __ATOMIC_RELAXED);
+}
+
+int64_t zfed_ledger_peak(const zfed_ledger_t *self)
+{
+    return __atomic_load_n(&self->peak, __ATOMIC_RELAXED);
+}
+
+zfed_account_t *zfed_account_new(zfed_ledger_t *ledger)
+{
+    zfed_account_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->refs = 1;
+    self->ledger = ledger;
+    __atomic_add_fetch(&ledger->refs, 1, __ATOMIC_RELAXED);
+    return self;
+}
+
+zfed_account_t *zfed_account_ref(zfed_account_t *self)
+{
+    __atomic_add_fetch(&self->refs, 1, __ATOMIC_RELAXED);
+    return self;
+}
+
+void zfed_account_release(zfed_account_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_account_t *self = *self_p;
+    *self_p = NULL;
+    if (__atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    s_ledger_unref(self->ledger);
+    free(self);
+}
+
+bool zfed_account_fits(const zfed_account_t *self, size_t size)
+{
+    int64_t more = size > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)size;
+    return __atomic_load_n(&self->bytes, __ATOMIC_RELAXED) + more <=
+               self->ledger->max_per_account &&
+           __atomic_load_n(&self->ledger->bytes, __ATOMIC_RELAXED) + more <=
+               self->ledger->max_total;
+}
+
+int64_t zfed_account_bytes(const zfed_account_t *self)
+{
+    return __atomic_load_n(&self->bytes, __ATOMIC_RELAXED);
+}
+
+void zfed_account_charge(zfed_account_t *self, size_t size)
+{
+    __atomic_add_fetch(&self->bytes, (int64_t)size, __ATOMIC_RELAXED);
+    int64_t total = __atomic_add_fetch(&self->ledger->bytes, (int64_t)size, __ATOMIC_RELAXED);
+    int64_t peak = __atomic_load_n(&self->ledger->peak, __ATOMIC_RELAXED);
+    while (total > peak && !__atomic_compare_exchange_n(&self->ledger->peak, &peak, total, true,
+                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+void zfed_account_credit(zfed_account_t *self, size_t size)
+{
+    __atomic_sub_fetch(&self->bytes, (int64_t)size, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&self->ledger->bytes, (int64_t)size, __ATOMIC_RELAXED);
+}
+
+void zfed_account_count(zfed_account_t *self, int delta)
+{
+    if (delta >= 0)
+        self->items += (size_t)delta;
+    else
+        self->items -= self->items < (size_t)-delta ? self->items : (size_t)-delta;
+}
+
+size_t zfed_account_items(const zfed_account_t *self)
+{
+    return self->items;
+}
+
+//  libzmq is done with a message: on its I/O thread when the bytes were
+//  written, on the caller's when a send failed or the pipe was dropped.
+static void s_release(void *data, void *hint)
+{
+    s_hold_t *hold = hint;
+    zfed_account_credit(hold->account, hold->charge);
+    zfed_account_release(&hold->account);
+    if (hold->moved)
+        zmq_msg_close(&hold->frame);
+    free(hold);
+}
+
+//  Sends the bytes at data (held by hold) as one part, charged until
+//  libzmq frees them.  On failure hold is freed, the charge given back and
+//  errno kept; a moved frame first goes back to give_back.
+static int s_send_hold(zfed_account_t *self, s_hold_t *hold, void *socket, void *data, size_t size,
+                       int flags, zmq_msg_t *give_back)
+{
+    hold->account = zfed_account_ref(self);
+    zfed_account_charge(self, hold->charge);
+    zmq_msg_t message;
+    bool made = zmq_msg_init_data(&message, data, size, s_release, hold) == 0;
+    bool sent = false;
+    while (made && !sent) {
+        if (zmq_msg_send(&message, socket, flags) >= 0)
+            sent = true;
+        else if (errno != EINTR)
+            break;
+    }
+    if (sent)
+        return 0;
+    int saved = errno;
+    if (hold->moved) {
+        zmq_msg_move(give_back, &hold->frame);
+        hold->moved = false;
+    }
+    if (made)
+        zmq_msg_close(&message); //  runs s_release
+    else
+        s_release(data, hold);
+    errno = saved;
+    return -1;
+}
+
+int zfed_account_send_copy(zfed_account_t *self, void *socket, const void *data, size_t size,
+                           size_t charge, int flags)
+{
+    s_hold_t *hold = malloc(sizeof *hold + size);
+    if (!hold) {
+        errno = ENOMEM;
+        return -1;
+    }
+    hold->charge = charge;
+    hold->moved = false;
+    if (size)
+        memcpy(hold->copy, data, size);
+    return s_send_hold(self, hold, socket, hold->copy, size, flags, NULL);
+}
+
+int zfed_account_send_frame(zfed_account_t *self, void *socket, zmq_msg_t *frame, size_t charge,
+                            int flags)
+{
+    s_hold_t *hold = malloc(sizeof *hold);
+    if (!hold) {
+        errno = ENOMEM;
+        return -1;
+    }
+    hold->charge = charge;
+    hold->moved = true;
+    zmq_msg_init(&hold->frame);
+    zmq_msg_move(&hold->frame, frame);
+    return s_send_hold(self, hold, socket, zmq_msg_data(&hold->frame), zmq_msg_size(&hold->frame),
+                       flags, frame);
+}

@@ -1,0 +1,81 @@
+/*  zfed_budget - the bytes the broker holds, per peer and in total
+    (private header).
+
+    The broker holds bytes in two places: its own queue (the requests it
+    keeps until they are answered) and libzmq's pipes (every message sent
+    sits there until libzmq has written it to the peer's socket, which for
+    a peer that never reads is forever, up to the high-water mark of
+    100,000 messages of up to 8 MiB).  A ledger bounds both: each peer has
+    an account, every byte held for it is charged there and to the total,
+    and the broker asks before it takes more (zfed_account_fits).
+
+    Bytes handed to libzmq are counted by sending them as messages whose
+    free callback gives them back: zfed_account_send_copy (a copy, for
+    small bodies) and zfed_account_send_frame (the received frame itself,
+    no copy).  The callback runs wherever libzmq releases the message,
+    usually its I/O thread, so the counters are atomics, and accounts and
+    the ledger are reference counted: an outstanding message keeps its
+    account alive after its peer has gone and after the broker itself has
+    been destroyed.
+
+    Each message is charged ZFED_BUDGET_MESSAGE_OVERHEAD bytes beyond its
+    body, an estimate of what its envelope frames and libzmq's bookkeeping
+    (a zmq_msg_t per frame in the pipe) cost.
+*/
+#ifndef ZFED_BUDGET_H_INCLUDED
+#define ZFED_BUDGET_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#define ZFED_BUDGET_MESSAGE_OVERHEAD 512
+
+typedef struct _zfed_ledger_t zfed_ledger_t;
+typedef struct _zfed_account_t zfed_account_t;
+
+//  A ledger allowing max_total bytes in all and max_per_account to each
+//  account.  NULL when out of memory.
+zfed_ledger_t *zfed_ledger_new(int64_t max_total, int64_t max_per_account);
+//  Drops the creator's reference; the ledger lives on while any account
+//  (and so any outstanding message) does.  Nulls the pointer.
+void zfed_ledger_release(zfed_ledger_t **self_p);
+//  Bytes held now in all accounts, and the most ever held at once.
+int64_t zfed_ledger_bytes(const zfed_ledger_t *self);
+int64_t zfed_ledger_peak(const zfed_ledger_t *self);
+
+//  A new account (one reference, the caller's).  NULL when out of memory.
+zfed_account_t *zfed_account_new(zfed_ledger_t *ledger);
+//  Another reference to account (returned), and dropping one (nulls the
+//  pointer; the last one frees it).
+zfed_account_t *zfed_account_ref(zfed_account_t *self);
+void zfed_account_release(zfed_account_t **self_p);
+
+//  True when size more bytes keep the account within its share and the
+//  ledger within its total.
+bool zfed_account_fits(const zfed_account_t *self, size_t size);
+//  Bytes held for this account now.
+int64_t zfed_account_bytes(const zfed_account_t *self);
+//  Takes or gives back size bytes (the broker's own holdings: requests).
+void zfed_account_charge(zfed_account_t *self, size_t size);
+void zfed_account_credit(zfed_account_t *self, size_t size);
+
+//  Requests the account's owner has in the broker (queued or in flight),
+//  for the per-client quota.  The broker's thread only.
+void zfed_account_count(zfed_account_t *self, int delta);
+size_t zfed_account_items(const zfed_account_t *self);
+
+//  Sends size bytes (copied) as one part on a libzmq socket, with charge
+//  bytes (its size, plus ZFED_BUDGET_MESSAGE_OVERHEAD on one part of each
+//  message) counted to the account until libzmq frees them.  flags as
+//  zmq_msg_send.  0, or -1 with errno from libzmq (nothing charged then).
+int zfed_account_send_copy(zfed_account_t *self, void *socket, const void *data, size_t size,
+                           size_t charge, int flags);
+//  The same for a received frame, moved rather than copied: on success the
+//  frame is emptied (its content now travels in the message), on failure
+//  it is left as it was.
+int zfed_account_send_frame(zfed_account_t *self, void *socket, zmq_msg_t *frame, size_t charge,
+                            int flags);
+
+#endif
