@@ -57,6 +57,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -87,6 +90,8 @@
 #define QUEUE_KEY_SIZE (2 * sizeof(void *) + 4 + IDENTITY_KEY_SIZE)
 //  Descriptors the peer table indexes, at most (a bigger one is untracked).
 #define FD_TABLE_MAX (1 << 22)
+//  Held bytes that, once released, are worth handing back to the system.
+#define TRIM_BYTES (16 << 20)
 
 typedef struct _service_t service_t;
 typedef struct _worker_t worker_t;
@@ -217,6 +222,7 @@ struct _zfed_broker_t {
     uint64_t warnings_suppressed;
     bool terminated;
     int64_t started_ms;
+    int64_t trim_high; //  the most bytes held since memory was last handed back
 };
 
 //  ---------------------------------------------------------------------
@@ -1789,6 +1795,23 @@ static void s_expire_requests(zfed_broker_t *self, int64_t now)
     }
 }
 
+//  Many small blocks freed (a flood's queue and replies, once its peer has
+//  gone) stay in the allocator's heap, which only shrinks from its top;
+//  malloc_trim gives the free pages inside it back too.  Big buffers have
+//  mappings of their own and go back when freed (zfed-broker's mallopt).
+static void s_give_memory_back(zfed_broker_t *self)
+{
+    int64_t held = zfed_ledger_bytes(self->ledger);
+    if (held > self->trim_high)
+        self->trim_high = held;
+    if (self->trim_high - held < TRIM_BYTES)
+        return;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    self->trim_high = held;
+}
+
 static int64_t s_tick_ms(int heartbeat_ms)
 {
     return heartbeat_ms / 4 > 0 ? heartbeat_ms / 4 : 1;
@@ -1803,6 +1826,7 @@ static void s_tick(zfed_broker_t *self)
     if (self->gate)
         zfed_gate_tick(self->gate);
     s_reclaim(self);
+    s_give_memory_back(self);
     //  Ticking at a quarter interval keeps every gap between heartbeats
     //  under 1.25 intervals, well inside the peer's liveness.
     self->tick_at_ms = now + s_tick_ms(self->config.heartbeat_ms);

@@ -13,7 +13,8 @@
 
 #define EVENTS                                                                                     \
     (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |          \
-     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |                       \
+     ZMQ_EVENT_ACCEPT_FAILED)
 //  Remembered fd -> address pairs: more than the open-file limit allows.
 #define ADDRESSES_MAX    1048576
 #define ADDRESS_TEXT_MAX 64

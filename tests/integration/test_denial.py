@@ -5,12 +5,18 @@ asserts what happened: counts, records, CPU time, RSS, exit status.
 """
 
 import os
+import socket
+import subprocess
+import threading
 import time
 import unittest
 
 import msgpack
+import zmq
 
-from zfedtest import Cluster, MDPC, figure, main, task_body, wait_for
+from zfedtest import (Cluster, DISCONNECT, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT,
+                      PlainWorker, ScriptedWorker, figure, fib_outputs, main, task_body,
+                      wait_for)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -24,6 +30,266 @@ def cpu_seconds(pid):
 
 def batch_body(bodies):
     return msgpack.packb(["zfed.batch", 1, list(bodies)], use_bin_type=True)
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as handle:
+        return int(next(line for line in handle if line.startswith(field)).split()[1])
+
+
+def answer(task):
+    return fib_outputs(task[6]["fibonacci_level"])
+
+
+def flood(cluster, service, count, job="flood", level=1, hwm=0):
+    """A client that queues count requests and never reads; returns its
+    socket (still open)."""
+    client = cluster.context.socket(zmq.DEALER)
+    client.setsockopt(zmq.LINGER, 0)
+    client.setsockopt(zmq.SNDHWM, hwm)
+    client.setsockopt(zmq.RCVHWM, 1)
+    client.connect(cluster.endpoint)
+    body = task_body(job, 0, 0, level)
+    for _ in range(count):
+        client.send_multipart([b"", MDPC, service, body])
+    return client
+
+
+class Fairness(unittest.TestCase):
+    """Clients take turns within a service: a small job's round waits a few
+    tasks per competing client, not behind their whole queue."""
+
+    def test_a_small_job_is_not_starved_by_200000_queued_requests(self):
+        with Cluster("fair") as cluster:
+            cluster.start_broker("--max-queued-per-client", "300000")
+            worker = ScriptedWorker(cluster, credit=1)  # holds until let go
+            cluster.wait_workers(1)
+            hog = flood(cluster, b"fib", 200000, job="hog")
+            wait_for(lambda: cluster.status()["services"]["fib"]["queued"] >= 199999, 120,
+                     what="the hog's 200,000 requests to queue")
+            controller = cluster.start_controller("--job-id", "small", "--rounds", "1",
+                                                  "--tasks", "5", "--round-timeout", "20")
+            wait_for(lambda: cluster.status()["services"]["fib"]["queued"] >= 200004, 30,
+                     what="the small job's 5 tasks to queue behind them")
+            worker.auto = answer
+            worker.reply(0, 0, 0)  # the hog's first, held so far
+            self.assertEqual(controller.proc.wait(60), 0, controller.log())
+            with worker.lock:
+                order = [task[2] for task in worker.received]
+            small = [index for index, job in enumerate(order) if job == "small"]
+            self.assertEqual(len(small), 5)
+            # Turns: hog, small, hog, small, ... so the small job's last
+            # task is about the 10th dispatched, not the 200,001st.
+            figure("small job's last task dispatched as number", small[-1] + 1,
+                   "(of 200,005 queued)")
+            self.assertLessEqual(small[-1], 12)
+            record = cluster.read_json("small", os.path.join("rounds", "round-000000.json"))
+            figure("small job's round behind 200,000 queued", record["duration_ms"], "ms")
+            worker.close()
+            hog.close()
+
+
+class Quotas(unittest.TestCase):
+    """Per-client quotas: one client's requests, to a service that does not
+    exist or to any other, count against that client only."""
+
+    def test_a_million_requests_to_nowhere_fill_only_their_senders_quota(self):
+        with Cluster("quota") as cluster:
+            broker = cluster.start_broker()
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            started = time.monotonic()
+            hog = flood(cluster, b"nowhere", 1000001, job="hog")
+            wait_for(lambda: cluster.status()["counters"]["quota_refused"] >= 900001, 180,
+                     what="the broker to refuse the hog past its quota")
+            figure("1,000,001 requests to nowhere refused past the quota in",
+                   "%.1f" % (time.monotonic() - started), "s")
+            status = cluster.status()
+            counters = status["counters"]
+            self.assertEqual(status["services"]["nowhere"]["queued"], 100000)
+            self.assertEqual(counters["quota_refused"], 900001)
+            # Another client's job is not refused: the global queue has room.
+            result = cluster.run_controller("--job-id", "other", "--rounds", "3", "--tasks", "5",
+                                            "--no-progress")
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertNotIn("429", result.err)
+            figure("broker RSS with the hog's 100,000 queued", rss_kb(broker.pid) // 1024, "MB")
+            hog.close()
+
+
+class Registrations(unittest.TestCase):
+    """READYs: a connection may send a few; a service nobody serves or asks
+    for is forgotten at once; one no worker ever served gives way."""
+
+    def test_10000_readys_with_distinct_names_do_not_lock_a_worker_out(self):
+        # The old default table (1,024), which these READYs used to fill.
+        with Cluster("readys") as cluster:
+            cluster.start_broker("--max-services", "1024")
+            one = cluster.client()
+            for index in range(10000):
+                one.send_multipart([b"", MDPW, READY, b"name-%d" % index])
+            many = [cluster.client() for _ in range(100)]
+            for number, peer in enumerate(many):
+                for index in range(100):
+                    peer.send_multipart([b"", MDPW, READY, b"peer-%d-%d" % (number, index)])
+            wait_for(lambda: cluster.status()["counters"]["ready_refused"] >= 9996 + 100 * 96,
+                     60, what="the READYs past the per-connection limit refused")
+            status = cluster.status()
+            figure("services left after 20,000 READYs", len(status["services"]))
+            self.assertLessEqual(len(status["services"]), 101)  # one per connection at most
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            result = cluster.run_controller("--job-id", "served", "--rounds", "2",
+                                            "--no-progress")
+            self.assertEqual(result.returncode, 0, result.err)
+            for peer in [one] + many:
+                peer.close()
+
+    def test_requests_for_names_nobody_serves_give_way_to_a_worker(self):
+        with Cluster("evict") as cluster:
+            cluster.start_broker("--max-services", "8")
+            client = cluster.client()
+            for index in range(8):
+                client.send_multipart([b"", MDPC, b"ghost-%d" % index,
+                                       task_body("ghost", 0, index, 10)])
+            wait_for(lambda: len(cluster.status()["services"]) == 8, 10, what="8 services")
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            # The oldest name no worker ever served made room, its request
+            # answered 503 naming why.
+            self.assertTrue(client.poll(5000))
+            frames = client.recv_multipart()
+            error = msgpack.unpackb(frames[3], raw=False)
+            self.assertEqual((frames[2], error[7]), (b"ghost-0", 503))
+            self.assertIn("no worker ever registered for service ghost-0", error[9])
+            self.assertEqual(cluster.status()["counters"]["services_evicted"], 1)
+            result = cluster.run_controller("--job-id", "served", "--rounds", "1",
+                                            "--no-progress")
+            self.assertEqual(result.returncode, 0, result.err)
+
+
+MIB = 1 << 20
+
+
+class Budget(unittest.TestCase):
+    """The bytes held for a peer (its queue, and what waits in libzmq until
+    written) are bounded: a client that never reads costs the broker its
+    budget, not its replies."""
+
+    def test_a_client_that_never_reads_3000_replies_of_1mb(self):
+        with Cluster("budget") as cluster:
+            broker = cluster.start_broker()
+            payload = b"m" * MIB
+            worker = PlainWorker(cluster, b"big", 2500, handler=lambda frames: [payload])
+            cluster.start_worker()
+            cluster.wait_workers(1, service="big")
+            cluster.wait_workers(1)
+            base_kb = rss_kb(broker.pid)
+            # A client that reads nothing (its own libzmq buffers 1 message).
+            reader = cluster.context.socket(zmq.DEALER)
+            reader.setsockopt(zmq.LINGER, 0)
+            reader.setsockopt(zmq.RCVHWM, 1)
+            reader.setsockopt(zmq.RCVBUF, 64 * 1024)
+            reader.connect(cluster.endpoint)
+            for task in range(3000):
+                reader.send_multipart([b"", MDPC, b"big", task_body("hog", 0, task, 1)])
+            # Meanwhile another client's job runs as if nothing happened.
+            result = cluster.run_controller("--job-id", "other", "--rounds", "3", "--tasks", "5",
+                                            "--no-progress", timeout=120)
+            self.assertEqual(result.returncode, 0, result.err)
+            wait_for(lambda: worker.replies >= 3000, 120, what="3,000 replies of 1 MB")
+            counters = cluster.status()["counters"]
+            wait_for(lambda: cluster.status()["counters"]["replies_dropped"]
+                     + cluster.status()["counters"]["replies"] >= 3000 + 15, 60,
+                     what="the broker to forward or drop all 3,000")
+            counters = cluster.status()["counters"]
+            peak_kb = rss_kb(broker.pid, "VmHWM")
+            figure("broker peak RSS, 3,000 x 1 MB to a client that never reads",
+                   peak_kb // 1024, "MB")
+            figure("bytes held at most", counters["bytes_peak"] // MIB, "MiB")
+            figure("replies dropped (client over its budget)", counters["replies_dropped"])
+            self.assertLessEqual(counters["bytes_peak"], 64 * MIB + MIB)
+            self.assertGreater(counters["replies_dropped"], 2800)
+            # The budget, plus what the broker needs to run: not 3 GB.
+            self.assertLess(peak_kb, base_kb + 64 * 1024 + 96 * 1024)
+            # The client leaves: what it held goes back.
+            reader.close()
+            wait_for(lambda: cluster.status()["counters"]["bytes_held"] < MIB, 30,
+                     what="the client's bytes to be released")
+            wait_for(lambda: rss_kb(broker.pid) < base_kb + 32 * 1024, 30,
+                     what="the broker's memory to return")
+            figure("broker RSS after the client left", rss_kb(broker.pid) // 1024, "MB")
+            worker.close()
+
+
+class Descriptors(unittest.TestCase):
+    """At the descriptor limit libzmq's accept fails with EMFILE and it
+    retries at once, for ever: 100 % CPU, nothing logged, new peers time
+    out.  The broker stops accepting (logged once), serves the peers it has
+    at no cost, and accepts again once connections have gone."""
+
+    NOFILE = 256
+    FLOOD = 400
+
+    def flood_at_the_limit(self, *broker_args):
+        with Cluster("emfile", wrapper=["prlimit", "--nofile=%d:%d" % (self.NOFILE,
+                                                                      self.NOFILE)]) as cluster:
+            broker = cluster.start_broker(*broker_args)
+            # Status questions on a connection made before the flood.
+            watcher = cluster.client()
+
+            def status():
+                watcher.send_multipart([b"", MDPC, b"mmi.status", b""])
+                self.assertTrue(watcher.poll(10000), "no status")
+                return msgpack.unpackb(watcher.recv_multipart()[3], raw=False)
+            cluster.start_worker("--delay-ms", "200")
+            wait_for(lambda: status()["services"].get("fib", {}).get("workers", 0) == 1, 10,
+                     what="the worker")
+            controller = cluster.start_controller("--job-id", "during", "--rounds", "20",
+                                                  "--tasks", "2", "--round-timeout", "30")
+            wait_for(lambda: os.path.exists(os.path.join(cluster.workdir, "during", "rounds",
+                                                         "round-000000.json")), 20,
+                     what="the job to be under way")
+            idle = []
+            for _ in range(self.FLOOD):
+                peer = cluster.context.socket(zmq.DEALER)
+                peer.setsockopt(zmq.LINGER, 0)
+                peer.connect(cluster.endpoint)
+                idle.append(peer)
+            wait_for(lambda: status()["counters"]["accept_closes"] >= 1, 20,
+                     what="the broker to stop accepting")
+            time.sleep(0.5)  # let the listen queue drain before measuring
+            before = cpu_seconds(broker.pid)
+            time.sleep(2.0)
+            used = cpu_seconds(broker.pid) - before
+            counters = status()["counters"]
+            figure("broker CPU over 2 s with %d peers at the limit" % self.FLOOD,
+                   "%.2f" % used, "s")
+            figure("connections open at the limit", counters["connections_open"])
+            self.assertLess(used, 0.3)  # no busy loop (it was a core)
+            # The connected peers are served: the job completes.
+            self.assertEqual(controller.proc.wait(60), 0, controller.log())
+            for peer in idle:
+                peer.close()
+            wait_for(lambda: "accepting new connections again" in broker.log(), 30,
+                     what="the broker to accept again")
+            self.assertEqual(broker.log().count("not accepting new connections"), 1)
+            self.assertEqual(cluster.status()["counters"]["accept_closes"], 1)  # a new connection
+            watcher.close()
+            return counters, broker.log()
+
+    def test_the_connection_limit_below_the_descriptor_limit(self):
+        counters, log = self.flood_at_the_limit()
+        # The default limit: the descriptor limit less 64 for the broker.
+        # (A burst can still run libzmq out of descriptors before the
+        # broker has counted to the limit; the reserve then drains it.)
+        self.assertIn("the connection limit is reached", log)
+        self.assertLessEqual(counters["connections_open"], self.NOFILE - 64)
+
+    def test_emfile_itself(self):
+        counters, log = self.flood_at_the_limit("--max-connections", "100000")
+        self.assertIn("out of descriptors (EMFILE)", log)
+        self.assertGreaterEqual(counters["accept_failed"], 1)
 
 
 class Work(unittest.TestCase):
