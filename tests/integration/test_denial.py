@@ -5,8 +5,7 @@ asserts what happened: counts, records, CPU time, RSS, exit status.
 """
 
 import os
-import socket
-import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -14,9 +13,13 @@ import unittest
 import msgpack
 import zmq
 
-from zfedtest import (Cluster, DISCONNECT, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT,
-                      PlainWorker, ScriptedWorker, figure, fib_outputs, main, task_body,
-                      wait_for)
+from zfedtest import (PYTHON_PACKAGE_DIR, Cluster, MDPC, MDPW, READY, PlainWorker,
+                      ScriptedWorker, figure, fib_outputs, main, task_body, wait_for)
+
+sys.path.insert(0, PYTHON_PACKAGE_DIR)
+import numpy as np  # noqa: E402
+from zfed import blob as zb  # noqa: E402
+from zfed import models as zm  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -220,6 +223,68 @@ class Budget(unittest.TestCase):
                      what="the broker's memory to return")
             figure("broker RSS after the client left", rss_kb(broker.pid) // 1024, "MB")
             worker.close()
+
+
+class ChunkedTransfers(unittest.TestCase):
+    """The byte budget is also what bounds model chunks in the broker (they
+    travel as replies): legitimate transfers, 4 MiB chunks in windows of
+    4, several at once, go through it untouched."""
+
+    MODEL_MIB = 64
+    FETCHERS = 4
+
+    def transfer(self, *broker_args):
+        with Cluster("chunks") as cluster:
+            broker = cluster.start_broker(*broker_args)
+            data = np.arange(self.MODEL_MIB * MIB // 4, dtype=np.uint32)
+            model = zm.Model.empty(zm.make_layout([("w", "U32", data.shape)]))
+            model["w"][...] = data
+            with zb.BlobServer(cluster.endpoint, credit=8) as server:
+                cluster.wait_workers(1, service=server.service)
+                descriptor = server.publish(model)
+                results, errors = [], []
+
+                def fetch():
+                    fetcher = zb.Fetcher(cluster.endpoint, window=zm.FETCH_WINDOW)
+                    try:
+                        results.append(fetcher.fetch(descriptor))
+                    except zb.TransferError as error:
+                        errors.append(str(error))
+                    finally:
+                        fetcher.close()
+                threads = [threading.Thread(target=fetch) for _ in range(self.FETCHERS)]
+                started = time.monotonic()
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(120)
+                elapsed = time.monotonic() - started
+            self.assertEqual(errors, [])
+            self.assertEqual(len(results), self.FETCHERS)
+            whole = zm.model_data(model)
+            for result in results:
+                self.assertTrue(np.array_equal(result, whole))
+            counters = cluster.status()["counters"]
+            self.assertEqual(counters["replies_dropped"], 0)
+            return elapsed, counters["bytes_peak"], rss_kb(broker.pid, "VmHWM")
+
+    def test_chunked_transfers_within_the_default_budget(self):
+        moved = self.MODEL_MIB * self.FETCHERS
+        unbounded = ("--max-bytes", str(64 << 30), "--max-bytes-per-peer", str(16 << 30))
+        self.transfer()  # warm-up: the first run pays for page faults and imports
+        runs = {"default budget": [], "the budget out of the way": []}
+        for _ in range(2):
+            runs["default budget"].append(self.transfer())
+            runs["the budget out of the way"].append(self.transfer(*unbounded))
+        for name, results in runs.items():
+            best = min(results)
+            figure("%d fetches of %d MiB at once (4 MiB chunks, window 4), %s"
+                   % (self.FETCHERS, self.MODEL_MIB, name),
+                   "best of 2: %.2f s, %.0f MiB/s; at most %d MiB held, broker peak RSS %d MB"
+                   % (best[0], moved / best[0], max(r[1] for r in results) // MIB,
+                      max(r[2] for r in results) // 1024))
+        # Within the budget: never anywhere near the 64 MiB of a peer.
+        self.assertLess(max(r[1] for r in runs["default budget"]), 256 * MIB)
 
 
 class Descriptors(unittest.TestCase):
