@@ -14,7 +14,7 @@ import msgpack
 import zmq
 
 from zfedtest import (PYTHON_PACKAGE_DIR, Cluster, MDPC, MDPW, READY, PlainWorker,
-                      ScriptedWorker, figure, fib_outputs, main, task_body, wait_for)
+                      ScriptedWorker, figure, fib_outputs, main, rss_kb, task_body, wait_for)
 
 sys.path.insert(0, PYTHON_PACKAGE_DIR)
 import numpy as np  # noqa: E402
@@ -22,6 +22,10 @@ from zfed import blob as zb  # noqa: E402
 from zfed import models as zm  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# AddressSanitizer keeps freed memory in quarantine (and ignores mallopt):
+# resident memory says nothing about the broker there; its own count of the
+# bytes it holds still does.
+SANITIZED = os.environ.get("ZFED_SANITIZED") in ("1", "ON", "true")
 
 
 def cpu_seconds(pid):
@@ -33,11 +37,6 @@ def cpu_seconds(pid):
 
 def batch_body(bodies):
     return msgpack.packb(["zfed.batch", 1, list(bodies)], use_bin_type=True)
-
-
-def rss_kb(pid, field="VmRSS"):
-    with open("/proc/%d/status" % pid) as handle:
-        return int(next(line for line in handle if line.startswith(field)).split()[1])
 
 
 def answer(task):
@@ -214,13 +213,15 @@ class Budget(unittest.TestCase):
             self.assertLessEqual(counters["bytes_peak"], 64 * MIB + MIB)
             self.assertGreater(counters["replies_dropped"], 2800)
             # The budget, plus what the broker needs to run: not 3 GB.
-            self.assertLess(peak_kb, base_kb + 64 * 1024 + 96 * 1024)
+            if not SANITIZED:
+                self.assertLess(peak_kb, base_kb + 64 * 1024 + 96 * 1024)
             # The client leaves: what it held goes back.
             reader.close()
             wait_for(lambda: cluster.status()["counters"]["bytes_held"] < MIB, 30,
                      what="the client's bytes to be released")
-            wait_for(lambda: rss_kb(broker.pid) < base_kb + 32 * 1024, 30,
-                     what="the broker's memory to return")
+            if not SANITIZED:
+                wait_for(lambda: rss_kb(broker.pid) < base_kb + 32 * 1024, 30,
+                         what="the broker's memory to return")
             figure("broker RSS after the client left", rss_kb(broker.pid) // 1024, "MB")
             worker.close()
 

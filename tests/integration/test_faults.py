@@ -18,7 +18,7 @@ import msgpack
 import zmq
 
 from zfedtest import (Cluster, MDPC, MDPW, PROMPT_S, READY, DISCONNECT, REQUEST, main,
-                      task_body, wait_for)
+                      rss_kb, task_body, wait_for)
 
 HEARTBEAT = ["--heartbeat-ms", "100", "--liveness", "3"]
 
@@ -376,10 +376,8 @@ class Floods(unittest.TestCase):
             self.assertIn("message over --max-message", broker.log())
             result = cluster.run_controller("--job-id", "after", "--rounds", "1")
             self.assertEqual(result.returncode, 0, result.err)
-            with open("/proc/%d/status" % broker.pid) as handle:
-                rss_kb = int(next(line for line in handle if line.startswith("VmHWM")).split()[1])
             # The 100 MB never landed in the broker's memory.
-            self.assertLess(rss_kb, 64 * 1024)
+            self.assertLess(rss_kb(broker.pid, "VmHWM"), 64 * 1024)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from test_security import Keys, curve_socket
+from test_security import Keys, curve_socket, curve_status
 from zfedtest import Cluster, MDPC, MDPW, READY, figure, main, wait_for
 
 NEW_CONNECTIONS_S = 1.0
@@ -99,14 +99,20 @@ class Revocation(unittest.TestCase):
         self.cluster.close()
 
     def status(self):
-        import msgpack
-        socket = curve_socket(self.cluster, self.keys, self.controller_secret)
-        try:
-            socket.send_multipart([b"", MDPC, b"mmi.status", b""])
-            self.assertTrue(socket.poll(5000), "no status over CURVE")
-            return msgpack.unpackb(socket.recv_multipart()[3], raw=False)
-        finally:
-            socket.close()
+        return curve_status(self.cluster, self.keys, self.controller_secret)
+
+    def fib_workers(self):
+        return self.status()["services"].get("fib", {}).get("workers", 0)
+
+    def raw_worker(self, secret, workers):
+        """A raw CURVE worker registered for fib (then workers in all),
+        its monitor's events cleared."""
+        raw = Watched(self.cluster, self.keys, secret)
+        self.assertEqual(raw.outcome(), "accepted")
+        raw.socket.send_multipart([b"", MDPW, READY, b"fib"])
+        wait_for(lambda: self.fib_workers() == workers, 10, what="%d workers" % workers)
+        raw.events.clear()
+        return raw
 
     def public_file(self, name):
         return os.path.join(self.keys.workers, name + ".key")
@@ -181,12 +187,7 @@ class Revocation(unittest.TestCase):
                                            self.keys.broker_public)
         kept = self.cluster.start_worker("--curve-cert", kept_secret, "--server-key",
                                          self.keys.broker_public)
-        raw = Watched(self.cluster, self.keys, raw_secret)
-        self.assertEqual(raw.outcome(), "accepted")
-        raw.socket.send_multipart([b"", MDPW, READY, b"fib"])
-        wait_for(lambda: self.status()["services"].get("fib", {}).get("workers", 0) == 3, 10,
-                 what="3 workers")
-        raw.events.clear()
+        raw = self.raw_worker(raw_secret, 3)
         revoked_at = time.monotonic()
         os.remove(self.public_file("doomed"))
         os.remove(self.public_file("raw"))
@@ -197,8 +198,7 @@ class Revocation(unittest.TestCase):
         self.assertLess(cut_in, CUT_S)
         # Its registration is gone with it, the real worker's too; the kept
         # key's worker still serves.
-        wait_for(lambda: self.status()["services"].get("fib", {}).get("workers", 0) == 1, 10,
-                 what="only the kept worker")
+        wait_for(lambda: self.fib_workers() == 1, 10, what="only the kept worker")
         counters = self.status()["counters"]
         self.assertEqual(counters["revoked"], 2)
         self.assertIn("revoked", self.broker.log())
@@ -215,12 +215,7 @@ class Revocation(unittest.TestCase):
 
     def test_a_key_moved_to_the_other_role_is_cut_and_comes_back_in_it(self):
         secret = self.keys.issue("mover", "workers")
-        raw = Watched(self.cluster, self.keys, secret)
-        self.assertEqual(raw.outcome(), "accepted")
-        raw.socket.send_multipart([b"", MDPW, READY, b"fib"])
-        wait_for(lambda: self.status()["services"].get("fib", {}).get("workers", 0) == 1, 10,
-                 what="the worker")
-        raw.events.clear()
+        raw = self.raw_worker(secret, 1)
         moved_at = time.monotonic()
         os.rename(self.public_file("mover"), os.path.join(self.keys.controllers, "mover.key"))
         closed_at = raw.first(zmq.EVENT_DISCONNECTED, timeout=10)
@@ -232,7 +227,7 @@ class Revocation(unittest.TestCase):
         socket.send_multipart([b"", MDPC, b"mmi.status", b""])
         self.assertTrue(socket.poll(5000))
         socket.close()
-        self.assertEqual(self.status()["services"].get("fib", {}).get("workers", 0), 0)
+        self.assertEqual(self.fib_workers(), 0)
 
 
 if __name__ == "__main__":

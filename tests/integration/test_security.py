@@ -71,6 +71,18 @@ def curve_socket(cluster, keys, secret, server_public=None):
     return socket
 
 
+def curve_status(cluster, keys, secret):
+    """mmi.status over CURVE, asked with the given (controller) key."""
+    socket = curve_socket(cluster, keys, secret)
+    try:
+        socket.send_multipart([b"", MDPC, b"mmi.status", b""])
+        if not socket.poll(5000):
+            raise AssertionError("no status over CURVE")
+        return msgpack.unpackb(socket.recv_multipart()[3], raw=False)
+    finally:
+        socket.close()
+
+
 class Curve(unittest.TestCase):
 
     def setUp(self):
@@ -85,13 +97,7 @@ class Curve(unittest.TestCase):
         self.cluster.close()
 
     def status(self):
-        socket = curve_socket(self.cluster, self.keys, self.controller_secret)
-        try:
-            socket.send_multipart([b"", MDPC, b"mmi.status", b""])
-            self.assertTrue(socket.poll(5000), "no status over CURVE")
-            return msgpack.unpackb(socket.recv_multipart()[3], raw=False)
-        finally:
-            socket.close()
+        return curve_status(self.cluster, self.keys, self.controller_secret)
 
     def start_worker(self, secret, server_key=None):
         return self.cluster.start_worker("--curve-cert", secret, "--server-key",

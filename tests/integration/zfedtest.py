@@ -127,6 +127,12 @@ def figure(name, value, unit=""):
     sys.stderr.write("FIGURE %s: %s%s\n" % (name, value, (" " + unit) if unit else ""))
 
 
+def rss_kb(pid, field="VmRSS"):
+    """A process's resident memory (VmRSS), or its peak (VmHWM), in KiB."""
+    with open("/proc/%d/status" % pid) as handle:
+        return int(next(line for line in handle if line.startswith(field)).split()[1])
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
