@@ -73,10 +73,10 @@ static int s_lock(zfed_store_t *self, const char *job_id, zfed_error_t *error)
                                   strerror(errno));
         long pid = s_holder_pid(self->lock_fd);
         if (pid > 0)
-            return zfed_error_set(error, ZFED_E_BUSY, "job_id", "job %s is running (pid %ld)",
-                                  job_id, pid);
+            return zfed_error_set(error, ZFED_E_BUSY, "", "job %s is running (pid %ld)", job_id,
+                                  pid);
         if (zfed_clock_ms() >= give_up_ms)
-            return zfed_error_set(error, ZFED_E_BUSY, "job_id",
+            return zfed_error_set(error, ZFED_E_BUSY, "",
                                   "job %s is running (another controller holds %s)", job_id, path);
         usleep(PID_POLL_MS * 1000);
     }

@@ -12,7 +12,7 @@ import os
 import subprocess
 import unittest
 
-from zfedtest import Cluster, ScriptedWorker, fib_outputs, main, wait_for
+from zfedtest import Cluster, ScriptedWorker, figure, fib_outputs, main, wait_for
 
 JOB = ["--rounds", "2", "--tasks", "2", "--round-timeout", "60", "--no-progress"]
 
@@ -53,6 +53,9 @@ class TwoControllers(unittest.TestCase):
                 second = self.cluster.run_controller(*args)
                 self.assertEqual(second.returncode, 1, second.err)
                 self.assertIn("job J is running (pid %d)" % first.pid, second.err)
+                figure("second controller (%s)" % " ".join(args[:2]),
+                       "exit %d in %.2f s: %s" % (second.returncode, second.elapsed,
+                                                 second.err.strip().split("ERROR: ")[-1]))
         # Nothing went out for the second controller, nothing was written.
         self.assertEqual(self.requests(), sent)
         self.assertFalse(os.path.exists(os.path.join(self.cluster.workdir, "J", "rounds",

@@ -21,8 +21,8 @@ import unittest
 import msgpack
 import zmq
 
-from zfedtest import (Cluster, MDPW, READY, REPLY, REQUEST, HEARTBEAT, fib_outputs, fib_sum,
-                      main, wait_for)
+from zfedtest import (Cluster, MDPW, READY, REPLY, REQUEST, HEARTBEAT, figure, fib_outputs,
+                      fib_sum, main)
 
 FORGED_DIGITS = 32768
 
@@ -93,6 +93,8 @@ class PoisonedFib(unittest.TestCase):
                        for r in range(3)]
             # Each forged result was refused and counted in its round's record.
             self.assertEqual(sum(r["invalid"] for r in records), forger.forged)
+            figure("32,768-digit sums refused (invalid in the records)", forger.forged)
+            figure("aggregates", ", ".join(r["aggregate"] for r in summary["rounds"]))
             self.assertTrue(all(r["sum"] == str(fib_sum(10)) for record in records
                                 for r in record["results"]))
             self.assertNotIn("forger", [r["worker"] for record in records
@@ -140,6 +142,8 @@ class OverflowingVecavg(unittest.TestCase):
             # 1.7e308 > 1.797e308.
             self.assertGreater(rounds[1]["aggregate"][0], 1.2e308)
             self.assertGreater(rounds[3]["aggregate"][0], 1.5e308)
+            figure("vecavg aggregates near the largest double, round 3",
+                   ", ".join("%.6g" % value for value in rounds[3]["aggregate"]))
 
 
 if __name__ == "__main__":
