@@ -26,10 +26,12 @@
     may send max_ready_per_connection READYs; a service that nobody serves
     and nobody waits for is forgotten at once, and one that no worker has
     ever served gives its slot to a READY when the table is full; the bytes
-    held for each peer (its queued requests, and what libzmq holds for it
-    until written) are bounded by max_bytes_per_peer and the total by
-    max_bytes; and connections stop being accepted at max_connections,
-    below the descriptor limit, rather than spinning on EMFILE.
+    held for each peer (its queued requests, the room set aside for their
+    replies, and what libzmq holds for it until written) are bounded by
+    max_bytes_per_peer and the total by max_bytes, a client's requests
+    waiting while its budget has no room for their replies; and
+    connections stop being accepted at max_connections, below the
+    descriptor limit, rather than spinning on EMFILE.
 */
 #ifndef ZFED_BROKER_H_INCLUDED
 #define ZFED_BROKER_H_INCLUDED
@@ -134,6 +136,7 @@ typedef struct {
     uint64_t budget_refused;   //  of rejected: the byte budget (the client's or the total)
     uint64_t ready_refused;    //  of rejected: READYs past max_ready_per_connection
     uint64_t replies_dropped;  //  replies not forwarded: the client's byte budget was full
+    uint64_t held_back;        //  times a client's queue waited for room in its byte budget
     uint64_t services_evicted; //  services no worker ever served, evicted for a READY
     uint64_t revoked;          //  connections cut because their key lost a role
     size_t peers;              //  connections the broker keeps state for now

@@ -9,6 +9,8 @@
                        oldest request of the first queue and moves that
                        queue to the back, so clients take turns and one
                        with 200,000 queued delays another by one request
+    service->parked    the queues held back because their client's byte
+                       budget has no room for another reply (below)
     queue->requests    one client's queued requests for one service, oldest
                        first
     broker->by_age     every queued request, oldest first (expiry)
@@ -37,6 +39,15 @@
     (shutdown() on it: libzmq sees the stream end and closes it), its CURVE
     key and roles, its byte account (zfed_budget), its READYs, its queues
     and its worker registration.
+
+    Flow control: a request is dispatched only when its client's byte
+    budget has room for its reply, as big as the largest its service has
+    sent (reserved at dispatch, given back when the reply comes).  A client
+    that reads slowly, or not at all, has its further requests wait in its
+    queue (parked, out of the turns) instead of its replies dropped; libzmq
+    freeing the client's bytes wakes the broker (the ledger's eventfd) to
+    put the queue back.  Only a reply larger than its reservation can still
+    find no room, and is dropped and counted.
 */
 #include "zfed/zfed_broker.h"
 #include "zfed/zfed_batch.h"
@@ -105,6 +116,9 @@ struct _service_t {
     zfed_link_t waiting;
     zfed_link_t pending_link; //  in broker->pending until a worker first registers
     zfed_link_t reclaim_link; //  in broker->reclaim when it may have become idle
+    zfed_link_t parked;       //  queue_t.turn_link of the queues held back
+    zfed_link_t parked_link;  //  in broker->parked while it has any
+    size_t reply_max;         //  the largest reply it has sent, with overhead
     bool registered;          //  a worker has served it
     size_t workers;
     size_t queued;
@@ -119,12 +133,13 @@ struct _service_t {
 //  One client's requests for one service.
 struct _queue_t {
     char key[QUEUE_KEY_SIZE];
-    zfed_link_t turn_link; //  in service->turns
+    zfed_link_t turn_link; //  in service->turns, or service->parked
     zfed_link_t peer_link; //  in peer->queues
     zfed_link_t requests;  //  request_t.link, oldest first
     size_t count;
     service_t *service;
     peer_t *peer;
+    bool parked;
 };
 
 struct _peer_t {
@@ -178,6 +193,7 @@ struct _request_t {
     queue_t *queue;
     zfed_account_t *account; //  the client's
     size_t charge;
+    size_t reserved; //  on the account for its reply, while in flight
     int64_t enqueued_ms;
     uint32_t attempts;
     uint8_t client_size;
@@ -204,6 +220,7 @@ struct _zfed_broker_t {
     zfed_link_t by_age;
     zfed_link_t pending; //  services no worker has served, oldest first
     zfed_link_t reclaim; //  services that may be idle now
+    zfed_link_t parked;  //  services with queues held back for their budget
     //  Peers by descriptor, and how many DISCONNECTEDs are still to come
     //  for connections whose descriptor a newer one already took.
     peer_t **by_fd;
@@ -465,6 +482,8 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name, bool 
     service->name[name.size] = '\0';
     service->blob = zfed_blob_service_valid(service->name, name.size);
     zfed_link_init(&service->turns);
+    zfed_link_init(&service->parked);
+    zfed_link_init(&service->parked_link);
     zfed_link_init(&service->waiting);
     zfed_link_init(&service->pending_link);
     zfed_link_init(&service->reclaim_link);
@@ -479,6 +498,7 @@ static void s_service_destroy(zfed_broker_t *self, service_t **service_p)
     service_t *service = *service_p;
     zfed_link_remove(&service->pending_link);
     zfed_link_remove(&service->reclaim_link);
+    zfed_link_remove(&service->parked_link);
     zhashx_delete(self->services, service->name);
     free(service->name);
     free(service);
@@ -536,6 +556,7 @@ static request_t *s_request_new(zfed_broker_t *self, const zfed_view_t *client,
     request->queue = NULL;
     request->account = zfed_account_ref(account);
     request->charge = charge;
+    request->reserved = 0;
     zfed_account_charge(account, charge);
     zfed_account_count(account, 1);
     request->enqueued_ms = zfed_clock_ms();
@@ -574,11 +595,18 @@ static void s_request_destroy(zfed_broker_t *self, request_t **request_p)
         s_queue_take(self, request);
     zfed_link_remove(&request->link);
     zfed_link_remove(&request->age_link);
-    zfed_account_credit(request->account, request->charge);
+    zfed_account_credit(request->account, request->charge + request->reserved);
     zfed_account_count(request->account, -1);
     zfed_account_release(&request->account);
     free(request);
     *request_p = NULL;
+}
+
+//  The reply's reservation goes back (it came, or its worker was lost).
+static void s_unreserve(request_t *request)
+{
+    zfed_account_credit(request->account, request->reserved);
+    request->reserved = 0;
 }
 
 static zfed_view_t s_text_view(const char *text)
@@ -842,6 +870,7 @@ static void s_worker_touch(zfed_broker_t *self, worker_t *worker)
 //  client has gone is dropped: its answer could not be delivered.
 static void s_request_requeue(zfed_broker_t *self, request_t *request)
 {
+    s_unreserve(request);
     request->worker = NULL;
     zfed_link_remove(&request->link);
     self->stats.in_flight--;
@@ -949,10 +978,81 @@ static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *requ
     return 0;
 }
 
+//  What a reply of this service is set aside: the largest it has sent, or
+//  before it has sent any, the largest a message may be (so a burst of
+//  requests to a new service, a model transfer's window, cannot all be
+//  dispatched on a guess).
+static size_t s_expected_reply(const zfed_broker_t *self, const service_t *service)
+{
+    return service->reply_max ? service->reply_max
+                              : (size_t)self->config.max_message + ZFED_BUDGET_MESSAGE_OVERHEAD;
+}
+
+//  Asks to be woken when the account (and the total) could take a reply
+//  of that size again.
+static void s_wake_when_room(zfed_broker_t *self, zfed_account_t *account, size_t expected)
+{
+    int64_t per_peer = zfed_ledger_max_per_account(self->ledger) - (int64_t)expected;
+    int64_t total = zfed_ledger_max_total(self->ledger) - (int64_t)expected;
+    zfed_account_wake_at(account, per_peer > 0 ? per_peer : 1);
+    zfed_ledger_wake_at(self->ledger, total > 0 ? total : 1);
+}
+
+//  Holds a client's queue back: its budget has no room for another reply.
+//  Its requests keep their place in it and their lifetime runs on.
+static void s_queue_park(zfed_broker_t *self, queue_t *queue, size_t expected)
+{
+    service_t *service = queue->service;
+    zfed_list_push_back(&service->parked, &queue->turn_link);
+    queue->parked = true;
+    if (!zfed_link_linked(&service->parked_link))
+        zfed_list_push_back(&self->parked, &service->parked_link);
+    self->stats.held_back++;
+    zfed_debug("client %s (%s): its byte budget holds %" PRId64 " bytes, no room for a %zu-byte "
+               "reply; its queue waits",
+               queue->peer->key, service->name, zfed_account_bytes(queue->peer->account), expected);
+    s_wake_when_room(self, queue->peer->account, expected);
+}
+
+//  Bytes were freed: the queues whose client has room again go back to the
+//  front of their service's turns (they have waited longest), and those
+//  services dispatch.
+static void s_unpark(zfed_broker_t *self)
+{
+    zfed_ledger_woken(self->ledger);
+    zfed_link_t *link;
+    zfed_link_t ready;
+    zfed_link_init(&ready);
+    while ((link = zfed_list_first(&self->parked)) != NULL) {
+        service_t *service = zfed_container_of(link, service_t, parked_link);
+        zfed_list_push_back(&ready, link);
+        size_t expected = s_expected_reply(self, service);
+        for (zfed_link_t *turn = service->parked.next, *next; turn != &service->parked;
+             turn = next) {
+            next = turn->next;
+            queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
+            if (!zfed_account_fits(queue->peer->account, expected)) {
+                s_wake_when_room(self, queue->peer->account, expected);
+                continue;
+            }
+            queue->parked = false;
+            zfed_list_push_front(&service->turns, turn);
+        }
+    }
+    while ((link = zfed_list_first(&ready)) != NULL) {
+        service_t *service = zfed_container_of(link, service_t, parked_link);
+        zfed_link_remove(link);
+        if (!zfed_list_empty(&service->parked))
+            zfed_list_push_back(&self->parked, link);
+        s_dispatch(self, service);
+    }
+}
+
 //  Hands queued requests to waiting workers, clients taking turns: the
 //  first queue in the service's turns gives its oldest request and goes
-//  to the back.  A worker whose byte budget has no room for the request
-//  leaves the line until its pipe drains (s_worker_touch).
+//  to the back.  A client whose byte budget has no room for the reply is
+//  held back (s_queue_park); a worker whose budget has no room for the
+//  request leaves the line until its pipe drains (s_worker_touch).
 static void s_dispatch(zfed_broker_t *self, service_t *service)
 {
     if (self->terminated)
@@ -963,6 +1063,11 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
         queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
         request_t *request = zfed_container_of(zfed_list_first(&queue->requests), request_t, link);
         worker_t *worker = zfed_container_of(worker_link, worker_t, waiting_link);
+        size_t expected = s_expected_reply(self, service);
+        if (!zfed_account_fits(request->account, expected)) {
+            s_queue_park(self, queue, expected);
+            continue;
+        }
         if (!zfed_account_fits(worker->peer->account, s_request_bytes(request))) {
             zfed_debug("worker %s (%s): its pipe holds %" PRId64 " bytes; out of line until it "
                        "drains",
@@ -985,6 +1090,8 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
         s_queue_take(self, request); //  frees the queue when it empties
         if (!emptied)
             zfed_list_push_back(&service->turns, turn); //  its turn is over
+        zfed_account_charge(request->account, expected);
+        request->reserved = expected;
         request->worker = worker;
         request->attempts++;
         zfed_list_push_back(&worker->in_flight, &request->link);
@@ -1050,7 +1157,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     zfed_gate_stats_t gate = {0};
     if (self->gate)
         zfed_gate_stats(self->gate, &gate);
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 36);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 37);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -1078,6 +1185,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "budget_refused", stats->budget_refused);
     rc |= s_pack_counter(&packer, "ready_refused", stats->ready_refused);
     rc |= s_pack_counter(&packer, "replies_dropped", stats->replies_dropped);
+    rc |= s_pack_counter(&packer, "held_back", stats->held_back);
     rc |= s_pack_counter(&packer, "services_evicted", stats->services_evicted);
     rc |= s_pack_counter(&packer, "revoked", stats->revoked);
     rc |= s_pack_counter(&packer, "peers", stats->peers);
@@ -1215,7 +1323,8 @@ static void s_service_evict(zfed_broker_t *self, service_t *service)
               service->name, service->queued);
     self->stats.services_evicted++;
     zfed_link_t *turn;
-    while ((turn = zfed_list_first(&service->turns)) != NULL) {
+    while ((turn = zfed_list_first(&service->turns)) != NULL ||
+           (turn = zfed_list_first(&service->parked)) != NULL) {
         queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
         request_t *request = zfed_container_of(zfed_list_first(&queue->requests), request_t, link);
         s_queue_take(self, request);
@@ -1350,7 +1459,16 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
     }
     service_t *service = request->service;
     zfed_view_t client = s_request_client(request);
-    if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
+    //  Its room was set aside at dispatch: given back, then taken by what
+    //  came (the next dispatch sets aside as much as the largest so far).
+    //  A reply with too many body frames is refused below and sized by
+    //  nobody: frames past ZFED_FRAMES_MAX were counted, not kept.
+    s_unreserve(request);
+    bool forwardable = mdp->body_count <= ZFED_BROKER_MAX_BODY_FRAMES;
+    size_t reply_bytes = forwardable ? s_reply_bytes(frames, mdp) : 0;
+    if (reply_bytes > service->reply_max)
+        service->reply_max = reply_bytes;
+    if (!forwardable) {
         //  Valid MDP, but more than the broker forwards: the client hears
         //  why (413) instead of waiting, and the worker, which broke no
         //  rule of RFC 7, keeps its registration and gets its slot back.
@@ -1362,7 +1480,7 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         s_warn_peer(self, peer, "reply refused", text);
         request->worker = NULL;
         s_request_fail(self, &request, ZFED_ERR_TOO_LARGE, text);
-    } else if (!zfed_account_fits(request->account, s_reply_bytes(frames, mdp))) {
+    } else if (!zfed_account_fits(request->account, reply_bytes)) {
         //  The client's byte budget is full (it does not read, or not
         //  fast enough): this reply is dropped, and the client told so
         //  when even that small answer fits.  Nobody else's replies wait.
@@ -1934,6 +2052,7 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     zfed_link_init(&self->by_age);
     zfed_link_init(&self->pending);
     zfed_link_init(&self->reclaim);
+    zfed_link_init(&self->parked);
     msgpack_sbuffer_init(&self->scratch);
     msgpack_sbuffer_init(&self->item_scratch);
     self->batch_items = calloc(ZFED_BATCH_MAX, sizeof *self->batch_items);
@@ -2096,18 +2215,21 @@ int zfed_broker_run(zfed_broker_t *self)
 
 int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
 {
-    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_AUTH, ITEM_PIPE };
+    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_AUTH, ITEM_WAKE, ITEM_PIPE };
     //  zmq_poll reads a NULL socket as a file descriptor: unused slots point
     //  at the router with no events.
-    zmq_pollitem_t items[5] = {{self->handle, 0, ZMQ_POLLIN, 0},
-                               {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
-                                self->netmon ? ZMQ_POLLIN : 0, 0},
-                               {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
-                                zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
-                               {self->auth ? zfed_auth_socket(self->auth) : self->handle, 0,
-                                self->auth ? ZMQ_POLLIN : 0, 0},
-                               {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
-    int item_count = pipe ? 5 : 4;
+    int wake_fd = zfed_ledger_wake_fd(self->ledger);
+    zmq_pollitem_t items[6] = {
+        {self->handle, 0, ZMQ_POLLIN, 0},
+        {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
+         self->netmon ? ZMQ_POLLIN : 0, 0},
+        {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
+         zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
+        {self->auth ? zfed_auth_socket(self->auth) : self->handle, 0, self->auth ? ZMQ_POLLIN : 0,
+         0},
+        {wake_fd >= 0 ? NULL : self->handle, wake_fd, wake_fd >= 0 ? ZMQ_POLLIN : 0, 0},
+        {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
+    int item_count = pipe ? 6 : 5;
     int rc = 0;
     while (!self->terminated) {
         if (!pipe && zsys_interrupted)
@@ -2126,6 +2248,10 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
             break;
         if (self->auth && items[ITEM_AUTH].revents & ZMQ_POLLIN)
             s_keys_changed(self);
+        if (wake_fd >= 0 && items[ITEM_WAKE].revents & ZMQ_POLLIN) {
+            s_unpark(self);
+            s_reclaim(self);
+        }
         if (items[ITEM_ROUTER].revents & ZMQ_POLLIN) {
             for (int handled = 0; handled < DRAIN_BATCH; handled++) {
                 if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)

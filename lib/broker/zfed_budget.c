@@ -5,20 +5,25 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 struct _zfed_ledger_t {
     int64_t bytes; //  atomic: every account's bytes
     int64_t peak;  //  atomic: the most bytes ever held at once
     int64_t max_total;
     int64_t max_per_account;
-    int refs; //  atomic: the creator and each account
+    int refs;        //  atomic: the creator and each account
+    int wake_fd;     //  eventfd
+    int64_t wake_at; //  atomic: total threshold, 0 = none
 };
 
 struct _zfed_account_t {
     int64_t bytes; //  atomic
     int refs;      //  atomic: the owner and each outstanding message
     zfed_ledger_t *ledger;
-    size_t items; //  the broker's thread only
+    size_t items;    //  the broker's thread only
+    int64_t wake_at; //  atomic: threshold, 0 = none
 };
 
 //  What travels with a message libzmq holds: whom to credit, how much,
@@ -33,8 +38,24 @@ typedef struct {
 
 static void s_ledger_unref(zfed_ledger_t *self)
 {
-    if (self && __atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(self);
+    if (!self || __atomic_sub_fetch(&self->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    free(self);
+}
+
+//  A threshold reached: cleared (once), and the eventfd written.
+static void s_wake(zfed_ledger_t *ledger, int64_t *threshold, int64_t bytes)
+{
+    int64_t at = __atomic_load_n(threshold, __ATOMIC_ACQUIRE);
+    if (at == 0 || bytes > at ||
+        !__atomic_compare_exchange_n(threshold, &at, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    uint64_t one = 1;
+    if (ledger->wake_fd >= 0 && write(ledger->wake_fd, &one, sizeof one) < 0) {
+        //  EAGAIN: the counter is full, so a wake-up is pending anyway.
+    }
 }
 
 zfed_ledger_t *zfed_ledger_new(int64_t max_total, int64_t max_per_account)
@@ -45,7 +66,38 @@ zfed_ledger_t *zfed_ledger_new(int64_t max_total, int64_t max_per_account)
     self->max_total = max_total;
     self->max_per_account = max_per_account;
     self->refs = 1;
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     return self;
+}
+
+int zfed_ledger_wake_fd(const zfed_ledger_t *self)
+{
+    return self->wake_fd;
+}
+
+void zfed_ledger_woken(zfed_ledger_t *self)
+{
+    uint64_t count;
+    if (self->wake_fd >= 0 && read(self->wake_fd, &count, sizeof count) < 0) {
+        //  EAGAIN: nothing was pending.
+    }
+}
+
+void zfed_ledger_wake_at(zfed_ledger_t *self, int64_t threshold)
+{
+    __atomic_store_n(&self->wake_at, threshold, __ATOMIC_RELEASE);
+    //  Already there: the credit that would have woken us came first.
+    s_wake(self, &self->wake_at, zfed_ledger_bytes(self));
+}
+
+int64_t zfed_ledger_max_total(const zfed_ledger_t *self)
+{
+    return self->max_total;
+}
+
+int64_t zfed_ledger_max_per_account(const zfed_ledger_t *self)
+{
+    return self->max_per_account;
 }
 
 void zfed_ledger_release(zfed_ledger_t **self_p)
@@ -121,8 +173,16 @@ void zfed_account_charge(zfed_account_t *self, size_t size)
 
 void zfed_account_credit(zfed_account_t *self, size_t size)
 {
-    __atomic_sub_fetch(&self->bytes, (int64_t)size, __ATOMIC_RELAXED);
-    __atomic_sub_fetch(&self->ledger->bytes, (int64_t)size, __ATOMIC_RELAXED);
+    int64_t bytes = __atomic_sub_fetch(&self->bytes, (int64_t)size, __ATOMIC_ACQ_REL);
+    int64_t total = __atomic_sub_fetch(&self->ledger->bytes, (int64_t)size, __ATOMIC_ACQ_REL);
+    s_wake(self->ledger, &self->wake_at, bytes);
+    s_wake(self->ledger, &self->ledger->wake_at, total);
+}
+
+void zfed_account_wake_at(zfed_account_t *self, int64_t threshold)
+{
+    __atomic_store_n(&self->wake_at, threshold, __ATOMIC_RELEASE);
+    s_wake(self->ledger, &self->wake_at, zfed_account_bytes(self));
 }
 
 void zfed_account_count(zfed_account_t *self, int delta)

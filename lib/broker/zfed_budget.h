@@ -21,6 +21,11 @@
     Each message is charged ZFED_BUDGET_MESSAGE_OVERHEAD bytes beyond its
     body, an estimate of what its envelope frames and libzmq's bookkeeping
     (a zmq_msg_t per frame in the pipe) cost.
+
+    Wake-ups: whoever waits for an account (or the total) to drain sets a
+    threshold; the credit that brings the bytes to it or below clears the
+    threshold and writes to the ledger's eventfd (zfed_ledger_wake_fd), on
+    whichever thread that credit runs, so a poll loop hears of it.
 */
 #ifndef ZFED_BUDGET_H_INCLUDED
 #define ZFED_BUDGET_H_INCLUDED
@@ -44,6 +49,15 @@ void zfed_ledger_release(zfed_ledger_t **self_p);
 //  Bytes held now in all accounts, and the most ever held at once.
 int64_t zfed_ledger_bytes(const zfed_ledger_t *self);
 int64_t zfed_ledger_peak(const zfed_ledger_t *self);
+//  The eventfd written when a threshold is reached (poll it for reading;
+//  zfed_ledger_woken reads it back to zero).  -1 if it could not be made.
+int zfed_ledger_wake_fd(const zfed_ledger_t *self);
+void zfed_ledger_woken(zfed_ledger_t *self);
+//  Wake when the total falls to threshold or below (0: no wake-up).
+void zfed_ledger_wake_at(zfed_ledger_t *self, int64_t threshold);
+//  The limits it was made with.
+int64_t zfed_ledger_max_total(const zfed_ledger_t *self);
+int64_t zfed_ledger_max_per_account(const zfed_ledger_t *self);
 
 //  A new account (one reference, the caller's).  NULL when out of memory.
 zfed_account_t *zfed_account_new(zfed_ledger_t *ledger);
@@ -60,6 +74,8 @@ int64_t zfed_account_bytes(const zfed_account_t *self);
 //  Takes or gives back size bytes (the broker's own holdings: requests).
 void zfed_account_charge(zfed_account_t *self, size_t size);
 void zfed_account_credit(zfed_account_t *self, size_t size);
+//  Wake when this account falls to threshold or below (0: no wake-up).
+void zfed_account_wake_at(zfed_account_t *self, int64_t threshold);
 
 //  Requests the account's owner has in the broker (queued or in flight),
 //  for the per-client quota.  The broker's thread only.

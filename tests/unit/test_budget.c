@@ -2,11 +2,13 @@
     charges and credits, the per-account and total limits, the peak, and
     messages handed to libzmq counted until libzmq frees them, also after
     their account's owner and the ledger's creator have let go (the
-    sanitizer build checks nothing is touched after it is freed).
+    sanitizer build checks nothing is touched after it is freed), and the
+    wake-ups that tell a waiting broker an account has drained.
 */
 #include "broker/zfed_budget.h"
 #include "zfed_test.h"
 
+#include <poll.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -104,9 +106,42 @@ static void s_test_sends(void)
     zmq_ctx_term(context);
 }
 
+//  A threshold set on an account (or the total) is met by the credit that
+//  reaches it: the ledger's eventfd becomes readable, once; a threshold
+//  already met when it is set wakes at once.
+static void s_test_wake_ups(void)
+{
+    zfed_ledger_t *ledger = zfed_ledger_new(1000, 1000);
+    zfed_account_t *account = zfed_account_new(ledger);
+    REQUIRE(ledger && account && zfed_ledger_wake_fd(ledger) >= 0);
+    struct pollfd poll_fd = {zfed_ledger_wake_fd(ledger), POLLIN, 0};
+    zfed_account_charge(account, 900);
+    zfed_account_wake_at(account, 500);
+    CHECK_INT(poll(&poll_fd, 1, 0), 0);
+    zfed_account_credit(account, 300); //  600: not yet
+    CHECK_INT(poll(&poll_fd, 1, 0), 0);
+    zfed_account_credit(account, 100); //  500: there
+    CHECK_INT(poll(&poll_fd, 1, 0), 1);
+    zfed_ledger_woken(ledger);
+    CHECK_INT(poll(&poll_fd, 1, 0), 0);
+    zfed_account_credit(account, 100); //  cleared: no second wake-up
+    CHECK_INT(poll(&poll_fd, 1, 0), 0);
+    zfed_account_wake_at(account, 500); //  400 already: at once
+    CHECK_INT(poll(&poll_fd, 1, 0), 1);
+    zfed_ledger_woken(ledger);
+    zfed_ledger_wake_at(ledger, 100); //  the total
+    zfed_account_credit(account, 350);
+    CHECK_INT(poll(&poll_fd, 1, 0), 1);
+    CHECK(zfed_ledger_max_total(ledger) == 1000 && zfed_ledger_max_per_account(ledger) == 1000);
+    zfed_account_credit(account, 50);
+    zfed_account_release(&account);
+    zfed_ledger_release(&ledger);
+}
+
 int main(void)
 {
     ZFED_TEST_RUN(s_test_limits);
     ZFED_TEST_RUN(s_test_sends);
+    ZFED_TEST_RUN(s_test_wake_ups);
     ZFED_TEST_END();
 }
