@@ -347,6 +347,16 @@ static void s_peer_shut(zfed_broker_t *self, peer_t *peer)
 static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect);
 static void s_queue_drop(zfed_broker_t *self, queue_t **queue_p);
 
+//  The requests a peer has queued: nobody could be told their answers.
+static void s_peer_drop_queues(zfed_broker_t *self, peer_t *peer)
+{
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&peer->queues)) != NULL) {
+        queue_t *queue = zfed_container_of(link, queue_t, peer_link);
+        s_queue_drop(self, &queue);
+    }
+}
+
 //  Forgets a peer whose connection is gone (or is being cut): its worker
 //  registration (what it held goes to other workers), its queued requests
 //  (nobody could be answered), and its record.  Requests it has at workers
@@ -360,11 +370,7 @@ static void s_peer_retire(zfed_broker_t *self, peer_t **peer_p, const char *why)
         self->stats.workers_expired++;
         s_worker_delete(self, &peer->worker, false);
     }
-    zfed_link_t *link;
-    while ((link = zfed_list_first(&peer->queues)) != NULL) {
-        queue_t *queue = zfed_container_of(link, queue_t, peer_link);
-        s_queue_drop(self, &queue);
-    }
+    s_peer_drop_queues(self, peer);
     s_peer_unbind_fd(self, peer);
     zfed_account_release(&peer->account);
     zhashx_delete(self->peers, peer->key);
@@ -1709,18 +1715,14 @@ static void s_peer_revoke(zfed_broker_t *self, peer_t *peer, unsigned roles_now)
     self->stats.revoked++;
     const char *address =
         self->netmon && peer->fd >= 0 ? zfed_netmon_address(self->netmon, peer->fd) : NULL;
-    zfed_warn("key %.8s... revoked (roles %s%s now %s%s): cutting its connection from %s",
+    zfed_warn("key %.8s... revoked (roles %s%s, now %s%s%s): cutting its connection from %s",
               peer->curve, peer->roles & ZFED_ROLE_WORKER ? "w" : "",
               peer->roles & ZFED_ROLE_CONTROLLER ? "c" : "",
-              roles_now & ZFED_ROLE_WORKER ? "w" : "", roles_now ? "" : "none",
-              address ? address : peer->key);
+              roles_now & ZFED_ROLE_WORKER ? "w" : "", roles_now & ZFED_ROLE_CONTROLLER ? "c" : "",
+              roles_now ? "" : "none", address ? address : peer->key);
     if (peer->worker)
         s_worker_delete(self, &peer->worker, false);
-    zfed_link_t *link;
-    while ((link = zfed_list_first(&peer->queues)) != NULL) {
-        queue_t *queue = zfed_container_of(link, queue_t, peer_link);
-        s_queue_drop(self, &queue);
-    }
+    s_peer_drop_queues(self, peer);
     s_peer_shut(self, peer);
 }
 
