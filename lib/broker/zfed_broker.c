@@ -994,19 +994,22 @@ static size_t s_expected_reply(const zfed_broker_t *self, const service_t *servi
                               : (size_t)self->config.max_message + ZFED_BUDGET_MESSAGE_OVERHEAD;
 }
 
-//  Asks to be woken when the account (and the total) could take a reply
-//  of that size again.
-static void s_wake_when_room(zfed_broker_t *self, zfed_account_t *account, size_t expected)
+//  Asks to be woken when the limit that refused a reply of that size (the
+//  account's or the total's: only that one, the other has room and would
+//  wake at once) could take it again.
+static void s_wake_when_room(zfed_broker_t *self, zfed_account_t *account, size_t expected,
+                             zfed_room_t room)
 {
-    int64_t per_peer = zfed_ledger_max_per_account(self->ledger) - (int64_t)expected;
-    int64_t total = zfed_ledger_max_total(self->ledger) - (int64_t)expected;
-    zfed_account_wake_at(account, per_peer > 0 ? per_peer : 1);
-    zfed_ledger_wake_at(self->ledger, total > 0 ? total : 1);
+    if (room == ZFED_ROOM_ACCOUNT_FULL)
+        zfed_account_wake_at(account,
+                             zfed_ledger_max_per_account(self->ledger) - (int64_t)expected);
+    else if (room == ZFED_ROOM_TOTAL_FULL)
+        zfed_ledger_wake_at(self->ledger, zfed_ledger_max_total(self->ledger) - (int64_t)expected);
 }
 
 //  Holds a client's queue back: its budget has no room for another reply.
 //  Its requests keep their place in it and their lifetime runs on.
-static void s_queue_park(zfed_broker_t *self, queue_t *queue, size_t expected)
+static void s_queue_park(zfed_broker_t *self, queue_t *queue, size_t expected, zfed_room_t room)
 {
     service_t *service = queue->service;
     zfed_list_push_back(&service->parked, &queue->turn_link);
@@ -1017,7 +1020,7 @@ static void s_queue_park(zfed_broker_t *self, queue_t *queue, size_t expected)
     zfed_debug("client %s (%s): its byte budget holds %" PRId64 " bytes, no room for a %zu-byte "
                "reply; its queue waits",
                queue->peer->key, service->name, zfed_account_bytes(queue->peer->account), expected);
-    s_wake_when_room(self, queue->peer->account, expected);
+    s_wake_when_room(self, queue->peer->account, expected, room);
 }
 
 //  Bytes were freed: the queues whose client has room again go back to the
@@ -1037,8 +1040,9 @@ static void s_unpark(zfed_broker_t *self)
              turn = next) {
             next = turn->next;
             queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
-            if (!zfed_account_fits(queue->peer->account, expected)) {
-                s_wake_when_room(self, queue->peer->account, expected);
+            zfed_room_t room = zfed_account_room(queue->peer->account, expected);
+            if (room != ZFED_ROOM_FITS) {
+                s_wake_when_room(self, queue->peer->account, expected, room);
                 continue;
             }
             queue->parked = false;
@@ -1070,8 +1074,9 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
         request_t *request = zfed_container_of(zfed_list_first(&queue->requests), request_t, link);
         worker_t *worker = zfed_container_of(worker_link, worker_t, waiting_link);
         size_t expected = s_expected_reply(self, service);
-        if (!zfed_account_fits(request->account, expected)) {
-            s_queue_park(self, queue, expected);
+        zfed_room_t room = zfed_account_room(request->account, expected);
+        if (room != ZFED_ROOM_FITS) {
+            s_queue_park(self, queue, expected, room);
             continue;
         }
         if (!zfed_account_fits(worker->peer->account, s_request_bytes(request))) {

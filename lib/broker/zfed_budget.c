@@ -15,7 +15,7 @@ struct _zfed_ledger_t {
     int64_t max_per_account;
     int refs;        //  atomic: the creator and each account
     int wake_fd;     //  eventfd
-    int64_t wake_at; //  atomic: total threshold, 0 = none
+    int64_t wake_at; //  atomic: total threshold, ZFED_WAKE_NONE = none
 };
 
 struct _zfed_account_t {
@@ -23,7 +23,7 @@ struct _zfed_account_t {
     int refs;      //  atomic: the owner and each outstanding message
     zfed_ledger_t *ledger;
     size_t items;    //  the broker's thread only
-    int64_t wake_at; //  atomic: threshold, 0 = none
+    int64_t wake_at; //  atomic: threshold, ZFED_WAKE_NONE = none
 };
 
 //  What travels with a message libzmq holds: whom to credit, how much,
@@ -49,8 +49,9 @@ static void s_ledger_unref(zfed_ledger_t *self)
 static void s_wake(zfed_ledger_t *ledger, int64_t *threshold, int64_t bytes)
 {
     int64_t at = __atomic_load_n(threshold, __ATOMIC_ACQUIRE);
-    if (at == 0 || bytes > at ||
-        !__atomic_compare_exchange_n(threshold, &at, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    if (at < 0 || bytes > at ||
+        !__atomic_compare_exchange_n(threshold, &at, ZFED_WAKE_NONE, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
         return;
     uint64_t one = 1;
     if (ledger->wake_fd >= 0 && write(ledger->wake_fd, &one, sizeof one) < 0) {
@@ -66,6 +67,7 @@ zfed_ledger_t *zfed_ledger_new(int64_t max_total, int64_t max_per_account)
     self->max_total = max_total;
     self->max_per_account = max_per_account;
     self->refs = 1;
+    self->wake_at = ZFED_WAKE_NONE;
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     return self;
 }
@@ -83,11 +85,24 @@ void zfed_ledger_woken(zfed_ledger_t *self)
     }
 }
 
+//  Arms a threshold: raised to threshold if it is lower (several waiters
+//  share one; the highest is reached first, and whoever it wakes re-arms
+//  what it still waits for), then checked at once in case the credit that
+//  would have woken us came first.
+static void s_arm(zfed_ledger_t *ledger, int64_t *at, const int64_t *bytes, int64_t threshold)
+{
+    if (threshold < 0)
+        threshold = 0; //  an empty account or ledger has room for anything allowed
+    int64_t now = __atomic_load_n(at, __ATOMIC_RELAXED);
+    while (now < threshold && !__atomic_compare_exchange_n(at, &now, threshold, true,
+                                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
+    s_wake(ledger, at, __atomic_load_n(bytes, __ATOMIC_RELAXED));
+}
+
 void zfed_ledger_wake_at(zfed_ledger_t *self, int64_t threshold)
 {
-    __atomic_store_n(&self->wake_at, threshold, __ATOMIC_RELEASE);
-    //  Already there: the credit that would have woken us came first.
-    s_wake(self, &self->wake_at, zfed_ledger_bytes(self));
+    s_arm(self, &self->wake_at, &self->bytes, threshold);
 }
 
 int64_t zfed_ledger_max_total(const zfed_ledger_t *self)
@@ -125,6 +140,7 @@ zfed_account_t *zfed_account_new(zfed_ledger_t *ledger)
         return NULL;
     self->refs = 1;
     self->ledger = ledger;
+    self->wake_at = ZFED_WAKE_NONE;
     __atomic_add_fetch(&ledger->refs, 1, __ATOMIC_RELAXED);
     return self;
 }
@@ -147,13 +163,19 @@ void zfed_account_release(zfed_account_t **self_p)
     free(self);
 }
 
-bool zfed_account_fits(const zfed_account_t *self, size_t size)
+zfed_room_t zfed_account_room(const zfed_account_t *self, size_t size)
 {
     int64_t more = size > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)size;
-    return __atomic_load_n(&self->bytes, __ATOMIC_RELAXED) + more <=
-               self->ledger->max_per_account &&
-           __atomic_load_n(&self->ledger->bytes, __ATOMIC_RELAXED) + more <=
-               self->ledger->max_total;
+    if (__atomic_load_n(&self->bytes, __ATOMIC_RELAXED) + more > self->ledger->max_per_account)
+        return ZFED_ROOM_ACCOUNT_FULL;
+    if (__atomic_load_n(&self->ledger->bytes, __ATOMIC_RELAXED) + more > self->ledger->max_total)
+        return ZFED_ROOM_TOTAL_FULL;
+    return ZFED_ROOM_FITS;
+}
+
+bool zfed_account_fits(const zfed_account_t *self, size_t size)
+{
+    return zfed_account_room(self, size) == ZFED_ROOM_FITS;
 }
 
 int64_t zfed_account_bytes(const zfed_account_t *self)
@@ -181,8 +203,7 @@ void zfed_account_credit(zfed_account_t *self, size_t size)
 
 void zfed_account_wake_at(zfed_account_t *self, int64_t threshold)
 {
-    __atomic_store_n(&self->wake_at, threshold, __ATOMIC_RELEASE);
-    s_wake(self->ledger, &self->wake_at, zfed_account_bytes(self));
+    s_arm(self->ledger, &self->wake_at, &self->bytes, threshold);
 }
 
 void zfed_account_count(zfed_account_t *self, int delta)

@@ -36,6 +36,12 @@
 #include <zmq.h>
 
 #define ZFED_BUDGET_MESSAGE_OVERHEAD 512
+//  A threshold that wakes nobody.
+#define ZFED_WAKE_NONE (-1)
+
+//  Whether more bytes fit, and if not, which limit they break (the
+//  account's is checked first): the one a waiter must wait for.
+typedef enum { ZFED_ROOM_FITS, ZFED_ROOM_ACCOUNT_FULL, ZFED_ROOM_TOTAL_FULL } zfed_room_t;
 
 typedef struct _zfed_ledger_t zfed_ledger_t;
 typedef struct _zfed_account_t zfed_account_t;
@@ -53,7 +59,8 @@ int64_t zfed_ledger_peak(const zfed_ledger_t *self);
 //  zfed_ledger_woken reads it back to zero).  -1 if it could not be made.
 int zfed_ledger_wake_fd(const zfed_ledger_t *self);
 void zfed_ledger_woken(zfed_ledger_t *self);
-//  Wake when the total falls to threshold or below (0: no wake-up).
+//  Wake when the total falls to threshold or below (0: when empty).  The
+//  threshold is shared: arming a lower one than is armed keeps the higher.
 void zfed_ledger_wake_at(zfed_ledger_t *self, int64_t threshold);
 //  The limits it was made with.
 int64_t zfed_ledger_max_total(const zfed_ledger_t *self);
@@ -67,14 +74,16 @@ zfed_account_t *zfed_account_ref(zfed_account_t *self);
 void zfed_account_release(zfed_account_t **self_p);
 
 //  True when size more bytes keep the account within its share and the
-//  ledger within its total.
+//  ledger within its total; zfed_account_room says which limit they break.
 bool zfed_account_fits(const zfed_account_t *self, size_t size);
+zfed_room_t zfed_account_room(const zfed_account_t *self, size_t size);
 //  Bytes held for this account now.
 int64_t zfed_account_bytes(const zfed_account_t *self);
 //  Takes or gives back size bytes (the broker's own holdings: requests).
 void zfed_account_charge(zfed_account_t *self, size_t size);
 void zfed_account_credit(zfed_account_t *self, size_t size);
-//  Wake when this account falls to threshold or below (0: no wake-up).
+//  Wake when this account falls to threshold or below (0: when empty; as
+//  for the ledger, the higher of two armed thresholds is kept).
 void zfed_account_wake_at(zfed_account_t *self, int64_t threshold);
 
 //  Requests the account's owner has in the broker (queued or in flight),

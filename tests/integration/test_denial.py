@@ -234,6 +234,37 @@ class Budget(unittest.TestCase):
             worker.close()
 
 
+    def test_a_held_back_client_costs_no_cpu(self):
+        """While a client's queue is held back for its budget, the broker
+        sleeps: only the limit that blocks is armed, so the wake-up does
+        not fire at once and again forever (it did: 2.5 s of CPU per 5 s,
+        about 1,250 eventfd wake-ups a second)."""
+        with Cluster("heldcpu") as cluster:
+            broker = cluster.start_broker()
+            payload = b"m" * MIB
+            worker = PlainWorker(cluster, b"big", 2500, handler=lambda frames: [payload])
+            cluster.wait_workers(1, service="big")
+            reader = cluster.context.socket(zmq.DEALER)
+            reader.setsockopt(zmq.LINGER, 0)
+            reader.setsockopt(zmq.RCVHWM, 1)
+            reader.setsockopt(zmq.RCVBUF, 64 * 1024)
+            reader.connect(cluster.endpoint)
+            for task in range(300):
+                reader.send_multipart([b"", MDPC, b"big", task_body("hog", 0, task, 1)])
+            wait_for(lambda: cluster.status()["counters"]["held_back"] >= 1
+                     and cluster.status()["services"]["big"]["in_flight"] == 0, 60,
+                     what="the client's queue to be held back")
+            cpu_before, wall_before = cpu_seconds(broker.pid), time.monotonic()
+            time.sleep(3)  # a measurement window, not a wait for a condition
+            cpu = cpu_seconds(broker.pid) - cpu_before
+            wall = time.monotonic() - wall_before
+            figure("broker CPU while a client is held back", "%.2f s in %.1f s" % (cpu, wall))
+            self.assertLess(cpu, 0.2 * wall)
+            self.assertGreater(cluster.status()["services"]["big"]["queued"], 0)
+            reader.close()
+            worker.close()
+
+
 class ChunkedTransfers(unittest.TestCase):
     """The byte budget is also what bounds model chunks in the broker (they
     travel as replies): legitimate transfers, 4 MiB chunks in windows of

@@ -138,10 +138,49 @@ static void s_test_wake_ups(void)
     zfed_ledger_release(&ledger);
 }
 
+//  Which limit refuses: the account's first, then the total's; a waiter
+//  arms only that one (the other has room and would wake at once, a busy
+//  loop).  A threshold of 0 is a real one (wake when empty), and of two
+//  armed thresholds the higher, reached first, is kept.
+static void s_test_room(void)
+{
+    zfed_ledger_t *ledger = zfed_ledger_new(1000, 600);
+    zfed_account_t *one = zfed_account_new(ledger);
+    zfed_account_t *two = zfed_account_new(ledger);
+    REQUIRE(ledger && one && two);
+    struct pollfd poll_fd = {zfed_ledger_wake_fd(ledger), POLLIN, 0};
+    zfed_account_charge(one, 500);
+    CHECK_INT(zfed_account_room(one, 100), ZFED_ROOM_FITS);
+    CHECK_INT(zfed_account_room(one, 101), ZFED_ROOM_ACCOUNT_FULL);
+    zfed_account_charge(two, 450);
+    CHECK_INT(zfed_account_room(two, 51), ZFED_ROOM_TOTAL_FULL);
+    CHECK_INT(zfed_account_room(one, 101), ZFED_ROOM_ACCOUNT_FULL); //  both: the account's
+    //  Armed where it blocks: nothing fires until the bytes get there.
+    zfed_ledger_wake_at(ledger, 1000 - 100);
+    zfed_account_wake_at(one, 0);
+    CHECK_INT(poll(&poll_fd, 1, 0), 0);
+    zfed_account_wake_at(one, 400); //  higher: kept
+    zfed_account_wake_at(one, 100); //  lower: the 400 stays
+    zfed_account_credit(one, 100);  //  400 (and the total 850): both wake
+    CHECK_INT(poll(&poll_fd, 1, 0), 1);
+    zfed_ledger_woken(ledger);
+    zfed_account_wake_at(one, 0); //  wake when empty
+    zfed_account_credit(one, 399);
+    CHECK_INT(poll(&poll_fd, 1, 0), 0); //  1 byte left
+    zfed_account_credit(one, 1);        //  0: empty
+    CHECK_INT(poll(&poll_fd, 1, 0), 1);
+    zfed_ledger_woken(ledger);
+    zfed_account_credit(two, 450);
+    zfed_account_release(&one);
+    zfed_account_release(&two);
+    zfed_ledger_release(&ledger);
+}
+
 int main(void)
 {
     ZFED_TEST_RUN(s_test_limits);
     ZFED_TEST_RUN(s_test_sends);
     ZFED_TEST_RUN(s_test_wake_ups);
+    ZFED_TEST_RUN(s_test_room);
     ZFED_TEST_END();
 }
