@@ -1950,6 +1950,10 @@ static void s_tick(zfed_broker_t *self)
     s_expire_requests(self, now);
     if (self->gate)
         zfed_gate_tick(self->gate);
+    //  A safety net under the ledger's wake-ups: held-back queues are
+    //  looked at again each tick, whatever the eventfd said.
+    if (!zfed_list_empty(&self->parked))
+        s_unpark(self);
     s_reclaim(self);
     s_give_memory_back(self);
     //  Ticking at a quarter interval keeps every gap between heartbeats

@@ -46,12 +46,16 @@ static void s_ledger_unref(zfed_ledger_t *self)
 }
 
 //  A threshold reached: cleared (once), and the eventfd written.
+//  The arming thread stores the threshold then loads the bytes; the
+//  crediting one changes the bytes then loads the threshold.  Both sides
+//  are sequentially consistent: with weaker orders each load may miss the
+//  other's store (store buffering) and the wake-up is lost.
 static void s_wake(zfed_ledger_t *ledger, int64_t *threshold, int64_t bytes)
 {
-    int64_t at = __atomic_load_n(threshold, __ATOMIC_ACQUIRE);
+    int64_t at = __atomic_load_n(threshold, __ATOMIC_SEQ_CST);
     if (at < 0 || bytes > at ||
-        !__atomic_compare_exchange_n(threshold, &at, ZFED_WAKE_NONE, false, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_RELAXED))
+        !__atomic_compare_exchange_n(threshold, &at, ZFED_WAKE_NONE, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST))
         return;
     uint64_t one = 1;
     if (ledger->wake_fd >= 0 && write(ledger->wake_fd, &one, sizeof one) < 0) {
@@ -195,8 +199,8 @@ void zfed_account_charge(zfed_account_t *self, size_t size)
 
 void zfed_account_credit(zfed_account_t *self, size_t size)
 {
-    int64_t bytes = __atomic_sub_fetch(&self->bytes, (int64_t)size, __ATOMIC_ACQ_REL);
-    int64_t total = __atomic_sub_fetch(&self->ledger->bytes, (int64_t)size, __ATOMIC_ACQ_REL);
+    int64_t bytes = __atomic_sub_fetch(&self->bytes, (int64_t)size, __ATOMIC_SEQ_CST);
+    int64_t total = __atomic_sub_fetch(&self->ledger->bytes, (int64_t)size, __ATOMIC_SEQ_CST);
     s_wake(self->ledger, &self->wake_at, bytes);
     s_wake(self->ledger, &self->ledger->wake_at, total);
 }
