@@ -54,6 +54,9 @@ static void s_usage(void)
         "  --max-bytes-per-peer BYTES  the same for one peer: its requests wait while it\n"
         "                       has no room for their replies, and get 429 when it has\n"
         "                       no room for them (default %lld)\n"
+        "  --stall-timeout S    a peer whose budget (or the total) is full and that has\n"
+        "                       read none of what waits for it for S seconds is cut;\n"
+        "                       0 = never (default %d)\n"
         "  --max-connections N  connections at once; at the limit new ones wait unanswered\n"
         "                       (default: the descriptor limit less %d)\n"
         "\n"
@@ -83,7 +86,8 @@ static void s_usage(void)
         ZFED_BROKER_MAX_ATTEMPTS_DEFAULT, ZFED_BROKER_BUSY_TIMEOUT_MS_DEFAULT / 1000,
         ZFED_BROKER_HWM_DEFAULT, ZFED_BROKER_MAX_QUEUED_PER_CLIENT_DEFAULT,
         ZFED_BROKER_MAX_READY_PER_CONNECTION_DEFAULT, (long long)ZFED_BROKER_MAX_BYTES_DEFAULT,
-        (long long)ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT, ZFED_BROKER_FD_HEADROOM,
+        (long long)ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT,
+        ZFED_BROKER_STALL_TIMEOUT_MS_DEFAULT / 1000, ZFED_BROKER_FD_HEADROOM,
         ZFED_BROKER_BLOB_SERVICES_PER_KEY);
 }
 
@@ -104,6 +108,7 @@ enum {
     OPT_MAX_READY,
     OPT_MAX_BYTES,
     OPT_MAX_BYTES_PER_PEER,
+    OPT_STALL_TIMEOUT,
     OPT_MAX_CONNECTIONS,
     OPT_CURVE_CERT,
     OPT_WORKERS_DIR,
@@ -146,6 +151,7 @@ int main(int argc, char **argv)
         {"max-ready-per-connection", required_argument, NULL, OPT_MAX_READY},
         {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
         {"max-bytes-per-peer", required_argument, NULL, OPT_MAX_BYTES_PER_PEER},
+        {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"curve-cert", required_argument, NULL, OPT_CURVE_CERT},
         {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
@@ -221,6 +227,10 @@ int main(int argc, char **argv)
         case OPT_MAX_BYTES_PER_PEER:
             config.max_bytes_per_peer = (int64_t)zfed_cli_u64(PROGRAM, "--max-bytes-per-peer",
                                                               optarg, 1 << 20, INT64_MAX / 4);
+            break;
+        case OPT_STALL_TIMEOUT:
+            config.stall_timeout_ms =
+                zfed_cli_seconds_ms(PROGRAM, "--stall-timeout", optarg, 0, 86400);
             break;
         case OPT_MAX_CONNECTIONS:
             config.max_connections =

@@ -29,7 +29,9 @@
     held for each peer (its queued requests, the room set aside for their
     replies, and what libzmq holds for it until written) are bounded by
     max_bytes_per_peer and the total by max_bytes, a client's requests
-    waiting while its budget has no room for their replies; and
+    waiting while its budget has no room for their replies, and a peer
+    whose budget (or the total) is full and that reads nothing for
+    stall_timeout_ms is cut, so that what it holds goes to others; and
     connections stop being accepted at max_connections, below the
     descriptor limit, rather than spinning on EMFILE.
 */
@@ -64,6 +66,11 @@ extern "C" {
 //  that never reads holds at most a quarter of the whole.
 #define ZFED_BROKER_MAX_BYTES_DEFAULT          (256LL << 20)
 #define ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT (64LL << 20)
+//  A peer whose byte budget (or the total) is full and that has read none
+//  of the bytes waiting for it in libzmq for this long is cut: it does not
+//  read, and what it holds must go to those who do.  A reader, however
+//  slow, frees some bytes every few seconds and is never cut.
+#define ZFED_BROKER_STALL_TIMEOUT_MS_DEFAULT 10000
 //  Descriptors kept for the broker itself when --max-connections is left to
 //  the descriptor limit.
 #define ZFED_BROKER_FD_HEADROOM             64
@@ -94,6 +101,9 @@ typedef struct {
     uint32_t max_ready_per_connection; //  READYs one connection may send
     int64_t max_bytes;                 //  bytes held for all peers
     int64_t max_bytes_per_peer;        //  bytes held for one peer (at least max_message)
+    //  How long a peer whose budget (or the total) is full may read nothing
+    //  of what waits for it before it is cut; 0 = never.
+    int64_t stall_timeout_ms;
     //  Connections open at once; 0 = the descriptor limit (RLIMIT_NOFILE)
     //  less what the broker needs for itself.
     size_t max_connections;
@@ -139,6 +149,7 @@ typedef struct {
     uint64_t held_back;        //  times a client's queue waited for room in its byte budget
     uint64_t services_evicted; //  services no worker ever served, evicted for a READY
     uint64_t revoked;          //  connections cut because their key lost a role
+    uint64_t stalled_cut;      //  connections cut because they read nothing (stall_timeout_ms)
     size_t peers;              //  connections the broker keeps state for now
     int64_t bytes_held;        //  bytes held for peers now (queued and in libzmq)
     int64_t bytes_peak;        //  the most ever held at once

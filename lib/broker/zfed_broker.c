@@ -156,6 +156,13 @@ struct _peer_t {
     zfed_link_t queues;
     uint32_t readies;
     bool revoked; //  its key lost a role: everything it sends is refused
+    //  Watched for a stall (in broker->stalled) since its budget or the
+    //  total was found full: when libzmq last let go of one of its
+    //  messages (or the watch began), and how many it had let go of then.
+    zfed_link_t stall_link;
+    int64_t stall_since_ms;
+    uint64_t stall_released;
+    bool cut; //  shut for a stall: not watched again
 };
 
 struct _worker_t {
@@ -221,6 +228,8 @@ struct _zfed_broker_t {
     zfed_link_t pending; //  services no worker has served, oldest first
     zfed_link_t reclaim; //  services that may be idle now
     zfed_link_t parked;  //  services with queues held back for their budget
+    zfed_link_t stalled; //  peer_t.stall_link: peers watched for a stall
+    bool total_full;     //  the total refused someone since the last tick
     //  Peers by descriptor, and how many DISCONNECTEDs are still to come
     //  for connections whose descriptor a newer one already took.
     peer_t **by_fd;
@@ -372,6 +381,7 @@ static void s_peer_retire(zfed_broker_t *self, peer_t **peer_p, const char *why)
     }
     s_peer_drop_queues(self, peer);
     s_peer_unbind_fd(self, peer);
+    zfed_link_remove(&peer->stall_link);
     zfed_account_release(&peer->account);
     zhashx_delete(self->peers, peer->key);
     self->stats.peers--;
@@ -428,6 +438,7 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
     peer->fd = -1;
     peer->account = account;
     zfed_link_init(&peer->queues);
+    zfed_link_init(&peer->stall_link);
     if (self->auth && frames->count >= 2 &&
         zfed_auth_user(&frames->part[1], peer->curve, &peer->roles) != 0)
         peer->curve[0] = '\0';
@@ -446,6 +457,22 @@ static void s_peer_forget_if_idle(zfed_broker_t *self, peer_t **peer_p)
     if (peer && peer->fd < 0 && !peer->worker && zfed_list_empty(&peer->queues) &&
         zfed_account_items(peer->account) == 0 && !peer->revoked)
         s_peer_retire(self, peer_p, "idle");
+}
+
+//  A limit refused something of this peer's: if it was its own budget, it
+//  is watched from now on (s_check_stalls cuts it if it reads nothing for
+//  stall_timeout_ms); if it was the total, every peer holding bytes in
+//  libzmq is looked at on the next tick.
+static void s_peer_watch(zfed_broker_t *self, peer_t *peer, zfed_room_t room)
+{
+    if (room == ZFED_ROOM_TOTAL_FULL)
+        self->total_full = true;
+    if (room != ZFED_ROOM_ACCOUNT_FULL || !peer || peer->cut ||
+        self->config.stall_timeout_ms <= 0 || zfed_link_linked(&peer->stall_link))
+        return;
+    peer->stall_since_ms = zfed_clock_ms();
+    peer->stall_released = zfed_account_released(peer->account);
+    zfed_list_push_back(&self->stalled, &peer->stall_link);
 }
 
 //  ---------------------------------------------------------------------
@@ -1017,6 +1044,7 @@ static void s_queue_park(zfed_broker_t *self, queue_t *queue, size_t expected, z
     if (!zfed_link_linked(&service->parked_link))
         zfed_list_push_back(&self->parked, &service->parked_link);
     self->stats.held_back++;
+    s_peer_watch(self, queue->peer, room);
     zfed_debug("client %s (%s): its byte budget holds %" PRId64 " bytes, no room for a %zu-byte "
                "reply; its queue waits",
                queue->peer->key, service->name, zfed_account_bytes(queue->peer->account), expected);
@@ -1042,6 +1070,7 @@ static void s_unpark(zfed_broker_t *self)
             queue_t *queue = zfed_container_of(turn, queue_t, turn_link);
             zfed_room_t room = zfed_account_room(queue->peer->account, expected);
             if (room != ZFED_ROOM_FITS) {
+                s_peer_watch(self, queue->peer, room);
                 s_wake_when_room(self, queue->peer->account, expected, room);
                 continue;
             }
@@ -1079,7 +1108,10 @@ static void s_dispatch(zfed_broker_t *self, service_t *service)
             s_queue_park(self, queue, expected, room);
             continue;
         }
-        if (!zfed_account_fits(worker->peer->account, s_request_bytes(request))) {
+        zfed_room_t worker_room =
+            zfed_account_room(worker->peer->account, s_request_bytes(request));
+        if (worker_room != ZFED_ROOM_FITS) {
+            s_peer_watch(self, worker->peer, worker_room);
             zfed_debug("worker %s (%s): its pipe holds %" PRId64 " bytes; out of line until it "
                        "drains",
                        worker->key, service->name, zfed_account_bytes(worker->peer->account));
@@ -1168,7 +1200,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     zfed_gate_stats_t gate = {0};
     if (self->gate)
         zfed_gate_stats(self->gate, &gate);
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 37);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 38);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -1199,6 +1231,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "held_back", stats->held_back);
     rc |= s_pack_counter(&packer, "services_evicted", stats->services_evicted);
     rc |= s_pack_counter(&packer, "revoked", stats->revoked);
+    rc |= s_pack_counter(&packer, "stalled_cut", stats->stalled_cut);
     rc |= s_pack_counter(&packer, "peers", stats->peers);
     rc |= s_pack_counter(&packer, "bytes_held", (uint64_t)zfed_ledger_bytes(self->ledger));
     rc |= s_pack_counter(&packer, "bytes_peak", (uint64_t)zfed_ledger_peak(self->ledger));
@@ -1285,7 +1318,9 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
         return;
     }
     size_t size = s_request_size(client, &frames->view[1 + mdp->body_index], mdp->body_count);
-    if (!zfed_account_fits(peer->account, size)) {
+    zfed_room_t room = zfed_account_room(peer->account, size);
+    if (room != ZFED_ROOM_FITS) {
+        s_peer_watch(self, peer, room);
         snprintf(text, sizeof text,
                  "the broker holds %" PRId64 " bytes for this client and %" PRId64
                  " in all: over its byte budget (--max-bytes-per-peer, --max-bytes); retry later",
@@ -1475,6 +1510,7 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
     //  A reply with too many body frames is refused below and sized by
     //  nobody: frames past ZFED_FRAMES_MAX were counted, not kept.
     s_unreserve(request);
+    zfed_room_t room = ZFED_ROOM_FITS;
     bool forwardable = mdp->body_count <= ZFED_BROKER_MAX_BODY_FRAMES;
     size_t reply_bytes = forwardable ? s_reply_bytes(frames, mdp) : 0;
     if (reply_bytes > service->reply_max)
@@ -1491,10 +1527,11 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         s_warn_peer(self, peer, "reply refused", text);
         request->worker = NULL;
         s_request_fail(self, &request, ZFED_ERR_TOO_LARGE, text);
-    } else if (!zfed_account_fits(request->account, reply_bytes)) {
+    } else if ((room = zfed_account_room(request->account, reply_bytes)) != ZFED_ROOM_FITS) {
         //  The client's byte budget is full (it does not read, or not
         //  fast enough): this reply is dropped, and the client told so
         //  when even that small answer fits.  Nobody else's replies wait.
+        s_peer_watch(self, s_peer_lookup(self, &client), room);
         s_drop_reply(self, request);
     } else if (s_send(self, client.data, client.size, ZMQ_SNDMORE) == 0) {
         //  Forward: [client] "" MDPC01 service body... (body frames moved).
@@ -1937,6 +1974,49 @@ static void s_give_memory_back(zfed_broker_t *self)
     self->trim_high = held;
 }
 
+//  Cuts the watched peers that have read nothing for stall_timeout_ms:
+//  bytes wait for them in libzmq and libzmq has let go of none of their
+//  messages since.  One with nothing waiting in libzmq reads (what it holds
+//  is its queue and the room for replies on their way) and is let go.
+static void s_check_stalls(zfed_broker_t *self, int64_t now)
+{
+    if (self->config.stall_timeout_ms <= 0)
+        return;
+    if (self->total_full) {
+        //  The total refused someone: whoever holds unread bytes is watched.
+        self->total_full = false;
+        for (peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers))
+            if (zfed_account_piped(peer->account) > 0)
+                s_peer_watch(self, peer, ZFED_ROOM_ACCOUNT_FULL);
+    }
+    for (zfed_link_t *link = self->stalled.next, *next; link != &self->stalled; link = next) {
+        next = link->next;
+        peer_t *peer = zfed_container_of(link, peer_t, stall_link);
+        int64_t piped = zfed_account_piped(peer->account);
+        uint64_t released = zfed_account_released(peer->account);
+        if (piped <= 0) {
+            zfed_link_remove(link);
+            continue;
+        }
+        if (released != peer->stall_released) {
+            peer->stall_released = released;
+            peer->stall_since_ms = now;
+            continue;
+        }
+        if (now - peer->stall_since_ms < self->config.stall_timeout_ms)
+            continue;
+        zfed_link_remove(link);
+        peer->cut = true;
+        self->stats.stalled_cut++;
+        const char *address =
+            self->netmon && peer->fd >= 0 ? zfed_netmon_address(self->netmon, peer->fd) : NULL;
+        zfed_warn("peer %s (%s): %" PRId64 " bytes wait for it and it has read none for %" PRId64
+                  " ms (--stall-timeout): cutting its connection",
+                  peer->key, address ? address : "no address", piped, now - peer->stall_since_ms);
+        s_peer_shut(self, peer);
+    }
+}
+
 static int64_t s_tick_ms(int heartbeat_ms)
 {
     return heartbeat_ms / 4 > 0 ? heartbeat_ms / 4 : 1;
@@ -1954,6 +2034,7 @@ static void s_tick(zfed_broker_t *self)
     //  looked at again each tick, whatever the eventfd said.
     if (!zfed_list_empty(&self->parked))
         s_unpark(self);
+    s_check_stalls(self, now);
     s_reclaim(self);
     s_give_memory_back(self);
     //  Ticking at a quarter interval keeps every gap between heartbeats
@@ -2028,6 +2109,7 @@ void zfed_broker_config_defaults(zfed_broker_config_t *config)
     config->max_ready_per_connection = ZFED_BROKER_MAX_READY_PER_CONNECTION_DEFAULT;
     config->max_bytes = ZFED_BROKER_MAX_BYTES_DEFAULT;
     config->max_bytes_per_peer = ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT;
+    config->stall_timeout_ms = ZFED_BROKER_STALL_TIMEOUT_MS_DEFAULT;
 }
 
 zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
@@ -2040,7 +2122,8 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     if (config->heartbeat_ms <= 0 || config->liveness <= 0 || config->max_workers == 0 ||
         config->max_services == 0 || config->max_queue == 0 || config->max_message <= 0 ||
         config->max_attempts == 0 || config->hwm < 0 || config->busy_timeout_ms < 0 ||
-        config->max_queued_per_client == 0 || config->max_ready_per_connection == 0) {
+        config->stall_timeout_ms < 0 || config->max_queued_per_client == 0 ||
+        config->max_ready_per_connection == 0) {
         zfed_error("invalid broker configuration");
         return NULL;
     }
@@ -2064,6 +2147,7 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     zfed_link_init(&self->pending);
     zfed_link_init(&self->reclaim);
     zfed_link_init(&self->parked);
+    zfed_link_init(&self->stalled);
     msgpack_sbuffer_init(&self->scratch);
     msgpack_sbuffer_init(&self->item_scratch);
     self->batch_items = calloc(ZFED_BATCH_MAX, sizeof *self->batch_items);

@@ -19,8 +19,10 @@ struct _zfed_ledger_t {
 };
 
 struct _zfed_account_t {
-    int64_t bytes; //  atomic
-    int refs;      //  atomic: the owner and each outstanding message
+    int64_t bytes;     //  atomic
+    int64_t piped;     //  atomic: of bytes, those handed to libzmq
+    uint64_t released; //  atomic: messages libzmq has let go of, ever
+    int refs;          //  atomic: the owner and each outstanding message
     zfed_ledger_t *ledger;
     size_t items;    //  the broker's thread only
     int64_t wake_at; //  atomic: threshold, ZFED_WAKE_NONE = none
@@ -187,6 +189,16 @@ int64_t zfed_account_bytes(const zfed_account_t *self)
     return __atomic_load_n(&self->bytes, __ATOMIC_RELAXED);
 }
 
+int64_t zfed_account_piped(const zfed_account_t *self)
+{
+    return __atomic_load_n(&self->piped, __ATOMIC_RELAXED);
+}
+
+uint64_t zfed_account_released(const zfed_account_t *self)
+{
+    return __atomic_load_n(&self->released, __ATOMIC_RELAXED);
+}
+
 void zfed_account_charge(zfed_account_t *self, size_t size)
 {
     __atomic_add_fetch(&self->bytes, (int64_t)size, __ATOMIC_RELAXED);
@@ -228,6 +240,8 @@ size_t zfed_account_items(const zfed_account_t *self)
 static void s_release(void *data, void *hint)
 {
     s_hold_t *hold = hint;
+    __atomic_sub_fetch(&hold->account->piped, (int64_t)hold->charge, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&hold->account->released, 1, __ATOMIC_RELAXED);
     zfed_account_credit(hold->account, hold->charge);
     zfed_account_release(&hold->account);
     if (hold->moved)
@@ -243,6 +257,7 @@ static int s_send_hold(zfed_account_t *self, s_hold_t *hold, void *socket, void 
 {
     hold->account = zfed_account_ref(self);
     zfed_account_charge(self, hold->charge);
+    __atomic_add_fetch(&self->piped, (int64_t)hold->charge, __ATOMIC_RELAXED);
     zmq_msg_t message;
     bool made = zmq_msg_init_data(&message, data, size, s_release, hold) == 0;
     bool sent = false;

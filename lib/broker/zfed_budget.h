@@ -79,6 +79,11 @@ bool zfed_account_fits(const zfed_account_t *self, size_t size);
 zfed_room_t zfed_account_room(const zfed_account_t *self, size_t size);
 //  Bytes held for this account now.
 int64_t zfed_account_bytes(const zfed_account_t *self);
+//  Of those, the bytes of messages libzmq holds (sent, not yet written),
+//  and how many messages libzmq has let go of so far: a peer whose piped
+//  bytes stay while the count stands still reads nothing.
+int64_t zfed_account_piped(const zfed_account_t *self);
+uint64_t zfed_account_released(const zfed_account_t *self);
 //  Takes or gives back size bytes (the broker's own holdings: requests).
 void zfed_account_charge(zfed_account_t *self, size_t size);
 void zfed_account_credit(zfed_account_t *self, size_t size);

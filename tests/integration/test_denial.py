@@ -202,6 +202,8 @@ class Budget(unittest.TestCase):
                      what="the client's queue to be held back")
             # All the broker holds is that client's (nobody else has asked).
             held_peak = cluster.status()["counters"]["bytes_peak"]
+            replies_before = worker.replies
+            queued_before = cluster.status()["services"]["big"]["queued"]
             # Meanwhile another client's job runs as if nothing happened.
             result = cluster.run_controller("--job-id", "other", "--rounds", "3", "--tasks", "5",
                                             "--no-progress", timeout=120)
@@ -212,19 +214,24 @@ class Budget(unittest.TestCase):
             figure("broker peak RSS, 3,000 x 1 MB to a client that never reads",
                    peak_kb // 1024, "MB")
             figure("bytes held for it at most", held_peak // MIB, "MiB")
-            figure("replies forwarded before its queue was held back", worker.replies)
-            figure("requests left waiting in its queue", status["services"]["big"]["queued"])
+            figure("replies forwarded before its queue was held back", replies_before)
+            figure("requests left waiting in its queue", queued_before)
             self.assertLessEqual(held_peak, 64 * MIB)
-            self.assertLess(worker.replies, 80)  # about 64 MiB of 1 MB replies, not 3,000
-            self.assertEqual(status["services"]["big"]["queued"], 3000 - worker.replies)
+            self.assertLess(replies_before, 80)  # about 64 MiB of 1 MB replies, not 3,000
+            self.assertEqual(queued_before, 3000 - replies_before)
             self.assertLessEqual(counters["replies_dropped"], 1)  # the first, sized on a guess
             # The budget, plus what the broker needs to run: not 3 GB.
             if not SANITIZED:
                 self.assertLess(peak_kb, base_kb + 64 * 1024 + 96 * 1024)
-            # The client leaves: its queue goes, what it held comes back.
-            reader.close()
+            # It reads nothing for --stall-timeout (10 s): the broker cuts it,
+            # its queue goes, what it held comes back.
+            wait_for(lambda: cluster.status()["counters"]["stalled_cut"] >= 1, 60,
+                     what="the client that reads nothing to be cut")
             wait_for(lambda: cluster.status()["counters"]["bytes_held"] < MIB, 30,
                      what="the client's bytes to be released")
+            self.assertEqual(cluster.status()["counters"]["stalled_cut"], 1)
+            self.assertIn("(--stall-timeout): cutting its connection", broker.log())
+            reader.close()
             self.assertNotIn("big", {name for name, service in cluster.status()["services"]
                                      .items() if service["queued"]})
             if not SANITIZED:
@@ -234,13 +241,64 @@ class Budget(unittest.TestCase):
             worker.close()
 
 
+    def test_four_clients_that_never_read_do_not_stall_another_job(self):
+        """Four connections that never read fill the whole total budget
+        (4 x 64 MiB): another client's job must still run.  Each is cut once
+        it has read nothing for --stall-timeout (10 s by default), and what
+        it held goes to the others (before: the job failed, "only 0 of 5
+        results")."""
+        with Cluster("total") as cluster:
+            broker = cluster.start_broker()
+            payload = b"m" * MIB
+            worker = PlainWorker(cluster, b"big", 2500, handler=lambda frames: [payload])
+            cluster.start_worker()
+            cluster.wait_workers(1, service="big")
+            cluster.wait_workers(1)
+            readers = []
+            for reader_index in range(4):
+                reader = cluster.context.socket(zmq.DEALER)
+                reader.setsockopt(zmq.LINGER, 0)
+                reader.setsockopt(zmq.RCVHWM, 1)
+                reader.setsockopt(zmq.RCVBUF, 64 * 1024)
+                reader.connect(cluster.endpoint)
+                for task in range(200):
+                    reader.send_multipart([b"", MDPC, b"big",
+                                           task_body("hog%d" % reader_index, 0, task, 1)])
+                readers.append(reader)
+            # The four hold nearly all of the total (their queues held back).
+            wait_for(lambda: cluster.status()["counters"]["bytes_held"] >= 240 * MIB
+                     and cluster.status()["services"]["big"]["in_flight"] == 0, 60,
+                     what="the four readers to fill the total")
+            held = cluster.status()["counters"]["bytes_held"]
+            started = time.monotonic()
+            result = cluster.run_controller("--job-id", "other", "--rounds", "1", "--tasks", "5",
+                                            "--no-progress", timeout=90)
+            elapsed = time.monotonic() - started
+            counters = cluster.status()["counters"]
+            figure("bytes the four readers held", held // MIB, "MiB")
+            figure("another job's round beside them", "exit %d in %.1f s, %d readers cut"
+                   % (result.returncode, elapsed, counters["stalled_cut"]))
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertGreaterEqual(counters["stalled_cut"], 1)
+            # Each of the four reads nothing: each is cut, once.
+            wait_for(lambda: cluster.status()["counters"]["stalled_cut"] >= 4, 60,
+                     what="all four readers to be cut")
+            self.assertEqual(cluster.status()["counters"]["stalled_cut"], 4)
+            self.assertEqual(len([line for line in broker.log().splitlines()
+                                  if "(--stall-timeout): cutting its connection" in line]), 4)
+            wait_for(lambda: cluster.status()["counters"]["bytes_held"] < MIB, 30,
+                     what="the readers' bytes to be released")
+            for reader in readers:
+                reader.close()
+            worker.close()
+
     def test_a_held_back_client_costs_no_cpu(self):
         """While a client's queue is held back for its budget, the broker
         sleeps: only the limit that blocks is armed, so the wake-up does
         not fire at once and again forever (it did: 2.5 s of CPU per 5 s,
         about 1,250 eventfd wake-ups a second)."""
         with Cluster("heldcpu") as cluster:
-            broker = cluster.start_broker()
+            broker = cluster.start_broker("--stall-timeout", "600")  # held, not cut
             payload = b"m" * MIB
             worker = PlainWorker(cluster, b"big", 2500, handler=lambda frames: [payload])
             cluster.wait_workers(1, service="big")
