@@ -264,10 +264,13 @@ int main(int argc, char **argv)
     if (!config.curve_cert && (config.workers_dir || config.controllers_dir))
         zfed_cli_fail(PROGRAM, "%s: key directories need --curve-cert",
                       config.workers_dir ? "--workers-dir" : "--controllers-dir");
-    if (config.max_bytes_per_peer < config.max_message + ZFED_BUDGET_MESSAGE_OVERHEAD ||
+    if (config.max_bytes_per_peer < zfed_broker_largest_reply(config.max_message) ||
         config.max_bytes < config.max_bytes_per_peer)
-        zfed_cli_fail(PROGRAM, "--max-bytes-per-peer must hold one message of --max-message, and "
-                               "--max-bytes one peer's budget");
+        zfed_cli_fail(PROGRAM,
+                      "--max-bytes-per-peer must hold the largest reply (%d frames of "
+                      "--max-message, %lld bytes), and --max-bytes one peer's budget",
+                      ZFED_BROKER_MAX_BODY_FRAMES,
+                      (long long)zfed_broker_largest_reply(config.max_message));
     if (config.curve_cert && !config.workers_dir && !config.controllers_dir)
         zfed_cli_fail(PROGRAM, "--curve-cert: give --workers-dir and/or --controllers-dir, "
                                "or no key could ever connect");

@@ -158,6 +158,9 @@ typedef struct {
 typedef struct _zfed_broker_t zfed_broker_t;
 
 void zfed_broker_config_defaults(zfed_broker_config_t *config);
+//  The bytes the largest reply costs a client's budget (ZFED_BROKER_MAX_BODY_FRAMES
+//  frames of max_message, and the overhead): max_bytes_per_peer must hold it.
+int64_t zfed_broker_largest_reply(int64_t max_message);
 
 //  NULL on invalid configuration or failure to create the socket.  With
 //  curve_cert, the ZAP handler (zfed_auth) starts before anything can bind,

@@ -101,6 +101,10 @@
 #define QUEUE_KEY_SIZE (2 * sizeof(void *) + 4 + IDENTITY_KEY_SIZE)
 //  Descriptors the peer table indexes, at most (a bigger one is untracked).
 #define FD_TABLE_MAX (1 << 22)
+//  Replies per epoch of a service's reply sizes: what a reply is set aside
+//  is the largest of this epoch and the last, so one outsized reply sizes
+//  the reservations of the next 64 to 128 replies, not all of them.
+#define REPLY_SIZE_EPOCH 64
 //  Held bytes that, once released, are worth handing back to the system.
 #define TRIM_BYTES (16 << 20)
 
@@ -118,8 +122,10 @@ struct _service_t {
     zfed_link_t reclaim_link; //  in broker->reclaim when it may have become idle
     zfed_link_t parked;       //  queue_t.turn_link of the queues held back
     zfed_link_t parked_link;  //  in broker->parked while it has any
-    size_t reply_max;         //  the largest reply it has sent, with overhead
-    bool registered;          //  a worker has served it
+    size_t reply_max;         //  the largest reply forwarded this epoch, with overhead
+    size_t reply_max_before;  //  the same in the epoch before
+    uint32_t replies_in_epoch;
+    bool registered; //  a worker has served it
     size_t workers;
     size_t queued;
     size_t in_flight;
@@ -1017,8 +1023,24 @@ static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *requ
 //  dispatched on a guess).
 static size_t s_expected_reply(const zfed_broker_t *self, const service_t *service)
 {
-    return service->reply_max ? service->reply_max
-                              : (size_t)self->config.max_message + ZFED_BUDGET_MESSAGE_OVERHEAD;
+    size_t recent = service->reply_max > service->reply_max_before ? service->reply_max
+                                                                   : service->reply_max_before;
+    size_t expected =
+        recent ? recent : (size_t)self->config.max_message + ZFED_BUDGET_MESSAGE_OVERHEAD;
+    size_t budget = (size_t)self->config.max_bytes_per_peer;
+    return expected < budget ? expected : budget;
+}
+
+//  A reply was forwarded: its size counts for the reservations to come.
+static void s_note_reply_size(service_t *service, size_t bytes)
+{
+    if (bytes > service->reply_max)
+        service->reply_max = bytes;
+    if (++service->replies_in_epoch >= REPLY_SIZE_EPOCH) {
+        service->reply_max_before = service->reply_max;
+        service->reply_max = 0;
+        service->replies_in_epoch = 0;
+    }
 }
 
 //  Asks to be woken when the limit that refused a reply of that size (the
@@ -1506,15 +1528,13 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
     service_t *service = request->service;
     zfed_view_t client = s_request_client(request);
     //  Its room was set aside at dispatch: given back, then taken by what
-    //  came (the next dispatch sets aside as much as the largest so far).
-    //  A reply with too many body frames is refused below and sized by
-    //  nobody: frames past ZFED_FRAMES_MAX were counted, not kept.
+    //  came (the next dispatches set aside as much as the largest recent
+    //  one forwarded: a reply refused or dropped sizes nothing).  Frames
+    //  past ZFED_FRAMES_MAX were counted, not kept.
     s_unreserve(request);
     zfed_room_t room = ZFED_ROOM_FITS;
     bool forwardable = mdp->body_count <= ZFED_BROKER_MAX_BODY_FRAMES;
     size_t reply_bytes = forwardable ? s_reply_bytes(frames, mdp) : 0;
-    if (reply_bytes > service->reply_max)
-        service->reply_max = reply_bytes;
     if (!forwardable) {
         //  Valid MDP, but more than the broker forwards: the client hears
         //  why (413) instead of waiting, and the worker, which broke no
@@ -1556,6 +1576,7 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
                                         flags);
         }
         self->stats.replies++;
+        s_note_reply_size(service, reply_bytes);
     } else
         s_count_unroutable(self, "reply to client");
     if (request) {
@@ -2076,6 +2097,11 @@ static int s_setup_curve(zfed_broker_t *self)
     return 0;
 }
 
+int64_t zfed_broker_largest_reply(int64_t max_message)
+{
+    return ZFED_BROKER_MAX_BODY_FRAMES * max_message + ZFED_BUDGET_MESSAGE_OVERHEAD;
+}
+
 bool zfed_endpoint_is_local(const char *endpoint)
 {
     if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0)
@@ -2127,14 +2153,16 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
         zfed_error("invalid broker configuration");
         return NULL;
     }
-    //  One message of the largest size must fit a peer's budget, and a
-    //  peer's budget the total, or some replies could never be delivered.
-    if (config->max_bytes_per_peer < config->max_message + ZFED_BUDGET_MESSAGE_OVERHEAD ||
+    //  The largest reply (every body frame of the largest size) must fit a
+    //  peer's budget, and a peer's budget the total, or some replies could
+    //  never be delivered.
+    if (config->max_bytes_per_peer < zfed_broker_largest_reply(config->max_message) ||
         config->max_bytes < config->max_bytes_per_peer) {
         zfed_error("invalid byte budget: --max-bytes-per-peer (%" PRId64
-                   ") must hold a message of --max-message (%" PRId64
+                   ") must hold a reply of %d frames of --max-message (%" PRId64
                    ") and fit in --max-bytes (%" PRId64 ")",
-                   config->max_bytes_per_peer, config->max_message, config->max_bytes);
+                   config->max_bytes_per_peer, ZFED_BROKER_MAX_BODY_FRAMES, config->max_message,
+                   config->max_bytes);
         return NULL;
     }
     zfed_broker_t *self = calloc(1, sizeof *self);

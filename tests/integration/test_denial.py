@@ -292,6 +292,57 @@ class Budget(unittest.TestCase):
                 reader.close()
             worker.close()
 
+    def test_one_outsized_reply_does_not_size_reservations_for_good(self):
+        """What a request sets aside for its reply is the largest recent
+        reply of its service: one reply of 4 frames x 8 MiB sizes the next
+        64 to 128 reservations, not every one after it (before: 32 MiB set
+        aside for each request of that service for good)."""
+        frame = (8 << 20) - 1024
+        release = threading.Event()
+
+        def handler(frames):
+            if frames[0] == b"big":
+                return [b"b" * frame] * 4
+            if frames[0] == b"hold":
+                release.wait(30)
+            return [b"s"]
+
+        with Cluster("replymax") as cluster:
+            cluster.start_broker()
+            worker = PlainWorker(cluster, b"var", 2500, handler=handler)
+            cluster.wait_workers(1, service=b"var".decode())
+            client = cluster.client()
+
+            def ask(body, count=1):
+                for _ in range(count):
+                    client.send_multipart([b"", MDPC, b"var", body])
+                for _ in range(count):
+                    self.assertTrue(client.poll(30000), "no reply")
+                    client.recv_multipart()
+
+            def reserved_while_held():
+                client.send_multipart([b"", MDPC, b"var", b"hold"])
+                wait_for(lambda: cluster.status()["services"]["var"]["in_flight"] == 1, 30,
+                         what="the held request to be in flight")
+                held = cluster.status()["counters"]["bytes_held"]
+                release.set()
+                self.assertTrue(client.poll(30000), "no reply to the held request")
+                client.recv_multipart()
+                release.clear()
+                return held
+
+            ask(b"big")
+            after_big = reserved_while_held()
+            for _ in range(4):
+                ask(b"small", 32)  # 128 small replies: two epochs
+            after_small = reserved_while_held()
+            figure("set aside for a reply just after one of 32 MiB", after_big // MIB, "MiB")
+            figure("set aside for a reply 128 small replies later", after_small, "bytes")
+            self.assertGreaterEqual(after_big, 4 * frame)
+            self.assertLess(after_small, MIB)
+            client.close()
+            worker.close()
+
     def test_a_held_back_client_costs_no_cpu(self):
         """While a client's queue is held back for its budget, the broker
         sleeps: only the limit that blocks is armed, so the wake-up does
