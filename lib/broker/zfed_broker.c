@@ -169,6 +169,9 @@ struct _peer_t {
     int64_t stall_since_ms;
     uint64_t stall_released;
     bool cut; //  shut for a stall: not watched again
+    //  Its connection is gone (a newer one took its descriptor): in
+    //  broker->gone until the router has been read dry.
+    zfed_link_t gone_link;
 };
 
 struct _worker_t {
@@ -241,6 +244,16 @@ struct _zfed_broker_t {
     peer_t **by_fd;
     uint16_t *owed;
     size_t fd_capacity;
+    //  Descriptors whose connection closed, retired only once the router
+    //  has been read dry after the event came (s_closed_apply): what the
+    //  connection sent before it closed may still wait in the router.
+    int *closing;
+    size_t closing_count;
+    size_t closing_capacity;
+    //  Peers whose descriptor a newer connection took, retired in the same
+    //  way: those found gone before a drain (gone_ready) once it reads dry.
+    zfed_link_t gone;
+    zfed_link_t gone_ready;
     uint64_t next_request_id;
     int64_t tick_at_ms;
     zfed_frames_t frames;
@@ -388,6 +401,7 @@ static void s_peer_retire(zfed_broker_t *self, peer_t **peer_p, const char *why)
     s_peer_drop_queues(self, peer);
     s_peer_unbind_fd(self, peer);
     zfed_link_remove(&peer->stall_link);
+    zfed_link_remove(&peer->gone_link);
     zfed_account_release(&peer->account);
     zhashx_delete(self->peers, peer->key);
     self->stats.peers--;
@@ -401,15 +415,27 @@ static void s_peer_bind_fd(zfed_broker_t *self, peer_t *peer, int fd)
     peer_t **slot = s_fd_slot(self, fd);
     if (!slot)
         return;
-    if (*slot && *slot != peer) {
-        //  The descriptor was reused: the peer it named is gone, and its
-        //  DISCONNECTED, still to come, must not retire this one.
-        self->owed[fd]++;
-        s_peer_retire(self, slot, "its connection closed");
-    }
     struct stat info;
+    ino_t inode = fstat(fd, &info) == 0 ? info.st_ino : 0;
+    if (*slot && *slot != peer) {
+        if (inode != 0 && inode == (*slot)->inode) {
+            //  The descriptor's owner is still on it (same socket): this
+            //  message came on a connection that has closed since, whose
+            //  descriptor the owner's took.  Nobody is retired for it, and
+            //  this peer stays unbound.
+            return;
+        }
+        //  The descriptor was reused: the peer it named is gone, and its
+        //  DISCONNECTED, still to come, must not retire this one.  What it
+        //  sent may still wait in the router: it is retired once that has
+        //  been read (s_closed_apply).
+        self->owed[fd]++;
+        peer_t *old = *slot;
+        s_peer_unbind_fd(self, old);
+        zfed_list_push_back(&self->gone, &old->gone_link);
+    }
     peer->fd = fd;
-    peer->inode = fstat(fd, &info) == 0 ? info.st_ino : 0;
+    peer->inode = inode;
     *slot = peer;
 }
 
@@ -445,6 +471,7 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
     peer->account = account;
     zfed_link_init(&peer->queues);
     zfed_link_init(&peer->stall_link);
+    zfed_link_init(&peer->gone_link);
     if (self->auth && frames->count >= 2 &&
         zfed_auth_user(&frames->part[1], peer->curve, &peer->roles) != 0)
         peer->curve[0] = '\0';
@@ -1869,9 +1896,41 @@ static void s_handle_message(zfed_broker_t *self)
 //  ---------------------------------------------------------------------
 //  Connections
 
-//  A monitor event: connections are counted at the gate, and a closed
-//  one's peer is forgotten (unless a newer connection already took the
-//  descriptor, whose peer has already retired the old one).
+//  A closed connection's peer is forgotten (unless a newer connection
+//  already took the descriptor, whose peer has already retired the old one).
+static void s_closed(zfed_broker_t *self, int fd)
+{
+    if (fd < 0 || (size_t)fd >= self->fd_capacity)
+        return;
+    if (self->owed[fd] > 0)
+        self->owed[fd]--;
+    else if (self->by_fd[fd])
+        s_peer_retire(self, &self->by_fd[fd], "its connection closed");
+}
+
+//  The router has been read dry since the first ready closings came: all
+//  their connections sent has been heard, so their peers may go.  Later
+//  ones wait for the next time.
+static void s_closed_apply(zfed_broker_t *self, size_t ready)
+{
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&self->gone_ready)) != NULL) {
+        peer_t *peer = zfed_container_of(link, peer_t, gone_link);
+        s_peer_retire(self, &peer, "its connection closed");
+    }
+    for (size_t index = 0; index < ready; index++)
+        s_closed(self, self->closing[index]);
+    memmove(self->closing, self->closing + ready,
+            (self->closing_count - ready) * sizeof *self->closing);
+    self->closing_count -= ready;
+    s_reclaim(self);
+}
+
+//  A monitor event: connections are counted at the gate; a closed one's
+//  peer goes once the router has been read dry (s_closed_apply), for the
+//  messages it sent before it closed may still wait there, and a record
+//  made for them after its peer had gone would be bound to a descriptor
+//  that a live peer has taken since.
 static void s_net_event(zfed_broker_t *self, const zfed_netmon_event_t *event)
 {
     if (event->kind == ZFED_NETMON_ACCEPTED && self->gate)
@@ -1881,13 +1940,18 @@ static void s_net_event(zfed_broker_t *self, const zfed_netmon_event_t *event)
     else if (event->kind == ZFED_NETMON_CLOSED) {
         if (self->gate)
             zfed_gate_closed(self->gate, event->fd);
-        if (event->fd < 0 || (size_t)event->fd >= self->fd_capacity)
-            return;
-        if (self->owed[event->fd] > 0)
-            self->owed[event->fd]--;
-        else if (self->by_fd[event->fd])
-            s_peer_retire(self, &self->by_fd[event->fd], "its connection closed");
-        s_reclaim(self);
+        if (self->closing_count == self->closing_capacity) {
+            size_t capacity = self->closing_capacity ? 2 * self->closing_capacity : 64;
+            int *closing = realloc(self->closing, capacity * sizeof *closing);
+            if (!closing) {
+                s_closed(self, event->fd); //  out of memory: at once, as it comes
+                s_reclaim(self);
+                return;
+            }
+            self->closing = closing;
+            self->closing_capacity = capacity;
+        }
+        self->closing[self->closing_count++] = event->fd;
     }
 }
 
@@ -2176,6 +2240,8 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     zfed_link_init(&self->reclaim);
     zfed_link_init(&self->parked);
     zfed_link_init(&self->stalled);
+    zfed_link_init(&self->gone);
+    zfed_link_init(&self->gone_ready);
     msgpack_sbuffer_init(&self->scratch);
     msgpack_sbuffer_init(&self->item_scratch);
     self->batch_items = calloc(ZFED_BATCH_MAX, sizeof *self->batch_items);
@@ -2256,6 +2322,7 @@ void zfed_broker_destroy(zfed_broker_t **self_p)
     zlistx_destroy(&self->endpoints);
     free(self->by_fd);
     free(self->owed);
+    free(self->closing);
     msgpack_sbuffer_destroy(&self->scratch);
     msgpack_sbuffer_destroy(&self->item_scratch);
     free(self->batch_items);
@@ -2358,8 +2425,8 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
         if (!pipe && zsys_interrupted)
             break;
         int64_t wait = self->tick_at_ms - zfed_clock_ms();
-        if (wait < 0)
-            wait = 0;
+        if (wait < 0 || self->closing_count > 0 || !zfed_list_empty(&self->gone))
+            wait = 0; //  closings wait for the router to be read dry: look now
         if (zmq_poll(items, item_count, (long)wait) < 0) {
             if (errno == EINTR)
                 continue;
@@ -2375,14 +2442,27 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
             s_unpark(self);
             s_reclaim(self);
         }
+        //  Closings heard before this drain may be applied if it reads the
+        //  router dry (or it had nothing): a connection's messages are in
+        //  the router before its DISCONNECTED is in the monitor's pipe.
+        size_t closings_ready = self->closing_count;
+        zfed_link_t *gone;
+        while ((gone = zfed_list_first(&self->gone)) != NULL)
+            zfed_list_push_back(&self->gone_ready, gone);
+        bool dry = true;
         if (items[ITEM_ROUTER].revents & ZMQ_POLLIN) {
+            dry = false;
             for (int handled = 0; handled < DRAIN_BATCH; handled++) {
-                if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0)
+                if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0) {
+                    dry = true;
                     break;
+                }
                 s_handle_message(self);
                 zfed_frames_close(&self->frames);
             }
         }
+        if (dry && (closings_ready > 0 || !zfed_list_empty(&self->gone_ready)))
+            s_closed_apply(self, closings_ready);
         //  Connection events after the messages: what a peer sent before
         //  its connection closed (a worker's DISCONNECT) is heard first.
         //  A newer connection on a closed one's descriptor may have spoken

@@ -374,6 +374,56 @@ class Budget(unittest.TestCase):
             worker.close()
 
 
+class Leftovers(unittest.TestCase):
+    """What a connection sent before it closed may still wait in the router
+    when its DISCONNECTED comes; the broker reads it dry before the peer is
+    forgotten, so those messages cannot make a record bound to a
+    descriptor a new connection has taken, and retire that live peer."""
+
+    def test_a_closed_floods_leftovers_do_not_retire_new_peers(self):
+        with Cluster("ghost") as cluster:
+            cluster.start_broker()
+            worker = PlainWorker(cluster, b"svc", 2500, handler=lambda frames: [b"ok"])
+            cluster.wait_workers(1, service="svc")
+            body = task_body("ghost", 0, 0, 1)
+            victims = []
+            # The reviewer's timing, three times over (it is a race): a
+            # flood closes, and 50 ms later five new peers ask for a task
+            # while the broker still reads the flood's leftovers; one of
+            # them takes the flood's descriptor.
+            for attempt in range(3):
+                flooder = cluster.context.socket(zmq.DEALER)
+                flooder.setsockopt(zmq.SNDHWM, 0)
+                flooder.setsockopt(zmq.LINGER, -1)
+                flooder.connect(cluster.endpoint)
+                for _ in range(90000):
+                    flooder.send_multipart([b"", MDPC, b"ghostsvc", body])
+                flooder.close()  # flushes, then the connection closes
+                time.sleep(0.05)
+                for index in range(5):
+                    victim = cluster.context.socket(zmq.DEALER)
+                    victim.setsockopt(zmq.LINGER, 0)
+                    victim.connect(cluster.endpoint)
+                    victim.send_multipart([b"", MDPC, b"svc",
+                                           task_body("victim", attempt, index, 1)])
+                    victims.append(victim)
+            answered = 0
+            deadline = time.monotonic() + 30
+            for victim in victims:
+                if victim.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+                    victim.recv_multipart()
+                    answered += 1
+            figure("new peers answered after a closed flood's 90,000 leftovers",
+                   "%d of %d" % (answered, len(victims)))
+            self.assertEqual(answered, len(victims))
+            # The floods' queues went with their connections.
+            wait_for(lambda: "ghostsvc" not in cluster.status()["services"], 30,
+                     what="the floods' queues to go")
+            for victim in victims:
+                victim.close()
+            worker.close()
+
+
 class ChunkedTransfers(unittest.TestCase):
     """The byte budget is also what bounds model chunks in the broker (they
     travel as replies): legitimate transfers, 4 MiB chunks in windows of
