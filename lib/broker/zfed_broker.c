@@ -409,12 +409,13 @@ static void s_peer_retire(zfed_broker_t *self, peer_t **peer_p, const char *why)
     *peer_p = NULL;
 }
 
-//  Ties the peer to the connection a message came on.
-static void s_peer_bind_fd(zfed_broker_t *self, peer_t *peer, int fd)
+//  Ties the peer to the connection a message came on; false when it is
+//  not (its fd stays -1).
+static bool s_peer_bind_fd(zfed_broker_t *self, peer_t *peer, int fd)
 {
     peer_t **slot = s_fd_slot(self, fd);
     if (!slot)
-        return;
+        return false;
     struct stat info;
     ino_t inode = fstat(fd, &info) == 0 ? info.st_ino : 0;
     if (*slot && *slot != peer) {
@@ -423,7 +424,7 @@ static void s_peer_bind_fd(zfed_broker_t *self, peer_t *peer, int fd)
             //  message came on a connection that has closed since, whose
             //  descriptor the owner's took.  Nobody is retired for it, and
             //  this peer stays unbound.
-            return;
+            return false;
         }
         //  The descriptor was reused: the peer it named is gone, and its
         //  DISCONNECTED, still to come, must not retire this one.  What it
@@ -437,6 +438,20 @@ static void s_peer_bind_fd(zfed_broker_t *self, peer_t *peer, int fd)
     peer->fd = fd;
     peer->inode = inode;
     *slot = peer;
+    return true;
+}
+
+//  What the handshake of the peer's connection said: its CURVE key and
+//  roles (checked against the key folders again on its next message).
+static void s_peer_authenticate(zfed_broker_t *self, peer_t *peer)
+{
+    zfed_frames_t *frames = &self->frames;
+    peer->curve[0] = '\0';
+    peer->roles = 0;
+    peer->generation = 0;
+    if (self->auth && frames->count >= 2 &&
+        zfed_auth_user(&frames->part[1], peer->curve, &peer->roles) != 0)
+        peer->curve[0] = '\0';
 }
 
 //  The record of the message's sender, made on its first message.  NULL
@@ -453,8 +468,16 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
         //  one is dead or soon will be; if it lingers, it is shut.
         s_peer_shut(self, peer);
         s_peer_unbind_fd(self, peer);
-        s_peer_bind_fd(self, peer, fd);
-        peer->readies = 0;
+        if (s_peer_bind_fd(self, peer, fd)) {
+            //  A new connection, judged by its own handshake: what the old
+            //  one was (revoked, cut for a stall) is not held against it.
+            peer->readies = 0;
+            peer->revoked = false;
+            peer->cut = false;
+            zfed_link_remove(&peer->stall_link);
+            zfed_link_remove(&peer->gone_link);
+            s_peer_authenticate(self, peer);
+        }
     }
     if (peer)
         return peer;
@@ -472,9 +495,7 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
     zfed_link_init(&peer->queues);
     zfed_link_init(&peer->stall_link);
     zfed_link_init(&peer->gone_link);
-    if (self->auth && frames->count >= 2 &&
-        zfed_auth_user(&frames->part[1], peer->curve, &peer->roles) != 0)
-        peer->curve[0] = '\0';
+    s_peer_authenticate(self, peer);
     zhashx_insert(self->peers, peer->key, peer);
     self->stats.peers++;
     if (fd >= 0)

@@ -229,6 +229,45 @@ class Revocation(unittest.TestCase):
         socket.close()
         self.assertEqual(self.fib_workers(), 0)
 
+    def test_a_routing_id_handed_over_is_judged_by_its_new_connection(self):
+        """A routing id taken over by a new connection (ROUTER_HANDOVER)
+        carries that connection's key and roles: revoking the key of the
+        connection it replaced cuts nobody (before: the record kept the
+        old key, and the new connection, under a key still valid, was cut
+        and refused)."""
+        old_secret = self.keys.issue("old", "workers")
+        new_secret = self.keys.issue("new", "controllers")
+
+        def ask(socket):
+            socket.send_multipart([b"", MDPC, b"mmi.service", b"fib"])
+            return socket.poll(5000) and socket.recv_multipart()
+
+        first = curve_socket_unconnected(self.cluster, self.keys, old_secret)
+        first.setsockopt(zmq.ROUTING_ID, b"handed-over")
+        first.setsockopt(zmq.RECONNECT_IVL, -1)  # handed over, it stays away
+        first.connect(self.cluster.endpoint)
+        self.assertTrue(ask(first))
+        second = Watched.__new__(Watched)
+        second.socket = curve_socket_unconnected(self.cluster, self.keys, new_secret)
+        second.socket.setsockopt(zmq.ROUTING_ID, b"handed-over")
+        second.monitor = second.socket.get_monitor_socket()
+        second.events = []
+        second.socket.connect(self.cluster.endpoint)
+        self.assertTrue(ask(second.socket))
+        # Another connection under the old key shows when the broker has
+        # acted on its revocation.
+        witness = self.raw_worker(old_secret, 1)
+        os.remove(self.public_file("old"))
+        self.assertIsNotNone(witness.first(zmq.EVENT_DISCONNECTED, timeout=10))
+        second.events.clear()
+        self.assertTrue(ask(second.socket), "the handed-over connection was refused")
+        second._drain(0.5)
+        self.assertNotIn(zmq.EVENT_DISCONNECTED, [event for _, event in second.events])
+        self.assertEqual(self.status()["counters"]["revoked"], 1)  # the witness only
+        witness.close()
+        second.close()
+        first.close(0)
+
 
 if __name__ == "__main__":
     main()
