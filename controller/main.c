@@ -53,6 +53,11 @@ static void s_usage(void)
            "  --window N           requests of a round in flight at once (default %d); the\n"
            "                       rest are sent as answers come, which bounds the broker's\n"
            "                       memory on very large rounds\n"
+           "  --replicas K         send each task to K distinct workers (up to 15; default\n"
+           "                       1) and accept a value only when a strict majority of\n"
+           "                       them agree byte for byte; disagreements are recorded\n"
+           "  --exclude-liars      with --replicas 3 or more: a worker caught in a minority\n"
+           "                       gets no vote for the rest of the job\n"
            "  --aggregate NAME     %s\n"
            "                       (default fedavg); model services also krum, fedavgm,\n"
            "                       fedadam, fedyogi\n"
@@ -129,6 +134,8 @@ enum {
     OPT_RETRIES,
     OPT_BATCH,
     OPT_WINDOW,
+    OPT_REPLICAS,
+    OPT_EXCLUDE_LIARS,
     OPT_AGGREGATE,
     OPT_TRIM,
     OPT_SELECT,
@@ -171,6 +178,8 @@ static const struct option s_options[] = {
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"window", required_argument, NULL, OPT_WINDOW},
+    {"replicas", required_argument, NULL, OPT_REPLICAS},
+    {"exclude-liars", no_argument, NULL, OPT_EXCLUDE_LIARS},
     {"aggregate", required_argument, NULL, OPT_AGGREGATE},
     {"trim", required_argument, NULL, OPT_TRIM},
     {"select", required_argument, NULL, OPT_SELECT},
@@ -202,7 +211,7 @@ static const struct option s_options[] = {
 //  How a flag's text becomes the job-file value of its setting, so flags
 //  and job files are checked by the same code (zfed_job_set) and the flag
 //  is named in the error.
-typedef enum { VALUE_TEXT, VALUE_INTEGER, VALUE_NUMBER, VALUE_QUORUM } s_value_t;
+typedef enum { VALUE_TEXT, VALUE_INTEGER, VALUE_NUMBER, VALUE_QUORUM, VALUE_TRUE } s_value_t;
 
 static const struct {
     int option;
@@ -219,6 +228,8 @@ static const struct {
     {OPT_RETRIES, "retries", VALUE_INTEGER},
     {OPT_BATCH, "batch", VALUE_INTEGER},
     {OPT_WINDOW, "window", VALUE_INTEGER},
+    {OPT_REPLICAS, "replicas", VALUE_INTEGER},
+    {OPT_EXCLUDE_LIARS, "exclude_liars", VALUE_TRUE},
     {OPT_AGGREGATE, "aggregate", VALUE_TEXT},
     {OPT_TRIM, "trim", VALUE_NUMBER},
     {OPT_SELECT, "select", VALUE_TEXT},
@@ -364,6 +375,8 @@ static json_t *s_flag_value(const char *flag, s_value_t kind, const char *text)
         if (zfed_parse_double(text, -INFINITY, INFINITY, &number) != 0)
             zfed_cli_fail(PROGRAM, "--%s: expected a count or a fraction, got '%s'", flag, text);
         return json_real(number);
+    case VALUE_TRUE: //  a flag without a value
+        return json_true();
     default:
         return json_string(text);
     }

@@ -28,6 +28,15 @@ void zfed_client_destroy(zfed_client_t **self_p);
 //  to the broker: its handshake refused us).
 int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size);
 
+//  As zfed_client_send, with a ticket (PROTOCOL.md 3.1): a zfed broker
+//  stamps the reply with it and with the identity of who answered.
+int zfed_client_send_ticket(zfed_client_t *self, const char *service, uint64_t ticket,
+                            const void *body, size_t size);
+
+//  The stamp of the last reply received: true with *ticket and *identity
+//  (valid until the next receive) when it had one.
+bool zfed_client_stamp(zfed_client_t *self, uint64_t *ticket, const char **identity);
+
 //  Waits up to timeout_ms for a reply.  1: *service and *body (size) point
 //  into self until the next call; 0: timed out; -1: interrupted or error.
 //  A reply of more than one body frame is malformed here (dropped and
@@ -50,6 +59,11 @@ typedef void(zfed_client_free_fn)(void *data, void *hint);
 int zfed_client_send_data(zfed_client_t *self, const char *service, const void *body, size_t size,
                           const void *data, size_t data_size, zfed_client_free_fn *free_fn,
                           void *hint);
+
+//  As zfed_client_send_data, with a ticket when ticket is not NULL.
+int zfed_client_send_data_ticket(zfed_client_t *self, const char *service, const uint64_t *ticket,
+                                 const void *body, size_t size, const void *data, size_t data_size,
+                                 zfed_client_free_fn *free_fn, void *hint);
 
 //  Lets replies carry one data frame after the body (model services); off
 //  by default.

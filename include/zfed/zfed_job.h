@@ -31,10 +31,12 @@
 extern "C" {
 #endif
 
-#define ZFED_JOB_ROUNDS_MAX    1000000
-#define ZFED_JOB_TASKS_MAX     1000000
-#define ZFED_JOB_RETRIES_MAX   100
-#define ZFED_JOB_WINDOW_MAX    1000000
+#define ZFED_JOB_ROUNDS_MAX  1000000
+#define ZFED_JOB_TASKS_MAX   1000000
+#define ZFED_JOB_RETRIES_MAX 100
+#define ZFED_JOB_WINDOW_MAX  1000000
+//  Most replicas of a task (--replicas: each goes to a distinct worker).
+#define ZFED_JOB_REPLICAS_MAX  15
 #define ZFED_JOB_ENDPOINT_MAX  256
 #define ZFED_JOB_PATH_MAX      1024
 #define ZFED_JOB_TIMEOUT_MAX_S 86400.0

@@ -53,6 +53,7 @@
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_descriptor.h"
 #include "wire/zfed_frames.h"
+#include "wire/zfed_stamp.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
@@ -161,7 +162,8 @@ struct _peer_t {
     worker_t *worker; //  its registration, if it is a worker
     zfed_link_t queues;
     uint32_t readies;
-    bool revoked; //  its key lost a role: everything it sends is refused
+    bool revoked;    //  its key lost a role: everything it sends is refused
+    uint64_t serial; //  its number, from 1: its stamp identity in plaintext
     //  Watched for a stall (in broker->stalled) since its budget or the
     //  total was found full: when libzmq last let go of one of its
     //  messages (or the watch began), and how many it had let go of then.
@@ -212,6 +214,8 @@ struct _request_t {
     size_t reserved; //  on the account for its reply, while in flight
     int64_t enqueued_ms;
     uint32_t attempts;
+    bool stamped;    //  the client sent a ticket: its reply is stamped
+    uint64_t ticket; //  (PROTOCOL.md 3.1)
     uint8_t client_size;
     uint8_t body_count;
     uint32_t body_size[ZFED_BROKER_MAX_BODY_FRAMES];
@@ -255,6 +259,7 @@ struct _zfed_broker_t {
     zfed_link_t gone;
     zfed_link_t gone_ready;
     uint64_t next_request_id;
+    uint64_t next_peer_serial;
     int64_t tick_at_ms;
     zfed_frames_t frames;
     char sender_key[ZFED_AUTH_KEY_SIZE]; //  CURVE: the key of the message being handled
@@ -269,6 +274,12 @@ struct _zfed_broker_t {
     int64_t started_ms;
     int64_t trim_high; //  the most bytes held since memory was last handed back
 };
+
+//  A request's ticket (PROTOCOL.md 3.1): a reply to it is stamped.
+typedef struct {
+    bool on;
+    uint64_t value;
+} ticket_t;
 
 //  ---------------------------------------------------------------------
 //  Small helpers
@@ -491,6 +502,7 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
     peer->identity_size = identity->size;
     s_identity_key(identity->data, identity->size, peer->key);
     peer->fd = -1;
+    peer->serial = ++self->next_peer_serial;
     peer->account = account;
     zfed_link_init(&peer->queues);
     zfed_link_init(&peer->stall_link);
@@ -648,6 +660,8 @@ static request_t *s_request_new(zfed_broker_t *self, const zfed_view_t *client,
     zfed_account_count(account, 1);
     request->enqueued_ms = zfed_clock_ms();
     request->attempts = 0;
+    request->stamped = false;
+    request->ticket = 0;
     request->client_size = (uint8_t)client->size;
     request->body_count = (uint8_t)body_count;
     memcpy(request->data, client->data, client->size);
@@ -707,8 +721,8 @@ static zfed_view_t s_text_view(const char *text)
 //  its budget has no room for is not sent.  0 sent, -1 unroutable, 1
 //  dropped for the budget (counted).
 static int s_send_client_reply(zfed_broker_t *self, zfed_account_t *account,
-                               const zfed_view_t *client, zfed_view_t service, const void *body,
-                               size_t body_size)
+                               const zfed_view_t *client, zfed_view_t service,
+                               const ticket_t *ticket, const void *body, size_t body_size)
 {
     size_t charge = body_size + ZFED_BUDGET_MESSAGE_OVERHEAD;
     if (account && !zfed_account_fits(account, charge)) {
@@ -721,6 +735,11 @@ static int s_send_client_reply(zfed_broker_t *self, zfed_account_t *account,
     s_send(self, "", 0, ZMQ_SNDMORE);
     s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     s_send(self, service.data, service.size, ZMQ_SNDMORE);
+    if (ticket && ticket->on) {
+        uint8_t stamp[ZFED_STAMP_MAX];
+        size_t size = zfed_stamp_write(stamp, ticket->value, ZFED_STAMP_BROKER);
+        s_send(self, stamp, size, ZMQ_SNDMORE);
+    }
     if (account)
         zfed_account_send_copy(account, self->handle, body, body_size, charge, ZMQ_DONTWAIT);
     else
@@ -767,8 +786,8 @@ static int s_error_batch(zfed_broker_t *self, size_t count, uint32_t code, const
 //  the ids alone: refusing costs little, which matters most exactly when
 //  the broker refuses the most (queue full).
 static void s_reply_error(zfed_broker_t *self, zfed_account_t *account, const zfed_view_t *client,
-                          zfed_view_t service, const zfed_view_t *request_body, uint32_t code,
-                          const char *text)
+                          zfed_view_t service, const ticket_t *ticket,
+                          const zfed_view_t *request_body, uint32_t code, const char *text)
 {
     self->stats.failed++;
     size_t count = 0;
@@ -782,7 +801,7 @@ static void s_reply_error(zfed_broker_t *self, zfed_account_t *account, const zf
         zfed_error("could not build an error reply (out of memory)");
         return;
     }
-    if (s_send_client_reply(self, account, client, service, self->scratch.data,
+    if (s_send_client_reply(self, account, client, service, ticket, self->scratch.data,
                             self->scratch.size) < 0)
         s_count_unroutable(self, "error reply");
 }
@@ -794,8 +813,9 @@ static void s_request_fail(zfed_broker_t *self, request_t **request_p, uint32_t 
     zfed_view_t client = s_request_client(request);
     zfed_view_t body = s_request_body(request, 0);
     zfed_warn("request %" PRIu64 " for %s failed: %s", request->id, request->service->name, text);
-    s_reply_error(self, request->account, &client, s_text_view(request->service->name), &body, code,
-                  text);
+    ticket_t ticket = {request->stamped, request->ticket};
+    s_reply_error(self, request->account, &client, s_text_view(request->service->name), &ticket,
+                  &body, code, text);
     s_service_check(self, request->service);
     s_request_destroy(self, request_p);
 }
@@ -1334,33 +1354,63 @@ static void s_client_mmi(zfed_broker_t *self, peer_t *peer, const zfed_view_t *c
     self->stats.mmi++;
     if (answer_size == 0)
         answer_size = strlen(answer);
-    if (s_send_client_reply(self, peer->account, client, mdp->service, answer, answer_size) < 0)
+    if (s_send_client_reply(self, peer->account, client, mdp->service, NULL, answer, answer_size) <
+        0)
         s_count_unroutable(self, "MMI reply");
 }
 
 //  Refuses a request with 429: counted in rejected and in the counter of
 //  the limit that refused it.
 static void s_refuse_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t *mdp,
-                             const zfed_view_t *body, uint64_t *counter, const char *text)
+                             const ticket_t *ticket, const zfed_view_t *body, uint64_t *counter,
+                             const char *text)
 {
     self->stats.rejected++;
     if (counter)
         (*counter)++;
     s_warn_peer(self, &self->frames.view[0], "request refused", text);
-    s_reply_error(self, peer->account, &self->frames.view[0], mdp->service, body,
+    s_reply_error(self, peer->account, &self->frames.view[0], mdp->service, ticket, body,
                   ZFED_ERR_OVERLOADED, text);
 }
 
-static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t *mdp)
+//  A request whose first body frame is a ticket (PROTOCOL.md 3.1): the
+//  ticket comes off, and the request is the frames after it.  0, or -1
+//  when the ticket is all there is (answered 400).
+static int s_take_ticket(zfed_broker_t *self, peer_t *peer, zfed_mdp_t *mdp, ticket_t *ticket)
+{
+    const zfed_view_t *first = &self->frames.view[1 + mdp->body_index];
+    ticket->on = zfed_ticket_read(*first, &ticket->value);
+    if (!ticket->on)
+        return 0;
+    if (mdp->body_count < 2) {
+        const char *text = "invalid request: a ticket frame and no body";
+        self->stats.malformed++;
+        s_warn_peer(self, &self->frames.view[0], "request refused", text);
+        s_reply_error(self, peer->account, &self->frames.view[0], mdp->service, ticket, NULL,
+                      ZFED_ERR_MALFORMED, text);
+        return -1;
+    }
+    mdp->body_index++;
+    mdp->body_count--;
+    return 0;
+}
+
+static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t *asked)
 {
     //  frames[0] is the sender; MDP frames start at 1.
     zfed_frames_t *frames = &self->frames;
     const zfed_view_t *client = &frames->view[0];
     const zfed_view_t *mdp_frames = &frames->view[1];
-    if (zfed_mdp_is_mmi(mdp->service)) {
-        s_client_mmi(self, peer, client, mdp, mdp_frames);
+    if (zfed_mdp_is_mmi(asked->service)) {
+        s_client_mmi(self, peer, client, asked, mdp_frames);
         return;
     }
+    zfed_mdp_t stripped = *asked;
+    const zfed_mdp_t *mdp = &stripped;
+    ticket_t ticket_value;
+    const ticket_t *ticket = &ticket_value;
+    if (s_take_ticket(self, peer, &stripped, &ticket_value) != 0)
+        return;
     const zfed_view_t *body = &mdp_frames[mdp->body_index];
     if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
         //  However many: frames past ZFED_FRAMES_MAX were counted, not kept.
@@ -1369,13 +1419,14 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
                  mdp->body_count, ZFED_BROKER_MAX_BODY_FRAMES);
         self->stats.malformed++;
         s_warn_peer(self, client, "request refused", text);
-        s_reply_error(self, peer->account, client, mdp->service, body, ZFED_ERR_TOO_LARGE, text);
+        s_reply_error(self, peer->account, client, mdp->service, ticket, body, ZFED_ERR_TOO_LARGE,
+                      text);
         return;
     }
     //  Each limit below refuses the sender only: what the others have
     //  queued never counts against it, and its own never against them.
     if (self->stats.queued >= self->config.max_queue) {
-        s_refuse_request(self, peer, mdp, body, NULL, "broker queue is full; retry later");
+        s_refuse_request(self, peer, mdp, ticket, body, NULL, "broker queue is full; retry later");
         return;
     }
     char text[160];
@@ -1384,7 +1435,7 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
                  "this client has %zu requests in the broker, its limit "
                  "(--max-queued-per-client); retry when some are answered",
                  zfed_account_items(peer->account));
-        s_refuse_request(self, peer, mdp, body, &self->stats.quota_refused, text);
+        s_refuse_request(self, peer, mdp, ticket, body, &self->stats.quota_refused, text);
         return;
     }
     size_t size = s_request_size(client, &frames->view[1 + mdp->body_index], mdp->body_count);
@@ -1395,13 +1446,13 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
                  "the broker holds %" PRId64 " bytes for this client and %" PRId64
                  " in all: over its byte budget (--max-bytes-per-peer, --max-bytes); retry later",
                  zfed_account_bytes(peer->account), zfed_ledger_bytes(self->ledger));
-        s_refuse_request(self, peer, mdp, body, &self->stats.budget_refused, text);
+        s_refuse_request(self, peer, mdp, ticket, body, &self->stats.budget_refused, text);
         return;
     }
     service_t *service = s_service_require(self, mdp->service, false);
     queue_t *queue = service ? s_queue_of(self, service, peer) : NULL;
     if (!queue) {
-        s_refuse_request(self, peer, mdp, body, NULL,
+        s_refuse_request(self, peer, mdp, ticket, body, NULL,
                          service ? "out of memory" : "broker has reached its limit of services");
         if (service)
             s_service_check(self, service);
@@ -1418,6 +1469,8 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
         s_service_check(self, service);
         return;
     }
+    request->stamped = ticket->on;
+    request->ticket = ticket->value;
     s_queue_push(self, queue, request, false);
     self->stats.requests++;
     s_dispatch(self, service);
@@ -1543,9 +1596,25 @@ static void s_drop_reply(zfed_broker_t *self, request_t *request)
     zfed_view_t body = s_request_body(request, 0);
     //  Counted as dropped already; not again if the answer does not fit.
     uint64_t dropped = self->stats.replies_dropped;
-    s_reply_error(self, request->account, &client, s_text_view(request->service->name), &body,
-                  ZFED_ERR_UNAVAILABLE, text);
+    ticket_t ticket = {request->stamped, request->ticket};
+    s_reply_error(self, request->account, &client, s_text_view(request->service->name), &ticket,
+                  &body, ZFED_ERR_UNAVAILABLE, text);
     self->stats.replies_dropped = dropped;
+}
+
+//  The stamp of a worker's reply (PROTOCOL.md 3.1): the identity the
+//  broker vouches for is its CURVE key, or in plaintext the number of its
+//  connection's peer record (unique while the broker runs).
+static void s_send_stamp(zfed_broker_t *self, const worker_t *worker, uint64_t ticket)
+{
+    char identity[ZFED_STAMP_IDENTITY_MAX + 1];
+    if (worker->peer->curve[0])
+        snprintf(identity, sizeof identity, ZFED_STAMP_CURVE "%s", worker->peer->curve);
+    else
+        snprintf(identity, sizeof identity, ZFED_STAMP_PEER "%" PRIu64, worker->peer->serial);
+    uint8_t stamp[ZFED_STAMP_MAX];
+    size_t size = zfed_stamp_write(stamp, ticket, identity);
+    s_send(self, stamp, size, ZMQ_SNDMORE);
 }
 
 static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp_t *mdp)
@@ -1606,6 +1675,8 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         s_send(self, "", 0, ZMQ_SNDMORE);
         s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
         s_send(self, service->name, strlen(service->name), ZMQ_SNDMORE);
+        if (request->stamped)
+            s_send_stamp(self, worker, request->ticket);
         //  frames->part[i + 1] holds MDP frame i.  A small body is sent as a
         //  copy: moving it would keep the worker connection's whole 8 KB
         //  receive buffer alive until the client reads it, which under a
@@ -1774,7 +1845,12 @@ static void s_tell_forbidden(zfed_broker_t *self, const zfed_mdp_t *mdp)
     if (mdp->command == ZFED_MDP_CLIENT) {
         const zfed_view_t *body =
             mdp->body_count >= 1 ? &self->frames.view[1 + mdp->body_index] : NULL;
-        s_reply_error(self, NULL, peer, mdp->service, body, ZFED_ERR_FORBIDDEN,
+        ticket_t ticket = {false, 0};
+        if (body && zfed_ticket_read(*body, &ticket.value)) {
+            ticket.on = true;
+            body = mdp->body_count >= 2 ? body + 1 : NULL;
+        }
+        s_reply_error(self, NULL, peer, mdp->service, &ticket, body, ZFED_ERR_FORBIDDEN,
                       "forbidden: this key may not submit requests (it is not in the broker's "
                       "--controllers-dir)");
     } else if (mdp->command == ZFED_MDP_READY)
@@ -1804,7 +1880,7 @@ static void s_refuse_invalid(zfed_broker_t *self, peer_t *sender, const zfed_mdp
         char text[160];
         snprintf(text, sizeof text, "invalid request: %s", reason);
         s_warn_peer(self, peer, "request refused", reason);
-        s_reply_error(self, sender->account, peer, mdp->service,
+        s_reply_error(self, sender->account, peer, mdp->service, NULL,
                       frames->count > 4 ? &frames->view[4] : NULL, ZFED_ERR_MALFORMED, text);
     } else
         s_warn_peer(self, peer, "message dropped", reason);

@@ -1,6 +1,7 @@
 /*  zfed_client - asynchronous MDP/0.1 client.  */
 #include "zfed/zfed_client.h"
 #include "wire/zfed_frames.h"
+#include "wire/zfed_stamp.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_signal.h"
@@ -27,6 +28,9 @@ struct _zfed_client_t {
     bool send_failing; //  warned that sends fail; quiet until one succeeds
     bool allow_data;   //  replies may carry a data frame
     size_t data_index; //  frame of the last reply's data frame, 0: none (or taken)
+    bool stamped;      //  the last reply carried a stamp (PROTOCOL.md 3.1)
+    uint64_t stamp_ticket;
+    char stamp_identity[ZFED_STAMP_IDENTITY_MAX + 1];
 };
 
 zfed_client_t *zfed_client_new(const char *endpoint, const char *curve_cert, const char *server_key)
@@ -75,10 +79,11 @@ void zfed_client_destroy(zfed_client_t **self_p)
     *self_p = NULL;
 }
 
-//  "" MDPC01 service body, more to follow when more is ZMQ_SNDMORE.  The
-//  first part goes without waiting: when it is queued, the rest are too.
-static int s_send_request(zfed_client_t *self, const char *service, const void *body, size_t size,
-                          int more)
+//  "" MDPC01 service [ticket] body, more to follow when more is
+//  ZMQ_SNDMORE.  The first part goes without waiting: when it is queued,
+//  the rest are too.
+static int s_send_request(zfed_client_t *self, const char *service, const uint64_t *ticket,
+                          const void *body, size_t size, int more)
 {
     zfed_linkmon_handle(self->linkmon);
     if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
@@ -91,18 +96,37 @@ static int s_send_request(zfed_client_t *self, const char *service, const void *
     self->send_failing = false;
     zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
+    if (ticket) {
+        uint8_t frame[ZFED_TICKET_SIZE];
+        zfed_ticket_write(frame, *ticket);
+        zfed_send_bytes(self->handle, frame, sizeof frame, ZMQ_SNDMORE);
+    }
     zfed_send_bytes(self->handle, body, size, more);
     return 0;
 }
 
 int zfed_client_send(zfed_client_t *self, const char *service, const void *body, size_t size)
 {
-    return s_send_request(self, service, body, size, 0);
+    return s_send_request(self, service, NULL, body, size, 0);
+}
+
+int zfed_client_send_ticket(zfed_client_t *self, const char *service, uint64_t ticket,
+                            const void *body, size_t size)
+{
+    return s_send_request(self, service, &ticket, body, size, 0);
 }
 
 int zfed_client_send_data(zfed_client_t *self, const char *service, const void *body, size_t size,
                           const void *data, size_t data_size, zfed_client_free_fn *free_fn,
                           void *hint)
+{
+    return zfed_client_send_data_ticket(self, service, NULL, body, size, data, data_size, free_fn,
+                                        hint);
+}
+
+int zfed_client_send_data_ticket(zfed_client_t *self, const char *service, const uint64_t *ticket,
+                                 const void *body, size_t size, const void *data, size_t data_size,
+                                 zfed_client_free_fn *free_fn, void *hint)
 {
     zmq_msg_t frame;
     if (zmq_msg_init_data(&frame, (void *)data, data_size, free_fn, hint) != 0) {
@@ -110,7 +134,7 @@ int zfed_client_send_data(zfed_client_t *self, const char *service, const void *
             free_fn((void *)data, hint);
         return -1;
     }
-    if (s_send_request(self, service, body, size, ZMQ_SNDMORE) != 0) {
+    if (s_send_request(self, service, ticket, body, size, ZMQ_SNDMORE) != 0) {
         zmq_msg_close(&frame); //  frees the data
         return -1;
     }
@@ -173,6 +197,7 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
     *data = NULL;
     *data_size = 0;
     self->data_index = 0;
+    self->stamped = false;
     if (self->holding) {
         zfed_frames_close(&self->frames);
         self->holding = false;
@@ -200,9 +225,18 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
         }
         zfed_mdp_t mdp = {0};
         const char *reason = "too many frames";
-        if (self->frames.dropped == 0 &&
-            zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp, &reason) == 0 &&
-            (mdp.body_count == 1 || (mdp.body_count == 2 && self->allow_data))) {
+        bool parsed =
+            self->frames.dropped == 0 &&
+            zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp, &reason) == 0;
+        //  A stamp goes in front of the body; it is not a body frame.
+        if (parsed && mdp.body_count >= 2 &&
+            zfed_stamp_read(self->frames.view[mdp.body_index], &self->stamp_ticket,
+                            self->stamp_identity)) {
+            self->stamped = true;
+            mdp.body_index++;
+            mdp.body_count--;
+        }
+        if (parsed && (mdp.body_count == 1 || (mdp.body_count == 2 && self->allow_data))) {
             memcpy(self->service, mdp.service.data, mdp.service.size);
             self->service[mdp.service.size] = '\0';
             *service = self->service;
@@ -223,6 +257,15 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
         if (timeout_ms >= 0 && zclock_mono() >= deadline)
             return 0;
     }
+}
+
+bool zfed_client_stamp(zfed_client_t *self, uint64_t *ticket, const char **identity)
+{
+    if (!self->holding || !self->stamped)
+        return false;
+    *ticket = self->stamp_ticket;
+    *identity = self->stamp_identity;
+    return true;
 }
 
 uint64_t zfed_client_malformed(zfed_client_t *self)

@@ -77,6 +77,7 @@ int zfed_job_init(zfed_job_t *job)
     job->retries = ZFED_JOB_DEFAULT_RETRIES;
     job->batch = 1;
     job->window = ZFED_JOB_DEFAULT_WINDOW;
+    job->replicas = 1;
     job->strategy = ZFED_AGG_FEDAVG;
     job->trim = ZFED_AGG_DEFAULT_TRIM;
     job->metric = ZFED_METRIC_AGGREGATE;
@@ -438,6 +439,14 @@ int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, zfed_error_t *
         if (s_get_uint(value, key, 1, ZFED_JOB_WINDOW_MAX, &number, error) != 0)
             return -1;
         job->window = (uint32_t)number;
+    } else if (strcmp(key, "replicas") == 0) {
+        if (s_get_uint(value, key, 1, ZFED_JOB_REPLICAS_MAX, &number, error) != 0)
+            return -1;
+        job->replicas = (uint32_t)number;
+    } else if (strcmp(key, "exclude_liars") == 0) {
+        if (!json_is_boolean(value))
+            return zfed_error_set(error, ZFED_E_INVALID, key, "expected true or false");
+        job->exclude_liars = json_is_true(value);
     } else if (strcmp(key, "aggregate") == 0) {
         if (!json_is_string(value) ||
             zfed_agg_strategy_parse(json_string_value(value), &job->strategy) != 0)
@@ -788,6 +797,29 @@ static int s_finish_optimiser(zfed_job_t *job, zfed_error_t *error)
     return 0;
 }
 
+//  Replicas go one task per request, to a value service, and a minority
+//  needs three of them at least.
+static int s_finish_replicas(const zfed_job_t *job, const zfed_service_t *service,
+                             zfed_error_t *error)
+{
+    if (job->exclude_liars && job->replicas < 3)
+        return zfed_error_set(error, ZFED_E_INVALID, "exclude_liars",
+                              "needs replicas of 3 or more (with %u there is no minority to "
+                              "exclude)",
+                              job->replicas);
+    if (job->replicas < 2)
+        return 0;
+    if (job->batch != 1)
+        return zfed_error_set(error, ZFED_E_INVALID, "replicas",
+                              "replicated tasks travel one per request: drop batch (%u)",
+                              job->batch);
+    if (service->kind == ZFED_SERVICE_MODEL)
+        return zfed_error_set(error, ZFED_E_INVALID, "replicas",
+                              "%s is a model service; replicas are for value services",
+                              job->service);
+    return 0;
+}
+
 //  The settings of model services: refused for value services, checked
 //  together (and against the service) for model services.
 static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_error_t *error)
@@ -886,7 +918,7 @@ int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
                                   job->service);
         job->metric = ZFED_METRIC_RESULTS; //  the default that makes sense for it
     }
-    if (s_finish_models(job, service, error) != 0)
+    if (s_finish_models(job, service, error) != 0 || s_finish_replicas(job, service, error) != 0)
         return -1;
     if ((job->curve_cert[0] == '\0') != (job->server_key[0] == '\0'))
         return zfed_error_set(error, ZFED_E_INVALID,
@@ -979,6 +1011,8 @@ json_t *zfed_job_to_json(const zfed_job_t *job)
     rc |= json_object_set_new(root, "retries", json_integer(job->retries));
     rc |= json_object_set_new(root, "batch", json_integer(job->batch));
     rc |= json_object_set_new(root, "window", json_integer(job->window));
+    rc |= json_object_set_new(root, "replicas", json_integer(job->replicas));
+    rc |= json_object_set_new(root, "exclude_liars", json_boolean(job->exclude_liars));
     rc |=
         json_object_set_new(root, "aggregate", json_string(zfed_agg_strategy_name(job->strategy)));
     rc |= json_object_set_new(root, "trim", json_real(job->trim));

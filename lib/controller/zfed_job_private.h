@@ -35,6 +35,11 @@ struct _zfed_job_t {
     //  Requests of a round in flight at once: the rest wait for answers, so
     //  a 100,000-task round does not sit in the broker's memory all at once.
     uint32_t window;
+    //  Each task goes to replicas distinct workers and a value needs a
+    //  strict majority of them (zfed_vote); exclude_liars: a worker caught
+    //  in a minority is excluded for the rest of the job.
+    uint32_t replicas;
+    bool exclude_liars;
     zfed_agg_strategy_t strategy;
     double trim;
     zfed_metric_t metric;

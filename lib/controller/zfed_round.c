@@ -11,6 +11,7 @@
 */
 #include "controller/zfed_round_private.h"
 #include "controller/zfed_job_private.h"
+#include "controller/zfed_vote.h"
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_log.h"
@@ -27,6 +28,12 @@
 //  ---------------------------------------------------------------------
 //  Round bookkeeping
 
+//  Sends a task may have: retries + 1 per replica.
+static uint32_t s_sends_max(const zfed_job_t *job)
+{
+    return job->replicas * (job->retries + 1);
+}
+
 static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks)
 {
     if (round->model)
@@ -38,11 +45,16 @@ static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks
         zfed_msg_destroy(&task->result);
         if (task->state == TASK_DONE)
             zfed_sample_clear(&task->sample);
+        zfed_vote_clear(task);
     }
     free(round->tasks);
     free(round->resends);
+    free(round->sent);
+    free(round->carried);
     free(round->shared_params);
     json_decref(round->error_list);
+    json_decref(round->disagreements);
+    json_decref(round->excluded);
     memset(round, 0, sizeof *round);
 }
 
@@ -67,6 +79,39 @@ static int s_schedule_resend(zfed_round_env_t *self, round_t *round, uint32_t ta
     }
     round->resends[round->resend_count++] =
         (resend_t){task, round->tasks[task].attempts, now + self->job->task_timeout_ms};
+    return 0;
+}
+
+//  Grows an array of items of size bytes to hold at least wanted.
+static int s_grow(void **array, size_t *capacity, size_t wanted, size_t size)
+{
+    if (wanted <= *capacity)
+        return 0;
+    size_t grown = *capacity ? *capacity : 64;
+    while (grown < wanted)
+        grown *= 2;
+    void *bigger = realloc(*array, grown * size);
+    if (!bigger)
+        return -1;
+    *array = bigger;
+    *capacity = grown;
+    return 0;
+}
+
+//  The request about to go with the next ticket carries these tasks at
+//  their current attempt.
+static int s_record_sent(round_t *round, const uint32_t *indexes, size_t count)
+{
+    if (s_grow((void **)&round->sent, &round->sent_capacity, round->sent_count + 1,
+               sizeof *round->sent) != 0 ||
+        s_grow((void **)&round->carried, &round->carried_capacity, round->carried_count + count,
+               sizeof *round->carried) != 0)
+        return -1;
+    round->sent[round->sent_count++] =
+        (sent_t){round->carried_count, (uint32_t)count, count > 1, false};
+    for (size_t item = 0; item < count; item++)
+        round->carried[round->carried_count++] =
+            (carried_t){indexes[item], round->tasks[indexes[item]].attempts};
     return 0;
 }
 
@@ -147,16 +192,20 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     }
     if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
         return -1;
-    int sent = round->model ? zfed_mround_send(self, round, &self->buffer)
-                            : zfed_client_send(self->client, self->job->service, self->buffer.data,
-                                               self->buffer.size);
+    uint64_t ticket = self->next_ticket;
+    if (s_record_sent(round, indexes, count) != 0)
+        return -1;
+    self->next_ticket++;
+    int sent = round->model ? zfed_mround_send(self, round, &self->buffer, ticket)
+                            : zfed_client_send_ticket(self->client, self->job->service, ticket,
+                                                      self->buffer.data, self->buffer.size);
     if (sent != 0)
         zfed_debug("%zu task(s) of round %u not queued; will retry", count, round->number);
     int64_t sent_us = zfed_clock_us();
     for (size_t item = 0; item < count; item++) {
         task_t *task = &round->tasks[indexes[item]];
-        if (task->attempts > 0)
-            round->resent++;
+        if (task->attempts >= self->job->replicas)
+            round->resent++; //  a replica is no resend
         task->attempts++;
         task->sent_us = sent_us;
         task->batched = count > 1;
@@ -195,6 +244,32 @@ static bool s_error_is_transient(uint32_t code)
            code == ZFED_ERR_UNAVAILABLE || code == ZFED_ERR_EXPIRED;
 }
 
+static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index, uint32_t count,
+                          int64_t now);
+
+//  Replicas: an error is one replica's.  A transient one sends another
+//  replica; any other spends that replica, and the task fails when too few
+//  are left for a majority.  A worker that voted on the task, or is
+//  excluded, has no say.
+static void s_replica_error(zfed_round_env_t *self, round_t *round, uint32_t index,
+                            const zfed_msg_t *message, int64_t now)
+{
+    task_t *task = &round->tasks[index];
+    const char *why;
+    if (task->state != TASK_PENDING ||
+        !zfed_vote_allowed(self, round, index, round->identity, &why))
+        return;
+    if (s_error_is_transient(zfed_msg_error_code(message))) {
+        s_send_copies(self, round, index, 1, now);
+        return;
+    }
+    task->spent++;
+    if (self->job->replicas - task->spent < self->job->replicas / 2 + 1) {
+        task->state = TASK_FAILED;
+        round->failed++;
+    }
+}
+
 static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_msg_t *message,
                            int64_t now)
 {
@@ -208,11 +283,15 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     if (json_array_size(round->error_list) < ROUND_ERRORS_KEPT)
         json_array_append_new(
             round->error_list,
-            json_pack("{s:i,s:s,s:i,s:i,s:s,s:s}", "task", index, "worker",
-                      zfed_msg_worker(message), "attempt", zfed_msg_attempt(message), "code",
-                      zfed_msg_error_code(message), "field", zfed_msg_error_field(message),
-                      "message", zfed_msg_error_text(message)));
+            json_pack("{s:i,s:s,s:s,s:i,s:i,s:s,s:s}", "task", index, "worker",
+                      zfed_msg_worker(message), "worker_id", round->identity, "attempt",
+                      zfed_msg_attempt(message), "code", zfed_msg_error_code(message), "field",
+                      zfed_msg_error_field(message), "message", zfed_msg_error_text(message)));
     zfed_round_warn(round, "%s", round->last_error_text);
+    if (self->job->replicas > 1) {
+        s_replica_error(self, round, index, message, now);
+        return;
+    }
     //  Only the answer to the newest attempt decides; an older attempt's
     //  error says nothing about the one still in flight.
     if (task->state != TASK_PENDING || zfed_msg_attempt(message) + 1 != task->attempts)
@@ -231,6 +310,64 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     round->failed++;
 }
 
+//  The service's reading of a result for task index into sample: 0, or
+//  -1 with fault.
+static int s_read_sample(zfed_round_env_t *self, const task_t *task, const zfed_msg_t *message,
+                         zfed_sample_t *sample, zfed_fault_t *fault)
+{
+    const msgpack_object *outputs = zfed_msg_outputs_object(message);
+    msgpack_unpacked params;
+    int rc = zfed_unpack(&params, task->params, task->params_size);
+    if (rc == 0 && outputs)
+        rc = self->service->read_outputs(&params.data, outputs, sample, fault);
+    else {
+        rc = -1;
+        zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "cannot unpack");
+    }
+    msgpack_unpacked_destroy(&params);
+    return rc;
+}
+
+//  Sends up to count more replicas of task index (one, for replicas 1),
+//  as far as its sends allow: replicas x (retries + 1) in all.
+static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index, uint32_t count,
+                          int64_t now)
+{
+    task_t *task = &round->tasks[index];
+    for (uint32_t copy = 0; copy < count && task->attempts < s_sends_max(self->job); copy++)
+        if (zfed_round_send_task(self, round, index, now) != 0) {
+            zfed_error("cannot send task %u again (out of memory)", index);
+            return;
+        }
+}
+
+//  Replicas: a result the service accepted is a vote; a majority decides.
+static void s_vote(zfed_round_env_t *self, round_t *round, uint32_t index, zfed_msg_t **message_p,
+                   int64_t now)
+{
+    task_t *task = &round->tasks[index];
+    zfed_msg_t *winner = NULL;
+    char winner_id[ZFED_STAMP_IDENTITY_MAX + 1];
+    zfed_vote_outcome_t outcome = zfed_vote_add(self, round, index, message_p, &winner, winner_id);
+    if (outcome == ZFED_VOTE_SPLIT) {
+        if (task->state == TASK_PENDING)
+            round->failed++;
+        task->state = TASK_FAILED;
+        snprintf(round->last_error_text, sizeof round->last_error_text,
+                 "task %u: no majority among %u replicas", index, self->job->replicas);
+        round->last_error = round->last_error_text;
+    } else if (outcome == ZFED_VOTE_DECIDED) {
+        zfed_fault_t fault = {0};
+        const char *identity = round->identity;
+        round->identity = winner_id;
+        //  Read before: it was, as this vote's twin, so it reads again.
+        if (s_read_sample(self, task, winner, &task->sample, &fault) == 0)
+            zfed_round_accept(round, index, &winner);
+        round->identity = identity;
+        zfed_msg_destroy(&winner);
+    }
+}
+
 //  Takes *message_p when the result is accepted (it becomes the task's).
 static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **message_p,
                             const uint8_t *data, size_t data_size, int64_t now)
@@ -238,10 +375,30 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
     zfed_msg_t *message = *message_p;
     uint32_t index = zfed_msg_task_id(message);
     task_t *task = &round->tasks[index];
+    bool replicated = self->job->replicas > 1;
+    const char *why = NULL;
+    if (replicated && task->state != TASK_DONE && task->vote_count >= self->job->replicas) {
+        round->duplicates++; //  every replica has voted (and there was no majority)
+        return;
+    }
+    if (replicated && !zfed_vote_allowed(self, round, index, round->identity, &why)) {
+        //  Not a vote: the replica goes to another worker.
+        if (zfed_liars_has(self->liars, round->identity))
+            round->excluded_results++;
+        else
+            round->duplicates++;
+        zfed_round_warn(round, "task %u: result from %s not counted: %s", index, round->identity,
+                        why);
+        if (task->state == TASK_PENDING)
+            s_send_copies(self, round, index, 1, now);
+        return;
+    }
     if (task->state == TASK_DONE) {
         round->duplicates++;
         zfed_debug("round %u task %u: duplicate result from %s counted once", round->number, index,
                    zfed_msg_worker(message));
+        if (replicated)
+            zfed_vote_late(self, round, index, message);
         if (round->model)
             zfed_mround_unused(self, message);
         return;
@@ -250,26 +407,21 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
         zfed_mround_result(self, round, message_p, data, data_size, now);
         return;
     }
-    const msgpack_object *outputs = zfed_msg_outputs_object(message);
-    msgpack_unpacked params;
     zfed_fault_t fault = {0};
-    int rc = zfed_unpack(&params, task->params, task->params_size);
-    if (rc == 0 && outputs)
-        rc = self->service->read_outputs(&params.data, outputs, &task->sample, &fault);
-    else {
-        rc = -1;
-        zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "cannot unpack");
-    }
-    if (rc != 0) {
+    zfed_sample_t check;
+    zfed_sample_t *sample = replicated ? &check : &task->sample;
+    if (s_read_sample(self, task, message, sample, &fault) != 0) {
         //  A result that does not fit its task is refused, never bent into
         //  shape; the task stays open for its resend.
         round->invalid++;
-        zfed_round_warn(round, "task %u: result from %s refused: %s%s%s", index,
+        zfed_round_warn(round, "task %u: result from %s refused: %s%s%s (its worker: %s)", index,
                         zfed_msg_worker(message), fault.field, fault.field[0] ? ": " : "",
-                        fault.text);
+                        fault.text, round->identity);
+    } else if (replicated) {
+        zfed_sample_clear(&check);
+        s_vote(self, round, index, message_p, now);
     } else
         zfed_round_accept(round, index, message_p);
-    msgpack_unpacked_destroy(&params);
 }
 
 void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
@@ -277,6 +429,7 @@ void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
     task_t *task = &round->tasks[index];
     task->result = *message_p;
     *message_p = NULL;
+    snprintf(task->worker_id, sizeof task->worker_id, "%s", round->identity ? round->identity : "");
     task->latency_us = zfed_clock_us() - task->sent_us;
     if (task->state == TASK_FAILED)
         round->failed--; //  a late success beats an earlier error
@@ -284,42 +437,27 @@ void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
     round->answered++;
 }
 
-static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
-                           const uint8_t *data, size_t data_size, int64_t now);
-
-//  A batch reply: one reply body per task of the batch request.
-static void s_handle_batch(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
-                           int64_t now)
+//  A reply's body that is no task's answer: refused and counted.
+static void s_refuse_reply(round_t *round, const char *what)
 {
-    char reason[REASON_MAX];
-    size_t count = 0;
-    if (zfed_batch_decode(body, size, self->views, ZFED_BATCH_MAX, &count, reason, sizeof reason) !=
-        0) {
-        round->invalid++;
-        zfed_round_warn(round, "undecodable batch reply refused: %s", reason);
-        return;
-    }
-    for (size_t item = 0; item < count; item++) {
-        if (zfed_batch_is(self->views[item].data, self->views[item].size)) {
-            round->invalid++; //  batches do not nest
-            continue;
-        }
-        s_handle_reply(self, round, self->views[item].data, self->views[item].size, NULL, 0, now);
-    }
+    round->invalid++;
+    zfed_round_warn(round, "%s from %s refused", what, round->identity);
 }
 
-static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
-                           const uint8_t *data, size_t data_size, int64_t now)
+//  One reply body (a batch's item, or a plain reply).  expect: the task
+//  and attempt the request carried in that place, NULL for a reply of an
+//  earlier round's request or a single reply to a batch request (which
+//  may only be an error naming no task: a worker that cannot read
+//  batches, section 16).
+static void s_handle_body(zfed_round_env_t *self, round_t *round, const carried_t *expect,
+                          const uint8_t *body, size_t size, const uint8_t *data, size_t data_size,
+                          bool earlier, int64_t now)
 {
-    if (zfed_batch_is(body, size)) {
-        s_handle_batch(self, round, body, size, now);
-        return;
-    }
     char reason[REASON_MAX];
     zfed_msg_t *message = zfed_msg_decode(body, size, reason, sizeof reason);
     if (!message) {
         round->invalid++;
-        zfed_round_warn(round, "undecodable reply refused: %s", reason);
+        zfed_round_warn(round, "undecodable reply from %s refused: %s", round->identity, reason);
         return;
     }
     const char *job_id = zfed_msg_job_id(message);
@@ -329,33 +467,136 @@ static void s_handle_reply(zfed_round_env_t *self, round_t *round, const uint8_t
         round->errors++;
         zfed_round_warn(round, "error reply naming no task: %s (%u, from %s)",
                         zfed_msg_error_text(message), zfed_msg_error_code(message),
-                        zfed_msg_worker(message));
-    } else if (strcmp(job_id, self->job->job_id) != 0) {
-        zfed_records_count_foreign(self->records);
-        zfed_debug("reply for another job (%s) ignored", job_id);
+                        round->identity);
     } else if (kind == ZFED_MSG_TASK) {
+        s_refuse_reply(round, "a task sent back as a reply");
+    } else if (earlier) {
+        //  The request was an earlier round's: its answer is late (or, if
+        //  it claims otherwise, a lie).
+        if (strcmp(job_id, self->job->job_id) != 0) {
+            zfed_records_count_foreign(self->records);
+            zfed_debug("reply for another job (%s) ignored", job_id);
+        } else if (zfed_msg_round(message) < round->number) {
+            zfed_records_count_late(self->records, zfed_msg_round(message));
+            if (round->model && kind == ZFED_MSG_RESULT)
+                zfed_mround_unused(self, message);
+            zfed_debug("late %s for round %u task %u from %s: counted, not aggregated",
+                       zfed_msg_kind_name(kind), zfed_msg_round(message), zfed_msg_task_id(message),
+                       round->identity);
+        } else
+            s_refuse_reply(round, "a reply to an earlier round's request naming this round");
+    } else if (!expect) {
+        s_refuse_reply(round, "a single reply to a batch request");
+    } else if (strcmp(job_id, self->job->job_id) != 0 || zfed_msg_round(message) != round->number ||
+               zfed_msg_task_id(message) != expect->task ||
+               zfed_msg_attempt(message) != expect->attempt) {
+        //  A reply answers the task its request carried, nothing else.
         round->invalid++;
-        zfed_round_warn(round, "a task came back as a reply; refused");
-    } else if (zfed_msg_round(message) < round->number ||
-               (zfed_msg_round(message) == round->number && zfed_mround_passing(round))) {
-        //  Too late for its round (also while this round aggregates: the
-        //  pass reads what was in at its close).
-        zfed_records_count_late(self->records, zfed_msg_round(message));
+        zfed_round_warn(round,
+                        "a %s from %s naming job %s round %u task %u attempt %u refused: its "
+                        "request carried round %u task %u attempt %u",
+                        zfed_msg_kind_name(kind), round->identity, job_id, zfed_msg_round(message),
+                        zfed_msg_task_id(message), zfed_msg_attempt(message), round->number,
+                        expect->task, expect->attempt);
+    } else if (zfed_mround_passing(round)) {
+        //  Too late for its round: this round aggregates, and the pass
+        //  reads what was in at its close.
+        zfed_records_count_late(self->records, round->number);
         if (round->model && kind == ZFED_MSG_RESULT)
             zfed_mround_unused(self, message);
         zfed_debug("late %s for round %u task %u from %s: counted, not aggregated",
-                   zfed_msg_kind_name(kind), zfed_msg_round(message), zfed_msg_task_id(message),
-                   zfed_msg_worker(message));
-    } else if (zfed_msg_round(message) > round->number ||
-               zfed_msg_task_id(message) >= self->job->tasks) {
-        round->invalid++;
-        zfed_round_warn(round, "reply for round %u task %u, which was never sent; refused",
-                        zfed_msg_round(message), zfed_msg_task_id(message));
+                   zfed_msg_kind_name(kind), round->number, expect->task, round->identity);
     } else if (kind == ZFED_MSG_RESULT)
         s_handle_result(self, round, &message, data, data_size, now);
     else
         s_handle_error(self, round, message, now);
     zfed_msg_destroy(&message);
+}
+
+//  A batch reply: one reply body per task of the batch request, item i
+//  answering the request's task i.
+static void s_handle_batch(zfed_round_env_t *self, round_t *round, const sent_t *sent,
+                           const uint8_t *body, size_t size, int64_t now)
+{
+    char reason[REASON_MAX];
+    size_t count = 0;
+    if (zfed_batch_decode(body, size, self->views, ZFED_BATCH_MAX, &count, reason, sizeof reason) !=
+        0) {
+        round->invalid++;
+        zfed_round_warn(round, "undecodable batch reply from %s refused: %s", round->identity,
+                        reason);
+        return;
+    }
+    if (count != sent->count) {
+        round->invalid++;
+        zfed_round_warn(round,
+                        "a batch of %zu replies from %s refused: its request carried %u tasks",
+                        count, round->identity, sent->count);
+        return;
+    }
+    //  Handling an item may send again, which moves round->sent and
+    //  round->carried: each item's task is copied out first.
+    size_t first = sent->first;
+    for (size_t item = 0; item < count; item++) {
+        if (zfed_batch_is(self->views[item].data, self->views[item].size)) {
+            round->invalid++; //  batches do not nest
+            continue;
+        }
+        carried_t expect = round->carried[first + item];
+        s_handle_body(self, round, &expect, self->views[item].data, self->views[item].size, NULL, 0,
+                      false, now);
+    }
+}
+
+//  A reply to request sent (NULL: a request of an earlier round).
+static void s_handle_reply(zfed_round_env_t *self, round_t *round, const sent_t *sent,
+                           const uint8_t *body, size_t size, const uint8_t *data, size_t data_size,
+                           int64_t now)
+{
+    if (!zfed_batch_is(body, size)) {
+        carried_t expect = sent ? round->carried[sent->first] : (carried_t){0, 0};
+        s_handle_body(self, round, sent && !sent->batch ? &expect : NULL, body, size, data,
+                      data_size, !sent, now);
+    } else if (!sent) {
+        zfed_records_count_late(self->records, round->number - 1);
+        zfed_debug("late batch reply from %s: counted, not aggregated", round->identity);
+    } else if (!sent->batch)
+        s_refuse_reply(round, "a batch reply to a plain request");
+    else
+        s_handle_batch(self, round, sent, body, size, now);
+}
+
+//  Every reply must carry the broker's stamp: the ticket of the request
+//  it answers, and who answered.  A reply that has none, or a ticket this
+//  controller never issued, answers nothing.
+static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8_t *body,
+                             size_t size, const uint8_t *data, size_t data_size, int64_t now)
+{
+    uint64_t ticket = 0;
+    const char *identity = NULL;
+    if (!zfed_client_stamp(self->client, &ticket, &identity)) {
+        round->invalid++;
+        zfed_round_warn(round, "a reply without the broker's stamp refused (is the broker a "
+                               "zfed-broker? PROTOCOL.md 3.1)");
+        return;
+    }
+    round->identity = identity;
+    if (ticket == 0 || ticket >= self->next_ticket) {
+        round->invalid++;
+        zfed_round_warn(round, "a reply from %s with a ticket never issued (%" PRIu64 ") refused",
+                        identity, ticket);
+    } else if (ticket < round->first_ticket)
+        s_handle_reply(self, round, NULL, body, size, data, data_size, now);
+    else {
+        sent_t *sent = &round->sent[ticket - round->first_ticket];
+        if (sent->answered)
+            s_refuse_reply(round, "a second reply to one request");
+        else {
+            sent->answered = true;
+            s_handle_reply(self, round, sent, body, size, data, data_size, now);
+        }
+    }
+    round->identity = NULL;
 }
 
 //  ---------------------------------------------------------------------
@@ -427,8 +668,8 @@ static json_t *s_result_entry(zfed_round_env_t *self, const round_t *round, uint
     const zfed_msg_t *result = task->result;
     uint64_t compute_us = zfed_msg_compute_us(result);
     json_t *entry =
-        json_pack("{s:i,s:s,s:i,s:I,s:I}", "task", index, "worker", zfed_msg_worker(result),
-                  "attempt", zfed_msg_attempt(result), "compute_us",
+        json_pack("{s:i,s:s,s:s,s:i,s:I,s:I}", "task", index, "worker", zfed_msg_worker(result),
+                  "worker_id", task->worker_id, "attempt", zfed_msg_attempt(result), "compute_us",
                   (json_int_t)(compute_us > INT64_MAX ? INT64_MAX : compute_us), "latency_us",
                   (json_int_t)task->latency_us);
     if (!entry)
@@ -494,6 +735,8 @@ static int s_close_round(zfed_round_env_t *self, round_t *round)
         (json_int_t)round->duplicates, "errors", (json_int_t)round->errors, "invalid",
         (json_int_t)round->invalid, "resent", (json_int_t)round->resent, "error_list",
         json_incref(round->error_list), "global_in", "global_out");
+    if (record)
+        zfed_vote_describe(self, round, record);
     int rc = 0;
     zfed_error_t error;
     if (!record || !aggregate_json || !aggregate_text) {
@@ -574,7 +817,7 @@ static int64_t s_next_due(zfed_round_env_t *self, round_t *round)
         resend_t *head = &round->resends[round->resend_head];
         task_t *task = &round->tasks[head->task];
         if (task->state == TASK_PENDING && task->attempts == head->sends &&
-            task->attempts <= self->job->retries) {
+            task->attempts < s_sends_max(self->job)) {
             if (head->due_ms < due)
                 due = head->due_ms;
             break;
@@ -590,14 +833,16 @@ static void s_resend_due(zfed_round_env_t *self, round_t *round, int64_t now)
         resend_t head = round->resends[round->resend_head];
         task_t *task = &round->tasks[head.task];
         bool live = task->state == TASK_PENDING && task->attempts == head.sends &&
-                    task->attempts <= self->job->retries;
+                    task->attempts < s_sends_max(self->job);
         if (live && head.due_ms > now)
             break;
         round->resend_head++;
         if (live) {
             zfed_debug("round %u task %u: no answer in %" PRId64 " ms, sending attempt %u",
                        round->number, head.task, self->job->task_timeout_ms, task->attempts);
-            zfed_round_send_task(self, round, head.task, now);
+            //  Replicas: as many again as votes are still missing.
+            int64_t missing = (int64_t)self->job->replicas - task->vote_count - task->spent;
+            s_send_copies(self, round, head.task, missing > 0 ? (uint32_t)missing : 1, now);
         }
     }
 }
@@ -617,7 +862,10 @@ static int s_send_window(zfed_round_env_t *self, round_t *round, int64_t now)
         uint32_t count = job->tasks - first < job->batch ? job->tasks - first : job->batch;
         for (uint32_t item = 0; item < count; item++)
             indexes[item] = first + item;
-        if (s_send_tasks(self, round, indexes, count, now) != 0) {
+        int rc = 0;
+        for (uint32_t copy = 0; copy < job->replicas && rc == 0; copy++)
+            rc = s_send_tasks(self, round, indexes, count, now);
+        if (rc != 0) {
             snprintf(self->failure, sizeof self->failure,
                      "round %u: cannot build tasks %u to %u (a body over %d bytes?)", round->number,
                      first, first + count - 1, ZFED_BODY_MAX);
@@ -694,7 +942,7 @@ static void s_take_reply(zfed_round_env_t *self, round_t *round, const char *ser
         return;
     if (self->watch)
         zfed_watch_heard(self->watch);
-    s_handle_reply(self, round, body, size, data, data_size, zfed_clock_ms());
+    s_handle_stamped(self, round, body, size, data, data_size, zfed_clock_ms());
 }
 
 //  A model round waits on the client, the fetcher and the blob server at
@@ -725,6 +973,7 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
     }
     int64_t now = zfed_clock_ms();
     round.started_ms = now;
+    round.first_ticket = self->next_ticket;
     round.started_us = zfed_clock_us();
     round.started_wall_ms = zfed_wall_ms();
     round.deadline_ms = now + job->round_timeout_ms;
@@ -791,6 +1040,8 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
 
 void zfed_round_env_init(zfed_round_env_t *env)
 {
+    if (env->next_ticket == 0)
+        env->next_ticket = 1;
     msgpack_sbuffer_init(&env->buffer);
     for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
         msgpack_sbuffer_init(&env->items[item]);
@@ -798,6 +1049,7 @@ void zfed_round_env_init(zfed_round_env_t *env)
 
 void zfed_round_env_clear(zfed_round_env_t *env)
 {
+    zfed_liars_destroy(&env->liars);
     msgpack_sbuffer_destroy(&env->buffer);
     for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
         msgpack_sbuffer_destroy(&env->items[item]);

@@ -59,6 +59,11 @@ typedef struct {
     msgpack_sbuffer buffer;
     msgpack_sbuffer items[ZFED_BATCH_MAX];
     zfed_view_t views[ZFED_BATCH_MAX];
+    //  The next request's ticket (PROTOCOL.md 3.1): every request of the
+    //  job has its own, so a reply is matched to the request it answers.
+    uint64_t next_ticket;
+    //  --exclude-liars: identities caught in a minority (zfed_vote).
+    struct _zfed_liars_t *liars;
     //  Why the last round failed.
     char failure[ZFED_ROUND_FAILURE_MAX];
 } zfed_round_env_t;

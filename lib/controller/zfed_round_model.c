@@ -211,7 +211,8 @@ zfed_global_t zfed_mround_global(zfed_round_env_t *self)
     return global;
 }
 
-int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body)
+int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body,
+                     uint64_t ticket)
 {
     (void)round;
     const void *data;
@@ -219,9 +220,10 @@ int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuff
     zfed_client_free_fn *free_fn;
     void *hint;
     if (zfed_publish_data(self->model->publish, &data, &size, &free_fn, &hint) == 0)
-        return zfed_client_send_data(self->client, self->job->service, body->data, body->size, data,
-                                     size, free_fn, hint);
-    return zfed_client_send(self->client, self->job->service, body->data, body->size);
+        return zfed_client_send_data_ticket(self->client, self->job->service, &ticket, body->data,
+                                            body->size, data, size, free_fn, hint);
+    return zfed_client_send_ticket(self->client, self->job->service, ticket, body->data,
+                                   body->size);
 }
 
 //  ---------------------------------------------------------------------

@@ -6,6 +6,8 @@
 #define ZFED_ROUND_PRIVATE_H_INCLUDED
 
 #include "controller/zfed_round.h"
+#include "wire/zfed_stamp.h"
+#include "zfed/zfed_sha256.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_service.h"
 
@@ -28,6 +30,14 @@
 
 typedef enum { TASK_PENDING = 0, TASK_DONE, TASK_FAILED } task_state_t;
 
+//  One replica's result (zfed_vote): who, what, and the SHA-256 of its
+//  outputs as packed, by which votes are compared.
+typedef struct {
+    char worker_id[ZFED_STAMP_IDENTITY_MAX + 1];
+    zfed_msg_t *message; //  NULL once it became the task's result
+    uint8_t digest[ZFED_SHA256_SIZE];
+} vote_t;
+
 typedef struct {
     task_state_t state;
     uint32_t attempts; //  times sent
@@ -39,9 +49,32 @@ typedef struct {
     //  The accepted result, kept as decoded: its record entry is built when
     //  the round closes, after the round's time is taken.
     zfed_msg_t *result;
+    char worker_id[ZFED_STAMP_IDENTITY_MAX + 1]; //  who the broker says answered it
     int64_t latency_us;
     zfed_sample_t sample; //  value services
+    //  --replicas K > 1: the votes so far (K at most), and the value decided.
+    vote_t *votes;
+    uint32_t vote_count;
+    uint32_t spent; //  replicas that ended in an error that is not retried
+    uint8_t decided[ZFED_SHA256_SIZE];
 } task_t;
+
+//  One task as a request carried it: a reply to that request may answer
+//  that task (its attempt) and no other.
+typedef struct {
+    uint32_t task;
+    uint32_t attempt;
+} carried_t;
+
+//  A request of the round, by its ticket (first_ticket + its position):
+//  the tasks it carried (count of them from carried[first]), whether as a
+//  batch, and whether its reply has come.
+typedef struct {
+    size_t first;
+    uint32_t count;
+    bool batch;
+    bool answered;
+} sent_t;
 
 //  A resend deadline; stale once the task is answered or sent again
 //  (its send count no longer equals sends).
@@ -76,6 +109,21 @@ typedef struct {
     size_t resend_capacity;
     uint8_t *shared_params;
     size_t shared_params_size;
+    //  The round's requests by ticket, and the tasks they carried.
+    uint64_t first_ticket;
+    sent_t *sent;
+    size_t sent_count;
+    size_t sent_capacity;
+    carried_t *carried;
+    size_t carried_count;
+    size_t carried_capacity;
+    //  The identity the broker vouched for in the reply being handled.
+    const char *identity;
+    //  Replicas (zfed_vote): disagreements recorded, identities excluded
+    //  in this round, results refused because their worker was excluded.
+    json_t *disagreements;
+    json_t *excluded;
+    uint64_t excluded_results;
     //  Model services: the results' models and the aggregation pass.
     struct _zfed_mround_t *model;
 } round_t;
@@ -110,8 +158,10 @@ void zfed_mround_end(zfed_round_env_t *self, round_t *round);
 zfed_global_t zfed_mround_global(zfed_round_env_t *self);
 
 //  Sends task index's body (already encoded in body) with the global's
-//  data frame when the global is inline.  0 or -1 as zfed_client_send.
-int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body);
+//  data frame when the global is inline, under ticket.  0 or -1 as
+//  zfed_client_send.
+int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body,
+                     uint64_t ticket);
 
 //  A result of this round for a task not done: accepted (*message_p is
 //  taken) or refused and counted (invalid), the reason kept for the

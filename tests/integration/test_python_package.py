@@ -121,7 +121,7 @@ class ValueServices(unittest.TestCase):
             self.assertEqual(summary["status"], "completed")
             out[job] = [(cluster.read_json("%s-%s" % (prefix, job), "rounds/round-%06d.json"
                                            % r["round"])["aggregate_exact"], r["aggregate"],
-                         [{k: v for k, v in x.items() if k not in ("worker",)}
+                         [{k: v for k, v in x.items() if k not in ("worker", "worker_id")}
                           for x in r["results"]]) for r in summary["rounds"]]
             workers = {x["worker"] for r in summary["rounds"] for x in r["results"]}
             out[job + "-workers"] = workers

@@ -1,0 +1,199 @@
+"""Results bound to the request that carried them (issue 12, part 1).
+
+A worker used to be able to answer one plain request with a zfed.batch of
+forged results for every task of the round and have them all accepted, or
+settle another task by naming it; the records named the worker by what it
+said.  Now the controller puts a ticket on every request, the broker
+stamps the reply with that ticket and the identity it vouches for
+(PROTOCOL.md 3.1), and a reply settles only a task its request carried:
+everything else is refused, counted invalid and logged with the worker.
+"""
+
+import os
+import threading
+import unittest
+
+import msgpack
+import zmq
+
+from zfedtest import (Cluster, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT, figure, fib_sum,
+                      main, task_body, wait_for)
+from test_security import Keys, keygen
+
+LEVEL = 10
+TASKS = 5
+
+
+def lie(level):
+    """Outputs that pass every check a fib result gets but the truth: the
+    terms and last term are right, the sequence adds up to the sum."""
+    last = fib_last_term(level)
+    return {"sum": str(last), "terms": level, "last": str(last),
+            "sequence": ["0"] * (level - 1) + [str(last)]}
+
+
+def fib_last_term(level):
+    a, b = 0, 1
+    for _ in range(level - 1):
+        a, b = b, a + b
+    return a
+
+
+def result_body(task, name, outputs, task_id=None):
+    return msgpack.packb(["zfed.result", 1, task[2], task[3],
+                          task[4] if task_id is None else task_id, task[5], name, 1, outputs],
+                         use_bin_type=True)
+
+
+class HostileWorker:
+    """An MDP worker whose answer to each request is answer(task) -> a list
+    of body frames (one reply), run on its own thread with heartbeats."""
+
+    def __init__(self, cluster, answer, service=b"fib", curve=None):
+        self.socket = cluster.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if curve:
+            curve(self.socket)
+        self.socket.connect(cluster.endpoint)
+        self.socket.send_multipart([b"", MDPW, READY, service])
+        self.answer = answer
+        self.replies = 0
+        self.requests = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            while self.running:
+                if not self.socket.poll(200):
+                    self.socket.send_multipart([b"", MDPW, HEARTBEAT])
+                    continue
+                frames = self.socket.recv_multipart()
+                if frames[2] != REQUEST:
+                    continue
+                self.requests += 1
+                task = msgpack.unpackb(frames[5], raw=False)
+                body = self.answer(task)
+                self.socket.send_multipart([b"", MDPW, REPLY, frames[3], b""] + body)
+                self.replies += 1
+        except zmq.ZMQError:
+            pass
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.socket.close()
+
+
+def records(cluster, job_id, rounds):
+    return [cluster.read_json(job_id, os.path.join("rounds", "round-%06d.json" % r))
+            for r in range(rounds)]
+
+
+class Forgery(unittest.TestCase):
+
+    def test_forged_batch_and_foreign_task_are_refused_counted_and_logged(self):
+        with Cluster("bind-forge") as cluster:
+            cluster.start_broker()
+            turn = [0]
+
+            def forge(task):
+                # Odd turns: a batch of forged results for every task of the
+                # round, to one plain request.  Even turns: a result for
+                # the next task, not the one sent.
+                turn[0] += 1
+                if turn[0] % 2:
+                    items = [result_body(task, "forger", lie(LEVEL), task_id=t)
+                             for t in range(TASKS)]
+                    return [msgpack.packb(["zfed.batch", 1, items], use_bin_type=True)]
+                return [result_body(task, "forger", lie(LEVEL), task_id=(task[4] + 1) % TASKS)]
+            forger = HostileWorker(cluster, forge)
+            cluster.wait_workers(1)
+            for _ in range(4):
+                cluster.start_worker()
+            cluster.wait_workers(5)
+            try:
+                result = cluster.run_controller(
+                    "--job-id", "forge", "--rounds", "3", "--tasks", str(TASKS), "--retries", "5",
+                    "--task-timeout", "0.5", "--aggregate", "sum", "--no-progress", timeout=60)
+            finally:
+                forger.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertGreaterEqual(forger.replies, 2, "the forger was never sent a task")
+            summary = cluster.summary("forge")
+            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                             [str(TASKS * fib_sum(LEVEL))] * 3)
+            kept = records(cluster, "forge", 3)
+            # One refusal per forged reply, each in its round's record.
+            self.assertEqual(sum(r["invalid"] for r in kept), forger.replies)
+            self.assertEqual(sum(r["duplicates"] for r in kept), 0)
+            for record in kept:
+                for entry in record["results"]:
+                    self.assertNotEqual(entry["worker"], "forger")
+                    self.assertTrue(entry["worker_id"].startswith("peer:"), entry)
+            self.assertRegex(result.err, r"a batch reply to a plain request from peer:\d+ refused")
+            self.assertRegex(result.err, r"a zfed.result from peer:\d+ naming job forge round \d+ "
+                                         r"task \d+ attempt \d+ refused: its request carried")
+            figure("forged replies refused (invalid in the records)", forger.replies)
+            figure("aggregates", ", ".join(r["aggregate"] for r in summary["rounds"]))
+
+
+class Stamp(unittest.TestCase):
+    """The extension on the wire, as a peer in another language sees it."""
+
+    def test_a_ticket_comes_back_as_a_stamp_and_plain_requests_stay_plain(self):
+        with Cluster("bind-stamp") as cluster:
+            cluster.start_broker()
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            socket = cluster.client()
+            ticket = b"zfed.ticket" + (0x0102030405060708).to_bytes(8, "big")
+            socket.send_multipart([b"", MDPC, b"fib", ticket, task_body("j", 0, 3, LEVEL)])
+            self.assertTrue(socket.poll(10000))
+            frames = socket.recv_multipart()
+            self.assertEqual(len(frames), 5, frames)
+            self.assertEqual(frames[3][:18], b"zfed.stamp" + ticket[11:])
+            self.assertRegex(frames[3][18:].decode(), r"^peer:\d+$")
+            reply = msgpack.unpackb(frames[4], raw=False)
+            self.assertEqual(reply[0:5], ["zfed.result", 1, "j", 0, 3])
+            # No ticket, no stamp: plain 7/MDP.
+            socket.send_multipart([b"", MDPC, b"fib", task_body("j", 0, 4, LEVEL)])
+            self.assertTrue(socket.poll(10000))
+            frames = socket.recv_multipart()
+            self.assertEqual(len(frames), 4)
+            self.assertEqual(msgpack.unpackb(frames[3], raw=False)[4], 4)
+            # The broker's own answers are stamped too, as "broker".
+            socket.send_multipart([b"", MDPC, b"fib", ticket])
+            self.assertTrue(socket.poll(10000))
+            frames = socket.recv_multipart()
+            self.assertEqual(frames[3], b"zfed.stamp" + ticket[11:] + b"broker")
+            self.assertEqual(msgpack.unpackb(frames[4], raw=False)[7], 400)
+            socket.close()
+
+
+class CurveIdentity(unittest.TestCase):
+
+    def test_records_name_the_key_the_broker_vouches_for(self):
+        with Cluster("bind-curve") as cluster:
+            keys = Keys(os.path.join(cluster.dir, "keys"))
+            controller = keys.issue("controller", "controllers")
+            publics = {}
+            cluster.start_broker(*keys.broker_args())
+            for name in ("w1", "w2"):
+                public, _, secret = keygen(keys.workers, name)
+                publics[name] = public
+                cluster.start_worker("--curve-cert", secret, "--server-key", keys.broker_public,
+                                     "--name", "same-label")
+            result = cluster.run_controller("--job-id", "vouched", "--rounds", "2", "--tasks",
+                                            "6", "--no-progress", *keys.peer_args(controller))
+            self.assertEqual(result.returncode, 0, result.err)
+            seen = {entry["worker_id"] for record in records(cluster, "vouched", 2)
+                    for entry in record["results"]}
+            self.assertTrue(seen, "no results")
+            self.assertLessEqual(seen, {"curve:" + key for key in publics.values()})
+            figure("worker identities in the records", ", ".join(sorted(seen)))
+
+
+if __name__ == "__main__":
+    main()
