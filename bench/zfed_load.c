@@ -42,6 +42,7 @@ typedef struct {
     double seconds;
     uint32_t level;
     uint32_t batch;
+    bool tickets; //  each request with a ticket, each reply's stamp checked
 } s_options_t;
 
 typedef struct {
@@ -55,6 +56,8 @@ typedef struct {
     uint8_t global[8];
     size_t global_size;
     uint64_t errors;
+    bool tickets;
+    uint64_t next_ticket;
 } s_load_t;
 
 static int s_compare(const void *left, const void *right)
@@ -93,6 +96,9 @@ static int s_send(s_load_t *load, uint32_t round, uint32_t first, uint32_t count
     }
     if (count > 1 && zfed_batch_encode(&load->buffer, load->views, count) != 0)
         return -1;
+    if (load->tickets)
+        return zfed_client_send_ticket(load->client, load->service, ++load->next_ticket,
+                                       load->buffer.data, load->buffer.size);
     return zfed_client_send(load->client, load->service, load->buffer.data, load->buffer.size);
 }
 
@@ -118,6 +124,12 @@ static int64_t s_receive(s_load_t *load, uint32_t *answered)
     size_t size;
     if (zfed_client_recv(load->client, REPLY_WAIT_MS, &service, &body, &size) != 1)
         return -1;
+    //  As the controller does: the stamp names a ticket it issued.
+    uint64_t ticket;
+    const char *identity;
+    if (load->tickets && (!zfed_client_stamp(load->client, &ticket, &identity) || ticket == 0 ||
+                          ticket > load->next_ticket))
+        load->errors++;
     *answered = 1;
     if (!zfed_batch_is(body, size))
         return s_check_result(load, body, size);
@@ -264,6 +276,8 @@ static void s_usage(void)
            "  --level N           fibonacci_level of every task (default 10)\n"
            "  --service NAME      MDP service name the fib workers registered under (default fib)\n"
            "  --batch K           tasks per request (zfed.batch when > 1; default 1)\n"
+           "  --tickets           a ticket on every request, each reply's stamp checked\n"
+           "                      (PROTOCOL.md 3.1: what binding costs)\n"
            "  --curve-cert FILE   our CURVE certificate (secret)\n"
            "  --server-key KEY    the broker's public key\n"
            "  -h, --help          this help\n",
@@ -284,10 +298,11 @@ int main(int argc, char **argv)
         {"batch", required_argument, NULL, 'B'},
         {"curve-cert", required_argument, NULL, 'C'},
         {"server-key", required_argument, NULL, 'K'},
+        {"tickets", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    s_options_t options = {NULL, NULL, NULL, false, 5, 200, 64, 3.0, 10, 1};
+    s_options_t options = {NULL, NULL, NULL, false, 5, 200, 64, 3.0, 10, 1, false};
     const char *mode = NULL;
     const char *service = "fib";
     opterr = 0;
@@ -328,6 +343,9 @@ int main(int argc, char **argv)
         case 'K':
             options.server_key = optarg;
             break;
+        case 'T':
+            options.tickets = true;
+            break;
         case 'h':
             s_usage();
             return 0;
@@ -345,6 +363,7 @@ int main(int argc, char **argv)
     zfed_signal_install();
     static s_load_t load; //  large (batch buffers): not on the stack
     load.service = service;
+    load.tickets = options.tickets;
     for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
         msgpack_sbuffer_init(&load.items[item]);
     msgpack_sbuffer_init(&load.buffer);

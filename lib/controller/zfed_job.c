@@ -918,7 +918,7 @@ int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
                                   job->service);
         job->metric = ZFED_METRIC_RESULTS; //  the default that makes sense for it
     }
-    if (s_finish_models(job, service, error) != 0 || s_finish_replicas(job, service, error) != 0)
+    if (s_finish_replicas(job, service, error) != 0 || s_finish_models(job, service, error) != 0)
         return -1;
     if ((job->curve_cert[0] == '\0') != (job->server_key[0] == '\0'))
         return zfed_error_set(error, ZFED_E_INVALID,

@@ -28,10 +28,16 @@
 //  ---------------------------------------------------------------------
 //  Round bookkeeping
 
-//  Sends a task may have: retries + 1 per replica.
-static uint32_t s_sends_max(const zfed_job_t *job)
+//  Whether task may be sent again: retries + 1 sends per replica, not
+//  counting the replicas sent to replace a result that was no vote (its
+//  worker had voted, or is excluded), which have their own bound: the
+//  broker hands a request to whichever worker is free, and a fast liar
+//  may take many before an honest worker is free for one.
+static bool s_may_send(const zfed_job_t *job, const task_t *task, bool replacing)
 {
-    return job->replicas * (job->retries + 1);
+    if (replacing)
+        return task->replaced < job->replicas * REPLACEMENTS_PER_REPLICA;
+    return task->attempts - task->replaced < job->replicas * (job->retries + 1);
 }
 
 static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks)
@@ -245,7 +251,7 @@ static bool s_error_is_transient(uint32_t code)
 }
 
 static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index, uint32_t count,
-                          int64_t now);
+                          bool replacing, int64_t now);
 
 //  Replicas: an error is one replica's.  A transient one sends another
 //  replica; any other spends that replica, and the task fails when too few
@@ -260,7 +266,7 @@ static void s_replica_error(zfed_round_env_t *self, round_t *round, uint32_t ind
         !zfed_vote_allowed(self, round, index, round->identity, &why))
         return;
     if (s_error_is_transient(zfed_msg_error_code(message))) {
-        s_send_copies(self, round, index, 1, now);
+        s_send_copies(self, round, index, 1, false, now);
         return;
     }
     task->spent++;
@@ -331,14 +337,16 @@ static int s_read_sample(zfed_round_env_t *self, const task_t *task, const zfed_
 //  Sends up to count more replicas of task index (one, for replicas 1),
 //  as far as its sends allow: replicas x (retries + 1) in all.
 static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index, uint32_t count,
-                          int64_t now)
+                          bool replacing, int64_t now)
 {
     task_t *task = &round->tasks[index];
-    for (uint32_t copy = 0; copy < count && task->attempts < s_sends_max(self->job); copy++)
+    for (uint32_t copy = 0; copy < count && s_may_send(self->job, task, replacing); copy++) {
         if (zfed_round_send_task(self, round, index, now) != 0) {
             zfed_error("cannot send task %u again (out of memory)", index);
             return;
         }
+        task->replaced += replacing;
+    }
 }
 
 //  Replicas: a result the service accepted is a vote; a majority decides.
@@ -390,7 +398,7 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
         zfed_round_warn(round, "task %u: result from %s not counted: %s", index, round->identity,
                         why);
         if (task->state == TASK_PENDING)
-            s_send_copies(self, round, index, 1, now);
+            s_send_copies(self, round, index, 1, true, now);
         return;
     }
     if (task->state == TASK_DONE) {
@@ -593,6 +601,7 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
             s_refuse_reply(round, "a second reply to one request");
         else {
             sent->answered = true;
+            round->replies++;
             s_handle_reply(self, round, sent, body, size, data, data_size, now);
         }
     }
@@ -817,7 +826,7 @@ static int64_t s_next_due(zfed_round_env_t *self, round_t *round)
         resend_t *head = &round->resends[round->resend_head];
         task_t *task = &round->tasks[head->task];
         if (task->state == TASK_PENDING && task->attempts == head->sends &&
-            task->attempts < s_sends_max(self->job)) {
+            s_may_send(self->job, task, false)) {
             if (head->due_ms < due)
                 due = head->due_ms;
             break;
@@ -833,7 +842,7 @@ static void s_resend_due(zfed_round_env_t *self, round_t *round, int64_t now)
         resend_t head = round->resends[round->resend_head];
         task_t *task = &round->tasks[head.task];
         bool live = task->state == TASK_PENDING && task->attempts == head.sends &&
-                    task->attempts < s_sends_max(self->job);
+                    s_may_send(self->job, task, false);
         if (live && head.due_ms > now)
             break;
         round->resend_head++;
@@ -842,7 +851,7 @@ static void s_resend_due(zfed_round_env_t *self, round_t *round, int64_t now)
                        round->number, head.task, self->job->task_timeout_ms, task->attempts);
             //  Replicas: as many again as votes are still missing.
             int64_t missing = (int64_t)self->job->replicas - task->vote_count - task->spent;
-            s_send_copies(self, round, head.task, missing > 0 ? (uint32_t)missing : 1, now);
+            s_send_copies(self, round, head.task, missing > 0 ? (uint32_t)missing : 1, false, now);
         }
     }
 }
@@ -902,8 +911,11 @@ static int s_collect(zfed_round_env_t *self, round_t *round, int64_t *now_p)
     int64_t now = *now_p = zfed_clock_ms();
     if (round->answered >= job->quorum && !round->quorum_at_ms)
         round->quorum_at_ms = now;
-    bool all_settled = round->answered + round->failed == job->tasks;
-    if (round->answered == job->tasks ||
+    //  Replicas: a round waits for every replica's answer (each may be a
+    //  disagreement to record), up to the grace period.
+    bool replicas_in = job->replicas == 1 || round->replies >= round->sent_count;
+    bool all_settled = round->answered + round->failed == job->tasks && replicas_in;
+    if ((round->answered == job->tasks && replicas_in) ||
         (round->quorum_at_ms && (all_settled || now >= round->quorum_at_ms + job->grace_ms)) ||
         (now >= round->deadline_ms && round->answered >= job->quorum))
         return COLLECT_CLOSE;

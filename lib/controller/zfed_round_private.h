@@ -25,8 +25,10 @@
 #define ROUND_WARNINGS_MAX 10
 //  Model rounds: the longest wait while a pass runs (it is woken by
 //  chunks), and replies read per wait.
-#define PASS_WAIT_MS     1000
-#define REPLIES_PER_WAIT 64
+#define PASS_WAIT_MS 1000
+//  Replicas sent to replace a result that was no vote, per replica.
+#define REPLACEMENTS_PER_REPLICA 32
+#define REPLIES_PER_WAIT         64
 
 typedef enum { TASK_PENDING = 0, TASK_DONE, TASK_FAILED } task_state_t;
 
@@ -55,7 +57,8 @@ typedef struct {
     //  --replicas K > 1: the votes so far (K at most), and the value decided.
     vote_t *votes;
     uint32_t vote_count;
-    uint32_t spent; //  replicas that ended in an error that is not retried
+    uint32_t spent;    //  replicas that ended in an error that is not retried
+    uint32_t replaced; //  replicas sent for a result that was no vote
     uint8_t decided[ZFED_SHA256_SIZE];
 } task_t;
 
@@ -114,6 +117,7 @@ typedef struct {
     sent_t *sent;
     size_t sent_count;
     size_t sent_capacity;
+    size_t replies; //  requests of the round answered
     carried_t *carried;
     size_t carried_count;
     size_t carried_capacity;

@@ -47,7 +47,8 @@ def result_body(task, name, outputs, task_id=None):
 
 class HostileWorker:
     """An MDP worker whose answer to each request is answer(task) -> a list
-    of body frames (one reply), run on its own thread with heartbeats."""
+    of body frames (one reply), or None to die holding it, run on its own
+    thread with heartbeats."""
 
     def __init__(self, cluster, answer, service=b"fib", curve=None):
         self.socket = cluster.context.socket(zmq.DEALER)
@@ -75,6 +76,10 @@ class HostileWorker:
                 self.requests += 1
                 task = msgpack.unpackb(frames[5], raw=False)
                 body = self.answer(task)
+                if body is None:  # it dies holding the request
+                    self.running = False
+                    self.socket.close()
+                    return
                 self.socket.send_multipart([b"", MDPW, REPLY, frames[3], b""] + body)
                 self.replies += 1
         except zmq.ZMQError:

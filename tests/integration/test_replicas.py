@@ -1,0 +1,220 @@
+"""A vote against lying workers (issue 12, part 2).
+
+With --replicas K every task goes to K workers with distinct identities
+(as the broker vouches for them, PROTOCOL.md 3.1) and a value is accepted
+only when a strict majority of them agree byte for byte; the votes that
+disagree are in the round record with their workers.  --exclude-liars
+gives a worker caught in a minority no vote for the rest of the job.
+A liar here passes every check a fib result gets: only the vote sees it.
+"""
+
+import json
+import os
+import subprocess
+import unittest
+
+import zmq
+import zmq.auth
+
+from zfedtest import Cluster, binary, figure, fib_sum, main, wait_for
+from test_binding import HostileWorker, lie, records, result_body
+from test_security import Keys, curve_status, keygen
+
+LEVEL = 10
+TASKS = 4
+
+
+def liar(task):
+    return [result_body(task, "liar", lie(task[6]["fibonacci_level"]))]
+
+
+def start(cluster, honest=3):
+    cluster.start_broker()
+    # The liar registers first: the broker's first request is its.
+    worker = HostileWorker(cluster, liar)
+    cluster.wait_workers(1)
+    cluster.start_worker("--concurrency", str(honest))
+    cluster.wait_workers(1 + honest)
+    return worker
+
+
+def votes_of(record, name):
+    return [vote for entry in record.get("disagreements", []) for vote in entry["votes"]
+            if vote["worker"] == name]
+
+
+class Vote(unittest.TestCase):
+
+    def test_three_replicas_outvote_a_liar_and_record_it(self):
+        with Cluster("replicas-vote") as cluster:
+            worker = start(cluster)
+            try:
+                result = cluster.run_controller(
+                    "--job-id", "vote", "--rounds", "2", "--tasks", str(TASKS), "--replicas", "3",
+                    "--task-timeout", "2", "--retries", "3", "--aggregate", "sum",
+                    "--no-progress", timeout=60)
+            finally:
+                worker.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertGreaterEqual(worker.replies, 1, "the liar was never sent a task")
+            summary = cluster.summary("vote")
+            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                             [str(TASKS * fib_sum(LEVEL))] * 2)
+            kept = records(cluster, "vote", 2)
+            lies = [vote for record in kept for vote in votes_of(record, "liar")]
+            # Every vote of the liar's is recorded (a round waits for its
+            # replicas); its answers to a task it had voted on are no votes.
+            self.assertGreaterEqual(len(lies), 1)
+            self.assertLessEqual(len(lies), worker.replies)
+            for record in kept:
+                self.assertEqual(record["replicas"], 3)
+                for entry in record["results"]:
+                    self.assertNotEqual(entry["worker"], "liar")
+                    self.assertEqual(entry["sum"], str(fib_sum(LEVEL)))
+                for entry in record["disagreements"]:
+                    self.assertIn(entry["outcome"], ("majority", "against the majority, late"))
+                    ids = [vote["worker_id"] for vote in entry["votes"]]
+                    self.assertEqual(len(ids), len(set(ids)), "one worker voted twice")
+                    against = [vote for vote in entry["votes"] if not vote["with_majority"]]
+                    self.assertEqual([vote["worker"] for vote in against], ["liar"])
+                    self.assertTrue(against[0]["worker_id"].startswith("peer:"))
+            self.assertRegex(result.err, r"peer:\d+ (voted against the majority of 3 replicas|"
+                                         r"answered after the majority, against it)")
+            figure("lies outvoted and recorded", len(lies))
+            figure("aggregates", ", ".join(r["aggregate"] for r in summary["rounds"]))
+
+    def test_exclude_liars_gives_the_liar_no_more_votes(self):
+        with Cluster("replicas-exclude") as cluster:
+            worker = start(cluster)
+            try:
+                result = cluster.run_controller(
+                    "--job-id", "exclude", "--rounds", "4", "--tasks", str(TASKS), "--replicas",
+                    "3", "--exclude-liars", "--task-timeout", "2", "--retries", "3",
+                    "--aggregate", "sum", "--no-progress", timeout=60)
+            finally:
+                worker.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            summary = cluster.summary("exclude")
+            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                             [str(TASKS * fib_sum(LEVEL))] * 4)
+            kept = records(cluster, "exclude", 4)
+            caught = [number for number, record in enumerate(kept) if record["excluded"]]
+            self.assertEqual(len(caught), 1, [r["excluded"] for r in kept])
+            first = caught[0]
+            liar_id = kept[first]["excluded"][0]
+            self.assertTrue(any(vote["worker_id"] == liar_id
+                                for vote in votes_of(kept[first], "liar")))
+            # After the round it was caught in, no vote of the liar's counts
+            # (nor is recorded): its results are refused and counted.
+            for record in kept[first + 1:]:
+                self.assertEqual(votes_of(record, "liar"), [])
+                self.assertEqual(record["disagreements"], [])
+            refused = sum(record["excluded_results"] for record in kept)
+            self.assertGreaterEqual(refused, 1, "the liar was never sent a task again")
+            self.assertIn("%s excluded for the rest of the job" % liar_id, result.err)
+            figure("round the liar was caught in", first)
+            figure("its results refused once excluded (excluded_results)", refused)
+
+
+    def test_a_replica_that_dies_holding_its_request_loses_nothing(self):
+        with Cluster("replicas-die") as cluster:
+            cluster.start_broker()
+            dier = HostileWorker(cluster, lambda task: None)
+            cluster.wait_workers(1)
+            cluster.start_worker("--concurrency", "3")
+            cluster.wait_workers(4)
+            result = cluster.run_controller(
+                "--job-id", "die", "--rounds", "2", "--tasks", str(TASKS), "--replicas", "3",
+                "--task-timeout", "2", "--retries", "3", "--aggregate", "sum", "--no-progress",
+                timeout=60)
+            dier.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertEqual(dier.requests, 1)
+            summary = cluster.summary("die")
+            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                             [str(TASKS * fib_sum(LEVEL))] * 2)
+            for record in records(cluster, "die", 2):
+                # Each task once, each by a majority of agreeing replicas.
+                self.assertEqual(record["answered"], TASKS)
+                self.assertEqual(sorted(r["task"] for r in record["results"]),
+                                 list(range(TASKS)))
+                self.assertEqual(record["disagreements"], [])
+            figure("job with a replica dying at its first request, seconds", "%.2f"
+                   % result.elapsed)
+
+
+    def test_under_curve_replicas_are_distinct_keys(self):
+        with Cluster("replicas-curve") as cluster:
+            keys = Keys(os.path.join(cluster.dir, "keys"))
+            controller = keys.issue("controller", "controllers")
+            cluster.start_broker(*keys.broker_args())
+            liar_public, _, liar_secret = keygen(keys.workers, "liar")
+
+            def secure(socket):
+                public, private = zmq.auth.load_certificate(liar_secret)
+                socket.curve_publickey, socket.curve_secretkey = public, private
+                socket.curve_serverkey = zmq.auth.load_certificate(keys.broker_public)[0]
+            worker = HostileWorker(cluster, liar, curve=secure)
+            # Two honest keys, two connections each: four connections, two
+            # identities.  A third vote can only be the liar's.
+            for name in ("w1", "w2"):
+                _, _, secret = keygen(keys.workers, name)
+                cluster.start_worker("--concurrency", "2", "--curve-cert", secret,
+                                     "--server-key", keys.broker_public)
+            wait_for(lambda: curve_status(cluster, keys, controller)["services"]
+                     .get("fib", {}).get("workers", 0) == 5, 10, what="5 CURVE workers")
+            try:
+                result = cluster.run_controller(
+                    "--job-id", "keys", "--rounds", "1", "--tasks", str(TASKS), "--replicas", "3",
+                    "--task-timeout", "2", "--retries", "3", "--aggregate", "sum",
+                    "--no-progress", *keys.peer_args(controller), timeout=60)
+            finally:
+                worker.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            record = records(cluster, "keys", 1)[0]
+            self.assertEqual(record["aggregate"], str(TASKS * fib_sum(LEVEL)))
+            # The liar's votes (the only third key) were outvoted by two
+            # distinct keys each time.
+            self.assertGreaterEqual(len(record["disagreements"]), 1)
+            for entry in record["disagreements"]:
+                ids = [vote["worker_id"] for vote in entry["votes"]]
+                if entry["outcome"] == "majority":  # else the liar's vote after it
+                    self.assertEqual(len(set(ids)), 3, ids)
+                self.assertTrue(all(i.startswith("curve:") for i in ids), ids)
+                self.assertEqual([v["worker_id"] for v in entry["votes"] if not v["with_majority"]],
+                                 ["curve:" + liar_public])
+            self.assertTrue(all(e["worker_id"] != "curve:" + liar_public
+                                for e in record["results"]))
+            figure("lies outvoted by two distinct keys under CURVE", len(record["disagreements"]))
+
+
+class Usage(unittest.TestCase):
+
+    def run_controller(self, *args):
+        return subprocess.run([binary("zfed-controller"), "--connect", "tcp://127.0.0.1:9"] +
+                              list(args), capture_output=True, text=True, timeout=30)
+
+    def test_bad_replicas_exit_2_naming_the_field(self):
+        cases = [(["--replicas", "0"], "--replicas"), (["--replicas", "16"], "--replicas"),
+                 (["--replicas", "three"], "--replicas"), (["--replicas", "-1"], "--replicas"),
+                 (["--replicas", "3", "--batch", "4"], "--replicas"),
+                 (["--exclude-liars"], "--exclude-liars"),
+                 (["--replicas", "2", "--exclude-liars"], "--exclude-liars"),
+                 (["--replicas", "3", "--service", "tensoravg"], "--replicas")]
+        for args, named in cases:
+            result = self.run_controller(*args)
+            self.assertEqual(result.returncode, 2, (args, result.stderr))
+            self.assertIn(named, result.stderr, args)
+        with Cluster("replicas-usage") as cluster:
+            for job, named in (({"replicas": 0}, "replicas"), ({"replicas": "3"}, "replicas"),
+                               ({"replicas": 3, "exclude_liars": 1}, "exclude_liars")):
+                path = os.path.join(cluster.dir, "job.json")
+                with open(path, "w") as handle:
+                    json.dump(job, handle)
+                result = self.run_controller("--job", path, "--workdir", cluster.workdir)
+                self.assertEqual(result.returncode, 2, (job, result.stderr))
+                self.assertIn("%s: %s:" % (path, named), result.stderr)
+
+
+if __name__ == "__main__":
+    main()
