@@ -9,19 +9,19 @@ stamps the reply with that ticket and the identity it vouches for
 everything else is refused, counted invalid and logged with the worker.
 """
 
+import json
 import os
-import threading
 import unittest
 
 import msgpack
-import zmq
 
-from zfedtest import (Cluster, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT, figure, fib_sum,
-                      main, task_body, wait_for)
+from zfedtest import Cluster, HostileWorker, MDPC, behind, figure, fib_sum, main, task_body
 from test_security import Keys, keygen
 
 LEVEL = 10
 TASKS = 5
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                        "models")
 
 
 def lie(level):
@@ -43,52 +43,6 @@ def result_body(task, name, outputs, task_id=None):
     return msgpack.packb(["zfed.result", 1, task[2], task[3],
                           task[4] if task_id is None else task_id, task[5], name, 1, outputs],
                          use_bin_type=True)
-
-
-class HostileWorker:
-    """An MDP worker whose answer to each request is answer(task) -> a list
-    of body frames (one reply), or None to die holding it, run on its own
-    thread with heartbeats."""
-
-    def __init__(self, cluster, answer, service=b"fib", curve=None):
-        self.socket = cluster.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        if curve:
-            curve(self.socket)
-        self.socket.connect(cluster.endpoint)
-        self.socket.send_multipart([b"", MDPW, READY, service])
-        self.answer = answer
-        self.replies = 0
-        self.requests = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        try:
-            while self.running:
-                if not self.socket.poll(200):
-                    self.socket.send_multipart([b"", MDPW, HEARTBEAT])
-                    continue
-                frames = self.socket.recv_multipart()
-                if frames[2] != REQUEST:
-                    continue
-                self.requests += 1
-                task = msgpack.unpackb(frames[5], raw=False)
-                body = self.answer(task)
-                if body is None:  # it dies holding the request
-                    self.running = False
-                    self.socket.close()
-                    return
-                self.socket.send_multipart([b"", MDPW, REPLY, frames[3], b""] + body)
-                self.replies += 1
-        except zmq.ZMQError:
-            pass
-
-    def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.socket.close()
 
 
 def records(cluster, job_id, rounds):
@@ -113,11 +67,7 @@ class Forgery(unittest.TestCase):
                              for t in range(TASKS)]
                     return [msgpack.packb(["zfed.batch", 1, items], use_bin_type=True)]
                 return [result_body(task, "forger", lie(LEVEL), task_id=(task[4] + 1) % TASKS)]
-            forger = HostileWorker(cluster, forge)
-            cluster.wait_workers(1)
-            for _ in range(4):
-                cluster.start_worker()
-            cluster.wait_workers(5)
+            forger = behind(cluster, HostileWorker(cluster, forge), [1] * 4)
             try:
                 result = cluster.run_controller(
                     "--job-id", "forge", "--rounds", "3", "--tasks", str(TASKS), "--retries", "5",
@@ -142,6 +92,41 @@ class Forgery(unittest.TestCase):
                                          r"task \d+ attempt \d+ refused: its request carried")
             figure("forged replies refused (invalid in the records)", forger.replies)
             figure("aggregates", ", ".join(r["aggregate"] for r in summary["rounds"]))
+
+
+class ModelForgery(unittest.TestCase):
+    """The same rule on the model path: a model result (inline or by
+    reference) is bound before its descriptor is read."""
+
+    def test_a_model_result_naming_another_task_is_refused(self):
+        with Cluster("bind-models") as cluster:
+            cluster.start_broker()
+
+            def forge(task):
+                other = (task[4] + 1) % 3
+                return [result_body(task, "forger", {"model": [], "samples": 1}, task_id=other)]
+            forger = behind(cluster, HostileWorker(cluster, forge, service=b"tensoravg"), [2],
+                            "--service", "tensoravg", service="tensoravg")
+            job = os.path.join(cluster.dir, "job.json")
+            with open(job, "w") as handle:
+                json.dump({"job_id": "mforge", "service": "tensoravg", "rounds": 2, "tasks": 3,
+                           "initial_model": os.path.join(EXAMPLES, "tensoravg-start.safetensors"),
+                           "task_params": [{"add": a, "samples": 10} for a in (1, 2, 3)],
+                           "retries": 3, "task_timeout": 1}, handle)
+            try:
+                result = cluster.run_controller("--job", job, "--no-progress", timeout=60)
+            finally:
+                forger.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertGreaterEqual(forger.replies, 1, "the forger was never sent a task")
+            kept = records(cluster, "mforge", 2)
+            self.assertEqual(sum(r["invalid"] for r in kept), forger.replies)
+            for record in kept:
+                self.assertEqual(sorted(e["task"] for e in record["results"]), [0, 1, 2])
+                self.assertTrue(all(e["worker"] != "forger" for e in record["results"]))
+            self.assertRegex(result.err, r"a zfed.result from peer:\d+ naming job mforge round \d "
+                                         r"task \d attempt \d+ refused: its request carried")
+            figure("forged model results refused", forger.replies)
 
 
 class Stamp(unittest.TestCase):

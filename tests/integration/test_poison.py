@@ -15,56 +15,33 @@ overflowed in the worker.
 
 import json
 import os
-import threading
 import unittest
 
 import msgpack
-import zmq
 
-from zfedtest import (Cluster, MDPW, READY, REPLY, REQUEST, HEARTBEAT, figure, fib_outputs,
-                      fib_sum, main)
+from zfedtest import Cluster, HostileWorker, behind, figure, fib_outputs, fib_sum, main
 
 FORGED_DIGITS = 32768
 
 
-class Forger:
+class Forger(HostileWorker):
     """An MDP worker that answers every fib task with a valid-looking sum of
     32,768 digits (right terms, right last term, no sequence)."""
 
     def __init__(self, cluster):
-        self.socket = cluster.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(cluster.endpoint)
-        self.socket.send_multipart([b"", MDPW, READY, b"fib"])
-        self.forged = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(cluster, self._forge)
 
-    def _serve(self):
-        try:
-            while self.running:
-                if not self.socket.poll(200):
-                    self.socket.send_multipart([b"", MDPW, HEARTBEAT])
-                    continue
-                frames = self.socket.recv_multipart()
-                if frames[2] != REQUEST:
-                    continue
-                task = msgpack.unpackb(frames[5], raw=False)
-                outputs = fib_outputs(task[6]["fibonacci_level"])
-                outputs["sum"] = "9" * FORGED_DIGITS
-                outputs["sequence"] = []
-                body = ["zfed.result", 1, task[2], task[3], task[4], task[5], "forger", 1, outputs]
-                self.socket.send_multipart([b"", MDPW, REPLY, frames[3], b"",
-                                            msgpack.packb(body, use_bin_type=True)])
-                self.forged += 1
-        except zmq.ZMQError:
-            pass
+    @staticmethod
+    def _forge(task):
+        outputs = fib_outputs(task[6]["fibonacci_level"])
+        outputs["sum"] = "9" * FORGED_DIGITS
+        outputs["sequence"] = []
+        body = ["zfed.result", 1, task[2], task[3], task[4], task[5], "forger", 1, outputs]
+        return [msgpack.packb(body, use_bin_type=True)]
 
-    def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.socket.close()
+    @property
+    def forged(self):
+        return self.replies
 
 
 class PoisonedFib(unittest.TestCase):
@@ -73,11 +50,7 @@ class PoisonedFib(unittest.TestCase):
         with Cluster("poison-fib") as cluster:
             cluster.start_broker()
             # The forger registers first: the broker's first task is its.
-            forger = Forger(cluster)
-            cluster.wait_workers(1)
-            for _ in range(4):
-                cluster.start_worker()
-            cluster.wait_workers(5)
+            forger = behind(cluster, Forger(cluster), [1] * 4)
             try:
                 result = cluster.run_controller(
                     "--job-id", "poison", "--rounds", "3", "--tasks", "5", "--retries", "5",

@@ -16,8 +16,8 @@ import unittest
 import zmq
 import zmq.auth
 
-from zfedtest import Cluster, binary, figure, fib_sum, main, wait_for
-from test_binding import HostileWorker, lie, records, result_body
+from zfedtest import Cluster, HostileWorker, behind, binary, figure, fib_sum, main, wait_for
+from test_binding import lie, records, result_body
 from test_security import Keys, curve_status, keygen
 
 LEVEL = 10
@@ -31,11 +31,7 @@ def liar(task):
 def start(cluster, honest=3):
     cluster.start_broker()
     # The liar registers first: the broker's first request is its.
-    worker = HostileWorker(cluster, liar)
-    cluster.wait_workers(1)
-    cluster.start_worker("--concurrency", str(honest))
-    cluster.wait_workers(1 + honest)
-    return worker
+    return behind(cluster, HostileWorker(cluster, liar), [honest])
 
 
 def votes_of(record, name):
@@ -119,10 +115,7 @@ class Vote(unittest.TestCase):
     def test_a_replica_that_dies_holding_its_request_loses_nothing(self):
         with Cluster("replicas-die") as cluster:
             cluster.start_broker()
-            dier = HostileWorker(cluster, lambda task: None)
-            cluster.wait_workers(1)
-            cluster.start_worker("--concurrency", "3")
-            cluster.wait_workers(4)
+            dier = behind(cluster, HostileWorker(cluster, lambda task: None), [3])
             result = cluster.run_controller(
                 "--job-id", "die", "--rounds", "2", "--tasks", str(TASKS), "--replicas", "3",
                 "--task-timeout", "2", "--retries", "3", "--aggregate", "sum", "--no-progress",

@@ -446,6 +446,64 @@ class ScriptedWorker:
         self.socket.close()
 
 
+class HostileWorker:
+    """An MDP worker whose answer to each request is answer(task) -> a list
+    of body frames (one reply), or None to die holding it, run on its own
+    thread with heartbeats."""
+
+    def __init__(self, cluster, answer, service=b"fib", curve=None):
+        self.socket = cluster.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if curve:
+            curve(self.socket)
+        self.socket.connect(cluster.endpoint)
+        self.socket.send_multipart([b"", MDPW, READY, service])
+        self.answer = answer
+        self.replies = 0
+        self.requests = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            while self.running:
+                if not self.socket.poll(200):
+                    self.socket.send_multipart([b"", MDPW, HEARTBEAT])
+                    continue
+                frames = self.socket.recv_multipart()
+                if frames[2] != REQUEST:
+                    continue
+                self.requests += 1
+                task = msgpack.unpackb(frames[5], raw=False)
+                body = self.answer(task)
+                if body is None:  # it dies holding the request
+                    self.running = False
+                    self.socket.close()
+                    return
+                self.socket.send_multipart([b"", MDPW, REPLY, frames[3], b""] + body)
+                self.replies += 1
+        except zmq.ZMQError:
+            pass
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.socket.close()
+
+
+def behind(cluster, hostile, honest, *worker_args, service="fib"):
+    """Starts honest zfed workers (one process per item of honest, each its
+    --concurrency) once the hostile worker has registered, so the broker's
+    first request is the hostile one's; waits for them all.  Returns
+    hostile."""
+    cluster.wait_workers(1, service=service)
+    for concurrency in honest:
+        cluster.start_worker("--concurrency", str(concurrency), *worker_args)
+    cluster.wait_workers(1 + sum(honest), service=service)
+    return hostile
+
+
 class PlainWorker:
     """A plain MDP/0.1 worker shaped like the reference worker API (zguide's
     mdwrkapi), written here from RFC 7: one thread that polls for a
