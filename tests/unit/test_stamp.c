@@ -57,8 +57,25 @@ static void test_stamp(void)
     CHECK(strlen(identity) == ZFED_STAMP_IDENTITY_MAX);
 }
 
+//  The examples of PROTOCOL.md 3.1, byte for byte.
+static void test_protocol_examples(void)
+{
+    uint8_t ticket[ZFED_TICKET_SIZE];
+    zfed_ticket_write(ticket, 1);
+    CHECK(memcmp(ticket, "zfed.ticket\0\0\0\0\0\0\0\x01", sizeof ticket) == 0);
+    uint8_t stamp[ZFED_STAMP_MAX];
+    CHECK(zfed_stamp_write(stamp, 1, "peer:3") == 24);
+    CHECK(memcmp(stamp, "zfed.stamp\0\0\0\0\0\0\0\x01peer:3", 24) == 0);
+    CHECK(zfed_stamp_write(stamp, 1, ZFED_STAMP_BROKER) == 24);
+    CHECK(memcmp(stamp,
+                 "zfed.stamp\0\0\0\0\0\0\0\x01"
+                 "broker",
+                 24) == 0);
+}
+
 int main(void)
 {
+    test_protocol_examples();
     test_ticket();
     test_stamp();
     ZFED_TEST_END();
