@@ -34,6 +34,9 @@ static void s_usage(void)
         "  --site NAME          the site this worker serves: registers SERVICE@NAME, and a\n"
         "                       task's \"site\" parameter must be NAME (it is taken out\n"
         "                       before the service sees the params)\n"
+        "  --data DIR           the site's data, loaded once at start (mlp: a shard folder\n"
+        "                       of zfed-split, train-images-idx3-ubyte.gz and\n"
+        "                       train-labels-idx1-ubyte.gz); a service that trains needs it\n"
         "  --concurrency N      Majordomo workers in this process (default 1, at most %d)\n"
         "  --threads N          compute threads (default: concurrency, at most the CPU count;\n"
         "                       0 runs tasks on the I/O thread: fastest for tiny tasks, but\n"
@@ -54,7 +57,7 @@ static void s_usage(void)
         "  -h, --help           show this help and exit\n"
         "  -V, --version        show the version and exit\n"
         "\n"
-        "Model services (tensoravg):\n"
+        "Model services (tensoravg, mlp):\n"
         "  --hold-ms N          a result held by reference (over 4 MiB) stays fetchable this\n"
         "                       long unless released (default %d)\n"
         "  --hold-bytes N       results held at once, bytes (KiB, MiB, GiB suffixes); a\n"
@@ -90,7 +93,31 @@ enum {
     OPT_HOLD_BYTES,
     OPT_CHUNK,
     OPT_FETCH_TIMEOUT,
+    OPT_DATA,
 };
+
+//  --data: the site's data, opened once by the service before anything
+//  connects, so a missing or broken shard is a usage error (exit 2) said
+//  at once, not a failure of every task.  NULL for a service without data.
+static void *s_open_data(const char *name, const char *dir)
+{
+    const zfed_service_t *service = zfed_service_find(name);
+    if (!service->open_data) {
+        if (dir)
+            zfed_cli_fail(PROGRAM, "--data: service %s reads no data", name);
+        return NULL;
+    }
+    if (!dir)
+        zfed_cli_fail(PROGRAM,
+                      "--data: service %s trains on a site's data: give --data DIR (a shard "
+                      "folder of zfed-split)",
+                      name);
+    void *data = NULL;
+    zfed_fault_t fault = {0};
+    if (service->open_data(dir, ZFED_DATA_TRAIN, &data, &fault) != 0)
+        zfed_cli_fail(PROGRAM, "--data: %s", fault.text);
+    return data;
+}
 
 int main(int argc, char **argv)
 {
@@ -113,12 +140,14 @@ int main(int argc, char **argv)
         {"hold-bytes", required_argument, NULL, OPT_HOLD_BYTES},
         {"chunk", required_argument, NULL, OPT_CHUNK},
         {"fetch-timeout-ms", required_argument, NULL, OPT_FETCH_TIMEOUT},
+        {"data", required_argument, NULL, OPT_DATA},
         ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     zfed_worker_config_t config;
     zfed_worker_config_defaults(&config);
     bool threads_given = false;
+    const char *data_dir = NULL;
 
     opterr = 0;
     int option;
@@ -187,6 +216,9 @@ int main(int argc, char **argv)
             config.chunk = (uint32_t)zfed_cli_bytes(PROGRAM, "--chunk", optarg, ZFED_CHUNK_MIN,
                                                     ZFED_CHUNK_MAX);
             break;
+        case OPT_DATA:
+            data_dir = optarg;
+            break;
         case OPT_FETCH_TIMEOUT:
             config.fetch_timeout_ms =
                 (int)zfed_cli_u32(PROGRAM, "--fetch-timeout-ms", optarg, 1, 600000);
@@ -212,14 +244,19 @@ int main(int argc, char **argv)
     }
 
     zfed_log_set_ident(config.name ? config.name : "worker");
-    if (zfed_worker_raise_limits(&config) != 0)
-        return ZFED_EXIT_FAILED;
-    if (zfed_signal_install() != 0)
-        zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
-    zfed_worker_t *worker = zfed_worker_new(&config);
-    if (!worker)
-        return ZFED_EXIT_FAILED;
-    int rc = zfed_worker_run(worker);
-    zfed_worker_destroy(&worker);
+    void *data = s_open_data(config.service, data_dir);
+    config.service_data = data;
+    int rc = -1;
+    if (zfed_worker_raise_limits(&config) == 0) {
+        if (zfed_signal_install() != 0)
+            zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
+        zfed_worker_t *worker = zfed_worker_new(&config);
+        if (worker)
+            rc = zfed_worker_run(worker);
+        zfed_worker_destroy(&worker);
+    }
+    const zfed_service_t *service = zfed_service_find(config.service);
+    if (data)
+        service->close_data(&data);
     return rc == 0 ? ZFED_EXIT_OK : ZFED_EXIT_FAILED;
 }

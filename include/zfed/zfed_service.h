@@ -11,12 +11,17 @@
     service (fib, vecavg) carries its global value and outputs as msgpack
     values, and its values aggregate as vectors of exact rationals (one
     element for a scalar service such as fib), weighted by the result's
-    sample count.  A *model* service (tensoravg) carries models: the
+    sample count.  A *model* service (tensoravg, mlp) carries models: the
     worker hands its train hook the whole global model and sends the model
     it returns (inline or held by reference, with its weight as the output
     "samples" and any metrics beside); the controller aggregates tensors.
     The value hooks (run, read_outputs, pack_*, aggregate_*) are NULL in a
     model service, the model hooks NULL in a value service.
+
+    A service that learns from data (mlp) also opens a folder of it once
+    per process (open_data): a worker its site's shard (zfed-worker --data
+    DIR), the controller the evaluation set (the job's eval_data), which
+    its evaluate hook scores every round's global model on.
 */
 #ifndef ZFED_SERVICE_H_INCLUDED
 #define ZFED_SERVICE_H_INCLUDED
@@ -61,8 +66,13 @@ void zfed_sample_clear(zfed_sample_t *sample);
 
 typedef enum { ZFED_SERVICE_VALUE = 0, ZFED_SERVICE_MODEL } zfed_service_kind_t;
 
+//  Which data open_data loads: a site's training shard (on a worker) or
+//  the set the controller evaluates global models on.
+typedef enum { ZFED_DATA_TRAIN = 0, ZFED_DATA_EVAL } zfed_data_role_t;
+
 //  What a model service's train hook knows of its task besides its inputs.
 typedef struct {
+    const void *data;   //  what open_data loaded (the site's shard), or NULL
     const char *site;   //  the worker's --site, or NULL
     const char *job_id; //  the task's ids
     uint32_t round;
@@ -153,6 +163,23 @@ typedef struct {
     uint64_t (*cost)(const msgpack_object *params);
     uint64_t max_request_cost;
     const char *cost_unit;
+
+    //  Services that learn from data (NULL hooks: the service reads none).
+    //  open_data loads the folder dir once, for role, into *data: the
+    //  caller's until close_data, read-only meanwhile (compute threads
+    //  share it).  0, or -1 + fault (field "data", the reason naming the
+    //  file).  evaluate scores a model (of a layout check_global accepts
+    //  for params) on EVAL data: adds its figures to metrics (mlp:
+    //  "test_accuracy", "test_loss", "test_samples").  0, or -1 + fault.
+    int (*open_data)(const char *dir, zfed_data_role_t role, void **data, zfed_fault_t *fault);
+    void (*close_data)(void **data);
+    int (*evaluate)(const msgpack_object *params, const zfed_model_t *model, const void *data,
+                    json_t *metrics, zfed_fault_t *fault);
+
+    //  Set when the service's params take a "seed" its tasks derive their
+    //  randomness from: a job puts its own seed there unless the params
+    //  set one (schemas/JOB.md), so one seed makes the whole job repeatable.
+    bool seed_param;
 } zfed_service_t;
 
 //  The output key of a model result's descriptor and of its weight.

@@ -65,6 +65,11 @@ typedef struct {
     //  otherwise) and takes params["site"] out of its tasks after checking
     //  it is this site (else 422, field "site").  NULL: no site.
     const char *site;
+    //  What the service's open_data loaded from the site's data folder
+    //  (zfed-worker --data DIR), handed to every task; borrowed: the caller
+    //  closes it after zfed_worker_destroy.  A service with an open_data
+    //  hook needs it (zfed_worker_new refuses to start without).
+    const void *service_data;
     //  Model services.
     int64_t hold_ms;      //  a result held by reference stays fetchable this long unless released
     uint64_t hold_bytes;  //  results held at once, bytes; 0 = no limit (beyond: 507)

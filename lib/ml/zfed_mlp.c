@@ -75,12 +75,12 @@ void zfed_mlp_sgd_default(zfed_mlp_sgd_t *sgd)
 int zfed_mlp_arch_check(const zfed_mlp_arch_t *arch, char *error, size_t error_size)
 {
     if (arch->hidden_layers < 1 || arch->hidden_layers > ZFED_MLP_MAX_HIDDEN_LAYERS)
-        return zfed_ml_error(error, error_size, "hidden_sizes: %u hidden layers, expected 1 to %d",
+        return zfed_ml_error(error, error_size, "hidden: %u hidden layers, expected 1 to %d",
                              arch->hidden_layers, ZFED_MLP_MAX_HIDDEN_LAYERS);
     for (uint32_t i = 0; i < arch->hidden_layers; i++)
         if (arch->hidden[i] < 1 || arch->hidden[i] > ZFED_MLP_MAX_HIDDEN_SIZE)
             return zfed_ml_error(error, error_size,
-                                 "hidden_sizes: layer %u has %u units, expected 1 to %d", i + 1,
+                                 "hidden: layer %u has %u units, expected 1 to %d", i + 1,
                                  arch->hidden[i], ZFED_MLP_MAX_HIDDEN_SIZE);
     return 0;
 }
@@ -89,7 +89,7 @@ int zfed_mlp_arch_set(zfed_mlp_arch_t *arch, const uint32_t *sizes, size_t count
                       size_t error_size)
 {
     if (count < 1 || count > ZFED_MLP_MAX_HIDDEN_LAYERS)
-        return zfed_ml_error(error, error_size, "hidden_sizes: %zu hidden layers, expected 1 to %d",
+        return zfed_ml_error(error, error_size, "hidden: %zu hidden layers, expected 1 to %d",
                              count, ZFED_MLP_MAX_HIDDEN_LAYERS);
     zfed_mlp_arch_t candidate = {.hidden_layers = (uint32_t)count};
     memcpy(candidate.hidden, sizes, count * sizeof *sizes);
@@ -107,20 +107,19 @@ int zfed_mlp_arch_parse(zfed_mlp_arch_t *arch, const char *text, char *error, si
     for (;;) {
         if (*at < '0' || *at > '9')
             return zfed_ml_error(error, error_size,
-                                 "hidden_sizes: expected sizes separated by commas, got '%s'",
+                                 "hidden: expected sizes separated by commas, got '%s'",
                                  text ? text : "");
         char *end;
         unsigned long value = strtoul(at, &end, 10);
         if (count == ZFED_MLP_MAX_HIDDEN_LAYERS)
-            return zfed_ml_error(error, error_size, "hidden_sizes: more than %d hidden layers",
+            return zfed_ml_error(error, error_size, "hidden: more than %d hidden layers",
                                  ZFED_MLP_MAX_HIDDEN_LAYERS);
         sizes[count++] = value > UINT32_MAX ? UINT32_MAX : (uint32_t)value;
         if (*end == '\0')
             break;
         if (*end != ',')
             return zfed_ml_error(error, error_size,
-                                 "hidden_sizes: expected sizes separated by commas, got '%s'",
-                                 text);
+                                 "hidden: expected sizes separated by commas, got '%s'", text);
         at = end + 1;
     }
     return zfed_mlp_arch_set(arch, sizes, count, error, error_size);

@@ -94,12 +94,12 @@ typedef struct {
 void zfed_mlp_arch_default(zfed_mlp_arch_t *arch);
 void zfed_mlp_sgd_default(zfed_mlp_sgd_t *sgd);
 
-//  Sets arch from count hidden sizes; -1 with "hidden_sizes: reason".
+//  Sets arch from count hidden sizes; -1 with "hidden: reason".
 int zfed_mlp_arch_set(zfed_mlp_arch_t *arch, const uint32_t *sizes, size_t count, char *error,
                       size_t error_size);
-//  Parses "200,200"; -1 with "hidden_sizes: reason".
+//  Parses "200,200"; -1 with "hidden: reason".
 int zfed_mlp_arch_parse(zfed_mlp_arch_t *arch, const char *text, char *error, size_t error_size);
-//  Checks an arch filled by hand; -1 with "hidden_sizes: reason".
+//  Checks an arch filled by hand; -1 with "hidden: reason".
 int zfed_mlp_arch_check(const zfed_mlp_arch_t *arch, char *error, size_t error_size);
 //  "200,200" into text; returns text.
 char *zfed_mlp_arch_format(const zfed_mlp_arch_t *arch, char *text, size_t text_size);

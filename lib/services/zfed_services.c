@@ -13,12 +13,10 @@
 extern const zfed_service_t zfed_service_fib;
 extern const zfed_service_t zfed_service_vecavg;
 extern const zfed_service_t zfed_service_tensoravg;
+extern const zfed_service_t zfed_service_mlp;
 
 static const zfed_service_t *const s_registry[] = {
-    &zfed_service_fib,
-    &zfed_service_vecavg,
-    &zfed_service_tensoravg,
-    NULL,
+    &zfed_service_fib, &zfed_service_vecavg, &zfed_service_tensoravg, &zfed_service_mlp, NULL,
 };
 
 const zfed_service_t *const *zfed_services(void)

@@ -233,7 +233,8 @@ static int s_run(const zfed_model_runner_t *runner, const char *worker, const zf
                  const msgpack_object *params, const zfed_model_t *global, zfed_model_job_t *job,
                  msgpack_sbuffer *reply, zfed_fault_t *fault)
 {
-    zfed_task_ctx_t ctx = {.site = runner->site,
+    zfed_task_ctx_t ctx = {.data = runner->data,
+                           .site = runner->site,
                            .job_id = job->ids.job_id,
                            .round = job->ids.round,
                            .task = job->ids.task_id,

@@ -54,6 +54,7 @@ int zfed_task_site_params(const char *site, const msgpack_object *params, msgpac
 typedef struct {
     const zfed_service_t *service;
     const char *site;         //  or NULL
+    const void *data;         //  the service's data (open_data), or NULL
     const char *blob_service; //  where results over 4 MiB are held
     uint32_t chunk;           //  the chunk size of results held by reference
     bool verify;              //  check an inline global's data against its sha256

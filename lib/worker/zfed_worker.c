@@ -1200,6 +1200,7 @@ static int s_models_new(zfed_worker_t *self)
         return -1;
     self->runner = (zfed_model_runner_t){.service = self->service,
                                          .site = config->site,
+                                         .data = config->service_data,
                                          .blob_service = zfed_blob_server_service(self->blob),
                                          .chunk = config->chunk,
                                          .verify = config->verify,
@@ -1230,6 +1231,11 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
     }
     if (service->kind == ZFED_SERVICE_MODEL ? !service->train : !service->run) {
         zfed_error("service '%s' cannot run on a worker", service->name);
+        return NULL;
+    }
+    if (service->open_data && !config->service_data) {
+        zfed_error("service '%s' trains on a site's data: open it first (zfed-worker --data DIR)",
+                   service->name);
         return NULL;
     }
     //  czmq aborts the process when it cannot make a socket: refuse first.

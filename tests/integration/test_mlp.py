@@ -129,9 +129,9 @@ class Mlp(unittest.TestCase):
                 self.assertAlmostEqual(json.loads(result.stdout)["train_loss"], loss, delta=1e-5)
 
     def test_bad_options_name_the_field(self):
-        cases = [(["--hidden", "0"], "hidden_sizes: layer 1 has 0 units"),
-                 (["--hidden", "200,5000"], "hidden_sizes: layer 2 has 5000 units"),
-                 (["--hidden", "1,2,3,4,5,6,7,8,9"], "hidden_sizes: more than 8 hidden layers"),
+        cases = [(["--hidden", "0"], "hidden: layer 1 has 0 units"),
+                 (["--hidden", "200,5000"], "hidden: layer 2 has 5000 units"),
+                 (["--hidden", "1,2,3,4,5,6,7,8,9"], "hidden: more than 8 hidden layers"),
                  (["--lr", "0"], "lr: 0, expected a finite number above 0"),
                  (["--batch-size", "0"], "--batch-size: expected an integer from 1 to 65536"),
                  (["--momentum", "1"], "momentum: 1, expected at least 0 and below 1"),

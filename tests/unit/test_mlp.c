@@ -148,9 +148,9 @@ static void s_test_layout(void)
         "", "0", "4097", "200,,200", "200,", "a", "-1", "1,2,3,4,5,6,7,8,9", "99999999999"};
     for (size_t i = 0; i < sizeof bad_arch / sizeof *bad_arch; i++)
         CHECK(s_error_is(zfed_mlp_arch_parse(&arch, bad_arch[i], error, sizeof error), error,
-                         "hidden_sizes: "));
+                         "hidden: "));
     zfed_mlp_arch_t hand = {.hidden_layers = 0};
-    CHECK(s_error_is(zfed_mlp_arch_check(&hand, error, sizeof error), error, "hidden_sizes: 0"));
+    CHECK(s_error_is(zfed_mlp_arch_check(&hand, error, sizeof error), error, "hidden: 0"));
 
     zfed_mlp_sgd_t sgd, bad;
     zfed_mlp_sgd_default(&sgd);
