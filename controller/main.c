@@ -62,13 +62,15 @@ static void s_usage(void)
            "                       (default fedavg); model services also krum, fedavgm,\n"
            "                       fedadam, fedyogi\n"
            "  --trim F             fraction trimmed from each end by trimmed-mean (default %g)\n"
-           "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms),\n"
-           "                       max or min (default aggregate:max)\n"
+           "  --params JSON        parameters of every task, a JSON object (replaces params)\n"
+           "  --select M:DIR       best round by METRIC (aggregate, results, duration_ms,\n"
+           "                       test_accuracy, test_loss), max or min (default\n"
+           "                       aggregate:max)\n"
            "  --fail-fast          fail at once, instead of at the round's deadline, when a\n"
            "                       round hears nothing and the broker is not there, refuses\n"
            "                       our key, or has no worker for the service (said after %g s)\n"
            "\n"
-           "Model services (tensoravg; see schemas/MODELS.md):\n"
+           "Model services (tensoravg, mlp; see schemas/MODELS.md):\n"
            "  --initial-model FILE the model round 0 starts from (safetensors); needed\n"
            "                       unless the service builds its own\n"
            "  --seed N             seed of a model the service builds (default 0)\n"
@@ -84,6 +86,15 @@ static void s_usage(void)
            "  --tau F              fedadam, fedyogi: adaptivity (default 0.001)\n"
            "  --krum-f N           krum: results assumed Byzantine (default %d)\n"
            "  --krum-m N           krum: results averaged, 1 for Krum (default %d)\n"
+           "\n"
+           "Sites (mlp; see schemas/JOB.md):\n"
+           "  --sites A,B,...      one task per site, sent to SERVICE@SITE only (the workers\n"
+           "                       of zfed-worker --site SITE); sets the task count\n"
+           "  --split FILE         a zfed-split split.json: its sites (unless --sites), and\n"
+           "                       a copy in the job folder\n"
+           "  --eval-data DIR      the folder of the set each round's model is evaluated on\n"
+           "                       by the controller (mlp: t10k-*-ubyte.gz): test_accuracy\n"
+           "                       and test_loss per round\n"
            "\n"
            "Where:\n"
            "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
@@ -160,6 +171,10 @@ enum {
     OPT_TAU,
     OPT_KRUM_F,
     OPT_KRUM_M,
+    OPT_SITES,
+    OPT_SPLIT,
+    OPT_EVAL_DATA,
+    OPT_PARAMS,
     OPT_END
 };
 
@@ -204,6 +219,10 @@ static const struct option s_options[] = {
     {"tau", required_argument, NULL, OPT_TAU},
     {"krum-f", required_argument, NULL, OPT_KRUM_F},
     {"krum-m", required_argument, NULL, OPT_KRUM_M},
+    {"sites", required_argument, NULL, OPT_SITES},
+    {"split", required_argument, NULL, OPT_SPLIT},
+    {"eval-data", required_argument, NULL, OPT_EVAL_DATA},
+    {"params", required_argument, NULL, OPT_PARAMS},
     ZFED_CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -211,7 +230,15 @@ static const struct option s_options[] = {
 //  How a flag's text becomes the job-file value of its setting, so flags
 //  and job files are checked by the same code (zfed_job_set) and the flag
 //  is named in the error.
-typedef enum { VALUE_TEXT, VALUE_INTEGER, VALUE_NUMBER, VALUE_QUORUM, VALUE_TRUE } s_value_t;
+typedef enum {
+    VALUE_TEXT,
+    VALUE_INTEGER,
+    VALUE_NUMBER,
+    VALUE_QUORUM,
+    VALUE_LIST,   //  "a,b,c": an array of strings
+    VALUE_OBJECT, //  a JSON object
+    VALUE_TRUE,   //  a flag without a value
+} s_value_t;
 
 static const struct {
     int option;
@@ -249,6 +276,10 @@ static const struct {
     {OPT_TAU, "tau", VALUE_NUMBER},
     {OPT_KRUM_F, "krum_f", VALUE_INTEGER},
     {OPT_KRUM_M, "krum_m", VALUE_INTEGER},
+    {OPT_SITES, "sites", VALUE_LIST},
+    {OPT_SPLIT, "split", VALUE_TEXT},
+    {OPT_EVAL_DATA, "eval_data", VALUE_TEXT},
+    {OPT_PARAMS, "params", VALUE_OBJECT},
 };
 #define SETTINGS (sizeof s_settings / sizeof s_settings[0])
 
@@ -377,6 +408,25 @@ static json_t *s_flag_value(const char *flag, s_value_t kind, const char *text)
         return json_real(number);
     case VALUE_TRUE: //  a flag without a value
         return json_true();
+    case VALUE_LIST: {
+        json_t *list = json_array();
+        for (const char *at = text; list; at++) {
+            const char *comma = strchr(at, ',');
+            size_t length = comma ? (size_t)(comma - at) : strlen(at);
+            json_array_append_new(list, json_stringn(at, length));
+            if (!comma)
+                break;
+            at = comma;
+        }
+        return list;
+    }
+    case VALUE_OBJECT: {
+        json_error_t parse_error;
+        json_t *object = json_loads(text, JSON_REJECT_DUPLICATES, &parse_error);
+        if (!object)
+            zfed_cli_fail(PROGRAM, "--%s: %s", flag, parse_error.text);
+        return object;
+    }
     default:
         return json_string(text);
     }

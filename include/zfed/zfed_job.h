@@ -67,6 +67,20 @@ extern "C" {
 #define ZFED_JOB_DEFAULT_INLINE_MEMORY (1ULL << 30)
 #define ZFED_JOB_INLINE_MEMORY_MAX     (1ULL << 40)
 
+//  Sites (JOB.md): the most a job lists (one task each, so a model job's
+//  task limit), and the longest name (zfed-worker --site's).
+#define ZFED_JOB_SITES_MAX     4096
+#define ZFED_JOB_SITE_NAME_MAX 64
+//  What a site's tasks are addressed to: SERVICE@SITE.
+#define ZFED_JOB_SITE_SEPARATOR "@"
+//  The parameter a site's task carries its site's name in (its workers
+//  check it and take it out before the service sees the params).
+#define ZFED_JOB_SITE_PARAM "site"
+//  A split's description (zfed-split's split.json), as it is copied into
+//  the job folder.
+#define ZFED_JOB_SPLIT_FILE   "split.json"
+#define ZFED_JOB_SPLIT_FORMAT "zfed.split/1"
+
 //  Which round models stay in the work folder's models/ (WORKDIR.md):
 //  none (model.safetensors and best_model.safetensors only), the best
 //  round's, the last N rounds', or all.  The current global always stays
@@ -78,6 +92,8 @@ typedef enum {
     ZFED_METRIC_AGGREGATE = 0, //  the round's aggregate (scalar services)
     ZFED_METRIC_RESULTS,       //  results aggregated
     ZFED_METRIC_DURATION,      //  round time in ms
+    ZFED_METRIC_TEST_ACCURACY, //  the round's model on the job's eval_data
+    ZFED_METRIC_TEST_LOSS,
 } zfed_metric_t;
 
 //  Opaque: every setting goes through zfed_job_set (the job file's keys),
@@ -142,7 +158,17 @@ uint32_t zfed_job_rounds(const zfed_job_t *job);
 uint32_t zfed_job_tasks(const zfed_job_t *job);
 uint32_t zfed_job_quorum(const zfed_job_t *job);
 
-//  Names for metrics: "aggregate", "results", "duration_ms".
+//  The MDP service task goes to: SERVICE@SITE for a job with sites, the
+//  service otherwise.  Site task's name, or NULL without sites.
+const char *zfed_job_task_service(const zfed_job_t *job, uint32_t task);
+const char *zfed_job_site(const zfed_job_t *job, uint32_t task);
+//  The split's description (the split file's JSON, borrowed), or NULL.
+const json_t *zfed_job_split(const zfed_job_t *job);
+//  The folder the controller evaluates each round's model on, or NULL.
+const char *zfed_job_eval_data(const zfed_job_t *job);
+
+//  Names for metrics: "aggregate", "results", "duration_ms",
+//  "test_accuracy", "test_loss".
 const char *zfed_metric_name(zfed_metric_t metric);
 int zfed_metric_parse(const char *name, zfed_metric_t *metric);
 

@@ -81,11 +81,23 @@ static int s_models_new(zfed_controller_t *self, const zfed_service_t *service, 
         return zfed_error_set(error, ZFED_E_TRANSPORT, "connect",
                               "cannot set up the model transfers at %s", job->endpoint);
     zfed_client_allow_data(self->client, true);
+    //  Evaluated here, not by a worker: the test set is the controller's
+    //  (no site holds it), the model is already in its work folder, and a
+    //  forward pass over 10,000 images costs tens of ms, less than sending
+    //  the model out and waiting for an answer would.
+    if (job->eval_data[0]) {
+        zfed_fault_t fault = {0};
+        if (service->open_data(job->eval_data, ZFED_DATA_EVAL, &model->eval_data, &fault) != 0)
+            return zfed_error_set(error, ZFED_E_INVALID, "eval_data", "%s", fault.text);
+    }
     return 0;
 }
 
 static void s_models_destroy(zfed_controller_t *self)
 {
+    const zfed_service_t *service = zfed_service_find(self->job->service);
+    if (self->model.eval_data && service)
+        service->close_data(&self->model.eval_data);
     zfed_publish_destroy(&self->model.publish);
     zfed_fetcher_destroy(&self->model.fetcher);
     zfed_blob_server_destroy(&self->model.blob);
@@ -115,7 +127,7 @@ static void s_report(zfed_controller_t *self, int outcome)
         const json_t *best = zfed_records_best_value(self->records);
         char *value = json_is_string(best)
                           ? zfed_number_abbreviate(json_string_value(best), ZFED_NUMBER_DISPLAY_MAX)
-                          : json_dumps(best, JSON_ENCODE_ANY);
+                          : json_dumps(best, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
         zfed_progress_print(self->progress, "\nbest round: %" PRId64 " (%s %s: %s)\n", best_round,
                             zfed_metric_name(job->metric), job->maximize ? "max" : "min", value);
         free(value);
@@ -199,7 +211,8 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
                        job->endpoint);
         goto err;
     }
-    self->watch = zfed_watch_new(self->client, job->endpoint, job->service, options->fail_fast);
+    self->watch = zfed_watch_new(self->client, job->endpoint, zfed_job_task_service(job, 0),
+                                 options->fail_fast);
     if (!self->watch) {
         zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
         goto err;

@@ -24,7 +24,9 @@
 //  Bytes of an initial model read at a time to check its values.
 #define MODEL_CHECK_PIECE (8u << 20)
 
-static const char *s_metric_names[] = {"aggregate", "results", "duration_ms"};
+static const char *s_metric_names[] = {"aggregate", "results", "duration_ms", "test_accuracy",
+                                       "test_loss"};
+#define METRIC_LAST ZFED_METRIC_TEST_LOSS
 
 //  The settings of model services, as bits of model_keys (set when given).
 enum {
@@ -46,12 +48,12 @@ static const char *const s_model_keys[] = {"initial_model", "seed",   "keep_mode
 
 const char *zfed_metric_name(zfed_metric_t metric)
 {
-    return metric <= ZFED_METRIC_DURATION ? s_metric_names[metric] : "unknown";
+    return metric <= METRIC_LAST ? s_metric_names[metric] : "unknown";
 }
 
 int zfed_metric_parse(const char *name, zfed_metric_t *metric)
 {
-    for (int index = 0; index <= ZFED_METRIC_DURATION; index++) {
+    for (int index = 0; index <= METRIC_LAST; index++) {
         if (name && strcmp(name, s_metric_names[index]) == 0) {
             *metric = (zfed_metric_t)index;
             return 0;
@@ -97,7 +99,12 @@ void zfed_job_clear(zfed_job_t *job)
     json_decref(job->params);
     json_decref(job->task_params);
     json_decref(job->round_params);
+    json_decref(job->sites);
+    json_decref(job->split_json);
+    free(job->site_services);
     job->params = job->task_params = job->round_params = NULL;
+    job->sites = job->split_json = NULL;
+    job->site_services = NULL;
 }
 
 zfed_job_t *zfed_job_new(void)
@@ -163,6 +170,26 @@ uint32_t zfed_job_tasks(const zfed_job_t *job)
 uint32_t zfed_job_quorum(const zfed_job_t *job)
 {
     return job->quorum;
+}
+
+const char *zfed_job_task_service(const zfed_job_t *job, uint32_t task)
+{
+    return job->site_services && task < job->tasks ? job->site_services[task] : job->service;
+}
+
+const char *zfed_job_site(const zfed_job_t *job, uint32_t task)
+{
+    return job->sites ? json_string_value(json_array_get(job->sites, task)) : NULL;
+}
+
+const json_t *zfed_job_split(const zfed_job_t *job)
+{
+    return job->split_json;
+}
+
+const char *zfed_job_eval_data(const zfed_job_t *job)
+{
+    return job->eval_data[0] ? job->eval_data : NULL;
 }
 
 //  ---------------------------------------------------------------------
@@ -261,13 +288,44 @@ static int s_apply_select(zfed_job_t *job, const char *text, zfed_error_t *error
     zfed_metric_t metric;
     if (zfed_metric_parse(name, &metric) != 0)
         return zfed_error_set(error, ZFED_E_INVALID, "select",
-                              "unknown metric '%s' (aggregate, results or duration_ms)", name);
+                              "unknown metric '%s' (aggregate, results, duration_ms, "
+                              "test_accuracy or test_loss)",
+                              name);
     if (colon && strcmp(colon + 1, "max") != 0 && strcmp(colon + 1, "min") != 0)
         return zfed_error_set(error, ZFED_E_INVALID, "select",
                               "direction must be max or min, got '%s'", colon + 1);
     job->metric = metric;
     job->metric_given = true;
     job->maximize = !colon || strcmp(colon + 1, "max") == 0;
+    return 0;
+}
+
+//  sites: 1 to ZFED_JOB_SITES_MAX distinct names, each one zfed-worker
+//  --site takes.
+static int s_set_sites(zfed_job_t *job, json_t *value, zfed_error_t *error)
+{
+    if (!json_is_array(value) || json_array_size(value) < 1 ||
+        json_array_size(value) > ZFED_JOB_SITES_MAX)
+        return zfed_error_set(error, ZFED_E_INVALID, "sites",
+                              "expected an array of 1 to %d site names", ZFED_JOB_SITES_MAX);
+    size_t index;
+    json_t *name;
+    json_array_foreach(value, index, name)
+    {
+        if (!json_is_string(name) ||
+            !zfed_is_safe_name(json_string_value(name), ZFED_JOB_SITE_NAME_MAX))
+            return zfed_error_set(error, ZFED_E_INVALID, "sites",
+                                  "entry %zu: a site name is 1 to %d characters of A-Z a-z 0-9 "
+                                  ". _ - not starting with '.'",
+                                  index, ZFED_JOB_SITE_NAME_MAX);
+        for (size_t before = 0; before < index; before++)
+            if (json_equal(json_array_get(value, before), name))
+                return zfed_error_set(error, ZFED_E_INVALID, "sites",
+                                      "entry %zu: site %s is listed twice", index,
+                                      json_string_value(name));
+    }
+    json_decref(job->sites);
+    job->sites = json_incref(value);
     return 0;
 }
 
@@ -403,7 +461,14 @@ int zfed_job_set(zfed_job_t *job, const char *key, json_t *value, zfed_error_t *
         if (s_get_uint(value, key, 1, ZFED_JOB_TASKS_MAX, &number, error) != 0)
             return -1;
         job->tasks = (uint32_t)number;
-    } else if (strcmp(key, "params") == 0) {
+        job->tasks_given = true;
+    } else if (strcmp(key, "sites") == 0)
+        return s_set_sites(job, value, error);
+    else if (strcmp(key, "split") == 0)
+        return s_get_string(value, key, job->split, sizeof job->split, error);
+    else if (strcmp(key, "eval_data") == 0)
+        return s_get_string(value, key, job->eval_data, sizeof job->eval_data, error);
+    else if (strcmp(key, "params") == 0) {
         if (!json_is_object(value))
             return zfed_error_set(error, ZFED_E_INVALID, key, "expected an object");
         json_decref(job->params);
@@ -487,8 +552,9 @@ int zfed_job_set_string(zfed_job_t *job, const char *key, const char *value, zfe
 }
 
 //  A relative file name from the job file at job_path, made relative to
-//  where that file is.  0, or -1 naming initial_model when it is too long.
-static int s_beside(char *name, size_t size, const char *job_path, zfed_error_t *error)
+//  where that file is.  0, or -1 naming field when it is too long.
+static int s_beside(char *name, size_t size, const char *job_path, const char *field,
+                    zfed_error_t *error)
 {
     const char *slash = strrchr(job_path, '/');
     if (name[0] == '/' || !slash)
@@ -496,7 +562,7 @@ static int s_beside(char *name, size_t size, const char *job_path, zfed_error_t 
     char joined[ZFED_JOB_PATH_MAX];
     if (snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - job_path), job_path, name) >=
         (int)sizeof joined)
-        return zfed_error_set(error, ZFED_E_INVALID, "initial_model",
+        return zfed_error_set(error, ZFED_E_INVALID, field,
                               "longer than %d characters once found beside the job file",
                               ZFED_JOB_PATH_MAX - 1);
     snprintf(name, size, "%s", joined);
@@ -525,10 +591,15 @@ int zfed_job_load(zfed_job_t *job, const char *path, zfed_error_t *error)
         if (rc == 0)
             rc = zfed_job_set(job, key, value, error);
     }
-    //  A model file named in a job file is found beside the file, as its
-    //  author sees it, whatever the folder the controller runs in.
+    //  A model file (a split, an evaluation folder) named in a job file is
+    //  found beside the file, as its author sees it, whatever the folder
+    //  the controller runs in.
     if (rc == 0 && json_is_string(json_object_get(root, "initial_model")))
-        rc = s_beside(job->initial_model, sizeof job->initial_model, path, error);
+        rc = s_beside(job->initial_model, sizeof job->initial_model, path, "initial_model", error);
+    if (rc == 0 && json_is_string(json_object_get(root, "split")))
+        rc = s_beside(job->split, sizeof job->split, path, "split", error);
+    if (rc == 0 && json_is_string(json_object_get(root, "eval_data")))
+        rc = s_beside(job->eval_data, sizeof job->eval_data, path, "eval_data", error);
     json_decref(root);
     return rc;
 }
@@ -589,6 +660,20 @@ json_t *zfed_job_task_params(const zfed_job_t *job, uint32_t round, uint32_t tas
     return merged;
 }
 
+//  params as msgpack into buffer (initialised here), checked for what a
+//  body may hold.  0, or -1 with the reason.
+static int s_pack_json(const json_t *params, msgpack_sbuffer *buffer, char *reason,
+                       size_t reason_size)
+{
+    msgpack_sbuffer_init(buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
+    int rc = zfed_json_pack(params, &packer, reason, reason_size);
+    if (rc == 0 && zfed_msg_check_params(buffer->data, buffer->size, reason, reason_size) != 0)
+        rc = -1;
+    return rc;
+}
+
 int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, uint8_t **data,
                          size_t *size, zfed_error_t *error)
 {
@@ -601,16 +686,11 @@ int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, u
         return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
     }
     msgpack_sbuffer buffer;
-    msgpack_sbuffer_init(&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init(&packer, &buffer, msgpack_sbuffer_write);
     char reason[128];
-    int rc = zfed_json_pack(params, &packer, reason, sizeof reason);
-    json_decref(params);
+    int rc = s_pack_json(params, &buffer, reason, sizeof reason);
     //  What a body may hold (depth, size, keys), then what the service wants.
-    if (rc == 0 && zfed_msg_check_params(buffer.data, buffer.size, reason, sizeof reason) != 0)
-        rc = -1;
     if (rc != 0) {
+        json_decref(params);
         msgpack_sbuffer_destroy(&buffer);
         zfed_error_set(error, ZFED_E_INVALID, "params", "%s", reason);
         zfed_error_locate(error, round, task);
@@ -624,6 +704,19 @@ int zfed_job_pack_params(const zfed_job_t *job, uint32_t round, uint32_t task, u
         zfed_error_locate(error, round, task);
     }
     msgpack_unpacked_destroy(&unpacked);
+    //  A site's task says whose it is (params["site"], last): the site's
+    //  workers check it and take it out before their service sees the
+    //  params, so the service checked them without it.
+    const char *site = zfed_job_site(job, task);
+    if (rc == 0 && site) {
+        msgpack_sbuffer_destroy(&buffer);
+        rc = json_object_set_new(params, ZFED_JOB_SITE_PARAM, json_string(site));
+        if (rc == 0 && s_pack_json(params, &buffer, reason, sizeof reason) != 0) {
+            rc = zfed_error_set(error, ZFED_E_INVALID, "params", "%s", reason);
+            zfed_error_locate(error, round, task);
+        }
+    }
+    json_decref(params);
     if (rc != 0) {
         msgpack_sbuffer_destroy(&buffer);
         return -1;
@@ -678,6 +771,23 @@ static int s_check_batch_cost(const zfed_job_t *job, s_batch_cost_t *group, uint
     if (!uniform)
         zfed_error_locate(error, round, task);
     return -1;
+}
+
+void zfed_job_service_params(const zfed_job_t *job, msgpack_object *params)
+{
+    if (!job->sites || params->type != MSGPACK_OBJECT_MAP)
+        return;
+    const size_t length = strlen(ZFED_JOB_SITE_PARAM);
+    msgpack_object_kv *pairs = params->via.map.ptr;
+    uint32_t kept = 0;
+    for (uint32_t index = 0; index < params->via.map.size; index++) {
+        const msgpack_object *key = &pairs[index].key;
+        bool site = key->type == MSGPACK_OBJECT_STR && key->via.str.size == length &&
+                    memcmp(key->via.str.ptr, ZFED_JOB_SITE_PARAM, length) == 0;
+        if (!site)
+            pairs[kept++] = pairs[index];
+    }
+    params->via.map.size = kept;
 }
 
 static int s_check_all_params(const zfed_job_t *job, zfed_error_t *error)
@@ -749,6 +859,16 @@ static int s_check_model_file(const char *path, char *reason, size_t reason_size
     free(piece);
     zfed_safetensors_close(&file);
     return rc;
+}
+
+//  path (a buffer of size bytes) made absolute, when it resolves and the
+//  result fits: job.json names files so they are found from anywhere later.
+static void s_make_absolute(char *path, size_t size)
+{
+    char absolute[PATH_MAX];
+    size_t length = realpath(path, absolute) ? strlen(absolute) : 0;
+    if (length > 0 && length < size)
+        memcpy(path, absolute, length + 1);
 }
 
 //  The first model key set, as named in job files.
@@ -853,10 +973,7 @@ static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_
         if (s_check_model_file(job->initial_model, reason, sizeof reason) != 0)
             return zfed_error_set(error, ZFED_E_INVALID, "initial_model", "%s", reason);
         //  job.json names it absolutely: it is read from anywhere later.
-        char absolute[PATH_MAX];
-        size_t length = realpath(job->initial_model, absolute) ? strlen(absolute) : 0;
-        if (length > 0 && length < sizeof job->initial_model)
-            memcpy(job->initial_model, absolute, length + 1);
+        s_make_absolute(job->initial_model, sizeof job->initial_model);
     }
     if (s_finish_optimiser(job, error) != 0)
         return -1;
@@ -882,6 +999,110 @@ static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_
     return 0;
 }
 
+//  A split's description (zfed-split's split.json): its format, and its
+//  sites' names.  0, or -1 naming split.
+static int s_read_split(zfed_job_t *job, zfed_error_t *error)
+{
+    json_error_t parse_error;
+    json_t *split = json_load_file(job->split, JSON_REJECT_DUPLICATES, &parse_error);
+    if (!split)
+        return zfed_error_set(error, ZFED_E_INVALID, "split", "%s: %s", job->split,
+                              parse_error.text);
+    const json_t *sites = json_object_get(split, "sites");
+    const char *format = json_string_value(json_object_get(split, "format"));
+    json_t *names = json_array();
+    int rc = 0;
+    if (!format || strcmp(format, ZFED_JOB_SPLIT_FORMAT) != 0 || !json_is_array(sites))
+        rc = zfed_error_set(error, ZFED_E_INVALID, "split",
+                            "%s: not a split description (format " ZFED_JOB_SPLIT_FORMAT
+                            " with sites: zfed-split writes one)",
+                            job->split);
+    size_t index;
+    json_t *site;
+    json_array_foreach(sites, index, site)
+    {
+        if (rc == 0 && !json_is_string(json_object_get(site, "name")))
+            rc = zfed_error_set(error, ZFED_E_INVALID, "split", "%s: site %zu has no name",
+                                job->split, index);
+        if (rc == 0)
+            rc = json_array_append(names, json_object_get(site, "name"));
+    }
+    if (rc == 0 && !job->sites && (rc = s_set_sites(job, names, error)) != 0) {
+        char reason[sizeof error->text];
+        snprintf(reason, sizeof reason, "%s", error->text);
+        rc = zfed_error_set(error, ZFED_E_INVALID, "split", "%s: %s", job->split, reason);
+    }
+    //  Sites listed beside a split are some of its sites.
+    json_array_foreach(job->sites, index, site)
+    {
+        bool found = false;
+        for (size_t other = 0; rc == 0 && other < json_array_size(names); other++)
+            found = found || json_equal(json_array_get(names, other), site);
+        if (rc == 0 && !found)
+            rc = zfed_error_set(error, ZFED_E_INVALID, "sites", "site %s is not one of %s's",
+                                json_string_value(site), job->split);
+    }
+    json_decref(names);
+    if (rc != 0) {
+        json_decref(split);
+        return -1;
+    }
+    json_decref(job->split_json);
+    job->split_json = split;
+    return 0;
+}
+
+//  Sites (from the job or its split): one task each, addressed to
+//  SERVICE@SITE; the evaluation folder, opened once to check it.
+static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_error_t *error)
+{
+    //  A resumed job has its sites in job.json and its split's copy in its
+    //  folder: the file need not exist any more.
+    if (job->split[0] && !job->resumed) {
+        if (s_read_split(job, error) != 0)
+            return -1;
+        s_make_absolute(job->split, sizeof job->split);
+    }
+    if (job->eval_data[0]) {
+        if (!service->evaluate)
+            return zfed_error_set(error, ZFED_E_INVALID, "eval_data",
+                                  "service %s evaluates no model", job->service);
+        void *data = NULL;
+        zfed_fault_t fault = {0};
+        if (service->open_data(job->eval_data, ZFED_DATA_EVAL, &data, &fault) != 0)
+            return zfed_error_set(error, ZFED_E_INVALID, "eval_data", "%s", fault.text);
+        service->close_data(&data);
+        s_make_absolute(job->eval_data, sizeof job->eval_data);
+    }
+    if (!job->sites)
+        return 0;
+    uint32_t count = (uint32_t)json_array_size(job->sites);
+    if (job->tasks_given && job->tasks != count)
+        return zfed_error_set(error, ZFED_E_INVALID, "tasks",
+                              "%u tasks for %u sites: a job with sites has one task per site",
+                              job->tasks, count);
+    job->tasks = count;
+    //  Each task goes to its own site's workers: one task per request.
+    if (job->batch != 1)
+        return zfed_error_set(error, ZFED_E_INVALID, "batch",
+                              "a job with sites sends each task to its site alone");
+    free(job->site_services);
+    job->site_services = calloc(count, sizeof *job->site_services);
+    if (!job->site_services)
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
+    for (uint32_t task = 0; task < count; task++) {
+        const char *site = zfed_job_site(job, task);
+        if (snprintf(job->site_services[task], sizeof job->site_services[task],
+                     "%s" ZFED_JOB_SITE_SEPARATOR "%s", job->service,
+                     site) >= (int)sizeof job->site_services[task])
+            return zfed_error_set(error, ZFED_E_INVALID, "sites",
+                                  "%s" ZFED_JOB_SITE_SEPARATOR "%s is longer than a service name "
+                                  "(%d bytes)",
+                                  job->service, site, ZFED_MDP_SERVICE_MAX);
+    }
+    return 0;
+}
+
 int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
 {
     const zfed_service_t *service = zfed_service_find(job->service);
@@ -896,6 +1117,13 @@ int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
         if (rc != 0)
             return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
     }
+    //  A service whose tasks take a seed gets the job's, unless the params
+    //  set their own: one seed makes the whole job repeatable.
+    if (service->seed_param && !json_object_get(job->params, "seed") &&
+        json_object_set_new(job->params, "seed", json_integer((json_int_t)job->seed)) != 0)
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
+    if (s_finish_sites(job, service, error) != 0)
+        return -1;
     if (job->quorum_count > job->tasks)
         return zfed_error_set(error, ZFED_E_INVALID, "quorum",
                               "%u is more than the %u tasks of a round", job->quorum_count,
@@ -910,6 +1138,12 @@ int zfed_job_finish(zfed_job_t *job, zfed_error_t *error)
         job->task_timeout_ms = job->round_timeout_ms / (job->retries + 1);
     if (job->task_timeout_ms <= 0)
         job->task_timeout_ms = 1;
+    if ((job->metric == ZFED_METRIC_TEST_ACCURACY || job->metric == ZFED_METRIC_TEST_LOSS) &&
+        !job->eval_data[0])
+        return zfed_error_set(error, ZFED_E_INVALID, "select",
+                              "%s needs eval_data: the folder of the set each round's model is "
+                              "evaluated on",
+                              zfed_metric_name(job->metric));
     if (job->metric == ZFED_METRIC_AGGREGATE && !service->scalar) {
         if (job->metric_given)
             return zfed_error_set(error, ZFED_E_INVALID, "select",
@@ -998,6 +1232,12 @@ json_t *zfed_job_to_json(const zfed_job_t *job)
     rc |= json_object_set_new(root, "rounds", json_integer(job->rounds));
     rc |= json_object_set_new(root, "tasks", json_integer(job->tasks));
     rc |= json_object_set(root, "params", job->params);
+    if (job->sites)
+        rc |= json_object_set(root, "sites", job->sites);
+    if (job->split[0])
+        rc |= json_object_set_new(root, "split", json_string(job->split));
+    if (job->eval_data[0])
+        rc |= json_object_set_new(root, "eval_data", json_string(job->eval_data));
     if (job->task_params)
         rc |= json_object_set(root, "task_params", job->task_params);
     if (job->round_params)

@@ -10,6 +10,7 @@
 #define ZFED_JOB_PRIVATE_H_INCLUDED
 
 #include "zfed/zfed_job.h"
+#include "zfed/zfed_mdp.h"
 #include "zfed/zfed_reduce.h"
 
 struct _zfed_job_t {
@@ -67,7 +68,26 @@ struct _zfed_job_t {
     //  Loaded from a job folder for --resume: its initial model is the
     //  folder's copy, the file named here need not exist any more.
     bool resumed;
+    //  Someone set tasks (a job with sites has one task per site).
+    bool tasks_given;
+
+    //  Sites (JOB.md): one task per site, task t addressed to
+    //  site_services[t] (SERVICE@SITE, resolved by zfed_job_finish) with
+    //  params["site"] = sites[t].  NULL: no sites.
+    json_t *sites; //  array of names, owned
+    char (*site_services)[ZFED_MDP_SERVICE_MAX + 1];
+    //  The split the sites come from (zfed-split's split.json): its path
+    //  (absolute once finished) and its description, read by finish.
+    char split[ZFED_JOB_PATH_MAX];
+    json_t *split_json;
+    //  The folder of the set each round's model is evaluated on.
+    char eval_data[ZFED_JOB_PATH_MAX];
 };
+
+//  A task's params as its service sees them: in a job with sites, without
+//  the "site" its workers check and take out (in place, in the unpacked
+//  object).
+void zfed_job_service_params(const zfed_job_t *job, msgpack_object *params);
 
 //  keep_models as written in job files ("last:3"); returns text.
 const char *zfed_job_keep_text(const zfed_job_t *job, char *text, size_t size);

@@ -348,8 +348,10 @@ static int s_build_initial(zfed_models_t *self, const char *path, uint8_t *diges
     zfed_fault_t fault = {0};
     zfed_model_t *model = NULL;
     int rc = zfed_unpack(&unpacked, params, params_size);
-    if (rc == 0)
+    if (rc == 0) {
+        zfed_job_service_params(self->job, &unpacked.data);
         rc = self->service->initial_model(&unpacked.data, self->job->seed, &model, &fault);
+    }
     msgpack_unpacked_destroy(&unpacked);
     free(params);
     if (rc != 0 || !model)

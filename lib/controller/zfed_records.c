@@ -97,20 +97,27 @@ json_t *zfed_records_global_json(zfed_records_t *self)
 
 //  The value of the selection metric for a closed round (new reference),
 //  and as a number for comparisons.
-static json_t *s_metric_value(zfed_records_t *self, json_t *aggregate_json, uint32_t results,
-                              int64_t duration_ms, double *number)
+static json_t *s_metric_value(zfed_records_t *self, const json_t *record, double *number)
 {
+    const char *key = NULL;
     switch (self->job->metric) {
     case ZFED_METRIC_RESULTS:
-        *number = results;
-        return json_integer(results);
+        key = "answered";
+        break;
     case ZFED_METRIC_DURATION:
-        *number = (double)duration_ms;
-        return json_integer(duration_ms);
+        key = "duration_ms";
+        break;
+    case ZFED_METRIC_TEST_ACCURACY:
+    case ZFED_METRIC_TEST_LOSS:
+        key = zfed_metric_name(self->job->metric);
+        break;
     default:
         *number = 0;
-        return json_incref(aggregate_json);
+        return json_incref(json_object_get(record, "aggregate"));
     }
+    json_t *value = json_object_get(record, key);
+    *number = json_number_value(value);
+    return json_incref(value ? value : json_null());
 }
 
 //  Updates the best round with a closed round's metric; takes value.
@@ -150,13 +157,19 @@ static json_t *s_round_summary(const json_t *record)
         json_object_del(brief, "compute_us");
         json_array_append_new(results, brief);
     }
-    return json_pack(
+    json_t *summary = json_pack(
         "{s:O,s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:I}", "round", json_object_get(record, "round"),
         "results", results, "aggregate", json_object_get(record, "aggregate"), "duration_ms",
         json_object_get(record, "duration_ms"), "missing", json_object_get(record, "missing"),
         "duplicates", json_object_get(record, "duplicates"), "errors",
         json_object_get(record, "errors"), "invalid", json_object_get(record, "invalid"), "late",
         (json_int_t)0);
+    //  The round's model on the job's eval_data, when it has one.
+    static const char *const evaluation[] = {"test_accuracy", "test_loss", "test_samples", NULL};
+    for (size_t key = 0; summary && evaluation[key]; key++)
+        if (json_object_get(record, evaluation[key]))
+            json_object_set(summary, evaluation[key], json_object_get(record, evaluation[key]));
+    return summary;
 }
 
 //  A round that is on disk counts: best round and summary.
@@ -164,10 +177,7 @@ static void s_count_round(zfed_records_t *self, uint32_t round, const json_t *re
                           const mpq_t *aggregate)
 {
     double number;
-    json_t *value =
-        s_metric_value(self, json_object_get(record, "aggregate"),
-                       (uint32_t)json_integer_value(json_object_get(record, "answered")),
-                       json_integer_value(json_object_get(record, "duration_ms")), &number);
+    json_t *value = s_metric_value(self, record, &number);
     s_consider_best(self, round, aggregate, number, value);
     json_array_append_new(self->summaries, s_round_summary(record));
     self->next_round = round + 1;
@@ -455,6 +465,9 @@ zfed_records_t *zfed_records_new(const zfed_job_t *job, const zfed_service_t *se
         json_t *settings = zfed_job_to_json(job);
         int rc = settings ? zfed_store_write(self->store, ZFED_STORE_JOB, settings) : -1;
         json_decref(settings);
+        //  The split the sites come from, as it was when the job started.
+        if (rc == 0 && zfed_job_split(job))
+            rc = zfed_store_write(self->store, ZFED_JOB_SPLIT_FILE, zfed_job_split(job));
         if (rc != 0) {
             zfed_error_set(error, ZFED_E_IO, "", "cannot write %s/%s: %s",
                            zfed_store_path(self->store), ZFED_STORE_JOB, strerror(errno));

@@ -135,8 +135,9 @@ static int s_round_prepare(zfed_round_env_t *self, round_t *round, uint32_t numb
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", number);
         return -1;
     }
-    bool shared = !job->task_params && !job->round_params;
-    if (!shared && job->round_params && !job->task_params &&
+    //  A site's task carries its site: never shared.
+    bool shared = !job->task_params && !job->round_params && !job->sites;
+    if (!shared && job->round_params && !job->task_params && !job->sites &&
         json_is_object(json_array_get(job->round_params, number)))
         shared = true;
     zfed_error_t error;
@@ -202,8 +203,10 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     if (s_record_sent(round, indexes, count) != 0)
         return -1;
     self->next_ticket++;
-    int sent = round->model ? zfed_mround_send(self, round, &self->buffer, ticket)
-                            : zfed_client_send_ticket(self->client, self->job->service, ticket,
+    //  A job with sites sends one task per request, to its site's workers.
+    const char *service = zfed_job_task_service(self->job, indexes[0]);
+    int sent = round->model ? zfed_mround_send(self, service, &self->buffer, ticket)
+                            : zfed_client_send_ticket(self->client, service, ticket,
                                                       self->buffer.data, self->buffer.size);
     if (sent != 0)
         zfed_debug("%zu task(s) of round %u not queued; will retry", count, round->number);
@@ -324,6 +327,8 @@ static int s_read_sample(zfed_round_env_t *self, const task_t *task, const zfed_
     const msgpack_object *outputs = zfed_msg_outputs_object(message);
     msgpack_unpacked params;
     int rc = zfed_unpack(&params, task->params, task->params_size);
+    if (rc == 0)
+        zfed_job_service_params(self->job, &params.data);
     if (rc == 0 && outputs)
         rc = self->service->read_outputs(&params.data, outputs, sample, fault);
     else {
@@ -683,11 +688,15 @@ static json_t *s_result_entry(zfed_round_env_t *self, const round_t *round, uint
                   (json_int_t)task->latency_us);
     if (!entry)
         return json_null();
+    if (zfed_job_site(self->job, index))
+        json_object_set_new(entry, "site", json_string(zfed_job_site(self->job, index)));
     //  zfed_unpack's contract: the caller destroys what it unpacked into,
     //  so params is only touched once zfed_unpack has set it up.
     msgpack_unpacked params;
-    if (zfed_unpack(&params, task->params, task->params_size) == 0 && self->service->describe)
+    if (zfed_unpack(&params, task->params, task->params_size) == 0 && self->service->describe) {
+        zfed_job_service_params(self->job, &params.data);
         self->service->describe(&params.data, zfed_msg_outputs_object(result), entry);
+    }
     msgpack_unpacked_destroy(&params);
     if (round->model)
         zfed_mround_describe(self, round, index, entry);
@@ -795,16 +804,24 @@ static int s_close_model_round(zfed_round_env_t *self, round_t *round)
     if (!record || !aggregate) {
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
         rc = -1;
-    } else if (zfed_records_close_model_round(self->records, round->number, record, aggregate,
-                                              &error) != 0 ||
-               zfed_mround_advance(self, round, &error) != 0) {
+    } else if (zfed_mround_evaluate(self, round, record) != 0)
+        rc = -1;
+    else if (zfed_records_close_model_round(self->records, round->number, record, aggregate,
+                                            &error) != 0 ||
+             zfed_mround_advance(self, round, &error) != 0) {
         snprintf(self->failure, sizeof self->failure, "%.*s", FAILURE_REASON_MAX, error.message);
         rc = -1;
     } else {
-        char text[96];
+        char text[160];
         const char *hex = json_string_value(json_object_get(aggregate, "sha256"));
-        snprintf(text, sizeof text, "sha256 %.16s... (%" JSON_INTEGER_FORMAT " bytes)",
-                 hex ? hex : "?", json_integer_value(json_object_get(aggregate, "size")));
+        int used =
+            snprintf(text, sizeof text, "sha256 %.16s... (%" JSON_INTEGER_FORMAT " bytes)",
+                     hex ? hex : "?", json_integer_value(json_object_get(aggregate, "size")));
+        const json_t *accuracy = json_object_get(record, "test_accuracy");
+        if (accuracy && used > 0 && (size_t)used < sizeof text)
+            snprintf(text + used, sizeof text - (size_t)used, ", test accuracy %.4f, loss %.4f",
+                     json_real_value(accuracy),
+                     json_real_value(json_object_get(record, "test_loss")));
         zfed_progress_round_t view = s_view(self, round, zfed_clock_ms());
         zfed_progress_round_closed(self->progress, &view, text, duration_us);
     }

@@ -42,6 +42,9 @@ typedef struct {
     zfed_publish_t *publish;  //  the global as tasks carry it
     zfed_blob_server_t *blob; //  serves globals over 4 MiB; NULL when none is
     zfed_fetcher_t *fetcher;  //  reads results by reference, releases them
+    //  The job's eval_data as the service's open_data loaded it (NULL:
+    //  no evaluation): each round's global model is scored on it.
+    void *eval_data;
 } zfed_model_env_t;
 
 //  What every round of a job runs with.

@@ -24,6 +24,7 @@
 #include "controller/zfed_round_private.h"
 #include "zfed/zfed_descriptor.h"
 #include "zfed/zfed_log.h"
+#include "zfed/zfed_safetensors.h"
 #include "zfed/zfed_signal.h"
 #include "zfed/zfed_transfer.h"
 #include "zfed/zfed_util.h"
@@ -32,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -211,19 +213,17 @@ zfed_global_t zfed_mround_global(zfed_round_env_t *self)
     return global;
 }
 
-int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body,
+int zfed_mround_send(zfed_round_env_t *self, const char *service, const msgpack_sbuffer *body,
                      uint64_t ticket)
 {
-    (void)round;
     const void *data;
     size_t size;
     zfed_client_free_fn *free_fn;
     void *hint;
     if (zfed_publish_data(self->model->publish, &data, &size, &free_fn, &hint) == 0)
-        return zfed_client_send_data_ticket(self->client, self->job->service, &ticket, body->data,
-                                            body->size, data, size, free_fn, hint);
-    return zfed_client_send_ticket(self->client, self->job->service, ticket, body->data,
-                                   body->size);
+        return zfed_client_send_data_ticket(self->client, service, &ticket, body->data, body->size,
+                                            data, size, free_fn, hint);
+    return zfed_client_send_ticket(self->client, service, ticket, body->data, body->size);
 }
 
 //  ---------------------------------------------------------------------
@@ -275,9 +275,10 @@ static int s_check_result(zfed_round_env_t *self, const task_t *task, const msgp
         msgpack_unpacked params;
         zfed_fault_t fault = {0};
         int rc = zfed_unpack(&params, task->params, task->params_size);
-        if (rc == 0)
+        if (rc == 0) {
+            zfed_job_service_params(self->job, &params.data);
             rc = self->service->check_metrics(&params.data, outputs, &fault);
-        else
+        } else
             zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "cannot unpack the task's params");
         msgpack_unpacked_destroy(&params);
         if (rc != 0) {
@@ -569,6 +570,42 @@ static void s_done(zfed_round_env_t *self, round_t *round)
     mround->pass_us = zfed_clock_us() - mround->pass_started_us;
     zfed_pass_destroy(&mround->pass);
     s_release_all(mround, self->job->tasks);
+}
+
+int zfed_mround_evaluate(zfed_round_env_t *self, const round_t *round, json_t *record)
+{
+    zfed_model_env_t *env = self->model;
+    if (!env->eval_data)
+        return 0;
+    int64_t started_us = zfed_clock_us();
+    char path[PATH_MAX], reason[REASON_MAX];
+    zfed_models_path(env->models, round->model->out.name, path);
+    zfed_model_t *model = zfed_safetensors_load(path, NULL, reason, sizeof reason);
+    msgpack_unpacked params;
+    zfed_fault_t fault = {0};
+    //  Every task's params give the same model (check_global said so for
+    //  each): the first's say how to read it.
+    int rc = model && round->tasks[0].params
+                 ? zfed_unpack(&params, round->tasks[0].params, round->tasks[0].params_size)
+                 : -1;
+    if (rc == 0) {
+        zfed_job_service_params(self->job, &params.data);
+        rc = self->service->evaluate(&params.data, model, env->eval_data, record, &fault);
+        msgpack_unpacked_destroy(&params);
+    } else if (model)
+        zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "cannot unpack the task's params");
+    else
+        zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "%s", reason);
+    zfed_model_destroy(&model);
+    if (rc != 0) {
+        snprintf(self->failure, sizeof self->failure,
+                 "round %u: cannot evaluate its model: %s%s%.*s", round->number, fault.field,
+                 fault.field[0] ? ": " : "", FAILURE_REASON_MAX - 64, fault.text);
+        return -1;
+    }
+    json_object_set_new(record, "eval_us",
+                        json_integer((json_int_t)(zfed_clock_us() - started_us)));
+    return 0;
 }
 
 zfed_mround_status_t zfed_mround_step(zfed_round_env_t *self, round_t *round, int64_t now)

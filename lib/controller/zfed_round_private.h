@@ -161,10 +161,10 @@ void zfed_mround_end(zfed_round_env_t *self, round_t *round);
 //  the round whose aggregate the model is.
 zfed_global_t zfed_mround_global(zfed_round_env_t *self);
 
-//  Sends task index's body (already encoded in body) with the global's
-//  data frame when the global is inline, under ticket.  0 or -1 as
-//  zfed_client_send.
-int zfed_mround_send(zfed_round_env_t *self, round_t *round, const msgpack_sbuffer *body,
+//  Sends a task's body (already encoded in body) to service (the task's:
+//  SERVICE@SITE in a job with sites) with the global's data frame when
+//  the global is inline, under ticket.  0 or -1 as zfed_client_send.
+int zfed_mround_send(zfed_round_env_t *self, const char *service, const msgpack_sbuffer *body,
                      uint64_t ticket);
 
 //  A result of this round for a task not done: accepted (*message_p is
@@ -200,6 +200,10 @@ json_t *zfed_mround_pass_json(const round_t *round);
 //  The optimiser state written ({"m": {"sha256", "file"}, "v": ...}), or
 //  json null.
 json_t *zfed_mround_state_json(const round_t *round);
+//  With the job's eval_data: the round's new global scored by the
+//  service's evaluate hook, its figures (mlp: test_accuracy, test_loss,
+//  test_samples) and eval_us added to record.  0, or -1 with self->failure.
+int zfed_mround_evaluate(zfed_round_env_t *self, const round_t *round, json_t *record);
 //  The aggregate becomes the current global once the record is durable
 //  (and the keep policy goes through the model files).  0, or -1.
 int zfed_mround_advance(zfed_round_env_t *self, round_t *round, zfed_error_t *error);

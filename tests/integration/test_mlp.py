@@ -2,7 +2,12 @@
 in numpy by the layout it states (torch's nn.Linear names and shapes), give
 the test logits and accuracy it reports; its SGD steps with momentum and
 weight decay are torch.optim.SGD's; bad options are refused naming the
-field.  Runs bench/zfed-bench-mlp on Debian's Fashion-MNIST."""
+field.  Runs bench/zfed-bench-mlp on Debian's Fashion-MNIST.
+
+Federated: the mlp service on C workers of two sites (zfed-split shards of
+1,000 images each) driven by the C controller: each site's task reaches
+that site's workers only, a site without workers counts against the
+quorum, and bad job files (exit 2) and bad tasks (422) name the field."""
 
 import json
 import os
@@ -14,7 +19,11 @@ import unittest
 
 import numpy as np
 
-from zfedtest import SOURCE_DIR, binary, main, sanitizer_report
+from zfedtest import PYTHON_PACKAGE_DIR, SOURCE_DIR, Cluster, binary, main, sanitizer_report
+
+sys.path.insert(0, PYTHON_PACKAGE_DIR)
+import zfed  # noqa: E402
+from zfed import client as zc  # noqa: E402
 
 sys.path.insert(0, os.path.join(SOURCE_DIR, "bench"))
 import mlp_data  # noqa: E402
@@ -146,6 +155,204 @@ class Mlp(unittest.TestCase):
         result = trainer("--load", wrong, "--test", "none", "--limit", "10")
         self.assertEqual(result.returncode, 1)
         self.assertIn("expected 796840 bytes of float32 parameters", result.stderr)
+
+
+SITES = ("alpha", "beta")
+SITE_SAMPLES = 1000
+
+
+def split_shards(out, sites=SITES, samples=SITE_SAMPLES, method="iid"):
+    """zfed-split shards of samples images per site into out."""
+    result = subprocess.run([binary("zfed-split"), "--sites", ",".join(sites), "--samples",
+                             str(samples * len(sites)), "--method", method, "--seed", "1", out],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError("zfed-split: " + result.stderr)
+    return os.path.join(out, "split.json")
+
+
+def load_safetensors(path):
+    """[(name, array)] of a safetensors file in data order, with numpy only."""
+    with open(path, "rb") as handle:
+        blob = handle.read()
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + length])
+    header.pop("__metadata__", None)
+    data = blob[8 + length:]
+    dtypes = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
+    tensors = []
+    for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+        begin, end = entry["data_offsets"]
+        array = np.frombuffer(data[begin:end], dtype=dtypes[entry["dtype"]])
+        tensors.append((name, array.reshape(entry["shape"])))
+    return tensors
+
+
+class Federated(unittest.TestCase):
+    """Sites: two of them, two C workers for alpha and one for beta."""
+
+    @classmethod
+    def setUpClass(cls):
+        cluster = cls.cluster = Cluster("mlp-sites")
+        cls.split = split_shards(os.path.join(cluster.dir, "shards"))
+        cluster.start_broker()
+        cls.workers = {}
+        for site, count in (("alpha", 2), ("beta", 1)):
+            for number in range(count):
+                name = "%s-w%d" % (site, number)
+                cluster.start_worker("--service", "mlp", "--site", site, "--data",
+                                     os.path.join(cluster.dir, "shards", site), name=name)
+                cls.workers[name] = site
+        cluster.wait_workers(2, service="mlp@alpha", timeout=30)
+        cluster.wait_workers(1, service="mlp@beta", timeout=30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def run_job(self, job_id, *args, timeout=120):
+        result = self.cluster.run_controller("--service", "mlp", "--job-id", job_id,
+                                             "--no-progress", *args, timeout=timeout)
+        return result
+
+    def rounds(self, job_id):
+        folder = os.path.join(self.cluster.workdir, job_id, "rounds")
+        return [self.cluster.read_json(job_id, os.path.join("rounds", name))
+                for name in sorted(os.listdir(folder))]
+
+    def test_each_site_task_reaches_its_site_only_and_the_model_learns(self):
+        result = self.run_job("routed", "--split", self.split, "--rounds", "3", "--seed", "4",
+                              "--eval-data", FASHION, "--select", "test_accuracy:max")
+        self.assertEqual(result.returncode, 0, result.err)
+        summary = self.cluster.summary("routed")
+        accuracies = [r["test_accuracy"] for r in summary["rounds"]]
+        self.assertEqual([r["test_samples"] for r in summary["rounds"]], [10000] * 3)
+        # Ten classes: chance is 0.1.  2,000 images and 3 epochs reach ~0.7.
+        self.assertGreater(max(accuracies), 0.5, accuracies)
+        self.assertEqual(summary["best"]["metric"], "test_accuracy")
+        best = summary["best_round"]
+        self.assertEqual(accuracies[best], max(accuracies))
+        self.assertEqual(accuracies.index(max(accuracies)), best)
+        # best_model.safetensors, read and run by numpy alone.
+        layers = load_safetensors(os.path.join(self.cluster.workdir, "routed",
+                                               "best_model.safetensors"))
+        self.assertEqual([(name, array.shape) for name, array in layers],
+                         [("fc1.weight", (200, 784)), ("fc1.bias", (200,)),
+                          ("fc2.weight", (200, 200)), ("fc2.bias", (200,)),
+                          ("fc3.weight", (10, 200)), ("fc3.bias", (10,))])
+        images, labels = mlp_data.load_set(FASHION, "t10k")
+        x = images.astype(np.float32) / np.float32(255)
+        for number in range(0, len(layers), 2):
+            x = x @ layers[number][1].T + layers[number + 1][1]
+            if number + 2 < len(layers):
+                x = np.maximum(x, 0)
+        accuracy = float((x.argmax(axis=1) == labels).mean())
+        # float32 sums in another order may flip an image or two.
+        self.assertAlmostEqual(accuracy, summary["rounds"][best]["test_accuracy"], delta=3e-4)
+        shifted = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+        loss = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(labels)), labels]
+        self.assertAlmostEqual(float(loss.mean()), summary["rounds"][best]["test_loss"],
+                               delta=1e-4)
+        record = self.rounds("routed")[best]
+        self.assertEqual(record["test_accuracy"], accuracies[best])
+        self.assertGreater(record["eval_us"], 0)
+        job = self.cluster.read_json("routed", "job.json")
+        self.assertEqual(job["sites"], list(SITES))
+        self.assertEqual(job["tasks"], 2)
+        with open(self.split) as handle:
+            self.assertEqual(self.cluster.read_json("routed", "split.json"), json.load(handle))
+        seen = set()
+        for record in self.rounds("routed"):
+            self.assertEqual((record["errors"], record["invalid"]), (0, 0), record["error_list"])
+            self.assertEqual(len(record["results"]), 2)
+            for entry in record["results"]:
+                site = SITES[entry["task"]]
+                self.assertEqual(entry["site"], site)
+                self.assertEqual(self.workers[entry["worker"]], site, entry)
+                self.assertEqual(entry["samples"], SITE_SAMPLES)
+                seen.add(entry["worker"])
+        self.assertTrue(seen <= set(self.workers))
+        # Every task a worker computed was its own site's (worker logs).
+        for process in self.cluster.processes:
+            if process.name in self.workers:
+                self.assertNotIn("the task is for site", process.log())
+
+    def test_a_site_without_workers_counts_against_the_quorum(self):
+        sites = "alpha,beta,gamma"
+        result = self.run_job("no-gamma", "--sites", sites, "--quorum", "2", "--rounds", "1",
+                              "--grace", "0.2", "--params", '{"hidden": [16]}')
+        self.assertEqual(result.returncode, 0, result.err)
+        record = self.rounds("no-gamma")[0]
+        self.assertEqual(record["missing"], [2])
+        self.assertEqual(sorted(e["site"] for e in record["results"]), ["alpha", "beta"])
+        # All three needed: the round cannot close.
+        result = self.run_job("need-gamma", "--sites", sites, "--rounds", "1",
+                              "--round-timeout", "1.5", "--params", '{"hidden": [16]}')
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("only 2 of 3 results by the 1.5 s deadline", result.err)
+
+    def test_bad_job_files_name_the_field(self):
+        folder = os.path.join(self.cluster.dir, "jobs-bad")
+        os.makedirs(folder, exist_ok=True)
+        not_split = os.path.join(folder, "not-split.json")
+        with open(not_split, "w") as handle:
+            json.dump({"format": "something else"}, handle)
+        cases = [
+            ({"sites": ["a", "a"]}, "sites: entry 1: site a is listed twice"),
+            ({"sites": ["a b"]}, "sites: entry 0: a site name is 1 to 64 characters"),
+            ({"sites": []}, "sites: expected an array of 1 to 4096 site names"),
+            ({"sites": ["a", "b"], "tasks": 3}, "tasks: 3 tasks for 2 sites"),
+            ({"split": self.split, "sites": ["alpha", "delta"]},
+             "sites: site delta is not one of"),
+            ({"split": not_split}, "split: %s: not a split description" % not_split),
+            ({"split": "missing.json"}, "split: "),
+            ({"eval_data": "/nonexistent"}, "eval_data: /nonexistent: neither"),
+            ({"sites": ["a"], "params": {"hidden": [0]}}, "hidden (round 0, task 0): layer 1"),
+            ({"sites": ["a"], "params": {"lr": -1}}, "lr (round 0, task 0): -1, expected"),
+            ({"sites": ["a"], "params": {"site": "a"}}, "site (round 0, task 0): unknown "
+                                                        "parameter 'site'"),
+            ({"sites": ["a"], "batch": 2}, "batch: a job with sites sends each task to its site"),
+            ({"select": "test_accuracy:max"}, "select: test_accuracy needs eval_data"),
+            ({"service": "tensoravg", "initial_model": "x", "eval_data": "/tmp"},
+             "eval_data: service tensoravg evaluates no model"),
+        ]
+        for number, (settings, message) in enumerate(cases):
+            with self.subTest(settings=settings):
+                settings = dict({"service": "mlp"}, **settings)
+                path = os.path.join(folder, "job-%d.json" % number)
+                with open(path, "w") as handle:
+                    json.dump(settings, handle)
+                result = self.cluster.run_controller("--job", path, "--round-timeout", "0.5")
+                self.assertEqual(result.returncode, 2, (settings, result.err))
+                self.assertIn(message, result.err, settings)
+
+    def test_bad_tasks_are_answered_422_naming_the_field(self):
+        client = zfed.Client(self.cluster.endpoint, timeout=60)
+        try:
+            start = {name: np.zeros(shape, np.float32) for name, shape in (
+                ("fc1.weight", (8, 784)), ("fc1.bias", (8,)), ("fc2.weight", (10, 8)),
+                ("fc2.bias", (10,)))}
+            cases = [({"hidden": [8], "site": "beta"}, "site", "serves site alpha"),
+                     ({"hidden": [9], "site": "alpha"}, "global", "fc1.weight has shape [8, 784]"),
+                     ({"hidden": [8], "lr": 0, "site": "alpha"}, "lr", "expected a finite"),
+                     ({"hidden": [8], "batch_size": 0}, "batch_size", "from 1 to 65536"),
+                     ({"hidden": [8], "momentum": 2}, "momentum", "below 1"),
+                     ({"hidden": [8], "colour": 1}, "colour", "unknown parameter")]
+            for number, (params, field, text) in enumerate(cases):
+                with self.subTest(params=params):
+                    reply = client.call("mlp@alpha", zc.task("bad", 0, number, params),
+                                        model=start)
+                    self.assertIsNotNone(reply.error, params)
+                    self.assertEqual((reply.error.code, reply.error.field), (422, field))
+                    self.assertIn(text, reply.error.message)
+            good = client.call("mlp@alpha", zc.task("good", 0, 0, {"hidden": [8],
+                                                                  "site": "alpha"}), model=start)
+            self.assertIsNotNone(good.result, good.message)
+            self.assertEqual(good.result.outputs["samples"], SITE_SAMPLES)
+            self.assertEqual(set(good.result.outputs),
+                             {"model", "samples", "train_loss", "train_accuracy"})
+        finally:
+            client.close()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 */
 #include "controller/zfed_job_private.h"
 #include "zfed/zfed_safetensors.h"
+#include "zfed/zfed_service.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
 #include "zfed_test_fs.h"
@@ -938,7 +939,9 @@ static void s_test_metrics(void)
     CHECK_STR(zfed_metric_name(ZFED_METRIC_AGGREGATE), "aggregate");
     CHECK_STR(zfed_metric_name(ZFED_METRIC_RESULTS), "results");
     CHECK_STR(zfed_metric_name(ZFED_METRIC_DURATION), "duration_ms");
-    CHECK_STR(zfed_metric_name((zfed_metric_t)3), "unknown");
+    CHECK_STR(zfed_metric_name(ZFED_METRIC_TEST_ACCURACY), "test_accuracy");
+    CHECK_STR(zfed_metric_name(ZFED_METRIC_TEST_LOSS), "test_loss");
+    CHECK_STR(zfed_metric_name((zfed_metric_t)5), "unknown");
     CHECK_STR(zfed_metric_name((zfed_metric_t)1000), "unknown");
 
     zfed_metric_t metric = ZFED_METRIC_DURATION;
@@ -1123,6 +1126,57 @@ static void s_test_models(void)
     unlink(model);
 }
 
+//  Sites: one task per site, addressed to SERVICE@SITE, its params
+//  carrying the site last, which the service's view leaves out; the
+//  service's seed from the job's.
+static void s_test_sites(void)
+{
+    char text[512], error[512], path[128];
+    snprintf(text, sizeof text,
+             "{\"service\": \"mlp\", \"sites\": [\"north\", \"south\"], \"seed\": 9, "
+             "\"params\": {\"hidden\": [8]}, \"quorum\": 0.5}");
+    s_write(text, path, sizeof path);
+    zfed_job_t job;
+    zfed_job_init(&job);
+    CHECK_INT(s_job_load(&job, path, error, sizeof error), 0);
+    unlink(path);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
+    CHECK_INT(zfed_job_tasks(&job), 2);
+    CHECK_INT(zfed_job_quorum(&job), 1);
+    CHECK_STR(zfed_job_task_service(&job, 0), "mlp@north");
+    CHECK_STR(zfed_job_task_service(&job, 1), "mlp@south");
+    CHECK_STR(zfed_job_site(&job, 1), "south");
+    CHECK_INT(json_integer_value(json_object_get(job.params, "seed")), 9);
+    uint8_t *packed = NULL;
+    size_t size = 0;
+    zfed_error_t failure;
+    REQUIRE(zfed_job_pack_params(&job, 0, 1, &packed, &size, &failure) == 0);
+    msgpack_unpacked unpacked;
+    REQUIRE(zfed_unpack(&unpacked, packed, size) == 0);
+    msgpack_object *params = &unpacked.data;
+    REQUIRE(params->type == MSGPACK_OBJECT_MAP);
+    uint32_t keys = params->via.map.size;
+    const msgpack_object_kv *last = &params->via.map.ptr[keys - 1];
+    CHECK(last->key.via.str.size == 4 && memcmp(last->key.via.str.ptr, "site", 4) == 0);
+    CHECK(last->val.via.str.size == 5 && memcmp(last->val.via.str.ptr, "south", 5) == 0);
+    zfed_job_service_params(&job, params);
+    CHECK_INT(params->via.map.size, keys - 1);
+    CHECK(zfed_map_get(params, "site") == NULL && zfed_map_get(params, "hidden") != NULL);
+    msgpack_unpacked_destroy(&unpacked);
+    free(packed);
+    json_t *saved = zfed_job_to_json(&job);
+    CHECK_INT(json_array_size(json_object_get(saved, "sites")), 2);
+    json_decref(saved);
+    zfed_job_clear(&job);
+
+    //  Without sites the service is the job's, for every task.
+    zfed_job_init(&job);
+    CHECK_INT(s_job_finish(&job, error, sizeof error), 0);
+    CHECK_STR(zfed_job_task_service(&job, 3), "fib");
+    CHECK(zfed_job_site(&job, 0) == NULL);
+    zfed_job_clear(&job);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-job-XXXXXX");
@@ -1140,6 +1194,7 @@ int main(void)
     s_test_round_trip();
     s_test_metrics();
     s_test_models();
+    s_test_sites();
     s_check_error_codes();
     if (rmdir(s_dir) != 0) {
         perror(s_dir); //  a job file left behind
