@@ -9,9 +9,11 @@
 # through sudo when not root.
 set -euo pipefail
 
+# gnuplot-nox draws the federated demo's accuracy.png (run_local.sh --fl,
+# which works without it, only with no picture).
 build=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libjansson-dev
        libgmp-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist
-       libssl-dev)
+       libssl-dev gnuplot-nox)
 # Python peers, the zfed Python package (python/) and the integration tests
 # use Debian's Python with its zmq, msgpack and numpy modules
 # (/usr/bin/python3); venv, setuptools, wheel and pip install the package
@@ -21,7 +23,7 @@ build=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libjanss
 test=(python3 python3-zmq python3-msgpack python3-numpy python3-torch python3-venv
       python3-setuptools python3-wheel python3-pip valgrind clang libclang-rt-14-dev iproute2
       clang-format)
-bench=(gnuplot-nox linux-perf)
+bench=(linux-perf)
 
 wanted=("${build[@]}")
 for arg in "$@"; do

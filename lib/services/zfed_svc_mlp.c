@@ -450,8 +450,10 @@ static int s_open_data(const char *dir, zfed_data_role_t role, void **data, zfed
     for (int c = 0; c < ZFED_DATASET_CLASSES && used < sizeof classes; c++)
         used += (size_t)snprintf(classes + used, sizeof classes - used, "%s%u", c ? "," : "",
                                  counts[c]);
-    zfed_info("mlp: %u %s images from %s (per class %s)", zfed_dataset_count(set),
-              role == ZFED_DATA_TRAIN ? "training" : "evaluation", dir, classes);
+    //  A worker says what its site holds; the controller (its test set) is quieter.
+    zfed_log_at(role == ZFED_DATA_TRAIN ? ZFED_LOG_INFO : ZFED_LOG_DEBUG,
+                "mlp: %u %s images from %s (per class %s)", zfed_dataset_count(set),
+                role == ZFED_DATA_TRAIN ? "training" : "evaluation", dir, classes);
     *data = set;
     return 0;
 }

@@ -8,8 +8,10 @@ processes are found by their process group, never by a pattern over
 command lines: under ctest -j other tests' programs may use the very
 port the demo's broker had, and a pattern would count them."""
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import unittest
@@ -27,16 +29,16 @@ def group_members(pgid):
 
 class Demo(unittest.TestCase):
 
-    def start_demo(self, *args, workers="3"):
-        env = dict(os.environ, WORKERS=workers, ZFED_BUILD_DIR=BUILD_DIR)
+    def start_demo(self, *args, workers="3", env=None):
+        env = dict(os.environ, WORKERS=workers, ZFED_BUILD_DIR=BUILD_DIR, **(env or {}))
         env.pop("ZFED_KEEP", None)
         # Its own session and process group, as a terminal would give it.
         return subprocess.Popen([SCRIPT, "--workdir", self.workdir] + list(args),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True, env=env)
 
-    def run_demo(self, *args, workers="3", timeout=240):
-        demo = self.start_demo(*args, workers=workers)
+    def run_demo(self, *args, workers="3", timeout=240, env=None):
+        demo = self.start_demo(*args, workers=workers, env=env)
         demo.out, demo.err = demo.communicate(timeout=timeout)
         return demo
 
@@ -79,6 +81,27 @@ class Demo(unittest.TestCase):
         self.assertIn("run_local.sh: logs of the broker and workers are in " + folder, demo.err)
         self.assertTrue(os.path.isdir(folder))
         subprocess.run(["rm", "-rf", folder])
+
+    def test_federated_demo(self):
+        env = {"ZFED_FL_DATA": os.path.join(self.workdir, "fl-data"), "FL_SAMPLES": "1500"}
+        demo = self.run_demo("--fl", "--rounds", "2", "--job-id", "fl", workers="3", env=env)
+        self.assertEqual(demo.returncode, 0, demo.err)
+        lines = re.findall(r"^round (\d) \(\d/2\): 3/3 results .*test accuracy ([0-9.]+), "
+                           r"loss ([0-9.]+)", demo.out, re.M)
+        self.assertEqual([line[0] for line in lines], ["0", "1"], demo.out)
+        self.assertIn("best round: ", demo.out)
+        folder = os.path.join(self.workdir, "fl")
+        with open(os.path.join(folder, "summary.json")) as handle:
+            summary = json.load(handle)
+        self.assertEqual(summary["select"], "test_accuracy:max")
+        self.assertEqual([round(r["test_accuracy"], 4) for r in summary["rounds"]],
+                         [float(line[1]) for line in lines])
+        for name in ("best_model.safetensors", "split.json"):
+            self.assertTrue(os.path.exists(os.path.join(folder, name)), name)
+        if shutil.which("gnuplot"):
+            with open(os.path.join(folder, "accuracy.png"), "rb") as handle:
+                self.assertEqual(handle.read(8), b"\x89PNG\r\n\x1a\n")
+        self.assert_nothing_left(demo)
 
     def test_help_starts_nothing(self):
         result = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=30,
