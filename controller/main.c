@@ -462,6 +462,8 @@ static void s_apply(zfed_job_t *job, int option, const char *value, s_args_t *ar
             }
         if (!key)
             return; //  not a setting: handled by s_parse
+        if (option == OPT_PARAMS)
+            args->params_flag = "--params";
     }
     if (!json)
         zfed_cli_fail(PROGRAM, "out of memory");

@@ -326,6 +326,18 @@ class Federated(unittest.TestCase):
                 self.assertEqual(result.returncode, 2, (settings, result.err))
                 self.assertIn(message, result.err, settings)
 
+    def test_bad_flags_name_the_field(self):
+        cases = [(["--params", '{"lr": -1}'], "--params: lr (round 0, task 0): -1, expected"),
+                 (["--params", "[1]"], "--params: expected an object"),
+                 (["--sites", "a,,b"], "--sites: entry 1: a site name is"),
+                 (["--eval-data", "/nonexistent"], "--eval-data: /nonexistent: neither"),
+                 (["--select", "test_loss:min"], "--select: test_loss needs eval_data")]
+        for args, message in cases:
+            with self.subTest(args=args):
+                result = self.cluster.run_controller("--service", "mlp", *args)
+                self.assertEqual(result.returncode, 2, (args, result.err))
+                self.assertIn(message, result.err, args)
+
     def test_bad_tasks_are_answered_422_naming_the_field(self):
         client = zfed.Client(self.cluster.endpoint, timeout=60)
         try:
