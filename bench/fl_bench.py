@@ -22,7 +22,7 @@
      worker runs on), median of --timed epochs; and the C trainer with
      plain loops in place of OpenBLAS (what OpenBLAS is worth).
 
-    bench/fl_bench.sh [--rounds 20] [--noniid-rounds 20] [--out FILE]
+    bench/mlp_bench.sh --fl [--rounds 20] [--noniid-rounds 20] [--out FILE]
 
 Every process runs on this machine: 5 site workers, the broker and the
 controller share its cores (the load is printed: other users' too).
