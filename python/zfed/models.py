@@ -527,8 +527,8 @@ def as_model(arrays, dtypes=None):
                 if want == "BF16" and array.dtype.kind != "f":
                     raise ModelError("dtype", "tensor %s: BF16 wants float values or a uint16 "
                                      "array of raw bfloat16 bits, got %s" % (name, array.dtype))
-                # Rounded to nearest, ties to even (numpy's casts do the same).
-                array = f32_to_bf16(array) if want == "BF16" else array.astype(target)
+                # Rounded once to nearest, ties to even (numpy's casts do the same).
+                array = to_bf16(array) if want == "BF16" else array.astype(target)
         elif array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
         items.append((name, array))
@@ -654,6 +654,30 @@ def f32_to_bf16(values):
     if nan.any():
         out[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x40)).astype("<u2")
     return out.reshape(given.shape)
+
+
+def to_bf16(values):
+    """Float values of any width -> raw bfloat16 bits, rounded once to
+    nearest, ties to even (as the C side's zfed_f64_to_bf16).  Float64 is
+    first rounded to odd into binary32 (truncated, the last bit set when
+    anything was dropped), which keeps every tie and near-tie of the final
+    rounding as it was (24 bits >= 8 + 2), so f32_to_bf16 then rounds once
+    in effect; rounding to nearest twice would not: 1 + 2^-8 + 2^-30 is
+    1 + 2^-8 in binary32, a tie that goes to 1, where once it is 1 + 2^-7."""
+    values = np.asarray(values)
+    if values.dtype != np.float64 and values.dtype.kind == "f" and values.itemsize <= 4:
+        return f32_to_bf16(values)  # float16 and float32 widen exactly
+    wide = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        narrow = wide.astype(np.float32)  # to nearest; an overflow is mended below
+        back = narrow.astype(np.float64)
+        inexact = (back != wide) & ~np.isnan(wide)
+        away = inexact & (np.abs(back) > np.abs(wide))
+    bits = narrow.reshape(-1).view("<u4").copy()
+    # Rounded away from zero: one step back (same sign, magnitude minus one).
+    bits[away.reshape(-1)] -= np.uint32(1)
+    bits[inexact.reshape(-1)] |= np.uint32(1)
+    return f32_to_bf16(bits.view("<f4")).reshape(wide.shape)
 
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -94,11 +94,16 @@ def _dtype_add(array, dtype, add, out):
 
 
 def _add_through_wider(array, dtype, add):
+    # As the C worker: add rounded once from binary64 to the dtype (numpy's
+    # float64 -> float16 cast does; zm.to_bf16 for BF16), the sum in
+    # binary32, rounded to the dtype.  That second rounding is the only one
+    # of the sum: a sum of two 16-bit floats rounded to binary32 and then to
+    # the dtype is the sum rounded once, as 24 >= 2 * 11 + 2 bits.
     if dtype == "F16":
         a = np.float32(np.float16(add))
         return (array.astype(np.float32) + a).astype(np.float16)
     if dtype == "BF16":
-        a = zm.bf16_to_f32(zm.f32_to_bf16(np.float32(add)))
+        a = zm.bf16_to_f32(zm.to_bf16(np.float64(add)))
         return zm.f32_to_bf16(zm.bf16_to_f32(array) + a)
     info = np.iinfo(zm.DTYPES[dtype])
     if array.size == 0:
@@ -131,6 +136,8 @@ def tensoravg(params, model, ctx):
         raise ParamError("add", "an integer tensor needs an integer add, got %r" % add)
     out = zm.Model.empty(layout)  # one buffer: the result is sent without a copy
     for tensor in layout:
+        # A float tensor takes add as a binary64 (an integer rounded to
+        # nearest first, as the C worker reads it), an integer one exactly.
         _dtype_add(model[tensor.name], tensor.dtype,
-                   add if tensor.dtype in zm.FLOAT_DTYPES else int(add), out[tensor.name])
+                   float(add) if tensor.dtype in zm.FLOAT_DTYPES else int(add), out[tensor.name])
     return out, samples, None

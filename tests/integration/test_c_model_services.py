@@ -234,6 +234,35 @@ class CModelServices(unittest.TestCase):
                 self.client.release(reply)
             self.assertEqual(digests["c"], digests["py"], "add %r" % add)
 
+    def test_every_16_bit_float_with_adds_that_round_twice_elsewhere(self):
+        """Every finite BF16 and F16 value plus adds whose rounding into the
+        dtype through binary32 differs from rounding once (MODELS.md 11):
+        the C and the Python worker give the same bits, the bits of the
+        add rounded once and the sum rounded once."""
+        patterns = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+        bf16 = patterns[np.isfinite(zm.bf16_to_f32(patterns))]
+        f16 = patterns[np.isfinite(patterns.view(np.float16))]
+        layouts = {"BF16": [("x.bf16", "BF16", bf16.shape)], "F16": [("x.f16", "F16", f16.shape)]}
+        adds = {"BF16": [1 + 2**-8 + 2**-30,        # binary32: 1 + 2^-8, a tie, to 1
+                         -(1 + 2**-8 + 2**-40),
+                         2**-7 * (1 + 2**-8) + 2**-40,   # the same tie 7 binades down
+                         2**-134 + 2**-160,         # half the smallest subnormal, and a bit
+                         2**60 + 2**36 + 1, 0.1],   # an integer past 2^53
+                "F16": [1 + 2**-11 + 2**-30, -(1 + 2**-11 + 2**-40),
+                        2**-25 + 2**-50, 4 + 2**-9 + 2**-32, 0.1]}
+        for dtype, layout in layouts.items():
+            model = zm.Model.empty(zm.make_layout(layout))
+            model[layout[0][0]][...] = bf16 if dtype == "BF16" else f16.view(np.float16)
+            for index, add in enumerate(adds[dtype]):
+                replies = {site: self.call("tensoravg@" + site, index,
+                                           {"add": add, "samples": 1, "site": site}, model)
+                           for site in ("c", "py")}
+                for site, reply in replies.items():
+                    self.assertIsNotNone(reply.result, "%s %r: %s" % (site, add, reply.message))
+                self.assertEqual(data_sha256(replies["py"].model),
+                                 data_sha256(replies["c"].model), "%s add %r" % (dtype, add))
+                same_model(self, replies["c"].model, expected_tensoravg(model, add))
+
     def test_site_is_checked_and_taken_out(self):
         model = {"w": np.zeros(4, np.float32)}
         ok = self.call("tensoravg@c", 0, {"add": 1, "samples": 1, "site": "c"}, model)

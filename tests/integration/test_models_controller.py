@@ -25,6 +25,7 @@ import msgpack
 import numpy as np
 
 from test_models_numpy import NUMPY, as_fraction, round_fraction
+from test_python_model_services import rounded_add
 from zfedtest import PYTHON_PACKAGE_DIR, Cluster, PlainWorker, main, wait_for
 
 sys.path.insert(0, PYTHON_PACKAGE_DIR)
@@ -77,9 +78,10 @@ def tensoravg(arrays, dtypes, add):
         elif dtype == "F32":
             out[name] = (array + np.float32(add)).astype(np.float32)
         elif dtype == "F16":
-            out[name] = (array.astype(np.float32) + np.float32(np.float16(add))).astype(np.float16)
+            a = np.float32(rounded_add(add, "F16"))
+            out[name] = (array.astype(np.float32) + a).astype(np.float16)
         elif dtype == "BF16":
-            a = zm.bf16_to_f32(zm.f32_to_bf16(np.float32(add)))
+            a = np.float32(rounded_add(add, "BF16"))
             out[name] = zm.f32_to_bf16(zm.bf16_to_f32(array) + a)
         else:
             out[name] = (array.astype(object) + int(add)).astype(array.dtype)

@@ -40,7 +40,7 @@ EXACT_ADDS = [1, 2, -3, 4, 0, 7]
 # Float adds for float-only models: decimals, and values whose rounding into
 # BF16 needs care: 1 + 2^-8 + 2^-30 is 1 + 2^-8 (a BF16 tie, to even: 1) in
 # binary32 but 1 + 2^-7 rounded once from binary64.
-FLOAT_ADDS = [0.5, -1.25, 0.1, 3.0, -2.75, 1e-3]
+FLOAT_ADDS = [0.5, -1.25, 0.1, 1 + 2**-8 + 2**-30, -(1 + 2**-8 + 2**-40), 1e-3]
 SAMPLES = [1, 2, 3, 1, 4, 5]
 
 EVERY_DTYPE = [("h.f16", "F16", (3,)), ("w.f32", "F32", (4, 5)), ("b.f64", "F64", (6,)),

@@ -4,12 +4,15 @@ fed by zfed.Client: models inline (one data frame, read without a copy) and
 by reference (fetched in chunks from blob services both ways, cached by
 id, held until released or for --hold-ms, 507 over --hold-bytes)."""
 
+import math
 import os
 import sys
 import unittest
+from fractions import Fraction
 
 import numpy as np
 
+from test_models_numpy import round_fraction
 from zfedtest import PYTHON_PACKAGE_DIR, Cluster, main, wait_for
 
 sys.path.insert(0, PYTHON_PACKAGE_DIR)
@@ -23,6 +26,17 @@ import zfed.worker  # noqa: E402
 MIB = 1 << 20
 
 
+def rounded_add(add, dtype):
+    """add (a float64; an integer rounded to one first) rounded once into a
+    16-bit float dtype, by test_models_numpy's exact rounding, as a float."""
+    bits = round_fraction(Fraction(float(add)), dtype)
+    if bits is None:
+        return math.copysign(math.inf, add)
+    if dtype == "BF16":
+        return float(zm.bf16_to_f32(np.uint16(bits)))
+    return float(np.uint16(bits).view(np.float16))
+
+
 def expected_tensoravg(model, add):
     """MODELS.md 11, computed here with numpy on its own."""
     out = {}
@@ -33,10 +47,10 @@ def expected_tensoravg(model, add):
         elif dtype == "F32":
             out[name] = (array + np.float32(add)).astype(np.float32)
         elif dtype == "F16":
-            out[name] = (array.astype(np.float32) + np.float32(np.float16(add))) \
+            out[name] = (array.astype(np.float32) + np.float32(rounded_add(add, "F16"))) \
                 .astype(np.float16)
         elif dtype == "BF16":
-            a = zm.bf16_to_f32(zm.f32_to_bf16(np.float32(add)))
+            a = np.float32(rounded_add(add, "BF16"))
             out[name] = zm.f32_to_bf16(zm.bf16_to_f32(array) + a)
         else:
             out[name] = np.asarray(array.astype(object) + int(add)).astype(array.dtype)

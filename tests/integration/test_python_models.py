@@ -3,15 +3,18 @@ tree): the codec agrees with schemas/model-vectors.json, models go to and
 from the wire without copies, and safetensors files round-trip."""
 
 import json
+import math
 import os
 import struct
 import sys
 import tempfile
 import unittest
+from fractions import Fraction
 
 import numpy as np
 import zmq
 
+from test_models_numpy import round_fraction
 from zfedtest import SOURCE_DIR, main
 
 sys.path.insert(0, os.path.join(SOURCE_DIR, "python"))
@@ -191,6 +194,39 @@ class ZeroCopy(unittest.TestCase):
             return
         expected = torch.tensor(values).to(torch.bfloat16).view(torch.int16).numpy()
         self.assertEqual(bits.view(np.int16).tolist(), expected.tolist())
+
+    def test_float64_rounds_once_into_bf16(self):
+        """zm.to_bf16 against an exact rounding (test_models_numpy's, on
+        fractions): ties and near-ties that rounding through binary32
+        first would move, subnormals, the range's edge, signed zeros."""
+        rng = np.random.default_rng(5)
+        ties = [(1 + 2**-8) * 2.0**e for e in (-140, -130, -126, -20, 0, 7, 120)]
+        values = [1 + 2**-8 + 2**-30, -(1 + 2**-8 + 2**-40), 1 + 2**-8 - 2**-30,
+                  1 + 3 * 2**-8 - 2**-35, 2**-134 + 2**-160, 2**-134, -2**-150, 2**-170,
+                  0.0, -0.0, 0.1, 3.3895313892515355e38, 3.3961775292304e38, 3.4e38, 1e39,
+                  -1e300, 2.0**60 + 2.0**36]
+        for tie in ties:
+            values += [tie, tie + tie * 2**-30, tie - tie * 2**-30, -tie - tie * 2**-40]
+        values += list(rng.normal(size=500) * 2.0 ** rng.integers(-140, 128, size=500))
+        values += list(rng.integers(0, 1 << 63, size=500).view(np.float64))  # any bits
+        values = [v for v in values if np.isfinite(v)]
+        got = zm.to_bf16(np.array(values)).tolist()
+        for value, bits in zip(values, got):
+            want = round_fraction(Fraction(value), "BF16")
+            want = 0x7F80 | (0x8000 if value < 0 else 0) if want is None else want
+            if value == 0:
+                want = 0x8000 if math.copysign(1, value) < 0 else 0
+            self.assertEqual(bits, want, "%r (%s)" % (value, value.hex()))
+        # One rounding where binary32 first gives another answer.
+        self.assertEqual(int(zm.to_bf16(np.float64(1 + 2**-8 + 2**-30))), 0x3F81)
+        self.assertEqual(int(zm.f32_to_bf16(np.float32(1 + 2**-8 + 2**-30))), 0x3F80)
+        self.assertEqual(zm.to_bf16(np.array([np.inf, -np.inf])).tolist(), [0x7F80, 0xFF80])
+        self.assertTrue(np.isnan(zm.bf16_to_f32(zm.to_bf16(np.float64(np.nan)))))
+        # Narrower floats widen exactly, and a float64 array for a BF16
+        # tensor is rounded once too.
+        self.assertEqual(zm.to_bf16(np.float32(1.00390625)).tolist(), 0x3F80)
+        model = zm.as_model({"w": np.array([1 + 2**-8 + 2**-30])}, {"w": "BF16"})
+        self.assertEqual(model["w"].tolist(), [0x3F81])
 
     def test_non_finite_elements_are_found(self):
         model = every_dtype_model()
