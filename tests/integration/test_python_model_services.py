@@ -156,6 +156,20 @@ class ModelServices(unittest.TestCase):
         self.assertEqual((error.code, error.task_id), (400, 11))
         self.assertIn("data frame", error.message)
 
+    def test_a_raising_model_service_is_answered_500_and_the_worker_serves_on(self):
+        # scale without its "factor": a KeyError on a compute thread.
+        model = {"w": np.arange(3, dtype=np.float32)}
+        for task_id in range(3):  # every time, and the worker is still there
+            error = self.client.call("scale", zc.task("raise", 0, task_id, {"samples": 1}),
+                                     model=model).error
+            self.assertIsNotNone(error)
+            self.assertEqual((error.code, error.field, error.task_id), (500, "", task_id))
+            self.assertIn("KeyError", error.message)
+            self.assertIn("factor", error.message)
+        reply = self.client.call("scale", zc.task("raise", 0, 3, {"factor": 2.0}), model=model)
+        self.assertIsNotNone(reply.result, reply.message)
+        self.assertEqual(reply.model["w"].tolist(), [0.0, 2.0, 4.0])
+
     def test_a_large_model_goes_by_reference_in_chunks_and_is_released(self):
         rng = np.random.default_rng(2)
         # 6 MiB + a bit: 2 chunks of 4 MiB each way.
