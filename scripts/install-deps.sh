@@ -19,7 +19,8 @@ build=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libjanss
 # (/usr/bin/python3); venv, setuptools, wheel and pip install the package
 # into a venv without the network (pip install --no-index
 # --no-build-isolation ./python); the MLP's tests check the C trainer
-# against numpy and torch.optim.SGD.
+# against numpy and torch.optim.SGD, and examples/torch (run in CI by
+# test_torch_example) trains its sites in torch.
 test=(python3 python3-zmq python3-msgpack python3-numpy python3-torch python3-venv
       python3-setuptools python3-wheel python3-pip valgrind clang libclang-rt-14-dev iproute2
       clang-format)
