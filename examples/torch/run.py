@@ -88,19 +88,15 @@ def wait_for_services(endpoint, services, timeout=60):
 
 
 def reported_accuracy(folder, best):
-    """The test accuracy the controller scored the best round's model at."""
-    if best.get("metric") == "test_accuracy" and isinstance(best.get("value"), float):
-        return best["value"]
+    """The test accuracy the controller scored the best round's model at:
+    best.json's value (--select test_accuracy:max), which is the round
+    record's test_accuracy."""
     with open(os.path.join(folder, "rounds", "round-%06d.json" % best["round"])) as handle:
         record = json.load(handle)
-    stack = [record]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("test_accuracy"), float):
-                return item["test_accuracy"]
-            stack.extend(item.values())
-    raise SystemExit("run.py: the controller reported no test accuracy in %s" % folder)
+    if best["metric"] != "test_accuracy" or best["value"] != record.get("test_accuracy"):
+        raise SystemExit("run.py: best.json %r and the round record's test_accuracy %r differ"
+                         % (best, record.get("test_accuracy")))
+    return best["value"]
 
 
 def main():
