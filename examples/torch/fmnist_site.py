@@ -17,6 +17,7 @@ accuracy of its last local epoch.  torch's threads: OMP_NUM_THREADS."""
 
 import functools
 import gzip
+import math
 import os
 import zlib
 
@@ -74,8 +75,14 @@ def read_set(folder, prefix):
 
 @functools.lru_cache(maxsize=1)
 def shard(site):
-    """This site's training images, read once per process."""
-    return read_set(os.path.join(os.environ.get("FMNIST_SHARDS", "shards"), site), "train")
+    """This site's training images, read once per process (500, field
+    "data", when it has none: schemas/SERVICES.md 2.6)."""
+    folder = os.path.join(os.environ.get("FMNIST_SHARDS", "shards"), site or "")
+    try:
+        return read_set(folder, "train")
+    except (OSError, ValueError, EOFError) as failure:
+        raise zfed.ServiceError(500, "no shard for site %s: %s (FMNIST_SHARDS)"
+                                % (site, failure), field="data") from failure
 
 
 def accuracy(net, images, labels):
@@ -127,6 +134,9 @@ def train(params, model, ctx):
             optimiser.step()
             loss_sum += loss.item() * len(batch)
             correct += int((out.argmax(1) == labels[batch]).sum())
+    if not math.isfinite(loss_sum):
+        raise zfed.ParamError("lr", "training diverged at lr %g (train loss %s): try a smaller lr"
+                              % (lr, loss_sum))
     ctx.log.info("%s round %d: train loss %.4f, accuracy %.4f", ctx.site, ctx.round,
                  loss_sum / len(labels), correct / len(labels))
     new = {name: tensor.detach().numpy() for name, tensor in net.state_dict().items()}
