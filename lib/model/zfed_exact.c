@@ -984,6 +984,98 @@ static inline __attribute__((always_inline)) int s_round_fast(int64_t mantissa, 
         }                                                                                          \
     } while (0)
 
+#ifdef HAVE_AVX2_KERNEL
+//  s_round_fast into F32 on 4 narrow elements at once, with the same
+//  operations in the same order, so the same doubles and the same bits:
+//  the int64 mantissa to double exactly rounded (its high 16 and low 48
+//  bits as exact doubles, one rounding in their sum: Mysticial's
+//  conversion, as AVX2 has no cvtepi64_pd), times 2^E times 1 / divisor.
+//  Stores the 4 results and returns a mask of the lanes s_round_fast
+//  would refuse (spilled elements, ties, subnormals, overflow), which the
+//  caller rounds one by one; a zero mantissa is +0, as there.
+__attribute__((target("avx2"), always_inline)) static inline int
+s_round4_f32(const int64_t *lo, const int16_t *code, __m256d reciprocal, uint8_t *out)
+{
+    const __m256i magic_high = _mm256_castpd_si256(_mm256_set1_pd(442721857769029238784.0));
+    const __m256d magic_all = _mm256_set1_pd(442726361368656609280.0);
+    const __m256i magic_low = _mm256_castpd_si256(_mm256_set1_pd(4503599627370496.0));
+    __m256i m = _mm256_loadu_si256((const __m256i *)lo);
+    __m256i high = _mm256_blend_epi16(_mm256_srai_epi32(m, 16), _mm256_setzero_si256(), 0x33);
+    high = _mm256_add_epi64(high, magic_high);
+    __m256i low = _mm256_blend_epi16(m, magic_low, 0x88);
+    __m256d md = _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(high), magic_all),
+                               _mm256_castsi256_pd(low));
+    __m256i c = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)code));
+    //  exp = EXP_EMPTY - code within +-SCALE_RANGE, else refused.
+    __m256i code_bad =
+        _mm256_or_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(EXP_EMPTY - SCALE_RANGE), c),
+                        _mm256_cmpgt_epi64(c, _mm256_set1_epi64x(EXP_EMPTY + SCALE_RANGE)));
+    __m256i spilled = _mm256_cmpgt_epi64(_mm256_setzero_si256(), c);
+    __m256i power =
+        _mm256_slli_epi64(_mm256_sub_epi64(_mm256_set1_epi64x(EXP_EMPTY + 1023), c), 52);
+    __m256d y = _mm256_mul_pd(md, _mm256_mul_pd(_mm256_castsi256_pd(power), reciprocal));
+    __m256i bits = _mm256_castpd_si256(y);
+    __m256i biased = _mm256_and_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x7ff));
+    //  extra - (half - TIE_MARGIN) in [0, 2 TIE_MARGIN]: near a tie.
+    __m256i near = _mm256_sub_epi64(_mm256_and_si256(bits, _mm256_set1_epi64x((1LL << 29) - 1)),
+                                    _mm256_set1_epi64x((1LL << 28) - TIE_MARGIN));
+    __m256i bad = _mm256_or_si256(
+        code_bad,
+        _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(1023 - 126 + 1), biased),
+                            _mm256_cmpgt_epi64(biased, _mm256_set1_epi64x(1023 + 127 - 1))),
+            _mm256_and_si256(_mm256_cmpgt_epi64(near, _mm256_set1_epi64x(-1)),
+                             _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * TIE_MARGIN + 1), near))));
+    __m256i zero = _mm256_cmpeq_epi64(m, _mm256_setzero_si256());
+    bad = _mm256_or_si256(spilled, _mm256_andnot_si256(zero, bad));
+    __m256i fraction = _mm256_and_si256(bits, _mm256_set1_epi64x((1LL << 52) - 1));
+    __m256i rounded = _mm256_add_epi64(
+        _mm256_add_epi64(
+            _mm256_slli_epi64(_mm256_sub_epi64(biased, _mm256_set1_epi64x(1023 - 127)), 23),
+            _mm256_srli_epi64(fraction, 29)),
+        _mm256_and_si256(_mm256_srli_epi64(fraction, 28), _mm256_set1_epi64x(1)));
+    rounded = _mm256_or_si256(rounded, _mm256_slli_epi64(_mm256_srli_epi64(bits, 63), 31));
+    rounded = _mm256_andnot_si256(zero, rounded);
+    __m256i packed =
+        _mm256_permutevar8x32_epi32(rounded, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    _mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(packed));
+    return _mm256_movemask_pd(_mm256_castsi256_pd(bad));
+}
+
+//  zfed_exact_round into F32 of a narrow accumulator, 4 elements at a
+//  time; the lanes s_round4_f32 refuses and the tail go the scalar way.
+__attribute__((target("avx2"))) static int s_round_f32_simd(zfed_exact_t *self, uint64_t first,
+                                                            uint64_t n, uint64_t divisor,
+                                                            double reciprocal, uint8_t *out,
+                                                            char *error, size_t error_size)
+{
+    const zfed_rounding_format_t format = ZFED_ROUNDING_FORMAT_F32;
+    __m256d reciprocals = _mm256_set1_pd(reciprocal);
+    uint64_t at = 0;
+    for (; at < n; at += 4) {
+        unsigned lanes = 0xf;
+        if (n - at >= 4)
+            lanes = (unsigned)s_round4_f32(self->lo + first + at, self->code + first + at,
+                                           reciprocals, out + at * 4);
+        else
+            lanes = (1u << (n - at)) - 1;
+        while (lanes) {
+            unsigned lane = (unsigned)__builtin_ctz(lanes);
+            lanes &= lanes - 1;
+            uint64_t index = first + at + lane, bits;
+            int16_t code = self->code[index];
+            if ((code < 0 || s_round_fast(self->lo[index], (int64_t)EXP_EMPTY - code, reciprocal,
+                                          &format, &bits) != 0) &&
+                s_round_one(self, index, divisor, ZFED_DTYPE_F32, &bits, error, error_size) != 0)
+                return -1;
+            uint32_t value = (uint32_t)bits;
+            memcpy(out + (at + lane) * sizeof value, &value, sizeof value);
+        }
+    }
+    return 0;
+}
+#endif
+
 int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t divisor,
                      zfed_dtype_t dtype, void *out, char *error, size_t error_size)
 {
@@ -1001,6 +1093,11 @@ int zfed_exact_round(zfed_exact_t *self, uint64_t first, uint64_t n, uint64_t di
         double reciprocal = 1.0 / (double)divisor;
         switch (dtype) {
         case ZFED_DTYPE_F32:
+#ifdef HAVE_AVX2_KERNEL
+            if (zfed_exact_simd())
+                return s_round_f32_simd(self, first, n, divisor, reciprocal, out, error,
+                                        error_size);
+#endif
             ROUND_FAST_LOOP(uint32_t, ZFED_DTYPE_F32, ZFED_ROUNDING_FORMAT_F32);
             return 0;
         case ZFED_DTYPE_F16:

@@ -338,6 +338,97 @@ static void test_rounding_edges(void)
     zfed_exact_destroy(&acc);
 }
 
+//  The F32 rounding of a block of elements (4 at a time in AVX2) against
+//  the same elements rounded one by one (the scalar way), SIMD on and off:
+//  edge cases in every lane position, beside ordinary values.
+static void test_rounding_block_edges(void)
+{
+    static const double edges[] = {
+        0.0,                      //  an empty element: +0
+        1.0 + 0x1p-24,            //  a tie: to even (1)
+        1.0 + 3 * 0x1p-24,        //  a tie: to even (up)
+        1.0 + 0x1p-24 + 0x1p-52,  //  a hair above a tie
+        1.0 + 0x1p-24 - 0x1p-52,  //  a hair below
+        -(1.0 + 0x1p-24),         //  a negative tie
+        0x1p-149 * 1.5,           //  subnormal, a tie
+        0x1p-126,                 //  the smallest normal
+        0x1p-126 * (1 - 0x1p-30), //  just below it: rounds up to it
+        -0x1p-200,                //  to -0
+        (double)FLT_MAX,          //  the largest F32
+        0x1p127,                  //  at the top exponent
+        1e300,                    //  spills beside 1e-300 (below): too big for F32 alone
+        0.1,
+        -0.3,
+        12345.678,
+    };
+    const size_t count = 4 * 37 + 3; //  a tail of 3
+    const size_t kinds = sizeof edges / sizeof edges[0];
+    zfed_exact_t *acc = zfed_exact_new(count);
+    uint64_t divisors[] = {1, 3, 7, 60000};
+    for (size_t i = 0; i < count; i++) {
+        double value = edges[(i * 7 + i / kinds) % kinds];
+        if (value == 1e300) {
+            //  +1e300 - 1e300 + a small value: exact zero, then 1e-300,
+            //  then 2^-10: the element leaves the narrow representation.
+            s_fold_f64(acc, i, 1e300, 1);
+            s_fold_f64(acc, i, -1e300, 1);
+            s_fold_f64(acc, i, 1e-300, 1);
+            s_fold_f64(acc, i, 0x1p-10, 1);
+        } else if (value != 0.0)
+            s_fold_f64(acc, i, value, 1);
+    }
+    for (size_t d = 0; d < sizeof divisors / sizeof divisors[0]; d++) {
+        float *block = calloc(count, sizeof *block);
+        char error[128];
+        for (int simd = 1; simd >= 0; simd--) {
+            zfed_exact_set_simd(simd);
+            CHECK(zfed_exact_round(acc, 0, count, divisors[d], ZFED_DTYPE_F32, block, error,
+                                   sizeof error) == 0);
+            //  Offsets 1-3 put every value in every lane.
+            for (size_t shift = 0; shift < 4; shift++) {
+                float *part = calloc(count, sizeof *part);
+                CHECK(zfed_exact_round(acc, shift, count - shift, divisors[d], ZFED_DTYPE_F32, part,
+                                       error, sizeof error) == 0);
+                CHECK(memcmp(part, block + shift, (count - shift) * sizeof *part) == 0);
+                free(part);
+            }
+            for (size_t i = 0; i < count; i++) {
+                float one = s_round_f32(acc, i, divisors[d]);
+                CHECK(memcmp(&one, &block[i], sizeof one) == 0);
+            }
+        }
+        zfed_exact_set_simd(true);
+        free(block);
+    }
+    //  Spot checks of the block against known values (divisor 1).
+    float block[4 * 37 + 3];
+    char error[128];
+    CHECK(zfed_exact_round(acc, 0, count, 1, ZFED_DTYPE_F32, block, error, sizeof error) == 0);
+    for (size_t i = 0; i < count; i++) {
+        double value = edges[(i * 7 + i / kinds) % kinds];
+        if (value == 1.0 + 0x1p-24 || value == 1.0 + 0x1p-24 - 0x1p-52)
+            CHECK(block[i] == 1.0f);
+        else if (value == 1.0 + 0x1p-24 + 0x1p-52)
+            CHECK(block[i] == 1.0f + 0x1p-23f);
+        else if (value == 0x1p-149 * 1.5)
+            CHECK(block[i] == 0x1p-148f);
+        else if (value == -0x1p-200)
+            CHECK(block[i] == 0.0f && signbit(block[i]));
+        else if (value == 0.0)
+            CHECK(block[i] == 0.0f && !signbit(block[i]));
+        else if (value == 1e300)
+            CHECK(block[i] == (float)(1e-300 + 0x1p-10));
+        else if (value == 0x1p-126 * (1 - 0x1p-30))
+            CHECK(block[i] == 0x1p-126f);
+        else
+            CHECK(block[i] == (float)value);
+    }
+    zfed_exact_stats_t stats;
+    zfed_exact_stats(acc, &stats);
+    CHECK(stats.spilled > 0 && !stats.wide); //  the fast path ran, beside spilled elements
+    zfed_exact_destroy(&acc);
+}
+
 //  Many divisors (1, powers of two, odd, near 2^64) over large integer
 //  sums, into every float dtype and I64; ties built on purpose.
 static void test_divisors(void)
@@ -507,6 +598,7 @@ int main(void)
 {
     test_arguments();
     test_rounding_edges();
+    test_rounding_block_edges();
     test_integer_rounding();
     test_divisors();
     test_nan_poisons();
