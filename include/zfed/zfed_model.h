@@ -165,6 +165,24 @@ typedef void(zfed_model_free_fn)(void *data, void *hint);
 //  A model of layout (which it takes: *layout_p becomes NULL) with zeroed
 //  bytes.  NULL when memory runs out (*layout_p then stays the caller's).
 zfed_model_t *zfed_model_new(zfed_layout_t **layout_p);
+//  The same with bytes left undefined, for a caller that writes every one
+//  of them before it reads any: a big model may then reuse a spare buffer
+//  of the pool below instead of faulting in fresh pages.
+zfed_model_t *zfed_model_new_uninit(zfed_layout_t **layout_p);
+
+//  Models of ZFED_MODEL_MAP_MIN bytes or more get buffers mapped for
+//  themselves (huge pages advised).  A process may keep up to `buffers`
+//  (at most ZFED_MODEL_POOL_MAX) of them when their models are destroyed,
+//  for zfed_model_new_uninit to reuse; a spare idle for idle_ms goes back
+//  to the system at the next zfed_model_pool_trim.  Off (0) by default.
+//  Thread-safe, as is everything below on distinct models.
+#define ZFED_MODEL_MAP_MIN  ((uint64_t)8 << 20)
+#define ZFED_MODEL_POOL_MAX 4
+void zfed_model_pool_keep(size_t buffers, int64_t idle_ms);
+//  Unmaps spares idle for idle_ms at now_ms (zfed_clock_ms(); INT64_MAX:
+//  now) and spares beyond the kept count; returns how many went.
+size_t zfed_model_pool_trim(int64_t now_ms);
+size_t zfed_model_pool_size(void);
 //  A model over the caller's buffer of size bytes, which must be the
 //  layout's size; free_fn (may be NULL) gets data and hint when the model
 //  is destroyed.  On success the model takes both the layout and the

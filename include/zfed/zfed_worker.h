@@ -41,6 +41,10 @@ extern "C" {
 #define ZFED_WORKER_SITE_MAX         64   //  --site: a job_id-like name
 //  Globals kept beside those in use (MODELS.md 8: the last one).
 #define ZFED_WORKER_CACHED_MODELS 1
+//  Spare model buffers kept for the next round (zfed_model_pool_keep):
+//  its global and its result; one idle this long goes back to the system.
+#define ZFED_WORKER_SPARE_MODELS  2
+#define ZFED_WORKER_SPARE_IDLE_MS 30000
 
 typedef struct {
     const char *endpoint; //  broker endpoint

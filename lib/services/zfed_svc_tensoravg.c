@@ -225,7 +225,7 @@ static int s_train(const msgpack_object *params, const zfed_task_ctx_t *ctx,
         return -1;
     const zfed_layout_t *layout = zfed_model_layout(global);
     zfed_layout_t *copy = zfed_layout_dup(layout);
-    zfed_model_t *model = copy ? zfed_model_new(&copy) : NULL;
+    zfed_model_t *model = copy ? zfed_model_new_uninit(&copy) : NULL; //  every byte written
     if (!model) {
         zfed_layout_destroy(&copy);
         zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory for a model of %llu bytes",

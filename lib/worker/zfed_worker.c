@@ -762,7 +762,7 @@ static download_t *s_download_start(zfed_worker_t *self, const zfed_descriptor_t
     zfed_layout_t *layout = NULL;
     if (zfed_descriptor_copy(&download->descriptor, descriptor) != 0 ||
         !(layout = zfed_layout_dup(descriptor->layout)) ||
-        !(download->model = zfed_model_new(&layout)) ||
+        !(download->model = zfed_model_new_uninit(&layout)) ||
         !(download->arrived = calloc(zfed_descriptor_chunks(descriptor) + 1, 1)) ||
         (self->config.verify && !(download->hash = zfed_sha256_new()))) {
         snprintf(reason, reason_size, "out of memory for a model of %llu bytes",
@@ -918,6 +918,7 @@ static void s_tick(zfed_worker_t *self, int64_t now)
         } else if (had_socket && !connection->mdpw.socket)
             self->items_dirty = true; //  the broker fell silent
     }
+    zfed_model_pool_trim(now);
     //  A quarter interval: heartbeats leave at most 1.25 intervals apart.
     self->tick_at_ms =
         now + (self->config.heartbeat_ms / 4 > 0 ? self->config.heartbeat_ms / 4 : 1);
@@ -1178,6 +1179,9 @@ static int s_models_new(zfed_worker_t *self)
 {
     const zfed_worker_config_t *config = &self->config;
     self->cache = zfed_model_cache_new(ZFED_WORKER_CACHED_MODELS);
+    //  A round's global and result go as the next round's arrive: spare
+    //  buffers for both save faulting their pages in again.
+    zfed_model_pool_keep(ZFED_WORKER_SPARE_MODELS, ZFED_WORKER_SPARE_IDLE_MS);
     zfed_blob_server_config_t blob;
     zfed_blob_server_config_defaults(&blob);
     blob.endpoint = config->endpoint;
