@@ -97,6 +97,17 @@ uint64_t zfed_safetensors_data_offset(const zfed_safetensors_t *self);
 //  one open file at once.
 int zfed_safetensors_read(zfed_safetensors_t *self, uint64_t offset, void *buffer, size_t size,
                           char *error, size_t error_size);
+//  Maps the file read-only (once; the mapping lives until the file is
+//  closed) and returns its data's first byte, so it can be sent without
+//  a copy; NULL with the reason (no data, or mmap failed).  The file must
+//  not shrink while it is mapped (a read past its end would be SIGBUS):
+//  zfed replaces its model files by rename, never in place.
+const uint8_t *zfed_safetensors_map(zfed_safetensors_t *self, char *error, size_t error_size);
+//  Unmaps the pages of data [offset, offset + size) from our address space
+//  for now (madvise DONTNEED: the page cache keeps them, a later read maps
+//  them again), so a file served in chunks does not count in our RSS
+//  whole.  Any thread; a no-op when the file is not mapped.
+void zfed_safetensors_map_drop(zfed_safetensors_t *self, uint64_t offset, size_t size);
 
 // --------------------------------------------------------------------------
 //  Writing in chunks

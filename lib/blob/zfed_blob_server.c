@@ -6,8 +6,10 @@
     worker the results not yet released), and a fetch costs a chunk's
     worth of copying elsewhere anyway.
 
-    A chunk of a model in memory goes out as a frame over the model's own
-    bytes (zmq_msg_init_data): no copy.  libzmq frees such a frame on its
+    A chunk of a model in memory, or of a model file (mapped read-only),
+    goes out as a frame over the model's own bytes (zmq_msg_init_data): no
+    copy, where a pread per chunk copied every byte once more on the
+    owner's thread and malloc'ed a buffer for it.  libzmq frees such a frame on its
     I/O thread whenever it is done with it, so each entry counts its
     frames in flight atomically, and the model is destroyed by whichever
     comes last: the entry's removal or the last frame's release.
@@ -46,6 +48,7 @@ typedef struct {
     uint32_t chunk;
     int64_t expires_at_ms; //  0: never
     zfed_model_t *model;   //  in memory, or NULL for a reader
+    const uint8_t *mapped; //  a reader's data mapped (its file's), or NULL
     zfed_blob_read_fn *read;
     zfed_blob_close_fn *close;
     void *reader;
@@ -78,9 +81,17 @@ static void s_entry_unref(entry_t *entry)
 }
 
 //  libzmq is done with a chunk frame over an entry's model (any thread).
+//  A mapped file's pages of the chunk leave our address space, so the
+//  file never counts in our RSS whole (only chunks in flight do).
 static void s_frame_done(void *data, void *hint)
 {
-    s_entry_unref(hint);
+    entry_t *entry = hint;
+    if (entry->mapped) {
+        uint64_t offset = (uint64_t)((const uint8_t *)data - entry->mapped);
+        uint64_t length = entry->size - offset < entry->chunk ? entry->size - offset : entry->chunk;
+        zfed_safetensors_map_drop(entry->reader, offset, (size_t)length);
+    }
+    s_entry_unref(entry);
 }
 
 static void s_buffer_done(void *data, void *hint)
@@ -192,9 +203,19 @@ int zfed_blob_server_hold_file(zfed_blob_server_t *self, const uint8_t id[ZFED_M
     if (!file_p || !*file_p)
         return zfed_reason_set(reason, reason_size, NULL, "no file");
     uint64_t size = zfed_layout_nbytes(zfed_safetensors_layout(*file_p));
-    if (zfed_blob_server_hold_reader(self, id, size, chunk, s_file_read, s_file_close, *file_p,
-                                     hold_ms, reason, reason_size) != 0)
+    //  Mapped when it can be (pread per chunk when not: an empty model,
+    //  or a file system that cannot map).
+    char why[REASON_MAX];
+    const uint8_t *mapped = size > 0 ? zfed_safetensors_map(*file_p, why, sizeof why) : NULL;
+    if (size > 0 && !mapped)
+        zfed_warn("%s: %s; serving the model by pread", self->service, why);
+    entry_t *entry = NULL;
+    if (s_add(self, id, size, chunk, hold_ms, false, &entry, reason, reason_size) != 0)
         return -1;
+    entry->read = s_file_read;
+    entry->close = s_file_close;
+    entry->reader = *file_p;
+    entry->mapped = mapped;
     *file_p = NULL;
     return 0;
 }
@@ -270,8 +291,9 @@ static void s_reply_chunk(zfed_blob_server_t *self, const zfed_view_t *address,
 static int s_chunk_frame(entry_t *entry, uint64_t offset, size_t length, zmq_msg_t *frame,
                          char *error, size_t error_size)
 {
-    if (entry->model) {
-        uint8_t *bytes = (uint8_t *)zfed_model_data(entry->model) + offset;
+    if (entry->model || entry->mapped) {
+        uint8_t *bytes = entry->model ? (uint8_t *)zfed_model_data(entry->model) + offset
+                                      : (uint8_t *)entry->mapped + offset;
         atomic_fetch_add(&entry->refs, 1);
         if (zmq_msg_init_data(frame, bytes, length, s_frame_done, entry) != 0) {
             atomic_fetch_sub(&entry->refs, 1);

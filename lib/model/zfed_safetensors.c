@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -410,6 +411,8 @@ struct _zfed_safetensors_t {
     json_t *metadata;
     uint64_t data_offset;
     uint64_t data_size;
+    void *map; //  the whole file, read-only, once zfed_safetensors_map ran
+    size_t map_size;
 };
 
 //  pread of exactly size bytes at offset, retried; 0, or -1 with errno
@@ -505,6 +508,8 @@ void zfed_safetensors_close(zfed_safetensors_t **self_p)
     if (!self_p || !*self_p)
         return;
     zfed_safetensors_t *self = *self_p;
+    if (self->map)
+        munmap(self->map, self->map_size);
     if (self->fd >= 0)
         close(self->fd);
     zfed_layout_destroy(&self->layout);
@@ -543,6 +548,41 @@ int zfed_safetensors_read(zfed_safetensors_t *self, uint64_t offset, void *buffe
         return -1;
     }
     return 0;
+}
+
+const uint8_t *zfed_safetensors_map(zfed_safetensors_t *self, char *error, size_t error_size)
+{
+    if (self->map)
+        return (const uint8_t *)self->map + self->data_offset;
+    if (self->data_size == 0 || self->data_offset + self->data_size > SIZE_MAX) {
+        snprintf(error, error_size, "map: no data to map");
+        return NULL;
+    }
+    size_t size = (size_t)(self->data_offset + self->data_size);
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, self->fd, 0);
+    if (map == MAP_FAILED) {
+        snprintf(error, error_size, "map: %s", strerror(errno));
+        return NULL;
+    }
+    self->map = map;
+    self->map_size = size;
+    return (const uint8_t *)map + self->data_offset;
+}
+
+void zfed_safetensors_map_drop(zfed_safetensors_t *self, uint64_t offset, size_t size)
+{
+    if (!self->map || size == 0)
+        return;
+    //  Whole pages around the range: the file's pages stay in the page
+    //  cache, so a later read of a neighbour just maps them again.
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t base = (uintptr_t)self->map;
+    uintptr_t start = (base + (uintptr_t)(self->data_offset + offset)) & ~(page - 1);
+    uintptr_t end = base + (uintptr_t)(self->data_offset + offset) + size;
+    end = (end + page - 1) & ~(page - 1);
+    if (end > base + self->map_size)
+        end = (base + self->map_size + page - 1) & ~(page - 1);
+    madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 // --------------------------------------------------------------------------
