@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -54,6 +55,35 @@ def vm_hwm(pid):
     except OSError:
         pass
     return 0
+
+
+def cpu_of(pid):
+    """CPU-seconds (user + system) and minor page faults of a live process."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return {"cpu_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "minflt": 0}
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
+    return {"cpu_s": user + system, "user_s": user, "sys_s": system, "minflt": int(fields[7])}
+
+
+def children_usage():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
+
+
+def usage_since(before):
+    """CPU of the children reaped since children_usage() gave before."""
+    after = children_usage()
+    user, system = after[0] - before[0], after[1] - before[1]
+    return {"cpu_s": user + system, "user_s": user, "sys_s": system,
+            "minflt": after[2] - before[2]}
+
+
+def load_average():
+    return os.getloadavg()
 
 
 class Processes:
@@ -104,6 +134,7 @@ class Bench:
         self.build = os.path.abspath(args.build)
         self.dir = tempfile.mkdtemp(prefix="zfed-bench-models-")
         self.figures = {}
+        self.tasks = args.tasks
 
     def binary(self, name):
         for folder in (self.build, os.path.join(self.build, "bench")):
@@ -139,9 +170,11 @@ class Bench:
                                     endpoint, "--workdir", workdir, "--job-id", job_id,
                                     "--no-progress", "-q"], stderr=log)
         peak = 0
+        before = children_usage()
         while process.poll() is None:
             peak = max(peak, vm_hwm(process.pid))
             time.sleep(0.02)
+        self.last_controller_cpu = usage_since(before)
         if process.returncode != 0:
             raise RuntimeError("%s failed (%s):\n%s" % (job_id, process.returncode,
                                open(log.name).read()[-2000:]))
@@ -161,18 +194,23 @@ class Bench:
                                              "--bind", "tcp://127.0.0.1:*"], "baseline-broker")
             workers = procs.start("baseline-workers", [
                 self.binary("zfed-bench-baseline"), "workers", "--connect", endpoint,
-                "--count", str(TASKS), "--threads", "2", "--credit", "4",
+                "--count", str(self.tasks), "--threads", "2", "--credit", "4",
                 "--bulk-bytes", str(CHUNK)])
             time.sleep(0.5)
+            before = children_usage()
             load = subprocess.run([self.binary("zfed-bench-baseline"), "load", "--connect",
-                                   endpoint, "--mode", "model", "--tasks", str(TASKS),
+                                   endpoint, "--mode", "model", "--tasks", str(self.tasks),
                                    "--rounds", str(rounds), "--warmup-rounds", "1",
                                    "--model-bytes", str(model_bytes), "--chunk", str(CHUNK),
                                    "--timeout", "120"], capture_output=True, text=True)
             if load.returncode != 0:
                 raise RuntimeError("baseline load failed:\n" + load.stderr[-2000:])
+            load_cpu = usage_since(before)
             result = json.loads(load.stdout)
             return {"round_s": result["latency_us"]["p50"] / 1e6,
+                    "cpu": {"broker": cpu_of(broker.pid), "workers": cpu_of(workers.pid),
+                            "client": load_cpu},
+                    "cpu_rounds": rounds + 1, "loadavg": load_average(),
                     "rounds_s": [result["latency_us"]["p50"] / 1e6],
                     "broker_rss": vm_hwm(broker.pid), "workers_rss": vm_hwm(workers.pid)}
 
@@ -186,15 +224,19 @@ class Bench:
                                              "tcp://127.0.0.1:*"], "zfed-broker")
             workers = [procs.start("zfed-worker-%d" % i, [
                 self.binary("zfed-worker"), "-q", "--service", "tensoravg", "--connect",
-                endpoint, "--name", "bench-%d" % i]) for i in range(TASKS)]
-            self.wait_workers(endpoint, "tensoravg", TASKS)
+                endpoint, "--name", "bench-%d" % i]) for i in range(self.tasks)]
+            self.wait_workers(endpoint, "tensoravg", self.tasks)
             job = {"service": "tensoravg", "initial_model": model, "rounds": rounds,
-                   "tasks": TASKS, "round_timeout": 600, "keep_models": "none",
+                   "tasks": self.tasks, "round_timeout": 600, "keep_models": "none",
                    "task_params": [{"add": 0.25 * (t + 1), "samples": t + 1}
-                                   for t in range(TASKS)]}
+                                   for t in range(self.tasks)]}
             rounds_out, controller_rss = self.controller(endpoint, job, "large")
+            cpu = {"broker": cpu_of(broker.pid), "controller": self.last_controller_cpu}
+            for i, worker in enumerate(workers):
+                cpu["worker-%d" % i] = cpu_of(worker.pid)
             os.unlink(model)
-            return {"rounds_s": [duration for duration, _ in rounds_out],
+            return {"cpu": cpu, "cpu_rounds": rounds, "loadavg": load_average(),
+                    "rounds_s": [duration for duration, _ in rounds_out],
                     "round_s": statistics.median(d for d, _ in rounds_out),
                     "pass_s": statistics.median(r["pass"]["duration_us"] / 1e6
                                                 for _, r in rounds_out),
@@ -238,6 +280,33 @@ class Bench:
 
     # -- report -------------------------------------------------------------
 
+    @staticmethod
+    def cpu_rows(base, zfed):
+        """CPU-seconds per round of each side's processes (whole run / its rounds)."""
+        def per_round(side, names):
+            return sum(side["cpu"][n]["cpu_s"] for n in names) / side["cpu_rounds"]
+        workers = [n for n in zfed["cpu"] if n.startswith("worker-")]
+        rows = [("CPU-s per round, all processes",
+                 "%.1f" % per_round(base, base["cpu"]),
+                 "%.1f" % per_round(zfed, zfed["cpu"]),
+                 "%.2fx" % (per_round(zfed, zfed["cpu"]) / per_round(base, base["cpu"])),
+                 "", None),
+                ("  broker", "%.1f" % per_round(base, ["broker"]),
+                 "%.1f" % per_round(zfed, ["broker"]), "", "", None),
+                ("  controller / client", "%.1f" % per_round(base, ["client"]),
+                 "%.1f (sys %.1f)" % (per_round(zfed, ["controller"]),
+                                      zfed["cpu"]["controller"]["sys_s"] / zfed["cpu_rounds"]),
+                 "", "", None),
+                ("  workers (all)", "%.1f" % per_round(base, ["workers"]),
+                 "%.1f (sys %.1f, %.0fk faults)" % (
+                     per_round(zfed, workers),
+                     sum(zfed["cpu"][n]["sys_s"] for n in workers) / zfed["cpu_rounds"],
+                     sum(zfed["cpu"][n]["minflt"] for n in workers) / zfed["cpu_rounds"] / 1e3),
+                 "", "", None),
+                ("load average (1 min) after each side", "%.1f" % base["loadavg"][0],
+                 "%.1f" % zfed["loadavg"][0], "", "", None)]
+        return rows
+
     def run(self):
         args = self.args
         model_mib = args.model_mib
@@ -246,10 +315,10 @@ class Bench:
             platform.platform(), os.cpu_count(), platform.processor() or platform.machine(),
             platform.python_version()))
         print("large model: %d MiB float32 (4 tensors), %d tasks, %d rounds each\n"
-              % (model_mib, TASKS, args.rounds))
+              % (model_mib, self.tasks, args.rounds))
         base = self.baseline_large(model_bytes, args.rounds)
         zfed = self.zfed_large(model_mib, args.rounds)
-        small = self.small(args.small_rounds)
+        small = self.small(args.small_rounds) if args.small_rounds else None
         ratio = zfed["round_s"] / base["round_s"]
         worst_worker = max(zfed["workers_rss"])
         rows = [
@@ -266,11 +335,13 @@ class Bench:
             ("worker peak RSS, worst (MiB)", "%.0f (all 5)" % (base["workers_rss"] / MIB),
              "%.0f (%.2fx model)" % (worst_worker / MIB, worst_worker / model_bytes), "",
              "<= 3x model", worst_worker <= 3 * model_bytes),
-            ("small round (ms)", "vecavg %.2f" % (small["vecavg"] * 1e3),
-             "tensoravg %.2f" % (small["tensoravg"] * 1e3),
-             "%.2fx" % (small["tensoravg"] / small["vecavg"]), "<= 1.3x",
-             small["tensoravg"] / small["vecavg"] <= 1.3),
         ]
+        if small:
+            rows.append(("small round (ms)", "vecavg %.2f" % (small["vecavg"] * 1e3),
+                         "tensoravg %.2f" % (small["tensoravg"] * 1e3),
+                         "%.2fx" % (small["tensoravg"] / small["vecavg"]), "<= 1.3x",
+                         small["tensoravg"] / small["vecavg"] <= 1.3))
+        rows += self.cpu_rows(base, zfed)
         widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
         header = ("figure", "baseline", "zfed", "ratio", "target")
         widths = [max(w, len(h)) for w, h in zip(widths, header)]
@@ -290,7 +361,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="256 MiB, 2 rounds")
     parser.add_argument("--model-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--small-rounds", type=int, default=30)
+    parser.add_argument("--tasks", type=int, default=TASKS,
+                        help="tasks (and workers) of the large model's rounds")
+    parser.add_argument("--small-rounds", type=int, default=30, help="0: no small-model run")
     args = parser.parse_args()
     if args.quick:
         args.model_mib, args.rounds, args.small_rounds = 256, 2, 15
