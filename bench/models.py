@@ -280,6 +280,22 @@ class Bench:
 
     # -- report -------------------------------------------------------------
 
+    def report_zfed_only(self, zfed, model_bytes):
+        print("zfed rounds (s): %s; pass (median) %.2f s" % (
+            ", ".join("%.2f" % r for r in zfed["rounds_s"]), zfed["pass_s"]))
+        print("peak RSS (MiB): broker %.0f, controller %.0f (%.2fx model), worker worst %.0f "
+              "(%.2fx model)" % (zfed["broker_rss"] / MIB, zfed["controller_rss"] / MIB,
+                                 zfed["controller_rss"] / model_bytes,
+                                 max(zfed["workers_rss"]) / MIB,
+                                 max(zfed["workers_rss"]) / model_bytes))
+        for name, cpu in zfed["cpu"].items():
+            print("CPU-s per round, %s: %.1f (system %.1f, %.0fk faults)" % (
+                name, cpu["cpu_s"] / zfed["cpu_rounds"], cpu["sys_s"] / zfed["cpu_rounds"],
+                cpu["minflt"] / zfed["cpu_rounds"] / 1e3))
+        print("load average (1 min): %.1f" % zfed["loadavg"][0])
+        json.dump({"zfed": zfed, "model_mib": model_bytes // MIB},
+                  open(os.path.join(self.dir, "models.json"), "w"), indent=1)
+
     @staticmethod
     def cpu_rows(base, zfed):
         """CPU-seconds per round of each side's processes (whole run / its rounds)."""
@@ -316,8 +332,11 @@ class Bench:
             platform.python_version()))
         print("large model: %d MiB float32 (4 tensors), %d tasks, %d rounds each\n"
               % (model_mib, self.tasks, args.rounds))
-        base = self.baseline_large(model_bytes, args.rounds)
+        base = self.baseline_large(model_bytes, args.rounds) if args.baseline else None
         zfed = self.zfed_large(model_mib, args.rounds)
+        if not base:
+            self.report_zfed_only(zfed, model_bytes)
+            return
         small = self.small(args.small_rounds) if args.small_rounds else None
         ratio = zfed["round_s"] / base["round_s"]
         worst_worker = max(zfed["workers_rss"])
@@ -361,6 +380,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="256 MiB, 2 rounds")
     parser.add_argument("--model-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="zfed's large rounds only")
     parser.add_argument("--tasks", type=int, default=TASKS,
                         help="tasks (and workers) of the large model's rounds")
     parser.add_argument("--small-rounds", type=int, default=30, help="0: no small-model run")
