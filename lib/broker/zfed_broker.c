@@ -465,6 +465,27 @@ static void s_peer_authenticate(zfed_broker_t *self, peer_t *peer)
         peer->curve[0] = '\0';
 }
 
+//  CURVE: true when the message's connection speaks for another key than
+//  the peer record of its routing id.  Anyone may reuse a routing id
+//  (ROUTER_HANDOVER), so the record, its registration and the requests it
+//  holds belong to the key, not to the routing id: another key's
+//  connection retires the record (what it held is queued again) and gets
+//  its own, and it never answers or is stamped as the first key.
+static bool s_peer_key_changed(zfed_broker_t *self, const peer_t *peer)
+{
+    if (!self->auth)
+        return false;
+    char key[ZFED_AUTH_KEY_SIZE];
+    unsigned roles;
+    if (zfed_auth_user(&self->frames.part[1], key, &roles) != 0)
+        key[0] = '\0';
+    if (strcmp(key, peer->curve) == 0)
+        return false;
+    s_warn_peer(self, &self->frames.view[0], "routing id taken over by another key",
+                "the record of the first key is retired, its requests queued again");
+    return true;
+}
+
 //  The record of the message's sender, made on its first message.  NULL
 //  only when out of memory.
 static peer_t *s_peer_of_message(zfed_broker_t *self)
@@ -478,16 +499,24 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
         //  Its routing id on a new connection (ROUTER_HANDOVER): the old
         //  one is dead or soon will be; if it lingers, it is shut.
         s_peer_shut(self, peer);
-        s_peer_unbind_fd(self, peer);
-        if (s_peer_bind_fd(self, peer, fd)) {
-            //  A new connection, judged by its own handshake: what the old
-            //  one was (revoked, cut for a stall) is not held against it.
-            peer->readies = 0;
-            peer->revoked = false;
-            peer->cut = false;
-            zfed_link_remove(&peer->stall_link);
-            zfed_link_remove(&peer->gone_link);
-            s_peer_authenticate(self, peer);
+        if (s_peer_key_changed(self, peer))
+            s_peer_retire(self, &peer, "its routing id was taken over by another key");
+        else {
+            s_peer_unbind_fd(self, peer);
+            if (s_peer_bind_fd(self, peer, fd)) {
+                //  A new connection, judged by its own handshake: what the
+                //  old one was (revoked, cut for a stall) is not held
+                //  against it.
+                peer->readies = 0;
+                peer->revoked = false;
+                peer->cut = false;
+                zfed_link_remove(&peer->stall_link);
+                zfed_link_remove(&peer->gone_link);
+                s_peer_authenticate(self, peer);
+                //  In plaintext the stamp names the connection (PROTOCOL.md 3.1).
+                if (!peer->curve[0])
+                    peer->serial = ++self->next_peer_serial;
+            }
         }
     }
     if (peer)
@@ -1603,13 +1632,18 @@ static void s_drop_reply(zfed_broker_t *self, request_t *request)
 }
 
 //  The stamp of a worker's reply (PROTOCOL.md 3.1): the identity the
-//  broker vouches for is its CURVE key, or in plaintext the number of its
-//  connection's peer record (unique while the broker runs).
+//  broker vouches for is the CURVE key of the connection the reply came on
+//  (read from the reply itself, not from the record of its routing id), or
+//  in plaintext the number of that connection (unique while the broker
+//  runs).
 static void s_send_stamp(zfed_broker_t *self, const worker_t *worker, uint64_t ticket)
 {
     char identity[ZFED_STAMP_IDENTITY_MAX + 1];
-    if (worker->peer->curve[0])
-        snprintf(identity, sizeof identity, ZFED_STAMP_CURVE "%s", worker->peer->curve);
+    char key[ZFED_AUTH_KEY_SIZE] = "";
+    if (self->auth && self->frames.count >= 2)
+        zfed_auth_key(&self->frames.part[1], key);
+    if (key[0])
+        snprintf(identity, sizeof identity, ZFED_STAMP_CURVE "%s", key);
     else
         snprintf(identity, sizeof identity, ZFED_STAMP_PEER "%" PRIu64, worker->peer->serial);
     uint8_t stamp[ZFED_STAMP_MAX];

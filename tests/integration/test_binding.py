@@ -11,12 +11,16 @@ everything else is refused, counted invalid and logged with the worker.
 
 import json
 import os
+import time
 import unittest
 
 import msgpack
+import zmq
 
-from zfedtest import Cluster, HostileWorker, MDPC, behind, figure, fib_sum, main, task_body
-from test_security import Keys, keygen
+from zfedtest import (Cluster, HostileWorker, MDPC, MDPW, READY, REPLY, REQUEST, behind, figure,
+                      fib_sum, main, task_body, wait_for)
+from test_revocation import curve_socket_unconnected
+from test_security import Keys, curve_socket, curve_status, keygen
 
 LEVEL = 10
 TASKS = 5
@@ -183,6 +187,67 @@ class CurveIdentity(unittest.TestCase):
             self.assertTrue(seen, "no results")
             self.assertLessEqual(seen, {"curve:" + key for key in publics.values()})
             figure("worker identities in the records", ", ".join(sorted(seen)))
+
+    def test_a_routing_id_taken_over_by_another_key_is_not_stamped_as_the_first(self):
+        """The reviewer's repro: an honest worker key H with a fixed routing
+        id holds a ticketed request; a worker with another valid key A
+        connects with the same routing id (the broker has ROUTER_HANDOVER)
+        and answers that request, whose id it guessed.  The broker used to
+        keep H's record for the new connection and stamp the forgery
+        curve:H, so A could vote as H.  Now the stamp is the key of the
+        connection the reply came on: the takeover retires H's record (its
+        request is queued again) and A is only ever stamped curve:A."""
+        with Cluster("bind-handover") as cluster:
+            keys = Keys(os.path.join(cluster.dir, "keys"))
+            controller = keys.issue("controller", "controllers")
+            honest_public, _, honest_secret = keygen(keys.workers, "honest")
+            attacker_public, _, attacker_secret = keygen(keys.workers, "attacker")
+            broker = cluster.start_broker(*keys.broker_args())
+            honest = curve_socket_unconnected(cluster, keys, honest_secret)
+            honest.setsockopt(zmq.IDENTITY, b"W1")
+            honest.setsockopt(zmq.RECONNECT_IVL, 60000)  # no handover back
+            honest.connect(cluster.endpoint)
+            honest.send_multipart([b"", MDPW, READY, b"fib"])
+            wait_for(lambda: curve_status(cluster, keys, controller)["services"]
+                     .get("fib", {}).get("workers", 0) == 1, 10, what="the honest worker")
+            client = curve_socket(cluster, keys, controller)
+            ticket = b"zfed.ticket" + (1).to_bytes(8, "big")
+            client.send_multipart([b"", MDPC, b"fib", ticket, task_body("j", 0, 0, LEVEL)])
+            self.assertTrue(honest.poll(10000), "the honest worker got no request")
+            frames = honest.recv_multipart()
+            self.assertEqual(frames[2], REQUEST)
+            address = frames[3]  # 8 bytes, sequential: 0000000000000001 here
+            attacker = curve_socket_unconnected(cluster, keys, attacker_secret)
+            attacker.setsockopt(zmq.IDENTITY, b"W1")
+            attacker.connect(cluster.endpoint)
+            forged = [b"", MDPW, REPLY, address, b"", b"FORGED"]
+            attacker.send_multipart(forged)
+            # Then it registers as itself: the request H held comes to it.
+            attacker.send_multipart([b"", MDPW, READY, b"fib"])
+            poller = zmq.Poller()
+            poller.register(client, zmq.POLLIN)
+            poller.register(attacker, zmq.POLLIN)
+            reply, deadline = None, time.monotonic() + 15
+            while reply is None and time.monotonic() < deadline:
+                events = dict(poller.poll(200))
+                if attacker in events:
+                    frames = attacker.recv_multipart()
+                    if frames[2] == REQUEST:
+                        attacker.send_multipart([b"", MDPW, REPLY, frames[3], b"", b"FORGED"])
+                if client in events:
+                    reply = client.recv_multipart()
+            for socket in (honest, attacker, client):
+                socket.close()
+            self.assertIsNotNone(reply, "the client got no reply")
+            self.assertEqual(reply[3][:18], b"zfed.stamp" + ticket[11:])
+            identity = reply[3][18:].decode()
+            self.assertNotEqual(identity, "curve:" + honest_public,
+                                "a reply from key A was stamped as key H")
+            self.assertEqual(identity, "curve:" + attacker_public)
+            self.assertEqual(reply[4], b"FORGED")
+            log = broker.log()
+            self.assertIn("taken over by another key", log)
+            figure("stamp of the forged reply on a taken-over routing id", identity[:14] + "...")
 
 
 if __name__ == "__main__":
