@@ -11,6 +11,7 @@
 #include "controller/zfed_progress.h"
 #include "controller/zfed_records.h"
 #include "controller/zfed_round.h"
+#include "controller/zfed_status.h"
 #include "controller/zfed_watch.h"
 #include "zfed/zfed_client.h"
 #include "zfed/zfed_descriptor.h"
@@ -136,6 +137,36 @@ static void s_report(zfed_controller_t *self, int outcome)
                         outcome == ZFED_RUN_COMPLETED ? "results" : "records so far", path);
 }
 
+//  Whether the broker stamps replies (PROTOCOL.md 3.1), asked once before
+//  anything is sent.  A plain Majordomo broker runs the job without
+//  tickets, replies matched by the tasks they name; replicas need a
+//  stamp's identity, so with them the job fails here.  No answer keeps
+//  the zfed default (stamps required): the rounds then say what is wrong.
+static int s_probe_broker(zfed_controller_t *self)
+{
+    const zfed_job_t *job = self->job;
+    int stamps = zfed_status_probe(self->client, job->endpoint);
+    if (stamps == -1)
+        zfed_warn("no answer to mmi.status from the broker at %s within %d ms: assuming a "
+                  "zfed-broker (replies must be stamped)",
+                  job->endpoint, ZFED_PROBE_TIMEOUT_MS);
+    if (stamps != 0)
+        return ZFED_RUN_COMPLETED;
+    self->env.plain_broker = true;
+    zfed_warn("the broker at %s does not stamp replies (not a zfed-broker): results are matched "
+              "by the task ids they name, with no identity vouched for; --replicas needs a "
+              "zfed-broker",
+              job->endpoint);
+    if (job->replicas > 1) {
+        snprintf(self->env.failure, sizeof self->env.failure,
+                 "--replicas %u needs a zfed-broker: the broker at %s does not stamp replies, so "
+                 "no vote can tell its workers apart; nothing was sent",
+                 job->replicas, job->endpoint);
+        return ZFED_RUN_FAILED;
+    }
+    return ZFED_RUN_COMPLETED;
+}
+
 int zfed_controller_run(zfed_controller_t *self)
 {
     const zfed_job_t *job = self->job;
@@ -149,8 +180,8 @@ int zfed_controller_run(zfed_controller_t *self)
     else
         zfed_progress_print(self->progress, "job %s: resuming at round %u of %u\n", job->job_id,
                             next + 1, job->rounds);
-    int outcome = ZFED_RUN_COMPLETED;
-    for (uint32_t round = next; round < job->rounds; round++) {
+    int outcome = s_probe_broker(self);
+    for (uint32_t round = next; round < job->rounds && outcome == ZFED_RUN_COMPLETED; round++) {
         int rc = zfed_round_run(&self->env, round);
         if (rc == 1) {
             outcome = ZFED_RUN_INTERRUPTED;

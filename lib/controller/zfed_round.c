@@ -15,6 +15,7 @@
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_log.h"
+#include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_util.h"
 
@@ -61,6 +62,7 @@ static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks
     json_decref(round->error_list);
     json_decref(round->disagreements);
     json_decref(round->excluded);
+    zhashx_destroy(&round->outstanding);
     memset(round, 0, sizeof *round);
 }
 
@@ -104,14 +106,37 @@ static int s_grow(void **array, size_t *capacity, size_t wanted, size_t size)
     return 0;
 }
 
+//  The key of a (task, attempt) in round->outstanding.
+static void s_outstanding_key(char *key, size_t size, uint32_t task, uint32_t attempt)
+{
+    snprintf(key, size, "%u/%u", task, attempt);
+}
+
+//  Plain broker: the request at position in round->sent carries these
+//  tasks at their current attempt; a reply naming one of them finds it.
+static int s_record_outstanding(round_t *round, size_t position, const uint32_t *indexes,
+                                size_t count)
+{
+    if (!round->outstanding && !(round->outstanding = zhashx_new()))
+        return -1;
+    for (size_t item = 0; item < count; item++) {
+        char key[OUTSTANDING_KEY_MAX];
+        s_outstanding_key(key, sizeof key, indexes[item], round->tasks[indexes[item]].attempts);
+        zhashx_update(round->outstanding, key, (void *)(uintptr_t)(position + 1));
+    }
+    return 0;
+}
+
 //  The request about to go with the next ticket carries these tasks at
 //  their current attempt.
-static int s_record_sent(round_t *round, const uint32_t *indexes, size_t count)
+static int s_record_sent(zfed_round_env_t *self, round_t *round, const uint32_t *indexes,
+                         size_t count)
 {
     if (s_grow((void **)&round->sent, &round->sent_capacity, round->sent_count + 1,
                sizeof *round->sent) != 0 ||
         s_grow((void **)&round->carried, &round->carried_capacity, round->carried_count + count,
-               sizeof *round->carried) != 0)
+               sizeof *round->carried) != 0 ||
+        (self->plain_broker && s_record_outstanding(round, round->sent_count, indexes, count) != 0))
         return -1;
     round->sent[round->sent_count++] =
         (sent_t){round->carried_count, (uint32_t)count, count > 1, false};
@@ -200,14 +225,17 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
         return -1;
     uint64_t ticket = self->next_ticket;
-    if (s_record_sent(round, indexes, count) != 0)
+    if (s_record_sent(self, round, indexes, count) != 0)
         return -1;
     self->next_ticket++;
     //  A job with sites sends one task per request, to its site's workers.
+    //  A plain broker would forward a ticket to the worker: none then.
     const char *service = zfed_job_task_service(self->job, indexes[0]);
     int sent = round->model ? zfed_mround_send(self, service, &self->buffer, ticket)
-                            : zfed_client_send_ticket(self->client, service, ticket,
-                                                      self->buffer.data, self->buffer.size);
+               : self->plain_broker
+                   ? zfed_client_send(self->client, service, self->buffer.data, self->buffer.size)
+                   : zfed_client_send_ticket(self->client, service, ticket, self->buffer.data,
+                                             self->buffer.size);
     if (sent != 0)
         zfed_debug("%zu task(s) of round %u not queued; will retry", count, round->number);
     int64_t sent_us = zfed_clock_us();
@@ -292,10 +320,12 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     if (json_array_size(round->error_list) < ROUND_ERRORS_KEPT)
         json_array_append_new(
             round->error_list,
-            json_pack("{s:i,s:s,s:s,s:i,s:i,s:s,s:s}", "task", index, "worker",
-                      zfed_msg_worker(message), "worker_id", round->identity, "attempt",
-                      zfed_msg_attempt(message), "code", zfed_msg_error_code(message), "field",
-                      zfed_msg_error_field(message), "message", zfed_msg_error_text(message)));
+            json_pack(
+                "{s:i,s:s,s:o,s:i,s:i,s:s,s:s}", "task", index, "worker", zfed_msg_worker(message),
+                "worker_id",
+                zfed_round_vouched(round) ? json_string(zfed_round_vouched(round)) : json_null(),
+                "attempt", zfed_msg_attempt(message), "code", zfed_msg_error_code(message), "field",
+                zfed_msg_error_field(message), "message", zfed_msg_error_text(message)));
     zfed_round_warn(round, "%s", round->last_error_text);
     if (self->job->replicas > 1) {
         s_replica_error(self, round, index, message, now);
@@ -442,7 +472,8 @@ void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
     task_t *task = &round->tasks[index];
     task->result = *message_p;
     *message_p = NULL;
-    snprintf(task->worker_id, sizeof task->worker_id, "%s", round->identity ? round->identity : "");
+    const char *vouched = zfed_round_vouched(round);
+    snprintf(task->worker_id, sizeof task->worker_id, "%s", vouched ? vouched : "");
     task->latency_us = zfed_clock_us() - task->sent_us;
     if (task->state == TASK_FAILED)
         round->failed--; //  a late success beats an earlier error
@@ -579,12 +610,86 @@ static void s_handle_reply(zfed_round_env_t *self, round_t *round, const sent_t 
         s_handle_batch(self, round, sent, body, size, now);
 }
 
+const char *zfed_round_vouched(const round_t *round)
+{
+    if (!round->identity || strcmp(round->identity, ROUND_UNVOUCHED) == 0)
+        return NULL;
+    return round->identity;
+}
+
+//  Plain broker: the (job, round, task, attempt) a reply's body names, for
+//  a batch its first item's.  false when the body names no task of this
+//  job (undecodable, an error naming no task, another job's).
+static bool s_peek_names(zfed_round_env_t *self, const uint8_t *body, size_t size,
+                         uint32_t *round_number, uint32_t *task, uint32_t *attempt)
+{
+    if (zfed_batch_is(body, size)) {
+        char reason[REASON_MAX];
+        size_t count = 0;
+        if (zfed_batch_decode(body, size, self->views, ZFED_BATCH_MAX, &count, reason,
+                              sizeof reason) != 0 ||
+            count == 0 || zfed_batch_is(self->views[0].data, self->views[0].size))
+            return false;
+        body = self->views[0].data;
+        size = self->views[0].size;
+    }
+    char reason[REASON_MAX];
+    zfed_msg_t *message = zfed_msg_decode(body, size, reason, sizeof reason);
+    bool named = message && zfed_msg_kind(message) != ZFED_MSG_TASK &&
+                 strcmp(zfed_msg_job_id(message), self->job->job_id) == 0;
+    if (named) {
+        *round_number = zfed_msg_round(message);
+        *task = zfed_msg_task_id(message);
+        *attempt = zfed_msg_attempt(message);
+    }
+    zfed_msg_destroy(&message);
+    return named;
+}
+
+//  Plain broker: no stamp says which request a reply answers, so the
+//  body's own names must find one: a request of this round, not answered
+//  yet, that carried that task at that attempt (for a batch, as its first
+//  task; s_handle_batch then checks every item against it).  A reply
+//  naming an earlier round is late; one naming nothing outstanding is
+//  refused.  Nobody vouches for who answered (PROTOCOL.md 3.1).
+static void s_handle_plain(zfed_round_env_t *self, round_t *round, const uint8_t *body, size_t size,
+                           const uint8_t *data, size_t data_size, int64_t now)
+{
+    round->identity = ROUND_UNVOUCHED;
+    uint32_t number = 0, task = 0, attempt = 0;
+    bool named = s_peek_names(self, body, size, &number, &task, &attempt);
+    char key[OUTSTANDING_KEY_MAX];
+    s_outstanding_key(key, sizeof key, task, attempt);
+    uintptr_t position = named && number == round->number && round->outstanding
+                             ? (uintptr_t)zhashx_lookup(round->outstanding, key)
+                             : 0;
+    sent_t *sent = position ? &round->sent[position - 1] : NULL;
+    bool batch = zfed_batch_is(body, size);
+    if (!named || number < round->number)
+        //  Late, another job's, or naming no task: handled as a reply to
+        //  no request of this round (counted, never aggregated).
+        s_handle_reply(self, round, NULL, body, size, data, data_size, now);
+    else if (!sent || sent->answered || sent->batch != batch ||
+             round->carried[sent->first].task != task)
+        s_refuse_reply(round, "a reply naming no request outstanding");
+    else {
+        sent->answered = true;
+        round->replies++;
+        s_handle_reply(self, round, sent, body, size, data, data_size, now);
+    }
+    round->identity = NULL;
+}
+
 //  Every reply must carry the broker's stamp: the ticket of the request
 //  it answers, and who answered.  A reply that has none, or a ticket this
 //  controller never issued, answers nothing.
 static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8_t *body,
                              size_t size, const uint8_t *data, size_t data_size, int64_t now)
 {
+    if (self->plain_broker) {
+        s_handle_plain(self, round, body, size, data, data_size, now);
+        return;
+    }
     uint64_t ticket = 0;
     const char *identity = NULL;
     if (!zfed_client_stamp(self->client, &ticket, &identity)) {
@@ -682,8 +787,9 @@ static json_t *s_result_entry(zfed_round_env_t *self, const round_t *round, uint
     const zfed_msg_t *result = task->result;
     uint64_t compute_us = zfed_msg_compute_us(result);
     json_t *entry =
-        json_pack("{s:i,s:s,s:s,s:i,s:I,s:I}", "task", index, "worker", zfed_msg_worker(result),
-                  "worker_id", task->worker_id, "attempt", zfed_msg_attempt(result), "compute_us",
+        json_pack("{s:i,s:s,s:o,s:i,s:I,s:I}", "task", index, "worker", zfed_msg_worker(result),
+                  "worker_id", task->worker_id[0] ? json_string(task->worker_id) : json_null(),
+                  "attempt", zfed_msg_attempt(result), "compute_us",
                   (json_int_t)(compute_us > INT64_MAX ? INT64_MAX : compute_us), "latency_us",
                   (json_int_t)task->latency_us);
     if (!entry)
@@ -969,6 +1075,8 @@ static void s_take_reply(zfed_round_env_t *self, round_t *round, const char *ser
 {
     if (self->watch && zfed_watch_reply(self->watch, service, body, size))
         return;
+    if (strcmp(service, ZFED_MMI_STATUS) == 0)
+        return; //  the start's probe, answered after it gave up (PROTOCOL.md 3.1)
     if (self->watch)
         zfed_watch_heard(self->watch);
     s_handle_stamped(self, round, body, size, data, data_size, zfed_clock_ms());

@@ -65,6 +65,10 @@ typedef struct {
     //  The next request's ticket (PROTOCOL.md 3.1): every request of the
     //  job has its own, so a reply is matched to the request it answers.
     uint64_t next_ticket;
+    //  The broker does not stamp (a plain Majordomo broker, found out at
+    //  start: PROTOCOL.md 3.1): requests go without tickets and a reply
+    //  is matched by the (round, task, attempt) its body names.
+    bool plain_broker;
     //  --exclude-liars: identities caught in a minority (zfed_vote).
     struct _zfed_liars_t *liars;
     //  Why the last round failed.

@@ -221,8 +221,11 @@ int zfed_mround_send(zfed_round_env_t *self, const char *service, const msgpack_
     zfed_client_free_fn *free_fn;
     void *hint;
     if (zfed_publish_data(self->model->publish, &data, &size, &free_fn, &hint) == 0)
-        return zfed_client_send_data_ticket(self->client, service, &ticket, body->data, body->size,
-                                            data, size, free_fn, hint);
+        return zfed_client_send_data_ticket(self->client, service,
+                                            self->plain_broker ? NULL : &ticket, body->data,
+                                            body->size, data, size, free_fn, hint);
+    if (self->plain_broker)
+        return zfed_client_send(self->client, service, body->data, body->size);
     return zfed_client_send_ticket(self->client, service, ticket, body->data, body->size);
 }
 

@@ -11,12 +11,15 @@
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_service.h"
 
+#include <czmq.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 //  Longest reason text carried around.
 #define REASON_MAX 512
+//  "task/attempt" in decimal, and its terminator.
+#define OUTSTANDING_KEY_MAX 24
 //  Longest part of a failure text that a reason may take.
 #define FAILURE_REASON_MAX (ZFED_ROUND_FAILURE_MAX - 64)
 //  Most error entries kept in one round record (all are counted).
@@ -121,6 +124,9 @@ typedef struct {
     carried_t *carried;
     size_t carried_count;
     size_t carried_capacity;
+    //  Plain broker only: "task/attempt" -> the position in sent + 1 of
+    //  the request that carried it (zfed_round_env_t.plain_broker).
+    zhashx_t *outstanding;
     //  The identity the broker vouched for in the reply being handled.
     const char *identity;
     //  Replicas (zfed_vote): disagreements recorded, identities excluded
@@ -131,6 +137,14 @@ typedef struct {
     //  Model services: the results' models and the aggregation pass.
     struct _zfed_mround_t *model;
 } round_t;
+
+//  round->identity of a reply no broker vouched for (a plain broker):
+//  logs name it so, records carry a null worker_id.
+#define ROUND_UNVOUCHED "(not vouched: plain broker)"
+
+//  The identity a record keeps for the reply being handled: NULL when
+//  none was vouched for.
+const char *zfed_round_vouched(const round_t *round);
 
 //  Round helpers zfed_round_model.c uses too.
 void zfed_round_warn(round_t *round, const char *format, ...) __attribute__((format(printf, 2, 3)));

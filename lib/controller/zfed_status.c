@@ -67,14 +67,17 @@ static void s_print_human(const char *endpoint, json_t *status, FILE *out)
                                  s_counter(counters, "auth_refused")));
 }
 
-//  The broker's answer as a JSON object, or NULL with why in error.
-static json_t *s_ask(zfed_client_t *client, const char *endpoint, zfed_error_t *error)
+//  The broker's answer as a JSON object, or NULL with why in error;
+//  *answered says whether any answer came within timeout_ms.
+static json_t *s_ask(zfed_client_t *client, const char *endpoint, int timeout_ms, bool *answered,
+                     zfed_error_t *error)
 {
+    *answered = false;
     if (zfed_client_send(client, ZFED_MMI_STATUS, "", 0) != 0) {
         zfed_error_set(error, ZFED_E_TRANSPORT, "", "cannot send to %s", endpoint);
         return NULL;
     }
-    int64_t deadline = zfed_clock_ms() + ZFED_STATUS_TIMEOUT_MS;
+    int64_t deadline = zfed_clock_ms() + timeout_ms;
     const char *service = NULL;
     const uint8_t *body = NULL;
     size_t size = 0;
@@ -90,12 +93,13 @@ static json_t *s_ask(zfed_client_t *client, const char *endpoint, zfed_error_t *
     if (got != 1) {
         const zfed_link_status_t *link = zfed_client_link(client);
         zfed_error_set(error, ZFED_E_TRANSPORT, "", "no status from %s within %d ms%s", endpoint,
-                       ZFED_STATUS_TIMEOUT_MS,
+                       timeout_ms,
                        got < 0         ? " (interrupted)"
                        : link->ever_up ? " (connected, but no answer)"
                                        : " (no connection: is a broker running there?)");
         return NULL;
     }
+    *answered = true;
     if (size == strlen(ZFED_MMI_NOT_IMPLEMENTED) &&
         memcmp(body, ZFED_MMI_NOT_IMPLEMENTED, size) == 0) {
         zfed_error_set(error, ZFED_E_TRANSPORT, "",
@@ -128,7 +132,8 @@ int zfed_status_print(const char *endpoint, const char *curve_cert, const char *
     if (!client)
         return zfed_error_set(error, ZFED_E_TRANSPORT, "", "cannot set up a connection to %s",
                               endpoint);
-    json_t *status = s_ask(client, endpoint, error);
+    bool answered;
+    json_t *status = s_ask(client, endpoint, ZFED_STATUS_TIMEOUT_MS, &answered, error);
     zfed_client_destroy(&client);
     if (!status)
         return -1;
@@ -140,4 +145,14 @@ int zfed_status_print(const char *endpoint, const char *curve_cert, const char *
         s_print_human(endpoint, status, out);
     json_decref(status);
     return 0;
+}
+
+int zfed_status_probe(zfed_client_t *client, const char *endpoint)
+{
+    bool answered;
+    zfed_error_t error;
+    json_t *status = s_ask(client, endpoint, ZFED_PROBE_TIMEOUT_MS, &answered, &error);
+    bool zfed = json_is_object(status) && json_is_string(json_object_get(status, "version"));
+    json_decref(status);
+    return zfed ? 1 : answered ? 0 : -1;
 }

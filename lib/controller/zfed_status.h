@@ -5,6 +5,7 @@
 #ifndef ZFED_STATUS_H_INCLUDED
 #define ZFED_STATUS_H_INCLUDED
 
+#include "zfed/zfed_client.h"
 #include "zfed/zfed_error.h"
 
 #include <stdbool.h>
@@ -19,5 +20,15 @@
 //  that does not implement mmi.status, an answer that is not a status.
 int zfed_status_print(const char *endpoint, const char *curve_cert, const char *server_key,
                       bool as_json, FILE *out, zfed_error_t *error);
+
+//  How long the controller's start waits for the broker to answer its
+//  probe (PROTOCOL.md 3.1).
+#define ZFED_PROBE_TIMEOUT_MS 3000
+
+//  Whether the broker at endpoint stamps replies, asked with mmi.status
+//  on client: 1 a zfed broker (a status map), 0 a plain Majordomo
+//  broker (501, or an answer that is no zfed status), -1 no answer in
+//  ZFED_PROBE_TIMEOUT_MS or no connection.
+int zfed_status_probe(zfed_client_t *client, const char *endpoint);
 
 #endif

@@ -589,3 +589,93 @@ def main():
     import warnings
     warnings.simplefilter("ignore", ResourceWarning)
     unittest.main(verbosity=2)
+
+
+class PlainMajordomoBroker:
+    """A plain 7/MDP broker written from RFC 7 alone, for interop tests: one
+    ROUTER; workers READY, get REQUESTs, REPLY, HEARTBEAT and DISCONNECT;
+    clients' requests are queued per service and go to that service's idle
+    workers in turn.  No zfed extension: body frames are forwarded as they
+    are (a ticket too), no stamp, no batch handling.  mmi.* requests are
+    answered "501" (RFC 8 says a broker may implement none of them)."""
+
+    HEARTBEAT_S = 1.0
+
+    def __init__(self):
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = "tcp://127.0.0.1:%d" % port
+        self.services = {}  # name -> {"requests": [...], "idle": [...]}
+        self.workers = {}  # identity -> service name
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _service(self, name):
+        return self.services.setdefault(name, {"requests": [], "idle": []})
+
+    def _dispatch(self, service):
+        while service["requests"] and service["idle"]:
+            worker = service["idle"].pop(0)
+            client, body = service["requests"].pop(0)
+            self.router.send_multipart([worker, b"", MDPW, b"\x02", client, b""] + body)
+
+    def _drop_worker(self, identity):
+        name = self.workers.pop(identity, None)
+        if name is not None and identity in self.services[name]["idle"]:
+            self.services[name]["idle"].remove(identity)
+
+    def _worker(self, sender, frames):
+        command = frames[0] if frames else b""
+        if command == b"\x01" and len(frames) >= 2:  # READY service
+            self.workers[sender] = frames[1].decode()
+            service = self._service(self.workers[sender])
+            service["idle"].append(sender)
+            self._dispatch(service)
+        elif command == b"\x03" and sender in self.workers and len(frames) >= 4:
+            client, body = frames[1], frames[3:]  # REPLY client "" body...
+            name = self.workers[sender]
+            self.router.send_multipart([client, b"", MDPC, name.encode()] + body)
+            service = self._service(name)
+            service["idle"].append(sender)
+            self._dispatch(service)
+        elif command == b"\x05":  # DISCONNECT
+            self._drop_worker(sender)
+        elif command != b"\x04":  # anything but a HEARTBEAT: RFC 7 says disconnect
+            if sender in self.workers:
+                self.router.send_multipart([sender, b"", MDPW, b"\x05"])
+            self._drop_worker(sender)
+
+    def _loop(self):
+        beat = time.monotonic() + self.HEARTBEAT_S
+        while not self._stop.is_set():
+            if self.router.poll(50):
+                frames = self.router.recv_multipart()
+                sender = frames[0]
+                if len(frames) >= 4 and frames[1] == b"" and frames[2] == MDPC:
+                    service, body = frames[3], frames[4:]
+                    if service.startswith(b"mmi."):
+                        self.router.send_multipart([sender, b"", MDPC, service, b"501"])
+                    elif body:
+                        self.requests += 1
+                        queue = self._service(service.decode())
+                        queue["requests"].append((sender, body))
+                        self._dispatch(queue)
+                elif len(frames) >= 4 and frames[1] == b"" and frames[2] == MDPW:
+                    self._worker(sender, frames[3:])
+            if time.monotonic() >= beat:
+                beat = time.monotonic() + self.HEARTBEAT_S
+                for worker in list(self.workers):
+                    self.router.send_multipart([worker, b"", MDPW, b"\x04"])
+
+    def idle_workers(self, service="fib"):
+        return len(self.services.get(service, {}).get("idle", []))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.router.close()
+        self.context.term()

@@ -1,0 +1,81 @@
+"""zfed-controller through a plain Majordomo broker (issue 12, interop).
+
+The broker here is RFC 7 and nothing more (zfedtest.PlainMajordomoBroker):
+it forwards body frames as they are and stamps nothing.  The controller
+asks mmi.status at start, gets 501, says once that nothing is vouched
+for, sends its requests without tickets and matches each reply by the
+(round, task, attempt) it names (PROTOCOL.md 3.1).  --replicas needs a
+stamp's identity: against this broker it fails before sending anything.
+"""
+
+import unittest
+
+from zfedtest import Cluster, PlainMajordomoBroker, main, wait_for
+
+WARNING = ("does not stamp replies (not a zfed-broker): results are matched by the task ids "
+           "they name, with no identity vouched for; --replicas needs a zfed-broker")
+WORKERS = 3
+
+
+class PlainBroker(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = PlainMajordomoBroker()
+        cls.cluster = Cluster("plain-mdp")
+        cls.cluster.endpoint = cls.broker.endpoint
+        for _ in range(WORKERS):
+            cls.cluster.start_worker()
+        wait_for(lambda: cls.broker.idle_workers() >= WORKERS, 10,
+                 what="the workers to register with the plain broker")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+        cls.broker.close()
+
+    def run_job(self, job_id, *args):
+        result = self.cluster.run_controller("--job-id", job_id, "--rounds", "3", "--tasks", "6",
+                                             "--level", "10", "--round-timeout", "10",
+                                             "--no-progress", *args)
+        self.assertEqual(result.returncode, 0, result.err)
+        self.assertEqual(result.err.count(WARNING), 1, result.err)
+        self.assertIn("the broker at %s %s" % (self.broker.endpoint, WARNING), result.err)
+        summary = self.cluster.summary(job_id)
+        self.assertEqual(summary["status"], "completed")
+        self.assertEqual(len(summary["rounds"]), 3)
+        for round_ in summary["rounds"]:
+            self.assertEqual(round_["aggregate"], "88")
+            self.assertEqual([r["task"] for r in round_["results"]], list(range(6)))
+            self.assertEqual(round_["invalid"], 0)
+            # Nobody vouched for who answered: no identity in the records.
+            for entry in round_["results"]:
+                self.assertIsNone(entry["worker_id"])
+                self.assertTrue(entry["worker"].startswith("worker-"))
+        record = self.cluster.read_json(job_id, "rounds/round-000000.json")
+        self.assertEqual(record["aggregate"], "88")
+        return result
+
+    def test_fib_job_runs_with_a_warning_and_no_tickets(self):
+        before = self.broker.requests
+        self.run_job("plain")
+        # One request per task, no retries: no 400 for a forwarded ticket.
+        self.assertEqual(self.broker.requests - before, 18)
+
+    def test_batch_job_runs(self):
+        before = self.broker.requests
+        self.run_job("plain-batch", "--batch", "3")
+        self.assertEqual(self.broker.requests - before, 6)
+
+    def test_replicas_fail_before_anything_is_sent(self):
+        before = self.broker.requests
+        result = self.cluster.run_controller("--job-id", "plain-replicas", "--rounds", "1",
+                                             "--tasks", "3", "--replicas", "3", "--no-progress")
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("--replicas 3 needs a zfed-broker: the broker at %s does not stamp replies"
+                      % self.broker.endpoint, result.err)
+        self.assertEqual(self.broker.requests, before)
+
+
+if __name__ == "__main__":
+    main()
