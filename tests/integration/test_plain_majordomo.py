@@ -10,7 +10,9 @@ stamp's identity: against this broker it fails before sending anything.
 
 import unittest
 
-from zfedtest import Cluster, PlainMajordomoBroker, main, wait_for
+import msgpack
+
+from zfedtest import Cluster, HostileWorker, PlainMajordomoBroker, fib_sum, main, wait_for
 
 WARNING = ("does not stamp replies (not a zfed-broker): results are matched by the task ids "
            "they name, with no identity vouched for; --replicas needs a zfed-broker")
@@ -75,6 +77,56 @@ class PlainBroker(unittest.TestCase):
         self.assertIn("--replicas 3 needs a zfed-broker: the broker at %s does not stamp replies"
                       % self.broker.endpoint, result.err)
         self.assertEqual(self.broker.requests, before)
+
+
+class PlainBrokerForgery(unittest.TestCase):
+    """Without a stamp, what a reply names is all there is: it must name a
+    request still outstanding, of its kind (a batch only for a batch)."""
+
+    def test_forged_batch_and_unsent_attempt_are_refused(self):
+        broker = PlainMajordomoBroker()
+        try:
+            with Cluster("plain-forge") as cluster:
+                cluster.endpoint = broker.endpoint
+                turn = [0]
+
+                def forge(task):
+                    # Odd turns: a batch of results for every task, to one
+                    # plain request; even turns: its task at an attempt
+                    # never sent.
+                    turn[0] += 1
+
+                    def body(task_id, attempt):
+                        return msgpack.packb(["zfed.result", 1, task[2], task[3], task_id,
+                                              attempt, "forger", 1,
+                                              {"sum": "1", "terms": 10, "last": "1",
+                                               "sequence": ["0"] * 9 + ["1"]}],
+                                             use_bin_type=True)
+                    if turn[0] % 2:
+                        items = [body(t, task[5]) for t in range(5)]
+                        return [msgpack.packb(["zfed.batch", 1, items], use_bin_type=True)]
+                    return [body(task[4], task[5] + 5)]
+                forger = HostileWorker(cluster, forge)
+                wait_for(lambda: broker.idle_workers() >= 1, 10, what="the forger to register")
+                for _ in range(4):
+                    cluster.start_worker()
+                wait_for(lambda: broker.idle_workers() >= 5, 10, what="the workers to register")
+                try:
+                    result = cluster.run_controller(
+                        "--job-id", "forge", "--rounds", "2", "--tasks", "5", "--retries", "5",
+                        "--task-timeout", "0.5", "--aggregate", "sum", "--no-progress")
+                finally:
+                    forger.close()
+                self.assertEqual(result.returncode, 0, result.err)
+                self.assertGreaterEqual(forger.replies, 2, "the forger was never sent a task")
+                summary = cluster.summary("forge")
+                self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                                 [str(5 * fib_sum(10))] * 2)
+                self.assertEqual(sum(r["invalid"] for r in summary["rounds"]), forger.replies)
+                self.assertIn("a reply naming no request outstanding from (not vouched: plain "
+                              "broker) refused", result.err)
+        finally:
+            broker.close()
 
 
 if __name__ == "__main__":
