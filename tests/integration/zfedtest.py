@@ -107,12 +107,16 @@ SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSaniti
                    "runtime error:", "ThreadSanitizer")
 
 
-def _only_libzmq_cycles(text):
-    """A LeakSanitizer report whose every block is an *indirect* leak
-    allocated inside libzmq: objects of libzmq's own that point at each
-    other (a pipe pair and its messages torn down at exit while the peer
-    never read), with nothing of ours holding them.  A leak of ours is a
-    direct leak, which this never excuses."""
+def _only_library_leaks(text):
+    """A LeakSanitizer report of what libraries keep for themselves, not of
+    ours: every block either an *indirect* leak allocated inside libzmq
+    (its own objects pointing at each other, a pipe pair and its messages
+    torn down at exit while the peer never read), or allocated inside
+    libcrypto with no frame outside it (OpenSSL's per-thread state of a
+    compute thread the exit overtook; libcrypto has no frame pointers, so
+    the stack stops there).  A direct leak with a frame of ours is never
+    excused; zfed_sha256, our one caller of libcrypto, is checked for
+    leaks by its unit test."""
     if any(mark in text for mark in ("ERROR: AddressSanitizer", "runtime error:",
                                       "ThreadSanitizer")):
         return False
@@ -120,16 +124,19 @@ def _only_libzmq_cycles(text):
     if not blocks or "ERROR: LeakSanitizer" not in text:
         return False
     for block in blocks:
-        if not block.startswith("Indirect"):
+        frames = re.findall(r"^\s*#[1-9]\d* .*$", block, re.M)
+        if not frames:
             return False
-        frames = re.findall(r"^\s*#1 .*$", block, re.M)
-        if not frames or "libzmq.so" not in frames[0]:
-            return False
+        if block.startswith("Indirect") and "libzmq.so" in frames[0]:
+            continue
+        if all("libcrypto.so" in frame for frame in frames):
+            continue
+        return False
     return True
 
 
 def sanitizer_report(text):
-    if _only_libzmq_cycles(text):
+    if _only_library_leaks(text):
         return None
     for mark in SANITIZER_MARKS:
         if mark in text:
