@@ -34,6 +34,12 @@
     latency without a lookup table) and the number of Fibonacci terms to
     sum; the reply carries the same two words and the sum.
 
+    Batches (load --batch N, the yardstick of zfed.batch): one message
+    carries N tasks as N payloads back to back, the first saying N; the
+    worker answers with one message of N replies, each computed as above.
+    The broker does not look inside: a batch takes one slot of a worker's
+    credit, as a zfed.batch request does in zfed's broker.
+
     Models (load --mode model, the yardstick of zfed's model rounds): a
     round moves a model of B bytes to each of T tasks and one of B bytes
     back from each, in chunks of C bytes, over the same hops: T x B / C
@@ -91,10 +97,12 @@
 #define OFFSET_TERMS  16 //  request: one byte, Fibonacci terms to sum
 #define OFFSET_RESULT 16 //  reply: uint64 sum
 #define OFFSET_BULK   24 //  request: uint32, bytes of bulk reply wanted (0: the usual reply)
+#define OFFSET_COUNT  20 //  first request of a batch: uint16, tasks in the message (0: one)
 #define FIB_TERMS     10 //  sum of the first 10 is 143: cheap and constant
 #define FIB_TERMS_MAX 90 //  the sum of the first 91 would not fit 64 bits
 #define READY_SIZE    4
-#define MAX_CREDIT    256 //  slots per worker, as zfed's broker caps it
+#define MAX_CREDIT    256  //  slots per worker, as zfed's broker caps it
+#define MAX_BATCH     1024 //  tasks per message, as zfed.batch caps it
 #define MAX_WORKERS   4096
 #define MAX_IDENTITY  255 //  ZeroMQ routing ids are at most 255 bytes
 #define MAX_THREADS   64
@@ -829,6 +837,35 @@ static int s_worker_answer_bulk(void *socket, zmq_msg_t *client, const unsigned 
     return 0;
 }
 
+//  One task's reply from its request payload (both PAYLOAD_SIZE bytes).
+static void s_answer_one(unsigned char *reply, const unsigned char *request)
+{
+    memcpy(reply, request, ECHO_SIZE);
+    uint64_t sum = s_fib_sum(request[OFFSET_TERMS]);
+    memcpy(reply + OFFSET_RESULT, &sum, sizeof sum);
+}
+
+//  A batch's reply: one message of tasks replies, built in place (no copy
+//  on send), in the order of the requests.
+static int s_worker_answer_batch(void *socket, zmq_msg_t *client, const unsigned char *request,
+                                 size_t tasks)
+{
+    zmq_msg_t reply;
+    if (zmq_msg_init_size(&reply, tasks * PAYLOAD_SIZE) != 0)
+        return -1;
+    unsigned char *out = zmq_msg_data(&reply);
+    memset(out, 0, tasks * PAYLOAD_SIZE);
+    for (size_t task = 0; task < tasks; task++)
+        s_answer_one(out + task * PAYLOAD_SIZE, request + task * PAYLOAD_SIZE);
+    const char command = CMD_REPLY;
+    if (zmq_send(socket, &command, 1, ZMQ_SNDMORE) == -1 ||
+        zmq_msg_send(client, socket, ZMQ_SNDMORE) == -1 || zmq_msg_send(&reply, socket, 0) == -1) {
+        zmq_msg_close(&reply);
+        return -1;
+    }
+    return 0;
+}
+
 //  request frames: [client id][payload]
 static int s_worker_answer(void *socket, zmq_msg_t *frames, size_t count,
                            const s_worker_thread_t *self)
@@ -845,9 +882,11 @@ static int s_worker_answer(void *socket, zmq_msg_t *frames, size_t count,
         memcpy(&bulk, request + OFFSET_BULK, sizeof bulk);
         if (bulk > 0 && bulk <= self->bulk_size)
             return s_worker_answer_bulk(socket, &frames[0], self->bulk, bulk);
-        memcpy(reply, request, ECHO_SIZE);
-        uint64_t sum = s_fib_sum(request[OFFSET_TERMS]);
-        memcpy(reply + OFFSET_RESULT, &sum, sizeof sum);
+        uint16_t tasks = 0;
+        memcpy(&tasks, request + OFFSET_COUNT, sizeof tasks);
+        if (tasks > 1 && (size_t)tasks * PAYLOAD_SIZE == request_size)
+            return s_worker_answer_batch(socket, &frames[0], request, tasks);
+        s_answer_one(reply, request);
     }
     const char command = CMD_REPLY;
     if (zmq_send(socket, &command, 1, ZMQ_SNDMORE) == -1 ||
@@ -1076,23 +1115,36 @@ typedef struct {
     uint64_t next_id;
     uint64_t timeout_ns; //  longest wait for any reply before giving up
     uint64_t expected;   //  the sum a correct reply carries
+    uint32_t batch;      //  tasks per request message
     uint64_t *samples;   //  latencies, ns
     size_t sample_count, sample_capacity;
 } s_load_t;
 
-static int s_load_send(s_load_t *self)
+//  One request message of tasks tasks (1..MAX_BATCH), built in place.
+static int s_load_send(s_load_t *self, uint32_t tasks)
 {
-    unsigned char payload[PAYLOAD_SIZE];
-    memset(payload, 0, sizeof payload);
-    uint64_t id = self->next_id++;
+    zmq_msg_t frame;
+    if (zmq_msg_init_size(&frame, (size_t)tasks * PAYLOAD_SIZE) != 0) {
+        s_log("load", "out of memory");
+        return -1;
+    }
+    unsigned char *payload = zmq_msg_data(&frame);
+    memset(payload, 0, (size_t)tasks * PAYLOAD_SIZE);
     uint64_t sent = s_now_ns();
-    memcpy(payload + OFFSET_ID, &id, sizeof id);
-    memcpy(payload + OFFSET_SENT, &sent, sizeof sent);
-    payload[OFFSET_TERMS] = FIB_TERMS;
+    for (uint32_t task = 0; task < tasks; task++) {
+        unsigned char *one = payload + (size_t)task * PAYLOAD_SIZE;
+        uint64_t id = self->next_id++;
+        memcpy(one + OFFSET_ID, &id, sizeof id);
+        memcpy(one + OFFSET_SENT, &sent, sizeof sent);
+        one[OFFSET_TERMS] = FIB_TERMS;
+    }
+    uint16_t count = tasks > 1 ? (uint16_t)tasks : 0;
+    memcpy(payload + OFFSET_COUNT, &count, sizeof count);
     const char command = CMD_REQUEST;
     if (zmq_send(self->socket, &command, 1, ZMQ_SNDMORE) == -1 ||
-        zmq_send(self->socket, payload, sizeof payload, 0) == -1) {
+        zmq_msg_send(&frame, self->socket, 0) == -1) {
         s_log("load", "send: %s", zmq_strerror(errno));
+        zmq_msg_close(&frame);
         return -1;
     }
     return 0;
@@ -1110,10 +1162,11 @@ static int s_load_receive(s_load_t *self, zmq_msg_t *frames, size_t *count)
     return -1;
 }
 
-//  Takes one reply if one is waiting.  Returns 1 with its id and send
-//  time, 0 when none is waiting, -1 on error (a wrong reply is an error:
-//  the yardstick must be measuring the real path).
-static int s_load_take(s_load_t *self, uint64_t *id, uint64_t *sent)
+//  Takes one reply message if one is waiting.  Returns how many tasks it
+//  answered (1..MAX_BATCH) with their ids and send times, 0 when none is
+//  waiting, -1 on error (a wrong reply is an error: the yardstick must be
+//  measuring the real path).
+static int s_load_take(s_load_t *self, uint64_t *ids, uint64_t *sents)
 {
     zmq_msg_t frames[MAX_FRAMES];
     size_t count = 0;
@@ -1121,18 +1174,23 @@ static int s_load_take(s_load_t *self, uint64_t *id, uint64_t *sent)
     if (got <= 0)
         return got;
     int rc = -1;
-    uint64_t sum = 0;
-    if (count != 1 || zmq_msg_size(&frames[0]) != PAYLOAD_SIZE) {
-        s_log("load", "malformed reply (%zu frames)", count);
+    size_t size = count == 1 ? zmq_msg_size(&frames[0]) : 0;
+    if (size == 0 || size % PAYLOAD_SIZE != 0 || size / PAYLOAD_SIZE > MAX_BATCH) {
+        s_log("load", "malformed reply (%zu frames, %zu bytes)", count, size);
     } else {
         const unsigned char *reply = zmq_msg_data(&frames[0]);
-        memcpy(id, reply + OFFSET_ID, sizeof *id);
-        memcpy(sent, reply + OFFSET_SENT, sizeof *sent);
-        memcpy(&sum, reply + OFFSET_RESULT, sizeof sum);
-        if (sum != self->expected || *id >= self->next_id)
-            s_log("load", "wrong reply: id %" PRIu64 ", result %" PRIu64, *id, sum);
-        else
-            rc = 1;
+        rc = (int)(size / PAYLOAD_SIZE);
+        for (int task = 0; task < rc; task++, reply += PAYLOAD_SIZE) {
+            uint64_t sum = 0;
+            memcpy(&ids[task], reply + OFFSET_ID, sizeof ids[task]);
+            memcpy(&sents[task], reply + OFFSET_SENT, sizeof sents[task]);
+            memcpy(&sum, reply + OFFSET_RESULT, sizeof sum);
+            if (sum != self->expected || ids[task] >= self->next_id) {
+                s_log("load", "wrong reply: id %" PRIu64 ", result %" PRIu64, ids[task], sum);
+                rc = -1;
+                break;
+            }
+        }
     }
     s_close_frames(frames, count);
     return rc;
@@ -1220,13 +1278,15 @@ static int s_load_rounds(s_load_t *self, const s_load_config_t *config, s_load_r
             measure_start = start;
             cpu_start = s_cpu_seconds();
         }
-        for (uint64_t task = 0; task < config->tasks; task++)
-            if (s_load_send(self) != 0)
+        for (uint64_t task = 0; task < config->tasks; task += self->batch) {
+            uint64_t left = config->tasks - task;
+            if (s_load_send(self, left < self->batch ? (uint32_t)left : self->batch) != 0)
                 return -1;
+        }
         uint64_t received = 0, last_progress = s_now_ns();
         while (received < config->tasks) {
-            uint64_t id = 0, sent = 0;
-            int rc = s_load_take(self, &id, &sent);
+            uint64_t ids[MAX_BATCH], sents[MAX_BATCH];
+            int rc = s_load_take(self, ids, sents);
             if (rc < 0)
                 return -1;
             if (rc == 0) {
@@ -1241,11 +1301,12 @@ static int s_load_rounds(s_load_t *self, const s_load_config_t *config, s_load_r
                     return -1;
                 continue;
             }
-            if (id < first_id) {
-                s_log("load", "reply %" PRIu64 " from an earlier round", id);
-                return -1;
-            }
-            received++;
+            for (int task = 0; task < rc; task++)
+                if (ids[task] < first_id) {
+                    s_log("load", "reply %" PRIu64 " from an earlier round", ids[task]);
+                    return -1;
+                }
+            received += (uint64_t)rc;
             last_progress = s_now_ns();
         }
         uint64_t end = s_now_ns();
@@ -1261,8 +1322,9 @@ static int s_load_rounds(s_load_t *self, const s_load_config_t *config, s_load_r
     return 0;
 }
 
-//  Stream: keep O outstanding; every reply is a latency sample and is
-//  replaced at once by a new request.
+//  Stream: keep O tasks outstanding (in O / batch messages); every task
+//  answered is a latency sample, and every reply message is replaced at
+//  once by a new request of as many tasks.
 static int s_load_stream(s_load_t *self, const s_load_config_t *config, s_load_result_t *result)
 {
     uint64_t start = s_now_ns();
@@ -1271,15 +1333,16 @@ static int s_load_stream(s_load_t *self, const s_load_config_t *config, s_load_r
     uint64_t measure_start = 0, measure_end = 0, completed = 0, outstanding = 0;
     double cpu_start = 0.0, cpu_end = 0.0;
     bool measuring = false, stopped = false;
-    for (uint64_t index = 0; index < config->outstanding; index++) {
-        if (s_load_send(self) != 0)
+    uint64_t messages = config->outstanding / self->batch ? config->outstanding / self->batch : 1;
+    for (uint64_t index = 0; index < messages; index++) {
+        if (s_load_send(self, self->batch) != 0)
             return -1;
-        outstanding++;
+        outstanding += self->batch;
     }
     uint64_t last_progress = s_now_ns();
     while (!stopped || outstanding > 0) {
-        uint64_t id = 0, sent = 0;
-        int rc = s_load_take(self, &id, &sent);
+        uint64_t ids[MAX_BATCH], sents[MAX_BATCH];
+        int rc = s_load_take(self, ids, sents);
         if (rc < 0)
             return -1;
         if (rc == 0) {
@@ -1298,7 +1361,7 @@ static int s_load_stream(s_load_t *self, const s_load_config_t *config, s_load_r
         }
         uint64_t now = s_now_ns();
         last_progress = now;
-        outstanding--;
+        outstanding -= (uint64_t)rc;
         if (!measuring && !stopped && now >= warmup_end) {
             measuring = true;
             measure_start = now;
@@ -1306,9 +1369,10 @@ static int s_load_stream(s_load_t *self, const s_load_config_t *config, s_load_r
         }
         if (measuring) {
             if (now - measure_start < window_ns) {
-                if (s_load_record(self, now - sent) != 0)
-                    return -1;
-                completed++;
+                for (int task = 0; task < rc; task++)
+                    if (s_load_record(self, now - sents[task]) != 0)
+                        return -1;
+                completed += (uint64_t)rc;
             } else {
                 measuring = false;
                 stopped = true;
@@ -1319,9 +1383,9 @@ static int s_load_stream(s_load_t *self, const s_load_config_t *config, s_load_r
         //  After the window, let what is in flight drain so the broker and
         //  workers are idle for whatever the benchmark runs next.
         if (!stopped) {
-            if (s_load_send(self) != 0)
+            if (s_load_send(self, (uint32_t)rc) != 0)
                 return -1;
-            outstanding++;
+            outstanding += (uint64_t)rc;
         }
     }
     result->tasks = completed;
@@ -1476,18 +1540,20 @@ static void s_load_usage(void)
            "  --tasks T             round: requests sent at once per round, 1..%d\n"
            "  --rounds R            round: measured rounds, 1..%d\n"
            "  --warmup-rounds N     round: unmeasured rounds first (default %d)\n"
-           "  --outstanding O       stream: requests kept in flight, 1..%d\n"
+           "  --outstanding O       stream: tasks kept in flight, 1..%d\n"
            "  --seconds S           stream: measured seconds\n"
            "  --warmup-seconds S    stream: unmeasured seconds first (default %g)\n"
            "  --model-bytes B       model: bytes each task's model has, to it and back\n"
            "  --chunk C             model: bytes per chunk (default %u)\n"
            "                        (model: requests in flight, default 4 per task)\n"
+           "  --batch N             round, stream: tasks per message both ways, 1..%d\n"
+           "                        (default 1; a batch takes one slot of a worker)\n"
            "  --timeout S           fail when no reply comes for S seconds (default %g)\n"
            "  -h, --help            show this help and exit\n"
            "\n"
            "Exit status 0, 1 on failure (or SIGINT/SIGTERM), 2 on bad usage.\n",
            MAX_TASKS, MAX_ROUNDS, DEFAULT_WARMUP_ROUNDS, MAX_TASKS, DEFAULT_WARMUP_SECONDS,
-           DEFAULT_CHUNK, DEFAULT_TIMEOUT_S);
+           DEFAULT_CHUNK, MAX_BATCH, DEFAULT_TIMEOUT_S);
 }
 
 static int s_load_main(int argc, char **argv)
@@ -1505,6 +1571,7 @@ static int s_load_main(int argc, char **argv)
         OPT_TIMEOUT,
         OPT_MODEL_BYTES,
         OPT_CHUNK,
+        OPT_BATCH,
     };
     static const struct option options[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -1518,6 +1585,7 @@ static int s_load_main(int argc, char **argv)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"model-bytes", required_argument, NULL, OPT_MODEL_BYTES},
         {"chunk", required_argument, NULL, OPT_CHUNK},
+        {"batch", required_argument, NULL, OPT_BATCH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1526,6 +1594,7 @@ static int s_load_main(int argc, char **argv)
                               .warmup_rounds = DEFAULT_WARMUP_ROUNDS,
                               .warmup_seconds = DEFAULT_WARMUP_SECONDS};
     double timeout_s = DEFAULT_TIMEOUT_S;
+    uint32_t batch = 1;
     const char *round_flag = NULL, *stream_flag = NULL; //  last seen, for mixing errors
     int option;
     while ((option = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
@@ -1578,6 +1647,9 @@ static int s_load_main(int argc, char **argv)
         case OPT_CHUNK:
             config.chunk = s_parse_count(role, "--chunk", optarg, MIN_CHUNK, MAX_CHUNK);
             break;
+        case OPT_BATCH:
+            batch = (uint32_t)s_parse_count(role, "--batch", optarg, 1, MAX_BATCH);
+            break;
         case 'h':
             s_load_usage();
             return EXIT_OK;
@@ -1593,6 +1665,8 @@ static int s_load_main(int argc, char **argv)
         s_fail_usage(role, "--mode is required (round, stream or model)");
     if (config.mode != MODE_MODEL && (config.model_bytes || config.chunk))
         s_fail_usage(role, "--model-bytes and --chunk are for --mode model");
+    if (config.mode == MODE_MODEL && batch > 1)
+        s_fail_usage(role, "--batch is for --mode round and stream");
     if (config.mode == MODE_MODEL) {
         if (config.tasks == 0 || config.rounds == 0 || config.model_bytes == 0)
             s_fail_usage(role, "--mode model needs --tasks, --rounds and --model-bytes");
@@ -1620,6 +1694,7 @@ static int s_load_main(int argc, char **argv)
     memset(&load, 0, sizeof load);
     load.timeout_ns = (uint64_t)(timeout_s * (double)NS_PER_S);
     load.expected = s_fib_sum(FIB_TERMS);
+    load.batch = batch;
     load.context = zmq_ctx_new();
     if (!load.context) {
         s_log(role, "zmq_ctx_new: %s", zmq_strerror(errno));
@@ -1671,7 +1746,7 @@ static void s_usage(void)
            "  broker   --bind EP [--endpoint-file FILE] [--credit K]\n"
            "  workers  --connect EP --count N [--credit K] [--threads T]\n"
            "  load     --connect EP --mode round --tasks T --rounds R\n"
-           "  load     --connect EP --mode stream --outstanding O --seconds S\n"
+           "  load     --connect EP --mode stream --outstanding O --seconds S [--batch N]\n"
            "  load     --connect EP --mode model --tasks T --rounds R --model-bytes B\n"
            "\n"
            "'" PROGRAM " ROLE --help' describes each role.\n");
