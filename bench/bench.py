@@ -225,7 +225,8 @@ class Bench:
                      str(load["seconds"])]
         else:
             argv += ["--mode", "round", "--tasks", str(load["tasks"]), "--rounds",
-                     str(load["rounds"])]
+                     str(load["rounds"]), "--warmup-rounds", str(load["warmup"])]
+        argv += ["--batch", str(stack.system.get("batch", 1))]
         return self.measure(stack, argv, lambda out: json.loads(out.strip().splitlines()[-1]))
 
     def run_zfed_load(self, stack, load):
@@ -290,6 +291,8 @@ class Bench:
             tasks = result["tasks"]
             cpu = cpu_stack * min(1.0, result["seconds"] / wall) + result.get("cpu_s", cpu_load)
         result["cpu_us_per_task"] = cpu * 1e6 / max(1, tasks)
+        #  The load side alone: for zfed's rounds, the controller's CPU.
+        result["load_cpu_us_per_task"] = cpu_load * 1e6 / max(1, tasks)
         result["wall_s"] = wall
         return result
 
@@ -301,14 +304,15 @@ class Bench:
             {"name": "zfed", "kind": "zfed", "credit": 1, "against": "baseline"},
             {"name": "baseline-credit8", "kind": "baseline", "credit": 8},
             {"name": "zfed-credit8", "kind": "zfed", "credit": 8, "against": "baseline-credit8"},
+            {"name": "baseline-batch8", "kind": "baseline", "credit": 8, "batch": 8},
             {"name": "zfed-batch8", "kind": "zfed", "credit": 8, "batch": 8,
-             "against": "baseline-credit8"},
+             "against": "baseline-batch8"},
         ]
         if self.args.curve:
             systems.append({"name": "zfed-curve-credit8", "kind": "zfed", "credit": 8,
                             "curve": True, "against": "baseline-credit8"})
             systems.append({"name": "zfed-curve-batch8", "kind": "zfed", "credit": 8, "batch": 8,
-                            "curve": True, "against": "baseline-credit8"})
+                            "curve": True, "against": "baseline-batch8"})
         return systems
 
     def loads(self):
@@ -383,6 +387,151 @@ class Bench:
                                        if base and base["tasks_per_s"] else "")
             row["latency_ratio"] = (round(row["p50_us"] / base["p50_us"], 2)
                                     if base and base["p50_us"] else "")
+
+    # -- like for like ------------------------------------------------------------
+
+    LIKE_PATHS = (
+        # path, credit, batch: zfed and the baseline both run exactly this.
+        ("strict", 1, 1),
+        ("credit8", 8, 1),
+        ("batch8", 8, 8),
+    )
+
+    def like_loads(self):
+        quick = self.args.quick
+        return [
+            {"name": "stream", "mode": "stream", "seconds": 1.0 if quick else 3.0},
+            {"name": "round%d" % self.args.like_tasks, "mode": "round",
+             "tasks": self.args.like_tasks, "rounds": 1, "warmup": 1 if not quick else 0,
+             "big": True},
+            {"name": "round5", "mode": "round", "tasks": 5, "rounds": 100 if quick else 300,
+             "warmup": 20},
+        ]
+
+    def run_like(self):
+        """Every zfed path against the baseline doing the same (credit with
+        credit, batch with batch), the same workers, in one run: the stream
+        from the load generators, rounds through the real zfed-controller
+        (times from its round records) against the baseline's load tool.
+        Each pair runs back to back, baseline first, for every repeat; the
+        load average is taken beside every cell."""
+        count = int(self.args.workers.split(",")[0])
+        self.like = []
+        for repeat in range(self.args.repeat):
+            for path, credit, batch in self.LIKE_PATHS:
+                for kind in ("baseline", "zfed"):
+                    system = {"name": "%s-%s" % (kind, path), "kind": kind, "credit": credit,
+                              "batch": batch}
+                    with Stack(self, system, count) as stack:
+                        for load in self.like_loads():
+                            runner = (self.run_baseline_load if kind == "baseline"
+                                      else self.run_zfed_load)
+                            try:
+                                result = runner(stack, load)
+                            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                                print("bench: %s %s: %s" % (system["name"], load["name"], error),
+                                      file=sys.stderr)
+                                continue
+                            row = {"path": path, "kind": kind, "workers": count,
+                                   "load": load["name"], "repeat": repeat,
+                                   "tasks_per_s": round(result["tasks_per_s"], 1),
+                                   "p50_us": result["latency_us"]["p50"],
+                                   "cpu_us_per_task": round(result["cpu_us_per_task"], 2),
+                                   "load_cpu_us_per_task":
+                                       round(result["load_cpu_us_per_task"], 2),
+                                   "wall_s": round(result["wall_s"], 3),
+                                   "round_s": round(result["seconds"], 3),
+                                   "loadavg": round(os.getloadavg()[0], 2)}
+                            self.like.append(row)
+                            print("  %-16s %-11s %9.0f tasks/s  p50 %8d us  cpu %6.2f us/task"
+                                  "  (load side %5.2f)  wall %6.2f s  loadavg %.2f"
+                                  % (system["name"], load["name"], row["tasks_per_s"],
+                                     row["p50_us"], row["cpu_us_per_task"],
+                                     row["load_cpu_us_per_task"], row["wall_s"],
+                                     row["loadavg"]), file=sys.stderr, flush=True)
+
+    def like_table(self):
+        """Medians over the repeats; zfed/baseline ratios."""
+        cells = {}
+        for row in self.like:
+            cells.setdefault((row["path"], row["load"], row["kind"]), []).append(row)
+
+        def median(rows, key):
+            return statistics.median(r[key] for r in rows) if rows else 0
+        table = []
+        for path, _, _ in self.LIKE_PATHS:
+            for load in self.like_loads():
+                zfed = cells.get((path, load["name"], "zfed"), [])
+                base = cells.get((path, load["name"], "baseline"), [])
+                if not zfed or not base:
+                    continue
+                entry = {"path": path, "load": load["name"],
+                         "zfed_tasks_per_s": median(zfed, "tasks_per_s"),
+                         "baseline_tasks_per_s": median(base, "tasks_per_s"),
+                         "zfed_p50_us": median(zfed, "p50_us"),
+                         "baseline_p50_us": median(base, "p50_us"),
+                         "zfed_cpu_us": median(zfed, "cpu_us_per_task"),
+                         "baseline_cpu_us": median(base, "cpu_us_per_task"),
+                         "controller_cpu_us": (median(zfed, "load_cpu_us_per_task")
+                                               if load["mode"] == "round" else ""),
+                         "controller_wall_s": (median(zfed, "wall_s")
+                                               if load.get("big") else ""),
+                         "zfed_round_s": median(zfed, "round_s") if load.get("big") else "",
+                         "loadavg": "%.1f-%.1f" % (min(r["loadavg"] for r in zfed + base),
+                                                   max(r["loadavg"] for r in zfed + base))}
+                entry["ratio"] = round(entry["zfed_tasks_per_s"] /
+                                       max(1e-9, entry["baseline_tasks_per_s"]), 2)
+                entry["p50_ratio"] = round(entry["zfed_p50_us"] /
+                                           max(1e-9, entry["baseline_p50_us"]), 2)
+                table.append(entry)
+        return table
+
+    def print_like(self, table):
+        print("zfed like for like, %s, %d CPUs, %s, %s workers, %d repeat(s) (medians)"
+              % (platform.node(), os.cpu_count(), time.strftime("%Y-%m-%d %H:%M"),
+                 self.like[0]["workers"] if self.like else "?", self.args.repeat))
+        print()
+        print("| path | load | zfed tasks/s | baseline tasks/s | ratio | zfed p50 us | "
+              "baseline p50 us | p50 ratio | CPU us/task zfed | baseline | controller CPU "
+              "us/task | controller wall s | loadavg |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for e in table:
+            print("| %s | %s | %.0f | %.0f | **%.2f** | %d | %d | %.2f | %.1f | %.1f | %s | %s | %s |"
+                  % (e["path"], e["load"], e["zfed_tasks_per_s"], e["baseline_tasks_per_s"],
+                     e["ratio"], e["zfed_p50_us"], e["baseline_p50_us"], e["p50_ratio"],
+                     e["zfed_cpu_us"], e["baseline_cpu_us"],
+                     "%.2f" % e["controller_cpu_us"] if e["controller_cpu_us"] != "" else "",
+                     "%.2f (round %.2f)" % (e["controller_wall_s"], e["zfed_round_s"])
+                     if e["controller_wall_s"] != "" else "", e["loadavg"]))
+        index = {(e["path"], e["load"]): e for e in table}
+        big = "round%d" % self.args.like_tasks
+        print()
+        print("Targets (through the controller, %s):" % big)
+        for path, target in (("strict", 0.9), ("credit8", 0.8), ("batch8", 0.5)):
+            e = index.get((path, big))
+            if e:
+                print("  %-8s %.2fx the like-for-like baseline (target >= %.1f): %s"
+                      % (path, e["ratio"], target, "met" if e["ratio"] >= target else "NOT met"))
+        e = index.get(("batch8", big))
+        if e:
+            print("  controller CPU per task, batch path: %.2f us (target <= 2): %s"
+                  % (e["controller_cpu_us"], "met" if e["controller_cpu_us"] <= 2 else "NOT met"))
+        for path, _, _ in self.LIKE_PATHS:
+            e = index.get((path, "round5"))
+            if e:
+                print("  5-task round, %-8s p50 %.3f ms = %.2fx the baseline's (target <= 1.2)"
+                      % (path, e["zfed_p50_us"] / 1000, e["p50_ratio"]))
+
+    def write_like_csv(self, path, table):
+        fields = ["path", "load", "zfed_tasks_per_s", "baseline_tasks_per_s", "ratio",
+                  "zfed_p50_us", "baseline_p50_us", "p50_ratio", "zfed_cpu_us",
+                  "baseline_cpu_us", "controller_cpu_us", "controller_wall_s", "zfed_round_s",
+                  "loadavg"]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            for entry in table:
+                writer.writerow({key: entry.get(key, "") for key in fields})
 
     # -- scale ------------------------------------------------------------------
 
@@ -554,13 +703,31 @@ def main():
     parser.add_argument("--scale", action="store_true",
                         help="add the 1,000-worker, 100,000-task scale run")
     parser.add_argument("--scale-tasks", type=int, default=100000)
+    parser.add_argument("--like", action="store_true",
+                        help="only the like-for-like table: strict, credit 8, batch 8, each "
+                             "against the baseline doing the same, rounds through the controller")
+    parser.add_argument("--like-tasks", type=int, default=100000,
+                        help="tasks in the like-for-like big round (default 100000)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="like-for-like: runs of every pair (medians reported)")
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench.csv"),
                         help="CSV file to write")
     args = parser.parse_args()
     if not args.workers:
-        args.workers = "1,5,16" if args.quick else "1,2,5,16,64"
+        args.workers = "5" if args.like else "1,5,16" if args.quick else "1,2,5,16,64"
     bench = Bench(args)
     try:
+        if args.like:
+            print("bench: like for like, %s workers; progress on stderr" % args.workers,
+                  file=sys.stderr)
+            bench.run_like()
+            table = bench.like_table()
+            bench.print_like(table)
+            out = args.out.replace("bench.csv", "like.csv") if args.out.endswith(
+                "bench.csv") else args.out
+            bench.write_like_csv(out, table)
+            print("\nCSV: %s" % out)
+            return
         print("bench: workers %s, %s grid; progress on stderr" %
               (args.workers, "quick" if args.quick else "full"), file=sys.stderr)
         bench.run_grid()

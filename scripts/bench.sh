@@ -7,6 +7,12 @@
 #   scripts/bench.sh --quick     smaller grid, under a minute
 #   scripts/bench.sh --scale     also 1,000 worker sockets and a 100,000-task round
 #   scripts/bench.sh --curve     also zfed over CurveZMQ
+#   scripts/bench.sh --like      like for like only (5 workers): strict, credit 8 and
+#                                batch 8, each against the baseline doing the same
+#                                (credit with credit, batch with batch): the stream,
+#                                a 100,000-task round through zfed-controller and
+#                                5-task rounds; ratios, controller CPU per task, load
+#                                average; --repeat N for medians, --quick shorter
 #   scripts/bench.sh --out F     CSV path
 #   scripts/bench.sh --models    model rounds instead (bench/models.py: a 1 GiB
 #                                model through 5 workers against the baseline,
