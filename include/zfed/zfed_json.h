@@ -27,6 +27,14 @@ json_t *zfed_json_from_msgpack(const msgpack_object *object);
 //  Writes value as indented JSON through zfed_write_file_durable.  0 or -1.
 int zfed_json_write_durable(const char *path, const json_t *value);
 
+//  JSON text without a tree, for records written a line per result
+//  (WORKDIR.md 3.1): each appends to out and returns 0, or -1 when out of
+//  memory.  A string is quoted and escaped as jansson does (", \ and
+//  control characters; UTF-8 as is).
+int zfed_json_text_string(msgpack_sbuffer *out, const char *text, size_t size);
+int zfed_json_text_int(msgpack_sbuffer *out, int64_t value);
+int zfed_json_text_raw(msgpack_sbuffer *out, const char *text);
+
 #ifdef __cplusplus
 }
 #endif

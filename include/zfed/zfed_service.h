@@ -109,6 +109,14 @@ typedef struct {
     //  terms, last), added to object.  0 or -1.
     int (*describe)(const msgpack_object *params, const msgpack_object *outputs, json_t *object);
 
+    //  Controller, optional: the same fields as describe, as JSON text
+    //  members appended to out, each with its leading comma
+    //  (",\"level\":10,..."), with zfed_json_text_*: the records of big
+    //  rounds are written a line per result without a JSON tree per result
+    //  (WORKDIR.md 3.1).  Without it, describe's object is dumped.  0 or -1.
+    int (*describe_text)(const msgpack_object *params, const msgpack_object *outputs,
+                         msgpack_sbuffer *out);
+
     //  The global value sent before any round has closed, given the params
     //  of the job's first task so it can have the right shape (fib: "0";
     //  vecavg: zeros as long as the vector), and the aggregate packed as the

@@ -2,6 +2,7 @@
 
         WORKDIR/JOB_ID/job.json              settings as run (a loadable job file)
         WORKDIR/JOB_ID/rounds/round-NNNNNN.json  one record per closed round
+        WORKDIR/JOB_ID/rounds/round-NNNNNN.results.ndjson  a big round's results
         WORKDIR/JOB_ID/global.json           the final global state
         WORKDIR/JOB_ID/best.json             the best round
         WORKDIR/JOB_ID/summary.json          the whole job
@@ -55,6 +56,9 @@ const char *zfed_store_path(zfed_store_t *self);
 //  Writes name (relative to the job folder) durably.  0 or -1 (errno).
 int zfed_store_write(zfed_store_t *self, const char *name, const json_t *value);
 int zfed_store_write_round(zfed_store_t *self, uint32_t round, const json_t *record);
+//  The name (relative to the job folder) of a big round's results file,
+//  rounds/round-NNNNNN.results.ndjson (WORKDIR.md 3.1).
+void zfed_store_results_name(uint32_t round, char *name, size_t size);
 
 //  Reads a round record back (new reference).  NULL when it does not exist
 //  (errno ENOENT) or cannot be trusted: not valid JSON, or not the record

@@ -127,8 +127,8 @@ void zfed_progress_table(zfed_progress_t *self, const json_t *summaries, const u
                      : json_dumps(aggregate, JSON_ENCODE_ANY);
         uint32_t round = (uint32_t)json_integer_value(json_object_get(summary, "round"));
         char results[32];
-        snprintf(results, sizeof results, "%zu/%u",
-                 json_array_size(json_object_get(summary, "results")), tasks);
+        snprintf(results, sizeof results, "%" JSON_INTEGER_FORMAT "/%u",
+                 json_integer_value(json_object_get(summary, "answered")), tasks);
         zfed_progress_print(self, "%5u  %9s  %4" PRIu64 "  %4lld  %6lld  %9lld  %s%s\n", round,
                             results, late[round],
                             (long long)json_integer_value(json_object_get(summary, "duplicates")),

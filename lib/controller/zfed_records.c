@@ -144,10 +144,12 @@ static void s_consider_best(zfed_records_t *self, uint32_t round, const mpq_t *a
     self->best_value = value;
 }
 
-//  The summary's view of a round: what the user asked to see.
+//  The summary's view of a round: what the user asked to see.  A big
+//  round's results stay in their own file, which the summary names.
 static json_t *s_round_summary(const json_t *record)
 {
-    json_t *results = json_array();
+    json_t *file = json_object_get(record, "results_file");
+    json_t *results = file ? json_incref(file) : json_array();
     size_t index;
     json_t *entry;
     json_array_foreach(json_object_get(record, "results"), index, entry)
@@ -158,12 +160,13 @@ static json_t *s_round_summary(const json_t *record)
         json_array_append_new(results, brief);
     }
     json_t *summary = json_pack(
-        "{s:O,s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:I}", "round", json_object_get(record, "round"),
-        "results", results, "aggregate", json_object_get(record, "aggregate"), "duration_ms",
-        json_object_get(record, "duration_ms"), "missing", json_object_get(record, "missing"),
-        "duplicates", json_object_get(record, "duplicates"), "errors",
-        json_object_get(record, "errors"), "invalid", json_object_get(record, "invalid"), "late",
-        (json_int_t)0);
+        "{s:O,s:I,s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:I}", "round", json_object_get(record, "round"),
+        "answered", json_integer_value(json_object_get(record, "answered")),
+        file ? "results_file" : "results", results, "aggregate",
+        json_object_get(record, "aggregate"), "duration_ms", json_object_get(record, "duration_ms"),
+        "missing", json_object_get(record, "missing"), "duplicates",
+        json_object_get(record, "duplicates"), "errors", json_object_get(record, "errors"),
+        "invalid", json_object_get(record, "invalid"), "late", (json_int_t)0);
     //  The round's model on the job's eval_data, when it has one.
     static const char *const evaluation[] = {"test_accuracy", "test_loss", "test_samples", NULL};
     for (size_t key = 0; summary && evaluation[key]; key++)

@@ -12,6 +12,8 @@
 #include "controller/zfed_round_private.h"
 #include "controller/zfed_job_private.h"
 #include "controller/zfed_vote.h"
+#include "controller/zfed_results.h"
+#include "zfed/zfed_store.h"
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_log.h"
@@ -22,6 +24,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +62,7 @@ static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks
     free(round->sent);
     free(round->carried);
     free(round->shared_params);
+    msgpack_unpacked_destroy(&round->shared_unpacked);
     json_decref(round->error_list);
     json_decref(round->disagreements);
     json_decref(round->excluded);
@@ -171,6 +175,16 @@ static int s_round_prepare(zfed_round_env_t *self, round_t *round, uint32_t numb
         snprintf(self->failure, sizeof self->failure, "round %u: %.*s", number, FAILURE_REASON_MAX,
                  error.message);
         return -1;
+    }
+    //  Unpacked once for every result that reads them, as the service sees
+    //  them: zfed_job_service_params edits the object in place, and does
+    //  the same for every task (shared params carry no site), so once here
+    //  is right for each task that reuses it.
+    if (shared) {
+        round->shared_unpacked_ok = zfed_unpack(&round->shared_unpacked, round->shared_params,
+                                                round->shared_params_size) == 0;
+        if (round->shared_unpacked_ok)
+            zfed_job_service_params(job, &round->shared_unpacked.data);
     }
     for (uint32_t index = 0; index < job->tasks; index++) {
         task_t *task = &round->tasks[index];
@@ -349,23 +363,40 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     round->failed++;
 }
 
+const msgpack_object *zfed_round_task_params(const zfed_round_env_t *self, const round_t *round,
+                                             const task_t *task, msgpack_unpacked *own,
+                                             bool *own_used)
+{
+    *own_used = false;
+    //  The shared copy went through zfed_job_service_params once, when it
+    //  was unpacked (s_round_prepare): the same for every task.
+    if (task->params == round->shared_params && round->shared_unpacked_ok)
+        return &round->shared_unpacked.data;
+    *own_used = true; //  zfed_unpack's contract: destroyed by the caller either way
+    if (zfed_unpack(own, task->params, task->params_size) != 0)
+        return NULL;
+    zfed_job_service_params(self->job, &own->data);
+    return &own->data;
+}
+
 //  The service's reading of a result for task index into sample: 0, or
 //  -1 with fault.
-static int s_read_sample(zfed_round_env_t *self, const task_t *task, const zfed_msg_t *message,
-                         zfed_sample_t *sample, zfed_fault_t *fault)
+static int s_read_sample(zfed_round_env_t *self, const round_t *round, const task_t *task,
+                         const zfed_msg_t *message, zfed_sample_t *sample, zfed_fault_t *fault)
 {
     const msgpack_object *outputs = zfed_msg_outputs_object(message);
-    msgpack_unpacked params;
-    int rc = zfed_unpack(&params, task->params, task->params_size);
-    if (rc == 0)
-        zfed_job_service_params(self->job, &params.data);
-    if (rc == 0 && outputs)
-        rc = self->service->read_outputs(&params.data, outputs, sample, fault);
+    msgpack_unpacked own;
+    bool own_used;
+    const msgpack_object *params = zfed_round_task_params(self, round, task, &own, &own_used);
+    int rc;
+    if (params && outputs)
+        rc = self->service->read_outputs(params, outputs, sample, fault);
     else {
         rc = -1;
         zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "cannot unpack");
     }
-    msgpack_unpacked_destroy(&params);
+    if (own_used)
+        msgpack_unpacked_destroy(&own);
     return rc;
 }
 
@@ -404,7 +435,7 @@ static void s_vote(zfed_round_env_t *self, round_t *round, uint32_t index, zfed_
         const char *identity = round->identity;
         round->identity = winner_id;
         //  Read before: it was, as this vote's twin, so it reads again.
-        if (s_read_sample(self, task, winner, &task->sample, &fault) == 0)
+        if (s_read_sample(self, round, task, winner, &task->sample, &fault) == 0)
             zfed_round_accept(round, index, &winner);
         round->identity = identity;
         zfed_msg_destroy(&winner);
@@ -453,7 +484,7 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
     zfed_fault_t fault = {0};
     zfed_sample_t check;
     zfed_sample_t *sample = replicated ? &check : &task->sample;
-    if (s_read_sample(self, task, message, sample, &fault) != 0) {
+    if (s_read_sample(self, round, task, message, sample, &fault) != 0) {
         //  A result that does not fit its task is refused, never bent into
         //  shape; the task stays open for its resend.
         round->invalid++;
@@ -796,34 +827,53 @@ static json_t *s_result_entry(zfed_round_env_t *self, const round_t *round, uint
         return json_null();
     if (zfed_job_site(self->job, index))
         json_object_set_new(entry, "site", json_string(zfed_job_site(self->job, index)));
-    //  zfed_unpack's contract: the caller destroys what it unpacked into,
-    //  so params is only touched once zfed_unpack has set it up.
-    msgpack_unpacked params;
-    if (zfed_unpack(&params, task->params, task->params_size) == 0 && self->service->describe) {
-        zfed_job_service_params(self->job, &params.data);
-        self->service->describe(&params.data, zfed_msg_outputs_object(result), entry);
-    }
-    msgpack_unpacked_destroy(&params);
+    msgpack_unpacked own;
+    bool own_used;
+    const msgpack_object *params = zfed_round_task_params(self, round, task, &own, &own_used);
+    if (params && self->service->describe)
+        self->service->describe(params, zfed_msg_outputs_object(result), entry);
+    if (own_used)
+        msgpack_unpacked_destroy(&own);
     if (round->model)
         zfed_mround_describe(self, round, index, entry);
     return entry;
 }
 
-//  The record's results (accepted, in task order) and missing tasks.
+//  The record's results (accepted, in task order; not built when
+//  results_p is NULL) and missing tasks.
 static void s_record_lists(zfed_round_env_t *self, const round_t *round, json_t **results_p,
                            json_t **missing_p)
 {
-    json_t *results = json_array();
+    json_t *results = results_p ? json_array() : NULL;
     json_t *missing = json_array();
     for (uint32_t index = 0; index < self->job->tasks; index++) {
         const task_t *task = &round->tasks[index];
-        if (task->state == TASK_DONE)
-            json_array_append_new(results, s_result_entry(self, round, index));
-        else
+        if (task->state != TASK_DONE)
             json_array_append_new(missing, json_integer(index));
+        else if (results)
+            json_array_append_new(results, s_result_entry(self, round, index));
     }
-    *results_p = results;
+    if (results_p)
+        *results_p = results;
     *missing_p = missing;
+}
+
+//  A big round's results go to their own file (zfed_results), named by the
+//  record (new reference), or NULL with self->failure set.
+static json_t *s_results_file(zfed_round_env_t *self, const round_t *round)
+{
+    char name[64], path[PATH_MAX];
+    zfed_store_results_name(round->number, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", zfed_records_path(self->records), name);
+    int64_t started_us = zfed_clock_us();
+    if (zfed_results_write(self, round, path) != 0) {
+        snprintf(self->failure, sizeof self->failure, "round %u: cannot write %.*s: %s",
+                 round->number, FAILURE_REASON_MAX / 2, path, strerror(errno));
+        return NULL;
+    }
+    zfed_debug("round %u: %u results written to %s in %.1f ms", round->number, round->answered,
+               name, (double)(zfed_clock_us() - started_us) / 1000.0);
+    return json_string(name);
 }
 
 static zfed_progress_round_t s_view(const zfed_round_env_t *self, const round_t *round, int64_t now)
@@ -842,8 +892,14 @@ static int s_close_round(zfed_round_env_t *self, round_t *round)
         return -1;
     int64_t duration_us = zfed_clock_us() - round->started_us;
     int64_t duration_ms = (duration_us + 500) / 1000;
-    json_t *results, *missing;
-    s_record_lists(self, round, &results, &missing);
+    json_t *results = NULL, *missing;
+    bool own_file = round->answered > ZFED_RESULTS_INLINE_MAX;
+    s_record_lists(self, round, own_file ? NULL : &results, &missing);
+    if (own_file && !(results = s_results_file(self, round))) {
+        json_decref(missing);
+        s_free_values(values, dims);
+        return -1;
+    }
     json_t *aggregate_json = self->service->aggregate_json((const mpq_t *)values, dims);
     char *aggregate_text = self->service->aggregate_text((const mpq_t *)values, dims);
     //  global_in and global_out are zfed_records' to fill; they hold their
@@ -853,9 +909,9 @@ static int s_close_round(zfed_round_env_t *self, round_t *round)
         round->number, "status", "closed", "started_at",
         zfed_records_time_json(round->started_wall_ms), "duration_ms", (json_int_t)duration_ms,
         "duration_us", (json_int_t)duration_us, "tasks", self->job->tasks, "quorum",
-        self->job->quorum, "answered", round->answered, "results", results, "missing", missing,
-        "aggregate", aggregate_json ? aggregate_json : json_null(), "aggregate_exact",
-        zfed_records_exact_json((const mpq_t *)values, dims), "duplicates",
+        self->job->quorum, "answered", round->answered, own_file ? "results_file" : "results",
+        results, "missing", missing, "aggregate", aggregate_json ? aggregate_json : json_null(),
+        "aggregate_exact", zfed_records_exact_json((const mpq_t *)values, dims), "duplicates",
         (json_int_t)round->duplicates, "errors", (json_int_t)round->errors, "invalid",
         (json_int_t)round->invalid, "resent", (json_int_t)round->resent, "error_list",
         json_incref(round->error_list), "global_in", "global_out");

@@ -115,6 +115,9 @@ typedef struct {
     size_t resend_capacity;
     uint8_t *shared_params;
     size_t shared_params_size;
+    //  shared_params unpacked once, for every result that reads them.
+    msgpack_unpacked shared_unpacked;
+    bool shared_unpacked_ok;
     //  The round's requests by ticket, and the tasks they carried.
     uint64_t first_ticket;
     sent_t *sent;
@@ -149,6 +152,13 @@ const char *zfed_round_vouched(const round_t *round);
 //  Round helpers zfed_round_model.c uses too.
 void zfed_round_warn(round_t *round, const char *format, ...) __attribute__((format(printf, 2, 3)));
 int zfed_round_send_task(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now);
+//  A task's params as an object, as its service sees them (after
+//  zfed_job_service_params): the round's shared copy, unpacked once, or
+//  the task's own unpacked into own (which the caller then destroys:
+//  *own_used says so).  NULL when they cannot be unpacked.
+const msgpack_object *zfed_round_task_params(const zfed_round_env_t *self, const round_t *round,
+                                             const task_t *task, msgpack_unpacked *own,
+                                             bool *own_used);
 //  Task index's result is accepted: *message_p becomes the task's.
 void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p);
 

@@ -180,6 +180,11 @@ static void s_round_name(uint32_t round, char *name, size_t size)
     snprintf(name, size, ROUNDS_DIR "/round-%06u.json", round);
 }
 
+void zfed_store_results_name(uint32_t round, char *name, size_t size)
+{
+    snprintf(name, size, ROUNDS_DIR "/round-%06u.results.ndjson", round);
+}
+
 int zfed_store_write_round(zfed_store_t *self, uint32_t round, const json_t *record)
 {
     char name[64];

@@ -181,6 +181,52 @@ static int s_digits_needed(const json_t *value, int needed)
     return needed;
 }
 
+int zfed_json_text_raw(msgpack_sbuffer *out, const char *text)
+{
+    return msgpack_sbuffer_write(out, text, strlen(text));
+}
+
+int zfed_json_text_int(msgpack_sbuffer *out, int64_t value)
+{
+    char text[24];
+    int length = snprintf(text, sizeof text, "%" PRId64, value);
+    return msgpack_sbuffer_write(out, text, (size_t)length);
+}
+
+int zfed_json_text_string(msgpack_sbuffer *out, const char *text, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (msgpack_sbuffer_write(out, "\"", 1) != 0)
+        return -1;
+    size_t plain = 0; //  start of the run of bytes copied as they are
+    for (size_t index = 0; index < size; index++) {
+        unsigned char byte = (unsigned char)text[index];
+        if (byte >= 0x20 && byte != '"' && byte != '\\')
+            continue;
+        char escape[6] = {'\\', 'u', '0', '0', hex[byte >> 4], hex[byte & 15]};
+        size_t length = 6;
+        const char *shorthand = byte == '"'    ? "\\\""
+                                : byte == '\\' ? "\\\\"
+                                : byte == '\n' ? "\\n"
+                                : byte == '\t' ? "\\t"
+                                : byte == '\r' ? "\\r"
+                                : byte == '\b' ? "\\b"
+                                : byte == '\f' ? "\\f"
+                                               : NULL;
+        if (shorthand) {
+            memcpy(escape, shorthand, 2);
+            length = 2;
+        }
+        if (msgpack_sbuffer_write(out, text + plain, index - plain) != 0 ||
+            msgpack_sbuffer_write(out, escape, length) != 0)
+            return -1;
+        plain = index + 1;
+    }
+    if (msgpack_sbuffer_write(out, text + plain, size - plain) != 0)
+        return -1;
+    return msgpack_sbuffer_write(out, "\"", 1);
+}
+
 int zfed_json_write_durable(const char *path, const json_t *value)
 {
     int digits = s_digits_needed(value, 1);

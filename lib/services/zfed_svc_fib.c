@@ -21,10 +21,12 @@
     ever read out of an array position or defaulted behind the user's back.
 */
 #include "zfed/zfed_fib.h"
+#include "zfed/zfed_json.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_number.h"
 #include "zfed/zfed_service.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +383,38 @@ static int s_describe(const msgpack_object *params, const msgpack_object *output
     return rc == 0 ? 0 : -1;
 }
 
+//  describe's fields as text: a positive integer, or null.
+static int s_text_integer(msgpack_sbuffer *out, const char *member, const msgpack_object *object)
+{
+    if (zfed_json_text_raw(out, member) != 0)
+        return -1;
+    if (object && object->type == MSGPACK_OBJECT_POSITIVE_INTEGER && object->via.u64 <= INT64_MAX)
+        return zfed_json_text_int(out, (int64_t)object->via.u64);
+    return zfed_json_text_raw(out, "null");
+}
+
+static int s_text_string(msgpack_sbuffer *out, const char *member, const msgpack_object *outputs,
+                         const char *key)
+{
+    const msgpack_object *object = zfed_map_get(outputs, key);
+    if (zfed_json_text_raw(out, member) != 0)
+        return -1;
+    if (!object || object->type != MSGPACK_OBJECT_STR)
+        return zfed_json_text_raw(out, "null");
+    return zfed_json_text_string(out, object->via.str.ptr, object->via.str.size);
+}
+
+static int s_describe_text(const msgpack_object *params, const msgpack_object *outputs,
+                           msgpack_sbuffer *out)
+{
+    if (s_text_integer(out, ",\"level\":", zfed_map_get(params, PARAM_LEVEL)) != 0 ||
+        s_text_string(out, ",\"sum\":", outputs, OUTPUT_SUM) != 0 ||
+        s_text_integer(out, ",\"terms\":", zfed_map_get(outputs, OUTPUT_TERMS)) != 0 ||
+        s_text_string(out, ",\"last\":", outputs, OUTPUT_LAST) != 0)
+        return -1;
+    return 0;
+}
+
 static int s_pack_initial(const msgpack_object *params, msgpack_packer *packer)
 {
     return s_pack_string(packer, INITIAL_GLOBAL);
@@ -434,6 +468,7 @@ const zfed_service_t zfed_service_fib = {
     .check_params = s_check_params,
     .read_outputs = s_read_outputs,
     .describe = s_describe,
+    .describe_text = s_describe_text,
     .pack_initial = s_pack_initial,
     .pack_aggregate = s_pack_aggregate,
     .aggregate_json = s_aggregate_json,

@@ -1,0 +1,23 @@
+/*  zfed_results - the results of a big round, a line of JSON each, beside
+    its record (WORKDIR.md 3.1) (private header).
+
+    A round record holds its results inline up to ZFED_RESULTS_INLINE_MAX;
+    past that, building and indenting one JSON tree of every result (and
+    freeing it) cost more than the round itself, so the results go to
+    rounds/round-NNNNNN.results.ndjson, written straight from the decoded
+    replies as text, and the record names the file.
+*/
+#ifndef ZFED_RESULTS_H_INCLUDED
+#define ZFED_RESULTS_H_INCLUDED
+
+#include "controller/zfed_round_private.h"
+
+//  Accepted results a round record holds inline, at most.
+#define ZFED_RESULTS_INLINE_MAX 1000
+
+//  Writes round's accepted results, in task order, one JSON object a line
+//  (the keys of a record's results[i]), to path, whole or not at all.
+//  0, or -1 with errno set.
+int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const char *path);
+
+#endif
