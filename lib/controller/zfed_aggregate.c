@@ -4,6 +4,14 @@
     median and trimmed-mean need every value at once.  All arithmetic is on
     canonical GMP rationals, so sums and comparisons are exact and the
     aggregate cannot depend on the order in which results arrived.
+
+    fedavg, mean and sum keep no result, only running sums: each
+    dimension adds weight x value into a 128-bit integer while values are
+    integers that fit 64 bits (fib's sums below F(93), counts), and into an
+    exact rational otherwise (a fraction, a bigger integer, or a sum that
+    would overflow 128 bits).  The aggregate is the two added, so it is the
+    same rational as the all-GMP sum, bit for bit, for far less work per
+    result.
 */
 #include "zfed/zfed_aggregate.h"
 
@@ -26,6 +34,12 @@ typedef struct {
     uint64_t weight; //  samples behind this result (fedavg only)
 } agg_entry_t;
 
+//  A running sum of weight x value: small terms in wide, the rest exact.
+typedef struct {
+    __int128 wide;
+    mpq_t exact;
+} agg_sum_t;
+
 struct _zfed_agg_t {
     zfed_agg_strategy_t strategy;
     size_t dims;
@@ -33,6 +47,10 @@ struct _zfed_agg_t {
     agg_entry_t *entries;
     size_t count;
     size_t capacity;
+    //  fedavg, mean, sum: no entries, running sums (dims of them) and the
+    //  total weight (below 2^64 results of weight below 2^64: no overflow).
+    agg_sum_t *sums;
+    unsigned __int128 total_weight;
 };
 
 //  Indexed by strategy; designated so a reordered enum cannot mislabel.
@@ -150,6 +168,19 @@ zfed_agg_t *zfed_agg_new(zfed_agg_strategy_t strategy, size_t dims, double trim)
     self->entries = NULL; //  allocated by the first add: empty rounds cost nothing
     self->count = 0;
     self->capacity = 0;
+    self->sums = NULL;
+    self->total_weight = 0;
+    if (strategy == ZFED_AGG_FEDAVG || strategy == ZFED_AGG_MEAN || strategy == ZFED_AGG_SUM) {
+        self->sums = malloc(dims * sizeof *self->sums);
+        if (!self->sums) {
+            free(self);
+            return NULL;
+        }
+        for (size_t dim = 0; dim < dims; dim++) {
+            self->sums[dim].wide = 0;
+            mpq_init(self->sums[dim].exact);
+        }
+    }
     return self;
 }
 
@@ -158,11 +189,69 @@ void zfed_agg_destroy(zfed_agg_t **self_p)
     if (!self_p || !*self_p)
         return;
     zfed_agg_t *self = *self_p;
-    for (size_t index = 0; index < self->count; index++)
+    for (size_t index = 0; index < self->count && self->entries; index++)
         s_entry_clear(&self->entries[index], self->dims);
     free(self->entries);
+    for (size_t dim = 0; self->sums && dim < self->dims; dim++)
+        mpq_clear(self->sums[dim].exact);
+    free(self->sums);
     free(self);
     *self_p = NULL;
+}
+
+//  An mpz of a 128-bit integer (GMP has no such setter).
+static void s_mpz_set_i128(mpz_t target, __int128 value)
+{
+    unsigned __int128 magnitude =
+        value < 0 ? (unsigned __int128)0 - (unsigned __int128)value : (unsigned __int128)value;
+    s_mpz_set_u64(target, (uint64_t)(magnitude >> 64));
+    mpz_mul_2exp(target, target, 64);
+    mpz_t low;
+    mpz_init(low);
+    s_mpz_set_u64(low, (uint64_t)magnitude);
+    mpz_add(target, target, low);
+    mpz_clear(low);
+    if (value < 0)
+        mpz_neg(target, target);
+}
+
+//  sum += weight x value, value with a non-zero denominator.
+static void s_sum_add(agg_sum_t *sum, mpq_srcptr value, uint64_t weight)
+{
+    if (sizeof(long) == sizeof(int64_t) && mpz_cmp_ui(mpq_denref(value), 1) == 0 &&
+        mpz_fits_slong_p(mpq_numref(value))) {
+        //  |value| <= 2^63 and weight < 2^64: the product fits 128 bits.
+        __int128 term = (__int128)mpz_get_si(mpq_numref(value)) * (__int128)weight;
+        __int128 added; //  (on overflow it holds the wrapped sum: not kept)
+        if (!__builtin_add_overflow(sum->wide, term, &added)) {
+            sum->wide = added;
+            return;
+        }
+    }
+    //  Exactly, part by part (mpq_set assumes a positive denominator).
+    mpq_t term;
+    mpq_init(term);
+    mpz_set(mpq_numref(term), mpq_numref(value));
+    mpz_set(mpq_denref(term), mpq_denref(value));
+    mpq_canonicalize(term);
+    mpz_t factor;
+    mpz_init(factor);
+    s_mpz_set_u64(factor, weight);
+    mpz_mul(mpq_numref(term), mpq_numref(term), factor);
+    mpq_canonicalize(term);
+    mpq_add(sum->exact, sum->exact, term);
+    mpz_clear(factor);
+    mpq_clear(term);
+}
+
+//  out = the running sum, exactly.
+static void s_sum_value(const agg_sum_t *sum, mpq_t out)
+{
+    mpq_t wide;
+    mpq_init(wide);
+    s_mpz_set_i128(mpq_numref(wide), sum->wide);
+    mpq_add(out, sum->exact, wide);
+    mpq_clear(wide);
 }
 
 //  Makes room for at least one more entry.  On failure the old array is
@@ -193,6 +282,14 @@ int zfed_agg_add(zfed_agg_t *self, const mpq_t *values, uint64_t weight)
     for (size_t dim = 0; dim < self->dims; dim++) {
         if (mpz_sgn(mpq_denref(values[dim])) == 0)
             return -1;
+    }
+    if (self->sums) {
+        uint64_t factor = self->strategy == ZFED_AGG_FEDAVG ? weight : 1;
+        for (size_t dim = 0; dim < self->dims; dim++)
+            s_sum_add(&self->sums[dim], values[dim], factor);
+        self->total_weight += factor;
+        self->count++;
+        return 0;
     }
     if (self->count == self->capacity && s_grow(self) != 0)
         return -1;
@@ -227,59 +324,26 @@ size_t zfed_agg_dims(const zfed_agg_t *self)
     return self ? self->dims : 0;
 }
 
-//  out[dim] = sum of every result's value, element-wise.
-static void s_sum(const zfed_agg_t *self, mpq_t *out)
+//  sum, mean (sum / count) and fedavg (weighted sum / total weight) from
+//  the running sums.  The total weight is 128 bits wide: two results of
+//  weight UINT64_MAX already overflow a uint64_t, and a wrapped total would
+//  give a wrong aggregate (or a division by zero) without any error.
+static int s_running(const zfed_agg_t *self, mpq_t *out)
 {
-    for (size_t dim = 0; dim < self->dims; dim++) {
-        mpq_set_ui(out[dim], 0, 1);
-        for (size_t index = 0; index < self->count; index++)
-            mpq_add(out[dim], out[dim], self->entries[index].values[dim]);
-    }
-}
-
-static void s_mean(const zfed_agg_t *self, mpq_t *out)
-{
-    mpq_t count;
-    mpq_init(count);
-    s_mpq_set_u64(count, (uint64_t)self->count);
-    s_sum(self, out);
-    for (size_t dim = 0; dim < self->dims; dim++)
-        mpq_div(out[dim], out[dim], count);
-    mpq_clear(count);
-}
-
-//  Weighted mean.  The total weight lives in an mpz: two results of weight
-//  UINT64_MAX already overflow a uint64_t, and a wrapped total would give a
-//  wrong aggregate (or a division by zero) without any error.
-static int s_fedavg(const zfed_agg_t *self, mpq_t *out)
-{
-    int rc = -1;
-    mpq_t total, weight, term, sum;
-    mpq_inits(total, weight, term, sum, NULL);
-
-    mpq_set_ui(total, 0, 1);
-    for (size_t index = 0; index < self->count; index++) {
-        s_mpq_set_u64(weight, self->entries[index].weight);
-        mpq_add(total, total, weight);
-    }
     //  Checked before any out[] is written, so a failed call leaves the
     //  caller's values as they were.
-    if (mpq_sgn(total) == 0)
-        goto done;
-
+    if (self->strategy != ZFED_AGG_SUM && self->total_weight == 0)
+        return -1;
+    mpq_t total;
+    mpq_init(total);
+    s_mpz_set_i128(mpq_numref(total), (__int128)self->total_weight);
     for (size_t dim = 0; dim < self->dims; dim++) {
-        mpq_set_ui(sum, 0, 1);
-        for (size_t index = 0; index < self->count; index++) {
-            s_mpq_set_u64(weight, self->entries[index].weight);
-            mpq_mul(term, weight, self->entries[index].values[dim]);
-            mpq_add(sum, sum, term);
-        }
-        mpq_div(out[dim], sum, total);
+        s_sum_value(&self->sums[dim], out[dim]);
+        if (self->strategy != ZFED_AGG_SUM)
+            mpq_div(out[dim], out[dim], total);
     }
-    rc = 0;
-done:
-    mpq_clears(total, weight, term, sum, NULL);
-    return rc;
+    mpq_clear(total);
+    return 0;
 }
 
 static void s_extreme(const zfed_agg_t *self, mpq_t *out, int direction)
@@ -365,10 +429,9 @@ int zfed_agg_result(const zfed_agg_t *self, mpq_t *out)
         return -1;
     switch (self->strategy) {
     case ZFED_AGG_FEDAVG:
-        return s_fedavg(self, out);
     case ZFED_AGG_MEAN:
-        s_mean(self, out);
-        return 0;
+    case ZFED_AGG_SUM:
+        return s_running(self, out);
     case ZFED_AGG_MEDIAN:
     case ZFED_AGG_TRIMMED_MEAN:
         return s_ordered(self, out);
@@ -377,9 +440,6 @@ int zfed_agg_result(const zfed_agg_t *self, mpq_t *out)
         return 0;
     case ZFED_AGG_MAX:
         s_extreme(self, out, AGG_KEEP_LARGER);
-        return 0;
-    case ZFED_AGG_SUM:
-        s_sum(self, out);
         return 0;
     default:
         return -1; //  unreachable: zfed_agg_new validated the strategy

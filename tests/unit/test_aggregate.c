@@ -466,6 +466,37 @@ static void s_test_names(void)
     CHECK_INT(zfed_agg_strategy_parse("mean", NULL), -1);
 }
 
+//  fedavg, mean and sum add integers that fit 64 bits in a 128-bit sum
+//  and the rest exactly: sums that overflow 128 bits, integers past 64
+//  bits and fractions must all still give the exact rational, in any order.
+static void s_test_wide_sums(void)
+{
+    const uint64_t heavy[] = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    //  Each term is about 2^127: the second one overflows 128 bits.
+    const char *largest[] = {"9223372036854775807", "9223372036854775807", "9223372036854775807",
+                             "9223372036854775807"};
+    CHECK(s_scalar_is(ZFED_AGG_FEDAVG, 0, 4, largest, heavy, "9223372036854775807"));
+    //  M + M - M - (M + 1) = -1, weighted by W each: -W / 4W; part of it
+    //  overflows into the exact sum and comes back out of it.
+    const char *mixed[] = {"9223372036854775807", "9223372036854775807", "-9223372036854775807",
+                           "-9223372036854775808"};
+    const char *reversed[] = {"-9223372036854775808", "-9223372036854775807", "9223372036854775807",
+                              "9223372036854775807"};
+    CHECK(s_scalar_is(ZFED_AGG_FEDAVG, 0, 4, mixed, heavy, "-1/4"));
+    CHECK(s_scalar_is(ZFED_AGG_FEDAVG, 0, 4, reversed, heavy, "-1/4"));
+    CHECK(s_scalar_is(ZFED_AGG_SUM, 0, 4, mixed, TEST_UNIT_WEIGHTS, "-1"));
+    CHECK(s_scalar_is(ZFED_AGG_MEAN, 0, 4, mixed, TEST_UNIT_WEIGHTS, "-1/4"));
+    //  2^63 does not fit 64 bits, 1/2 is no integer: both go exact, beside
+    //  the small ones.
+    const char *beyond[] = {"9223372036854775807", "9223372036854775808", "1/2",
+                            "-9223372036854775808"};
+    CHECK(s_scalar_is(ZFED_AGG_SUM, 0, 4, beyond, TEST_UNIT_WEIGHTS, "18446744073709551615/2"));
+    CHECK(s_scalar_is(ZFED_AGG_MEAN, 0, 4, beyond, TEST_UNIT_WEIGHTS, "18446744073709551615/8"));
+    const uint64_t weights[] = {1, 2, 3, 4};
+    //  (M + 2 (M + 1) + 3/2 - 4 (M + 1)) / 10 = (-M - 1/2) / 10 = -(2^64 - 1) / 20
+    CHECK(s_scalar_is(ZFED_AGG_FEDAVG, 0, 4, beyond, weights, "-3689348814741910323/4"));
+}
+
 int main(void)
 {
     s_test_seed();
@@ -475,6 +506,7 @@ int main(void)
     s_test_min_max();
     s_test_huge_values();
     s_test_huge_weights();
+    s_test_wide_sums();
     s_test_nothing_to_aggregate();
     s_test_vectors();
     s_test_order_independence();
