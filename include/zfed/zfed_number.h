@@ -14,6 +14,7 @@
 
 #include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -32,6 +33,10 @@ extern "C" {
 //  Returns 0, or -1 (value untouched) for anything else, including
 //  leading zeros, signs, spaces and empty text.
 int zfed_bigint_parse(const char *text, size_t length, mpz_t value);
+
+//  The same for a bigint of at most 19 digits (it fits 64 bits), without
+//  GMP.  Returns 0, or -1 for anything else, a longer one included.
+int zfed_bigint_parse_u64(const char *text, size_t length, uint64_t *value);
 
 //  Decimal text of a non-negative integer; the caller frees it with free().
 //  Returns NULL if value is negative or on allocation failure.

@@ -63,13 +63,26 @@ static char s_padded_digit(const char *digits, size_t padding, size_t index)
 _Static_assert(sizeof(unsigned long) >= sizeof(uint64_t),
                "the 64-bit fast path of zfed_bigint_parse needs a 64-bit unsigned long");
 
+//  Digits a uint64 always holds.
+#define U64_DIGITS 19
+
+int zfed_bigint_parse_u64(const char *text, size_t length, uint64_t *value)
+{
+    if (!text || length > U64_DIGITS || !s_is_canonical_integer(text, length))
+        return -1;
+    uint64_t small = 0;
+    for (size_t index = 0; index < length; index++)
+        small = small * 10 + (uint64_t)(text[index] - '0');
+    *value = small;
+    return 0;
+}
+
 int zfed_bigint_parse(const char *text, size_t length, mpz_t value)
 {
     if (!text || length > ZFED_NUMBER_MAX_CHARS || !s_is_canonical_integer(text, length))
         return -1;
     //  Up to 19 digits fit in 64 bits: no copy, no GMP parser.  Most of the
     //  numbers a round reads are this small.
-    enum { U64_DIGITS = 19 };
     if (length <= U64_DIGITS) {
         uint64_t small = 0;
         for (size_t index = 0; index < length; index++)
