@@ -35,8 +35,8 @@ static int s_describe_dumped(const zfed_service_t *service, const msgpack_object
 }
 
 //  One result's line: the keys and order of s_result_entry's object.
-static int s_line(const zfed_round_env_t *self, const round_t *round, uint32_t index,
-                  msgpack_sbuffer *out)
+int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32_t index,
+                      msgpack_sbuffer *out)
 {
     const task_t *task = &round->tasks[index];
     const zfed_msg_t *result = task->result;
@@ -85,12 +85,20 @@ int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const
     msgpack_sbuffer_init(&text);
     int rc = 0;
     for (uint32_t index = 0; index < self->job->tasks && rc == 0; index++) {
-        if (round->tasks[index].state != TASK_DONE)
+        const task_t *task = &round->tasks[index];
+        if (task->state != TASK_DONE)
             continue;
-        if (s_line(self, round, index, &text) != 0) {
+        if (task->line_size) {
+            if (msgpack_sbuffer_write(&text, round->lines.data + task->line_at, task->line_size) !=
+                0) {
+                errno = ENOMEM;
+                rc = -1;
+            }
+        } else if (zfed_results_line(self, round, index, &text) != 0) {
             errno = ENOMEM;
             rc = -1;
-        } else if (text.size >= RESULTS_FLUSH_BYTES) {
+        }
+        if (rc == 0 && text.size >= RESULTS_FLUSH_BYTES) {
             rc = zfed_durable_write(file, text.data, text.size);
             text.size = 0;
         }

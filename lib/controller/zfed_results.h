@@ -15,9 +15,14 @@
 //  Accepted results a round record holds inline, at most.
 #define ZFED_RESULTS_INLINE_MAX 1000
 
+//  Appends task index's line (its accepted, still decoded result) to out.
+//  0, or -1 when out of memory.
+int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32_t index,
+                      msgpack_sbuffer *out);
+
 //  Writes round's accepted results, in task order, one JSON object a line
-//  (the keys of a record's results[i]), to path, whole or not at all.
-//  0, or -1 with errno set.
+//  (the keys of a record's results[i]), to path, whole or not at all: the
+//  lines rendered on acceptance, or rendered now.  0, or -1 with errno set.
 int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const char *path);
 
 #endif

@@ -55,6 +55,11 @@ typedef struct {
     //  the round closes, after the round's time is taken.
     zfed_msg_t *result;
     char worker_id[ZFED_STAMP_IDENTITY_MAX + 1]; //  who the broker says answered it
+    //  A big round's result is its line of the results file instead
+    //  (zfed_results), rendered when accepted, at line_at in the round's
+    //  lines; the decoded reply is freed at once (line_size > 0).
+    size_t line_at;
+    uint32_t line_size;
     int64_t latency_us;
     zfed_sample_t sample; //  value services
     //  --replicas K > 1: the votes so far (K at most), and the value decided.
@@ -137,6 +142,10 @@ typedef struct {
     json_t *disagreements;
     json_t *excluded;
     uint64_t excluded_results;
+    //  More tasks than a record holds inline (not a model round): results
+    //  are rendered into lines as they are accepted.
+    bool render;
+    msgpack_sbuffer lines;
     //  Model services: the results' models and the aggregation pass.
     struct _zfed_mround_t *model;
 } round_t;

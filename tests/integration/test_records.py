@@ -91,6 +91,26 @@ class BigRounds(unittest.TestCase):
         self.assertEqual(len(self.lines("big", second["results_file"])), tasks)
         self.assertEqual([r["round"] for r in self.cluster.summary("big")["rounds"]], [0, 1])
 
+    def test_big_round_with_few_results_keeps_them_inline(self):
+        # More tasks than a record holds inline, but the round closes at a
+        # quorum below it: the results (rendered as lines on arrival) are
+        # inline again, with the same fields and values.
+        tasks, quorum = INLINE_MAX + 500, 600
+        result = self.cluster.run_controller("--job-id", "few", "--rounds", "1", "--tasks",
+                                             str(tasks), "--level", "30", "--quorum", str(quorum),
+                                             "--grace", "0", timeout=120)
+        self.assertEqual(result.returncode, 0, result.err)
+        record = self.cluster.read_json("few", "rounds/round-000000.json")
+        self.assertNotIn("results_file", record)
+        self.assertEqual(record["answered"], quorum)
+        self.assertEqual(len(record["results"]), quorum)
+        self.assertEqual(len(record["missing"]), tasks - quorum)
+        for entry in record["results"]:
+            self.assertEqual(list(entry), RESULT_KEYS)
+            self.assertEqual((entry["level"], entry["sum"], entry["last"]),
+                             (30, str(fib_sum(30)), str(fib_last(30))))
+        self.assertEqual(record["aggregate_exact"], [str(fib_sum(30))])
+
 
 def _fraction(numerator, denominator):
     from math import gcd
