@@ -1255,6 +1255,7 @@ static double s_percentile_us(const uint64_t *sorted, size_t count, unsigned per
 typedef struct {
     s_mode_t mode;
     uint64_t tasks, rounds, warmup_rounds, outstanding;
+    uint64_t window; //  round: requests unanswered at most (0: all at once)
     double seconds, warmup_seconds;
     uint64_t model_bytes, chunk; //  model
 } s_load_config_t;
@@ -1278,13 +1279,19 @@ static int s_load_rounds(s_load_t *self, const s_load_config_t *config, s_load_r
             measure_start = start;
             cpu_start = s_cpu_seconds();
         }
-        for (uint64_t task = 0; task < config->tasks; task += self->batch) {
-            uint64_t left = config->tasks - task;
-            if (s_load_send(self, left < self->batch ? (uint32_t)left : self->batch) != 0)
-                return -1;
-        }
+        //  At most window requests unanswered (all at once without one),
+        //  as zfed-controller's --window keeps its rounds.
+        uint64_t unsent = config->tasks, messages_out = 0;
+        uint64_t window = config->window ? config->window : UINT64_MAX;
         uint64_t received = 0, last_progress = s_now_ns();
         while (received < config->tasks) {
+            while (unsent > 0 && messages_out < window) {
+                uint32_t count = unsent < self->batch ? (uint32_t)unsent : self->batch;
+                if (s_load_send(self, count) != 0)
+                    return -1;
+                unsent -= count;
+                messages_out++;
+            }
             uint64_t ids[MAX_BATCH], sents[MAX_BATCH];
             int rc = s_load_take(self, ids, sents);
             if (rc < 0)
@@ -1307,6 +1314,7 @@ static int s_load_rounds(s_load_t *self, const s_load_config_t *config, s_load_r
                     return -1;
                 }
             received += (uint64_t)rc;
+            messages_out--;
             last_progress = s_now_ns();
         }
         uint64_t end = s_now_ns();
@@ -1546,6 +1554,8 @@ static void s_load_usage(void)
            "  --model-bytes B       model: bytes each task's model has, to it and back\n"
            "  --chunk C             model: bytes per chunk (default %u)\n"
            "                        (model: requests in flight, default 4 per task)\n"
+           "  --window W            round: requests unanswered at most, 1..%d (default:\n"
+           "                        all of a round's at once)\n"
            "  --batch N             round, stream: tasks per message both ways, 1..%d\n"
            "                        (default 1; a batch takes one slot of a worker)\n"
            "  --timeout S           fail when no reply comes for S seconds (default %g)\n"
@@ -1553,7 +1563,7 @@ static void s_load_usage(void)
            "\n"
            "Exit status 0, 1 on failure (or SIGINT/SIGTERM), 2 on bad usage.\n",
            MAX_TASKS, MAX_ROUNDS, DEFAULT_WARMUP_ROUNDS, MAX_TASKS, DEFAULT_WARMUP_SECONDS,
-           DEFAULT_CHUNK, MAX_BATCH, DEFAULT_TIMEOUT_S);
+           DEFAULT_CHUNK, MAX_TASKS, MAX_BATCH, DEFAULT_TIMEOUT_S);
 }
 
 static int s_load_main(int argc, char **argv)
@@ -1572,6 +1582,7 @@ static int s_load_main(int argc, char **argv)
         OPT_MODEL_BYTES,
         OPT_CHUNK,
         OPT_BATCH,
+        OPT_WINDOW,
     };
     static const struct option options[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -1586,6 +1597,7 @@ static int s_load_main(int argc, char **argv)
         {"model-bytes", required_argument, NULL, OPT_MODEL_BYTES},
         {"chunk", required_argument, NULL, OPT_CHUNK},
         {"batch", required_argument, NULL, OPT_BATCH},
+        {"window", required_argument, NULL, OPT_WINDOW},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1649,6 +1661,10 @@ static int s_load_main(int argc, char **argv)
             break;
         case OPT_BATCH:
             batch = (uint32_t)s_parse_count(role, "--batch", optarg, 1, MAX_BATCH);
+            break;
+        case OPT_WINDOW:
+            config.window = s_parse_count(role, "--window", optarg, 1, MAX_TASKS);
+            round_flag = "--window";
             break;
         case 'h':
             s_load_usage();

@@ -47,6 +47,7 @@ ROOT = os.path.dirname(HERE)
 TICKS = os.sysconf("SC_CLK_TCK")
 MAX_PROCESSES = 5
 STREAM_OUTSTANDING = 256
+CONTROLLER_WINDOW = 4096  # zfed-controller's default --window
 
 
 def percentile(values, fraction):
@@ -226,6 +227,9 @@ class Bench:
         else:
             argv += ["--mode", "round", "--tasks", str(load["tasks"]), "--rounds",
                      str(load["rounds"]), "--warmup-rounds", str(load["warmup"])]
+            if load.get("big"):
+                # As zfed-controller's default --window: requests in flight at once.
+                argv += ["--window", str(CONTROLLER_WINDOW)]
         argv += ["--batch", str(stack.system.get("batch", 1))]
         return self.measure(stack, argv, lambda out: json.loads(out.strip().splitlines()[-1]))
 
