@@ -24,7 +24,7 @@ if [[ $(head -1 "$csv" | cut -d, -f1) == path ]]; then
     gnuplot <<GNUPLOT
 set terminal pngcairo size 1200,500 font ",10"
 set output "$png"
-set title "zfed / like-for-like bare libzmq baseline, 5 workers, same run (loopback, $(nproc) CPUs)"
+set title "zfed / like-for-like bare libzmq baseline, 5 workers, same run (loopback, $(nproc) CPUs)\\ntargets: strict 0.9 (green), credit 0.8 (blue), batch 0.5 (red)"
 set style data histograms
 set style fill solid 0.7 border -1
 set boxwidth 0.8
@@ -37,9 +37,6 @@ set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "gray40"
 set arrow from graph 0, first 0.9 to graph 1, first 0.9 nohead dt 2 lc rgb "dark-green"
 set arrow from graph 0, first 0.8 to graph 1, first 0.8 nohead dt 3 lc rgb "blue"
 set arrow from graph 0, first 0.5 to graph 1, first 0.5 nohead dt 4 lc rgb "red"
-set label "strict target 0.9" at graph 0.01, first 0.93 tc rgb "dark-green"
-set label "credit target 0.8" at graph 0.01, first 0.83 tc rgb "blue"
-set label "batch target 0.5" at graph 0.01, first 0.53 tc rgb "red"
 plot "$work/like.dat" using 2:xtic(1) notitle lc rgb "#4477aa"
 GNUPLOT
     echo "$png"
