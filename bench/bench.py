@@ -668,7 +668,7 @@ class Bench:
         round5 = cell("zfed", 5, "round5")
         zguide_mdp = 9800  # zguide's Majordomo broker, async client, 5 workers (issue figure)
         if fast:
-            print("  fast path (%s), 5 workers, stream: %.2fx the credit baseline (target >= 0.8); "
+            print("  fast path (%s), 5 workers, stream: %.2fx its like-for-like baseline (target >= 0.8); "
                   "%.1fx zguide MDP's 9,800/s (target >= 6)"
                   % (fast["system"], fast["throughput_ratio"] or 0,
                      fast["tasks_per_s"] / zguide_mdp))
