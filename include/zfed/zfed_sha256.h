@@ -32,6 +32,10 @@ int zfed_sha256_final(zfed_sha256_t *self, uint8_t digest[ZFED_SHA256_SIZE]);
 //  Digest of one buffer.  0 or -1.
 int zfed_sha256(const void *data, size_t size, uint8_t digest[ZFED_SHA256_SIZE]);
 
+//  Frees what libcrypto keeps for the calling thread; call it last in a
+//  thread that hashed and may not be joined (a czmq actor).
+void zfed_sha256_thread_done(void);
+
 //  Lower-case hex of a digest into hex (ZFED_SHA256_HEX_SIZE bytes); returns hex.
 char *zfed_sha256_hex(const uint8_t digest[ZFED_SHA256_SIZE], char *hex);
 

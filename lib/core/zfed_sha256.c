@@ -1,6 +1,7 @@
 /*  zfed_sha256 - SHA-256 over libcrypto's EVP interface.  */
 #include "zfed/zfed_sha256.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 
@@ -48,6 +49,11 @@ int zfed_sha256(const void *data, size_t size, uint8_t digest[ZFED_SHA256_SIZE])
                    length == ZFED_SHA256_SIZE
                ? 0
                : -1;
+}
+
+void zfed_sha256_thread_done(void)
+{
+    OPENSSL_thread_stop();
 }
 
 char *zfed_sha256_hex(const uint8_t digest[ZFED_SHA256_SIZE], char *hex)

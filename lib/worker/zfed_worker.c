@@ -433,6 +433,10 @@ static void s_compute_actor(zsock_t *pipe, void *args)
         while (zmq_send(handle, &job, sizeof job, 0) < 0 && errno == EINTR)
             ;
     }
+    //  czmq's actor threads are detached: this one may outlive the
+    //  process's exit handlers, so it hands back what libcrypto keeps per
+    //  thread now rather than in a destructor that may never run.
+    zfed_sha256_thread_done();
 }
 
 //  ---------------------------------------------------------------------
