@@ -7,6 +7,12 @@ are run by the C controller (zfed.controller).
         reply = client.call("tensoravg", task, model=global_model)
         reply.result.outputs["samples"], reply.model["w"]
         client.release(reply)              # a result held by reference
+
+With tickets=True (a zfed-broker only, PROTOCOL.md 3.1) every request
+carries a ticket and every reply must come back stamped: call() then takes
+only the reply to its own request, refuses one that names another task,
+and says who answered (Reply.worker_id: "curve:KEY" under CURVE, "peer:N"
+in plaintext, as the broker vouches).
 """
 
 import os
@@ -28,6 +34,8 @@ class Reply:
         self.descriptor = descriptor
         self.model = model
         self.frames = frames
+        self.ticket = None     # with tickets: the request's ticket ...
+        self.worker_id = None  # ... and the identity the broker vouches answered
 
     @property
     def result(self):
@@ -39,11 +47,13 @@ class Reply:
 
 
 class Client:
-    def __init__(self, endpoint, curve=None, context=None, timeout=30.0):
+    def __init__(self, endpoint, curve=None, context=None, timeout=30.0, tickets=False):
         self.endpoint = endpoint
         self.curve = curve
         self.context = context or zmq.Context.instance()
         self.timeout = timeout
+        self.tickets = bool(tickets)
+        self._last_ticket = 0  # tickets run from 1, one per request, never reused
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
         if curve is not None:
@@ -73,8 +83,17 @@ class Client:
                                         context=self.context).start()
         return self._blobs
 
-    def send(self, service, bodies):
-        self.socket.send_multipart([b"", zp.MDPC, service.encode()] + list(bodies), copy=False)
+    def send(self, service, bodies, ticket=None):
+        """Sends one request; with a ticket (int), its ticket frame goes in
+        front of the body."""
+        head = [b"", zp.MDPC, service.encode()]
+        if ticket is not None:
+            head.append(zp.ticket_frame(ticket))
+        self.socket.send_multipart(head + list(bodies), copy=False)
+
+    def next_ticket(self):
+        self._last_ticket += 1
+        return self._last_ticket
 
     def receive(self, timeout=None):
         """(service, body frames) of the next reply."""
@@ -106,13 +125,32 @@ class Client:
             else:
                 descriptor, data = self.global_descriptor(model)
             task.global_value = descriptor.elements()
-        self.send(service, [task.encode()] + data)
+        ticket = self.next_ticket() if self.tickets else None
+        self.send(service, [task.encode()] + data, ticket)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             _, bodies = self.receive(max(0.0, deadline - time.monotonic()))
-            reply = self.read(bodies)
-            if reply.message.ids == task.ids or reply.message.job_id == "":
-                return reply
+            if ticket is None:
+                reply = self.read(bodies)
+                if reply.message.ids == task.ids or reply.message.job_id == "":
+                    return reply
+                continue
+            stamp = zp.parse_stamp(bodies[0].bytes) if bodies else None
+            if stamp is None:
+                raise zp.MdpError("a reply without the broker's stamp: tickets need a "
+                                  "zfed-broker (Client(tickets=False) for a plain one)")
+            if stamp[0] != ticket:
+                continue  # the late reply of an earlier request
+            if len(bodies) < 2:
+                raise zp.MdpError("a stamped reply with no body (from %s)" % stamp[1])
+            reply = self.read(bodies[1:])
+            reply.ticket, reply.worker_id = stamp
+            named = reply.message.ids
+            if named != task.ids and reply.message.job_id != "":
+                raise zp.ProtocolError("the reply to task %s (ticket %d) names task %s: %s "
+                                       "answered another task" % (task.ids, ticket, named,
+                                                                  reply.worker_id))
+            return reply
 
     def read(self, bodies):
         """Reply body frames -> Reply; a model result's data is read whole

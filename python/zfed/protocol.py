@@ -1262,6 +1262,42 @@ def parse_client_reply(frames):
     return bytes(frames[2]).decode("ascii", "replace"), bytes(frames[3])
 
 
+# Tickets and stamps (section 3.1): a client puts a ticket frame in front
+# of a request's body; the zfed broker answers with a stamp frame (the
+# ticket and the identity it vouches answered) in front of the reply's body.
+TICKET_PREFIX = b"zfed.ticket"
+STAMP_PREFIX = b"zfed.stamp"
+TICKET_FRAME_SIZE = len(TICKET_PREFIX) + 8
+STAMP_IDENTITY_MAX = 64
+TICKET_MAX = (1 << 64) - 1
+
+
+def ticket_frame(ticket):
+    """The 19-byte ticket frame of an unsigned 64-bit ticket."""
+    if not isinstance(ticket, int) or isinstance(ticket, bool) or not 0 <= ticket <= TICKET_MAX:
+        raise MdpError("ticket must be an unsigned 64-bit integer, got %r" % (ticket,))
+    return TICKET_PREFIX + ticket.to_bytes(8, "big")
+
+
+def is_ticket_frame(frame):
+    frame = bytes(frame)
+    return len(frame) == TICKET_FRAME_SIZE and frame.startswith(TICKET_PREFIX)
+
+
+def parse_stamp(frame):
+    """A reply's first body frame -> (ticket, identity) when it is a stamp
+    of the section 3.1 shape, else None (a body, not a stamp)."""
+    frame = bytes(frame)
+    head = len(STAMP_PREFIX) + 8
+    if not frame.startswith(STAMP_PREFIX) or not head + 1 <= len(frame) <= head + \
+            STAMP_IDENTITY_MAX:
+        return None
+    identity = frame[head:]
+    if not all(0x20 <= c <= 0x7E for c in identity):
+        return None
+    return int.from_bytes(frame[len(STAMP_PREFIX):head], "big"), identity.decode("ascii")
+
+
 def worker_ready(service, credit=1):
     if service.startswith("mmi.") if isinstance(service, str) else service.startswith(b"mmi."):
         raise MdpError("workers must not register mmi.* services")
