@@ -10,6 +10,7 @@
 #include "zfed/zfed_util.h"
 #include "core/zfed_cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -112,27 +113,12 @@ static int s_read(zfed_safetensors_t *file, const zfed_tensor_t *tensor, uint64_
 
 static int s_data_sha256(zfed_safetensors_t *file, const char *path, char *hex)
 {
-    zfed_sha256_t *hash = zfed_sha256_new();
-    uint8_t *buffer = malloc(CHUNK_BYTES);
-    const zfed_layout_t *layout = zfed_safetensors_layout(file);
-    uint64_t nbytes = zfed_layout_nbytes(layout);
-    char error[ERROR_SIZE];
-    int rc = hash && buffer ? 0 : s_fail("out of memory");
-    for (uint64_t done = 0; rc == 0 && done < nbytes; done += CHUNK_BYTES) {
-        size_t size = nbytes - done < CHUNK_BYTES ? (size_t)(nbytes - done) : CHUNK_BYTES;
-        if (zfed_safetensors_read(file, done, buffer, size, error, sizeof error) != 0)
-            rc = s_fail("%s: %s", path, error);
-        else if (zfed_sha256_update(hash, buffer, size) != 0)
-            rc = s_fail("sha256 failed");
-    }
     uint8_t digest[ZFED_SHA256_SIZE];
-    if (rc == 0 && zfed_sha256_final(hash, digest) != 0)
-        rc = s_fail("sha256 failed");
-    if (rc == 0)
-        zfed_sha256_hex(digest, hex);
-    free(buffer);
-    zfed_sha256_destroy(&hash);
-    return rc;
+    if (zfed_sha256_file_range(path, zfed_safetensors_data_offset(file),
+                               zfed_layout_nbytes(zfed_safetensors_layout(file)), digest) != 0)
+        return s_fail("%s: read: %s", path, strerror(errno));
+    zfed_sha256_hex(digest, hex);
+    return 0;
 }
 
 static zfed_safetensors_t *s_open(const char *path)

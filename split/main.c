@@ -33,7 +33,6 @@
 #define DEFAULT_METHOD "iid"
 #define SPLIT_FILE     "split.json"
 #define SPLIT_FORMAT   "zfed.split/1"
-#define HASH_CHUNK     (1u << 16)
 
 typedef struct {
     const char *data;
@@ -173,31 +172,15 @@ static void s_parse(int argc, char **argv, s_options_t *options)
 //  {"path", "bytes", "sha256"} of a file; NULL (with a message) on error.
 static json_t *s_describe_file(const char *path)
 {
-    FILE *file = fopen(path, "rb");
-    if (!file) {
+    uint8_t digest[ZFED_SHA256_SIZE];
+    uint64_t size;
+    if (zfed_sha256_file(path, digest, &size) != 0) {
         fprintf(stderr, "%s: cannot read %s: %s\n", PROGRAM, path, strerror(errno));
         return NULL;
     }
-    zfed_sha256_t *hash = zfed_sha256_new();
-    unsigned char chunk[HASH_CHUNK];
-    size_t got, total = 0;
-    bool failed = hash == NULL;
-    while (!failed && (got = fread(chunk, 1, sizeof chunk, file)) > 0) {
-        failed = zfed_sha256_update(hash, chunk, got) != 0;
-        total += got;
-    }
-    failed = failed || ferror(file);
-    fclose(file);
-    uint8_t digest[ZFED_SHA256_SIZE];
-    if (failed || zfed_sha256_final(hash, digest) != 0) {
-        zfed_sha256_destroy(&hash);
-        fprintf(stderr, "%s: cannot read %s\n", PROGRAM, path);
-        return NULL;
-    }
-    zfed_sha256_destroy(&hash);
     char hex[ZFED_SHA256_HEX_SIZE];
     zfed_sha256_hex(digest, hex);
-    return json_pack("{s:s, s:I, s:s}", "path", path, "bytes", (json_int_t)total, "sha256", hex);
+    return json_pack("{s:s, s:I, s:s}", "path", path, "bytes", (json_int_t)size, "sha256", hex);
 }
 
 //  Copies site s's samples out of the set and writes them to OUT/NAME/.

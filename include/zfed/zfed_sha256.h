@@ -32,6 +32,15 @@ int zfed_sha256_final(zfed_sha256_t *self, uint8_t digest[ZFED_SHA256_SIZE]);
 //  Digest of one buffer.  0 or -1.
 int zfed_sha256(const void *data, size_t size, uint8_t digest[ZFED_SHA256_SIZE]);
 
+//  Digest of a whole file, read in chunks (never held whole), and its
+//  size in bytes when size is not NULL.  0, or -1 with errno set (the
+//  open's or the read's).
+int zfed_sha256_file(const char *path, uint8_t digest[ZFED_SHA256_SIZE], uint64_t *size);
+//  Digest of length bytes of a file from offset (a safetensors file's data
+//  section): -1 with errno EIO when the file ends before them.
+int zfed_sha256_file_range(const char *path, uint64_t offset, uint64_t length,
+                           uint8_t digest[ZFED_SHA256_SIZE]);
+
 //  Frees what libcrypto keeps for the calling thread; call it last in a
 //  thread that hashed and may not be joined (a czmq actor).
 void zfed_sha256_thread_done(void);

@@ -75,26 +75,17 @@ static int s_hash_file(const char *path, uint8_t digest[ZFED_SHA256_SIZE], uint6
         return -1;
     const zfed_layout_t *layout = zfed_safetensors_layout(file);
     uint64_t total = zfed_layout_nbytes(layout);
-    zfed_sha256_t *sha256 = zfed_sha256_new();
-    uint8_t *buffer = malloc(IO_BYTES);
-    int rc = sha256 && buffer ? 0 : -1;
-    if (rc != 0)
-        snprintf(reason, reason_size, "out of memory");
-    for (uint64_t at = 0; rc == 0 && at < total; at += IO_BYTES) {
-        size_t length = (size_t)(total - at < IO_BYTES ? total - at : IO_BYTES);
-        rc = zfed_safetensors_read(file, at, buffer, length, reason, reason_size);
-        if (rc == 0)
-            rc = zfed_sha256_update(sha256, buffer, length);
+    int rc = 0;
+    if (zfed_sha256_file_range(path, zfed_safetensors_data_offset(file), total, digest) != 0) {
+        snprintf(reason, reason_size, "read: %s%s", strerror(errno),
+                 errno == EIO ? " (did the file shrink?)" : "");
+        rc = -1;
     }
-    if (rc == 0)
-        rc = zfed_sha256_final(sha256, digest);
     if (rc == 0 && layout_p && !(*layout_p = zfed_layout_dup(layout))) {
         snprintf(reason, reason_size, "out of memory");
         rc = -1;
     }
     *size = total;
-    free(buffer);
-    zfed_sha256_destroy(&sha256);
     zfed_safetensors_close(&file);
     return rc;
 }

@@ -1,9 +1,18 @@
 /*  zfed_sha256 - SHA-256 over libcrypto's EVP interface.  */
 #include "zfed/zfed_sha256.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+//  A file is hashed this many bytes at a time: big enough that the read
+//  calls cost nothing beside the hashing, small enough for any heap.
+#define FILE_CHUNK (1u << 20)
 
 struct _zfed_sha256_t {
     EVP_MD_CTX *context;
@@ -49,6 +58,81 @@ int zfed_sha256(const void *data, size_t size, uint8_t digest[ZFED_SHA256_SIZE])
                    length == ZFED_SHA256_SIZE
                ? 0
                : -1;
+}
+
+//  Hashes length bytes of fd from offset (to the end when whole), counting
+//  them into *done.  0, or -1 with errno.
+static int s_hash_fd(int fd, uint64_t offset, uint64_t length, bool whole, zfed_sha256_t *hash,
+                     uint64_t *done)
+{
+    uint8_t *chunk = malloc(FILE_CHUNK);
+    if (!chunk) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int rc = 0;
+    *done = 0;
+    while (whole || *done < length) {
+        size_t want = whole || length - *done > FILE_CHUNK ? FILE_CHUNK : (size_t)(length - *done);
+        ssize_t got = pread(fd, chunk, want, (off_t)(offset + *done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        if (got == 0) {
+            //  The end: where the caller wanted one, else too soon.
+            if (!whole) {
+                errno = EIO;
+                rc = -1;
+            }
+            break;
+        }
+        if (zfed_sha256_update(hash, chunk, (size_t)got) != 0) {
+            errno = ENOMEM;
+            rc = -1;
+            break;
+        }
+        *done += (uint64_t)got;
+    }
+    free(chunk);
+    return rc;
+}
+
+static int s_hash_file(const char *path, uint64_t offset, uint64_t length, bool whole,
+                       uint8_t digest[ZFED_SHA256_SIZE], uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    zfed_sha256_t *hash = zfed_sha256_new();
+    uint64_t done = 0;
+    int rc = hash ? s_hash_fd(fd, offset, length, whole, hash, &done) : -1;
+    if (!hash)
+        errno = ENOMEM;
+    int saved = errno;
+    if (rc == 0 && zfed_sha256_final(hash, digest) != 0) {
+        saved = ENOMEM;
+        rc = -1;
+    }
+    zfed_sha256_destroy(&hash);
+    close(fd);
+    if (rc == 0 && size)
+        *size = done;
+    errno = saved;
+    return rc;
+}
+
+int zfed_sha256_file(const char *path, uint8_t digest[ZFED_SHA256_SIZE], uint64_t *size)
+{
+    return s_hash_file(path, 0, 0, true, digest, size);
+}
+
+int zfed_sha256_file_range(const char *path, uint64_t offset, uint64_t length,
+                           uint8_t digest[ZFED_SHA256_SIZE])
+{
+    return s_hash_file(path, offset, length, false, digest, NULL);
 }
 
 void zfed_sha256_thread_done(void)
