@@ -7,7 +7,8 @@
     The splitting itself is lib/ml/zfed_split.c; this program reads the set,
     writes the shards (IDX, gzip: a shard folder loads like the dataset) and
     the description (method, seed, the source files with their size and
-    SHA-256, and per site its sample count and class histogram).
+    SHA-256, and per site its sample count, its shard's SHA-256, which the
+    controller checks every result against, and its class histogram).
 */
 #include "core/zfed_cli.h"
 #include "ml/zfed_dataset.h"
@@ -71,8 +72,9 @@ static void s_usage(void)
            "Each OUT/SITE/ gets train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz\n"
            "(zfed-worker --data OUT/SITE loads it); " SPLIT_FILE
            " records the method, seed, source\n"
-           "files (bytes, SHA-256) and each site's count and class histogram.  Prints one\n"
-           "line per site.  Exit status: 0 written, 1 failure, 2 bad usage.\n");
+           "files (bytes, SHA-256) and each site's count, shard SHA-256 (of its pixels then\n"
+           "labels) and class histogram.  Prints one line per site.  Exit status: 0\n"
+           "written, 1 failure, 2 bad usage.\n");
 }
 
 //  --sites: a count, or names (safe as folder names, no repeats).
@@ -186,7 +188,7 @@ static json_t *s_describe_file(const char *path)
 //  Copies site s's samples out of the set and writes them to OUT/NAME/.
 static int s_write_site(const s_options_t *options, const zfed_dataset_t *set,
                         const uint32_t *members, uint32_t size, const char *name,
-                        uint32_t histogram[ZFED_DATASET_CLASSES])
+                        uint32_t histogram[ZFED_DATASET_CLASSES], char sha256[ZFED_SHA256_HEX_SIZE])
 {
     char dir[PATH_MAX], error[ERROR_SIZE];
     if (snprintf(dir, sizeof dir, "%s/%s", options->out, name) >= (int)sizeof dir) {
@@ -218,6 +220,7 @@ static int s_write_site(const s_options_t *options, const zfed_dataset_t *set,
         return -1;
     }
     zfed_dataset_histogram(shard, histogram);
+    zfed_sha256_hex(zfed_dataset_sha256(shard), sha256);
     zfed_dataset_destroy(&shard);
     return 0;
 }
@@ -276,14 +279,15 @@ int main(int argc, char **argv)
     }
     for (uint32_t s = 0; s < options.sites; s++) {
         uint32_t histogram[ZFED_DATASET_CLASSES];
+        char sha256[ZFED_SHA256_HEX_SIZE];
         uint32_t size = offsets[s + 1] - offsets[s];
-        if (s_write_site(&options, set, members + offsets[s], size, options.names[s], histogram) !=
-            0)
+        if (s_write_site(&options, set, members + offsets[s], size, options.names[s], histogram,
+                         sha256) != 0)
             goto done;
         json_array_append_new(sites,
-                              json_pack("{s:s, s:s, s:I, s:o}", "name", options.names[s], "folder",
-                                        options.names[s], "count", (json_int_t)size, "classes",
-                                        s_histogram_json(histogram)));
+                              json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", options.names[s],
+                                        "folder", options.names[s], "count", (json_int_t)size,
+                                        "sha256", sha256, "classes", s_histogram_json(histogram)));
         printf("%s %u", options.names[s], size);
         for (int c = 0; c < ZFED_DATASET_CLASSES; c++)
             printf("%s%u", c ? "," : " ", histogram[c]);

@@ -12,11 +12,14 @@ sends round r's task of site S to mlp@S with the mlp params (every key
 written out: hidden, lr, batch_size, local_epochs, momentum, weight_decay,
 seed) and the global model named as torch's nn.Linear names it
 (fc1.weight [200, 784], fc1.bias [200], ...); the function answers with
-the trained model, the shard's size as its weight and the train loss and
-accuracy of its last local epoch.  torch's threads: OMP_NUM_THREADS."""
+the trained model, the shard's size as its weight, the shard's SHA-256
+(of its pixel bytes, then its label bytes: the controller checks it
+against the split's entry for the site) and the train loss and accuracy
+of its last local epoch.  torch's threads: OMP_NUM_THREADS."""
 
 import functools
 import gzip
+import hashlib
 import math
 import os
 import zlib
@@ -59,9 +62,10 @@ def read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def read_set(folder, prefix):
+def read_set(folder, prefix, digest=False):
     """(images as float32 pixels/255 [N, 784], labels int64 [N]) of
-    folder/PREFIX-images-idx3-ubyte(.gz) and PREFIX-labels-idx1-ubyte(.gz)."""
+    folder/PREFIX-images-idx3-ubyte(.gz) and PREFIX-labels-idx1-ubyte(.gz),
+    and with digest the set's SHA-256 (pixels, then labels) in hex."""
     def find(kind):
         for name in ("%s-%s-ubyte.gz" % (prefix, kind), "%s-%s-ubyte" % (prefix, kind)):
             if os.path.exists(os.path.join(folder, name)):
@@ -69,8 +73,11 @@ def read_set(folder, prefix):
         raise FileNotFoundError("%s: no %s-%s-ubyte(.gz)" % (folder, prefix, kind))
     images = read_idx(find("images-idx3")).reshape(-1, INPUTS)
     labels = read_idx(find("labels-idx1"))
-    return (torch.tensor(images, dtype=torch.float32) / 255,
-            torch.tensor(labels, dtype=torch.int64))
+    tensors = (torch.tensor(images, dtype=torch.float32) / 255,
+               torch.tensor(labels, dtype=torch.int64))
+    if digest:
+        return tensors + (hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest(),)
+    return tensors
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,7 +86,7 @@ def shard(site):
     "data", when it has none: schemas/SERVICES.md 2.6)."""
     folder = os.path.join(os.environ.get("FMNIST_SHARDS", "shards"), site or "")
     try:
-        return read_set(folder, "train")
+        return read_set(folder, "train", digest=True)
     except (OSError, ValueError, EOFError) as failure:
         raise zfed.ServiceError(500, "no shard for site %s: %s (FMNIST_SHARDS)"
                                 % (site, failure), field="data") from failure
@@ -117,7 +124,7 @@ def train(params, model, ctx):
     epochs = params.get("local_epochs", 1)
     net = Net(hidden)
     load_state(net, model)
-    images, labels = shard(ctx.site)
+    images, labels, digest = shard(ctx.site)
     # The shuffle depends on the job's seed, the round and the site, never
     # on the attempt: a task sent again trains to the same model.
     seed = zlib.crc32(("%d/%d/%s" % (params.get("seed", 0), ctx.round, ctx.site)).encode())
@@ -140,5 +147,5 @@ def train(params, model, ctx):
     ctx.log.info("%s round %d: train loss %.4f, accuracy %.4f", ctx.site, ctx.round,
                  loss_sum / len(labels), correct / len(labels))
     new = {name: tensor.detach().numpy() for name, tensor in net.state_dict().items()}
-    return new, len(labels), {"train_loss": loss_sum / len(labels),
+    return new, len(labels), {"data_sha256": digest, "train_loss": loss_sum / len(labels),
                               "train_accuracy": correct / len(labels)}

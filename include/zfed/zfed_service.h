@@ -188,11 +188,21 @@ typedef struct {
     //  randomness from: a job puts its own seed there unless the params
     //  set one (schemas/JOB.md), so one seed makes the whole job repeatable.
     bool seed_param;
+
+    //  Set when a result's weight ("samples") is the number of samples of
+    //  the data its worker holds (whatever local_epochs: one site, one
+    //  count), and its outputs name that data by its SHA-256
+    //  (ZFED_OUTPUT_DATA_SHA256).  A job whose sites come from a split
+    //  refuses a result whose digest or count is not its site's
+    //  (schemas/SERVICES.md, "Sites bound to their data").
+    bool site_bound;
 } zfed_service_t;
 
-//  The output key of a model result's descriptor and of its weight.
-#define ZFED_OUTPUT_MODEL   "model"
-#define ZFED_OUTPUT_SAMPLES "samples"
+//  The output key of a model result's descriptor and of its weight, and
+//  the digest of the data it was trained on (64 lower-case hex digits).
+#define ZFED_OUTPUT_MODEL       "model"
+#define ZFED_OUTPUT_SAMPLES     "samples"
+#define ZFED_OUTPUT_DATA_SHA256 "data_sha256"
 
 //  The cost of one task's params (0 for a service with no cost model);
 //  sums saturate instead of wrapping.

@@ -1000,14 +1000,14 @@ static int s_finish_models(zfed_job_t *job, const zfed_service_t *service, zfed_
 }
 
 //  A split's description (zfed-split's split.json): its format, and its
-//  sites' names.  0, or -1 naming split.
-static int s_read_split(zfed_job_t *job, zfed_error_t *error)
+//  sites' names, read from path (the job's split, or a resumed job's
+//  copy).  0, or -1 naming split.
+static int s_read_split(zfed_job_t *job, const char *path, zfed_error_t *error)
 {
     json_error_t parse_error;
-    json_t *split = json_load_file(job->split, JSON_REJECT_DUPLICATES, &parse_error);
+    json_t *split = json_load_file(path, JSON_REJECT_DUPLICATES, &parse_error);
     if (!split)
-        return zfed_error_set(error, ZFED_E_INVALID, "split", "%s: %s", job->split,
-                              parse_error.text);
+        return zfed_error_set(error, ZFED_E_INVALID, "split", "%s: %s", path, parse_error.text);
     const json_t *sites = json_object_get(split, "sites");
     const char *format = json_string_value(json_object_get(split, "format"));
     json_t *names = json_array();
@@ -1016,21 +1016,21 @@ static int s_read_split(zfed_job_t *job, zfed_error_t *error)
         rc = zfed_error_set(error, ZFED_E_INVALID, "split",
                             "%s: not a split description (format " ZFED_JOB_SPLIT_FORMAT
                             " with sites: zfed-split writes one)",
-                            job->split);
+                            path);
     size_t index;
     json_t *site;
     json_array_foreach(sites, index, site)
     {
         if (rc == 0 && !json_is_string(json_object_get(site, "name")))
-            rc = zfed_error_set(error, ZFED_E_INVALID, "split", "%s: site %zu has no name",
-                                job->split, index);
+            rc = zfed_error_set(error, ZFED_E_INVALID, "split", "%s: site %zu has no name", path,
+                                index);
         if (rc == 0)
             rc = json_array_append(names, json_object_get(site, "name"));
     }
     if (rc == 0 && !job->sites && (rc = s_set_sites(job, names, error)) != 0) {
         char reason[sizeof error->text];
         snprintf(reason, sizeof reason, "%s", error->text);
-        rc = zfed_error_set(error, ZFED_E_INVALID, "split", "%s: %s", job->split, reason);
+        rc = zfed_error_set(error, ZFED_E_INVALID, "split", "%s: %s", path, reason);
     }
     //  Sites listed beside a split are some of its sites.
     json_array_foreach(job->sites, index, site)
@@ -1040,7 +1040,7 @@ static int s_read_split(zfed_job_t *job, zfed_error_t *error)
             found = found || json_equal(json_array_get(names, other), site);
         if (rc == 0 && !found)
             rc = zfed_error_set(error, ZFED_E_INVALID, "sites", "site %s is not one of %s's",
-                                json_string_value(site), job->split);
+                                json_string_value(site), path);
     }
     json_decref(names);
     if (rc != 0) {
@@ -1058,10 +1058,13 @@ static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_e
 {
     //  A resumed job has its sites in job.json and its split's copy in its
     //  folder: the file need not exist any more.
-    if (job->split[0] && !job->resumed) {
-        if (s_read_split(job, error) != 0)
+    if (job->split[0]) {
+        char copy[sizeof job->workdir + sizeof job->job_id + sizeof ZFED_JOB_SPLIT_FILE + 2];
+        snprintf(copy, sizeof copy, "%s/%s/" ZFED_JOB_SPLIT_FILE, job->workdir, job->job_id);
+        if (s_read_split(job, job->resumed ? copy : job->split, error) != 0)
             return -1;
-        s_make_absolute(job->split, sizeof job->split);
+        if (!job->resumed)
+            s_make_absolute(job->split, sizeof job->split);
     }
     if (job->eval_data[0]) {
         if (!service->evaluate)
@@ -1076,6 +1079,12 @@ static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_e
     }
     if (!job->sites)
         return 0;
+    //  A site-bound service's results are held against their sites' shards.
+    free(job->site_shards);
+    job->site_shards = NULL;
+    if (service->site_bound && job->split_json &&
+        zfed_sites_shards(job->split_json, job->split, job->sites, &job->site_shards, error) != 0)
+        return -1;
     uint32_t count = (uint32_t)json_array_size(job->sites);
     if (job->tasks_given && job->tasks != count)
         return zfed_error_set(error, ZFED_E_INVALID, "tasks",

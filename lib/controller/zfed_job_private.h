@@ -9,6 +9,7 @@
 #ifndef ZFED_JOB_PRIVATE_H_INCLUDED
 #define ZFED_JOB_PRIVATE_H_INCLUDED
 
+#include "controller/zfed_sites.h"
 #include "zfed/zfed_job.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_reduce.h"
@@ -80,6 +81,10 @@ struct _zfed_job_t {
     //  (absolute once finished) and its description, read by finish.
     char split[ZFED_JOB_PATH_MAX];
     json_t *split_json;
+    //  For a site-bound service (mlp) with a split: what the split says
+    //  of each site's shard, in task order (zfed_sites.h).  NULL: nothing
+    //  to hold a result against.
+    zfed_site_shard_t *site_shards;
     //  The folder of the set each round's model is evaluated on.
     char eval_data[ZFED_JOB_PATH_MAX];
 };

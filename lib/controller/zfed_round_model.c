@@ -245,9 +245,10 @@ static void s_refuse(zfed_round_env_t *self, round_t *round, uint32_t index, con
 
 //  The result's checks (MODELS.md 9.2, 9.3) but its by-reference data's,
 //  which the pass checks as it reads.  0, or -1 with the reason.
-static int s_check_result(zfed_round_env_t *self, const task_t *task, const msgpack_object *outputs,
-                          const uint8_t *data, size_t data_size, zfed_descriptor_t *descriptor,
-                          uint64_t *weight, char *reason, size_t reason_size)
+static int s_check_result(zfed_round_env_t *self, uint32_t index, const task_t *task,
+                          const msgpack_object *outputs, const uint8_t *data, size_t data_size,
+                          zfed_descriptor_t *descriptor, uint64_t *weight, char *reason,
+                          size_t reason_size)
 {
     const msgpack_object *model = zfed_map_get(outputs, ZFED_OUTPUT_MODEL);
     if (!model) {
@@ -292,6 +293,11 @@ static int s_check_result(zfed_round_env_t *self, const task_t *task, const msgp
             return -1;
         }
     }
+    //  A site's result is of its site's shard, weighed by its count.
+    if (self->job->site_shards &&
+        zfed_sites_check(self->job->split_json, zfed_job_site(self->job, index),
+                         &self->job->site_shards[index], outputs, reason, reason_size) != 0)
+        return -1;
     if (data) {
         //  Inline: read whole now, so every float is checked before use.
         const zfed_layout_t *layout = descriptor->layout;
@@ -364,8 +370,8 @@ void zfed_mround_result(zfed_round_env_t *self, round_t *round, zfed_msg_t **mes
     zfed_descriptor_t descriptor = {0};
     uint64_t weight = 0;
     char reason[REASON_MAX];
-    if (s_check_result(self, task, zfed_msg_outputs_object(message), data, data_size, &descriptor,
-                       &weight, reason, sizeof reason) != 0) {
+    if (s_check_result(self, index, task, zfed_msg_outputs_object(message), data, data_size,
+                       &descriptor, &weight, reason, sizeof reason) != 0) {
         s_refuse(self, round, index, zfed_msg_worker(message), zfed_msg_attempt(message), reason);
         //  A refused result by reference is released at once.
         if (descriptor.layout)

@@ -2,9 +2,11 @@
 #include "ml/zfed_dataset.h"
 #include "ml/zfed_idx.h"
 #include "ml/zfed_ml_error.h"
+#include "zfed/zfed_sha256.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ struct _zfed_dataset_t {
     zfed_idx_t *labels;
     char images_path[PATH_MAX];
     char labels_path[PATH_MAX];
+    uint8_t sha256[ZFED_SHA256_SIZE];
 };
 
 //  Finds DIR/NAME.gz or DIR/NAME (in that order) into path.
@@ -79,6 +82,18 @@ static zfed_dataset_t *s_new(zfed_idx_t *images, zfed_idx_t *labels, const char 
                           shown_labels, label[i], i, ZFED_DATASET_CLASSES - 1);
             goto err;
         }
+    //  The content's digest: pixels, then labels.
+    uint32_t count = zfed_idx_count(labels);
+    zfed_sha256_t *hash = zfed_sha256_new();
+    bool hashed =
+        hash &&
+        zfed_sha256_update(hash, zfed_idx_data(images), (size_t)count * ZFED_DATASET_PIXELS) == 0 &&
+        zfed_sha256_update(hash, label, count) == 0 && zfed_sha256_final(hash, self->sha256) == 0;
+    zfed_sha256_destroy(&hash);
+    if (!hashed) {
+        zfed_ml_error(error, error_size, "out of memory hashing the set");
+        goto err;
+    }
     return self;
 
 err:
@@ -162,6 +177,11 @@ const char *zfed_dataset_images_path(const zfed_dataset_t *self)
 const char *zfed_dataset_labels_path(const zfed_dataset_t *self)
 {
     return self->labels_path;
+}
+
+const uint8_t *zfed_dataset_sha256(const zfed_dataset_t *self)
+{
+    return self->sha256;
 }
 
 void zfed_dataset_histogram(const zfed_dataset_t *self, uint32_t counts[ZFED_DATASET_CLASSES])

@@ -7,6 +7,12 @@
     site's shard is one) or "t10k" for the test set.  Loading checks what the
     trainer relies on, once: 28x28 images, labels 0..9, as many labels as
     images.  The images and labels are the files' own buffers, not copies.
+
+    A set's SHA-256 is the digest of its N x 784 pixel bytes followed by its
+    N label bytes, in sample order: the content, whatever the files'
+    compression.  zfed-split records each shard's in split.json and a site's
+    worker reports its own with every result (schemas/SERVICES.md, mlp), so
+    the controller knows which data a result was trained on.
 */
 #ifndef ZFED_DATASET_H_INCLUDED
 #define ZFED_DATASET_H_INCLUDED
@@ -50,6 +56,10 @@ const uint8_t *zfed_dataset_labels(const zfed_dataset_t *self);
 //  The files it was loaded from ("" for a set made in memory).
 const char *zfed_dataset_images_path(const zfed_dataset_t *self);
 const char *zfed_dataset_labels_path(const zfed_dataset_t *self);
+
+//  The set's SHA-256 (above): ZFED_SHA256_SIZE bytes, computed once when
+//  the set was made.
+const uint8_t *zfed_dataset_sha256(const zfed_dataset_t *self);
 
 //  Samples per class.
 void zfed_dataset_histogram(const zfed_dataset_t *self, uint32_t counts[ZFED_DATASET_CLASSES]);

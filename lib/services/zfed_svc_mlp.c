@@ -17,7 +17,10 @@
     Global:         a model of exactly the tensors hidden asks for (else 422,
                     field "global", naming the tensor)
     Result outputs: {"model": DESCRIPTOR, "samples": the shard's size,
+                     "data_sha256": the shard's SHA-256 (zfed_dataset.h),
                      "train_loss": NUMBER, "train_accuracy": NUMBER}
+                    A job with a split refuses a result whose samples or
+                    data_sha256 are not its site's (site_bound).
 
     A worker holds one site's shard (zfed-worker --data DIR, loaded once by
     open_data); the controller holds the test set (the job's eval_data) and
@@ -33,6 +36,7 @@
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_model.h"
 #include "zfed/zfed_service.h"
+#include "zfed/zfed_sha256.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -365,7 +369,12 @@ static int s_train(const msgpack_object *params, const zfed_task_ctx_t *ctx,
         zfed_model_destroy(&model);
         return -1;
     }
-    int rc = msgpack_pack_map(metrics, 2);
+    char digest[ZFED_SHA256_HEX_SIZE];
+    zfed_sha256_hex(zfed_dataset_sha256(shard), digest);
+    int rc = msgpack_pack_map(metrics, 3);
+    rc |= msgpack_pack_str_with_body(metrics, ZFED_OUTPUT_DATA_SHA256,
+                                     strlen(ZFED_OUTPUT_DATA_SHA256));
+    rc |= msgpack_pack_str_with_body(metrics, digest, strlen(digest));
     rc |= msgpack_pack_str_with_body(metrics, OUTPUT_LOSS, strlen(OUTPUT_LOSS));
     rc |= msgpack_pack_double(metrics, trained.loss);
     rc |= msgpack_pack_str_with_body(metrics, OUTPUT_ACCURACY, strlen(OUTPUT_ACCURACY));
@@ -401,8 +410,9 @@ static int s_check_output(const msgpack_object *outputs, const char *key, double
 static int s_check_metrics(const msgpack_object *params, const msgpack_object *outputs,
                            zfed_fault_t *fault)
 {
-    static const char *const allowed[] = {ZFED_OUTPUT_MODEL, ZFED_OUTPUT_SAMPLES, OUTPUT_LOSS,
-                                          OUTPUT_ACCURACY, NULL};
+    static const char *const allowed[] = {ZFED_OUTPUT_MODEL,       ZFED_OUTPUT_SAMPLES,
+                                          ZFED_OUTPUT_DATA_SHA256, OUTPUT_LOSS,
+                                          OUTPUT_ACCURACY,         NULL};
     s_params_t parsed;
     if (s_read_params(params, &parsed, fault) != 0 ||
         zfed_map_check_keys(outputs, allowed, "output", fault) != 0 ||
@@ -414,6 +424,18 @@ static int s_check_metrics(const msgpack_object *params, const msgpack_object *o
     if (!samples || samples->type != MSGPACK_OBJECT_POSITIVE_INTEGER || samples->via.u64 == 0) {
         zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, ZFED_OUTPUT_SAMPLES,
                        "%s: the site's sample count, at least 1", samples ? "must be" : "missing");
+        return -1;
+    }
+    //  Which data it was: the controller holds it against the split.
+    const msgpack_object *digest = zfed_map_get(outputs, ZFED_OUTPUT_DATA_SHA256);
+    bool hex = digest && digest->type == MSGPACK_OBJECT_STR &&
+               digest->via.str.size == 2 * ZFED_SHA256_SIZE;
+    for (uint32_t i = 0; hex && i < digest->via.str.size; i++)
+        hex = digest->via.str.ptr[i] && strchr("0123456789abcdef", digest->via.str.ptr[i]);
+    if (!hex) {
+        zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, ZFED_OUTPUT_DATA_SHA256,
+                       "%s: the SHA-256 of the site's shard, %d lower-case hex digits",
+                       digest ? "must be" : "missing", 2 * ZFED_SHA256_SIZE);
         return -1;
     }
     return 0;
@@ -451,9 +473,11 @@ static int s_open_data(const char *dir, zfed_data_role_t role, void **data, zfed
         used += (size_t)snprintf(classes + used, sizeof classes - used, "%s%u", c ? "," : "",
                                  counts[c]);
     //  A worker says what its site holds; the controller (its test set) is quieter.
+    char digest[ZFED_SHA256_HEX_SIZE];
     zfed_log_at(role == ZFED_DATA_TRAIN ? ZFED_LOG_INFO : ZFED_LOG_DEBUG,
-                "mlp: %u %s images from %s (per class %s)", zfed_dataset_count(set),
-                role == ZFED_DATA_TRAIN ? "training" : "evaluation", dir, classes);
+                "mlp: %u %s images from %s (per class %s; sha256 %s)", zfed_dataset_count(set),
+                role == ZFED_DATA_TRAIN ? "training" : "evaluation", dir, classes,
+                zfed_sha256_hex(zfed_dataset_sha256(set), digest));
     *data = set;
     return 0;
 }
@@ -508,4 +532,5 @@ const zfed_service_t zfed_service_mlp = {
     .close_data = s_close_data,
     .evaluate = s_evaluate,
     .seed_param = true,
+    .site_bound = true,
 };

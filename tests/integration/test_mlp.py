@@ -362,7 +362,7 @@ class Federated(unittest.TestCase):
             self.assertIsNotNone(good.result, good.message)
             self.assertEqual(good.result.outputs["samples"], SITE_SAMPLES)
             self.assertEqual(set(good.result.outputs),
-                             {"model", "samples", "train_loss", "train_accuracy"})
+                             {"model", "samples", "data_sha256", "train_loss", "train_accuracy"})
         finally:
             client.close()
 

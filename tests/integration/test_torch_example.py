@@ -94,9 +94,14 @@ class TorchSite(unittest.TestCase):
                                    model=model)
                 self.assertIsNotNone(good.result, good.message)
                 outputs = good.result.outputs
-                self.assertEqual(set(outputs), {"model", "samples", "train_loss",
-                                                "train_accuracy"})
+                self.assertEqual(set(outputs), {"model", "samples", "data_sha256",
+                                                "train_loss", "train_accuracy"})
                 self.assertEqual(outputs["samples"], 100)
+                # torch's digest of its shard is the one zfed-split recorded.
+                with open(os.path.join(shards, "split.json")) as handle:
+                    entry = json.load(handle)["sites"][0]
+                self.assertEqual((outputs["data_sha256"], outputs["samples"]),
+                                 (entry["sha256"], entry["count"]))
                 self.assertIsInstance(outputs["train_loss"], float)
                 self.assertTrue(0 <= outputs["train_accuracy"] <= 1)
                 self.assertEqual(list(good.model), list(model))

@@ -456,9 +456,10 @@ class ScriptedWorker:
 class HostileWorker:
     """An MDP worker whose answer to each request is answer(task) -> a list
     of body frames (one reply), or None to die holding it, run on its own
-    thread with heartbeats."""
+    thread with heartbeats.  With frames, answer(task, frames) also gets
+    the request's frames (a model task's data frame is frames[6])."""
 
-    def __init__(self, cluster, answer, service=b"fib", curve=None):
+    def __init__(self, cluster, answer, service=b"fib", curve=None, frames=False):
         self.socket = cluster.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         if curve:
@@ -466,6 +467,7 @@ class HostileWorker:
         self.socket.connect(cluster.endpoint)
         self.socket.send_multipart([b"", MDPW, READY, service])
         self.answer = answer
+        self.with_frames = frames
         self.replies = 0
         self.requests = 0
         self.running = True
@@ -483,7 +485,7 @@ class HostileWorker:
                     continue
                 self.requests += 1
                 task = msgpack.unpackb(frames[5], raw=False)
-                body = self.answer(task)
+                body = self.answer(task, frames) if self.with_frames else self.answer(task)
                 if body is None:  # it dies holding the request
                     self.running = False
                     self.socket.close()
@@ -493,9 +495,14 @@ class HostileWorker:
         except zmq.ZMQError:
             pass
 
-    def close(self):
+    def close(self, disconnect=False):
+        """Stops serving; with disconnect, says so to the broker first (it
+        forgets the worker at once instead of after its heartbeats)."""
         self.running = False
         self.thread.join(2)
+        if disconnect and not self.socket.closed:
+            self.socket.send_multipart([b"", MDPW, DISCONNECT])
+            self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.close()
 
 

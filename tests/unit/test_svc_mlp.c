@@ -9,6 +9,7 @@
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_model.h"
 #include "zfed/zfed_service.h"
+#include "zfed/zfed_sha256.h"
 #include "zfed_test.h"
 #include "zfed_test_fashion.h"
 
@@ -243,6 +244,21 @@ static void test_train_evaluate_and_outputs(void)
     REQUIRE(s_train(params, &ctx, global, &other_round, &fault) == 0);
     size_t nbytes = zfed_model_nbytes(global);
     CHECK_INT(first.weight, SHARD);
+    //  The shard's digest, as its pixels then labels hash.
+    uint8_t digest[ZFED_SHA256_SIZE];
+    zfed_sha256_t *hash = zfed_sha256_new();
+    REQUIRE(hash);
+    CHECK(zfed_sha256_update(hash, zfed_dataset_images(shard),
+                             (size_t)SHARD * ZFED_DATASET_PIXELS) == 0);
+    CHECK(zfed_sha256_update(hash, zfed_dataset_labels(shard), SHARD) == 0);
+    CHECK(zfed_sha256_final(hash, digest) == 0);
+    zfed_sha256_destroy(&hash);
+    CHECK(memcmp(zfed_dataset_sha256(shard), digest, sizeof digest) == 0);
+    char hex[ZFED_SHA256_HEX_SIZE];
+    const msgpack_object *sent = zfed_map_get(&first.unpacked.data, ZFED_OUTPUT_DATA_SHA256);
+    REQUIRE(sent && sent->type == MSGPACK_OBJECT_STR);
+    CHECK(sent->via.str.size == 2 * ZFED_SHA256_SIZE &&
+          memcmp(sent->via.str.ptr, zfed_sha256_hex(digest, hex), 2 * ZFED_SHA256_SIZE) == 0);
     CHECK(memcmp(zfed_model_data(first.model), zfed_model_data(second.model), nbytes) == 0);
     CHECK(memcmp(zfed_model_data(first.model), zfed_model_data(other_site.model), nbytes) != 0);
     CHECK(memcmp(zfed_model_data(first.model), zfed_model_data(other_round.model), nbytes) != 0);
@@ -303,24 +319,45 @@ static void test_train_evaluate_and_outputs(void)
 
 static void test_result_outputs_checked(void)
 {
+#define DIGEST                                                                                     \
+    "\"data_sha256\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\""
     const zfed_service_t *service = s_service();
     s_packed_t params_packed;
     const msgpack_object *params = s_pack(&params_packed, "{}");
     struct {
         const char *outputs, *field; //  field NULL: accepted
     } cases[] = {
-        {"{\"model\": null, \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 0.75}", NULL},
-        {"{\"model\": null, \"samples\": 0, \"train_loss\": 0.5, \"train_accuracy\": 0.75}",
+        {"{\"model\": null, " DIGEST
+         ", \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 0.75}",
+         NULL},
+        {"{\"model\": null, " DIGEST
+         ", \"samples\": 0, \"train_loss\": 0.5, \"train_accuracy\": 0.75}",
          "samples"},
-        {"{\"model\": null, \"train_loss\": 0.5, \"train_accuracy\": 0.75}", "samples"},
-        {"{\"model\": null, \"samples\": 5, \"train_loss\": -0.5, \"train_accuracy\": 0.75}",
+        {"{\"model\": null, " DIGEST ", \"train_loss\": 0.5, \"train_accuracy\": 0.75}", "samples"},
+        {"{\"model\": null, " DIGEST
+         ", \"samples\": 5, \"train_loss\": -0.5, \"train_accuracy\": 0.75}",
          "train_loss"},
-        {"{\"model\": null, \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 1.5}",
+        {"{\"model\": null, " DIGEST
+         ", \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 1.5}",
          "train_accuracy"},
-        {"{\"model\": null, \"samples\": 5, \"train_loss\": 0.5}", "train_accuracy"},
-        {"{\"model\": null, \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 0.75, "
+        {"{\"model\": null, " DIGEST ", \"samples\": 5, \"train_loss\": 0.5}", "train_accuracy"},
+        {"{\"model\": null, " DIGEST
+         ", \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 0.75, "
          "\"x\": 1}",
          "x"},
+        {"{\"model\": null, \"samples\": 5, \"train_loss\": 0.5, \"train_accuracy\": 0.75}",
+         "data_sha256"},
+        {"{\"model\": null, \"data_sha256\": \"ab\", \"samples\": 5, \"train_loss\": 0.5, "
+         "\"train_accuracy\": 0.75}",
+         "data_sha256"},
+        {"{\"model\": null, \"data_sha256\": 7, \"samples\": 5, \"train_loss\": 0.5, "
+         "\"train_accuracy\": 0.75}",
+         "data_sha256"},
+        //  Upper-case hex is not the form zfed writes.
+        {"{\"model\": null, \"data_sha256\": "
+         "\"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\", \"samples\": 5, "
+         "\"train_loss\": 0.5, \"train_accuracy\": 0.75}",
+         "data_sha256"},
     };
     for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
         s_packed_t packed;
@@ -337,6 +374,7 @@ static void test_result_outputs_checked(void)
         s_unpack(&packed);
     }
     s_unpack(&params_packed);
+#undef DIGEST
 }
 
 static void test_open_data_names_the_folder(void)

@@ -1,0 +1,133 @@
+/*  zfed_sites - a job's sites bound to their data.  */
+#include "controller/zfed_sites.h"
+#include "zfed/zfed_service.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  The split's entry of site name, or NULL.
+static const json_t *s_entry(const json_t *split, const char *name)
+{
+    size_t index;
+    const json_t *entry;
+    json_array_foreach(json_object_get(split, "sites"), index, entry)
+    {
+        const char *text = json_string_value(json_object_get(entry, "name"));
+        if (text && strcmp(text, name) == 0)
+            return entry;
+    }
+    return NULL;
+}
+
+//  64 lower-case hex digits into digest.  0 or -1.
+static int s_parse_hex(const char *text, size_t length, uint8_t digest[ZFED_SHA256_SIZE])
+{
+    static const char digits[] = "0123456789abcdef";
+    if (!text || length != 2 * ZFED_SHA256_SIZE)
+        return -1;
+    for (size_t i = 0; i < ZFED_SHA256_SIZE; i++) {
+        const char *high = text[2 * i] ? strchr(digits, text[2 * i]) : NULL;
+        const char *low = text[2 * i + 1] ? strchr(digits, text[2 * i + 1]) : NULL;
+        if (!high || !low)
+            return -1;
+        digest[i] = (uint8_t)((high - digits) << 4 | (low - digits));
+    }
+    return 0;
+}
+
+int zfed_sites_shards(const json_t *split, const char *path, const json_t *sites,
+                      zfed_site_shard_t **shards, zfed_error_t *error)
+{
+    size_t count = json_array_size(sites);
+    zfed_site_shard_t *table = calloc(count ? count : 1, sizeof *table);
+    if (!table)
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
+    for (size_t index = 0; index < count; index++) {
+        const char *name = json_string_value(json_array_get(sites, index));
+        const json_t *entry = name ? s_entry(split, name) : NULL;
+        const json_t *samples = json_object_get(entry, "count");
+        const json_t *sha256 = json_object_get(entry, "sha256");
+        if (!json_is_integer(samples) || json_integer_value(samples) < 1) {
+            free(table);
+            return zfed_error_set(error, ZFED_E_INVALID, "split",
+                                  "%s: site %s has no count (its shard's samples, at least 1)",
+                                  path, name ? name : "?");
+        }
+        if (s_parse_hex(json_string_value(sha256), json_string_length(sha256),
+                        table[index].sha256) != 0) {
+            free(table);
+            return zfed_error_set(error, ZFED_E_INVALID, "split",
+                                  "%s: site %s has no sha256 (its shard's, %d lower-case hex "
+                                  "digits; zfed-split writes one: a split from an older "
+                                  "zfed-split needs writing again)",
+                                  path, name, 2 * ZFED_SHA256_SIZE);
+        }
+        table[index].count = (uint64_t)json_integer_value(samples);
+    }
+    *shards = table;
+    return 0;
+}
+
+//  The name of the split's site whose shard has digest hex, or NULL.
+static const char *s_owner(const json_t *split, const char *hex)
+{
+    size_t index;
+    const json_t *entry;
+    json_array_foreach(json_object_get(split, "sites"), index, entry)
+    {
+        const char *digest = json_string_value(json_object_get(entry, "sha256"));
+        if (digest && strcmp(digest, hex) == 0)
+            return json_string_value(json_object_get(entry, "name"));
+    }
+    return NULL;
+}
+
+int zfed_sites_check(const json_t *split, const char *site, const zfed_site_shard_t *expected,
+                     const msgpack_object *outputs, char *reason, size_t reason_size)
+{
+    char want[ZFED_SHA256_HEX_SIZE], got[ZFED_SHA256_HEX_SIZE];
+    zfed_sha256_hex(expected->sha256, want);
+    const msgpack_object *digest = zfed_map_get(outputs, ZFED_OUTPUT_DATA_SHA256);
+    uint8_t bytes[ZFED_SHA256_SIZE];
+    if (!digest || digest->type != MSGPACK_OBJECT_STR ||
+        s_parse_hex(digest->via.str.ptr, digest->via.str.size, bytes) != 0) {
+        snprintf(reason, reason_size,
+                 "site %s: " ZFED_OUTPUT_DATA_SHA256 ": %s (the SHA-256 of the shard the result "
+                 "was trained on)",
+                 site, digest ? "not 64 lower-case hex digits" : "missing");
+        return -1;
+    }
+    zfed_sha256_hex(bytes, got);
+    if (strcmp(got, want) != 0) {
+        const char *owner = s_owner(split, got);
+        if (owner)
+            snprintf(reason, reason_size,
+                     "site %s: trained on site %s's shard (" ZFED_OUTPUT_DATA_SHA256
+                     " %.12s...), not its own (%.12s...): is the worker's --data the shard of "
+                     "its --site?",
+                     site, owner, got, want);
+        else
+            snprintf(reason, reason_size,
+                     "site %s: trained on data that is no shard of the split "
+                     "(" ZFED_OUTPUT_DATA_SHA256 " %.12s...; the site's is %.12s...): is the "
+                     "worker's --data a shard of this split?",
+                     site, got, want);
+        return -1;
+    }
+    const msgpack_object *samples = zfed_map_get(outputs, ZFED_OUTPUT_SAMPLES);
+    if (!samples || samples->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        samples->via.u64 != expected->count) {
+        char claimed[32] = "not a count";
+        if (samples && samples->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            snprintf(claimed, sizeof claimed, "%" PRIu64, samples->via.u64);
+        snprintf(reason, reason_size,
+                 "site %s: " ZFED_OUTPUT_SAMPLES ": %s claimed, the split gives the site %" PRIu64
+                 " (a result's weight is its site's sample count)",
+                 site, claimed, expected->count);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,184 @@
+"""Sites bound to their data (issue 11, the reviewer's findings).
+
+A site's result says which data it was trained on (data_sha256, the
+SHA-256 of the shard's pixels then labels) and how many samples weigh it;
+zfed-split wrote both for every site into split.json, and the controller
+holds each result of a job with a split against its site's entry
+(schemas/SERVICES.md, "Sites bound to their data"):
+
+- a hostile Majordomo peer of site beta that claims 10^9 samples (with
+  beta's digest, which it read from the split) is refused, counted and
+  named in the round record, and the job's model is byte for byte the
+  model of the same job without it;
+- real C workers started with another site's shard, or with a shard of
+  another split, train and answer, and their results are refused naming
+  the site whose shard it was, or saying it is no shard of the split.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+from zfedtest import (PYTHON_PACKAGE_DIR, SOURCE_DIR, Cluster, HostileWorker, binary, figure,
+                      main, wait_for)
+from test_binding import records, result_body
+
+sys.path.insert(0, PYTHON_PACKAGE_DIR)
+from zfed import models as zm  # noqa: E402
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, "bench"))
+import mlp_data  # noqa: E402
+
+SITES = ("alpha", "beta", "gamma", "delta", "epsilon")
+SAMPLES = 300
+PARAMS = '{"hidden": [16]}'
+CLAIMED = 10 ** 9
+
+
+def split(out, sites, seed):
+    result = subprocess.run([binary("zfed-split"), "--sites", ",".join(sites), "--samples",
+                             str(SAMPLES * len(sites)), "--seed", str(seed), "-q", out],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError("zfed-split: " + result.stderr)
+    with open(os.path.join(out, "split.json")) as handle:
+        return os.path.join(out, "split.json"), json.load(handle)
+
+
+def claim_everything(digest):
+    """A beta worker's answer: the global model back, weighed 10^9, with
+    beta's own digest (the split is no secret) and plausible metrics."""
+    def answer(task, frames):
+        model = zm.decode_model(zm.check_descriptor(task[7][1]), frames[6])
+        descriptor, data = zm.describe(model, digest=False)
+        outputs = {"model": descriptor.elements(), "samples": CLAIMED, "data_sha256": digest,
+                   "train_loss": 1.0, "train_accuracy": 0.5}
+        return [result_body(task, "hostile", outputs), bytes(data)]
+    return answer
+
+
+class Sites(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cluster = cls.cluster = Cluster("sites")
+        cls.split, cls.description = split(os.path.join(cluster.dir, "shards"), SITES, 1)
+        cls.entries = {site["name"]: site for site in cls.description["sites"]}
+        cls.other, _ = split(os.path.join(cluster.dir, "other"), ("elsewhere",), 2)
+        cluster.start_broker()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+
+    def worker(self, site, data, name):
+        self.cluster.start_worker("--service", "mlp", "--site", site, "--data", data, name=name)
+
+    def shard(self, site):
+        return os.path.join(self.cluster.dir, "shards", site)
+
+    def job(self, job_id, *args, **kwargs):
+        return self.cluster.run_controller(
+            "--service", "mlp", "--split", self.split, "--job-id", job_id, "--params", PARAMS,
+            "--seed", "5", "--no-progress", *args, **kwargs)
+
+    def test_split_json_gives_each_shards_digest_and_count(self):
+        # Computed here from the shard files, with gzip and numpy alone.
+        for site in SITES:
+            images, labels = mlp_data.load_set(self.shard(site), "train")
+            digest = hashlib.sha256(np.ascontiguousarray(images, np.uint8).tobytes() +
+                                    np.ascontiguousarray(labels, np.uint8).tobytes())
+            self.assertEqual(self.entries[site]["sha256"], digest.hexdigest(), site)
+            self.assertEqual(self.entries[site]["count"], len(labels), site)
+        self.assertEqual(len({e["sha256"] for e in self.entries.values()}), len(SITES))
+
+    def test_a_site_claiming_more_samples_is_refused_and_the_aggregate_is_unchanged(self):
+        cluster = self.cluster
+        # The liar registers first: beta's first request is its.
+        hostile = HostileWorker(cluster, claim_everything(self.entries["beta"]["sha256"]),
+                                service=b"mlp@beta", frames=True)
+        cluster.wait_workers(1, service="mlp@beta", timeout=30)
+        self.worker("alpha", self.shard("alpha"), "alpha-w")
+        self.worker("beta", self.shard("beta"), "beta-w")
+        cluster.wait_workers(2, service="mlp@beta", timeout=30)
+        cluster.wait_workers(1, service="mlp@alpha", timeout=30)
+        common = ("--sites", "alpha,beta", "--rounds", "2", "--task-timeout", "2",
+                  "--retries", "6", "--round-timeout", "120")
+        try:
+            attacked = self.job("attacked", *common, timeout=180)
+        finally:
+            hostile.close(disconnect=True)
+        self.assertEqual(attacked.returncode, 0, attacked.err)
+        self.assertGreaterEqual(hostile.replies, 1, "the liar was never sent a task")
+        wait_for(lambda: cluster.status()["services"].get("mlp@beta", {}).get("workers") == 1,
+                 30, what="the broker to forget the liar")
+        honest = self.job("honest", *common, timeout=180)
+        self.assertEqual(honest.returncode, 0, honest.err)
+        kept = records(cluster, "attacked", 2)
+        refused = [entry for record in kept for entry in record["refused"]]
+        self.assertGreaterEqual(len(refused), 1)
+        self.assertEqual(sum(record["invalid"] for record in kept), len(refused))
+        for entry in refused:
+            self.assertEqual((entry["task"], entry["worker"]), (1, "hostile"))
+            self.assertIn("site beta: samples: %d claimed, the split gives the site %d"
+                          % (CLAIMED, SAMPLES), entry["reason"])
+        for record in kept:
+            self.assertEqual(sorted((e["site"], e["worker"], e["samples"])
+                                    for e in record["results"]),
+                             [("alpha", "alpha-w", SAMPLES), ("beta", "beta-w", SAMPLES)])
+        self.assertIn("result from hostile refused: site beta: samples: %d claimed" % CLAIMED,
+                      attacked.err)
+        # The aggregate: the same bytes as the job the liar never saw.
+        for name in ("model.safetensors", "best_model.safetensors"):
+            with open(os.path.join(cluster.workdir, "attacked", name), "rb") as a, \
+                    open(os.path.join(cluster.workdir, "honest", name), "rb") as b:
+                self.assertEqual(hashlib.sha256(a.read()).hexdigest(),
+                                 hashlib.sha256(b.read()).hexdigest(), name)
+        self.assertEqual(sum(record["invalid"] for record in records(cluster, "honest", 2)), 0)
+        figure("claims of %d samples refused" % CLAIMED, len(refused))
+
+    def test_a_worker_with_the_wrong_shard_is_refused_naming_whose_it_is(self):
+        cluster = self.cluster
+        # delta's worker holds gamma's shard; epsilon's a shard of another
+        # split.  gamma's worker starts once both were refused, so the
+        # round closes on its result (quorum 1, no grace) with both in it.
+        self.worker("delta", self.shard("gamma"), "delta-w")
+        self.worker("epsilon", os.path.join(cluster.dir, "other", "elsewhere"), "epsilon-w")
+        cluster.wait_workers(1, service="mlp@delta", timeout=30)
+        cluster.wait_workers(1, service="mlp@epsilon", timeout=30)
+        controller = cluster.start_controller(
+            "--service", "mlp", "--split", self.split, "--job-id", "wrong", "--params", PARAMS,
+            "--sites", "gamma,delta,epsilon", "--quorum", "1", "--grace", "0", "--rounds", "1",
+            "--task-timeout", "600", "--round-timeout", "600", "--no-progress", name="wrong")
+        wait_for(lambda: "result from epsilon-w refused" in controller.log() and
+                 "result from delta-w refused" in controller.log(), 120,
+                 what="both wrong shards refused")
+        self.worker("gamma", self.shard("gamma"), "gamma-w")
+        wait_for(lambda: not controller.alive(), 120, what="the job to end")
+        self.assertEqual(controller.stop(), 0, controller.log())
+        log = controller.log()
+        self.assertIn("result from delta-w refused: site delta: trained on site gamma's shard "
+                      "(data_sha256 %s...), not its own (%s...): is the worker's --data the "
+                      "shard of its --site?" % (self.entries["gamma"]["sha256"][:12],
+                                                self.entries["delta"]["sha256"][:12]), log)
+        self.assertIn("result from epsilon-w refused: site epsilon: trained on data that is no "
+                      "shard of the split", log)
+        record = records(cluster, "wrong", 1)[0]
+        self.assertEqual([(e["site"], e["worker"]) for e in record["results"]],
+                         [("gamma", "gamma-w")])
+        self.assertEqual(sorted((e["task"], e["worker"]) for e in record["refused"]),
+                         [(1, "delta-w"), (2, "epsilon-w")])
+        self.assertEqual(record["invalid"], 2)
+        # Each worker says at its start which data it holds.
+        for process in cluster.processes:
+            if process.name == "delta-w":
+                self.assertIn("sha256 %s" % self.entries["gamma"]["sha256"], process.log())
+
+
+if __name__ == "__main__":
+    main()
