@@ -1096,12 +1096,14 @@ static int s_send_window(zfed_round_env_t *self, round_t *round, int64_t now)
     return 0;
 }
 
-//  Why a round that failed heard nothing, when the watch knows.
+//  Why a round that failed heard nothing (or nothing from some sites),
+//  when the watch knows.
 static void s_add_finding(zfed_round_env_t *self, const round_t *round)
 {
     bool heard = round->answered || round->errors || round->invalid || round->duplicates;
-    const char *reason =
-        self->watch && !heard ? zfed_watch_explain(self->watch, zfed_clock_ms()) : "";
+    const char *reason = !self->watch ? ""
+                         : heard      ? zfed_watch_reason(self->watch)
+                                      : zfed_watch_explain(self->watch, zfed_clock_ms());
     size_t used = strlen(self->failure);
     if (reason[0] && used < sizeof self->failure)
         snprintf(self->failure + used, sizeof self->failure - used, "; %s", reason);
@@ -1166,7 +1168,7 @@ static void s_take_reply(zfed_round_env_t *self, round_t *round, const char *ser
     if (strcmp(service, ZFED_MMI_STATUS) == 0)
         return; //  the start's probe, answered after it gave up (PROTOCOL.md 3.1)
     if (self->watch)
-        zfed_watch_heard(self->watch);
+        zfed_watch_heard(self->watch, service);
     s_handle_stamped(self, round, body, size, data, data_size, zfed_clock_ms());
 }
 

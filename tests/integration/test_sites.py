@@ -179,6 +179,39 @@ class Sites(unittest.TestCase):
             if process.name == "delta-w":
                 self.assertIn("sha256 %s" % self.entries["gamma"]["sha256"], process.log())
 
+    def test_the_watch_names_every_site_without_workers(self):
+        # alpha answers; nowhere-1 and nowhere-2 have no worker.  Without a
+        # split the names are free (and nothing is checked against data).
+        sites = ("--service", "mlp", "--params", PARAMS, "--sites", "alpha,nowhere-1,nowhere-2",
+                 "--rounds", "1", "--no-progress")
+        self.worker("alpha", self.shard("alpha"), "alpha-watched")
+        self.cluster.wait_workers(1, service="mlp@alpha", timeout=30)
+        result = self.cluster.run_controller(*sites, "--fail-fast", timeout=120)
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("no worker is registered for services 'mlp@nowhere-1', 'mlp@nowhere-2' "
+                      "at %s (start one for each with zfed-worker --service mlp --site "
+                      "nowhere-1, one site each)" % self.cluster.endpoint, result.err)
+        self.assertNotIn("'mlp@alpha'", result.err)
+        # One site without workers: named alone, with how to start one.
+        result = self.cluster.run_controller("--service", "mlp", "--params", PARAMS, "--sites",
+                                             "alpha,nowhere-3", "--rounds", "1", "--fail-fast",
+                                             "--no-progress", timeout=120)
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("no worker is registered for service 'mlp@nowhere-3' at %s (start one "
+                      "with zfed-worker --service mlp --site nowhere-3)"
+                      % self.cluster.endpoint, result.err)
+
+    def test_a_split_without_shard_digests_is_refused_naming_the_site(self):
+        old = dict(self.description)
+        old["sites"] = [dict(site) for site in self.description["sites"]]
+        del old["sites"][1]["sha256"]
+        path = os.path.join(self.cluster.dir, "old-split.json")
+        with open(path, "w") as handle:
+            json.dump(old, handle)
+        result = self.cluster.run_controller("--service", "mlp", "--split", path, "--rounds", "1")
+        self.assertEqual(result.returncode, 2, result.err)
+        self.assertIn("split: %s: site beta has no sha256" % path, result.err)
+
 
 if __name__ == "__main__":
     main()
