@@ -26,6 +26,15 @@
     open_data); the controller holds the test set (the job's eval_data) and
     scores each round's global model on it (evaluate).
 
+    The work of one task is bounded (docs/SECURITY.md, "bound the work a
+    single request may ask for"): the model's weights times the shard's
+    samples times local_epochs, the task's weight-sample-epochs (a step
+    costs about 3 multiply-adds per weight and sample), may be at most
+    MAX_TASK_WORK.  Each field alone has its limit (hidden sizes, epochs,
+    batch: 422 naming it); a task within them whose product on this site's
+    shard is over the bound is refused before training with 413, naming
+    local_epochs (or hidden, when one epoch is already too much).
+
     Every task is reproducible: its shuffle seed is derived from the
     params' seed, the round and the site (never the attempt, so a task
     sent again trains to the same bytes), and OpenBLAS runs on one thread
@@ -55,6 +64,10 @@
 #define FIELD_GLOBAL       "global"
 #define FIELD_DATA         "data"
 #define ML_ERROR_MAX       256
+//  The most weight-sample-epochs one task may ask for: about 80 local
+//  epochs of the 2NN (199,210 weights) on all 60,000 Fashion-MNIST images,
+//  minutes of one core.  Past it a task is refused unrun (413).
+#define MAX_TASK_WORK 1000000000000ULL
 //  "[4096, 4096, ...]" for 8 layers, with room.
 #define HIDDEN_TEXT_MAX 96
 
@@ -327,6 +340,37 @@ static uint64_t s_task_seed(uint64_t seed, const zfed_task_ctx_t *ctx)
     return s_mix(s_mix(s_mix(seed) ^ ctx->round) ^ where);
 }
 
+//  The work bound (above) for params on a shard of samples.  0, or -1 +
+//  fault (413) naming local_epochs, or hidden when one epoch is too much.
+static int s_check_work(const s_params_t *parsed, uint64_t samples, zfed_fault_t *fault)
+{
+    uint64_t weights = zfed_mlp_param_count(&parsed->arch);
+    //  At most 121 M weights x 2^32 samples: a product of two may overflow
+    //  64 bits, so it is compared by division.
+    uint64_t per_epoch = samples && weights > UINT64_MAX / samples ? UINT64_MAX : weights * samples;
+    uint64_t epochs = parsed->sgd.local_epochs;
+    if (per_epoch <= MAX_TASK_WORK / epochs)
+        return 0;
+    char hidden[HIDDEN_TEXT_MAX];
+    s_hidden_text(&parsed->arch, hidden, sizeof hidden);
+    if (per_epoch <= MAX_TASK_WORK)
+        zfed_fault_set(fault, ZFED_ERR_TOO_LARGE, PARAM_LOCAL_EPOCHS,
+                       "%llu epochs of hidden %s (%llu weights) on this site's %llu samples is "
+                       "%.3g weight-sample-epochs; one task may ask for at most %.3g: at most "
+                       "%llu epochs here",
+                       (unsigned long long)epochs, hidden, (unsigned long long)weights,
+                       (unsigned long long)samples, (double)per_epoch * (double)epochs,
+                       (double)MAX_TASK_WORK, (unsigned long long)(MAX_TASK_WORK / per_epoch));
+    else
+        zfed_fault_set(fault, ZFED_ERR_TOO_LARGE, PARAM_HIDDEN,
+                       "one epoch of hidden %s (%llu weights) on this site's %llu samples is "
+                       "%.3g weight-sample-epochs; one task may ask for at most %.3g: smaller "
+                       "hidden layers",
+                       hidden, (unsigned long long)weights, (unsigned long long)samples,
+                       (double)per_epoch, (double)MAX_TASK_WORK);
+    return -1;
+}
+
 static int s_train(const msgpack_object *params, const zfed_task_ctx_t *ctx,
                    const zfed_model_t *global, zfed_model_t **result, uint64_t *weight,
                    msgpack_packer *metrics, zfed_fault_t *fault)
@@ -341,6 +385,8 @@ static int s_train(const msgpack_object *params, const zfed_task_ctx_t *ctx,
                        "this worker holds no training data (zfed-worker --data DIR)");
         return -1;
     }
+    if (s_check_work(&parsed, zfed_dataset_count(shard), fault) != 0)
+        return -1;
     zfed_layout_t *layout = zfed_layout_dup(zfed_model_layout(global));
     zfed_model_t *model = layout ? zfed_model_new(&layout) : NULL;
     if (!model) {

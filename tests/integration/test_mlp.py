@@ -354,7 +354,12 @@ class Federated(unittest.TestCase):
                      ({"hidden": [8], "lr": 0, "site": "alpha"}, "lr", "expected a finite"),
                      ({"hidden": [8], "batch_size": 0}, "batch_size", "from 1 to 65536"),
                      ({"hidden": [8], "momentum": 2}, "momentum", "below 1"),
-                     ({"hidden": [8], "colour": 1}, "colour", "unknown parameter")]
+                     ({"hidden": [8], "colour": 1}, "colour", "unknown parameter"),
+                     # The work a task may ask for: each field bounded.
+                     ({"hidden": [8], "local_epochs": 10 ** 6}, "local_epochs",
+                      "from 1 to 1000"),
+                     ({"hidden": [100000]}, "hidden", "layer 1 has 100000 units, expected 1 "
+                                                      "to 4096")]
             for number, (params, field, text) in enumerate(cases):
                 with self.subTest(params=params):
                     reply = client.call("mlp@alpha", zc.task("bad", 0, number, params),
@@ -362,6 +367,22 @@ class Federated(unittest.TestCase):
                     self.assertIsNotNone(reply.error, params)
                     self.assertEqual((reply.error.code, reply.error.field), (422, field))
                     self.assertIn(text, reply.error.message)
+            # Within every field's bound, but 1000 epochs of 1,863,690
+            # weights on alpha's 1,000 samples is past the work one task
+            # may ask for (10^12 weight-sample-epochs): 413 before training.
+            sizes = [784, 1024, 1024, 10]
+            wide = {}
+            for layer in range(3):
+                wide["fc%d.weight" % (layer + 1)] = np.zeros((sizes[layer + 1], sizes[layer]),
+                                                             np.float32)
+                wide["fc%d.bias" % (layer + 1)] = np.zeros(sizes[layer + 1], np.float32)
+            reply = client.call("mlp@alpha", zc.task("long", 0, 0, {
+                "hidden": [1024, 1024], "local_epochs": 1000, "site": "alpha"}), model=wide)
+            self.assertIsNotNone(reply.error)
+            self.assertEqual((reply.error.code, reply.error.field), (413, "local_epochs"))
+            self.assertIn("1000 epochs of hidden [1024, 1024] (1863690 weights) on this site's "
+                          "1000 samples", reply.error.message)
+            self.assertIn("at most 536 epochs here", reply.error.message)
             good = client.call("mlp@alpha", zc.task("good", 0, 0, {"hidden": [8],
                                                                   "site": "alpha"}), model=start)
             self.assertIsNotNone(good.result, good.message)

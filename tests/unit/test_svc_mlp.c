@@ -305,6 +305,37 @@ static void test_train_evaluate_and_outputs(void)
     s_trained_clear(&refused);
     s_unpack(&huge);
 
+    //  Work past the bound is refused unrun (413), naming what to change:
+    //  1,863,690 weights x 600 samples allow 894 epochs.
+    s_packed_t many_packed;
+    const msgpack_object *many =
+        s_pack(&many_packed, "{\"hidden\": [1024, 1024], \"local_epochs\": 1000}");
+    zfed_model_t *big = NULL;
+    REQUIRE(service->initial_model(many, 1, &big, &fault) == 0);
+    fault = (zfed_fault_t){0};
+    CHECK(s_train(many, &ctx, big, &refused, &fault) != 0);
+    CHECK_INT(fault.code, ZFED_ERR_TOO_LARGE);
+    CHECK_STR(fault.field, "local_epochs");
+    CHECK(strstr(fault.text, "at most 894 epochs here") != NULL);
+    s_trained_clear(&refused);
+    zfed_model_destroy(&big);
+    s_unpack(&many_packed);
+    //  On all 60,000 images one epoch of [4096, 4096] (20 M weights) is
+    //  already too much: the hidden sizes are named.
+    s_packed_t wide_packed;
+    const msgpack_object *widest = s_pack(&wide_packed, "{\"hidden\": [4096, 4096]}");
+    REQUIRE(service->initial_model(widest, 1, &big, &fault) == 0);
+    ctx.data = train;
+    fault = (zfed_fault_t){0};
+    CHECK(s_train(widest, &ctx, big, &refused, &fault) != 0);
+    CHECK_INT(fault.code, ZFED_ERR_TOO_LARGE);
+    CHECK_STR(fault.field, "hidden");
+    CHECK(strstr(fault.text, "smaller hidden layers") != NULL);
+    ctx.data = shard;
+    s_trained_clear(&refused);
+    zfed_model_destroy(&big);
+    s_unpack(&wide_packed);
+
     s_trained_clear(&first);
     s_trained_clear(&second);
     s_trained_clear(&other_site);
