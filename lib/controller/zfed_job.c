@@ -1058,10 +1058,11 @@ static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_e
 {
     //  A resumed job has its sites in job.json and its split's copy in its
     //  folder: the file need not exist any more.
+    char copy[sizeof job->workdir + sizeof job->job_id + sizeof ZFED_JOB_SPLIT_FILE + 2];
+    snprintf(copy, sizeof copy, "%s/%s/" ZFED_JOB_SPLIT_FILE, job->workdir, job->job_id);
+    const char *split = job->resumed ? copy : job->split;
     if (job->split[0]) {
-        char copy[sizeof job->workdir + sizeof job->job_id + sizeof ZFED_JOB_SPLIT_FILE + 2];
-        snprintf(copy, sizeof copy, "%s/%s/" ZFED_JOB_SPLIT_FILE, job->workdir, job->job_id);
-        if (s_read_split(job, job->resumed ? copy : job->split, error) != 0)
+        if (s_read_split(job, split, error) != 0)
             return -1;
         if (!job->resumed)
             s_make_absolute(job->split, sizeof job->split);
@@ -1083,7 +1084,7 @@ static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_e
     free(job->site_shards);
     job->site_shards = NULL;
     if (service->site_bound && job->split_json &&
-        zfed_sites_shards(job->split_json, job->split, job->sites, &job->site_shards, error) != 0)
+        zfed_sites_shards(job->split_json, split, job->sites, &job->site_shards, error) != 0)
         return -1;
     uint32_t count = (uint32_t)json_array_size(job->sites);
     if (job->tasks_given && job->tasks != count)

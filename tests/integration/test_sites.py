@@ -18,6 +18,8 @@ holds each result of a job with a split against its site's entry
 import hashlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import unittest
@@ -70,6 +72,10 @@ class Sites(unittest.TestCase):
         cls.split, cls.description = split(os.path.join(cluster.dir, "shards"), SITES, 1)
         cls.entries = {site["name"]: site for site in cls.description["sites"]}
         cls.other, _ = split(os.path.join(cluster.dir, "other"), ("elsewhere",), 2)
+        # Each test starts the workers of its own sites: the broker hands
+        # a site's request to its worker idle longest, so a test's order of
+        # registration is its own.
+        cls.seasons, _ = split(os.path.join(cluster.dir, "seasons"), ("north", "south"), 3)
         cluster.start_broker()
 
     @classmethod
@@ -178,6 +184,45 @@ class Sites(unittest.TestCase):
         for process in cluster.processes:
             if process.name == "delta-w":
                 self.assertIn("sha256 %s" % self.entries["gamma"]["sha256"], process.log())
+
+    def test_a_resumed_job_holds_its_results_against_its_split_copy(self):
+        cluster = self.cluster
+        for site in ("north", "south"):
+            self.worker(site, os.path.join(cluster.dir, "seasons", site), site + "-w")
+            cluster.wait_workers(1, service="mlp@" + site, timeout=30)
+        # The split the job names goes away after the start: the job
+        # folder's copy is what a resumed job reads.
+        gone = os.path.join(cluster.dir, "gone")
+        os.makedirs(gone, exist_ok=True)
+        shutil.copy(self.seasons, gone)
+        controller = cluster.start_controller(
+            "--service", "mlp", "--split", os.path.join(gone, "split.json"), "--job-id",
+            "resumed", "--params", PARAMS, "--rounds", "40", "--no-progress", name="resumed")
+        folder = os.path.join(cluster.workdir, "resumed")
+        wait_for(lambda: os.path.exists(os.path.join(folder, "rounds", "round-000001.json")),
+                 120, what="round 1")
+        controller.signal(signal.SIGINT)
+        wait_for(lambda: not controller.alive(), 60, what="the interrupted job to end")
+        self.assertEqual(controller.stop(), 130, controller.log())
+        shutil.rmtree(gone)
+        # A copy without south's digest: the resumed job refuses it.
+        copy = os.path.join(folder, "split.json")
+        with open(copy) as handle:
+            kept = json.load(handle)
+        broken = json.loads(json.dumps(kept))
+        del broken["sites"][1]["sha256"]
+        with open(copy, "w") as handle:
+            json.dump(broken, handle)
+        result = cluster.run_controller("--resume", "resumed")
+        self.assertEqual(result.returncode, 2, result.err)
+        self.assertIn("split: %s: site south has no sha256" % copy, result.err)
+        with open(copy, "w") as handle:
+            json.dump(kept, handle)
+        result = cluster.run_controller("--resume", "resumed", "--no-progress", timeout=240)
+        self.assertEqual(result.returncode, 0, result.err)
+        kept_records = records(cluster, "resumed", 40)
+        self.assertEqual(sum(record["invalid"] for record in kept_records), 0)
+        self.assertEqual({e["samples"] for r in kept_records for e in r["results"]}, {SAMPLES})
 
     def test_the_watch_names_every_site_without_workers(self):
         # alpha answers; nowhere-1 and nowhere-2 have no worker.  Without a
