@@ -206,9 +206,9 @@ static void s_conclude(zfed_watch_t *self)
         }
         return;
     }
-    char hint[2 * ZFED_MDP_SERVICE_MAX + 32];
-    s_hint(self->services[first], hint, sizeof hint);
     if (missing == 1) {
+        char hint[2 * ZFED_MDP_SERVICE_MAX + 32];
+        s_hint(self->services[first], hint, sizeof hint);
         snprintf(self->reason, sizeof self->reason,
                  "no worker is registered for service '%s' at %s (start one with zfed-worker "
                  "%s)",
@@ -216,8 +216,9 @@ static void s_conclude(zfed_watch_t *self)
         s_found(self, ZFED_WATCH_NO_WORKER);
         return;
     }
-    //  Room for the tail: " and N more at ENDPOINT (start ...)".
-    size_t room = sizeof self->reason - sizeof self->endpoint - sizeof hint - 96;
+    //  Room for the tail: " and N more at ENDPOINT (start ... SERVICE ...)".
+    size_t tail = strlen(self->endpoint) + strlen(self->services[first]) + 128;
+    size_t room = sizeof self->reason > tail ? sizeof self->reason - tail : 0;
     size_t used = (size_t)snprintf(self->reason, sizeof self->reason,
                                    "no worker is registered for services ");
     for (size_t index = 0; index < self->count; index++) {
@@ -233,9 +234,12 @@ static void s_conclude(zfed_watch_t *self)
     if (named < missing)
         used += (size_t)snprintf(self->reason + used, sizeof self->reason - used, " and %zu more",
                                  missing - named);
+    //  Several services are a job's sites: SERVICE@SITE each.
+    const char *at = strchr(self->services[first], '@');
+    int prefix = at ? (int)(at - self->services[first]) : (int)strlen(self->services[first]);
     snprintf(self->reason + used, sizeof self->reason - used,
-             " at %s (start one for each with zfed-worker %s%s)", self->endpoint, hint,
-             strchr(self->services[first], '@') ? ", one site each" : "");
+             " at %s (start one for each site with zfed-worker --service %.*s --site SITE)",
+             self->endpoint, prefix, self->services[first]);
     s_found(self, ZFED_WATCH_NO_WORKER);
 }
 

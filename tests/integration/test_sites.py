@@ -18,6 +18,7 @@ holds each result of a job with a split against its site's entry
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -234,9 +235,21 @@ class Sites(unittest.TestCase):
         result = self.cluster.run_controller(*sites, "--fail-fast", timeout=120)
         self.assertEqual(result.returncode, 1, result.err)
         self.assertIn("no worker is registered for services 'mlp@nowhere-1', 'mlp@nowhere-2' "
-                      "at %s (start one for each with zfed-worker --service mlp --site "
-                      "nowhere-1, one site each)" % self.cluster.endpoint, result.err)
+                      "at %s (start one for each site with zfed-worker --service mlp --site "
+                      "SITE)" % self.cluster.endpoint, result.err)
         self.assertNotIn("'mlp@alpha'", result.err)
+        # 60 of them: as many named as a line holds, and how many more.
+        many = ",".join("nowhere-%d" % number for number in range(60))
+        result = self.cluster.run_controller("--service", "mlp", "--params", PARAMS, "--sites",
+                                             "alpha," + many, "--rounds", "1", "--fail-fast",
+                                             "--no-progress", timeout=120)
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertRegex(result.err, r"no worker is registered for services 'mlp@nowhere-0', "
+                                     r"'mlp@nowhere-1', .*'mlp@nowhere-\d+' and \d+ more at ")
+        line = next(line for line in result.err.splitlines() if " more at " in line)
+        named = len(re.findall(r"'mlp@nowhere-\d+'", line))
+        more = int(re.search(r"and (\d+) more at", result.err).group(1))
+        self.assertEqual(named + more, 60, result.err)
         # One site without workers: named alone, with how to start one.
         result = self.cluster.run_controller("--service", "mlp", "--params", PARAMS, "--sites",
                                              "alpha,nowhere-3", "--rounds", "1", "--fail-fast",
