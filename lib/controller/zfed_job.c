@@ -102,9 +102,11 @@ void zfed_job_clear(zfed_job_t *job)
     json_decref(job->sites);
     json_decref(job->split_json);
     free(job->site_services);
+    free(job->site_shards);
     job->params = job->task_params = job->round_params = NULL;
     job->sites = job->split_json = NULL;
     job->site_services = NULL;
+    job->site_shards = NULL;
 }
 
 zfed_job_t *zfed_job_new(void)
