@@ -245,7 +245,7 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
     self->watch = zfed_watch_new(self->client, job->endpoint, zfed_job_task_service(job, 0),
                                  options->fail_fast);
     //  A job with sites sends to a service per site: each is watched.
-    for (uint32_t task = 1; self->watch && task < job->tasks; task++)
+    for (uint32_t task = 1; self->watch && zfed_job_site(job, 0) && task < job->tasks; task++)
         if (zfed_watch_add_service(self->watch, zfed_job_task_service(job, task)) != 0)
             zfed_watch_destroy(&self->watch);
     if (!self->watch) {

@@ -8,8 +8,8 @@
     started with another site's --data, or with data of no shard of the
     split) or whose samples are not S's count (a worker claiming 10^9
     samples to outweigh every other site in the average).  Without a split
-    the controller knows nothing to check a site against, and says so
-    once at the start.
+    the controller knows nothing to check a site against (schemas/
+    SERVICES.md 1.1: a job that lists sites alone).
 */
 #ifndef ZFED_SITES_H_INCLUDED
 #define ZFED_SITES_H_INCLUDED

@@ -104,6 +104,11 @@ void zfed_watch_heard(zfed_watch_t *self, const char *service)
         return;
     self->heard[index] = true;
     self->missing[index] = false;
+    //  An answer came through the broker: what the link said is old news.
+    if (self->finding != ZFED_WATCH_NO_WORKER) {
+        self->finding = self->logged = ZFED_WATCH_NOTHING;
+        self->reason[0] = '\0';
+    }
     for (size_t other = 0; other < self->count; other++)
         if (!self->heard[other])
             return;
