@@ -9,10 +9,12 @@
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "zfed/zfed_worker.h"
+#include "controller/zfed_sites.h"
 #include "core/zfed_cli.h"
 
 #include <czmq.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +39,8 @@ static void s_usage(void)
         "  --data DIR           the site's data, loaded once at start (mlp: a shard folder\n"
         "                       of zfed-split, train-images-idx3-ubyte.gz and\n"
         "                       train-labels-idx1-ubyte.gz); a service that trains needs it\n"
+        "  --split FILE         zfed-split's split.json: refuse to start unless --data is\n"
+        "                       the shard FILE gives --site (its SHA-256 and count)\n"
         "  --concurrency N      Majordomo workers in this process (default 1, at most %d)\n"
         "  --threads N          compute threads (default: concurrency, at most the CPU count;\n"
         "                       0 runs tasks on the I/O thread: fastest for tiny tasks, but\n"
@@ -94,6 +98,7 @@ enum {
     OPT_CHUNK,
     OPT_FETCH_TIMEOUT,
     OPT_DATA,
+    OPT_SPLIT,
 };
 
 //  --data: the site's data, opened once by the service before anything
@@ -119,6 +124,31 @@ static void *s_open_data(const char *name, const char *dir)
     return data;
 }
 
+//  --split FILE: the data must be the shard FILE (zfed-split's split.json)
+//  gives the worker's site, checked before anything connects (exit 2 when
+//  it is another site's, or no shard of FILE).
+static void s_check_split(const char *name, const char *path, const char *site, const void *data)
+{
+    const zfed_service_t *service = zfed_service_find(name);
+    if (!service->data_digest)
+        zfed_cli_fail(PROGRAM, "--split: service %s is not bound to a site's data", name);
+    if (!site || !data)
+        zfed_cli_fail(PROGRAM, "--split: needs --site and --data (the site's shard)");
+    json_error_t parse_error;
+    json_t *split = json_load_file(path, JSON_REJECT_DUPLICATES, &parse_error);
+    if (!split)
+        zfed_cli_fail(PROGRAM, "--split: %s: %s", path, parse_error.text);
+    uint8_t digest[ZFED_SHA256_SIZE];
+    uint64_t count = 0;
+    service->data_digest(data, digest, &count);
+    char reason[512];
+    int rc = zfed_sites_check_data(split, path, site, digest, count, reason, sizeof reason);
+    json_decref(split);
+    if (rc != 0)
+        zfed_cli_fail(PROGRAM, "--split: %s", reason);
+    zfed_info("--data is site %s's shard in %s", site, path);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -141,13 +171,14 @@ int main(int argc, char **argv)
         {"chunk", required_argument, NULL, OPT_CHUNK},
         {"fetch-timeout-ms", required_argument, NULL, OPT_FETCH_TIMEOUT},
         {"data", required_argument, NULL, OPT_DATA},
+        {"split", required_argument, NULL, OPT_SPLIT},
         ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     zfed_worker_config_t config;
     zfed_worker_config_defaults(&config);
     bool threads_given = false;
-    const char *data_dir = NULL;
+    const char *data_dir = NULL, *split_path = NULL;
 
     opterr = 0;
     int option;
@@ -219,6 +250,9 @@ int main(int argc, char **argv)
         case OPT_DATA:
             data_dir = optarg;
             break;
+        case OPT_SPLIT:
+            split_path = optarg;
+            break;
         case OPT_FETCH_TIMEOUT:
             config.fetch_timeout_ms =
                 (int)zfed_cli_u32(PROGRAM, "--fetch-timeout-ms", optarg, 1, 600000);
@@ -246,6 +280,8 @@ int main(int argc, char **argv)
     zfed_log_set_ident(config.name ? config.name : "worker");
     void *data = s_open_data(config.service, data_dir);
     config.service_data = data;
+    if (split_path)
+        s_check_split(config.service, split_path, config.site, data);
     int rc = -1;
     if (zfed_worker_raise_limits(&config) == 0) {
         if (zfed_signal_install() != 0)

@@ -28,6 +28,7 @@
 
 #include "zfed/zfed_model.h"
 #include "zfed/zfed_msg.h"
+#include "zfed/zfed_sha256.h"
 
 #include <stdio.h> //  before gmp.h, which then declares gmp_printf and friends
 #include <gmp.h>
@@ -196,6 +197,9 @@ typedef struct {
     //  refuses a result whose digest or count is not its site's
     //  (schemas/SERVICES.md, "Sites bound to their data").
     bool site_bound;
+    //  A site-bound service's view of what open_data loaded: its SHA-256
+    //  (SERVICES.md 1.1) and its sample count, for zfed-worker --split.
+    void (*data_digest)(const void *data, uint8_t digest[ZFED_SHA256_SIZE], uint64_t *count);
 } zfed_service_t;
 
 //  The output key of a model result's descriptor and of its weight, and

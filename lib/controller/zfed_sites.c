@@ -131,3 +131,44 @@ int zfed_sites_check(const json_t *split, const char *site, const zfed_site_shar
     }
     return 0;
 }
+
+int zfed_sites_check_data(const json_t *split, const char *path, const char *site,
+                          const uint8_t digest[ZFED_SHA256_SIZE], uint64_t count, char *reason,
+                          size_t reason_size)
+{
+    const json_t *entry = s_entry(split, site);
+    if (!entry) {
+        snprintf(reason, reason_size, "%s lists no site %s", path, site);
+        return -1;
+    }
+    const json_t *sha256 = json_object_get(entry, "sha256");
+    const json_t *samples = json_object_get(entry, "count");
+    uint8_t want[ZFED_SHA256_SIZE];
+    if (s_parse_hex(json_string_value(sha256), json_string_length(sha256), want) != 0 ||
+        !json_is_integer(samples)) {
+        snprintf(reason, reason_size,
+                 "%s: site %s has no sha256 or count (written by an older zfed-split?)", path,
+                 site);
+        return -1;
+    }
+    char got[ZFED_SHA256_HEX_SIZE], wanted[ZFED_SHA256_HEX_SIZE];
+    zfed_sha256_hex(digest, got);
+    zfed_sha256_hex(want, wanted);
+    const char *owner = s_owner(split, got);
+    if (strcmp(got, wanted) != 0 && owner)
+        snprintf(reason, reason_size,
+                 "the data (sha256 %.12s..., %" PRIu64 " samples) is site %s's shard in %s, "
+                 "not site %s's (%.12s...)",
+                 got, count, owner, path, site, wanted);
+    else if (strcmp(got, wanted) != 0)
+        snprintf(reason, reason_size,
+                 "the data (sha256 %.12s..., %" PRIu64 " samples) is no shard of %s (site %s's "
+                 "is %.12s...)",
+                 got, count, path, site, wanted);
+    else if ((uint64_t)json_integer_value(samples) != count)
+        snprintf(reason, reason_size, "the data has %" PRIu64 " samples, %s gives site %s %" PRIu64,
+                 count, path, site, (uint64_t)json_integer_value(samples));
+    else
+        return 0;
+    return -1;
+}

@@ -7,7 +7,10 @@
     refuses a result of site S whose digest is not S's shard (a worker
     started with another site's --data, or with data of no shard of the
     split) or whose samples are not S's count (a worker claiming 10^9
-    samples to outweigh every other site in the average).  Without a split
+    samples to outweigh every other site in the average).  zfed-worker
+    --split FILE holds its own --data against FILE at start the same way,
+    so a worker given the wrong shard says so before it registers.
+    Without a split
     the controller knows nothing to check a site against (schemas/
     SERVICES.md 1.1: a job that lists sites alone).
 */
@@ -40,5 +43,13 @@ int zfed_sites_shards(const json_t *split, const char *path, const json_t *sites
 //  site 1000"), naming the site whose shard it was when it is another's.
 int zfed_sites_check(const json_t *split, const char *site, const zfed_site_shard_t *expected,
                      const msgpack_object *outputs, char *reason, size_t reason_size);
+
+//  Whether data of that digest and sample count is the shard split (read
+//  from path, for messages) gives site.  0, or -1 with the reason for
+//  people: the site it is the shard of, or that it is no shard of the
+//  split, or that the split has no such site.
+int zfed_sites_check_data(const json_t *split, const char *path, const char *site,
+                          const uint8_t digest[ZFED_SHA256_SIZE], uint64_t count, char *reason,
+                          size_t reason_size);
 
 #endif

@@ -535,6 +535,12 @@ static void s_close_data(void **data)
     *data = NULL;
 }
 
+static void s_data_digest(const void *data, uint8_t digest[ZFED_SHA256_SIZE], uint64_t *count)
+{
+    memcpy(digest, zfed_dataset_sha256(data), ZFED_SHA256_SIZE);
+    *count = zfed_dataset_count(data);
+}
+
 static int s_evaluate(const msgpack_object *params, const zfed_model_t *model, const void *data,
                       json_t *metrics, zfed_fault_t *fault)
 {
@@ -579,4 +585,5 @@ const zfed_service_t zfed_service_mlp = {
     .evaluate = s_evaluate,
     .seed_param = true,
     .site_bound = true,
+    .data_digest = s_data_digest,
 };

@@ -225,6 +225,34 @@ class Sites(unittest.TestCase):
         self.assertEqual(sum(record["invalid"] for record in kept_records), 0)
         self.assertEqual({e["samples"] for r in kept_records for e in r["results"]}, {SAMPLES})
 
+    def test_a_worker_given_its_split_refuses_the_wrong_shard_at_start(self):
+        def start(site, data):
+            return subprocess.run([binary("zfed-worker"), "--service", "mlp", "--site", site,
+                                   "--data", data, "--split", self.split, "--connect",
+                                   self.cluster.endpoint], capture_output=True, text=True,
+                                  timeout=60)
+        wrong = start("delta", self.shard("gamma"))
+        self.assertEqual(wrong.returncode, 2, wrong.stderr)
+        self.assertIn("zfed-worker: --split: the data (sha256 %s..., %d samples) is site gamma's "
+                      "shard in %s, not site delta's (%s...)"
+                      % (self.entries["gamma"]["sha256"][:12], SAMPLES, self.split,
+                         self.entries["delta"]["sha256"][:12]), wrong.stderr)
+        foreign = start("epsilon", os.path.join(self.cluster.dir, "other", "elsewhere"))
+        self.assertEqual(foreign.returncode, 2, foreign.stderr)
+        self.assertIn("is no shard of %s (site epsilon's is" % self.split, foreign.stderr)
+        unknown = start("zeta", self.shard("gamma"))
+        self.assertEqual(unknown.returncode, 2, unknown.stderr)
+        self.assertIn("--split: %s lists no site zeta" % self.split, unknown.stderr)
+        # Its own shard: it starts and serves (a site of the seasons split:
+        # another test's wrong workers are this split's only ones).
+        checked = self.cluster.start_worker(
+            "--service", "mlp", "--site", "north", "--data",
+            os.path.join(self.cluster.dir, "seasons", "north"), "--split", self.seasons,
+            name="north-checked")
+        wait_for(lambda: "--data is site north's shard in %s" % self.seasons in checked.log(),
+                 30, what="the check to pass")
+        self.cluster.wait_workers(1, service="mlp@north", timeout=30)
+
     def test_the_watch_names_every_site_without_workers(self):
         # alpha answers; nowhere-1 and nowhere-2 have no worker.  Without a
         # split the names are free (and nothing is checked against data).

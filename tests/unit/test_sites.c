@@ -2,7 +2,8 @@
     split's table read per site in the job's order, a split without a
     site's count or digest refused naming the site, and a result refused
     for another site's digest (naming it), a digest of no shard, a
-    malformed one, and samples that are not the site's count.
+    malformed one, and samples that are not the site's count; a worker's
+    data (zfed-worker --split) held against its site the same way.
     (tests/integration/test_sites.py runs real and hostile workers.)
 */
 #include "controller/zfed_sites.h"
@@ -135,8 +136,34 @@ static void test_a_result_is_held_against_its_sites_shard(void)
     json_decref(split);
 }
 
+static void test_a_workers_data_is_held_against_its_site(void)
+{
+    json_t *split = s_split();
+    uint8_t a[ZFED_SHA256_SIZE], b[ZFED_SHA256_SIZE], c[ZFED_SHA256_SIZE];
+    memset(a, 0xaa, sizeof a);
+    memset(b, 0xbb, sizeof b);
+    memset(c, 0xcc, sizeof c);
+    char reason[512];
+    CHECK(zfed_sites_check_data(split, "S.json", "b", b, 20, reason, sizeof reason) == 0);
+    CHECK(zfed_sites_check_data(split, "S.json", "b", a, 10, reason, sizeof reason) != 0);
+    CHECK_STR(reason, "the data (sha256 aaaaaaaaaaaa..., 10 samples) is site a's shard in "
+                      "S.json, not site b's (bbbbbbbbbbbb...)");
+    CHECK(zfed_sites_check_data(split, "S.json", "b", c, 20, reason, sizeof reason) != 0);
+    CHECK_STR(reason, "the data (sha256 cccccccccccc..., 20 samples) is no shard of S.json (site "
+                      "b's is bbbbbbbbbbbb...)");
+    CHECK(zfed_sites_check_data(split, "S.json", "b", b, 21, reason, sizeof reason) != 0);
+    CHECK_STR(reason, "the data has 21 samples, S.json gives site b 20");
+    CHECK(zfed_sites_check_data(split, "S.json", "z", b, 20, reason, sizeof reason) != 0);
+    CHECK_STR(reason, "S.json lists no site z");
+    json_object_del(json_array_get(json_object_get(split, "sites"), 1), "sha256");
+    CHECK(zfed_sites_check_data(split, "S.json", "b", b, 20, reason, sizeof reason) != 0);
+    CHECK(strstr(reason, "S.json: site b has no sha256 or count") == reason);
+    json_decref(split);
+}
+
 int main(void)
 {
+    test_a_workers_data_is_held_against_its_site();
     test_the_table_follows_the_jobs_sites();
     test_a_result_is_held_against_its_sites_shard();
     ZFED_TEST_END();
