@@ -9,7 +9,7 @@
 #include "zfed/zfed_util.h"
 #include "zfed/zfed_version.h"
 #include "zfed/zfed_worker.h"
-#include "controller/zfed_sites.h"
+#include "ml/zfed_sites.h"
 #include "core/zfed_cli.h"
 
 #include <czmq.h>

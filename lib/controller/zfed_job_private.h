@@ -9,7 +9,7 @@
 #ifndef ZFED_JOB_PRIVATE_H_INCLUDED
 #define ZFED_JOB_PRIVATE_H_INCLUDED
 
-#include "controller/zfed_sites.h"
+#include "ml/zfed_sites.h"
 #include "zfed/zfed_job.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_reduce.h"

@@ -6,7 +6,7 @@
     data (zfed-worker --split) held against its site the same way.
     (tests/integration/test_sites.py runs real and hostile workers.)
 */
-#include "controller/zfed_sites.h"
+#include "ml/zfed_sites.h"
 #include "zfed/zfed_service.h"
 #include "zfed_test.h"
 

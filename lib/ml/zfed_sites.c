@@ -1,5 +1,5 @@
 /*  zfed_sites - a job's sites bound to their data.  */
-#include "controller/zfed_sites.h"
+#include "ml/zfed_sites.h"
 #include "zfed/zfed_service.h"
 
 #include <inttypes.h>
