@@ -34,7 +34,11 @@ int zfed_client_send_ticket(zfed_client_t *self, const char *service, uint64_t t
                             const void *body, size_t size);
 
 //  The stamp of the last reply received: true with *ticket and *identity
-//  (valid until the next receive) when it had one.
+//  (valid until the next receive) when it had one.  A reply's first body
+//  frame is read as a stamp only once this client has sent a ticket
+//  (zfed_client_send_ticket, zfed_client_send_data_ticket): before that
+//  every reply is plain.  A stamped reply with no body frame after its
+//  stamp is received with an empty body (size 0).
 bool zfed_client_stamp(zfed_client_t *self, uint64_t *ticket, const char **identity);
 
 //  Waits up to timeout_ms for a reply.  1: *service and *body (size) point

@@ -1292,8 +1292,11 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     msgpack_packer packer;
     msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
     const zfed_broker_stats_t *stats = &self->stats;
-    int rc = msgpack_pack_map(&packer, 5);
+    int rc = msgpack_pack_map(&packer, 6);
     rc |= s_pack_string(&packer, "version") | s_pack_string(&packer, ZFED_VERSION_STRING);
+    //  What a client's start probe decides on (PROTOCOL.md 3.1): a zfed
+    //  broker older than stamps answered a map too, without this key.
+    rc |= s_pack_string(&packer, "stamps") | msgpack_pack_true(&packer);
     rc |= s_pack_counter(&packer, "uptime_ms", (uint64_t)(zfed_clock_ms() - self->started_ms));
     rc |= s_pack_counter(&packer, "workers", stats->workers);
     rc |= s_pack_string(&packer, "services");
@@ -1363,7 +1366,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
 
 //  8/MMI: answered by the broker itself.
 static void s_client_mmi(zfed_broker_t *self, peer_t *peer, const zfed_view_t *client,
-                         const zfed_mdp_t *mdp, const zfed_view_t *frames)
+                         const zfed_mdp_t *mdp, const zfed_view_t *frames, const ticket_t *ticket)
 {
     char service[ZFED_MDP_SERVICE_MAX + 1];
     memcpy(service, mdp->service.data, mdp->service.size);
@@ -1383,8 +1386,8 @@ static void s_client_mmi(zfed_broker_t *self, peer_t *peer, const zfed_view_t *c
     self->stats.mmi++;
     if (answer_size == 0)
         answer_size = strlen(answer);
-    if (s_send_client_reply(self, peer->account, client, mdp->service, NULL, answer, answer_size) <
-        0)
+    if (s_send_client_reply(self, peer->account, client, mdp->service, ticket, answer,
+                            answer_size) < 0)
         s_count_unroutable(self, "MMI reply");
 }
 
@@ -1430,16 +1433,18 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
     zfed_frames_t *frames = &self->frames;
     const zfed_view_t *client = &frames->view[0];
     const zfed_view_t *mdp_frames = &frames->view[1];
-    if (zfed_mdp_is_mmi(asked->service)) {
-        s_client_mmi(self, peer, client, asked, mdp_frames);
-        return;
-    }
+    //  The ticket comes off first, an MMI question's too: its answer is
+    //  stamped like any other (PROTOCOL.md 3.1, 5).
     zfed_mdp_t stripped = *asked;
     const zfed_mdp_t *mdp = &stripped;
     ticket_t ticket_value;
     const ticket_t *ticket = &ticket_value;
     if (s_take_ticket(self, peer, &stripped, &ticket_value) != 0)
         return;
+    if (zfed_mdp_is_mmi(mdp->service)) {
+        s_client_mmi(self, peer, client, mdp, mdp_frames, ticket);
+        return;
+    }
     const zfed_view_t *body = &mdp_frames[mdp->body_index];
     if (mdp->body_count > ZFED_BROKER_MAX_BODY_FRAMES) {
         //  However many: frames past ZFED_FRAMES_MAX were counted, not kept.

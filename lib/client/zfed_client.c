@@ -28,6 +28,7 @@ struct _zfed_client_t {
     bool send_failing; //  warned that sends fail; quiet until one succeeds
     bool allow_data;   //  replies may carry a data frame
     size_t data_index; //  frame of the last reply's data frame, 0: none (or taken)
+    bool tickets_sent; //  a ticket has gone out: replies may carry stamps
     bool stamped;      //  the last reply carried a stamp (PROTOCOL.md 3.1)
     uint64_t stamp_ticket;
     char stamp_identity[ZFED_STAMP_IDENTITY_MAX + 1];
@@ -97,6 +98,7 @@ static int s_send_request(zfed_client_t *self, const char *service, const uint64
     zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
     if (ticket) {
+        self->tickets_sent = true;
         uint8_t frame[ZFED_TICKET_SIZE];
         zfed_ticket_write(frame, *ticket);
         zfed_send_bytes(self->handle, frame, sizeof frame, ZMQ_SNDMORE);
@@ -228,20 +230,26 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
         bool parsed =
             self->frames.dropped == 0 &&
             zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp, &reason) == 0;
-        //  A stamp goes in front of the body; it is not a body frame.
-        if (parsed && mdp.body_count >= 2 &&
+        self->stamped = false; //  a dropped reply's stamp is no later one's
+        //  A stamp goes in front of the body; it is not a body frame.  It
+        //  is looked for only once this client has sent a ticket: a client
+        //  that never did gets plain replies, whatever their first frame.
+        if (parsed && self->tickets_sent &&
             zfed_stamp_read(self->frames.view[mdp.body_index], &self->stamp_ticket,
                             self->stamp_identity)) {
             self->stamped = true;
             mdp.body_index++;
             mdp.body_count--;
         }
-        if (parsed && (mdp.body_count == 1 || (mdp.body_count == 2 && self->allow_data))) {
+        //  A stamp and no body frame: handed over empty, so that the
+        //  caller can say whose it was.
+        if (parsed && (mdp.body_count == 1 || (mdp.body_count == 2 && self->allow_data) ||
+                       (mdp.body_count == 0 && self->stamped))) {
             memcpy(self->service, mdp.service.data, mdp.service.size);
             self->service[mdp.service.size] = '\0';
             *service = self->service;
-            *body = self->frames.view[mdp.body_index].data;
-            *size = self->frames.view[mdp.body_index].size;
+            *body = mdp.body_count ? self->frames.view[mdp.body_index].data : (const uint8_t *)"";
+            *size = mdp.body_count ? self->frames.view[mdp.body_index].size : 0;
             if (mdp.body_count == 2) {
                 self->data_index = mdp.body_index + 1;
                 *data = self->frames.view[self->data_index].data;

@@ -12,6 +12,7 @@
 #include "controller/zfed_records.h"
 #include "controller/zfed_round.h"
 #include "controller/zfed_status.h"
+#include "controller/zfed_vote.h"
 #include "controller/zfed_watch.h"
 #include "zfed/zfed_client.h"
 #include "zfed/zfed_descriptor.h"
@@ -264,6 +265,9 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
                                    .fail_fast = options->fail_fast,
                                    .model = self->models ? &self->model : NULL};
     zfed_round_env_init(&self->env);
+    //  A liar caught before a stop stays caught (PROTOCOL.md 15.5).
+    if (job->exclude_liars)
+        zfed_vote_restore(&self->env, zfed_records_excluded(self->records));
     return self;
 err:
     zfed_controller_destroy(&self);

@@ -31,6 +31,8 @@ struct _zfed_records_t {
     bool models;
     json_t *model_value;
     json_t *model_state;
+    //  Resume: the identities earlier rounds excluded (--exclude-liars).
+    json_t *excluded;
 };
 
 //  ---------------------------------------------------------------------
@@ -361,6 +363,7 @@ static int s_resume(zfed_records_t *self, zfed_error_t *error)
             return zfed_error_set(error, ZFED_E_CORRUPT, "", "%s", reason);
         }
         json_t *global = json_object_get(json_object_get(record, "global_out"), "value");
+        json_array_extend(self->excluded, json_object_get(record, "excluded"));
         if (self->models) {
             //  A model round: its global is a file, checked by zfed_models.
             if (!json_is_object(global)) {
@@ -451,10 +454,12 @@ zfed_records_t *zfed_records_new(const zfed_job_t *job, const zfed_service_t *se
     self->started_wall_ms = zfed_wall_ms();
     mpq_init(self->best_aggregate);
     self->summaries = json_array();
+    self->excluded = json_array();
     self->late = calloc(job->rounds, sizeof *self->late);
     self->models = service->kind == ZFED_SERVICE_MODEL;
     self->global.round = -1;
-    if (!self->summaries || !self->late || (!self->models && s_initial_global(self) != 0)) {
+    if (!self->summaries || !self->excluded || !self->late ||
+        (!self->models && s_initial_global(self) != 0)) {
         zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
         goto err;
     }
@@ -495,9 +500,15 @@ void zfed_records_destroy(zfed_records_t **self_p)
     free(self->global.value);
     json_decref(self->model_value);
     json_decref(self->model_state);
+    json_decref(self->excluded);
     mpq_clear(self->best_aggregate);
     free(self);
     *self_p = NULL;
+}
+
+const json_t *zfed_records_excluded(zfed_records_t *self)
+{
+    return self->excluded;
 }
 
 const char *zfed_records_path(zfed_records_t *self)

@@ -43,6 +43,10 @@ void zfed_records_destroy(zfed_records_t **self_p);
 //  The job folder.
 const char *zfed_records_path(zfed_records_t *self);
 
+//  After a resume: every identity the records' "excluded" lists name (a
+//  json array of strings, borrowed; empty for a new job).
+const json_t *zfed_records_excluded(zfed_records_t *self);
+
 //  The first round without a record, and the global state it carries.
 uint32_t zfed_records_next(zfed_records_t *self);
 const zfed_global_t *zfed_records_global(zfed_records_t *self);

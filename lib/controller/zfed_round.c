@@ -33,10 +33,11 @@
 //  Round bookkeeping
 
 //  Whether task may be sent again: retries + 1 sends per replica, not
-//  counting the replicas sent to replace a result that was no vote (its
-//  worker had voted, or is excluded), which have their own bound: the
-//  broker hands a request to whichever worker is free, and a fast liar
-//  may take many before an honest worker is free for one.
+//  counting the replicas sent to replace an answer that was no say (its
+//  worker had had its say on the task, or is excluded; or a transient
+//  error), which have their own bound: the broker hands a request to
+//  whichever worker is free, and a fast liar may take many before an
+//  honest worker is free for one.
 static bool s_may_send(const zfed_job_t *job, const task_t *task, bool replacing)
 {
     if (replacing)
@@ -67,6 +68,7 @@ static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks
     json_decref(round->error_list);
     json_decref(round->disagreements);
     json_decref(round->excluded);
+    free(round->deferred);
     zhashx_destroy(&round->outstanding);
     memset(round, 0, sizeof *round);
 }
@@ -149,6 +151,18 @@ static int s_record_sent(zfed_round_env_t *self, round_t *round, const uint32_t 
         round->carried[round->carried_count++] =
             (carried_t){indexes[item], round->tasks[indexes[item]].attempts};
     return 0;
+}
+
+//  A request of the round is answered (or will never be: it was not
+//  queued): nothing more is waited for from it.
+static void s_settle(round_t *round, sent_t *request)
+{
+    request->answered = true;
+    round->replies++;
+    for (size_t item = request->first; item < request->first + request->count; item++) {
+        task_t *task = &round->tasks[round->carried[item].task];
+        task->in_flight -= task->in_flight > 0;
+    }
 }
 
 //  Every task's parameters as msgpack, checked (again: a job past the
@@ -243,6 +257,7 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     uint64_t ticket = self->next_ticket;
     if (s_record_sent(self, round, indexes, count) != 0)
         return -1;
+    sent_t *request = &round->sent[round->sent_count - 1];
     self->next_ticket++;
     //  A job with sites sends one task per request, to its site's workers.
     //  A plain broker would forward a ticket to the worker: none then.
@@ -262,9 +277,13 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
         task->attempts++;
         task->sent_us = sent_us;
         task->batched = count > 1;
+        task->in_flight++;
         if (s_schedule_resend(self, round, indexes[item], now) != 0)
             return -1;
     }
+    //  Never queued, so never answered: nothing waits for its reply.
+    if (sent != 0)
+        s_settle(round, request);
     return 0;
 }
 
@@ -297,26 +316,45 @@ static bool s_error_is_transient(uint32_t code)
            code == ZFED_ERR_UNAVAILABLE || code == ZFED_ERR_EXPIRED;
 }
 
-static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index, uint32_t count,
-                          bool replacing, int64_t now);
+static void s_replace(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now);
 
-//  Replicas: an error is one replica's.  A transient one sends another
-//  replica; any other spends that replica, and the task fails when too few
-//  are left for a majority.  A worker that voted on the task, or is
-//  excluded, has no say.
+//  Who sent message, for a log line: the identity the broker vouched for,
+//  with the worker's own name beside it as a label.
+static const char *s_who(const round_t *round, const zfed_msg_t *message, char *text, size_t size)
+{
+    const char *vouched = zfed_round_vouched(round);
+    const char *label = zfed_msg_worker(message);
+    if (!vouched)
+        snprintf(text, size, "\"%s\" %s", label, round->identity ? round->identity : "");
+    else if (strcmp(vouched, label) == 0)
+        snprintf(text, size, "%s", vouched);
+    else
+        snprintf(text, size, "%s \"%s\"", vouched, label);
+    return text;
+}
+
+//  Replicas: an error is one replica's.  One that is not transient spends
+//  that replica, as its identity's say on the task (one say per identity:
+//  a vote or such an error), and the task fails when too few are left
+//  for a majority.  A transient error, or any error from an identity that
+//  has had its say or is excluded, is no say: the replica is replaced.
 static void s_replica_error(zfed_round_env_t *self, round_t *round, uint32_t index,
                             const zfed_msg_t *message, int64_t now)
 {
     task_t *task = &round->tasks[index];
-    const char *why;
-    if (task->state != TASK_PENDING ||
-        !zfed_vote_allowed(self, round, index, round->identity, &why))
+    const char *why = NULL;
+    if (task->state != TASK_PENDING)
         return;
-    if (s_error_is_transient(zfed_msg_error_code(message))) {
-        s_send_copies(self, round, index, 1, false, now);
+    if (!zfed_vote_allowed(self, round, index, round->identity, &why) ||
+        s_error_is_transient(zfed_msg_error_code(message))) {
+        if (why)
+            zfed_debug("round %u task %u: error from %s not counted: %s", round->number, index,
+                       round->identity, why);
+        s_replace(self, round, index, now);
         return;
     }
-    task->spent++;
+    if (zfed_vote_spend(self, round, index, round->identity) != 0)
+        zfed_error("round %u task %u: out of memory", round->number, index);
     if (self->job->replicas - task->spent < self->job->replicas / 2 + 1) {
         task->state = TASK_FAILED;
         round->failed++;
@@ -329,9 +367,11 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     uint32_t index = zfed_msg_task_id(message);
     task_t *task = &round->tasks[index];
     round->errors++;
+    char who[REASON_MAX];
     snprintf(round->last_error_text, sizeof round->last_error_text, "task %u: %s%s%s (%u, from %s)",
              index, zfed_msg_error_field(message), zfed_msg_error_field(message)[0] ? ": " : "",
-             zfed_msg_error_text(message), zfed_msg_error_code(message), zfed_msg_worker(message));
+             zfed_msg_error_text(message), zfed_msg_error_code(message),
+             s_who(round, message, who, sizeof who));
     round->last_error = round->last_error_text;
     if (json_array_size(round->error_list) < ROUND_ERRORS_KEPT)
         json_array_append_new(
@@ -434,6 +474,89 @@ static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index
     }
 }
 
+//  Replicas: task index can get no more replacements and none of its
+//  replicas is out: too few distinct identities answer it (more replicas
+//  than workers, or a worker answering every replica it is sent), and
+//  the task fails saying so rather than churn until the deadline.
+static void s_replacements_out(zfed_round_env_t *self, round_t *round, uint32_t index)
+{
+    task_t *task = &round->tasks[index];
+    if (task->state != TASK_PENDING || task->in_flight > 0 || task->deferred > 0)
+        return;
+    uint32_t replicas = self->job->replicas;
+    uint32_t said = task->vote_count + task->spent; //  distinct: one say per identity
+    snprintf(round->last_error_text, sizeof round->last_error_text,
+             "only %u distinct identit%s answered task %u; a majority of K=%u needs %u (%u "
+             "replacement replicas sent: fewer workers than replicas?)",
+             said, said == 1 ? "y" : "ies", index, replicas, replicas / 2 + 1, task->replaced);
+    round->last_error = round->last_error_text;
+    zfed_round_warn(round, "%s", round->last_error_text);
+    task->state = TASK_FAILED;
+    round->failed++;
+}
+
+//  Replicas: an answer that was no say on task index (a result that was no
+//  vote, an error that spent no replica) is replaced by another replica.
+//  The broker hands it to whichever worker is free: while the round has
+//  other requests out, that may well be only the worker that just
+//  answered, which would take every replacement as fast as it answers.
+//  So while any request of the round is out the replacement waits until
+//  a worker other than that one answers (s_release); when none is out it
+//  goes at once.  At most REPLACEMENTS_PER_REPLICA x replicas per task.
+static void s_replace(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now)
+{
+    task_t *task = &round->tasks[index];
+    if (task->state != TASK_PENDING)
+        return;
+    if (!s_may_send(self->job, task, true)) {
+        s_replacements_out(self, round, index);
+        return;
+    }
+    if (round->replies >= round->sent_count) {
+        s_send_copies(self, round, index, 1, true, now);
+        return;
+    }
+    if (s_grow((void **)&round->deferred, &round->deferred_capacity, round->deferred_count + 1,
+               sizeof *round->deferred) != 0) {
+        s_send_copies(self, round, index, 1, true, now);
+        return;
+    }
+    deferral_t *entry = &round->deferred[round->deferred_count++];
+    entry->task = index;
+    snprintf(entry->by, sizeof entry->by, "%s", round->identity ? round->identity : "");
+    task->deferred++;
+}
+
+//  Replacements waiting go out once a worker other than the one whose
+//  answer each replaces has answered (identity: it, at least, is free
+//  now; the broker's own replies say nothing of that), or all of them
+//  once no request of the round is out.
+static void s_release(zfed_round_env_t *self, round_t *round, const char *identity, int64_t now)
+{
+    if (round->deferred_count == 0)
+        return;
+    bool all = round->replies >= round->sent_count;
+    if (!all && (!identity || strcmp(identity, ZFED_STAMP_BROKER) == 0))
+        return;
+    size_t kept = 0, count = round->deferred_count;
+    for (size_t item = 0; item < count; item++) {
+        deferral_t entry = round->deferred[item];
+        if (!all && strcmp(entry.by, identity) == 0) {
+            round->deferred[kept++] = entry;
+            continue;
+        }
+        task_t *task = &round->tasks[entry.task];
+        task->deferred--;
+        if (task->state != TASK_PENDING)
+            continue;
+        if (s_may_send(self->job, task, true))
+            s_send_copies(self, round, entry.task, 1, true, now);
+        else
+            s_replacements_out(self, round, entry.task);
+    }
+    round->deferred_count = kept;
+}
+
 //  Replicas: a result the service accepted is a vote; a majority decides.
 static void s_vote(zfed_round_env_t *self, round_t *round, uint32_t index, zfed_msg_t **message_p,
                    int64_t now)
@@ -483,16 +606,17 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
             round->excluded_results++;
         else
             round->duplicates++;
-        zfed_round_warn(round, "task %u: result from %s not counted: %s", index, round->identity,
-                        why);
-        if (task->state == TASK_PENDING)
-            s_send_copies(self, round, index, 1, true, now);
+        char who[REASON_MAX];
+        zfed_round_warn(round, "task %u: result from %s not counted: %s", index,
+                        s_who(round, message, who, sizeof who), why);
+        s_replace(self, round, index, now);
         return;
     }
     if (task->state == TASK_DONE) {
         round->duplicates++;
+        char who[REASON_MAX];
         zfed_debug("round %u task %u: duplicate result from %s counted once", round->number, index,
-                   zfed_msg_worker(message));
+                   s_who(round, message, who, sizeof who));
         if (replicated)
             zfed_vote_late(self, round, index, message);
         if (round->model)
@@ -729,8 +853,7 @@ static void s_handle_plain(zfed_round_env_t *self, round_t *round, const uint8_t
              round->carried[sent->first].task != task)
         s_refuse_reply(round, "a reply naming no request outstanding");
     else {
-        sent->answered = true;
-        round->replies++;
+        s_settle(round, sent);
         s_handle_reply(self, round, sent, body, size, data, data_size, now);
     }
     round->identity = NULL;
@@ -755,6 +878,14 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
         return;
     }
     round->identity = identity;
+    if (size == 0) {
+        //  The stamp came, the body did not (a REPLY with no body frame).
+        round->invalid++;
+        zfed_round_warn(round, "a reply with no body frame from %s (ticket %" PRIu64 ") refused",
+                        identity, ticket);
+        round->identity = NULL;
+        return;
+    }
     if (ticket == 0 || ticket >= self->next_ticket) {
         round->invalid++;
         zfed_round_warn(round, "a reply from %s with a ticket never issued (%" PRIu64 ") refused",
@@ -766,11 +897,11 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
         if (sent->answered)
             s_refuse_reply(round, "a second reply to one request");
         else {
-            sent->answered = true;
-            round->replies++;
+            s_settle(round, sent);
             s_handle_reply(self, round, sent, body, size, data, data_size, now);
         }
     }
+    s_release(self, round, identity, now);
     round->identity = NULL;
 }
 
@@ -1121,6 +1252,7 @@ static int s_collect(zfed_round_env_t *self, round_t *round, int64_t *now_p)
     uint32_t number = round->number;
     if (s_send_window(self, round, *now_p) != 0)
         return COLLECT_FAIL;
+    s_release(self, round, NULL, *now_p); //  if nothing is out any more (sends not queued)
     int64_t now = *now_p = zfed_clock_ms();
     if (round->answered >= job->quorum && !round->quorum_at_ms)
         round->quorum_at_ms = now;

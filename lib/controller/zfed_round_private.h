@@ -29,7 +29,8 @@
 //  Model rounds: the longest wait while a pass runs (it is woken by
 //  chunks), and replies read per wait.
 #define PASS_WAIT_MS 1000
-//  Replicas sent to replace a result that was no vote, per replica.
+//  Replicas sent to replace an answer that was no say (a result that was
+//  no vote, an error not spending a replica), per replica.
 #define REPLACEMENTS_PER_REPLICA 32
 #define REPLIES_PER_WAIT         64
 
@@ -65,8 +66,13 @@ typedef struct {
     //  --replicas K > 1: the votes so far (K at most), and the value decided.
     vote_t *votes;
     uint32_t vote_count;
-    uint32_t spent;    //  replicas that ended in an error that is not retried
-    uint32_t replaced; //  replicas sent for a result that was no vote
+    uint32_t spent; //  replicas that ended in an error that is not retried
+    //  Who spent them: one say per identity, a vote or such an error
+    //  (job->replicas entries, allocated at the first).
+    char (*spent_by)[ZFED_STAMP_IDENTITY_MAX + 1];
+    uint32_t replaced;  //  replicas sent for an answer that was no say
+    uint32_t in_flight; //  requests of the round carrying it, not answered
+    uint32_t deferred;  //  replacements waiting in round->deferred
     uint8_t decided[ZFED_SHA256_SIZE];
 } task_t;
 
@@ -86,6 +92,13 @@ typedef struct {
     bool batch;
     bool answered;
 } sent_t;
+
+//  Replicas: a replacement replica waiting for a worker other than the
+//  one whose answer it replaces to be free (zfed_round.c s_replace).
+typedef struct {
+    uint32_t task;
+    char by[ZFED_STAMP_IDENTITY_MAX + 1];
+} deferral_t;
 
 //  A resend deadline; stale once the task is answered or sent again
 //  (its send count no longer equals sends).
@@ -142,6 +155,9 @@ typedef struct {
     json_t *disagreements;
     json_t *excluded;
     uint64_t excluded_results;
+    deferral_t *deferred;
+    size_t deferred_count;
+    size_t deferred_capacity;
     //  More tasks than a record holds inline (not a model round): results
     //  are rendered into lines as they are accepted.
     bool render;

@@ -2,6 +2,7 @@
 #include "controller/zfed_status.h"
 #include "zfed/zfed_client.h"
 #include "zfed/zfed_json.h"
+#include "zfed/zfed_log.h"
 #include "zfed/zfed_mdp.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_service.h"
@@ -152,7 +153,14 @@ int zfed_status_probe(zfed_client_t *client, const char *endpoint)
     bool answered;
     zfed_error_t error;
     json_t *status = s_ask(client, endpoint, ZFED_PROBE_TIMEOUT_MS, &answered, &error);
+    //  A zfed-broker older than stamps answers a status map too: only the
+    //  flag says that this one stamps (PROTOCOL.md 3.1).
     bool zfed = json_is_object(status) && json_is_string(json_object_get(status, "version"));
+    bool stamps = zfed && json_is_true(json_object_get(status, "stamps"));
+    if (zfed && !stamps)
+        zfed_info("the broker at %s answered mmi.status without \"stamps\": true (a zfed-broker "
+                  "older than stamps, version %s)",
+                  endpoint, json_string_value(json_object_get(status, "version")));
     json_decref(status);
-    return zfed ? 1 : answered ? 0 : -1;
+    return stamps ? 1 : answered ? 0 : -1;
 }

@@ -26,8 +26,10 @@ int zfed_status_print(const char *endpoint, const char *curve_cert, const char *
 #define ZFED_PROBE_TIMEOUT_MS 3000
 
 //  Whether the broker at endpoint stamps replies, asked with mmi.status
-//  on client: 1 a zfed broker (a status map), 0 a plain Majordomo
-//  broker (501, or an answer that is no zfed status), -1 no answer in
+//  on client: 1 a zfed broker that stamps (a status map with "stamps":
+//  true), 0 a broker that does not (501, an answer that is no zfed
+//  status, or a status map without the flag: a zfed-broker older than
+//  stamps), -1 no answer in
 //  ZFED_PROBE_TIMEOUT_MS or no connection.
 int zfed_status_probe(zfed_client_t *client, const char *endpoint);
 

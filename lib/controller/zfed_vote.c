@@ -72,24 +72,45 @@ bool zfed_vote_allowed(const zfed_round_env_t *self, const round_t *round, uint3
     const task_t *task = &round->tasks[index];
     for (uint32_t vote = 0; vote < task->vote_count; vote++)
         if (strcmp(task->votes[vote].worker_id, identity) == 0) {
-            *why = "its worker has voted on this task already (replicas go to distinct workers)";
+            *why = "its worker has voted on this task already (one replica per identity)";
+            return false;
+        }
+    for (uint32_t spent = 0; spent < task->spent; spent++)
+        if (strcmp(task->spent_by[spent], identity) == 0) {
+            *why = "its worker has spent a replica of this task with an error already (one "
+                   "replica per identity)";
             return false;
         }
     return true;
 }
 
+int zfed_vote_spend(zfed_round_env_t *self, round_t *round, uint32_t index, const char *identity)
+{
+    task_t *task = &round->tasks[index];
+    if (!task->spent_by && !(task->spent_by = calloc(self->job->replicas, sizeof *task->spent_by)))
+        return -1;
+    if (task->spent >= self->job->replicas)
+        return -1; //  cannot happen: the task failed before
+    snprintf(task->spent_by[task->spent++], sizeof *task->spent_by, "%s", identity);
+    return 0;
+}
+
+//  identity joins the job's excluded: true when it was not yet.
+static bool s_liars_add(zfed_round_env_t *self, const char *identity)
+{
+    if (zfed_liars_has(self->liars, identity))
+        return false;
+    if (!self->liars && !(self->liars = zfed_liars_new()))
+        return false;
+    //  zhashx keeps its own copy of the key; the item is only a mark.
+    static char mark[] = "liar";
+    return zhashx_insert(self->liars->identities, identity, mark) == 0;
+}
+
 //  Its worker lied: excluded for the rest of the job when asked to.
 static void s_exclude(zfed_round_env_t *self, round_t *round, const char *identity)
 {
-    if (!self->job->exclude_liars || zfed_liars_has(self->liars, identity))
-        return;
-    if (!self->liars)
-        self->liars = zfed_liars_new();
-    if (!self->liars)
-        return;
-    //  zhashx keeps its own copy of the key; the item is only a mark.
-    static char mark[] = "liar";
-    if (zhashx_insert(self->liars->identities, identity, mark) != 0)
+    if (!self->job->exclude_liars || !s_liars_add(self, identity))
         return;
     if (!round->excluded)
         round->excluded = json_array();
@@ -136,8 +157,11 @@ static void s_record_votes(zfed_round_env_t *self, round_t *round, uint32_t inde
         json_array_append_new(votes,
                               s_vote_json(item, item->message ? item->message : winner, with));
         if (decided && !with) {
-            zfed_warn("round %u task %u: %s voted against the majority of %u replicas",
-                      round->number, index, item->worker_id, self->job->replicas);
+            const zfed_msg_t *message = item->message ? item->message : winner;
+            zfed_warn("round %u task %u: %s (worker \"%s\") voted against the majority of %u "
+                      "replicas",
+                      round->number, index, item->worker_id,
+                      message ? zfed_msg_worker(message) : "", self->job->replicas);
             s_exclude(self, round, item->worker_id);
         }
     }
@@ -201,8 +225,8 @@ void zfed_vote_late(zfed_round_env_t *self, round_t *round, uint32_t index,
     if (memcmp(late.digest, task->decided, ZFED_SHA256_SIZE) == 0)
         return;
     char hex[ZFED_SHA256_HEX_SIZE];
-    zfed_warn("round %u task %u: %s answered after the majority, against it", round->number, index,
-              late.worker_id);
+    zfed_warn("round %u task %u: %s (worker \"%s\") answered after the majority, against it",
+              round->number, index, late.worker_id, zfed_msg_worker(message));
     json_t *votes = json_array();
     json_array_append_new(votes, s_vote_json(&late, message, false));
     s_record(round,
@@ -218,6 +242,9 @@ void zfed_vote_clear(task_t *task)
     free(task->votes);
     task->votes = NULL;
     task->vote_count = 0;
+    free(task->spent_by);
+    task->spent_by = NULL;
+    task->spent = 0;
 }
 
 void zfed_vote_describe(const zfed_round_env_t *self, const round_t *round, json_t *record)
@@ -231,4 +258,16 @@ void zfed_vote_describe(const zfed_round_env_t *self, const round_t *round, json
                         round->excluded ? json_incref(round->excluded) : json_array());
     json_object_set_new(record, "excluded_results",
                         json_integer((json_int_t)round->excluded_results));
+}
+
+void zfed_vote_restore(zfed_round_env_t *self, const json_t *excluded)
+{
+    size_t index;
+    const json_t *identity;
+    json_array_foreach(excluded, index, identity)
+    {
+        const char *text = json_string_value(identity);
+        if (text && s_liars_add(self, text))
+            zfed_info("%s stays excluded (--exclude-liars, in an earlier round's record)", text);
+    }
 }

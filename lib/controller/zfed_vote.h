@@ -4,8 +4,9 @@
 
     With --replicas K (K > 1) every task goes to K workers.  Each result
     the service accepts is a vote of the identity the broker vouched for
-    (PROTOCOL.md 3.1): one vote per identity and task, so K votes are K
-    distinct workers (distinct CURVE keys under CURVE).  Votes are equal
+    (PROTOCOL.md 3.1): one say per identity and task, a vote or an error
+    that spends a replica, so K votes are K distinct workers (distinct
+    CURVE keys under CURVE).  Votes are equal
     when the SHA-256 of their outputs, as the worker packed them, is equal.
     Once floor(K / 2) + 1 votes agree the task is done with that value;
     when K votes are in and none has that many the task fails (no
@@ -41,10 +42,19 @@ void zfed_liars_destroy(zfed_liars_t **self_p);
 bool zfed_liars_has(const zfed_liars_t *self, const char *identity);
 size_t zfed_liars_size(const zfed_liars_t *self);
 
-//  Whether identity may vote on task index: false (with *why) when it is
-//  excluded, or has voted on this task already.
+//  Whether identity has a say on task index (a vote, or an error that
+//  spends a replica): false (with *why) when it is excluded, or has had
+//  its say on this task already, either way.
 bool zfed_vote_allowed(const zfed_round_env_t *self, const round_t *round, uint32_t index,
                        const char *identity, const char **why);
+
+//  identity spent one of the task's replicas with an error: its say on
+//  the task (task->spent counts them).  0, or -1 out of memory.
+int zfed_vote_spend(zfed_round_env_t *self, round_t *round, uint32_t index, const char *identity);
+
+//  --resume: the identities earlier rounds' records name as excluded
+//  (their "excluded" lists, a json array of strings) stay excluded.
+void zfed_vote_restore(zfed_round_env_t *self, const json_t *excluded);
 
 //  Adds the vote of round->identity (*message_p is taken).  On
 //  ZFED_VOTE_DECIDED, *winner_p is the first agreeing vote's result, to

@@ -74,7 +74,7 @@ class Vote(unittest.TestCase):
                     against = [vote for vote in entry["votes"] if not vote["with_majority"]]
                     self.assertEqual([vote["worker"] for vote in against], ["liar"])
                     self.assertTrue(against[0]["worker_id"].startswith("peer:"))
-            self.assertRegex(result.err, r"peer:\d+ (voted against the majority of 3 replicas|"
+            self.assertRegex(result.err, r"peer:\d+ \(worker \"liar\"\) (voted against the majority of 3 replicas|"
                                          r"answered after the majority, against it)")
             figure("lies outvoted and recorded", len(lies))
             figure("aggregates", ", ".join(r["aggregate"] for r in summary["rounds"]))
