@@ -355,6 +355,7 @@ static void s_replica_error(zfed_round_env_t *self, round_t *round, uint32_t ind
     }
     if (zfed_vote_spend(self, round, index, round->identity) != 0)
         zfed_error("round %u task %u: out of memory", round->number, index);
+    task->starving = false; //  a new identity's say
     if (self->job->replicas - task->spent < self->job->replicas / 2 + 1) {
         task->state = TASK_FAILED;
         round->failed++;
@@ -474,25 +475,37 @@ static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index
     }
 }
 
-//  Replicas: task index can get no more replacements and none of its
-//  replicas is out: too few distinct identities answer it (more replicas
-//  than workers, or a worker answering every replica it is sent), and
-//  the task fails saying so rather than churn until the deadline.
-static void s_replacements_out(zfed_round_env_t *self, round_t *round, uint32_t index)
+//  Replicas: task index has had every replacement it may have and still
+//  too few distinct identities answer it (more replicas than workers, or
+//  one worker taking every replica while the others are busy elsewhere
+//  for a whole task timeout): it fails saying so, rather than churn until
+//  the deadline.
+static void s_too_few_identities(zfed_round_env_t *self, round_t *round, uint32_t index)
 {
     task_t *task = &round->tasks[index];
-    if (task->state != TASK_PENDING || task->in_flight > 0 || task->deferred > 0)
+    if (task->state != TASK_PENDING)
         return;
     uint32_t replicas = self->job->replicas;
     uint32_t said = task->vote_count + task->spent; //  distinct: one say per identity
     snprintf(round->last_error_text, sizeof round->last_error_text,
              "only %u distinct identit%s answered task %u; a majority of K=%u needs %u (%u "
-             "replacement replicas sent: fewer workers than replicas?)",
-             said, said == 1 ? "y" : "ies", index, replicas, replicas / 2 + 1, task->replaced);
+             "replacement replicas, %u sends in all: fewer workers than replicas?)",
+             said, said == 1 ? "y" : "ies", index, replicas, replicas / 2 + 1, task->replaced,
+             task->attempts);
     round->last_error = round->last_error_text;
     zfed_round_warn(round, "%s", round->last_error_text);
     task->state = TASK_FAILED;
     round->failed++;
+}
+
+//  Replicas: task index may get no more replacements.  It waits for its
+//  resend on silence (s_resend_due), unless it may get no send at all and
+//  none of it is out: then nothing can ever decide it.
+static void s_replacements_out(zfed_round_env_t *self, round_t *round, uint32_t index)
+{
+    const task_t *task = &round->tasks[index];
+    if (!s_may_send(self->job, task, false) && task->in_flight == 0 && task->deferred == 0)
+        s_too_few_identities(self, round, index);
 }
 
 //  Replicas: an answer that was no say on task index (a result that was no
@@ -565,6 +578,7 @@ static void s_vote(zfed_round_env_t *self, round_t *round, uint32_t index, zfed_
     zfed_msg_t *winner = NULL;
     char winner_id[ZFED_STAMP_IDENTITY_MAX + 1];
     zfed_vote_outcome_t outcome = zfed_vote_add(self, round, index, message_p, &winner, winner_id);
+    task->starving = false; //  a new identity's say
     if (outcome == ZFED_VOTE_SPLIT) {
         if (task->state == TASK_PENDING)
             round->failed++;
@@ -879,10 +893,10 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
     }
     round->identity = identity;
     if (size == 0) {
-        //  The stamp came, the body did not (a REPLY with no body frame).
+        //  The stamp came with an empty body frame, or none at all.
         round->invalid++;
-        zfed_round_warn(round, "a reply with no body frame from %s (ticket %" PRIu64 ") refused",
-                        identity, ticket);
+        zfed_round_warn(round, "an empty reply body from %s (ticket %" PRIu64 ") refused", identity,
+                        ticket);
         round->identity = NULL;
         return;
     }
@@ -1189,6 +1203,16 @@ static void s_resend_due(zfed_round_env_t *self, round_t *round, int64_t now)
             break;
         round->resend_head++;
         if (live) {
+            //  Replicas: a second task timeout with its replacements spent
+            //  and no new identity's say on it since the first (s_vote,
+            //  s_replica_error clear starving) fails it.
+            if (self->job->replicas > 1 && !s_may_send(self->job, task, true)) {
+                if (task->starving) {
+                    s_too_few_identities(self, round, head.task);
+                    continue;
+                }
+                task->starving = true;
+            }
             zfed_debug("round %u task %u: no answer in %" PRId64 " ms, sending attempt %u",
                        round->number, head.task, self->job->task_timeout_ms, task->attempts);
             //  Replicas: as many again as votes are still missing.

@@ -73,6 +73,9 @@ typedef struct {
     uint32_t replaced;  //  replicas sent for an answer that was no say
     uint32_t in_flight; //  requests of the round carrying it, not answered
     uint32_t deferred;  //  replacements waiting in round->deferred
+    //  Its replacements were spent when a resend on silence came due, and
+    //  no new identity has had its say on it since.
+    bool starving;
     uint8_t decided[ZFED_SHA256_SIZE];
 } task_t;
 

@@ -18,7 +18,7 @@ import msgpack
 import zmq
 
 from zfedtest import (Cluster, HostileWorker, MDPC, MDPW, READY, REPLY, REQUEST, behind, figure,
-                      fib_sum, main, task_body, wait_for)
+                      fib_outputs, fib_sum, main, task_body, wait_for)
 from test_revocation import curve_socket_unconnected
 from test_security import Keys, curve_socket, curve_status, keygen
 
@@ -164,6 +164,73 @@ class Stamp(unittest.TestCase):
             self.assertEqual(frames[3], b"zfed.stamp" + ticket[11:] + b"broker")
             self.assertEqual(msgpack.unpackb(frames[4], raw=False)[7], 400)
             socket.close()
+
+    def test_mmi_questions_with_a_ticket_are_answered_and_stamped(self):
+        """Review j item 6: the ticket comes off an mmi.* request first, so
+        mmi.service with a ticket asks about the service (it answered 404
+        for a registered fib, unstamped: the ticket was read as the name)."""
+        with Cluster("bind-mmi") as cluster:
+            cluster.start_broker()
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            socket = cluster.client()
+            ticket = b"zfed.ticket" + (7).to_bytes(8, "big")
+            stamp = b"zfed.stamp" + ticket[11:] + b"broker"
+            asked = {}
+            for service, body in ((b"mmi.service", b"fib"), (b"mmi.service", b"nothing"),
+                                  (b"mmi.status", b""), (b"mmi.other", b"x")):
+                socket.send_multipart([b"", MDPC, service, ticket, body])
+                self.assertTrue(socket.poll(10000), service)
+                frames = socket.recv_multipart()
+                self.assertEqual(frames[:4], [b"", MDPC, service, stamp], frames)
+                self.assertEqual(len(frames), 5, frames)
+                asked[(service, body)] = frames[4]
+            self.assertEqual(asked[(b"mmi.service", b"fib")], b"200")
+            self.assertEqual(asked[(b"mmi.service", b"nothing")], b"404")
+            self.assertEqual(asked[(b"mmi.other", b"x")], b"501")
+            status = msgpack.unpackb(asked[(b"mmi.status", b"")], raw=False)
+            self.assertIs(status["stamps"], True)
+            self.assertEqual(status["services"]["fib"]["workers"], 1)
+            # A ticket and nothing else is still a request with no body.
+            socket.send_multipart([b"", MDPC, b"mmi.service", ticket])
+            self.assertTrue(socket.poll(10000))
+            frames = socket.recv_multipart()
+            self.assertEqual(frames[3], stamp)
+            self.assertEqual(msgpack.unpackb(frames[4], raw=False)[7], 400)
+            # Without a ticket, as before: plain 8/MMI.
+            socket.send_multipart([b"", MDPC, b"mmi.service", b"fib"])
+            self.assertTrue(socket.poll(10000))
+            self.assertEqual(socket.recv_multipart(), [b"", MDPC, b"mmi.service", b"200"])
+            socket.close()
+            figure("mmi.service fib with a ticket", asked[(b"mmi.service", b"fib")].decode())
+
+    def test_an_empty_reply_body_is_refused_naming_its_worker(self):
+        """Review j item 9: an empty reply body is refused as that, naming
+        the identity that sent it (a stamp with no body after it was said
+        to lack the broker's stamp).  The zfed broker refuses a REPLY with
+        no body frame at all (DISCONNECT); an empty one reaches the
+        controller."""
+        with Cluster("bind-empty") as cluster:
+            cluster.start_broker()
+            turn = [0]
+
+            def empty_first(task):
+                turn[0] += 1
+                if turn[0] == 1:
+                    return [b""]
+                return [result_body(task, "empty", fib_outputs(task[6]["fibonacci_level"]))]
+            worker = behind(cluster, HostileWorker(cluster, empty_first), [1])
+            try:
+                result = cluster.run_controller("--job-id", "empty", "--rounds", "1", "--tasks",
+                                                "3", "--task-timeout", "1", "--retries", "3",
+                                                "--no-progress")
+            finally:
+                worker.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertGreaterEqual(turn[0], 1)
+            self.assertRegex(result.err, r"an empty reply body from peer:\d+ \(ticket 1\) refused")
+            self.assertNotIn("without the broker's stamp", result.err)
+            self.assertEqual(records(cluster, "empty", 1)[0]["invalid"], 1)
 
 
 class CurveIdentity(unittest.TestCase):

@@ -12,7 +12,8 @@ import unittest
 
 import msgpack
 
-from zfedtest import Cluster, HostileWorker, PlainMajordomoBroker, fib_sum, main, wait_for
+from zfedtest import (Cluster, HostileWorker, PlainMajordomoBroker, fib_outputs, fib_sum, main,
+                      wait_for)
 
 WARNING = ("does not stamp replies (not a zfed-broker): results are matched by the task ids "
            "they name, with no identity vouched for; --replicas needs a zfed-broker")
@@ -77,6 +78,76 @@ class PlainBroker(unittest.TestCase):
         self.assertIn("--replicas 3 needs a zfed-broker: the broker at %s does not stamp replies"
                       % self.broker.endpoint, result.err)
         self.assertEqual(self.broker.requests, before)
+
+
+class OldZfedBroker(unittest.TestCase):
+    """Mixed versions: a zfed-broker from before stamps answered mmi.status
+    with a status map too, but forwarded tickets to its workers.  Only the
+    map's "stamps": true makes the controller send tickets (PROTOCOL.md
+    3.1); without it the job runs in plain mode."""
+
+    def test_a_status_without_the_stamps_flag_means_plain_mode(self):
+        old_status = msgpack.packb({"version": "0.0.9", "uptime_ms": 5, "workers": 2,
+                                    "services": {}, "counters": {}}, use_bin_type=True)
+        broker = PlainMajordomoBroker(status=old_status)
+        try:
+            with Cluster("plain-old-zfed") as cluster:
+                cluster.endpoint = broker.endpoint
+                for _ in range(2):
+                    cluster.start_worker()
+                wait_for(lambda: broker.idle_workers() >= 2, 10, what="the workers to register")
+                before = broker.requests
+                result = cluster.run_controller("--job-id", "old", "--rounds", "2", "--tasks",
+                                                "4", "--level", "10", "--round-timeout", "10",
+                                                "--no-progress")
+                self.assertEqual(result.returncode, 0, result.err)
+                self.assertIn("the broker at %s %s" % (broker.endpoint, WARNING), result.err)
+                self.assertIn('answered mmi.status without "stamps": true (a zfed-broker older '
+                              'than stamps, version 0.0.9)', result.err)
+                summary = cluster.summary("old")
+                self.assertEqual([r["aggregate"] for r in summary["rounds"]], ["88", "88"])
+                # No ticket went to a worker (it would have answered 400).
+                self.assertEqual(broker.requests - before, 8)
+                self.assertEqual(sum(r["errors"] for r in summary["rounds"]), 0)
+        finally:
+            broker.close()
+
+
+class StampShapedFrame(unittest.TestCase):
+    """Review j item 7: the C client reads a stamp only once it has sent a
+    ticket.  In plain mode it sends none, so a worker's reply of two body
+    frames, the first shaped like a stamp, is two body frames (dropped),
+    not a stamp and a body."""
+
+    def test_a_plain_client_never_takes_a_frame_for_a_stamp(self):
+        broker = PlainMajordomoBroker()
+        try:
+            with Cluster("plain-stamp-shaped") as cluster:
+                cluster.endpoint = broker.endpoint
+                turn = [0]
+
+                def shaped(task):
+                    turn[0] += 1
+                    body = msgpack.packb(["zfed.result", 1, task[2], task[3], task[4], task[5],
+                                          "shaped", 1, fib_outputs(10)], use_bin_type=True)
+                    if turn[0] == 1:
+                        return [b"zfed.stamp" + (1).to_bytes(8, "big") + b"peer:1", body]
+                    return [body]
+                worker = HostileWorker(cluster, shaped)
+                wait_for(lambda: broker.idle_workers() >= 1, 10, what="the worker to register")
+                try:
+                    result = cluster.run_controller(
+                        "--job-id", "shaped", "--rounds", "1", "--tasks", "2", "--level", "10",
+                        "--task-timeout", "0.5", "--retries", "3", "--no-progress")
+                finally:
+                    worker.close()
+                self.assertEqual(result.returncode, 0, result.err)
+                self.assertIn("dropped a malformed reply: several body frames", result.err)
+                record = cluster.read_json("shaped", "rounds/round-000000.json")
+                self.assertEqual(record["answered"], 2)
+                self.assertEqual(record["resent"], 1)
+        finally:
+            broker.close()
 
 
 class PlainBrokerForgery(unittest.TestCase):

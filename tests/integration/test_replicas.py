@@ -13,10 +13,12 @@ import os
 import subprocess
 import unittest
 
+import msgpack
 import zmq
 import zmq.auth
 
-from zfedtest import Cluster, HostileWorker, behind, binary, figure, fib_sum, main, wait_for
+from zfedtest import (Cluster, HostileWorker, behind, binary, figure, fib_outputs, fib_sum, main,
+                      wait_for)
 from test_binding import lie, records, result_body
 from test_security import Keys, curve_status, keygen
 
@@ -74,8 +76,9 @@ class Vote(unittest.TestCase):
                     against = [vote for vote in entry["votes"] if not vote["with_majority"]]
                     self.assertEqual([vote["worker"] for vote in against], ["liar"])
                     self.assertTrue(against[0]["worker_id"].startswith("peer:"))
-            self.assertRegex(result.err, r"peer:\d+ \(worker \"liar\"\) (voted against the majority of 3 replicas|"
-                                         r"answered after the majority, against it)")
+            self.assertRegex(result.err, r"peer:\d+ \(worker \"liar\"\) (voted against the "
+                                         r"majority of 3 replicas|answered after the majority, "
+                                         r"against it)")
             figure("lies outvoted and recorded", len(lies))
             figure("aggregates", ", ".join(r["aggregate"] for r in summary["rounds"]))
 
@@ -179,6 +182,179 @@ class Vote(unittest.TestCase):
             self.assertTrue(all(e["worker_id"] != "curve:" + liar_public
                                 for e in record["results"]))
             figure("lies outvoted by two distinct keys under CURVE", len(record["disagreements"]))
+
+
+def error_body(task, name, code=422, field="fibonacci_level", text="refused by a hostile worker"):
+    return msgpack.packb(["zfed.error", 1, task[2], task[3], task[4], task[5], name, code, field,
+                          text], use_bin_type=True)
+
+
+class Said(object):
+    """What a hostile worker was sent: (round, task) -> requests."""
+
+    def __init__(self):
+        self.sent = {}
+
+    def count(self, task):
+        key = (task[3], task[4])
+        self.sent[key] = self.sent.get(key, 0) + 1
+        return self.sent[key]
+
+    def most(self):
+        return max(self.sent.values()) if self.sent else 0
+
+
+# A task timeout no test waits for: a replica that is not replaced at once
+# would hold its round for a minute, past every harness timeout below.
+SLOW = ("--task-timeout", "60", "--round-timeout", "300", "--retries", "1")
+
+
+def slow_honest(cluster, hostile):
+    """The hostile worker registered first, then two honest workers that
+    take 300 ms a task: while they work, the hostile one is the only free
+    worker, so it is handed replica after replica of the same task."""
+    return behind(cluster, hostile, [1, 1], "--delay-ms", "300")
+
+
+class OneSay(unittest.TestCase):
+    """Review j items 2 to 4: one say per identity and task, errors
+    included; an answer that is no say is replaced at once; too few
+    identities fail the task saying so."""
+
+    def test_a_worker_answering_errors_spends_one_replica_per_task(self):
+        with Cluster("replicas-errors") as cluster:
+            cluster.start_broker()
+            said = Said()
+
+            def refuse(task):
+                said.count(task)
+                return [error_body(task, "refuser")]
+            worker = slow_honest(cluster, HostileWorker(cluster, refuse))
+            try:
+                result = cluster.run_controller(
+                    "--job-id", "errors", "--rounds", "2", "--tasks", str(TASKS), "--replicas",
+                    "3", "--aggregate", "sum", "--no-progress", *SLOW, timeout=50)
+            finally:
+                worker.close()
+            self.assertEqual(result.returncode, 0, result.err)
+            # It answered several replicas of one task: before, two of its
+            # 422s spent two of the three replicas and failed the task.
+            self.assertGreaterEqual(said.most(), 2, said.sent)
+            summary = cluster.summary("errors")
+            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                             [str(TASKS * fib_sum(LEVEL))] * 2)
+            kept = records(cluster, "errors", 2)
+            for record in kept:
+                self.assertEqual(record["answered"], TASKS)
+                for entry in record["results"]:
+                    self.assertNotEqual(entry["worker"], "refuser")
+            errors = sum(record["errors"] for record in kept)
+            self.assertGreaterEqual(errors, said.most())
+            figure("422s from one worker, job still exact (errors counted)", errors)
+            figure("most replicas of one task it was sent", said.most())
+
+    def test_an_error_after_a_vote_is_replaced_at_once(self):
+        with Cluster("replicas-after-vote") as cluster:
+            cluster.start_broker()
+            said = Said()
+
+            def vote_then_refuse(task):
+                if said.count(task) == 1:
+                    return [result_body(task, "voter", fib_outputs(LEVEL))]
+                return [error_body(task, "voter")]
+            worker = slow_honest(cluster, HostileWorker(cluster, vote_then_refuse))
+            try:
+                result = cluster.run_controller(
+                    "--job-id", "after", "--rounds", "2", "--tasks", str(TASKS), "--replicas",
+                    "3", "--aggregate", "sum", "--no-progress", *SLOW, timeout=50)
+            finally:
+                worker.close()
+            # Before, its error for a task it had voted on was ignored and
+            # the replica it held waited for the 60 s task timeout.
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertGreaterEqual(said.most(), 2, said.sent)
+            summary = cluster.summary("after")
+            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
+                             [str(TASKS * fib_sum(LEVEL))] * 2)
+            kept = records(cluster, "after", 2)
+            resent = sum(record["resent"] for record in kept)
+            refusals = sum(count - 1 for count in said.sent.values())
+            # Every error of its after a vote was replaced by another replica.
+            self.assertGreaterEqual(resent, 1)
+            figure("errors after its vote, each replaced at once (resent)",
+                   "%d errors, %d replacements, job %.1f s with a 60 s task timeout"
+                   % (refusals, resent, result.elapsed))
+
+    def test_more_replicas_than_workers_fail_naming_the_identities(self):
+        with Cluster("replicas-too-few") as cluster:
+            cluster.start_broker()
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            # Its 96 replacements go in milliseconds; then it waits for a
+            # resend on silence (other workers may have been busy), and a
+            # second task timeout with no new identity fails the task.
+            result = cluster.run_controller(
+                "--job-id", "few", "--rounds", "1", "--tasks", "2", "--replicas", "3",
+                "--task-timeout", "1", "--round-timeout", "300", "--no-progress", timeout=50)
+            self.assertEqual(result.returncode, 1, result.err)
+            self.assertRegex(result.err, r"only 1 distinct identity answered task \d; a majority "
+                                         r"of K=3 needs 2 \(96 replacement replicas, \d+ sends")
+            summary = cluster.summary("few")
+            self.assertEqual(summary["status"], "failed")
+            self.assertRegex(summary["error"], r"quorum of 2 is out of reach: 1 of 2 tasks "
+                                                 r"failed \(last: only 1 distinct identity answered task")
+            figure("K=3 on 1 worker: fails with the identities named, seconds",
+                   "%.2f" % result.elapsed)
+
+
+class Resume(unittest.TestCase):
+    """Review j item 5: a liar excluded before a stop stays excluded after
+    --resume (the records' excluded lists are read back)."""
+
+    ROUNDS = 8
+
+    def test_an_excluded_liar_stays_excluded_after_a_kill_and_resume(self):
+        with Cluster("replicas-resume") as cluster:
+            cluster.start_broker()
+            worker = behind(cluster, HostileWorker(cluster, liar), [1, 1], "--delay-ms", "100")
+            args = ("--aggregate", "sum", "--no-progress", "--task-timeout", "3")
+            try:
+                first = cluster.start_controller(
+                    "--job-id", "again", "--rounds", str(self.ROUNDS), "--tasks", str(TASKS),
+                    "--replicas", "3", "--exclude-liars", *args)
+                path = os.path.join(cluster.workdir, "again", "rounds")
+
+                def caught():
+                    for name in sorted(os.listdir(path)) if os.path.isdir(path) else []:
+                        if name.endswith(".json"):
+                            with open(os.path.join(path, name)) as handle:
+                                try:
+                                    if json.load(handle)["excluded"]:
+                                        return name
+                                except ValueError:
+                                    pass  # being written
+                    return None
+                wait_for(caught, 40, what="a round record that excludes the liar")
+                first.kill()
+                done = len([n for n in os.listdir(path) if n.endswith(".json")])
+                self.assertLess(done, self.ROUNDS, "the job ended before it was killed")
+                liar_id = [r for r in records(cluster, "again", done) if r["excluded"]][0][
+                    "excluded"][0]
+                second = cluster.run_controller("--resume", "again", "--no-progress", timeout=120)
+            finally:
+                worker.close()
+            self.assertEqual(second.returncode, 0, second.err)
+            self.assertIn("%s stays excluded" % liar_id, second.err)
+            kept = records(cluster, "again", self.ROUNDS)
+            after = kept[done:]
+            self.assertTrue(after)
+            for record in after:
+                self.assertEqual(record["excluded"], [], "excluded again after the resume")
+                self.assertEqual(votes_of(record, "liar"), [])
+                self.assertEqual(record["aggregate"], str(TASKS * fib_sum(LEVEL)))
+            refused = sum(record["excluded_results"] for record in after)
+            figure("rounds after the resume, liar's results refused there",
+                   "%d rounds, %d refused, %.1f s" % (len(after), refused, second.elapsed))
 
 
 class Usage(unittest.TestCase):

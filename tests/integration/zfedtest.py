@@ -611,11 +611,14 @@ class PlainMajordomoBroker:
     clients' requests are queued per service and go to that service's idle
     workers in turn.  No zfed extension: body frames are forwarded as they
     are (a ticket too), no stamp, no batch handling.  mmi.* requests are
-    answered "501" (RFC 8 says a broker may implement none of them)."""
+    answered "501" (RFC 8 says a broker may implement none of them), or
+    mmi.status with status when it is given (a zfed-broker older than
+    stamps answered it with a map)."""
 
     HEARTBEAT_S = 1.0
 
-    def __init__(self):
+    def __init__(self, status=None):
+        self.status = status
         self.context = zmq.Context()
         self.router = self.context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
@@ -671,7 +674,9 @@ class PlainMajordomoBroker:
                 sender = frames[0]
                 if len(frames) >= 4 and frames[1] == b"" and frames[2] == MDPC:
                     service, body = frames[3], frames[4:]
-                    if service.startswith(b"mmi."):
+                    if service == b"mmi.status" and self.status is not None:
+                        self.router.send_multipart([sender, b"", MDPC, service, self.status])
+                    elif service.startswith(b"mmi."):
                         self.router.send_multipart([sender, b"", MDPC, service, b"501"])
                     elif body:
                         self.requests += 1
