@@ -302,7 +302,7 @@ class OneSay(unittest.TestCase):
             summary = cluster.summary("few")
             self.assertEqual(summary["status"], "failed")
             self.assertRegex(summary["error"], r"quorum of 2 is out of reach: 1 of 2 tasks "
-                                                 r"failed \(last: only 1 distinct identity answered task")
+                                                 r"failed \(last: only 1 distinct identity")
             figure("K=3 on 1 worker: fails with the identities named, seconds",
                    "%.2f" % result.elapsed)
 
