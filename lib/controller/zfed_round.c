@@ -42,7 +42,7 @@ static bool s_may_send(const zfed_job_t *job, const task_t *task, bool replacing
 {
     if (replacing)
         return task->replaced < job->replicas * REPLACEMENTS_PER_REPLICA;
-    return task->attempts - task->replaced < job->replicas * (job->retries + 1);
+    return task->attempts - task->replaced - task->paced < job->replicas * (job->retries + 1);
 }
 
 static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks)
@@ -284,6 +284,8 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     //  Never queued, so never answered: nothing waits for its reply.
     if (sent != 0)
         s_settle(round, request);
+    else
+        self->unanswered++;
     return 0;
 }
 
@@ -317,6 +319,8 @@ static bool s_error_is_transient(uint32_t code)
 }
 
 static void s_replace(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now);
+static void s_send_copies(zfed_round_env_t *self, round_t *round, uint32_t index, uint32_t count,
+                          bool replacing, int64_t now);
 
 //  Who sent message, for a log line: the identity the broker vouched for,
 //  with the worker's own name beside it as a label.
@@ -336,8 +340,9 @@ static const char *s_who(const round_t *round, const zfed_msg_t *message, char *
 //  Replicas: an error is one replica's.  One that is not transient spends
 //  that replica, as its identity's say on the task (one say per identity:
 //  a vote or such an error), and the task fails when too few are left
-//  for a majority.  A transient error, or any error from an identity that
-//  has had its say or is excluded, is no say: the replica is replaced.
+//  for a majority.  A worker's transient error, or any error from an
+//  identity that has had its say or is excluded, is no say: the replica
+//  is replaced.
 static void s_replica_error(zfed_round_env_t *self, round_t *round, uint32_t index,
                             const zfed_msg_t *message, int64_t now)
 {
@@ -345,8 +350,15 @@ static void s_replica_error(zfed_round_env_t *self, round_t *round, uint32_t ind
     const char *why = NULL;
     if (task->state != TASK_PENDING)
         return;
-    if (!zfed_vote_allowed(self, round, index, round->identity, &why) ||
-        s_error_is_transient(zfed_msg_error_code(message))) {
+    bool transient = s_error_is_transient(zfed_msg_error_code(message));
+    if (transient && round->identity && strcmp(round->identity, ZFED_STAMP_BROKER) == 0) {
+        //  The broker's own 429/503/504 say how it is, not what a worker
+        //  did: another replica, within the task's sends (as without
+        //  replicas).
+        s_send_copies(self, round, index, 1, false, now);
+        return;
+    }
+    if (!zfed_vote_allowed(self, round, index, round->identity, &why) || transient) {
         if (why)
             zfed_debug("round %u task %u: error from %s not counted: %s", round->number, index,
                        round->identity, why);
@@ -510,23 +522,24 @@ static void s_replacements_out(zfed_round_env_t *self, round_t *round, uint32_t 
 
 //  Replicas: an answer that was no say on task index (a result that was no
 //  vote, an error that spent no replica) is replaced by another replica.
-//  The broker hands it to whichever worker is free: while the round has
-//  other requests out, that may well be only the worker that just
-//  answered, which would take every replacement as fast as it answers.
-//  So while any request of the round is out the replacement waits until
-//  a worker other than that one answers (s_release); when none is out it
-//  goes at once.  At most REPLACEMENTS_PER_REPLICA x replicas per task.
+//  The broker hands it to whichever worker is free: while other requests
+//  are out (this round's, or an earlier round's still being worked on),
+//  that may well be only the worker that just answered, which would take
+//  every replacement as fast as it answers.  So while any request is out
+//  the replacement waits until a worker other than that one answers
+//  (s_release); when none is out it goes at once.  Replacements that go
+//  at once are bounded (REPLACEMENTS_PER_REPLICA x replicas per task);
+//  those another worker's answer releases are paced by those answers.
 static void s_replace(zfed_round_env_t *self, round_t *round, uint32_t index, int64_t now)
 {
     task_t *task = &round->tasks[index];
     if (task->state != TASK_PENDING)
         return;
-    if (!s_may_send(self->job, task, true)) {
-        s_replacements_out(self, round, index);
-        return;
-    }
-    if (round->replies >= round->sent_count) {
-        s_send_copies(self, round, index, 1, true, now);
+    if (self->unanswered == 0) {
+        if (s_may_send(self->job, task, true))
+            s_send_copies(self, round, index, 1, true, now);
+        else
+            s_replacements_out(self, round, index);
         return;
     }
     if (s_grow((void **)&round->deferred, &round->deferred_capacity, round->deferred_count + 1,
@@ -540,34 +553,64 @@ static void s_replace(zfed_round_env_t *self, round_t *round, uint32_t index, in
     task->deferred++;
 }
 
-//  Replacements waiting go out once a worker other than the one whose
-//  answer each replaces has answered (identity: it, at least, is free
-//  now; the broker's own replies say nothing of that), or all of them
-//  once no request of the round is out.
+//  Replacements waiting go out once a worker that may still have its say
+//  on their task, and is not the one whose answer they replace, has
+//  answered (it, at least, is free now; the broker's own replies say
+//  nothing of that), or all of them once no request is out.  The broker
+//  hands a request to the worker free longest, which is often the one
+//  whose answer it replaces (it answered before the releasing worker
+//  did), so a released replacement goes as two copies: the second finds
+//  the worker that just answered.
 static void s_release(zfed_round_env_t *self, round_t *round, const char *identity, int64_t now)
 {
     if (round->deferred_count == 0)
         return;
-    bool all = round->replies >= round->sent_count;
+    bool all = self->unanswered == 0;
     if (!all && (!identity || strcmp(identity, ZFED_STAMP_BROKER) == 0))
         return;
+    //  The ones that stay to the front, the ones that go behind them.
     size_t kept = 0, count = round->deferred_count;
     for (size_t item = 0; item < count; item++) {
         deferral_t entry = round->deferred[item];
-        if (!all && strcmp(entry.by, identity) == 0) {
+        const char *why;
+        if (!all && (strcmp(entry.by, identity) == 0 ||
+                     (round->tasks[entry.task].state == TASK_PENDING &&
+                      !zfed_vote_allowed(self, round, entry.task, identity, &why)))) {
+            round->deferred[item] = round->deferred[kept];
             round->deferred[kept++] = entry;
-            continue;
-        }
-        task_t *task = &round->tasks[entry.task];
-        task->deferred--;
-        if (task->state != TASK_PENDING)
-            continue;
-        if (s_may_send(self->job, task, true))
-            s_send_copies(self, round, entry.task, 1, true, now);
-        else
-            s_replacements_out(self, round, entry.task);
+        } else
+            round->tasks[entry.task].deferred--;
     }
     round->deferred_count = kept;
+    //  In random order: in a fixed one the broker's free workers could
+    //  take the same tasks again and again.
+    for (size_t item = count; item > kept + 1; item--) {
+        size_t other = kept + (size_t)rand() % (item - kept);
+        deferral_t entry = round->deferred[item - 1];
+        round->deferred[item - 1] = round->deferred[other];
+        round->deferred[other] = entry;
+    }
+    for (size_t item = kept; item < count; item++) {
+        uint32_t index = round->deferred[item].task;
+        task_t *task = &round->tasks[index];
+        if (task->state != TASK_PENDING)
+            continue;
+        //  Released by a worker's answer, replacements go even past the
+        //  bound: they are paced by the answers of workers that may still
+        //  have their say, not by how fast the one they replace answers.
+        if (all && !s_may_send(self->job, task, true)) {
+            s_replacements_out(self, round, index);
+            continue;
+        }
+        for (int copy = 0; copy < (all ? 1 : 2); copy++) {
+            if (zfed_round_send_task(self, round, index, now) != 0)
+                zfed_error("cannot send task %u again (out of memory)", index);
+            if (all)
+                task->replaced++;
+            else
+                task->paced++;
+        }
+    }
 }
 
 //  Replicas: a result the service accepted is a vote; a majority decides.
@@ -577,6 +620,7 @@ static void s_vote(zfed_round_env_t *self, round_t *round, uint32_t index, zfed_
     task_t *task = &round->tasks[index];
     zfed_msg_t *winner = NULL;
     char winner_id[ZFED_STAMP_IDENTITY_MAX + 1];
+    zfed_debug("round %u task %u: a vote from %s", round->number, index, round->identity);
     zfed_vote_outcome_t outcome = zfed_vote_add(self, round, index, message_p, &winner, winner_id);
     task->starving = false; //  a new identity's say
     if (outcome == ZFED_VOTE_SPLIT) {
@@ -621,8 +665,10 @@ static void s_handle_result(zfed_round_env_t *self, round_t *round, zfed_msg_t *
         else
             round->duplicates++;
         char who[REASON_MAX];
-        zfed_round_warn(round, "task %u: result from %s not counted: %s", index,
-                        s_who(round, message, who, sizeof who), why);
+        s_who(round, message, who, sizeof who);
+        zfed_debug("round %u task %u: result from %s not counted: %s", round->number, index, who,
+                   why);
+        zfed_round_warn(round, "task %u: result from %s not counted: %s", index, who, why);
         s_replace(self, round, index, now);
         return;
     }
@@ -892,6 +938,11 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
         return;
     }
     round->identity = identity;
+    //  A ticket's first reply (one per request: the broker matches each
+    //  REPLY to one request once) frees whoever held it.
+    if (ticket > 0 && ticket < self->next_ticket && self->unanswered > 0 &&
+        (ticket < round->first_ticket || !round->sent[ticket - round->first_ticket].answered))
+        self->unanswered--;
     if (size == 0) {
         //  The stamp came with an empty body frame, or none at all.
         round->invalid++;

@@ -65,6 +65,10 @@ typedef struct {
     //  The next request's ticket (PROTOCOL.md 3.1): every request of the
     //  job has its own, so a reply is matched to the request it answers.
     uint64_t next_ticket;
+    //  Requests queued with a ticket whose reply has not come, of every
+    //  round: the workers holding them are busy (replicas, zfed_round.c
+    //  s_replace).
+    uint64_t unanswered;
     //  The broker does not stamp (a plain Majordomo broker, found out at
     //  start: PROTOCOL.md 3.1): requests go without tickets and a reply
     //  is matched by the (round, task, attempt) its body names.

@@ -70,7 +70,8 @@ typedef struct {
     //  Who spent them: one say per identity, a vote or such an error
     //  (job->replicas entries, allocated at the first).
     char (*spent_by)[ZFED_STAMP_IDENTITY_MAX + 1];
-    uint32_t replaced;  //  replicas sent for an answer that was no say
+    uint32_t replaced;  //  replicas sent at once for an answer that was no say
+    uint32_t paced;     //  such replicas another worker's answer released
     uint32_t in_flight; //  requests of the round carrying it, not answered
     uint32_t deferred;  //  replacements waiting in round->deferred
     //  Its replacements were spent when a resend on silence came due, and
