@@ -221,69 +221,61 @@ class OneSay(unittest.TestCase):
     included; an answer that is no say is replaced at once; too few
     identities fail the task saying so."""
 
-    def test_a_worker_answering_errors_spends_one_replica_per_task(self):
-        with Cluster("replicas-errors") as cluster:
+    def run_beside_slow_workers(self, job_id, answer):
+        """A hostile worker answering answer(task, nth request for that
+        task) beside two slow honest ones, 2 rounds of K=3: the job must
+        end exact, with nothing waiting for the 60 s task timeout.  Returns
+        the records, the run and what the hostile worker was sent."""
+        with Cluster("replicas-" + job_id) as cluster:
             cluster.start_broker()
             said = Said()
-
-            def refuse(task):
-                said.count(task)
-                return [error_body(task, "refuser")]
-            worker = slow_honest(cluster, HostileWorker(cluster, refuse))
+            hostile = HostileWorker(cluster, lambda task: answer(task, said.count(task)))
+            worker = slow_honest(cluster, hostile)
             try:
                 result = cluster.run_controller(
-                    "--job-id", "errors", "--rounds", "2", "--tasks", str(TASKS), "--replicas",
+                    "--job-id", job_id, "--rounds", "2", "--tasks", str(TASKS), "--replicas",
                     "3", "--aggregate", "sum", "--no-progress", *SLOW, timeout=50)
             finally:
                 worker.close()
             self.assertEqual(result.returncode, 0, result.err)
-            # It answered several replicas of one task: before, two of its
-            # 422s spent two of the three replicas and failed the task.
+            # It was handed several replicas of one task.
             self.assertGreaterEqual(said.most(), 2, said.sent)
-            summary = cluster.summary("errors")
+            summary = cluster.summary(job_id)
             self.assertEqual([r["aggregate"] for r in summary["rounds"]],
                              [str(TASKS * fib_sum(LEVEL))] * 2)
-            kept = records(cluster, "errors", 2)
+            kept = records(cluster, job_id, 2)
             for record in kept:
                 self.assertEqual(record["answered"], TASKS)
-                for entry in record["results"]:
-                    self.assertNotEqual(entry["worker"], "refuser")
-            errors = sum(record["errors"] for record in kept)
-            self.assertGreaterEqual(errors, said.most())
-            figure("422s from one worker, job still exact (errors counted)", errors)
-            figure("most replicas of one task it was sent", said.most())
+            return kept, result, said
+
+    def test_a_worker_answering_errors_spends_one_replica_per_task(self):
+        # Before, two of its 422s on one task spent two of the three
+        # replicas and failed the task.
+        kept, _, said = self.run_beside_slow_workers(
+            "errors", lambda task, nth: [error_body(task, "refuser")])
+        for record in kept:
+            for entry in record["results"]:
+                self.assertNotEqual(entry["worker"], "refuser")
+        errors = sum(record["errors"] for record in kept)
+        self.assertGreaterEqual(errors, said.most())
+        figure("422s from one worker, job still exact (errors counted)", errors)
+        figure("most replicas of one task it was sent", said.most())
 
     def test_an_error_after_a_vote_is_replaced_at_once(self):
-        with Cluster("replicas-after-vote") as cluster:
-            cluster.start_broker()
-            said = Said()
-
-            def vote_then_refuse(task):
-                if said.count(task) == 1:
-                    return [result_body(task, "voter", fib_outputs(LEVEL))]
-                return [error_body(task, "voter")]
-            worker = slow_honest(cluster, HostileWorker(cluster, vote_then_refuse))
-            try:
-                result = cluster.run_controller(
-                    "--job-id", "after", "--rounds", "2", "--tasks", str(TASKS), "--replicas",
-                    "3", "--aggregate", "sum", "--no-progress", *SLOW, timeout=50)
-            finally:
-                worker.close()
-            # Before, its error for a task it had voted on was ignored and
-            # the replica it held waited for the 60 s task timeout.
-            self.assertEqual(result.returncode, 0, result.err)
-            self.assertGreaterEqual(said.most(), 2, said.sent)
-            summary = cluster.summary("after")
-            self.assertEqual([r["aggregate"] for r in summary["rounds"]],
-                             [str(TASKS * fib_sum(LEVEL))] * 2)
-            kept = records(cluster, "after", 2)
-            resent = sum(record["resent"] for record in kept)
-            refusals = sum(count - 1 for count in said.sent.values())
-            # Every error of its after a vote was replaced by another replica.
-            self.assertGreaterEqual(resent, 1)
-            figure("errors after its vote, each replaced at once (resent)",
-                   "%d errors, %d replacements, job %.1f s with a 60 s task timeout"
-                   % (refusals, resent, result.elapsed))
+        # Before, its error for a task it had voted on was ignored and the
+        # replica it held waited for the 60 s task timeout.
+        def vote_then_refuse(task, nth):
+            if nth == 1:
+                return [result_body(task, "voter", fib_outputs(LEVEL))]
+            return [error_body(task, "voter")]
+        kept, result, said = self.run_beside_slow_workers("after", vote_then_refuse)
+        resent = sum(record["resent"] for record in kept)
+        refusals = sum(count - 1 for count in said.sent.values())
+        # Its errors after a vote were replaced by other replicas.
+        self.assertGreaterEqual(resent, 1)
+        figure("errors after its vote, each replaced at once (resent)",
+               "%d errors, %d replacements, job %.1f s with a 60 s task timeout"
+               % (refusals, resent, result.elapsed))
 
     def test_more_replicas_than_workers_fail_naming_the_identities(self):
         with Cluster("replicas-too-few") as cluster:
