@@ -284,7 +284,7 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
     //  Never queued, so never answered: nothing waits for its reply.
     if (sent != 0)
         s_settle(round, request);
-    else
+    else if (!self->plain_broker)
         self->unanswered++;
     return 0;
 }
@@ -943,14 +943,6 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
     if (ticket > 0 && ticket < self->next_ticket && self->unanswered > 0 &&
         (ticket < round->first_ticket || !round->sent[ticket - round->first_ticket].answered))
         self->unanswered--;
-    if (size == 0) {
-        //  The stamp came with an empty body frame, or none at all.
-        round->invalid++;
-        zfed_round_warn(round, "an empty reply body from %s (ticket %" PRIu64 ") refused", identity,
-                        ticket);
-        round->identity = NULL;
-        return;
-    }
     if (ticket == 0 || ticket >= self->next_ticket) {
         round->invalid++;
         zfed_round_warn(round, "a reply from %s with a ticket never issued (%" PRIu64 ") refused",
@@ -961,7 +953,13 @@ static void s_handle_stamped(zfed_round_env_t *self, round_t *round, const uint8
         sent_t *sent = &round->sent[ticket - round->first_ticket];
         if (sent->answered)
             s_refuse_reply(round, "a second reply to one request");
-        else {
+        else if (size == 0) {
+            //  The stamp came with an empty body frame, or none at all.
+            s_settle(round, sent);
+            round->invalid++;
+            zfed_round_warn(round, "an empty reply body from %s (ticket %" PRIu64 ") refused",
+                            identity, ticket);
+        } else {
             s_settle(round, sent);
             s_handle_reply(self, round, sent, body, size, data, data_size, now);
         }
