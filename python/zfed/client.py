@@ -12,7 +12,9 @@ With tickets=True (a zfed-broker only, PROTOCOL.md 3.1) every request
 carries a ticket and every reply must come back stamped: call() then takes
 only the reply to its own request, refuses one that names another task,
 and says who answered (Reply.worker_id: "curve:KEY" under CURVE, "peer:N"
-in plaintext, as the broker vouches).
+in plaintext, as the broker vouches).  tickets="auto" asks the broker
+first (mmi.status, as the C controller does) and uses tickets only when
+its status says "stamps": true.
 """
 
 import os
@@ -52,7 +54,9 @@ class Client:
         self.curve = curve
         self.context = context or zmq.Context.instance()
         self.timeout = timeout
-        self.tickets = bool(tickets)
+        if tickets not in (True, False, "auto"):
+            raise ValueError('tickets must be True, False or "auto", got %r' % (tickets,))
+        self.tickets = tickets
         self._last_ticket = 0  # tickets run from 1, one per request, never reused
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
@@ -61,6 +65,27 @@ class Client:
         self.socket.connect(endpoint)
         self.fetcher = zb.Fetcher(endpoint, curve, self.context)
         self._blobs = None
+        if tickets == "auto":
+            self.tickets = self.broker_stamps()
+
+    def broker_stamps(self, timeout=3.0):
+        """Whether the broker stamps replies: its mmi.status is a map with
+        "stamps": true (PROTOCOL.md 3.1 and 5).  501, another body or no
+        answer within timeout: False."""
+        self.send("mmi.status", [b""])
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                service, bodies = self.receive(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+            if service != "mmi.status":
+                continue
+            try:
+                status = zp.unpack(bodies[0].bytes) if len(bodies) == 1 else None
+            except zp.ProtocolError:
+                return False
+            return isinstance(status, dict) and status.get("stamps") is True
 
     def close(self):
         self.fetcher.close()

@@ -74,6 +74,11 @@ class Tickets(unittest.TestCase):
             refusal = zp.decode(bodies[1].bytes)
             self.assertEqual(refusal.code, 400)
             self.assertIn("a ticket frame and no body", refusal.message)
+        # tickets="auto" asks mmi.status first: this broker says it stamps.
+        with zfed.Client(cluster.endpoint, timeout=20, tickets="auto") as auto:
+            self.assertIs(auto.tickets, True)
+            reply = auto.call("fib", zc.task("j", 0, 0, {"fibonacci_level": 10}, "0"))
+            self.assertRegex(reply.worker_id, r"^peer:[0-9]+$")
         # Without tickets the same broker answers plain MDP, as before.
         with zfed.Client(cluster.endpoint, timeout=20) as plain:
             reply = plain.call("fib", zc.task("j", 0, 0, {"fibonacci_level": 10}, "0"))
@@ -116,12 +121,31 @@ class PlainBroker(unittest.TestCase):
                     with self.assertRaises(zp.MdpError) as caught:
                         client.call("fib", zc.task("j", 0, 0, {"fibonacci_level": 10}, "0"))
                     self.assertIn("tickets need a zfed-broker", str(caught.exception))
-                with zfed.Client(broker.endpoint, timeout=20) as client:
-                    reply = client.call("fib",
-                                        zc.task("j", 0, 0, {"fibonacci_level": 10}, "0"))
-                    self.assertEqual(reply.result.outputs["sum"], str(fib_sum(10)))
+                # "auto" hears 501 to mmi.status and stays plain.
+                for tickets in (False, "auto"):
+                    with zfed.Client(broker.endpoint, timeout=20, tickets=tickets) as client:
+                        self.assertIs(client.tickets, False)
+                        reply = client.call("fib",
+                                            zc.task("j", 0, 0, {"fibonacci_level": 10}, "0"))
+                        self.assertEqual(reply.result.outputs["sum"], str(fib_sum(10)))
+                        self.assertIsNone(reply.worker_id)
         finally:
             broker.close()
+
+    def test_auto_reads_the_stamps_flag_of_the_status(self):
+        # A status map with a version but no "stamps": true is an older
+        # zfed-broker, which forwards tickets to its workers.
+        for stamps, expected in ((None, False), (False, False), (True, True)):
+            status = {"version": "0.1.0", "uptime_ms": 5, "workers": 0, "services": {},
+                      "counters": {}}
+            if stamps is not None:
+                status["stamps"] = stamps
+            broker = PlainMajordomoBroker(status=msgpack.packb(status, use_bin_type=True))
+            try:
+                with zfed.Client(broker.endpoint, timeout=5, tickets="auto") as client:
+                    self.assertIs(client.tickets, expected, status)
+            finally:
+                broker.close()
 
 
 if __name__ == "__main__":
