@@ -30,6 +30,7 @@ struct _zfed_client_t {
     size_t data_index; //  frame of the last reply's data frame, 0: none (or taken)
     bool tickets_sent; //  a ticket has gone out: replies may carry stamps
     bool stamped;      //  the last reply carried a stamp (PROTOCOL.md 3.1)
+    uint32_t sends;    //  requests since the link monitor was last read
     uint64_t stamp_ticket;
     char stamp_identity[ZFED_STAMP_IDENTITY_MAX + 1];
 };
@@ -80,18 +81,30 @@ void zfed_client_destroy(zfed_client_t **self_p)
     *self_p = NULL;
 }
 
+//  Requests sent between two reads of the link monitor.  A read is a
+//  zmq_msg_recv on the monitor's socket (about 1,600 instructions): once
+//  per request it was an eighth of a 100,000-task round's sending.  Link
+//  events are rare, every wait for a reply reads them too, and a send
+//  that fails reads them at once.
+#define LINKMON_SENDS_PER_READ 64
+
 //  "" MDPC01 service [ticket] body, more to follow when more is
 //  ZMQ_SNDMORE.  The first part goes without waiting: when it is queued,
 //  the rest are too.
 static int s_send_request(zfed_client_t *self, const char *service, const uint64_t *ticket,
                           const void *body, size_t size, int more)
 {
-    zfed_linkmon_handle(self->linkmon);
+    if (self->sends++ % LINKMON_SENDS_PER_READ == 0)
+        zfed_linkmon_handle(self->linkmon);
     if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
+        int failure = errno;
+        zfed_linkmon_handle(self->linkmon);
+        self->sends = 0; //  and the next send reads it again
         if (!self->send_failing)
             zfed_warn("cannot send to the broker: %s",
-                      errno == EAGAIN ? "no connection to it (refused?)" : zmq_strerror(errno));
+                      failure == EAGAIN ? "no connection to it (refused?)" : zmq_strerror(failure));
         self->send_failing = true;
+        errno = failure;
         return -1;
     }
     self->send_failing = false;

@@ -713,7 +713,10 @@ void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
     task->result = *message_p;
     *message_p = NULL;
     const char *vouched = zfed_round_vouched(round);
-    snprintf(task->worker_id, sizeof task->worker_id, "%s", vouched ? vouched : "");
+    //  Copied by hand: an snprintf per result was 150 instructions of it.
+    size_t length = vouched ? strnlen(vouched, sizeof task->worker_id - 1) : 0;
+    memcpy(task->worker_id, vouched ? vouched : "", length);
+    task->worker_id[length] = '\0';
     task->latency_us = zfed_clock_us() - task->sent_us;
     if (task->state == TASK_FAILED)
         round->failed--; //  a late success beats an earlier error

@@ -352,6 +352,59 @@ static int s_check_sum_bound(uint32_t level, const mpz_t sum, zfed_fault_t *faul
     return rc;
 }
 
+//  Highest level whose largest sum, F(level + 1) - 1, fits 64 bits.
+#define SMALL_LEVEL_MAX 92
+
+//  A decimal string output of at most 19 digits, as a uint64: 0, or -1.
+static int s_small_output(const msgpack_object *outputs, const char *key, uint64_t *value)
+{
+    const msgpack_object *object = zfed_map_get(outputs, key);
+    if (!object || object->type != MSGPACK_OBJECT_STR)
+        return -1;
+    return zfed_bigint_parse_u64(object->via.str.ptr, object->via.str.size, value);
+}
+
+//  The checks of s_read_outputs after terms, in 64-bit arithmetic (the
+//  sequence's sum in 128), for results whose numbers are all small:
+//  0 when every check holds, with the sum; -1 when this cannot tell
+//  (a number too long, or a check failing), and the exact path decides
+//  and says why.  It accepts exactly what the exact path accepts: a
+//  canonical sum within F(level + 1) - 1, a canonical last, a sequence
+//  empty or of level canonical terms adding up to sum and ending in last.
+//  GMP's allocations and F(level + 1) per result were half of the check.
+static int s_read_small(uint32_t level, const msgpack_object *outputs, uint64_t *sum)
+{
+    uint64_t last;
+    if (level > SMALL_LEVEL_MAX || s_small_output(outputs, OUTPUT_SUM, sum) != 0 ||
+        s_small_output(outputs, OUTPUT_LAST, &last) != 0)
+        return -1;
+    uint64_t previous = 0, largest = 1; //  F(0), F(1)
+    for (uint32_t index = 1; index <= level; index++) {
+        uint64_t next = previous + largest;
+        previous = largest;
+        largest = next;
+    } //  largest is F(level + 1)
+    if (*sum > largest - 1)
+        return -1;
+    const msgpack_object *sequence = zfed_map_get(outputs, OUTPUT_SEQ);
+    if (!sequence || sequence->type != MSGPACK_OBJECT_ARRAY)
+        return -1;
+    if (sequence->via.array.size == 0)
+        return 0;
+    if (sequence->via.array.size != level)
+        return -1;
+    unsigned __int128 total = 0;
+    uint64_t term = 0;
+    for (uint32_t index = 0; index < level; index++) {
+        const msgpack_object *entry = &sequence->via.array.ptr[index];
+        if (entry->type != MSGPACK_OBJECT_STR ||
+            zfed_bigint_parse_u64(entry->via.str.ptr, entry->via.str.size, &term) != 0)
+            return -1;
+        total += term; //  at most 92 terms below 2^64: no overflow
+    }
+    return total == *sum && term == last ? 0 : -1;
+}
+
 static int s_read_outputs(const msgpack_object *params, const msgpack_object *outputs,
                           zfed_sample_t *sample, zfed_fault_t *fault)
 {
@@ -365,6 +418,16 @@ static int s_read_outputs(const msgpack_object *params, const msgpack_object *ou
         zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_TERMS,
                        "must be the integer %u (the task's " PARAM_LEVEL ")", level);
         return -1;
+    }
+    uint64_t small_sum;
+    if (s_read_small(level, outputs, &small_sum) == 0) {
+        if (zfed_sample_init(sample, 1) != 0) {
+            zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory");
+            return -1;
+        }
+        mpq_set_ui(sample->values[0], (unsigned long)small_sum, 1);
+        sample->weight = level;
+        return 0;
     }
     mpz_t sum, last;
     mpz_inits(sum, last, NULL);

@@ -1016,22 +1016,123 @@ static int s_pack_string(msgpack_packer *packer, const char *text)
     return msgpack_pack_str(packer, length) || msgpack_pack_str_body(packer, text, length) ? -1 : 0;
 }
 
-//  The elements every kind starts with: kind, version, job id, round,
-//  task id, attempt.  Leaves the packer ready for the kind's own elements.
+//  The hot encoders (a task per task sent, a result per task run) write
+//  their bytes by hand: the forms msgpack-c's packer picks (the smallest
+//  for every integer and string length), without a call through the packer
+//  and a capacity check per element.  test_msg checks them byte for byte
+//  against msgpack-c's packing at every boundary.
+
+//  Most bytes of the head: array, kind (a fixstr), version, the job id's
+//  string header (its bytes apart), round, task id and attempt.
+#define HEAD_BYTES_MAX (1 + 1 + 16 + 1 + 5 + 3 * 5)
+
+//  Most bytes of an integer (uint64, int64) or a string header.
+#define NUMBER_BYTES_MAX 9
+#define STRING_HEAD_MAX  5
+
+static uint8_t *s_put_big_endian(uint8_t *at, uint64_t value, size_t width)
+{
+    for (size_t index = width; index-- > 0; value >>= 8)
+        at[index] = (uint8_t)value;
+    return at + width;
+}
+
+static uint8_t *s_put_uint(uint8_t *at, uint64_t value)
+{
+    if (value < 0x80) {
+        *at++ = (uint8_t)value;
+        return at;
+    }
+    if (value <= UINT8_MAX)
+        return *at++ = 0xcc, s_put_big_endian(at, value, 1);
+    if (value <= UINT16_MAX)
+        return *at++ = 0xcd, s_put_big_endian(at, value, 2);
+    if (value <= UINT32_MAX)
+        return *at++ = 0xce, s_put_big_endian(at, value, 4);
+    return *at++ = 0xcf, s_put_big_endian(at, value, 8);
+}
+
+static uint8_t *s_put_int(uint8_t *at, int64_t value)
+{
+    if (value >= 0)
+        return s_put_uint(at, (uint64_t)value);
+    if (value >= -32) {
+        *at++ = (uint8_t)value;
+        return at;
+    }
+    if (value >= INT8_MIN)
+        return *at++ = 0xd0, s_put_big_endian(at, (uint64_t)value, 1);
+    if (value >= INT16_MIN)
+        return *at++ = 0xd1, s_put_big_endian(at, (uint64_t)value, 2);
+    if (value >= INT32_MIN)
+        return *at++ = 0xd2, s_put_big_endian(at, (uint64_t)value, 4);
+    return *at++ = 0xd3, s_put_big_endian(at, (uint64_t)value, 8);
+}
+
+static uint8_t *s_put_str(uint8_t *at, const char *text, size_t length)
+{
+    if (length < 32)
+        *at++ = (uint8_t)(0xa0 | length);
+    else if (length <= UINT8_MAX)
+        at = s_put_big_endian((*at = 0xd9, at + 1), length, 1);
+    else if (length <= UINT16_MAX)
+        at = s_put_big_endian((*at = 0xda, at + 1), length, 2);
+    else
+        at = s_put_big_endian((*at = 0xdb, at + 1), length, 4);
+    memcpy(at, text, length);
+    return at + length;
+}
+
+//  Room for bytes more after the buffer's size: 0, or -1 when out of
+//  memory (msgpack_sbuffer grows with realloc and frees with free).
+static int s_reserve(msgpack_sbuffer *buffer, size_t bytes)
+{
+    if (buffer->alloc - buffer->size >= bytes)
+        return 0;
+    size_t alloc = buffer->alloc ? buffer->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+    while (alloc - buffer->size < bytes)
+        alloc *= 2;
+    char *data = realloc(buffer->data, alloc);
+    if (!data)
+        return -1;
+    buffer->data = data;
+    buffer->alloc = alloc;
+    return 0;
+}
+
+//  Clears buffer and writes the elements every kind starts with: kind,
+//  version, job id, round, task id, attempt; with room for more bytes
+//  after them.  NULL when out of memory.
+static uint8_t *s_put_head(msgpack_sbuffer *buffer, zfed_msg_kind_t kind, const char *job_id,
+                           uint32_t round, uint32_t task_id, uint32_t attempt, size_t more)
+{
+    static const uint8_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
+    size_t job_length = strlen(job_id);
+    const char *name = zfed_msg_kind_name(kind);
+    msgpack_sbuffer_clear(buffer);
+    if (more > SIZE_MAX - HEAD_BYTES_MAX - job_length ||
+        s_reserve(buffer, HEAD_BYTES_MAX + job_length + more) != 0)
+        return NULL;
+    uint8_t *at = (uint8_t *)buffer->data;
+    *at++ = (uint8_t)(0x90 | elements[kind]);
+    at = s_put_str(at, name, strlen(name));
+    at = s_put_uint(at, ZFED_PROTOCOL_VERSION);
+    at = s_put_str(at, job_id, job_length);
+    at = s_put_uint(at, round);
+    at = s_put_uint(at, task_id);
+    return s_put_uint(at, attempt);
+}
+
+//  The head through s_put_head, then a packer for the kind's own elements.
 static int s_encode_head(msgpack_sbuffer *buffer, msgpack_packer *packer, zfed_msg_kind_t kind,
                          const char *job_id, uint32_t round, uint32_t task_id, uint32_t attempt)
 {
-    static const size_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
-    msgpack_sbuffer_clear(buffer);
+    uint8_t *at = s_put_head(buffer, kind, job_id, round, task_id, attempt, 0);
     msgpack_packer_init(packer, buffer, msgpack_sbuffer_write);
-    int rc = msgpack_pack_array(packer, elements[kind]);
-    rc |= s_pack_string(packer, zfed_msg_kind_name(kind));
-    rc |= msgpack_pack_uint32(packer, ZFED_PROTOCOL_VERSION);
-    rc |= s_pack_string(packer, job_id);
-    rc |= msgpack_pack_uint32(packer, round);
-    rc |= msgpack_pack_uint32(packer, task_id);
-    rc |= msgpack_pack_uint32(packer, attempt);
-    return rc;
+    if (!at)
+        return -1;
+    buffer->size = (size_t)(at - (uint8_t *)buffer->data);
+    return 0;
 }
 
 //  What a peer would refuse is never sent.
@@ -1044,25 +1145,39 @@ int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t r
                          uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
                          int64_t global_round, const void *global_value, size_t global_value_size)
 {
-    msgpack_packer packer;
-    int rc = s_encode_head(buffer, &packer, ZFED_MSG_TASK, job_id, round, task_id, attempt);
-    rc |= msgpack_sbuffer_write(buffer, params, params_size);
-    rc |= msgpack_pack_array(&packer, 2);
-    rc |= msgpack_pack_int64(&packer, global_round);
-    rc |= msgpack_sbuffer_write(buffer, global_value, global_value_size);
-    return s_encode_done(buffer, rc);
+    if (params_size > ZFED_BODY_MAX || global_value_size > ZFED_BODY_MAX)
+        return -1;
+    uint8_t *at = s_put_head(buffer, ZFED_MSG_TASK, job_id, round, task_id, attempt,
+                             params_size + 1 + NUMBER_BYTES_MAX + global_value_size);
+    if (!at)
+        return -1;
+    memcpy(at, params, params_size);
+    at += params_size;
+    *at++ = 0x92; //  [global_round, global_value]
+    at = s_put_int(at, global_round);
+    memcpy(at, global_value, global_value_size);
+    at += global_value_size;
+    buffer->size = (size_t)(at - (uint8_t *)buffer->data);
+    return s_encode_done(buffer, 0);
 }
 
 int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
                            uint32_t task_id, uint32_t attempt, const char *worker,
                            uint64_t compute_us, const void *outputs, size_t outputs_size)
 {
-    msgpack_packer packer;
-    int rc = s_encode_head(buffer, &packer, ZFED_MSG_RESULT, job_id, round, task_id, attempt);
-    rc |= s_pack_string(&packer, worker);
-    rc |= msgpack_pack_uint64(&packer, compute_us);
-    rc |= msgpack_sbuffer_write(buffer, outputs, outputs_size);
-    return s_encode_done(buffer, rc);
+    size_t worker_length = strlen(worker);
+    if (worker_length > ZFED_BODY_MAX || outputs_size > ZFED_BODY_MAX)
+        return -1;
+    uint8_t *at = s_put_head(buffer, ZFED_MSG_RESULT, job_id, round, task_id, attempt,
+                             STRING_HEAD_MAX + worker_length + NUMBER_BYTES_MAX + outputs_size);
+    if (!at)
+        return -1;
+    at = s_put_str(at, worker, worker_length);
+    at = s_put_uint(at, compute_us);
+    memcpy(at, outputs, outputs_size);
+    at += outputs_size;
+    buffer->size = (size_t)(at - (uint8_t *)buffer->data);
+    return s_encode_done(buffer, 0);
 }
 
 int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer)

@@ -575,6 +575,75 @@ static void s_test_encode_bytes(void)
     msgpack_sbuffer_destroy(&buffer);
 }
 
+//  The hand-written encoders write what msgpack-c's packer writes, at
+//  every integer and string-length boundary.
+static void s_reference_head(msgpack_packer *packer, const char *kind, size_t elements,
+                             const char *job_id, uint32_t round, uint32_t task, uint32_t attempt)
+{
+    msgpack_pack_array(packer, elements);
+    s_pack_str(packer, kind);
+    msgpack_pack_uint32(packer, ZFED_PROTOCOL_VERSION);
+    s_pack_str(packer, job_id);
+    msgpack_pack_uint32(packer, round);
+    msgpack_pack_uint32(packer, task);
+    msgpack_pack_uint32(packer, attempt);
+}
+
+static void s_test_encode_matches_packer(void)
+{
+    static const uint64_t numbers[] = {0,     1,     127,   128,        255,        256,
+                                       65535, 65536, 70000, UINT32_MAX, 1ull << 32, UINT64_MAX};
+    static const int64_t rounds[] = {-1, 0, 127, 128, 255, 256, 65535, 65536, UINT32_MAX};
+    static const size_t lengths[] = {1, 31, 32, 64, 128};
+    msgpack_sbuffer fast, reference;
+    msgpack_sbuffer_init(&fast);
+    msgpack_sbuffer_init(&reference);
+    size_t numbers_count = sizeof numbers / sizeof numbers[0];
+    for (size_t n = 0; n < numbers_count; n++) {
+        uint32_t small = numbers[n] > UINT32_MAX ? UINT32_MAX : (uint32_t)numbers[n];
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            char *name = s_repeat('a', lengths[l]);
+            char *job_id =
+                s_repeat('j', lengths[l] > ZFED_JOB_ID_MAX ? ZFED_JOB_ID_MAX : lengths[l]);
+            REQUIRE(name && job_id);
+            msgpack_packer packer;
+            int64_t global_round = rounds[n % (sizeof rounds / sizeof rounds[0])];
+            msgpack_sbuffer_clear(&reference);
+            msgpack_packer_init(&packer, &reference, msgpack_sbuffer_write);
+            s_reference_head(&packer, ZFED_KIND_TASK, 8, job_id, small, small / 2, small / 3);
+            msgpack_sbuffer_write(&reference, "\x80", 1);
+            msgpack_pack_array(&packer, 2);
+            msgpack_pack_int64(&packer, global_round);
+            msgpack_sbuffer_write(&reference, "\xc3", 1);
+            CHECK_INT(zfed_msg_encode_task(&fast, job_id, small, small / 2, small / 3, "\x80", 1,
+                                           global_round, "\xc3", 1),
+                      0);
+            CHECK(s_bytes_equal(fast.data, fast.size, reference.data, reference.size));
+
+            msgpack_sbuffer_clear(&reference);
+            s_reference_head(&packer, ZFED_KIND_RESULT, 9, job_id, small / 3, small, small / 2);
+            s_pack_str(&packer, name);
+            msgpack_pack_uint64(&packer, numbers[n]);
+            msgpack_sbuffer_write(&reference, "\x80", 1);
+            CHECK_INT(zfed_msg_encode_result(&fast, job_id, small / 3, small, small / 2, name,
+                                             numbers[n], "\x80", 1),
+                      0);
+            CHECK(s_bytes_equal(fast.data, fast.size, reference.data, reference.size));
+            free(name);
+            free(job_id);
+        }
+    }
+    //  A body over the limit is refused, as the packer's path refused it.
+    char *big = malloc(ZFED_BODY_MAX);
+    REQUIRE(big);
+    memset(big, 0xc0, ZFED_BODY_MAX);
+    CHECK_INT(zfed_msg_encode_task(&fast, "j", 0, 0, 0, "\x80", 1, -1, big, ZFED_BODY_MAX), -1);
+    CHECK_INT(zfed_msg_encode_result(&fast, "j", 0, 0, 0, "w", 0, big, ZFED_BODY_MAX - 20), -1);
+    free(big);
+    msgpack_sbuffer_destroy(&fast);
+    msgpack_sbuffer_destroy(&reference);
+}
+
 //  Constructors copy their arguments: changing the caller's buffers later
 //  changes nothing in the message.
 static void s_test_constructors_copy(void)
@@ -2086,6 +2155,7 @@ int main(void)
     s_test_new_result();
     s_test_new_error();
     s_test_encode_bytes();
+    s_test_encode_matches_packer();
     s_test_constructors_copy();
     s_test_round_trips();
     s_test_kind_and_type_names();

@@ -67,7 +67,8 @@ static void s_test_sum_bound(const zfed_service_t *fib)
     msgpack_sbuffer_init(&params_buffer);
     msgpack_sbuffer_init(&outputs_buffer);
     msgpack_sbuffer_init(&packed);
-    uint32_t levels[] = {1, 10, 93, ZFED_FIB_MAX_LEVEL};
+    //  91 and 92 are the 64-bit check's last levels, 93 the exact path's first.
+    uint32_t levels[] = {1, 2, 10, 91, 92, 93, ZFED_FIB_MAX_LEVEL};
     for (size_t index = 0; index < sizeof levels / sizeof levels[0]; index++) {
         uint32_t level = levels[index];
         mpz_t sum;
@@ -80,6 +81,8 @@ static void s_test_sum_bound(const zfed_service_t *fib)
         zfed_sample_t sample;
         zfed_fault_t fault;
         CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), 0);
+        CHECK(mpz_cmp(mpq_numref(sample.values[0]), sum) == 0);
+        CHECK(mpz_cmp_ui(mpq_denref(sample.values[0]), 1) == 0);
         zfed_sample_clear(&sample);
         msgpack_unpacked_destroy(&outputs);
         mpz_add_ui(sum, sum, 1);
@@ -115,6 +118,82 @@ static void s_test_sum_bound(const zfed_service_t *fib)
     msgpack_sbuffer_destroy(&params_buffer);
     msgpack_sbuffer_destroy(&outputs_buffer);
     msgpack_sbuffer_destroy(&packed);
+}
+
+//  {"sum": sum, "terms": level, "last": terms[level - 1], "sequence": terms},
+//  with term bad (if below level) written as text instead.
+static void s_sequence_outputs(uint32_t level, const uint64_t *terms, uint64_t sum, uint32_t bad,
+                               const char *text, msgpack_sbuffer *buffer,
+                               msgpack_unpacked *unpacked)
+{
+    char number[32];
+    msgpack_sbuffer_clear(buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map(&packer, 4);
+    msgpack_pack_str_with_body(&packer, "sum", 3);
+    snprintf(number, sizeof number, "%llu", (unsigned long long)sum);
+    msgpack_pack_str_with_body(&packer, number, strlen(number));
+    msgpack_pack_str_with_body(&packer, "terms", 5);
+    msgpack_pack_uint32(&packer, level);
+    msgpack_pack_str_with_body(&packer, "last", 4);
+    snprintf(number, sizeof number, "%llu", (unsigned long long)terms[level - 1]);
+    msgpack_pack_str_with_body(&packer, number, strlen(number));
+    msgpack_pack_str_with_body(&packer, "sequence", 8);
+    msgpack_pack_array(&packer, level);
+    for (uint32_t index = 0; index < level; index++) {
+        snprintf(number, sizeof number, "%llu", (unsigned long long)terms[index]);
+        const char *entry = index == bad ? text : number;
+        msgpack_pack_str_with_body(&packer, entry, strlen(entry));
+    }
+    REQUIRE_INT(zfed_unpack(unpacked, (const uint8_t *)buffer->data, buffer->size), 0);
+}
+
+//  The 64-bit check accepts what the exact one accepts and nothing else:
+//  an honest sequence, with its sum as the sample; a term off by one, a
+//  term not canonical, a last term that is not the sequence's, refused.
+static void s_test_sequence_checks(const zfed_service_t *fib)
+{
+    msgpack_sbuffer params_buffer, outputs_buffer;
+    msgpack_sbuffer_init(&params_buffer);
+    msgpack_sbuffer_init(&outputs_buffer);
+    uint32_t levels[] = {2, 10, 64, 92};
+    for (size_t index = 0; index < sizeof levels / sizeof levels[0]; index++) {
+        uint32_t level = levels[index];
+        uint64_t terms[ZFED_FIB_SMALL_MAX], sum = 0;
+        REQUIRE_INT(zfed_fib_small(level, terms, &sum), 0);
+        msgpack_unpacked params, outputs;
+        s_params(level, &params_buffer, &params);
+        zfed_sample_t sample;
+        zfed_fault_t fault;
+        s_sequence_outputs(level, terms, sum, level, NULL, &outputs_buffer, &outputs);
+        CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), 0);
+        CHECK(mpz_cmp_ui(mpq_numref(sample.values[0]), (unsigned long)sum) == 0);
+        zfed_sample_clear(&sample);
+        msgpack_unpacked_destroy(&outputs);
+        char text[32];
+        snprintf(text, sizeof text, "%llu", (unsigned long long)(terms[0] + 1));
+        s_sequence_outputs(level, terms, sum, 0, text, &outputs_buffer, &outputs);
+        CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), -1);
+        CHECK_STR(fault.field, "sequence");
+        msgpack_unpacked_destroy(&outputs);
+        snprintf(text, sizeof text, "0%llu", (unsigned long long)terms[1]);
+        s_sequence_outputs(level, terms, sum, 1, text, &outputs_buffer, &outputs);
+        CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), -1);
+        CHECK_STR(fault.field, "sequence");
+        msgpack_unpacked_destroy(&outputs);
+        //  A sequence that adds up, one more than the level allows.
+        uint64_t bigger[ZFED_FIB_SMALL_MAX];
+        memcpy(bigger, terms, sizeof bigger);
+        bigger[level - 1] += 1;
+        s_sequence_outputs(level, bigger, sum + 1, level, NULL, &outputs_buffer, &outputs);
+        CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), -1);
+        CHECK_STR(fault.field, "sum");
+        msgpack_unpacked_destroy(&outputs);
+        msgpack_unpacked_destroy(&params);
+    }
+    msgpack_sbuffer_destroy(&params_buffer);
+    msgpack_sbuffer_destroy(&outputs_buffer);
 }
 
 static void s_test_cost(const zfed_service_t *fib)
@@ -204,6 +283,7 @@ int main(void)
     CHECK(terms[91] == 4660046610375530309ULL); //  F(91)
 
     s_test_sum_bound(fib);
+    s_test_sequence_checks(fib);
     s_test_cost(fib);
 
     msgpack_unpacked_destroy(&global);
