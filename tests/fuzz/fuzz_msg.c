@@ -3,11 +3,14 @@
     Invariants: nothing crashes or leaks on any input; whatever decodes
     re-encodes to canonical bytes that decode to the same message and
     re-encode to exactly the same bytes; a decoded task's params and a
-    decoded result's outputs go through the fib service's validators.
+    decoded result's outputs go through the fib service's validators; the
+    decoder's object tree (zfed_tree_build) is msgpack-c's for whatever
+    passes the structural check, and it refuses what the check refuses.
 */
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
 #include "zfed/zfed_service.h"
+#include "zfed_test_msgpack.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -62,6 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          full_task != zfed_msg_task_id(whole) || full_attempt != zfed_msg_attempt(whole)))
         abort();
     zfed_msg_destroy(&whole);
+    if (size <= ZFED_BODY_MAX && !zfed_test_tree_agrees(data, size))
+        abort();
     //  Batch framing: every item it hands out lies inside the input.
     static zfed_view_t items[ZFED_BATCH_MAX];
     size_t count = 0;

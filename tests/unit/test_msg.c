@@ -9,6 +9,7 @@
 */
 #include "zfed/zfed_msg.h"
 #include "zfed_test.h"
+#include "zfed_test_msgpack.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -1543,6 +1544,8 @@ static void s_test_msgpack_check(void)
         CHECK_INT(rc, 0);
         if (rc != 0)
             fprintf(stderr, "  %s refused: %s\n", sample->name, reason);
+        //  The decoder's tree of it is msgpack-c's.
+        CHECK(zfed_test_tree_agrees(copy, sample->size));
         free(copy);
         //  Every proper prefix is truncated (or empty).
         for (size_t length = 0; length < sample->size; length++) {
@@ -2104,6 +2107,8 @@ static void s_test_fuzz(void)
         char reason[160];
         reason[0] = '\0';
         zfed_msg_t *msg = zfed_msg_decode(copy, size, reason, sizeof reason);
+        if (!zfed_test_tree_agrees(copy, size))
+            mismatches++;
         //  peek never crashes either, and agrees with a successful decode.
         char job_id[ZFED_JOB_ID_MAX + 1];
         uint32_t round = 0, task = 0, attempt = 0;
