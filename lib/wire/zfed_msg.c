@@ -1238,13 +1238,17 @@ static uint8_t *s_put_str(uint8_t *at, const char *text, size_t length)
     return at + length;
 }
 
+#define SBUFFER_FIRST_BYTES 256
+
 //  Room for bytes more after the buffer's size: 0, or -1 when out of
 //  memory (msgpack_sbuffer grows with realloc and frees with free).
 static int s_reserve(msgpack_sbuffer *buffer, size_t bytes)
 {
     if (buffer->alloc - buffer->size >= bytes)
         return 0;
-    size_t alloc = buffer->alloc ? buffer->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+    //  A first allocation the size of a small body, not msgpack-c's 8 KiB:
+    //  a worker's reply to each item of a batch is a buffer of its own.
+    size_t alloc = buffer->alloc ? buffer->alloc : SBUFFER_FIRST_BYTES;
     while (alloc - buffer->size < bytes)
         alloc *= 2;
     char *data = realloc(buffer->data, alloc);
