@@ -94,7 +94,9 @@ static void s_usage(void)
            "                       a copy in the job folder\n"
            "  --eval-data DIR      the folder of the set each round's model is evaluated on\n"
            "                       by the controller (mlp: t10k-*-ubyte.gz): test_accuracy\n"
-           "                       and test_loss per round\n"
+           "                       and test_loss per round, while the next round trains\n"
+           "  --eval-inline        evaluate each round's model before the next round starts\n"
+           "                       (the same figures; the sites wait for it)\n"
            "\n"
            "Where:\n"
            "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
@@ -160,6 +162,7 @@ enum {
     OPT_STATUS,
     OPT_JSON,
     OPT_FAIL_FAST,
+    OPT_EVAL_INLINE,
     OPT_INITIAL_MODEL,
     OPT_SEED,
     OPT_KEEP_MODELS,
@@ -208,6 +211,7 @@ static const struct option s_options[] = {
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
     {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
+    {"eval-inline", no_argument, NULL, OPT_EVAL_INLINE},
     {"initial-model", required_argument, NULL, OPT_INITIAL_MODEL},
     {"seed", required_argument, NULL, OPT_SEED},
     {"keep-models", required_argument, NULL, OPT_KEEP_MODELS},
@@ -289,8 +293,8 @@ static bool s_resume_allows(int option)
 {
     return option == OPT_CONNECT || option == OPT_WORKDIR || option == OPT_CURVE_CERT ||
            option == OPT_SERVER_KEY || option == OPT_RESUME || option == OPT_NO_PROGRESS ||
-           option == OPT_FAIL_FAST || option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' ||
-           option == 'q';
+           option == OPT_FAIL_FAST || option == OPT_EVAL_INLINE ||
+           option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' || option == 'q';
 }
 
 //  The command line as given: every option in order, recorded by the one
@@ -306,7 +310,7 @@ typedef struct {
     const char *job_file;
     const char *resume;
     const char *workdir; //  the last --workdir: where --resume looks
-    bool progress, status, as_json, fail_fast;
+    bool progress, status, as_json, fail_fast, eval_inline;
     //  Which flag set the task parameters (for errors about them), and
     //  how many levels --levels and --schedule gave (0: not given).
     const char *params_flag;
@@ -359,6 +363,9 @@ static void s_parse(s_args_t *args, int argc, char **argv)
             break;
         case OPT_FAIL_FAST:
             args->fail_fast = true;
+            break;
+        case OPT_EVAL_INLINE:
+            args->eval_inline = true;
             break;
         default:
             if (zfed_cli_common(PROGRAM, option, optarg, s_usage) == ZFED_CLI_EXIT)
@@ -572,7 +579,8 @@ int main(int argc, char **argv)
         zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
     zfed_controller_options_t options = {.resume = args.resume != NULL,
                                          .progress = args.progress ? stdout : NULL,
-                                         .fail_fast = args.fail_fast};
+                                         .fail_fast = args.fail_fast,
+                                         .eval_inline = args.eval_inline};
     zfed_controller_t *controller = zfed_controller_new(job, &options, &error);
     int outcome;
     if (controller) {

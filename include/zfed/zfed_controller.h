@@ -42,6 +42,10 @@ typedef struct {
     //  our key or has no worker for the service, fail at once instead of
     //  waiting for the round's deadline.
     bool fail_fast;
+    //  Score each round's model (a job with eval_data) before its record
+    //  is written and the next round starts, instead of while the next
+    //  round trains: the same figures, later.
+    bool eval_inline;
 } zfed_controller_options_t;
 
 //  job must have passed zfed_job_finish and outlive the controller.  NULL

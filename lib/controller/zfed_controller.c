@@ -7,6 +7,7 @@
     zfed_watch says early why a round hears nothing.
 */
 #include "zfed/zfed_controller.h"
+#include "controller/zfed_evaluation.h"
 #include "controller/zfed_job_private.h"
 #include "controller/zfed_progress.h"
 #include "controller/zfed_records.h"
@@ -33,13 +34,14 @@ struct _zfed_controller_t {
     zfed_watch_t *watch;
     bool models; //  a model service: model below is set up
     zfed_model_env_t model;
+    bool eval_owned; //  model.eval_data is ours to close (not the job's)
 };
 
 //  A model service's parts: the model files (the initial model written,
 //  or a resumed job's current model checked), the blob server when the
 //  global is too big to travel inline, the fetcher, the publisher.
 static int s_models_new(zfed_controller_t *self, const zfed_service_t *service, bool resume,
-                        zfed_error_t *error)
+                        bool eval_inline, zfed_error_t *error)
 {
     const zfed_job_t *job = self->job;
     zfed_model_env_t *model = &self->model;
@@ -86,8 +88,14 @@ static int s_models_new(zfed_controller_t *self, const zfed_service_t *service, 
     //  Evaluated here, not by a worker: the test set is the controller's
     //  (no site holds it), the model is already in its work folder, and a
     //  forward pass over 10,000 images costs tens of ms, less than sending
-    //  the model out and waiting for an answer would.
-    if (job->eval_data[0]) {
+    //  the model out and waiting for an answer would.  The set is the one
+    //  zfed_job_finish opened to check the folder (read once), or opened
+    //  here for a job finished without it.
+    model->eval_inline = eval_inline;
+    if (job->eval_set)
+        model->eval_data = job->eval_set;
+    else if (job->eval_data[0]) {
+        self->eval_owned = true;
         zfed_fault_t fault = {0};
         if (service->open_data(job->eval_data, ZFED_DATA_EVAL, &model->eval_data, &fault) != 0)
             return zfed_error_set(error, ZFED_E_INVALID, "eval_data", "%s", fault.text);
@@ -98,7 +106,10 @@ static int s_models_new(zfed_controller_t *self, const zfed_service_t *service, 
 static void s_models_destroy(zfed_controller_t *self)
 {
     const zfed_service_t *service = zfed_service_find(self->job->service);
-    if (self->model.eval_data && service)
+    if (self->model.evaluation) //  a run that did not settle: joined, dropped
+        zfed_evaluation_finish(&self->model.evaluation, NULL, NULL, 0);
+    json_decref(self->model.eval_aggregate);
+    if (self->model.eval_data && service && self->eval_owned)
         service->close_data(&self->model.eval_data);
     zfed_publish_destroy(&self->model.publish);
     zfed_fetcher_destroy(&self->model.fetcher);
@@ -182,6 +193,10 @@ int zfed_controller_run(zfed_controller_t *self)
         zfed_progress_print(self->progress, "job %s: resuming at round %u of %u\n", job->job_id,
                             next + 1, job->rounds);
     int outcome = s_probe_broker(self);
+    //  A resumed job whose last round was recorded before its evaluation
+    //  ended: evaluated first.
+    if (outcome == ZFED_RUN_COMPLETED && zfed_round_settle(&self->env) != 0)
+        outcome = ZFED_RUN_FAILED;
     for (uint32_t round = next; round < job->rounds && outcome == ZFED_RUN_COMPLETED; round++) {
         int rc = zfed_round_run(&self->env, round);
         if (rc == 1) {
@@ -195,6 +210,10 @@ int zfed_controller_run(zfed_controller_t *self)
             break;
         }
     }
+    //  The job never ends before its last evaluation: a failed or
+    //  interrupted job's records are settled too.
+    if (zfed_round_settle(&self->env) != 0 && outcome == ZFED_RUN_COMPLETED)
+        outcome = ZFED_RUN_FAILED;
     const char *status = outcome == ZFED_RUN_COMPLETED     ? "completed"
                          : outcome == ZFED_RUN_INTERRUPTED ? "interrupted"
                                                            : "failed";
@@ -254,7 +273,7 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
         goto err;
     }
     if (service->kind == ZFED_SERVICE_MODEL &&
-        s_models_new(self, service, options->resume, error) != 0)
+        s_models_new(self, service, options->resume, options->eval_inline, error) != 0)
         goto err;
     self->env = (zfed_round_env_t){.job = job,
                                    .service = service,

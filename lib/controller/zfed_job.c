@@ -94,6 +94,14 @@ int zfed_job_init(zfed_job_t *job)
     return job->params ? 0 : -1;
 }
 
+static void s_close_eval_set(zfed_job_t *job)
+{
+    const zfed_service_t *service = job->eval_set ? zfed_service_find(job->service) : NULL;
+    if (service)
+        service->close_data(&job->eval_set);
+    job->eval_set = NULL;
+}
+
 void zfed_job_clear(zfed_job_t *job)
 {
     json_decref(job->params);
@@ -103,6 +111,7 @@ void zfed_job_clear(zfed_job_t *job)
     json_decref(job->split_json);
     free(job->site_services);
     free(job->site_shards);
+    s_close_eval_set(job);
     job->params = job->task_params = job->round_params = NULL;
     job->sites = job->split_json = NULL;
     job->site_services = NULL;
@@ -1055,7 +1064,8 @@ static int s_read_split(zfed_job_t *job, const char *path, zfed_error_t *error)
 }
 
 //  Sites (from the job or its split): one task each, addressed to
-//  SERVICE@SITE; the evaluation folder, opened once to check it.
+//  SERVICE@SITE; the evaluation folder, opened once to check it and kept
+//  open for the controller.
 static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_error_t *error)
 {
     //  A resumed job has its sites in job.json and its split's copy in its
@@ -1073,11 +1083,10 @@ static int s_finish_sites(zfed_job_t *job, const zfed_service_t *service, zfed_e
         if (!service->evaluate)
             return zfed_error_set(error, ZFED_E_INVALID, "eval_data",
                                   "service %s evaluates no model", job->service);
-        void *data = NULL;
         zfed_fault_t fault = {0};
-        if (service->open_data(job->eval_data, ZFED_DATA_EVAL, &data, &fault) != 0)
+        s_close_eval_set(job);
+        if (service->open_data(job->eval_data, ZFED_DATA_EVAL, &job->eval_set, &fault) != 0)
             return zfed_error_set(error, ZFED_E_INVALID, "eval_data", "%s", fault.text);
-        service->close_data(&data);
         s_make_absolute(job->eval_data, sizeof job->eval_data);
     }
     if (!job->sites)

@@ -85,8 +85,12 @@ struct _zfed_job_t {
     //  of each site's shard, in task order (zfed_sites.h).  NULL: nothing
     //  to hold a result against.
     zfed_site_shard_t *site_shards;
-    //  The folder of the set each round's model is evaluated on.
+    //  The folder of the set each round's model is evaluated on, and that
+    //  set as the service's open_data loaded it when finish checked the
+    //  folder (NULL: none): the controller scores on it, so the set is
+    //  read once.  zfed_job_clear closes it.
     char eval_data[ZFED_JOB_PATH_MAX];
+    void *eval_set;
 };
 
 //  A task's params as its service sees them: in a job with sites, without

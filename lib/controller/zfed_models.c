@@ -428,6 +428,26 @@ int zfed_models_advance(zfed_models_t *self, const zfed_model_file_t *next, int6
     return 0;
 }
 
+int zfed_models_set_best(zfed_models_t *self, int64_t best_round, zfed_error_t *error)
+{
+    int64_t before = self->best_round;
+    if (best_round < 0 || best_round == before)
+        return 0;
+    char name[ZFED_MODELS_NAME_MAX], path[PATH_MAX], best[PATH_MAX];
+    s_round_name(name, best_round);
+    if (s_link(zfed_models_path(self, name, path),
+               zfed_models_path(self, ZFED_MODELS_BEST, best)) != 0)
+        return zfed_error_set(error, ZFED_E_IO, "", "cannot write %s: %s", best, strerror(errno));
+    self->best_round = best_round;
+    //  The best before is no round's global any more (it is older than
+    //  the pending round, which is current).
+    if (self->job->keep == ZFED_KEEP_BEST && before >= 0 && before != self->current.round) {
+        s_round_name(name, before);
+        s_remove(self, name);
+    }
+    return 0;
+}
+
 int zfed_models_finish(zfed_models_t *self, bool completed, zfed_error_t *error)
 {
     char path[PATH_MAX], final[PATH_MAX];

@@ -92,6 +92,12 @@ void zfed_models_round_names(const zfed_models_t *self, uint32_t round, zfed_mod
 int zfed_models_advance(zfed_models_t *self, const zfed_model_file_t *next, int64_t best_round,
                         zfed_error_t *error);
 
+//  A round evaluated after the round that followed it advanced (its
+//  evaluation overlapped the next round's training, or a resumed job's
+//  pending round): best_model.safetensors follows best_round, which may
+//  be that round, and keep_models best drops the best before.  0 or -1.
+int zfed_models_set_best(zfed_models_t *self, int64_t best_round, zfed_error_t *error);
+
 //  The job ends: model.safetensors is the current model; when it
 //  completed, a round file the policy does not keep goes too.  0 or -1.
 int zfed_models_finish(zfed_models_t *self, bool completed, zfed_error_t *error);

@@ -7,6 +7,7 @@
 #include "zfed/zfed_version.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,11 @@ struct _zfed_records_t {
     json_t *model_state;
     //  Resume: the identities earlier rounds excluded (--exclude-liars).
     json_t *excluded;
+    //  A model round whose record was written before its evaluation
+    //  ended (ZFED_RECORDS_EVAL_PENDING): that record, and its round
+    //  (-1: none).  Only the last round can be pending.
+    json_t *pending;
+    int64_t pending_round;
 };
 
 //  ---------------------------------------------------------------------
@@ -177,13 +183,28 @@ static json_t *s_round_summary(const json_t *record)
     return summary;
 }
 
-//  A round that is on disk counts: best round and summary.
+//  Whether a record waits for its evaluation's figures.
+static bool s_eval_pending(const json_t *record)
+{
+    const char *eval = json_string_value(json_object_get(record, "eval"));
+    return eval && strcmp(eval, ZFED_RECORDS_EVAL_PENDING) == 0;
+}
+
+//  A round that is on disk counts: best round and summary.  A round whose
+//  evaluation is pending is kept, and competes for best once its figures
+//  are in (zfed_records_evaluated): rounds compete in order either way.
 static void s_count_round(zfed_records_t *self, uint32_t round, const json_t *record,
                           const mpq_t *aggregate)
 {
-    double number;
-    json_t *value = s_metric_value(self, record, &number);
-    s_consider_best(self, round, aggregate, number, value);
+    if (s_eval_pending(record)) {
+        json_decref(self->pending);
+        self->pending = json_incref((json_t *)record);
+        self->pending_round = round;
+    } else {
+        double number;
+        json_t *value = s_metric_value(self, record, &number);
+        s_consider_best(self, round, aggregate, number, value);
+    }
     json_array_append_new(self->summaries, s_round_summary(record));
     self->next_round = round + 1;
 }
@@ -261,6 +282,37 @@ int zfed_records_close_model_round(zfed_records_t *self, uint32_t round, json_t 
     json_decref(self->model_state);
     self->model_state = json_incref(json_object_get(record, "state"));
     s_count_round(self, round, record, NULL);
+    return 0;
+}
+
+int64_t zfed_records_pending(zfed_records_t *self)
+{
+    return self->pending_round;
+}
+
+int zfed_records_evaluated(zfed_records_t *self, const json_t *figures, zfed_error_t *error)
+{
+    uint32_t round = (uint32_t)self->pending_round;
+    json_t *record = self->pending;
+    if (json_object_update(record, (json_t *)figures) != 0 || json_object_del(record, "eval") != 0)
+        return zfed_error_set(error, ZFED_E_NOMEM, "", "round %u: out of memory", round);
+    //  Written whole in place of the pending one (temporary file, fsync,
+    //  rename): a kill leaves one or the other.
+    if (zfed_store_write_round(self->store, round, record) != 0)
+        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
+                              round, zfed_store_path(self->store), strerror(errno));
+    self->pending = NULL;
+    self->pending_round = -1;
+    //  The summary's entry for the round is the last one.
+    json_t *summary = json_array_get(self->summaries, json_array_size(self->summaries) - 1);
+    json_t *brief = s_round_summary(record);
+    if (summary && brief)
+        json_object_update(summary, brief);
+    json_decref(brief);
+    double number;
+    json_t *value = s_metric_value(self, record, &number);
+    s_consider_best(self, round, NULL, number, value);
+    json_decref(record);
     return 0;
 }
 
@@ -374,6 +426,13 @@ static int s_resume(zfed_records_t *self, zfed_error_t *error)
             zfed_records_set_model_global(self, round, json_incref(global));
             json_decref(self->model_state);
             self->model_state = json_incref(json_object_get(record, "state"));
+            if (self->pending_round >= 0) {
+                json_decref(record);
+                return zfed_error_set(error, ZFED_E_CORRUPT, "",
+                                      "round %" PRId64 "'s record waits for its evaluation, yet "
+                                      "round %u's record follows it",
+                                      self->pending_round, round);
+            }
             s_count_round(self, round, record, NULL);
             json_decref(record);
             continue;
@@ -451,6 +510,7 @@ zfed_records_t *zfed_records_new(const zfed_job_t *job, const zfed_service_t *se
     self->job = job;
     self->service = service;
     self->best_round = -1;
+    self->pending_round = -1;
     self->started_wall_ms = zfed_wall_ms();
     mpq_init(self->best_aggregate);
     self->summaries = json_array();
@@ -501,6 +561,7 @@ void zfed_records_destroy(zfed_records_t **self_p)
     json_decref(self->model_value);
     json_decref(self->model_state);
     json_decref(self->excluded);
+    json_decref(self->pending);
     mpq_clear(self->best_aggregate);
     free(self);
     *self_p = NULL;

@@ -75,6 +75,19 @@ int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *recor
 void zfed_records_set_model_global(zfed_records_t *self, int64_t round, json_t *value);
 int zfed_records_close_model_round(zfed_records_t *self, uint32_t round, json_t *record,
                                    const json_t *aggregate, zfed_error_t *error);
+//  A model round's record may be written before its evaluation ends
+//  (the next round trains meanwhile): it then has "eval": "pending" and
+//  no figures, counts as closed (the next round's global is its
+//  aggregate) but competes for the best round only once
+//  zfed_records_evaluated adds its figures and writes it again.  Only
+//  the last record can be pending; a resumed job evaluates it first.
+#define ZFED_RECORDS_EVAL_PENDING "pending"
+//  The round whose record is pending, or -1.
+int64_t zfed_records_pending(zfed_records_t *self);
+//  The pending round's figures (test_accuracy, ..., eval_us): added to
+//  its record, which is written again durably; then it counts for the
+//  best round and the summary.  0, or -1 with the error.
+int zfed_records_evaluated(zfed_records_t *self, const json_t *figures, zfed_error_t *error);
 //  After a resume: the last record's global model and its optimiser
 //  state ("state", NULL when none), borrowed; NULL when no round closed.
 const json_t *zfed_records_model_value(zfed_records_t *self);

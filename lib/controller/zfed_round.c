@@ -1195,26 +1195,16 @@ static int s_close_model_round(zfed_round_env_t *self, round_t *round)
     if (!record || !aggregate) {
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", round->number);
         rc = -1;
-    } else if (zfed_mround_evaluate(self, round, record) != 0)
-        rc = -1;
+    } else if (zfed_round_settle(self) != 0 || zfed_mround_evaluate(self, round, record) != 0)
+        rc = -1; //  the previous round's figures are written before this record
     else if (zfed_records_close_model_round(self->records, round->number, record, aggregate,
                                             &error) != 0 ||
              zfed_mround_advance(self, round, &error) != 0) {
         snprintf(self->failure, sizeof self->failure, "%.*s", FAILURE_REASON_MAX, error.message);
         rc = -1;
     } else {
-        char text[160];
-        const char *hex = json_string_value(json_object_get(aggregate, "sha256"));
-        int used =
-            snprintf(text, sizeof text, "sha256 %.16s... (%" JSON_INTEGER_FORMAT " bytes)",
-                     hex ? hex : "?", json_integer_value(json_object_get(aggregate, "size")));
-        const json_t *accuracy = json_object_get(record, "test_accuracy");
-        if (accuracy && used > 0 && (size_t)used < sizeof text)
-            snprintf(text + used, sizeof text - (size_t)used, ", test accuracy %.4f, loss %.4f",
-                     json_real_value(accuracy),
-                     json_real_value(json_object_get(record, "test_loss")));
         zfed_progress_round_t view = s_view(self, round, zfed_clock_ms());
-        zfed_progress_round_closed(self->progress, &view, text, duration_us);
+        rc = zfed_mround_evaluate_start(self, round, aggregate, &view, duration_us, record);
     }
     json_decref(record);
     json_decref(aggregate);

@@ -45,6 +45,17 @@ typedef struct {
     //  The job's eval_data as the service's open_data loaded it (NULL:
     //  no evaluation): each round's global model is scored on it.
     void *eval_data;
+    //  --eval-inline: each round's model is scored before its record is
+    //  written and the next round starts; otherwise while the next round
+    //  trains (JOB.md), the record written pending and finished by
+    //  zfed_round_settle.
+    bool eval_inline;
+    //  The pending round's scoring (NULL: none, or a resumed job's pending
+    //  round, scored by zfed_round_settle itself) and its progress line.
+    struct _zfed_evaluation_t *evaluation;
+    json_t *eval_aggregate;
+    zfed_progress_round_t eval_view;
+    int64_t eval_duration_us;
 } zfed_model_env_t;
 
 //  What every round of a job runs with.
@@ -82,6 +93,13 @@ typedef struct {
 //  Sets up the scratch buffers (the other fields are the caller's).
 void zfed_round_env_init(zfed_round_env_t *env);
 void zfed_round_env_clear(zfed_round_env_t *env);
+
+//  The pending round's evaluation (zfed_records_pending), if any: waited
+//  for (or, after a resume, run), its figures written into its record,
+//  the best round and best_model.safetensors brought up to date.  A model
+//  round calls it before writing its own record; the job before it ends.
+//  0, or -1 (env->failure says why).
+int zfed_round_settle(zfed_round_env_t *env);
 
 //  Runs round number.  0: closed and recorded; -1: failed (env->failure
 //  says why); 1: interrupted.

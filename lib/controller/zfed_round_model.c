@@ -19,6 +19,7 @@
     or refused by reference is released; one that arrives late, twice, or
     while the round aggregates is released at once.
 */
+#include "controller/zfed_evaluation.h"
 #include "controller/zfed_job_private.h"
 #include "controller/zfed_pass.h"
 #include "controller/zfed_round_private.h"
@@ -581,40 +582,115 @@ static void s_done(zfed_round_env_t *self, round_t *round)
     s_release_all(mround, self->job->tasks);
 }
 
+//  ---------------------------------------------------------------------
+//  Evaluation (MODELS.md 9.3): inline, before the record is written, or
+//  pipelined: the record is written pending, the next round's tasks go
+//  out with the new global, and the round's model is scored on a thread
+//  meanwhile; its figures are written before the next round's record.
+
 int zfed_mround_evaluate(zfed_round_env_t *self, const round_t *round, json_t *record)
 {
     zfed_model_env_t *env = self->model;
     if (!env->eval_data)
         return 0;
-    int64_t started_us = zfed_clock_us();
-    char path[PATH_MAX], reason[REASON_MAX];
+    if (!env->eval_inline)
+        return json_object_set_new(record, "eval", json_string(ZFED_RECORDS_EVAL_PENDING));
+    char path[PATH_MAX];
     zfed_models_path(env->models, round->model->out.name, path);
-    zfed_model_t *model = zfed_safetensors_load(path, NULL, reason, sizeof reason);
-    msgpack_unpacked params;
-    zfed_fault_t fault = {0};
-    //  Every task's params give the same model (check_global said so for
-    //  each): the first's say how to read it.
-    int rc = model && round->tasks[0].params
-                 ? zfed_unpack(&params, round->tasks[0].params, round->tasks[0].params_size)
-                 : -1;
-    if (rc == 0) {
-        zfed_job_service_params(self->job, &params.data);
-        rc = self->service->evaluate(&params.data, model, env->eval_data, record, &fault);
-        msgpack_unpacked_destroy(&params);
-    } else if (model)
-        zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "cannot unpack the task's params");
-    else
-        zfed_fault_set(&fault, ZFED_ERR_INTERNAL, "", "%s", reason);
-    zfed_model_destroy(&model);
-    if (rc != 0) {
-        snprintf(self->failure, sizeof self->failure,
-                 "round %u: cannot evaluate its model: %s%s%.*s", round->number, fault.field,
-                 fault.field[0] ? ": " : "", FAILURE_REASON_MAX - 64, fault.text);
-        return -1;
+    zfed_evaluation_t *evaluation = zfed_evaluation_start(
+        self->job, self->service, env->eval_data, round->number, path, round->tasks[0].params,
+        round->tasks[0].params_size, false, self->failure, sizeof self->failure);
+    return evaluation
+               ? zfed_evaluation_finish(&evaluation, record, self->failure, sizeof self->failure)
+               : -1;
+}
+
+void zfed_mround_report(zfed_round_env_t *self, const zfed_progress_round_t *view,
+                        const json_t *aggregate, const json_t *record, int64_t duration_us)
+{
+    char text[160];
+    const char *hex = json_string_value(json_object_get(aggregate, "sha256"));
+    int used = snprintf(text, sizeof text, "sha256 %.16s... (%" JSON_INTEGER_FORMAT " bytes)",
+                        hex ? hex : "?", json_integer_value(json_object_get(aggregate, "size")));
+    const json_t *accuracy = json_object_get(record, "test_accuracy");
+    if (accuracy && used > 0 && (size_t)used < sizeof text)
+        snprintf(text + used, sizeof text - (size_t)used, ", test accuracy %.4f, loss %.4f",
+                 json_real_value(accuracy), json_real_value(json_object_get(record, "test_loss")));
+    zfed_progress_round_closed(self->progress, view, text, duration_us);
+}
+
+int zfed_mround_evaluate_start(zfed_round_env_t *self, const round_t *round,
+                               const json_t *aggregate, const zfed_progress_round_t *view,
+                               int64_t duration_us, const json_t *record)
+{
+    zfed_model_env_t *env = self->model;
+    if (zfed_records_pending(self->records) != (int64_t)round->number) {
+        zfed_mround_report(self, view, aggregate, record, duration_us);
+        return 0;
     }
-    json_object_set_new(record, "eval_us",
-                        json_integer((json_int_t)(zfed_clock_us() - started_us)));
+    char path[PATH_MAX];
+    zfed_models_path(env->models, round->model->out.name, path);
+    env->evaluation = zfed_evaluation_start(
+        self->job, self->service, env->eval_data, round->number, path, round->tasks[0].params,
+        round->tasks[0].params_size, true, self->failure, sizeof self->failure);
+    if (!env->evaluation)
+        return -1;
+    env->eval_aggregate = json_incref((json_t *)aggregate);
+    env->eval_view = *view;
+    env->eval_duration_us = duration_us;
     return 0;
+}
+
+int zfed_round_settle(zfed_round_env_t *self)
+{
+    zfed_model_env_t *env = self->model;
+    if (!env || !env->eval_data || zfed_records_pending(self->records) < 0)
+        return 0;
+    uint32_t number = (uint32_t)zfed_records_pending(self->records);
+    //  A resumed job's pending round: scored here, before anything else.
+    if (!env->evaluation) {
+        const zfed_model_file_t *current = zfed_models_current(env->models);
+        char path[PATH_MAX];
+        uint8_t *params = NULL;
+        size_t params_size = 0;
+        zfed_error_t error;
+        if (current->round != (int64_t)number ||
+            zfed_job_pack_params(self->job, number, 0, &params, &params_size, &error) != 0) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: cannot evaluate its model: not the current one", number);
+            free(params);
+            return -1;
+        }
+        zfed_models_path(env->models, current->name, path);
+        env->evaluation =
+            zfed_evaluation_start(self->job, self->service, env->eval_data, number, path, params,
+                                  params_size, false, self->failure, sizeof self->failure);
+        free(params);
+        if (!env->evaluation)
+            return -1;
+    }
+    //  (Without figures, finish fails "out of memory", and still joins.)
+    json_t *figures = json_object();
+    zfed_error_t error;
+    int rc = zfed_evaluation_finish(&env->evaluation, figures, self->failure, sizeof self->failure);
+    if (rc == 0 &&
+        (zfed_records_evaluated(self->records, figures, &error) != 0 ||
+         zfed_models_set_best(env->models, zfed_records_best_round(self->records), &error) != 0)) {
+        snprintf(self->failure, sizeof self->failure, "%.*s", FAILURE_REASON_MAX, error.message);
+        rc = -1;
+    }
+    if (rc == 0 && env->eval_aggregate)
+        zfed_mround_report(self, &env->eval_view, env->eval_aggregate, figures,
+                           env->eval_duration_us);
+    else if (rc == 0)
+        zfed_progress_print(self->progress,
+                            "round %u evaluated on resume: test accuracy %.4f, loss %.4f\n", number,
+                            json_real_value(json_object_get(figures, "test_accuracy")),
+                            json_real_value(json_object_get(figures, "test_loss")));
+    json_decref(env->eval_aggregate);
+    env->eval_aggregate = NULL;
+    json_decref(figures);
+    return rc;
 }
 
 zfed_mround_status_t zfed_mround_step(zfed_round_env_t *self, round_t *round, int64_t now)

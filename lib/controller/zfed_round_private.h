@@ -253,10 +253,22 @@ json_t *zfed_mround_pass_json(const round_t *round);
 //  The optimiser state written ({"m": {"sha256", "file"}, "v": ...}), or
 //  json null.
 json_t *zfed_mround_state_json(const round_t *round);
-//  With the job's eval_data: the round's new global scored by the
-//  service's evaluate hook, its figures (mlp: test_accuracy, test_loss,
-//  test_samples) and eval_us added to record.  0, or -1 with self->failure.
+//  With the job's eval_data, before the record is written: inline, the
+//  round's new global scored by the service's evaluate hook, its figures
+//  (mlp: test_accuracy, test_loss, test_samples) and eval_us added to
+//  record; pipelined, "eval": "pending" added (zfed_records).  0, or -1
+//  with self->failure.
 int zfed_mround_evaluate(zfed_round_env_t *self, const round_t *round, json_t *record);
+//  Once the record is durable and the round advanced: a pending round's
+//  scoring starts on a thread of its own (zfed_round_settle ends it and
+//  shows the round's line); any other round's line is shown now.  0, or
+//  -1 with self->failure.
+int zfed_mround_evaluate_start(zfed_round_env_t *self, const round_t *round,
+                               const json_t *aggregate, const zfed_progress_round_t *view,
+                               int64_t duration_us, const json_t *record);
+//  A model round's progress line: its aggregate and figures.
+void zfed_mround_report(zfed_round_env_t *self, const zfed_progress_round_t *view,
+                        const json_t *aggregate, const json_t *record, int64_t duration_us);
 //  The aggregate becomes the current global once the record is durable
 //  (and the keep policy goes through the model files).  0, or -1.
 int zfed_mround_advance(zfed_round_env_t *self, round_t *round, zfed_error_t *error);

@@ -19,7 +19,8 @@ import unittest
 
 import numpy as np
 
-from zfedtest import PYTHON_PACKAGE_DIR, SOURCE_DIR, Cluster, binary, main, sanitizer_report
+from zfedtest import (PYTHON_PACKAGE_DIR, SOURCE_DIR, Cluster, binary, main, sanitizer_report,
+                      wait_for)
 
 sys.path.insert(0, PYTHON_PACKAGE_DIR)
 import zfed  # noqa: E402
@@ -276,6 +277,72 @@ class Federated(unittest.TestCase):
         for process in self.cluster.processes:
             if process.name in self.workers:
                 self.assertNotIn("the task is for site", process.log())
+
+    def evaluation(self, job_id):
+        """Per round: its figures and its model's digest, as records say."""
+        return [(r["round"], r["test_accuracy"], r["test_loss"], r["test_samples"],
+                 r["aggregate"]["sha256"]) for r in self.rounds(job_id)]
+
+    def test_pipelined_evaluation_equals_inline(self):
+        # Default: round r's model is scored while round r + 1 trains.
+        args = ("--split", self.split, "--rounds", "3", "--seed", "4", "--eval-data", FASHION,
+                "--select", "test_accuracy:max", "--keep-models", "best")
+        result = self.run_job("piped", *args)
+        self.assertEqual(result.returncode, 0, result.err)
+        result = self.run_job("inline", "--eval-inline", *args)
+        self.assertEqual(result.returncode, 0, result.err)
+        piped, inline = self.evaluation("piped"), self.evaluation("inline")
+        self.assertEqual([entry[0] for entry in piped], [0, 1, 2])
+        self.assertEqual(piped, inline)  # exact: the same floats
+        for job_id in ("piped", "inline"):
+            for record in self.rounds(job_id):
+                self.assertNotIn("eval", record)  # no round left pending
+                self.assertGreater(record["eval_us"], 0)
+        summaries = [self.cluster.summary(job_id) for job_id in ("piped", "inline")]
+        self.assertEqual([[(r["test_accuracy"], r["test_loss"]) for r in s["rounds"]]
+                          for s in summaries], [[e[1:3] for e in inline]] * 2)
+        self.assertEqual(summaries[0]["best"], summaries[1]["best"])
+        best = [e[1] for e in inline].index(max(e[1] for e in inline))
+        self.assertEqual(summaries[0]["best_round"], best)
+        files = []
+        for job_id in ("piped", "inline"):
+            with open(os.path.join(self.cluster.workdir, job_id, "best_model.safetensors"),
+                      "rb") as handle:
+                files.append(handle.read())
+            # keep_models best: the best round's file is the only one left.
+            self.assertEqual(os.listdir(os.path.join(self.cluster.workdir, job_id, "models")),
+                             ["round-%06d.safetensors" % best])
+        self.assertEqual(files[0], files[1])
+
+    def test_resume_evaluates_a_round_recorded_before_its_evaluation(self):
+        # gamma has no workers: each round waits out the grace period with
+        # alpha's and beta's results in, so round r's record stays pending
+        # for 1.5 s while round r + 1 runs.
+        args = ("--sites", "alpha,beta,gamma", "--quorum", "2", "--grace", "1.5", "--rounds",
+                "2", "--seed", "7", "--eval-data", FASHION, "--select", "test_accuracy:max")
+        controller = self.cluster.start_controller("--service", "mlp", "--job-id", "killed",
+                                                   "--no-progress", *args)
+        record = os.path.join(self.cluster.workdir, "killed", "rounds", "round-000000.json")
+
+        def pending():
+            try:
+                with open(record) as handle:
+                    return json.load(handle).get("eval") == "pending"
+            except (OSError, ValueError):
+                return False
+        wait_for(pending, timeout=60, interval=0.01, what="round 0 recorded, evaluation pending")
+        controller.kill()
+        with open(record) as handle:
+            self.assertNotIn("test_accuracy", json.load(handle))
+        result = self.cluster.run_controller("--resume", "killed", "--no-progress", timeout=120)
+        self.assertEqual(result.returncode, 0, result.err)
+        result = self.run_job("whole", *args)
+        self.assertEqual(result.returncode, 0, result.err)
+        self.assertEqual(self.evaluation("killed"), self.evaluation("whole"))
+        killed, whole = self.cluster.summary("killed"), self.cluster.summary("whole")
+        self.assertEqual([r["test_accuracy"] for r in killed["rounds"]],
+                         [r["test_accuracy"] for r in whole["rounds"]])
+        self.assertEqual(killed["best"], whole["best"])
 
     def test_a_site_without_workers_counts_against_the_quorum(self):
         sites = "alpha,beta,gamma"
