@@ -16,13 +16,20 @@
      training (transfer, aggregation, evaluation, records): 1 - the sum
      over rounds of the slowest site's compute time / the job's wall time;
      the rest split into what the records say (aggregation pass,
-     evaluation, the round's wait beyond its slowest training);
+     evaluation, the round's wait beyond its slowest training).  The job
+     runs as the controller runs it by default (round r's model evaluated
+     while round r + 1 trains) and with --eval-inline (evaluated between
+     rounds, every site waiting), back to back, and with --baseline DIR
+     also with DIR's zfed-controller (another build: "before");
+     --time-only runs just these IID jobs (--repeat N times each,
+     interleaved);
   4. a site's local epoch: zfed's C trainer vs numpy (OpenBLAS) and
      PyTorch CPU on the same 12,000 images, 1 thread each (what a site's
      worker runs on), median of --timed epochs; and the C trainer with
      plain loops in place of OpenBLAS (what OpenBLAS is worth).
 
     bench/mlp_bench.sh --fl [--rounds 20] [--noniid-rounds 20] [--out FILE]
+    bench/mlp_bench.sh --fl --time-only [--repeat 2] [--baseline BUILD_DIR]
 
 Every process runs on this machine: 5 site workers, the broker and the
 controller share its cores (the load is printed: other users' too).
@@ -86,10 +93,10 @@ class Cluster:
                               os.path.join(out, site), "--name", site])
         return os.path.join(out, "split.json")
 
-    def job(self, job_id, split, rounds, *args):
+    def job(self, job_id, split, rounds, *args, controller=None):
         started = time.monotonic()
         result = subprocess.run(
-            [self.program("zfed-controller"), "--connect", self.endpoint, "--workdir",
+            [controller or self.program("zfed-controller"), "--connect", self.endpoint, "--workdir",
              os.path.join(self.work, "jobs"), "--job-id", job_id, "--service", "mlp",
              "--split", split, "--eval-data", FASHION, "--select", "test_accuracy:max",
              "--rounds", str(rounds), "--round-timeout", "600", "--no-progress"] + list(args),
@@ -117,17 +124,77 @@ class Cluster:
                 process.kill()
 
 
-def time_shares(run):
-    """Where the IID job's wall time went, in seconds."""
-    training = sum(max(e["compute_us"] for e in r["results"]) for r in run["records"]) / 1e6
-    rounds = sum(r["duration_us"] for r in run["records"]) / 1e6
-    aggregation = sum(r["pass"]["duration_us"] for r in run["records"]) / 1e6
-    evaluation = sum(r["eval_us"] for r in run["records"]) / 1e6
+def time_shares(run, inline):
+    """Where the IID job's wall time went, in seconds.  Inline, every
+    round's evaluation is outside its round (duration_us ends when the
+    pass wrote the model) and before the next; pipelined, it overlaps the
+    next round (its CPU time then slows the sites' training: compute_us
+    says so) and only the last round's is waited for alone."""
+    records = run["records"]
+    training = sum(max(e["compute_us"] for e in r["results"]) for r in records) / 1e6
+    rounds = sum(r["duration_us"] for r in records) / 1e6
+    aggregation = sum(r["pass"]["duration_us"] for r in records) / 1e6
+    evaluations = [r["eval_us"] / 1e6 for r in records]
+    waited = sum(evaluations) if inline else evaluations[-1]
     return {"wall_s": run["wall_s"], "training_s": training, "rounds_s": rounds,
-            "aggregation_s": aggregation, "evaluation_s": evaluation,
+            "aggregation_s": aggregation, "evaluation_s": waited,
+            "evaluation_overlapped_s": sum(evaluations) - waited,
             "rounds_beyond_training_s": rounds - training - aggregation,
-            "outside_rounds_s": run["wall_s"] - rounds - evaluation,
+            "outside_rounds_s": run["wall_s"] - rounds - waited,
             "outside_training_share": 1 - training / run["wall_s"]}
+
+
+def print_shares(label, shares):
+    print("%s: %.1f s wall; training (slowest site per round) %.1f s; outside training "
+          "%.1f %%" % (label, shares["wall_s"], shares["training_s"],
+                       100 * shares["outside_training_share"]))
+    print("  aggregation passes %.3f s, evaluation waited for %.3f s (%.3f s more overlapped "
+          "the next round), rounds beyond their slowest training and aggregation %.3f s, "
+          "outside rounds (start, records, between rounds) %.3f s" % (
+              shares["aggregation_s"], shares["evaluation_s"], shares["evaluation_overlapped_s"],
+              shares["rounds_beyond_training_s"], shares["outside_rounds_s"]))
+
+
+def time_only(args, work, loads):
+    """The IID fedavg job, pipelined, inline and (--baseline) another
+    build's controller, interleaved --repeat times."""
+    cluster = Cluster(args.build, work)
+    kinds = [("pipelined", [], None), ("--eval-inline", ["--eval-inline"], None)]
+    if args.baseline:
+        kinds.append(("baseline", [], os.path.join(args.baseline, "zfed-controller")))
+    results = {label: [] for label, _, _ in kinds}
+    try:
+        iid = cluster.split("iid", "iid", args.sites)
+        for repeat in range(args.repeat):
+            for label, extra, controller in kinds:
+                run = cluster.job("iid-%s-%d" % (label.strip("-"), repeat), iid, args.rounds,
+                                  *extra, controller=controller)
+                run["shares"] = time_shares(run, label != "pipelined")
+                run["load"] = load()
+                results[label].append(run)
+    finally:
+        cluster.close()
+    loads["end"] = load()
+    print("zfed federated benchmark, time only: IID, %d sites, %d rounds" % (args.sites,
+                                                                           args.rounds))
+    print("machine: %s, %d cores; load average (1, 5, 15 min): %s" % (
+        platform.processor() or platform.machine(), os.cpu_count(),
+        "; ".join("%s %s" % item for item in loads.items())))
+    reference = results["--eval-inline"][0]
+    for label, runs in results.items():
+        for number, run in enumerate(runs):
+            same = (run["accuracy"] == reference["accuracy"] and
+                    run["loss"] == reference["loss"])
+            print_shares("%s #%d (load after: %s; figures %s inline's)" % (
+                label, number, run["load"], "equal to" if same else "DIFFER from"),
+                run["shares"])
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump({label: [{"wall_s": r["wall_s"], "shares": r["shares"], "load": r["load"],
+                                "accuracy": r["accuracy"]} for r in runs]
+                       for label, runs in results.items()} | {"load": loads}, handle, indent=2)
+        print("\nresults: %s" % args.out)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def epoch_times(build, site, timed):
@@ -156,14 +223,20 @@ def main():
     parser.add_argument("--sites", type=int, default=5)
     parser.add_argument("--timed", type=int, default=3)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--time-only", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--baseline", default=None)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="zfed-fl-bench-")
     loads = {"start": load()}
+    if args.time_only:
+        return time_only(args, work, loads)
     cluster = Cluster(args.build, work)
     try:
         iid = cluster.split("iid", "iid", args.sites)
         noniid = cluster.split("lab", "labels:2", args.sites)
         runs = {"iid fedavg": cluster.job("iid-fedavg", iid, args.rounds)}
+        inline = cluster.job("iid-fedavg-inline", iid, args.rounds, "--eval-inline")
         runs["iid fedavgm b.5"] = cluster.job("iid-fedavgm", iid, args.rounds, "--aggregate",
                                               "fedavgm", "--beta1", "0.5")
         loads["after iid"] = load()
@@ -180,7 +253,8 @@ def main():
                              FASHION, "--test", FASHION, "--epochs", str(args.rounds)])
     epochs = epoch_times(args.build, os.path.join(work, "iid", "iid-0"), args.timed)
     loads["end"] = load()
-    shares = time_shares(runs["iid fedavg"])
+    shares = time_shares(runs["iid fedavg"], False)
+    inline_shares = time_shares(inline, True)
 
     print("zfed federated benchmark: 2NN, lr 0.05, batch 32, 1 local epoch, %d sites" %
           args.sites)
@@ -209,13 +283,11 @@ def main():
         print("%-18s final %.4f, best %.4f (round %d)" % (
             name, accuracy[-1], max(accuracy), accuracy.index(max(accuracy))))
     print()
-    print("IID job, %d rounds: %.1f s wall; training (slowest site per round) %.1f s; outside "
-          "training %.1f %%" % (args.rounds, shares["wall_s"], shares["training_s"],
-                                100 * shares["outside_training_share"]))
-    print("  aggregation passes %.3f s, evaluation %.3f s, rounds beyond their slowest training "
-          "and aggregation %.3f s, outside rounds (start, records, between rounds) %.3f s" % (
-              shares["aggregation_s"], shares["evaluation_s"],
-              shares["rounds_beyond_training_s"], shares["outside_rounds_s"]))
+    print_shares("IID job, %d rounds, evaluation while the next round trains" % args.rounds,
+                 shares)
+    print_shares("the same job with --eval-inline, next (figures %s)" % (
+        "equal" if inline["accuracy"] == runs["iid fedavg"]["accuracy"] else "DIFFER"),
+        inline_shares)
     print()
     print("a site's local epoch (12,000 images), 1 thread, median of %d:" % (2 * args.timed))
     numpy = epochs["numpy (OpenBLAS)"]["median_s"]
@@ -224,7 +296,8 @@ def main():
                                                           figures["min_s"],
                                                           figures["median_s"] / numpy))
     result = {"runs": {n: {k: v for k, v in r.items() if k != "records"} for n, r in runs.items()},
-              "centralised": centralised, "time": shares, "epoch": epochs, "load": loads}
+              "centralised": centralised, "time": shares, "time_inline": inline_shares,
+              "epoch": epochs, "load": loads}
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle, indent=2)
