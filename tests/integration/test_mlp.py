@@ -313,6 +313,21 @@ class Federated(unittest.TestCase):
             self.assertEqual(os.listdir(os.path.join(self.cluster.workdir, job_id, "models")),
                              ["round-%06d.safetensors" % best])
         self.assertEqual(files[0], files[1])
+        # Only the last record can wait for its evaluation: a pending one
+        # followed by another is refused, never half-trusted.
+        copy = os.path.join(self.cluster.workdir, "pending-first")
+        shutil.copytree(os.path.join(self.cluster.workdir, "piped"), copy)
+        for name, key, value in (("job.json", "job_id", "pending-first"),
+                                 (os.path.join("rounds", "round-000000.json"), "eval", "pending")):
+            with open(os.path.join(copy, name)) as handle:
+                record = json.load(handle)
+            record[key] = value
+            with open(os.path.join(copy, name), "w") as handle:
+                json.dump(record, handle)
+        result = self.cluster.run_controller("--resume", "pending-first", "--no-progress")
+        self.assertEqual(result.returncode, 1, result.err)
+        self.assertIn("round 0's record waits for its evaluation, yet round 1's record follows it",
+                      result.err)
 
     def test_resume_evaluates_a_round_recorded_before_its_evaluation(self):
         # gamma has no workers: each round waits out the grace period with
