@@ -180,6 +180,9 @@ typedef struct {
     //  file).  evaluate scores a model (of a layout check_global accepts
     //  for params) on EVAL data: adds its figures to metrics (mlp:
     //  "test_accuracy", "test_loss", "test_samples").  0, or -1 + fault.
+    //  The controller calls it on a thread of its own (one evaluation at
+    //  a time), so it must not depend on the calling thread: a thread
+    //  count it needs (OpenBLAS's) it sets on every call.
     int (*open_data)(const char *dir, zfed_data_role_t role, void **data, zfed_fault_t *fault);
     void (*close_data)(void **data);
     int (*evaluate)(const msgpack_object *params, const zfed_model_t *model, const void *data,
