@@ -654,11 +654,17 @@ int zfed_round_settle(zfed_round_env_t *self)
         uint8_t *params = NULL;
         size_t params_size = 0;
         zfed_error_t error;
-        if (current->round != (int64_t)number ||
-            zfed_job_pack_params(self->job, number, 0, &params, &params_size, &error) != 0) {
+        if (current->round != (int64_t)number) {
             snprintf(self->failure, sizeof self->failure,
-                     "round %u: cannot evaluate its model: not the current one", number);
-            free(params);
+                     "round %u: cannot evaluate its model: the current global is round %" PRId64
+                     "'s",
+                     number, current->round);
+            return -1;
+        }
+        if (zfed_job_pack_params(self->job, number, 0, &params, &params_size, &error) != 0) {
+            snprintf(self->failure, sizeof self->failure,
+                     "round %u: cannot evaluate its model: %.*s", number, FAILURE_REASON_MAX / 2,
+                     error.message);
             return -1;
         }
         zfed_models_path(env->models, current->name, path);
