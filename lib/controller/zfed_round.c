@@ -381,10 +381,16 @@ static void s_handle_error(zfed_round_env_t *self, round_t *round, const zfed_ms
     task_t *task = &round->tasks[index];
     round->errors++;
     char who[REASON_MAX];
-    snprintf(round->last_error_text, sizeof round->last_error_text, "task %u: %s%s%s (%u, from %s)",
-             index, zfed_msg_error_field(message), zfed_msg_error_field(message)[0] ? ": " : "",
-             zfed_msg_error_text(message), zfed_msg_error_code(message),
-             s_who(round, message, who, sizeof who));
+    //  The round's last error, for its log line and summary: cut short when
+    //  a 512-byte message and a long identity do not fit (the round
+    //  record's error list below keeps each part whole).
+    int length =
+        snprintf(round->last_error_text, sizeof round->last_error_text,
+                 "task %u: %s%s%s (%u, from %s)", index, zfed_msg_error_field(message),
+                 zfed_msg_error_field(message)[0] ? ": " : "", zfed_msg_error_text(message),
+                 zfed_msg_error_code(message), s_who(round, message, who, sizeof who));
+    if (length >= (int)sizeof round->last_error_text)
+        memcpy(round->last_error_text + sizeof round->last_error_text - 4, "...", 4);
     round->last_error = round->last_error_text;
     if (json_array_size(round->error_list) < ROUND_ERRORS_KEPT)
         json_array_append_new(
