@@ -387,8 +387,10 @@ static void s_parse(s_args_t *args, int argc, char **argv)
     for (size_t index = 0; args->resume && index < args->count; index++)
         if (!s_resume_allows(args->given[index].option))
             zfed_cli_fail(PROGRAM,
-                          "--resume: a resumed job keeps its own settings; only --connect, "
-                          "--workdir, --curve-cert and --server-key may change (not --%s)",
+                          "--resume: a resumed job keeps its own settings; only where it runs "
+                          "(--connect, --workdir, --curve-cert, --server-key) and how "
+                          "(--no-progress, --fail-fast, --eval-inline, --log-level, -v, -q) "
+                          "may change (not --%s)",
                           s_flag_name(args->given[index].option));
 }
 

@@ -113,8 +113,15 @@ class Resume(unittest.TestCase):
     def test_only_where_and_how_may_change(self):
         result = run("zfed-controller", "--resume", "a", "--tasks=3")
         self.assertEqual(result.returncode, 2)
-        self.assertIn("only --connect, --workdir, --curve-cert and --server-key may change "
-                      "(not --tasks)", result.stderr)
+        self.assertIn("only where it runs (--connect, --workdir, --curve-cert, --server-key) "
+                      "and how (--no-progress, --fail-fast, --eval-inline, --log-level, -v, -q) "
+                      "may change (not --tasks)", result.stderr)
+        # What it names it takes: a resumed job told how to run is not
+        # refused for it (it then fails only because job a is not there).
+        for option in ("--no-progress", "--fail-fast", "--eval-inline", "-q"):
+            result = run("zfed-controller", "--resume", "a", option)
+            self.assertEqual(result.returncode, 2)
+            self.assertNotIn("keeps its own settings", result.stderr)
 
     def test_resume_takes_the_new_endpoint_however_it_is_spelt(self):
         with Cluster("usage-moved") as cluster:
