@@ -47,6 +47,11 @@ void zfed_sha256_thread_done(void);
 
 //  Lower-case hex of a digest into hex (ZFED_SHA256_HEX_SIZE bytes); returns hex.
 char *zfed_sha256_hex(const uint8_t digest[ZFED_SHA256_SIZE], char *hex);
+//  The digest whose lower-case hex is text (length bytes, no terminator
+//  needed): exactly 2 x ZFED_SHA256_SIZE digits 0-9a-f, nothing else.
+//  0, or -1 (digest untouched past the first bad digit) for NULL or any
+//  other text.
+int zfed_sha256_from_hex(const char *text, size_t length, uint8_t digest[ZFED_SHA256_SIZE]);
 
 #ifdef __cplusplus
 }

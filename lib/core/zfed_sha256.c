@@ -150,3 +150,27 @@ char *zfed_sha256_hex(const uint8_t digest[ZFED_SHA256_SIZE], char *hex)
     hex[2 * ZFED_SHA256_SIZE] = '\0';
     return hex;
 }
+
+//  A lower-case hex digit's value, or -1.
+static int s_hex_digit(char digit)
+{
+    if (digit >= '0' && digit <= '9')
+        return digit - '0';
+    if (digit >= 'a' && digit <= 'f')
+        return digit - 'a' + 10;
+    return -1;
+}
+
+int zfed_sha256_from_hex(const char *text, size_t length, uint8_t digest[ZFED_SHA256_SIZE])
+{
+    if (!text || length != 2 * ZFED_SHA256_SIZE)
+        return -1;
+    for (size_t index = 0; index < ZFED_SHA256_SIZE; index++) {
+        int high = s_hex_digit(text[2 * index]);
+        int low = s_hex_digit(text[2 * index + 1]);
+        if (high < 0 || low < 0)
+            return -1;
+        digest[index] = (uint8_t)(high << 4 | low);
+    }
+    return 0;
+}

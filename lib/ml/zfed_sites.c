@@ -8,34 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  The split's entry of site name, or NULL.
-static const json_t *s_entry(const json_t *split, const char *name)
+//  The split's site whose key (a string) is value, or NULL: by "name" for
+//  a site, by "sha256" for the site a shard is of.
+static const json_t *s_site_where(const json_t *split, const char *key, const char *value)
 {
     size_t index;
     const json_t *entry;
     json_array_foreach(json_object_get(split, "sites"), index, entry)
     {
-        const char *text = json_string_value(json_object_get(entry, "name"));
-        if (text && strcmp(text, name) == 0)
+        const char *text = json_string_value(json_object_get(entry, key));
+        if (text && strcmp(text, value) == 0)
             return entry;
     }
     return NULL;
-}
-
-//  64 lower-case hex digits into digest.  0 or -1.
-static int s_parse_hex(const char *text, size_t length, uint8_t digest[ZFED_SHA256_SIZE])
-{
-    static const char digits[] = "0123456789abcdef";
-    if (!text || length != 2 * ZFED_SHA256_SIZE)
-        return -1;
-    for (size_t i = 0; i < ZFED_SHA256_SIZE; i++) {
-        const char *high = text[2 * i] ? strchr(digits, text[2 * i]) : NULL;
-        const char *low = text[2 * i + 1] ? strchr(digits, text[2 * i + 1]) : NULL;
-        if (!high || !low)
-            return -1;
-        digest[i] = (uint8_t)((high - digits) << 4 | (low - digits));
-    }
-    return 0;
 }
 
 int zfed_sites_shards(const json_t *split, const char *path, const json_t *sites,
@@ -47,7 +32,7 @@ int zfed_sites_shards(const json_t *split, const char *path, const json_t *sites
         return zfed_error_set(error, ZFED_E_NOMEM, "", "out of memory");
     for (size_t index = 0; index < count; index++) {
         const char *name = json_string_value(json_array_get(sites, index));
-        const json_t *entry = name ? s_entry(split, name) : NULL;
+        const json_t *entry = name ? s_site_where(split, "name", name) : NULL;
         const json_t *samples = json_object_get(entry, "count");
         const json_t *sha256 = json_object_get(entry, "sha256");
         if (!json_is_integer(samples) || json_integer_value(samples) < 1) {
@@ -56,8 +41,8 @@ int zfed_sites_shards(const json_t *split, const char *path, const json_t *sites
                                   "%s: site %s has no count (its shard's samples, at least 1)",
                                   path, name ? name : "?");
         }
-        if (s_parse_hex(json_string_value(sha256), json_string_length(sha256),
-                        table[index].sha256) != 0) {
+        if (zfed_sha256_from_hex(json_string_value(sha256), json_string_length(sha256),
+                                 table[index].sha256) != 0) {
             free(table);
             return zfed_error_set(error, ZFED_E_INVALID, "split",
                                   "%s: site %s has no sha256 (its shard's, %d lower-case hex "
@@ -74,15 +59,7 @@ int zfed_sites_shards(const json_t *split, const char *path, const json_t *sites
 //  The name of the split's site whose shard has digest hex, or NULL.
 static const char *s_owner(const json_t *split, const char *hex)
 {
-    size_t index;
-    const json_t *entry;
-    json_array_foreach(json_object_get(split, "sites"), index, entry)
-    {
-        const char *digest = json_string_value(json_object_get(entry, "sha256"));
-        if (digest && strcmp(digest, hex) == 0)
-            return json_string_value(json_object_get(entry, "name"));
-    }
-    return NULL;
+    return json_string_value(json_object_get(s_site_where(split, "sha256", hex), "name"));
 }
 
 int zfed_sites_check(const json_t *split, const char *site, const zfed_site_shard_t *expected,
@@ -93,7 +70,7 @@ int zfed_sites_check(const json_t *split, const char *site, const zfed_site_shar
     const msgpack_object *digest = zfed_map_get(outputs, ZFED_OUTPUT_DATA_SHA256);
     uint8_t bytes[ZFED_SHA256_SIZE];
     if (!digest || digest->type != MSGPACK_OBJECT_STR ||
-        s_parse_hex(digest->via.str.ptr, digest->via.str.size, bytes) != 0) {
+        zfed_sha256_from_hex(digest->via.str.ptr, digest->via.str.size, bytes) != 0) {
         snprintf(reason, reason_size,
                  "site %s: " ZFED_OUTPUT_DATA_SHA256 ": %s (the SHA-256 of the shard the result "
                  "was trained on)",
@@ -136,7 +113,7 @@ int zfed_sites_check_data(const json_t *split, const char *path, const char *sit
                           const uint8_t digest[ZFED_SHA256_SIZE], uint64_t count, char *reason,
                           size_t reason_size)
 {
-    const json_t *entry = s_entry(split, site);
+    const json_t *entry = s_site_where(split, "name", site);
     if (!entry) {
         snprintf(reason, reason_size, "%s lists no site %s", path, site);
         return -1;
@@ -144,7 +121,7 @@ int zfed_sites_check_data(const json_t *split, const char *path, const char *sit
     const json_t *sha256 = json_object_get(entry, "sha256");
     const json_t *samples = json_object_get(entry, "count");
     uint8_t want[ZFED_SHA256_SIZE];
-    if (s_parse_hex(json_string_value(sha256), json_string_length(sha256), want) != 0 ||
+    if (zfed_sha256_from_hex(json_string_value(sha256), json_string_length(sha256), want) != 0 ||
         !json_is_integer(samples)) {
         snprintf(reason, reason_size,
                  "%s: site %s has no sha256 or count (written by an older zfed-split?)", path,

@@ -474,11 +474,9 @@ static int s_check_metrics(const msgpack_object *params, const msgpack_object *o
     }
     //  Which data it was: the controller holds it against the split.
     const msgpack_object *digest = zfed_map_get(outputs, ZFED_OUTPUT_DATA_SHA256);
-    bool hex = digest && digest->type == MSGPACK_OBJECT_STR &&
-               digest->via.str.size == 2 * ZFED_SHA256_SIZE;
-    for (uint32_t i = 0; hex && i < digest->via.str.size; i++)
-        hex = digest->via.str.ptr[i] && strchr("0123456789abcdef", digest->via.str.ptr[i]);
-    if (!hex) {
+    uint8_t bytes[ZFED_SHA256_SIZE];
+    if (!digest || digest->type != MSGPACK_OBJECT_STR ||
+        zfed_sha256_from_hex(digest->via.str.ptr, digest->via.str.size, bytes) != 0) {
         zfed_fault_set(fault, ZFED_ERR_INVALID_PARAM, ZFED_OUTPUT_DATA_SHA256,
                        "%s: the SHA-256 of the site's shard, %d lower-case hex digits",
                        digest ? "must be" : "missing", 2 * ZFED_SHA256_SIZE);

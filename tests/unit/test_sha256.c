@@ -132,9 +132,33 @@ static void test_files(void)
     free(as);
 }
 
+//  from_hex reads back what hex writes, and nothing else.
+static void test_from_hex(void)
+{
+    const char *abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    uint8_t digest[ZFED_SHA256_SIZE];
+    char hex[ZFED_SHA256_HEX_SIZE];
+    CHECK(zfed_sha256_from_hex(abc, strlen(abc), digest) == 0);
+    CHECK_STR(zfed_sha256_hex(digest, hex), abc);
+    CHECK_INT(digest[0], 0xba);
+    CHECK_INT(digest[ZFED_SHA256_SIZE - 1], 0xad);
+    char bad[ZFED_SHA256_HEX_SIZE];
+    const char *flaws = "Agx -"; //  and the terminator, read as a digit
+    for (size_t flaw = 0; flaw < strlen(flaws) + 1; flaw++)
+        for (size_t at = 0; at < 2 * ZFED_SHA256_SIZE; at += 21) {
+            memcpy(bad, abc, sizeof bad);
+            bad[at] = flaws[flaw];
+            CHECK(zfed_sha256_from_hex(bad, 2 * ZFED_SHA256_SIZE, digest) == -1);
+        }
+    CHECK(zfed_sha256_from_hex(abc, strlen(abc) - 1, digest) == -1);
+    CHECK(zfed_sha256_from_hex(abc, strlen(abc) + 1, digest) == -1);
+    CHECK(zfed_sha256_from_hex(NULL, 64, digest) == -1);
+}
+
 int main(void)
 {
     test_vectors();
     test_files();
+    test_from_hex();
     ZFED_TEST_END();
 }
