@@ -133,6 +133,15 @@ class ModelForgery(unittest.TestCase):
             figure("forged model results refused", forger.replies)
 
 
+
+def ask(socket, frames, what="a reply"):
+    """Sends one message on a client socket and returns the answer's frames
+    (an AssertionError naming what was asked if none comes in 10 s)."""
+    socket.send_multipart(frames)
+    if not socket.poll(10000):
+        raise AssertionError("no answer to %s" % (what,))
+    return socket.recv_multipart()
+
 class Stamp(unittest.TestCase):
     """The extension on the wire, as a peer in another language sees it."""
 
@@ -143,24 +152,18 @@ class Stamp(unittest.TestCase):
             cluster.wait_workers(1)
             socket = cluster.client()
             ticket = b"zfed.ticket" + (0x0102030405060708).to_bytes(8, "big")
-            socket.send_multipart([b"", MDPC, b"fib", ticket, task_body("j", 0, 3, LEVEL)])
-            self.assertTrue(socket.poll(10000))
-            frames = socket.recv_multipart()
+            frames = ask(socket, [b"", MDPC, b"fib", ticket, task_body("j", 0, 3, LEVEL)])
             self.assertEqual(len(frames), 5, frames)
             self.assertEqual(frames[3][:18], b"zfed.stamp" + ticket[11:])
             self.assertRegex(frames[3][18:].decode(), r"^peer:\d+$")
             reply = msgpack.unpackb(frames[4], raw=False)
             self.assertEqual(reply[0:5], ["zfed.result", 1, "j", 0, 3])
             # No ticket, no stamp: plain 7/MDP.
-            socket.send_multipart([b"", MDPC, b"fib", task_body("j", 0, 4, LEVEL)])
-            self.assertTrue(socket.poll(10000))
-            frames = socket.recv_multipart()
+            frames = ask(socket, [b"", MDPC, b"fib", task_body("j", 0, 4, LEVEL)])
             self.assertEqual(len(frames), 4)
             self.assertEqual(msgpack.unpackb(frames[3], raw=False)[4], 4)
             # The broker's own answers are stamped too, as "broker".
-            socket.send_multipart([b"", MDPC, b"fib", ticket])
-            self.assertTrue(socket.poll(10000))
-            frames = socket.recv_multipart()
+            frames = ask(socket, [b"", MDPC, b"fib", ticket])
             self.assertEqual(frames[3], b"zfed.stamp" + ticket[11:] + b"broker")
             self.assertEqual(msgpack.unpackb(frames[4], raw=False)[7], 400)
             socket.close()
@@ -179,9 +182,7 @@ class Stamp(unittest.TestCase):
             asked = {}
             for service, body in ((b"mmi.service", b"fib"), (b"mmi.service", b"nothing"),
                                   (b"mmi.status", b""), (b"mmi.other", b"x")):
-                socket.send_multipart([b"", MDPC, service, ticket, body])
-                self.assertTrue(socket.poll(10000), service)
-                frames = socket.recv_multipart()
+                frames = ask(socket, [b"", MDPC, service, ticket, body], service)
                 self.assertEqual(frames[:4], [b"", MDPC, service, stamp], frames)
                 self.assertEqual(len(frames), 5, frames)
                 asked[(service, body)] = frames[4]
@@ -192,15 +193,12 @@ class Stamp(unittest.TestCase):
             self.assertIs(status["stamps"], True)
             self.assertEqual(status["services"]["fib"]["workers"], 1)
             # A ticket and nothing else is still a request with no body.
-            socket.send_multipart([b"", MDPC, b"mmi.service", ticket])
-            self.assertTrue(socket.poll(10000))
-            frames = socket.recv_multipart()
+            frames = ask(socket, [b"", MDPC, b"mmi.service", ticket])
             self.assertEqual(frames[3], stamp)
             self.assertEqual(msgpack.unpackb(frames[4], raw=False)[7], 400)
             # Without a ticket, as before: plain 8/MMI.
-            socket.send_multipart([b"", MDPC, b"mmi.service", b"fib"])
-            self.assertTrue(socket.poll(10000))
-            self.assertEqual(socket.recv_multipart(), [b"", MDPC, b"mmi.service", b"200"])
+            self.assertEqual(ask(socket, [b"", MDPC, b"mmi.service", b"fib"]),
+                             [b"", MDPC, b"mmi.service", b"200"])
             socket.close()
             figure("mmi.service fib with a ticket", asked[(b"mmi.service", b"fib")].decode())
 
