@@ -45,6 +45,10 @@ char *zfed_bigint_format(const mpz_t value);
 //  Parse text[0..length) as a canonical decimal into an initialised mpq.
 int zfed_decimal_parse(const char *text, size_t length, mpq_t value);
 
+//  Whether text[0..length) is what zfed_decimal_parse accepts, without
+//  GMP or allocation: for a reader that only checks the spelling.
+bool zfed_decimal_valid(const char *text, size_t length);
+
 //  Decimal text of value, rounded half away from zero to at most
 //  fraction_digits digits after the point, trailing zeros removed.  *exact
 //  (if not NULL) says whether the text equals value exactly.  The caller

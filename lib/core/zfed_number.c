@@ -116,10 +116,20 @@ char *zfed_bigint_format(const mpz_t value)
     return s_mpz_digits(value);
 }
 
-int zfed_decimal_parse(const char *text, size_t length, mpq_t value)
+//  A canonical decimal's parts: sign, integer digits, fraction digits.
+typedef struct {
+    bool negative;
+    const char *integer;
+    size_t integer_length;
+    const char *fraction; //  NULL without a point
+    size_t fraction_length;
+} s_decimal_t;
+
+//  Splits text[0..length) into parts; false unless it is canonical.
+static bool s_decimal_split(const char *text, size_t length, s_decimal_t *parts)
 {
     if (!text || length == 0 || length > ZFED_NUMBER_MAX_CHARS)
-        return -1;
+        return false;
 
     bool negative = text[0] == MINUS_SIGN;
     const char *cursor = negative ? text + 1 : text;
@@ -131,20 +141,38 @@ int zfed_decimal_parse(const char *text, size_t length, mpq_t value)
     const char *fraction = point ? point + 1 : NULL;
 
     if (!s_is_canonical_integer(cursor, integer_length))
-        return -1;
+        return false;
     if (point) {
         //  "1." and "1.50" both have a shorter spelling, so neither is
         //  canonical; the fraction must end in a non-zero digit.
         if (fraction_length == 0 || fraction[fraction_length - 1] == '0')
-            return -1;
+            return false;
         for (size_t index = 0; index < fraction_length; index++) {
             if (!s_is_digit(fraction[index]))
-                return -1;
+                return false;
         }
     }
     //  Zero has no sign: "-0" would be a second spelling of "0".
     if (negative && !point && integer_length == 1 && cursor[0] == '0')
+        return false;
+    *parts = (s_decimal_t){negative, cursor, integer_length, fraction, fraction_length};
+    return true;
+}
+
+bool zfed_decimal_valid(const char *text, size_t length)
+{
+    s_decimal_t parts;
+    return s_decimal_split(text, length, &parts);
+}
+
+int zfed_decimal_parse(const char *text, size_t length, mpq_t value)
+{
+    s_decimal_t parts;
+    if (!s_decimal_split(text, length, &parts))
         return -1;
+    bool negative = parts.negative;
+    const char *cursor = parts.integer, *fraction = parts.fraction;
+    size_t integer_length = parts.integer_length, fraction_length = parts.fraction_length;
 
     //  The value is all the digits as one integer over 10^fraction_length.
     char *digits = malloc(integer_length + fraction_length + 1);
