@@ -61,6 +61,11 @@
 //  A model service's own sockets: its blob service and its fetcher.
 #define MODEL_SOCKETS 2
 #define FILES_SPARE   64
+//  Finished jobs kept for the next requests, with their buffers' room: a
+//  job per task was a calloc and two buffers' allocations per task.
+#define SPARE_JOBS 64
+//  A job whose reply or outputs buffer grew past this is freed, not kept.
+#define SPARE_BUFFER_MAX (64 * 1024)
 
 typedef struct _connection_t connection_t;
 
@@ -73,6 +78,7 @@ typedef struct {
     zmq_msg_t body;
     zmq_msg_t data; //  a model task's data frame (its inline global), or empty
     msgpack_sbuffer reply;
+    msgpack_sbuffer outputs; //  the service's scratch buffer
     bool is_error;
     unsigned items;  //  task bodies answered (a batch holds several)
     unsigned errors; //  of which answered with an error body
@@ -118,6 +124,8 @@ struct _zfed_worker_t {
     connection_t *connections;
     compute_t *computes;
     zfed_link_t pending;
+    zfed_link_t spare_jobs; //  SPARE_JOBS at most, I/O thread only
+    size_t spare_count;
     zmq_pollitem_t *items;
     connection_t **item_connection; //  per poll item: its connection, or NULL
     size_t item_count;
@@ -246,15 +254,12 @@ static unsigned s_answer(const zfed_worker_t *self, const connection_t *connecti
 //  Runs one task body and writes its reply body (result or error) into
 //  reply.  Returns the number of errors (0 or 1).
 static unsigned s_execute_body(const zfed_worker_t *self, const connection_t *connection,
-                               const void *data, size_t size, msgpack_sbuffer *reply)
+                               const void *data, size_t size, msgpack_sbuffer *outputs,
+                               msgpack_sbuffer *reply)
 {
-    msgpack_sbuffer outputs;
-    msgpack_sbuffer_init(&outputs);
     zfed_fault_t ignored;
-    unsigned errors = s_answer(self, connection, zfed_task_decode(data, size, &ignored), data, size,
-                               &outputs, reply);
-    msgpack_sbuffer_destroy(&outputs);
-    return errors;
+    return s_answer(self, connection, zfed_task_decode(data, size, &ignored), data, size, outputs,
+                    reply);
 }
 
 //  Answers one item of a batch with fault, without running it.
@@ -329,8 +334,8 @@ static bool s_refuse_batched(const connection_t *connection, const zfed_view_t *
 //  A batch request: every item is a task body; the reply is a batch with
 //  one reply body per item, in the same order.
 static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *connection,
-                                const void *data, size_t size, msgpack_sbuffer *reply,
-                                unsigned *answered)
+                                const void *data, size_t size, msgpack_sbuffer *outputs,
+                                msgpack_sbuffer *reply, unsigned *answered)
 {
     char reason[REASON_MAX];
     //  Sized to the batch, not to ZFED_BATCH_MAX, and not zeroed: three
@@ -375,8 +380,6 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
         zfed_warn("%s: refusing a batch of %zu tasks unrun: %s", connection->name, count,
                   costly.text);
     }
-    msgpack_sbuffer outputs; //  one scratch buffer for the batch's outputs
-    msgpack_sbuffer_init(&outputs);
     for (size_t index = 0; index < count; index++) {
         msgpack_sbuffer_init(&replies[index]);
         if (self->service->kind == ZFED_SERVICE_MODEL)
@@ -386,14 +389,13 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
             failed[index] = true;
         } else {
             failed[index] = s_answer(self, connection, tasks[index], items[index].data,
-                                     items[index].size, &outputs, &replies[index]);
+                                     items[index].size, outputs, &replies[index]);
             tasks[index] = NULL; //  s_answer took it
         }
         errors += failed[index];
         answers[index].data = (const uint8_t *)replies[index].data;
         answers[index].size = replies[index].size;
     }
-    msgpack_sbuffer_destroy(&outputs);
     if (count)
         *answered = (unsigned)count;
     errors += s_fit_batch(connection, items, replies, answers, failed, count);
@@ -420,13 +422,14 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
     size_t size = zmq_msg_size(&job->body);
     job->items = 1;
     if (zfed_batch_is(data, size))
-        job->errors = s_execute_batch(self, job->connection, data, size, &job->reply, &job->items);
+        job->errors = s_execute_batch(self, job->connection, data, size, &job->outputs, &job->reply,
+                                      &job->items);
     else if (self->service->kind == ZFED_SERVICE_MODEL) {
         s_play_straggler(self->config.delay_ms);
         job->errors = zfed_model_execute(&self->runner, job->connection->name, data, size,
                                          &job->model, &job->reply);
     } else
-        job->errors = s_execute_body(self, job->connection, data, size, &job->reply);
+        job->errors = s_execute_body(self, job->connection, data, size, &job->outputs, &job->reply);
     job->is_error = job->errors > 0;
 }
 
@@ -439,9 +442,67 @@ static void s_job_destroy(job_t **job_p)
     zmq_msg_close(&job->body);
     zmq_msg_close(&job->data);
     msgpack_sbuffer_destroy(&job->reply);
+    msgpack_sbuffer_destroy(&job->outputs);
     zfed_model_job_clear(&job->model);
     free(job);
     *job_p = NULL;
+}
+
+//  A job for a request of connection: a spare one, emptied when it was
+//  put back, or a new one.  NULL when out of memory.
+static job_t *s_job_new(zfed_worker_t *self, connection_t *connection)
+{
+    zfed_link_t *spare = zfed_list_first(&self->spare_jobs);
+    job_t *job;
+    if (spare) {
+        zfed_link_remove(spare);
+        self->spare_count--;
+        job = zfed_container_of(spare, job_t, link);
+    } else {
+        job = calloc(1, sizeof *job);
+        if (!job)
+            return NULL;
+        zfed_link_init(&job->link);
+        zmq_msg_init(&job->body);
+        zmq_msg_init(&job->data);
+        msgpack_sbuffer_init(&job->reply);
+        msgpack_sbuffer_init(&job->outputs);
+    }
+    job->connection = connection;
+    job->generation = connection->mdpw.generation;
+    return job;
+}
+
+//  Done with a job: kept as a spare (emptied, its buffers' room kept)
+//  while there are fewer than SPARE_JOBS, else freed.  I/O thread only.
+static void s_job_release(zfed_worker_t *self, job_t **job_p)
+{
+    job_t *job = *job_p;
+    if (!job)
+        return;
+    if (self->spare_count >= SPARE_JOBS || job->reply.alloc > SPARE_BUFFER_MAX ||
+        job->outputs.alloc > SPARE_BUFFER_MAX) {
+        s_job_destroy(job_p);
+        return;
+    }
+    *job_p = NULL;
+    zfed_link_remove(&job->link);
+    zmq_msg_close(&job->body);
+    zmq_msg_close(&job->data);
+    zmq_msg_init(&job->body);
+    zmq_msg_init(&job->data);
+    zfed_model_job_clear(&job->model);
+    memset(&job->model, 0, sizeof job->model);
+    msgpack_sbuffer_clear(&job->reply);
+    msgpack_sbuffer_clear(&job->outputs);
+    job->connection = NULL;
+    job->generation = 0;
+    job->address_size = 0;
+    job->is_error = false;
+    job->items = 0;
+    job->errors = 0;
+    zfed_list_push_back(&self->spare_jobs, &job->link);
+    self->spare_count++;
 }
 
 //  Compute thread: receives job pointers, runs them, sends them back.
@@ -606,7 +667,7 @@ static void s_finish(zfed_worker_t *self, job_t *job)
         return;
     }
     s_send_reply(self, job);
-    s_job_destroy(&job);
+    s_job_release(self, &job);
 }
 
 static void s_submit(zfed_worker_t *self, job_t *job)
@@ -656,7 +717,7 @@ static void s_fail_waiter(zfed_worker_t *self, job_t *job, const char *reason)
     job->errors = 1;
     job->is_error = true;
     s_send_reply(self, job);
-    s_job_destroy(&job);
+    s_job_release(self, &job);
 }
 
 //  Runs a job again with the global it waited for (one use of it taken),
@@ -667,7 +728,7 @@ static void s_resume(zfed_worker_t *self, job_t *job, zfed_cached_t *global)
     if (job->generation != job->connection->mdpw.generation) {
         zfed_cached_release(&global);
         self->stats.abandoned++;
-        s_job_destroy(&job);
+        s_job_release(self, &job);
         return;
     }
     job->model.fetched = global;
@@ -849,19 +910,13 @@ static void s_await_global(zfed_worker_t *self, job_t *job)
 static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_mdp_t *mdp)
 {
     zfed_frames_t *frames = &self->frames;
-    job_t *job = calloc(1, sizeof *job);
+    job_t *job = s_job_new(self, connection);
     if (!job) {
         zfed_error("%s: out of memory for a task", connection->name);
         return;
     }
-    zfed_link_init(&job->link);
-    job->connection = connection;
-    job->generation = connection->mdpw.generation;
     memcpy(job->address, mdp->address.data, mdp->address.size);
     job->address_size = mdp->address.size;
-    zmq_msg_init(&job->body);
-    zmq_msg_init(&job->data);
-    msgpack_sbuffer_init(&job->reply);
     connection->in_flight++;
     //  zfed bodies are one frame; a model task may have its data frame.
     bool model = self->service->kind == ZFED_SERVICE_MODEL;
@@ -877,7 +932,7 @@ static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_
         job->items = 1;
         job->errors = 1;
         s_send_reply(self, job);
-        s_job_destroy(&job);
+        s_job_release(self, &job);
         return;
     }
     zmq_msg_move(&job->body, &frames->part[mdp->body_index]);
@@ -904,6 +959,8 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
     zfed_mdpw_t *mdpw = &connection->mdpw;
     bool accepted_before = mdpw->heard_since_ready;
     zfed_mdpw_heard(mdpw, mdp.command);
+    if (!accepted_before && mdpw->heard_since_ready && connection->index == 0)
+        self->items_dirty = true; //  the monitor leaves the poll set
     switch (mdp.command) {
     case ZFED_MDP_REQUEST:
         s_request(self, connection, &mdp);
@@ -946,8 +1003,19 @@ static void s_connection_readable(zfed_worker_t *self, connection_t *connection)
 //  ---------------------------------------------------------------------
 //  Timers and the loop
 
+//  Connection 0 has a socket its broker has not yet answered on.
+static bool s_link_unproven(const zfed_worker_t *self)
+{
+    const zfed_mdpw_t *mdpw = &self->connections[0].mdpw;
+    return mdpw->socket && !mdpw->heard_since_ready;
+}
+
 static void s_tick(zfed_worker_t *self, int64_t now)
 {
+    //  The monitor's events since the last tick (it is polled only while
+    //  connection 0 is unproven), before a silent broker is judged on them.
+    if (self->linkmon && !s_link_unproven(self))
+        zfed_linkmon_handle(self->linkmon);
     for (unsigned index = 0; index < self->config.concurrency; index++) {
         connection_t *connection = &self->connections[index];
         bool had_socket = connection->mdpw.socket != NULL;
@@ -997,7 +1065,13 @@ static int s_rebuild_items(zfed_worker_t *self)
     self->item_connection[count] = NULL;
     self->items[count++] = (zmq_pollitem_t){NULL, signal_fd >= 0 ? signal_fd : 0,
                                             (short)(signal_fd >= 0 ? ZMQ_POLLIN : 0), 0};
-    void *monitor = self->linkmon ? zfed_linkmon_socket(self->linkmon) : NULL;
+    //  The monitor only while connection 0 waits for its broker to take a
+    //  READY: that is when a refused handshake needs explaining at once.
+    //  A socket in the poll set costs two system calls per zmq_poll (its
+    //  ZMQ_EVENTS, before and after the wait) even when it is silent, so
+    //  once the broker answers, its events wait for the next tick.
+    void *monitor =
+        self->linkmon && s_link_unproven(self) ? zfed_linkmon_socket(self->linkmon) : NULL;
     void *blob = self->blob ? zfed_blob_server_socket(self->blob) : NULL;
     void *fetcher = self->fetcher ? zfed_fetcher_socket(self->fetcher) : NULL;
     void *extra[] = {monitor, blob, fetcher};
@@ -1297,6 +1371,7 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
     self->config = *config;
     self->service = service;
     zfed_link_init(&self->pending);
+    zfed_link_init(&self->spare_jobs);
     zfed_link_init(&self->downloads);
     if (config->curve_cert) {
         self->curve = zfed_curve_client_new(config->curve_cert, config->curve_server_key);
@@ -1380,6 +1455,10 @@ void zfed_worker_destroy(zfed_worker_t **self_p)
     }
     zfed_link_t *link;
     while ((link = zfed_list_first(&self->pending)) != NULL) {
+        job_t *job = zfed_container_of(link, job_t, link);
+        s_job_destroy(&job);
+    }
+    while ((link = zfed_list_first(&self->spare_jobs)) != NULL) {
         job_t *job = zfed_container_of(link, job_t, link);
         s_job_destroy(&job);
     }
