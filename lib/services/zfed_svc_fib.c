@@ -132,20 +132,6 @@ static char *s_display(const zfed_fib_t *fib)
     return text;
 }
 
-//  Decimal text of value into text (at least 21 bytes); returns its length.
-static size_t s_u64_text(uint64_t value, char *text)
-{
-    char reversed[20];
-    size_t length = 0;
-    do {
-        reversed[length++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
-    for (size_t index = 0; index < length; index++)
-        text[index] = reversed[length - 1 - index];
-    return length;
-}
-
 //  The small outputs are packed by hand into one buffer and handed to the
 //  packer's writer at once: two writes per string through the packer were
 //  half of a level-10 task's run.  Every string is a fixstr (at most 20
@@ -162,11 +148,19 @@ static uint8_t *s_put_fixstr(uint8_t *at, const char *text, size_t length)
     return at + length;
 }
 
+//  value as a fixstr of its decimal digits, written in place from the
+//  last digit back: no scratch text, no copy (a level-10 result is twelve
+//  numbers).
 static uint8_t *s_put_u64_text(uint8_t *at, uint64_t value)
 {
-    char text[21];
-    size_t length = s_u64_text(value, text);
-    return s_put_fixstr(at, text, length);
+    size_t length = 1;
+    for (uint64_t rest = value; rest >= 10; rest /= 10)
+        length++;
+    *at++ = (uint8_t)(0xa0 | length);
+    uint8_t *end = at + length;
+    for (uint8_t *digit = end; digit-- > at; value /= 10)
+        *digit = (uint8_t)('0' + value % 10);
+    return end;
 }
 
 //  The same outputs as s_pack_outputs, for levels whose numbers all fit in
