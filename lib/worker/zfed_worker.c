@@ -66,6 +66,20 @@
 #define SPARE_JOBS 64
 //  A job whose reply or outputs buffer grew past this is freed, not kept.
 #define SPARE_BUFFER_MAX (64 * 1024)
+//  A batch's working arrays are kept with their job up to this many items.
+#define SPARE_BATCH_ROOM 64
+
+//  A batch's working arrays, kept with its job between batches: a batch
+//  of 8 was 13 allocations and as many frees, and its replies' buffers
+//  each grew from nothing.
+typedef struct {
+    zfed_view_t items[ZFED_BATCH_MAX];
+    size_t room;              //  entries in each array below
+    msgpack_sbuffer *replies; //  per item, initialised
+    zfed_view_t *answers;
+    zfed_msg_t **tasks;
+    bool *failed;
+} batch_scratch_t;
 
 typedef struct _connection_t connection_t;
 
@@ -79,6 +93,7 @@ typedef struct {
     zmq_msg_t data; //  a model task's data frame (its inline global), or empty
     msgpack_sbuffer reply;
     msgpack_sbuffer outputs; //  the service's scratch buffer
+    batch_scratch_t *batch;  //  NULL until the job's first batch
     bool is_error;
     unsigned items;  //  task bodies answered (a batch holds several)
     unsigned errors; //  of which answered with an error body
@@ -331,46 +346,84 @@ static bool s_refuse_batched(const connection_t *connection, const zfed_view_t *
     return true;
 }
 
+static void s_batch_scratch_destroy(batch_scratch_t **scratch_p)
+{
+    batch_scratch_t *scratch = *scratch_p;
+    if (!scratch)
+        return;
+    for (size_t index = 0; index < scratch->room; index++)
+        msgpack_sbuffer_destroy(&scratch->replies[index]);
+    free(scratch->replies);
+    free(scratch->answers);
+    free(scratch->tasks);
+    free(scratch->failed);
+    free(scratch);
+    *scratch_p = NULL;
+}
+
+//  *scratch_p with room for count items (made or grown).  0, or -1 when
+//  out of memory (what was there is kept).
+static int s_batch_scratch_room(batch_scratch_t **scratch_p, size_t count)
+{
+    if (!*scratch_p && !(*scratch_p = calloc(1, sizeof **scratch_p)))
+        return -1;
+    batch_scratch_t *scratch = *scratch_p;
+    if (count <= scratch->room)
+        return 0;
+    msgpack_sbuffer *replies = realloc(scratch->replies, count * sizeof *replies);
+    if (replies)
+        scratch->replies = replies;
+    zfed_view_t *answers = realloc(scratch->answers, count * sizeof *answers);
+    if (answers)
+        scratch->answers = answers;
+    zfed_msg_t **tasks = realloc(scratch->tasks, count * sizeof *tasks);
+    if (tasks)
+        scratch->tasks = tasks;
+    bool *failed = realloc(scratch->failed, count * sizeof *failed);
+    if (failed)
+        scratch->failed = failed;
+    if (!replies || !answers || !tasks || !failed)
+        return -1;
+    for (size_t index = scratch->room; index < count; index++)
+        msgpack_sbuffer_init(&scratch->replies[index]);
+    scratch->room = count;
+    return 0;
+}
+
 //  A batch request: every item is a task body; the reply is a batch with
-//  one reply body per item, in the same order.
+//  one reply body per item, in the same order.  The working arrays are
+//  *scratch_p's, made or grown as the batch needs.
 static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *connection,
-                                const void *data, size_t size, msgpack_sbuffer *outputs,
-                                msgpack_sbuffer *reply, unsigned *answered)
+                                const void *data, size_t size, batch_scratch_t **scratch_p,
+                                msgpack_sbuffer *outputs, msgpack_sbuffer *reply,
+                                unsigned *answered)
 {
     char reason[REASON_MAX];
-    //  Sized to the batch, not to ZFED_BATCH_MAX, and not zeroed: three
-    //  zeroed arrays of 1,024 entries per batch were 7,000 instructions
-    //  per task of a batch of 8.
-    zfed_view_t *items = malloc(ZFED_BATCH_MAX * sizeof *items);
     size_t count = 0;
     unsigned errors = 0;
     *answered = 1;
-    if (!items) {
+    if (s_batch_scratch_room(scratch_p, 1) != 0) {
         zfed_error("%s: out of memory for a batch", connection->name);
         return 1;
     }
+    zfed_view_t *items = (*scratch_p)->items;
     if (zfed_batch_decode(data, size, items, ZFED_BATCH_MAX, &count, reason, sizeof reason) != 0) {
         //  Not even a readable batch: one error body, as for a bad task.
         zfed_fault_t fault;
         zfed_fault_set(&fault, ZFED_ERR_MALFORMED, "", "bad batch: %s", reason);
         zfed_task_ids_t none = {0};
         zfed_task_encode_error(connection->name, &none, &fault, reply);
-        free(items);
         return 1;
     }
-    msgpack_sbuffer *replies = calloc(count ? count : 1, sizeof *replies);
-    zfed_view_t *answers = calloc(count ? count : 1, sizeof *answers);
-    zfed_msg_t **tasks = calloc(count ? count : 1, sizeof *tasks);
-    bool *failed = calloc(count ? count : 1, sizeof *failed);
-    if (!replies || !answers || !tasks || !failed) {
+    if (s_batch_scratch_room(scratch_p, count) != 0) {
         zfed_error("%s: out of memory for a batch", connection->name);
-        free(items);
-        free(replies);
-        free(answers);
-        free(tasks);
-        free(failed);
         return 1;
     }
+    batch_scratch_t *scratch = *scratch_p;
+    msgpack_sbuffer *replies = scratch->replies;
+    zfed_view_t *answers = scratch->answers;
+    zfed_msg_t **tasks = scratch->tasks;
+    bool *failed = scratch->failed;
     //  A request that asks for more work than one may is refused whole,
     //  before any of it runs: every task gets the 413 that says so.
     uint64_t cost = s_batch_cost(self, items, count, tasks);
@@ -381,7 +434,7 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
                   costly.text);
     }
     for (size_t index = 0; index < count; index++) {
-        msgpack_sbuffer_init(&replies[index]);
+        msgpack_sbuffer_clear(&replies[index]);
         if (self->service->kind == ZFED_SERVICE_MODEL)
             failed[index] = s_refuse_batched(connection, &items[index], &replies[index]);
         else if (costly.code) {
@@ -405,14 +458,13 @@ static unsigned s_execute_batch(const zfed_worker_t *self, const connection_t *c
         errors = (unsigned)count;
     }
     for (size_t index = 0; index < count; index++) {
-        msgpack_sbuffer_destroy(&replies[index]);
         zfed_msg_destroy(&tasks[index]);
+        //  A buffer that grew large is not kept for the next batch.
+        if (replies[index].alloc > SPARE_BUFFER_MAX) {
+            msgpack_sbuffer_destroy(&replies[index]);
+            msgpack_sbuffer_init(&replies[index]);
+        }
     }
-    free(items);
-    free(replies);
-    free(answers);
-    free(tasks);
-    free(failed);
     return errors;
 }
 
@@ -422,8 +474,8 @@ static void s_execute(const zfed_worker_t *self, job_t *job)
     size_t size = zmq_msg_size(&job->body);
     job->items = 1;
     if (zfed_batch_is(data, size))
-        job->errors = s_execute_batch(self, job->connection, data, size, &job->outputs, &job->reply,
-                                      &job->items);
+        job->errors = s_execute_batch(self, job->connection, data, size, &job->batch, &job->outputs,
+                                      &job->reply, &job->items);
     else if (self->service->kind == ZFED_SERVICE_MODEL) {
         s_play_straggler(self->config.delay_ms);
         job->errors = zfed_model_execute(&self->runner, job->connection->name, data, size,
@@ -443,6 +495,7 @@ static void s_job_destroy(job_t **job_p)
     zmq_msg_close(&job->data);
     msgpack_sbuffer_destroy(&job->reply);
     msgpack_sbuffer_destroy(&job->outputs);
+    s_batch_scratch_destroy(&job->batch);
     zfed_model_job_clear(&job->model);
     free(job);
     *job_p = NULL;
@@ -495,6 +548,8 @@ static void s_job_release(zfed_worker_t *self, job_t **job_p)
     memset(&job->model, 0, sizeof job->model);
     msgpack_sbuffer_clear(&job->reply);
     msgpack_sbuffer_clear(&job->outputs);
+    if (job->batch && job->batch->room > SPARE_BATCH_ROOM)
+        s_batch_scratch_destroy(&job->batch);
     job->connection = NULL;
     job->generation = 0;
     job->address_size = 0;
