@@ -247,6 +247,27 @@ class Curve(unittest.TestCase):
         self.assertEqual(worker.log().count(said), 1, worker.log())
         self.assertNotIn("broker silent", worker.log())
 
+    def test_worker_refused_after_its_broker_restarts_says_why(self):
+        # Once its broker answers, a worker stops polling its link monitor on
+        # every wake-up (its events are read at ticks, and it is polled again
+        # on a new socket): a handshake refused on a reconnection is still
+        # explained.
+        endpoint = self.cluster.endpoint
+        self.cluster.processes[0].stop()
+        fast = ["--heartbeat-ms", "200"]
+        broker = self.cluster.start_broker(*fast, *self.keys.broker_args(), endpoint=endpoint)
+        secret = self.keys.issue("restarted", "workers")
+        worker = self.cluster.start_worker("--curve-cert", secret, "--server-key",
+                                           self.keys.broker_public, *fast)
+        self.wait_workers(1)
+        said = "the broker at %s refused our key" % endpoint
+        self.assertNotIn(said, worker.log())
+        broker.stop()
+        os.remove(os.path.join(self.keys.workers, "restarted.key"))
+        self.cluster.start_broker(*fast, *self.keys.broker_args(), endpoint=endpoint)
+        wait_for(lambda: said in worker.log(), 20,
+                 what="the worker to say its key was refused after the restart")
+
     def test_worker_key_used_by_a_controller_fails_at_once(self):
         self.start_worker(self.keys.issue("worker-y", "workers"))
         self.wait_workers(1)
