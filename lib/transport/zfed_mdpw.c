@@ -42,6 +42,7 @@ void zfed_mdpw_send_command(zfed_mdpw_t *self, uint8_t command, const char *serv
     void *handle = self->handle;
     if (!handle)
         return;
+    self->drained = false; //  a send, even one refused, may process commands
     int more = service ? ZMQ_SNDMORE : 0;
     if (zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
         return; //  nothing queued: the connection is congested or closing
@@ -59,6 +60,7 @@ int zfed_mdpw_reply_envelope(zfed_mdpw_t *self, const void *address, size_t addr
 {
     uint8_t command = ZFED_MDPW_REPLY;
     void *handle = self->handle;
+    self->drained = false; //  a send, even one refused, may process commands
     //  The first frame waits up to the send timeout for room; once it is
     //  queued, the rest of the message always goes.
     if (!handle || zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE) != 0)
@@ -105,6 +107,7 @@ int zfed_mdpw_open(zfed_mdpw_t *self)
         return -1;
     }
     self->handle = zsock_resolve(self->socket);
+    self->drained = false;
     self->generation++;
     self->heard_since_ready = false;
     self->last_heard_ms = zfed_clock_ms();

@@ -52,6 +52,10 @@ typedef struct {
     int64_t reconnect_at_ms;
     int backoff_ms;
     bool heard_since_ready;
+    //  The socket's last operation was a receive that found nothing (the
+    //  owner sets it; every send here clears it): its commands are all
+    //  processed, so its ZMQ_FD turns readable at the next one.
+    bool drained;
 } zfed_mdpw_t;
 
 //  How long a reply may wait for room in a full send queue before its

@@ -46,6 +46,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -142,6 +143,7 @@ struct _zfed_worker_t {
     zfed_link_t spare_jobs; //  SPARE_JOBS at most, I/O thread only
     size_t spare_count;
     zmq_pollitem_t *items;
+    struct pollfd *pollfds;         //  per poll item, for s_poll's shortcut
     connection_t **item_connection; //  per poll item: its connection, or NULL
     size_t item_count;
     bool items_dirty;
@@ -544,8 +546,10 @@ static void s_job_release(zfed_worker_t *self, job_t **job_p)
     zmq_msg_close(&job->data);
     zmq_msg_init(&job->body);
     zmq_msg_init(&job->data);
-    zfed_model_job_clear(&job->model);
-    memset(&job->model, 0, sizeof job->model);
+    if (self->service->kind == ZFED_SERVICE_MODEL) { //  untouched otherwise
+        zfed_model_job_clear(&job->model);
+        memset(&job->model, 0, sizeof job->model);
+    }
     msgpack_sbuffer_clear(&job->reply);
     msgpack_sbuffer_clear(&job->outputs);
     if (job->batch && job->batch->room > SPARE_BATCH_ROOM)
@@ -1048,8 +1052,12 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
 static void s_connection_readable(zfed_worker_t *self, connection_t *connection)
 {
     for (int handled = 0; handled < DRAIN_BATCH && connection->mdpw.socket; handled++) {
-        if (zfed_frames_recv(&self->frames, connection->mdpw.handle, ZMQ_DONTWAIT) != 0)
+        if (zfed_frames_recv(&self->frames, connection->mdpw.handle, ZMQ_DONTWAIT) != 0) {
+            //  Found nothing: libzmq processed the socket's commands first.
+            connection->mdpw.drained = errno == EAGAIN;
             break;
+        }
+        connection->mdpw.drained = false;
         s_connection_message(self, connection);
         zfed_frames_close(&self->frames);
     }
@@ -1166,6 +1174,53 @@ static connection_t *s_connection_for_item(zfed_worker_t *self, size_t item)
                : NULL;
 }
 
+//  Whether s_poll may wait on descriptors alone: no socket in the poll
+//  set but connections, each drained (its last operation a receive that
+//  found nothing, so its mailbox is quiet and its descriptor turns
+//  readable at its next command).
+static bool s_all_drained(zfed_worker_t *self)
+{
+    for (size_t item = ITEM_MONITOR; item < ITEMS_BEFORE_COMPUTES; item++)
+        if (self->items[item].socket)
+            return false;
+    if (self->config.threads > 0)
+        return false;
+    for (size_t item = ITEMS_BEFORE_COMPUTES; item < self->item_count; item++) {
+        connection_t *connection = s_connection_for_item(self, item);
+        if (!connection || !connection->mdpw.drained)
+            return false;
+    }
+    return true;
+}
+
+//  zmq_poll on the poll set, with one shortcut when every socket in it is
+//  drained: one poll(2) on their mailboxes' descriptors (and the signal
+//  pipe) until the next command.  zmq_poll would first poll every
+//  descriptor without waiting and ask each socket for ZMQ_EVENTS: three
+//  system calls per wake-up that can only find nothing.  A send may
+//  process a command that says input arrived, so a connection that sent
+//  since its last empty receive goes through zmq_poll.  A readable
+//  mailbox is reported as input; the receive that follows finds out.
+static int s_poll(zfed_worker_t *self, long wait)
+{
+    if (!s_all_drained(self))
+        return zmq_poll(self->items, (int)self->item_count, wait);
+    for (size_t item = 0; item < self->item_count; item++) {
+        zmq_pollitem_t *entry = &self->items[item];
+        int fd = entry->events ? entry->fd : -1; //  poll(2) skips a negative one
+        size_t size = sizeof fd;
+        if (entry->socket && zmq_getsockopt(entry->socket, ZMQ_FD, &fd, &size) != 0)
+            return zmq_poll(self->items, (int)self->item_count, wait);
+        self->pollfds[item] = (struct pollfd){fd, POLLIN, 0};
+        entry->revents = 0;
+    }
+    int ready = poll(self->pollfds, (nfds_t)self->item_count, (int)wait);
+    for (size_t item = 0; ready > 0 && item < self->item_count; item++)
+        if (self->pollfds[item].revents)
+            self->items[item].revents = ZMQ_POLLIN;
+    return ready;
+}
+
 //  The model sockets' input and timers: the blob service's socket changes
 //  when it reconnects, so the poll set is rebuilt then.
 static void s_serve_models(zfed_worker_t *self, int64_t now)
@@ -1204,7 +1259,7 @@ int zfed_worker_run(zfed_worker_t *self)
         int64_t wait = s_next_deadline(self) - zfed_clock_ms();
         if (wait < 0)
             wait = 0;
-        if (zmq_poll(self->items, (int)self->item_count, (long)wait) < 0) {
+        if (s_poll(self, (long)wait) < 0) {
             if (errno == EINTR)
                 continue;
             zfed_error("poll failed: %s", zmq_strerror(errno));
@@ -1449,7 +1504,9 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
     size_t items = ITEMS_BEFORE_COMPUTES + config->concurrency + config->threads;
     self->items = calloc(items, sizeof *self->items);
     self->item_connection = calloc(items, sizeof *self->item_connection);
-    if (!self->connections || !self->computes || !self->items || !self->item_connection)
+    self->pollfds = calloc(items, sizeof *self->pollfds);
+    if (!self->connections || !self->computes || !self->items || !self->item_connection ||
+        !self->pollfds)
         goto err;
     for (unsigned index = 0; index < config->concurrency; index++) {
         connection_t *connection = &self->connections[index];
@@ -1535,6 +1592,7 @@ void zfed_worker_destroy(zfed_worker_t **self_p)
     free(self->connections);
     free(self->computes);
     free(self->items);
+    free(self->pollfds);
     free(self->item_connection);
     free(self);
     *self_p = NULL;
