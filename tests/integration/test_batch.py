@@ -34,6 +34,25 @@ class Batches(unittest.TestCase):
             counters = cluster.status()["counters"]
             self.assertEqual(counters["requests"], 3 * 20 + 3 * 3)
 
+    def test_inline_workers_never_wait_for_their_timers(self):
+        # Drained --threads 0 workers wait on their connections' descriptors
+        # alone: a wake-up lost there would leave a request until the next
+        # tick, a quarter of the 60 s heartbeat here, far past the task
+        # timeout (no retries) that a working stack never comes near.
+        with Cluster("inline") as cluster:
+            cluster.start_broker("--heartbeat-ms", "60000")
+            for credit in ("1", "4"):
+                cluster.start_worker("--credit", credit, "--threads", "0", "--heartbeat-ms",
+                                     "60000")
+            cluster.wait_workers(2)
+            for batch in ("1", "8"):
+                job = "inline-" + batch
+                result = cluster.run_controller("--job-id", job, "--rounds", "3", "--tasks", "100",
+                                                "--level", "10", "--no-progress", "--retries",
+                                                "0", "--round-timeout", "10", "--batch", batch)
+                self.assertEqual(result.returncode, 0, result.err)
+                self.assertEqual(cluster.summary(job)["status"], "completed")
+
     def test_broker_answers_a_batch_with_a_batch_of_errors(self):
         # No worker, a short queue lifetime: the broker expires the batch and
         # answers every task of it, so the controller fails early, naming
