@@ -252,7 +252,8 @@ class Curve(unittest.TestCase):
         # every wake-up (its events are read at ticks, and it is polled again
         # on a new socket): a handshake refused on a reconnection is still
         # explained.
-        endpoint = self.cluster.endpoint
+        # ipc: a TCP port given back can be taken by another test's broker.
+        endpoint = "ipc://" + os.path.join(self.cluster.dir, "restarted.sock")
         self.cluster.processes[0].stop()
         fast = ["--heartbeat-ms", "200"]
         broker = self.cluster.start_broker(*fast, *self.keys.broker_args(), endpoint=endpoint)
