@@ -81,6 +81,11 @@ void zfed_agg_destroy(zfed_agg_t **self_p);
 //  when the accumulator is full (ZFED_AGG_MAX_RESULTS) or memory runs out.
 int zfed_agg_add(zfed_agg_t *self, const mpq_t *values, uint64_t weight);
 
+//  zfed_agg_add of one value, value/1, for an accumulator of one
+//  dimension: the same aggregate, without GMP while 128 bits hold the
+//  running sum.  0, or -1 as zfed_agg_add (or dims other than 1).
+int zfed_agg_add_u64(zfed_agg_t *self, uint64_t value, uint64_t weight);
+
 size_t zfed_agg_count(const zfed_agg_t *self);
 size_t zfed_agg_dims(const zfed_agg_t *self);
 

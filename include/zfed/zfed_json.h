@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <msgpack.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,23 @@ int zfed_json_write_durable(const char *path, const json_t *value);
 int zfed_json_text_string(msgpack_sbuffer *out, const char *text, size_t size);
 int zfed_json_text_int(msgpack_sbuffer *out, int64_t value);
 int zfed_json_text_raw(msgpack_sbuffer *out, const char *text);
+
+//  The same text written through a cursor into room reserved once, for a
+//  line of many members: a write through the buffer per member was most
+//  of a result's line.  zfed_json_text_reserve makes room for size more
+//  bytes and returns where they start (NULL when out of memory);
+//  zfed_json_text_commit takes everything up to end as written.  Each
+//  zfed_json_put_* writes at most the bytes its bound says and returns
+//  the cursor after them.
+#define ZFED_JSON_INT_MAX            20
+#define ZFED_JSON_STRING_MAX(length) (6 * (size_t)(length) + 2)
+char *zfed_json_text_reserve(msgpack_sbuffer *out, size_t size);
+void zfed_json_text_commit(msgpack_sbuffer *out, const char *end);
+char *zfed_json_put_string(char *at, const char *text, size_t size);
+char *zfed_json_put_int(char *at, int64_t value);
+//  A literal's bytes, without its NUL.
+#define ZFED_JSON_PUT_LITERAL(at, literal)                                                         \
+    (memcpy((at), (literal), sizeof(literal) - 1), (at) + sizeof(literal) - 1)
 
 #ifdef __cplusplus
 }

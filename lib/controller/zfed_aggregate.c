@@ -314,6 +314,48 @@ int zfed_agg_add(zfed_agg_t *self, const mpq_t *values, uint64_t weight)
     return 0;
 }
 
+//  sum += weight x value, both below 2^64: in 128 bits while the product
+//  and the sum fit a signed 128-bit integer, exactly otherwise.
+static void s_sum_add_u64(agg_sum_t *sum, uint64_t value, uint64_t weight)
+{
+    __int128 term, added;
+    if (!__builtin_mul_overflow((__int128)value, (__int128)weight, &term) &&
+        !__builtin_add_overflow(sum->wide, term, &added)) {
+        sum->wide = added;
+        return;
+    }
+    mpq_t exact;
+    mpq_init(exact);
+    s_mpq_set_u64(exact, value);
+    mpz_t factor;
+    mpz_init(factor);
+    s_mpz_set_u64(factor, weight);
+    mpz_mul(mpq_numref(exact), mpq_numref(exact), factor);
+    mpq_add(sum->exact, sum->exact, exact); //  integers: already canonical
+    mpz_clear(factor);
+    mpq_clear(exact);
+}
+
+int zfed_agg_add_u64(zfed_agg_t *self, uint64_t value, uint64_t weight)
+{
+    if (!self || self->dims != 1 || self->count >= ZFED_AGG_MAX_RESULTS)
+        return -1;
+    if (self->sums) {
+        uint64_t factor = self->strategy == ZFED_AGG_FEDAVG ? weight : 1;
+        s_sum_add_u64(&self->sums[0], value, factor);
+        self->total_weight += factor;
+        self->count++;
+        return 0;
+    }
+    //  Strategies that keep every value: as zfed_agg_add would.
+    mpq_t one;
+    mpq_init(one);
+    s_mpq_set_u64(one, value);
+    int rc = zfed_agg_add(self, (const mpq_t *)&one, weight);
+    mpq_clear(one);
+    return rc;
+}
+
 size_t zfed_agg_count(const zfed_agg_t *self)
 {
     return self ? self->count : 0;

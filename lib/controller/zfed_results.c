@@ -34,7 +34,11 @@ static int s_describe_dumped(const zfed_service_t *service, const msgpack_object
     return rc;
 }
 
-//  One result's line: the keys and order of s_result_entry's object.
+//  The fixed members of a line, longest: keys and punctuation.
+#define LINE_KEYS_MAX 96
+
+//  One result's line: the keys and order of s_result_entry's object.  The
+//  members before the service's are written through one reservation.
 int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32_t index,
                       msgpack_sbuffer *out)
 {
@@ -42,22 +46,31 @@ int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32
     const zfed_msg_t *result = task->result;
     const char *worker = zfed_msg_worker(result);
     uint64_t compute_us = zfed_msg_compute_us(result);
-    if (zfed_json_text_raw(out, "{\"task\":") != 0 || zfed_json_text_int(out, index) != 0 ||
-        zfed_json_text_raw(out, ",\"worker\":") != 0 ||
-        zfed_json_text_string(out, worker, strlen(worker)) != 0 ||
-        zfed_json_text_raw(out, ",\"worker_id\":") != 0 ||
-        zfed_json_text_string(out, task->worker_id, strlen(task->worker_id)) != 0 ||
-        zfed_json_text_raw(out, ",\"attempt\":") != 0 ||
-        zfed_json_text_int(out, zfed_msg_attempt(result)) != 0 ||
-        zfed_json_text_raw(out, ",\"compute_us\":") != 0 ||
-        zfed_json_text_int(out, compute_us > INT64_MAX ? INT64_MAX : (int64_t)compute_us) != 0 ||
-        zfed_json_text_raw(out, ",\"latency_us\":") != 0 ||
-        zfed_json_text_int(out, task->latency_us) != 0)
-        return -1;
     const char *site = zfed_job_site(self->job, index);
-    if (site && (zfed_json_text_raw(out, ",\"site\":") != 0 ||
-                 zfed_json_text_string(out, site, strlen(site)) != 0))
+    size_t worker_length = strlen(worker), id_length = strlen(task->worker_id);
+    size_t site_length = site ? strlen(site) : 0;
+    char *at = zfed_json_text_reserve(
+        out, LINE_KEYS_MAX + 4 * ZFED_JSON_INT_MAX + ZFED_JSON_STRING_MAX(worker_length) +
+                 ZFED_JSON_STRING_MAX(id_length) + ZFED_JSON_STRING_MAX(site_length));
+    if (!at)
         return -1;
+    at = ZFED_JSON_PUT_LITERAL(at, "{\"task\":");
+    at = zfed_json_put_int(at, index);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"worker\":");
+    at = zfed_json_put_string(at, worker, worker_length);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"worker_id\":");
+    at = zfed_json_put_string(at, task->worker_id, id_length);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"attempt\":");
+    at = zfed_json_put_int(at, zfed_msg_attempt(result));
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"compute_us\":");
+    at = zfed_json_put_int(at, compute_us > INT64_MAX ? INT64_MAX : (int64_t)compute_us);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"latency_us\":");
+    at = zfed_json_put_int(at, task->latency_us);
+    if (site) {
+        at = ZFED_JSON_PUT_LITERAL(at, ",\"site\":");
+        at = zfed_json_put_string(at, site, site_length);
+    }
+    zfed_json_text_commit(out, at);
     const zfed_service_t *service = self->service;
     if (service->describe_text || service->describe) {
         msgpack_unpacked own;

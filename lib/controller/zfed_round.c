@@ -1003,7 +1003,9 @@ static int s_aggregate(zfed_round_env_t *self, round_t *round, mpq_t **values_p,
                      "round %u: task %u's result has %zu values where others have %zu",
                      round->number, index, task->sample.dims, dims);
             rc = -1;
-        } else
+        } else if (task->sample.small)
+            rc = zfed_agg_add_u64(agg, task->sample.small_value, task->sample.weight);
+        else
             rc = zfed_agg_add(agg, (const mpq_t *)task->sample.values, task->sample.weight);
     }
     mpq_t *values = rc == 0 ? calloc(dims, sizeof(mpq_t)) : NULL;

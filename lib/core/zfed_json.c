@@ -235,6 +235,89 @@ int zfed_json_text_string(msgpack_sbuffer *out, const char *text, size_t size)
     return msgpack_sbuffer_write(out, "\"", 1);
 }
 
+char *zfed_json_text_reserve(msgpack_sbuffer *out, size_t size)
+{
+    if (out->alloc - out->size < size) {
+        size_t grown = out->alloc ? out->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+        while (grown - out->size < size) {
+            if (grown > SIZE_MAX / 2)
+                return NULL;
+            grown *= 2;
+        }
+        char *data = realloc(out->data, grown);
+        if (!data)
+            return NULL;
+        out->data = data;
+        out->alloc = grown;
+    }
+    return out->data + out->size;
+}
+
+void zfed_json_text_commit(msgpack_sbuffer *out, const char *end)
+{
+    out->size = (size_t)(end - out->data);
+}
+
+char *zfed_json_put_int(char *at, int64_t value)
+{
+    char text[ZFED_JSON_INT_MAX];
+    char *end = text + sizeof text, *digit = end;
+    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    do {
+        *--digit = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0)
+        *--digit = '-';
+    size_t length = (size_t)(end - digit);
+    memcpy(at, digit, length);
+    return at + length;
+}
+
+//  As zfed_json_text_string escapes: ", \ and control characters.
+char *zfed_json_put_string(char *at, const char *text, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    *at++ = '"';
+    for (size_t index = 0; index < size; index++) {
+        unsigned char byte = (unsigned char)text[index];
+        if (byte >= 0x20 && byte != '"' && byte != '\\') {
+            *at++ = (char)byte;
+            continue;
+        }
+        *at++ = '\\';
+        switch (byte) {
+        case '"':
+        case '\\':
+            *at++ = (char)byte;
+            break;
+        case '\n':
+            *at++ = 'n';
+            break;
+        case '\t':
+            *at++ = 't';
+            break;
+        case '\r':
+            *at++ = 'r';
+            break;
+        case '\b':
+            *at++ = 'b';
+            break;
+        case '\f':
+            *at++ = 'f';
+            break;
+        default:
+            *at++ = 'u';
+            *at++ = '0';
+            *at++ = '0';
+            *at++ = hex[byte >> 4];
+            *at++ = hex[byte & 15];
+        }
+    }
+    *at++ = '"';
+    return at;
+}
+
 int zfed_json_write_durable(const char *path, const json_t *value)
 {
     int digits = s_digits_needed(value, 1);

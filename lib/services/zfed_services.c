@@ -118,12 +118,38 @@ int zfed_sample_init(zfed_sample_t *sample, size_t dims)
 {
     sample->dims = 0;
     sample->weight = 0;
+    sample->small = false;
+    sample->small_value = 0;
     sample->values = calloc(dims ? dims : 1, sizeof(mpq_t));
     if (!sample->values)
         return -1;
     for (size_t index = 0; index < dims; index++)
         mpq_init(sample->values[index]);
     sample->dims = dims;
+    return 0;
+}
+
+void zfed_sample_set_u64(zfed_sample_t *sample, uint64_t value, uint64_t weight)
+{
+    sample->dims = 1;
+    sample->values = NULL;
+    sample->weight = weight;
+    sample->small = true;
+    sample->small_value = value;
+}
+
+int zfed_sample_expand(zfed_sample_t *sample)
+{
+    if (!sample->small)
+        return 0;
+    mpq_t *values = malloc(sizeof *values);
+    if (!values)
+        return -1;
+    mpq_init(values[0]);
+    //  Through mpz_import: an unsigned long may be narrower than 64 bits.
+    mpz_import(mpq_numref(values[0]), 1, 1, sizeof sample->small_value, 0, 0, &sample->small_value);
+    sample->values = values;
+    sample->small = false;
     return 0;
 }
 
@@ -134,6 +160,7 @@ void zfed_sample_clear(zfed_sample_t *sample)
     free(sample->values);
     sample->values = NULL;
     sample->dims = 0;
+    sample->small = false;
 }
 
 const msgpack_object *zfed_map_get(const msgpack_object *map, const char *key)

@@ -39,9 +39,29 @@
 #define OUTPUT_FIELDS  4
 #define INITIAL_GLOBAL "0"
 
+//  Whether object is the string text.
+static bool s_str_is(const msgpack_object *object, const char *text)
+{
+    size_t length = strlen(text);
+    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == length &&
+           memcmp(object->via.str.ptr, text, length) == 0;
+}
+
 static int s_read_level(const msgpack_object *params, uint32_t *level, zfed_fault_t *fault)
 {
     static const char *const allowed[] = {PARAM_LEVEL, NULL};
+    //  The params every task has, {PARAM_LEVEL: 1..max}, read at once (a
+    //  result reads them again); anything else goes the way that names
+    //  what is wrong.
+    if (params->type == MSGPACK_OBJECT_MAP && params->via.map.size == 1) {
+        const msgpack_object *key = &params->via.map.ptr[0].key;
+        const msgpack_object *value = &params->via.map.ptr[0].val;
+        if (s_str_is(key, PARAM_LEVEL) && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+            value->via.u64 >= 1 && value->via.u64 <= ZFED_FIB_MAX_LEVEL) {
+            *level = (uint32_t)value->via.u64;
+            return 0;
+        }
+    }
     if (zfed_map_check_keys(params, allowed, "parameter", fault) != 0)
         return -1;
     const msgpack_object *value = zfed_map_get(params, PARAM_LEVEL);
@@ -246,11 +266,57 @@ static uint64_t s_cost(const msgpack_object *params)
     return level->via.u64 * level->via.u64;
 }
 
+//  The outputs' values by name, NULL for one the map lacks.
+typedef struct {
+    const msgpack_object *sum;
+    const msgpack_object *terms;
+    const msgpack_object *last;
+    const msgpack_object *sequence;
+} s_outputs_t;
+
+//  The outputs found in one pass over the map's keys, where zfed_map_get
+//  compared strings eleven times a result: the first of a name, as
+//  zfed_map_get finds it.  -1 when a key is none of the four (or the
+//  outputs are not a map), which zfed_map_check_keys then names.
+static int s_find_outputs(const msgpack_object *outputs, s_outputs_t *found)
+{
+    *found = (s_outputs_t){NULL, NULL, NULL, NULL};
+    if (outputs->type != MSGPACK_OBJECT_MAP)
+        return -1;
+    for (uint32_t index = 0; index < outputs->via.map.size; index++) {
+        const msgpack_object_kv *pair = &outputs->via.map.ptr[index];
+        if (pair->key.type != MSGPACK_OBJECT_STR)
+            return -1;
+        const char *name = pair->key.via.str.ptr;
+        const msgpack_object **slot = NULL;
+        switch (pair->key.via.str.size) {
+        case sizeof OUTPUT_SUM - 1:
+            slot = memcmp(name, OUTPUT_SUM, sizeof OUTPUT_SUM - 1) == 0 ? &found->sum : NULL;
+            break;
+        case sizeof OUTPUT_LAST - 1:
+            slot = memcmp(name, OUTPUT_LAST, sizeof OUTPUT_LAST - 1) == 0 ? &found->last : NULL;
+            break;
+        case sizeof OUTPUT_TERMS - 1:
+            slot = memcmp(name, OUTPUT_TERMS, sizeof OUTPUT_TERMS - 1) == 0 ? &found->terms : NULL;
+            break;
+        case sizeof OUTPUT_SEQ - 1:
+            slot = memcmp(name, OUTPUT_SEQ, sizeof OUTPUT_SEQ - 1) == 0 ? &found->sequence : NULL;
+            break;
+        default:
+            break;
+        }
+        if (!slot)
+            return -1;
+        if (!*slot)
+            *slot = &pair->val;
+    }
+    return 0;
+}
+
 //  A bigint output: a canonical decimal string.
-static int s_read_bigint(const msgpack_object *outputs, const char *key, mpz_t value,
+static int s_read_bigint(const msgpack_object *object, const char *key, mpz_t value,
                          zfed_fault_t *fault)
 {
-    const msgpack_object *object = zfed_map_get(outputs, key);
     if (!object) {
         zfed_fault_set(fault, ZFED_ERR_MALFORMED, key, "missing output");
         return -1;
@@ -290,10 +356,9 @@ static int s_check_small_sequence(const msgpack_object *sequence, const mpz_t su
 
 //  The sequence, when sent, must hold exactly the terms and agree with the
 //  sum and last term: cheap checks that catch a confused peer.
-static int s_check_sequence(const msgpack_object *outputs, uint32_t terms, const mpz_t sum,
+static int s_check_sequence(const msgpack_object *sequence, uint32_t terms, const mpz_t sum,
                             const mpz_t last, zfed_fault_t *fault)
 {
-    const msgpack_object *sequence = zfed_map_get(outputs, OUTPUT_SEQ);
     if (!sequence || sequence->type != MSGPACK_OBJECT_ARRAY) {
         zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_SEQ, "must be an array");
         return -1;
@@ -371,9 +436,8 @@ static int s_check_sum_bound(uint32_t level, const mpz_t sum, zfed_fault_t *faul
 #define SMALL_LEVEL_MAX 92
 
 //  A decimal string output of at most 19 digits, as a uint64: 0, or -1.
-static int s_small_output(const msgpack_object *outputs, const char *key, uint64_t *value)
+static int s_small_output(const msgpack_object *object, uint64_t *value)
 {
-    const msgpack_object *object = zfed_map_get(outputs, key);
     if (!object || object->type != MSGPACK_OBJECT_STR)
         return -1;
     return zfed_bigint_parse_u64(object->via.str.ptr, object->via.str.size, value);
@@ -387,11 +451,11 @@ static int s_small_output(const msgpack_object *outputs, const char *key, uint64
 //  canonical sum within F(level + 1) - 1, a canonical last, a sequence
 //  empty or of level canonical terms adding up to sum and ending in last.
 //  GMP's allocations and F(level + 1) per result were half of the check.
-static int s_read_small(uint32_t level, const msgpack_object *outputs, uint64_t *sum)
+static int s_read_small(uint32_t level, const s_outputs_t *outputs, uint64_t *sum)
 {
     uint64_t last;
-    if (level > SMALL_LEVEL_MAX || s_small_output(outputs, OUTPUT_SUM, sum) != 0 ||
-        s_small_output(outputs, OUTPUT_LAST, &last) != 0)
+    if (level > SMALL_LEVEL_MAX || s_small_output(outputs->sum, sum) != 0 ||
+        s_small_output(outputs->last, &last) != 0)
         return -1;
     uint64_t previous = 0, largest = 1; //  F(0), F(1)
     for (uint32_t index = 1; index <= level; index++) {
@@ -401,7 +465,7 @@ static int s_read_small(uint32_t level, const msgpack_object *outputs, uint64_t 
     } //  largest is F(level + 1)
     if (*sum > largest - 1)
         return -1;
-    const msgpack_object *sequence = zfed_map_get(outputs, OUTPUT_SEQ);
+    const msgpack_object *sequence = outputs->sequence;
     if (!sequence || sequence->type != MSGPACK_OBJECT_ARRAY)
         return -1;
     if (sequence->via.array.size == 0)
@@ -425,32 +489,32 @@ static int s_read_outputs(const msgpack_object *params, const msgpack_object *ou
 {
     static const char *const allowed[] = {OUTPUT_SUM, OUTPUT_TERMS, OUTPUT_LAST, OUTPUT_SEQ, NULL};
     uint32_t level;
-    if (s_read_level(params, &level, fault) != 0 ||
-        zfed_map_check_keys(outputs, allowed, "output", fault) != 0)
+    s_outputs_t found;
+    if (s_read_level(params, &level, fault) != 0)
         return -1;
-    const msgpack_object *terms = zfed_map_get(outputs, OUTPUT_TERMS);
+    if (s_find_outputs(outputs, &found) != 0) {
+        if (zfed_map_check_keys(outputs, allowed, "output", fault) == 0)
+            zfed_fault_set(fault, ZFED_ERR_MALFORMED, "", "outputs must be a map of names");
+        return -1;
+    }
+    const msgpack_object *terms = found.terms;
     if (!terms || terms->type != MSGPACK_OBJECT_POSITIVE_INTEGER || terms->via.u64 != level) {
         zfed_fault_set(fault, ZFED_ERR_MALFORMED, OUTPUT_TERMS,
                        "must be the integer %u (the task's " PARAM_LEVEL ")", level);
         return -1;
     }
     uint64_t small_sum;
-    if (s_read_small(level, outputs, &small_sum) == 0) {
-        if (zfed_sample_init(sample, 1) != 0) {
-            zfed_fault_set(fault, ZFED_ERR_INTERNAL, "", "out of memory");
-            return -1;
-        }
-        mpq_set_ui(sample->values[0], (unsigned long)small_sum, 1);
-        sample->weight = level;
+    if (s_read_small(level, &found, &small_sum) == 0) {
+        zfed_sample_set_u64(sample, small_sum, level);
         return 0;
     }
     mpz_t sum, last;
     mpz_inits(sum, last, NULL);
     int rc = -1;
-    if (s_read_bigint(outputs, OUTPUT_SUM, sum, fault) == 0 &&
+    if (s_read_bigint(found.sum, OUTPUT_SUM, sum, fault) == 0 &&
         s_check_sum_bound(level, sum, fault) == 0 &&
-        s_read_bigint(outputs, OUTPUT_LAST, last, fault) == 0 &&
-        s_check_sequence(outputs, level, sum, last, fault) == 0) {
+        s_read_bigint(found.last, OUTPUT_LAST, last, fault) == 0 &&
+        s_check_sequence(found.sequence, level, sum, last, fault) == 0) {
         if (zfed_sample_init(sample, 1) == 0) {
             mpq_set_z(sample->values[0], sum);
             sample->weight = level;
@@ -487,35 +551,62 @@ static int s_describe(const msgpack_object *params, const msgpack_object *output
     return rc == 0 ? 0 : -1;
 }
 
-//  describe's fields as text: a positive integer, or null.
-static int s_text_integer(msgpack_sbuffer *out, const char *member, const msgpack_object *object)
+//  describe's fields as text: a positive integer, or null (at most
+//  ZFED_JSON_INT_MAX bytes).
+static char *s_put_integer(char *at, const msgpack_object *object)
 {
-    if (zfed_json_text_raw(out, member) != 0)
-        return -1;
     if (object && object->type == MSGPACK_OBJECT_POSITIVE_INTEGER && object->via.u64 <= INT64_MAX)
-        return zfed_json_text_int(out, (int64_t)object->via.u64);
-    return zfed_json_text_raw(out, "null");
+        return zfed_json_put_int(at, (int64_t)object->via.u64);
+    return ZFED_JSON_PUT_LITERAL(at, "null");
 }
 
-static int s_text_string(msgpack_sbuffer *out, const char *member, const msgpack_object *outputs,
-                         const char *key)
+//  A string, or null.
+static char *s_put_string(char *at, const msgpack_object *object)
 {
-    const msgpack_object *object = zfed_map_get(outputs, key);
-    if (zfed_json_text_raw(out, member) != 0)
-        return -1;
     if (!object || object->type != MSGPACK_OBJECT_STR)
-        return zfed_json_text_raw(out, "null");
-    return zfed_json_text_string(out, object->via.str.ptr, object->via.str.size);
+        return ZFED_JSON_PUT_LITERAL(at, "null");
+    return zfed_json_put_string(at, object->via.str.ptr, object->via.str.size);
 }
+
+//  Bytes s_put_string may write.
+static size_t s_string_bound(const msgpack_object *object)
+{
+    return object && object->type == MSGPACK_OBJECT_STR ? ZFED_JSON_STRING_MAX(object->via.str.size)
+                                                        : sizeof "null";
+}
+
+//  The members' keys and punctuation.
+#define DESCRIBE_KEYS_MAX 40
 
 static int s_describe_text(const msgpack_object *params, const msgpack_object *outputs,
                            msgpack_sbuffer *out)
 {
-    if (s_text_integer(out, ",\"level\":", zfed_map_get(params, PARAM_LEVEL)) != 0 ||
-        s_text_string(out, ",\"sum\":", outputs, OUTPUT_SUM) != 0 ||
-        s_text_integer(out, ",\"terms\":", zfed_map_get(outputs, OUTPUT_TERMS)) != 0 ||
-        s_text_string(out, ",\"last\":", outputs, OUTPUT_LAST) != 0)
+    s_outputs_t found;
+    if (s_find_outputs(outputs, &found) != 0) {
+        //  Never for an accepted result; as describe reads it, anyway.
+        found.sum = zfed_map_get(outputs, OUTPUT_SUM);
+        found.terms = zfed_map_get(outputs, OUTPUT_TERMS);
+        found.last = zfed_map_get(outputs, OUTPUT_LAST);
+    }
+    const msgpack_object *level = params->type == MSGPACK_OBJECT_MAP && params->via.map.size == 1
+                                      ? &params->via.map.ptr[0].val
+                                      : NULL;
+    if (!level || !s_str_is(&params->via.map.ptr[0].key, PARAM_LEVEL))
+        level = zfed_map_get(params, PARAM_LEVEL);
+    char *at =
+        zfed_json_text_reserve(out, DESCRIBE_KEYS_MAX + 2 * ZFED_JSON_INT_MAX +
+                                        s_string_bound(found.sum) + s_string_bound(found.last));
+    if (!at)
         return -1;
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"level\":");
+    at = s_put_integer(at, level);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"sum\":");
+    at = s_put_string(at, found.sum);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"terms\":");
+    at = s_put_integer(at, found.terms);
+    at = ZFED_JSON_PUT_LITERAL(at, ",\"last\":");
+    at = s_put_string(at, found.last);
+    zfed_json_text_commit(out, at);
     return 0;
 }
 

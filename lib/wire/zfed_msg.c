@@ -549,9 +549,227 @@ static size_t s_tree_offset(size_t prefix)
     return (prefix + align - 1) / align * align;
 }
 
+//  ---------------------------------------------------------------------
+//  One pass: the scan's checks and the builder's objects at once
+//
+//  Most bodies (every task and result of a value service) hold a few
+//  dozen values: they are checked and built in one walk into objects on
+//  the stack, then copied into the block with their views moved there.
+//  Anything this walk does not take (more values than the stack holds, an
+//  ext, a body that fails a check) goes the two-pass way, which accepts
+//  or refuses it and says why: this walk accepts only what the scan
+//  accepts, and builds what the builder builds.
+
+//  Objects the one pass holds; more go the two-pass way.
+#define QUICK_OBJECTS_MAX 128
+_Static_assert(QUICK_OBJECTS_MAX <= ZFED_VALUES_MAX, "the one pass is within the value limit");
+
+//  Largest body the one pass is tried on: past it a refused walk's copy
+//  would cost more than it saves (a big body's values are bins, which
+//  the scan passes in a step anyway).
+#define QUICK_BODY_MAX 16384
+
+//  Strings up to this long are tested for ASCII a byte at a time, inline.
+#define QUICK_ASCII_MAX 16
+
+typedef struct {
+    const uint8_t *at;
+    const uint8_t *end;
+    msgpack_object *next;  //  the first object not handed out
+    msgpack_object *limit; //  the end of the objects
+} s_quick_t;
+
+static bool s_quick_value(s_quick_t *quick, msgpack_object *object, int depth, bool is_key);
+
+//  A big-endian number of width bytes at the cursor, if they are there.
+static bool s_quick_number(s_quick_t *quick, size_t width, uint64_t *value)
+{
+    if ((size_t)(quick->end - quick->at) < width)
+        return false;
+    uint64_t number = 0;
+    for (size_t index = 0; index < width; index++)
+        number = (number << 8) | quick->at[index];
+    quick->at += width;
+    *value = number;
+    return true;
+}
+
+static bool s_quick_bytes(s_quick_t *quick, msgpack_object *object, msgpack_object_type type,
+                          uint64_t length)
+{
+    if ((uint64_t)(quick->end - quick->at) < length)
+        return false;
+    const uint8_t *text = quick->at;
+    if (type == MSGPACK_OBJECT_STR) {
+        bool valid;
+        if (length <= QUICK_ASCII_MAX) {
+            uint8_t high = 0;
+            for (size_t index = 0; index < length; index++)
+                high |= text[index];
+            valid = !(high & 0x80) || s_utf8_valid(text, (size_t)length);
+        } else
+            valid = s_utf8_valid(text, (size_t)length);
+        if (!valid)
+            return false;
+    }
+    object->type = type;
+    object->via.str.size = (uint32_t)length; //  str and bin views are laid out alike
+    object->via.str.ptr = (const char *)text;
+    quick->at += length;
+    return true;
+}
+
+static bool s_quick_container(s_quick_t *quick, msgpack_object *object, uint64_t count, bool is_map,
+                              int depth)
+{
+    uint64_t elements = is_map ? 2 * count : count;
+    if (depth >= ZFED_NESTING_MAX || elements > (uint64_t)(quick->end - quick->at) ||
+        elements > (uint64_t)(quick->limit - quick->next))
+        return false;
+    msgpack_object *first = quick->next;
+    quick->next += elements;
+    if (is_map) {
+        object->type = MSGPACK_OBJECT_MAP;
+        object->via.map.size = (uint32_t)count;
+        object->via.map.ptr = (msgpack_object_kv *)first; //  key, value, key, ...
+    } else {
+        object->type = MSGPACK_OBJECT_ARRAY;
+        object->via.array.size = (uint32_t)count;
+        object->via.array.ptr = first;
+    }
+    for (uint64_t index = 0; index < elements; index++)
+        if (!s_quick_value(quick, &first[index], depth + 1, is_map && index % 2 == 0))
+            return false;
+    return true;
+}
+
+static bool s_quick_value(s_quick_t *quick, msgpack_object *object, int depth, bool is_key)
+{
+    static const size_t widths[] = {1, 2, 4, 8};
+    if (quick->at == quick->end)
+        return false;
+    uint8_t head = *quick->at++;
+    if (head >= 0xa0 && head <= 0xbf)
+        return s_quick_bytes(quick, object, MSGPACK_OBJECT_STR, head & 0x1f);
+    if (is_key && !(head >= 0xd9 && head <= 0xdb))
+        return false; //  map keys are strings
+    if (head <= 0x7f || head >= 0xe0) {
+        s_build_signed(object, (int8_t)head);
+        return true;
+    }
+    if (head >= 0x90 && head <= 0x9f)
+        return s_quick_container(quick, object, head & 0x0f, false, depth);
+    if (head >= 0x80 && head <= 0x8f)
+        return s_quick_container(quick, object, head & 0x0f, true, depth);
+    uint64_t value;
+    switch (head) {
+    case 0xc0:
+        object->type = MSGPACK_OBJECT_NIL;
+        return true;
+    case 0xc2:
+    case 0xc3:
+        object->type = MSGPACK_OBJECT_BOOLEAN;
+        object->via.boolean = head == 0xc3;
+        return true;
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+        if (!s_quick_number(quick, widths[head - 0xcc], &value))
+            return false;
+        object->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        object->via.u64 = value;
+        return true;
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+        if (!s_quick_number(quick, widths[head - 0xd0], &value))
+            return false;
+        s_build_signed(object, head == 0xd0   ? (int8_t)value
+                               : head == 0xd1 ? (int16_t)value
+                               : head == 0xd2 ? (int32_t)value
+                                              : (int64_t)value);
+        return true;
+    case 0xca: {
+        if (!s_quick_number(quick, 4, &value))
+            return false;
+        uint32_t bits = (uint32_t)value;
+        float single;
+        memcpy(&single, &bits, sizeof single);
+        object->type = MSGPACK_OBJECT_FLOAT32;
+        object->via.f64 = single;
+        return true;
+    }
+    case 0xcb:
+        if (!s_quick_number(quick, 8, &value))
+            return false;
+        object->type = MSGPACK_OBJECT_FLOAT64;
+        memcpy(&object->via.f64, &value, sizeof value);
+        return true;
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
+        return s_quick_number(quick, widths[head - 0xd9], &value) &&
+               s_quick_bytes(quick, object, MSGPACK_OBJECT_STR, value);
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return s_quick_number(quick, widths[head - 0xc4], &value) &&
+               s_quick_bytes(quick, object, MSGPACK_OBJECT_BIN, value);
+    case 0xdc:
+    case 0xdd:
+        return s_quick_number(quick, head == 0xdc ? 2 : 4, &value) &&
+               s_quick_container(quick, object, value, false, depth);
+    case 0xde:
+    case 0xdf:
+        return s_quick_number(quick, head == 0xde ? 2 : 4, &value) &&
+               s_quick_container(quick, object, value, true, depth);
+    default: //  ext, and 0xc1 (never valid): the two passes decide
+        return false;
+    }
+}
+
+//  The one pass, in a block laid out for it: the prefix, the copy of the
+//  bytes (which the views point into as they are built), then room for
+//  QUICK_OBJECTS_MAX objects (about 3 KiB more than the two passes' block,
+//  for no copy and no second walk).  NULL when the walk does not take the
+//  bytes (the block is then freed) or memory runs out (*failed set).
+static void *s_quick_build(const void *data, size_t size, size_t prefix, msgpack_object **root,
+                           bool *failed)
+{
+    size_t align = _Alignof(msgpack_object);
+    size_t at_bytes = s_tree_offset(prefix);
+    size_t at_objects = (at_bytes + size + align - 1) / align * align;
+    uint8_t *block = malloc(at_objects + QUICK_OBJECTS_MAX * sizeof(msgpack_object));
+    if (!block) {
+        *failed = true;
+        return NULL;
+    }
+    uint8_t *bytes = block + at_bytes;
+    memcpy(bytes, data, size);
+    msgpack_object *objects = (msgpack_object *)(block + at_objects);
+    s_quick_t quick = {bytes, bytes + size, objects + 1, objects + QUICK_OBJECTS_MAX};
+    if (!s_quick_value(&quick, objects, 0, false) || quick.at != quick.end) {
+        free(block);
+        return NULL;
+    }
+    *root = objects;
+    return block;
+}
+
 void *zfed_tree_build(const void *data, size_t size, size_t prefix, msgpack_object **root,
                       char *reason, size_t reason_size)
 {
+    if (data && size > 0 && size <= QUICK_BODY_MAX) {
+        bool failed = false;
+        void *block = s_quick_build(data, size, prefix, root, &failed);
+        if (block || failed) {
+            if (failed)
+                s_reason(reason, reason_size, "out of memory");
+            return block;
+        }
+    }
     size_t values = 0;
     if (s_check(data, size, ZFED_NESTING_MAX, &values, reason, reason_size) != 0)
         return NULL;

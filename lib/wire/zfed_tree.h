@@ -5,9 +5,11 @@
     strings, string map keys, nesting and value limits), then the tree
     msgpack_unpack would build, by a cursor over the checked bytes: the
     same types and values, strings and bins as views, containers'
-    elements side by side.  The block holds, in order, prefix bytes for
-    the caller (zfed_msg puts the message there), the objects, and a copy
-    of the bytes the tree's views point into; free() releases all of it.
+    elements side by side.  The block holds prefix bytes for the caller
+    (zfed_msg puts the message there) first, then the objects and a copy
+    of the bytes the tree's views point into (in either order: a small
+    body is checked and built in one pass, straight into the block, the
+    rest in two); free() releases all of it.
 */
 #ifndef ZFED_TREE_H_INCLUDED
 #define ZFED_TREE_H_INCLUDED

@@ -497,6 +497,60 @@ static void s_test_wide_sums(void)
     CHECK(s_scalar_is(ZFED_AGG_FEDAVG, 0, 4, beyond, weights, "-3689348814741910323/4"));
 }
 
+//  The aggregate of results added with zfed_agg_add_u64 (alone, or mixed
+//  with zfed_agg_add) against all of them added as rationals.
+static int s_u64_agrees(zfed_agg_strategy_t strategy, size_t count, const uint64_t *values,
+                        const uint64_t *weights, bool mixed)
+{
+    zfed_agg_t *wide = zfed_agg_new(strategy, 1, 0.2), *exact = zfed_agg_new(strategy, 1, 0.2);
+    mpq_t value, out_wide, out_exact;
+    mpq_inits(value, out_wide, out_exact, NULL);
+    int rc = wide && exact ? 0 : -1;
+    for (size_t index = 0; index < count && rc == 0; index++) {
+        mpz_import(mpq_numref(value), 1, 1, sizeof values[index], 0, 0, &values[index]);
+        mpz_set_ui(mpq_denref(value), 1);
+        rc = zfed_agg_add(exact, (const mpq_t *)&value, weights[index]);
+        if (rc == 0)
+            rc = mixed && index % 2 ? zfed_agg_add(wide, (const mpq_t *)&value, weights[index])
+                                    : zfed_agg_add_u64(wide, values[index], weights[index]);
+    }
+    int same = rc == 0 && zfed_agg_result(wide, &out_wide) == 0 &&
+               zfed_agg_result(exact, &out_exact) == 0 && mpq_equal(out_wide, out_exact);
+    if (!same)
+        gmp_fprintf(stderr, "  %s%s: %Qd from the u64 adds, %Qd exactly\n",
+                    zfed_agg_strategy_name(strategy), mixed ? " (mixed)" : "", out_wide, out_exact);
+    mpq_clears(value, out_wide, out_exact, NULL);
+    zfed_agg_destroy(&wide);
+    zfed_agg_destroy(&exact);
+    return same;
+}
+
+//  Small samples (fib's sums below 2^64) are added without GMP while 128
+//  bits hold the running sum; at and past the boundary (products of two
+//  64-bit numbers over 2^127, sums that overflow) they go exact, and the
+//  aggregate is the same rational either way, for every strategy.
+static void s_test_u64_adds(void)
+{
+    const uint64_t top = UINT64_MAX, half = (uint64_t)1 << 63;
+    const uint64_t plain[] = {88, 0, 55, 143, 1};
+    const uint64_t plain_weights[] = {10, 1, 9, 11, 2};
+    //  half x top = 2^127 - 2^63 still fits a signed 128-bit integer;
+    //  top x top, and half x top twice, do not.
+    const uint64_t edge[] = {half, half, top, top, 1, top};
+    const uint64_t edge_weights[] = {top, top, top, 1, top, top};
+    for (size_t index = 0; index < TEST_STRATEGY_COUNT; index++) {
+        zfed_agg_strategy_t strategy = s_all_strategies[index];
+        CHECK(s_u64_agrees(strategy, 5, plain, plain_weights, false));
+        CHECK(s_u64_agrees(strategy, 6, edge, edge_weights, false));
+        CHECK(s_u64_agrees(strategy, 6, edge, edge_weights, true));
+        CHECK(s_u64_agrees(strategy, 1, &half, &top, false));
+    }
+    zfed_agg_t *vector = zfed_agg_new(ZFED_AGG_SUM, 2, 0);
+    CHECK_INT(zfed_agg_add_u64(vector, 1, 1), -1); //  one dimension only
+    CHECK_INT(zfed_agg_add_u64(NULL, 1, 1), -1);
+    zfed_agg_destroy(&vector);
+}
+
 int main(void)
 {
     s_test_seed();
@@ -507,6 +561,7 @@ int main(void)
     s_test_huge_values();
     s_test_huge_weights();
     s_test_wide_sums();
+    s_test_u64_adds();
     s_test_nothing_to_aggregate();
     s_test_vectors();
     s_test_order_independence();

@@ -1532,6 +1532,71 @@ static const s_sample_t s_samples[] = {
     SAMPLE("\x82\xa1k\x92\xc0\xc3\xa1j\x81\xa1x\x92\xc4\x00\xd4\x01\x02", "mixed"),
 };
 
+//  The one-pass build (bodies of up to 128 values) and the two passes
+//  agree at its edges: as many values as it holds and one more, nesting
+//  at the limit and past it, keys that are no strings, UTF-8 short and
+//  long, well formed or not.
+static void s_test_tree_edges(void)
+{
+    uint8_t body[64 + 3 * 200];
+    for (size_t count = 125; count <= 130; count++) {
+        //  [count - 1 fixints] is count values.
+        size_t size = 0;
+        body[size++] = 0xdc;
+        body[size++] = (uint8_t)((count - 1) >> 8);
+        body[size++] = (uint8_t)(count - 1);
+        for (size_t item = 0; item + 1 < count; item++)
+            body[size++] = (uint8_t)(item & 0x7f);
+        CHECK(zfed_test_tree_agrees(body, size));
+        CHECK(zfed_msgpack_check(body, size, NULL, 0) == 0);
+    }
+    for (size_t depth = ZFED_NESTING_MAX - 1; depth <= ZFED_NESTING_MAX + 1; depth++) {
+        memset(body, 0x91, depth);
+        body[depth] = 0x01;
+        CHECK(zfed_test_tree_agrees(body, depth + 1));
+        //  the same in maps
+        size_t size = 0;
+        for (size_t level = 0; level < depth; level++) {
+            body[size++] = 0x81;
+            body[size++] = 0xa1;
+            body[size++] = 'k';
+        }
+        body[size++] = 0xc0;
+        CHECK(zfed_test_tree_agrees(body, size));
+    }
+    static const struct {
+        const char *bytes;
+        size_t size;
+    } odd[] = {
+        {"\x81\x01\x02", 3},      //  an integer key
+        {"\x81\xc4\x01k\x02", 5}, //  a bin key
+        {"\x81\xd9\x01k\x02", 5}, //  a str8 key
+        {"\xa2\xc3\xa9", 3},      //  "é"
+        {"\xa2\xc3\x28", 3},      //  a broken sequence
+        {"\xa3\xed\xa0\x80", 4},  //  a surrogate
+        {"\xb1"
+         "aaaaaaaaaaaaaaaa\xc3",
+         18}, //  long, cut short
+        {"\xb2"
+         "aaaaaaaaaaaaaaaa\xc3\xa9",
+         19},                                        //  long, well formed
+        {"\x92\xc1\x01", 3},                         //  reserved byte
+        {"\x92\xd4\x01\x02\x03", 5},                 //  an ext inside
+        {"\x01\x02", 2},                             //  trailing bytes
+        {"\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9}, //  float64
+        {"\xca\x3f\x80\x00\x00", 5},                 //  float32
+        {"\xd3\xff\xff\xff\xff\xff\xff\xff\xfe", 9}, //  int64 -2
+        {"\xd0\x05", 2},                             //  int8 positive
+    };
+    for (size_t index = 0; index < sizeof odd / sizeof odd[0]; index++) {
+        uint8_t *copy = s_exact_copy(odd[index].bytes, odd[index].size);
+        CHECK(zfed_test_tree_agrees(copy, odd[index].size));
+        if (!zfed_test_tree_agrees(copy, odd[index].size))
+            fprintf(stderr, "  case %zu: the tree and the check disagree\n", index);
+        free(copy);
+    }
+}
+
 static void s_test_msgpack_check(void)
 {
     char reason[128];
@@ -1555,6 +1620,7 @@ static void s_test_msgpack_check(void)
             CHECK_INT(rc, -1);
             CHECK(strstr(reason, length == 0 ? "empty" : "truncated") != NULL ||
                   strstr(reason, "claims") != NULL);
+            CHECK(zfed_test_tree_agrees(copy, length)); //  refused by the one pass too
             if (rc != -1)
                 fprintf(stderr, "  %s cut to %zu accepted\n", sample->name, length);
             free(copy);
@@ -2172,6 +2238,7 @@ int main(void)
     s_test_body_limit();
     s_test_value_limit();
     s_test_msgpack_check();
+    s_test_tree_edges();
     s_test_utf8();
     s_test_constructor_decoder_agree();
     s_test_peek_ids();

@@ -81,6 +81,10 @@ static void s_test_sum_bound(const zfed_service_t *fib)
         zfed_sample_t sample;
         zfed_fault_t fault;
         CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), 0);
+        //  Up to level 91 the sum fits 19 digits: a small sample, no GMP.
+        CHECK(sample.small == (level <= 91));
+        REQUIRE_INT(zfed_sample_expand(&sample), 0);
+        CHECK(!sample.small && sample.dims == 1 && sample.weight == level);
         CHECK(mpz_cmp(mpq_numref(sample.values[0]), sum) == 0);
         CHECK(mpz_cmp_ui(mpq_denref(sample.values[0]), 1) == 0);
         zfed_sample_clear(&sample);
@@ -168,6 +172,8 @@ static void s_test_sequence_checks(const zfed_service_t *fib)
         zfed_fault_t fault;
         s_sequence_outputs(level, terms, sum, level, NULL, &outputs_buffer, &outputs);
         CHECK_INT(fib->read_outputs(&params.data, &outputs.data, &sample, &fault), 0);
+        CHECK(sample.small == (level < 92) && (!sample.small || sample.small_value == sum));
+        REQUIRE_INT(zfed_sample_expand(&sample), 0);
         CHECK(mpz_cmp_ui(mpq_numref(sample.values[0]), (unsigned long)sum) == 0);
         zfed_sample_clear(&sample);
         msgpack_unpacked_destroy(&outputs);

@@ -769,6 +769,58 @@ static void s_test_json_empty_string(void)
     json_decref(value);
 }
 
+//  The cursor writers write what the buffer writers write, byte for
+//  byte, within their bounds: every byte value in a string (escapes,
+//  control characters, UTF-8 as is), integers at their extremes, and a
+//  reservation that must grow the buffer.
+static void s_test_json_put(void)
+{
+    char text[256];
+    for (int byte = 0; byte < 256; byte++)
+        text[byte] = (char)byte;
+    msgpack_sbuffer slow, fast;
+    msgpack_sbuffer_init(&slow);
+    msgpack_sbuffer_init(&fast);
+    for (size_t length = 0; length <= sizeof text; length += 1 + length / 2) {
+        for (size_t start = 0; start + length <= sizeof text; start += 37) {
+            slow.size = 0;
+            fast.size = 0;
+            CHECK_INT(zfed_json_text_string(&slow, text + start, length), 0);
+            char *at = zfed_json_text_reserve(&fast, ZFED_JSON_STRING_MAX(length));
+            REQUIRE(at != NULL);
+            char *end = zfed_json_put_string(at, text + start, length);
+            CHECK((size_t)(end - at) <= ZFED_JSON_STRING_MAX(length));
+            zfed_json_text_commit(&fast, end);
+            CHECK(slow.size == fast.size && memcmp(slow.data, fast.data, slow.size) == 0);
+        }
+    }
+    const int64_t numbers[] = {0, 1, -1, 9, 10, -10, 1234567890123, INT64_MAX, INT64_MIN};
+    for (size_t index = 0; index < sizeof numbers / sizeof numbers[0]; index++) {
+        slow.size = 0;
+        fast.size = 0;
+        CHECK_INT(zfed_json_text_int(&slow, numbers[index]), 0);
+        char *at = zfed_json_text_reserve(&fast, ZFED_JSON_INT_MAX);
+        REQUIRE(at != NULL);
+        char *end = zfed_json_put_int(at, numbers[index]);
+        CHECK((size_t)(end - at) <= ZFED_JSON_INT_MAX);
+        zfed_json_text_commit(&fast, end);
+        CHECK(slow.size == fast.size && memcmp(slow.data, fast.data, slow.size) == 0);
+    }
+    //  Grown past its allocation, the buffer keeps what it held.
+    fast.size = 0;
+    char *at = zfed_json_text_reserve(&fast, 3);
+    REQUIRE(at != NULL);
+    zfed_json_text_commit(&fast, ZFED_JSON_PUT_LITERAL(at, "abc"));
+    size_t wanted = fast.alloc * 3;
+    at = zfed_json_text_reserve(&fast, wanted);
+    REQUIRE(at != NULL);
+    CHECK(fast.alloc - fast.size >= wanted && at == fast.data + 3);
+    zfed_json_text_commit(&fast, ZFED_JSON_PUT_LITERAL(at, "d"));
+    CHECK(fast.size == 4 && memcmp(fast.data, "abcd", 4) == 0);
+    msgpack_sbuffer_destroy(&slow);
+    msgpack_sbuffer_destroy(&fast);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-util-XXXXXX");
@@ -789,6 +841,7 @@ int main(void)
     s_test_json_pack();
     s_test_json_from_msgpack();
     s_test_json_empty_string();
+    s_test_json_put();
     if (rmdir(s_dir) != 0) {
         perror(s_dir); //  something was left behind
         CHECK(false);
