@@ -260,13 +260,25 @@ void zfed_json_text_commit(msgpack_sbuffer *out, const char *end)
 
 char *zfed_json_put_int(char *at, int64_t value)
 {
+    //  Two digits a division: "00" to "99".
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
     char text[ZFED_JSON_INT_MAX];
     char *end = text + sizeof text, *digit = end;
     uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    do {
-        *--digit = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
+    while (magnitude >= 100) {
+        unsigned pair = (unsigned)(magnitude % 100);
+        magnitude /= 100;
+        digit -= 2;
+        memcpy(digit, pairs + 2 * pair, 2);
+    }
+    if (magnitude >= 10) {
+        digit -= 2;
+        memcpy(digit, pairs + 2 * magnitude, 2);
+    } else
+        *--digit = (char)('0' + magnitude);
     if (value < 0)
         *--digit = '-';
     size_t length = (size_t)(end - digit);

@@ -68,11 +68,17 @@ _Static_assert(sizeof(unsigned long) >= sizeof(uint64_t),
 
 int zfed_bigint_parse_u64(const char *text, size_t length, uint64_t *value)
 {
-    if (!text || length > U64_DIGITS || !s_is_canonical_integer(text, length))
+    //  The canonical check and the value in one loop: a result's check
+    //  reads a dozen of these.
+    if (!text || length == 0 || length > U64_DIGITS || (text[0] == '0' && length > 1))
         return -1;
     uint64_t small = 0;
-    for (size_t index = 0; index < length; index++)
-        small = small * 10 + (uint64_t)(text[index] - '0');
+    for (size_t index = 0; index < length; index++) {
+        unsigned digit = (unsigned)(unsigned char)text[index] - '0';
+        if (digit > 9)
+            return -1;
+        small = small * 10 + digit;
+    }
     *value = small;
     return 0;
 }

@@ -579,8 +579,6 @@ typedef struct {
     msgpack_object *limit; //  the end of the objects
 } s_quick_t;
 
-static bool s_quick_value(s_quick_t *quick, msgpack_object *object, int depth, bool is_key);
-
 //  A big-endian number of width bytes at the cursor, if they are there.
 static bool s_quick_number(s_quick_t *quick, size_t width, uint64_t *value)
 {
@@ -619,94 +617,89 @@ static bool s_quick_bytes(s_quick_t *quick, msgpack_object *object, msgpack_obje
     return true;
 }
 
-static bool s_quick_container(s_quick_t *quick, msgpack_object *object, uint64_t count, bool is_map,
-                              int depth)
+//  Whether a fixstr's bytes are all ASCII (false: maybe not, and
+//  s_utf8_valid decides).  Up to 16 bytes are read as two words, masked
+//  to the string's length: the walk runs over the block's copy of the
+//  body, and the room for the objects after it (QUICK_OBJECTS_MAX of
+//  them) keeps the read inside the allocation.  A byte loop here was a
+//  third of the walk.
+_Static_assert(QUICK_OBJECTS_MAX * sizeof(msgpack_object) >= 16,
+               "a fixstr's two-word read stays inside the block");
+static bool s_quick_ascii(const uint8_t *text, size_t length)
 {
-    uint64_t elements = is_map ? 2 * count : count;
-    if (depth >= ZFED_NESTING_MAX || elements > (uint64_t)(quick->end - quick->at) ||
-        elements > (uint64_t)(quick->limit - quick->next))
-        return false;
-    msgpack_object *first = quick->next;
-    quick->next += elements;
-    if (is_map) {
-        object->type = MSGPACK_OBJECT_MAP;
-        object->via.map.size = (uint32_t)count;
-        object->via.map.ptr = (msgpack_object_kv *)first; //  key, value, key, ...
-    } else {
-        object->type = MSGPACK_OBJECT_ARRAY;
-        object->via.array.size = (uint32_t)count;
-        object->via.array.ptr = first;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (length <= 16) {
+        uint64_t low, high;
+        memcpy(&low, text, sizeof low);
+        memcpy(&high, text + 8, sizeof high);
+        //  The string's bytes are the words' low-order ones.
+        uint64_t low_mask = length >= 8 ? UINT64_MAX : ((uint64_t)1 << (8 * length)) - 1;
+        uint64_t high_mask = length >= 16  ? UINT64_MAX
+                             : length <= 8 ? 0
+                                           : ((uint64_t)1 << (8 * (length - 8))) - 1;
+        return (((low & low_mask) | (high & high_mask)) & 0x8080808080808080ULL) == 0;
     }
-    for (uint64_t index = 0; index < elements; index++)
-        if (!s_quick_value(quick, &first[index], depth + 1, is_map && index % 2 == 0))
-            return false;
-    return true;
+#endif
+    uint8_t any = 0;
+    for (size_t index = 0; index < length; index++)
+        any |= text[index];
+    return !(any & 0x80);
 }
 
-static bool s_quick_value(s_quick_t *quick, msgpack_object *object, int depth, bool is_key)
+//  A value whose head is neither a fixstr, a fixint nor a fix container:
+//  1 when it is a scalar, now built; 2 when it is a container of *count
+//  (its kind in *is_map) still to be opened; 0 when the walk does not
+//  take it.
+static int s_quick_other(s_quick_t *quick, msgpack_object *object, uint8_t head, uint64_t *count,
+                         bool *is_map)
 {
     static const size_t widths[] = {1, 2, 4, 8};
-    if (quick->at == quick->end)
-        return false;
-    uint8_t head = *quick->at++;
-    if (head >= 0xa0 && head <= 0xbf)
-        return s_quick_bytes(quick, object, MSGPACK_OBJECT_STR, head & 0x1f);
-    if (is_key && !(head >= 0xd9 && head <= 0xdb))
-        return false; //  map keys are strings
-    if (head <= 0x7f || head >= 0xe0) {
-        s_build_signed(object, (int8_t)head);
-        return true;
-    }
-    if (head >= 0x90 && head <= 0x9f)
-        return s_quick_container(quick, object, head & 0x0f, false, depth);
-    if (head >= 0x80 && head <= 0x8f)
-        return s_quick_container(quick, object, head & 0x0f, true, depth);
     uint64_t value;
     switch (head) {
     case 0xc0:
         object->type = MSGPACK_OBJECT_NIL;
-        return true;
+        return 1;
     case 0xc2:
     case 0xc3:
         object->type = MSGPACK_OBJECT_BOOLEAN;
         object->via.boolean = head == 0xc3;
-        return true;
+        return 1;
     case 0xcc:
     case 0xcd:
     case 0xce:
     case 0xcf:
         if (!s_quick_number(quick, widths[head - 0xcc], &value))
-            return false;
+            return 0;
         object->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
         object->via.u64 = value;
-        return true;
+        return 1;
     case 0xd0:
     case 0xd1:
     case 0xd2:
     case 0xd3:
         if (!s_quick_number(quick, widths[head - 0xd0], &value))
-            return false;
+            return 0;
         s_build_signed(object, head == 0xd0   ? (int8_t)value
                                : head == 0xd1 ? (int16_t)value
                                : head == 0xd2 ? (int32_t)value
                                               : (int64_t)value);
-        return true;
+        return 1;
     case 0xca: {
         if (!s_quick_number(quick, 4, &value))
-            return false;
+            return 0;
         uint32_t bits = (uint32_t)value;
         float single;
         memcpy(&single, &bits, sizeof single);
         object->type = MSGPACK_OBJECT_FLOAT32;
         object->via.f64 = single;
-        return true;
+        return 1;
     }
     case 0xcb:
         if (!s_quick_number(quick, 8, &value))
-            return false;
+            return 0;
         object->type = MSGPACK_OBJECT_FLOAT64;
         memcpy(&object->via.f64, &value, sizeof value);
-        return true;
+        return 1;
     case 0xd9:
     case 0xda:
     case 0xdb:
@@ -719,14 +712,112 @@ static bool s_quick_value(s_quick_t *quick, msgpack_object *object, int depth, b
                s_quick_bytes(quick, object, MSGPACK_OBJECT_BIN, value);
     case 0xdc:
     case 0xdd:
-        return s_quick_number(quick, head == 0xdc ? 2 : 4, &value) &&
-               s_quick_container(quick, object, value, false, depth);
     case 0xde:
     case 0xdf:
-        return s_quick_number(quick, head == 0xde ? 2 : 4, &value) &&
-               s_quick_container(quick, object, value, true, depth);
+        *is_map = head >= 0xde;
+        return s_quick_number(quick, head == 0xdc || head == 0xde ? 2 : 4, count) ? 2 : 0;
     default: //  ext, and 0xc1 (never valid): the two passes decide
-        return false;
+        return 0;
+    }
+}
+
+//  The walk: iterative, the containers around the cursor on a stack of
+//  at most ZFED_NESTING_MAX (the scan's depth rule: a container may sit
+//  inside at most ZFED_NESTING_MAX - 1 others), the innermost one and the
+//  cursor in locals.  A call per value was half of the walk.
+static bool s_quick_walk(s_quick_t *quick, msgpack_object *root)
+{
+    struct {
+        msgpack_object *fill; //  the container's next object to fill
+        uint64_t left;        //  its objects still to fill (keys and values)
+        bool in_map;
+    } outer[ZFED_NESTING_MAX];
+    int depth = 0; //  containers open around the value being read
+    msgpack_object *fill = NULL;
+    uint64_t left = 0;
+    bool in_map = false;
+    const uint8_t *at = quick->at, *end = quick->end;
+    msgpack_object *object = root;
+    bool is_key = false;
+    while (true) {
+        if (at == end)
+            return false;
+        uint8_t head = *at++;
+        uint64_t count = 0;
+        bool is_map = false;
+        if (head >= 0xa0 && head <= 0xbf) {
+            size_t length = head & 0x1f;
+            if ((size_t)(end - at) < length)
+                return false;
+            if (!s_quick_ascii(at, length) && !s_utf8_valid(at, length))
+                return false;
+            object->type = MSGPACK_OBJECT_STR;
+            object->via.str.size = (uint32_t)length;
+            object->via.str.ptr = (const char *)at;
+            at += length;
+            goto next;
+        }
+        if (is_key && !(head >= 0xd9 && head <= 0xdb))
+            return false; //  map keys are strings
+        if (head <= 0x7f || head >= 0xe0) {
+            s_build_signed(object, (int8_t)head);
+            goto next;
+        }
+        if (head <= 0x9f) {
+            count = head & 0x0f;
+            is_map = head <= 0x8f;
+        } else {
+            quick->at = at;
+            int kind = s_quick_other(quick, object, head, &count, &is_map);
+            at = quick->at;
+            if (kind == 0)
+                return false;
+            if (kind == 1)
+                goto next;
+        }
+        //  A container: its elements side by side, filled in order.
+        uint64_t elements = is_map ? 2 * count : count;
+        if (depth >= ZFED_NESTING_MAX || elements > (uint64_t)(end - at) ||
+            elements > (uint64_t)(quick->limit - quick->next))
+            return false;
+        msgpack_object *first = quick->next;
+        quick->next += elements;
+        if (is_map) {
+            object->type = MSGPACK_OBJECT_MAP;
+            object->via.map.size = (uint32_t)count;
+            object->via.map.ptr = (msgpack_object_kv *)first; //  key, value, key, ...
+        } else {
+            object->type = MSGPACK_OBJECT_ARRAY;
+            object->via.array.size = (uint32_t)count;
+            object->via.array.ptr = first;
+        }
+        if (elements > 0) {
+            if (depth > 0) {
+                outer[depth - 1].fill = fill;
+                outer[depth - 1].left = left;
+                outer[depth - 1].in_map = in_map;
+            }
+            depth++;
+            fill = first;
+            left = elements;
+            in_map = is_map;
+        }
+    next:
+        while (left == 0) {
+            if (depth <= 1) {
+                quick->at = at;
+                return true;
+            }
+            depth--;
+            fill = outer[depth - 1].fill;
+            left = outer[depth - 1].left;
+            in_map = outer[depth - 1].in_map;
+        }
+        //  A map's objects alternate key, value: a key when an even
+        //  number is left.
+        is_key = in_map && left % 2 == 0;
+        object = fill++;
+        left--;
     }
 }
 
@@ -750,7 +841,7 @@ static void *s_quick_build(const void *data, size_t size, size_t prefix, msgpack
     memcpy(bytes, data, size);
     msgpack_object *objects = (msgpack_object *)(block + at_objects);
     s_quick_t quick = {bytes, bytes + size, objects + 1, objects + QUICK_OBJECTS_MAX};
-    if (!s_quick_value(&quick, objects, 0, false) || quick.at != quick.end) {
+    if (!s_quick_walk(&quick, objects) || quick.at != quick.end) {
         free(block);
         return NULL;
     }

@@ -1587,6 +1587,23 @@ static void s_test_tree_edges(void)
         {"\xca\x3f\x80\x00\x00", 5},                 //  float32
         {"\xd3\xff\xff\xff\xff\xff\xff\xff\xfe", 9}, //  int64 -2
         {"\xd0\x05", 2},                             //  int8 positive
+        //  ASCII strings followed by bytes of 0x80 and more, which the
+        //  walk's word reads must not take for the string's
+        {"\x93\xa3"
+         "abc\xcc\xff\xcc\xfe",
+         9},
+        {"\x92\xa9"
+         "abcdefghi\xcc\xff",
+         13},
+        {"\x92\xb0"
+         "abcdefghijklmnop\xcc\xff",
+         20},
+        {"\x92\xac"
+         "abcdefghij\xc3\xa9\xcc\xff",
+         16}, //  "é" in the second word
+        {"\x92\xac"
+         "abcdefghij\xc3\x28\xcc\xff",
+         16}, //  broken in the second word
     };
     for (size_t index = 0; index < sizeof odd / sizeof odd[0]; index++) {
         uint8_t *copy = s_exact_copy(odd[index].bytes, odd[index].size);

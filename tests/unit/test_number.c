@@ -495,10 +495,66 @@ static void s_test_nearest_double(void)
     s_check_nearest("18014398509481987/2", 9007199254740994.0);
 }
 
+//  zfed_bigint_parse_u64 takes exactly what zfed_bigint_parse takes, up to
+//  19 digits, with the same value; everything else it refuses untouched.
+static void s_test_bigint_parse_u64(void)
+{
+#define U64_CASE(literal)                                                                          \
+    {                                                                                              \
+        literal, LITERAL_LENGTH(literal)                                                           \
+    }
+    static const struct {
+        const char *text;
+        size_t length;
+    } cases[] = {U64_CASE("0"),
+                 U64_CASE("7"),
+                 U64_CASE("10"),
+                 U64_CASE("88"),
+                 U64_CASE("1234567890123456789"),
+                 U64_CASE("9999999999999999999"),
+                 U64_CASE("00"),
+                 U64_CASE("01"),
+                 U64_CASE(""),
+                 U64_CASE("-1"),
+                 U64_CASE("+1"),
+                 U64_CASE("1a"),
+                 U64_CASE("a1"),
+                 U64_CASE(" 1"),
+                 U64_CASE("1 "),
+                 U64_CASE("1.0"),
+                 U64_CASE("12345678901234567890"),
+                 U64_CASE("1\0"),
+                 U64_CASE("/"),
+                 U64_CASE(":"),
+                 U64_CASE("9:"),
+                 U64_CASE("0/")};
+#undef U64_CASE
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        const char *text = cases[index].text;
+        size_t length = cases[index].length;
+        uint64_t small = SENTINEL;
+        int rc = zfed_bigint_parse_u64(text, length, &small);
+        mpz_t wide;
+        mpz_init(wide);
+        int wide_rc = length <= 19 ? zfed_bigint_parse(text, length, wide) : -1;
+        CHECK_INT(rc, wide_rc);
+        if (rc == 0)
+            CHECK(mpz_cmp_ui(wide, (unsigned long)small) == 0);
+        else
+            CHECK(small == SENTINEL);
+        mpz_clear(wide);
+    }
+    uint64_t small = 0;
+    CHECK_INT(zfed_bigint_parse_u64("9999999999999999999", 19, &small), 0);
+    CHECK(small == 9999999999999999999ULL);
+    CHECK_INT(zfed_bigint_parse_u64(NULL, 1, &small), -1);
+}
+
 int main(void)
 {
     s_test_nearest_double();
     s_test_bigint_parse();
+    s_test_bigint_parse_u64();
     s_test_bigint_format();
     s_test_bigint_limits();
     s_test_decimal_parse();
