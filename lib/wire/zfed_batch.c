@@ -34,6 +34,13 @@ static int s_fail(char *reason, size_t reason_size, const char *format, ...)
 
 bool zfed_batch_is(const void *data, size_t size)
 {
+    //  Most bodies asked about are a batch's items: a fixarray whose first
+    //  element is a fixstr of another length ("zfed.result") is no batch,
+    //  seen from its first two bytes.
+    const uint8_t *bytes = data;
+    if (size >= 2 && bytes[0] >= 0x91 && bytes[0] <= 0x9f && bytes[1] >= 0xa0 && bytes[1] <= 0xbf &&
+        bytes[1] != (0xa0 | KIND_LENGTH))
+        return false;
     zfed_peek_t reader = {data, size, 0};
     uint64_t count;
     zfed_view_t kind;
