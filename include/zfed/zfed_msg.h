@@ -89,6 +89,18 @@ void zfed_msg_destroy(zfed_msg_t **self_p);
 //  unsigned integer, got str").
 zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t reason_size);
 
+//  zfed_msg_decode into the memory of *spare (a message given up with
+//  zfed_msg_recycle, or NULL) when it is big enough: a controller that
+//  lets each result go once it is read decodes the next one in the same
+//  block, without a malloc and a free per result.  *spare is taken either
+//  way and left NULL.
+zfed_msg_t *zfed_msg_decode_into(zfed_msg_t **spare, const void *data, size_t size, char *reason,
+                                 size_t reason_size);
+//  Gives *self_p up (NULL after) as the spare of zfed_msg_decode_into,
+//  destroying the spare before it; a message that was not decoded is
+//  destroyed instead.  Nothing of it may be read afterwards.
+void zfed_msg_recycle(zfed_msg_t **self_p, zfed_msg_t **spare);
+
 //  Best effort for error replies: reads job_id, round, task_id and attempt
 //  from a body that failed to decode, when those four elements are
 //  readable, so the error can still name its task.  Returns 0 when they

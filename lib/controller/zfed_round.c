@@ -475,7 +475,7 @@ static void s_render(zfed_round_env_t *self, round_t *round, uint32_t index)
     }
     task->line_at = at;
     task->line_size = (uint32_t)(round->lines.size - at);
-    zfed_msg_destroy(&task->result);
+    zfed_msg_recycle(&task->result, &self->spare);
 }
 
 //  Sends up to count more replicas of task index (one, for replicas 1),
@@ -747,7 +747,7 @@ static void s_handle_body(zfed_round_env_t *self, round_t *round, const carried_
                           bool earlier, int64_t now)
 {
     char reason[REASON_MAX];
-    zfed_msg_t *message = zfed_msg_decode(body, size, reason, sizeof reason);
+    zfed_msg_t *message = zfed_msg_decode_into(&self->spare, body, size, reason, sizeof reason);
     if (!message) {
         round->invalid++;
         zfed_round_warn(round, "undecodable reply from %s refused: %s", round->identity, reason);
@@ -803,7 +803,7 @@ static void s_handle_body(zfed_round_env_t *self, round_t *round, const carried_
         s_handle_result(self, round, &message, data, data_size, now);
     else
         s_handle_error(self, round, message, now);
-    zfed_msg_destroy(&message);
+    zfed_msg_recycle(&message, &self->spare);
 }
 
 //  A batch reply: one reply body per task of the batch request, item i
@@ -1482,6 +1482,7 @@ void zfed_round_env_init(zfed_round_env_t *env)
 
 void zfed_round_env_clear(zfed_round_env_t *env)
 {
+    zfed_msg_destroy(&env->spare);
     zfed_liars_destroy(&env->liars);
     msgpack_sbuffer_destroy(&env->buffer);
     for (size_t item = 0; item < ZFED_BATCH_MAX; item++)

@@ -73,6 +73,9 @@ typedef struct {
     msgpack_sbuffer buffer;
     msgpack_sbuffer items[ZFED_BATCH_MAX];
     zfed_view_t views[ZFED_BATCH_MAX];
+    //  The last reply let go, whose block the next one is decoded into
+    //  (zfed_msg_decode_into).
+    zfed_msg_t *spare;
     //  The next request's ticket (PROTOCOL.md 3.1): every request of the
     //  job has its own, so a reply is matched to the request it answers.
     uint64_t next_ticket;

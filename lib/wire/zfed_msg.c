@@ -71,6 +71,9 @@ struct _zfed_msg_t {
     uint32_t error_code;
     char error_field[ZFED_FIELD_MAX + 1];
     char error_text[ZFED_ERROR_TEXT_MAX + 1];
+    //  A decoded message's block, in bytes (0 for a constructed one): what
+    //  zfed_msg_decode_into may reuse.
+    size_t block_size;
 };
 
 static void s_reason(char *reason, size_t reason_size, const char *format, ...)
@@ -826,17 +829,24 @@ static bool s_quick_walk(s_quick_t *quick, msgpack_object *root)
 //  QUICK_OBJECTS_MAX objects (about 3 KiB more than the two passes' block,
 //  for no copy and no second walk).  NULL when the walk does not take the
 //  bytes (the block is then freed) or memory runs out (*failed set).
-static void *s_quick_build(const void *data, size_t size, size_t prefix, msgpack_object **root,
-                           bool *failed)
+static void *s_quick_build(void *spare, size_t capacity, const void *data, size_t size,
+                           size_t prefix, msgpack_object **root, size_t *block_size, bool *failed)
 {
     size_t align = _Alignof(msgpack_object);
     size_t at_bytes = s_tree_offset(prefix);
     size_t at_objects = (at_bytes + size + align - 1) / align * align;
-    uint8_t *block = malloc(at_objects + QUICK_OBJECTS_MAX * sizeof(msgpack_object));
+    size_t needed = at_objects + QUICK_OBJECTS_MAX * sizeof(msgpack_object);
+    uint8_t *block = spare;
+    if (!block || capacity < needed) {
+        free(spare);
+        block = malloc(needed);
+        capacity = needed;
+    }
     if (!block) {
         *failed = true;
         return NULL;
     }
+    *block_size = capacity;
     uint8_t *bytes = block + at_bytes;
     memcpy(bytes, data, size);
     msgpack_object *objects = (msgpack_object *)(block + at_objects);
@@ -852,21 +862,32 @@ static void *s_quick_build(const void *data, size_t size, size_t prefix, msgpack
 void *zfed_tree_build(const void *data, size_t size, size_t prefix, msgpack_object **root,
                       char *reason, size_t reason_size)
 {
+    size_t block_size;
+    return zfed_tree_build_reusing(NULL, 0, data, size, prefix, root, &block_size, reason,
+                                   reason_size);
+}
+
+void *zfed_tree_build_reusing(void *spare, size_t capacity, const void *data, size_t size,
+                              size_t prefix, msgpack_object **root, size_t *block_size,
+                              char *reason, size_t reason_size)
+{
     if (data && size > 0 && size <= QUICK_BODY_MAX) {
         bool failed = false;
-        void *block = s_quick_build(data, size, prefix, root, &failed);
+        void *block = s_quick_build(spare, capacity, data, size, prefix, root, block_size, &failed);
         if (block || failed) {
             if (failed)
                 s_reason(reason, reason_size, "out of memory");
             return block;
         }
-    }
+    } else
+        free(spare);
     size_t values = 0;
     if (s_check(data, size, ZFED_NESTING_MAX, &values, reason, reason_size) != 0)
         return NULL;
     //  values <= ZFED_VALUES_MAX and size <= the caller's limit: no overflow.
     size_t offset = s_tree_offset(prefix);
-    uint8_t *block = malloc(offset + values * sizeof(msgpack_object) + size);
+    *block_size = offset + values * sizeof(msgpack_object) + size;
+    uint8_t *block = malloc(*block_size);
     if (!block) {
         s_reason(reason, reason_size, "out of memory");
         return NULL;
@@ -1166,18 +1187,39 @@ zfed_msg_t *zfed_msg_new_error(const char *job_id, uint32_t round, uint32_t task
     return self;
 }
 
+//  What a message holds besides its block.
+static void s_release_parts(zfed_msg_t *self)
+{
+    s_part_t *parts[] = {&self->params, &self->global_value, &self->outputs};
+    for (size_t index = 0; index < sizeof parts / sizeof parts[0]; index++) {
+        s_blob_free(&parts[index]->bytes);
+        if (parts[index]->unpacked_used) {
+            msgpack_unpacked_destroy(&parts[index]->unpacked);
+            parts[index]->unpacked_used = false;
+        }
+    }
+}
+
 void zfed_msg_destroy(zfed_msg_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    zfed_msg_t *self = *self_p;
-    s_part_t *parts[] = {&self->params, &self->global_value, &self->outputs};
-    for (size_t index = 0; index < sizeof parts / sizeof parts[0]; index++) {
-        s_blob_free(&parts[index]->bytes);
-        if (parts[index]->unpacked_used)
-            msgpack_unpacked_destroy(&parts[index]->unpacked);
+    s_release_parts(*self_p);
+    free(*self_p); //  and, decoded, its tree and bytes
+    *self_p = NULL;
+}
+
+void zfed_msg_recycle(zfed_msg_t **self_p, zfed_msg_t **spare)
+{
+    if (!self_p || !*self_p)
+        return;
+    if ((*self_p)->block_size == 0) {
+        zfed_msg_destroy(self_p);
+        return;
     }
-    free(self); //  and, decoded, its tree and bytes
+    s_release_parts(*self_p);
+    zfed_msg_destroy(spare);
+    *spare = *self_p;
     *self_p = NULL;
 }
 
@@ -1322,6 +1364,18 @@ static int s_decode_error(zfed_msg_t *self, s_reader_t *reader)
 
 zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t reason_size)
 {
+    zfed_msg_t *none = NULL;
+    return zfed_msg_decode_into(&none, data, size, reason, reason_size);
+}
+
+zfed_msg_t *zfed_msg_decode_into(zfed_msg_t **spare, const void *data, size_t size, char *reason,
+                                 size_t reason_size)
+{
+    //  The spare's parts were released when it was given up: its block is
+    //  all there is to it.
+    void *block = *spare;
+    size_t capacity = block ? (*spare)->block_size : 0;
+    *spare = NULL;
     //  Not through s_reason: a vsnprintf per message decoded showed in profiles.
     static const char no_reason[] = "no reason";
     if (reason && reason_size > 0) {
@@ -1331,6 +1385,7 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
         reason[length] = '\0';
     }
     if (size > ZFED_BODY_MAX) {
+        free(block);
         s_reason(reason, reason_size, "body of %zu bytes is over the %d-byte limit", size,
                  ZFED_BODY_MAX);
         return NULL;
@@ -1339,10 +1394,13 @@ zfed_msg_t *zfed_msg_decode(const void *data, size_t size, char *reason, size_t 
     //  (the tree's strings point into it, whatever the caller does with
     //  the frame).  A kept result is one allocation, freed as one.
     msgpack_object *root = NULL;
-    zfed_msg_t *self = zfed_tree_build(data, size, sizeof *self, &root, reason, reason_size);
+    size_t block_size = 0;
+    zfed_msg_t *self = zfed_tree_build_reusing(block, capacity, data, size, sizeof *self, &root,
+                                               &block_size, reason, reason_size);
     if (!self)
         return NULL;
     memset(self, 0, sizeof *self);
+    self->block_size = block_size;
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2) {
         if (root->type == MSGPACK_OBJECT_ARRAY)
             s_reason(reason, reason_size,

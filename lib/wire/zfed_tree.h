@@ -23,4 +23,12 @@
 void *zfed_tree_build(const void *data, size_t size, size_t prefix, msgpack_object **root,
                       char *reason, size_t reason_size);
 
+//  zfed_tree_build into block (capacity bytes, malloc'd; NULL for none)
+//  when the one pass takes the bytes and they fit it, into a new block
+//  otherwise.  block is taken either way (returned, or freed).  The block
+//  returned is *block_size bytes.
+void *zfed_tree_build_reusing(void *block, size_t capacity, const void *data, size_t size,
+                              size_t prefix, msgpack_object **root, size_t *block_size,
+                              char *reason, size_t reason_size);
+
 #endif

@@ -1614,6 +1614,72 @@ static void s_test_tree_edges(void)
     }
 }
 
+//  A result encoded: job "job-1", the given task id, outputs {"k": value}.
+static void s_result_body(msgpack_sbuffer *body, uint32_t task, const char *value)
+{
+    msgpack_sbuffer outputs;
+    msgpack_sbuffer_init(&outputs);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &outputs, msgpack_sbuffer_write);
+    msgpack_pack_map(&packer, 1);
+    msgpack_pack_str_with_body(&packer, "k", 1);
+    msgpack_pack_str_with_body(&packer, value, strlen(value));
+    zfed_msg_t *msg =
+        zfed_msg_new_result("job-1", 1, task, 0, "worker-1", 5, outputs.data, outputs.size);
+    msgpack_sbuffer_clear(body);
+    REQUIRE(msg != NULL && zfed_msg_encode(msg, body) == 0);
+    zfed_msg_destroy(&msg);
+    msgpack_sbuffer_destroy(&outputs);
+}
+
+//  zfed_msg_decode_into reuses a recycled message's block when the next
+//  body fits it, takes a new one when it does not, and decodes the same
+//  either way; a constructed message is destroyed, not kept; a body that
+//  does not decode frees the spare (ASan would say otherwise).
+static void s_test_decode_into(void)
+{
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    zfed_msg_t *spare = NULL;
+    s_result_body(&body, 7, "small");
+    zfed_msg_t *first = zfed_msg_decode_into(&spare, body.data, body.size, NULL, 0);
+    REQUIRE(first != NULL);
+    const void *block = first;
+    zfed_msg_recycle(&first, &spare);
+    CHECK(first == NULL && spare == block);
+    s_result_body(&body, 8, "other");
+    zfed_msg_t *second = zfed_msg_decode_into(&spare, body.data, body.size, NULL, 0);
+    REQUIRE(second != NULL);
+    CHECK(spare == NULL && (const void *)second == block); //  the same memory
+    CHECK_INT(zfed_msg_task_id(second), 8);
+    size_t size;
+    const uint8_t *outputs = zfed_msg_outputs(second, &size);
+    CHECK(outputs && size == 9 && memcmp(outputs, "\x81\xa1k\xa5other", 9) == 0);
+    zfed_msg_recycle(&second, &spare);
+    //  Too big for the spare: a block of its own, still right.
+    char big[2048];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    s_result_body(&body, 9, big);
+    zfed_msg_t *third = zfed_msg_decode_into(&spare, body.data, body.size, NULL, 0);
+    REQUIRE(third != NULL);
+    CHECK(spare == NULL && zfed_msg_task_id(third) == 9);
+    outputs = zfed_msg_outputs(third, &size);
+    CHECK(outputs && size == 3 + 3 + sizeof big - 1);
+    zfed_msg_recycle(&third, &spare);
+    CHECK(spare != NULL);
+    //  A constructed message is never a spare.
+    zfed_msg_t *made = zfed_msg_new_result("job-1", 1, 2, 3, "worker-1", 0, RAW("\x80"));
+    const zfed_msg_t *kept = spare;
+    zfed_msg_recycle(&made, &spare);
+    CHECK(made == NULL && spare == kept);
+    //  A body that does not decode: NULL, the reason, the spare gone.
+    char reason[128] = "";
+    CHECK(zfed_msg_decode_into(&spare, "\x91\xc1", 2, reason, sizeof reason) == NULL);
+    CHECK(spare == NULL && reason[0] != '\0');
+    msgpack_sbuffer_destroy(&body);
+}
+
 static void s_test_msgpack_check(void)
 {
     char reason[128];
@@ -2256,6 +2322,7 @@ int main(void)
     s_test_value_limit();
     s_test_msgpack_check();
     s_test_tree_edges();
+    s_test_decode_into();
     s_test_utf8();
     s_test_constructor_decoder_agree();
     s_test_peek_ids();
