@@ -97,6 +97,9 @@ static void s_usage(void)
            "                       and test_loss per round, while the next round trains\n"
            "  --eval-inline        evaluate each round's model before the next round starts\n"
            "                       (the same figures; the sites wait for it)\n"
+           "  --sync MODE          when a round's files are durable: overlap (default: while\n"
+           "                       the next round runs, before its record) or round (before\n"
+           "                       the next round's tasks go out)\n"
            "\n"
            "Where:\n"
            "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
@@ -163,6 +166,7 @@ enum {
     OPT_JSON,
     OPT_FAIL_FAST,
     OPT_EVAL_INLINE,
+    OPT_SYNC,
     OPT_INITIAL_MODEL,
     OPT_SEED,
     OPT_KEEP_MODELS,
@@ -212,6 +216,7 @@ static const struct option s_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
     {"eval-inline", no_argument, NULL, OPT_EVAL_INLINE},
+    {"sync", required_argument, NULL, OPT_SYNC},
     {"initial-model", required_argument, NULL, OPT_INITIAL_MODEL},
     {"seed", required_argument, NULL, OPT_SEED},
     {"keep-models", required_argument, NULL, OPT_KEEP_MODELS},
@@ -293,7 +298,7 @@ static bool s_resume_allows(int option)
 {
     return option == OPT_CONNECT || option == OPT_WORKDIR || option == OPT_CURVE_CERT ||
            option == OPT_SERVER_KEY || option == OPT_RESUME || option == OPT_NO_PROGRESS ||
-           option == OPT_FAIL_FAST || option == OPT_EVAL_INLINE ||
+           option == OPT_FAIL_FAST || option == OPT_EVAL_INLINE || option == OPT_SYNC ||
            option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' || option == 'q';
 }
 
@@ -310,7 +315,7 @@ typedef struct {
     const char *job_file;
     const char *resume;
     const char *workdir; //  the last --workdir: where --resume looks
-    bool progress, status, as_json, fail_fast, eval_inline;
+    bool progress, status, as_json, fail_fast, eval_inline, sync_rounds;
     //  Which flag set the task parameters (for errors about them), and
     //  how many levels --levels and --schedule gave (0: not given).
     const char *params_flag;
@@ -367,6 +372,11 @@ static void s_parse(s_args_t *args, int argc, char **argv)
         case OPT_EVAL_INLINE:
             args->eval_inline = true;
             break;
+        case OPT_SYNC:
+            if (strcmp(optarg, "round") != 0 && strcmp(optarg, "overlap") != 0)
+                zfed_cli_fail(PROGRAM, "--sync: '%s' is neither round nor overlap", optarg);
+            args->sync_rounds = strcmp(optarg, "round") == 0;
+            break;
         default:
             if (zfed_cli_common(PROGRAM, option, optarg, s_usage) == ZFED_CLI_EXIT)
                 exit(ZFED_EXIT_OK);
@@ -386,12 +396,13 @@ static void s_parse(s_args_t *args, int argc, char **argv)
         zfed_cli_fail(PROGRAM, "--json goes with --status");
     for (size_t index = 0; args->resume && index < args->count; index++)
         if (!s_resume_allows(args->given[index].option))
-            zfed_cli_fail(PROGRAM,
-                          "--resume: a resumed job keeps its own settings; only where it runs "
-                          "(--connect, --workdir, --curve-cert, --server-key) and how "
-                          "(--no-progress, --fail-fast, --eval-inline, --log-level, -v, -q) "
-                          "may change (not --%s)",
-                          s_flag_name(args->given[index].option));
+            zfed_cli_fail(
+                PROGRAM,
+                "--resume: a resumed job keeps its own settings; only where it runs "
+                "(--connect, --workdir, --curve-cert, --server-key) and how "
+                "(--no-progress, --fail-fast, --eval-inline, --sync, --log-level, -v, -q) "
+                "may change (not --%s)",
+                s_flag_name(args->given[index].option));
 }
 
 //  A flag's text as its setting's JSON value; exits 2 when it is not one.
@@ -582,7 +593,8 @@ int main(int argc, char **argv)
     zfed_controller_options_t options = {.resume = args.resume != NULL,
                                          .progress = args.progress ? stdout : NULL,
                                          .fail_fast = args.fail_fast,
-                                         .eval_inline = args.eval_inline};
+                                         .eval_inline = args.eval_inline,
+                                         .sync_rounds = args.sync_rounds};
     zfed_controller_t *controller = zfed_controller_new(job, &options, &error);
     int outcome;
     if (controller) {

@@ -46,6 +46,10 @@ typedef struct {
     //  is written and the next round starts, instead of while the next
     //  round trains: the same figures, later.
     bool eval_inline;
+    //  --sync round: each round's records durable before the next round's
+    //  tasks go out.  By default they are made durable by a thread while
+    //  the next round runs, and before its record is (schemas/WORKDIR.md 1).
+    bool sync_rounds;
 } zfed_controller_options_t;
 
 //  job must have passed zfed_job_finish and outlive the controller.  NULL

@@ -25,6 +25,10 @@ int zfed_json_pack(const json_t *value, msgpack_packer *packer, char *reason, si
 //  bin/ext values, non-string map keys, or nests too deep.
 json_t *zfed_json_from_msgpack(const msgpack_object *object);
 
+//  value as the work folder's files hold it: indented by 2, keys in order,
+//  reals as precise as they need, a final newline (malloc'd, its length
+//  in size; NULL when out of memory).
+char *zfed_json_file_text(const json_t *value, size_t *size);
 //  Writes value as indented JSON through zfed_write_file_durable.  0 or -1.
 int zfed_json_write_durable(const char *path, const json_t *value);
 

@@ -214,6 +214,17 @@ int zfed_controller_run(zfed_controller_t *self)
     //  interrupted job's records are settled too.
     if (zfed_round_settle(&self->env) != 0 && outcome == ZFED_RUN_COMPLETED)
         outcome = ZFED_RUN_FAILED;
+    //  Every record durable before the summary, and before exit: a file
+    //  that could not be made so fails the job, whatever its outcome was.
+    zfed_error_t drained;
+    if (zfed_records_drain(self->records, &drained) != 0) {
+        if (outcome != ZFED_RUN_FAILED)
+            snprintf(self->env.failure, sizeof self->env.failure, "%.*s",
+                     (int)sizeof self->env.failure - 1, drained.message);
+        else
+            zfed_error("%s", drained.message);
+        outcome = ZFED_RUN_FAILED;
+    }
     const char *status = outcome == ZFED_RUN_COMPLETED     ? "completed"
                          : outcome == ZFED_RUN_INTERRUPTED ? "interrupted"
                                                            : "failed";
@@ -255,6 +266,7 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
     self->records = zfed_records_new(job, service, options->resume, error);
     if (!self->records)
         goto err;
+    zfed_records_set_sync(self->records, options->sync_rounds);
     self->client = zfed_client_new(job->endpoint, job->curve_cert[0] ? job->curve_cert : NULL,
                                    job->server_key[0] ? job->server_key : NULL);
     if (!self->client) {

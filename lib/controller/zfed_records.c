@@ -1,6 +1,7 @@
 /*  zfed_records - global state, round records, best round, summary, resume.  */
 #include "controller/zfed_records.h"
 #include "controller/zfed_job_private.h"
+#include "controller/zfed_store_private.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_util.h"
@@ -39,6 +40,11 @@ struct _zfed_records_t {
     //  (-1: none).  Only the last round can be pending.
     json_t *pending;
     int64_t pending_round;
+    //  --sync round: each record durable before the next round starts.
+    bool sync;
+    //  Rounds below this one are known durable (the rest are staged or
+    //  with the durability thread).
+    uint32_t durable_next;
 };
 
 //  ---------------------------------------------------------------------
@@ -212,6 +218,63 @@ static void s_count_round(zfed_records_t *self, uint32_t round, const json_t *re
 //  ---------------------------------------------------------------------
 //  Closing rounds and the job
 
+//  A durability failure: the rounds whose records may not have landed
+//  are not counted in the summary (the error names the file).
+static void s_forget_undurable(zfed_records_t *self)
+{
+    size_t count = json_array_size(self->summaries);
+    while (count > 0) {
+        json_t *last = json_array_get(self->summaries, count - 1);
+        if (json_integer_value(json_object_get(last, "round")) < (json_int_t)self->durable_next)
+            break;
+        json_array_remove(self->summaries, --count);
+    }
+    if (self->next_round > self->durable_next)
+        self->next_round = self->durable_next;
+}
+
+//  Round's record to its temporary file, then handed to the durability
+//  thread once the group before is durable (with wait: durable itself on
+//  return).  Before the hand-over nothing is counted: a failure changes
+//  nothing but the summary's view of the round(s) before (above).
+static int s_stage_round(zfed_records_t *self, uint32_t round, const json_t *record, bool wait,
+                         zfed_error_t *error)
+{
+    //  No record, no next round: resuming must never skip one.
+    if (zfed_store_stage_round(self->store, round, record) != 0)
+        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
+                              round, zfed_store_path(self->store), strerror(errno));
+    if (zfed_store_flush(self->store, wait, error) != 0) {
+        s_forget_undurable(self);
+        return -1;
+    }
+    //  The group before is durable: every round before this one.
+    self->durable_next = wait ? round + 1 : round;
+    return 0;
+}
+
+void zfed_records_stage_file(zfed_records_t *self, zfed_durable_t **file_p)
+{
+    zfed_store_stage_file(self->store, file_p);
+    //  A round's own results file lands before the record that names it.
+    zfed_store_barrier(self->store);
+}
+
+void zfed_records_set_sync(zfed_records_t *self, bool sync)
+{
+    self->sync = sync;
+}
+
+int zfed_records_drain(zfed_records_t *self, zfed_error_t *error)
+{
+    if (zfed_store_flush(self->store, true, error) != 0) {
+        s_forget_undurable(self);
+        return -1;
+    }
+    self->durable_next = self->next_round;
+    return 0;
+}
+
 void zfed_records_count_late(zfed_records_t *self, uint32_t round)
 {
     if (round < self->job->rounds)
@@ -247,11 +310,9 @@ int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *recor
         free(after.value);
         return zfed_error_set(error, ZFED_E_NOMEM, "", "round %u: out of memory", round);
     }
-    if (zfed_store_write_round(self->store, round, record) != 0) {
-        //  No durable record, no next round: resuming must never skip one.
+    if (s_stage_round(self, round, record, self->sync, error) != 0) {
         free(after.value);
-        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
-                              round, zfed_store_path(self->store), strerror(errno));
+        return -1;
     }
     free(before.value);
     self->global = after;
@@ -275,9 +336,10 @@ int zfed_records_close_model_round(zfed_records_t *self, uint32_t round, json_t 
     if (!global_in || !global_out || json_object_set_new(record, "global_in", global_in) != 0 ||
         json_object_set_new(record, "global_out", global_out) != 0)
         return zfed_error_set(error, ZFED_E_NOMEM, "", "round %u: out of memory", round);
-    if (zfed_store_write_round(self->store, round, record) != 0)
-        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
-                              round, zfed_store_path(self->store), strerror(errno));
+    //  Durable before the round's model files are linked and the old
+    //  ones removed (zfed_models_advance), as resuming needs.
+    if (s_stage_round(self, round, record, true, error) != 0)
+        return -1;
     zfed_records_set_model_global(self, round, json_incref((json_t *)aggregate));
     json_decref(self->model_state);
     self->model_state = json_incref(json_object_get(record, "state"));
@@ -298,9 +360,11 @@ int zfed_records_evaluated(zfed_records_t *self, const json_t *figures, zfed_err
         return zfed_error_set(error, ZFED_E_NOMEM, "", "round %u: out of memory", round);
     //  Written whole in place of the pending one (temporary file, fsync,
     //  rename): a kill leaves one or the other.
-    if (zfed_store_write_round(self->store, round, record) != 0)
-        return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
-                              round, zfed_store_path(self->store), strerror(errno));
+    //  ... and durable before best_model.safetensors may follow it, and
+    //  before the next round's record (a pending record followed by
+    //  another is refused as corrupt).
+    if (s_stage_round(self, round, record, true, error) != 0)
+        return -1;
     self->pending = NULL;
     self->pending_round = -1;
     //  The summary's entry for the round is the last one.
@@ -467,6 +531,7 @@ static int s_resume(zfed_records_t *self, zfed_error_t *error)
         json_decref(record);
     }
     s_resume_late_counts(self);
+    self->durable_next = self->next_round;
     return 0;
 }
 

@@ -2,8 +2,10 @@
     one durable record per closed round, the best round, and the summary
     (private header).
 
-    A closed round's record is on disk before the round counts (for the
-    best round, the summary, the next round's global state), so a
+    A closed round's record is written whole before the round counts (for
+    the best round, the summary, the next round's global state) and is
+    durable before the next round's record is handed over (zfed_store's
+    durability thread makes it so while the next round runs), so a
     controller killed at any moment resumes from the last record and
     finishes with the summary an undisturbed run writes.  Late results
     arrive after their round's record was written; they are counted here
@@ -12,6 +14,7 @@
 #ifndef ZFED_RECORDS_H_INCLUDED
 #define ZFED_RECORDS_H_INCLUDED
 
+#include "core/zfed_durable.h"
 #include "zfed/zfed_error.h"
 #include "zfed/zfed_job.h"
 #include "zfed/zfed_service.h"
@@ -61,7 +64,9 @@ void zfed_records_count_foreign(zfed_records_t *self);
 
 //  A closed round.  record is its whole record (without global_in and
 //  global_out, which this adds); aggregate holds dims values, packed by
-//  the service as the next global state.  Writes the record durably, then
+//  the service as the next global state.  Writes the record to its
+//  temporary file, waits until the round before's record is durable,
+//  hands this one to the durability thread (zfed_store_flush), then
 //  counts the round.  0, or -1 with the reason in error (nothing counted).
 int zfed_records_close_round(zfed_records_t *self, uint32_t round, json_t *record,
                              const mpq_t *aggregate, size_t dims, zfed_error_t *error);
@@ -92,6 +97,18 @@ int zfed_records_evaluated(zfed_records_t *self, const json_t *figures, zfed_err
 //  state ("state", NULL when none), borrowed; NULL when no round closed.
 const json_t *zfed_records_model_value(zfed_records_t *self);
 const json_t *zfed_records_model_state(zfed_records_t *self);
+
+//  A big round's results file, written through zfed_durable: made durable
+//  with its round's record, before it (takes file).
+void zfed_records_stage_file(zfed_records_t *self, zfed_durable_t **file_p);
+//  --sync round: every record durable before close_round returns.  By
+//  default a round's record is durable before the next round's record is
+//  handed over (close_round waits for it), and a model round's before
+//  close_model_round returns.
+void zfed_records_set_sync(zfed_records_t *self, bool sync);
+//  Waits until everything written is durable (the job's end, however it
+//  ends).  0, or -1 with the error naming the file that failed.
+int zfed_records_drain(zfed_records_t *self, zfed_error_t *error);
 
 //  The summary, best.json and global.json.  failure is "" or why the job
 //  did not complete.  0, or -1 (logged).

@@ -1,6 +1,7 @@
 /*  zfed_results - a big round's results as NDJSON, written as text.  */
 #include "controller/zfed_results.h"
 #include "controller/zfed_job_private.h"
+#include "controller/zfed_records.h"
 #include "core/zfed_durable.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_msg.h"
@@ -125,5 +126,7 @@ int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const
         errno = saved;
         return -1;
     }
-    return zfed_durable_commit(&file);
+    //  Made durable with (before) the round's record, off the round's path.
+    zfed_records_stage_file(self->records, &file);
+    return 0;
 }

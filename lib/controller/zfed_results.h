@@ -21,8 +21,10 @@ int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32
                       msgpack_sbuffer *out);
 
 //  Writes round's accepted results, in task order, one JSON object a line
-//  (the keys of a record's results[i]), to path, whole or not at all: the
-//  lines rendered on acceptance, or rendered now.  0, or -1 with errno set.
+//  (the keys of a record's results[i]), to path's temporary file: the
+//  lines rendered on acceptance, or rendered now.  It is made durable
+//  with the round's record, and renamed before it (zfed_records_stage_file).
+//  0, or -1 with errno set (nothing left behind).
 int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const char *path);
 
 #endif

@@ -1,5 +1,5 @@
 /*  zfed_store - the work folder of one job.  */
-#include "zfed/zfed_store.h"
+#include "controller/zfed_store_private.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_log.h"
 #include "zfed/zfed_util.h"
@@ -31,6 +31,9 @@ struct _zfed_store_t {
     char path[PATH_MAX];
     int lock_fd; //  controller.lock, or -1
     bool locked; //  the flock on it is ours
+    //  The durability thread: started once the folder is ours, stopped
+    //  (drained) before the lock is released.
+    zfed_durable_queue_t *queue;
 };
 
 //  The pid the holder wrote into the lock file, or 0 when there is none
@@ -142,6 +145,12 @@ zfed_store_t *zfed_store_open(const char *workdir, const char *job_id, bool resu
     //  Ours alone now: what a crashed writer left half-written goes.
     zfed_durable_sweep(self->path);
     zfed_durable_sweep(rounds);
+    self->queue = zfed_durable_queue_new();
+    if (!self->queue) {
+        zfed_error_set(error, ZFED_E_NOMEM, "", "cannot start the work folder's thread: %s",
+                       strerror(errno));
+        goto err;
+    }
     return self;
 err:
     zfed_store_destroy(&self);
@@ -153,6 +162,8 @@ void zfed_store_destroy(zfed_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     zfed_store_t *self = *self_p;
+    //  What was handed over lands (or fails) while the folder is ours.
+    zfed_durable_queue_destroy(&self->queue);
     //  Emptied before it is released, so the next controller never reads
     //  our pid as a holder's.
     if (self->locked && ftruncate(self->lock_fd, 0) != 0)
@@ -170,9 +181,61 @@ const char *zfed_store_path(zfed_store_t *self)
 
 int zfed_store_write(zfed_store_t *self, const char *name, const json_t *value)
 {
+    //  After what is queued, in order (a failure there is the flush's to
+    //  report: this file is still written).
+    char ignored[8];
+    if (self->queue) {
+        zfed_durable_queue_submit(self->queue);
+        zfed_durable_queue_wait(self->queue, ignored, sizeof ignored);
+    }
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", self->path, name);
     return zfed_json_write_durable(path, value);
+}
+
+int zfed_store_stage(zfed_store_t *self, const char *name, const json_t *value)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", self->path, name);
+    size_t size = 0;
+    char *text = zfed_json_file_text(value, &size);
+    if (!text) {
+        errno = ENOMEM;
+        return -1;
+    }
+    zfed_durable_t *file = zfed_durable_open(path);
+    int rc = file ? zfed_durable_write(file, text, size) : -1;
+    int saved = errno;
+    free(text);
+    if (rc != 0) {
+        zfed_durable_abort(&file);
+        errno = saved;
+        return -1;
+    }
+    zfed_durable_queue_add(self->queue, &file);
+    return 0;
+}
+
+void zfed_store_stage_file(zfed_store_t *self, zfed_durable_t **file_p)
+{
+    zfed_durable_queue_add(self->queue, file_p);
+}
+
+void zfed_store_barrier(zfed_store_t *self)
+{
+    zfed_durable_queue_barrier(self->queue);
+}
+
+int zfed_store_flush(zfed_store_t *self, bool wait, zfed_error_t *error)
+{
+    char reason[PATH_MAX + 160];
+    if (zfed_durable_queue_wait(self->queue, reason, sizeof reason) == 0) {
+        zfed_durable_queue_submit(self->queue);
+        if (!wait || zfed_durable_queue_wait(self->queue, reason, sizeof reason) == 0)
+            return 0;
+    }
+    zfed_durable_queue_abandon(self->queue);
+    return zfed_error_set(error, ZFED_E_IO, "", "the work folder failed: %s", reason);
 }
 
 static void s_round_name(uint32_t round, char *name, size_t size)
@@ -190,6 +253,13 @@ int zfed_store_write_round(zfed_store_t *self, uint32_t round, const json_t *rec
     char name[64];
     s_round_name(round, name, sizeof name);
     return zfed_store_write(self, name, record);
+}
+
+int zfed_store_stage_round(zfed_store_t *self, uint32_t round, const json_t *record)
+{
+    char name[64];
+    s_round_name(round, name, sizeof name);
+    return zfed_store_stage(self, name, record);
 }
 
 json_t *zfed_store_read(zfed_store_t *self, const char *name, char *error, size_t error_size)

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,48 +118,84 @@ uint64_t zfed_durable_size(const zfed_durable_t *self)
     return self->size;
 }
 
-static int s_fsync_parent(const char *path)
+//  The folder path is in (".", "/" or the part before the last slash).
+static void s_parent(const char *path, char parent[PATH_MAX])
 {
-    char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", path);
+    snprintf(parent, PATH_MAX, "%s", path);
     char *slash = strrchr(parent, '/');
     if (!slash)
-        snprintf(parent, sizeof parent, ".");
+        snprintf(parent, PATH_MAX, ".");
     else if (slash == parent)
         parent[1] = '\0';
     else
         *slash = '\0';
-    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+static int s_fsync_folder(const char *folder)
+{
+    int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     int rc = fsync(fd);
+    int saved = errno;
     close(fd);
+    errno = saved;
     return rc;
+}
+
+static int s_fsync_parent(const char *path)
+{
+    char parent[PATH_MAX];
+    s_parent(path, parent);
+    return s_fsync_folder(parent);
+}
+
+//  fsync, close and rename: the file has its name, its folder is not yet
+//  fsynced.  0, or -1 with errno and *step naming the step that failed
+//  (self is left for the caller to free or abort either way).
+static int s_commit_file(zfed_durable_t *self, const char **step)
+{
+    int saved = self->failed;
+    *step = "write";
+    if (!saved && fsync(self->fd) != 0) {
+        saved = errno;
+        *step = "fsync";
+    }
+    int fd = self->fd;
+    self->fd = -1;
+    if (close(fd) != 0 && !saved) {
+        saved = errno;
+        *step = "close";
+    }
+    if (!saved && rename(self->temporary, self->path) != 0) {
+        saved = errno;
+        *step = "rename";
+    }
+    errno = saved;
+    return saved ? -1 : 0;
 }
 
 int zfed_durable_commit(zfed_durable_t **self_p)
 {
     zfed_durable_t *self = *self_p;
-    int saved = self->failed;
-    if (!saved && fsync(self->fd) != 0)
-        saved = errno;
-    int fd = self->fd;
-    self->fd = -1;
-    if (close(fd) != 0 && !saved)
-        saved = errno;
-    if (!saved && rename(self->temporary, self->path) != 0)
-        saved = errno;
-    if (saved) {
+    const char *step;
+    if (s_commit_file(self, &step) != 0) {
+        int saved = errno;
         zfed_durable_abort(self_p);
         errno = saved;
         return -1;
     }
     int rc = s_fsync_parent(self->path);
-    saved = errno;
+    int saved = errno;
     free(self);
     *self_p = NULL;
     errno = saved;
     return rc;
+}
+
+const char *zfed_durable_path(const zfed_durable_t *self)
+{
+    return self->path;
 }
 
 void zfed_durable_abort(zfed_durable_t **self_p)
@@ -207,4 +244,286 @@ int zfed_durable_sweep(const char *folder)
     }
     closedir(dir);
     return removed;
+}
+
+//  ---------------------------------------------------------------------
+//  The queue: files made durable on a thread of their own, in order
+
+//  Folders a segment (files between two barriers) may rename into before
+//  they are fsynced early; a round's group has one or two.
+#define QUEUE_FOLDERS_MAX 8
+#define QUEUE_REASON_MAX  (PATH_MAX + 128)
+
+//  An entry: a file to commit, or (NULL) a barrier.
+typedef struct {
+    zfed_durable_t **entries;
+    size_t count;
+    size_t capacity;
+} group_t;
+
+typedef struct _queued_t {
+    group_t group;
+    struct _queued_t *next;
+} queued_t;
+
+struct _zfed_durable_queue_t {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; //  the thread's: a group was handed over, or stop
+    pthread_cond_t done; //  the waiters': a group is durable
+    group_t open;        //  the caller's alone until it is handed over
+    queued_t *head, *tail;
+    uint64_t handed, durable;
+    bool stopping;
+    int failed; //  errno of the first failure, 0 if none
+    char reason[QUEUE_REASON_MAX];
+};
+
+//  The folders renamed into since the last barrier, fsynced together.
+typedef struct {
+    char paths[QUEUE_FOLDERS_MAX][PATH_MAX];
+    size_t count;
+} folders_t;
+
+static int s_sync_folders(folders_t *folders, char *reason, size_t size)
+{
+    for (size_t index = 0; index < folders->count; index++)
+        if (s_fsync_folder(folders->paths[index]) != 0) {
+            int saved = errno;
+            snprintf(reason, size, "%s: fsync of the folder: %s", folders->paths[index],
+                     strerror(saved));
+            folders->count = 0;
+            return saved;
+        }
+    folders->count = 0;
+    return 0;
+}
+
+static int s_note_folder(folders_t *folders, const char *path, char *reason, size_t size)
+{
+    char parent[PATH_MAX];
+    s_parent(path, parent);
+    for (size_t index = 0; index < folders->count; index++)
+        if (strcmp(folders->paths[index], parent) == 0)
+            return 0;
+    if (folders->count == QUEUE_FOLDERS_MAX) {
+        int rc = s_sync_folders(folders, reason, size);
+        if (rc != 0)
+            return rc;
+    }
+    snprintf(folders->paths[folders->count++], PATH_MAX, "%s", parent);
+    return 0;
+}
+
+//  Commits a group's files in order, one fsync per folder at each barrier
+//  and at the end; after a failure (or with abandon) the rest are removed,
+//  never renamed: what follows a file that did not land must not land.
+//  0, or the errno of the failure with the reason.
+static int s_run_group(group_t *group, bool abandon, char *reason, size_t size)
+{
+    folders_t folders = {.count = 0};
+    int failed = abandon ? ECANCELED : 0;
+    for (size_t index = 0; index < group->count; index++) {
+        zfed_durable_t *file = group->entries[index];
+        if (failed) {
+            zfed_durable_abort(&file);
+            continue;
+        }
+        if (!file) {
+            failed = s_sync_folders(&folders, reason, size);
+            continue;
+        }
+        const char *step;
+        if (s_commit_file(file, &step) != 0) {
+            failed = errno;
+            snprintf(reason, size, "%s: %s: %s", file->path, step, strerror(failed));
+            zfed_durable_abort(&file);
+            continue;
+        }
+        failed = s_note_folder(&folders, file->path, reason, size);
+        free(file);
+    }
+    if (!failed)
+        failed = s_sync_folders(&folders, reason, size);
+    return abandon ? 0 : failed;
+}
+
+static void s_group_clear(group_t *group)
+{
+    free(group->entries);
+    *group = (group_t){0};
+}
+
+static void *s_queue_thread(void *argument)
+{
+    zfed_durable_queue_t *self = argument;
+    pthread_mutex_lock(&self->lock);
+    while (true) {
+        while (!self->head && !self->stopping)
+            pthread_cond_wait(&self->wake, &self->lock);
+        queued_t *queued = self->head;
+        if (!queued)
+            break; //  stopping, and nothing left
+        self->head = queued->next;
+        if (!self->head)
+            self->tail = NULL;
+        bool abandon = self->failed != 0;
+        pthread_mutex_unlock(&self->lock);
+        char reason[QUEUE_REASON_MAX] = "";
+        int failed = s_run_group(&queued->group, abandon, reason, sizeof reason);
+        s_group_clear(&queued->group);
+        free(queued);
+        pthread_mutex_lock(&self->lock);
+        if (failed && !self->failed) {
+            self->failed = failed;
+            snprintf(self->reason, sizeof self->reason, "%s", reason);
+        }
+        self->durable++;
+        pthread_cond_broadcast(&self->done);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return NULL;
+}
+
+zfed_durable_queue_t *zfed_durable_queue_new(void)
+{
+    zfed_durable_queue_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->wake, NULL);
+    pthread_cond_init(&self->done, NULL);
+    //  Signals stay with the caller's threads (its handlers, its polls).
+    sigset_t all, before;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &before);
+    int rc = pthread_create(&self->thread, NULL, s_queue_thread, self);
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&self->done);
+        pthread_cond_destroy(&self->wake);
+        pthread_mutex_destroy(&self->lock);
+        free(self);
+        errno = rc;
+        return NULL;
+    }
+    pthread_setname_np(self->thread, "zfed-durable");
+    return self;
+}
+
+void zfed_durable_queue_destroy(zfed_durable_queue_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zfed_durable_queue_t *self = *self_p;
+    zfed_durable_queue_submit(self);
+    pthread_mutex_lock(&self->lock);
+    self->stopping = true;
+    pthread_cond_signal(&self->wake);
+    pthread_mutex_unlock(&self->lock);
+    pthread_join(self->thread, NULL);
+    pthread_cond_destroy(&self->done);
+    pthread_cond_destroy(&self->wake);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+//  A failure of the caller's side (no memory to queue a file): the job's
+//  next wait reports it, as it would the thread's.
+static void s_fail(zfed_durable_queue_t *self, int error, const char *path, const char *step)
+{
+    pthread_mutex_lock(&self->lock);
+    if (!self->failed) {
+        self->failed = error;
+        snprintf(self->reason, sizeof self->reason, "%s: %s: %s", path, step, strerror(error));
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
+static void s_append(zfed_durable_queue_t *self, zfed_durable_t *file)
+{
+    group_t *open = &self->open;
+    if (open->count == open->capacity) {
+        size_t capacity = open->capacity ? open->capacity * 2 : 8;
+        zfed_durable_t **grown = realloc(open->entries, capacity * sizeof *grown);
+        if (!grown) {
+            s_fail(self, ENOMEM, file ? file->path : "a barrier", "queue");
+            zfed_durable_abort(&file);
+            return;
+        }
+        open->entries = grown;
+        open->capacity = capacity;
+    }
+    open->entries[open->count++] = file;
+}
+
+void zfed_durable_queue_add(zfed_durable_queue_t *self, zfed_durable_t **file_p)
+{
+    zfed_durable_t *file = *file_p;
+    *file_p = NULL;
+    if (file)
+        s_append(self, file);
+}
+
+void zfed_durable_queue_barrier(zfed_durable_queue_t *self)
+{
+    if (self->open.count > 0 && self->open.entries[self->open.count - 1])
+        s_append(self, NULL);
+}
+
+void zfed_durable_queue_submit(zfed_durable_queue_t *self)
+{
+    if (self->open.count == 0)
+        return;
+    queued_t *queued = calloc(1, sizeof *queued);
+    if (!queued) {
+        s_fail(self, ENOMEM, "a group", "queue");
+        zfed_durable_queue_abandon(self);
+        return;
+    }
+    queued->group = self->open;
+    self->open = (group_t){0};
+    pthread_mutex_lock(&self->lock);
+    if (self->tail)
+        self->tail->next = queued;
+    else
+        self->head = queued;
+    self->tail = queued;
+    self->handed++;
+    pthread_cond_signal(&self->wake);
+    pthread_mutex_unlock(&self->lock);
+}
+
+void zfed_durable_queue_abandon(zfed_durable_queue_t *self)
+{
+    for (size_t index = 0; index < self->open.count; index++)
+        zfed_durable_abort(&self->open.entries[index]);
+    s_group_clear(&self->open);
+}
+
+bool zfed_durable_queue_busy(zfed_durable_queue_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    bool busy = self->durable < self->handed;
+    pthread_mutex_unlock(&self->lock);
+    return busy;
+}
+
+int zfed_durable_queue_wait(zfed_durable_queue_t *self, char *reason, size_t size)
+{
+    pthread_mutex_lock(&self->lock);
+    while (self->durable < self->handed)
+        pthread_cond_wait(&self->done, &self->lock);
+    int failed = self->failed;
+    if (failed)
+        snprintf(reason, size, "%s", self->reason);
+    pthread_mutex_unlock(&self->lock);
+    if (failed) {
+        errno = failed;
+        return -1;
+    }
+    return 0;
 }

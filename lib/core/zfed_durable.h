@@ -13,6 +13,7 @@
 #ifndef ZFED_DURABLE_H_INCLUDED
 #define ZFED_DURABLE_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,10 +31,44 @@ uint64_t zfed_durable_size(const zfed_durable_t *self);
 int zfed_durable_commit(zfed_durable_t **self_p);
 //  Gives up: removes the temporary file.  Idempotent.
 void zfed_durable_abort(zfed_durable_t **self_p);
+//  The path the file is written for.
+const char *zfed_durable_path(const zfed_durable_t *self);
 
 //  Removes the temporaries crashed writers left in folder (not below it):
 //  only for a caller that owns the folder alone, or it would remove a
 //  live writer's file.  Returns how many were removed, or -1 (errno).
 int zfed_durable_sweep(const char *folder);
+
+//  The queue: commits off the caller's thread, in order.  The caller
+//  writes files whole (open, write) and adds them to its open group; a
+//  group handed over (submit) is committed by one thread, groups in the
+//  order they were handed, files in the order they were added: each
+//  fsynced and renamed over its path, then, at each barrier and at the
+//  group's end, each folder renamed into fsynced once (not once per
+//  file).  So a file added after a barrier is never renamed before the
+//  files before it are durable, and a group never before the groups
+//  handed before it.  wait blocks until every group handed is durable.
+//  The first failure (a file, the step, errno's text) sticks: the files
+//  after it are removed, never renamed, and every wait after fails.
+typedef struct _zfed_durable_queue_t zfed_durable_queue_t;
+
+//  Starts the thread (signals blocked on it).  NULL with errno set.
+zfed_durable_queue_t *zfed_durable_queue_new(void);
+//  Hands the open group over, waits for every group, joins the thread.
+void zfed_durable_queue_destroy(zfed_durable_queue_t **self_p);
+//  Adds a written file to the open group; takes it (*file_p NULL after).
+void zfed_durable_queue_add(zfed_durable_queue_t *self, zfed_durable_t **file_p);
+//  The open group's files so far land, folders fsynced, before any
+//  file added after.
+void zfed_durable_queue_barrier(zfed_durable_queue_t *self);
+//  Hands the open group (if any) to the thread; returns at once.
+void zfed_durable_queue_submit(zfed_durable_queue_t *self);
+//  Drops the open group: its temporaries are removed.
+void zfed_durable_queue_abandon(zfed_durable_queue_t *self);
+//  Whether a group handed over is not yet durable.
+bool zfed_durable_queue_busy(zfed_durable_queue_t *self);
+//  Waits until every group handed over is durable.  0, or -1 with errno
+//  set and the reason ("PATH: STEP: TEXT") in reason.
+int zfed_durable_queue_wait(zfed_durable_queue_t *self, char *reason, size_t size);
 
 #endif

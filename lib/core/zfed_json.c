@@ -330,23 +330,33 @@ char *zfed_json_put_string(char *at, const char *text, size_t size)
     return at;
 }
 
-int zfed_json_write_durable(const char *path, const json_t *value)
+char *zfed_json_file_text(const json_t *value, size_t *size)
 {
     int digits = s_digits_needed(value, 1);
     char *text =
         json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
     if (!text)
-        return -1;
+        return NULL;
     size_t length = strlen(text);
     //  A trailing newline makes the files friendly to cat and diff.
     char *with_newline = realloc(text, length + 2);
     if (!with_newline) {
         free(text);
-        return -1;
+        return NULL;
     }
     with_newline[length] = '\n';
     with_newline[length + 1] = '\0';
-    int rc = zfed_write_file_durable(path, with_newline, length + 1);
-    free(with_newline);
+    *size = length + 1;
+    return with_newline;
+}
+
+int zfed_json_write_durable(const char *path, const json_t *value)
+{
+    size_t size = 0;
+    char *text = zfed_json_file_text(value, &size);
+    if (!text)
+        return -1;
+    int rc = zfed_write_file_durable(path, text, size);
+    free(text);
     return rc;
 }

@@ -1,13 +1,17 @@
 /*  test_durable - files written whole or not at all (core/zfed_durable),
     streamed in chunks: readers see the old file until commit, abort and
     failures leave no temporary file, and zfed_write_file_durable (the
-    one-buffer case) still behaves.
+    one-buffer case) still behaves.  The queue: groups land in the order
+    they were handed over, files in the order added; wait and destroy
+    drain it; a failure names the file and step, sticks, and nothing after
+    it lands.
 */
 #include "core/zfed_durable.h"
 #include "zfed/zfed_util.h"
 #include "zfed_test.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +125,113 @@ static void test_two_writers_and_sweep(void)
     unlink(path);
 }
 
+//  A staged file: path's temporary holds text, added to the open group.
+static void s_stage(zfed_durable_queue_t *queue, const char *path, const char *text)
+{
+    zfed_durable_t *file = zfed_durable_open(path);
+    REQUIRE(file != NULL);
+    CHECK(zfed_durable_write(file, text, strlen(text)) == 0);
+    zfed_durable_queue_add(queue, &file);
+    CHECK(file == NULL);
+}
+
+static bool s_holds(const char *path, const char *text)
+{
+    size_t size = 0;
+    char *seen = s_read(path, &size);
+    bool same = seen && size == strlen(text) && memcmp(seen, text, size) == 0;
+    free(seen);
+    return same;
+}
+
+//  Many groups for the same files, handed over without waiting: each file
+//  ends as the last group wrote it (FIFO, never an older group's content
+//  over a newer one's), and nothing is renamed before its group is handed.
+static void test_queue_order_and_drain(void)
+{
+    char first[128], second[128];
+    snprintf(first, sizeof first, "%s/round.json", s_dir);
+    snprintf(second, sizeof second, "%s/summary.json", s_dir);
+    zfed_durable_queue_t *queue = zfed_durable_queue_new();
+    REQUIRE(queue != NULL);
+    char reason[256] = "";
+    CHECK(zfed_durable_queue_wait(queue, reason, sizeof reason) == 0); //  nothing handed
+    s_stage(queue, first, "staged");
+    usleep(20 * 1000);
+    CHECK(access(first, F_OK) != 0); //  not handed over: not renamed
+    CHECK(s_entries() == 1);         //  its temporary
+    zfed_durable_queue_abandon(queue);
+    CHECK(s_entries() == 0);
+    for (int group = 0; group < 50; group++) {
+        char text[32];
+        snprintf(text, sizeof text, "group %d", group);
+        s_stage(queue, first, text);
+        zfed_durable_queue_barrier(queue);
+        zfed_durable_queue_barrier(queue); //  a second in a row is one
+        s_stage(queue, second, text);
+        zfed_durable_queue_submit(queue);
+    }
+    CHECK(zfed_durable_queue_wait(queue, reason, sizeof reason) == 0);
+    CHECK(!zfed_durable_queue_busy(queue));
+    CHECK(s_holds(first, "group 49"));
+    CHECK(s_holds(second, "group 49"));
+    CHECK(s_entries() == 2); //  no temporary left
+    //  Destroy hands the open group over and waits for it.
+    s_stage(queue, first, "last");
+    zfed_durable_queue_destroy(&queue);
+    CHECK(queue == NULL);
+    CHECK(s_holds(first, "last"));
+    zfed_durable_queue_destroy(&queue); //  idempotent
+    unlink(first);
+    unlink(second);
+}
+
+//  A rename that fails (the target is a folder): the wait after says which
+//  file and why, the files after it in its group and in every later group
+//  are removed, never renamed, and every later wait fails the same way.
+static void test_queue_failure(void)
+{
+    char before[128], folder[128], inside[160], after[128], later[128];
+    snprintf(before, sizeof before, "%s/before.json", s_dir);
+    snprintf(folder, sizeof folder, "%s/taken", s_dir);
+    snprintf(inside, sizeof inside, "%s/keep", folder);
+    snprintf(after, sizeof after, "%s/after.json", s_dir);
+    snprintf(later, sizeof later, "%s/later.json", s_dir);
+    REQUIRE(zfed_mkdir_p(folder) == 0);
+    CHECK(zfed_write_file_durable(inside, "x", 1) == 0);
+    zfed_durable_queue_t *queue = zfed_durable_queue_new();
+    REQUIRE(queue != NULL);
+    s_stage(queue, before, "lands");
+    zfed_durable_queue_barrier(queue);
+    s_stage(queue, folder, "cannot land");
+    s_stage(queue, after, "must not land");
+    zfed_durable_queue_submit(queue);
+    s_stage(queue, later, "must not land either");
+    zfed_durable_queue_submit(queue);
+    char reason[512] = "";
+    errno = 0;
+    CHECK(zfed_durable_queue_wait(queue, reason, sizeof reason) == -1);
+    CHECK(errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST);
+    CHECK(strstr(reason, folder) != NULL);
+    CHECK(strstr(reason, ": rename: ") != NULL);
+    CHECK(strstr(reason, strerror(errno)) != NULL);
+    CHECK(s_holds(before, "lands"));
+    CHECK(access(after, F_OK) != 0);
+    CHECK(access(later, F_OK) != 0);
+    CHECK(s_entries() == 2); //  before.json and the folder: no temporary left
+    s_stage(queue, later, "after the failure");
+    zfed_durable_queue_submit(queue);
+    char again[512] = "";
+    CHECK(zfed_durable_queue_wait(queue, again, sizeof again) == -1);
+    CHECK(strcmp(again, reason) == 0); //  the first failure sticks
+    zfed_durable_queue_destroy(&queue);
+    CHECK(access(later, F_OK) != 0);
+    CHECK(s_entries() == 2);
+    unlink(before);
+    unlink(inside);
+    rmdir(folder);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-durable-XXXXXX");
@@ -129,6 +240,8 @@ int main(void)
     test_stream_and_commit();
     test_abort_and_failure();
     test_two_writers_and_sweep();
+    test_queue_order_and_drain();
+    test_queue_failure();
     rmdir(s_dir);
     ZFED_TEST_END();
 }
