@@ -168,7 +168,9 @@ static json_t *s_round_summary(const json_t *record)
     json_t *entry;
     json_array_foreach(json_object_get(record, "results"), index, entry)
     {
-        json_t *brief = json_deep_copy(entry);
+        //  A shallow copy: its values are the record's, which nothing
+        //  changes once the round closed.
+        json_t *brief = json_copy(entry);
         json_object_del(brief, "latency_us");
         json_object_del(brief, "compute_us");
         json_array_append_new(results, brief);

@@ -321,7 +321,8 @@ static int s_note_folder(folders_t *folders, const char *path, char *reason, siz
 //  0, or the errno of the failure with the reason.
 static int s_run_group(group_t *group, bool abandon, char *reason, size_t size)
 {
-    folders_t folders = {.count = 0};
+    folders_t folders; //  not zeroed: 8 paths of PATH_MAX bytes a group
+    folders.count = 0;
     int failed = abandon ? ECANCELED : 0;
     for (size_t index = 0; index < group->count; index++) {
         zfed_durable_t *file = group->entries[index];
@@ -369,7 +370,8 @@ static void *s_queue_thread(void *argument)
             self->tail = NULL;
         bool abandon = self->failed != 0;
         pthread_mutex_unlock(&self->lock);
-        char reason[QUEUE_REASON_MAX] = "";
+        char reason[QUEUE_REASON_MAX];
+        reason[0] = '\0';
         int failed = s_run_group(&queued->group, abandon, reason, sizeof reason);
         s_group_clear(&queued->group);
         free(queued);

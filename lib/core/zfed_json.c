@@ -188,51 +188,24 @@ int zfed_json_text_raw(msgpack_sbuffer *out, const char *text)
 
 int zfed_json_text_int(msgpack_sbuffer *out, int64_t value)
 {
-    //  By hand: snprintf cost more than the rest of a result's line.
-    char text[24];
-    char *end = text + sizeof text, *digit = end;
-    uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
-    do {
-        *--digit = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
-    if (value < 0)
-        *--digit = '-';
-    return msgpack_sbuffer_write(out, digit, (size_t)(end - digit));
+    char *at = zfed_json_text_reserve(out, ZFED_JSON_INT_MAX);
+    if (!at)
+        return -1;
+    zfed_json_text_commit(out, zfed_json_put_int(at, value));
+    return 0;
 }
 
 int zfed_json_text_string(msgpack_sbuffer *out, const char *text, size_t size)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (msgpack_sbuffer_write(out, "\"", 1) != 0)
+    //  One escaper: zfed_json_put_string's, into room reserved for the
+    //  longest spelling (every byte a \u00XX escape).
+    if (size > (SIZE_MAX - 2) / 6)
         return -1;
-    size_t plain = 0; //  start of the run of bytes copied as they are
-    for (size_t index = 0; index < size; index++) {
-        unsigned char byte = (unsigned char)text[index];
-        if (byte >= 0x20 && byte != '"' && byte != '\\')
-            continue;
-        char escape[6] = {'\\', 'u', '0', '0', hex[byte >> 4], hex[byte & 15]};
-        size_t length = 6;
-        const char *shorthand = byte == '"'    ? "\\\""
-                                : byte == '\\' ? "\\\\"
-                                : byte == '\n' ? "\\n"
-                                : byte == '\t' ? "\\t"
-                                : byte == '\r' ? "\\r"
-                                : byte == '\b' ? "\\b"
-                                : byte == '\f' ? "\\f"
-                                               : NULL;
-        if (shorthand) {
-            memcpy(escape, shorthand, 2);
-            length = 2;
-        }
-        if (msgpack_sbuffer_write(out, text + plain, index - plain) != 0 ||
-            msgpack_sbuffer_write(out, escape, length) != 0)
-            return -1;
-        plain = index + 1;
-    }
-    if (msgpack_sbuffer_write(out, text + plain, size - plain) != 0)
+    char *at = zfed_json_text_reserve(out, ZFED_JSON_STRING_MAX(size));
+    if (!at)
         return -1;
-    return msgpack_sbuffer_write(out, "\"", 1);
+    zfed_json_text_commit(out, zfed_json_put_string(at, text, size));
+    return 0;
 }
 
 char *zfed_json_text_reserve(msgpack_sbuffer *out, size_t size)
@@ -286,10 +259,11 @@ char *zfed_json_put_int(char *at, int64_t value)
     return at + length;
 }
 
-//  As zfed_json_text_string escapes: ", \ and control characters.
+//  Escapes ", \ and control characters (upper-case hex, as jansson
+//  writes the records: one spelling in records and results files).
 char *zfed_json_put_string(char *at, const char *text, size_t size)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF";
     *at++ = '"';
     for (size_t index = 0; index < size; index++) {
         unsigned char byte = (unsigned char)text[index];
@@ -330,24 +304,125 @@ char *zfed_json_put_string(char *at, const char *text, size_t size)
     return at;
 }
 
+//  The files' text is jansson's json_dumps with JSON_INDENT(FILE_INDENT),
+//  JSON_PRESERVE_ORDER and JSON_REAL_PRECISION (test_util holds the two
+//  byte for byte), written here without its snprintf per integer and its
+//  callback per token: a round record cost ~190,000 instructions through
+//  json_dumps, the most of what the controller does between two rounds.
+#define FILE_INDENT 2
+//  Deeper than any record; a guard for the stack, not a format rule.
+#define FILE_DEPTH_MAX 1024
+
+static int s_file_indent(msgpack_sbuffer *out, int depth)
+{
+    static const char line[] = "\n                                ";
+    size_t count = (size_t)depth * FILE_INDENT + 1;
+    const char *text = line;
+    while (count > 0) {
+        size_t step = count < sizeof line - 1 ? count : sizeof line - 1;
+        if (msgpack_sbuffer_write(out, text, step) != 0)
+            return -1;
+        count -= step;
+        text = line + 1; //  the newline once, then spaces
+    }
+    return 0;
+}
+
+//  As jansson's jsonp_dtostr: "%.*g", ".0" when that reads as an integer,
+//  the exponent without '+' and leading zeros.
+static int s_file_real(msgpack_sbuffer *out, double number, int digits)
+{
+    char text[64];
+    int length = snprintf(text, sizeof text - 3, "%.*g", digits, number);
+    if (length < 0 || length >= (int)sizeof text - 3)
+        return -1;
+    if (!strchr(text, '.') && !strchr(text, 'e')) {
+        memcpy(text + length, ".0", 3);
+        length += 2;
+    }
+    char *start = strchr(text, 'e');
+    if (start) {
+        start++;
+        char *end = start + 1;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, (size_t)length - (size_t)(end - text) + 1);
+            length -= (int)(end - start);
+        }
+    }
+    return msgpack_sbuffer_write(out, text, (size_t)length);
+}
+
+static int s_file_value(msgpack_sbuffer *out, const json_t *value, int depth, int digits)
+{
+    if (depth > FILE_DEPTH_MAX)
+        return -1;
+    switch (json_typeof(value)) {
+    case JSON_NULL:
+        return zfed_json_text_raw(out, "null");
+    case JSON_TRUE:
+        return zfed_json_text_raw(out, "true");
+    case JSON_FALSE:
+        return zfed_json_text_raw(out, "false");
+    case JSON_INTEGER:
+        return zfed_json_text_int(out, json_integer_value(value));
+    case JSON_REAL:
+        return s_file_real(out, json_real_value(value), digits);
+    case JSON_STRING:
+        return zfed_json_text_string(out, json_string_value(value), json_string_length(value));
+    case JSON_ARRAY: {
+        size_t count = json_array_size(value);
+        if (count == 0)
+            return zfed_json_text_raw(out, "[]");
+        if (zfed_json_text_raw(out, "[") != 0 || s_file_indent(out, depth + 1) != 0)
+            return -1;
+        for (size_t index = 0; index < count; index++)
+            if (s_file_value(out, json_array_get(value, index), depth + 1, digits) != 0 ||
+                (index + 1 < count
+                     ? zfed_json_text_raw(out, ",") != 0 || s_file_indent(out, depth + 1) != 0
+                     : s_file_indent(out, depth) != 0))
+                return -1;
+        return zfed_json_text_raw(out, "]");
+    }
+    case JSON_OBJECT: {
+        void *iter = json_object_iter((json_t *)value);
+        if (!iter)
+            return zfed_json_text_raw(out, "{}");
+        if (zfed_json_text_raw(out, "{") != 0 || s_file_indent(out, depth + 1) != 0)
+            return -1;
+        while (iter) {
+            void *next = json_object_iter_next((json_t *)value, iter);
+            const char *key = json_object_iter_key(iter);
+            if (zfed_json_text_string(out, key, strlen(key)) != 0 ||
+                zfed_json_text_raw(out, ": ") != 0 ||
+                s_file_value(out, json_object_iter_value(iter), depth + 1, digits) != 0 ||
+                (next ? zfed_json_text_raw(out, ",") != 0 || s_file_indent(out, depth + 1) != 0
+                      : s_file_indent(out, depth) != 0))
+                return -1;
+            iter = next;
+        }
+        return zfed_json_text_raw(out, "}");
+    }
+    default:
+        return -1;
+    }
+}
+
 char *zfed_json_file_text(const json_t *value, size_t *size)
 {
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
     int digits = s_digits_needed(value, 1);
-    char *text =
-        json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(digits));
-    if (!text)
-        return NULL;
-    size_t length = strlen(text);
     //  A trailing newline makes the files friendly to cat and diff.
-    char *with_newline = realloc(text, length + 2);
-    if (!with_newline) {
-        free(text);
+    if (s_file_value(&out, value, 0, digits) != 0 || msgpack_sbuffer_write(&out, "\n", 2) != 0) {
+        msgpack_sbuffer_destroy(&out);
         return NULL;
     }
-    with_newline[length] = '\n';
-    with_newline[length + 1] = '\0';
-    *size = length + 1;
-    return with_newline;
+    *size = out.size - 1; //  the NUL after the newline is not the file's
+    return msgpack_sbuffer_release(&out);
 }
 
 int zfed_json_write_durable(const char *path, const json_t *value)
