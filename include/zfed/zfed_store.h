@@ -17,7 +17,9 @@
 
     Every file is written whole or not at all (temporary file, fsync,
     rename, fsync of the folder), so a crash leaves the previous version
-    or the new one, never a torn file.
+    or the new one, never a torn file.  A controller's round records are
+    made durable by the store's thread while the next round runs, never
+    more than one round behind (schemas/WORKDIR.md 1.1).
 */
 #ifndef ZFED_STORE_H_INCLUDED
 #define ZFED_STORE_H_INCLUDED
@@ -53,7 +55,9 @@ void zfed_store_destroy(zfed_store_t **self_p);
 //  The job folder.
 const char *zfed_store_path(zfed_store_t *self);
 
-//  Writes name (relative to the job folder) durably.  0 or -1 (errno).
+//  Writes name (relative to the job folder) durably, after what the
+//  store's durability thread holds (zfed_store_private.h) has landed.
+//  0 or -1 (errno).
 int zfed_store_write(zfed_store_t *self, const char *name, const json_t *value);
 int zfed_store_write_round(zfed_store_t *self, uint32_t round, const json_t *record);
 //  The name (relative to the job folder) of a big round's results file,
