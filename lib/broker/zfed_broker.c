@@ -74,6 +74,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -108,6 +109,8 @@
 #define REPLY_SIZE_EPOCH 64
 //  Held bytes that, once released, are worth handing back to the system.
 #define TRIM_BYTES (16 << 20)
+//  Messages of one drain between two reads of the clock (self->now_ms).
+#define CLOCK_EVERY 64
 
 typedef struct _service_t service_t;
 typedef struct _worker_t worker_t;
@@ -123,6 +126,7 @@ struct _service_t {
     zfed_link_t reclaim_link; //  in broker->reclaim when it may have become idle
     zfed_link_t parked;       //  queue_t.turn_link of the queues held back
     zfed_link_t parked_link;  //  in broker->parked while it has any
+    zfed_link_t idle;         //  queue_t.turn_link of empty queues kept (s_queue_empty)
     size_t reply_max;         //  the largest reply forwarded this epoch, with overhead
     size_t reply_max_before;  //  the same in the epoch before
     uint32_t replies_in_epoch;
@@ -140,7 +144,7 @@ struct _service_t {
 //  One client's requests for one service.
 struct _queue_t {
     char key[QUEUE_KEY_SIZE];
-    zfed_link_t turn_link; //  in service->turns, or service->parked
+    zfed_link_t turn_link; //  in service->turns, service->parked, or (empty) service->idle
     zfed_link_t peer_link; //  in peer->queues
     zfed_link_t requests;  //  request_t.link, oldest first
     size_t count;
@@ -164,6 +168,8 @@ struct _peer_t {
     uint32_t readies;
     bool revoked;    //  its key lost a role: everything it sends is refused
     uint64_t serial; //  its number, from 1: its stamp identity in plaintext
+    char stamp_id[ZFED_STAMP_IDENTITY_MAX + 1]; //  "peer:<serial>", written with serial
+    queue_t *last_queue;                        //  the queue it last sent to (s_queue_of)
     //  Watched for a stall (in broker->stalled) since its budget or the
     //  total was found full: when libzmq last let go of one of its
     //  messages (or the watch began), and how many it had let go of then.
@@ -261,6 +267,11 @@ struct _zfed_broker_t {
     uint64_t next_request_id;
     uint64_t next_peer_serial;
     int64_t tick_at_ms;
+    //  The clock as read once per pass of the loop (and every CLOCK_EVERY
+    //  messages of a drain): what a message's timestamps use, so handling
+    //  one costs no clock read.  At most a drain's time (about a
+    //  millisecond) behind, well inside any timeout it feeds.
+    int64_t now_ms;
     zfed_frames_t frames;
     char sender_key[ZFED_AUTH_KEY_SIZE]; //  CURVE: the key of the message being handled
     msgpack_sbuffer scratch;             //  the reply the broker is building
@@ -325,6 +336,14 @@ static int s_send(zfed_broker_t *self, const void *data, size_t size, int flags)
     return zfed_send_bytes(self->handle, data, size, flags | ZMQ_DONTWAIT);
 }
 
+//  A peer's connection number, and the stamp identity that names it in
+//  plaintext (PROTOCOL.md 3.1), written once here rather than per reply.
+static void s_peer_number(zfed_broker_t *self, peer_t *peer)
+{
+    peer->serial = ++self->next_peer_serial;
+    snprintf(peer->stamp_id, sizeof peer->stamp_id, ZFED_STAMP_PEER "%" PRIu64, peer->serial);
+}
+
 static void s_count_unroutable(zfed_broker_t *self, const char *what)
 {
     self->stats.unroutable++;
@@ -385,6 +404,7 @@ static void s_peer_shut(zfed_broker_t *self, peer_t *peer)
 
 static void s_worker_delete(zfed_broker_t *self, worker_t **worker_p, bool send_disconnect);
 static void s_queue_drop(zfed_broker_t *self, queue_t **queue_p);
+static void s_queue_free(zfed_broker_t *self, queue_t **queue_p);
 
 //  The requests a peer has queued: nobody could be told their answers.
 static void s_peer_drop_queues(zfed_broker_t *self, peer_t *peer)
@@ -486,6 +506,24 @@ static bool s_peer_key_changed(zfed_broker_t *self, const peer_t *peer)
     return true;
 }
 
+//  The descriptor of the connection a frame came on, -1 if none (inproc).
+//  What zmq_msg_get (ZMQ_SRCFD) says, read as libzmq keeps it, in its
+//  metadata as decimal text, without atoi's locale-aware strtol: this
+//  runs for every message.
+static int s_frame_fd(zmq_msg_t *frame)
+{
+    const char *text = zmq_msg_gets(frame, "__fd");
+    if (!text || *text < '0' || *text > '9')
+        return -1;
+    long fd = 0;
+    for (; *text >= '0' && *text <= '9'; text++) {
+        fd = 10 * fd + (*text - '0');
+        if (fd > INT32_MAX)
+            return -1;
+    }
+    return *text ? -1 : (int)fd;
+}
+
 //  The record of the message's sender, made on its first message.  NULL
 //  only when out of memory.
 static peer_t *s_peer_of_message(zfed_broker_t *self)
@@ -493,8 +531,15 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
     zfed_frames_t *frames = &self->frames;
     const zfed_view_t *identity = &frames->view[0];
     //  Metadata rides on the frames the peer sent, not on the routing id.
-    int fd = frames->count >= 2 ? zmq_msg_get(&frames->part[1], ZMQ_SRCFD) : -1;
-    peer_t *peer = s_peer_lookup(self, identity);
+    int fd = frames->count >= 2 ? s_frame_fd(&frames->part[1]) : -1;
+    //  The peer bound to that descriptor, if the routing id is its own, is
+    //  the one the lookup would find (a record is bound to one descriptor
+    //  and found under its own routing id): no key to make, no hashing.
+    peer_t *peer = fd >= 0 && (size_t)fd < self->fd_capacity ? self->by_fd[fd] : NULL;
+    if (peer && peer->identity_size == identity->size &&
+        memcmp(peer->identity, identity->data, identity->size) == 0)
+        return peer;
+    peer = s_peer_lookup(self, identity);
     if (peer && fd >= 0 && peer->fd != fd) {
         //  Its routing id on a new connection (ROUTER_HANDOVER): the old
         //  one is dead or soon will be; if it lingers, it is shut.
@@ -515,7 +560,7 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
                 s_peer_authenticate(self, peer);
                 //  In plaintext the stamp names the connection (PROTOCOL.md 3.1).
                 if (!peer->curve[0])
-                    peer->serial = ++self->next_peer_serial;
+                    s_peer_number(self, peer);
             }
         }
     }
@@ -531,7 +576,7 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
     peer->identity_size = identity->size;
     s_identity_key(identity->data, identity->size, peer->key);
     peer->fd = -1;
-    peer->serial = ++self->next_peer_serial;
+    s_peer_number(self, peer);
     peer->account = account;
     zfed_link_init(&peer->queues);
     zfed_link_init(&peer->stall_link);
@@ -549,6 +594,8 @@ static peer_t *s_peer_of_message(zfed_broker_t *self)
 static void s_peer_forget_if_idle(zfed_broker_t *self, peer_t **peer_p)
 {
     peer_t *peer = *peer_p;
+    if (peer && peer->fd < 0 && peer->last_queue && peer->last_queue->count == 0)
+        s_queue_free(self, &peer->last_queue); //  kept empty (s_queue_empty)
     if (peer && peer->fd < 0 && !peer->worker && zfed_list_empty(&peer->queues) &&
         zfed_account_items(peer->account) == 0 && !peer->revoked)
         s_peer_retire(self, peer_p, "idle");
@@ -565,7 +612,7 @@ static void s_peer_watch(zfed_broker_t *self, peer_t *peer, zfed_room_t room)
     if (room != ZFED_ROOM_ACCOUNT_FULL || !peer || peer->cut ||
         self->config.stall_timeout_ms <= 0 || zfed_link_linked(&peer->stall_link))
         return;
-    peer->stall_since_ms = zfed_clock_ms();
+    peer->stall_since_ms = self->now_ms;
     peer->stall_released = zfed_account_released(peer->account);
     zfed_list_push_back(&self->stalled, &peer->stall_link);
 }
@@ -612,6 +659,7 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name, bool 
     zfed_link_init(&service->turns);
     zfed_link_init(&service->parked);
     zfed_link_init(&service->parked_link);
+    zfed_link_init(&service->idle);
     zfed_link_init(&service->waiting);
     zfed_link_init(&service->pending_link);
     zfed_link_init(&service->reclaim_link);
@@ -624,6 +672,11 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name, bool 
 static void s_service_destroy(zfed_broker_t *self, service_t **service_p)
 {
     service_t *service = *service_p;
+    zfed_link_t *link;
+    while ((link = zfed_list_first(&service->idle)) != NULL) {
+        queue_t *queue = zfed_container_of(link, queue_t, turn_link);
+        s_queue_free(self, &queue);
+    }
     zfed_link_remove(&service->pending_link);
     zfed_link_remove(&service->reclaim_link);
     zfed_link_remove(&service->parked_link);
@@ -687,7 +740,7 @@ static request_t *s_request_new(zfed_broker_t *self, const zfed_view_t *client,
     request->reserved = 0;
     zfed_account_charge(account, charge);
     zfed_account_count(account, 1);
-    request->enqueued_ms = zfed_clock_ms();
+    request->enqueued_ms = self->now_ms;
     request->attempts = 0;
     request->stamped = false;
     request->ticket = 0;
@@ -852,21 +905,36 @@ static void s_request_fail(zfed_broker_t *self, request_t **request_p, uint32_t 
 //  ---------------------------------------------------------------------
 //  Queues: one per client and service, taking turns
 
+//  The service's address and the client's routing id, in hex ("%p/" and
+//  s_identity_key), written by hand: this runs for every request.
 static void s_queue_key(const service_t *service, const zfed_view_t *client, char *key)
 {
-    int used = snprintf(key, QUEUE_KEY_SIZE, "%p/", (const void *)service);
+    static const char digits[] = "0123456789abcdef";
+    uintptr_t address = (uintptr_t)service;
+    size_t used = 0;
+    for (int shift = (int)(8 * sizeof address) - 4; shift >= 0; shift -= 4)
+        key[used++] = digits[(address >> shift) & 0x0f];
+    key[used++] = '/';
     s_identity_key(client->data, client->size, key + used);
 }
 
 //  The client's queue for the service, made if need be (NULL: no memory).
 static queue_t *s_queue_of(zfed_broker_t *self, service_t *service, peer_t *peer)
 {
+    //  A client mostly sends to one service: its last queue, if still
+    //  there (s_queue_free forgets it), spares making the key and the lookup.
+    if (peer->last_queue && peer->last_queue->service == service)
+        return peer->last_queue;
+    if (peer->last_queue && peer->last_queue->count == 0)
+        s_queue_free(self, &peer->last_queue); //  kept empty: no longer the last
     char key[QUEUE_KEY_SIZE];
     zfed_view_t client = {peer->identity, peer->identity_size};
     s_queue_key(service, &client, key);
     queue_t *queue = zhashx_lookup(self->queues, key);
-    if (queue)
+    if (queue) {
+        peer->last_queue = queue;
         return queue;
+    }
     queue = calloc(1, sizeof *queue);
     if (!queue)
         return NULL;
@@ -878,12 +946,15 @@ static queue_t *s_queue_of(zfed_broker_t *self, service_t *service, peer_t *peer
     queue->peer = peer;
     zfed_list_push_back(&peer->queues, &queue->peer_link);
     zhashx_insert(self->queues, queue->key, queue);
+    peer->last_queue = queue;
     return queue;
 }
 
 static void s_queue_free(zfed_broker_t *self, queue_t **queue_p)
 {
     queue_t *queue = *queue_p;
+    if (queue->peer->last_queue == queue)
+        queue->peer->last_queue = NULL;
     zfed_link_remove(&queue->turn_link);
     zfed_link_remove(&queue->peer_link);
     zhashx_delete(self->queues, queue->key);
@@ -901,22 +972,37 @@ static void s_queue_push(zfed_broker_t *self, queue_t *queue, request_t *request
         zfed_list_push_front(&queue->requests, &request->link);
     else
         zfed_list_push_back(&queue->requests, &request->link);
-    if (!zfed_link_linked(&queue->turn_link)) {
+    if (queue->count == 0) { //  new, or kept empty (out of its service's idle list)
         if (front)
             zfed_list_push_front(&queue->service->turns, &queue->turn_link);
         else
             zfed_list_push_back(&queue->service->turns, &queue->turn_link);
     }
     request->queue = queue;
-    request->enqueued_ms = zfed_clock_ms();
+    request->enqueued_ms = self->now_ms;
     zfed_list_push_back(&self->by_age, &request->age_link);
     queue->count++;
     queue->service->queued++;
     self->stats.queued++;
 }
 
+//  A queue left empty goes, unless it is its client's last one: that one
+//  waits on its service's idle list (out of the turns) for the client's
+//  next request, which would otherwise make and hash a queue again each
+//  time workers keep up.  One per client at most (s_queue_of frees the one
+//  it stops being), freed with its client or its service.
+static void s_queue_empty(zfed_broker_t *self, queue_t *queue)
+{
+    if (queue->peer->last_queue != queue) {
+        s_queue_free(self, &queue);
+        return;
+    }
+    queue->parked = false;
+    zfed_list_push_back(&queue->service->idle, &queue->turn_link);
+}
+
 //  Takes a queued request out of its queue (for a worker, or to fail it);
-//  a queue left empty goes.
+//  a queue left empty goes (s_queue_empty).
 static void s_queue_take(zfed_broker_t *self, request_t *request)
 {
     queue_t *queue = request->queue;
@@ -927,7 +1013,7 @@ static void s_queue_take(zfed_broker_t *self, request_t *request)
     queue->service->queued--;
     self->stats.queued--;
     if (queue->count == 0)
-        s_queue_free(self, &queue);
+        s_queue_empty(self, queue);
 }
 
 //  A client that is gone: its queued requests could never be answered.
@@ -935,6 +1021,8 @@ static void s_queue_drop(zfed_broker_t *self, queue_t **queue_p)
 {
     queue_t *queue = *queue_p;
     service_t *service = queue->service;
+    if (queue->peer->last_queue == queue)
+        queue->peer->last_queue = NULL; //  so that it goes with its last request
     zfed_link_t *link;
     while (queue && (link = zfed_list_first(&queue->requests)) != NULL) {
         request_t *request = zfed_container_of(link, request_t, link);
@@ -961,7 +1049,7 @@ static void s_worker_send_command(zfed_broker_t *self, worker_t *worker, uint8_t
     s_send(self, "", 0, ZMQ_SNDMORE);
     s_send(self, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     s_send(self, &command, 1, 0);
-    worker->last_sent_ms = zfed_clock_ms();
+    worker->last_sent_ms = self->now_ms;
 }
 
 //  DISCONNECT to a peer we hold no worker for (unknown or just removed).
@@ -988,7 +1076,7 @@ static bool s_worker_drained(const zfed_broker_t *self, const worker_t *worker)
 
 static void s_worker_touch(zfed_broker_t *self, worker_t *worker)
 {
-    worker->last_heard_ms = zfed_clock_ms();
+    worker->last_heard_ms = self->now_ms;
     worker->expiry_ms =
         worker->last_heard_ms + (int64_t)self->config.heartbeat_ms * self->config.liveness;
     zfed_list_push_back(&self->liveness, &worker->liveness_link);
@@ -1110,7 +1198,7 @@ static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *requ
         zfed_account_send_copy(worker->peer->account, self->handle, body.data, body.size, charge,
                                flags);
     }
-    worker->last_sent_ms = zfed_clock_ms();
+    worker->last_sent_ms = self->now_ms;
     return 0;
 }
 
@@ -1483,7 +1571,13 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
         s_refuse_request(self, peer, mdp, ticket, body, &self->stats.budget_refused, text);
         return;
     }
-    service_t *service = s_service_require(self, mdp->service, false);
+    //  The service of the client's last queue, when it names that one,
+    //  spares copying the name and hashing it (s_queue_of then finds the
+    //  queue at once too).
+    service_t *service = peer->last_queue ? peer->last_queue->service : NULL;
+    if (!service || strlen(service->name) != mdp->service.size ||
+        memcmp(service->name, mdp->service.data, mdp->service.size) != 0)
+        service = s_service_require(self, mdp->service, false);
     queue_t *queue = service ? s_queue_of(self, service, peer) : NULL;
     if (!queue) {
         s_refuse_request(self, peer, mdp, ticket, body, NULL,
@@ -1649,10 +1743,8 @@ static void s_send_stamp(zfed_broker_t *self, const worker_t *worker, uint64_t t
         zfed_auth_key(&self->frames.part[1], key);
     if (key[0])
         snprintf(identity, sizeof identity, ZFED_STAMP_CURVE "%s", key);
-    else
-        snprintf(identity, sizeof identity, ZFED_STAMP_PEER "%" PRIu64, worker->peer->serial);
     uint8_t stamp[ZFED_STAMP_MAX];
-    size_t size = zfed_stamp_write(stamp, ticket, identity);
+    size_t size = zfed_stamp_write(stamp, ticket, key[0] ? identity : worker->peer->stamp_id);
     s_send(self, stamp, size, ZMQ_SNDMORE);
 }
 
@@ -1779,7 +1871,7 @@ static void s_worker_command(zfed_broker_t *self, peer_t *sender, const zfed_mdp
         break;
     case ZFED_MDP_HEARTBEAT:
         if (!worker->beats_while_busy && worker->in_flight_count > 0 &&
-            zfed_clock_ms() - worker->busy_since_ms >=
+            self->now_ms - worker->busy_since_ms >=
                 self->config.heartbeat_ms / BUSY_HEARTBEAT_DIVISOR) {
             worker->beats_while_busy = true;
             zfed_info("worker %s (%s) heartbeats while it works: %d silent heartbeats expire it, "
@@ -2245,7 +2337,7 @@ static int64_t s_tick_ms(int heartbeat_ms)
 
 static void s_tick(zfed_broker_t *self)
 {
-    int64_t now = zfed_clock_ms();
+    int64_t now = self->now_ms;
     s_purge_workers(self, now);
     s_send_heartbeats(self, now);
     s_expire_requests(self, now);
@@ -2412,6 +2504,7 @@ zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)
     if (!self->netmon)
         zfed_warn("connection monitor unavailable; transport drops will not be logged");
     self->started_ms = zfed_clock_ms();
+    self->now_ms = self->started_ms;
     self->tick_at_ms = self->started_ms + config->heartbeat_ms;
     return self;
 err:
@@ -2539,44 +2632,115 @@ int zfed_broker_run(zfed_broker_t *self)
     return zfed_broker_serve(self, NULL);
 }
 
+//  A libzmq socket's descriptor (ZMQ_FD), -1 if it has none.
+static int s_socket_fd(void *socket)
+{
+    int fd = -1;
+    size_t size = sizeof fd;
+    return socket && zmq_getsockopt(socket, ZMQ_FD, &fd, &size) == 0 ? fd : -1;
+}
+
+//  True when a libzmq socket has a message to read (ZMQ_EVENTS).  Reading
+//  it also makes the socket's descriptor signal again on the next event:
+//  see zfed_broker_serve.  -1 when the socket is gone (ETERM).
+static int s_socket_readable(void *socket)
+{
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0)
+        return errno == EINTR ? 0 : -1;
+    return events & ZMQ_POLLIN ? 1 : 0;
+}
+
 int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
 {
-    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_AUTH, ITEM_WAKE, ITEM_PIPE };
-    //  zmq_poll reads a NULL socket as a file descriptor: unused slots point
-    //  at the router with no events.
-    int wake_fd = zfed_ledger_wake_fd(self->ledger);
-    zmq_pollitem_t items[6] = {
-        {self->handle, 0, ZMQ_POLLIN, 0},
-        {self->netmon ? zfed_netmon_socket(self->netmon) : self->handle, 0,
-         self->netmon ? ZMQ_POLLIN : 0, 0},
-        {zfed_signal_fd() >= 0 ? NULL : self->handle, zfed_signal_fd(),
-         zfed_signal_fd() >= 0 ? ZMQ_POLLIN : 0, 0},
-        {self->auth ? zfed_auth_socket(self->auth) : self->handle, 0, self->auth ? ZMQ_POLLIN : 0,
-         0},
-        {wake_fd >= 0 ? NULL : self->handle, wake_fd, wake_fd >= 0 ? ZMQ_POLLIN : 0, 0},
-        {pipe ? zsock_resolve(pipe) : NULL, 0, ZMQ_POLLIN, 0}};
-    int item_count = pipe ? 6 : 5;
+    //  poll(2) on descriptors rather than zmq_poll: zmq_poll asks every
+    //  libzmq socket for ZMQ_EVENTS before and after it sleeps, which costs
+    //  a system call per socket each time, for every pass of the loop.
+    //  A libzmq socket's descriptor (ZMQ_FD) only says that commands for it
+    //  have come, and it stops saying so once anything on that socket has
+    //  processed them (a recv, a send, ZMQ_EVENTS): so a socket is slept on
+    //  only when it was last found with nothing to read after the last
+    //  thing done on it.  The router is read until EAGAIN (which is such a
+    //  finding), the monitor too; the pipe and the key watcher are asked
+    //  ZMQ_EVENTS; and whatever sends on the router after its drain (the
+    //  tick, a wake-up, a closed connection, a command) has it asked too.
+    enum { ITEM_ROUTER, ITEM_NETMON, ITEM_SIGNAL, ITEM_AUTH, ITEM_WAKE, ITEM_PIPE, ITEM_COUNT };
+    void *auth_socket = self->auth ? zfed_auth_socket(self->auth) : NULL;
+    void *netmon_socket = self->netmon ? zfed_netmon_socket(self->netmon) : NULL;
+    void *pipe_socket = pipe ? zsock_resolve(pipe) : NULL;
+    //  A negative descriptor is skipped by poll(2).
+    struct pollfd items[ITEM_COUNT] = {{s_socket_fd(self->handle), POLLIN, 0},
+                                       {s_socket_fd(netmon_socket), POLLIN, 0},
+                                       {zfed_signal_fd(), POLLIN, 0},
+                                       {s_socket_fd(auth_socket), POLLIN, 0},
+                                       {zfed_ledger_wake_fd(self->ledger), POLLIN, 0},
+                                       {s_socket_fd(pipe_socket), POLLIN, 0}};
+    if (items[ITEM_ROUTER].fd < 0) {
+        zfed_error("the router socket has no descriptor to poll");
+        return -1;
+    }
+    //  What must be looked at before the next sleep (all of it, at first).
+    bool check_router = true, check_netmon = true, check_auth = true, check_pipe = true;
     int rc = 0;
     while (!self->terminated) {
         if (!pipe && zsys_interrupted)
             break;
-        int64_t wait = self->tick_at_ms - zfed_clock_ms();
-        if (wait < 0 || self->closing_count > 0 || !zfed_list_empty(&self->gone))
-            wait = 0; //  closings wait for the router to be read dry: look now
-        if (zmq_poll(items, item_count, (long)wait) < 0) {
-            if (errno == EINTR)
-                continue;
+        bool router_ready = false, auth_ready = false, pipe_ready = false;
+        int readable = 0;
+        if (check_router && (readable = s_socket_readable(self->handle)) > 0)
+            router_ready = true;
+        if (readable >= 0 && auth_socket && check_auth &&
+            (readable = s_socket_readable(auth_socket)) > 0)
+            auth_ready = true;
+        if (readable >= 0 && pipe_socket && check_pipe &&
+            (readable = s_socket_readable(pipe_socket)) > 0)
+            pipe_ready = true;
+        if (readable < 0) {
             zfed_error("poll failed: %s", zmq_strerror(errno));
             rc = -1;
             break;
         }
-        if (pipe && items[ITEM_PIPE].revents & ZMQ_POLLIN && s_handle_pipe(self, pipe) != 0)
+        check_router = check_auth = check_pipe = false;
+        //  now_ms is at most a drain old here: the sleep may end that late.
+        int64_t wait = self->tick_at_ms - self->now_ms;
+        if (wait < 0 || self->closing_count > 0 || !zfed_list_empty(&self->gone))
+            wait = 0; //  closings wait for the router to be read dry: look now
+        if (router_ready || auth_ready || pipe_ready || check_netmon)
+            wait = 0;
+        if (poll(items, ITEM_COUNT, (int)wait) < 0) {
+            if (errno == EINTR) {
+                check_router = check_netmon = check_auth = check_pipe = true;
+                continue;
+            }
+            zfed_error("poll failed: %s", strerror(errno));
+            rc = -1;
             break;
-        if (self->auth && items[ITEM_AUTH].revents & ZMQ_POLLIN)
-            s_keys_changed(self);
-        if (wake_fd >= 0 && items[ITEM_WAKE].revents & ZMQ_POLLIN) {
+        }
+        self->now_ms = zfed_clock_ms();
+        router_ready = router_ready || items[ITEM_ROUTER].revents;
+        bool netmon_ready = netmon_socket && (check_netmon || items[ITEM_NETMON].revents);
+        check_netmon = false;
+        //  Signalled only: whether a message came is for ZMQ_EVENTS to say,
+        //  before the next sleep or now.
+        if (auth_socket && (auth_ready || items[ITEM_AUTH].revents)) {
+            check_auth = true;
+            if (auth_ready || s_socket_readable(auth_socket) > 0) {
+                s_keys_changed(self);
+                check_router = true;
+            }
+        }
+        if (pipe_socket && (pipe_ready || items[ITEM_PIPE].revents)) {
+            check_pipe = true;
+            check_router = true; //  BIND works on the router
+            if ((pipe_ready || s_socket_readable(pipe_socket) > 0) &&
+                s_handle_pipe(self, pipe) != 0)
+                break;
+        }
+        if (items[ITEM_WAKE].revents & POLLIN) {
             s_unpark(self);
             s_reclaim(self);
+            check_router = true;
         }
         //  Closings heard before this drain may be applied if it reads the
         //  router dry (or it had nothing): a connection's messages are in
@@ -2586,29 +2750,39 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
         while ((gone = zfed_list_first(&self->gone)) != NULL)
             zfed_list_push_back(&self->gone_ready, gone);
         bool dry = true;
-        if (items[ITEM_ROUTER].revents & ZMQ_POLLIN) {
+        if (router_ready) {
             dry = false;
             for (int handled = 0; handled < DRAIN_BATCH; handled++) {
                 if (zfed_frames_recv(&self->frames, self->handle, ZMQ_DONTWAIT) != 0) {
                     dry = true;
                     break;
                 }
+                if (handled > 0 && handled % CLOCK_EVERY == 0)
+                    self->now_ms = zfed_clock_ms();
                 s_handle_message(self);
                 zfed_frames_close(&self->frames);
             }
+            if (!dry)
+                check_router = true; //  more waits: read on without sleeping
         }
-        if (dry && (closings_ready > 0 || !zfed_list_empty(&self->gone_ready)))
+        if (dry && (closings_ready > 0 || !zfed_list_empty(&self->gone_ready))) {
             s_closed_apply(self, closings_ready);
+            check_router = true;
+        }
         //  Connection events after the messages: what a peer sent before
         //  its connection closed (a worker's DISCONNECT) is heard first.
         //  A newer connection on a closed one's descriptor may have spoken
         //  already; its peer then retired the old one (s_peer_bind_fd).
+        //  Read until there are none: its descriptor signals only new ones.
         zfed_netmon_event_t event;
-        while (self->netmon && items[ITEM_NETMON].revents & ZMQ_POLLIN &&
-               zfed_netmon_handle(self->netmon, &event) == 0)
+        while (netmon_ready && zfed_netmon_handle(self->netmon, &event) == 0) {
             s_net_event(self, &event);
-        if (zfed_clock_ms() >= self->tick_at_ms)
+            check_router = true;
+        }
+        if (self->now_ms >= self->tick_at_ms) {
             s_tick(self);
+            check_router = true;
+        }
     }
     //  Tell workers we are going, so they re-register with our successor
     //  at once instead of after their heartbeats lapse.

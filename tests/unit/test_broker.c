@@ -421,6 +421,93 @@ static void s_test_many_unreachable_workers(void)
     zsock_destroy(&live);
 }
 
+//  Polls the broker's counters until its services number exactly count.
+static bool s_wait_services(zactor_t *broker, size_t count)
+{
+    int64_t until = zfed_clock_ms() + ZFED_TEST_WAIT_MS;
+    zfed_broker_stats_t stats = {0};
+    while (zfed_clock_ms() < until) {
+        if (zfed_test_broker_stats(broker, &stats) == 0 && stats.services == count)
+            return true;
+        zclock_sleep(10);
+    }
+    return false;
+}
+
+//  One request from client to a worker of service and its reply back.
+static void s_serve_one(zsock_t *client, zsock_t *worker, const char *service)
+{
+    const void *body[] = {"\x92\xa4task\x01"};
+    size_t size[] = {7};
+    s_send_request(client, service, body, size, 1);
+    zmsg_t *request = zfed_test_recv_skipping_heartbeats(worker);
+    REQUIRE(request != NULL);
+    s_send_reply(worker, request, body, size, 1);
+    zmsg_destroy(&request);
+    zmsg_t *reply = zmsg_recv(client);
+    REQUIRE(reply != NULL);
+    CHECK(zfed_test_frame_str(reply, 2, service));
+    CHECK(zfed_test_frame_is(reply, 3, body[0], size[0]));
+    zmsg_destroy(&reply);
+}
+
+//  A client's emptied queue is kept for its next request (a connection
+//  with a descriptor: ipc), and goes when its service does: a service
+//  forgotten once its last worker left takes the kept queue with it, a
+//  request to the same name then makes both again, and a client that
+//  turns to another service leaves its queued request where it was.
+static void s_test_kept_queue_follows_its_service(void)
+{
+    char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/zfed-test-kept-queue-%d", (int)getpid());
+    zactor_t *broker = zfed_test_broker_start(NULL, endpoint);
+    REQUIRE(broker != NULL);
+    zsock_t *client = zfed_test_dealer(endpoint);
+    zsock_t *alpha = zfed_test_worker(endpoint, "alpha", NULL);
+    REQUIRE(client && alpha);
+    REQUIRE(zfed_test_broker_wait(broker, workers_ready, 1));
+    s_serve_one(client, alpha, "alpha");
+    s_serve_one(client, alpha, "alpha"); //  from the kept queue
+    //  Its worker leaves: the service goes, the client's kept queue with it.
+    zfed_test_send_strings(alpha, ZFED_MDPW_HEADER, "\005");
+    REQUIRE(zfed_test_broker_wait(broker, workers_left, 1));
+    CHECK(s_wait_services(broker, 0));
+    zsock_destroy(&alpha);
+    //  The same name again: a new service, the request waits in a new queue.
+    const void *body[] = {"\x92\xa4task\x02"};
+    size_t size[] = {7};
+    s_send_request(client, "alpha", body, size, 1);
+    REQUIRE(zfed_test_broker_wait(broker, requests, 3));
+    zsock_t *beta = zfed_test_worker(endpoint, "beta", NULL);
+    REQUIRE(beta != NULL);
+    REQUIRE(zfed_test_broker_wait(broker, workers_ready, 2));
+    s_serve_one(client, beta, "beta");
+    //  The queued alpha request is served once alpha has a worker again.
+    alpha = zfed_test_worker(endpoint, "alpha", NULL);
+    REQUIRE(alpha != NULL);
+    zmsg_t *request = zfed_test_recv_skipping_heartbeats(alpha);
+    REQUIRE(request != NULL);
+    CHECK(zfed_test_frame_is(request, 5, body[0], size[0]));
+    s_send_reply(alpha, request, body, size, 1);
+    zmsg_destroy(&request);
+    zmsg_t *reply = zmsg_recv(client);
+    REQUIRE(reply != NULL);
+    CHECK(zfed_test_frame_str(reply, 2, "alpha"));
+    zmsg_destroy(&reply);
+    s_serve_one(client, beta, "beta");
+    s_serve_one(client, alpha, "alpha");
+    zfed_broker_stats_t stats;
+    REQUIRE_INT(zfed_test_broker_stats(broker, &stats), 0);
+    CHECK_INT(stats.requests, 6);
+    CHECK_INT(stats.replies, 6);
+    CHECK_INT(stats.queued, 0);
+    CHECK_INT(stats.services, 2);
+    zsock_destroy(&client);
+    zsock_destroy(&alpha);
+    zsock_destroy(&beta);
+    zactor_destroy(&broker);
+}
+
 int main(void)
 {
     //  One socket per dead worker, all in this process.
@@ -429,5 +516,6 @@ int main(void)
     ZFED_TEST_RUN(s_test_refusals_name_their_tasks);
     ZFED_TEST_RUN(s_test_frame_counts_are_answered);
     ZFED_TEST_RUN(s_test_many_unreachable_workers);
+    ZFED_TEST_RUN(s_test_kept_queue_follows_its_service);
     ZFED_TEST_END();
 }
