@@ -120,6 +120,7 @@ typedef struct _peer_t peer_t;
 
 struct _service_t {
     char *name;
+    size_t name_size;  //  strlen(name)
     zfed_link_t turns; //  queue_t.turn_link of the clients waiting, in turn order
     zfed_link_t waiting;
     zfed_link_t pending_link; //  in broker->pending until a worker first registers
@@ -655,6 +656,7 @@ static service_t *s_service_require(zfed_broker_t *self, zfed_view_t name, bool 
     }
     memcpy(service->name, name.data, name.size);
     service->name[name.size] = '\0';
+    service->name_size = name.size;
     service->blob = zfed_blob_service_valid(service->name, name.size);
     zfed_link_init(&service->turns);
     zfed_link_init(&service->parked);
@@ -1575,7 +1577,7 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
     //  spares copying the name and hashing it (s_queue_of then finds the
     //  queue at once too).
     service_t *service = peer->last_queue ? peer->last_queue->service : NULL;
-    if (!service || strlen(service->name) != mdp->service.size ||
+    if (!service || service->name_size != mdp->service.size ||
         memcmp(service->name, mdp->service.data, mdp->service.size) != 0)
         service = s_service_require(self, mdp->service, false);
     queue_t *queue = service ? s_queue_of(self, service, peer) : NULL;
@@ -1805,7 +1807,7 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         //  Forward: [client] "" MDPC01 service body... (body frames moved).
         s_send(self, "", 0, ZMQ_SNDMORE);
         s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-        s_send(self, service->name, strlen(service->name), ZMQ_SNDMORE);
+        s_send(self, service->name, service->name_size, ZMQ_SNDMORE);
         if (request->stamped)
             s_send_stamp(self, worker, request->ticket);
         //  frames->part[i + 1] holds MDP frame i.  A small body is sent as a
