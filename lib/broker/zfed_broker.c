@@ -109,8 +109,6 @@
 #define REPLY_SIZE_EPOCH 64
 //  Held bytes that, once released, are worth handing back to the system.
 #define TRIM_BYTES (16 << 20)
-//  Messages of one drain between two reads of the clock (self->now_ms).
-#define CLOCK_EVERY 64
 
 typedef struct _service_t service_t;
 typedef struct _worker_t worker_t;
@@ -268,10 +266,10 @@ struct _zfed_broker_t {
     uint64_t next_request_id;
     uint64_t next_peer_serial;
     int64_t tick_at_ms;
-    //  The clock as read once per pass of the loop (and every CLOCK_EVERY
-    //  messages of a drain): what a message's timestamps use, so handling
-    //  one costs no clock read.  At most a drain's time (about a
-    //  millisecond) behind, well inside any timeout it feeds.
+    //  The clock as read once per message (and around each sleep): what
+    //  handling the message stamps (arrival, dispatch, liveness) uses, so
+    //  it costs one clock read, not one per timestamp.  Read per message,
+    //  not per drain: handling a big one (a model's chunk) takes time.
     int64_t now_ms;
     zfed_frames_t frames;
     char sender_key[ZFED_AUTH_KEY_SIZE]; //  CURVE: the key of the message being handled
@@ -2704,7 +2702,7 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
             break;
         }
         check_router = check_auth = check_pipe = false;
-        //  now_ms is at most a drain old here: the sleep may end that late.
+        self->now_ms = zfed_clock_ms();
         int64_t wait = self->tick_at_ms - self->now_ms;
         if (wait < 0 || self->closing_count > 0 || !zfed_list_empty(&self->gone))
             wait = 0; //  closings wait for the router to be read dry: look now
@@ -2759,8 +2757,7 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
                     dry = true;
                     break;
                 }
-                if (handled > 0 && handled % CLOCK_EVERY == 0)
-                    self->now_ms = zfed_clock_ms();
+                self->now_ms = zfed_clock_ms();
                 s_handle_message(self);
                 zfed_frames_close(&self->frames);
             }
@@ -2781,6 +2778,7 @@ int zfed_broker_serve(zfed_broker_t *self, zsock_t *pipe)
             s_net_event(self, &event);
             check_router = true;
         }
+        self->now_ms = zfed_clock_ms();
         if (self->now_ms >= self->tick_at_ms) {
             s_tick(self);
             check_router = true;
