@@ -10,9 +10,11 @@ set -euo pipefail
 program=$1
 output=$2
 name=$(basename "$program")
-version=$("$program" --version | head -n 1 | awk '{print $NF}')
+version=$("$program" --version | awk 'NR == 1 {print $NF}')
 help=$("$program" --help)
-summary=$(printf '%s\n' "$help" | awk 'NR == 1 { next } /^$/ { exit } { printf "%s ", $0 }' |
+# awk reads the help to its end (no early exit): printf would otherwise get
+# SIGPIPE once the help outgrows one write, and pipefail would fail the build.
+summary=$(printf '%s\n' "$help" | awk 'NR == 1 || done { next } /^$/ { done = 1; next } { printf "%s ", $0 }' |
     sed 's/  */ /g; s/\([.!?]\) .*/\1/; s/ $//; s/\.$//')
 {
     printf '.TH "%s" 1 "" "zfed %s" "User Commands"\n' "$(echo "$name" | tr a-z A-Z)" "$version"
