@@ -572,6 +572,9 @@ _Static_assert(QUICK_OBJECTS_MAX <= ZFED_VALUES_MAX, "the one pass is within the
 //  the scan passes in a step anyway).
 #define QUICK_BODY_MAX 16384
 
+//  A recycled block is reused for a body needing at least 1/this of it.
+#define QUICK_SPARE_SLACK 2
+
 //  Strings up to this long are tested for ASCII a byte at a time, inline.
 #define QUICK_ASCII_MAX 16
 
@@ -837,7 +840,10 @@ static void *s_quick_build(void *spare, size_t capacity, const void *data, size_
     size_t at_objects = (at_bytes + size + align - 1) / align * align;
     size_t needed = at_objects + QUICK_OBJECTS_MAX * sizeof(msgpack_object);
     uint8_t *block = spare;
-    if (!block || capacity < needed) {
+    //  A spare much bigger than this body needs is not lent to it: a kept
+    //  result would pin the room of whatever reply came before it (a peer's
+    //  refused 4 MiB reply is a block of up to 28 MiB).
+    if (!block || capacity < needed || capacity / QUICK_SPARE_SLACK > needed) {
         free(spare);
         block = malloc(needed);
         capacity = needed;
@@ -1213,7 +1219,11 @@ void zfed_msg_recycle(zfed_msg_t **self_p, zfed_msg_t **spare)
 {
     if (!self_p || !*self_p)
         return;
-    if ((*self_p)->block_size == 0) {
+    //  Not kept: a constructed message, and a block the one pass would
+    //  never reuse (more than QUICK_SPARE_SLACK times its largest).
+    size_t largest = s_tree_offset(sizeof **self_p) + QUICK_BODY_MAX + _Alignof(msgpack_object) +
+                     QUICK_OBJECTS_MAX * sizeof(msgpack_object);
+    if ((*self_p)->block_size == 0 || (*self_p)->block_size / QUICK_SPARE_SLACK > largest) {
         zfed_msg_destroy(self_p);
         return;
     }

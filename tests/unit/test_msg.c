@@ -12,6 +12,7 @@
 #include "zfed_test_msgpack.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1680,6 +1681,42 @@ static void s_test_decode_into(void)
     msgpack_sbuffer_destroy(&body);
 }
 
+//  A recycled block far bigger than the next body needs is not lent to
+//  it: a kept result would hold it for the rest of its round.  A peer's
+//  reply of 100,000 values (refused later, say, for naming another task)
+//  has a block of 2.5 MB; without the bound every small result decoded
+//  after such a reply kept one, 1,000 of them per round.
+static void s_test_decode_into_bounds_the_block(void)
+{
+    msgpack_sbuffer outputs, body;
+    msgpack_sbuffer_init(&outputs);
+    msgpack_sbuffer_init(&body);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &outputs, msgpack_sbuffer_write);
+    msgpack_pack_map(&packer, 1);
+    msgpack_pack_str_with_body(&packer, "k", 1);
+    msgpack_pack_array(&packer, 100000);
+    for (int item = 0; item < 100000; item++)
+        msgpack_pack_int(&packer, item & 0x7f);
+    REQUIRE(zfed_msg_encode_result(&body, "job-1", 1, 3, 0, "worker-1", 5, outputs.data,
+                                   outputs.size) == 0);
+    zfed_msg_t *spare = NULL;
+    zfed_msg_t *big = zfed_msg_decode_into(&spare, body.data, body.size, NULL, 0);
+    REQUIRE(big != NULL);
+    zfed_msg_recycle(&big, &spare);
+    s_result_body(&body, 4, "small");
+    zfed_msg_t *small = zfed_msg_decode_into(&spare, body.data, body.size, NULL, 0);
+    REQUIRE(small != NULL);
+    CHECK_INT(zfed_msg_task_id(small), 4);
+    //  At most the one pass's own block for a body this size, with room
+    //  to spare; the big block was 2.5 MB.
+    CHECK(malloc_usable_size(small) < 64 * 1024);
+    zfed_msg_recycle(&small, &spare);
+    zfed_msg_destroy(&spare);
+    msgpack_sbuffer_destroy(&body);
+    msgpack_sbuffer_destroy(&outputs);
+}
+
 static void s_test_msgpack_check(void)
 {
     char reason[128];
@@ -2323,6 +2360,7 @@ int main(void)
     s_test_msgpack_check();
     s_test_tree_edges();
     s_test_decode_into();
+    s_test_decode_into_bounds_the_block();
     s_test_utf8();
     s_test_constructor_decoder_agree();
     s_test_peek_ids();
