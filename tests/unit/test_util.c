@@ -827,17 +827,19 @@ static void s_test_json_put(void)
 //  at their limits, reals that need few or all 17 digits, exponents.
 static void s_test_json_file_text(void)
 {
-    static const char *const cases[] = {
-        "{}",
-        "[]",
-        "{\"a\": [], \"b\": {}, \"c\": [[], [{}], {\"d\": [1, [2, [3]]]}]}",
+    //  The long cases are named: clang warns of literals concatenated
+    //  inside an array of them (a missing comma looks the same).
+    static const char record[] =
         "{\"round\": 3, \"status\": \"closed\", \"results\": [{\"task\": 0, \"worker\": "
         "\"w\\\"q\\\\b\\/s\\n\\t\\r\\b\\f\\u0001\\u001f\\u007f \\u00e9\\u4e2d\\ud83d\\ude00\", "
         "\"worker_id\": null, \"ok\": true, \"no\": false}], \"missing\": [], "
-        "\"big\": 9223372036854775807, \"small\": -9223372036854775808, \"zero\": 0}",
+        "\"big\": 9223372036854775807, \"small\": -9223372036854775808, \"zero\": 0}";
+    static const char reals[] =
         "{\"reals\": [0.1, 30.0, -0.0, 1e300, 1e-7, 123456789012345678.0, 0.30000000000000004, "
-        "2.5e-310, -1.5, 1e21, 1e16, 3.14159]}",
-        "{\"few\": [0.5, 0.25, 2.0, 1e100, 7e-5]}",
+        "2.5e-310, -1.5, 1e21, 1e16, 3.14159]}";
+    static const char *const cases[] = {
+        "{}",   "[]",  "{\"a\": [], \"b\": {}, \"c\": [[], [{}], {\"d\": [1, [2, [3]]]}]}",
+        record, reals, "{\"few\": [0.5, 0.25, 2.0, 1e100, 7e-5]}",
     };
     for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
         json_error_t error;
