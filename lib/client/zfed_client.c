@@ -75,8 +75,8 @@ void zfed_client_destroy(zfed_client_t **self_p)
     zfed_client_t *self = *self_p;
     if (self->holding)
         zfed_frames_close(&self->frames);
+    zfed_linkmon_destroy(&self->linkmon); //  before the socket it watches
     zsock_destroy(&self->socket);
-    zfed_linkmon_destroy(&self->linkmon);
     free(self);
     *self_p = NULL;
 }

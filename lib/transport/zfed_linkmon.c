@@ -21,6 +21,7 @@ struct _zfed_linkmon_t {
     bool curve;
     zsock_t *pair;
     void *handle;
+    void *watched; //  the socket our monitor is on, until detached
     zfed_link_status_t link;
     //  Warnings: the first at once, then one per period with a count; a
     //  new explanation is news and goes out at once.
@@ -50,20 +51,32 @@ void zfed_linkmon_destroy(zfed_linkmon_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    zsock_destroy(&(*self_p)->pair);
+    zfed_linkmon_detach(*self_p);
     free(*self_p);
     *self_p = NULL;
 }
 
-int zfed_linkmon_attach(zfed_linkmon_t *self, void *socket)
+void zfed_linkmon_detach(zfed_linkmon_t *self)
 {
+    //  The monitor is stopped before our end closes: libzmq does not free
+    //  an event whose send fails (one sent while the socket closes, to a
+    //  monitor nobody reads any more, leaked its endpoint frame).
+    if (self->watched)
+        zmq_socket_monitor(self->watched, NULL, 0);
+    self->watched = NULL;
     zsock_destroy(&self->pair);
     self->handle = NULL;
+}
+
+int zfed_linkmon_attach(zfed_linkmon_t *self, void *socket)
+{
+    zfed_linkmon_detach(self);
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "inproc://zfed-linkmon-%d-%llu", (int)getpid(),
              (unsigned long long)__atomic_add_fetch(&s_counter, 1, __ATOMIC_RELAXED));
     if (zmq_socket_monitor(socket, endpoint, EVENTS) != 0)
         return -1;
+    self->watched = socket;
     self->pair = zsock_new_pair(endpoint);
     if (!self->pair)
         return -1;

@@ -31,8 +31,12 @@ zfed_linkmon_t *zfed_linkmon_new(const char *endpoint, const char *role_dir, boo
 void zfed_linkmon_destroy(zfed_linkmon_t **self_p);
 
 //  Starts watching a libzmq socket handle (before it connects); a socket
-//  watched before is forgotten, its state kept.  0 or -1.
+//  watched before is detached, its state kept.  0 or -1.
 int zfed_linkmon_attach(zfed_linkmon_t *self, void *socket);
+
+//  Stops watching: call it before the watched socket closes (and destroy
+//  does it), so that no event is sent while it closes.
+void zfed_linkmon_detach(zfed_linkmon_t *self);
 
 //  The handle to poll for ZMQ_POLLIN (NULL before attach), and what to
 //  call when it is readable: reads every pending event.

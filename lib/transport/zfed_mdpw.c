@@ -81,6 +81,8 @@ void zfed_mdpw_close(zfed_mdpw_t *self, bool goodbye)
         zfed_mdpw_send_command(self, ZFED_MDPW_DISCONNECT, NULL, NULL);
         zsock_set_linger(self->socket, CLOSE_LINGER_MS);
     }
+    if (self->config.linkmon)
+        zfed_linkmon_detach(self->config.linkmon);
     zsock_destroy(&self->socket);
     self->handle = NULL;
 }
@@ -103,6 +105,8 @@ int zfed_mdpw_open(zfed_mdpw_t *self)
                   config->name);
     if (zsock_connect(self->socket, "%s", config->endpoint) != 0) {
         zfed_error("%s: cannot connect to %s", config->name, config->endpoint);
+        if (config->linkmon)
+            zfed_linkmon_detach(config->linkmon);
         zsock_destroy(&self->socket);
         return -1;
     }

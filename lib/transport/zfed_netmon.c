@@ -25,6 +25,7 @@
 struct _zfed_netmon_t {
     zsock_t *pair;
     void *handle;
+    void *watched;       //  the listening socket, until destroy
     zhashx_t *addresses; //  "fd" -> "ip:port" (owned strings)
     zfed_netmon_stats_t stats;
     int64_t window_ms;
@@ -43,6 +44,7 @@ zfed_netmon_t *zfed_netmon_new(void *socket)
              (unsigned long long)__atomic_add_fetch(&s_counter, 1, __ATOMIC_RELAXED));
     if (zmq_socket_monitor(socket, endpoint, EVENTS) != 0)
         goto err;
+    self->watched = socket;
     //  No high-water mark on our end (an inproc pipe then has none): a
     //  burst of connections must not drop the events that close them.
     self->pair = zsock_new(ZMQ_PAIR);
@@ -65,6 +67,10 @@ void zfed_netmon_destroy(zfed_netmon_t **self_p)
     if (!self_p || !*self_p)
         return;
     zfed_netmon_t *self = *self_p;
+    //  Stopped before our end closes: libzmq does not free an event whose
+    //  send fails, and the socket's closing sends one per connection.
+    if (self->watched)
+        zmq_socket_monitor(self->watched, NULL, 0);
     zsock_destroy(&self->pair);
     zhashx_destroy(&self->addresses);
     free(self);

@@ -22,7 +22,8 @@ typedef struct {
     uint64_t accept_failed;    //  accepts that failed (EMFILE at the descriptor limit, ...)
 } zfed_netmon_stats_t;
 
-//  Starts monitoring a libzmq socket handle.  NULL on failure.
+//  Starts monitoring a libzmq socket handle.  NULL on failure.  Destroy
+//  it before the socket closes (destroy stops the monitor on it).
 zfed_netmon_t *zfed_netmon_new(void *socket);
 void zfed_netmon_destroy(zfed_netmon_t **self_p);
 
