@@ -71,6 +71,8 @@ static void s_usage(void)
         "  --insecure           allow plaintext on endpoints beyond this host (by default\n"
         "                       only loopback, ipc and inproc may be plaintext)\n"
         "\n"
+        "  --no-compact         refuse zfed workers' offer of compact frames: every worker\n"
+        "                       is sent plain MDP/0.1 (6 frames a task, not 2)\n"
         "  --log-level LEVEL    error, warn, info or debug (default info)\n"
         "  -v, --verbose        same as --log-level debug\n"
         "  -q, --quiet          same as --log-level warn\n"
@@ -114,6 +116,7 @@ enum {
     OPT_WORKERS_DIR,
     OPT_CONTROLLERS_DIR,
     OPT_INSECURE,
+    OPT_NO_COMPACT,
     OPT_BLOB_SERVICES,
 };
 
@@ -157,6 +160,7 @@ int main(int argc, char **argv)
         {"workers-dir", required_argument, NULL, OPT_WORKERS_DIR},
         {"controllers-dir", required_argument, NULL, OPT_CONTROLLERS_DIR},
         {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"no-compact", no_argument, NULL, OPT_NO_COMPACT},
         {"blob-services-per-worker-key", required_argument, NULL, OPT_BLOB_SERVICES},
         ZFED_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -247,6 +251,9 @@ int main(int argc, char **argv)
             break;
         case OPT_INSECURE:
             config.insecure = true;
+            break;
+        case OPT_NO_COMPACT:
+            config.compact = false;
             break;
         case OPT_BLOB_SERVICES:
             config.max_blob_services_per_key =

@@ -47,6 +47,8 @@ static void s_usage(void)
         "                       heartbeats pause while one runs)\n"
         "  --credit N           requests each worker may hold at once (default 1 = strict\n"
         "                       MDP/0.1; >1 announces a zfed credit plain brokers ignore)\n"
+        "  --no-compact         do not offer zfed's compact frames in READY (by default a\n"
+        "                       zfed-broker that accepts sends each task as 2 frames, not 6)\n"
         "  --pyramid            print each task's display on stdout (fib: its pyramid)\n"
         "  --name NAME          name reported in results (default HOST-PID; .N per worker)\n"
         "  --heartbeat-ms N     heartbeat interval, must match the broker's (default %d)\n"
@@ -85,6 +87,7 @@ enum {
     OPT_CONCURRENCY,
     OPT_THREADS,
     OPT_CREDIT,
+    OPT_NO_COMPACT,
     OPT_PYRAMID,
     OPT_NAME,
     OPT_HEARTBEAT,
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"credit", required_argument, NULL, OPT_CREDIT},
+        {"no-compact", no_argument, NULL, OPT_NO_COMPACT},
         {"pyramid", no_argument, NULL, OPT_PYRAMID},
         {"name", required_argument, NULL, OPT_NAME},
         {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
@@ -206,6 +210,9 @@ int main(int argc, char **argv)
             break;
         case OPT_CREDIT:
             config.credit = zfed_cli_u32(PROGRAM, "--credit", optarg, 1, ZFED_WORKER_MAX_CREDIT);
+            break;
+        case OPT_NO_COMPACT:
+            config.compact = false;
             break;
         case OPT_PYRAMID:
             config.pyramid = true;

@@ -118,6 +118,9 @@ typedef struct {
     //  once (a worker process registers one); 0 = no limit.  Controller
     //  keys have none.
     size_t max_blob_services_per_key;
+    //  Accept a worker's offer of compact frames (PROTOCOL.md 3.2; default
+    //  true): its REQUESTs and REPLYs are then one frame and the body.
+    bool compact;
 } zfed_broker_config_t;
 
 //  Counters, for logs, tests and the status service.
@@ -153,6 +156,7 @@ typedef struct {
     size_t peers;              //  connections the broker keeps state for now
     int64_t bytes_held;        //  bytes held for peers now (queued and in libzmq)
     int64_t bytes_peak;        //  the most ever held at once
+    uint64_t workers_compact;  //  READYs accepted with compact frames (PROTOCOL.md 3.2)
 } zfed_broker_stats_t;
 
 typedef struct _zfed_broker_t zfed_broker_t;

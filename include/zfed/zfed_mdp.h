@@ -41,6 +41,23 @@ extern "C" {
 #define ZFED_MDP_SERVICE_MAX 255
 #define ZFED_MDP_ADDRESS_MAX 255
 
+//  zfed compact worker frames (PROTOCOL.md 3.2): between a zfed broker and
+//  a zfed worker that agreed on them in READY, a REQUEST or REPLY is one
+//  compact frame, then its body frames:
+//      offset 0, 4 bytes   "zfwc"
+//      offset 4, 1 byte    command (0x02 REQUEST, 0x03 REPLY)
+//      offset 5, 1 byte    L, the address length, 1..255
+//      offset 6, L bytes   the address (opaque, as MDP frame 3)
+//  and nothing after it: the frame is exactly 6 + L bytes.
+#define ZFED_MDP_COMPACT_MAGIC      "zfwc"
+#define ZFED_MDP_COMPACT_MAGIC_SIZE 4
+#define ZFED_MDP_COMPACT_HEAD       6
+#define ZFED_MDP_COMPACT_MAX        (ZFED_MDP_COMPACT_HEAD + ZFED_MDP_ADDRESS_MAX)
+//  READY's fifth frame is a list of offers separated by single spaces
+//  ("credit=8 compact=1"), at most this long; a longer one offers nothing.
+#define ZFED_MDP_EXTENSION_MAX 64
+#define ZFED_MDP_OFFER_COMPACT "compact=1"
+
 //  8/MMI: services under this prefix are answered by the broker itself.
 #define ZFED_MMI_PREFIX          "mmi."
 #define ZFED_MMI_SERVICE         "mmi.service"
@@ -99,10 +116,35 @@ int zfed_mdp_parse_at_worker(const zfed_view_t *frames, size_t count, zfed_mdp_t
 int zfed_mdp_parse_at_client(const zfed_view_t *frames, size_t count, zfed_mdp_t *mdp,
                              const char **reason);
 
-//  Parses a READY extension frame "credit=N" (N in 1..max).  Returns N, or
-//  1 (plain MDP: one request at a time) when the frame is empty or
-//  unrecognised.
+//  What a READY's extension frame offers (PROTOCOL.md 3): credit N in
+//  1..max ("credit=N", else 1: plain MDP, one request at a time) and
+//  compact frames ("compact=1").  An empty, overlong or ill-formed frame
+//  (an empty offer, a repeated key) offers nothing: credit 1, no compact.
+typedef struct {
+    unsigned credit;
+    bool compact;
+} zfed_mdp_offer_t;
+
+zfed_mdp_offer_t zfed_mdp_ready_offer(zfed_view_t extension, unsigned max);
+//  The credit of zfed_mdp_ready_offer.
 unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max);
+
+//  True when frame starts with the compact magic: a compact REQUEST or
+//  REPLY, well-formed or not (never an MDP message: its frame 0 is empty).
+bool zfed_mdp_is_compact(zfed_view_t frame);
+//  Writes the compact frame of command (REQUEST or REPLY) and address
+//  (1..255 bytes) into out (ZFED_MDP_COMPACT_MAX bytes).  Returns its size,
+//  or 0 (nothing written) for another command or address size.
+size_t zfed_mdp_compact_write(uint8_t *out, uint8_t command, const uint8_t *address,
+                              size_t address_size);
+//  Parses a compact message: frames[0] the compact frame, then at least
+//  one body frame.  command is the one this side may receive (REQUEST at
+//  a worker, REPLY at the broker); anything else is refused.  Fills *mdp
+//  as the MDP parses do (origin WORKER, address, body_index 1) and
+//  returns 0, or -1 with *reason; origin is WORKER whenever frames[0]
+//  has the magic, so the broker answers as for a bad MDPW01 message.
+int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t command,
+                           zfed_mdp_t *mdp, const char **reason);
 
 //  True when view is a valid service name (1..255 bytes, 0x20-0x7E).
 bool zfed_mdp_service_valid(zfed_view_t service);

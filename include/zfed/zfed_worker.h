@@ -84,6 +84,10 @@ typedef struct {
     //  data is hashed in order as chunks arrive), so zfed-worker has no
     //  flag to skip it.
     bool verify;
+    //  Offer compact frames in READY (default true; PROTOCOL.md 3.2): a
+    //  zfed broker that accepts sends REQUESTs as one compact frame and
+    //  the body, and each is answered in the form it came in.
+    bool compact;
 } zfed_worker_config_t;
 
 typedef struct {
@@ -97,6 +101,7 @@ typedef struct {
     uint64_t cache_hits;   //  tasks whose global was already here
     uint64_t held;         //  results held by reference
     uint64_t refused;      //  results over the hold budget (answered 507)
+    uint64_t compact;      //  REQUESTs that came as compact frames
 } zfed_worker_stats_t;
 
 typedef struct _zfed_worker_t zfed_worker_t;

@@ -198,6 +198,7 @@ struct _worker_t {
     int64_t busy_since_ms; //  when in_flight_count last went from 0 to 1
     bool beats_while_busy; //  sent a HEARTBEAT while working, or has credit
     bool congested;        //  its byte budget is full: out of line until it drains
+    bool compact;          //  offered compact frames and we accepted (PROTOCOL.md 3.2)
 };
 
 //  A request is one allocation: its fields, then the client's routing id
@@ -1186,11 +1187,18 @@ static int s_send_request(zfed_broker_t *self, worker_t *worker, request_t *requ
     uint8_t command = ZFED_MDPW_REQUEST;
     if (s_send(self, worker->identity, worker->identity_size, ZMQ_SNDMORE) != 0)
         return -1;
-    s_send(self, "", 0, ZMQ_SNDMORE);
-    s_send(self, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-    s_send(self, &command, 1, ZMQ_SNDMORE);
-    s_send(self, address, sizeof address, ZMQ_SNDMORE);
-    s_send(self, "", 0, ZMQ_SNDMORE);
+    if (worker->compact) {
+        //  One frame for MDP's five (PROTOCOL.md 3.2).
+        uint8_t head[ZFED_MDP_COMPACT_HEAD + REQUEST_ID_SIZE];
+        size_t size = zfed_mdp_compact_write(head, command, address, sizeof address);
+        s_send(self, head, size, ZMQ_SNDMORE);
+    } else {
+        s_send(self, "", 0, ZMQ_SNDMORE);
+        s_send(self, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+        s_send(self, &command, 1, ZMQ_SNDMORE);
+        s_send(self, address, sizeof address, ZMQ_SNDMORE);
+        s_send(self, "", 0, ZMQ_SNDMORE);
+    }
     for (size_t index = 0; index < request->body_count; index++) {
         zfed_view_t body = s_request_body(request, index);
         size_t charge = body.size + (index == 0 ? ZFED_BUDGET_MESSAGE_OVERHEAD : 0);
@@ -1410,7 +1418,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     zfed_gate_stats_t gate = {0};
     if (self->gate)
         zfed_gate_stats(self->gate, &gate);
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 38);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 39);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -1424,6 +1432,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "unroutable", stats->unroutable);
     rc |= s_pack_counter(&packer, "mmi", stats->mmi);
     rc |= s_pack_counter(&packer, "workers_ready", stats->workers_ready);
+    rc |= s_pack_counter(&packer, "workers_compact", stats->workers_compact);
     rc |= s_pack_counter(&packer, "workers_expired", stats->workers_expired);
     rc |= s_pack_counter(&packer, "workers_left", stats->workers_left);
     rc |= s_pack_counter(&packer, "queued", stats->queued);
@@ -1681,7 +1690,9 @@ static void s_worker_ready(zfed_broker_t *self, peer_t *sender, const zfed_mdp_t
     sender->worker = worker;
     service->registered = true;
     zfed_link_remove(&service->pending_link);
-    worker->credit = zfed_mdp_ready_credit(mdp->extension, ZFED_BROKER_MAX_CREDIT);
+    zfed_mdp_offer_t offer = zfed_mdp_ready_offer(mdp->extension, ZFED_BROKER_MAX_CREDIT);
+    worker->credit = offer.credit;
+    worker->compact = offer.compact && self->config.compact;
     //  Credit is a zfed extension, and zfed workers heartbeat from their
     //  I/O thread while tasks compute; a plain MDP worker has to show it.
     worker->beats_while_busy = worker->credit > 1;
@@ -1694,10 +1705,15 @@ static void s_worker_ready(zfed_broker_t *self, peer_t *sender, const zfed_mdp_t
     service->workers++;
     self->stats.workers++;
     self->stats.workers_ready++;
+    self->stats.workers_compact += worker->compact;
     s_worker_touch(self, worker);
     zfed_list_push_back(&service->waiting, &worker->waiting_link);
-    zfed_info("worker %s ready for %s (credit %zu; %zu workers on it)", worker->key, service->name,
-              worker->credit, service->workers);
+    zfed_info("worker %s ready for %s (credit %zu, %s; %zu workers on it)", worker->key,
+              service->name, worker->credit,
+              worker->compact ? "compact frames"
+              : offer.compact ? "MDP/0.1: compact refused"
+                              : "MDP/0.1",
+              service->workers);
     s_dispatch(self, service);
 }
 
@@ -2081,7 +2097,18 @@ static void s_handle_from(zfed_broker_t *self, peer_t *peer)
     zfed_frames_t *frames = &self->frames;
     zfed_mdp_t mdp;
     const char *reason = NULL;
-    int rc = zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason);
+    //  A compact REPLY (PROTOCOL.md 3.2) only from a worker we accepted
+    //  them from; from anyone else it is an invalid MDPW01 message.
+    int rc;
+    if (frames->count > 1 && zfed_mdp_is_compact(frames->view[1])) {
+        rc = zfed_mdp_parse_compact(&frames->view[1], frames->count - 1, ZFED_MDPW_REPLY, &mdp,
+                                    &reason);
+        if (rc == 0 && !(peer->worker && peer->worker->compact)) {
+            reason = "a compact frame from a worker that did not agree on them in READY";
+            rc = -1;
+        }
+    } else
+        rc = zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason);
     //  Frames past ZFED_FRAMES_MAX were drained, not kept.  Only a request
     //  or a reply can be that long and still valid: their extra frames are
     //  body frames, counted so the refusal below says how many.  Any other
@@ -2428,6 +2455,7 @@ void zfed_broker_config_defaults(zfed_broker_config_t *config)
     config->max_bytes = ZFED_BROKER_MAX_BYTES_DEFAULT;
     config->max_bytes_per_peer = ZFED_BROKER_MAX_BYTES_PER_PEER_DEFAULT;
     config->stall_timeout_ms = ZFED_BROKER_STALL_TIMEOUT_MS_DEFAULT;
+    config->compact = true;
 }
 
 zfed_broker_t *zfed_broker_new(const zfed_broker_config_t *config)

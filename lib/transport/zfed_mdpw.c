@@ -56,20 +56,37 @@ void zfed_mdpw_send_command(zfed_mdpw_t *self, uint8_t command, const char *serv
     self->last_sent_ms = zfed_clock_ms();
 }
 
+//  The first frame of a reply waits up to the send timeout for room; once
+//  it is queued, the rest of the message always goes.
+static int s_reply_first(zfed_mdpw_t *self, const void *data, size_t size)
+{
+    void *handle = self->handle;
+    self->drained = false; //  a send, even one refused, may process commands
+    if (!handle || zfed_send_bytes(handle, data, size, ZMQ_SNDMORE) != 0)
+        return -1;
+    self->last_sent_ms = zfed_clock_ms();
+    return 0;
+}
+
+int zfed_mdpw_reply_compact(zfed_mdpw_t *self, const void *address, size_t address_size)
+{
+    uint8_t head[ZFED_MDP_COMPACT_MAX];
+    size_t size = zfed_mdp_compact_write(head, ZFED_MDPW_REPLY, address, address_size);
+    if (size == 0)
+        return -1; //  not an address a REQUEST could have carried
+    return s_reply_first(self, head, size);
+}
+
 int zfed_mdpw_reply_envelope(zfed_mdpw_t *self, const void *address, size_t address_size)
 {
     uint8_t command = ZFED_MDPW_REPLY;
     void *handle = self->handle;
-    self->drained = false; //  a send, even one refused, may process commands
-    //  The first frame waits up to the send timeout for room; once it is
-    //  queued, the rest of the message always goes.
-    if (!handle || zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE) != 0)
+    if (s_reply_first(self, "", 0) != 0)
         return -1;
     zfed_send_bytes(handle, ZFED_MDPW_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     zfed_send_bytes(handle, &command, 1, ZMQ_SNDMORE);
     zfed_send_bytes(handle, address, address_size, ZMQ_SNDMORE);
     zfed_send_bytes(handle, "", 0, ZMQ_SNDMORE);
-    self->last_sent_ms = zfed_clock_ms();
     return 0;
 }
 
@@ -115,10 +132,13 @@ int zfed_mdpw_open(zfed_mdpw_t *self)
     self->generation++;
     self->heard_since_ready = false;
     self->last_heard_ms = zfed_clock_ms();
+    //  Offers only a zfed broker reads (PROTOCOL.md 3): with none, the
+    //  READY is RFC 7's four frames.
     char extension[EXTENSION_MAX];
-    snprintf(extension, sizeof extension, "credit=%u", config->credit);
+    snprintf(extension, sizeof extension, "credit=%u%s", config->credit,
+             config->compact ? " " ZFED_MDP_OFFER_COMPACT : "");
     zfed_mdpw_send_command(self, ZFED_MDPW_READY, config->service,
-                           config->credit > 1 ? extension : NULL);
+                           config->credit > 1 || config->compact ? extension : NULL);
     return 0;
 }
 

@@ -37,6 +37,9 @@ typedef struct {
     int send_timeout_ms;        //  how long a send may wait for room (0: never)
     zfed_curve_client_t *curve; //  or NULL
     zfed_linkmon_t *linkmon;    //  attached to every new socket, or NULL
+    //  Offer compact frames in READY ("compact=1", PROTOCOL.md 3.2); the
+    //  owner answers each REQUEST in the form it came in.
+    bool compact;
     //  Reconnections logged at debug level only (one of many connections
     //  to the same broker: the first speaks for all).
     bool quiet;
@@ -63,7 +66,7 @@ typedef struct {
 #define ZFED_MDPW_SEND_TIMEOUT_MS 1000
 
 //  A config with these settings, the send timeout above, no monitor, not
-//  quiet; strings and curve are borrowed.
+//  quiet, no compact offer; strings and curve are borrowed.
 zfed_mdpw_config_t zfed_mdpw_config(const char *endpoint, const char *service, const char *name,
                                     unsigned credit, int heartbeat_ms, int liveness,
                                     int reconnect_ms, int reconnect_max_ms,
@@ -94,6 +97,9 @@ void zfed_mdpw_send_command(zfed_mdpw_t *self, uint8_t command, const char *serv
 //  ZMQ_SNDMORE; the caller sends the body frames after it (the last
 //  without).  0, or -1 when the send timed out (nothing was queued).
 int zfed_mdpw_reply_envelope(zfed_mdpw_t *self, const void *address, size_t address_size);
+//  The same for a REQUEST that came compact (PROTOCOL.md 3.2): one frame,
+//  "zfwc" 0x03 length address, with ZMQ_SNDMORE.  0, or -1 as above.
+int zfed_mdpw_reply_compact(zfed_mdpw_t *self, const void *address, size_t address_size);
 
 //  Opens the socket when its back-off is over; otherwise reconnects a
 //  silent broker's connection, or sends a heartbeat when one is due.

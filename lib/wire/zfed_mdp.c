@@ -30,19 +30,19 @@ bool zfed_mdp_service_valid(zfed_view_t service)
     return true;
 }
 
-unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max)
+//  "credit=" and 1-6 digits: N in 1..max, else 1.
+static unsigned s_credit_offer(const uint8_t *data, size_t size, unsigned max)
 {
     static const char prefix[] = "credit=";
     size_t prefix_size = sizeof prefix - 1;
     //  Longest accepted number of digits keeps the arithmetic below from
     //  overflowing whatever max is.
     enum { DIGITS_MAX = 6 };
-    if (extension.size <= prefix_size || extension.size > prefix_size + DIGITS_MAX ||
-        memcmp(extension.data, prefix, prefix_size) != 0)
+    if (size <= prefix_size || size > prefix_size + DIGITS_MAX)
         return 1;
     unsigned value = 0;
-    for (size_t index = prefix_size; index < extension.size; index++) {
-        uint8_t digit = extension.data[index];
+    for (size_t index = prefix_size; index < size; index++) {
+        uint8_t digit = data[index];
         if (digit < '0' || digit > '9')
             return 1;
         value = value * 10 + (unsigned)(digit - '0');
@@ -50,6 +50,108 @@ unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max)
     if (value < 1)
         return 1;
     return value > max ? max : value;
+}
+
+//  True when the offer's key (up to and with its '=') is key.
+static bool s_offer_key(const uint8_t *data, size_t size, const char *key)
+{
+    size_t length = strlen(key);
+    return size >= length && memcmp(data, key, length) == 0;
+}
+
+zfed_mdp_offer_t zfed_mdp_ready_offer(zfed_view_t extension, unsigned max)
+{
+    zfed_mdp_offer_t none = {.credit = 1, .compact = false};
+    zfed_mdp_offer_t offer = none;
+    if (extension.size == 0 || extension.size > ZFED_MDP_EXTENSION_MAX)
+        return none;
+    bool seen_credit = false, seen_compact = false;
+    size_t start = 0;
+    while (start <= extension.size) {
+        const uint8_t *data = extension.data + start;
+        const uint8_t *space = memchr(data, ' ', extension.size - start);
+        size_t size = space ? (size_t)(space - data) : extension.size - start;
+        if (size == 0)
+            return none; //  leading, trailing or doubled space
+        if (s_offer_key(data, size, "credit=")) {
+            if (seen_credit)
+                return none;
+            seen_credit = true;
+            offer.credit = s_credit_offer(data, size, max);
+        } else if (s_offer_key(data, size, "compact=")) {
+            if (seen_compact)
+                return none;
+            seen_compact = true;
+            offer.compact = size == strlen(ZFED_MDP_OFFER_COMPACT) &&
+                            memcmp(data, ZFED_MDP_OFFER_COMPACT, size) == 0;
+        } //  any other offer is left for a later version to read
+        start += size + 1;
+    }
+    return offer;
+}
+
+unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max)
+{
+    return zfed_mdp_ready_offer(extension, max).credit;
+}
+
+bool zfed_mdp_is_compact(zfed_view_t frame)
+{
+    return frame.size >= ZFED_MDP_COMPACT_MAGIC_SIZE &&
+           memcmp(frame.data, ZFED_MDP_COMPACT_MAGIC, ZFED_MDP_COMPACT_MAGIC_SIZE) == 0;
+}
+
+size_t zfed_mdp_compact_write(uint8_t *out, uint8_t command, const uint8_t *address,
+                              size_t address_size)
+{
+    if ((command != ZFED_MDPW_REQUEST && command != ZFED_MDPW_REPLY) || address_size == 0 ||
+        address_size > ZFED_MDP_ADDRESS_MAX)
+        return 0;
+    memcpy(out, ZFED_MDP_COMPACT_MAGIC, ZFED_MDP_COMPACT_MAGIC_SIZE);
+    out[ZFED_MDP_COMPACT_MAGIC_SIZE] = command;
+    out[ZFED_MDP_COMPACT_MAGIC_SIZE + 1] = (uint8_t)address_size;
+    memcpy(out + ZFED_MDP_COMPACT_HEAD, address, address_size);
+    return ZFED_MDP_COMPACT_HEAD + address_size;
+}
+
+int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t command,
+                           zfed_mdp_t *mdp, const char **reason)
+{
+    memset(mdp, 0, sizeof *mdp);
+    if (count < 1 || !zfed_mdp_is_compact(frames[0])) {
+        *reason = "not a compact frame (expected \"zfwc\")";
+        return -1;
+    }
+    mdp->origin = ZFED_MDP_ORIGIN_WORKER;
+    zfed_view_t head = frames[0];
+    if (head.size < ZFED_MDP_COMPACT_HEAD) {
+        *reason = "compact frame shorter than its 6-byte head";
+        return -1;
+    }
+    if (head.data[ZFED_MDP_COMPACT_MAGIC_SIZE] != command) {
+        *reason = command == ZFED_MDPW_REQUEST ? "compact frame command is not REQUEST (0x02)"
+                                               : "compact frame command is not REPLY (0x03)";
+        return -1;
+    }
+    size_t address_size = head.data[ZFED_MDP_COMPACT_MAGIC_SIZE + 1];
+    if (address_size == 0) {
+        *reason = "compact frame address must be 1-255 bytes";
+        return -1;
+    }
+    if (head.size != ZFED_MDP_COMPACT_HEAD + address_size) {
+        *reason = "compact frame size is not 6 + its address length";
+        return -1;
+    }
+    if (count < 2) {
+        *reason = "compact REQUEST/REPLY needs a body frame";
+        return -1;
+    }
+    mdp->command = (zfed_mdp_command_t)command;
+    mdp->address.data = head.data + ZFED_MDP_COMPACT_HEAD;
+    mdp->address.size = address_size;
+    mdp->body_index = 1;
+    mdp->body_count = count - 1;
+    return 0;
 }
 
 bool zfed_mdp_is_mmi(zfed_view_t service)

@@ -90,6 +90,7 @@ typedef struct {
     uint64_t generation;
     uint8_t address[ZFED_MDP_ADDRESS_MAX];
     size_t address_size;
+    bool compact; //  the REQUEST came compact: so goes its REPLY
     zmq_msg_t body;
     zmq_msg_t data; //  a model task's data frame (its inline global), or empty
     msgpack_sbuffer reply;
@@ -557,6 +558,7 @@ static void s_job_release(zfed_worker_t *self, job_t **job_p)
     job->connection = NULL;
     job->generation = 0;
     job->address_size = 0;
+    job->compact = false;
     job->is_error = false;
     job->items = 0;
     job->errors = 0;
@@ -682,7 +684,9 @@ static void s_send_reply(zfed_worker_t *self, job_t *job)
     bool has_data = s_result_frame(self, job, &data);
     self->stats.errors += job->errors;
     self->stats.tasks += job->items - job->errors;
-    if (zfed_mdpw_reply_envelope(mdpw, job->address, job->address_size) != 0) {
+    int sent = job->compact ? zfed_mdpw_reply_compact(mdpw, job->address, job->address_size)
+                            : zfed_mdpw_reply_envelope(mdpw, job->address, job->address_size);
+    if (sent != 0) {
         //  The send timeout passed: the broker is not reading.  Start over
         //  on a fresh socket; the broker will notice our silence and hand
         //  the request to someone else, rather than wait on a reply that
@@ -966,7 +970,8 @@ static void s_await_global(zfed_worker_t *self, job_t *job)
 //  ---------------------------------------------------------------------
 //  Requests
 
-static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_mdp_t *mdp)
+static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_mdp_t *mdp,
+                      bool compact)
 {
     zfed_frames_t *frames = &self->frames;
     job_t *job = s_job_new(self, connection);
@@ -976,6 +981,7 @@ static void s_request(zfed_worker_t *self, connection_t *connection, const zfed_
     }
     memcpy(job->address, mdp->address.data, mdp->address.size);
     job->address_size = mdp->address.size;
+    job->compact = compact;
     connection->in_flight++;
     //  zfed bodies are one frame; a model task may have its data frame.
     bool model = self->service->kind == ZFED_SERVICE_MODEL;
@@ -1009,8 +1015,15 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
     zfed_frames_t *frames = &self->frames;
     zfed_mdp_t mdp;
     const char *reason = "too many frames";
-    if (frames->dropped > 0 ||
-        zfed_mdp_parse_at_worker(frames->view, frames->count, &mdp, &reason) != 0) {
+    //  A compact REQUEST only on a connection that offered them: a broker
+    //  that sends one unasked is as wrong as one that breaks MDP.
+    bool compact = frames->count > 0 && zfed_mdp_is_compact(frames->view[0]);
+    if (compact && !self->config.compact)
+        reason = "a compact frame, which this worker did not offer";
+    if (frames->dropped > 0 || (compact && !self->config.compact) ||
+        (compact
+             ? zfed_mdp_parse_compact(frames->view, frames->count, ZFED_MDPW_REQUEST, &mdp, &reason)
+             : zfed_mdp_parse_at_worker(frames->view, frames->count, &mdp, &reason)) != 0) {
         self->stats.malformed++;
         zfed_warn("%s: dropped a message from the broker: %s", connection->name, reason);
         return;
@@ -1022,7 +1035,8 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
         self->items_dirty = true; //  the monitor leaves the poll set
     switch (mdp.command) {
     case ZFED_MDP_REQUEST:
-        s_request(self, connection, &mdp);
+        self->stats.compact += compact;
+        s_request(self, connection, &mdp, compact);
         break;
     case ZFED_MDP_HEARTBEAT:
         break;
@@ -1287,8 +1301,9 @@ int zfed_worker_run(zfed_worker_t *self)
     }
     for (unsigned index = 0; index < self->config.concurrency; index++)
         s_close(&self->connections[index], true);
-    zfed_info("stopping: %" PRIu64 " results, %" PRIu64 " errors, %" PRIu64 " reconnects",
-              self->stats.tasks, self->stats.errors, self->stats.reconnects);
+    zfed_info("stopping: %" PRIu64 " results, %" PRIu64 " errors, %" PRIu64 " reconnects; %" PRIu64
+              " requests came as compact frames",
+              self->stats.tasks, self->stats.errors, self->stats.reconnects, self->stats.compact);
     if (self->blob) {
         //  What the controller did with the results held for it: every one
         //  it accepted, refused, or got late or twice is released.
@@ -1312,6 +1327,7 @@ void zfed_worker_config_defaults(zfed_worker_config_t *config)
     config->concurrency = 1;
     config->threads = 1;
     config->credit = 1;
+    config->compact = true;
     config->heartbeat_ms = ZFED_MDP_HEARTBEAT_MS_DEFAULT;
     config->liveness = ZFED_MDP_LIVENESS_DEFAULT;
     config->reconnect_ms = ZFED_WORKER_RECONNECT_MS;
@@ -1531,6 +1547,7 @@ zfed_worker_t *zfed_worker_new(const zfed_worker_config_t *config)
                              config->reconnect_ms, config->reconnect_max_ms, self->curve);
         //  Every connection has the same broker and key: connection 0's
         //  monitor and log lines speak for all.
+        mdpw.compact = config->compact;
         mdpw.linkmon = index == 0 ? self->linkmon : NULL;
         mdpw.quiet = index > 0;
         zfed_mdpw_init(&connection->mdpw, &mdpw);
