@@ -2,14 +2,18 @@
 
     The input is cut into frames, each a one-byte length and that many
     bytes (at most ZFED_FRAMES_MAX frames), and handed to the parsers of all
-    three sides.  Invariants: no crash, no read outside the frames; on
-    success the body lies inside the message and the views point into it.
+    three sides, and to the compact parse (PROTOCOL.md 3.2) as the broker
+    and a worker run it.  Invariants: no crash, no read outside the frames;
+    on success the body lies inside the message and the views point into
+    it; a compact message's address lies inside its first frame, which is
+    exactly 6 + its length, and writing it back gives the same bytes.
 */
 #include "wire/zfed_frames.h"
 #include "zfed/zfed_mdp.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static bool s_inside(zfed_view_t view, const uint8_t *data, size_t size)
 {
@@ -25,8 +29,35 @@ static void s_check(const zfed_mdp_t *mdp, size_t count, const uint8_t *data, si
         abort();
     if (mdp->command == ZFED_MDP_CLIENT && !zfed_mdp_service_valid(mdp->service))
         abort();
-    zfed_mdp_ready_credit(mdp->extension, 256);
+    zfed_mdp_offer_t offer = zfed_mdp_ready_offer(mdp->extension, 256);
+    if (offer.credit < 1 || offer.credit > 256 ||
+        offer.credit != zfed_mdp_ready_credit(mdp->extension, 256))
+        abort();
     zfed_mdp_is_mmi(mdp->service);
+}
+
+static void s_check_compact(const zfed_view_t *frames, size_t count, uint8_t command,
+                            const uint8_t *data, size_t size)
+{
+    zfed_mdp_t mdp;
+    const char *reason = NULL;
+    if (zfed_mdp_parse_compact(frames, count, command, &mdp, &reason) != 0) {
+        if (!reason ||
+            (count > 0 && zfed_mdp_is_compact(frames[0]) && mdp.origin != ZFED_MDP_ORIGIN_WORKER))
+            abort(); //  every refusal says why; a compact one is answered as MDPW01
+        return;
+    }
+    s_check(&mdp, count, data, size);
+    const zfed_view_t head = frames[0];
+    if (mdp.command != command || mdp.body_index != 1 || mdp.body_count < 1 ||
+        mdp.address.size < 1 || mdp.address.size > ZFED_MDP_ADDRESS_MAX ||
+        head.size != ZFED_MDP_COMPACT_HEAD + mdp.address.size ||
+        mdp.address.data != head.data + ZFED_MDP_COMPACT_HEAD)
+        abort();
+    uint8_t out[ZFED_MDP_COMPACT_MAX];
+    size_t written = zfed_mdp_compact_write(out, command, mdp.address.data, mdp.address.size);
+    if (written != head.size || memcmp(out, head.data, written) != 0)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,5 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else if (!reason)
             abort(); //  every refusal says why
     }
+    s_check_compact(frames, count, ZFED_MDPW_REQUEST, data, size);
+    s_check_compact(frames, count, ZFED_MDPW_REPLY, data, size);
     return 0;
 }

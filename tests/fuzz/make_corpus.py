@@ -119,6 +119,9 @@ def main():
         "reply": frames(b"", b"MDPW01", b"\x03", b"\0\0\0\0\0\0\0\x01", b"", bodies[-1]),
         "heartbeat": frames(b"", b"MDPW01", b"\x04"),
         "disconnect": frames(b"", b"MDPW01", b"\x05"),
+        "ready-compact": frames(b"", b"MDPW01", b"\x01", b"fib", b"credit=8 compact=1"),
+        "compact-request": frames(b"zfwc\x02\x08\0\0\0\0\0\0\0\x01", body),
+        "compact-reply": frames(b"zfwc\x03\x08\0\0\0\0\0\0\0\x01", bodies[-1]),
     }
     for name, data in shapes.items():
         with open(os.path.join(HERE, "corpus", "mdp", name + ".bin"), "wb") as handle:

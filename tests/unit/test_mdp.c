@@ -1,6 +1,7 @@
 /*  test_mdp - the Majordomo envelope: every valid command shape at the
-    broker, worker and client, every output field, every refusal, and the
-    small helpers (READY credit, MMI, service names, command names).
+    broker, worker and client, every output field, every refusal, the
+    small helpers (READY offers, MMI, service names, command names), and
+    zfed's compact frames (PROTOCOL.md 3.2) against zfed-protocol.json.
 
     Each parse gets copies of its frames in allocations of exactly the
     right size and a frame array of exactly count entries, so a parser that
@@ -8,6 +9,7 @@
 */
 #include "zfed/zfed_mdp.h"
 #include "zfed_test.h"
+#include "zfed_test_hex.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -614,6 +616,213 @@ static void s_test_origin(void)
                    "MDPW01 at a client");
 }
 
+//  ---------------------------------------------------------------------
+//  READY offers and compact frames (PROTOCOL.md 3, 3.2)
+
+#define PROTOCOL_PATH ZFED_SOURCE_DIR "/schemas/zfed-protocol.json"
+
+static zfed_mdp_offer_t s_offer(const char *text, size_t size, unsigned max)
+{
+    uint8_t *copy = malloc(size ? size : 1);
+    memcpy(copy, text, size);
+    zfed_view_t view = {copy, size};
+    zfed_mdp_offer_t offer = zfed_mdp_ready_offer(view, max);
+    free(copy);
+    return offer;
+}
+
+#define OFFER(literal) s_offer(literal, sizeof(literal) - 1, 256)
+
+static void s_test_ready_offers(void)
+{
+    CHECK(OFFER("credit=8 compact=1").compact);
+    CHECK_INT(OFFER("credit=8 compact=1").credit, 8);
+    CHECK_INT(OFFER("compact=1 credit=8").credit, 8);
+    CHECK(OFFER("compact=1").compact);
+    CHECK_INT(OFFER("compact=1").credit, 1);
+    CHECK(!OFFER("credit=8").compact);
+    CHECK(!OFFER("compact=2").compact);
+    CHECK(!OFFER("compact=").compact);
+    CHECK(!OFFER("compact=11").compact);
+    CHECK(!OFFER("compact").compact);
+    CHECK(!OFFER("Compact=1").compact);
+    //  A bad credit offer is credit 1, and leaves the compact offer alone.
+    CHECK_INT(OFFER("credit=x compact=1").credit, 1);
+    CHECK(OFFER("credit=x compact=1").compact);
+    //  Unknown offers are skipped.
+    CHECK(OFFER("later=1 compact=1").compact);
+    CHECK_INT(OFFER("credit=4 later compact=1").credit, 4);
+    //  An ill-formed list offers nothing.
+    CHECK(!OFFER(" compact=1").compact);
+    CHECK(!OFFER("compact=1 ").compact);
+    CHECK(!OFFER("credit=4  compact=1").compact);
+    CHECK_INT(OFFER("credit=4  compact=1").credit, 1);
+    CHECK_INT(OFFER("credit=4 credit=4").credit, 1);
+    CHECK(!OFFER("compact=1 compact=1").compact);
+    CHECK(!OFFER(" ").compact);
+    CHECK(!OFFER("compact=1\0").compact);
+    //  64 bytes are read, 65 are not.
+    char text[ZFED_MDP_EXTENSION_MAX + 1];
+    memset(text, 'x', sizeof text);
+    memcpy(text, "compact=1 ", 10);
+    CHECK(s_offer(text, ZFED_MDP_EXTENSION_MAX, 256).compact);
+    CHECK(!s_offer(text, ZFED_MDP_EXTENSION_MAX + 1, 256).compact);
+    zfed_view_t nothing = {NULL, 0};
+    CHECK(!zfed_mdp_ready_offer(nothing, 256).compact);
+
+    json_t *protocol = zfed_test_load_json(PROTOCOL_PATH);
+    REQUIRE(protocol);
+    json_t *examples = json_object_get(
+        json_object_get(json_object_get(json_object_get(protocol, "mdp"), "extensions"),
+                        "ready_offers"),
+        "examples");
+    REQUIRE(json_object_size(examples) >= 8);
+    const char *text_key;
+    json_t *expected;
+    json_object_foreach(examples, text_key, expected)
+    {
+        zfed_mdp_offer_t offer = s_offer(text_key, strlen(text_key), 256);
+        bool same = offer.credit == json_integer_value(json_object_get(expected, "credit")) &&
+                    offer.compact == json_is_true(json_object_get(expected, "compact"));
+        CHECK(same);
+        if (!same)
+            fprintf(stderr, "  offer '%s': credit %u compact %d\n", text_key, offer.credit,
+                    offer.compact);
+    }
+    json_decref(protocol);
+}
+
+static void s_test_compact_vectors(void)
+{
+    json_t *protocol = zfed_test_load_json(PROTOCOL_PATH);
+    REQUIRE(protocol);
+    json_t *vectors = json_object_get(
+        json_object_get(json_object_get(json_object_get(protocol, "mdp"), "extensions"),
+                        "compact_frame"),
+        "vectors");
+    REQUIRE(json_array_size(vectors) >= 3);
+    size_t index;
+    json_t *vector;
+    json_array_foreach(vectors, index, vector)
+    {
+        zfed_test_bytes_t address, expected;
+        REQUIRE(zfed_test_from_hex(json_string_value(json_object_get(vector, "address")),
+                                   &address) == 0);
+        REQUIRE(zfed_test_from_hex(json_string_value(json_object_get(vector, "hex")), &expected) ==
+                0);
+        uint8_t command = (uint8_t)json_integer_value(json_object_get(vector, "command"));
+        uint8_t out[ZFED_MDP_COMPACT_MAX];
+        size_t size = zfed_mdp_compact_write(out, command, address.data, address.size);
+        CHECK_INT(size, expected.size);
+        CHECK(size == expected.size && memcmp(out, expected.data, size) == 0);
+        //  and it reads back: the address, at the side that receives it
+        zfed_view_t frames[2] = {{expected.data, expected.size}, {(const uint8_t *)"b", 1}};
+        zfed_mdp_t mdp;
+        const char *reason = NULL;
+        CHECK_INT(zfed_mdp_parse_compact(frames, 2, command, &mdp, &reason), 0);
+        CHECK(mdp.address.size == address.size &&
+              memcmp(mdp.address.data, address.data, address.size) == 0);
+        free(address.data);
+        free(expected.data);
+    }
+    json_decref(protocol);
+    //  Only REQUEST and REPLY, and only addresses MDP allows.
+    uint8_t out[ZFED_MDP_COMPACT_MAX], address[ZFED_MDP_ADDRESS_MAX + 1];
+    memset(address, 0xee, sizeof address);
+    CHECK_INT(zfed_mdp_compact_write(out, ZFED_MDPW_READY, address, 8), 0);
+    CHECK_INT(zfed_mdp_compact_write(out, ZFED_MDPW_HEARTBEAT, address, 8), 0);
+    CHECK_INT(zfed_mdp_compact_write(out, ZFED_MDPW_REPLY, address, 0), 0);
+    CHECK_INT(zfed_mdp_compact_write(out, ZFED_MDPW_REPLY, address, ZFED_MDP_ADDRESS_MAX + 1), 0);
+    CHECK_INT(zfed_mdp_compact_write(out, ZFED_MDPW_REPLY, address, ZFED_MDP_ADDRESS_MAX),
+              ZFED_MDP_COMPACT_MAX);
+    CHECK_INT(out[5], 255);
+}
+
+//  Parses a compact message given as frames (copied into exact
+//  allocations), expecting command at this side: 0, or -1 with a reason
+//  that holds needle.
+static void s_check_compact(const s_frame_t *frames, size_t count, uint8_t command,
+                            const char *needle, const char *label)
+{
+    s_message_t message;
+    s_message_init(&message, frames, count);
+    zfed_mdp_t mdp;
+    memset(&mdp, 0xa5, sizeof mdp);
+    const char *reason = NULL;
+    int rc = zfed_mdp_parse_compact(message.views, message.count, command, &mdp, &reason);
+    bool ok;
+    if (!needle)
+        ok = rc == 0 && mdp.command == (zfed_mdp_command_t)command &&
+             mdp.origin == ZFED_MDP_ORIGIN_WORKER && mdp.body_index == 1 &&
+             mdp.body_count == count - 1 && mdp.address.data == message.views[0].data + 6 &&
+             mdp.address.size == message.views[0].size - 6 && mdp.service.size == 0 &&
+             mdp.extension.size == 0;
+    else
+        ok = rc == -1 && reason && strstr(reason, needle) &&
+             //  a frame with the magic is answered as an MDPW01 message
+             mdp.origin == (count > 0 && message.views[0].size >= 4 &&
+                                    memcmp(message.views[0].data, "zfwc", 4) == 0
+                                ? ZFED_MDP_ORIGIN_WORKER
+                                : ZFED_MDP_ORIGIN_NONE);
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "  compact case '%s': rc %d, reason '%s', wanted '%s'\n", label, rc,
+                reason ? reason : "(null)", needle ? needle : "(accepted)");
+    s_message_clear(&message);
+}
+
+static void s_test_compact_parse(void)
+{
+    s_frame_t body = F("\x98\x01");
+    s_frame_t request[] = {F("zfwc\x02\x08\0\0\0\0\0\0\0\x01"), body};
+    s_check_compact(request, 2, ZFED_MDPW_REQUEST, NULL, "request");
+    s_frame_t reply[] = {F("zfwc\x03\x08\0\0\0\0\0\0\0\x01"), body, F("data"), F("")};
+    s_check_compact(reply, 4, ZFED_MDPW_REPLY, NULL, "reply, 3 body frames");
+    s_frame_t one[] = {F("zfwc\x03\x01\xff"), body};
+    s_check_compact(one, 2, ZFED_MDPW_REPLY, NULL, "one-byte address");
+    char storage[ZFED_MDP_COMPACT_MAX];
+    memcpy(storage, "zfwc\x03\xff", 6);
+    memset(storage + 6, 'a', ZFED_MDP_ADDRESS_MAX);
+    s_frame_t longest[] = {{storage, ZFED_MDP_COMPACT_MAX}, body};
+    s_check_compact(longest, 2, ZFED_MDPW_REPLY, NULL, "255-byte address");
+
+    //  Refusals: the wrong command for this side, or none known.
+    s_check_compact(request, 2, ZFED_MDPW_REPLY, "not REPLY", "REQUEST at the broker");
+    s_check_compact(reply, 2, ZFED_MDPW_REQUEST, "not REQUEST", "REPLY at a worker");
+    s_frame_t heartbeat[] = {F("zfwc\x04\x08\0\0\0\0\0\0\0\x01"), body};
+    s_check_compact(heartbeat, 2, ZFED_MDPW_REPLY, "not REPLY", "HEARTBEAT command");
+    s_frame_t zero[] = {F("zfwc\x00\x08\0\0\0\0\0\0\0\x01"), body};
+    s_check_compact(zero, 2, ZFED_MDPW_REQUEST, "not REQUEST", "command 0");
+    //  Truncated heads.
+    s_frame_t magic_only[] = {F("zfwc"), body};
+    s_check_compact(magic_only, 2, ZFED_MDPW_REPLY, "6-byte head", "magic only");
+    s_frame_t five[] = {F("zfwc\x03"), body};
+    s_check_compact(five, 2, ZFED_MDPW_REPLY, "6-byte head", "five bytes");
+    //  Lengths that do not match the frame.
+    s_frame_t empty_address[] = {F("zfwc\x03\x00"), body};
+    s_check_compact(empty_address, 2, ZFED_MDPW_REPLY, "1-255", "address length 0");
+    s_frame_t short_address[] = {F("zfwc\x03\x08\0\0\0\0\0\0\x01"), body};
+    s_check_compact(short_address, 2, ZFED_MDPW_REPLY, "6 + its address length", "one byte short");
+    s_frame_t long_address[] = {F("zfwc\x03\x08\0\0\0\0\0\0\0\0\x01"), body};
+    s_check_compact(long_address, 2, ZFED_MDPW_REPLY, "6 + its address length", "one byte over");
+    s_frame_t oversize[] = {F("zfwc\x03\xff\0\0\0\0\0\0\0\x01"), body};
+    s_check_compact(oversize, 2, ZFED_MDPW_REPLY, "6 + its address length",
+                    "length 255 in a 14-byte frame");
+    s_frame_t head_only[] = {F("zfwc\x03\x01\x01")};
+    s_check_compact(head_only, 1, ZFED_MDPW_REPLY, "body frame", "no body");
+    //  Not compact at all.
+    s_frame_t mdp[] = {EMPTY, MDPW, F("\x03"), F("12345678"), EMPTY, body};
+    s_check_compact(mdp, COUNT(mdp), ZFED_MDPW_REPLY, "not a compact frame", "an MDP REPLY");
+    s_frame_t near[] = {F("zfwC\x03\x01\x01"), body};
+    s_check_compact(near, 2, ZFED_MDPW_REPLY, "not a compact frame", "magic's case");
+    s_frame_t short_magic[] = {F("zfw"), body};
+    s_check_compact(short_magic, 2, ZFED_MDPW_REPLY, "not a compact frame", "3 bytes");
+    s_check_compact(NULL, 0, ZFED_MDPW_REPLY, "not a compact frame", "no frames");
+    //  An MDP parse refuses a compact message (frame 0 is not empty).
+    s_check_refused(AT_BROKER, reply, 2, "first frame must be empty", "compact at MDP broker");
+    s_check_refused(AT_WORKER, request, 2, "first frame must be empty", "compact at MDP worker");
+}
+
 int main(void)
 {
     s_test_origin();
@@ -624,6 +833,9 @@ int main(void)
     s_test_worker_refusals();
     s_test_output_cleared();
     s_test_ready_credit();
+    s_test_ready_offers();
+    s_test_compact_vectors();
+    s_test_compact_parse();
     s_test_service_names();
     s_test_command_names();
     ZFED_TEST_END();
