@@ -134,11 +134,13 @@ int zfed_mdpw_open(zfed_mdpw_t *self)
     self->last_heard_ms = zfed_clock_ms();
     //  Offers only a zfed broker reads (PROTOCOL.md 3): with none, the
     //  READY is RFC 7's four frames.
-    char extension[EXTENSION_MAX];
-    snprintf(extension, sizeof extension, "credit=%u%s", config->credit,
-             config->compact ? " " ZFED_MDP_OFFER_COMPACT : "");
-    zfed_mdpw_send_command(self, ZFED_MDPW_READY, config->service,
-                           config->credit > 1 || config->compact ? extension : NULL);
+    char extension[EXTENSION_MAX] = "";
+    if (config->credit > 1)
+        snprintf(extension, sizeof extension, "credit=%u", config->credit);
+    if (config->compact)
+        snprintf(extension + strlen(extension), sizeof extension - strlen(extension), "%s%s",
+                 extension[0] ? " " : "", ZFED_MDP_OFFER_COMPACT);
+    zfed_mdpw_send_command(self, ZFED_MDPW_READY, config->service, extension[0] ? extension : NULL);
     return 0;
 }
 

@@ -1322,14 +1322,67 @@ def worker_disconnect():
     return [b"", MDPW, DISCONNECT]
 
 
+def parse_ready_offers(frame):
+    """READY frame 4 -> (credit, compact) (section 3): offers key=value
+    separated by single spaces, at most 64 bytes; an empty, overlong or
+    ill-formed list (an empty offer, a key twice) offers nothing (1, False);
+    unknown keys are ignored; a bad or missing credit offer means 1."""
+    frame = b"" if frame is None else bytes(frame)
+    if not 1 <= len(frame) <= OFFERS_MAX:
+        return 1, False
+    credit, compact, seen = 1, False, set()
+    for offer in frame.split(b" "):
+        key = offer.split(b"=", 1)[0] + b"=" if b"=" in offer else None
+        if not offer or (key in seen and key in (b"credit=", b"compact=")):
+            return 1, False
+        if key == b"credit=":
+            m = _CREDIT_RE.fullmatch(offer)
+            credit = min(int(m.group(1)), CREDIT_MAX) if m and int(m.group(1)) else 1
+        elif key == b"compact=":
+            compact = offer == COMPACT_OFFER
+        seen.add(key)
+    return credit, compact
+
+
 def parse_ready_credit(frame):
     """READY frame 4 -> credit (missing/empty/malformed/0 mean 1; cap 256)."""
-    if frame is None:
-        return 1
-    m = _CREDIT_RE.fullmatch(bytes(frame))
-    if not m or int(m.group(1)) == 0:
-        return 1
-    return min(int(m.group(1)), CREDIT_MAX)
+    return parse_ready_offers(frame)[0]
+
+
+# Compact frames (section 3.2): between a zfed broker and a zfed worker that
+# agreed in READY, REQUEST and REPLY are one frame ("zfwc", command,
+# address length, address) and the body frames.
+COMPACT_MAGIC = b"zfwc"
+COMPACT_OFFER = b"compact=1"
+COMPACT_HEAD = 6
+OFFERS_MAX = 64
+
+
+def compact_frame(command, address):
+    """The compact frame of REQUEST or REPLY with a 1-255 byte address."""
+    address = bytes(address)
+    if command not in (REQUEST, REPLY) or not 1 <= len(address) <= 255:
+        raise MdpError("compact frame: command %r, address of %d bytes" % (command, len(address)))
+    return COMPACT_MAGIC + command + bytes([len(address)]) + address
+
+
+def parse_compact(frames, command):
+    """A compact message -> (address, body_frames); command is the one this
+    side may receive (REQUEST at a worker, REPLY at the broker).  Raises
+    MdpError for every malformed shape of section 3.2."""
+    frames = [bytes(f) for f in frames]
+    if not frames or not frames[0].startswith(COMPACT_MAGIC):
+        raise MdpError("not a compact frame")
+    head = frames[0]
+    if len(head) < COMPACT_HEAD:
+        raise MdpError("compact frame shorter than its 6-byte head")
+    if head[4:5] != command:
+        raise MdpError("compact frame command 0x%02x, expected 0x%02x" % (head[4], command[0]))
+    if head[5] == 0 or len(head) != COMPACT_HEAD + head[5]:
+        raise MdpError("compact frame of %d bytes with address length %d" % (len(head), head[5]))
+    if len(frames) < 2:
+        raise MdpError("compact %s with no body frame" % COMMAND_NAMES[command])
+    return head[COMPACT_HEAD:], frames[1:]
 
 
 def parse_broker_message(frames):

@@ -265,5 +265,54 @@ class Encoders(unittest.TestCase):
                 self.assertEqual(fast, outcome(result.encode), "result %d: %r" % (index, result))
 
 
+class CompactFrames(unittest.TestCase):
+    """The Python codec of READY offers and compact frames (PROTOCOL.md 3,
+    3.2) against zfed-protocol.json, which test_mdp checks the C codec
+    against too."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(SCHEMAS, "zfed-protocol.json")) as handle:
+            cls.extensions = json.load(handle)["mdp"]["extensions"]
+
+    def test_ready_offers(self):
+        examples = self.extensions["ready_offers"]["examples"]
+        self.assertGreaterEqual(len(examples), 8)
+        for text, expected in examples.items():
+            self.assertEqual(zp.parse_ready_offers(text.encode()),
+                             (expected["credit"], expected["compact"]), text)
+        self.assertEqual(zp.parse_ready_offers(b"compact=1 " + b"x" * 54), (1, True))
+        self.assertEqual(zp.parse_ready_offers(b"compact=1 " + b"x" * 55), (1, False))
+        self.assertEqual(zp.parse_ready_credit(b"credit=8"), 8)
+        self.assertEqual(zp.parse_ready_credit(b"credit=4 "), 1)
+
+    def test_vectors(self):
+        vectors = self.extensions["compact_frame"]["vectors"]
+        self.assertGreaterEqual(len(vectors), 3)
+        for vector in vectors:
+            command = bytes([vector["command"]])
+            address = bytes.fromhex(vector["address"])
+            frame = zp.compact_frame(command, address)
+            self.assertEqual(frame.hex(), vector["hex"], vector["name"])
+            self.assertEqual(zp.parse_compact([frame, b"body"], command),
+                             (address, [b"body"]))
+
+    def test_refusals(self):
+        address = bytes(7) + b"\x01"
+        for frames, command in (([b"zfwc\x03", b"b"], zp.REPLY),
+                                ([b"zfwc\x03\xff" + address, b"b"], zp.REPLY),
+                                ([b"zfwc\x03\x00", b"b"], zp.REPLY),
+                                ([b"zfwc\x03\x09" + address, b"b"], zp.REPLY),
+                                ([b"zfwc\x02\x08" + address, b"b"], zp.REPLY),
+                                ([b"zfwc\x03\x08" + address, b"b"], zp.REQUEST),
+                                ([b"zfwc\x03\x08" + address], zp.REPLY),
+                                ([b"", zp.MDPW, zp.REPLY, address, b"", b"b"], zp.REPLY)):
+            with self.assertRaises(zp.MdpError, msg=repr(frames)):
+                zp.parse_compact(frames, command)
+        for command, size in ((zp.HEARTBEAT, 8), (zp.REPLY, 0), (zp.REPLY, 256)):
+            with self.assertRaises(zp.MdpError):
+                zp.compact_frame(command, bytes(size))
+
+
 if __name__ == "__main__":
     main()
