@@ -26,6 +26,13 @@ OFFER = b"compact=1"
 TIMEOUT = 20
 
 
+def private(cluster):
+    """An ipc endpoint in the cluster's folder: no worker of another test
+    (or of a benchmark on the same machine) reconnecting to a reused TCP
+    port can join this broker and take tasks the counts below expect."""
+    return "ipc://%s/broker.ipc" % cluster.dir
+
+
 def compact_frame(command, address):
     return MAGIC + bytes([command[0], len(address)]) + address
 
@@ -71,7 +78,7 @@ class Negotiated(unittest.TestCase):
 
     def test_zfed_workers_compact_plain_worker_mdp(self):
         with Cluster("compact") as cluster:
-            broker = cluster.start_broker()
+            broker = cluster.start_broker(endpoint=private(cluster))
             strict = cluster.start_worker()
             credit = cluster.start_worker("--credit", "8", "--threads", "0")
             plain = ScriptedWorker(cluster, credit=1, name="plain-mdp",
@@ -108,7 +115,7 @@ class Negotiated(unittest.TestCase):
 
     def test_no_compact_broker_worker_falls_back(self):
         with Cluster("compact-off") as cluster:
-            broker = cluster.start_broker("--no-compact")
+            broker = cluster.start_broker("--no-compact", endpoint=private(cluster))
             worker = cluster.start_worker("--credit", "4")
             cluster.wait_workers(1)
             self.assertEqual(cluster.status()["counters"]["workers_compact"], 0)
@@ -122,7 +129,7 @@ class Negotiated(unittest.TestCase):
 
     def test_no_compact_worker(self):
         with Cluster("compact-worker-off") as cluster:
-            broker = cluster.start_broker()
+            broker = cluster.start_broker(endpoint=private(cluster))
             worker = cluster.start_worker("--no-compact")
             cluster.wait_workers(1)
             result = cluster.run_controller("--job-id", "off", "--rounds", "1", "--tasks", "5",
@@ -141,7 +148,7 @@ class BrokerRefuses(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.cluster = Cluster("compact-hostile")
-        cls.broker = cls.cluster.start_broker()
+        cls.broker = cls.cluster.start_broker(endpoint=private(cls.cluster))
 
     @classmethod
     def tearDownClass(cls):
@@ -237,8 +244,8 @@ class WorkerRefuses(unittest.TestCase):
         cluster = Cluster("compact-worker")
         router = cluster.context.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
-        port = router.bind_to_random_port("tcp://127.0.0.1")
-        cluster.endpoint = "tcp://127.0.0.1:%d" % port
+        cluster.endpoint = private(cluster)
+        router.bind(cluster.endpoint)
         worker = cluster.start_worker(*worker_args)
         self.assertTrue(router.poll(TIMEOUT * 1000), "no READY")
         ready = router.recv_multipart()
