@@ -1,7 +1,8 @@
 """5-task rounds through the real zfed-controller, the job folder where you say.
 
     /usr/bin/python3 bench/round5.py --build build-bench [--folder /dev/shm] [--pairs 5]
-        [--against /tmp/build-main] [--strace] [--sync round]
+        [--against /tmp/build-main] [--strace] [--sync round|overlap|group]
+        [--sync-interval-ms MS] [--against-sync MODE]
 
 A zfed-broker, one zfed-worker serving 5 tasks at once (--threads 0), then
 a job of 20 + --rounds rounds of 5 fib tasks (level 10); prints the p50 and
@@ -77,18 +78,32 @@ def main():
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--strace", action="store_true")
-    parser.add_argument("--sync", choices=("round", "overlap"))
+    parser.add_argument("--sync", choices=("round", "overlap", "group"))
+    parser.add_argument("--sync-interval-ms", type=int,
+                        help="with --sync group: the controller's --sync-interval-ms")
+    parser.add_argument("--against-sync", choices=("round", "overlap", "group"),
+                        help="--against's --sync (default: as --sync); --against may be"
+                        " --build itself, to compare two modes of one build")
     args = parser.parse_args()
-    extra = ["--sync", args.sync] if args.sync else []
-    builds = [args.build] + ([args.against] if args.against else [])
+
+    def sync_argv(mode):
+        argv = ["--sync", mode] if mode else []
+        if mode == "group" and args.sync_interval_ms:
+            argv += ["--sync-interval-ms", str(args.sync_interval_ms)]
+        return argv
+
+    runs = [(args.build, sync_argv(args.sync))]
+    if args.against:
+        runs.append((args.against, sync_argv(args.against_sync or args.sync)))
     cells = {}
     for _ in range(args.pairs):
-        for build in builds:
+        for build, extra in runs:
+            label = build + ("" if not extra else " " + " ".join(extra[1::2]))
             for folder in ("/tmp", args.folder):
                 result = run(build, folder, args.rounds, args.strace, extra)
-                cells.setdefault((build, folder), []).append(result)
+                cells.setdefault((label, folder), []).append(result)
                 print("%-28s %-9s p50 %6.3f ms  mean %6.3f ms  wall %6.3f ms a round  load %.2f"
-                      % (build, folder, result["p50"], result["mean"], result["wall"],
+                      % (label, folder, result["p50"], result["mean"], result["wall"],
                          result["load"]), flush=True)
                 if result["strace"]:
                     print(result["strace"])

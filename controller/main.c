@@ -21,6 +21,10 @@
 #include <string.h>
 
 #define PROGRAM "zfed-controller"
+//  --sync group's interval: records of the rounds closed within it share
+//  one fsync (WORKDIR.md 1.1).  The help says both numbers.
+#define SYNC_INTERVAL_MS_DEFAULT 20
+#define SYNC_INTERVAL_MS_MAX     60000
 
 static void s_usage(void)
 {
@@ -98,8 +102,12 @@ static void s_usage(void)
            "  --eval-inline        evaluate each round's model before the next round starts\n"
            "                       (the same figures; the sites wait for it)\n"
            "  --sync MODE          when a round's files are durable: overlap (default: while\n"
-           "                       the next round runs, before its record) or round (before\n"
-           "                       the next round's tasks go out)\n"
+           "                       the next round runs, before its record), round (before\n"
+           "                       the next round's tasks go out) or group (with the rounds\n"
+           "                       that close within --sync-interval-ms: one fsync for\n"
+           "                       them; a crash may run two groups' rounds again)\n"
+           "  --sync-interval-ms MS\n"
+           "                       --sync group's interval (default 20, at most 60000)\n"
            "\n"
            "Where:\n"
            "  --connect EP         broker endpoint: tcp://HOST:PORT, ipc://PATH or\n"
@@ -167,6 +175,7 @@ enum {
     OPT_FAIL_FAST,
     OPT_EVAL_INLINE,
     OPT_SYNC,
+    OPT_SYNC_INTERVAL,
     OPT_INITIAL_MODEL,
     OPT_SEED,
     OPT_KEEP_MODELS,
@@ -217,6 +226,7 @@ static const struct option s_options[] = {
     {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
     {"eval-inline", no_argument, NULL, OPT_EVAL_INLINE},
     {"sync", required_argument, NULL, OPT_SYNC},
+    {"sync-interval-ms", required_argument, NULL, OPT_SYNC_INTERVAL},
     {"initial-model", required_argument, NULL, OPT_INITIAL_MODEL},
     {"seed", required_argument, NULL, OPT_SEED},
     {"keep-models", required_argument, NULL, OPT_KEEP_MODELS},
@@ -299,7 +309,8 @@ static bool s_resume_allows(int option)
     return option == OPT_CONNECT || option == OPT_WORKDIR || option == OPT_CURVE_CERT ||
            option == OPT_SERVER_KEY || option == OPT_RESUME || option == OPT_NO_PROGRESS ||
            option == OPT_FAIL_FAST || option == OPT_EVAL_INLINE || option == OPT_SYNC ||
-           option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' || option == 'q';
+           option == OPT_SYNC_INTERVAL || option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' ||
+           option == 'q';
 }
 
 //  The command line as given: every option in order, recorded by the one
@@ -315,7 +326,8 @@ typedef struct {
     const char *job_file;
     const char *resume;
     const char *workdir; //  the last --workdir: where --resume looks
-    bool progress, status, as_json, fail_fast, eval_inline, sync_rounds;
+    bool progress, status, as_json, fail_fast, eval_inline, sync_rounds, sync_group;
+    uint32_t sync_interval_ms; //  0: not given
     //  Which flag set the task parameters (for errors about them), and
     //  how many levels --levels and --schedule gave (0: not given).
     const char *params_flag;
@@ -373,9 +385,15 @@ static void s_parse(s_args_t *args, int argc, char **argv)
             args->eval_inline = true;
             break;
         case OPT_SYNC:
-            if (strcmp(optarg, "round") != 0 && strcmp(optarg, "overlap") != 0)
-                zfed_cli_fail(PROGRAM, "--sync: '%s' is neither round nor overlap", optarg);
+            if (strcmp(optarg, "round") != 0 && strcmp(optarg, "overlap") != 0 &&
+                strcmp(optarg, "group") != 0)
+                zfed_cli_fail(PROGRAM, "--sync: '%s' is not overlap, round or group", optarg);
             args->sync_rounds = strcmp(optarg, "round") == 0;
+            args->sync_group = strcmp(optarg, "group") == 0;
+            break;
+        case OPT_SYNC_INTERVAL:
+            args->sync_interval_ms =
+                zfed_cli_u32(PROGRAM, "--sync-interval-ms", optarg, 1, SYNC_INTERVAL_MS_MAX);
             break;
         default:
             if (zfed_cli_common(PROGRAM, option, optarg, s_usage) == ZFED_CLI_EXIT)
@@ -394,6 +412,8 @@ static void s_parse(s_args_t *args, int argc, char **argv)
         zfed_cli_fail(PROGRAM, "--resume: a resumed job keeps its own settings; drop --job");
     if (args->as_json && !args->status)
         zfed_cli_fail(PROGRAM, "--json goes with --status");
+    if (args->sync_interval_ms && !args->sync_group)
+        zfed_cli_fail(PROGRAM, "--sync-interval-ms goes with --sync group");
     for (size_t index = 0; args->resume && index < args->count; index++)
         if (!s_resume_allows(args->given[index].option))
             zfed_cli_fail(
@@ -594,7 +614,11 @@ int main(int argc, char **argv)
                                          .progress = args.progress ? stdout : NULL,
                                          .fail_fast = args.fail_fast,
                                          .eval_inline = args.eval_inline,
-                                         .sync_rounds = args.sync_rounds};
+                                         .sync_rounds = args.sync_rounds,
+                                         .sync_group_ms = !args.sync_group ? 0
+                                                          : args.sync_interval_ms
+                                                              ? args.sync_interval_ms
+                                                              : SYNC_INTERVAL_MS_DEFAULT};
     zfed_controller_t *controller = zfed_controller_new(job, &options, &error);
     int outcome;
     if (controller) {

@@ -50,6 +50,10 @@ typedef struct {
     //  tasks go out.  By default they are made durable by a thread while
     //  the next round runs, and before its record is (schemas/WORKDIR.md 1).
     bool sync_rounds;
+    //  --sync group: > 0, records handed to that thread in groups, one
+    //  each sync_group_ms (schemas/WORKDIR.md 1.1: a crash re-runs the
+    //  rounds of up to two groups instead of one round).  0: a round each.
+    uint32_t sync_group_ms;
 } zfed_controller_options_t;
 
 //  job must have passed zfed_job_finish and outlive the controller.  NULL

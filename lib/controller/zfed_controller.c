@@ -267,6 +267,7 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
     if (!self->records)
         goto err;
     zfed_records_set_sync(self->records, options->sync_rounds);
+    zfed_records_set_group(self->records, options->sync_rounds ? 0 : options->sync_group_ms);
     self->client = zfed_client_new(job->endpoint, job->curve_cert[0] ? job->curve_cert : NULL,
                                    job->server_key[0] ? job->server_key : NULL);
     if (!self->client) {

@@ -13,6 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+//  --sync group: how soon a due group whose predecessor is still with the
+//  durability thread is looked at again by a running round.
+#define GROUP_RETRY_MS 2
+
 struct _zfed_records_t {
     const zfed_job_t *job;
     const zfed_service_t *service;
@@ -42,6 +46,16 @@ struct _zfed_records_t {
     int64_t pending_round;
     //  --sync round: each record durable before the next round starts.
     bool sync;
+    //  --sync group: records handed to the durability thread together,
+    //  group_ms after the open group's first (0: one group a round), or
+    //  later while the group before is not yet durable.  group_open:
+    //  records are staged and not handed over; group_due_ms: when they
+    //  are to be (or looked at again); group_round: the first's round.
+    uint32_t group_ms;
+    bool group_open;
+    int64_t group_due_ms;
+    uint32_t group_round;
+    uint32_t group_rounds;
     //  Rounds below this one are known durable (the rest are staged or
     //  with the durability thread).
     uint32_t durable_next;
@@ -235,10 +249,29 @@ static void s_forget_undurable(zfed_records_t *self)
         self->next_round = self->durable_next;
 }
 
+//  Hands the open group to the durability thread once the groups before
+//  it are durable (with wait: durable itself on return).  first is the
+//  open group's first round, next the round after its last.
+static int s_hand_over(zfed_records_t *self, bool wait, uint32_t first, uint32_t next,
+                       zfed_error_t *error)
+{
+    self->group_open = false;
+    self->group_rounds = 0;
+    if (zfed_store_flush(self->store, wait, error) != 0) {
+        s_forget_undurable(self);
+        return -1;
+    }
+    //  The groups before are durable: every round before this group.
+    self->durable_next = wait ? next : first;
+    return 0;
+}
+
 //  Round's record to its temporary file, then handed to the durability
 //  thread once the group before is durable (with wait: durable itself on
-//  return).  Before the hand-over nothing is counted: a failure changes
-//  nothing but the summary's view of the round(s) before (above).
+//  return; with --sync group: with the records of the rounds that closed
+//  within group_ms, see zfed_records_tick).  Before the hand-over nothing
+//  is counted: a failure changes nothing but the summary's view of the
+//  round(s) before (above).
 static int s_stage_round(zfed_records_t *self, uint32_t round, const json_t *record, bool wait,
                          zfed_error_t *error)
 {
@@ -246,13 +279,43 @@ static int s_stage_round(zfed_records_t *self, uint32_t round, const json_t *rec
     if (zfed_store_stage_round(self->store, round, record) != 0)
         return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
                               round, zfed_store_path(self->store), strerror(errno));
-    if (zfed_store_flush(self->store, wait, error) != 0) {
-        s_forget_undurable(self);
-        return -1;
+    if (!self->group_open)
+        self->group_round = round;
+    uint32_t first = self->group_round;
+    if (self->group_ms && !wait) {
+        int64_t now = zfed_clock_ms();
+        if (!self->group_open)
+            self->group_due_ms = now + self->group_ms;
+        self->group_open = true;
+        //  A full group waits for the one before; a due one only goes
+        //  when the thread is free (a slow disk makes the groups bigger,
+        //  never the rounds slower).
+        if (++self->group_rounds < ZFED_RECORDS_GROUP_ROUNDS_MAX &&
+            (now < self->group_due_ms || zfed_store_busy(self->store)))
+            return 0;
     }
-    //  The group before is durable: every round before this one.
-    self->durable_next = wait ? round + 1 : round;
-    return 0;
+    return s_hand_over(self, wait, first, round + 1, error);
+}
+
+int64_t zfed_records_due(const zfed_records_t *self)
+{
+    return self->group_open ? self->group_due_ms : INT64_MAX;
+}
+
+int zfed_records_tick(zfed_records_t *self, int64_t now_ms, zfed_error_t *error)
+{
+    if (!self->group_open || now_ms < self->group_due_ms)
+        return 0;
+    if (zfed_store_busy(self->store)) {
+        self->group_due_ms = now_ms + GROUP_RETRY_MS;
+        return 0;
+    }
+    return s_hand_over(self, false, self->group_round, 0, error);
+}
+
+void zfed_records_set_group(zfed_records_t *self, uint32_t interval_ms)
+{
+    self->group_ms = interval_ms;
 }
 
 void zfed_records_stage_file(zfed_records_t *self, zfed_durable_t **file_p)
@@ -269,6 +332,8 @@ void zfed_records_set_sync(zfed_records_t *self, bool sync)
 
 int zfed_records_drain(zfed_records_t *self, zfed_error_t *error)
 {
+    self->group_open = false;
+    self->group_rounds = 0;
     if (zfed_store_flush(self->store, true, error) != 0) {
         s_forget_undurable(self);
         return -1;

@@ -106,6 +106,21 @@ void zfed_records_stage_file(zfed_records_t *self, zfed_durable_t **file_p);
 //  handed over (close_round waits for it), and a model round's before
 //  close_model_round returns.
 void zfed_records_set_sync(zfed_records_t *self, bool sync);
+//  --sync group (interval_ms > 0; schemas/WORKDIR.md 1.1): a closed
+//  round's record is staged and handed to the durability thread with the
+//  records of the rounds that closed after it, at the first close (or
+//  tick) interval_ms after the group's first record once the group before
+//  is durable, or at the group's ZFED_RECORDS_GROUP_ROUNDS_MAXth record
+//  (which waits for the group before): one fsync of the folder, and one
+//  journal commit for the records' data, a group instead of a round.  A
+//  model round, drain and --sync round hand the open group over at once.
+#define ZFED_RECORDS_GROUP_ROUNDS_MAX 1000
+void zfed_records_set_group(zfed_records_t *self, uint32_t interval_ms);
+//  When the open group is due (INT64_MAX: none is open), on the monotonic
+//  clock; tick hands it over if it is due at now_ms.  0, or -1 with the
+//  error (the work folder failed: as close_round's).
+int64_t zfed_records_due(const zfed_records_t *self);
+int zfed_records_tick(zfed_records_t *self, int64_t now_ms, zfed_error_t *error);
 //  Waits until everything written is durable (the job's end, however it
 //  ends).  0, or -1 with the error naming the file that failed.
 int zfed_records_drain(zfed_records_t *self, zfed_error_t *error);

@@ -1446,6 +1446,10 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
         int64_t due = passing ? now + PASS_WAIT_MS : s_next_due(self, &round);
         if (self->watch && zfed_watch_due(self->watch) < due)
             due = zfed_watch_due(self->watch);
+        //  --sync group: the rounds before this one are handed over on
+        //  time even while this one runs long.
+        if (zfed_records_due(self->records) < due)
+            due = zfed_records_due(self->records);
         int64_t wait = due - now;
         if (zfed_progress_live(self->progress) && wait > ZFED_PROGRESS_LIVE_MS)
             wait = ZFED_PROGRESS_LIVE_MS;
@@ -1463,6 +1467,12 @@ int zfed_round_run(zfed_round_env_t *self, uint32_t number)
             break;
         }
         now = zfed_clock_ms();
+        zfed_error_t error;
+        if (zfed_records_tick(self->records, now, &error) != 0) {
+            snprintf(self->failure, sizeof self->failure, "%.*s", FAILURE_REASON_MAX,
+                     error.message);
+            break;
+        }
         zfed_progress_round_t view = s_view(self, &round, now);
         zfed_progress_live_update(self->progress, &view, now);
     }

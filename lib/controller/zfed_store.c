@@ -203,15 +203,10 @@ int zfed_store_stage(zfed_store_t *self, const char *name, const json_t *value)
         errno = ENOMEM;
         return -1;
     }
-    zfed_durable_t *file = zfed_durable_open(path);
-    int rc = file ? zfed_durable_write(file, text, size) : -1;
-    int saved = errno;
-    free(text);
-    if (rc != 0) {
-        zfed_durable_abort(&file);
-        errno = saved;
+    //  Written into its temporary by the durability thread, in order.
+    zfed_durable_t *file = zfed_durable_deferred(path, text, size);
+    if (!file)
         return -1;
-    }
     zfed_durable_queue_add(self->queue, &file);
     return 0;
 }
@@ -236,6 +231,11 @@ int zfed_store_flush(zfed_store_t *self, bool wait, zfed_error_t *error)
     }
     zfed_durable_queue_abandon(self->queue);
     return zfed_error_set(error, ZFED_E_IO, "", "the work folder failed: %s", reason);
+}
+
+bool zfed_store_busy(zfed_store_t *self)
+{
+    return zfed_durable_queue_busy(self->queue);
 }
 
 static void s_round_name(uint32_t round, char *name, size_t size)

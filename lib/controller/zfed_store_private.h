@@ -17,7 +17,8 @@
 #include "core/zfed_durable.h"
 #include "zfed/zfed_store.h"
 
-//  Writes value to name's temporary file now and stages it.  0, or -1
+//  Renders value's text now and stages it: the durability thread writes
+//  it into its temporary, in order (zfed_durable_deferred).  0, or -1
 //  with errno (nothing staged).
 int zfed_store_stage(zfed_store_t *self, const char *name, const json_t *value);
 int zfed_store_stage_round(zfed_store_t *self, uint32_t round, const json_t *record);
@@ -29,5 +30,7 @@ void zfed_store_barrier(zfed_store_t *self);
 //  open group over; with wait, waits for it too.  0, or -1 with the error
 //  naming the file and the step that failed (the open group dropped).
 int zfed_store_flush(zfed_store_t *self, bool wait, zfed_error_t *error);
+//  Whether the durability thread is still on a group handed over.
+bool zfed_store_busy(zfed_store_t *self);
 
 #endif

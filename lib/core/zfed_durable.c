@@ -35,6 +35,11 @@ struct _zfed_durable_t {
     uint64_t size;
     uint64_t handed; //  bytes handed to writeback so far
     int failed;      //  errno of the first failed write, 0 if none
+    //  zfed_durable_deferred: the bytes, written into the temporary (made
+    //  then) by the queue's thread; fd is -1 until then.
+    char *deferred;
+    size_t deferred_size;
+    bool made; //  the temporary exists
 };
 
 //  mkstemp makes 0600; the file gets FILE_MODE less the umask, as open()
@@ -48,7 +53,7 @@ static void s_read_umask(void)
     s_file_mode = FILE_MODE & ~mask;
 }
 
-zfed_durable_t *zfed_durable_open(const char *path)
+static zfed_durable_t *s_new(const char *path)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, s_read_umask);
@@ -57,6 +62,7 @@ zfed_durable_t *zfed_durable_open(const char *path)
         errno = ENOMEM;
         return NULL;
     }
+    self->fd = -1;
     if (snprintf(self->path, sizeof self->path, "%s", path) >= (int)sizeof self->path ||
         snprintf(self->temporary, sizeof self->temporary, "%s" TEMPORARY_SUFFIX, path) >=
             (int)sizeof self->temporary) {
@@ -64,6 +70,12 @@ zfed_durable_t *zfed_durable_open(const char *path)
         errno = ENAMETOOLONG;
         return NULL;
     }
+    return self;
+}
+
+//  Makes the temporary.  0, or -1 with errno (and none left behind).
+static int s_make(zfed_durable_t *self)
+{
     //  A fresh name per write (O_EXCL): two writers of one path, which a
     //  second controller on a job folder once was, each write their own
     //  file and the last rename wins whole, instead of one truncating the
@@ -76,11 +88,52 @@ zfed_durable_t *zfed_durable_open(const char *path)
             close(self->fd);
             unlink(self->temporary);
         }
+        self->fd = -1;
+        errno = saved;
+        return -1;
+    }
+    self->made = true;
+    return 0;
+}
+
+zfed_durable_t *zfed_durable_open(const char *path)
+{
+    zfed_durable_t *self = s_new(path);
+    if (self && s_make(self) != 0) {
+        int saved = errno;
         free(self);
         errno = saved;
         return NULL;
     }
     return self;
+}
+
+zfed_durable_t *zfed_durable_deferred(const char *path, char *data, size_t size)
+{
+    zfed_durable_t *self = s_new(path);
+    if (!self) {
+        int saved = errno;
+        free(data);
+        errno = saved;
+        return NULL;
+    }
+    self->deferred = data;
+    self->deferred_size = size;
+    return self;
+}
+
+//  A deferred file's temporary made and its bytes written (a failure
+//  sticks in failed, for commit to report with its step).
+static void s_write_deferred(zfed_durable_t *self)
+{
+    if (!self->deferred)
+        return;
+    if (s_make(self) != 0)
+        self->failed = errno;
+    else
+        (void)zfed_durable_write(self, self->deferred, self->deferred_size);
+    free(self->deferred);
+    self->deferred = NULL;
 }
 
 int zfed_durable_write(zfed_durable_t *self, const void *data, size_t size)
@@ -155,15 +208,16 @@ static int s_fsync_parent(const char *path)
 //  (self is left for the caller to free or abort either way).
 static int s_commit_file(zfed_durable_t *self, const char **step)
 {
+    s_write_deferred(self);
     int saved = self->failed;
-    *step = "write";
+    *step = self->made ? "write" : "create";
     if (!saved && fsync(self->fd) != 0) {
         saved = errno;
         *step = "fsync";
     }
     int fd = self->fd;
     self->fd = -1;
-    if (close(fd) != 0 && !saved) {
+    if (fd >= 0 && close(fd) != 0 && !saved) {
         saved = errno;
         *step = "close";
     }
@@ -205,7 +259,9 @@ void zfed_durable_abort(zfed_durable_t **self_p)
     zfed_durable_t *self = *self_p;
     if (self->fd >= 0)
         close(self->fd);
-    unlink(self->temporary);
+    if (self->made)
+        unlink(self->temporary);
+    free(self->deferred);
     free(self);
     *self_p = NULL;
 }
@@ -319,11 +375,38 @@ static int s_note_folder(folders_t *folders, const char *path, char *reason, siz
 //  and at the end; after a failure (or with abandon) the rest are removed,
 //  never renamed: what follows a file that did not land must not land.
 //  0, or the errno of the failure with the reason.
+//  Starts the writeback of the files from first to the next barrier, so
+//  that their blocks are allocated in one journal transaction: the first
+//  fsync commits it for all of them, and the fsyncs after it find their
+//  files' metadata committed (one journal commit for a group's records on
+//  ext4, not one a file).  Advice only: each file still gets its fsync.
+static void s_start_segment(group_t *group, size_t first)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    size_t end = first;
+    while (end < group->count && group->entries[end])
+        end++;
+    if (end - first < 2)
+        return;
+    for (size_t index = first; index < end; index++) {
+        zfed_durable_t *file = group->entries[index];
+        s_write_deferred(file);
+        if (!file->failed && file->handed < file->size)
+            (void)sync_file_range(file->fd, (off_t)file->handed, 0, SYNC_FILE_RANGE_WRITE);
+    }
+#else
+    (void)group;
+    (void)first;
+#endif
+}
+
 static int s_run_group(group_t *group, bool abandon, char *reason, size_t size)
 {
     folders_t folders; //  not zeroed: 8 paths of PATH_MAX bytes a group
     folders.count = 0;
     int failed = abandon ? ECANCELED : 0;
+    if (!failed)
+        s_start_segment(group, 0);
     for (size_t index = 0; index < group->count; index++) {
         zfed_durable_t *file = group->entries[index];
         if (failed) {
@@ -332,6 +415,8 @@ static int s_run_group(group_t *group, bool abandon, char *reason, size_t size)
         }
         if (!file) {
             failed = s_sync_folders(&folders, reason, size);
+            if (!failed)
+                s_start_segment(group, index + 1);
             continue;
         }
         const char *step;

@@ -21,6 +21,12 @@ typedef struct _zfed_durable_t zfed_durable_t;
 
 //  Starts writing path (mode 0644).  NULL with errno set.
 zfed_durable_t *zfed_durable_open(const char *path);
+//  A file whose bytes are all in data (taken: freed, whatever happens),
+//  for zfed_durable_queue_add: the queue's thread makes its temporary and
+//  writes it, so the caller's thread touches no file system (on ext4 a
+//  new file's creation waits for the journal's commit in progress).  Not
+//  for zfed_durable_write.  NULL with errno set.
+zfed_durable_t *zfed_durable_deferred(const char *path, char *data, size_t size);
 //  Appends size bytes (retrying short writes and EINTR).  0, or -1 with
 //  errno set; the file is then abandoned and commit fails.
 int zfed_durable_write(zfed_durable_t *self, const void *data, size_t size);

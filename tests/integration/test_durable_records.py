@@ -3,7 +3,10 @@ a thread fsyncs and renames them while the next round runs, never more than
 one round behind.  A controller killed with kill -9 in the middle of a
 many-round job, again and again, resumes to records equal to an undisturbed
 run's, no round counted twice; a record that cannot be made durable fails
-the job (exit 1) naming the file, and nothing after it lands.
+the job (exit 1) naming the file, and nothing after it lands.  The same
+with --sync group, where the records of the rounds closed within
+--sync-interval-ms share one fsync (a crash runs more rounds again, never
+one twice, never one skipped).
 """
 
 import json
@@ -15,6 +18,8 @@ from zfedtest import Cluster, main, wait_for
 
 ROUNDS = 240
 JOB = ["--rounds", str(ROUNDS), "--levels", "10,20,30", "--no-progress"]
+# Long enough for a group to hold several rounds of this job.
+GROUP = ["--sync", "group", "--sync-interval-ms", "50"]
 
 
 def record_view(record):
@@ -72,36 +77,42 @@ class DurableRecords(unittest.TestCase):
         cls.cluster.close()
 
     def test_killed_again_and_again_then_resumed_equals_undisturbed(self):
+        self.killed_again_and_again("crash")
+
+    def test_sync_group_killed_again_and_again_then_resumed_equals_undisturbed(self):
+        self.killed_again_and_again("crash-group", *GROUP)
+
+    def killed_again_and_again(self, job_id, *sync):
         cluster = self.cluster
-        controller = cluster.start_controller("--job-id", "crash", *JOB)
+        controller = cluster.start_controller("--job-id", job_id, *JOB, *sync)
         kills = []
         for target in (30, 100, 170):
-            wait_for(lambda: os.path.exists(os.path.join(rounds_dir(cluster, "crash"),
+            wait_for(lambda: os.path.exists(os.path.join(rounds_dir(cluster, job_id),
                                                          "round-%06d.json" % target))
                      or not controller.alive(), 120, what="round %d's record" % target)
             self.assertTrue(controller.alive(), "the job ended before the kill at %d" % target)
             controller.kill()
             # Whatever the kill interrupted, what is on disk is an unbroken
             # run of whole records, each equal to the undisturbed run's.
-            on_disk = [record_view(record) for record in records(cluster, "crash")]
+            on_disk = [record_view(record) for record in records(cluster, job_id)]
             self.assertGreaterEqual(len(on_disk), target + 1)
             self.assertLess(len(on_disk), ROUNDS)
             self.assertEqual(on_disk, self.calm[:len(on_disk)])
             kills.append(len(on_disk))
-            controller = cluster.start_controller("--resume", "crash", "--no-progress")
+            controller = cluster.start_controller("--resume", job_id, "--no-progress", *sync)
         controller.proc.wait(240)
         self.assertEqual(controller.proc.returncode, 0, controller.log())
-        summary = cluster.summary("crash")
+        summary = cluster.summary(job_id)
         self.assertEqual(summary["status"], "completed")
         # No round counted twice, none skipped.
         self.assertEqual([r["round"] for r in summary["rounds"]], list(range(ROUNDS)))
         self.assertEqual(summary["rounds_completed"], ROUNDS)
-        self.assertEqual([record_view(record) for record in records(cluster, "crash")],
+        self.assertEqual([record_view(record) for record in records(cluster, job_id)],
                          self.calm)
         calm = cluster.summary("calm")
         self.assertEqual(summary["best_round"], calm["best_round"])
         self.assertEqual(summary["final_global"], calm["final_global"])
-        self.assertEqual(temporaries(cluster, "crash"), [])
+        self.assertEqual(temporaries(cluster, job_id), [])
         print("\nkilled with %s records on disk; resumed each time; %d records equal to the "
               "undisturbed run's" % (kills, ROUNDS))
 
@@ -111,6 +122,31 @@ class DurableRecords(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.err)
         self.assertEqual([record_view(record) for record in records(self.cluster, "sync")],
                          self.calm[:20])
+
+    def test_sync_group_drains_at_the_end_and_on_sigterm(self):
+        # Every record of a closed round is durable at the job's end ...
+        result = self.cluster.run_controller("--job-id", "group", *GROUP, *JOB[:1], "40",
+                                             *JOB[2:])
+        self.assertEqual(result.returncode, 0, result.err)
+        self.assertEqual([record_view(record) for record in records(self.cluster, "group")],
+                         self.calm[:40])
+        # ... and when SIGTERM interrupts it: the summary lists exactly the
+        # records on disk, and --resume goes on from there.
+        cluster = self.cluster
+        controller = cluster.start_controller("--job-id", "group-term", *JOB, *GROUP)
+        wait_for(lambda: os.path.exists(os.path.join(rounds_dir(cluster, "group-term"),
+                                                     "round-000030.json"))
+                 or not controller.alive(), 120, what="round 30's record")
+        controller.proc.terminate()
+        controller.proc.wait(60)
+        self.assertEqual(controller.proc.returncode, 130, controller.log())
+        summary = cluster.summary("group-term")
+        self.assertEqual(summary["status"], "interrupted")
+        on_disk = [record_view(record) for record in records(cluster, "group-term")]
+        self.assertGreaterEqual(len(on_disk), 31)
+        self.assertEqual(on_disk, self.calm[:len(on_disk)])
+        self.assertEqual([r["round"] for r in summary["rounds"]], list(range(len(on_disk))))
+        self.assertEqual(temporaries(cluster, "group-term"), [])
 
     def failing_job(self, job_id, rounds, blocked, *extra):
         """A job whose round `blocked` record cannot be renamed: its name is
@@ -132,7 +168,13 @@ class DurableRecords(unittest.TestCase):
         self.assertEqual(on_disk, self.calm[:blocked])
         self.assertFalse(os.path.exists(os.path.join(rounds_dir(self.cluster, job_id),
                                                      "round-%06d.json" % (blocked + 1))))
-        self.assertEqual([r["round"] for r in summary["rounds"]], list(range(blocked)))
+        # With --sync group it lists the rounds before the failing group.
+        listed = [r["round"] for r in summary["rounds"]]
+        if GROUP[1] in extra:
+            self.assertEqual(listed, list(range(len(listed))))
+            self.assertLessEqual(len(listed), blocked)
+        else:
+            self.assertEqual(listed, list(range(blocked)))
         self.assertEqual(temporaries(self.cluster, job_id), [])
         # Once the folder takes it again, --resume finishes the job as if
         # nothing had happened.
@@ -155,6 +197,11 @@ class DurableRecords(unittest.TestCase):
 
     def test_with_sync_round_the_failure_stops_its_own_round(self):
         self.failing_job("blocked-sync", 12, 5, "--sync", "round")
+
+    def test_with_sync_group_a_failure_in_a_group_stops_the_job(self):
+        # Found when the next group is handed over, or at the job's end.
+        self.failing_job("blocked-group", 12, 5, *GROUP)
+        self.failing_job("blocked-group-late", 80, 50, *GROUP)
 
 
 if __name__ == "__main__":

@@ -232,6 +232,59 @@ static void test_queue_failure(void)
     rmdir(folder);
 }
 
+//  Deferred files (zfed_durable_deferred): nothing on disk until the
+//  thread writes them, several in one segment land whole and in order, a
+//  temporary that cannot be made fails with the step "create", and an
+//  abandoned one leaves nothing.
+static char *s_copy(const char *text)
+{
+    char *copy = strdup(text);
+    REQUIRE(copy != NULL);
+    return copy;
+}
+
+static void test_queue_deferred(void)
+{
+    char paths[5][128], missing[160];
+    zfed_durable_queue_t *queue = zfed_durable_queue_new();
+    REQUIRE(queue != NULL);
+    for (int index = 0; index < 5; index++) {
+        snprintf(paths[index], sizeof paths[index], "%s/round-%d.json", s_dir, index);
+        zfed_durable_t *file =
+            zfed_durable_deferred(paths[index], s_copy(paths[index]), strlen(paths[index]));
+        REQUIRE(file != NULL);
+        zfed_durable_queue_add(queue, &file);
+    }
+    CHECK(s_entries() == 0); //  not even a temporary before the hand-over
+    zfed_durable_queue_submit(queue);
+    char reason[512] = "";
+    CHECK(zfed_durable_queue_wait(queue, reason, sizeof reason) == 0);
+    for (int index = 0; index < 5; index++)
+        CHECK(s_holds(paths[index], paths[index]));
+    CHECK(s_entries() == 5);
+    zfed_durable_t *dropped = zfed_durable_deferred(paths[0], s_copy("dropped"), 7);
+    REQUIRE(dropped != NULL);
+    zfed_durable_queue_add(queue, &dropped);
+    zfed_durable_queue_abandon(queue);
+    CHECK(s_holds(paths[0], paths[0]));
+    CHECK(s_entries() == 5);
+    snprintf(missing, sizeof missing, "%s/no-such-folder/round.json", s_dir);
+    zfed_durable_t *lost = zfed_durable_deferred(missing, s_copy("lost"), 4);
+    zfed_durable_t *after = zfed_durable_deferred(paths[1], s_copy("must not land"), 13);
+    REQUIRE(lost != NULL && after != NULL);
+    zfed_durable_queue_add(queue, &lost);
+    zfed_durable_queue_add(queue, &after);
+    zfed_durable_queue_submit(queue);
+    errno = 0;
+    CHECK(zfed_durable_queue_wait(queue, reason, sizeof reason) == -1 && errno == ENOENT);
+    CHECK(strstr(reason, missing) != NULL && strstr(reason, ": create: ") != NULL);
+    CHECK(s_holds(paths[1], paths[1]));
+    CHECK(s_entries() == 5);
+    zfed_durable_queue_destroy(&queue);
+    for (int index = 0; index < 5; index++)
+        unlink(paths[index]);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/zfed-test-durable-XXXXXX");
@@ -242,6 +295,7 @@ int main(void)
     test_two_writers_and_sweep();
     test_queue_order_and_drain();
     test_queue_failure();
+    test_queue_deferred();
     rmdir(s_dir);
     ZFED_TEST_END();
 }
