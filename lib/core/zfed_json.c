@@ -356,10 +356,18 @@ static int s_file_real(msgpack_sbuffer *out, double number, int digits)
     return msgpack_sbuffer_write(out, text, (size_t)length);
 }
 
+//  s_file_value's digits before any real was met: the reals' digits are
+//  the whole file's (s_digits_needed), so the first real met stops the
+//  pass, and the file is written again once they are known.  A file
+//  without reals (a fib record) is walked once.
+#define DIGITS_UNKNOWN 0
+#define FILE_HAS_REALS (-2)
+
 static int s_file_value(msgpack_sbuffer *out, const json_t *value, int depth, int digits)
 {
     if (depth > FILE_DEPTH_MAX)
         return -1;
+    int rc = 0; //  a child's failure, passed up as it came
     switch (json_typeof(value)) {
     case JSON_NULL:
         return zfed_json_text_raw(out, "null");
@@ -370,6 +378,8 @@ static int s_file_value(msgpack_sbuffer *out, const json_t *value, int depth, in
     case JSON_INTEGER:
         return zfed_json_text_int(out, json_integer_value(value));
     case JSON_REAL:
+        if (digits == DIGITS_UNKNOWN)
+            return FILE_HAS_REALS;
         return s_file_real(out, json_real_value(value), digits);
     case JSON_STRING:
         return zfed_json_text_string(out, json_string_value(value), json_string_length(value));
@@ -380,11 +390,11 @@ static int s_file_value(msgpack_sbuffer *out, const json_t *value, int depth, in
         if (zfed_json_text_raw(out, "[") != 0 || s_file_indent(out, depth + 1) != 0)
             return -1;
         for (size_t index = 0; index < count; index++)
-            if (s_file_value(out, json_array_get(value, index), depth + 1, digits) != 0 ||
+            if ((rc = s_file_value(out, json_array_get(value, index), depth + 1, digits)) != 0 ||
                 (index + 1 < count
                      ? zfed_json_text_raw(out, ",") != 0 || s_file_indent(out, depth + 1) != 0
                      : s_file_indent(out, depth) != 0))
-                return -1;
+                return rc ? rc : -1;
         return zfed_json_text_raw(out, "]");
     }
     case JSON_OBJECT: {
@@ -398,10 +408,10 @@ static int s_file_value(msgpack_sbuffer *out, const json_t *value, int depth, in
             const char *key = json_object_iter_key(iter);
             if (zfed_json_text_string(out, key, strlen(key)) != 0 ||
                 zfed_json_text_raw(out, ": ") != 0 ||
-                s_file_value(out, json_object_iter_value(iter), depth + 1, digits) != 0 ||
+                (rc = s_file_value(out, json_object_iter_value(iter), depth + 1, digits)) != 0 ||
                 (next ? zfed_json_text_raw(out, ",") != 0 || s_file_indent(out, depth + 1) != 0
                       : s_file_indent(out, depth) != 0))
-                return -1;
+                return rc ? rc : -1;
             iter = next;
         }
         return zfed_json_text_raw(out, "}");
@@ -415,9 +425,13 @@ char *zfed_json_file_text(const json_t *value, size_t *size)
 {
     msgpack_sbuffer out;
     msgpack_sbuffer_init(&out);
-    int digits = s_digits_needed(value, 1);
+    int rc = s_file_value(&out, value, 0, DIGITS_UNKNOWN);
+    if (rc == FILE_HAS_REALS) {
+        out.size = 0;
+        rc = s_file_value(&out, value, 0, s_digits_needed(value, 1));
+    }
     //  A trailing newline makes the files friendly to cat and diff.
-    if (s_file_value(&out, value, 0, digits) != 0 || msgpack_sbuffer_write(&out, "\n", 2) != 0) {
+    if (rc != 0 || msgpack_sbuffer_write(&out, "\n", 2) != 0) {
         msgpack_sbuffer_destroy(&out);
         return NULL;
     }

@@ -838,8 +838,15 @@ static void s_test_json_file_text(void)
         "{\"reals\": [0.1, 30.0, -0.0, 1e300, 1e-7, 123456789012345678.0, 0.30000000000000004, "
         "2.5e-310, -1.5, 1e21, 1e16, 3.14159]}";
     static const char *const cases[] = {
-        "{}",   "[]",  "{\"a\": [], \"b\": {}, \"c\": [[], [{}], {\"d\": [1, [2, [3]]]}]}",
-        record, reals, "{\"few\": [0.5, 0.25, 2.0, 1e100, 7e-5]}",
+        "{}",
+        "[]",
+        "{\"a\": [], \"b\": {}, \"c\": [[], [{}], {\"d\": [1, [2, [3]]]}]}",
+        record,
+        reals,
+        "{\"few\": [0.5, 0.25, 2.0, 1e100, 7e-5]}",
+        //  A real after other values: the pass without digits stops there
+        //  and the file is written again whole.
+        "{\"a\": \"text\", \"b\": [1, {\"c\": 0.1}], \"d\": 30.0}",
     };
     for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
         json_error_t error;
