@@ -247,7 +247,7 @@ class Bench:
                 workdir, "--job-id", job_id, "--rounds", str(load["rounds"] + load["warmup"]),
                 "--tasks", str(load["tasks"]), "--level", "10", "--no-progress", "-q",
                 "--round-timeout", "120", "--batch", str(stack.system.get("batch", 1))
-                ] + self.peer_security(stack.system, "controller")
+                ] + self.peer_security(stack.system, "controller") + self.sync_argv()
 
         def parse(_):
             with open(os.path.join(workdir, job_id, "summary.json")) as handle:
@@ -494,6 +494,7 @@ class Bench:
         print("zfed like for like, %s, %d CPUs, %s, %s workers, %d repeat(s) (medians)"
               % (platform.node(), os.cpu_count(), time.strftime("%Y-%m-%d %H:%M"),
                  self.like[0]["workers"] if self.like else "?", self.args.repeat))
+        self.print_sync()
         print()
         print("| path | load | zfed tasks/s | baseline tasks/s | ratio | zfed p50 us | "
               "baseline p50 us | p50 ratio | CPU us/task zfed | baseline | controller CPU "
@@ -642,9 +643,21 @@ class Bench:
             for row in self.rows:
                 writer.writerow({key: row.get(key, "") for key in fields})
 
+    def sync_argv(self):
+        """--sync for the controller's rounds (--sync group is not the default:
+        a crash may run more rounds again, schemas/WORKDIR.md 1.1)."""
+        return ["--sync", self.args.sync] if self.args.sync else []
+
+    def print_sync(self):
+        if self.args.sync:
+            print("zfed-controller's rounds with --sync %s%s" % (
+                self.args.sync, " (NOT the default: records made durable in groups, "
+                "schemas/WORKDIR.md 1.1)" if self.args.sync == "group" else ""))
+
     def print_table(self):
         print("zfed benchmark, %s, %d CPUs, %s" % (platform.node(), os.cpu_count(),
                                                    time.strftime("%Y-%m-%d %H:%M")))
+        self.print_sync()
         print()
         print("| system | workers | load | tasks/s | p50 us | p99 us | CPU us/task | "
               "zfed/baseline tasks/s | zfed/baseline p50 |")
@@ -702,6 +715,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--quick", action="store_true", help="smaller grid, under a minute")
+    parser.add_argument("--sync", choices=("overlap", "round", "group"),
+                        help="zfed-controller's --sync in the round cells (labelled in the "
+                        "output; default: the controller's default, overlap)")
     parser.add_argument("--workers", help="comma-separated worker counts")
     parser.add_argument("--curve", action="store_true", help="add zfed with CurveZMQ")
     parser.add_argument("--scale", action="store_true",
