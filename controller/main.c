@@ -416,13 +416,13 @@ static void s_parse(s_args_t *args, int argc, char **argv)
         zfed_cli_fail(PROGRAM, "--sync-interval-ms goes with --sync group");
     for (size_t index = 0; args->resume && index < args->count; index++)
         if (!s_resume_allows(args->given[index].option))
-            zfed_cli_fail(
-                PROGRAM,
-                "--resume: a resumed job keeps its own settings; only where it runs "
-                "(--connect, --workdir, --curve-cert, --server-key) and how "
-                "(--no-progress, --fail-fast, --eval-inline, --sync, --log-level, -v, -q) "
-                "may change (not --%s)",
-                s_flag_name(args->given[index].option));
+            zfed_cli_fail(PROGRAM,
+                          "--resume: a resumed job keeps its own settings; only where it runs "
+                          "(--connect, --workdir, --curve-cert, --server-key) and how "
+                          "(--no-progress, --fail-fast, --eval-inline, --sync, --sync-interval-ms, "
+                          "--log-level, -v, -q) "
+                          "may change (not --%s)",
+                          s_flag_name(args->given[index].option));
 }
 
 //  A flag's text as its setting's JSON value; exits 2 when it is not one.

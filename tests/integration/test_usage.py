@@ -114,17 +114,29 @@ class Resume(unittest.TestCase):
         result = run("zfed-controller", "--resume", "a", "--tasks=3")
         self.assertEqual(result.returncode, 2)
         self.assertIn("only where it runs (--connect, --workdir, --curve-cert, --server-key) "
-                      "and how (--no-progress, --fail-fast, --eval-inline, --sync, --log-level, -v, -q) "
+                      "and how (--no-progress, --fail-fast, --eval-inline, --sync, "
+                      "--sync-interval-ms, --log-level, -v, -q) "
                       "may change (not --tasks)", result.stderr)
         # What it names it takes: a resumed job told how to run is not
         # refused for it (it then fails only because job a is not there).
-        for option in ("--no-progress", "--fail-fast", "--eval-inline", "--sync=round", "-q"):
+        for option in ("--no-progress", "--fail-fast", "--eval-inline", "--sync=round",
+                       "--sync=group", "-q"):
             result = run("zfed-controller", "--resume", "a", option)
             self.assertEqual(result.returncode, 2)
             self.assertNotIn("keeps its own settings", result.stderr)
         result = run("zfed-controller", "--resume", "a", "--sync", "always")
         self.assertEqual(result.returncode, 2)
-        self.assertIn("--sync: 'always' is neither round nor overlap", result.stderr)
+        self.assertIn("--sync: 'always' is not overlap, round or group", result.stderr)
+        result = run("zfed-controller", "--resume", "a", "--sync", "group",
+                     "--sync-interval-ms", "5")
+        self.assertEqual(result.returncode, 2)
+        self.assertNotIn("keeps its own settings", result.stderr)
+        result = run("zfed-controller", "--resume", "a", "--sync-interval-ms", "5")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--sync-interval-ms goes with --sync group", result.stderr)
+        result = run("zfed-controller", "--sync", "group", "--sync-interval-ms", "0")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--sync-interval-ms", result.stderr)
 
     def test_resume_takes_the_new_endpoint_however_it_is_spelt(self):
         with Cluster("usage-moved") as cluster:
