@@ -233,6 +233,11 @@ int zfed_store_flush(zfed_store_t *self, bool wait, zfed_error_t *error)
     return zfed_error_set(error, ZFED_E_IO, "", "the work folder failed: %s", reason);
 }
 
+void zfed_store_set_syncfs(zfed_store_t *self, bool syncfs)
+{
+    zfed_durable_queue_set_syncfs(self->queue, syncfs);
+}
+
 bool zfed_store_busy(zfed_store_t *self)
 {
     return zfed_durable_queue_busy(self->queue);

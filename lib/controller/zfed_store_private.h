@@ -32,5 +32,8 @@ void zfed_store_barrier(zfed_store_t *self);
 int zfed_store_flush(zfed_store_t *self, bool wait, zfed_error_t *error);
 //  Whether the durability thread is still on a group handed over.
 bool zfed_store_busy(zfed_store_t *self);
+//  --sync group: a group's records made durable by one syncfs (see
+//  zfed_durable_queue_set_syncfs).
+void zfed_store_set_syncfs(zfed_store_t *self, bool syncfs);
 
 #endif

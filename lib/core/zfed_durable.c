@@ -203,15 +203,16 @@ static int s_fsync_parent(const char *path)
     return s_fsync_folder(parent);
 }
 
-//  fsync, close and rename: the file has its name, its folder is not yet
-//  fsynced.  0, or -1 with errno and *step naming the step that failed
-//  (self is left for the caller to free or abort either way).
-static int s_commit_file(zfed_durable_t *self, const char **step)
+//  fsync (unless synced: a syncfs made its data durable already), close
+//  and rename: the file has its name, its folder is not yet fsynced.  0,
+//  or -1 with errno and *step naming the step that failed (self is left
+//  for the caller to free or abort either way).
+static int s_commit_file(zfed_durable_t *self, bool synced, const char **step)
 {
     s_write_deferred(self);
     int saved = self->failed;
     *step = self->made ? "write" : "create";
-    if (!saved && fsync(self->fd) != 0) {
+    if (!saved && !synced && fsync(self->fd) != 0) {
         saved = errno;
         *step = "fsync";
     }
@@ -233,7 +234,7 @@ int zfed_durable_commit(zfed_durable_t **self_p)
 {
     zfed_durable_t *self = *self_p;
     const char *step;
-    if (s_commit_file(self, &step) != 0) {
+    if (s_commit_file(self, false, &step) != 0) {
         int saved = errno;
         zfed_durable_abort(self_p);
         errno = saved;
@@ -308,13 +309,18 @@ int zfed_durable_sweep(const char *folder)
 //  Folders a segment (files between two barriers) may rename into before
 //  they are fsynced early; a round's group has one or two.
 #define QUEUE_FOLDERS_MAX 8
+//  Files between two barriers started to writeback together (and, with
+//  syncfs, made durable by one syncfs) from this many.
+#define SEGMENT_FILES_MIN 2
 #define QUEUE_REASON_MAX  (PATH_MAX + 128)
 
-//  An entry: a file to commit, or (NULL) a barrier.
+//  An entry: a file to commit, or (NULL) a barrier.  syncfs: the queue's
+//  setting when the group was handed over.
 typedef struct {
     zfed_durable_t **entries;
     size_t count;
     size_t capacity;
+    bool syncfs;
 } group_t;
 
 typedef struct _queued_t {
@@ -331,7 +337,8 @@ struct _zfed_durable_queue_t {
     queued_t *head, *tail;
     uint64_t handed, durable;
     bool stopping;
-    int failed; //  errno of the first failure, 0 if none
+    bool syncfs; //  the caller's: zfed_durable_queue_set_syncfs
+    int failed;  //  errno of the first failure, 0 if none
     char reason[QUEUE_REASON_MAX];
 };
 
@@ -371,42 +378,62 @@ static int s_note_folder(folders_t *folders, const char *path, char *reason, siz
     return 0;
 }
 
+//  Starts the writeback of the files from first to the next barrier
+//  (written first if deferred), so that their blocks are allocated in one
+//  journal transaction: on ext4 the first fsync commits it for all of
+//  them.  With syncfs (a group of several files) one syncfs(2) then makes
+//  all their data durable, one journal commit and one flush of the
+//  device's cache where an fsync each flushes it once a file; *synced
+//  says so.  0, or the errno of a failed syncfs with the reason.
+static int s_start_segment(group_t *group, size_t first, bool *synced, char *reason, size_t size)
+{
+    *synced = false;
+    size_t end = first;
+    while (end < group->count && group->entries[end])
+        end++;
+    if (end - first < SEGMENT_FILES_MIN)
+        return 0;
+    bool written = true;
+    for (size_t index = first; index < end; index++) {
+        zfed_durable_t *file = group->entries[index];
+        s_write_deferred(file);
+        written = written && !file->failed;
+#ifdef SYNC_FILE_RANGE_WRITE
+        if (!file->failed && file->handed < file->size)
+            (void)sync_file_range(file->fd, (off_t)file->handed, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+    }
+#ifdef __linux__
+    //  A file that failed gets its failure reported in order, by commit.
+    if (group->syncfs && written) {
+        zfed_durable_t *file = group->entries[first];
+        if (syncfs(file->fd) != 0) {
+            int saved = errno;
+            snprintf(reason, size, "%s: syncfs: %s", file->path, strerror(saved));
+            return saved;
+        }
+        *synced = true;
+    }
+#else
+    (void)reason;
+    (void)size;
+    (void)written;
+#endif
+    return 0;
+}
+
 //  Commits a group's files in order, one fsync per folder at each barrier
 //  and at the end; after a failure (or with abandon) the rest are removed,
 //  never renamed: what follows a file that did not land must not land.
 //  0, or the errno of the failure with the reason.
-//  Starts the writeback of the files from first to the next barrier, so
-//  that their blocks are allocated in one journal transaction: the first
-//  fsync commits it for all of them, and the fsyncs after it find their
-//  files' metadata committed (one journal commit for a group's records on
-//  ext4, not one a file).  Advice only: each file still gets its fsync.
-static void s_start_segment(group_t *group, size_t first)
-{
-#ifdef SYNC_FILE_RANGE_WRITE
-    size_t end = first;
-    while (end < group->count && group->entries[end])
-        end++;
-    if (end - first < 2)
-        return;
-    for (size_t index = first; index < end; index++) {
-        zfed_durable_t *file = group->entries[index];
-        s_write_deferred(file);
-        if (!file->failed && file->handed < file->size)
-            (void)sync_file_range(file->fd, (off_t)file->handed, 0, SYNC_FILE_RANGE_WRITE);
-    }
-#else
-    (void)group;
-    (void)first;
-#endif
-}
-
 static int s_run_group(group_t *group, bool abandon, char *reason, size_t size)
 {
     folders_t folders; //  not zeroed: 8 paths of PATH_MAX bytes a group
     folders.count = 0;
     int failed = abandon ? ECANCELED : 0;
+    bool synced = false;
     if (!failed)
-        s_start_segment(group, 0);
+        failed = s_start_segment(group, 0, &synced, reason, size);
     for (size_t index = 0; index < group->count; index++) {
         zfed_durable_t *file = group->entries[index];
         if (failed) {
@@ -416,11 +443,11 @@ static int s_run_group(group_t *group, bool abandon, char *reason, size_t size)
         if (!file) {
             failed = s_sync_folders(&folders, reason, size);
             if (!failed)
-                s_start_segment(group, index + 1);
+                failed = s_start_segment(group, index + 1, &synced, reason, size);
             continue;
         }
         const char *step;
-        if (s_commit_file(file, &step) != 0) {
+        if (s_commit_file(file, synced, &step) != 0) {
             failed = errno;
             snprintf(reason, size, "%s: %s: %s", file->path, step, strerror(failed));
             zfed_durable_abort(&file);
@@ -572,6 +599,7 @@ void zfed_durable_queue_submit(zfed_durable_queue_t *self)
         return;
     }
     queued->group = self->open;
+    queued->group.syncfs = self->syncfs;
     self->open = (group_t){0};
     pthread_mutex_lock(&self->lock);
     if (self->tail)
@@ -589,6 +617,11 @@ void zfed_durable_queue_abandon(zfed_durable_queue_t *self)
     for (size_t index = 0; index < self->open.count; index++)
         zfed_durable_abort(&self->open.entries[index]);
     s_group_clear(&self->open);
+}
+
+void zfed_durable_queue_set_syncfs(zfed_durable_queue_t *self, bool syncfs)
+{
+    self->syncfs = syncfs;
 }
 
 bool zfed_durable_queue_busy(zfed_durable_queue_t *self)

@@ -71,6 +71,12 @@ void zfed_durable_queue_barrier(zfed_durable_queue_t *self);
 void zfed_durable_queue_submit(zfed_durable_queue_t *self);
 //  Drops the open group: its temporaries are removed.
 void zfed_durable_queue_abandon(zfed_durable_queue_t *self);
+//  From the next group handed over: the files between two barriers, when
+//  there are several, are made durable by one syncfs(2) of their file
+//  system instead of an fsync each (Linux; elsewhere an fsync each).
+//  Durable the same, with one flush of the device for them, but it also
+//  waits for every other writer's data on that file system.
+void zfed_durable_queue_set_syncfs(zfed_durable_queue_t *self, bool syncfs);
 //  Whether a group handed over is not yet durable.
 bool zfed_durable_queue_busy(zfed_durable_queue_t *self);
 //  Waits until every group handed over is durable.  0, or -1 with errno
