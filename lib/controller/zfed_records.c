@@ -325,8 +325,10 @@ void zfed_records_set_group(zfed_records_t *self, uint32_t interval_ms)
 {
     self->group_ms = interval_ms;
     //  One flush of the device a group, not one a record: what makes a
-    //  group cheaper than its rounds one by one.
-    zfed_store_set_syncfs(self->store, interval_ms > 0);
+    //  group cheaper than its rounds one by one.  Model rounds are never
+    //  grouped (each waits for its record), and their model files keep
+    //  their fsyncs.
+    zfed_store_set_syncfs(self->store, interval_ms > 0 && !self->models);
 }
 
 void zfed_records_stage_file(zfed_records_t *self, zfed_durable_t **file_p)
