@@ -297,6 +297,10 @@ class Bench:
         result["cpu_us_per_task"] = cpu * 1e6 / max(1, tasks)
         #  The load side alone: for zfed's rounds, the controller's CPU.
         result["load_cpu_us_per_task"] = cpu_load * 1e6 / max(1, tasks)
+        result["load_user_us_per_task"] = (children_after.ru_utime -
+                                           children_before.ru_utime) * 1e6 / max(1, tasks)
+        result["load_sys_us_per_task"] = (children_after.ru_stime -
+                                          children_before.ru_stime) * 1e6 / max(1, tasks)
         result["wall_s"] = wall
         return result
 

@@ -59,11 +59,12 @@ def main():
         load_side = result["load_cpu_us_per_task"]
         total = share(broker, 0) + share(broker, 1) + share(workers, 0) + share(workers, 1)
         print("%-8s %-8s %8.0f tasks/s  CPU us/task: broker %.2f (user %.2f sys %.2f)  "
-              "workers %.2f (user %.2f sys %.2f)  %s %.2f  all %.2f" % (
+              "workers %.2f (user %.2f sys %.2f)  %s %.2f (user %.2f sys %.2f)  all %.2f" % (
                   args.path, kind, result["tasks_per_s"], share(broker, 0) + share(broker, 1),
                   share(broker, 0), share(broker, 1), share(workers, 0) + share(workers, 1),
                   share(workers, 0), share(workers, 1),
                   "load tool" if kind == "baseline" else "controller", load_side,
+                  result.get("load_user_us_per_task", 0.0), result.get("load_sys_us_per_task", 0.0),
                   total + load_side))
     print("loadavg", " ".join(open("/proc/loadavg").read().split()[:3]))
 

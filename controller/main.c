@@ -15,6 +15,7 @@
 #include "services/zfed_fib_levels.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 //  one fsync (WORKDIR.md 1.1).  The help says both numbers.
 #define SYNC_INTERVAL_MS_DEFAULT 20
 #define SYNC_INTERVAL_MS_MAX     60000
+//  Free heap kept for the next wave of replies (see main).
+#define HEAP_KEPT_BYTES (32 * 1024 * 1024)
 
 static void s_usage(void)
 {
@@ -608,6 +611,14 @@ int main(int argc, char **argv)
     if (zfed_job_finish(job, &error) != 0)
         s_fail_finish(&error, &args);
 
+#ifdef M_TRIM_THRESHOLD
+    //  A round's replies are small blocks taken and freed in waves (by
+    //  libzmq's I/O thread and here); glibc gave the top of each heap back
+    //  past 128 KiB free and faulted it in again with the next wave.  Kept
+    //  up to HEAP_KEPT_BYTES.  This also fixes glibc's mmap threshold at
+    //  128 KiB: big buffers keep mappings of their own (zfed_huge's).
+    mallopt(M_TRIM_THRESHOLD, HEAP_KEPT_BYTES);
+#endif
     if (zfed_signal_install() != 0)
         zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
     zfed_controller_options_t options = {.resume = args.resume != NULL,

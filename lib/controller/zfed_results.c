@@ -3,6 +3,7 @@
 #include "controller/zfed_job_private.h"
 #include "controller/zfed_records.h"
 #include "core/zfed_durable.h"
+#include "core/zfed_huge.h"
 #include "zfed/zfed_json.h"
 #include "zfed/zfed_msg.h"
 
@@ -13,6 +14,8 @@
 
 //  Text gathered before it is handed to the file.
 #define RESULTS_FLUSH_BYTES (1u << 20)
+//  A line's bytes, guessed for the reservation: fib's are 140-150.
+#define RESULTS_LINE_GUESS 192
 
 //  describe's object, dumped, for a service without describe_text: its
 //  members without the braces, after a comma.
@@ -90,6 +93,17 @@ int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32
     return zfed_json_text_raw(out, "}\n");
 }
 
+void zfed_results_reserve(msgpack_sbuffer *lines, uint32_t tasks)
+{
+    size_t capacity = 0;
+    char *data =
+        lines->alloc == 0 ? zfed_huge_malloc((size_t)tasks * RESULTS_LINE_GUESS, &capacity) : NULL;
+    if (!data)
+        return; //  grown as it fills, then
+    lines->data = data;
+    lines->alloc = capacity;
+}
+
 int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const char *path)
 {
     zfed_durable_t *file = zfed_durable_open(path);
@@ -97,6 +111,10 @@ int zfed_results_write(const zfed_round_env_t *self, const round_t *round, const
         return -1;
     msgpack_sbuffer text;
     msgpack_sbuffer_init(&text);
+    //  Filled to the flush mark and emptied again: one reservation.
+    size_t capacity = 0;
+    if ((text.data = zfed_huge_malloc(RESULTS_FLUSH_BYTES, &capacity)) != NULL)
+        text.alloc = capacity;
     int rc = 0;
     for (uint32_t index = 0; index < self->job->tasks && rc == 0; index++) {
         const task_t *task = &round->tasks[index];

@@ -20,6 +20,11 @@
 int zfed_results_line(const zfed_round_env_t *self, const round_t *round, uint32_t index,
                       msgpack_sbuffer *out);
 
+//  Room for tasks lines in lines (empty), reserved at once on huge pages
+//  (zfed_huge) rather than grown by doubling, which touched twice the
+//  final size in fresh pages.  A guess: lines past it grow as before.
+void zfed_results_reserve(msgpack_sbuffer *lines, uint32_t tasks);
+
 //  Writes round's accepted results, in task order, one JSON object a line
 //  (the keys of a record's results[i]), to path's temporary file: the
 //  lines rendered on acceptance, or rendered now.  It is made durable

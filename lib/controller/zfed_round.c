@@ -13,6 +13,7 @@
 #include "controller/zfed_job_private.h"
 #include "controller/zfed_vote.h"
 #include "controller/zfed_results.h"
+#include "core/zfed_huge.h"
 #include "zfed/zfed_store.h"
 #include "zfed/zfed_aggregate.h"
 #include "zfed/zfed_batch.h"
@@ -58,7 +59,7 @@ static void s_round_clear(zfed_round_env_t *self, round_t *round, uint32_t tasks
             zfed_sample_clear(&task->sample);
         zfed_vote_clear(task);
     }
-    free(round->tasks);
+    zfed_huge_unmap(round->tasks, tasks, sizeof *round->tasks);
     free(round->resends);
     free(round->sent);
     free(round->carried);
@@ -110,6 +111,20 @@ static int s_grow(void **array, size_t *capacity, size_t wanted, size_t size)
         return -1;
     *array = bigger;
     *capacity = grown;
+    return 0;
+}
+
+//  An empty array's room for wanted items at once, on huge pages
+//  (zfed_huge); grown by s_grow past it.
+static int s_reserve(void **array, size_t *capacity, size_t wanted, size_t size)
+{
+    size_t bytes = 0;
+    void *data = wanted <= SIZE_MAX / size ? zfed_huge_malloc(wanted * size, &bytes) : NULL;
+    if (!data)
+        return s_grow(array, capacity, wanted, size);
+    free(*array);
+    *array = data;
+    *capacity = bytes / size;
     return 0;
 }
 
@@ -174,9 +189,24 @@ static int s_round_prepare(zfed_round_env_t *self, round_t *round, uint32_t numb
     const zfed_job_t *job = self->job;
     round->number = number;
     round->render = job->tasks > ZFED_RESULTS_INLINE_MAX && !self->model;
-    round->tasks = calloc(job->tasks, sizeof *round->tasks);
+    round->tasks = zfed_huge_map(job->tasks, sizeof *round->tasks);
     round->error_list = json_array();
     if (!round->tasks || !round->error_list) {
+        snprintf(self->failure, sizeof self->failure, "round %u: out of memory", number);
+        return -1;
+    }
+    if (round->render)
+        zfed_results_reserve(&round->lines, job->tasks);
+    //  Room for the first sends of every task at once: grown by doubling,
+    //  these arrays were copied and faulted in again at each step.
+    size_t sends = (size_t)job->tasks * job->replicas;
+    size_t requests = ((size_t)job->tasks + job->batch - 1) / job->batch * job->replicas;
+    if (s_reserve((void **)&round->sent, &round->sent_capacity, requests, sizeof *round->sent) !=
+            0 ||
+        s_reserve((void **)&round->carried, &round->carried_capacity, sends,
+                  sizeof *round->carried) != 0 ||
+        s_reserve((void **)&round->resends, &round->resend_capacity, sends,
+                  sizeof *round->resends) != 0) {
         snprintf(self->failure, sizeof self->failure, "round %u: out of memory", number);
         return -1;
     }
