@@ -753,7 +753,7 @@ void zfed_round_accept(round_t *round, uint32_t index, zfed_msg_t **message_p)
     size_t length = vouched ? strnlen(vouched, sizeof task->worker_id - 1) : 0;
     memcpy(task->worker_id, vouched ? vouched : "", length);
     task->worker_id[length] = '\0';
-    task->latency_us = zfed_clock_us() - task->sent_us;
+    task->latency_us = (round->reply_us ? round->reply_us : zfed_clock_us()) - task->sent_us;
     if (task->state == TASK_FAILED)
         round->failed--; //  a late success beats an earlier error
     task->state = TASK_DONE;
@@ -1416,7 +1416,9 @@ static void s_take_reply(zfed_round_env_t *self, round_t *round, const char *ser
         return; //  the start's probe, answered after it gave up (PROTOCOL.md 3.1)
     if (self->watch)
         zfed_watch_heard(self->watch, service);
-    s_handle_stamped(self, round, body, size, data, data_size, zfed_clock_ms());
+    round->reply_us = zfed_clock_us();
+    s_handle_stamped(self, round, body, size, data, data_size, round->reply_us / 1000);
+    round->reply_us = 0;
 }
 
 //  A model round waits on the client, the fetcher and the blob server at

@@ -154,6 +154,9 @@ typedef struct {
     zhashx_t *outstanding;
     //  The identity the broker vouched for in the reply being handled.
     const char *identity;
+    //  When the reply being handled was taken (0: none is): a batch's
+    //  results share one clock read.
+    int64_t reply_us;
     //  Replicas (zfed_vote): disagreements recorded, identities excluded
     //  in this round, results refused because their worker was excluded.
     json_t *disagreements;

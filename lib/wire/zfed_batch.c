@@ -2,8 +2,10 @@
 
     A batch is framing only: its items are complete bodies, read by
     zfed_msg_decode like any other.  So this module reads the few bytes of
-    the envelope itself, after zfed_msgpack_check has vouched for the
-    structure, and hands out views of the items without copying them.
+    the envelope itself, in one bounded walk when the body is laid out as
+    the encoder lays it, otherwise after zfed_msgpack_check has vouched
+    for the structure, and hands out views of the items without copying
+    them.
 */
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
@@ -49,10 +51,40 @@ bool zfed_batch_is(const void *data, size_t size)
            memcmp(kind.data, ZFED_KIND_BATCH, KIND_LENGTH) == 0;
 }
 
+//  A batch of bins laid out as the encoder lays it, taken in one bounded
+//  walk: every length inside the bytes, nothing after the items.  What
+//  it takes the full check and the walk below would take, with the same
+//  items; anything else (false) goes that way, which says why.  The full
+//  check first was 1,100 instructions a batch reply.
+static bool s_quick_decode(const void *data, size_t size, zfed_view_t *items, size_t max_items,
+                           size_t *count)
+{
+    zfed_peek_t reader = {data, size, 0};
+    uint64_t elements = 0, listed = 0, version = 0;
+    bool negative = true;
+    zfed_view_t kind;
+    if (zfed_peek_array(&reader, &elements) != 0 || elements != BATCH_ELEMENTS ||
+        zfed_peek_bytes(&reader, false, &kind) != 0 || kind.size != KIND_LENGTH ||
+        memcmp(kind.data, ZFED_KIND_BATCH, KIND_LENGTH) != 0 ||
+        zfed_peek_int(&reader, &version, &negative) != 0 || negative ||
+        version != ZFED_PROTOCOL_VERSION || zfed_peek_array(&reader, &listed) != 0 || listed == 0 ||
+        listed > ZFED_BATCH_MAX || listed > max_items)
+        return false;
+    for (uint64_t index = 0; index < listed; index++)
+        if (zfed_peek_bytes(&reader, true, &items[index]) != 0)
+            return false;
+    if (reader.position != size)
+        return false;
+    *count = (size_t)listed;
+    return true;
+}
+
 int zfed_batch_decode(const void *data, size_t size, zfed_view_t *items, size_t max_items,
                       size_t *count, char *reason, size_t reason_size)
 {
     *count = 0;
+    if (size <= ZFED_BODY_MAX && s_quick_decode(data, size, items, max_items, count))
+        return 0;
     if (size > ZFED_BODY_MAX)
         return s_fail(reason, reason_size, "body of %zu bytes is over the %d-byte limit", size,
                       ZFED_BODY_MAX);

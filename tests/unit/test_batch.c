@@ -262,8 +262,56 @@ static void s_check_sizes(void)
     free(bytes);
 }
 
+//  What zfed_batch_decode takes without the full check (its one bounded
+//  walk) is what the full check passes: every prefix and every one-byte
+//  change of a batch of three items is either refused or a well-formed
+//  body whose items are where the walk says, inside the bytes.
+static void s_check_quick_edges(void)
+{
+    static const uint8_t item[] = {0x93, 0xa1, 'x', 0x01, 0xc0};
+    zfed_view_t views[3] = {{item, sizeof item}, {item, 2}, {item, 0}};
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    REQUIRE_INT(zfed_batch_encode(&buffer, views, 3), 0);
+    uint8_t *body = malloc(buffer.size);
+    REQUIRE(body != NULL);
+    static const uint8_t changes[] = {0x00, 0x01, 0x7f, 0x80, 0x90, 0x93, 0xa0, 0xaa,
+                                      0xc0, 0xc1, 0xc4, 0xc5, 0xc6, 0xcc, 0xd9, 0xff};
+    size_t accepted = 0, refused = 0;
+    for (size_t at = 0; at <= buffer.size; at++) {
+        for (size_t change = 0; change <= sizeof changes; change++) {
+            memcpy(body, buffer.data, buffer.size);
+            //  change == sizeof changes: the prefix of at bytes as it is.
+            size_t size = change == sizeof changes ? at : buffer.size;
+            if (change < sizeof changes) {
+                if (at == buffer.size)
+                    break;
+                body[at] = changes[change];
+            }
+            zfed_view_t back[4];
+            size_t count = 0;
+            char reason[128];
+            if (zfed_batch_decode(body, size, back, 4, &count, reason, sizeof reason) != 0) {
+                refused++;
+                continue;
+            }
+            accepted++;
+            CHECK_INT(zfed_msgpack_check(body, size, reason, sizeof reason), 0);
+            CHECK(zfed_batch_is(body, size));
+            CHECK(count >= 1 && count <= 4);
+            for (size_t index = 0; index < count; index++)
+                CHECK(back[index].data >= body &&
+                      back[index].data + back[index].size <= body + size);
+        }
+    }
+    CHECK(accepted > 0 && refused > 0);
+    free(body);
+    msgpack_sbuffer_destroy(&buffer);
+}
+
 int main(void)
 {
+    s_check_quick_edges();
     s_round_trip(1);
     s_round_trip(2);
     s_round_trip(8);
