@@ -1,6 +1,7 @@
 /*  zfed_huge - big arrays on huge pages where the kernel has them.  */
 #include "core/zfed_huge.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -30,9 +31,20 @@ static void s_advise(void *data, size_t size)
 #endif
 }
 
+//  Below a huge page, plain calloc: a small round's tasks on a huge page
+//  would have the kernel clear 2 MiB for a few hundred bytes.
+static bool s_small(size_t count, size_t size)
+{
+    return count * size < HUGE_PAGE_BYTES;
+}
+
 void *zfed_huge_map(size_t count, size_t size)
 {
-    size_t length = count && size > SIZE_MAX / count ? 0 : s_rounded(count * size);
+    if (count && size > SIZE_MAX / count)
+        return NULL;
+    if (s_small(count, size))
+        return calloc(count ? count : 1, size ? size : 1);
+    size_t length = s_rounded(count * size);
     if (length == 0)
         return NULL;
     //  A length of whole huge pages is mapped at a huge page boundary
@@ -46,7 +58,9 @@ void *zfed_huge_map(size_t count, size_t size)
 
 void zfed_huge_unmap(void *data, size_t count, size_t size)
 {
-    if (data)
+    if (data && s_small(count, size))
+        free(data);
+    else if (data)
         munmap(data, s_rounded(count * size));
 }
 

@@ -14,9 +14,10 @@
 
 #include <stddef.h>
 
-//  count * size zeroed bytes, a mapping of their own (the kernel's zero
-//  pages: nothing is cleared twice), advised; NULL when out of memory or
-//  count * size overflows.  Freed with zfed_huge_unmap(data, count, size).
+//  count * size zeroed bytes: from one huge page up a mapping of their
+//  own (the kernel's zero pages: nothing is cleared twice), advised;
+//  below, calloc's.  NULL when out of memory or count * size overflows.
+//  Freed with zfed_huge_unmap(data, count, size), the same count and size.
 void *zfed_huge_map(size_t count, size_t size);
 void zfed_huge_unmap(void *data, size_t count, size_t size);
 

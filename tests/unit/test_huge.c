@@ -34,7 +34,12 @@ static void s_test_map(void)
     REQUIRE(tasks != NULL);
     CHECK(s_all_zero(tasks, (size_t)TASKS * TASK_SIZE));
     zfed_huge_unmap(tasks, TASKS, TASK_SIZE);
-    //  No items still maps (one huge page), and unmaps.
+    //  A small array is calloc's (no huge page cleared for it), zeroed too.
+    uint8_t *few = zfed_huge_map(5, TASK_SIZE);
+    REQUIRE(few != NULL);
+    CHECK(s_all_zero(few, 5 * TASK_SIZE));
+    zfed_huge_unmap(few, 5, TASK_SIZE);
+    //  No items still gives a block to free.
     uint8_t *none = zfed_huge_map(0, TASK_SIZE);
     CHECK(none != NULL);
     zfed_huge_unmap(none, 0, TASK_SIZE);
