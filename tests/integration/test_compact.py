@@ -11,6 +11,7 @@ are refused without a crash: the broker disconnects the sender and hands
 its request to someone else, a worker drops them and keeps serving.
 """
 
+import json
 import os
 import re
 import unittest
@@ -24,6 +25,7 @@ from zfedtest import (Cluster, MDPC, MDPW, READY, REPLY, REQUEST, DISCONNECT, HE
 MAGIC = b"zfwc"
 OFFER = b"compact=1"
 TIMEOUT = 20
+SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas")
 
 
 def private(cluster):
@@ -313,6 +315,182 @@ class WorkerRefuses(unittest.TestCase):
             wait_for(lambda: "which this worker did not offer" in worker.log(), 10,
                      what="the unasked compact REQUEST logged")
             self.assertTrue(worker.alive())
+            router.close()
+
+
+
+def ticket(number):
+    return b"zfed.ticket" + number.to_bytes(8, "big")
+
+
+def vectors():
+    """zfed-protocol.json's compact_frame vectors by name."""
+    with open(os.path.join(SCHEMAS, "zfed-protocol.json")) as handle:
+        found = json.load(handle)["mdp"]["extensions"]["compact_frame"]["vectors"]
+    return {vector["name"]: bytes.fromhex(vector["hex"]) for vector in found}
+
+
+class Bindings(unittest.TestCase):
+    """A compact REPLY is bound to its request exactly as an MDP one
+    (PROTOCOL.md 3, 3.1): only the worker that holds the request may
+    answer it, once, and the stamp names that worker."""
+
+    def setUp(self):
+        self.cluster = Cluster("compact-bindings")
+        self.cluster.start_broker(endpoint=private(self.cluster))
+        self.client = self.cluster.client()
+
+    def tearDown(self):
+        self.client.close()
+        self.cluster.close()
+
+    def wait_cmp_workers(self, count):
+        self.cluster.wait_workers(count, service="cmp")
+
+    def next_reply(self):
+        self.assertTrue(self.client.poll(TIMEOUT * 1000), "no reply reached the client")
+        return self.client.recv_multipart()
+
+    def test_forged_and_repeated_replies(self):
+        a, b = RawWorker(self.cluster), RawWorker(self.cluster)
+        self.wait_cmp_workers(2)
+        before = self.cluster.status()["counters"]
+        bodies = {1: b"task-one", 2: b"task-two"}
+        for number, body in bodies.items():
+            self.client.send_multipart([b"", MDPC, b"cmp", ticket(number), body])
+        got = {}
+        for worker in (a, b):
+            frames = worker.receive()
+            self.assertEqual(len(frames), 2, frames)
+            got[frames[1]] = (worker, frames[0][6:])
+        holder_one, address_one = got[b"task-one"]
+        holder_two, address_two = got[b"task-two"]
+        # The worker holding task two answers task one: a forgery.
+        holder_two.socket.send_multipart([compact_frame(REPLY, address_one), b"forged"])
+        self.assertEqual(holder_two.receive(), [b"", MDPW, DISCONNECT])
+        holder_one.socket.send_multipart([compact_frame(REPLY, address_one), b"answer-one"])
+        first = self.next_reply()
+        self.assertEqual(first[:3], [b"", MDPC, b"cmp"])
+        self.assertEqual(first[4:], [b"answer-one"], first)
+        self.assertEqual(first[3][10:18], (1).to_bytes(8, "big"))
+        # Task two was re-queued to the honest worker; a repeat of its
+        # answer to task one is refused and not forwarded twice.
+        again = holder_one.receive()
+        self.assertEqual(again, [compact_frame(REQUEST, address_two), b"task-two"])
+        holder_one.socket.send_multipart([compact_frame(REPLY, again[0][6:]), b"answer-two"])
+        second = self.next_reply()
+        self.assertEqual(second[4:], [b"answer-two"], second)
+        self.assertEqual(second[3][10:18], (2).to_bytes(8, "big"))
+        self.assertEqual(second[3][18:], first[3][18:], "both stamps name the honest worker")
+        holder_one.socket.send_multipart([compact_frame(REPLY, address_one), b"answer-one"])
+        self.assertEqual(holder_one.receive(), [b"", MDPW, DISCONNECT])
+        self.assertFalse(self.client.poll(500), "a reply was forwarded twice")
+        after = self.cluster.status()["counters"]
+        self.assertEqual(after["replies"] - before["replies"], 2)
+        self.assertEqual(after["stale_replies"] - before["stale_replies"], 2)
+        for worker in (a, b):
+            worker.close()
+
+    def test_credit_out_of_order_and_mixed_forms(self):
+        worker = RawWorker(self.cluster, offer=b"credit=3 compact=1")
+        self.wait_cmp_workers(1)
+        for number in range(3):
+            self.client.send_multipart([b"", MDPC, b"cmp", b"task-%d" % number])
+        held = {}
+        for _ in range(3):
+            frames = worker.receive()
+            self.assertEqual(len(frames), 2, frames)
+            held[frames[1]] = frames[0][6:]
+        self.assertEqual(sorted(held), [b"task-0", b"task-1", b"task-2"])
+        # Answered last first, and one in MDP/0.1, which an accepted
+        # worker may still send (PROTOCOL.md 3.2 rule 3).
+        worker.socket.send_multipart([compact_frame(REPLY, held[b"task-2"]), b"two"])
+        worker.socket.send_multipart([b"", MDPW, REPLY, held[b"task-0"], b"", b"zero"])
+        worker.socket.send_multipart([compact_frame(REPLY, held[b"task-1"]), b"one", b"data"])
+        replies = [self.next_reply() for _ in range(3)]
+        self.assertEqual(replies, [[b"", MDPC, b"cmp", b"two"], [b"", MDPC, b"cmp", b"zero"],
+                                   [b"", MDPC, b"cmp", b"one", b"data"]])
+        counters = self.cluster.status()["counters"]
+        self.assertEqual(counters["malformed"], 0)
+        self.assertEqual(counters["replies"], 3)
+        worker.close(goodbye=True)
+
+    def test_reply_with_more_frames_than_forwarded(self):
+        # 5 body frames (over the 4 forwarded) and 100 (past what the
+        # broker keeps): the client hears 413, the worker stays.
+        worker = RawWorker(self.cluster)
+        self.wait_cmp_workers(1)
+        for count in (5, 100):
+            self.client.send_multipart([b"", MDPC, b"cmp", b"task"])
+            frames = worker.receive()
+            worker.socket.send_multipart([compact_frame(REPLY, frames[0][6:])] + [b"x"] * count)
+            reply = self.next_reply()
+            error = msgpack.unpackb(reply[3], raw=False)
+            self.assertEqual(error[0], "zfed.error", error)
+            self.assertIn(413, error, error)
+        self.client.send_multipart([b"", MDPC, b"cmp", b"task"])
+        frames = worker.receive()
+        worker.socket.send_multipart([compact_frame(REPLY, frames[0][6:]), b"fine"])
+        self.assertEqual(self.next_reply(), [b"", MDPC, b"cmp", b"fine"])
+        worker.close(goodbye=True)
+
+
+class Restart(unittest.TestCase):
+    """The offer is made per connection: a broker restarted mid-job sees
+    a zfed worker offer it again."""
+
+    def test_zfed_worker_offers_again_after_restart(self):
+        with Cluster("compact-restart-worker") as cluster:
+            endpoint = private(cluster)
+            first = cluster.start_broker(endpoint=endpoint)
+            worker = cluster.start_worker("--credit", "4")
+            wait_for(lambda: cluster.status()["counters"]["workers_compact"] == 1, 10,
+                     what="the first broker accepting the offer")
+            first.stop()
+            cluster.start_broker(endpoint=endpoint)
+            wait_for(lambda: cluster.status()["counters"]["workers_compact"] == 1, 30,
+                     what="the worker offering compact frames to the new broker")
+            result = cluster.run_controller("--job-id", "again", "--rounds", "1", "--tasks",
+                                            "12", "--no-progress")
+            self.assertEqual(result.returncode, 0, result.err)
+            self.assertEqual(cluster.status()["counters"]["malformed"], 0)
+            worker.stop()
+            self.assertEqual(stopping_counts(worker.log()), (12, 12), worker.log())
+
+
+class WireVectors(unittest.TestCase):
+    """What the C broker and worker put on the wire is zfed-protocol.json's
+    compact_frame vectors, byte for byte."""
+
+    def test_broker_request_is_the_vector(self):
+        with Cluster("compact-vector-broker") as cluster:
+            cluster.start_broker(endpoint=private(cluster))
+            worker = RawWorker(cluster)
+            client = cluster.client()
+            try:
+                client.send_multipart([b"", MDPC, b"cmp", b"task"])  # the broker's request 1
+                self.assertEqual(worker.receive(), [vectors()["request-id-1"], b"task"])
+            finally:
+                client.close()
+                worker.close()
+
+    def test_worker_reply_is_the_vector(self):
+        with Cluster("compact-vector-worker") as cluster:
+            router = cluster.context.socket(zmq.ROUTER)
+            router.setsockopt(zmq.LINGER, 0)
+            cluster.endpoint = private(cluster)
+            router.bind(cluster.endpoint)
+            worker = cluster.start_worker()
+            self.assertTrue(router.poll(TIMEOUT * 1000), "no READY")
+            identity = router.recv_multipart()[0]
+            router.send_multipart([identity, vectors()["request-id-1"], task_body("v", 0, 0, 5)])
+            while router.poll(TIMEOUT * 1000):
+                frames = router.recv_multipart()
+                if frames[1:] != [b"", MDPW, HEARTBEAT]:
+                    break
+            self.assertEqual(frames[1], vectors()["reply-id-1"])
+            self.assertEqual(len(frames), 3, frames)
+            worker.stop()
             router.close()
 
 
