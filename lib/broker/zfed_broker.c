@@ -2098,12 +2098,14 @@ static void s_handle_from(zfed_broker_t *self, peer_t *peer)
     zfed_mdp_t mdp;
     const char *reason = NULL;
     //  A compact REPLY (PROTOCOL.md 3.2) only from a worker we accepted
-    //  them from; from anyone else it is an invalid MDPW01 message.
+    //  them from; from a worker we did not, it is an invalid MDPW01
+    //  message.  From no worker at all (we restarted, or expired it) it is
+    //  a late reply, answered as an MDP one: DISCONNECT, stale_replies.
     int rc;
     if (frames->count > 1 && zfed_mdp_is_compact(frames->view[1])) {
         rc = zfed_mdp_parse_compact(&frames->view[1], frames->count - 1, ZFED_MDPW_REPLY, &mdp,
                                     &reason);
-        if (rc == 0 && !(peer->worker && peer->worker->compact)) {
+        if (rc == 0 && peer->worker && !peer->worker->compact) {
             reason = "a compact frame from a worker that did not agree on them in READY";
             rc = -1;
         }

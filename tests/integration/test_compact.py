@@ -226,13 +226,16 @@ class BrokerRefuses(unittest.TestCase):
                      offer=b"credit=2 compact=2", what="compact=2 is no offer")
 
     def test_unregistered_sender(self):
+        # As an MDP REPLY from no worker: told to start over, counted stale.
         socket = self.cluster.client()
         try:
-            before = self.cluster.status()["counters"]["malformed"]
+            before = self.cluster.status()["counters"]
             socket.send_multipart([compact_frame(REPLY, b"\0" * 7 + b"\x01"), b"result"])
             self.assertTrue(socket.poll(TIMEOUT * 1000))
             self.assertEqual(socket.recv_multipart(), [b"", MDPW, DISCONNECT])
-            self.assertEqual(self.cluster.status()["counters"]["malformed"], before + 1)
+            after = self.cluster.status()["counters"]
+            self.assertEqual(after["malformed"], before["malformed"])
+            self.assertEqual(after["stale_replies"], before["stale_replies"] + 1)
         finally:
             socket.close()
 
@@ -437,7 +440,37 @@ class Bindings(unittest.TestCase):
 
 class Restart(unittest.TestCase):
     """The offer is made per connection: a broker restarted mid-job sees
-    a zfed worker offer it again."""
+    a zfed worker offer it again, and a compact REPLY that reaches the new
+    broker is a stale reply (as an MDP one is), not a malformed message."""
+
+    def test_stale_compact_reply_after_restart(self):
+        with Cluster("compact-restart") as cluster:
+            endpoint = private(cluster)
+            first = cluster.start_broker(endpoint=endpoint)
+            compact, plain = RawWorker(cluster), RawWorker(cluster, offer=None)
+            client = cluster.client()
+            try:
+                cluster.wait_workers(2, service="cmp")
+                client.send_multipart([b"", MDPC, b"cmp", b"task-1"])
+                client.send_multipart([b"", MDPC, b"cmp", b"task-2"])
+                held = compact.receive()
+                self.assertEqual(len(held), 2, held)
+                held_plain = plain.receive()
+                self.assertEqual(held_plain[:3], [b"", MDPW, REQUEST])
+                first.kill()  # a crash: no goodbye to its workers
+                cluster.start_broker(endpoint=endpoint)
+                # The DEALERs reconnect by themselves; the replies wait for it.
+                compact.socket.send_multipart([compact_frame(REPLY, held[0][6:]), b"late"])
+                plain.socket.send_multipart([b"", MDPW, REPLY, held_plain[3], b"", b"late"])
+                self.assertEqual(compact.receive(), [b"", MDPW, DISCONNECT])
+                self.assertEqual(plain.receive(), [b"", MDPW, DISCONNECT])
+                counters = cluster.status()["counters"]
+                self.assertEqual((counters["stale_replies"], counters["malformed"]), (2, 0),
+                                 "a late compact REPLY counts as a late MDP one")
+            finally:
+                client.close()
+                compact.close()
+                plain.close()
 
     def test_zfed_worker_offers_again_after_restart(self):
         with Cluster("compact-restart-worker") as cluster:
