@@ -138,6 +138,7 @@ struct _zfed_worker_t {
     //  and key, so one tells why the broker refuses them all.
     zfed_linkmon_t *linkmon;
     int64_t role_warned_at_ms;
+    bool told_plain_answer; //  said once that our compact offer got MDP/0.1
     connection_t *connections;
     compute_t *computes;
     zfed_link_t pending;
@@ -1036,6 +1037,17 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
     switch (mdp.command) {
     case ZFED_MDP_REQUEST:
         self->stats.compact += compact;
+        //  A broker that answers our offer in MDP/0.1 may be a zfed-broker
+        //  from before compact frames, which reads "credit=N compact=1" as
+        //  credit 1: the operator hears it once (PROTOCOL.md 3).
+        if (!compact && self->config.compact && self->config.credit > 1 &&
+            !self->told_plain_answer) {
+            self->told_plain_answer = true;
+            zfed_info("%s: the broker sends MDP/0.1 requests to our compact offer: a zfed-broker "
+                      "older than compact frames then gives us credit 1, not %u (run with "
+                      "--no-compact against it)",
+                      connection->name, self->config.credit);
+        }
         s_request(self, connection, &mdp, compact);
         break;
     case ZFED_MDP_HEARTBEAT:

@@ -25,6 +25,7 @@ from zfedtest import (Cluster, MDPC, MDPW, READY, REPLY, REQUEST, DISCONNECT, HE
 MAGIC = b"zfwc"
 OFFER = b"compact=1"
 TIMEOUT = 20
+PLAIN_ANSWER = "the broker sends MDP/0.1 requests to our compact offer"
 SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas")
 
 
@@ -113,6 +114,7 @@ class Negotiated(unittest.TestCase):
                 results, compact = stopping_counts(worker.log())
                 self.assertGreater(results, 0, worker.log())
                 self.assertEqual(compact, results, worker.log())
+                self.assertNotIn(PLAIN_ANSWER, worker.log())
             self.assertEqual(len(cluster.summary("mixed")["rounds"]), 2)
 
     def test_no_compact_broker_worker_falls_back(self):
@@ -128,8 +130,12 @@ class Negotiated(unittest.TestCase):
             worker.stop()
             results, compact = stopping_counts(worker.log())
             self.assertEqual((results, compact), (20, 0), worker.log())
+            # The operator hears once that the offer got MDP/0.1 (an older
+            # zfed-broker would have given credit 1).
+            self.assertEqual(worker.log().count(PLAIN_ANSWER), 1, worker.log())
 
     def test_no_compact_worker(self):
+        # (Credit 1 offered nothing a broker could cut: no line either way.)
         with Cluster("compact-worker-off") as cluster:
             broker = cluster.start_broker(endpoint=private(cluster))
             worker = cluster.start_worker("--no-compact")
