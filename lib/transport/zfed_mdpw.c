@@ -10,7 +10,6 @@
 
 //  Linger on a goodbye, so the DISCONNECT leaves the process.
 #define CLOSE_LINGER_MS 100
-#define EXTENSION_MAX   32
 
 zfed_mdpw_config_t zfed_mdpw_config(const char *endpoint, const char *service, const char *name,
                                     unsigned credit, int heartbeat_ms, int liveness,
@@ -134,7 +133,7 @@ int zfed_mdpw_open(zfed_mdpw_t *self)
     self->last_heard_ms = zfed_clock_ms();
     //  Offers only a zfed broker reads (PROTOCOL.md 3): with none, the
     //  READY is RFC 7's four frames.
-    char extension[EXTENSION_MAX] = "";
+    char extension[ZFED_MDP_EXTENSION_MAX + 1] = "";
     if (config->credit > 1)
         snprintf(extension, sizeof extension, "credit=%u", config->credit);
     if (config->compact)

@@ -1019,9 +1019,10 @@ static void s_connection_message(zfed_worker_t *self, connection_t *connection)
     //  A compact REQUEST only on a connection that offered them: a broker
     //  that sends one unasked is as wrong as one that breaks MDP.
     bool compact = frames->count > 0 && zfed_mdp_is_compact(frames->view[0]);
-    if (compact && !self->config.compact)
+    bool unoffered = compact && !self->config.compact;
+    if (unoffered)
         reason = "a compact frame, which this worker did not offer";
-    if (frames->dropped > 0 || (compact && !self->config.compact) ||
+    if (frames->dropped > 0 || unoffered ||
         (compact
              ? zfed_mdp_parse_compact(frames->view, frames->count, ZFED_MDPW_REQUEST, &mdp, &reason)
              : zfed_mdp_parse_at_worker(frames->view, frames->count, &mdp, &reason)) != 0) {
