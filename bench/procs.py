@@ -35,10 +35,12 @@ def main():
     parser.add_argument("--build", default=os.path.join(B.ROOT, "build-bench"))
     parser.add_argument("--path", choices=sorted(PATHS), default="batch8")
     parser.add_argument("--tasks", type=int, default=100000)
+    parser.add_argument("--sync", choices=("overlap", "round", "group"),
+                        help="zfed-controller's --sync (default: the controller's, overlap)")
     args = parser.parse_args()
     credit, batch = PATHS[args.path]
     bench = B.Bench(types.SimpleNamespace(build=args.build, curve=False, quick=False,
-                                          like_tasks=args.tasks))
+                                          like_tasks=args.tasks, sync=args.sync))
     load = {"name": "round", "mode": "round", "tasks": args.tasks, "rounds": 1, "warmup": 1,
             "big": True}
     print("loadavg", " ".join(open("/proc/loadavg").read().split()[:3]))
