@@ -26,6 +26,7 @@
 #include "zfed/zfed_number.h"
 #include "zfed/zfed_service.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,6 +275,18 @@ typedef struct {
     const msgpack_object *sequence;
 } s_outputs_t;
 
+//  The four output names and where each one found goes.
+static const struct {
+    const char *name;
+    size_t size;
+    size_t slot; //  offset of its pointer in s_outputs_t
+} s_output_names[] = {
+    {OUTPUT_SUM, sizeof OUTPUT_SUM - 1, offsetof(s_outputs_t, sum)},
+    {OUTPUT_TERMS, sizeof OUTPUT_TERMS - 1, offsetof(s_outputs_t, terms)},
+    {OUTPUT_LAST, sizeof OUTPUT_LAST - 1, offsetof(s_outputs_t, last)},
+    {OUTPUT_SEQ, sizeof OUTPUT_SEQ - 1, offsetof(s_outputs_t, sequence)},
+};
+
 //  The outputs found in one pass over the map's keys, where zfed_map_get
 //  compared strings eleven times a result: the first of a name, as
 //  zfed_map_get finds it.  -1 when a key is none of the four (or the
@@ -287,24 +300,13 @@ static int s_find_outputs(const msgpack_object *outputs, s_outputs_t *found)
         const msgpack_object_kv *pair = &outputs->via.map.ptr[index];
         if (pair->key.type != MSGPACK_OBJECT_STR)
             return -1;
-        const char *name = pair->key.via.str.ptr;
         const msgpack_object **slot = NULL;
-        switch (pair->key.via.str.size) {
-        case sizeof OUTPUT_SUM - 1:
-            slot = memcmp(name, OUTPUT_SUM, sizeof OUTPUT_SUM - 1) == 0 ? &found->sum : NULL;
-            break;
-        case sizeof OUTPUT_LAST - 1:
-            slot = memcmp(name, OUTPUT_LAST, sizeof OUTPUT_LAST - 1) == 0 ? &found->last : NULL;
-            break;
-        case sizeof OUTPUT_TERMS - 1:
-            slot = memcmp(name, OUTPUT_TERMS, sizeof OUTPUT_TERMS - 1) == 0 ? &found->terms : NULL;
-            break;
-        case sizeof OUTPUT_SEQ - 1:
-            slot = memcmp(name, OUTPUT_SEQ, sizeof OUTPUT_SEQ - 1) == 0 ? &found->sequence : NULL;
-            break;
-        default:
-            break;
-        }
+        for (size_t name = 0; !slot && name < sizeof s_output_names / sizeof s_output_names[0];
+             name++)
+            if (pair->key.via.str.size == s_output_names[name].size &&
+                memcmp(pair->key.via.str.ptr, s_output_names[name].name,
+                       s_output_names[name].size) == 0)
+                slot = (const msgpack_object **)((char *)found + s_output_names[name].slot);
         if (!slot)
             return -1;
         if (!*slot)
