@@ -51,6 +51,8 @@ extern "C" {
 //  and nothing after it: the frame is exactly 6 + L bytes.
 #define ZFED_MDP_COMPACT_MAGIC      "zfwc"
 #define ZFED_MDP_COMPACT_MAGIC_SIZE 4
+#define ZFED_MDP_COMPACT_COMMAND_AT 4
+#define ZFED_MDP_COMPACT_LENGTH_AT  5
 #define ZFED_MDP_COMPACT_HEAD       6
 #define ZFED_MDP_COMPACT_MAX        (ZFED_MDP_COMPACT_HEAD + ZFED_MDP_ADDRESS_MAX)
 //  READY's fifth frame is a list of offers separated by single spaces

@@ -108,8 +108,8 @@ size_t zfed_mdp_compact_write(uint8_t *out, uint8_t command, const uint8_t *addr
         address_size > ZFED_MDP_ADDRESS_MAX)
         return 0;
     memcpy(out, ZFED_MDP_COMPACT_MAGIC, ZFED_MDP_COMPACT_MAGIC_SIZE);
-    out[ZFED_MDP_COMPACT_MAGIC_SIZE] = command;
-    out[ZFED_MDP_COMPACT_MAGIC_SIZE + 1] = (uint8_t)address_size;
+    out[ZFED_MDP_COMPACT_COMMAND_AT] = command;
+    out[ZFED_MDP_COMPACT_LENGTH_AT] = (uint8_t)address_size;
     memcpy(out + ZFED_MDP_COMPACT_HEAD, address, address_size);
     return ZFED_MDP_COMPACT_HEAD + address_size;
 }
@@ -128,12 +128,12 @@ int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t comm
         *reason = "compact frame shorter than its 6-byte head";
         return -1;
     }
-    if (head.data[ZFED_MDP_COMPACT_MAGIC_SIZE] != command) {
+    if (head.data[ZFED_MDP_COMPACT_COMMAND_AT] != command) {
         *reason = command == ZFED_MDPW_REQUEST ? "compact frame command is not REQUEST (0x02)"
                                                : "compact frame command is not REPLY (0x03)";
         return -1;
     }
-    size_t address_size = head.data[ZFED_MDP_COMPACT_MAGIC_SIZE + 1];
+    size_t address_size = head.data[ZFED_MDP_COMPACT_LENGTH_AT];
     if (address_size == 0) {
         *reason = "compact frame address must be 1-255 bytes";
         return -1;
