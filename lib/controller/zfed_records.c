@@ -48,11 +48,11 @@ struct _zfed_records_t {
     bool sync;
     //  --sync group: records handed to the durability thread together,
     //  group_ms after the open group's first (0: one group a round), or
-    //  later while the group before is not yet durable.  group_open:
-    //  records are staged and not handed over; group_due_ms: when they
-    //  are to be (or looked at again); group_round: the first's round.
+    //  later while the group before is not yet durable.  group_rounds:
+    //  records staged and not handed over (the group is open while there
+    //  are any); group_due_ms: when they are to be (or looked at again);
+    //  group_round: the first's round.
     uint32_t group_ms;
-    bool group_open;
     int64_t group_due_ms;
     uint32_t group_round;
     uint32_t group_rounds;
@@ -263,7 +263,6 @@ static void s_forget_undurable(zfed_records_t *self)
 static int s_hand_over(zfed_records_t *self, bool wait, uint32_t first, uint32_t next,
                        zfed_error_t *error)
 {
-    self->group_open = false;
     self->group_rounds = 0;
     if (zfed_store_flush(self->store, wait, error) != 0) {
         s_forget_undurable(self);
@@ -287,14 +286,13 @@ static int s_stage_round(zfed_records_t *self, uint32_t round, const json_t *rec
     if (zfed_store_stage_round(self->store, round, record) != 0)
         return zfed_error_set(error, ZFED_E_IO, "", "cannot write round %u's record in %s: %s",
                               round, zfed_store_path(self->store), strerror(errno));
-    if (!self->group_open)
+    if (self->group_rounds == 0)
         self->group_round = round;
     uint32_t first = self->group_round;
     if (self->group_ms && !wait) {
         int64_t now = zfed_clock_ms();
-        if (!self->group_open)
+        if (self->group_rounds == 0)
             self->group_due_ms = now + self->group_ms;
-        self->group_open = true;
         //  A full group waits for the one before; a due one only goes
         //  when the thread is free (a slow disk makes the groups bigger,
         //  never the rounds slower).
@@ -307,12 +305,12 @@ static int s_stage_round(zfed_records_t *self, uint32_t round, const json_t *rec
 
 int64_t zfed_records_due(const zfed_records_t *self)
 {
-    return self->group_open ? self->group_due_ms : INT64_MAX;
+    return self->group_rounds > 0 ? self->group_due_ms : INT64_MAX;
 }
 
 int zfed_records_tick(zfed_records_t *self, int64_t now_ms, zfed_error_t *error)
 {
-    if (!self->group_open || now_ms < self->group_due_ms)
+    if (self->group_rounds == 0 || now_ms < self->group_due_ms)
         return 0;
     if (zfed_store_busy(self->store)) {
         self->group_due_ms = now_ms + GROUP_RETRY_MS;
@@ -345,7 +343,6 @@ void zfed_records_set_sync(zfed_records_t *self, bool sync)
 
 int zfed_records_drain(zfed_records_t *self, zfed_error_t *error)
 {
-    self->group_open = false;
     self->group_rounds = 0;
     if (zfed_store_flush(self->store, true, error) != 0) {
         s_forget_undurable(self);
