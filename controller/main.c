@@ -120,6 +120,9 @@ static void s_usage(void)
            "  --resume ID          continue job ID from its last completed round\n"
            "  --curve-cert FILE    our CURVE certificate (the _secret file)\n"
            "  --server-key KEY     the broker's public key: 40 Z85 characters or a certificate\n"
+           "  --no-compact         send plain MDP/0.1 requests even to a zfed-broker that takes\n"
+           "                       zfed's compact client frames (by default each request is\n"
+           "                       then its body and one frame, not 4 or 5)\n"
            "\n"
            "Broker status:\n"
            "  --status             print the broker's load and counters (8/MMI mmi.status)\n"
@@ -176,6 +179,7 @@ enum {
     OPT_STATUS,
     OPT_JSON,
     OPT_FAIL_FAST,
+    OPT_NO_COMPACT,
     OPT_EVAL_INLINE,
     OPT_SYNC,
     OPT_SYNC_INTERVAL,
@@ -227,6 +231,7 @@ static const struct option s_options[] = {
     {"status", no_argument, NULL, OPT_STATUS},
     {"json", no_argument, NULL, OPT_JSON},
     {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
+    {"no-compact", no_argument, NULL, OPT_NO_COMPACT},
     {"eval-inline", no_argument, NULL, OPT_EVAL_INLINE},
     {"sync", required_argument, NULL, OPT_SYNC},
     {"sync-interval-ms", required_argument, NULL, OPT_SYNC_INTERVAL},
@@ -311,9 +316,9 @@ static bool s_resume_allows(int option)
 {
     return option == OPT_CONNECT || option == OPT_WORKDIR || option == OPT_CURVE_CERT ||
            option == OPT_SERVER_KEY || option == OPT_RESUME || option == OPT_NO_PROGRESS ||
-           option == OPT_FAIL_FAST || option == OPT_EVAL_INLINE || option == OPT_SYNC ||
-           option == OPT_SYNC_INTERVAL || option == ZFED_CLI_OPT_LOG_LEVEL || option == 'v' ||
-           option == 'q';
+           option == OPT_FAIL_FAST || option == OPT_NO_COMPACT || option == OPT_EVAL_INLINE ||
+           option == OPT_SYNC || option == OPT_SYNC_INTERVAL || option == ZFED_CLI_OPT_LOG_LEVEL ||
+           option == 'v' || option == 'q';
 }
 
 //  The command line as given: every option in order, recorded by the one
@@ -329,7 +334,7 @@ typedef struct {
     const char *job_file;
     const char *resume;
     const char *workdir; //  the last --workdir: where --resume looks
-    bool progress, status, as_json, fail_fast, eval_inline, sync_rounds, sync_group;
+    bool progress, status, as_json, fail_fast, no_compact, eval_inline, sync_rounds, sync_group;
     uint32_t sync_interval_ms; //  0: not given
     //  Which flag set the task parameters (for errors about them), and
     //  how many levels --levels and --schedule gave (0: not given).
@@ -384,6 +389,9 @@ static void s_parse(s_args_t *args, int argc, char **argv)
         case OPT_FAIL_FAST:
             args->fail_fast = true;
             break;
+        case OPT_NO_COMPACT:
+            args->no_compact = true;
+            break;
         case OPT_EVAL_INLINE:
             args->eval_inline = true;
             break;
@@ -422,7 +430,8 @@ static void s_parse(s_args_t *args, int argc, char **argv)
             zfed_cli_fail(PROGRAM,
                           "--resume: a resumed job keeps its own settings; only where it runs "
                           "(--connect, --workdir, --curve-cert, --server-key) and how "
-                          "(--no-progress, --fail-fast, --eval-inline, --sync, --sync-interval-ms, "
+                          "(--no-progress, --fail-fast, --no-compact, --eval-inline, --sync, "
+                          "--sync-interval-ms, "
                           "--log-level, -v, -q) "
                           "may change (not --%s)",
                           s_flag_name(args->given[index].option));
@@ -624,6 +633,7 @@ int main(int argc, char **argv)
     zfed_controller_options_t options = {.resume = args.resume != NULL,
                                          .progress = args.progress ? stdout : NULL,
                                          .fail_fast = args.fail_fast,
+                                         .no_compact = args.no_compact,
                                          .eval_inline = args.eval_inline,
                                          .sync_rounds = args.sync_rounds,
                                          .sync_group_ms = !args.sync_group ? 0

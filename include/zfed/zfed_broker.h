@@ -118,8 +118,10 @@ typedef struct {
     //  once (a worker process registers one); 0 = no limit.  Controller
     //  keys have none.
     size_t max_blob_services_per_key;
-    //  Accept a worker's offer of compact frames (PROTOCOL.md 3.2; default
-    //  true): its REQUESTs and REPLYs are then one frame and the body.
+    //  Compact frames on both legs (default true): accept a worker's offer
+    //  of them (PROTOCOL.md 3.2: its REQUESTs and REPLYs are then one frame
+    //  and the body), and take compact client requests, answered compact
+    //  (3.3; mmi.status says "compact_clients").  False: MDP/0.1 only.
     bool compact;
 } zfed_broker_config_t;
 
@@ -157,6 +159,7 @@ typedef struct {
     int64_t bytes_held;        //  bytes held for peers now (queued and in libzmq)
     int64_t bytes_peak;        //  the most ever held at once
     uint64_t workers_compact;  //  READYs accepted with compact frames (PROTOCOL.md 3.2)
+    uint64_t compact_requests; //  client requests (MMI too) that came compact (PROTOCOL.md 3.3)
 } zfed_broker_stats_t;
 
 typedef struct _zfed_broker_t zfed_broker_t;

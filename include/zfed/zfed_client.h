@@ -33,6 +33,13 @@ int zfed_client_send(zfed_client_t *self, const char *service, const void *body,
 int zfed_client_send_ticket(zfed_client_t *self, const char *service, uint64_t ticket,
                             const void *body, size_t size);
 
+//  Sends every later request as a compact client frame and its body
+//  (PROTOCOL.md 3.3) when compact is true, as MDP/0.1 when false (the
+//  default).  Only for a broker whose mmi.status says "compact_clients":
+//  true.  Replies are read in either form: a broker answers each request
+//  in the form it came.
+void zfed_client_set_compact(zfed_client_t *self, bool compact);
+
 //  The stamp of the last reply received: true with *ticket and *identity
 //  (valid until the next receive) when it had one.  A reply's first body
 //  frame is read as a stamp only once this client has sent a ticket

@@ -54,6 +54,10 @@ typedef struct {
     //  each sync_group_ms (schemas/WORKDIR.md 1.1: a crash re-runs the
     //  rounds of up to two groups instead of one round).  0: a round each.
     uint32_t sync_group_ms;
+    //  --no-compact: requests stay MDP/0.1 even to a broker that takes
+    //  compact client frames (PROTOCOL.md 3.3); by default they go compact
+    //  when its mmi.status says "compact_clients": true.
+    bool no_compact;
 } zfed_controller_options_t;
 
 //  job must have passed zfed_job_finish and outlive the controller.  NULL

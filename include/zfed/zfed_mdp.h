@@ -55,6 +55,31 @@ extern "C" {
 #define ZFED_MDP_COMPACT_LENGTH_AT  5
 #define ZFED_MDP_COMPACT_HEAD       6
 #define ZFED_MDP_COMPACT_MAX        (ZFED_MDP_COMPACT_HEAD + ZFED_MDP_ADDRESS_MAX)
+//  zfed compact client frames (PROTOCOL.md 3.3): between a zfed client and
+//  a zfed broker whose mmi.status says "compact_clients": true, a request
+//  or reply is one compact client frame, then its body frames:
+//      offset 0, 4 bytes   "zfcc"
+//      offset 4, 1 byte    command (0x02 REQUEST, client to broker; 0x03
+//                          REPLY, broker to client: MDPW01's numbers)
+//      offset 5, 1 byte    flags: 0, or ZFED_MDPC_COMPACT_TICKET (a
+//                          request's ticket, a reply's stamp)
+//      offset 6, 8 bytes   the ticket, big-endian (all zero without the flag)
+//      offset 14, 1 byte   S, the service length, 1..255
+//      offset 15, S bytes  the service name
+//  and, in a REPLY with the flag only, the stamp's identity:
+//      offset 15 + S, 1 byte   I, 1..ZFED_MDP_IDENTITY_MAX
+//      offset 16 + S, I bytes  the identity (printable ASCII)
+//  and nothing after it.
+#define ZFED_MDPC_COMPACT_MAGIC     "zfcc"
+#define ZFED_MDPC_COMPACT_FLAGS_AT  5
+#define ZFED_MDPC_COMPACT_TICKET_AT 6
+#define ZFED_MDPC_COMPACT_LENGTH_AT 14
+#define ZFED_MDPC_COMPACT_HEAD      15
+#define ZFED_MDPC_COMPACT_TICKET    0x01
+//  Longest stamp identity: "curve:" and a 40-character Z85 key is 46.
+#define ZFED_MDP_IDENTITY_MAX 64
+#define ZFED_MDPC_COMPACT_MAX                                                                      \
+    (ZFED_MDPC_COMPACT_HEAD + ZFED_MDP_SERVICE_MAX + 1 + ZFED_MDP_IDENTITY_MAX)
 //  READY's fifth frame is a list of offers separated by single spaces
 //  ("credit=8 compact=1"), at most this long; a longer one offers nothing.
 #define ZFED_MDP_EXTENSION_MAX 64
@@ -107,6 +132,12 @@ typedef struct {
     zfed_view_t extension; //  READY: optional fifth frame (zfed "credit=N"), else empty
     size_t body_index;     //  first body frame (CLIENT, REQUEST, REPLY)
     size_t body_count;     //  number of body frames, at least 1 where there is a body
+    bool compact;          //  it came as a compact frame (PROTOCOL.md 3.2, 3.3)
+    //  A compact client frame's ticket (request) or stamp (reply): ticket,
+    //  and in a reply the identity who answered (a view into the frame).
+    bool ticketed;
+    uint64_t ticket;
+    zfed_view_t identity;
 } zfed_mdp_t;
 
 //  Each returns 0 and fills *mdp, or -1 and points *reason at a constant
@@ -147,6 +178,27 @@ size_t zfed_mdp_compact_write(uint8_t *out, uint8_t command, const uint8_t *addr
 //  has the magic, so the broker answers as for a bad MDPW01 message.
 int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t command,
                            zfed_mdp_t *mdp, const char **reason);
+
+//  True when frame starts with the compact client magic: a compact client
+//  request or reply, well-formed or not.
+bool zfed_mdp_is_compact_client(zfed_view_t frame);
+//  Writes the compact client frame into out (ZFED_MDPC_COMPACT_MAX bytes):
+//  command REQUEST (then identity must be empty) or REPLY, service of
+//  1..255 bytes (the caller gives a valid name), the ticket when ticket is
+//  not NULL, and in a REPLY with a ticket the stamp's identity of
+//  1..ZFED_MDP_IDENTITY_MAX bytes (empty without one).  Returns its size,
+//  or 0 (nothing written) for anything else.
+size_t zfed_mdp_compact_client_write(uint8_t *out, uint8_t command, zfed_view_t service,
+                                     const uint64_t *ticket, zfed_view_t identity);
+//  Parses a compact client message: frames[0] the compact client frame,
+//  then at least one body frame.  command is the one this side may receive
+//  (REQUEST at the broker, REPLY at a client).  Fills *mdp as
+//  zfed_mdp_parse_at_broker does for an MDPC01 request (origin CLIENT,
+//  command CLIENT, service, body_index 1) with compact, ticketed, ticket
+//  and identity, and returns 0; or -1 with *reason, and origin NONE: a
+//  broken compact head addresses no answer (PROTOCOL.md 3.3: dropped).
+int zfed_mdp_parse_compact_client(const zfed_view_t *frames, size_t count, uint8_t command,
+                                  zfed_mdp_t *mdp, const char **reason);
 
 //  True when view is a valid service name (1..255 bytes, 0x20-0x7E).
 bool zfed_mdp_service_valid(zfed_view_t service);

@@ -221,6 +221,7 @@ struct _request_t {
     int64_t enqueued_ms;
     uint32_t attempts;
     bool stamped;    //  the client sent a ticket: its reply is stamped
+    bool compact;    //  it came compact: so is its reply (PROTOCOL.md 3.3)
     uint64_t ticket; //  (PROTOCOL.md 3.1)
     uint8_t client_size;
     uint8_t body_count;
@@ -286,10 +287,12 @@ struct _zfed_broker_t {
     int64_t trim_high; //  the most bytes held since memory was last handed back
 };
 
-//  A request's ticket (PROTOCOL.md 3.1): a reply to it is stamped.
+//  A request's ticket (PROTOCOL.md 3.1): a reply to it is stamped when on;
+//  and the form it came in, which its replies take (compact, 3.3, or MDP).
 typedef struct {
     bool on;
     uint64_t value;
+    bool compact;
 } ticket_t;
 
 //  ---------------------------------------------------------------------
@@ -744,6 +747,7 @@ static request_t *s_request_new(zfed_broker_t *self, const zfed_view_t *client,
     request->enqueued_ms = self->now_ms;
     request->attempts = 0;
     request->stamped = false;
+    request->compact = false;
     request->ticket = 0;
     request->client_size = (uint8_t)client->size;
     request->body_count = (uint8_t)body_count;
@@ -798,8 +802,34 @@ static zfed_view_t s_text_view(const char *text)
     return (zfed_view_t){(const uint8_t *)text, strlen(text)};
 }
 
-//  Sends [client] "" MDPC01 service body; service is echoed as the client
-//  gave it (the client matches replies on it).  The body is charged to
+//  After the client's routing id: the head of a reply in the form its
+//  request came in, "" MDPC01 service [stamp] (PROTOCOL.md 2.1, 3.1) or
+//  one compact client frame (3.3), stamped with identity when the request
+//  had a ticket.
+static void s_send_client_head(zfed_broker_t *self, zfed_view_t service, const ticket_t *ticket,
+                               const char *identity)
+{
+    bool stamped = ticket && ticket->on;
+    if (ticket && ticket->compact) {
+        uint8_t head[ZFED_MDPC_COMPACT_MAX];
+        zfed_view_t vouched = stamped ? s_text_view(identity) : (zfed_view_t){NULL, 0};
+        size_t size = zfed_mdp_compact_client_write(head, ZFED_MDPW_REPLY, service,
+                                                    stamped ? &ticket->value : NULL, vouched);
+        s_send(self, head, size, ZMQ_SNDMORE);
+        return;
+    }
+    s_send(self, "", 0, ZMQ_SNDMORE);
+    s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
+    s_send(self, service.data, service.size, ZMQ_SNDMORE);
+    if (stamped) {
+        uint8_t stamp[ZFED_STAMP_MAX];
+        size_t size = zfed_stamp_write(stamp, ticket->value, identity);
+        s_send(self, stamp, size, ZMQ_SNDMORE);
+    }
+}
+
+//  Sends [client] "" MDPC01 service body (or its compact form); service is
+//  echoed as the client gave it (the client matches replies on it).  The body is charged to
 //  the client's account (when known) until libzmq has written it; a body
 //  its budget has no room for is not sent.  0 sent, -1 unroutable, 1
 //  dropped for the budget (counted).
@@ -815,14 +845,7 @@ static int s_send_client_reply(zfed_broker_t *self, zfed_account_t *account,
     if (s_send(self, client->data, client->size, ZMQ_SNDMORE) != 0)
         return -1;
     //  Once the first part is accepted the rest cannot fail on routing.
-    s_send(self, "", 0, ZMQ_SNDMORE);
-    s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-    s_send(self, service.data, service.size, ZMQ_SNDMORE);
-    if (ticket && ticket->on) {
-        uint8_t stamp[ZFED_STAMP_MAX];
-        size_t size = zfed_stamp_write(stamp, ticket->value, ZFED_STAMP_BROKER);
-        s_send(self, stamp, size, ZMQ_SNDMORE);
-    }
+    s_send_client_head(self, service, ticket, ZFED_STAMP_BROKER);
     if (account)
         zfed_account_send_copy(account, self->handle, body, body_size, charge, ZMQ_DONTWAIT);
     else
@@ -896,7 +919,7 @@ static void s_request_fail(zfed_broker_t *self, request_t **request_p, uint32_t 
     zfed_view_t client = s_request_client(request);
     zfed_view_t body = s_request_body(request, 0);
     zfed_warn("request %" PRIu64 " for %s failed: %s", request->id, request->service->name, text);
-    ticket_t ticket = {request->stamped, request->ticket};
+    ticket_t ticket = {request->stamped, request->ticket, request->compact};
     s_reply_error(self, request->account, &client, s_text_view(request->service->name), &ticket,
                   &body, code, text);
     s_service_check(self, request->service);
@@ -1388,11 +1411,14 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     msgpack_packer packer;
     msgpack_packer_init(&packer, buffer, msgpack_sbuffer_write);
     const zfed_broker_stats_t *stats = &self->stats;
-    int rc = msgpack_pack_map(&packer, 6);
+    int rc = msgpack_pack_map(&packer, 7);
     rc |= s_pack_string(&packer, "version") | s_pack_string(&packer, ZFED_VERSION_STRING);
     //  What a client's start probe decides on (PROTOCOL.md 3.1): a zfed
     //  broker older than stamps answered a map too, without this key.
     rc |= s_pack_string(&packer, "stamps") | msgpack_pack_true(&packer);
+    //  And whether it takes compact client frames (3.3).
+    rc |= s_pack_string(&packer, "compact_clients") |
+          (self->config.compact ? msgpack_pack_true(&packer) : msgpack_pack_false(&packer));
     rc |= s_pack_counter(&packer, "uptime_ms", (uint64_t)(zfed_clock_ms() - self->started_ms));
     rc |= s_pack_counter(&packer, "workers", stats->workers);
     rc |= s_pack_string(&packer, "services");
@@ -1418,7 +1444,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     zfed_gate_stats_t gate = {0};
     if (self->gate)
         zfed_gate_stats(self->gate, &gate);
-    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 39);
+    rc |= s_pack_string(&packer, "counters") | msgpack_pack_map(&packer, 40);
     rc |= s_pack_counter(&packer, "requests", stats->requests);
     rc |= s_pack_counter(&packer, "dispatched", stats->dispatched);
     rc |= s_pack_counter(&packer, "replies", stats->replies);
@@ -1433,6 +1459,7 @@ static int s_pack_status(zfed_broker_t *self, msgpack_sbuffer *buffer)
     rc |= s_pack_counter(&packer, "mmi", stats->mmi);
     rc |= s_pack_counter(&packer, "workers_ready", stats->workers_ready);
     rc |= s_pack_counter(&packer, "workers_compact", stats->workers_compact);
+    rc |= s_pack_counter(&packer, "compact_requests", stats->compact_requests);
     rc |= s_pack_counter(&packer, "workers_expired", stats->workers_expired);
     rc |= s_pack_counter(&packer, "workers_left", stats->workers_left);
     rc |= s_pack_counter(&packer, "queued", stats->queued);
@@ -1504,9 +1531,16 @@ static void s_refuse_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
 
 //  A request whose first body frame is a ticket (PROTOCOL.md 3.1): the
 //  ticket comes off, and the request is the frames after it.  0, or -1
-//  when the ticket is all there is (answered 400).
+//  when the ticket is all there is (answered 400).  A compact request's
+//  ticket is in its head (3.3): its body frames are all body.
 static int s_take_ticket(zfed_broker_t *self, peer_t *peer, zfed_mdp_t *mdp, ticket_t *ticket)
 {
+    ticket->compact = mdp->compact;
+    if (mdp->compact) {
+        ticket->on = mdp->ticketed;
+        ticket->value = mdp->ticket;
+        return 0;
+    }
     const zfed_view_t *first = &self->frames.view[1 + mdp->body_index];
     ticket->on = zfed_ticket_read(*first, &ticket->value);
     if (!ticket->on)
@@ -1607,6 +1641,7 @@ static void s_client_request(zfed_broker_t *self, peer_t *peer, const zfed_mdp_t
         return;
     }
     request->stamped = ticket->on;
+    request->compact = ticket->compact;
     request->ticket = ticket->value;
     s_queue_push(self, queue, request, false);
     self->stats.requests++;
@@ -1740,28 +1775,27 @@ static void s_drop_reply(zfed_broker_t *self, request_t *request)
     zfed_view_t body = s_request_body(request, 0);
     //  Counted as dropped already; not again if the answer does not fit.
     uint64_t dropped = self->stats.replies_dropped;
-    ticket_t ticket = {request->stamped, request->ticket};
+    ticket_t ticket = {request->stamped, request->ticket, request->compact};
     s_reply_error(self, request->account, &client, s_text_view(request->service->name), &ticket,
                   &body, ZFED_ERR_UNAVAILABLE, text);
     self->stats.replies_dropped = dropped;
 }
 
-//  The stamp of a worker's reply (PROTOCOL.md 3.1): the identity the
-//  broker vouches for is the CURVE key of the connection the reply came on
-//  (read from the reply itself, not from the record of its routing id), or
-//  in plaintext the number of that connection (unique while the broker
-//  runs).
-static void s_send_stamp(zfed_broker_t *self, const worker_t *worker, uint64_t ticket)
+//  The identity a worker's reply is stamped with (PROTOCOL.md 3.1): the
+//  CURVE key of the connection the reply came on (read from the reply
+//  itself, not from the record of its routing id), or in plaintext the
+//  number of that connection (unique while the broker runs).  Written to
+//  buffer when it has to be; the result lives as long as buffer and worker.
+static const char *s_stamp_identity(zfed_broker_t *self, const worker_t *worker,
+                                    char buffer[ZFED_STAMP_IDENTITY_MAX + 1])
 {
-    char identity[ZFED_STAMP_IDENTITY_MAX + 1];
     char key[ZFED_AUTH_KEY_SIZE] = "";
     if (self->auth && self->frames.count >= 2)
         zfed_auth_key(&self->frames.part[1], key);
-    if (key[0])
-        snprintf(identity, sizeof identity, ZFED_STAMP_CURVE "%s", key);
-    uint8_t stamp[ZFED_STAMP_MAX];
-    size_t size = zfed_stamp_write(stamp, ticket, key[0] ? identity : worker->peer->stamp_id);
-    s_send(self, stamp, size, ZMQ_SNDMORE);
+    if (!key[0])
+        return worker->peer->stamp_id;
+    snprintf(buffer, ZFED_STAMP_IDENTITY_MAX + 1, ZFED_STAMP_CURVE "%s", key);
+    return buffer;
 }
 
 static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp_t *mdp)
@@ -1818,12 +1852,13 @@ static void s_worker_reply(zfed_broker_t *self, worker_t *worker, const zfed_mdp
         s_peer_watch(self, s_peer_lookup(self, &client), room);
         s_drop_reply(self, request);
     } else if (s_send(self, client.data, client.size, ZMQ_SNDMORE) == 0) {
-        //  Forward: [client] "" MDPC01 service body... (body frames moved).
-        s_send(self, "", 0, ZMQ_SNDMORE);
-        s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
-        s_send(self, service->name, service->name_size, ZMQ_SNDMORE);
-        if (request->stamped)
-            s_send_stamp(self, worker, request->ticket);
+        //  Forward: [client] "" MDPC01 service [stamp] body..., or the
+        //  compact client frame and the body when the request came so.
+        char buffer[ZFED_STAMP_IDENTITY_MAX + 1];
+        ticket_t ticket = {request->stamped, request->ticket, request->compact};
+        s_send_client_head(self, (zfed_view_t){(const uint8_t *)service->name, service->name_size},
+                           &ticket,
+                           request->stamped ? s_stamp_identity(self, worker, buffer) : NULL);
         //  frames->part[i + 1] holds MDP frame i.  A small body is sent as a
         //  copy: moving it would keep the worker connection's whole 8 KB
         //  receive buffer alive until the client reads it, which under a
@@ -1992,8 +2027,8 @@ static void s_tell_forbidden(zfed_broker_t *self, const zfed_mdp_t *mdp)
     if (mdp->command == ZFED_MDP_CLIENT) {
         const zfed_view_t *body =
             mdp->body_count >= 1 ? &self->frames.view[1 + mdp->body_index] : NULL;
-        ticket_t ticket = {false, 0};
-        if (body && zfed_ticket_read(*body, &ticket.value)) {
+        ticket_t ticket = {mdp->ticketed, mdp->ticket, mdp->compact};
+        if (!mdp->compact && body && zfed_ticket_read(*body, &ticket.value)) {
             ticket.on = true;
             body = mdp->body_count >= 2 ? body + 1 : NULL;
         }
@@ -2101,6 +2136,10 @@ static void s_handle_from(zfed_broker_t *self, peer_t *peer)
     //  them from; from a worker we did not, it is an invalid MDPW01
     //  message.  From no worker at all (we restarted, or expired it) it is
     //  a late reply, answered as an MDP one: DISCONNECT, stale_replies.
+    //  A compact client request (PROTOCOL.md 3.3) only when compact frames
+    //  are on: a broker with them off judges it by the MDP rules (frame 0
+    //  not empty, no MDP header: dropped).  A broken one is dropped too:
+    //  its head is what would address the answer.
     int rc;
     if (frames->count > 1 && zfed_mdp_is_compact(frames->view[1])) {
         rc = zfed_mdp_parse_compact(&frames->view[1], frames->count - 1, ZFED_MDPW_REPLY, &mdp,
@@ -2109,6 +2148,11 @@ static void s_handle_from(zfed_broker_t *self, peer_t *peer)
             reason = "a compact frame from a worker that did not agree on them in READY";
             rc = -1;
         }
+    } else if (frames->count > 1 && self->config.compact &&
+               zfed_mdp_is_compact_client(frames->view[1])) {
+        rc = zfed_mdp_parse_compact_client(&frames->view[1], frames->count - 1, ZFED_MDPW_REQUEST,
+                                           &mdp, &reason);
+        self->stats.compact_requests += rc == 0;
     } else
         rc = zfed_mdp_parse_at_broker(&frames->view[1], frames->count - 1, &mdp, &reason);
     //  Frames past ZFED_FRAMES_MAX were drained, not kept.  Only a request

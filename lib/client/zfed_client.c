@@ -1,4 +1,5 @@
-/*  zfed_client - asynchronous MDP/0.1 client.  */
+/*  zfed_client - asynchronous MDP/0.1 client, and zfed's compact client
+    frames (PROTOCOL.md 3.3) once told that the broker takes them.  */
 #include "zfed/zfed_client.h"
 #include "wire/zfed_frames.h"
 #include "wire/zfed_stamp.h"
@@ -30,6 +31,7 @@ struct _zfed_client_t {
     size_t data_index; //  frame of the last reply's data frame, 0: none (or taken)
     bool tickets_sent; //  a ticket has gone out: replies may carry stamps
     bool stamped;      //  the last reply carried a stamp (PROTOCOL.md 3.1)
+    bool compact;      //  requests go as compact client frames (PROTOCOL.md 3.3)
     uint32_t sends;    //  requests since the link monitor was last read
     uint64_t stamp_ticket;
     char stamp_identity[ZFED_STAMP_IDENTITY_MAX + 1];
@@ -88,15 +90,33 @@ void zfed_client_destroy(zfed_client_t **self_p)
 //  that fails reads them at once.
 #define LINKMON_SENDS_PER_READ 64
 
-//  "" MDPC01 service [ticket] body, more to follow when more is
-//  ZMQ_SNDMORE.  The first part goes without waiting: when it is queued,
-//  the rest are too.
+void zfed_client_set_compact(zfed_client_t *self, bool compact)
+{
+    self->compact = compact;
+}
+
+//  "" MDPC01 service [ticket] body, or the compact client frame and body;
+//  more to follow when more is ZMQ_SNDMORE.  The first part goes without
+//  waiting: when it is queued, the rest are too.
 static int s_send_request(zfed_client_t *self, const char *service, const uint64_t *ticket,
                           const void *body, size_t size, int more)
 {
     if (self->sends++ % LINKMON_SENDS_PER_READ == 0)
         zfed_linkmon_handle(self->linkmon);
-    if (zfed_send_bytes(self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
+    uint8_t head[ZFED_MDPC_COMPACT_MAX];
+    size_t head_size = 0;
+    if (self->compact) {
+        zfed_view_t name = {(const uint8_t *)service, strlen(service)};
+        head_size = zfed_mdp_compact_client_write(head, ZFED_MDPW_REQUEST, name, ticket,
+                                                  (zfed_view_t){NULL, 0});
+        if (head_size == 0) {
+            zfed_warn("cannot send to the broker: service name of %zu bytes", name.size);
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    if (zfed_send_bytes(self->handle, head_size ? head : (const uint8_t *)"", head_size,
+                        ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
         int failure = errno;
         zfed_linkmon_handle(self->linkmon);
         self->sends = 0; //  and the next send reads it again
@@ -108,10 +128,15 @@ static int s_send_request(zfed_client_t *self, const char *service, const uint64
         return -1;
     }
     self->send_failing = false;
+    if (ticket)
+        self->tickets_sent = true;
+    if (head_size) { //  the ticket went in the head
+        zfed_send_bytes(self->handle, body, size, more);
+        return 0;
+    }
     zfed_send_bytes(self->handle, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);
     zfed_send_bytes(self->handle, service, strlen(service), ZMQ_SNDMORE);
     if (ticket) {
-        self->tickets_sent = true;
         uint8_t frame[ZFED_TICKET_SIZE];
         zfed_ticket_write(frame, *ticket);
         zfed_send_bytes(self->handle, frame, sizeof frame, ZMQ_SNDMORE);
@@ -240,14 +265,32 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
         }
         zfed_mdp_t mdp = {0};
         const char *reason = "too many frames";
+        //  A compact reply only to a client that sent compact requests;
+        //  to any other its frame 0 is not empty, as MDP/0.1 judges it.
+        bool compact = self->compact && self->frames.count > 0 &&
+                       zfed_mdp_is_compact_client(self->frames.view[0]);
         bool parsed =
             self->frames.dropped == 0 &&
-            zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp, &reason) == 0;
+            (compact ? zfed_mdp_parse_compact_client(self->frames.view, self->frames.count,
+                                                     ZFED_MDPW_REPLY, &mdp, &reason)
+                     : zfed_mdp_parse_at_client(self->frames.view, self->frames.count, &mdp,
+                                                &reason)) == 0;
         self->stamped = false; //  a dropped reply's stamp is no later one's
+        if (parsed && mdp.compact && mdp.ticketed) {
+            //  The stamp is in the head (its identity checked there).
+            parsed = self->tickets_sent;
+            reason = "a stamped compact reply, and no ticket was sent";
+            if (parsed) {
+                self->stamped = true;
+                self->stamp_ticket = mdp.ticket;
+                memcpy(self->stamp_identity, mdp.identity.data, mdp.identity.size);
+                self->stamp_identity[mdp.identity.size] = '\0';
+            }
+        }
         //  A stamp goes in front of the body; it is not a body frame.  It
         //  is looked for only once this client has sent a ticket: a client
         //  that never did gets plain replies, whatever their first frame.
-        if (parsed && self->tickets_sent &&
+        if (parsed && !mdp.compact && self->tickets_sent &&
             zfed_stamp_read(self->frames.view[mdp.body_index], &self->stamp_ticket,
                             self->stamp_identity)) {
             self->stamped = true;

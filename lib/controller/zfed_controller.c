@@ -35,6 +35,7 @@ struct _zfed_controller_t {
     bool models; //  a model service: model below is set up
     zfed_model_env_t model;
     bool eval_owned; //  model.eval_data is ours to close (not the job's)
+    bool no_compact; //  MDP/0.1 requests even to a broker that takes compact ones
 };
 
 //  A model service's parts: the model files (the initial model written,
@@ -154,14 +155,22 @@ static void s_report(zfed_controller_t *self, int outcome)
 //  tickets, replies matched by the tasks they name; replicas need a
 //  stamp's identity, so with them the job fails here.  No answer keeps
 //  the zfed default (stamps required): the rounds then say what is wrong.
+//  A broker that says it takes compact client frames gets them (PROTOCOL.md
+//  3.3), unless --no-compact; any other gets MDP/0.1.
 static int s_probe_broker(zfed_controller_t *self)
 {
     const zfed_job_t *job = self->job;
-    int stamps = zfed_status_probe(self->client, job->endpoint);
+    bool compact = false;
+    int stamps = zfed_status_probe(self->client, job->endpoint, &compact);
     if (stamps == -1)
         zfed_warn("no answer to mmi.status from the broker at %s within %d ms: assuming a "
                   "zfed-broker (replies must be stamped)",
                   job->endpoint, ZFED_PROBE_TIMEOUT_MS);
+    if (compact && !self->no_compact) {
+        zfed_client_set_compact(self->client, true);
+        zfed_info("the broker at %s takes compact client frames: requests go compact",
+                  job->endpoint);
+    }
     if (stamps != 0)
         return ZFED_RUN_COMPLETED;
     self->env.plain_broker = true;
@@ -255,6 +264,7 @@ zfed_controller_t *zfed_controller_new(const zfed_job_t *job,
         return NULL;
     }
     self->job = job;
+    self->no_compact = options->no_compact;
     zfed_round_env_init(&self->env);
     const zfed_service_t *service = zfed_service_find(job->service);
     self->progress = zfed_progress_new(options->progress);

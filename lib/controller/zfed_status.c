@@ -148,7 +148,7 @@ int zfed_status_print(const char *endpoint, const char *curve_cert, const char *
     return 0;
 }
 
-int zfed_status_probe(zfed_client_t *client, const char *endpoint)
+int zfed_status_probe(zfed_client_t *client, const char *endpoint, bool *compact_clients)
 {
     bool answered;
     zfed_error_t error;
@@ -157,6 +157,7 @@ int zfed_status_probe(zfed_client_t *client, const char *endpoint)
     //  flag says that this one stamps (PROTOCOL.md 3.1).
     bool zfed = json_is_object(status) && json_is_string(json_object_get(status, "version"));
     bool stamps = zfed && json_is_true(json_object_get(status, "stamps"));
+    *compact_clients = stamps && json_is_true(json_object_get(status, "compact_clients"));
     if (zfed && !stamps)
         zfed_info("the broker at %s answered mmi.status without \"stamps\": true (a zfed-broker "
                   "older than stamps, version %s)",

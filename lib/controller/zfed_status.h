@@ -30,7 +30,8 @@ int zfed_status_print(const char *endpoint, const char *curve_cert, const char *
 //  true), 0 a broker that does not (501, an answer that is no zfed
 //  status, or a status map without the flag: a zfed-broker older than
 //  stamps), -1 no answer in
-//  ZFED_PROBE_TIMEOUT_MS or no connection.
-int zfed_status_probe(zfed_client_t *client, const char *endpoint);
+//  ZFED_PROBE_TIMEOUT_MS or no connection.  *compact_clients: whether the
+//  status map also says "compact_clients": true (PROTOCOL.md 3.3).
+int zfed_status_probe(zfed_client_t *client, const char *endpoint, bool *compact_clients);
 
 #endif

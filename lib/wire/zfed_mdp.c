@@ -20,14 +20,19 @@ static bool s_is(zfed_view_t view, const char *text, size_t length)
     return view.size == length && memcmp(view.data, text, length) == 0;
 }
 
-bool zfed_mdp_service_valid(zfed_view_t service)
+//  Every byte printable ASCII, 0x20-0x7E (RFC 7's service names, and a
+//  stamp's identity).
+static bool s_printable(zfed_view_t view)
 {
-    if (service.size == 0 || service.size > ZFED_MDP_SERVICE_MAX)
-        return false;
-    for (size_t index = 0; index < service.size; index++)
-        if (service.data[index] < 0x20 || service.data[index] > 0x7e)
+    for (size_t index = 0; index < view.size; index++)
+        if (view.data[index] < 0x20 || view.data[index] > 0x7e)
             return false;
     return true;
+}
+
+bool zfed_mdp_service_valid(zfed_view_t service)
+{
+    return service.size > 0 && service.size <= ZFED_MDP_SERVICE_MAX && s_printable(service);
 }
 
 //  "credit=" and 1-6 digits: N in 1..max, else 1.
@@ -95,20 +100,96 @@ unsigned zfed_mdp_ready_credit(zfed_view_t extension, unsigned max)
     return zfed_mdp_ready_offer(extension, max).credit;
 }
 
-bool zfed_mdp_is_compact(zfed_view_t frame)
+//  ---------------------------------------------------------------------
+//  Compact frames: the worker leg's (PROTOCOL.md 3.2) and the client leg's
+//  (3.3) start alike, a 4-byte magic and the command byte, and are followed
+//  by at least one body frame; what lies between is each leg's own.
+
+typedef struct {
+    const char *magic;
+    size_t head;              //  bytes every frame of the leg has at least
+    zfed_mdp_origin_t origin; //  who is answered once the magic is seen
+    const char *not_magic;
+    const char *too_short;
+} s_leg_t;
+
+static const s_leg_t s_worker_leg = {
+    ZFED_MDP_COMPACT_MAGIC, ZFED_MDP_COMPACT_HEAD, ZFED_MDP_ORIGIN_WORKER,
+    "not a compact frame (expected \"zfwc\")", "compact frame shorter than its 6-byte head"};
+//  A broken compact client head addresses no answer: origin stays NONE.
+static const s_leg_t s_client_leg = {ZFED_MDPC_COMPACT_MAGIC, ZFED_MDPC_COMPACT_HEAD,
+                                     ZFED_MDP_ORIGIN_NONE,
+                                     "not a compact client frame (expected \"zfcc\")",
+                                     "compact client frame shorter than its 15-byte head"};
+
+static bool s_has_magic(zfed_view_t frame, const char *magic)
 {
     return frame.size >= ZFED_MDP_COMPACT_MAGIC_SIZE &&
-           memcmp(frame.data, ZFED_MDP_COMPACT_MAGIC, ZFED_MDP_COMPACT_MAGIC_SIZE) == 0;
+           memcmp(frame.data, magic, ZFED_MDP_COMPACT_MAGIC_SIZE) == 0;
+}
+
+bool zfed_mdp_is_compact(zfed_view_t frame)
+{
+    return s_has_magic(frame, ZFED_MDP_COMPACT_MAGIC);
+}
+
+bool zfed_mdp_is_compact_client(zfed_view_t frame)
+{
+    return s_has_magic(frame, ZFED_MDPC_COMPACT_MAGIC);
+}
+
+//  The magic, the head's fixed size and the command this side may get.
+static int s_compact_open(const s_leg_t *leg, const zfed_view_t *frames, size_t count,
+                          uint8_t command, zfed_mdp_t *mdp, const char **reason)
+{
+    memset(mdp, 0, sizeof *mdp);
+    if (count < 1 || !s_has_magic(frames[0], leg->magic)) {
+        *reason = leg->not_magic;
+        return -1;
+    }
+    mdp->origin = leg->origin;
+    if (frames[0].size < leg->head) {
+        *reason = leg->too_short;
+        return -1;
+    }
+    if (frames[0].data[ZFED_MDP_COMPACT_COMMAND_AT] != command) {
+        *reason = command == ZFED_MDPW_REQUEST ? "compact frame command is not REQUEST (0x02)"
+                                               : "compact frame command is not REPLY (0x03)";
+        return -1;
+    }
+    return 0;
+}
+
+//  The body frames after the compact frame: at least one.
+static int s_compact_body(size_t count, zfed_mdp_t *mdp, const char **reason)
+{
+    if (count < 2) {
+        *reason = "compact REQUEST/REPLY needs a body frame";
+        return -1;
+    }
+    mdp->compact = true;
+    mdp->body_index = 1;
+    mdp->body_count = count - 1;
+    return 0;
+}
+
+static void s_compact_start(uint8_t *out, const char *magic, uint8_t command)
+{
+    memcpy(out, magic, ZFED_MDP_COMPACT_MAGIC_SIZE);
+    out[ZFED_MDP_COMPACT_COMMAND_AT] = command;
+}
+
+static bool s_compact_command(uint8_t command)
+{
+    return command == ZFED_MDPW_REQUEST || command == ZFED_MDPW_REPLY;
 }
 
 size_t zfed_mdp_compact_write(uint8_t *out, uint8_t command, const uint8_t *address,
                               size_t address_size)
 {
-    if ((command != ZFED_MDPW_REQUEST && command != ZFED_MDPW_REPLY) || address_size == 0 ||
-        address_size > ZFED_MDP_ADDRESS_MAX)
+    if (!s_compact_command(command) || address_size == 0 || address_size > ZFED_MDP_ADDRESS_MAX)
         return 0;
-    memcpy(out, ZFED_MDP_COMPACT_MAGIC, ZFED_MDP_COMPACT_MAGIC_SIZE);
-    out[ZFED_MDP_COMPACT_COMMAND_AT] = command;
+    s_compact_start(out, ZFED_MDP_COMPACT_MAGIC, command);
     out[ZFED_MDP_COMPACT_LENGTH_AT] = (uint8_t)address_size;
     memcpy(out + ZFED_MDP_COMPACT_HEAD, address, address_size);
     return ZFED_MDP_COMPACT_HEAD + address_size;
@@ -117,22 +198,9 @@ size_t zfed_mdp_compact_write(uint8_t *out, uint8_t command, const uint8_t *addr
 int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t command,
                            zfed_mdp_t *mdp, const char **reason)
 {
-    memset(mdp, 0, sizeof *mdp);
-    if (count < 1 || !zfed_mdp_is_compact(frames[0])) {
-        *reason = "not a compact frame (expected \"zfwc\")";
+    if (s_compact_open(&s_worker_leg, frames, count, command, mdp, reason) != 0)
         return -1;
-    }
-    mdp->origin = ZFED_MDP_ORIGIN_WORKER;
     zfed_view_t head = frames[0];
-    if (head.size < ZFED_MDP_COMPACT_HEAD) {
-        *reason = "compact frame shorter than its 6-byte head";
-        return -1;
-    }
-    if (head.data[ZFED_MDP_COMPACT_COMMAND_AT] != command) {
-        *reason = command == ZFED_MDPW_REQUEST ? "compact frame command is not REQUEST (0x02)"
-                                               : "compact frame command is not REPLY (0x03)";
-        return -1;
-    }
     size_t address_size = head.data[ZFED_MDP_COMPACT_LENGTH_AT];
     if (address_size == 0) {
         *reason = "compact frame address must be 1-255 bytes";
@@ -142,15 +210,109 @@ int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t comm
         *reason = "compact frame size is not 6 + its address length";
         return -1;
     }
-    if (count < 2) {
-        *reason = "compact REQUEST/REPLY needs a body frame";
+    if (s_compact_body(count, mdp, reason) != 0)
         return -1;
-    }
     mdp->command = (zfed_mdp_command_t)command;
     mdp->address.data = head.data + ZFED_MDP_COMPACT_HEAD;
     mdp->address.size = address_size;
-    mdp->body_index = 1;
-    mdp->body_count = count - 1;
+    return 0;
+}
+
+//  The ticket field, big-endian.
+static void s_put_u64(uint8_t *out, uint64_t value)
+{
+    for (int index = 0; index < 8; index++)
+        out[index] = (uint8_t)(value >> (8 * (7 - index)));
+}
+
+static uint64_t s_get_u64(const uint8_t *in)
+{
+    uint64_t value = 0;
+    for (int index = 0; index < 8; index++)
+        value = (value << 8) | in[index];
+    return value;
+}
+
+size_t zfed_mdp_compact_client_write(uint8_t *out, uint8_t command, zfed_view_t service,
+                                     const uint64_t *ticket, zfed_view_t identity)
+{
+    //  Only a reply's stamp carries an identity; a stamp always has one.
+    bool stamp = command == ZFED_MDPW_REPLY && ticket;
+    if (!s_compact_command(command) || service.size == 0 || service.size > ZFED_MDP_SERVICE_MAX ||
+        (stamp ? identity.size == 0 || identity.size > ZFED_MDP_IDENTITY_MAX : identity.size != 0))
+        return 0;
+    s_compact_start(out, ZFED_MDPC_COMPACT_MAGIC, command);
+    out[ZFED_MDPC_COMPACT_FLAGS_AT] = ticket ? ZFED_MDPC_COMPACT_TICKET : 0;
+    s_put_u64(out + ZFED_MDPC_COMPACT_TICKET_AT, ticket ? *ticket : 0);
+    out[ZFED_MDPC_COMPACT_LENGTH_AT] = (uint8_t)service.size;
+    memcpy(out + ZFED_MDPC_COMPACT_HEAD, service.data, service.size);
+    size_t size = ZFED_MDPC_COMPACT_HEAD + service.size;
+    if (stamp) {
+        out[size++] = (uint8_t)identity.size;
+        memcpy(out + size, identity.data, identity.size);
+        size += identity.size;
+    }
+    return size;
+}
+
+int zfed_mdp_parse_compact_client(const zfed_view_t *frames, size_t count, uint8_t command,
+                                  zfed_mdp_t *mdp, const char **reason)
+{
+    if (s_compact_open(&s_client_leg, frames, count, command, mdp, reason) != 0)
+        return -1;
+    zfed_view_t head = frames[0];
+    uint8_t flags = head.data[ZFED_MDPC_COMPACT_FLAGS_AT];
+    if (flags & ~ZFED_MDPC_COMPACT_TICKET) {
+        *reason = "compact client frame has unknown flags (only 0x01, the ticket, is defined)";
+        return -1;
+    }
+    bool ticketed = flags & ZFED_MDPC_COMPACT_TICKET;
+    uint64_t ticket = s_get_u64(head.data + ZFED_MDPC_COMPACT_TICKET_AT);
+    if (!ticketed && ticket != 0) {
+        *reason = "compact client frame has a ticket but not its flag";
+        return -1;
+    }
+    zfed_view_t service = {head.data + ZFED_MDPC_COMPACT_HEAD,
+                           head.data[ZFED_MDPC_COMPACT_LENGTH_AT]};
+    if (service.size == 0) {
+        *reason = "compact client frame service must be 1-255 bytes";
+        return -1;
+    }
+    size_t end = ZFED_MDPC_COMPACT_HEAD + service.size;
+    zfed_view_t identity = {NULL, 0};
+    if (command == ZFED_MDPW_REPLY && ticketed) {
+        //  A stamp: the identity's length, then the identity.
+        if (head.size <= end) {
+            *reason = "compact client REPLY with a stamp has no identity length";
+            return -1;
+        }
+        identity = (zfed_view_t){head.data + end + 1, head.data[end]};
+        if (identity.size == 0 || identity.size > ZFED_MDP_IDENTITY_MAX) {
+            *reason = "compact client REPLY stamp identity must be 1-64 bytes";
+            return -1;
+        }
+        end += 1 + identity.size;
+    }
+    if (head.size != end) {
+        *reason = "compact client frame size does not match its lengths";
+        return -1;
+    }
+    if (!zfed_mdp_service_valid(service)) {
+        *reason = "invalid service name (1-255 printable ASCII characters, 0x20-0x7E)";
+        return -1;
+    }
+    if (!s_printable(identity)) {
+        *reason = "compact client REPLY stamp identity is not printable ASCII (0x20-0x7E)";
+        return -1;
+    }
+    if (s_compact_body(count, mdp, reason) != 0)
+        return -1;
+    mdp->origin = ZFED_MDP_ORIGIN_CLIENT;
+    mdp->command = ZFED_MDP_CLIENT;
+    mdp->service = service;
+    mdp->ticketed = ticketed;
+    mdp->ticket = ticket;
+    mdp->identity = identity;
     return 0;
 }
 

@@ -28,8 +28,8 @@
 #define ZFED_TICKET_SIZE        (ZFED_TICKET_PREFIX_SIZE + 8)
 #define ZFED_STAMP_PREFIX       "zfed.stamp"
 #define ZFED_STAMP_PREFIX_SIZE  10
-//  Longest identity: "curve:" and a 40-character Z85 key is 46.
-#define ZFED_STAMP_IDENTITY_MAX 64
+//  Longest identity (zfed_mdp.h: the compact client frame carries one too).
+#define ZFED_STAMP_IDENTITY_MAX ZFED_MDP_IDENTITY_MAX
 #define ZFED_STAMP_MAX          (ZFED_STAMP_PREFIX_SIZE + 8 + ZFED_STAMP_IDENTITY_MAX)
 //  The identity of the broker's own replies (errors it answers itself).
 #define ZFED_STAMP_BROKER "broker"

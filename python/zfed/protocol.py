@@ -1385,6 +1385,77 @@ def parse_compact(frames, command):
     return head[COMPACT_HEAD:], frames[1:]
 
 
+# Compact client frames (section 3.3): between a zfed client and a zfed
+# broker whose mmi.status says "compact_clients": true, a request or reply is
+# one frame ("zfcc", command, flags, ticket, service length, service, and in
+# a stamped reply the identity's length and the identity) and the body frames.
+CLIENT_COMPACT_MAGIC = b"zfcc"
+CLIENT_COMPACT_HEAD = 15
+CLIENT_COMPACT_TICKET = 0x01
+
+
+def compact_client_frame(command, service, ticket=None, identity=None):
+    """The compact client frame of a REQUEST (client to broker) or a REPLY
+    (broker to client); ticket None for none; identity (1-64 printable
+    bytes) only in a REPLY with a ticket, where it is required."""
+    service = _service_bytes(service)
+    stamp = command == REPLY and ticket is not None
+    if identity is not None:
+        identity = identity.encode("ascii") if isinstance(identity, str) else bytes(identity)
+    if command not in (REQUEST, REPLY) or (identity is not None) != stamp:
+        raise MdpError("compact client frame: command %r, identity %r" % (command, identity))
+    if ticket is not None and not 0 <= ticket <= TICKET_MAX:
+        raise MdpError("ticket %r is not a 64-bit unsigned integer" % (ticket,))
+    frame = (CLIENT_COMPACT_MAGIC + command +
+             bytes([CLIENT_COMPACT_TICKET if ticket is not None else 0]) +
+             (ticket or 0).to_bytes(8, "big") + bytes([len(service)]) + service)
+    if stamp:
+        if not 1 <= len(identity) <= STAMP_IDENTITY_MAX or \
+                not all(0x20 <= c <= 0x7E for c in identity):
+            raise MdpError("stamp identity %r" % (identity,))
+        frame += bytes([len(identity)]) + identity
+    return frame
+
+
+def parse_compact_client(frames, command):
+    """A compact client message -> (service, ticket, identity, body_frames);
+    command is the one this side may receive (REQUEST at the broker, REPLY
+    at a client); ticket None when it has none, identity (str) only in a
+    stamped REPLY.  Raises MdpError for every malformed shape of 3.3."""
+    frames = [bytes(f) for f in frames]
+    if not frames or not frames[0].startswith(CLIENT_COMPACT_MAGIC):
+        raise MdpError("not a compact client frame")
+    head = frames[0]
+    if len(head) < CLIENT_COMPACT_HEAD:
+        raise MdpError("compact client frame shorter than its 15-byte head")
+    if head[4:5] != command:
+        raise MdpError("compact frame command 0x%02x, expected 0x%02x" % (head[4], command[0]))
+    flags, ticket, length = head[5], int.from_bytes(head[6:14], "big"), head[14]
+    if flags & ~CLIENT_COMPACT_TICKET:
+        raise MdpError("compact client frame flags 0x%02x" % flags)
+    if not flags and ticket:
+        raise MdpError("compact client frame with a ticket but not its flag")
+    if length == 0:
+        raise MdpError("compact client frame with an empty service")
+    end, identity = CLIENT_COMPACT_HEAD + length, None
+    if command == REPLY and flags:
+        if len(head) <= end or not 1 <= head[end] <= STAMP_IDENTITY_MAX:
+            raise MdpError("compact client REPLY stamp identity length")
+        identity = head[end + 1:end + 1 + head[end]]
+        end += 1 + head[end]
+    if len(head) != end:
+        raise MdpError("compact client frame of %d bytes, its lengths say %d" % (len(head), end))
+    service = head[CLIENT_COMPACT_HEAD:CLIENT_COMPACT_HEAD + length]
+    if not is_service_name(service):
+        raise MdpError("invalid service name %r" % (service,))
+    if identity is not None and not all(0x20 <= c <= 0x7E for c in identity):
+        raise MdpError("stamp identity %r is not printable ASCII" % (identity,))
+    if len(frames) < 2:
+        raise MdpError("compact client %s with no body frame" % COMMAND_NAMES[command])
+    return (service.decode("ascii"), ticket if flags else None,
+            identity.decode("ascii") if identity is not None else None, frames[1:])
+
+
 def parse_broker_message(frames):
     """Broker -> worker message on the worker's DEALER.  Returns
     (command, address, body_frames); raises MdpError for shapes that must be

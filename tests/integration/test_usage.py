@@ -114,12 +114,13 @@ class Resume(unittest.TestCase):
         result = run("zfed-controller", "--resume", "a", "--tasks=3")
         self.assertEqual(result.returncode, 2)
         self.assertIn("only where it runs (--connect, --workdir, --curve-cert, --server-key) "
-                      "and how (--no-progress, --fail-fast, --eval-inline, --sync, "
+                      "and how (--no-progress, --fail-fast, --no-compact, --eval-inline, --sync, "
                       "--sync-interval-ms, --log-level, -v, -q) "
                       "may change (not --tasks)", result.stderr)
         # What it names it takes: a resumed job told how to run is not
         # refused for it (it then fails only because job a is not there).
-        for option in ("--no-progress", "--fail-fast", "--eval-inline", "--sync=round",
+        for option in ("--no-progress", "--fail-fast", "--no-compact", "--eval-inline",
+                       "--sync=round",
                        "--sync=group", "-q"):
             result = run("zfed-controller", "--resume", "a", option)
             self.assertEqual(result.returncode, 2)
