@@ -2,11 +2,14 @@
 
     The input is cut into frames, each a one-byte length and that many
     bytes (at most ZFED_FRAMES_MAX frames), and handed to the parsers of all
-    three sides, and to the compact parse (PROTOCOL.md 3.2) as the broker
-    and a worker run it.  Invariants: no crash, no read outside the frames;
-    on success the body lies inside the message and the views point into
-    it; a compact message's address lies inside its first frame, which is
-    exactly 6 + its length, and writing it back gives the same bytes.
+    three sides, to the compact parse (PROTOCOL.md 3.2) as the broker and
+    a worker run it, and to the compact client parse (3.3) as the broker and
+    a client run it.  Invariants: no crash, no read outside the frames; on
+    success the body lies inside the message and the views point into it;
+    a compact message's address lies inside its first frame, which is
+    exactly 6 + its length; a compact client frame's service and identity
+    lie inside it, valid, and its size is what its lengths say; writing
+    either back gives the same bytes.
 */
 #include "wire/zfed_frames.h"
 #include "zfed/zfed_mdp.h"
@@ -60,6 +63,36 @@ static void s_check_compact(const zfed_view_t *frames, size_t count, uint8_t com
         abort();
 }
 
+static void s_check_compact_client(const zfed_view_t *frames, size_t count, uint8_t command,
+                                   const uint8_t *data, size_t size)
+{
+    zfed_mdp_t mdp;
+    const char *reason = NULL;
+    if (zfed_mdp_parse_compact_client(frames, count, command, &mdp, &reason) != 0) {
+        if (!reason || mdp.origin != ZFED_MDP_ORIGIN_NONE)
+            abort(); //  every refusal says why; a broken head is never answered
+        return;
+    }
+    s_check(&mdp, count, data, size);
+    const zfed_view_t head = frames[0];
+    bool stamp = command == ZFED_MDPW_REPLY && mdp.ticketed;
+    size_t expected =
+        ZFED_MDPC_COMPACT_HEAD + mdp.service.size + (stamp ? 1 + mdp.identity.size : 0);
+    if (mdp.command != ZFED_MDP_CLIENT || mdp.origin != ZFED_MDP_ORIGIN_CLIENT || !mdp.compact ||
+        mdp.body_index != 1 || mdp.body_count < 1 || head.size != expected ||
+        mdp.service.data != head.data + ZFED_MDPC_COMPACT_HEAD ||
+        !s_inside(mdp.identity, head.data, head.size) ||
+        (stamp ? mdp.identity.size < 1 || mdp.identity.size > ZFED_MDP_IDENTITY_MAX
+               : mdp.identity.size != 0) ||
+        (!mdp.ticketed && mdp.ticket != 0))
+        abort();
+    uint8_t out[ZFED_MDPC_COMPACT_MAX];
+    size_t written = zfed_mdp_compact_client_write(out, command, mdp.service,
+                                                   mdp.ticketed ? &mdp.ticket : NULL, mdp.identity);
+    if (written != head.size || memcmp(out, head.data, written) != 0)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -87,5 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     s_check_compact(frames, count, ZFED_MDPW_REQUEST, data, size);
     s_check_compact(frames, count, ZFED_MDPW_REPLY, data, size);
+    s_check_compact_client(frames, count, ZFED_MDPW_REQUEST, data, size);
+    s_check_compact_client(frames, count, ZFED_MDPW_REPLY, data, size);
     return 0;
 }

@@ -122,6 +122,10 @@ def main():
         "ready-compact": frames(b"", b"MDPW01", b"\x01", b"fib", b"credit=8 compact=1"),
         "compact-request": frames(b"zfwc\x02\x08\0\0\0\0\0\0\0\x01", body),
         "compact-reply": frames(b"zfwc\x03\x08\0\0\0\0\0\0\0\x01", bodies[-1]),
+        "compact-client-request": frames(b"zfcc\x02\x01\0\0\0\0\0\0\0\x01\x03fib", body),
+        "compact-client-reply": frames(
+            b"zfcc\x03\x01\0\0\0\0\0\0\0\x01\x03fib\x06peer:3", bodies[-1]),
+        "compact-client-mmi": frames(b"zfcc\x02\0\0\0\0\0\0\0\0\0\x0ammi.status", b""),
     }
     for name, data in shapes.items():
         with open(os.path.join(HERE, "corpus", "mdp", name + ".bin"), "wb") as handle:

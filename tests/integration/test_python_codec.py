@@ -314,5 +314,67 @@ class CompactFrames(unittest.TestCase):
                 zp.compact_frame(command, bytes(size))
 
 
+
+class CompactClientFrames(unittest.TestCase):
+    """The Python codec of compact client frames (PROTOCOL.md 3.3) against
+    zfed-protocol.json's compact_client_frame vectors, which test_mdp
+    checks the C codec against too, and every refusal of section 3.3."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(SCHEMAS, "zfed-protocol.json")) as handle:
+            cls.spec = json.load(handle)["mdp"]["extensions"]["compact_client_frame"]
+
+    def test_vectors(self):
+        vectors = self.spec["vectors"]
+        self.assertGreaterEqual(len(vectors), 6)
+        for vector in vectors:
+            command = bytes([vector["command"]])
+            frame = zp.compact_client_frame(command, vector["service"], vector["ticket"],
+                                            vector.get("identity"))
+            self.assertEqual(frame.hex(), vector["hex"], vector["name"])
+            self.assertEqual(zp.parse_compact_client([frame, b"body", b"data"], command),
+                             (vector["service"], vector["ticket"], vector.get("identity"),
+                              [b"body", b"data"]), vector["name"])
+        # Every field the layout names, at its offset.
+        self.assertEqual([field["offset"] for field in self.spec["layout"]][:6],
+                         [0, 4, 5, 6, 14, 15])
+
+    def test_refusals(self):
+        t1, t0 = (1).to_bytes(8, "big"), bytes(8)
+        request, reply = b"zfcc" + zp.REQUEST, b"zfcc" + zp.REPLY
+        for frames, command, what in (
+                ([b"zfcc", b"b"], zp.REQUEST, "magic only"),
+                ([request + b"\x01" + t1, b"b"], zp.REQUEST, "14 bytes"),
+                ([request + b"\x01" + t1 + b"\x03fib", b"b"], zp.REPLY, "REQUEST at a client"),
+                ([reply + b"\x00" + t0 + b"\x03fib", b"b"], zp.REQUEST, "REPLY at the broker"),
+                ([b"zfcc\x04\x00" + t0 + b"\x03fib", b"b"], zp.REQUEST, "command 0x04"),
+                ([request + b"\x02" + t0 + b"\x03fib", b"b"], zp.REQUEST, "flag 0x02"),
+                ([request + b"\x00" + t1 + b"\x03fib", b"b"], zp.REQUEST, "ticket, no flag"),
+                ([request + b"\x00" + t0 + b"\x00", b"b"], zp.REQUEST, "service length 0"),
+                ([request + b"\x01" + t1 + b"\x04fib", b"b"], zp.REQUEST, "one byte short"),
+                ([request + b"\x01" + t1 + b"\x02fib", b"b"], zp.REQUEST, "one byte over"),
+                ([request + b"\x01" + t1 + b"\x03f\x1fb", b"b"], zp.REQUEST, "0x1f in service"),
+                ([request + b"\x01" + t1 + b"\x03fib"], zp.REQUEST, "no body"),
+                ([reply + b"\x01" + t1 + b"\x03fib", b"b"], zp.REPLY, "stamp, no identity"),
+                ([reply + b"\x01" + t1 + b"\x03fib\x00", b"b"], zp.REPLY, "identity 0"),
+                ([reply + b"\x01" + t1 + b"\x03fib\x41" + b"w" * 65, b"b"], zp.REPLY,
+                 "identity 65"),
+                ([reply + b"\x01" + t1 + b"\x03fib\x06peer\n3", b"b"], zp.REPLY,
+                 "newline in identity"),
+                ([reply + b"\x00" + t0 + b"\x03fib\x06peer:3", b"b"], zp.REPLY,
+                 "identity without the flag"),
+                ([b"zfwc\x02\x08" + t1, b"b"], zp.REQUEST, "the worker leg's frame"),
+                ([b"", zp.MDPC, b"fib", b"b"], zp.REQUEST, "an MDP request")):
+            with self.assertRaises(zp.MdpError, msg=what):
+                zp.parse_compact_client(frames, command)
+        for args in ((zp.HEARTBEAT, "fib"), (zp.REQUEST, ""), (zp.REQUEST, "x" * 256),
+                     (zp.REQUEST, "fib", 1, "peer:1"), (zp.REPLY, "fib", 1),
+                     (zp.REPLY, "fib", None, "peer:1"), (zp.REPLY, "fib", 1, "w" * 65),
+                     (zp.REQUEST, "fib", 1 << 64)):
+            with self.assertRaises(zp.MdpError, msg=repr(args)):
+                zp.compact_client_frame(*args)
+
+
 if __name__ == "__main__":
     main()

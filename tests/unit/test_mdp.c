@@ -1,7 +1,8 @@
 /*  test_mdp - the Majordomo envelope: every valid command shape at the
     broker, worker and client, every output field, every refusal, the
     small helpers (READY offers, MMI, service names, command names), and
-    zfed's compact frames (PROTOCOL.md 3.2) against zfed-protocol.json.
+    zfed's compact frames of both legs (PROTOCOL.md 3.2, 3.3) against
+    zfed-protocol.json, with every refusal.
 
     Each parse gets copies of its frames in allocations of exactly the
     right size and a frame array of exactly count entries, so a parser that
@@ -823,6 +824,339 @@ static void s_test_compact_parse(void)
     s_check_refused(AT_WORKER, request, 2, "first frame must be empty", "compact at MDP worker");
 }
 
+//  ---------------------------------------------------------------------
+//  Compact client frames (PROTOCOL.md 3.3)
+
+static json_t *s_client_vectors(json_t *protocol)
+{
+    return json_object_get(
+        json_object_get(json_object_get(json_object_get(protocol, "mdp"), "extensions"),
+                        "compact_client_frame"),
+        "vectors");
+}
+
+static zfed_view_t s_text(const char *text)
+{
+    return (zfed_view_t){(const uint8_t *)text, text ? strlen(text) : 0};
+}
+
+static void s_test_compact_client_vectors(void)
+{
+    json_t *protocol = zfed_test_load_json(PROTOCOL_PATH);
+    REQUIRE(protocol);
+    json_t *vectors = s_client_vectors(protocol);
+    REQUIRE(json_array_size(vectors) >= 6);
+    size_t index;
+    json_t *vector;
+    json_array_foreach(vectors, index, vector)
+    {
+        zfed_test_bytes_t expected;
+        REQUIRE(zfed_test_from_hex(json_string_value(json_object_get(vector, "hex")), &expected) ==
+                0);
+        uint8_t command = (uint8_t)json_integer_value(json_object_get(vector, "command"));
+        const char *service = json_string_value(json_object_get(vector, "service"));
+        json_t *ticket_json = json_object_get(vector, "ticket");
+        uint64_t ticket = (uint64_t)json_integer_value(ticket_json);
+        bool ticketed = json_is_integer(ticket_json);
+        const char *identity = json_string_value(json_object_get(vector, "identity"));
+        uint8_t out[ZFED_MDPC_COMPACT_MAX];
+        size_t size = zfed_mdp_compact_client_write(out, command, s_text(service),
+                                                    ticketed ? &ticket : NULL, s_text(identity));
+        CHECK_INT(size, expected.size);
+        CHECK(size == expected.size && memcmp(out, expected.data, size) == 0);
+        //  and it reads back at the side that receives it
+        zfed_view_t frames[2] = {{expected.data, expected.size}, {(const uint8_t *)"b", 1}};
+        zfed_mdp_t mdp;
+        const char *reason = NULL;
+        CHECK_INT(zfed_mdp_parse_compact_client(frames, 2, command, &mdp, &reason), 0);
+        CHECK(mdp.service.size == strlen(service) &&
+              memcmp(mdp.service.data, service, mdp.service.size) == 0);
+        CHECK(mdp.ticketed == ticketed && mdp.ticket == (ticketed ? ticket : 0));
+        CHECK(mdp.identity.size == (identity ? strlen(identity) : 0) &&
+              (!identity || memcmp(mdp.identity.data, identity, mdp.identity.size) == 0));
+        if (zfed_test_failures)
+            fprintf(stderr, "  compact client vector %s\n",
+                    json_string_value(json_object_get(vector, "name")));
+        free(expected.data);
+    }
+    json_decref(protocol);
+    //  What the writer refuses: another command, a service MDP does not
+    //  allow, an identity where none goes or none where one must.
+    uint8_t out[ZFED_MDPC_COMPACT_MAX];
+    char name[ZFED_MDP_SERVICE_MAX + 2], who[ZFED_MDP_IDENTITY_MAX + 2];
+    memset(name, 's', sizeof name);
+    memset(who, 'w', sizeof who);
+    uint64_t ticket = 7;
+    zfed_view_t fib = s_text("fib"), none = {NULL, 0};
+    zfed_view_t longest = {(const uint8_t *)name, ZFED_MDP_SERVICE_MAX};
+    zfed_view_t too_long = {(const uint8_t *)name, ZFED_MDP_SERVICE_MAX + 1};
+    zfed_view_t widest = {(const uint8_t *)who, ZFED_MDP_IDENTITY_MAX};
+    zfed_view_t too_wide = {(const uint8_t *)who, ZFED_MDP_IDENTITY_MAX + 1};
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_READY, fib, NULL, none), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_HEARTBEAT, fib, NULL, none), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, none, NULL, none), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, too_long, NULL, none), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, fib, &ticket, widest), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REPLY, fib, &ticket, none), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REPLY, fib, &ticket, too_wide), 0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REPLY, fib, NULL, widest), 0);
+    //  The largest frame fits ZFED_MDPC_COMPACT_MAX exactly.
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REPLY, longest, &ticket, widest),
+              ZFED_MDPC_COMPACT_MAX);
+    CHECK_INT(out[ZFED_MDPC_COMPACT_LENGTH_AT], 255);
+    CHECK_INT(out[ZFED_MDPC_COMPACT_HEAD + 255], 64);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, longest, &ticket, none),
+              ZFED_MDPC_COMPACT_HEAD + 255);
+}
+
+//  Parses a compact client message (frames copied into exact
+//  allocations) at the side that receives command: accepted with service
+//  size, ticket and identity size as given, or refused with a reason that
+//  holds needle and origin NONE (a broken head is dropped, never answered).
+static void s_check_client(const s_frame_t *frames, size_t count, uint8_t command,
+                           const char *needle, size_t service_size, bool ticketed,
+                           size_t identity_size, const char *label)
+{
+    s_message_t message;
+    s_message_init(&message, frames, count);
+    zfed_mdp_t mdp;
+    memset(&mdp, 0xa5, sizeof mdp);
+    const char *reason = NULL;
+    int rc = zfed_mdp_parse_compact_client(message.views, message.count, command, &mdp, &reason);
+    bool ok;
+    if (!needle) {
+        const uint8_t *head = message.views[0].data;
+        ok = rc == 0 && mdp.command == ZFED_MDP_CLIENT && mdp.origin == ZFED_MDP_ORIGIN_CLIENT &&
+             mdp.compact && mdp.body_index == 1 && mdp.body_count == count - 1 &&
+             mdp.service.data == head + ZFED_MDPC_COMPACT_HEAD &&
+             mdp.service.size == service_size && mdp.ticketed == ticketed &&
+             mdp.identity.size == identity_size &&
+             (!identity_size ||
+              mdp.identity.data == head + ZFED_MDPC_COMPACT_HEAD + service_size + 1) &&
+             mdp.address.size == 0 && mdp.extension.size == 0;
+    } else
+        ok = rc == -1 && reason && strstr(reason, needle) && mdp.origin == ZFED_MDP_ORIGIN_NONE;
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "  compact client case '%s': rc %d, reason '%s', wanted '%s'\n", label, rc,
+                reason ? reason : "(null)", needle ? needle : "(accepted)");
+    s_message_clear(&message);
+}
+
+#define ACCEPTED(frames, count, command, service, ticketed, identity, label)                       \
+    s_check_client(frames, count, command, NULL, service, ticketed, identity, label)
+#define REFUSED(frames, count, command, needle, label)                                             \
+    s_check_client(frames, count, command, needle, 0, false, 0, label)
+
+//  Heads as literals: magic, command, flags, 8-byte ticket, S, service.
+#define T1        "\0\0\0\0\0\0\0\x01"
+#define T0        "\0\0\0\0\0\0\0\0"
+#define REQ(rest) F("zfcc\x02" rest)
+#define REP(rest) F("zfcc\x03" rest)
+
+static void s_test_compact_client_parse(void)
+{
+    s_frame_t body = F("\x98\x01");
+    const uint8_t Q = ZFED_MDPW_REQUEST, P = ZFED_MDPW_REPLY;
+    //  Accepted: with and without a ticket, several body frames, MMI.
+    s_frame_t ticketed[] = {REQ("\x01" T1 "\x03"
+                                "fib"),
+                            body};
+    ACCEPTED(ticketed, 2, Q, 3, true, 0, "request with ticket");
+    s_frame_t plain[] = {REQ("\x00" T0 "\x03"
+                             "fib"),
+                         body, F("data"), F(""), F("x")};
+    ACCEPTED(plain, 5, Q, 3, false, 0, "request, 4 body frames");
+    s_frame_t mmi[] = {REQ("\x00" T0 "\x0a"
+                           "mmi.status"),
+                       F("")};
+    ACCEPTED(mmi, 2, Q, 10, false, 0, "mmi.status, empty question");
+    s_frame_t zero_ticket[] = {REQ("\x01" T0 "\x03"
+                                   "fib"),
+                               body};
+    ACCEPTED(zero_ticket, 2, Q, 3, true, 0, "ticket 0 with its flag");
+    s_frame_t stamped[] = {REP("\x01" T1 "\x03"
+                               "fib"
+                               "\x06"
+                               "peer:3"),
+                           body};
+    ACCEPTED(stamped, 2, P, 3, true, 6, "reply stamped peer:3");
+    s_frame_t unstamped[] = {REP("\x00" T0 "\x03"
+                                 "fib"),
+                             body, F("data")};
+    ACCEPTED(unstamped, 3, P, 3, false, 0, "reply, no stamp, data frame");
+    s_frame_t space[] = {REQ("\x00" T0 "\x0a"
+                             "my service"),
+                         body};
+    ACCEPTED(space, 2, Q, 10, false, 0, "a service with a space");
+    //  The longest: a 255-byte service and a 64-byte identity.
+    char storage[ZFED_MDPC_COMPACT_MAX];
+    memcpy(storage, "zfcc\x03\x01" T1 "\xff", ZFED_MDPC_COMPACT_HEAD);
+    memset(storage + ZFED_MDPC_COMPACT_HEAD, 'a', 255);
+    storage[ZFED_MDPC_COMPACT_HEAD + 255] = 64;
+    memset(storage + ZFED_MDPC_COMPACT_HEAD + 256, '~', 64);
+    s_frame_t longest[] = {{storage, ZFED_MDPC_COMPACT_MAX}, body};
+    ACCEPTED(longest, 2, P, 255, true, 64, "the largest reply head");
+    //  At the broker a request's head has no identity: a 255-byte
+    //  service and nothing after.
+    char request_storage[ZFED_MDPC_COMPACT_HEAD + 255];
+    memcpy(request_storage, "zfcc\x02\x01" T1 "\xff", ZFED_MDPC_COMPACT_HEAD);
+    memset(request_storage + ZFED_MDPC_COMPACT_HEAD, ' ', 255);
+    s_frame_t longest_request[] = {{request_storage, sizeof request_storage}, body};
+    ACCEPTED(longest_request, 2, Q, 255, true, 0, "the largest request head");
+
+    //  Refused: the command.
+    REFUSED(ticketed, 2, P, "not REPLY", "REQUEST at a client");
+    REFUSED(stamped, 2, Q, "not REQUEST", "REPLY at the broker");
+    s_frame_t heartbeat[] = {F("zfcc\x04\x00" T0 "\x03"
+                               "fib"),
+                             body};
+    REFUSED(heartbeat, 2, Q, "not REQUEST", "command 0x04");
+    s_frame_t zero[] = {F("zfcc\x00\x00" T0 "\x03"
+                          "fib"),
+                        body};
+    REFUSED(zero, 2, P, "not REPLY", "command 0");
+    //  Flags and ticket.
+    s_frame_t flag2[] = {REQ("\x02" T0 "\x03"
+                             "fib"),
+                         body};
+    REFUSED(flag2, 2, Q, "unknown flags", "flag 0x02");
+    s_frame_t flag3[] = {REQ("\x03" T1 "\x03"
+                             "fib"),
+                         body};
+    REFUSED(flag3, 2, Q, "unknown flags", "flags 0x03");
+    s_frame_t flag80[] = {REP("\x80" T0 "\x03"
+                              "fib"),
+                          body};
+    REFUSED(flag80, 2, P, "unknown flags", "flag 0x80");
+    s_frame_t stray[] = {REQ("\x00" T1 "\x03"
+                             "fib"),
+                         body};
+    REFUSED(stray, 2, Q, "not its flag", "a ticket without its flag");
+    s_frame_t stray_high[] = {REP("\x00"
+                                  "\x80\0\0\0\0\0\0\0"
+                                  "\x03"
+                                  "fib"),
+                              body};
+    REFUSED(stray_high, 2, P, "not its flag", "a high ticket byte without the flag");
+    //  Truncated heads.
+    s_frame_t magic_only[] = {F("zfcc"), body};
+    REFUSED(magic_only, 2, Q, "15-byte head", "magic only");
+    s_frame_t fourteen[] = {REQ("\x01" T1), body};
+    REFUSED(fourteen, 2, Q, "15-byte head", "14 bytes, no length");
+    //  Lengths that do not match the frame.
+    s_frame_t empty_service[] = {REQ("\x00" T0 "\x00"), body};
+    REFUSED(empty_service, 2, Q, "1-255 bytes", "service length 0");
+    s_frame_t short_service[] = {REQ("\x01" T1 "\x04"
+                                     "fib"),
+                                 body};
+    REFUSED(short_service, 2, Q, "does not match", "service one byte short");
+    s_frame_t long_service[] = {REQ("\x01" T1 "\x02"
+                                    "fib"),
+                                body};
+    REFUSED(long_service, 2, Q, "does not match", "one byte after the service");
+    s_frame_t oversize[] = {REQ("\x01" T1 "\xff"
+                                "fib"),
+                            body};
+    REFUSED(oversize, 2, Q, "does not match", "length 255 in an 18-byte frame");
+    s_frame_t request_identity[] = {REQ("\x01" T1 "\x03"
+                                        "fib"
+                                        "\x06"
+                                        "peer:3"),
+                                    body};
+    REFUSED(request_identity, 2, Q, "does not match", "an identity in a request");
+    s_frame_t unstamped_identity[] = {REP("\x00" T0 "\x03"
+                                          "fib"
+                                          "\x06"
+                                          "peer:3"),
+                                      body};
+    REFUSED(unstamped_identity, 2, P, "does not match", "an identity with no stamp flag");
+    //  A stamp's identity.
+    s_frame_t no_identity[] = {REP("\x01" T1 "\x03"
+                                   "fib"),
+                               body};
+    REFUSED(no_identity, 2, P, "no identity length", "stamp without identity");
+    s_frame_t identity0[] = {REP("\x01" T1 "\x03"
+                                 "fib"
+                                 "\x00"),
+                             body};
+    REFUSED(identity0, 2, P, "1-64 bytes", "identity length 0");
+    char wide[ZFED_MDPC_COMPACT_HEAD + 3 + 1 + 65];
+    memcpy(wide,
+           "zfcc\x03\x01" T1 "\x03"
+           "fib"
+           "\x41",
+           ZFED_MDPC_COMPACT_HEAD + 4);
+    memset(wide + ZFED_MDPC_COMPACT_HEAD + 4, 'w', 65);
+    s_frame_t identity65[] = {{wide, sizeof wide}, body};
+    REFUSED(identity65, 2, P, "1-64 bytes", "identity length 65");
+    s_frame_t identity_short[] = {REP("\x01" T1 "\x03"
+                                      "fib"
+                                      "\x07"
+                                      "peer:3"),
+                                  body};
+    REFUSED(identity_short, 2, P, "does not match", "identity one byte short");
+    s_frame_t identity_long[] = {REP("\x01" T1 "\x03"
+                                     "fib"
+                                     "\x05"
+                                     "peer:3"),
+                                 body};
+    REFUSED(identity_long, 2, P, "does not match", "one byte after the identity");
+    s_frame_t identity_control[] = {REP("\x01" T1 "\x03"
+                                        "fib"
+                                        "\x06"
+                                        "peer\n3"),
+                                    body};
+    REFUSED(identity_control, 2, P, "identity is not printable", "a newline in the identity");
+    s_frame_t identity_high[] = {REP("\x01" T1 "\x03"
+                                     "fib"
+                                     "\x06"
+                                     "peer\x80"
+                                     "3"),
+                                 body};
+    REFUSED(identity_high, 2, P, "identity is not printable", "0x80 in the identity");
+    //  The service name's bytes.
+    s_frame_t control[] = {REQ("\x01" T1 "\x03"
+                               "f\x1f"
+                               "b"),
+                           body};
+    REFUSED(control, 2, Q, "invalid service name", "0x1f in the service");
+    s_frame_t del[] = {REQ("\x01" T1 "\x03"
+                           "f\x7f"
+                           "b"),
+                       body};
+    REFUSED(del, 2, Q, "invalid service name", "0x7f in the service");
+    s_frame_t utf8[] = {REP("\x00" T0 "\x03"
+                            "f\xc3\xa9"),
+                        body};
+    REFUSED(utf8, 2, P, "invalid service name", "UTF-8 in the service");
+    //  No body.
+    s_frame_t head_only[] = {REQ("\x01" T1 "\x03"
+                                 "fib")};
+    REFUSED(head_only, 1, Q, "body frame", "request, no body");
+    s_frame_t reply_only[] = {REP("\x01" T1 "\x03"
+                                  "fib"
+                                  "\x06"
+                                  "peer:3")};
+    REFUSED(reply_only, 1, P, "body frame", "reply, no body");
+    //  Not compact client frames at all.
+    s_frame_t mdp[] = {EMPTY, MDPC, F("fib"), body};
+    REFUSED(mdp, COUNT(mdp), Q, "not a compact client frame", "an MDP request");
+    s_frame_t worker_leg[] = {F("zfwc\x02\x08" T1), body};
+    REFUSED(worker_leg, 2, Q, "not a compact client frame", "the worker leg's frame");
+    s_frame_t near[] = {F("zfcC\x02\x00" T0 "\x03"
+                          "fib"),
+                        body};
+    REFUSED(near, 2, Q, "not a compact client frame", "magic's case");
+    s_frame_t short_magic[] = {F("zfc"), body};
+    REFUSED(short_magic, 2, Q, "not a compact client frame", "3 bytes");
+    s_check_client(NULL, 0, Q, "not a compact client frame", 0, false, 0, "no frames");
+    //  Neither leg's other parser takes them.
+    s_check_refused(AT_BROKER, ticketed, 2, "first frame must be empty", "zfcc at an MDP broker");
+    s_check_refused(AT_CLIENT, stamped, 2, "first frame must be empty", "zfcc at an MDP client");
+    s_check_compact(ticketed, 2, ZFED_MDPW_REQUEST, "not a compact frame", "zfcc at a worker");
+}
+
 int main(void)
 {
     s_test_origin();
@@ -836,6 +1170,8 @@ int main(void)
     s_test_ready_offers();
     s_test_compact_vectors();
     s_test_compact_parse();
+    s_test_compact_client_vectors();
+    s_test_compact_client_parse();
     s_test_service_names();
     s_test_command_names();
     ZFED_TEST_END();
