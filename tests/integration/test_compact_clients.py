@@ -271,6 +271,48 @@ class BrokerRefuses(unittest.TestCase):
             client.close()
 
 
+class Curve(unittest.TestCase):
+    """Under CURVE a compact request is judged by its key's roles as the
+    MDP/0.1 one (PROTOCOL.md 6.4), and stamps name the worker's key."""
+
+    def test_roles_and_stamps(self):
+        from test_security import Keys, curve_socket
+        with Cluster("compact-clients-curve") as cluster:
+            keys = Keys(os.path.join(cluster.dir, "keys"))
+            controller_secret = keys.issue("controller-1", "controllers")
+            worker_secret = keys.issue("worker-1", "workers")
+            cluster.start_broker(*keys.broker_args(), endpoint=private(cluster))
+            cluster.start_worker(*keys.peer_args(worker_secret))
+            asker = curve_socket(cluster, keys, controller_secret)
+            intruder = curve_socket(cluster, keys, worker_secret)
+            try:
+                def workers():
+                    asker.send_multipart([head(REQUEST, "mmi.service"), b"fib"])
+                    return receive(asker, "mmi.service")[1] == b"200"
+                wait_for(workers, 10, what="the CURVE worker")
+                result = cluster.run_controller("--job-id", "curve", "--rounds", "1", "--tasks",
+                                                "6", "--no-progress",
+                                                *keys.peer_args(controller_secret))
+                self.assertEqual(result.returncode, 0, result.err)
+                self.assertIn(NEGOTIATED, result.err)
+                ids = {r["worker_id"] for r in cluster.summary("curve")["rounds"][0]["results"]}
+                self.assertEqual(len(ids), 1)
+                self.assertRegex(ids.pop(), r"^curve:.{40}$")
+                # A worker key may not submit: 403, compact, stamped broker.
+                intruder.send_multipart([head(REQUEST, "fib", 8), task_body("stolen", 0, 2, 9)])
+                reply = receive(intruder, "403")
+                self.assertEqual(reply[0], head(REPLY, "fib", 8, "broker"))
+                error = msgpack.unpackb(reply[1], raw=False)
+                self.assertEqual((error[0], error[4], error[7]), ("zfed.error", 2, 403))
+                # but may ask MMI questions, in compact form too.
+                intruder.send_multipart([head(REQUEST, "mmi.status"), b""])
+                status = msgpack.unpackb(receive(intruder, "status")[1], raw=False)
+                self.assertEqual(status["counters"]["forbidden"], 1)
+            finally:
+                asker.close()
+                intruder.close()
+
+
 class FakeBroker:
     """A ROUTER that answers the controller's probe with a status map and
     hands its task requests to the test."""
