@@ -15,6 +15,10 @@ and says who answered (Reply.worker_id: "curve:KEY" under CURVE, "peer:N"
 in plaintext, as the broker vouches).  tickets="auto" asks the broker
 first (mmi.status, as the C controller does) and uses tickets only when
 its status says "stamps": true.
+
+With compact=True (a broker whose mmi.status says "compact_clients": true,
+PROTOCOL.md 3.3) requests go as one compact client frame and the body;
+compact="auto" asks the broker first.  Replies are read in either form.
 """
 
 import os
@@ -49,14 +53,18 @@ class Reply:
 
 
 class Client:
-    def __init__(self, endpoint, curve=None, context=None, timeout=30.0, tickets=False):
+    def __init__(self, endpoint, curve=None, context=None, timeout=30.0, tickets=False,
+                 compact=False):
         self.endpoint = endpoint
         self.curve = curve
         self.context = context or zmq.Context.instance()
         self.timeout = timeout
         if tickets not in (True, False, "auto"):
             raise ValueError('tickets must be True, False or "auto", got %r' % (tickets,))
+        if compact not in (True, False, "auto"):
+            raise ValueError('compact must be True, False or "auto", got %r' % (compact,))
         self.tickets = tickets
+        self.compact = False  # the status question goes in MDP/0.1
         self._last_ticket = 0  # tickets run from 1, one per request, never reused
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
@@ -65,13 +73,23 @@ class Client:
         self.socket.connect(endpoint)
         self.fetcher = zb.Fetcher(endpoint, curve, self.context)
         self._blobs = None
-        if tickets == "auto":
-            self.tickets = self.broker_stamps()
+        if tickets == "auto" or compact == "auto":
+            status = self.broker_status()
+            if tickets == "auto":
+                self.tickets = status.get("stamps") is True
+            if compact == "auto":
+                compact = status.get("compact_clients") is True
+        self.compact = compact
 
     def broker_stamps(self, timeout=3.0):
         """Whether the broker stamps replies: its mmi.status is a map with
         "stamps": true (PROTOCOL.md 3.1 and 5).  501, another body or no
         answer within timeout: False."""
+        return self.broker_status(timeout).get("stamps") is True
+
+    def broker_status(self, timeout=3.0):
+        """The broker's mmi.status map; {} for 501, another body or no
+        answer within timeout."""
         self.send("mmi.status", [b""])
         deadline = time.monotonic() + timeout
         while True:
@@ -84,8 +102,8 @@ class Client:
             try:
                 status = zp.unpack(bodies[0].bytes) if len(bodies) == 1 else None
             except zp.ProtocolError:
-                return False
-            return isinstance(status, dict) and status.get("stamps") is True
+                return {}
+            return status if isinstance(status, dict) else {}
 
     def close(self):
         self.fetcher.close()
@@ -110,10 +128,13 @@ class Client:
 
     def send(self, service, bodies, ticket=None):
         """Sends one request; with a ticket (int), its ticket frame goes in
-        front of the body."""
-        head = [b"", zp.MDPC, service.encode()]
-        if ticket is not None:
-            head.append(zp.ticket_frame(ticket))
+        front of the body (in compact mode, into the compact frame)."""
+        if self.compact:
+            head = [zp.compact_client_frame(zp.REQUEST, service, ticket)]
+        else:
+            head = [b"", zp.MDPC, service.encode()]
+            if ticket is not None:
+                head.append(zp.ticket_frame(ticket))
         self.socket.send_multipart(head + list(bodies), copy=False)
 
     def next_ticket(self):
@@ -126,6 +147,18 @@ class Client:
         if not self.socket.poll(timeout * 1000):
             raise TimeoutError("no reply within %.1f s" % timeout)
         frames = self.socket.recv_multipart(copy=False)
+        if self.compact and frames[0].bytes.startswith(zp.CLIENT_COMPACT_MAGIC):
+            # The compact frame's stamp is handed on in section 3.1's form,
+            # in front of the body frames, as an MDP/0.1 reply has it.  (The
+            # parse is shown whether a body follows, not the body itself:
+            # a model's data frame is not copied.)
+            service, ticket, identity, _ = zp.parse_compact_client(
+                [frames[0].bytes] + [b""] * (len(frames) > 1), zp.REPLY)
+            if identity is not None and not self._last_ticket:
+                raise zp.MdpError("a stamped compact reply, and no ticket was sent")
+            stamp = [] if identity is None else [zmq.Frame(
+                zp.STAMP_PREFIX + ticket.to_bytes(8, "big") + identity.encode("ascii"))]
+            return service, stamp + frames[1:]
         if len(frames) < 4 or frames[0].bytes != b"" or frames[1].bytes != zp.MDPC:
             raise zp.MdpError("not an MDP client reply")
         return frames[2].bytes.decode("ascii", "replace"), frames[3:]

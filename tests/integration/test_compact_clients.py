@@ -15,13 +15,17 @@ controller drops malformed compact replies.
 
 import json
 import os
+import sys
 import unittest
 
 import msgpack
 import zmq
 
-from zfedtest import (Cluster, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT, fib_last, fib_sum,
-                      main, task_body, wait_for)
+from zfedtest import (PYTHON_PACKAGE_DIR, Cluster, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT,
+                      fib_last, fib_sum, main, task_body, wait_for)
+
+sys.path.insert(0, PYTHON_PACKAGE_DIR)
+import zfed  # noqa: E402
 
 TIMEOUT = 20
 SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas")
@@ -167,6 +171,34 @@ class Negotiated(unittest.TestCase):
             finally:
                 client.close()
             self.assertIn("first frame must be empty", broker.log())
+
+
+class PythonClient(unittest.TestCase):
+    """zfed.Client(compact="auto") reads the status map as the controller
+    does, and speaks compact to a broker that takes it, MDP/0.1 otherwise."""
+
+    def call(self, cluster, **options):
+        before = cluster.status()["counters"]["compact_requests"]
+        with zfed.Client(cluster.endpoint, tickets="auto", **options) as client:
+            task = zfed.client.task("py", 0, 3, {"fibonacci_level": 11}, "0")
+            reply = client.call("fib", task, timeout=TIMEOUT)
+            compact = client.compact
+        self.assertEqual(reply.result.outputs["sum"], str(fib_sum(11)))
+        self.assertRegex(reply.worker_id, r"^peer:\d+$")
+        return compact, cluster.status()["counters"]["compact_requests"] - before
+
+    def test_auto(self):
+        with Cluster("compact-clients-python") as cluster:
+            cluster.start_broker(endpoint=private(cluster))
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            self.assertEqual(self.call(cluster, compact="auto"), (True, 1))
+            self.assertEqual(self.call(cluster), (False, 0))
+        with Cluster("compact-clients-python-off") as cluster:
+            cluster.start_broker("--no-compact", endpoint=private(cluster))
+            cluster.start_worker()
+            cluster.wait_workers(1)
+            self.assertEqual(self.call(cluster, compact="auto"), (False, 0))
 
 
 class BrokerRefuses(unittest.TestCase):
