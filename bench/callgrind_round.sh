@@ -10,6 +10,7 @@
 # CG_CONTROLLER=1 also runs the measured round's zfed-controller under
 # callgrind: the whole process, its start-up and mmi.status probe included
 # (a few million instructions, the same before and after a change).
+# CG_BATCH=N runs both rounds with --batch N.
 set -u
 B=$1; L=$2; C=$3; N=$4
 D=${CG_DIR:-/tmp/zfed-cg}/$L; rm -rf $D; mkdir -p $D; cd $D
@@ -22,10 +23,10 @@ valgrind --tool=callgrind --callgrind-out-file=$D/cg.worker.%p $B/zfed-worker -q
     --credit $C --threads 0 2> worker.log &
 WP=$!
 sleep 4
-$B/zfed-controller --connect $EP --workdir wd0 --job-id warm --rounds 1 --tasks 2000 -q --no-progress --round-timeout 600
+$B/zfed-controller --connect $EP --workdir wd0 --job-id warm --rounds 1 --tasks 2000 -q --no-progress --round-timeout 600 --batch ${CG_BATCH:-1}
 callgrind_control -z $BP >/dev/null; callgrind_control -z $WP > /dev/null
 CTL=""; [ "${CG_CONTROLLER:-0}" = 1 ] && CTL="valgrind --tool=callgrind --callgrind-out-file=$D/cg.controller.%p"
-$CTL $B/zfed-controller --connect $EP --workdir wd1 --job-id meas --rounds 1 --tasks $N -q --no-progress --round-timeout 600 2> controller.log
+$CTL $B/zfed-controller --connect $EP --workdir wd1 --job-id meas --rounds 1 --tasks $N -q --no-progress --round-timeout 600 --batch ${CG_BATCH:-1} 2> controller.log
 callgrind_control -d $BP >/dev/null; callgrind_control -d $WP > /dev/null
 kill -INT $WP; sleep 1; kill -INT $BP; wait
 for f in $D/cg.broker.$BP.1 $D/cg.worker.$WP.1 $(ls $D/cg.controller.* 2>/dev/null); do
