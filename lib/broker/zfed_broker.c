@@ -828,10 +828,10 @@ static void s_send_client_head(zfed_broker_t *self, zfed_view_t service, const t
     }
 }
 
-//  Sends [client] "" MDPC01 service body (or its compact form); service is
-//  echoed as the client gave it (the client matches replies on it).  The body is charged to
-//  the client's account (when known) until libzmq has written it; a body
-//  its budget has no room for is not sent.  0 sent, -1 unroutable, 1
+//  Sends [client] "" MDPC01 service body (or its compact form); service
+//  is echoed as the client gave it (the client matches replies on it).
+//  The body is charged to the client's account (when known) until libzmq
+//  has written it; a body its budget has no room for is not sent.  0 sent, -1 unroutable, 1
 //  dropped for the budget (counted).
 static int s_send_client_reply(zfed_broker_t *self, zfed_account_t *account,
                                const zfed_view_t *client, zfed_view_t service,
