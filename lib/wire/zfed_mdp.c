@@ -6,6 +6,7 @@
     asserts on such input; a broker must never trust its peers).
 */
 #include "zfed/zfed_mdp.h"
+#include "wire/zfed_stamp.h"
 
 #include <string.h>
 
@@ -218,21 +219,6 @@ int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t comm
     return 0;
 }
 
-//  The ticket field, big-endian.
-static void s_put_u64(uint8_t *out, uint64_t value)
-{
-    for (int index = 0; index < 8; index++)
-        out[index] = (uint8_t)(value >> (8 * (7 - index)));
-}
-
-static uint64_t s_get_u64(const uint8_t *in)
-{
-    uint64_t value = 0;
-    for (int index = 0; index < 8; index++)
-        value = (value << 8) | in[index];
-    return value;
-}
-
 size_t zfed_mdp_compact_client_write(uint8_t *out, uint8_t command, zfed_view_t service,
                                      const uint64_t *ticket, zfed_view_t identity)
 {
@@ -243,7 +229,7 @@ size_t zfed_mdp_compact_client_write(uint8_t *out, uint8_t command, zfed_view_t 
         return 0;
     s_compact_start(out, ZFED_MDPC_COMPACT_MAGIC, command);
     out[ZFED_MDPC_COMPACT_FLAGS_AT] = ticket ? ZFED_MDPC_COMPACT_TICKET : 0;
-    s_put_u64(out + ZFED_MDPC_COMPACT_TICKET_AT, ticket ? *ticket : 0);
+    zfed_ticket_put(out + ZFED_MDPC_COMPACT_TICKET_AT, ticket ? *ticket : 0);
     out[ZFED_MDPC_COMPACT_LENGTH_AT] = (uint8_t)service.size;
     memcpy(out + ZFED_MDPC_COMPACT_HEAD, service.data, service.size);
     size_t size = ZFED_MDPC_COMPACT_HEAD + service.size;
@@ -267,7 +253,7 @@ int zfed_mdp_parse_compact_client(const zfed_view_t *frames, size_t count, uint8
         return -1;
     }
     bool ticketed = flags & ZFED_MDPC_COMPACT_TICKET;
-    uint64_t ticket = s_get_u64(head.data + ZFED_MDPC_COMPACT_TICKET_AT);
+    uint64_t ticket = zfed_ticket_get(head.data + ZFED_MDPC_COMPACT_TICKET_AT);
     if (!ticketed && ticket != 0) {
         *reason = "compact client frame has a ticket but not its flag";
         return -1;

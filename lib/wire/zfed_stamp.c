@@ -3,24 +3,24 @@
 
 #include <string.h>
 
-static void s_put_u64(uint8_t *out, uint64_t value)
+void zfed_ticket_put(uint8_t out[ZFED_TICKET_BYTES], uint64_t ticket)
 {
-    for (int index = 0; index < 8; index++)
-        out[index] = (uint8_t)(value >> (8 * (7 - index)));
+    for (int index = 0; index < ZFED_TICKET_BYTES; index++)
+        out[index] = (uint8_t)(ticket >> (8 * (ZFED_TICKET_BYTES - 1 - index)));
 }
 
-static uint64_t s_get_u64(const uint8_t *in)
+uint64_t zfed_ticket_get(const uint8_t in[ZFED_TICKET_BYTES])
 {
-    uint64_t value = 0;
-    for (int index = 0; index < 8; index++)
-        value = (value << 8) | in[index];
-    return value;
+    uint64_t ticket = 0;
+    for (int index = 0; index < ZFED_TICKET_BYTES; index++)
+        ticket = (ticket << 8) | in[index];
+    return ticket;
 }
 
 void zfed_ticket_write(uint8_t out[ZFED_TICKET_SIZE], uint64_t ticket)
 {
     memcpy(out, ZFED_TICKET_PREFIX, ZFED_TICKET_PREFIX_SIZE);
-    s_put_u64(out + ZFED_TICKET_PREFIX_SIZE, ticket);
+    zfed_ticket_put(out + ZFED_TICKET_PREFIX_SIZE, ticket);
 }
 
 bool zfed_ticket_read(zfed_view_t frame, uint64_t *ticket)
@@ -28,7 +28,7 @@ bool zfed_ticket_read(zfed_view_t frame, uint64_t *ticket)
     if (frame.size != ZFED_TICKET_SIZE ||
         memcmp(frame.data, ZFED_TICKET_PREFIX, ZFED_TICKET_PREFIX_SIZE) != 0)
         return false;
-    *ticket = s_get_u64(frame.data + ZFED_TICKET_PREFIX_SIZE);
+    *ticket = zfed_ticket_get(frame.data + ZFED_TICKET_PREFIX_SIZE);
     return true;
 }
 
@@ -38,7 +38,7 @@ size_t zfed_stamp_write(uint8_t out[ZFED_STAMP_MAX], uint64_t ticket, const char
     if (length > ZFED_STAMP_IDENTITY_MAX)
         length = ZFED_STAMP_IDENTITY_MAX;
     memcpy(out, ZFED_STAMP_PREFIX, ZFED_STAMP_PREFIX_SIZE);
-    s_put_u64(out + ZFED_STAMP_PREFIX_SIZE, ticket);
+    zfed_ticket_put(out + ZFED_STAMP_PREFIX_SIZE, ticket);
     memcpy(out + ZFED_STAMP_PREFIX_SIZE + 8, identity, length);
     return ZFED_STAMP_PREFIX_SIZE + 8 + length;
 }
@@ -54,7 +54,7 @@ bool zfed_stamp_read(zfed_view_t frame, uint64_t *ticket,
     for (size_t index = 0; index < length; index++)
         if (frame.data[head + index] < 0x20 || frame.data[head + index] > 0x7e)
             return false;
-    *ticket = s_get_u64(frame.data + ZFED_STAMP_PREFIX_SIZE);
+    *ticket = zfed_ticket_get(frame.data + ZFED_STAMP_PREFIX_SIZE);
     memcpy(identity, frame.data + head, length);
     identity[length] = '\0';
     return true;

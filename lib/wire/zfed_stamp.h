@@ -37,6 +37,12 @@
 #define ZFED_STAMP_CURVE "curve:"
 #define ZFED_STAMP_PEER  "peer:"
 
+//  A ticket's 8 bytes, big-endian, as the ticket and stamp frames and the
+//  compact client frame (PROTOCOL.md 3.3) carry them.
+#define ZFED_TICKET_BYTES 8
+void zfed_ticket_put(uint8_t out[ZFED_TICKET_BYTES], uint64_t ticket);
+uint64_t zfed_ticket_get(const uint8_t in[ZFED_TICKET_BYTES]);
+
 //  Writes the ticket frame of ticket into out.
 void zfed_ticket_write(uint8_t out[ZFED_TICKET_SIZE], uint64_t ticket);
 //  Whether frame is a ticket frame; *ticket its value.

@@ -1366,18 +1366,25 @@ def compact_frame(command, address):
     return COMPACT_MAGIC + command + bytes([len(address)]) + address
 
 
+def _compact_head(frames, command, magic, size, what):
+    """What both compact legs check first (sections 3.2, 3.3): the magic,
+    the head's fixed size and the command; -> (frames as bytes, head)."""
+    frames = [bytes(f) for f in frames]
+    if not frames or not frames[0].startswith(magic):
+        raise MdpError("not a %s" % what)
+    head = frames[0]
+    if len(head) < size:
+        raise MdpError("%s shorter than its %d-byte head" % (what, size))
+    if head[4:5] != command:
+        raise MdpError("compact frame command 0x%02x, expected 0x%02x" % (head[4], command[0]))
+    return frames, head
+
+
 def parse_compact(frames, command):
     """A compact message -> (address, body_frames); command is the one this
     side may receive (REQUEST at a worker, REPLY at the broker).  Raises
     MdpError for every malformed shape of section 3.2."""
-    frames = [bytes(f) for f in frames]
-    if not frames or not frames[0].startswith(COMPACT_MAGIC):
-        raise MdpError("not a compact frame")
-    head = frames[0]
-    if len(head) < COMPACT_HEAD:
-        raise MdpError("compact frame shorter than its 6-byte head")
-    if head[4:5] != command:
-        raise MdpError("compact frame command 0x%02x, expected 0x%02x" % (head[4], command[0]))
+    frames, head = _compact_head(frames, command, COMPACT_MAGIC, COMPACT_HEAD, "compact frame")
     if head[5] == 0 or len(head) != COMPACT_HEAD + head[5]:
         raise MdpError("compact frame of %d bytes with address length %d" % (len(head), head[5]))
     if len(frames) < 2:
@@ -1422,14 +1429,8 @@ def parse_compact_client(frames, command):
     command is the one this side may receive (REQUEST at the broker, REPLY
     at a client); ticket None when it has none, identity (str) only in a
     stamped REPLY.  Raises MdpError for every malformed shape of 3.3."""
-    frames = [bytes(f) for f in frames]
-    if not frames or not frames[0].startswith(CLIENT_COMPACT_MAGIC):
-        raise MdpError("not a compact client frame")
-    head = frames[0]
-    if len(head) < CLIENT_COMPACT_HEAD:
-        raise MdpError("compact client frame shorter than its 15-byte head")
-    if head[4:5] != command:
-        raise MdpError("compact frame command 0x%02x, expected 0x%02x" % (head[4], command[0]))
+    frames, head = _compact_head(frames, command, CLIENT_COMPACT_MAGIC, CLIENT_COMPACT_HEAD,
+                                 "compact client frame")
     flags, ticket, length = head[5], int.from_bytes(head[6:14], "big"), head[14]
     if flags & ~CLIENT_COMPACT_TICKET:
         raise MdpError("compact client frame flags 0x%02x" % flags)

@@ -21,8 +21,10 @@ import unittest
 import msgpack
 import zmq
 
-from zfedtest import (PYTHON_PACKAGE_DIR, Cluster, MDPC, MDPW, READY, REPLY, REQUEST, HEARTBEAT,
+from zfedtest import (PYTHON_PACKAGE_DIR, Cluster, MDPC, MDPW, REPLY, REQUEST,
                       fib_last, fib_sum, main, task_body, wait_for)
+
+from test_compact import RawWorker  # noqa: E402
 
 sys.path.insert(0, PYTHON_PACKAGE_DIR)
 import zfed  # noqa: E402
@@ -67,24 +69,10 @@ def results_view(cluster, job_id):
              round_["aggregate"]) for round_ in cluster.summary(job_id)["rounds"]]
 
 
-class RawWorker:
-    """An MDP/0.1 worker socket for service cmp, driven frame by frame."""
-
-    def __init__(self, cluster, service=b"cmp"):
-        self.socket = cluster.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(cluster.endpoint)
-        self.socket.send_multipart([b"", MDPW, READY, service])
-
-    def receive(self, timeout=TIMEOUT):
-        while self.socket.poll(timeout * 1000):
-            frames = self.socket.recv_multipart()
-            if frames != [b"", MDPW, HEARTBEAT]:
-                return frames
-        raise AssertionError("the broker sent nothing in %d s" % timeout)
-
-    def close(self):
-        self.socket.close()
+def raw_worker(cluster, service=b"cmp"):
+    """An MDP/0.1 worker socket (its READY offers nothing), driven frame
+    by frame."""
+    return RawWorker(cluster, service=service, offer=None)
 
 
 def receive(socket, what):
@@ -216,7 +204,7 @@ class BrokerRefuses(unittest.TestCase):
 
     def test_each_refused_broker_keeps_serving(self):
         cluster = self.cluster
-        worker = RawWorker(cluster)
+        worker = raw_worker(cluster)
         client = cluster.client()
         try:
             cluster.wait_workers(1, service="cmp")
@@ -269,7 +257,7 @@ class BrokerRefuses(unittest.TestCase):
         # broker (the vector); a ticket-shaped first body frame is body.
         cluster = self.cluster
         client = cluster.client()
-        worker = RawWorker(cluster, service=b"frames")
+        worker = raw_worker(cluster, service=b"frames")
         try:
             cluster.wait_workers(1, service="frames")
             client.send_multipart([head(REQUEST, "fib", 1)] + [b"x"] * 5)
