@@ -20,9 +20,10 @@ typedef enum {
 
 typedef struct {
     zfed_link_state_t state;
-    bool ever_up;      //  a handshake has succeeded at least once
-    uint64_t refusals; //  handshakes refused or failed so far
-    char reason[640];  //  what the last refusal means, for people
+    bool ever_up;         //  a handshake has succeeded at least once
+    uint64_t refusals;    //  handshakes refused or failed so far
+    uint64_t disconnects; //  connections lost so far
+    char reason[640];     //  what the last refusal means, for people
 } zfed_link_status_t;
 
 #ifdef __cplusplus

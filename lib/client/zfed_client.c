@@ -26,13 +26,15 @@ struct _zfed_client_t {
     char service[ZFED_MDP_SERVICE_MAX + 1];
     uint64_t malformed;
     zfed_linkmon_t *linkmon;
-    bool send_failing; //  warned that sends fail; quiet until one succeeds
-    bool allow_data;   //  replies may carry a data frame
-    size_t data_index; //  frame of the last reply's data frame, 0: none (or taken)
-    bool tickets_sent; //  a ticket has gone out: replies may carry stamps
-    bool stamped;      //  the last reply carried a stamp (PROTOCOL.md 3.1)
-    bool compact;      //  requests go as compact client frames (PROTOCOL.md 3.3)
-    uint32_t sends;    //  requests since the link monitor was last read
+    bool send_failing;            //  warned that sends fail; quiet until one succeeds
+    bool allow_data;              //  replies may carry a data frame
+    size_t data_index;            //  frame of the last reply's data frame, 0: none (or taken)
+    bool tickets_sent;            //  a ticket has gone out: replies may carry stamps
+    bool stamped;                 //  the last reply carried a stamp (PROTOCOL.md 3.1)
+    bool compact;                 //  requests go as compact client frames (PROTOCOL.md 3.3)
+    bool compact_sent;            //  a compact request has gone out: replies may be compact
+    uint64_t compact_disconnects; //  the link's disconnects when compact was set
+    uint32_t sends;               //  requests since the link monitor was last read
     uint64_t stamp_ticket;
     char stamp_identity[ZFED_STAMP_IDENTITY_MAX + 1];
 };
@@ -90,8 +92,26 @@ void zfed_client_destroy(zfed_client_t **self_p)
 //  that fails reads them at once.
 #define LINKMON_SENDS_PER_READ 64
 
+//  Reads the link monitor's events.  Compact requests were agreed with
+//  the broker on one connection: once it is lost the broker that takes
+//  its place may be another, one that drops compact frames (older, or
+//  --no-compact), so requests go MDP/0.1, which every Majordomo broker
+//  takes, from then on.  Replies in either form are still taken.
+static void s_read_link(zfed_client_t *self)
+{
+    zfed_linkmon_handle(self->linkmon);
+    const zfed_link_status_t *link = zfed_linkmon_link(self->linkmon);
+    if (self->compact && link->disconnects != self->compact_disconnects) {
+        self->compact = false;
+        zfed_info("the connection to the broker was lost: requests go MDP/0.1 from now on (the "
+                  "broker that takes its place may not take compact client frames)");
+    }
+}
+
 void zfed_client_set_compact(zfed_client_t *self, bool compact)
 {
+    zfed_linkmon_handle(self->linkmon);
+    self->compact_disconnects = zfed_linkmon_link(self->linkmon)->disconnects;
     self->compact = compact;
 }
 
@@ -102,7 +122,7 @@ static int s_send_request(zfed_client_t *self, const char *service, const uint64
                           const void *body, size_t size, int more)
 {
     if (self->sends++ % LINKMON_SENDS_PER_READ == 0)
-        zfed_linkmon_handle(self->linkmon);
+        s_read_link(self);
     uint8_t head[ZFED_MDPC_COMPACT_MAX];
     size_t head_size = 0;
     if (self->compact) {
@@ -118,7 +138,7 @@ static int s_send_request(zfed_client_t *self, const char *service, const uint64
     if (zfed_send_bytes(self->handle, head_size ? head : (const uint8_t *)"", head_size,
                         ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
         int failure = errno;
-        zfed_linkmon_handle(self->linkmon);
+        s_read_link(self);
         self->sends = 0; //  and the next send reads it again
         if (!self->send_failing)
             zfed_warn("cannot send to the broker: %s",
@@ -128,6 +148,7 @@ static int s_send_request(zfed_client_t *self, const char *service, const uint64
         return -1;
     }
     self->send_failing = false;
+    self->compact_sent = self->compact_sent || head_size > 0;
     if (ticket)
         self->tickets_sent = true;
     if (head_size) { //  the ticket went in the head
@@ -258,7 +279,7 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
             if (rc < 0 || zsys_interrupted)
                 return -1;
             if (items[1].revents & ZMQ_POLLIN)
-                zfed_linkmon_handle(self->linkmon);
+                s_read_link(self);
             if (rc == 0 || (!(items[0].revents & ZMQ_POLLIN) && zclock_mono() >= deadline))
                 return 0;
             continue;
@@ -267,7 +288,7 @@ int zfed_client_recv_data(zfed_client_t *self, int64_t timeout_ms, const char **
         const char *reason = "too many frames";
         //  A compact reply only to a client that sent compact requests;
         //  to any other its frame 0 is not empty, as MDP/0.1 judges it.
-        bool compact = self->compact && self->frames.count > 0 &&
+        bool compact = self->compact_sent && self->frames.count > 0 &&
                        zfed_mdp_is_compact_client(self->frames.view[0]);
         bool parsed =
             self->frames.dropped == 0 &&
@@ -339,6 +360,6 @@ uint64_t zfed_client_malformed(zfed_client_t *self)
 
 const zfed_link_status_t *zfed_client_link(zfed_client_t *self)
 {
-    zfed_linkmon_handle(self->linkmon);
+    s_read_link(self);
     return zfed_linkmon_link(self->linkmon);
 }

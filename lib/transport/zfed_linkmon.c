@@ -198,6 +198,7 @@ void zfed_linkmon_handle(zfed_linkmon_t *self)
             self->specific = false;
             break;
         case ZMQ_EVENT_DISCONNECTED:
+            link->disconnects++;
             if (link->state == ZFED_LINK_UP)
                 link->state = ZFED_LINK_DOWN;
             break;

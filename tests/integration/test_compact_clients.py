@@ -161,6 +161,41 @@ class Negotiated(unittest.TestCase):
             self.assertIn("first frame must be empty", broker.log())
 
 
+    def test_a_broker_replaced_mid_job_by_one_without_compact(self):
+        """The controller agreed compact frames with the broker it probed;
+        that broker dies and one started with --no-compact (as an older
+        zfed-broker would) takes its endpoint: the controller goes MDP/0.1
+        once the connection is lost, re-sends what the new broker dropped,
+        and the job's results equal an undisturbed run's."""
+        heartbeat = ["--heartbeat-ms", "100", "--liveness", "3"]
+        with Cluster("compact-clients-swap") as cluster:
+            endpoint = private(cluster)
+            broker = cluster.start_broker(*heartbeat, endpoint=endpoint)
+            for _ in range(2):
+                cluster.start_worker(*heartbeat, "--delay-ms", "50")
+            cluster.wait_workers(2)
+            job = ["--rounds", "6", "--tasks", "3", "--no-progress"]
+            calm = cluster.run_controller("--job-id", "calm", *job)
+            self.assertEqual(calm.returncode, 0, calm.err)
+            controller = cluster.start_controller("--job-id", "swap", *job, "--task-timeout",
+                                                  "0.5", "--retries", "40", "--round-timeout",
+                                                  "60")
+            rounds = os.path.join(cluster.workdir, "swap", "rounds")
+            wait_for(lambda: os.path.exists(os.path.join(rounds, "round-000001.json")), 20,
+                     what="round 1")
+            broker.kill()
+            cluster.start_broker(*heartbeat, "--no-compact", endpoint=endpoint)
+            wait_for(lambda: not controller.alive(), 60, what="the job to finish")
+            self.assertEqual(controller.proc.returncode, 0, controller.log())
+            self.assertIn(NEGOTIATED, controller.log())
+            self.assertIn("requests go MDP/0.1 from now on", controller.log())
+            self.assertEqual(results_view(cluster, "swap"), results_view(cluster, "calm"))
+            # What reached the new broker after the switch came as MDP/0.1.
+            counters = cluster.status()["counters"]
+            self.assertEqual(counters["compact_requests"], 0)
+            self.assertGreater(counters["requests"], 0)
+
+
 class PythonClient(unittest.TestCase):
     """zfed.Client(compact="auto") reads the status map as the controller
     does, and speaks compact to a broker that takes it, MDP/0.1 otherwise."""
