@@ -183,8 +183,8 @@ int zfed_mdp_parse_compact(const zfed_view_t *frames, size_t count, uint8_t comm
 //  request or reply, well-formed or not.
 bool zfed_mdp_is_compact_client(zfed_view_t frame);
 //  Writes the compact client frame into out (ZFED_MDPC_COMPACT_MAX bytes):
-//  command REQUEST (then identity must be empty) or REPLY, service of
-//  1..255 bytes (the caller gives a valid name), the ticket when ticket is
+//  command REQUEST (then identity must be empty) or REPLY, service a valid
+//  name (zfed_mdp_service_valid: 1..255 printable bytes), the ticket when ticket is
 //  not NULL, and in a REPLY with a ticket the stamp's identity of
 //  1..ZFED_MDP_IDENTITY_MAX bytes (empty without one).  Returns its size,
 //  or 0 (nothing written) for anything else.

@@ -815,8 +815,16 @@ static void s_send_client_head(zfed_broker_t *self, zfed_view_t service, const t
         zfed_view_t vouched = stamped ? s_text_view(identity) : (zfed_view_t){NULL, 0};
         size_t size = zfed_mdp_compact_client_write(head, ZFED_MDPW_REPLY, service,
                                                     stamped ? &ticket->value : NULL, vouched);
-        s_send(self, head, size, ZMQ_SNDMORE);
-        return;
+        //  The service was a valid name and identities are at most 64
+        //  bytes, so the head always fits; should it not, the MDP/0.1
+        //  head below, which a compact client takes too (PROTOCOL.md 3.3).
+        if (size > 0) {
+            s_send(self, head, size, ZMQ_SNDMORE);
+            return;
+        }
+        zfed_error("cannot write a compact reply's head (service of %zu bytes, identity \"%s\"): "
+                   "sent as MDP/0.1",
+                   service.size, identity ? identity : "");
     }
     s_send(self, "", 0, ZMQ_SNDMORE);
     s_send(self, ZFED_MDPC_HEADER, ZFED_MDP_HEADER_SIZE, ZMQ_SNDMORE);

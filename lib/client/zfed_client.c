@@ -130,7 +130,9 @@ static int s_send_request(zfed_client_t *self, const char *service, const uint64
         head_size = zfed_mdp_compact_client_write(head, ZFED_MDPW_REQUEST, name, ticket,
                                                   (zfed_view_t){NULL, 0});
         if (head_size == 0) {
-            zfed_warn("cannot send to the broker: service name of %zu bytes", name.size);
+            zfed_warn("cannot send to the broker: not a valid service name (%zu bytes; 1-255 "
+                      "printable ones)",
+                      name.size);
             errno = EINVAL;
             return -1;
         }

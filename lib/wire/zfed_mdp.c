@@ -224,7 +224,7 @@ size_t zfed_mdp_compact_client_write(uint8_t *out, uint8_t command, zfed_view_t 
 {
     //  Only a reply's stamp carries an identity; a stamp always has one.
     bool stamp = command == ZFED_MDPW_REPLY && ticket;
-    if (!s_compact_command(command) || service.size == 0 || service.size > ZFED_MDP_SERVICE_MAX ||
+    if (!s_compact_command(command) || !zfed_mdp_service_valid(service) ||
         (stamp ? identity.size == 0 || identity.size > ZFED_MDP_IDENTITY_MAX : identity.size != 0))
         return 0;
     s_compact_start(out, ZFED_MDPC_COMPACT_MAGIC, command);

@@ -66,6 +66,7 @@ class Client:
         self.tickets = tickets
         self.compact = False  # the status question goes in MDP/0.1
         self._last_ticket = 0  # tickets run from 1, one per request, never reused
+        self._tickets_sent = False  # a ticket has gone out: replies may be stamped
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
         if curve is not None:
@@ -136,6 +137,7 @@ class Client:
             if ticket is not None:
                 head.append(zp.ticket_frame(ticket))
         self.socket.send_multipart(head + list(bodies), copy=False)
+        self._tickets_sent = self._tickets_sent or ticket is not None
 
     def next_ticket(self):
         self._last_ticket += 1
@@ -154,7 +156,7 @@ class Client:
             # a model's data frame is not copied.)
             service, ticket, identity, _ = zp.parse_compact_client(
                 [frames[0].bytes] + [b""] * (len(frames) > 1), zp.REPLY)
-            if identity is not None and not self._last_ticket:
+            if identity is not None and not self._tickets_sent:
                 raise zp.MdpError("a stamped compact reply, and no ticket was sent")
             stamp = [] if identity is None else [zmq.Frame(
                 zp.STAMP_PREFIX + ticket.to_bytes(8, "big") + identity.encode("ascii"))]

@@ -217,6 +217,13 @@ class PythonClient(unittest.TestCase):
             cluster.wait_workers(1)
             self.assertEqual(self.call(cluster, compact="auto"), (True, 1))
             self.assertEqual(self.call(cluster), (False, 0))
+            # A ticket of the caller's own choosing (not next_ticket()):
+            # its stamped compact reply is taken all the same.
+            with zfed.Client(cluster.endpoint, compact=True) as client:
+                client.send("fib", [task_body("own", 0, 0, 9)], ticket=77)
+                service, frames = client.receive(TIMEOUT)
+            self.assertEqual(service, "fib")
+            self.assertEqual(frames[0].bytes[:18], b"zfed.stamp" + (77).to_bytes(8, "big"))
         with Cluster("compact-clients-python-off") as cluster:
             cluster.start_broker("--no-compact", endpoint=private(cluster))
             cluster.start_worker()

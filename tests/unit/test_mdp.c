@@ -896,6 +896,14 @@ static void s_test_compact_client_vectors(void)
     CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_HEARTBEAT, fib, NULL, none), 0);
     CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, none, NULL, none), 0);
     CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, too_long, NULL, none), 0);
+    //  A name MDP/0.1 would answer 400 is not written compact either.
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST,
+                                            s_text("a\x01"
+                                                   "b"),
+                                            NULL, none),
+              0);
+    CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, s_text("a\x7f"), NULL, none),
+              0);
     CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REQUEST, fib, &ticket, widest), 0);
     CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REPLY, fib, &ticket, none), 0);
     CHECK_INT(zfed_mdp_compact_client_write(out, ZFED_MDPW_REPLY, fib, &ticket, too_wide), 0);
