@@ -42,6 +42,9 @@ int zfed_mkdir_p(const char *path);
 //  True when name is 1..max_len characters of [A-Za-z0-9._-] and does not
 //  start with '.', i.e. safe as a single path component and on the wire.
 bool zfed_is_safe_name(const char *name, size_t max_len);
+//  The same rule for length bytes that need not end in a NUL (a NUL among
+//  them fails it).
+bool zfed_is_safe_name_bytes(const char *name, size_t length, size_t max_len);
 
 //  True when text is 1..max_len printable ASCII characters without spaces
 //  (worker names, error fields).

@@ -164,15 +164,20 @@ int zfed_mkdir_p(const char *path)
 
 bool zfed_is_safe_name(const char *name, size_t max_len)
 {
-    if (!name || !*name || *name == '.')
+    return name && zfed_is_safe_name_bytes(
+                       name, strnlen(name, max_len < SIZE_MAX ? max_len + 1 : max_len), max_len);
+}
+
+bool zfed_is_safe_name_bytes(const char *name, size_t length, size_t max_len)
+{
+    if (length == 0 || length > max_len || name[0] == '.')
         return false;
-    size_t length = 0;
-    for (const char *cursor = name; *cursor; cursor++, length++) {
-        char c = *cursor;
+    for (size_t index = 0; index < length; index++) {
+        char c = name[index];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '.' || c == '_' || c == '-';
-        if (!ok || length >= max_len)
-            return false;
+        if (!ok)
+            return false; //  a NUL among them too
     }
     return true;
 }

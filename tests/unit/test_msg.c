@@ -7,6 +7,7 @@
     our own encoder and decoder alone would pass even if both were wrong
     the same way.
 */
+#include "wire/zfed_msg_private.h"
 #include "zfed/zfed_msg.h"
 #include "zfed_test.h"
 #include "zfed_test_msgpack.h"
@@ -2237,6 +2238,158 @@ static void s_mutate(uint8_t *data, size_t *size, uint64_t *state)
     }
 }
 
+//  ---------------------------------------------------------------------
+//  The canonical result's short way against the general decode
+
+//  The same bytes through both ways: both refuse with the same reason, or
+//  both decode to the same fields and the same outputs tree.  *took: the
+//  short way decoded it.
+static bool s_ways_agree(const void *data, size_t size, bool *took)
+{
+    char short_reason[160] = "", general_reason[160] = "";
+    uint8_t *copy = s_exact_copy(data, size);
+    zfed_msg_t *quick =
+        zfed_msg_decode_canonical(copy, size, took, short_reason, sizeof short_reason);
+    zfed_msg_t *general =
+        zfed_msg_decode_general(copy, size, general_reason, sizeof general_reason);
+    free(copy);
+    bool same;
+    if (!quick || !general)
+        same = !quick && !general && !*took && strcmp(short_reason, general_reason) == 0;
+    else
+        same =
+            s_same_fields(quick, general) &&
+            (zfed_msg_kind(quick) != ZFED_MSG_RESULT ||
+             zfed_test_tree_same(zfed_msg_outputs_object(quick), zfed_msg_outputs_object(general)));
+    zfed_msg_destroy(&quick);
+    zfed_msg_destroy(&general);
+    return same;
+}
+
+//  A result as the C worker encodes it (zfed_msg_encode_result).
+static void s_canonical_result(msgpack_sbuffer *body, const char *job_id, uint32_t round,
+                               uint32_t task, uint32_t attempt, const char *worker,
+                               uint64_t compute_us, const void *outputs, size_t outputs_size)
+{
+    msgpack_sbuffer_clear(body);
+    REQUIRE(zfed_msg_encode_result(body, job_id, round, task, attempt, worker, compute_us, outputs,
+                                   outputs_size) == 0);
+}
+
+//  Every prefix, every one-byte change (all 256 values at every byte) and
+//  every one-byte insertion and deletion of canonical results decode the
+//  same both ways; the results themselves take the short way.
+static void s_test_canonical_result(void)
+{
+    //  fib level 10's outputs; an empty sequence; a nested value at the
+    //  deepest level outputs may reach (8 in all); a long worker name
+    //  (str8) and big ids (uint32, uint64 compute_us); keys out of order.
+    static const char fib10[] = "\x84\xa3sum\xa2"
+                                "88\xa5terms\x0a\xa4last\xa2"
+                                "34\xa8sequence\x9a\xa1"
+                                "0\xa1"
+                                "1\xa1"
+                                "1\xa1"
+                                "2\xa1"
+                                "3\xa1"
+                                "5\xa1"
+                                "8\xa2"
+                                "13\xa2"
+                                "21\xa2"
+                                "34";
+    static const char empty[] = "\x84\xa3sum\xa2"
+                                "88\xa5terms\x0a\xa4last\xa2"
+                                "34\xa8sequence\x90";
+    static const char deep[] = "\x82\xa1"
+                               "a\x91\x91\x91\x91\x91\x90\xa1"
+                               "b\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00";
+    static const char reordered[] = "\x83\xa5terms\xcd\x01\x00\xa3sum\xa1"
+                                    "1\xa8sequence\x90";
+    char *long_worker = s_repeat('w', ZFED_WORKER_NAME_MAX);
+    REQUIRE(long_worker != NULL);
+    struct {
+        const char *job_id;
+        uint32_t round, task, attempt;
+        const char *worker;
+        uint64_t compute_us;
+        const char *outputs;
+        size_t outputs_size;
+    } cases[] = {
+        {"bench-1", 1, 4711, 0, "bench-0-w3", 12, RAW(fib10)},
+        {"j", 0, 0, 0, "w", 0, RAW(empty)},
+        {"deep.job_1-x", 70000, 1u << 20, 300, "w~1", 1ull << 40, RAW(deep)},
+        {"a.b", UINT32_MAX, UINT32_MAX, UINT32_MAX, long_worker, UINT64_MAX, RAW(reordered)},
+    };
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    uint8_t changed[1024];
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        s_canonical_result(&body, cases[index].job_id, cases[index].round, cases[index].task,
+                           cases[index].attempt, cases[index].worker, cases[index].compute_us,
+                           cases[index].outputs, cases[index].outputs_size);
+        REQUIRE(body.size + 1 <= sizeof changed);
+        bool took = false;
+        CHECK(s_ways_agree(body.data, body.size, &took));
+        CHECK(took);
+        long disagree = 0, short_way = 0;
+        for (size_t length = 0; length < body.size; length++) {
+            disagree += !s_ways_agree(body.data, length, &took);
+            short_way += took;
+        }
+        for (size_t at = 0; at < body.size; at++)
+            for (unsigned value = 0; value < 256; value++) {
+                memcpy(changed, body.data, body.size);
+                changed[at] = (uint8_t)value;
+                disagree += !s_ways_agree(changed, body.size, &took);
+                short_way += took;
+            }
+        for (size_t at = 0; at <= body.size; at++) {
+            //  One byte more (each of the interesting ones) and one less.
+            for (size_t pick = 0; pick < sizeof s_interesting; pick++) {
+                memcpy(changed, body.data, at);
+                changed[at] = s_interesting[pick];
+                memcpy(changed + at + 1, body.data + at, body.size - at);
+                disagree += !s_ways_agree(changed, body.size + 1, &took);
+            }
+            if (at < body.size) {
+                memcpy(changed, body.data, at);
+                memcpy(changed + at, body.data + at + 1, body.size - at - 1);
+                disagree += !s_ways_agree(changed, body.size - 1, &took);
+            }
+        }
+        CHECK_INT(disagree, 0);
+        //  Changes that keep the layout (a digit for a digit) still take it.
+        CHECK(short_way > (long)body.size);
+    }
+    //  Not the layout: a result with its kind as str8, or its version
+    //  as uint8, decodes the general way, and the same.
+    static const char str8_kind[] = "\x99\xd9\x0bzfed.result\x01\xa1j\x00\x00\x00\xa1w\x00\x80";
+    static const char wide_version[] = "\x99\xabzfed.result\xcc\x01\xa1j\x00\x00\x00\xa1w\x00\x80";
+    bool took = true;
+    CHECK(s_ways_agree(RAW(str8_kind), &took));
+    CHECK(!took);
+    took = true;
+    CHECK(s_ways_agree(RAW(wide_version), &took));
+    CHECK(!took);
+    //  Duplicate or empty output keys, and outputs one level too deep,
+    //  fail the short way's checks and are refused by the general one.
+    static const char duplicate[] =
+        "\x99\xabzfed.result\x01\xa1j\x00\x00\x00\xa1w\x00\x82\xa1k\x01\xa1k\x02";
+    static const char too_deep[] = "\x99\xabzfed.result\x01\xa1j\x00\x00\x00\xa1w\x00\x81\xa1"
+                                   "a\x91\x91\x91\x91\x91\x91\x90";
+    took = true;
+    CHECK(s_ways_agree(RAW(duplicate), &took));
+    CHECK(!took);
+    took = true;
+    CHECK(s_ways_agree(RAW(too_deep), &took));
+    CHECK(!took);
+    char reason[160];
+    CHECK(zfed_msg_decode(RAW(too_deep), reason, sizeof reason) == NULL);
+    CHECK_CONTAINS(reason, "nesting");
+    free(long_worker);
+    msgpack_sbuffer_destroy(&body);
+}
+
 static void s_test_fuzz(void)
 {
     //  Seed corpus: the builder's bodies and richer constructed ones.
@@ -2294,6 +2447,9 @@ static void s_test_fuzz(void)
         reason[0] = '\0';
         zfed_msg_t *msg = zfed_msg_decode(copy, size, reason, sizeof reason);
         if (!zfed_test_tree_agrees(copy, size))
+            mismatches++;
+        bool took = false;
+        if (!s_ways_agree(copy, size, &took))
             mismatches++;
         //  peek never crashes either, and agrees with a successful decode.
         char job_id[ZFED_JOB_ID_MAX + 1];
@@ -2365,6 +2521,7 @@ int main(void)
     s_test_constructor_decoder_agree();
     s_test_peek_ids();
     s_test_peek_task();
+    s_test_canonical_result();
     s_test_fuzz();
     ZFED_TEST_END();
 }

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,7 +207,18 @@ static void s_test_safe_name(void)
         bool expected = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                         (c >= '0' && c <= '9') || c == '_' || c == '-';
         CHECK(zfed_is_safe_name(name, 8) == expected);
+        //  The same rule on bytes, inside a longer name and at its start.
+        char inside[3] = {'a', (char)c, 'b'};
+        CHECK(zfed_is_safe_name_bytes(inside, 3, 8) == (expected || c == '.'));
+        CHECK(zfed_is_safe_name_bytes(name, 1, 8) == expected);
     }
+    //  Bytes: no NUL needed after them, a NUL among them refused, the
+    //  length limit as above.
+    CHECK(zfed_is_safe_name_bytes("abcdef", 3, 3));
+    CHECK(!zfed_is_safe_name_bytes("abcdef", 4, 3));
+    CHECK(!zfed_is_safe_name_bytes("ab\0cd", 5, 64));
+    CHECK(!zfed_is_safe_name_bytes("", 0, 64));
+    CHECK(!zfed_is_safe_name_bytes(".ab", 3, 64));
 }
 
 static void s_test_token(void)
@@ -821,6 +833,72 @@ static void s_test_json_put(void)
     msgpack_sbuffer_destroy(&fast);
 }
 
+//  A string's JSON spelling a byte at a time, as the records spell it
+//  (jansson's escapes, upper-case hex): the reference the cursor writer,
+//  eight bytes at a time where it can, is held to.
+static size_t s_reference_escape(char *out, const char *text, size_t size)
+{
+    size_t length = 0;
+    out[length++] = '"';
+    for (size_t index = 0; index < size; index++) {
+        unsigned char byte = (unsigned char)text[index];
+        const char *escape = byte == '"'    ? "\\\""
+                             : byte == '\\' ? "\\\\"
+                             : byte == '\n' ? "\\n"
+                             : byte == '\t' ? "\\t"
+                             : byte == '\r' ? "\\r"
+                             : byte == '\b' ? "\\b"
+                             : byte == '\f' ? "\\f"
+                                            : NULL;
+        if (escape) {
+            memcpy(out + length, escape, 2);
+            length += 2;
+        } else if (byte < 0x20)
+            length += (size_t)sprintf(out + length, "\\u%04X", byte);
+        else
+            out[length++] = (char)byte;
+    }
+    out[length++] = '"';
+    return length;
+}
+
+//  zfed_json_put_string against the reference: every byte value at every
+//  place of strings of 0 to 24 bytes (so in every lane of a word, and in
+//  the tail after the words); zfed_json_put_int against printf at every
+//  length's edges.
+static void s_test_json_put_reference(void)
+{
+    char text[24], expected[ZFED_JSON_STRING_MAX(24)], actual[ZFED_JSON_STRING_MAX(24)];
+    long wrong = 0;
+    for (size_t size = 0; size <= sizeof text; size++)
+        for (size_t at = 0; at < size || (size == 0 && at == 0); at++)
+            for (int byte = 0; byte < 256; byte++) {
+                memset(text, 'n', sizeof text);
+                if (size > 0)
+                    text[at] = (char)byte;
+                size_t length = s_reference_escape(expected, text, size);
+                char *end = zfed_json_put_string(actual, text, size);
+                wrong += (size_t)(end - actual) != length || memcmp(actual, expected, length) != 0;
+            }
+    CHECK_INT(wrong, 0);
+    char number[32];
+    int64_t power = 1;
+    for (int digits = 1; digits <= 19; digits++, power = digits <= 18 ? power * 10 : power) {
+        const int64_t values[] = {power - 1, power, power + 1, -power + 1, -power, -power - 1};
+        for (size_t index = 0; index < sizeof values / sizeof values[0]; index++) {
+            int length = snprintf(number, sizeof number, "%" PRId64, values[index]);
+            char *end = zfed_json_put_int(actual, values[index]);
+            CHECK((int)(end - actual) == length && memcmp(actual, number, (size_t)length) == 0);
+        }
+    }
+    const int64_t extremes[] = {INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1, 0};
+    for (size_t index = 0; index < sizeof extremes / sizeof extremes[0]; index++) {
+        int length = snprintf(number, sizeof number, "%" PRId64, extremes[index]);
+        char *end = zfed_json_put_int(actual, extremes[index]);
+        CHECK((int)(end - actual) == length && memcmp(actual, number, (size_t)length) == 0);
+    }
+}
+
 //  zfed_json_file_text writes what json_dumps (JSON_INDENT(2),
 //  JSON_PRESERVE_ORDER, the reals' precision) writes, byte for byte, plus
 //  a newline: nested and empty containers, every escape, UTF-8, integers
@@ -898,6 +976,7 @@ int main(void)
     s_test_json_from_msgpack();
     s_test_json_empty_string();
     s_test_json_put();
+    s_test_json_put_reference();
     s_test_json_file_text();
     if (rmdir(s_dir) != 0) {
         perror(s_dir); //  something was left behind
