@@ -233,30 +233,46 @@ void zfed_json_text_commit(msgpack_sbuffer *out, const char *end)
 
 char *zfed_json_put_int(char *at, int64_t value)
 {
-    //  Two digits a division: "00" to "99".
+    //  Two digits a division: "00" to "99", written in place from the last
+    //  digit back once the length is known (a scratch text and its copy
+    //  were a third of it).
     static const char pairs[] = "00010203040506070809101112131415161718192021222324"
                                 "25262728293031323334353637383940414243444546474849"
                                 "50515253545556575859606162636465666768697071727374"
                                 "75767778798081828384858687888990919293949596979899";
-    char text[ZFED_JSON_INT_MAX];
-    char *end = text + sizeof text, *digit = end;
     uint64_t magnitude = value < 0 ? 0 - (uint64_t)value : (uint64_t)value;
+    if (value < 0)
+        *at++ = '-';
+    size_t length = 1;
+    for (uint64_t bound = 10; length < 20 && magnitude >= bound; bound *= 10)
+        length++;
+    char *end = at + length, *digit = end;
     while (magnitude >= 100) {
         unsigned pair = (unsigned)(magnitude % 100);
         magnitude /= 100;
         digit -= 2;
         memcpy(digit, pairs + 2 * pair, 2);
     }
-    if (magnitude >= 10) {
-        digit -= 2;
-        memcpy(digit, pairs + 2 * magnitude, 2);
-    } else
-        *--digit = (char)('0' + magnitude);
-    if (value < 0)
-        *--digit = '-';
-    size_t length = (size_t)(end - digit);
-    memcpy(at, digit, length);
-    return at + length;
+    if (magnitude >= 10)
+        memcpy(digit - 2, pairs + 2 * magnitude, 2);
+    else
+        digit[-1] = (char)('0' + magnitude);
+    return end;
+}
+
+//  Whether none of a word's eight bytes needs an escape: none below 0x20,
+//  none '"' or '\\' (the exact "some byte below n" test for n <= 128, and
+//  the zero-byte test after an xor).
+#define JSON_BYTES_ONES  0x0101010101010101ULL
+#define JSON_BYTES_HIGHS 0x8080808080808080ULL
+static bool s_word_plain(uint64_t word)
+{
+    uint64_t quote = word ^ (JSON_BYTES_ONES * '"');
+    uint64_t backslash = word ^ (JSON_BYTES_ONES * '\\');
+    uint64_t any = ((word - JSON_BYTES_ONES * 0x20) & ~word) |
+                   ((quote - JSON_BYTES_ONES) & ~quote) |
+                   ((backslash - JSON_BYTES_ONES) & ~backslash);
+    return (any & JSON_BYTES_HIGHS) == 0;
 }
 
 //  Escapes ", \ and control characters (upper-case hex, as jansson
@@ -265,7 +281,16 @@ char *zfed_json_put_string(char *at, const char *text, size_t size)
 {
     static const char hex[] = "0123456789ABCDEF";
     *at++ = '"';
-    for (size_t index = 0; index < size; index++) {
+    //  Eight plain bytes at a time while there are (names and digits
+    //  mostly are), then a byte at a time.
+    size_t index = 0;
+    for (uint64_t word; size - index >= sizeof word; index += sizeof word, at += sizeof word) {
+        memcpy(&word, text + index, sizeof word);
+        if (!s_word_plain(word))
+            break;
+        memcpy(at, &word, sizeof word);
+    }
+    for (; index < size; index++) {
         unsigned char byte = (unsigned char)text[index];
         if (byte >= 0x20 && byte != '"' && byte != '\\') {
             *at++ = (char)byte;
