@@ -640,15 +640,35 @@ static bool s_quick_ascii(const uint8_t *text, size_t length)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (length <= 16) {
+        //  The high bit of each of the string's bytes, which are the
+        //  words' low-order ones: masks by length, read, not computed
+        //  (two shifts and their branches were a third of the test).
+#define QUICK_HIGHS(bytes)                                                                         \
+    ((bytes) >= 8 ? 0x8080808080808080ULL : ((1ULL << (8 * (bytes))) - 1) & 0x8080808080808080ULL)
+        static const uint64_t masks[17][2] = {
+            {QUICK_HIGHS(0), 0},
+            {QUICK_HIGHS(1), 0},
+            {QUICK_HIGHS(2), 0},
+            {QUICK_HIGHS(3), 0},
+            {QUICK_HIGHS(4), 0},
+            {QUICK_HIGHS(5), 0},
+            {QUICK_HIGHS(6), 0},
+            {QUICK_HIGHS(7), 0},
+            {QUICK_HIGHS(8), 0},
+            {QUICK_HIGHS(8), QUICK_HIGHS(1)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(2)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(3)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(4)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(5)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(6)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(7)},
+            {QUICK_HIGHS(8), QUICK_HIGHS(8)},
+        };
+#undef QUICK_HIGHS
         uint64_t low, high;
         memcpy(&low, text, sizeof low);
         memcpy(&high, text + 8, sizeof high);
-        //  The string's bytes are the words' low-order ones.
-        uint64_t low_mask = length >= 8 ? UINT64_MAX : ((uint64_t)1 << (8 * length)) - 1;
-        uint64_t high_mask = length >= 16  ? UINT64_MAX
-                             : length <= 8 ? 0
-                                           : ((uint64_t)1 << (8 * (length - 8))) - 1;
-        return (((low & low_mask) | (high & high_mask)) & 0x8080808080808080ULL) == 0;
+        return ((low & masks[length][0]) | (high & masks[length][1])) == 0;
     }
 #endif
     uint8_t any = 0;
