@@ -57,6 +57,17 @@ int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t 
 int zfed_batch_encode_begin(msgpack_sbuffer *buffer, size_t count);
 int zfed_batch_encode_item(msgpack_sbuffer *buffer, const void *data, size_t size);
 
+//  An item written in place, after begin, for a writer that appends its
+//  body to buffer itself (the controller's tasks: no copy of each):
+//  open leaves room for the item's header and says where (*mark), the
+//  caller appends the body, close writes the header for its size (moving
+//  the body when it needs more than two bytes).  The bytes are
+//  zfed_batch_encode's.  0, or -1 (out of memory; close: the body over
+//  ZFED_BODY_MAX).  The whole may still exceed ZFED_BODY_MAX: the caller
+//  checks buffer->size.
+int zfed_batch_encode_open(msgpack_sbuffer *buffer, size_t *mark);
+int zfed_batch_encode_close(msgpack_sbuffer *buffer, size_t mark);
+
 #ifdef __cplusplus
 }
 #endif

@@ -132,6 +132,12 @@ int zfed_msg_encode(const zfed_msg_t *self, msgpack_sbuffer *buffer);
 int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
                          uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
                          int64_t global_round, const void *global_value, size_t global_value_size);
+//  zfed_msg_encode_task's bytes after what buffer holds (a batch's items
+//  written in place: zfed_batch_encode_open); buffer as it was on -1.
+int zfed_msg_encode_task_append(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                                uint32_t task_id, uint32_t attempt, const void *params,
+                                size_t params_size, int64_t global_round, const void *global_value,
+                                size_t global_value_size);
 int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
                            uint32_t task_id, uint32_t attempt, const char *worker,
                            uint64_t compute_us, const void *outputs, size_t outputs_size);

@@ -264,26 +264,35 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
         model_global = zfed_mround_global(self);
         global = &model_global;
     }
+    //  A batch's tasks are written in place, each after its item header:
+    //  no body of its own copied in (zfed_batch_encode_open).
+    if (count > 1 && zfed_batch_encode_begin(&self->buffer, count) != 0)
+        return -1;
     for (size_t item = 0; item < count; item++) {
         task_t *task = &round->tasks[indexes[item]];
-        msgpack_sbuffer *body = count == 1 ? &self->buffer : &self->items[item];
-        if (zfed_msg_encode_task(body, self->job->job_id, round->number, indexes[item],
-                                 task->attempts, task->params, task->params_size, global->round,
-                                 global->value, global->size) != 0)
+        size_t mark = 0;
+        if (count > 1 && zfed_batch_encode_open(&self->buffer, &mark) != 0)
             return -1;
-        self->views[item].data = (const uint8_t *)body->data;
-        self->views[item].size = body->size;
+        int rc = count == 1
+                     ? zfed_msg_encode_task(&self->buffer, self->job->job_id, round->number,
+                                            indexes[item], task->attempts, task->params,
+                                            task->params_size, global->round, global->value,
+                                            global->size)
+                     : zfed_msg_encode_task_append(&self->buffer, self->job->job_id, round->number,
+                                                   indexes[item], task->attempts, task->params,
+                                                   task->params_size, global->round, global->value,
+                                                   global->size);
+        if (rc != 0 || (count > 1 && zfed_batch_encode_close(&self->buffer, mark) != 0))
+            return -1;
     }
     //  Tasks too big to travel together go as two smaller batches (down to
     //  single tasks, which zfed_msg limits on their own).
-    if (count > 1 && zfed_batch_encoded_size(self->views, count) > ZFED_BODY_MAX) {
+    if (count > 1 && self->buffer.size > ZFED_BODY_MAX) {
         size_t half = count / 2;
         if (s_send_tasks(self, round, indexes, half, now) != 0)
             return -1;
         return s_send_tasks(self, round, indexes + half, count - half, now);
     }
-    if (count > 1 && zfed_batch_encode(&self->buffer, self->views, count) != 0)
-        return -1;
     uint64_t ticket = self->next_ticket;
     if (s_record_sent(self, round, indexes, count) != 0)
         return -1;
@@ -1533,8 +1542,6 @@ void zfed_round_env_init(zfed_round_env_t *env)
     if (env->next_ticket == 0)
         env->next_ticket = 1;
     msgpack_sbuffer_init(&env->buffer);
-    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
-        msgpack_sbuffer_init(&env->items[item]);
 }
 
 void zfed_round_env_clear(zfed_round_env_t *env)
@@ -1542,6 +1549,4 @@ void zfed_round_env_clear(zfed_round_env_t *env)
     zfed_msg_destroy(&env->spare);
     zfed_liars_destroy(&env->liars);
     msgpack_sbuffer_destroy(&env->buffer);
-    for (size_t item = 0; item < ZFED_BATCH_MAX; item++)
-        msgpack_sbuffer_destroy(&env->items[item]);
 }

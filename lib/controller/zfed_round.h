@@ -68,10 +68,9 @@ typedef struct {
     zfed_watch_t *watch;     //  NULL: no early diagnosis
     bool fail_fast;          //  a watch finding fails the round at once
     zfed_model_env_t *model; //  NULL for a value service
-    //  Scratch reused by every round: --batch packs one body per task
-    //  into items (views point at them; also used to read batch replies).
+    //  Scratch reused by every round: the request being sent (a batch's
+    //  tasks written into it in place), and views of a batch reply's items.
     msgpack_sbuffer buffer;
-    msgpack_sbuffer items[ZFED_BATCH_MAX];
     zfed_view_t views[ZFED_BATCH_MAX];
     //  The last reply let go, whose block the next one is decoded into
     //  (zfed_msg_decode_into).

@@ -165,3 +165,42 @@ int zfed_batch_encode(msgpack_sbuffer *buffer, const zfed_view_t *items, size_t 
         rc = zfed_batch_encode_item(buffer, items[index].data, items[index].size);
     return rc;
 }
+
+//  The bin8 header open writes before every item: 0xc4 and the length.
+#define ITEM_HEADER_OPEN 2
+
+int zfed_batch_encode_open(msgpack_sbuffer *buffer, size_t *mark)
+{
+    *mark = buffer->size;
+    static const char room[ITEM_HEADER_OPEN] = {0};
+    return msgpack_sbuffer_write(buffer, room, sizeof room) == 0 ? 0 : -1;
+}
+
+int zfed_batch_encode_close(msgpack_sbuffer *buffer, size_t mark)
+{
+    size_t size = buffer->size - mark - ITEM_HEADER_OPEN;
+    if (size > ZFED_BODY_MAX)
+        return -1;
+    size_t header = s_bin_header(size);
+    if (header > ITEM_HEADER_OPEN) {
+        //  Room for the longer header after the body, then the body moved.
+        static const char more[5] = {0};
+        if (msgpack_sbuffer_write(buffer, more, header - ITEM_HEADER_OPEN) != 0)
+            return -1;
+        memmove(buffer->data + mark + header, buffer->data + mark + ITEM_HEADER_OPEN, size);
+    }
+    uint8_t *at = (uint8_t *)buffer->data + mark;
+    if (header == 2) {
+        at[0] = 0xc4;
+        at[1] = (uint8_t)size;
+    } else if (header == 3) {
+        at[0] = 0xc5;
+        at[1] = (uint8_t)(size >> 8);
+        at[2] = (uint8_t)size;
+    } else {
+        at[0] = 0xc6;
+        for (size_t index = 0; index < 4; index++)
+            at[1 + index] = (uint8_t)(size >> (8 * (3 - index)));
+    }
+    return 0;
+}

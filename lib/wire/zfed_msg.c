@@ -1818,20 +1818,22 @@ static int s_reserve(msgpack_sbuffer *buffer, size_t bytes)
     return 0;
 }
 
-//  Clears buffer and writes the elements every kind starts with: kind,
-//  version, job id, round, task id, attempt; with room for more bytes
-//  after them.  NULL when out of memory.
-static uint8_t *s_put_head(msgpack_sbuffer *buffer, zfed_msg_kind_t kind, const char *job_id,
-                           uint32_t round, uint32_t task_id, uint32_t attempt, size_t more)
+//  Writes the elements every kind starts with at byte from of buffer
+//  (0: in place of what it held; its size: after it): kind, version, job
+//  id, round, task id, attempt; with room for more bytes after them.
+//  NULL when out of memory.
+static uint8_t *s_put_head_at(msgpack_sbuffer *buffer, size_t from, zfed_msg_kind_t kind,
+                              const char *job_id, uint32_t round, uint32_t task_id,
+                              uint32_t attempt, size_t more)
 {
     static const uint8_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
     size_t job_length = strlen(job_id);
     const char *name = zfed_msg_kind_name(kind);
-    msgpack_sbuffer_clear(buffer);
+    buffer->size = from;
     if (more > SIZE_MAX - HEAD_BYTES_MAX - job_length ||
         s_reserve(buffer, HEAD_BYTES_MAX + job_length + more) != 0)
         return NULL;
-    uint8_t *at = (uint8_t *)buffer->data;
+    uint8_t *at = (uint8_t *)buffer->data + from;
     *at++ = (uint8_t)(0x90 | elements[kind]);
     at = s_put_str(at, name, strlen(name));
     at = s_put_uint(at, ZFED_PROTOCOL_VERSION);
@@ -1839,6 +1841,13 @@ static uint8_t *s_put_head(msgpack_sbuffer *buffer, zfed_msg_kind_t kind, const 
     at = s_put_uint(at, round);
     at = s_put_uint(at, task_id);
     return s_put_uint(at, attempt);
+}
+
+//  s_put_head_at in place of what buffer held.
+static uint8_t *s_put_head(msgpack_sbuffer *buffer, zfed_msg_kind_t kind, const char *job_id,
+                           uint32_t round, uint32_t task_id, uint32_t attempt, size_t more)
+{
+    return s_put_head_at(buffer, 0, kind, job_id, round, task_id, attempt, more);
 }
 
 //  The head through s_put_head, then a packer for the kind's own elements.
@@ -1859,14 +1868,16 @@ static int s_encode_done(const msgpack_sbuffer *buffer, int rc)
     return rc == 0 && buffer->size <= ZFED_BODY_MAX ? 0 : -1;
 }
 
-int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
-                         uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
-                         int64_t global_round, const void *global_value, size_t global_value_size)
+//  A task body at byte from of buffer (see s_put_head_at).
+static int s_encode_task_at(msgpack_sbuffer *buffer, size_t from, const char *job_id,
+                            uint32_t round, uint32_t task_id, uint32_t attempt, const void *params,
+                            size_t params_size, int64_t global_round, const void *global_value,
+                            size_t global_value_size)
 {
     if (params_size > ZFED_BODY_MAX || global_value_size > ZFED_BODY_MAX)
         return -1;
-    uint8_t *at = s_put_head(buffer, ZFED_MSG_TASK, job_id, round, task_id, attempt,
-                             params_size + 1 + NUMBER_BYTES_MAX + global_value_size);
+    uint8_t *at = s_put_head_at(buffer, from, ZFED_MSG_TASK, job_id, round, task_id, attempt,
+                                params_size + 1 + NUMBER_BYTES_MAX + global_value_size);
     if (!at)
         return -1;
     memcpy(at, params, params_size);
@@ -1876,7 +1887,28 @@ int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t r
     memcpy(at, global_value, global_value_size);
     at += global_value_size;
     buffer->size = (size_t)(at - (uint8_t *)buffer->data);
-    return s_encode_done(buffer, 0);
+    return buffer->size - from <= ZFED_BODY_MAX ? 0 : -1;
+}
+
+int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                         uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
+                         int64_t global_round, const void *global_value, size_t global_value_size)
+{
+    return s_encode_task_at(buffer, 0, job_id, round, task_id, attempt, params, params_size,
+                            global_round, global_value, global_value_size);
+}
+
+int zfed_msg_encode_task_append(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                                uint32_t task_id, uint32_t attempt, const void *params,
+                                size_t params_size, int64_t global_round, const void *global_value,
+                                size_t global_value_size)
+{
+    size_t from = buffer->size;
+    int rc = s_encode_task_at(buffer, from, job_id, round, task_id, attempt, params, params_size,
+                              global_round, global_value, global_value_size);
+    if (rc != 0)
+        buffer->size = from; //  as it was
+    return rc;
 }
 
 int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,

@@ -309,9 +309,88 @@ static void s_check_quick_edges(void)
     msgpack_sbuffer_destroy(&buffer);
 }
 
+//  Items written in place (open, the body appended, close) give
+//  zfed_batch_encode's bytes, at every header size (bin8, bin16, bin32:
+//  the body moved); tasks appended by zfed_msg_encode_task_append are
+//  zfed_msg_encode_task's bodies.
+static void s_check_in_place(void)
+{
+    const size_t sizes[] = {0, 1, 255, 256, 65535, 65536, 70000};
+    const size_t count = sizeof sizes / sizeof sizes[0];
+    uint8_t *bytes = malloc(70000);
+    REQUIRE(bytes != NULL);
+    for (size_t index = 0; index < 70000; index++)
+        bytes[index] = (uint8_t)(index * 7 + 3);
+    zfed_view_t items[sizeof sizes / sizeof sizes[0]];
+    msgpack_sbuffer whole, in_place;
+    msgpack_sbuffer_init(&whole);
+    msgpack_sbuffer_init(&in_place);
+    for (size_t first = 0; first < count; first++) {
+        //  Every size after every other, so each move lands after a
+        //  header of each size.
+        size_t used = 0;
+        for (size_t index = first; index < count; index++)
+            items[used++] = (zfed_view_t){bytes, sizes[index]};
+        for (size_t index = 0; index < first; index++)
+            items[used++] = (zfed_view_t){bytes + 1, sizes[index]};
+        REQUIRE_INT(zfed_batch_encode(&whole, items, used), 0);
+        REQUIRE_INT(zfed_batch_encode_begin(&in_place, used), 0);
+        for (size_t index = 0; index < used; index++) {
+            size_t mark = 0;
+            CHECK_INT(zfed_batch_encode_open(&in_place, &mark), 0);
+            CHECK_INT(msgpack_sbuffer_write(&in_place, (const char *)items[index].data,
+                                            items[index].size),
+                      0);
+            CHECK_INT(zfed_batch_encode_close(&in_place, mark), 0);
+        }
+        CHECK(whole.size == in_place.size && memcmp(whole.data, in_place.data, whole.size) == 0);
+    }
+    //  Tasks: appended in place equal encoded alone.
+    msgpack_sbuffer alone;
+    msgpack_sbuffer_init(&alone);
+    static const char params[] = "\x81\xaf"
+                                 "fibonacci_level\x0a";
+    static const char global[] = "\xa2"
+                                 "88";
+    REQUIRE_INT(zfed_batch_encode_begin(&in_place, 3), 0);
+    for (uint32_t task = 0; task < 3; task++) {
+        REQUIRE_INT(zfed_msg_encode_task(&alone, "job-1", 7, task * 200, task, params,
+                                         sizeof params - 1, task - 1, global, sizeof global - 1),
+                    0);
+        items[task] = (zfed_view_t){malloc(alone.size), alone.size};
+        REQUIRE(items[task].data != NULL);
+        memcpy((uint8_t *)items[task].data, alone.data, alone.size);
+        size_t mark = 0;
+        CHECK_INT(zfed_batch_encode_open(&in_place, &mark), 0);
+        CHECK_INT(zfed_msg_encode_task_append(&in_place, "job-1", 7, task * 200, task, params,
+                                              sizeof params - 1, task - 1, global,
+                                              sizeof global - 1),
+                  0);
+        CHECK_INT(zfed_batch_encode_close(&in_place, mark), 0);
+    }
+    REQUIRE_INT(zfed_batch_encode(&whole, items, 3), 0);
+    CHECK(whole.size == in_place.size && memcmp(whole.data, in_place.data, whole.size) == 0);
+    //  A task over the body limit is refused and leaves the buffer as it was.
+    size_t before = in_place.size;
+    uint8_t *big = calloc(ZFED_BODY_MAX, 1);
+    REQUIRE(big != NULL);
+    CHECK_INT(zfed_msg_encode_task_append(&in_place, "job-1", 7, 0, 0, params, sizeof params - 1,
+                                          -1, big, ZFED_BODY_MAX),
+              -1);
+    CHECK(in_place.size == before);
+    free(big);
+    for (uint32_t task = 0; task < 3; task++)
+        free((void *)items[task].data);
+    msgpack_sbuffer_destroy(&alone);
+    msgpack_sbuffer_destroy(&whole);
+    msgpack_sbuffer_destroy(&in_place);
+    free(bytes);
+}
+
 int main(void)
 {
     s_check_quick_edges();
+    s_check_in_place();
     s_round_trip(1);
     s_round_trip(2);
     s_round_trip(8);
