@@ -833,6 +833,21 @@ static bool s_quick_walk(s_quick_t *quick, msgpack_object *root)
             fill = first;
             left = elements;
             in_map = is_map;
+            //  An array's leading run of fixstrs (a sequence of decimals)
+            //  filled in a tight loop, as the walk would fill them one by
+            //  one: the walk's bookkeeping per value was half of each.
+            while (!is_map && left > 0 && at < end && (*at & 0xe0) == 0xa0) {
+                size_t length = *at & 0x1f;
+                if ((size_t)(end - at) - 1 < length ||
+                    (!s_quick_ascii(at + 1, length) && !s_utf8_valid(at + 1, length)))
+                    return false;
+                fill->type = MSGPACK_OBJECT_STR;
+                fill->via.str.size = (uint32_t)length;
+                fill->via.str.ptr = (const char *)at + 1;
+                fill++;
+                left--;
+                at += 1 + length;
+            }
         }
     next:
         while (left == 0) {
