@@ -138,6 +138,17 @@ int zfed_msg_encode_task_append(msgpack_sbuffer *buffer, const char *job_id, uin
                                 uint32_t task_id, uint32_t attempt, const void *params,
                                 size_t params_size, int64_t global_round, const void *global_value,
                                 size_t global_value_size);
+//  The same from the bytes every task of one round begins with (kind,
+//  version, job id, round), written once by zfed_msg_task_prefix into
+//  prefix (ZFED_MSG_TASK_PREFIX_MAX bytes; it returns their number, 0
+//  for a job id over ZFED_JOB_ID_MAX).  zfed_msg_encode_task_append is
+//  these two.
+#define ZFED_MSG_TASK_PREFIX_MAX (1 + 1 + 16 + 1 + 2 + ZFED_JOB_ID_MAX + 5)
+size_t zfed_msg_task_prefix(uint8_t *prefix, const char *job_id, uint32_t round);
+int zfed_msg_encode_task_after(msgpack_sbuffer *buffer, const uint8_t *prefix, size_t prefix_size,
+                               uint32_t task_id, uint32_t attempt, const void *params,
+                               size_t params_size, int64_t global_round, const void *global_value,
+                               size_t global_value_size);
 int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
                            uint32_t task_id, uint32_t attempt, const char *worker,
                            uint64_t compute_us, const void *outputs, size_t outputs_size);

@@ -188,6 +188,8 @@ static int s_round_prepare(zfed_round_env_t *self, round_t *round, uint32_t numb
 {
     const zfed_job_t *job = self->job;
     round->number = number;
+    //  The bytes every task of the round begins with, written once.
+    round->task_prefix_size = zfed_msg_task_prefix(round->task_prefix, job->job_id, number);
     round->render = job->tasks > ZFED_RESULTS_INLINE_MAX && !self->model;
     round->tasks = zfed_huge_map(job->tasks, sizeof *round->tasks);
     round->error_list = json_array();
@@ -273,15 +275,12 @@ static int s_send_tasks(zfed_round_env_t *self, round_t *round, const uint32_t *
         size_t mark = 0;
         if (count > 1 && zfed_batch_encode_open(&self->buffer, &mark) != 0)
             return -1;
-        int rc = count == 1
-                     ? zfed_msg_encode_task(&self->buffer, self->job->job_id, round->number,
-                                            indexes[item], task->attempts, task->params,
-                                            task->params_size, global->round, global->value,
-                                            global->size)
-                     : zfed_msg_encode_task_append(&self->buffer, self->job->job_id, round->number,
-                                                   indexes[item], task->attempts, task->params,
-                                                   task->params_size, global->round, global->value,
-                                                   global->size);
+        if (count == 1)
+            msgpack_sbuffer_clear(&self->buffer);
+        int rc = zfed_msg_encode_task_after(&self->buffer, round->task_prefix,
+                                            round->task_prefix_size, indexes[item], task->attempts,
+                                            task->params, task->params_size, global->round,
+                                            global->value, global->size);
         if (rc != 0 || (count > 1 && zfed_batch_encode_close(&self->buffer, mark) != 0))
             return -1;
     }

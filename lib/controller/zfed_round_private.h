@@ -114,6 +114,9 @@ typedef struct {
 
 typedef struct {
     uint32_t number;
+    //  What every task of the round begins with (zfed_msg_task_prefix).
+    uint8_t task_prefix[ZFED_MSG_TASK_PREFIX_MAX];
+    size_t task_prefix_size;
     task_t *tasks;
     uint32_t unsent; //  first task not sent yet (tasks go out in order)
     uint32_t answered;

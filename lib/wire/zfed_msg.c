@@ -1833,22 +1833,20 @@ static int s_reserve(msgpack_sbuffer *buffer, size_t bytes)
     return 0;
 }
 
-//  Writes the elements every kind starts with at byte from of buffer
-//  (0: in place of what it held; its size: after it): kind, version, job
-//  id, round, task id, attempt; with room for more bytes after them.
-//  NULL when out of memory.
-static uint8_t *s_put_head_at(msgpack_sbuffer *buffer, size_t from, zfed_msg_kind_t kind,
-                              const char *job_id, uint32_t round, uint32_t task_id,
-                              uint32_t attempt, size_t more)
+//  Clears buffer and writes the elements every kind starts with: kind,
+//  version, job id, round, task id, attempt; with room for more bytes
+//  after them.  NULL when out of memory.
+static uint8_t *s_put_head(msgpack_sbuffer *buffer, zfed_msg_kind_t kind, const char *job_id,
+                           uint32_t round, uint32_t task_id, uint32_t attempt, size_t more)
 {
     static const uint8_t elements[] = {0, TASK_ELEMENTS, RESULT_ELEMENTS, ERROR_ELEMENTS};
     size_t job_length = strlen(job_id);
     const char *name = zfed_msg_kind_name(kind);
-    buffer->size = from;
+    msgpack_sbuffer_clear(buffer);
     if (more > SIZE_MAX - HEAD_BYTES_MAX - job_length ||
         s_reserve(buffer, HEAD_BYTES_MAX + job_length + more) != 0)
         return NULL;
-    uint8_t *at = (uint8_t *)buffer->data + from;
+    uint8_t *at = (uint8_t *)buffer->data;
     *at++ = (uint8_t)(0x90 | elements[kind]);
     at = s_put_str(at, name, strlen(name));
     at = s_put_uint(at, ZFED_PROTOCOL_VERSION);
@@ -1856,13 +1854,6 @@ static uint8_t *s_put_head_at(msgpack_sbuffer *buffer, size_t from, zfed_msg_kin
     at = s_put_uint(at, round);
     at = s_put_uint(at, task_id);
     return s_put_uint(at, attempt);
-}
-
-//  s_put_head_at in place of what buffer held.
-static uint8_t *s_put_head(msgpack_sbuffer *buffer, zfed_msg_kind_t kind, const char *job_id,
-                           uint32_t round, uint32_t task_id, uint32_t attempt, size_t more)
-{
-    return s_put_head_at(buffer, 0, kind, job_id, round, task_id, attempt, more);
 }
 
 //  The head through s_put_head, then a packer for the kind's own elements.
@@ -1883,34 +1874,46 @@ static int s_encode_done(const msgpack_sbuffer *buffer, int rc)
     return rc == 0 && buffer->size <= ZFED_BODY_MAX ? 0 : -1;
 }
 
-//  A task body at byte from of buffer (see s_put_head_at).
-static int s_encode_task_at(msgpack_sbuffer *buffer, size_t from, const char *job_id,
-                            uint32_t round, uint32_t task_id, uint32_t attempt, const void *params,
-                            size_t params_size, int64_t global_round, const void *global_value,
-                            size_t global_value_size)
+size_t zfed_msg_task_prefix(uint8_t *prefix, const char *job_id, uint32_t round)
 {
-    if (params_size > ZFED_BODY_MAX || global_value_size > ZFED_BODY_MAX)
+    size_t job_length = strnlen(job_id, ZFED_JOB_ID_MAX + 1);
+    if (job_length > ZFED_JOB_ID_MAX)
+        return 0;
+    uint8_t *at = prefix;
+    *at++ = (uint8_t)(0x90 | TASK_ELEMENTS);
+    at = s_put_str(at, ZFED_KIND_TASK, sizeof ZFED_KIND_TASK - 1);
+    at = s_put_uint(at, ZFED_PROTOCOL_VERSION);
+    at = s_put_str(at, job_id, job_length);
+    at = s_put_uint(at, round);
+    return (size_t)(at - prefix);
+}
+
+int zfed_msg_encode_task_after(msgpack_sbuffer *buffer, const uint8_t *prefix, size_t prefix_size,
+                               uint32_t task_id, uint32_t attempt, const void *params,
+                               size_t params_size, int64_t global_round, const void *global_value,
+                               size_t global_value_size)
+{
+    //  No prefix: zfed_msg_task_prefix refused the job id.
+    if (prefix_size == 0 || params_size > ZFED_BODY_MAX || global_value_size > ZFED_BODY_MAX)
         return -1;
-    uint8_t *at = s_put_head_at(buffer, from, ZFED_MSG_TASK, job_id, round, task_id, attempt,
-                                params_size + 1 + NUMBER_BYTES_MAX + global_value_size);
-    if (!at)
+    size_t from = buffer->size;
+    if (s_reserve(buffer, prefix_size + 2 * NUMBER_BYTES_MAX + params_size + 1 + NUMBER_BYTES_MAX +
+                              global_value_size) != 0)
         return -1;
+    uint8_t *at = (uint8_t *)buffer->data + from;
+    memcpy(at, prefix, prefix_size);
+    at = s_put_uint(at + prefix_size, task_id);
+    at = s_put_uint(at, attempt);
     memcpy(at, params, params_size);
     at += params_size;
     *at++ = 0x92; //  [global_round, global_value]
     at = s_put_int(at, global_round);
     memcpy(at, global_value, global_value_size);
     at += global_value_size;
+    if ((size_t)(at - (uint8_t *)buffer->data) - from > ZFED_BODY_MAX)
+        return -1; //  buffer as it was
     buffer->size = (size_t)(at - (uint8_t *)buffer->data);
-    return buffer->size - from <= ZFED_BODY_MAX ? 0 : -1;
-}
-
-int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
-                         uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
-                         int64_t global_round, const void *global_value, size_t global_value_size)
-{
-    return s_encode_task_at(buffer, 0, job_id, round, task_id, attempt, params, params_size,
-                            global_round, global_value, global_value_size);
+    return 0;
 }
 
 int zfed_msg_encode_task_append(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
@@ -1918,12 +1921,19 @@ int zfed_msg_encode_task_append(msgpack_sbuffer *buffer, const char *job_id, uin
                                 size_t params_size, int64_t global_round, const void *global_value,
                                 size_t global_value_size)
 {
-    size_t from = buffer->size;
-    int rc = s_encode_task_at(buffer, from, job_id, round, task_id, attempt, params, params_size,
-                              global_round, global_value, global_value_size);
-    if (rc != 0)
-        buffer->size = from; //  as it was
-    return rc;
+    uint8_t prefix[ZFED_MSG_TASK_PREFIX_MAX];
+    size_t prefix_size = zfed_msg_task_prefix(prefix, job_id, round);
+    return zfed_msg_encode_task_after(buffer, prefix, prefix_size, task_id, attempt, params,
+                                      params_size, global_round, global_value, global_value_size);
+}
+
+int zfed_msg_encode_task(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,
+                         uint32_t task_id, uint32_t attempt, const void *params, size_t params_size,
+                         int64_t global_round, const void *global_value, size_t global_value_size)
+{
+    msgpack_sbuffer_clear(buffer);
+    return zfed_msg_encode_task_append(buffer, job_id, round, task_id, attempt, params, params_size,
+                                       global_round, global_value, global_value_size);
 }
 
 int zfed_msg_encode_result(msgpack_sbuffer *buffer, const char *job_id, uint32_t round,

@@ -370,6 +370,31 @@ static void s_check_in_place(void)
     }
     REQUIRE_INT(zfed_batch_encode(&whole, items, 3), 0);
     CHECK(whole.size == in_place.size && memcmp(whole.data, in_place.data, whole.size) == 0);
+    //  From the round's prefix, written once: the same bytes, for job ids
+    //  as fixstr and str8 and rounds in every width.
+    uint8_t prefix[ZFED_MSG_TASK_PREFIX_MAX];
+    char *long_id = malloc(ZFED_JOB_ID_MAX + 2);
+    REQUIRE(long_id != NULL);
+    memset(long_id, 'j', ZFED_JOB_ID_MAX + 1);
+    long_id[ZFED_JOB_ID_MAX + 1] = '\0';
+    CHECK_INT(zfed_msg_task_prefix(prefix, long_id, 1), 0); //  one over the limit
+    long_id[ZFED_JOB_ID_MAX] = '\0';
+    const char *ids[] = {"j", "job-1", long_id};
+    const uint32_t rounds[] = {0, 127, 128, 65535, 65536, UINT32_MAX};
+    for (size_t id = 0; id < 3; id++)
+        for (size_t number = 0; number < sizeof rounds / sizeof rounds[0]; number++) {
+            size_t prefix_size = zfed_msg_task_prefix(prefix, ids[id], rounds[number]);
+            CHECK(prefix_size > 0 && prefix_size <= ZFED_MSG_TASK_PREFIX_MAX);
+            REQUIRE_INT(zfed_msg_encode_task(&alone, ids[id], rounds[number], 70000, 3, params,
+                                             sizeof params - 1, 5, global, sizeof global - 1),
+                        0);
+            msgpack_sbuffer_clear(&whole);
+            CHECK_INT(zfed_msg_encode_task_after(&whole, prefix, prefix_size, 70000, 3, params,
+                                                 sizeof params - 1, 5, global, sizeof global - 1),
+                      0);
+            CHECK(whole.size == alone.size && memcmp(whole.data, alone.data, whole.size) == 0);
+        }
+    free(long_id);
     //  A task over the body limit is refused and leaves the buffer as it was.
     size_t before = in_place.size;
     uint8_t *big = calloc(ZFED_BODY_MAX, 1);
