@@ -958,6 +958,8 @@ void *zfed_tree_build_reusing(void *spare, size_t capacity, const void *data, si
 
 static void s_blob_free(s_blob_t *blob)
 {
+    if (!blob->data)
+        return; //  a decoded message's parts have none: three free(NULL) a result
     free(blob->data);
     blob->data = NULL;
     blob->size = 0;
