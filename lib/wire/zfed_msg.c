@@ -1415,17 +1415,6 @@ static int s_decode_error(zfed_msg_t *self, s_reader_t *reader)
     return 0;
 }
 
-//  One u32 in any integer form.
-static int s_peek_u32(zfed_peek_t *reader, uint32_t *value)
-{
-    uint64_t number;
-    bool negative;
-    if (zfed_peek_int(reader, &number, &negative) != 0 || negative || number > UINT32_MAX)
-        return -1;
-    *value = (uint32_t)number;
-    return 0;
-}
-
 //  A decoded message starts empty: everything before its texts, and the
 //  first byte of each (a memset of the whole struct was 140 instructions
 //  a result).
@@ -1462,18 +1451,6 @@ typedef struct {
     size_t outputs_at; //  where the outputs start
 } s_result_head_t;
 
-//  A non-negative integer: a positive fixint read here (the ids mostly
-//  are), any other form by zfed_peek_int.  0, or -1.
-static int s_head_uint(zfed_peek_t *reader, uint64_t max, uint64_t *value)
-{
-    if (reader->position < reader->size && reader->data[reader->position] <= 0x7f) {
-        *value = reader->data[reader->position++];
-        return 0;
-    }
-    bool negative = true;
-    return zfed_peek_int(reader, value, &negative) == 0 && !negative && *value <= max ? 0 : -1;
-}
-
 //  A str: a fixstr read here, any other form by zfed_peek_bytes.
 static int s_head_str(zfed_peek_t *reader, zfed_view_t *view)
 {
@@ -1494,17 +1471,13 @@ static bool s_result_head(const void *data, size_t size, s_result_head_t *head)
     if (size < sizeof RESULT_HEAD - 1 || memcmp(data, RESULT_HEAD, sizeof RESULT_HEAD - 1) != 0)
         return false;
     zfed_peek_t reader = {data, size, sizeof RESULT_HEAD - 1};
-    uint64_t ids[3];
     if (s_head_str(&reader, &head->job_id) != 0 ||
         !s_is_job_id((const char *)head->job_id.data, head->job_id.size, ZFED_JOB_ID_MAX) ||
-        s_head_uint(&reader, UINT32_MAX, &ids[0]) != 0 ||
-        s_head_uint(&reader, UINT32_MAX, &ids[1]) != 0 ||
-        s_head_uint(&reader, UINT32_MAX, &ids[2]) != 0 || s_head_str(&reader, &head->worker) != 0 ||
+        zfed_peek_u32(&reader, &head->ids[0]) != 0 || zfed_peek_u32(&reader, &head->ids[1]) != 0 ||
+        zfed_peek_u32(&reader, &head->ids[2]) != 0 || s_head_str(&reader, &head->worker) != 0 ||
         !s_is_token((const char *)head->worker.data, head->worker.size, ZFED_WORKER_NAME_MAX) ||
-        s_head_uint(&reader, UINT64_MAX, &head->compute_us) != 0)
+        zfed_peek_uint(&reader, UINT64_MAX, &head->compute_us) != 0)
         return false;
-    for (size_t index = 0; index < 3; index++)
-        head->ids[index] = (uint32_t)ids[index];
     head->outputs_at = reader.position;
     return reader.position < size;
 }
@@ -1727,8 +1700,8 @@ int zfed_msg_peek_task(const void *data, size_t size, char *job_id, uint32_t *ro
         zfed_peek_int(&reader, &version, &negative) != 0 || negative ||
         version != ZFED_PROTOCOL_VERSION || zfed_peek_bytes(&reader, false, &id) != 0 ||
         !s_is_job_id((const char *)id.data, id.size, ZFED_JOB_ID_MAX) ||
-        s_peek_u32(&reader, &ids[0]) != 0 || s_peek_u32(&reader, &ids[1]) != 0 ||
-        s_peek_u32(&reader, &ids[2]) != 0)
+        zfed_peek_u32(&reader, &ids[0]) != 0 || zfed_peek_u32(&reader, &ids[1]) != 0 ||
+        zfed_peek_u32(&reader, &ids[2]) != 0)
         return -1;
     memcpy(job_id, id.data, id.size);
     job_id[id.size] = '\0';

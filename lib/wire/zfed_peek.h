@@ -32,6 +32,14 @@ int zfed_peek_array(zfed_peek_t *reader, uint64_t *count);
 //  its two's complement bits.
 int zfed_peek_int(zfed_peek_t *reader, uint64_t *value, bool *negative);
 
+//  A non-negative integer in any of its forms, at most max: a positive
+//  fixint read inline (ids mostly are), the rest by zfed_peek_int.  -1
+//  for a negative one or one over max (the position then past it).
+int zfed_peek_uint(zfed_peek_t *reader, uint64_t max, uint64_t *value);
+
+//  zfed_peek_uint of a u32 (the ids of tasks, results and transfers).
+int zfed_peek_u32(zfed_peek_t *reader, uint32_t *value);
+
 //  A str (bin false) or a bin (bin true): a view of its bytes in data.
 int zfed_peek_bytes(zfed_peek_t *reader, bool bin, zfed_view_t *view);
 

@@ -49,16 +49,6 @@ bool zfed_transfer_is(const void *data, size_t size)
     return s_kind(&reader, &elements) >= 0;
 }
 
-static int s_u32(zfed_peek_t *reader, uint32_t *out)
-{
-    uint64_t value;
-    bool negative;
-    if (zfed_peek_int(reader, &value, &negative) != 0 || negative || value > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)value;
-    return 0;
-}
-
 static int s_id(zfed_peek_t *reader, uint8_t id[ZFED_MODEL_ID_SIZE])
 {
     zfed_view_t view;
@@ -95,7 +85,7 @@ int zfed_transfer_decode(const void *data, size_t size, zfed_transfer_t *out, ch
                                ZFED_KIND_FETCH, ZFED_KIND_CHUNK, ZFED_KIND_RELEASE,
                                ZFED_KIND_RELEASED);
     uint32_t version;
-    if (elements < 2 || s_u32(&reader, &version) != 0 || version != ZFED_PROTOCOL_VERSION)
+    if (elements < 2 || zfed_peek_u32(&reader, &version) != 0 || version != ZFED_PROTOCOL_VERSION)
         return zfed_reason_set(reason, reason_size, "version",
                                "element 1 (version): this peer speaks version %d",
                                ZFED_PROTOCOL_VERSION);
@@ -112,12 +102,12 @@ int zfed_transfer_decode(const void *data, size_t size, zfed_transfer_t *out, ch
             return zfed_reason_set(reason, reason_size, "id",
                                    "element 2 (id): expected a bin of %d bytes",
                                    ZFED_MODEL_ID_SIZE);
-        if (s_u32(&reader, &out->index) != 0)
+        if (zfed_peek_u32(&reader, &out->index) != 0)
             return zfed_reason_set(reason, reason_size, "index",
                                    "element 3 (index): expected an unsigned integer below 2^32");
         if (out->kind == ZFED_TRANSFER_FETCH)
             break;
-        if (s_u32(&reader, &out->code) != 0 || out->code < CODE_MIN || out->code > CODE_MAX)
+        if (zfed_peek_u32(&reader, &out->code) != 0 || out->code < CODE_MIN || out->code > CODE_MAX)
             return zfed_reason_set(reason, reason_size, "code",
                                    "element 4 (code): expected a code from %d to %d", CODE_MIN,
                                    CODE_MAX);
@@ -145,7 +135,7 @@ int zfed_transfer_decode(const void *data, size_t size, zfed_transfer_t *out, ch
         break;
     }
     case ZFED_TRANSFER_RELEASED:
-        if (s_u32(&reader, &out->count) != 0)
+        if (zfed_peek_u32(&reader, &out->count) != 0)
             return zfed_reason_set(reason, reason_size, "count",
                                    "element 2 (count): expected an unsigned integer below 2^32");
         break;

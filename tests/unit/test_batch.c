@@ -5,6 +5,7 @@
     re-encodes to its canonical bytes; every invalid one is refused with
     its error_contains in the reason; zfed_batch_is agrees with is_batch.
 */
+#include "wire/zfed_peek.h"
 #include "zfed/zfed_batch.h"
 #include "zfed/zfed_msg.h"
 #include "zfed_test.h"
@@ -412,8 +413,53 @@ static void s_check_in_place(void)
     free(bytes);
 }
 
+//  zfed_peek_uint and zfed_peek_u32: every integer form, the bounds, a
+//  negative value, a truncated one and other types.
+static void s_check_peek_uint(void)
+{
+    static const struct {
+        const char *bytes;
+        size_t size;
+        uint64_t max;
+        int rc;
+        uint64_t value;
+    } cases[] = {
+        {"\x00", 1, UINT32_MAX, 0, 0},
+        {"\x7f", 1, UINT32_MAX, 0, 127},
+        {"\x7f", 1, 100, -1, 0},
+        {"\xcc\xff", 2, UINT32_MAX, 0, 255},
+        {"\xcd\x01\x00", 3, UINT32_MAX, 0, 256},
+        {"\xce\xff\xff\xff\xff", 5, UINT32_MAX, 0, UINT32_MAX},
+        {"\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, UINT32_MAX, -1, 0},
+        {"\xcf\x00\x00\x00\x01\x00\x00\x00\x00", 9, UINT64_MAX, 0, 1ull << 32},
+        {"\xd0\x05", 2, UINT32_MAX, 0, 5},
+        {"\xd0\xff", 2, UINT32_MAX, -1, 0},
+        {"\xff", 1, UINT64_MAX, -1, 0},
+        {"\xcd\x01", 2, UINT32_MAX, -1, 0},
+        {"\xa1"
+         "1",
+         2, UINT32_MAX, -1, 0},
+        {"", 0, UINT32_MAX, -1, 0},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        zfed_peek_t reader = {(const uint8_t *)cases[index].bytes, cases[index].size, 0};
+        uint64_t value = 0;
+        int rc = zfed_peek_uint(&reader, cases[index].max, &value);
+        CHECK_INT(rc, cases[index].rc);
+        if (rc == 0)
+            CHECK(value == cases[index].value && reader.position == cases[index].size);
+        if (cases[index].max == UINT32_MAX) {
+            zfed_peek_t again = {(const uint8_t *)cases[index].bytes, cases[index].size, 0};
+            uint32_t small = 0;
+            CHECK_INT(zfed_peek_u32(&again, &small), cases[index].rc);
+            CHECK(rc != 0 || small == cases[index].value);
+        }
+    }
+}
+
 int main(void)
 {
+    s_check_peek_uint();
     s_check_quick_edges();
     s_check_in_place();
     s_round_trip(1);
