@@ -55,30 +55,6 @@ int zfed_peek_int(zfed_peek_t *reader, uint64_t *value, bool *negative)
     return 0;
 }
 
-int zfed_peek_uint(zfed_peek_t *reader, uint64_t max, uint64_t *value)
-{
-    if (s_left(reader) > 0 && reader->data[reader->position] <= 0x7f &&
-        reader->data[reader->position] <= max) {
-        *value = reader->data[reader->position++];
-        return 0;
-    }
-    bool negative = true;
-    uint64_t number = 0;
-    if (zfed_peek_int(reader, &number, &negative) != 0 || negative || number > max)
-        return -1;
-    *value = number;
-    return 0;
-}
-
-int zfed_peek_u32(zfed_peek_t *reader, uint32_t *value)
-{
-    uint64_t number = 0;
-    if (zfed_peek_uint(reader, UINT32_MAX, &number) != 0)
-        return -1;
-    *value = (uint32_t)number;
-    return 0;
-}
-
 int zfed_peek_bytes(zfed_peek_t *reader, bool bin, zfed_view_t *view)
 {
     if (s_left(reader) == 0)

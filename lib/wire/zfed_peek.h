@@ -33,12 +33,33 @@ int zfed_peek_array(zfed_peek_t *reader, uint64_t *count);
 int zfed_peek_int(zfed_peek_t *reader, uint64_t *value, bool *negative);
 
 //  A non-negative integer in any of its forms, at most max: a positive
-//  fixint read inline (ids mostly are), the rest by zfed_peek_int.  -1
-//  for a negative one or one over max (the position then past it).
-int zfed_peek_uint(zfed_peek_t *reader, uint64_t max, uint64_t *value);
+//  fixint read inline (ids mostly are; a call per id was a tenth of a
+//  result's decode), the rest by zfed_peek_int.  -1 for a negative one
+//  or one over max (the position then past it).
+static inline int zfed_peek_uint(zfed_peek_t *reader, uint64_t max, uint64_t *value)
+{
+    if (reader->position < reader->size && reader->data[reader->position] <= 0x7f &&
+        reader->data[reader->position] <= max) {
+        *value = reader->data[reader->position++];
+        return 0;
+    }
+    bool negative = true;
+    uint64_t number = 0;
+    if (zfed_peek_int(reader, &number, &negative) != 0 || negative || number > max)
+        return -1;
+    *value = number;
+    return 0;
+}
 
 //  zfed_peek_uint of a u32 (the ids of tasks, results and transfers).
-int zfed_peek_u32(zfed_peek_t *reader, uint32_t *value);
+static inline int zfed_peek_u32(zfed_peek_t *reader, uint32_t *value)
+{
+    uint64_t number = 0;
+    if (zfed_peek_uint(reader, UINT32_MAX, &number) != 0)
+        return -1;
+    *value = (uint32_t)number;
+    return 0;
+}
 
 //  A str (bin false) or a bin (bin true): a view of its bytes in data.
 int zfed_peek_bytes(zfed_peek_t *reader, bool bin, zfed_view_t *view);
