@@ -11,6 +11,7 @@
 #include "zfed/zfed_worker.h"
 #include "ml/zfed_sites.h"
 #include "core/zfed_cli.h"
+#include "transport/zfed_iosched.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -290,6 +291,9 @@ int main(int argc, char **argv)
     if (split_path)
         s_check_split(config.service, split_path, config.site, data);
     int rc = -1;
+    //  Replies of a burst leave together (zfed_iosched.h).
+    if (zfed_iosched_batch() != 0)
+        zfed_debug("libzmq's I/O thread keeps the default scheduling policy");
     if (zfed_worker_raise_limits(&config) == 0) {
         if (zfed_signal_install() != 0)
             zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
