@@ -1,0 +1,92 @@
+"""zfed-worker and zfed-broker answer libzmq's getpid() calls without a
+system call (core/zfed_pid.h).
+
+libzmq asks getpid() on every signal between its threads (to notice a
+fork): nine system calls a task in a worker on the strict path.  The two
+programs define getpid() as zfed_pid(), which asks the kernel once.
+Shown here with strace attached to a running broker and worker over a
+real job: they make at most a couple of getpid system calls however many
+tasks they serve, where the controller, which keeps libc's, makes
+hundreds (so the trace does see them).  Skipped where strace is missing
+or cannot trace.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import unittest
+
+from zfedtest import Cluster, main, wait_for
+
+STRACE = shutil.which("strace")
+TASKS = 200
+#  Attached after start-up, when the answer is known: none is expected;
+#  libc or czmq asking once through their own aliases would be no harm.
+AT_MOST = 2
+
+
+def strace_works():
+    if not STRACE:
+        return False
+    return subprocess.run([STRACE, "-o", os.devnull, "true"], capture_output=True).returncode == 0
+
+
+def getpid_calls(path):
+    with open(path) as handle:
+        return sum(1 for line in handle if re.search(r"\bgetpid\(\)", line))
+
+
+@unittest.skipIf(not strace_works(), "strace is missing or cannot trace here")
+class Getpid(unittest.TestCase):
+
+    def attach(self, process, path):
+        """strace on a running program: its getpid system calls from now on."""
+        tracer = subprocess.Popen([STRACE, "-f", "-q", "-e", "trace=getpid", "-o", path, "-p",
+                                   str(process.pid)], stderr=subprocess.PIPE)
+        # Attached once strace has written its output file (it opens it first).
+        try:
+            wait_for(lambda: os.path.exists(path) or tracer.poll() is not None, 10,
+                     what="strace to attach")
+        except AssertionError:
+            tracer.kill()
+            raise
+        if tracer.poll() is not None:
+            self.skipTest("strace cannot attach here: %s" % tracer.stderr.read().decode()[-200:])
+        return tracer
+
+    def test_broker_and_worker_do_not_ask_per_task(self):
+        with Cluster("getpid") as cluster:
+            traces = os.path.join(cluster.dir, "strace")
+            os.makedirs(traces)
+            cluster.endpoint = "ipc://%s/broker.ipc" % cluster.dir
+            broker = cluster.start_broker(endpoint=cluster.endpoint)
+            worker = cluster.start_worker("--threads", "0", "--credit", "1")
+            cluster.wait_workers(1, timeout=30)
+            paths = {name: os.path.join(traces, name + ".trace")
+                     for name in ("broker", "worker", "controller")}
+            tracers = [self.attach(broker, paths["broker"]), self.attach(worker, paths["worker"])]
+            try:
+                # The controller keeps libc's getpid: its trace shows that
+                # strace sees the calls.
+                result = subprocess.run(
+                    [STRACE, "-f", "-q", "-e", "trace=getpid", "-o", paths["controller"]] +
+                    cluster.controller_argv("--job-id", "getpid", "--rounds", "1", "--tasks",
+                                            str(TASKS), "--level", "10", "-q"),
+                    capture_output=True, timeout=120)
+            finally:
+                for tracer in tracers:
+                    tracer.send_signal(signal.SIGINT)  # detaches; the programs run on
+                for tracer in tracers:
+                    tracer.wait(10)
+            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+            self.assertEqual(cluster.summary("getpid")["status"], "completed")
+            counts = {name: getpid_calls(path) for name, path in paths.items()}
+            self.assertGreater(counts["controller"], TASKS, counts)
+            self.assertLessEqual(counts["broker"], AT_MOST, counts)
+            self.assertLessEqual(counts["worker"], AT_MOST, counts)
+
+
+if __name__ == "__main__":
+    main()
