@@ -12,6 +12,8 @@
 #include "controller/zfed_status.h"
 #include "controller/zfed_watch.h"
 #include "core/zfed_cli.h"
+#include "core/zfed_pid.h"
+#include "transport/zfed_iosched.h"
 #include "services/zfed_fib_levels.h"
 
 #include <getopt.h>
@@ -22,6 +24,11 @@
 #include <string.h>
 
 #define PROGRAM "zfed-controller"
+
+//  libzmq's check for a fork, on every signal between its threads, asks
+//  getpid(): answered here without a system call (core/zfed_pid.h).
+ZFED_PID_AS_GETPID
+
 //  --sync group's interval: records of the rounds closed within it share
 //  one fsync (WORKDIR.md 1.1).  The help says both numbers.
 #define SYNC_INTERVAL_MS_DEFAULT 20
@@ -606,6 +613,10 @@ int main(int argc, char **argv)
         zfed_cli_fail(PROGRAM, "%s: CURVE needs both --curve-cert and --server-key",
                       zfed_job_curve_cert(job) ? "--server-key" : "--curve-cert");
     zfed_log_set_ident("controller");
+    //  A window of requests leaves on few wake-ups of libzmq's I/O thread,
+    //  not one each (zfed_iosched.h); before the first socket.
+    if (zfed_iosched_batch() != 0)
+        zfed_debug("libzmq's I/O thread keeps the default scheduling policy");
     zfed_error_t error;
     if (args.status) {
         //  Only where the broker is and how to reach it matter here.

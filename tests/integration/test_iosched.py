@@ -79,6 +79,20 @@ class Policies(unittest.TestCase):
         pid, found = self.policies("--threads", "2")
         self.check(pid, found, 2)
 
+    def test_controller(self):
+        """zfed-controller's too (a window of requests in a burst); it
+        waits here for a worker that never comes."""
+        with Cluster("iosched-controller") as cluster:
+            cluster.endpoint = private(cluster)
+            cluster.start_broker(endpoint=cluster.endpoint)
+            controller = cluster.start_controller("--job-id", "waits", "--tasks", "5")
+            wait_for(lambda: any(name.startswith("ZMQbg/IO")
+                                 for name, _ in threads(controller.pid).values()),
+                     10, what="the controller's I/O thread")
+            found = threads(controller.pid)
+            controller.stop()
+        self.check(controller.pid, found, 0)
+
 
 class Burst(unittest.TestCase):
     """A test broker queues a burst of requests at once; every one is
