@@ -61,8 +61,7 @@ class Getpid(unittest.TestCase):
         with Cluster("getpid") as cluster:
             traces = os.path.join(cluster.dir, "strace")
             os.makedirs(traces)
-            cluster.endpoint = "ipc://%s/broker.ipc" % cluster.dir
-            broker = cluster.start_broker(endpoint=cluster.endpoint)
+            broker = cluster.start_broker(endpoint=cluster.private_endpoint())
             worker = cluster.start_worker("--threads", "0", "--credit", "1")
             cluster.wait_workers(1, timeout=30)
             paths = {name: os.path.join(traces, name + ".trace")

@@ -16,7 +16,6 @@ import time
 import unittest
 
 import msgpack
-import zmq
 
 from zfedtest import (Cluster, MDPW, READY, REQUEST, REPLY, HEARTBEAT, main, task_body,
                       wait_for)
@@ -44,17 +43,11 @@ def threads(pid):
     return found
 
 
-def private(cluster):
-    """An ipc endpoint in the cluster's folder (no stray worker joins it)."""
-    return "ipc://%s/broker.ipc" % cluster.dir
-
-
 class Policies(unittest.TestCase):
 
     def policies(self, *worker_args):
         with Cluster("iosched") as cluster:
-            cluster.endpoint = private(cluster)
-            cluster.start_broker(endpoint=cluster.endpoint)
+            cluster.start_broker(endpoint=cluster.private_endpoint())
             worker = cluster.start_worker(*worker_args)
             cluster.wait_workers(1)
             found = threads(worker.pid)
@@ -83,8 +76,7 @@ class Policies(unittest.TestCase):
         """zfed-controller's too (a window of requests in a burst); it
         waits here for a worker that never comes."""
         with Cluster("iosched-controller") as cluster:
-            cluster.endpoint = private(cluster)
-            cluster.start_broker(endpoint=cluster.endpoint)
+            cluster.start_broker(endpoint=cluster.private_endpoint())
             controller = cluster.start_controller("--job-id", "waits", "--tasks", "5")
             wait_for(lambda: any(name.startswith("ZMQbg/IO")
                                  for name, _ in threads(controller.pid).values()),
@@ -118,10 +110,7 @@ class Burst(unittest.TestCase):
 
     def test_burst_answered_and_heartbeats_go_on(self):
         with Cluster("iosched-burst") as cluster:
-            router = cluster.context.socket(zmq.ROUTER)
-            router.setsockopt(zmq.LINGER, 0)
-            cluster.endpoint = private(cluster)
-            router.bind(cluster.endpoint)
+            router = cluster.scripted_broker()
             worker = cluster.start_worker("--threads", "0", "--credit", str(CREDIT),
                                           "--no-compact", "--heartbeat-ms", str(HEARTBEAT_MS))
             self.assertTrue(router.poll(TIMEOUT * 1000), "no READY")

@@ -277,6 +277,21 @@ class Cluster:
         self.processes.append(process)
         return process
 
+    def private_endpoint(self):
+        """An ipc endpoint in this cluster's folder, made its endpoint: no
+        worker of another test (or of a benchmark on the same machine)
+        reconnecting to a reused TCP port can join it."""
+        self.endpoint = "ipc://%s/broker.ipc" % self.dir
+        return self.endpoint
+
+    def scripted_broker(self):
+        """A ROUTER bound at private_endpoint(), for a test that plays the
+        broker to real workers."""
+        router = self.context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind(self.private_endpoint())
+        return router
+
     def start_broker(self, *args, endpoint="tcp://127.0.0.1:*", name=None):
         name = name or self._name("broker")
         endpoint_file = os.path.join(self.dir, name + ".endpoint")
