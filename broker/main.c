@@ -7,7 +7,6 @@
 #include "zfed/zfed_version.h"
 #include "broker/zfed_budget.h"
 #include "core/zfed_cli.h"
-#include "core/zfed_pid.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -19,10 +18,6 @@
 #define MAX_ENDPOINTS 16
 //  Buffers at least this big get a mapping of their own (see main).
 #define MMAP_THRESHOLD (128 * 1024)
-
-//  libzmq's check for a fork, on every signal between its threads, asks
-//  getpid(): answered here without a system call (core/zfed_pid.h).
-ZFED_PID_AS_GETPID
 
 static void s_usage(void)
 {

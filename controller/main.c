@@ -12,7 +12,6 @@
 #include "controller/zfed_status.h"
 #include "controller/zfed_watch.h"
 #include "core/zfed_cli.h"
-#include "core/zfed_pid.h"
 #include "transport/zfed_iosched.h"
 #include "services/zfed_fib_levels.h"
 
@@ -24,10 +23,6 @@
 #include <string.h>
 
 #define PROGRAM "zfed-controller"
-
-//  libzmq's check for a fork, on every signal between its threads, asks
-//  getpid(): answered here without a system call (core/zfed_pid.h).
-ZFED_PID_AS_GETPID
 
 //  --sync group's interval: records of the rounds closed within it share
 //  one fsync (WORKDIR.md 1.1).  The help says both numbers.

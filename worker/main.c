@@ -12,7 +12,6 @@
 #include "ml/zfed_sites.h"
 #include "core/zfed_cli.h"
 #include "transport/zfed_iosched.h"
-#include "core/zfed_pid.h"
 
 #include <czmq.h>
 #include <getopt.h>
@@ -22,10 +21,6 @@
 #include <unistd.h>
 
 #define PROGRAM "zfed-worker"
-
-//  libzmq's check for a fork, on every signal between its threads, asks
-//  getpid(): answered here without a system call (core/zfed_pid.h).
-ZFED_PID_AS_GETPID
 
 static void s_usage(void)
 {

@@ -17,7 +17,9 @@
 //  Asks that the process's libzmq I/O threads run as SCHED_BATCH once
 //  started.  Call it before the first ZeroMQ socket exists: the threads
 //  start with the first socket, and later calls change nothing.  0, or
-//  -1 where there is no SCHED_BATCH (the threads run as before).
+//  -1 where there is no SCHED_BATCH or the process does not run under
+//  the default policy, SCHED_OTHER (the threads then run as the process
+//  does: a policy given with chrt is kept).
 int zfed_iosched_batch(void);
 
 #endif
