@@ -2227,11 +2227,13 @@ static void s_closed_apply(zfed_broker_t *self, size_t ready)
         peer_t *peer = zfed_container_of(link, peer_t, gone_link);
         s_peer_retire(self, &peer, "its connection closed");
     }
-    for (size_t index = 0; index < ready; index++)
-        s_closed(self, self->closing[index]);
-    memmove(self->closing, self->closing + ready,
-            (self->closing_count - ready) * sizeof *self->closing);
-    self->closing_count -= ready;
+    if (ready > 0) { //  (closing may not be allocated yet: no memmove of NULL)
+        for (size_t index = 0; index < ready; index++)
+            s_closed(self, self->closing[index]);
+        memmove(self->closing, self->closing + ready,
+                (self->closing_count - ready) * sizeof *self->closing);
+        self->closing_count -= ready;
+    }
     s_reclaim(self);
 }
 
