@@ -611,7 +611,7 @@ int main(int argc, char **argv)
     //  A window of requests leaves on few wake-ups of libzmq's I/O thread,
     //  not one each (zfed_iosched.h); before the first socket.
     if (zfed_iosched_batch() != 0)
-        zfed_debug("libzmq's I/O thread keeps the default scheduling policy");
+        zfed_debug("libzmq's I/O threads keep the process's scheduling policy");
     zfed_error_t error;
     if (args.status) {
         //  Only where the broker is and how to reach it matter here.

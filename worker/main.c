@@ -293,7 +293,7 @@ int main(int argc, char **argv)
     int rc = -1;
     //  Replies of a burst leave together (zfed_iosched.h).
     if (zfed_iosched_batch() != 0)
-        zfed_debug("libzmq's I/O thread keeps the default scheduling policy");
+        zfed_debug("libzmq's I/O threads keep the process's scheduling policy");
     if (zfed_worker_raise_limits(&config) == 0) {
         if (zfed_signal_install() != 0)
             zfed_warn("cannot install the signal handler; Ctrl-C may take a moment");
